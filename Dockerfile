@@ -1,0 +1,12 @@
+FROM python:3.11-slim-bookworm
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libvirt-dev libvirt-clients pkg-config gcc openssh-client \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY requirements.txt .
+RUN pip install --no-cache-dir -r requirements.txt
+COPY . .
+ENV PANEL_VAR_DIR=/data PANEL_STATIC_ROOT=/app/staticfiles
+RUN PANEL_SECRET_KEY=build python manage.py collectstatic --noinput -v0
+EXPOSE 8000 6080
+CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "panel.asgi:application"]

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class PanelConfig(AppConfig):
+    name = "panel"
+    default_auto_field = "django.db.models.BigAutoField"

@@ -1,0 +1,81 @@
+"""Websockets that push job progress and host changes to the browser."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from . import events, jobs
+from .models import Host
+from .permissions import visible_hosts, visible_jobs
+
+# Close codes: 4401 not logged in, 4404 not found or out of scope.
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_NOT_FOUND = 4404
+
+
+class _ScopedConsumer(AsyncJsonWebsocketConsumer):
+    """Refuses anonymous users; subclasses load their object within the user's scope."""
+
+    group: str = ""
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        snapshot = await self.load(user)
+        if snapshot is None:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        await self.send_json(snapshot)
+
+    async def disconnect(self, code: int) -> None:
+        if self.group:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def load(self, user: Any) -> dict[str, Any] | None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class JobConsumer(_ScopedConsumer):
+    """ws/jobs/<id>/: the job's state now, then every change."""
+
+    async def load(self, user: Any) -> dict[str, Any] | None:
+        job_id = int(self.scope["url_route"]["kwargs"]["job_id"])
+        self.job_id = job_id
+        self.group = events.job_group(job_id)
+        return await database_sync_to_async(self._snapshot)(user)
+
+    def _snapshot(self, user: Any) -> dict[str, Any] | None:
+        job = visible_jobs(user).filter(pk=self.job_id).first()
+        return {"type": "job.update", "job": jobs.serialize(job)} if job else None
+
+    async def job_update(self, event: events.JobUpdate) -> None:
+        await self.send_json(event)
+
+
+class HostConsumer(_ScopedConsumer):
+    """ws/hosts/<id>/: host state and the state of its VMs as they change."""
+
+    async def load(self, user: Any) -> dict[str, Any] | None:
+        self.host_id = int(self.scope["url_route"]["kwargs"]["host_id"])
+        self.group = events.host_group(self.host_id)
+        self.user = user
+        return await database_sync_to_async(self._snapshot)(user)
+
+    def _snapshot(self, user: Any) -> dict[str, Any] | None:
+        from .services import serialize_host
+
+        host: Host | None = visible_hosts(user).filter(pk=self.host_id).first()
+        return {"type": "host.update", "host": serialize_host(host)} if host else None
+
+    async def host_update(self, event: events.HostUpdate) -> None:
+        await self.send_json(event)
+
+    async def vm_update(self, event: events.VMUpdate) -> None:
+        await self.send_json(event)

@@ -1,0 +1,55 @@
+"""The one place that sends to Channels groups: typed payloads, sent on commit."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, TypedDict
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+log = logging.getLogger(__name__)
+
+
+class JobUpdate(TypedDict):
+    type: str  # "job.update"
+    job: dict[str, Any]
+
+
+class HostUpdate(TypedDict):
+    type: str  # "host.update"
+    host: dict[str, Any]
+
+
+class VMUpdate(TypedDict):
+    type: str  # "vm.update"
+    vm: dict[str, Any]
+
+
+def job_group(job_id: int) -> str:
+    return f"job-{job_id}"
+
+
+def host_group(host_id: int) -> str:
+    return f"host-{host_id}"
+
+
+def vm_group(uuid: str) -> str:
+    return f"vm-{uuid}"
+
+
+def _send(group: str, payload: dict[str, Any]) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(group, payload)
+    except Exception:  # noqa: BLE001 - a lost push must never fail the action itself
+        log.exception("could not publish %s to %s", payload.get("type"), group)
+
+
+def publish(group: str, payload: JobUpdate | HostUpdate | VMUpdate) -> None:
+    """Send payload to group once the current transaction commits (at once outside one)."""
+    data = dict(payload)
+    transaction.on_commit(lambda: _send(group, data))

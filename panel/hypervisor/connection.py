@@ -1,0 +1,251 @@
+"""Connections to libvirt hosts: one per URI per process, kept alive, reopened.
+
+libvirt needs an event loop for keepalives, lifecycle events and console
+streams; one daemon thread per process runs it. Both the loop and the
+connections are created lazily and belong to the process that made them, so
+nothing opened before a fork (Celery prefork, daphne) is used after it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import libvirt
+
+from .errors import Conflict, HostUnavailable, HypervisorError, InvalidURI, NotFound
+
+log = logging.getLogger(__name__)
+
+ALLOWED_SCHEMES = {
+    "qemu",
+    "qemu+ssh",
+    "qemu+tls",
+    "qemu+tcp",
+    "qemu+unix",
+    "qemu+libssh2",
+    "test",
+    "test+tcp",
+}
+
+_NOT_FOUND_CODES = {
+    libvirt.VIR_ERR_NO_DOMAIN,
+    libvirt.VIR_ERR_NO_STORAGE_POOL,
+    libvirt.VIR_ERR_NO_STORAGE_VOL,
+    libvirt.VIR_ERR_NO_NETWORK,
+    libvirt.VIR_ERR_NO_DOMAIN_SNAPSHOT,
+    libvirt.VIR_ERR_NO_INTERFACE,
+}
+_CONFLICT_CODES = {libvirt.VIR_ERR_OPERATION_INVALID, libvirt.VIR_ERR_OPERATION_DENIED}
+_UNAVAILABLE_CODES = {libvirt.VIR_ERR_NO_CONNECT, libvirt.VIR_ERR_INVALID_CONN}
+_UNAVAILABLE_DOMAINS = {libvirt.VIR_FROM_RPC, libvirt.VIR_FROM_REMOTE}
+
+# Suppress libvirt's default handler, which prints every error to stderr.
+libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+
+
+def translate(exc: libvirt.libvirtError) -> HypervisorError:
+    """Map a libvirtError to our exception, keeping libvirt's message."""
+    code = exc.get_error_code()
+    message = exc.get_error_message() or str(exc)
+    if code in _NOT_FOUND_CODES:
+        return NotFound(message)
+    if code in _CONFLICT_CODES:
+        return Conflict(message)
+    if code in _UNAVAILABLE_CODES or (
+        code == libvirt.VIR_ERR_SYSTEM_ERROR and exc.get_error_domain() in _UNAVAILABLE_DOMAINS
+    ):
+        return HostUnavailable(message)
+    return HypervisorError(message)
+
+
+@contextlib.contextmanager
+def libvirt_errors() -> Iterator[None]:
+    """Turn libvirtError raised inside the block into our exceptions."""
+    try:
+        yield
+    except libvirt.libvirtError as exc:
+        raise translate(exc) from exc
+
+
+class _EventLoop:
+    """libvirt's default event implementation, run by one daemon thread per process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._registered = False
+
+    def ensure(self) -> None:
+        with self._lock:
+            if self._pid == os.getpid():
+                return
+            if not self._registered:
+                # The registration can happen once per process image; after a
+                # fork the child inherits it but not the thread that ran it.
+                libvirt.virEventRegisterDefaultImpl()
+                self._registered = True
+            thread = threading.Thread(target=self._run, name="libvirt-events", daemon=True)
+            thread.start()
+            self._pid = os.getpid()
+
+    @staticmethod
+    def _run() -> None:
+        while True:
+            try:
+                libvirt.virEventRunDefaultImpl()
+            except Exception:  # noqa: BLE001 - the loop must outlive one bad callback
+                log.exception("libvirt event loop iteration failed")
+
+
+event_loop = _EventLoop()
+
+
+def check_uri(uri: str) -> str:
+    """Return the URI when its scheme is one the panel drives, else raise InvalidURI."""
+    uri = (uri or "").strip()
+    scheme = urlsplit(uri).scheme
+    if not scheme or "://" not in uri:
+        raise InvalidURI(
+            f"'{uri}' is not a libvirt URI. Use a form like qemu:///system, "
+            "qemu+ssh://user@host/system or qemu+tls://host/system."
+        )
+    if scheme not in ALLOWED_SCHEMES:
+        raise InvalidURI(
+            f"The scheme '{scheme}' is not supported. Use one of: "
+            + ", ".join(sorted(ALLOWED_SCHEMES))
+            + "."
+        )
+    if scheme.endswith("+ssh") and "no_tty" not in uri:
+        # Never let ssh ask for a password on the worker's terminal.
+        uri += ("&" if "?" in uri else "?") + "no_tty=1"
+    return uri
+
+
+def _auth_callback(_credentials, _data) -> int:  # type: ignore[no-untyped-def]
+    # Interactive credentials are never available in a server process.
+    return -1
+
+
+def _open(uri: str, timeout: float) -> libvirt.virConnect:
+    """Open a connection in a helper thread so an unreachable host cannot hang us."""
+    result: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            auth = [[libvirt.VIR_CRED_AUTHNAME, libvirt.VIR_CRED_PASSPHRASE], _auth_callback, None]
+            result["conn"] = libvirt.openAuth(uri, auth, 0)
+        except libvirt.libvirtError as exc:
+            result["error"] = exc
+
+    thread = threading.Thread(target=target, name="libvirt-open", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise HostUnavailable(
+            f"No answer from {uri} within {timeout:.0f} s. Check that the host is up "
+            "and that libvirtd listens there."
+        )
+    if "error" in result:
+        exc = result["error"]
+        assert isinstance(exc, libvirt.libvirtError)
+        raise HostUnavailable(f"Cannot connect to {uri}: {exc.get_error_message()}") from exc
+    conn = result["conn"]
+    assert isinstance(conn, libvirt.virConnect)
+    return conn
+
+
+class ConnectionPool:
+    """One open connection per URI for this process, reopened when it died."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._conns: dict[str, libvirt.virConnect] = {}
+        self._pid = os.getpid()
+
+    def get(self, uri: str, timeout: float = 10.0) -> libvirt.virConnect:
+        uri = check_uri(uri)
+        event_loop.ensure()
+        with self._lock:
+            if self._pid != os.getpid():
+                # Inherited across a fork: the sockets belong to the parent.
+                self._conns = {}
+                self._pid = os.getpid()
+            conn = self._conns.get(uri)
+            if conn is not None:
+                try:
+                    if conn.isAlive():
+                        return conn
+                except libvirt.libvirtError:
+                    pass
+                self._conns.pop(uri, None)
+                with contextlib.suppress(libvirt.libvirtError):
+                    conn.close()
+        conn = _open(uri, timeout)
+        with contextlib.suppress(libvirt.libvirtError):
+            # Not every driver supports keepalive (test:///, local qemu:///).
+            conn.setKeepAlive(5, 3)
+        with self._lock:
+            existing = self._conns.get(uri)
+            if existing is not None:
+                conn.close()
+                return existing
+            self._conns[uri] = conn
+        return conn
+
+    def drop(self, uri: str) -> None:
+        """Forget (and close) the connection to uri, e.g. after it failed."""
+        with self._lock:
+            conn = self._conns.pop(uri, None)
+        if conn is not None:
+            with contextlib.suppress(libvirt.libvirtError):
+                conn.close()
+
+
+pool = ConnectionPool()
+
+
+def connect(uri: str, timeout: float | None = None) -> libvirt.virConnect:
+    """Return this process's live connection to uri (opening it if needed)."""
+    if timeout is None:
+        from django.conf import settings
+
+        timeout = getattr(settings, "PANEL_CONNECT_TIMEOUT", 10.0)
+    return pool.get(uri, timeout)
+
+
+@contextlib.contextmanager
+def session(uri: str) -> Iterator[libvirt.virConnect]:
+    """A connection for one unit of work; a lost connection is dropped for the next one."""
+    conn = connect(uri)
+    try:
+        with libvirt_errors():
+            yield conn
+    except HostUnavailable:
+        pool.drop(check_uri(uri))
+        raise
+    except HypervisorError:
+        try:
+            alive = conn.isAlive()
+        except libvirt.libvirtError:
+            alive = False
+        if not alive:
+            pool.drop(check_uri(uri))
+            raise HostUnavailable(f"Lost the connection to {uri}.") from None
+        raise
+
+
+__all__ = [
+    "Conflict",
+    "HostUnavailable",
+    "HypervisorError",
+    "NotFound",
+    "check_uri",
+    "connect",
+    "libvirt_errors",
+    "session",
+]

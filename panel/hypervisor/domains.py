@@ -1,0 +1,124 @@
+"""Domains: list, look up, define, start and stop, as plain values."""
+
+from __future__ import annotations
+
+import contextlib
+
+import libvirt
+
+from . import xml
+from .connection import session
+from .errors import Conflict
+from .specs import DomainInfo, DomainSpec
+
+STATES = {
+    libvirt.VIR_DOMAIN_NOSTATE: "running",
+    libvirt.VIR_DOMAIN_RUNNING: "running",
+    libvirt.VIR_DOMAIN_BLOCKED: "running",
+    libvirt.VIR_DOMAIN_PAUSED: "paused",
+    libvirt.VIR_DOMAIN_SHUTDOWN: "running",
+    libvirt.VIR_DOMAIN_SHUTOFF: "shutoff",
+    libvirt.VIR_DOMAIN_CRASHED: "crashed",
+    libvirt.VIR_DOMAIN_PMSUSPENDED: "pmsuspended",
+}
+
+
+def _info(dom: libvirt.virDomain) -> DomainInfo:
+    state, _max_mem, mem_kib, vcpus, _cpu_time = dom.info()
+    desc = dom.XMLDesc(0)
+    disks, nics, graphics = xml.parse_domain_devices(desc)
+    try:
+        autostart = bool(dom.autostart())
+    except libvirt.libvirtError:
+        autostart = False
+    return DomainInfo(
+        uuid=dom.UUIDString(),
+        name=dom.name(),
+        state=STATES.get(state, "running"),
+        vcpus=vcpus,
+        memory_mib=mem_kib // 1024,
+        persistent=bool(dom.isPersistent()),
+        autostart=autostart,
+        domain_type=xml.domain_type(desc),
+        disks=disks,
+        nics=nics,
+        graphics=graphics,
+    )
+
+
+def list_domains(uri: str) -> list[DomainInfo]:
+    """Every domain on the host, running or defined."""
+    with session(uri) as conn:
+        result = []
+        for dom in conn.listAllDomains(0):
+            with contextlib.suppress(libvirt.libvirtError):
+                # A domain undefined while we list it simply drops out.
+                result.append(_info(dom))
+        return result
+
+
+def get_domain(uri: str, uuid: str) -> DomainInfo:
+    """One domain by UUID; NotFound when the host has none."""
+    with session(uri) as conn:
+        return _info(conn.lookupByUUIDString(uuid))
+
+
+def domain_xml(uri: str, uuid: str) -> str:
+    """The domain's live XML (inactive XML when shut off)."""
+    with session(uri) as conn:
+        return conn.lookupByUUIDString(uuid).XMLDesc(0)
+
+
+def define_domain(uri: str, spec: DomainSpec) -> DomainInfo:
+    """Define a persistent domain from spec (not started)."""
+    with session(uri) as conn:
+        return _info(conn.defineXML(xml.build_domain(spec)))
+
+
+def create_transient(uri: str, spec: DomainSpec) -> DomainInfo:
+    """Start a transient domain from spec; it disappears when it stops."""
+    with session(uri) as conn:
+        return _info(conn.createXML(xml.build_domain(spec), 0))
+
+
+def start_domain(uri: str, uuid: str) -> DomainInfo:
+    """Boot a defined domain; Conflict when it is already running."""
+    with session(uri) as conn:
+        dom = conn.lookupByUUIDString(uuid)
+        if dom.isActive():
+            raise Conflict(f"Domain '{dom.name()}' is already running.")
+        dom.create()
+        return _info(dom)
+
+
+def destroy_domain(uri: str, uuid: str) -> None:
+    """Power a domain off at once, like pulling the plug."""
+    with session(uri) as conn:
+        dom = conn.lookupByUUIDString(uuid)
+        if not dom.isActive():
+            raise Conflict(f"Domain '{dom.name()}' is not running.")
+        dom.destroy()
+
+
+def undefine_domain(uri: str, uuid: str) -> None:
+    """Stop (if running) and remove a domain's definition; its disks stay."""
+    with session(uri) as conn:
+        dom = conn.lookupByUUIDString(uuid)
+        if dom.isActive():
+            dom.destroy()
+        if dom.isPersistent():
+            flags = (
+                libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+                | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+                | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
+            )
+            try:
+                dom.undefineFlags(flags)
+            except libvirt.libvirtError as exc:
+                # Drivers without snapshots or NVRAM (test://) refuse those flags.
+                if exc.get_error_code() not in (
+                    libvirt.VIR_ERR_INVALID_ARG,
+                    libvirt.VIR_ERR_NO_SUPPORT,
+                ):
+                    raise
+                dom.undefine()

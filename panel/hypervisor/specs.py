@@ -1,0 +1,207 @@
+"""Typed values that cross the boundary: specs going in, facts coming out.
+
+Everything here is a frozen dataclass of plain values, so no libvirt object
+ever leaves panel.hypervisor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class DiskSpec:
+    """A disk to attach: a file or volume path, its format and where the guest sees it."""
+
+    path: str
+    target: str = "vda"
+    format: str = "qcow2"
+    bus: str = "virtio"
+    device: str = "disk"
+    readonly: bool = False
+
+
+@dataclass(frozen=True)
+class NicSpec:
+    """A network interface on a libvirt network or a host bridge."""
+
+    network: str | None = None
+    bridge: str | None = None
+    mac: str | None = None
+    model: str = "virtio"
+
+
+@dataclass(frozen=True)
+class DomainSpec:
+    """What a new domain looks like; turned into XML by xml.build_domain()."""
+
+    name: str
+    vcpus: int = 1
+    memory_mib: int = 256
+    domain_type: str = "qemu"
+    uuid: str | None = None
+    arch: str = "x86_64"
+    machine: str | None = None
+    kernel: str | None = None
+    initrd: str | None = None
+    cmdline: str | None = None
+    boot: tuple[str, ...] = ("hd",)
+    disks: tuple[DiskSpec, ...] = ()
+    nics: tuple[NicSpec, ...] = ()
+    serial_console: bool = True
+    vnc: bool = True
+    bios_serial: bool = False
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class DiskInfo:
+    """A disk as the domain's XML describes it."""
+
+    target: str
+    device: str
+    bus: str
+    source: str
+    format: str
+
+
+@dataclass(frozen=True)
+class NicInfo:
+    """A network interface as the domain's XML describes it."""
+
+    mac: str
+    type: str
+    source: str
+    model: str
+
+
+@dataclass(frozen=True)
+class GraphicsInfo:
+    """A graphics console (VNC or SPICE) and where it listens."""
+
+    type: str
+    port: int | None
+    listen: str
+
+
+@dataclass(frozen=True)
+class DomainInfo:
+    """A domain's identity, state and shape as libvirt reports it."""
+
+    uuid: str
+    name: str
+    state: str
+    vcpus: int
+    memory_mib: int
+    persistent: bool
+    autostart: bool
+    domain_type: str = "qemu"
+    disks: tuple[DiskInfo, ...] = ()
+    nics: tuple[NicInfo, ...] = ()
+    graphics: tuple[GraphicsInfo, ...] = ()
+
+
+@dataclass(frozen=True)
+class NumaCell:
+    """One NUMA cell of a host."""
+
+    id: int
+    memory_bytes: int
+    cpus: int
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What a host is: identity, versions, CPU topology, NUMA and memory."""
+
+    hostname: str
+    uri: str
+    driver: str
+    libvirt_version: str
+    hypervisor_version: str
+    arch: str
+    cpu_model: str
+    cpu_vendor: str
+    cpus: int
+    mhz: int
+    sockets: int
+    cores: int
+    threads: int
+    numa_cells: tuple[NumaCell, ...]
+    memory_total_bytes: int
+    memory_free_bytes: int
+    host_uuid: str
+    is_local: bool
+    cpu_features: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the host check: what was tested, pass/warn/fail, and why."""
+
+    name: str
+    status: str  # "pass" | "warn" | "fail"
+    detail: str
+
+
+@dataclass(frozen=True)
+class HostReport:
+    """The facts, the check list and the domain type the checks settled on."""
+
+    facts: HostFacts
+    checks: tuple[Check, ...]
+    domain_type: str
+    reserved_memory_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class PoolInfo:
+    """A storage pool and its space, in bytes."""
+
+    uuid: str
+    name: str
+    type: str
+    state: str
+    target_path: str
+    capacity: int
+    allocation: int
+    available: int
+    autostart: bool
+    persistent: bool
+
+
+@dataclass(frozen=True)
+class VolumeInfo:
+    """A volume in a pool, sizes in bytes."""
+
+    pool: str
+    name: str
+    key: str
+    path: str
+    format: str
+    capacity: int
+    allocation: int
+
+
+@dataclass(frozen=True)
+class NetworkInfo:
+    """A virtual network: its mode, bridge and IPv4 range."""
+
+    uuid: str
+    name: str
+    mode: str
+    bridge: str
+    active: bool
+    autostart: bool
+    persistent: bool
+    ipv4: dict[str, str | int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """Everything a full reconcile reads from one host."""
+
+    domains: tuple[DomainInfo, ...]
+    pools: tuple[PoolInfo, ...]
+    volumes: tuple[VolumeInfo, ...]
+    networks: tuple[NetworkInfo, ...]

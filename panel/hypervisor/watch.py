@@ -1,0 +1,85 @@
+"""Domain lifecycle events of a host, delivered as plain values to a callback."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import libvirt
+
+from .connection import connect, libvirt_errors
+
+log = logging.getLogger(__name__)
+
+EVENTS = {
+    libvirt.VIR_DOMAIN_EVENT_DEFINED: "defined",
+    libvirt.VIR_DOMAIN_EVENT_UNDEFINED: "undefined",
+    libvirt.VIR_DOMAIN_EVENT_STARTED: "started",
+    libvirt.VIR_DOMAIN_EVENT_SUSPENDED: "suspended",
+    libvirt.VIR_DOMAIN_EVENT_RESUMED: "resumed",
+    libvirt.VIR_DOMAIN_EVENT_STOPPED: "stopped",
+    libvirt.VIR_DOMAIN_EVENT_SHUTDOWN: "shutdown",
+    libvirt.VIR_DOMAIN_EVENT_PMSUSPENDED: "pmsuspended",
+    libvirt.VIR_DOMAIN_EVENT_CRASHED: "crashed",
+}
+
+
+@dataclass(frozen=True)
+class DomainEvent:
+    """One lifecycle change of a domain."""
+
+    uuid: str
+    name: str
+    event: str
+
+
+class Watch:
+    """A subscription to one host's domain events; stop() ends it."""
+
+    def __init__(
+        self,
+        uri: str,
+        on_event: Callable[[DomainEvent], None],
+        on_lost: Callable[[], None] | None = None,
+    ) -> None:
+        self.uri = uri
+        self._on_event = on_event
+        self._on_lost = on_lost
+        self._conn = connect(uri)
+        with libvirt_errors():
+            self._callback_id = self._conn.domainEventRegisterAny(
+                None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._lifecycle, None
+            )
+        with contextlib.suppress(libvirt.libvirtError):
+            self._conn.registerCloseCallback(self._closed, None)
+
+    def _lifecycle(self, _conn, dom, event, _detail, _opaque) -> None:  # type: ignore[no-untyped-def]
+        try:
+            self._on_event(DomainEvent(dom.UUIDString(), dom.name(), EVENTS.get(event, "changed")))
+        except Exception:  # noqa: BLE001 - never break the event loop
+            log.exception("domain event handler failed")
+
+    def _closed(self, _conn, _reason, _opaque) -> None:  # type: ignore[no-untyped-def]
+        if self._on_lost is not None:
+            self._on_lost()
+
+    def alive(self) -> bool:
+        try:
+            return bool(self._conn.isAlive())
+        except libvirt.libvirtError:
+            return False
+
+    def stop(self) -> None:
+        with contextlib.suppress(libvirt.libvirtError):
+            self._conn.domainEventDeregisterAny(self._callback_id)
+        with contextlib.suppress(libvirt.libvirtError):
+            self._conn.unregisterCloseCallback()
+
+
+def watch_domains(
+    uri: str, on_event: Callable[[DomainEvent], None], on_lost: Callable[[], None] | None = None
+) -> Watch:
+    """Call on_event (on the event thread) for every lifecycle change on the host."""
+    return Watch(uri, on_event, on_lost)

@@ -1,0 +1,132 @@
+"""Jobs: creating them, and the one helper every task reports progress through.
+
+A task wraps its work in `running(job_id)`; inside, `report()` moves the
+progress bar, sets the message and appends log lines. Each change is saved
+and pushed to the browsers watching `job-<id>`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F, Value
+from django.db.models.functions import Concat
+from django.utils import timezone
+
+from . import events
+from .choices import JobState
+from .exceptions import ServiceError
+from .models import Host, Job
+
+log = logging.getLogger(__name__)
+
+
+class JobCancelled(Exception):
+    """Raised inside a task when its job was asked to stop."""
+
+
+def serialize(job: Job) -> dict[str, Any]:
+    """The job as the API and the websocket show it."""
+    return {
+        "id": job.pk,
+        "kind": job.kind,
+        "kind_display": job.get_kind_display(),
+        "state": job.state,
+        "progress": job.progress,
+        "message": job.message,
+        "log": job.log,
+        "target": job.target,
+        "host": job.host_id,
+        "created": job.created.isoformat() if job.created else None,
+        "started": job.started.isoformat() if job.started else None,
+        "finished": job.finished.isoformat() if job.finished else None,
+        "user": job.user.username if job.user_id and job.user else None,
+        "result": job.result,
+    }
+
+
+def create_job(kind: str, *, target: str, actor: Any, host: Host | None = None) -> Job:
+    """A queued job; call inside the service's transaction, enqueue its task on commit."""
+    user = actor if getattr(actor, "is_authenticated", False) else None
+    return Job.objects.create(kind=kind, target=target, user=user, host=host)
+
+
+def _publish(job_id: int) -> None:
+    job = Job.objects.select_related("user").filter(pk=job_id).first()
+    if job is not None:
+        events.publish(events.job_group(job_id), {"type": "job.update", "job": serialize(job)})
+
+
+def report(
+    job_id: int,
+    *,
+    progress: int | None = None,
+    message: str | None = None,
+    log_line: str | None = None,
+) -> None:
+    """Record progress (0-100), a status message and/or one log line, and push it."""
+    changes: dict[str, Any] = {}
+    if progress is not None:
+        changes["progress"] = max(0, min(100, int(progress)))
+    if message is not None:
+        changes["message"] = message[:500]
+    if log_line is not None:
+        stamp = timezone.now().strftime("%H:%M:%S")
+        changes["log"] = Concat(F("log"), Value(f"{stamp} {log_line}\n"))
+        log.info("job %s: %s", job_id, log_line)
+    if changes:
+        Job.objects.filter(pk=job_id).update(**changes)
+        _publish(job_id)
+    if Job.objects.filter(pk=job_id, cancel_requested=True).exists():
+        raise JobCancelled()
+
+
+def _finish(job_id: int, state: str, message: str, log_line: str | None = None) -> None:
+    changes: dict[str, Any] = {"state": state, "finished": timezone.now(), "message": message[:500]}
+    if state == JobState.SUCCEEDED:
+        changes["progress"] = 100
+    if log_line:
+        stamp = timezone.now().strftime("%H:%M:%S")
+        changes["log"] = Concat(F("log"), Value(f"{stamp} {log_line}\n"))
+    Job.objects.filter(pk=job_id).update(**changes)
+    _publish(job_id)
+
+
+@contextlib.contextmanager
+def running(job_id: int) -> Iterator[Job | None]:
+    """Mark the job running for the block; succeeded, failed or cancelled after it.
+
+    Yields None (and does nothing) when the job is gone or already finished,
+    so a task delivered twice does the work once.
+    """
+    with transaction.atomic():
+        job = Job.objects.select_for_update().filter(pk=job_id).first()
+        if job is None or job.state != JobState.QUEUED:
+            job = None
+        else:
+            job.state = JobState.RUNNING
+            job.started = timezone.now()
+            job.save(update_fields=["state", "started"])
+    if job is None:
+        yield None
+        return
+    _publish(job_id)
+    try:
+        yield job
+    except JobCancelled:
+        _finish(job_id, JobState.CANCELLED, "Cancelled.", "cancelled on request")
+    except ServiceError as exc:
+        # An expected failure: the message tells the user what went wrong.
+        log.warning("job %s failed: %s", job_id, exc.message)
+        _finish(job_id, JobState.FAILED, exc.message, f"failed: {exc.message}")
+    except Exception as exc:
+        log.exception("job %s failed", job_id)
+        _finish(job_id, JobState.FAILED, str(exc) or exc.__class__.__name__, f"failed: {exc}")
+        raise
+    else:
+        job.refresh_from_db(fields=["message"])
+        _finish(job_id, JobState.SUCCEEDED, job.message or "Done.")

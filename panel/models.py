@@ -1,0 +1,122 @@
+"""Hosts, jobs and the audit log."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from .choices import AuditResult, HostState, JobState
+
+
+class Host(models.Model):
+    """A libvirt host the panel manages, with the facts and checks last read from it."""
+
+    name = models.CharField(max_length=100, unique=True)
+    uri = models.CharField(max_length=500, unique=True)
+    state = models.CharField(max_length=10, choices=HostState, default=HostState.UNKNOWN)
+    domain_type = models.CharField(max_length=10, blank=True, default="")
+    facts = models.JSONField(default=dict, blank=True)
+    checks = models.JSONField(default=list, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    last_seen = models.DateTimeField(null=True, blank=True)
+    checked_at = models.DateTimeField(null=True, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_up(self) -> bool:
+        return self.state == HostState.UP
+
+    @property
+    def memory_total(self) -> int:
+        return int(self.facts.get("memory_total_bytes", 0))
+
+    @property
+    def memory_free(self) -> int:
+        return int(self.facts.get("memory_free_bytes", 0))
+
+    @property
+    def memory_reserved(self) -> int:
+        return int(self.facts.get("reserved_memory_bytes", 0))
+
+    @property
+    def memory_for_guests(self) -> int:
+        return max(self.memory_total - self.memory_reserved, 0)
+
+    @property
+    def check_summary(self) -> dict[str, int]:
+        counts = {"pass": 0, "warn": 0, "fail": 0}
+        for check in self.checks:
+            counts[check.get("status", "warn")] = counts.get(check.get("status", "warn"), 0) + 1
+        return counts
+
+
+class Job(models.Model):
+    """A piece of long work run by a Celery task, with its progress and log."""
+
+    kind = models.CharField(max_length=50)
+    state = models.CharField(max_length=10, choices=JobState, default=JobState.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0)
+    message = models.CharField(max_length=500, blank=True, default="")
+    log = models.TextField(blank=True, default="")
+    target = models.CharField(max_length=200, blank=True, default="")
+    host = models.ForeignKey(
+        Host, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="jobs",
+    )
+    result = models.JSONField(default=dict, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    created = models.DateTimeField(auto_now_add=True)
+    started = models.DateTimeField(null=True, blank=True)
+    finished = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [models.Index(fields=["state", "kind"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.pk}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED}
+
+    def get_kind_display(self) -> str:
+        from .choices import JobKind
+
+        try:
+            return JobKind(self.kind).label
+        except ValueError:
+            return self.kind
+
+
+class AuditEvent(models.Model):
+    """One action someone took (or was refused), written with the change it records."""
+
+    time = models.DateTimeField(auto_now_add=True, db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    username = models.CharField(max_length=150, blank=True, default="")
+    action = models.CharField(max_length=100, db_index=True)
+    target = models.CharField(max_length=300, blank=True, default="")
+    result = models.CharField(max_length=10, choices=AuditResult, default=AuditResult.SUCCESS)
+    detail = models.TextField(blank=True, default="")
+    source_ip = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-time", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.time:%Y-%m-%d %H:%M:%S} {self.username} {self.action} {self.target}"

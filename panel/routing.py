@@ -1,0 +1,8 @@
+from django.urls import path
+
+from . import consumers
+
+websocket_urlpatterns = [
+    path("ws/jobs/<int:job_id>/", consumers.JobConsumer.as_asgi()),
+    path("ws/hosts/<int:host_id>/", consumers.HostConsumer.as_asgi()),
+]

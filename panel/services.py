@@ -1,0 +1,201 @@
+"""Actions on hosts and jobs. Each checks permission, writes its audit row in the
+same transaction as its change, and hands long work to Celery on commit."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.utils import timezone
+
+from . import audit, events, hypervisor, jobs
+from .choices import AuditResult, HostState, JobKind, JobState
+from .exceptions import ConflictError, ServiceError
+from .models import Host, Job
+from .permissions import can_manage_hosts
+
+log = logging.getLogger(__name__)
+
+
+def serialize_host(host: Host) -> dict[str, Any]:
+    """The host as pushed to browsers watching it."""
+    return {
+        "id": host.pk,
+        "name": host.name,
+        "state": host.state,
+        "domain_type": host.domain_type,
+        "last_error": host.last_error,
+    }
+
+
+def _deny(actor: Any, action: str, target: object, source_ip: str | None) -> PermissionDenied:
+    audit.record(actor, action, target, result=AuditResult.DENIED, source_ip=source_ip)
+    return PermissionDenied("Only administrators can manage hosts.")
+
+
+def _facts_dict(report_or_facts: Any) -> dict[str, Any]:
+    return dataclasses.asdict(report_or_facts)
+
+
+def add_host(*, name: str, uri: str, actor: Any, source_ip: str | None = None) -> Host:
+    """Register a host after proving the panel can talk to it; nothing is saved otherwise."""
+    if not can_manage_hosts(actor):
+        raise _deny(actor, "host.add", name, source_ip)
+    name = (name or "").strip()
+    if not name:
+        raise ServiceError("Give the host a name.", field="name")
+    try:
+        uri = hypervisor.check_uri(uri)
+    except hypervisor.InvalidURI as exc:
+        raise ServiceError(str(exc), field="uri") from exc
+    if Host.objects.filter(name=name).exists():
+        raise ServiceError(
+            f"A host named '{name}' already exists: pick another name.", field="name"
+        )
+    if Host.objects.filter(uri=uri).exists():
+        raise ServiceError(f"The host at {uri} is already registered.", field="uri")
+    try:
+        facts = hypervisor.host_facts(uri)
+    except hypervisor.HypervisorError as exc:
+        with transaction.atomic():
+            audit.record(
+                actor,
+                "host.add",
+                uri,
+                result=AuditResult.FAILURE,
+                detail=str(exc),
+                source_ip=source_ip,
+            )
+        raise ServiceError(
+            f"Could not connect to {uri}: {exc}. Check the URI, that libvirtd runs there "
+            "and that this server may log in to it.",
+            field="uri",
+        ) from exc
+    with transaction.atomic():
+        host = Host.objects.create(
+            name=name,
+            uri=uri,
+            state=HostState.UP,
+            facts=_facts_dict(facts)
+            | {"reserved_memory_bytes": hypervisor.reserved_memory_bytes(facts.memory_total_bytes)},
+            last_seen=timezone.now(),
+        )
+        audit.record(actor, "host.add", host, detail=uri, source_ip=source_ip)
+        _queue_refresh(host, actor)
+    return host
+
+
+def _queue_refresh(host: Host, actor: Any) -> Job:
+    from .tasks import refresh_host_task
+
+    job = jobs.create_job(JobKind.HOST_REFRESH, target=f"host:{host.name}", actor=actor, host=host)
+    refresh_host_task.delay_on_commit(job.pk)
+    return job
+
+
+def refresh_host(host: Host, *, actor: Any, source_ip: str | None = None) -> Job:
+    """Queue a full reconcile of the host: facts, checks and inventory."""
+    if not can_manage_hosts(actor):
+        raise _deny(actor, "host.refresh", host, source_ip)
+    with transaction.atomic():
+        busy = Job.objects.filter(
+            host=host, kind=JobKind.HOST_REFRESH, state__in=[JobState.QUEUED, JobState.RUNNING]
+        ).first()
+        if busy is not None:
+            raise ConflictError(
+                f"A refresh of {host.name} is already under way (job #{busy.pk}); wait for it."
+            )
+        job = _queue_refresh(host, actor)
+        audit.record(actor, "host.refresh", host, detail=f"job #{job.pk}", source_ip=source_ip)
+    return job
+
+
+def delete_host(host: Host, *, actor: Any, source_ip: str | None = None) -> None:
+    """Forget a host and its inventory; nothing on the host itself changes."""
+    if not can_manage_hosts(actor):
+        raise _deny(actor, "host.delete", host, source_ip)
+    with transaction.atomic():
+        audit.record(actor, "host.delete", host, detail=host.uri, source_ip=source_ip)
+        host.delete()
+
+
+def _set_host_state(host: Host, state: str, error: str = "") -> None:
+    host.state = state
+    host.last_error = error
+    fields = ["state", "last_error"]
+    if state == HostState.UP:
+        host.last_seen = timezone.now()
+        fields.append("last_seen")
+    host.save(update_fields=fields)
+    events.publish(
+        events.host_group(host.pk), {"type": "host.update", "host": serialize_host(host)}
+    )
+
+
+def reconcile_host(host: Host, *, job_id: int | None = None, checks: bool = True) -> dict[str, Any]:
+    """Read the host (and with checks=True run the host check) and mirror it in the database."""
+    from networking.services import sync_networks
+    from storage.services import sync_pools
+    from vms.services import sync_domains
+
+    def step(progress: int, message: str) -> None:
+        if job_id is not None:
+            jobs.report(job_id, progress=progress, message=message, log_line=message)
+
+    try:
+        if checks:
+            step(5, f"Checking {host.name} ({host.uri})")
+            report = hypervisor.host_report(host.uri, settings.PANEL_PROBE_GUEST_DIR)
+            host.facts = _facts_dict(report.facts) | {
+                "reserved_memory_bytes": report.reserved_memory_bytes
+            }
+            host.checks = [dataclasses.asdict(c) for c in report.checks]
+            host.domain_type = report.domain_type
+            host.checked_at = timezone.now()
+            host.save(update_fields=["facts", "checks", "domain_type", "checked_at"])
+            failed = [c.name for c in report.checks if c.status == "fail"]
+            step(
+                50,
+                f"Checks done: domain type {report.domain_type}"
+                + (f"; failed: {', '.join(failed)}" if failed else ""),
+            )
+        step(60, "Reading domains, pools, volumes and networks")
+        inventory = hypervisor.read_inventory(host.uri)
+    except hypervisor.HostUnavailable as exc:
+        _set_host_state(host, HostState.DOWN, str(exc))
+        raise
+    _set_host_state(host, HostState.UP)
+    step(
+        80,
+        f"Found {len(inventory.domains)} domains, {len(inventory.pools)} pools, "
+        f"{len(inventory.networks)} networks",
+    )
+    counts: dict[str, Any] = {}
+    counts.update(sync_domains(host, inventory.domains))
+    counts.update(sync_pools(host, inventory.pools, inventory.volumes))
+    counts.update(sync_networks(host, inventory.networks))
+    step(95, "Inventory saved")
+    return counts
+
+
+def cancel_job(job: Job, *, actor: Any, source_ip: str | None = None) -> Job:
+    """Ask a queued or running job to stop; a queued one stops at once."""
+    with transaction.atomic():
+        job = Job.objects.select_for_update().get(pk=job.pk)
+        if job.is_finished:
+            raise ConflictError(f"Job #{job.pk} has already finished ({job.state}).")
+        job.cancel_requested = True
+        fields = ["cancel_requested"]
+        if job.state == JobState.QUEUED:
+            job.state = JobState.CANCELLED
+            job.finished = timezone.now()
+            job.message = "Cancelled before it started."
+            fields += ["state", "finished", "message"]
+        job.save(update_fields=fields)
+        audit.record(actor, "job.cancel", job, source_ip=source_ip)
+        events.publish(events.job_group(job.pk), {"type": "job.update", "job": jobs.serialize(job)})
+    return job

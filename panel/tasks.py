@@ -1,0 +1,40 @@
+"""Celery tasks of the panel: thin wrappers that take ids and call services."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+from . import hypervisor, jobs, services
+from .models import Host, Job
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(name="panel.refresh_host", soft_time_limit=300, time_limit=360)
+def refresh_host_task(job_id: int) -> None:
+    """Full reconcile of one host, reported through its job."""
+    job = Job.objects.select_related("host").filter(pk=job_id).first()
+    if job is None:
+        return
+    with jobs.running(job_id) as running:
+        if running is None:
+            return
+        if job.host is None:
+            raise services.ServiceError("The host of this job was removed.")
+        try:
+            counts = services.reconcile_host(job.host, job_id=job_id)
+        except hypervisor.HostUnavailable as exc:
+            raise services.ServiceError(f"{job.host.name} is down: {exc}") from exc
+        Job.objects.filter(pk=job_id).update(result=counts, message="Refresh complete.")
+
+
+@shared_task(name="panel.reconcile_all_hosts", soft_time_limit=600, time_limit=660)
+def reconcile_all_hosts() -> None:
+    """The periodic pass that catches anything the event watcher missed."""
+    for host in Host.objects.all():
+        try:
+            services.reconcile_host(host, checks=False)
+        except hypervisor.HypervisorError as exc:
+            log.warning("reconcile of %s failed: %s", host.name, exc)

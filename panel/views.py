@@ -1,0 +1,111 @@
+"""Pages of the panel: thin views over services and scoped querysets."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import user_passes_test
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from . import services
+from .audit import client_ip
+from .exceptions import ServiceError
+from .forms import HostForm
+from .models import AuditEvent
+from .permissions import can_manage_hosts, is_admin, visible_hosts, visible_jobs
+
+
+def dashboard(request: HttpRequest) -> HttpResponse:
+    hosts = visible_hosts(request.user).annotate(vm_count=Count("vms"))
+    jobs = visible_jobs(request.user)[:8]
+    return render(request, "panel/dashboard.html", {"hosts": hosts, "jobs": jobs})
+
+
+def host_list(request: HttpRequest) -> HttpResponse:
+    hosts = visible_hosts(request.user).annotate(vm_count=Count("vms"))
+    return render(
+        request,
+        "panel/host_list.html",
+        {"hosts": hosts, "can_manage": can_manage_hosts(request.user)},
+    )
+
+
+def host_add(request: HttpRequest) -> HttpResponse:
+    if not can_manage_hosts(request.user):
+        raise PermissionDenied("Only administrators can add hosts.")
+    form = HostForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            host = services.add_host(
+                **form.cleaned_data, actor=request.user, source_ip=client_ip(request)
+            )
+        except ServiceError as exc:
+            form.add_error(exc.field, exc.message)
+        else:
+            messages.success(request, f"Host {host.name} added; its checks are running.")
+            return redirect("host_detail", host_id=host.pk)
+    return render(
+        request, "panel/host_form.html", {"form": form}, status=400 if form.errors else 200
+    )
+
+
+def host_detail(request: HttpRequest, host_id: int) -> HttpResponse:
+    host = get_object_or_404(visible_hosts(request.user), pk=host_id)
+    job = visible_jobs(request.user).filter(host=host).first()
+    return render(
+        request,
+        "panel/host_detail.html",
+        {
+            "host": host,
+            "job": job,
+            "can_manage": can_manage_hosts(request.user),
+            "vms": host.vms.all()[:50],
+        },
+    )
+
+
+@require_POST
+def host_refresh(request: HttpRequest, host_id: int) -> HttpResponse:
+    host = get_object_or_404(visible_hosts(request.user), pk=host_id)
+    try:
+        job = services.refresh_host(host, actor=request.user, source_ip=client_ip(request))
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.info(request, f"Refresh of {host.name} started (job #{job.pk}).")
+    return redirect("host_detail", host_id=host.pk)
+
+
+@require_POST
+def host_delete(request: HttpRequest, host_id: int) -> HttpResponse:
+    host = get_object_or_404(visible_hosts(request.user), pk=host_id)
+    services.delete_host(host, actor=request.user, source_ip=client_ip(request))
+    messages.success(request, f"Host {host.name} removed from the panel.")
+    return redirect("host_list")
+
+
+def job_list(request: HttpRequest) -> HttpResponse:
+    return render(request, "panel/job_list.html", {"jobs": visible_jobs(request.user)[:200]})
+
+
+def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = get_object_or_404(visible_jobs(request.user), pk=job_id)
+    return render(request, "panel/job_detail.html", {"job": job})
+
+
+@require_POST
+def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = get_object_or_404(visible_jobs(request.user), pk=job_id)
+    try:
+        services.cancel_job(job, actor=request.user, source_ip=client_ip(request))
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    return redirect("job_detail", job_id=job.pk)
+
+
+@user_passes_test(is_admin)
+def audit_list(request: HttpRequest) -> HttpResponse:
+    return render(request, "panel/audit_list.html", {"events": AuditEvent.objects.all()[:500]})

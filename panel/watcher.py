@@ -1,0 +1,97 @@
+"""The host watcher: follows every host's domain events and mirrors them at once.
+
+One process runs it (`manage.py watch_hosts`). libvirt delivers events on its
+event thread; they are queued and applied here, so the database work never
+blocks that thread. Hosts that drop are marked down and retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+
+from django.db import close_old_connections
+
+from vms import services as vm_services
+
+from . import hypervisor, services
+from .choices import HostState
+from .models import Host
+
+log = logging.getLogger(__name__)
+
+
+class HostWatcher:
+    """Keeps one event subscription per host and applies what arrives."""
+
+    def __init__(self, rescan_seconds: float = 10.0) -> None:
+        self.rescan_seconds = rescan_seconds
+        self.watches: dict[int, hypervisor.Watch] = {}
+        self.events: queue.Queue[tuple[int, hypervisor.DomainEvent | None]] = queue.Queue()
+        self._stop = False
+
+    def stop(self) -> None:
+        self._stop = True
+
+    def rescan(self) -> None:
+        """Subscribe to new hosts, drop removed ones, retry the ones that went away."""
+        hosts = {h.pk: h for h in Host.objects.all()}
+        for host_id in list(self.watches):
+            watch = self.watches[host_id]
+            if host_id not in hosts or not watch.alive():
+                watch.stop()
+                del self.watches[host_id]
+        for host_id, host in hosts.items():
+            if host_id in self.watches:
+                continue
+            try:
+                self.watches[host_id] = hypervisor.watch_domains(
+                    host.uri,
+                    lambda event, hid=host_id: self.events.put((hid, event)),
+                    lambda hid=host_id: self.events.put((hid, None)),
+                )
+            except hypervisor.HypervisorError as exc:
+                if host.state != HostState.DOWN:
+                    services._set_host_state(host, HostState.DOWN, str(exc))
+                continue
+            if host.state != HostState.UP:
+                # Back: catch up on what changed while we could not see it.
+                try:
+                    services.reconcile_host(host, checks=False)
+                except hypervisor.HypervisorError as exc:
+                    log.warning("catch-up reconcile of %s failed: %s", host.name, exc)
+
+    def apply(self, host_id: int, event: hypervisor.DomainEvent | None) -> None:
+        host = Host.objects.filter(pk=host_id).first()
+        if host is None:
+            return
+        if event is None:
+            services._set_host_state(host, HostState.DOWN, "The connection to libvirtd was lost.")
+            return
+        if event.event == "undefined":
+            vm_services.mark_missing(host, event.uuid)
+            return
+        try:
+            info = hypervisor.get_domain(host.uri, event.uuid)
+        except hypervisor.NotFound:
+            vm_services.mark_missing(host, event.uuid)
+            return
+        vm_services.sync_domain(host, info)
+
+    def run(self) -> None:
+        next_scan = 0.0
+        while not self._stop:
+            now = time.monotonic()
+            if now >= next_scan:
+                close_old_connections()
+                self.rescan()
+                next_scan = now + self.rescan_seconds
+            try:
+                host_id, event = self.events.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            try:
+                self.apply(host_id, event)
+            except hypervisor.HypervisorError as exc:
+                log.warning("could not apply %s on host %s: %s", event, host_id, exc)

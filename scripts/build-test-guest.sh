@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Builds the tiny test guest: Debian's cloud kernel and a busybox-static
+# initramfs that gives a root shell on ttyS0. Cached: a second run with the
+# files in place does nothing. Output: $GUEST_DIR/vmlinuz, $GUEST_DIR/initrd.img
+set -euo pipefail
+
+GUEST_DIR=${PANEL_TEST_GUEST_DIR:-/var/lib/libvirt/boot/panel-test-guest}
+
+if [ -s "$GUEST_DIR/vmlinuz" ] && [ -s "$GUEST_DIR/initrd.img" ]; then
+  exit 0
+fi
+
+need=()
+command -v busybox >/dev/null || [ -x /bin/busybox ] || need+=(busybox-static)
+command -v cpio >/dev/null || need+=(cpio)
+if [ ${#need[@]} -gt 0 ]; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"
+fi
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$GUEST_DIR"
+
+# The kernel: the metapackage names the versioned image package to fetch.
+kpkg=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-/ {print $2; exit}')
+if [ -z "$kpkg" ]; then
+  echo "build-test-guest: cannot resolve linux-image-cloud-amd64; run apt-get update first" >&2
+  exit 1
+fi
+(cd "$work" && apt-get download -q "$kpkg" >/dev/null)
+dpkg-deb -x "$work"/linux-image-*.deb "$work/kernel"
+cp "$work"/kernel/boot/vmlinuz-* "$GUEST_DIR/vmlinuz.tmp"
+
+# The initramfs: busybox and an init that mounts the basics and keeps a root
+# shell on the serial console.
+root="$work/initramfs"
+mkdir -p "$root"/{bin,sbin,proc,sys,dev,tmp,etc,root}
+cp /bin/busybox "$root/bin/busybox"
+for applet in sh mount echo cat ls sleep poweroff reboot setsid cttyhack mkdir uname halt sync; do
+  ln -s busybox "$root/bin/$applet"
+done
+cat > "$root/init" <<'INIT'
+#!/bin/sh
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev 2>/dev/null
+echo "panel-test-guest ready"
+while true; do
+  setsid cttyhack sh -l
+done
+INIT
+chmod 755 "$root/init"
+echo 'PS1="guest# "; export PS1' > "$root/etc/profile"
+(cd "$root" && find . | cpio -o -H newc --quiet | gzip -9) > "$GUEST_DIR/initrd.img.tmp"
+
+mv "$GUEST_DIR/vmlinuz.tmp" "$GUEST_DIR/vmlinuz"
+mv "$GUEST_DIR/initrd.img.tmp" "$GUEST_DIR/initrd.img"
+chmod 644 "$GUEST_DIR/vmlinuz" "$GUEST_DIR/initrd.img"
+echo "test guest built in $GUEST_DIR"

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Installs what the panel needs on Debian/Ubuntu and starts the system services
+# it talks to. Safe to run again: each step does only what is missing.
+#   scripts/install.sh          everything for running the panel
+#   scripts/install.sh --test   the same plus the browser for the tests
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WITH_TEST=0
+[ "${1:-}" = "--test" ] && WITH_TEST=1
+PYTHON=${PYTHON:-python3}
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null; then SUDO="sudo"; else
+    echo "install: run as root (or install sudo): system packages and libvirtd need it." >&2
+    exit 1
+  fi
+fi
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+# 1. System packages.
+packages=(
+  libvirt-daemon-system libvirt-clients libvirt-dev pkg-config
+  qemu-system-x86 qemu-utils ovmf dnsmasq-base
+  redis-server
+  gcc python3-dev python3-venv
+  busybox-static cpio iproute2 procps util-linux
+)
+[ "$WITH_TEST" = 1 ] && packages+=(chromium fonts-dejavu-core)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "Installing system packages: ${missing[*]}"
+  $SUDO apt-get update -q
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# 2. /dev/kvm as udev would leave it: group kvm, rw for the group. Without
+# this, libvirt re-probes qemu on every call (tens of seconds each).
+if [ -e /dev/kvm ] && [ "$(stat -c %G:%a /dev/kvm)" != "kvm:660" ] && getent group kvm >/dev/null; then
+  say "Giving group kvm access to /dev/kvm"
+  $SUDO chgrp kvm /dev/kvm && $SUDO chmod 660 /dev/kvm
+fi
+
+# 3. Services: systemd where it runs, else the daemons directly.
+if [ -d /run/systemd/system ]; then
+  $SUDO systemctl start virtlogd libvirtd redis-server
+else
+  pgrep -x virtlogd >/dev/null || { say "Starting virtlogd"; $SUDO virtlogd -d; }
+  pgrep -x libvirtd >/dev/null || { say "Starting libvirtd"; $SUDO libvirtd -d; }
+  if ! pgrep -x redis-server >/dev/null; then
+    say "Starting redis-server"
+    $SUDO redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+  fi
+fi
+for _ in $(seq 1 50); do
+  virsh -c qemu:///system uri >/dev/null 2>&1 && break
+  sleep 0.2
+done
+virsh -c qemu:///system uri >/dev/null || { echo "install: libvirtd does not answer on qemu:///system" >&2; exit 1; }
+
+# 4. Python environment, reinstalled only when the requirements change.
+req=requirements.txt
+[ "$WITH_TEST" = 1 ] && req=requirements-dev.txt
+if [ ! -x .venv/bin/python ]; then
+  say "Creating .venv"
+  "$PYTHON" -m venv .venv
+fi
+stamp=".venv/.installed-$(cat requirements.txt "$req" | sha256sum | cut -c1-16)"
+if [ ! -e "$stamp" ]; then
+  say "Installing Python packages from $req"
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -r "$req"
+  touch "$stamp"
+fi
+
+# 5. The tiny guest: the KVM check boots it, the tests run it.
+scripts/build-test-guest.sh
+
+# 6. Database and static files.
+.venv/bin/python manage.py migrate --noinput -v0
+.venv/bin/python manage.py collectstatic --noinput -v0
+say "Installed."

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Starts the whole panel in the foreground: web (daphne), Celery worker and
+# beat, websockify and the host watcher. Ctrl-C or SIGTERM stops them all.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BIND=${PANEL_BIND:-127.0.0.1}
+PORT=${PANEL_PORT:-8000}
+WS_PORT=${PANEL_WEBSOCKIFY_PORT:-6080}
+REDIS=${REDIS_URL:-redis://127.0.0.1:6379/0}
+export PANEL_WEBSOCKIFY_URL=${PANEL_WEBSOCKIFY_URL:-ws://$BIND:$WS_PORT/}
+PY=.venv/bin/python
+
+$PY manage.py bootstrap
+
+pids=()
+start() { "$@" & pids+=($!); }
+stop() {
+  trap - INT TERM EXIT
+  echo "Stopping the panel..."
+  kill -TERM "${pids[@]}" 2>/dev/null || true
+  wait "${pids[@]}" 2>/dev/null || true
+}
+trap stop INT TERM EXIT
+
+start .venv/bin/daphne -b "$BIND" -p "$PORT" panel.asgi:application
+start .venv/bin/celery -A panel worker -l info -c 2 -Q "${PANEL_CELERY_QUEUE:-panel}"
+start .venv/bin/celery -A panel beat -l info --schedule var/celerybeat-schedule
+start env PYTHONPATH="$PWD" .venv/bin/websockify --token-plugin panel.console_tokens.TicketTokens \
+  --token-source "$REDIS" "$BIND:$WS_PORT"
+start $PY manage.py watch_hosts
+
+echo "The panel is up at http://$BIND:$PORT/ (log in as admin). Ctrl-C stops it."
+wait -n "${pids[@]}" || true
+echo "A panel process exited; stopping the rest."

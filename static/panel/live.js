@@ -1,0 +1,62 @@
+// Live updates over websockets: job progress bars and host/VM state badges.
+(function () {
+  "use strict";
+  function wsUrl(path) {
+    var proto = window.location.protocol === "https:" ? "wss:" : "ws:";
+    return proto + "//" + window.location.host + path;
+  }
+  function connect(path, onMessage) {
+    var delay = 1000;
+    function open() {
+      var ws = new WebSocket(wsUrl(path));
+      ws.onmessage = function (e) { onMessage(JSON.parse(e.data)); };
+      ws.onopen = function () { delay = 1000; };
+      ws.onclose = function (e) {
+        if (e.code === 4401 || e.code === 4404) return;
+        setTimeout(open, delay);
+        delay = Math.min(delay * 2, 15000);
+      };
+    }
+    open();
+  }
+  function setState(el, state) {
+    if (!el) return;
+    el.textContent = state;
+    el.className = el.className.replace(/\bstate-\S+/g, "").trim() + " state-" + state;
+  }
+  document.querySelectorAll("[data-job-ws]").forEach(function (card) {
+    var bar = card.querySelector("[data-job-progress] .progress-bar");
+    var wrap = card.querySelector("[data-job-progress]");
+    connect(card.dataset.jobWs, function (msg) {
+      if (msg.type !== "job.update") return;
+      var job = msg.job;
+      bar.style.width = job.progress + "%";
+      bar.textContent = job.progress + " %";
+      wrap.setAttribute("aria-valuenow", job.progress);
+      var done = ["succeeded", "failed", "cancelled"].indexOf(job.state) >= 0;
+      bar.classList.toggle("progress-bar-animated", !done);
+      bar.classList.toggle("progress-bar-striped", !done);
+      bar.classList.toggle("bg-danger", job.state === "failed");
+      setState(card.querySelector("[data-job-state]"), job.state);
+      var message = card.querySelector("[data-job-message]");
+      if (message) message.textContent = job.message;
+      var log = card.querySelector("[data-job-log]");
+      if (log) log.textContent = job.log;
+      card.dispatchEvent(new CustomEvent("job:update", { detail: job, bubbles: true }));
+      if (done && card.hasAttribute("data-reload-on-done")) {
+        card.removeAttribute("data-reload-on-done");
+        setTimeout(function () { window.location.reload(); }, 1500);
+      }
+    });
+  });
+  document.querySelectorAll("[data-host-ws]").forEach(function (el) {
+    connect(el.dataset.hostWs, function (msg) {
+      if (msg.type === "host.update") {
+        setState(el.querySelector("[data-host-state]"), msg.host.state);
+      } else if (msg.type === "vm.update") {
+        var row = document.querySelector('[data-vm="' + msg.vm.id + '"] [data-vm-state]');
+        setState(row, msg.vm.state);
+      }
+    });
+  });
+})();

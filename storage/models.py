@@ -1,0 +1,55 @@
+"""Storage pools and volumes as the panel last saw them on their host."""
+
+from __future__ import annotations
+
+from django.db import models
+
+from panel.models import Host
+
+
+class StoragePool(models.Model):
+    """A libvirt storage pool on one host; sizes in bytes."""
+
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="pools")
+    name = models.CharField(max_length=200)
+    uuid = models.UUIDField(null=True, blank=True)
+    type = models.CharField(max_length=20)
+    state = models.CharField(max_length=20, default="inactive")
+    target_path = models.CharField(max_length=1000, blank=True, default="")
+    capacity = models.BigIntegerField(default=0)
+    allocation = models.BigIntegerField(default=0)
+    available = models.BigIntegerField(default=0)
+    autostart = models.BooleanField(default=False)
+    persistent = models.BooleanField(default=True)
+    synced = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["host__name", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["host", "name"], name="pool_unique_name_per_host"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} on {self.host}"
+
+
+class Volume(models.Model):
+    """A volume inside a storage pool; sizes in bytes."""
+
+    pool = models.ForeignKey(StoragePool, on_delete=models.CASCADE, related_name="volumes")
+    name = models.CharField(max_length=255)
+    key = models.CharField(max_length=1000, blank=True, default="")
+    path = models.CharField(max_length=1000, blank=True, default="")
+    format = models.CharField(max_length=20, blank=True, default="")
+    capacity = models.BigIntegerField(default=0)
+    allocation = models.BigIntegerField(default=0)
+    synced = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["pool__name", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["pool", "name"], name="volume_unique_name_per_pool"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name

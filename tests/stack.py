@@ -1,0 +1,119 @@
+"""Pytest plugin: the panel's own processes running against the test database.
+
+``stack`` (session) starts daphne (HTTP + websockets) and a Celery worker as
+subprocesses on 127.0.0.1, sharing the SQLite test database file and Redis
+with the test process. Tests that use it need ``transactional_db`` so what
+they write is committed and visible to those processes.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.request import urlopen
+
+import pytest
+from django.conf import settings
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Stack:
+    url: str
+    ws_url: str
+    port: int
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
+    env["PANEL_CELERY_QUEUE"] = settings.CELERY_TASK_DEFAULT_QUEUE
+    env["PANEL_CHANNEL_PREFIX"] = settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]
+    env.setdefault("PANEL_LOG_LEVEL", "INFO")
+    return env
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@pytest.fixture(scope="session")
+def stack(django_db_setup, django_db_blocker, tmp_path_factory):
+    logs = tmp_path_factory.mktemp("stack-logs")
+    port = _free_port()
+    env = _env()
+    venv_bin = Path(sys.executable).parent
+    web_log = open(logs / "daphne.log", "wb")
+    worker_log = open(logs / "worker.log", "wb")
+    web = subprocess.Popen(
+        [str(venv_bin / "daphne"), "-b", "127.0.0.1", "-p", str(port), "panel.asgi:application"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=web_log,
+        stderr=subprocess.STDOUT,
+    )
+    worker = subprocess.Popen(
+        [
+            str(venv_bin / "celery"),
+            "-A",
+            "panel",
+            "worker",
+            "-l",
+            "info",
+            "-c",
+            "2",
+            "-Q",
+            settings.CELERY_TASK_DEFAULT_QUEUE,
+            "--without-gossip",
+            "--without-mingle",
+            "-n",
+            f"test-{port}@%h",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=worker_log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urlopen(url + "/login/", timeout=2).read()
+                break
+            except OSError:
+                if web.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        "daphne did not start:\n" + (logs / "daphne.log").read_text()
+                    ) from None
+                time.sleep(0.2)
+        yield Stack(url=url, ws_url=f"ws://127.0.0.1:{port}", port=port)
+    finally:
+        _stop(web)
+        _stop(worker)
+        web_log.close()
+        worker_log.close()
+        for name in ("daphne.log", "worker.log"):
+            text = (logs / name).read_text(errors="replace")
+            if "Traceback" in text:
+                sys.stderr.write(f"\n--- {name} ---\n{text[-5000:]}\n")
