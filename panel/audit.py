@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from .choices import AuditResult
-from .models import AuditEvent
+from .exceptions import ServiceError
+from .models import AuditEvent, Project
 
 
 def record(
@@ -16,18 +19,51 @@ def record(
     result: str = AuditResult.SUCCESS,
     detail: str = "",
     source_ip: str | None = None,
+    project: Project | None = None,
 ) -> AuditEvent:
     """Write one audit row: who did what to which object, and how it ended."""
     user = actor if getattr(actor, "is_authenticated", False) else None
+    if project is None:
+        project = getattr(target, "project", None) if not isinstance(target, Project) else target
+        if not isinstance(project, Project):
+            project = None
     return AuditEvent.objects.create(
         user=user,
         username=getattr(user, "username", "") or "",
+        project=project,
         action=action,
         target=str(target)[:300],
         result=result,
         detail=detail,
         source_ip=source_ip,
     )
+
+
+@contextlib.contextmanager
+def refusals_recorded(
+    actor: Any,
+    action: str,
+    target: object = "",
+    *,
+    project: Project | None = None,
+    source_ip: str | None = None,
+) -> Iterator[None]:
+    """Around a service's transaction: a refused or failed action (bad input, quota) is
+    logged after the rollback. PermissionDenied is logged by the 403 handlers."""
+    try:
+        yield
+    except ServiceError as exc:
+        result = AuditResult.DENIED if exc.status_code == 403 else AuditResult.FAILURE
+        record(
+            actor,
+            action,
+            target,
+            result=result,
+            detail=exc.message,
+            project=project,
+            source_ip=source_ip,
+        )
+        raise
 
 
 def client_ip(request: Any) -> str | None:

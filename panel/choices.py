@@ -31,3 +31,9 @@ class AuditResult(models.TextChoices):
     SUCCESS = "success", "Success"
     FAILURE = "failure", "Failure"
     DENIED = "denied", "Denied"
+
+
+class ProjectRole(models.TextChoices):
+    OPERATOR = "operator", "Operator"
+    MEMBER = "member", "Member"
+    VIEWER = "viewer", "Viewer"

@@ -1,4 +1,14 @@
+from __future__ import annotations
+
+from typing import Any
+
 from django import forms
+from django.contrib.auth import get_user_model
+from django.contrib.auth.forms import AuthenticationForm
+
+from . import audit, throttle
+from .choices import AuditResult, ProjectRole
+from .quotas import FIELDS, LABELS
 
 
 class HostForm(forms.Form):
@@ -11,3 +21,68 @@ class HostForm(forms.Form):
         help_text="qemu:///system for this machine; qemu+ssh://root@host/system, "
         "qemu+tls://host/system or qemu+tcp://host/system for others.",
     )
+
+
+class ThrottledLoginForm(AuthenticationForm):
+    """Django's login form, refusing a username after repeated failures from one address."""
+
+    def clean(self) -> dict[str, Any]:
+        username = self.cleaned_data.get("username") or ""
+        ip = audit.client_ip(self.request)
+        wait = throttle.blocked_for(username, ip)
+        if wait:
+            raise forms.ValidationError(throttle.message(wait), code="throttled")
+        try:
+            cleaned = super().clean()
+        except forms.ValidationError:
+            throttle.record_failure(username, ip)
+            audit.record(None, "login.failed", username, result=AuditResult.DENIED, source_ip=ip)
+            raise
+        throttle.reset(username, ip)
+        return cleaned
+
+
+class ProjectForm(forms.Form):
+    """A project's name, description and quota (blank: unlimited)."""
+
+    name = forms.CharField(max_length=100)
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for field in FIELDS:
+            self.fields[f"quota_{field}"] = forms.IntegerField(
+                required=False,
+                min_value=0,
+                label=f"Quota: {LABELS[field]}",
+                help_text="Blank: no limit.",
+            )
+
+    def quota(self) -> dict[str, int | None]:
+        return {f: self.cleaned_data.get(f"quota_{f}") for f in FIELDS}
+
+
+class MemberForm(forms.Form):
+    username = forms.CharField(max_length=150)
+    role = forms.ChoiceField(choices=ProjectRole.choices)
+
+    def clean_username(self) -> Any:
+        name = self.cleaned_data["username"]
+        user = get_user_model().objects.filter(username=name).first()
+        if user is None:
+            raise forms.ValidationError(f"There is no user '{name}'. Create it first (Users page).")
+        return user
+
+
+class UserCreateForm(forms.Form):
+    username = forms.CharField(max_length=150)
+    email = forms.EmailField(required=False)
+    password = forms.CharField(
+        widget=forms.PasswordInput,
+        help_text="At least 8 characters, not all digits, not a common password.",
+    )
+    is_admin = forms.BooleanField(required=False, label="Administrator")
+
+
+class PasswordResetForm(forms.Form):
+    password = forms.CharField(widget=forms.PasswordInput, label="New password")

@@ -20,7 +20,7 @@ from django.utils import timezone
 from . import events
 from .choices import JobState
 from .exceptions import ServiceError
-from .models import Host, Job
+from .models import Host, Job, Project
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +49,17 @@ def serialize(job: Job) -> dict[str, Any]:
     }
 
 
-def create_job(kind: str, *, target: str, actor: Any, host: Host | None = None) -> Job:
+def create_job(
+    kind: str,
+    *,
+    target: str,
+    actor: Any,
+    host: Host | None = None,
+    project: Project | None = None,
+) -> Job:
     """A queued job; call inside the service's transaction, enqueue its task on commit."""
     user = actor if getattr(actor, "is_authenticated", False) else None
-    return Job.objects.create(kind=kind, target=target, user=user, host=host)
+    return Job.objects.create(kind=kind, target=target, user=user, host=host, project=project)
 
 
 def _publish(job_id: int) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from .choices import AuditResult, HostState, JobState
+from .choices import AuditResult, HostState, JobState, ProjectRole
 
 
 class Host(models.Model):
@@ -56,6 +56,68 @@ class Host(models.Model):
         return counts
 
 
+class Project(models.Model):
+    """A team: owns VMs and volumes, has members with roles and a quota."""
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True, default="")
+    allowed_hosts = models.ManyToManyField(
+        Host, blank=True, related_name="projects_allowed", help_text="Empty: every host."
+    )
+    allowed_pools = models.ManyToManyField(
+        "storage.StoragePool",
+        blank=True,
+        related_name="projects_allowed",
+        help_text="Empty: every pool.",
+    )
+    allowed_networks = models.ManyToManyField(
+        "networking.Network",
+        blank=True,
+        related_name="projects_allowed",
+        help_text="Empty: every network.",
+    )
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Quota(models.Model):
+    """How much a project may use; a blank limit means no limit."""
+
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="quota")
+    vms = models.PositiveIntegerField(null=True, blank=True)
+    vcpus = models.PositiveIntegerField(null=True, blank=True)
+    memory_mib = models.PositiveBigIntegerField(null=True, blank=True)
+    disk_gib = models.PositiveBigIntegerField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"quota of {self.project}"
+
+
+class Membership(models.Model):
+    """A user's role in one project."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=ProjectRole)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project__name", "user__username"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "project"], name="one_role_per_project")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} is {self.role} of {self.project}"
+
+
 class Job(models.Model):
     """A piece of long work run by a Celery task, with its progress and log."""
 
@@ -67,6 +129,9 @@ class Job(models.Model):
     target = models.CharField(max_length=200, blank=True, default="")
     host = models.ForeignKey(
         Host, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
+    project = models.ForeignKey(
+        Project, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
     )
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -109,6 +174,9 @@ class AuditEvent(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     username = models.CharField(max_length=150, blank=True, default="")
+    project = models.ForeignKey(
+        Project, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_events"
+    )
     action = models.CharField(max_length=100, db_index=True)
     target = models.CharField(max_length=300, blank=True, default="")
     result = models.CharField(max_length=10, choices=AuditResult, default=AuditResult.SUCCESS)

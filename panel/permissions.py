@@ -1,12 +1,49 @@
-"""Who may do what. Every view, API viewset and consumer asks here."""
+"""Who may do what: the one module every view, API viewset and consumer asks.
+
+Roles
+-----
+admin     A global flag (``is_superuser``). Sees and does everything: hosts,
+          pools, networks, every project, users, the whole audit log.
+operator  Everything inside their projects: every VM and volume there, their
+          jobs, the project's members, the project's audit log.
+member    Self-service inside their projects: sees the project's VMs and
+          volumes; acts only on the VMs and volumes they created (or that an
+          operator granted them); creates within the project's quota.
+viewer    Looks at their projects' objects and opens consoles view-only.
+
+Hosts, pools and networks are infrastructure: admins change them; other users
+see those their projects may use (a project with no list may use them all).
+
+Scope rule, the same in pages, API and websockets: an object outside the
+user's scope does not exist for them (404); an object in scope that they may
+not act on is refused (403).
+
+Actions: ``view``, ``change`` (lifecycle, edit), ``delete``, ``console``
+(watch a console), ``console_input`` (type into it), ``manage`` (members of a
+project, infrastructure).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from django.db.models import QuerySet
+from django.core.exceptions import PermissionDenied
+from django.db.models import Model, Q, QuerySet
+from django.http import Http404
 
-from .models import Host, Job
+from .choices import ProjectRole
+from .models import AuditEvent, Host, Job, Membership, Project
+
+VIEW = "view"
+CHANGE = "change"
+DELETE = "delete"
+CONSOLE = "console"
+CONSOLE_INPUT = "console_input"
+MANAGE = "manage"
+ACTIONS = {VIEW, CHANGE, DELETE, CONSOLE, CONSOLE_INPUT, MANAGE}
+
+M = TypeVar("M", bound=Model)
 
 
 def is_admin(user: Any) -> bool:
@@ -14,22 +51,162 @@ def is_admin(user: Any) -> bool:
     return bool(getattr(user, "is_authenticated", False) and user.is_active and user.is_superuser)
 
 
+def roles(user: Any) -> dict[int, str]:
+    """The user's role in each of their projects, {project id: role}; cached per request."""
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        return {}
+    cached = getattr(user, "_panel_roles", None)
+    if cached is None:
+        cached = dict(Membership.objects.filter(user=user).values_list("project_id", "role"))
+        user._panel_roles = cached
+    return cached
+
+
+def project_ids(user: Any, *allowed_roles: str) -> list[int]:
+    """Ids of the user's projects, optionally only those where they hold one of allowed_roles."""
+    return [pid for pid, role in roles(user).items() if not allowed_roles or role in allowed_roles]
+
+
+def role_in(user: Any, project: Project | int | None) -> str | None:
+    """The user's role in that project ("admin" for admins), or None."""
+    if is_admin(user):
+        return "admin"
+    if project is None:
+        return None
+    pid = project if isinstance(project, int) else project.pk
+    return roles(user).get(pid)
+
+
+# --- rules: each returns a Q the queryset is filtered by (None: no filter) ---
+
+_ALL = None
+_NOTHING = Q(pk__in=[])
+
+
+Rule = Callable[[Any, str, type[Model]], Q | None]
+
+
+def _infrastructure(field: str) -> Rule:
+    """Hosts, pools, networks: admins change them; others see what their projects may use."""
+
+    def rule(user: Any, action: str, model: type[Model]) -> Q | None:
+        if action != VIEW:
+            return _NOTHING
+        pids = project_ids(user)
+        if not pids:
+            return _NOTHING
+        unrestricted = Project.objects.filter(pk__in=pids).filter(**{f"{field}__isnull": True})
+        if unrestricted.exists():
+            return _ALL
+        return Q(projects_allowed__in=pids)
+
+    return rule
+
+
+def _owned(user: Any, action: str, model: type[Model]) -> Q | None:
+    """VMs and volumes: seen by the project; acted on by operators and their owners."""
+    if action in (VIEW, CONSOLE):
+        return Q(project__in=project_ids(user))
+    operator = Q(project__in=project_ids(user, ProjectRole.OPERATOR))
+    mine = Q(project__in=project_ids(user, ProjectRole.MEMBER)) & Q(owner=user)
+    if hasattr(model, "granted_users"):
+        mine |= Q(project__in=project_ids(user, ProjectRole.MEMBER)) & Q(granted_users=user)
+    return operator | mine
+
+
+def _job(user: Any, action: str, model: type[Model]) -> Q | None:
+    if action == VIEW:
+        return Q(project__in=project_ids(user)) | Q(user=user)
+    return Q(project__in=project_ids(user, ProjectRole.OPERATOR)) | Q(user=user)
+
+
+def _audit(user: Any, action: str, model: type[Model]) -> Q | None:
+    if action != VIEW:
+        return _NOTHING
+    return Q(project__in=project_ids(user, ProjectRole.OPERATOR)) | Q(user=user)
+
+
+def _project(user: Any, action: str, model: type[Model]) -> Q | None:
+    if action == VIEW:
+        return Q(pk__in=project_ids(user))
+    if action == MANAGE:
+        return Q(pk__in=project_ids(user, ProjectRole.OPERATOR))
+    return _NOTHING
+
+
+def _user(user: Any, action: str, model: type[Model]) -> Q | None:
+    # Non-admins see only themselves in user lists; admins see everyone.
+    return Q(pk=user.pk) if action == VIEW else _NOTHING
+
+
+RULES: dict[str, Rule] = {
+    "panel.host": _infrastructure("allowed_hosts"),
+    "panel.job": _job,
+    "panel.auditevent": _audit,
+    "panel.project": _project,
+    "auth.user": _user,
+    "vms.virtualmachine": _owned,
+    "storage.volume": _owned,
+    "storage.storagepool": _infrastructure("allowed_pools"),
+    "networking.network": _infrastructure("allowed_networks"),
+}
+
+
+def restrict(queryset: QuerySet[M], user: Any, action: str = VIEW) -> QuerySet[M]:
+    """The part of queryset that user may perform action on."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown action {action!r}")
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        return queryset.none()
+    if is_admin(user):
+        return queryset
+    label = queryset.model._meta.label_lower
+    rule = RULES.get(label)
+    if rule is None:
+        raise LookupError(f"no permission rule for {label}")
+    q = rule(user, action, queryset.model)
+    if q is None:
+        return queryset
+    return queryset.filter(q).distinct()
+
+
+def get_object_for_user(queryset: QuerySet[M], user: Any, pk: Any, action: str = VIEW) -> M:
+    """The object, if user may act on it: 404 outside their scope, 403 in scope but not allowed."""
+    obj = restrict(queryset, user, VIEW).filter(pk=pk).first()
+    if obj is None:
+        raise Http404("Not found.")
+    if action != VIEW and not restrict(queryset, user, action).filter(pk=pk).exists():
+        raise PermissionDenied(
+            f"Your role does not allow '{action.replace('_', ' ')}' on this {queryset.model._meta.verbose_name}."
+        )
+    return obj
+
+
+def allowed(user: Any, obj: Model, action: str) -> bool:
+    """Whether user may perform action on obj (for buttons and serializers)."""
+    model = type(obj)
+    return restrict(model._default_manager.all(), user, action).filter(pk=obj.pk).exists()
+
+
+# --- shortcuts used across the apps ---
+
+
 def can_manage_hosts(user: Any) -> bool:
     return is_admin(user)
 
 
-def visible_jobs(user: Any) -> QuerySet[Job]:
-    """Admins see every job; others see the jobs they started."""
-    qs = Job.objects.select_related("user", "host")
-    if is_admin(user):
-        return qs
-    if not getattr(user, "is_authenticated", False):
-        return qs.none()
-    return qs.filter(user=user)
-
-
 def visible_hosts(user: Any) -> QuerySet[Host]:
-    """Every signed-in user sees the hosts (their names and state); only admins change them."""
-    if not getattr(user, "is_authenticated", False):
-        return Host.objects.none()
-    return Host.objects.all()
+    return restrict(Host.objects.all(), user, VIEW)
+
+
+def visible_jobs(user: Any) -> QuerySet[Job]:
+    return restrict(Job.objects.select_related("user", "host"), user, VIEW)
+
+
+def visible_audit_events(user: Any) -> QuerySet[AuditEvent]:
+    return restrict(AuditEvent.objects.select_related("project"), user, VIEW)
+
+
+def can_see_audit_log(user: Any) -> bool:
+    """The audit page: admins, and operators for their projects."""
+    return is_admin(user) or bool(project_ids(user, ProjectRole.OPERATOR))

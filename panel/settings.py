@@ -154,11 +154,26 @@ if PRODUCTION:
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": f"panel-{TEST_RUN_ID}" if TESTING else "panel",
+    }
+}
+
+# Login throttling: this many failures per username + address in the window.
+PANEL_LOGIN_FAILURES = int(os.environ.get("PANEL_LOGIN_FAILURES", "5"))
+PANEL_LOGIN_WINDOW_SECONDS = int(os.environ.get("PANEL_LOGIN_WINDOW_SECONDS", "900"))
+
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
-            "hosts": [REDIS_URL],
+            # redis-py 8 times reads out after 5 s by default, the same 5 s that
+            # channels_redis blocks waiting for messages: every idle websocket
+            # would drop. No read timeout here.
+            "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
             "prefix": f"panel-{TEST_RUN_ID}"
             if TESTING
             else os.environ.get("PANEL_CHANNEL_PREFIX", "panel"),

@@ -2,11 +2,22 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from . import views
+from .forms import ThrottledLoginForm
+
+handler403 = "panel.views.errors.permission_denied"
+handler404 = "panel.views.errors.not_found"
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
-    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path(
+        "login/",
+        auth_views.LoginView.as_view(authentication_form=ThrottledLoginForm),
+        name="login",
+    ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("account/", views.account, name="account"),
+    path("account/token/", views.token_create, name="token_create"),
+    path("account/token/revoke/", views.token_revoke, name="token_revoke"),
     path("hosts/", views.host_list, name="host_list"),
     path("hosts/add/", views.host_add, name="host_add"),
     path("hosts/<int:host_id>/", views.host_detail, name="host_detail"),
@@ -15,7 +26,20 @@ urlpatterns = [
     path("jobs/", views.job_list, name="job_list"),
     path("jobs/<int:job_id>/", views.job_detail, name="job_detail"),
     path("jobs/<int:job_id>/cancel/", views.job_cancel, name="job_cancel"),
+    path("projects/", views.project_list, name="project_list"),
+    path("projects/add/", views.project_add, name="project_add"),
+    path("projects/<int:project_id>/", views.project_detail, name="project_detail"),
+    path("projects/<int:project_id>/members/", views.project_member_add, name="project_member_add"),
+    path(
+        "projects/<int:project_id>/members/<int:user_id>/remove/",
+        views.project_member_remove,
+        name="project_member_remove",
+    ),
+    path("users/", views.user_list, name="user_list"),
+    path("users/<int:user_id>/active/", views.user_set_active, name="user_set_active"),
+    path("users/<int:user_id>/password/", views.user_reset_password, name="user_reset_password"),
     path("audit/", views.audit_list, name="audit_list"),
+    path("audit/export.csv", views.audit_export, name="audit_export"),
     path("vms/", include("vms.urls")),
     path("storage/", include("storage.urls")),
     path("networks/", include("networking.urls")),

@@ -53,7 +53,7 @@ class HostWatcher:
                 )
             except hypervisor.HypervisorError as exc:
                 if host.state != HostState.DOWN:
-                    services._set_host_state(host, HostState.DOWN, str(exc))
+                    services.set_host_state(host, HostState.DOWN, str(exc))
                 continue
             if host.state != HostState.UP:
                 # Back: catch up on what changed while we could not see it.
@@ -67,7 +67,7 @@ class HostWatcher:
         if host is None:
             return
         if event is None:
-            services._set_host_state(host, HostState.DOWN, "The connection to libvirtd was lost.")
+            services.set_host_state(host, HostState.DOWN, "The connection to libvirtd was lost.")
             return
         if event.event == "undefined":
             vm_services.mark_missing(host, event.uuid)

@@ -53,7 +53,7 @@ else
   pgrep -x libvirtd >/dev/null || { say "Starting libvirtd"; $SUDO libvirtd -d; }
   if ! pgrep -x redis-server >/dev/null; then
     say "Starting redis-server"
-    $SUDO redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+    $SUDO redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no --dir /tmp
   fi
 fi
 for _ in $(seq 1 50); do

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
-from panel.models import Host
+from panel.models import Host, Project
 
 
 class StoragePool(models.Model):
@@ -37,6 +38,16 @@ class Volume(models.Model):
     """A volume inside a storage pool; sizes in bytes."""
 
     pool = models.ForeignKey(StoragePool, on_delete=models.CASCADE, related_name="volumes")
+    project = models.ForeignKey(
+        Project, null=True, blank=True, on_delete=models.SET_NULL, related_name="volumes"
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="owned_volumes",
+    )
     name = models.CharField(max_length=255)
     key = models.CharField(max_length=1000, blank=True, default="")
     path = models.CharField(max_length=1000, blank=True, default="")

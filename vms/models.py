@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
-from panel.models import Host
+from panel.models import Host, Project
 
 from .choices import VMState
 
@@ -15,6 +16,23 @@ class VirtualMachine(models.Model):
     id = models.UUIDField(primary_key=True)
     name = models.CharField(max_length=200)
     host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="vms")
+    project = models.ForeignKey(
+        Project, null=True, blank=True, on_delete=models.SET_NULL, related_name="vms"
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="owned_vms",
+        help_text="Who created it: a member may act on the VMs they own.",
+    )
+    granted_users = models.ManyToManyField(
+        settings.AUTH_USER_MODEL,
+        blank=True,
+        related_name="granted_vms",
+        help_text="Members an operator allowed to act on this VM too.",
+    )
     state = models.CharField(max_length=12, choices=VMState, default=VMState.SHUTOFF)
     domain_type = models.CharField(max_length=10, blank=True, default="")
     vcpus = models.PositiveIntegerField(default=1)

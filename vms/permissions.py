@@ -1,4 +1,4 @@
-"""Which VMs a user sees."""
+"""Which VMs a user sees; the rules live in panel.permissions."""
 
 from __future__ import annotations
 
@@ -6,13 +6,10 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from panel.permissions import is_admin
+from panel.permissions import VIEW, restrict
 
 from .models import VirtualMachine
 
 
-def visible_vms(user: Any) -> QuerySet[VirtualMachine]:
-    """Admins see every VM; project scoping extends this for everyone else."""
-    if is_admin(user):
-        return VirtualMachine.objects.all()
-    return VirtualMachine.objects.none()
+def visible_vms(user: Any, action: str = VIEW) -> QuerySet[VirtualMachine]:
+    return restrict(VirtualMachine.objects.select_related("host", "project"), user, action)

@@ -1,4 +1,7 @@
-"""Service errors become the API's status codes and {"detail"} / field error bodies."""
+"""Service errors become the API's status codes and {"detail"} / field error bodies.
+
+A refusal (403) is written to the audit log here, as the pages' 403 handler does.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,8 @@ from typing import Any
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from panel import audit
+from panel.choices import AuditResult
 from panel.exceptions import ServiceError
 
 
@@ -15,4 +20,16 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         if exc.field and exc.status_code == 400:
             return Response({exc.field: [exc.message]}, status=400)
         return Response({"detail": exc.message}, status=exc.status_code)
-    return drf_exception_handler(exc, context)
+    response = drf_exception_handler(exc, context)
+    request = context.get("request")
+    if response is not None and response.status_code == 403 and request is not None:
+        detail = response.data.get("detail", "") if isinstance(response.data, dict) else ""
+        audit.record(
+            request.user,
+            f"{request.method} {request.path}"[:100],
+            request.path,
+            result=AuditResult.DENIED,
+            detail=str(detail),
+            source_ip=audit.client_ip(request),
+        )
+    return response

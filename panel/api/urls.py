@@ -5,6 +5,8 @@ from rest_framework.routers import DefaultRouter
 from . import views
 
 router = DefaultRouter()
+router.register("users", views.UserViewSet, basename="user")
+router.register("projects", views.ProjectViewSet, basename="project")
 router.register("hosts", views.HostViewSet, basename="host")
 router.register("jobs", views.JobViewSet, basename="job")
 router.register("audit-events", views.AuditEventViewSet, basename="auditevent")

@@ -1,22 +1,51 @@
-"""REST endpoints for hosts, jobs and the audit log; each calls the same services as the UI."""
+"""REST endpoints for users, projects, members, hosts, jobs and the audit log.
+
+Each viewset restricts its queryset through panel.permissions and calls the
+same services as the pages.
+"""
 
 from __future__ import annotations
 
-from django.contrib.auth import authenticate
+from typing import Any
+
+from django.contrib.auth import authenticate, get_user_model
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
-from rest_framework.authtoken.models import Token
 from rest_framework.decorators import action, api_view, authentication_classes, permission_classes
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from panel import jobs, services
+from panel import audit, jobs, services, throttle
 from panel.audit import client_ip
-from panel.models import AuditEvent
-from panel.permissions import is_admin, visible_hosts, visible_jobs
+from panel.choices import AuditResult
+from panel.models import AuditEvent, Host, Job, Membership, Project
+from panel.permissions import (
+    CHANGE,
+    MANAGE,
+    VIEW,
+    get_object_for_user,
+    is_admin,
+    restrict,
+    visible_audit_events,
+    visible_hosts,
+    visible_jobs,
+)
 
-from .serializers import AuditEventSerializer, HostSerializer, JobSerializer
+from .serializers import (
+    AuditEventSerializer,
+    HostSerializer,
+    JobSerializer,
+    MembershipSerializer,
+    ProjectSerializer,
+    UserSerializer,
+)
+
+User = get_user_model()
+JOB_QUEUED = inline_serializer("JobQueued", {"job": serializers.IntegerField()})
 
 
 @extend_schema(
@@ -29,19 +58,181 @@ from .serializers import AuditEventSerializer, HostSerializer, JobSerializer
 @authentication_classes([])
 @permission_classes([AllowAny])
 def obtain_token(request: Request) -> Response:
-    """Trade a username and password for an API token."""
+    """Trade a username and password for an API token (throttled like the login page)."""
+    from rest_framework.authtoken.models import Token
+
+    username = str(request.data.get("username", ""))
+    ip = client_ip(request)
+    wait = throttle.blocked_for(username, ip)
+    if wait:
+        return Response({"detail": throttle.message(wait)}, status=429)
     user = authenticate(
-        request._request,
-        username=request.data.get("username", ""),
-        password=request.data.get("password", ""),
+        request._request, username=username, password=str(request.data.get("password", ""))
     )
     if user is None:
+        throttle.record_failure(username, ip)
+        audit.record(
+            None,
+            "login.failed",
+            username,
+            result=AuditResult.DENIED,
+            detail="API token",
+            source_ip=ip,
+        )
         return Response({"detail": "Wrong username or password."}, status=400)
+    throttle.reset(username, ip)
     token, _ = Token.objects.get_or_create(user=user)
     return Response({"token": token.key})
 
 
+class ScopedMixin:
+    """get_object() through panel.permissions: 404 out of scope, 403 not allowed."""
+
+    request: Request
+    kwargs: dict[str, Any]
+    lookup_field = "pk"
+
+    def base_queryset(self) -> QuerySet:
+        raise NotImplementedError
+
+    def get_queryset(self) -> QuerySet:
+        return restrict(self.base_queryset(), self.request.user, VIEW)
+
+    def get_object_for(self, action_name: str = VIEW) -> Any:
+        return get_object_for_user(
+            self.base_queryset(), self.request.user, self.kwargs["pk"], action_name
+        )
+
+    def get_object(self) -> Any:
+        return self.get_object_for(VIEW)
+
+
+class UserViewSet(
+    ScopedMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    viewsets.GenericViewSet,
+):
+    serializer_class = UserSerializer
+    search_fields = ["username", "email"]
+    ordering_fields = ["username", "date_joined"]
+
+    def base_queryset(self) -> QuerySet:
+        return User.objects.order_by("username")
+
+    def perform_create(self, serializer: UserSerializer) -> None:
+        data = serializer.validated_data
+        serializer.instance = services.create_user(
+            username=data["username"],
+            password=data["password"],
+            email=data.get("email", ""),
+            is_admin=data.get("is_superuser", False),
+            actor=self.request.user,
+            source_ip=client_ip(self.request),
+        )
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        if not is_admin(request.user):
+            raise PermissionDenied("Only administrators can create users.")
+        return super().create(request, *args, **kwargs)
+
+
+class ProjectViewSet(
+    ScopedMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
+    serializer_class = ProjectSerializer
+    search_fields = ["name", "description"]
+    ordering_fields = ["name", "created"]
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def base_queryset(self) -> QuerySet:
+        return Project.objects.all()
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        if not is_admin(request.user):
+            raise PermissionDenied("Only administrators can create projects.")
+        return super().create(request, *args, **kwargs)
+
+    def perform_create(self, serializer: ProjectSerializer) -> None:
+        data = serializer.validated_data
+        project = services.create_project(
+            name=data["name"],
+            description=data.get("description", ""),
+            quota=data.get("quota"),
+            actor=self.request.user,
+            source_ip=client_ip(self.request),
+        )
+        if "allowed_hosts" in data:
+            services.update_project(
+                project, allowed_hosts=data["allowed_hosts"], actor=self.request.user
+            )
+        serializer.instance = project
+
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        project = self.get_object()
+        if not is_admin(request.user):
+            raise PermissionDenied("Only administrators can change projects.")
+        serializer = self.get_serializer(project, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        services.update_project(
+            project,
+            name=data.get("name"),
+            description=data.get("description"),
+            quota=data.get("quota"),
+            allowed_hosts=data.get("allowed_hosts"),
+            actor=request.user,
+            source_ip=client_ip(request),
+        )
+        return Response(self.get_serializer(project).data)
+
+    def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        if not kwargs.get("partial"):
+            return Response({"detail": "Use PATCH to change a project."}, status=405)
+        return super().update(request, *args, **kwargs)
+
+    @extend_schema(request=MembershipSerializer, responses=MembershipSerializer(many=True))
+    @action(detail=True, methods=["get", "post", "delete"], url_path="members")
+    def members(self, request: Request, pk: str | None = None) -> Response:
+        """List members (anyone in the project); add or remove them (admins, operators)."""
+        if request.method == "GET":
+            project = self.get_object()
+            qs = Membership.objects.filter(project=project).select_related("user")
+            return Response(MembershipSerializer(qs, many=True).data)
+        project = self.get_object_for(MANAGE)
+        if request.method == "DELETE":
+            user_id = request.data.get("user") or request.query_params.get("user")
+            user = (
+                get_object_or_404(User, pk=user_id, memberships__project=project)
+                if str(user_id).isdigit()
+                else None
+            )
+            if user is None:
+                return Response({"user": ["Give the id of a member to remove."]}, status=400)
+            services.remove_member(
+                project, user=user, actor=request.user, source_ip=client_ip(request)
+            )
+            return Response(status=204)
+        serializer = MembershipSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        membership = services.add_member(
+            project,
+            user=serializer.validated_data["user"],
+            role=serializer.validated_data["role"],
+            actor=request.user,
+            source_ip=client_ip(request),
+        )
+        return Response(MembershipSerializer(membership).data, status=201)
+
+
 class HostViewSet(
+    ScopedMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.CreateModelMixin,
@@ -53,7 +244,10 @@ class HostViewSet(
     ordering_fields = ["name", "state", "created"]
     filterset_fields = ["state", "domain_type"]
 
-    def get_queryset(self):
+    def base_queryset(self) -> QuerySet:
+        return Host.objects.all()
+
+    def get_queryset(self) -> QuerySet:
         return visible_hosts(self.request.user)
 
     def perform_create(self, serializer: HostSerializer) -> None:
@@ -64,46 +258,56 @@ class HostViewSet(
             source_ip=client_ip(self.request),
         )
 
-    def perform_destroy(self, instance) -> None:
-        services.delete_host(instance, actor=self.request.user, source_ip=client_ip(self.request))
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        host = self.get_object_for(MANAGE)
+        services.delete_host(host, actor=request.user, source_ip=client_ip(request))
+        return Response(status=204)
 
-    @extend_schema(
-        request=None,
-        responses={202: inline_serializer("JobQueued", {"job": serializers.IntegerField()})},
-    )
+    @extend_schema(request=None, responses={202: JOB_QUEUED})
     @action(detail=True, methods=["post"])
     def refresh(self, request: Request, pk: str | None = None) -> Response:
+        """Full inventory reconcile and host check, as a job."""
         job = services.refresh_host(
-            self.get_object(), actor=request.user, source_ip=client_ip(request)
+            self.get_object_for(MANAGE), actor=request.user, source_ip=client_ip(request)
         )
         return Response({"job": job.pk}, status=status.HTTP_202_ACCEPTED)
 
 
-class JobViewSet(viewsets.ReadOnlyModelViewSet):
+class JobViewSet(ScopedMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = JobSerializer
-    filterset_fields = ["state", "kind", "host"]
+    filterset_fields = ["state", "kind", "host", "project"]
     ordering_fields = ["created", "state"]
     search_fields = ["target", "kind"]
 
-    def get_queryset(self):
+    def base_queryset(self) -> QuerySet:
+        return Job.objects.select_related("user", "host")
+
+    def get_queryset(self) -> QuerySet:
         return visible_jobs(self.request.user)
 
     @extend_schema(request=None)
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str | None = None) -> Response:
         job = services.cancel_job(
-            self.get_object(), actor=request.user, source_ip=client_ip(request)
+            self.get_object_for(CHANGE), actor=request.user, source_ip=client_ip(request)
         )
         return Response(jobs.serialize(job))
 
 
-class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
+class AuditEventViewSet(ScopedMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = AuditEventSerializer
-    filterset_fields = ["action", "result", "username"]
+    filterset_fields = {
+        "action": ["exact", "icontains"],
+        "result": ["exact"],
+        "username": ["exact"],
+        "project": ["exact"],
+        "time": ["gte", "lte"],
+    }
     search_fields = ["target", "action", "username", "detail"]
     ordering_fields = ["time"]
 
-    def get_queryset(self):
-        if is_admin(self.request.user):
-            return AuditEvent.objects.all()
-        return AuditEvent.objects.filter(user=self.request.user)
+    def base_queryset(self) -> QuerySet:
+        return AuditEvent.objects.select_related("project")
+
+    def get_queryset(self) -> QuerySet:
+        return visible_audit_events(self.request.user)

@@ -120,6 +120,11 @@ def check_uri(uri: str) -> str:
             + ", ".join(sorted(ALLOWED_SCHEMES))
             + "."
         )
+    if urlsplit(uri).password:
+        raise InvalidURI(
+            "Do not put a password in the URI: it would be stored and shown. "
+            "Use an SSH key (qemu+ssh://user@host/system) or TLS certificates instead."
+        )
     if scheme.endswith("+ssh") and "no_tty" not in uri:
         # Never let ssh ask for a password on the worker's terminal.
         uri += ("&" if "?" in uri else "?") + "no_tty=1"

@@ -9,7 +9,7 @@ import libvirt
 from . import xml
 from .connection import session
 from .errors import Conflict
-from .specs import DomainInfo, DomainSpec
+from .specs import PROBE_PREFIX, DomainInfo, DomainSpec
 
 STATES = {
     libvirt.VIR_DOMAIN_NOSTATE: "running",
@@ -51,6 +51,8 @@ def list_domains(uri: str) -> list[DomainInfo]:
     with session(uri) as conn:
         result = []
         for dom in conn.listAllDomains(0):
+            if dom.name().startswith(PROBE_PREFIX):
+                continue
             with contextlib.suppress(libvirt.libvirtError):
                 # A domain undefined while we list it simply drops out.
                 result.append(_info(dom))

@@ -18,7 +18,7 @@ from lxml import etree
 from .connection import check_uri, session
 from .console import ConsoleStream
 from .errors import HypervisorError
-from .specs import Check, DomainSpec, HostFacts, HostReport, NumaCell
+from .specs import PROBE_PREFIX, Check, DomainSpec, HostFacts, HostReport, NumaCell
 from .xml import build_domain
 
 log = logging.getLogger(__name__)
@@ -157,7 +157,7 @@ def _probe_guest(uri: str, arch: str, domain_type: str, probe_dir: str, wait: fl
     kernel = os.path.join(probe_dir, "vmlinuz")
     initrd = os.path.join(probe_dir, "initrd.img")
     spec = DomainSpec(
-        name=f"panel-kvm-probe-{uuidlib.uuid4().hex[:8]}",
+        name=f"{PROBE_PREFIX}{uuidlib.uuid4().hex[:8]}",
         domain_type=domain_type,
         arch=arch,
         memory_mib=128,

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# Transient guests the host check boots for a few seconds; never part of the inventory.
+PROBE_PREFIX = "panel-kvm-probe-"
+
 
 @dataclass(frozen=True)
 class DiskSpec:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import libvirt
 
 from .connection import connect, libvirt_errors
+from .specs import PROBE_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,8 @@ class Watch:
             self._conn.registerCloseCallback(self._closed, None)
 
     def _lifecycle(self, _conn, dom, event, _detail, _opaque) -> None:  # type: ignore[no-untyped-def]
+        if dom.name().startswith(PROBE_PREFIX):
+            return
         try:
             self._on_event(DomainEvent(dom.UUIDString(), dom.name(), EVENTS.get(event, "changed")))
         except Exception:  # noqa: BLE001 - never break the event loop

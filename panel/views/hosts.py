@@ -1,21 +1,27 @@
-"""Pages of the panel: thin views over services and scoped querysets."""
+"""Dashboard, hosts and jobs pages."""
 
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.decorators import user_passes_test
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from . import services
-from .audit import client_ip
-from .exceptions import ServiceError
-from .forms import HostForm
-from .models import AuditEvent
-from .permissions import can_manage_hosts, is_admin, visible_hosts, visible_jobs
+from panel import services
+from panel.audit import client_ip
+from panel.exceptions import ServiceError
+from panel.forms import HostForm
+from panel.models import Host, Job
+from panel.permissions import (
+    CHANGE,
+    MANAGE,
+    can_manage_hosts,
+    get_object_for_user,
+    visible_hosts,
+    visible_jobs,
+)
 
 
 def dashboard(request: HttpRequest) -> HttpResponse:
@@ -53,23 +59,20 @@ def host_add(request: HttpRequest) -> HttpResponse:
 
 
 def host_detail(request: HttpRequest, host_id: int) -> HttpResponse:
-    host = get_object_or_404(visible_hosts(request.user), pk=host_id)
+    host = get_object_for_user(Host.objects.all(), request.user, host_id)
     job = visible_jobs(request.user).filter(host=host).first()
-    return render(
-        request,
-        "panel/host_detail.html",
-        {
-            "host": host,
-            "job": job,
-            "can_manage": can_manage_hosts(request.user),
-            "vms": host.vms.all()[:50],
-        },
-    )
+    context = {
+        "host": host,
+        "job": job,
+        "can_manage": can_manage_hosts(request.user),
+        "vms": host.vms.all()[:50],
+    }
+    return render(request, "panel/host_detail.html", context)
 
 
 @require_POST
 def host_refresh(request: HttpRequest, host_id: int) -> HttpResponse:
-    host = get_object_or_404(visible_hosts(request.user), pk=host_id)
+    host = get_object_for_user(Host.objects.all(), request.user, host_id, MANAGE)
     try:
         job = services.refresh_host(host, actor=request.user, source_ip=client_ip(request))
     except ServiceError as exc:
@@ -81,7 +84,7 @@ def host_refresh(request: HttpRequest, host_id: int) -> HttpResponse:
 
 @require_POST
 def host_delete(request: HttpRequest, host_id: int) -> HttpResponse:
-    host = get_object_or_404(visible_hosts(request.user), pk=host_id)
+    host = get_object_for_user(Host.objects.all(), request.user, host_id, MANAGE)
     services.delete_host(host, actor=request.user, source_ip=client_ip(request))
     messages.success(request, f"Host {host.name} removed from the panel.")
     return redirect("host_list")
@@ -92,20 +95,15 @@ def job_list(request: HttpRequest) -> HttpResponse:
 
 
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
-    job = get_object_or_404(visible_jobs(request.user), pk=job_id)
+    job = get_object_for_user(Job.objects.select_related("user"), request.user, job_id)
     return render(request, "panel/job_detail.html", {"job": job})
 
 
 @require_POST
 def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
-    job = get_object_or_404(visible_jobs(request.user), pk=job_id)
+    job = get_object_for_user(Job.objects.all(), request.user, job_id, CHANGE)
     try:
         services.cancel_job(job, actor=request.user, source_ip=client_ip(request))
     except ServiceError as exc:
         messages.error(request, exc.message)
     return redirect("job_detail", job_id=job.pk)
-
-
-@user_passes_test(is_admin)
-def audit_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "panel/audit_list.html", {"events": AuditEvent.objects.all()[:500]})

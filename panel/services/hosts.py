@@ -12,11 +12,11 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
-from . import audit, events, hypervisor, jobs
-from .choices import AuditResult, HostState, JobKind, JobState
-from .exceptions import ConflictError, ServiceError
-from .models import Host, Job
-from .permissions import can_manage_hosts
+from panel import audit, events, hypervisor, jobs
+from panel.choices import AuditResult, HostState, JobKind, JobState
+from panel.exceptions import ConflictError, ServiceError
+from panel.models import Host, Job
+from panel.permissions import can_manage_hosts
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def serialize_host(host: Host) -> dict[str, Any]:
 
 
 def _deny(actor: Any, action: str, target: object, source_ip: str | None) -> PermissionDenied:
-    audit.record(actor, action, target, result=AuditResult.DENIED, source_ip=source_ip)
+    # The 403 handlers of the pages and the API write the audit row for refusals.
     return PermissionDenied("Only administrators can manage hosts.")
 
 
@@ -90,7 +90,7 @@ def add_host(*, name: str, uri: str, actor: Any, source_ip: str | None = None) -
 
 
 def _queue_refresh(host: Host, actor: Any) -> Job:
-    from .tasks import refresh_host_task
+    from panel.tasks import refresh_host_task
 
     job = jobs.create_job(JobKind.HOST_REFRESH, target=f"host:{host.name}", actor=actor, host=host)
     refresh_host_task.delay_on_commit(job.pk)
@@ -123,7 +123,7 @@ def delete_host(host: Host, *, actor: Any, source_ip: str | None = None) -> None
         host.delete()
 
 
-def _set_host_state(host: Host, state: str, error: str = "") -> None:
+def set_host_state(host: Host, state: str, error: str = "") -> None:
     host.state = state
     host.last_error = error
     fields = ["state", "last_error"]
@@ -166,9 +166,9 @@ def reconcile_host(host: Host, *, job_id: int | None = None, checks: bool = True
         step(60, "Reading domains, pools, volumes and networks")
         inventory = hypervisor.read_inventory(host.uri)
     except hypervisor.HostUnavailable as exc:
-        _set_host_state(host, HostState.DOWN, str(exc))
+        set_host_state(host, HostState.DOWN, str(exc))
         raise
-    _set_host_state(host, HostState.UP)
+    set_host_state(host, HostState.UP)
     step(
         80,
         f"Found {len(inventory.domains)} domains, {len(inventory.pools)} pools, "

@@ -1,0 +1,45 @@
+"""The panel's actions: hosts and jobs, projects, members, users and tokens."""
+
+from panel.exceptions import ConflictError, ServiceError
+
+from .hosts import (
+    add_host,
+    cancel_job,
+    delete_host,
+    reconcile_host,
+    refresh_host,
+    serialize_host,
+    set_host_state,
+)
+from .teams import (
+    add_member,
+    create_project,
+    create_token,
+    create_user,
+    remove_member,
+    revoke_token,
+    set_password,
+    set_user_active,
+    update_project,
+)
+
+__all__ = [
+    "ConflictError",
+    "ServiceError",
+    "add_host",
+    "add_member",
+    "cancel_job",
+    "create_project",
+    "create_token",
+    "create_user",
+    "delete_host",
+    "reconcile_host",
+    "refresh_host",
+    "remove_member",
+    "revoke_token",
+    "serialize_host",
+    "set_host_state",
+    "set_password",
+    "set_user_active",
+    "update_project",
+]

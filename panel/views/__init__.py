@@ -1,0 +1,50 @@
+"""The panel's pages."""
+
+from .account import account, token_create, token_revoke
+from .audit import audit_export, audit_list
+from .hosts import (
+    dashboard,
+    host_add,
+    host_delete,
+    host_detail,
+    host_list,
+    host_refresh,
+    job_cancel,
+    job_detail,
+    job_list,
+)
+from .teams import (
+    project_add,
+    project_detail,
+    project_list,
+    project_member_add,
+    project_member_remove,
+    user_list,
+    user_reset_password,
+    user_set_active,
+)
+
+__all__ = [
+    "account",
+    "audit_export",
+    "audit_list",
+    "dashboard",
+    "host_add",
+    "host_delete",
+    "host_detail",
+    "host_list",
+    "host_refresh",
+    "job_cancel",
+    "job_detail",
+    "job_list",
+    "project_add",
+    "project_detail",
+    "project_list",
+    "project_member_add",
+    "project_member_remove",
+    "token_create",
+    "token_revoke",
+    "user_list",
+    "user_reset_password",
+    "user_set_active",
+]

@@ -1,0 +1,62 @@
+"""My account: change my password, create or revoke my API token."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth import update_session_auth_hash
+from django.contrib.auth.forms import PasswordChangeForm
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+from rest_framework.authtoken.models import Token
+
+from panel import services
+from panel.audit import client_ip
+from panel.exceptions import ServiceError
+from panel.permissions import roles
+
+
+def account(request: HttpRequest) -> HttpResponse:
+    form = PasswordChangeForm(request.user, request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.set_password(
+                request.user,
+                password=form.cleaned_data["new_password1"],
+                actor=request.user,
+                source_ip=client_ip(request),
+            )
+        except ServiceError as exc:
+            form.add_error("new_password1", exc.message)
+        else:
+            update_session_auth_hash(request, request.user)
+            messages.success(request, "Your password was changed.")
+            return redirect("account")
+    context = {
+        "form": form,
+        "has_token": Token.objects.filter(user=request.user).exists(),
+        "new_token": request.session.pop("new_token", None),
+        "memberships": request.user.memberships.select_related("project"),
+        "role_count": len(roles(request.user)),
+    }
+    return render(request, "panel/account.html", context, status=400 if form.errors else 200)
+
+
+@require_POST
+def token_create(request: HttpRequest) -> HttpResponse:
+    token = services.create_token(request.user, actor=request.user, source_ip=client_ip(request))
+    # Shown once, on the next page, then never again.
+    request.session["new_token"] = token.key
+    messages.success(request, "A new API token was created; the old one no longer works.")
+    return redirect("account")
+
+
+@require_POST
+def token_revoke(request: HttpRequest) -> HttpResponse:
+    try:
+        services.revoke_token(request.user, actor=request.user, source_ip=client_ip(request))
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "Your API token was revoked.")
+    return redirect("account")

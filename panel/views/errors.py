@@ -1,0 +1,26 @@
+"""Error pages. A refusal (403) is written to the audit log here, once for every page."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from panel import audit
+from panel.choices import AuditResult
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    message = str(exception) if exception and str(exception) else "You may not do that."
+    audit.record(
+        request.user,
+        f"{request.method} {request.path}"[:100],
+        request.path,
+        result=AuditResult.DENIED,
+        detail=message,
+        source_ip=audit.client_ip(request),
+    )
+    return render(request, "403.html", {"message": message}, status=403)
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return render(request, "404.html", status=404)

@@ -1,0 +1,192 @@
+"""Projects, their members and quotas; users (admins)."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from panel import quotas, services
+from panel.audit import client_ip
+from panel.exceptions import ServiceError
+from panel.forms import MemberForm, PasswordResetForm, ProjectForm, UserCreateForm
+from panel.models import Membership, Project
+from panel.permissions import MANAGE, VIEW, get_object_for_user, is_admin, restrict
+
+User = get_user_model()
+
+
+def _admin_only(request: HttpRequest, what: str) -> None:
+    if not is_admin(request.user):
+        raise PermissionDenied(f"Only administrators can {what}.")
+
+
+def project_list(request: HttpRequest) -> HttpResponse:
+    projects = restrict(Project.objects.prefetch_related("memberships"), request.user, VIEW)
+    rows = [(p, quotas.usage(p), quotas.limits(p)) for p in projects]
+    return render(
+        request, "panel/project_list.html", {"rows": rows, "can_create": is_admin(request.user)}
+    )
+
+
+def project_add(request: HttpRequest) -> HttpResponse:
+    _admin_only(request, "create projects")
+    form = ProjectForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            project = services.create_project(
+                name=form.cleaned_data["name"],
+                description=form.cleaned_data["description"],
+                quota=form.quota(),
+                actor=request.user,
+                source_ip=client_ip(request),
+            )
+        except ServiceError as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+        else:
+            messages.success(request, f"Project {project.name} created.")
+            return redirect("project_detail", project_id=project.pk)
+    return render(
+        request, "panel/project_form.html", {"form": form}, status=400 if form.errors else 200
+    )
+
+
+def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = get_object_for_user(Project.objects.all(), request.user, project_id)
+    can_manage = restrict(Project.objects.filter(pk=project.pk), request.user, MANAGE).exists()
+    usage = quotas.usage(project)
+    limits = quotas.limits(project)
+    bars = []
+    for field in quotas.FIELDS:
+        used, limit = getattr(usage, field), limits[field]
+        percent = min(100, round(100 * used / limit)) if limit else 0
+        bars.append(
+            {"label": quotas.LABELS[field], "used": used, "limit": limit, "percent": percent}
+        )
+    context = {
+        "project": project,
+        "bars": bars,
+        "members": Membership.objects.filter(project=project).select_related("user"),
+        "can_manage": can_manage,
+        "member_form": MemberForm(),
+        "vms": project.vms.select_related("host")[:100],
+    }
+    return render(request, "panel/project_detail.html", context)
+
+
+@require_POST
+def project_member_add(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = get_object_for_user(Project.objects.all(), request.user, project_id, MANAGE)
+    form = MemberForm(request.POST)
+    if not form.is_valid():
+        for errors in form.errors.values():
+            for e in errors:
+                messages.error(request, e)
+        return redirect("project_detail", project_id=project.pk)
+    try:
+        services.add_member(
+            project,
+            user=form.cleaned_data["username"],
+            role=form.cleaned_data["role"],
+            actor=request.user,
+            source_ip=client_ip(request),
+        )
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(
+            request, f"{form.cleaned_data['username']} is now {form.cleaned_data['role']}."
+        )
+    return redirect("project_detail", project_id=project.pk)
+
+
+@require_POST
+def project_member_remove(request: HttpRequest, project_id: int, user_id: int) -> HttpResponse:
+    project = get_object_for_user(Project.objects.all(), request.user, project_id, MANAGE)
+    member = (
+        get_object_for_user(
+            User.objects.filter(memberships__project=project), request.user, user_id
+        )
+        if not is_admin(request.user)
+        else User.objects.filter(pk=user_id).first()
+    )
+    if member is None:
+        messages.error(request, "No such member.")
+        return redirect("project_detail", project_id=project.pk)
+    try:
+        services.remove_member(
+            project, user=member, actor=request.user, source_ip=client_ip(request)
+        )
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    return redirect("project_detail", project_id=project.pk)
+
+
+def user_list(request: HttpRequest) -> HttpResponse:
+    _admin_only(request, "manage users")
+    form = UserCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            user = services.create_user(
+                **form.cleaned_data, actor=request.user, source_ip=client_ip(request)
+            )
+        except ServiceError as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+        else:
+            messages.success(request, f"User {user.username} created.")
+            return redirect("user_list")
+    users = User.objects.order_by("username").prefetch_related("memberships__project")
+    return render(
+        request,
+        "panel/user_list.html",
+        {"users": users, "form": form},
+        status=400 if form.errors else 200,
+    )
+
+
+@require_POST
+def user_set_active(request: HttpRequest, user_id: int) -> HttpResponse:
+    _admin_only(request, "disable users")
+    user = get_object_for_user(User.objects.all(), request.user, user_id)
+    try:
+        services.set_user_active(
+            user,
+            active=request.POST.get("active") == "1",
+            actor=request.user,
+            source_ip=client_ip(request),
+        )
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(
+            request, f"User {user.username} {'enabled' if user.is_active else 'disabled'}."
+        )
+    return redirect("user_list")
+
+
+def user_reset_password(request: HttpRequest, user_id: int) -> HttpResponse:
+    _admin_only(request, "reset passwords")
+    user = get_object_for_user(User.objects.all(), request.user, user_id)
+    form = PasswordResetForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.set_password(
+                user,
+                password=form.cleaned_data["password"],
+                actor=request.user,
+                source_ip=client_ip(request),
+            )
+        except ServiceError as exc:
+            form.add_error("password", exc.message)
+        else:
+            messages.success(request, f"New password set for {user.username}.")
+            return redirect("user_list")
+    return render(
+        request,
+        "panel/user_password.html",
+        {"form": form, "target": user},
+        status=400 if form.errors else 200,
+    )

@@ -1,0 +1,74 @@
+"""Headless Chromium for the end-to-end tests, driven by Playwright's sync API.
+
+``browser`` (session) launches Debian's Chromium; ``page`` (function) opens a
+fresh context per test (no cookies carried over) and, when the test fails,
+saves a screenshot to /tmp/e2e-<test name>.png.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+
+import pytest
+
+# Playwright's sync API runs an event loop in the test thread; without this
+# Django refuses ORM calls there ("You cannot call this from an async context").
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+CHROMIUM = os.environ.get("PANEL_E2E_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the item so `page` can tell whether the test failed."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator:
+    from playwright.sync_api import sync_playwright
+
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(browser, request) -> Iterator:
+    # Wide enough that the navbar is expanded (it collapses below 768 px).
+    context = browser.new_context(viewport={"width": 1366, "height": 900})
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    try:
+        yield page
+    finally:
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed:
+            name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
+            path = f"/tmp/e2e-{name}.png"
+            try:
+                page.screenshot(path=path, full_page=True)
+                print(f"\nscreenshot of the failed test: {path}")
+            except Exception as exc:  # noqa: BLE001 - a lost screenshot must not hide the failure
+                print(f"\ncould not save a screenshot to {path}: {exc}")
+        context.close()
