@@ -24,15 +24,22 @@ class _ScopedConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
-            await self.close(code=CLOSE_UNAUTHENTICATED)
+            await self._refuse(CLOSE_UNAUTHENTICATED)
             return
+        self.user = user
         snapshot = await self.load(user)
         if snapshot is None:
-            await self.close(code=CLOSE_NOT_FOUND)
+            await self._refuse(CLOSE_NOT_FOUND)
             return
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
         await self.send_json(snapshot)
+
+    async def _refuse(self, code: int) -> None:
+        # Accept first: a close before accept is an HTTP 403 on the handshake,
+        # and the browser would never see why (nor stop retrying).
+        await self.accept()
+        await self.close(code=code)
 
     async def disconnect(self, code: int) -> None:
         if self.group:
@@ -56,7 +63,11 @@ class JobConsumer(_ScopedConsumer):
         return {"type": "job.update", "job": jobs.serialize(job)} if job else None
 
     async def job_update(self, event: events.JobUpdate) -> None:
-        await self.send_json(event)
+        if await database_sync_to_async(self._still_visible)():
+            await self.send_json(event)
+
+    def _still_visible(self) -> bool:
+        return visible_jobs(self.user).filter(pk=self.job_id).exists()
 
 
 class HostConsumer(_ScopedConsumer):
@@ -65,7 +76,6 @@ class HostConsumer(_ScopedConsumer):
     async def load(self, user: Any) -> dict[str, Any] | None:
         self.host_id = int(self.scope["url_route"]["kwargs"]["host_id"])
         self.group = events.host_group(self.host_id)
-        self.user = user
         return await database_sync_to_async(self._snapshot)(user)
 
     def _snapshot(self, user: Any) -> dict[str, Any] | None:
@@ -78,4 +88,11 @@ class HostConsumer(_ScopedConsumer):
         await self.send_json(event)
 
     async def vm_update(self, event: events.VMUpdate) -> None:
-        await self.send_json(event)
+        # The host group carries every VM on the host: pass on only those in scope.
+        if await database_sync_to_async(self._vm_visible)(event["vm"]["id"]):
+            await self.send_json(event)
+
+    def _vm_visible(self, vm_id: str) -> bool:
+        from vms.permissions import visible_vms
+
+        return visible_vms(self.user).filter(pk=vm_id).exists()

@@ -250,6 +250,11 @@ class HostViewSet(
     def get_queryset(self) -> QuerySet:
         return visible_hosts(self.request.user)
 
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        if not is_admin(request.user):
+            raise PermissionDenied("Only administrators can manage hosts.")
+        return super().create(request, *args, **kwargs)
+
     def perform_create(self, serializer: HostSerializer) -> None:
         serializer.instance = services.add_host(
             name=serializer.validated_data["name"],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count
+from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -22,16 +22,25 @@ from panel.permissions import (
     visible_hosts,
     visible_jobs,
 )
+from vms.permissions import visible_vms
+
+
+def _hosts_with_vm_counts(user) -> QuerySet[Host]:  # type: ignore[no-untyped-def]
+    """Visible hosts, each with the number of VMs on it that the user may see."""
+    mine = visible_vms(user).values("pk")
+    return visible_hosts(user).annotate(
+        vm_count=Count("vms", filter=Q(vms__in=mine), distinct=True)
+    )
 
 
 def dashboard(request: HttpRequest) -> HttpResponse:
-    hosts = visible_hosts(request.user).annotate(vm_count=Count("vms"))
+    hosts = _hosts_with_vm_counts(request.user)
     jobs = visible_jobs(request.user)[:8]
     return render(request, "panel/dashboard.html", {"hosts": hosts, "jobs": jobs})
 
 
 def host_list(request: HttpRequest) -> HttpResponse:
-    hosts = visible_hosts(request.user).annotate(vm_count=Count("vms"))
+    hosts = _hosts_with_vm_counts(request.user)
     return render(
         request,
         "panel/host_list.html",
@@ -65,7 +74,7 @@ def host_detail(request: HttpRequest, host_id: int) -> HttpResponse:
         "host": host,
         "job": job,
         "can_manage": can_manage_hosts(request.user),
-        "vms": host.vms.all()[:50],
+        "vms": visible_vms(request.user).filter(host=host)[:50],
     }
     return render(request, "panel/host_detail.html", context)
 
