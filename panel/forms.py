@@ -86,3 +86,28 @@ class UserCreateForm(forms.Form):
 
 class PasswordResetForm(forms.Form):
     password = forms.CharField(widget=forms.PasswordInput, label="New password")
+
+
+class ProjectEditForm(ProjectForm):
+    """Admins: the project's name, quota and which hosts, pools and networks it may use."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        from networking.models import Network
+        from storage.models import StoragePool
+
+        from .models import Host
+
+        super().__init__(*args, **kwargs)
+        self.fields["allowed_hosts"] = forms.ModelMultipleChoiceField(
+            Host.objects.all(), required=False, help_text="None selected: every host."
+        )
+        self.fields["allowed_pools"] = forms.ModelMultipleChoiceField(
+            StoragePool.objects.select_related("host"),
+            required=False,
+            help_text="None selected: every pool.",
+        )
+        self.fields["allowed_networks"] = forms.ModelMultipleChoiceField(
+            Network.objects.select_related("host"),
+            required=False,
+            help_text="None selected: every network.",
+        )

@@ -29,6 +29,7 @@ urlpatterns = [
     path("projects/", views.project_list, name="project_list"),
     path("projects/add/", views.project_add, name="project_add"),
     path("projects/<int:project_id>/", views.project_detail, name="project_detail"),
+    path("projects/<int:project_id>/edit/", views.project_edit, name="project_edit"),
     path("projects/<int:project_id>/members/", views.project_member_add, name="project_member_add"),
     path(
         "projects/<int:project_id>/members/<int:user_id>/remove/",

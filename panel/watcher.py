@@ -80,6 +80,14 @@ class HostWatcher:
         vm_services.sync_domain(host, info)
 
     def run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            for watch in self.watches.values():
+                watch.stop()
+            self.watches.clear()
+
+    def _loop(self) -> None:
         next_scan = 0.0
         while not self._stop:
             now = time.monotonic()

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import libvirt
 
-from .connection import connect, libvirt_errors
+from .connection import _open, check_uri, event_loop, libvirt_errors
 from .specs import PROBE_PREFIX
 
 log = logging.getLogger(__name__)
@@ -45,10 +45,15 @@ class Watch:
         on_event: Callable[[DomainEvent], None],
         on_lost: Callable[[], None] | None = None,
     ) -> None:
-        self.uri = uri
+        self.uri = check_uri(uri)
         self._on_event = on_event
         self._on_lost = on_lost
-        self._conn = connect(uri)
+        event_loop.ensure()
+        # A connection of its own: close callbacks and event registrations are
+        # per connection, and the watch ends by closing it.
+        self._conn = _open(self.uri, timeout=10.0)
+        with contextlib.suppress(libvirt.libvirtError):
+            self._conn.setKeepAlive(5, 3)
         with libvirt_errors():
             self._callback_id = self._conn.domainEventRegisterAny(
                 None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._lifecycle, None
@@ -79,6 +84,8 @@ class Watch:
             self._conn.domainEventDeregisterAny(self._callback_id)
         with contextlib.suppress(libvirt.libvirtError):
             self._conn.unregisterCloseCallback()
+        with contextlib.suppress(libvirt.libvirtError):
+            self._conn.close()
 
 
 def watch_domains(

@@ -16,6 +16,7 @@ from .hosts import (
 from .teams import (
     project_add,
     project_detail,
+    project_edit,
     project_list,
     project_member_add,
     project_member_remove,
@@ -39,6 +40,7 @@ __all__ = [
     "job_list",
     "project_add",
     "project_detail",
+    "project_edit",
     "project_list",
     "project_member_add",
     "project_member_remove",

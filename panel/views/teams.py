@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 from panel import quotas, services
 from panel.audit import client_ip
 from panel.exceptions import ServiceError
-from panel.forms import MemberForm, PasswordResetForm, ProjectForm, UserCreateForm
+from panel.forms import MemberForm, PasswordResetForm, ProjectEditForm, ProjectForm, UserCreateForm
 from panel.models import Membership, Project
 from panel.permissions import MANAGE, VIEW, get_object_for_user, is_admin, restrict
 
@@ -75,6 +75,45 @@ def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
         "vms": project.vms.select_related("host")[:100],
     }
     return render(request, "panel/project_detail.html", context)
+
+
+def project_edit(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = get_object_for_user(Project.objects.all(), request.user, project_id)
+    _admin_only(request, "change projects")
+    initial = {
+        "name": project.name,
+        "description": project.description,
+        "allowed_hosts": project.allowed_hosts.all(),
+        "allowed_pools": project.allowed_pools.all(),
+        "allowed_networks": project.allowed_networks.all(),
+        **{f"quota_{k}": v for k, v in quotas.limits(project).items()},
+    }
+    form = ProjectEditForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            services.update_project(
+                project,
+                name=data["name"],
+                description=data["description"],
+                quota=form.quota(),
+                allowed_hosts=list(data["allowed_hosts"]),
+                allowed_pools=list(data["allowed_pools"]),
+                allowed_networks=list(data["allowed_networks"]),
+                actor=request.user,
+                source_ip=client_ip(request),
+            )
+        except ServiceError as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+        else:
+            messages.success(request, f"Project {project.name} saved.")
+            return redirect("project_detail", project_id=project.pk)
+    return render(
+        request,
+        "panel/project_form.html",
+        {"form": form, "project": project},
+        status=400 if form.errors else 200,
+    )
 
 
 @require_POST

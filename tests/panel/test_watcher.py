@@ -1,0 +1,77 @@
+"""The host watcher mirrors domain events of the real libvirtd within moments."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from django.db import connection
+
+from panel import hypervisor
+from panel.choices import HostState
+from panel.models import Host
+from panel.watcher import HostWatcher
+from tests.conftest import LOCAL_URI, guest_spec
+from vms.models import VirtualMachine
+
+pytestmark = [pytest.mark.libvirt, pytest.mark.timeout(120)]
+
+
+def wait_for(predicate, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture
+def watcher(transactional_db):
+    host = Host.objects.create(name="local", uri=LOCAL_URI, state=HostState.UP)
+    w = HostWatcher(rescan_seconds=1.0)
+
+    def run():
+        try:
+            w.run()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert wait_for(lambda: host.pk in w.watches), "the watcher did not subscribe to the host"
+    yield host
+    w.stop()
+    thread.join(5)
+    assert not thread.is_alive()
+
+
+def test_it_mirrors_a_guest_started_and_destroyed_outside_the_panel(watcher, panel_test_guest):
+    info = hypervisor.create_transient(LOCAL_URI, guest_spec(panel_test_guest))
+    try:
+        started = time.monotonic()
+        assert wait_for(
+            lambda: VirtualMachine.objects.filter(pk=info.uuid, state="running").exists(), 3
+        ), "a started guest did not appear as running"
+        assert time.monotonic() - started < 3
+        vm = VirtualMachine.objects.get(pk=info.uuid)
+        assert (vm.host_id, vm.name, vm.persistent) == (watcher.pk, info.name, False)
+    finally:
+        hypervisor.destroy_domain(LOCAL_URI, info.uuid)
+    assert wait_for(lambda: not VirtualMachine.objects.filter(pk=info.uuid).exists(), 3), (
+        "a transient guest that stopped is gone from libvirt and should leave the inventory"
+    )
+
+
+def test_it_marks_an_undefined_domain_missing(watcher, panel_test_guest):
+    info = hypervisor.define_domain(LOCAL_URI, guest_spec(panel_test_guest))
+    try:
+        assert wait_for(
+            lambda: VirtualMachine.objects.filter(pk=info.uuid, state="shutoff").exists(), 3
+        )
+    finally:
+        hypervisor.undefine_domain(LOCAL_URI, info.uuid)
+    assert wait_for(
+        lambda: VirtualMachine.objects.filter(pk=info.uuid, state="missing").exists(), 3
+    )
