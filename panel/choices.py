@@ -25,6 +25,10 @@ class JobState(models.TextChoices):
 
 class JobKind(models.TextChoices):
     HOST_REFRESH = "host.refresh", "Host refresh"
+    VM_SHUTDOWN = "vm.shutdown", "VM shutdown"
+    VM_SAVE = "vm.save", "VM save"
+    VM_RESTORE = "vm.restore", "VM restore"
+    VM_DELETE = "vm.delete", "VM delete"
 
 
 class AuditResult(models.TextChoices):

@@ -96,3 +96,22 @@ class HostConsumer(_ScopedConsumer):
         from vms.permissions import visible_vms
 
         return visible_vms(self.user).filter(pk=vm_id).exists()
+
+
+class VMConsumer(_ScopedConsumer):
+    """ws/vms/<uuid>/: the VM's state, addresses and details as they change."""
+
+    async def load(self, user: Any) -> dict[str, Any] | None:
+        self.vm_id = str(self.scope["url_route"]["kwargs"]["vm_id"])
+        self.group = events.vm_group(self.vm_id)
+        return await database_sync_to_async(self._snapshot)(user)
+
+    def _snapshot(self, user: Any) -> dict[str, Any] | None:
+        from vms.permissions import visible_vms
+        from vms.services import serialize_vm
+
+        vm = visible_vms(user).filter(pk=self.vm_id).first()
+        return {"type": "vm.update", "vm": serialize_vm(vm)} if vm else None
+
+    async def vm_update(self, event: events.VMUpdate) -> None:
+        await self.send_json(event)

@@ -5,4 +5,5 @@ from . import consumers
 websocket_urlpatterns = [
     path("ws/jobs/<int:job_id>/", consumers.JobConsumer.as_asgi()),
     path("ws/hosts/<int:host_id>/", consumers.HostConsumer.as_asgi()),
+    path("ws/vms/<uuid:vm_id>/", consumers.VMConsumer.as_asgi()),
 ]

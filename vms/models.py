@@ -42,14 +42,15 @@ class VirtualMachine(models.Model):
     disks = models.JSONField(default=list, blank=True)
     nics = models.JSONField(default=list, blank=True)
     graphics = models.JSONField(default=list, blank=True)
+    ips = models.JSONField(default=list, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    xml = models.TextField(blank=True, default="")
     synced = models.DateTimeField(null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["name"]
-        constraints = [
-            models.UniqueConstraint(fields=["host", "name"], name="vm_unique_name_per_host"),
-        ]
+        indexes = [models.Index(fields=["host", "name"]), models.Index(fields=["state"])]
 
     def __str__(self) -> str:
         return self.name

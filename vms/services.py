@@ -1,22 +1,62 @@
-"""Actions on virtual machines. Reads come from the database; this keeps it in step."""
+"""Actions on virtual machines, and keeping the VM rows in step with the hosts.
+
+Every action checks the actor's right on the VM, writes its audit row in the
+same transaction, and either calls the hypervisor (bounded, answered at once)
+or creates a Job whose Celery task does the work.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
-from panel import events
-from panel.hypervisor import DomainInfo
-from panel.models import Host
+from panel import audit, events, hypervisor, jobs
+from panel.choices import JobKind, JobState
+from panel.exceptions import ConflictError, ServiceError, UnavailableError
+from panel.models import Host, Job, Project
+from panel.permissions import CHANGE, DELETE, allowed, is_admin
 
 from .choices import VMState
 from .models import VirtualMachine
 
+UNASSIGNED = "unassigned"
+# Above this many changes in one reconcile, browsers get one host event instead of one per VM.
+BULK_EVENT_THRESHOLD = 200
 
-def _fields(info: DomainInfo) -> dict[str, object]:
+# Quick verbs answered at once; the rest run as jobs.
+DIRECT_ACTIONS = {"start", "force-off", "reboot", "reset", "suspend", "resume"}
+JOB_ACTIONS = {"shutdown", "save", "restore"}
+ACTIONS = DIRECT_ACTIONS | JOB_ACTIONS
+
+
+def unassigned_project() -> Project:
+    """Where domains defined outside the panel land until an admin assigns them."""
+    project, _ = Project.objects.get_or_create(
+        name=UNASSIGNED,
+        defaults={"description": "VMs found on hosts, not created through the panel."},
+    )
+    return project
+
+
+VM_SYNC_FIELDS = (
+    "name",
+    "state",
+    "domain_type",
+    "vcpus",
+    "memory_mib",
+    "autostart",
+    "persistent",
+    "disks",
+    "nics",
+    "graphics",
+)
+
+
+def _fields(info: hypervisor.DomainInfo) -> dict[str, object]:
     return {
         "name": info.name,
         "state": info.state,
@@ -40,6 +80,7 @@ def serialize_vm(vm: VirtualMachine) -> dict[str, object]:
         "state": vm.state,
         "vcpus": vm.vcpus,
         "memory_mib": vm.memory_mib,
+        "ips": vm.ips,
     }
 
 
@@ -49,50 +90,477 @@ def _publish(vm: VirtualMachine) -> None:
     events.publish(events.host_group(vm.host_id), {"type": "vm.update", "vm": payload})
 
 
-def sync_domain(host: Host, info: DomainInfo) -> VirtualMachine:
+def sync_domain(host: Host, info: hypervisor.DomainInfo) -> VirtualMachine:
     """Create or update one VM row from what the host reports."""
-    now = timezone.now()
     with transaction.atomic():
-        # A domain recreated under the same name with a new UUID replaces the old row.
-        VirtualMachine.objects.filter(host=host, name=info.name).exclude(pk=info.uuid).delete()
-        vm, created = VirtualMachine.objects.update_or_create(
-            pk=info.uuid, defaults={"host": host, "synced": now, **_fields(info)}
-        )
+        vm = VirtualMachine.objects.filter(pk=info.uuid).first()
+        if vm is None:
+            vm = VirtualMachine(pk=info.uuid, project=unassigned_project())
+        for key, value in _fields(info).items():
+            setattr(vm, key, value)
+        vm.host = host
+        vm.synced = timezone.now()
+        vm.save()
         _publish(vm)
     return vm
 
 
 def mark_missing(host: Host, uuid: str) -> None:
-    """A domain the host no longer has: transient ones vanish, defined ones show as missing."""
+    """A domain the host no longer has: its row stays, with its history, as missing."""
     with transaction.atomic():
         vm = VirtualMachine.objects.filter(host=host, pk=uuid).first()
-        if vm is None:
-            return
-        if not vm.persistent:
-            vm.delete()
+        if vm is None or vm.state == VMState.MISSING:
             return
         vm.state = VMState.MISSING
         vm.save(update_fields=["state"])
         _publish(vm)
 
 
-def sync_domains(host: Host, domains: Iterable[DomainInfo]) -> dict[str, int]:
-    """Make the host's VM rows match the domains it reports; return counts."""
+def sync_domains(host: Host, domains: Iterable[hypervisor.DomainInfo]) -> dict[str, int]:
+    """Make the host's VM rows match the domains it reports, in bulk; return counts."""
     domains = list(domains)
-    seen = {d.uuid for d in domains}
-    changed = 0
-    existing = {str(vm.pk): vm for vm in VirtualMachine.objects.filter(host=host)}
     now = timezone.now()
+    existing = {
+        str(vm.pk): vm for vm in VirtualMachine.objects.filter(pk__in=[d.uuid for d in domains])
+    }
+    on_host = set(
+        VirtualMachine.objects.filter(host=host)
+        .exclude(state=VMState.MISSING)
+        .values_list("pk", flat=True)
+    )
+    created: list[VirtualMachine] = []
+    changed: list[VirtualMachine] = []
+    field_names = [*VM_SYNC_FIELDS, "host", "synced"]
     with transaction.atomic():
+        project = unassigned_project() if any(d.uuid not in existing for d in domains) else None
         for info in domains:
             fields = _fields(info)
             vm = existing.get(info.uuid)
-            if vm is not None and all(getattr(vm, k) == v for k, v in fields.items()):
+            if vm is None:
+                created.append(
+                    VirtualMachine(pk=info.uuid, host=host, project=project, synced=now, **fields)
+                )
                 continue
-            sync_domain(host, info)
-            changed += 1
-        VirtualMachine.objects.filter(host=host, pk__in=seen).update(synced=now)
-        gone = [uuid for uuid in existing if uuid not in seen]
-        for uuid in gone:
-            mark_missing(host, uuid)
-    return {"domains": len(domains), "changed": changed, "missing": len(gone)}
+            if vm.host_id == host.pk and all(getattr(vm, k) == v for k, v in fields.items()):
+                continue
+            for key, value in fields.items():
+                setattr(vm, key, value)
+            vm.host = host
+            vm.synced = now
+            changed.append(vm)
+        VirtualMachine.objects.bulk_create(created, batch_size=500)
+        if changed:
+            VirtualMachine.objects.bulk_update(changed, field_names, batch_size=500)
+        seen = {d.uuid for d in domains}
+        gone = [pk for pk in on_host if str(pk) not in seen]
+        VirtualMachine.objects.filter(pk__in=gone).update(state=VMState.MISSING)
+        touched = len(created) + len(changed) + len(gone)
+        if touched > BULK_EVENT_THRESHOLD:
+            events.publish(
+                events.host_group(host.pk),
+                {
+                    "type": "host.update",
+                    "host": {
+                        "id": host.pk,
+                        "name": host.name,
+                        "state": host.state,
+                        "inventory_changed": touched,
+                    },
+                },
+            )
+        else:
+            for vm in [*created, *changed, *VirtualMachine.objects.filter(pk__in=gone)]:
+                _publish(vm)
+    return {
+        "domains": len(domains),
+        "created": len(created),
+        "changed": len(changed),
+        "missing": len(gone),
+    }
+
+
+# --- actions ---
+
+
+def _require(actor: Any, vm: VirtualMachine, action: str, verb: str) -> None:
+    from django.core.exceptions import PermissionDenied
+
+    if not allowed(actor, vm, action):
+        raise PermissionDenied(f"Your role does not allow you to {verb} {vm.name}.")
+
+
+def _busy(vm: VirtualMachine) -> Job | None:
+    return Job.objects.filter(
+        target=f"vm:{vm.pk}", state__in=[JobState.QUEUED, JobState.RUNNING]
+    ).first()
+
+
+def _apply(vm: VirtualMachine, info: hypervisor.DomainInfo | None) -> VirtualMachine:
+    if info is not None:
+        return sync_domain(vm.host, info)
+    try:
+        return sync_domain(vm.host, hypervisor.get_domain(vm.host.uri, str(vm.pk)))
+    except hypervisor.NotFound:
+        mark_missing(vm.host, str(vm.pk))
+        vm.refresh_from_db()
+        return vm
+
+
+def _direct(vm: VirtualMachine, action: str, mode: str) -> hypervisor.DomainInfo | None:
+    uri, uuid = vm.host.uri, str(vm.pk)
+    if action == "start":
+        return hypervisor.start_domain(uri, uuid)
+    if action == "force-off":
+        hypervisor.destroy_domain(uri, uuid)
+    elif action == "reboot":
+        hypervisor.reboot_domain(uri, uuid, mode)
+    elif action == "reset":
+        hypervisor.reset_domain(uri, uuid)
+    elif action == "suspend":
+        return hypervisor.suspend_domain(uri, uuid)
+    elif action == "resume":
+        return hypervisor.resume_domain(uri, uuid)
+    return None
+
+
+def perform_action(
+    vm: VirtualMachine,
+    action: str,
+    *,
+    actor: Any,
+    mode: str = "acpi",
+    timeout: int = 120,
+    source_ip: str | None = None,
+) -> VirtualMachine | Job:
+    """Run a lifecycle verb: quick ones return the updated VM, long ones a queued Job."""
+    if action not in ACTIONS:
+        raise ServiceError(f"Unknown action '{action}': use one of {', '.join(sorted(ACTIONS))}.")
+    if mode not in ("acpi", "agent"):
+        raise ServiceError(f"Unknown mode '{mode}': use acpi or agent.", field="mode")
+    _require(actor, vm, CHANGE, action.replace("-", " "))
+    with audit.refusals_recorded(
+        actor, f"vm.{action}", vm, project=vm.project, source_ip=source_ip
+    ):
+        if vm.state == VMState.MISSING:
+            raise ConflictError(
+                f"{vm.name} is missing from its host: there is nothing to {action}."
+            )
+        if (busy := _busy(vm)) is not None:
+            raise ConflictError(
+                f"{vm.name} is busy with job #{busy.pk} ({busy.get_kind_display()}); wait for it."
+            )
+        if action in JOB_ACTIONS:
+            return _queue(vm, action, actor=actor, mode=mode, timeout=timeout, source_ip=source_ip)
+        try:
+            info = _direct(vm, action, mode)
+        except hypervisor.Conflict as exc:
+            raise ConflictError(f"{vm.name}: {exc}") from exc
+        except hypervisor.NotFound:
+            mark_missing(vm.host, str(vm.pk))
+            raise ConflictError(
+                f"{vm.name} is no longer on {vm.host.name}; it is now marked missing."
+            ) from None
+        except hypervisor.HostUnavailable as exc:
+            raise UnavailableError(f"{vm.host.name} cannot be reached: {exc}") from exc
+        except hypervisor.HypervisorError as exc:
+            raise ConflictError(f"{vm.name}: {exc}") from exc
+        with transaction.atomic():
+            vm = _apply(vm, info)
+            audit.record(
+                actor,
+                f"vm.{action}",
+                vm,
+                project=vm.project,
+                source_ip=source_ip,
+                detail=f"mode {mode}" if action == "reboot" else "",
+            )
+    return vm
+
+
+def _queue(
+    vm: VirtualMachine, action: str, *, actor: Any, mode: str, timeout: int, source_ip: str | None
+) -> Job:
+    from .tasks import vm_action_task
+
+    kind = {
+        "shutdown": JobKind.VM_SHUTDOWN,
+        "save": JobKind.VM_SAVE,
+        "restore": JobKind.VM_RESTORE,
+    }[action]
+    with transaction.atomic():
+        job = jobs.create_job(
+            kind, target=f"vm:{vm.pk}", actor=actor, host=vm.host, project=vm.project
+        )
+        job.result = {
+            "vm": str(vm.pk),
+            "vm_name": vm.name,
+            "action": action,
+            "mode": mode,
+            "timeout": timeout,
+        }
+        job.save(update_fields=["result"])
+        audit.record(
+            actor,
+            f"vm.{action}",
+            vm,
+            project=vm.project,
+            detail=f"job #{job.pk}",
+            source_ip=source_ip,
+        )
+        vm_action_task.delay_on_commit(job.pk)
+    return job
+
+
+def run_action_job(job: Job) -> None:
+    """The body of a shutdown/save/restore job, reporting progress as it goes."""
+    spec = job.result
+    vm = VirtualMachine.objects.select_related("host").filter(pk=spec["vm"]).first()
+    if vm is None:
+        raise ServiceError("The VM of this job was removed.")
+    uri, uuid, action = vm.host.uri, str(vm.pk), spec["action"]
+    try:
+        if action == "shutdown":
+            jobs.report(
+                job.pk,
+                progress=10,
+                message=f"Asking {vm.name} to shut down ({spec['mode']})",
+                log_line=f"shutdown request sent ({spec['mode']})",
+            )
+            hypervisor.shutdown_domain(uri, uuid, spec["mode"])
+            timeout = int(spec.get("timeout", 120))
+            waited = 0
+            state = None
+            while waited < timeout and state is None:
+                state = hypervisor.wait_for_state(
+                    uri, uuid, {"shutoff", "missing"}, min(5, timeout - waited)
+                )
+                waited += 5
+                jobs.report(
+                    job.pk,
+                    progress=10 + int(80 * min(waited, timeout) / timeout),
+                    message=f"Waiting for {vm.name} to power off ({min(waited, timeout)} s)",
+                )
+            if state is None:
+                raise ServiceError(
+                    f"{vm.name} ignored the shutdown request for {timeout} s: its OS may not handle "
+                    "ACPI (or has no guest agent). Use Force off, or try again."
+                )
+        elif action == "save":
+            jobs.report(
+                job.pk,
+                progress=20,
+                message=f"Saving the memory of {vm.name} to disk",
+                log_line="managed save started",
+            )
+            hypervisor.save_domain(uri, uuid)
+        elif action == "restore":
+            jobs.report(
+                job.pk,
+                progress=20,
+                message=f"Restoring {vm.name} from its saved state",
+                log_line="restore started",
+            )
+            hypervisor.restore_domain(uri, uuid)
+    except hypervisor.Conflict as exc:
+        raise ServiceError(f"{vm.name}: {exc}") from exc
+    except hypervisor.HostUnavailable as exc:
+        raise ServiceError(f"{vm.host.name} cannot be reached: {exc}") from exc
+    except hypervisor.HypervisorError as exc:
+        raise ServiceError(f"{vm.name}: {exc}") from exc
+    vm = _apply(vm, None)
+    jobs.report(
+        job.pk,
+        progress=100,
+        message=f"{vm.name} is {vm.get_state_display().lower()}.",
+        log_line=f"state now {vm.state}",
+    )
+
+
+def set_vm_autostart(
+    vm: VirtualMachine, enabled: bool, *, actor: Any, source_ip: str | None = None
+) -> VirtualMachine:
+    """Start (or not) the VM when its host boots."""
+    _require(actor, vm, CHANGE, "change autostart of")
+    with audit.refusals_recorded(
+        actor, "vm.autostart", vm, project=vm.project, source_ip=source_ip
+    ):
+        try:
+            info = hypervisor.set_autostart(vm.host.uri, str(vm.pk), enabled)
+        except hypervisor.Conflict as exc:
+            raise ConflictError(f"{vm.name}: {exc}") from exc
+        except hypervisor.HypervisorError as exc:
+            raise UnavailableError(f"{vm.host.name}: {exc}") from exc
+        with transaction.atomic():
+            vm = _apply(vm, info)
+            audit.record(
+                actor,
+                "vm.autostart",
+                vm,
+                detail="on" if enabled else "off",
+                project=vm.project,
+                source_ip=source_ip,
+            )
+    return vm
+
+
+def assign_vm(
+    vm: VirtualMachine,
+    project: Project,
+    *,
+    actor: Any,
+    owner: Any = None,
+    source_ip: str | None = None,
+) -> VirtualMachine:
+    """Move a VM to another project (admins), e.g. out of 'unassigned'."""
+    from django.core.exceptions import PermissionDenied
+
+    if not is_admin(actor):
+        raise PermissionDenied("Only administrators can move VMs between projects.")
+    with transaction.atomic():
+        old = vm.project
+        vm.project = project
+        if owner is not None:
+            vm.owner = owner
+        vm.save(update_fields=["project", "owner"])
+        audit.record(
+            actor,
+            "vm.assign",
+            vm,
+            detail=f"{old} -> {project}",
+            project=project,
+            source_ip=source_ip,
+        )
+    return vm
+
+
+def delete_vm(
+    vm: VirtualMachine,
+    *,
+    actor: Any,
+    remove_disks: Iterable[str] = (),
+    source_ip: str | None = None,
+) -> Job | None:
+    """Undefine the VM (stopping it), removing the chosen disks; a missing VM just leaves the list."""
+    from .tasks import vm_delete_task
+
+    _require(actor, vm, DELETE, "delete")
+    targets = sorted(set(remove_disks))
+    known = {d["target"] for d in vm.disks}
+    if unknown := [t for t in targets if t not in known]:
+        raise ServiceError(
+            f"{vm.name} has no disk {', '.join(unknown)}; its disks are {', '.join(sorted(known)) or 'none'}.",
+            field="remove_disks",
+        )
+    with audit.refusals_recorded(actor, "vm.delete", vm, project=vm.project, source_ip=source_ip):
+        if (busy := _busy(vm)) is not None:
+            raise ConflictError(f"{vm.name} is busy with job #{busy.pk}; wait for it.")
+        with transaction.atomic():
+            if vm.state == VMState.MISSING:
+                audit.record(
+                    actor,
+                    "vm.delete",
+                    vm,
+                    detail="missing VM removed from the list",
+                    project=vm.project,
+                    source_ip=source_ip,
+                )
+                vm.delete()
+                return None
+            job = jobs.create_job(
+                JobKind.VM_DELETE,
+                target=f"vm:{vm.pk}",
+                actor=actor,
+                host=vm.host,
+                project=vm.project,
+            )
+            paths = [d["source"] for d in vm.disks if d["target"] in targets and d["source"]]
+            job.result = {"vm": str(vm.pk), "vm_name": vm.name, "remove_paths": paths}
+            job.save(update_fields=["result"])
+            audit.record(
+                actor,
+                "vm.delete",
+                vm,
+                detail=f"job #{job.pk}; remove {paths or 'no disks'}",
+                project=vm.project,
+                source_ip=source_ip,
+            )
+            vm_delete_task.delay_on_commit(job.pk)
+    return job
+
+
+def run_delete_job(job: Job) -> None:
+    """Undefine the domain and delete the chosen volumes; then drop the row."""
+    spec = job.result
+    vm = VirtualMachine.objects.select_related("host").filter(pk=spec["vm"]).first()
+    if vm is None:
+        return
+    jobs.report(
+        job.pk, progress=10, message=f"Removing {vm.name}", log_line="undefining the domain"
+    )
+    try:
+        removed = hypervisor.delete_domain(vm.host.uri, str(vm.pk), spec["remove_paths"])
+    except hypervisor.HostUnavailable as exc:
+        raise ServiceError(f"{vm.host.name} cannot be reached: {exc}") from exc
+    except hypervisor.HypervisorError as exc:
+        raise ServiceError(f"Could not delete {vm.name}: {exc}") from exc
+    for path in removed:
+        jobs.report(job.pk, log_line=f"deleted volume {path}")
+    from storage.models import Volume
+
+    Volume.objects.filter(path__in=removed).delete()
+    vm.delete()
+    jobs.report(
+        job.pk, progress=100, message=f"{spec['vm_name']} deleted; {len(removed)} disk(s) removed."
+    )
+
+
+def refresh_details(vm: VirtualMachine) -> VirtualMachine:
+    """Read the VM's details from its host (addresses, agent, block sizes) into the row."""
+    try:
+        details = hypervisor.domain_details(vm.host.uri, str(vm.pk))
+    except hypervisor.NotFound:
+        mark_missing(vm.host, str(vm.pk))
+        vm.refresh_from_db()
+        return vm
+    with transaction.atomic():
+        vm = sync_domain(vm.host, details.info)
+        vm.ips = [dataclasses.asdict(a) for a in details.addresses]
+        vm.details = {
+            "id": details.id,
+            "os_type": details.os_type,
+            "state_reason": details.state_reason,
+            "cpu_time_s": round(details.cpu_time_ns / 1e9, 1),
+            "max_memory_mib": details.max_memory_mib,
+            "has_managed_save": details.has_managed_save,
+            "blocks": {b.target: dataclasses.asdict(b) for b in details.blocks},
+            "vnet_devices": details.vnet_devices,
+            "agent": details.agent,
+            "read_at": timezone.now().isoformat(),
+        }
+        vm.xml = details.xml
+        vm.save(update_fields=["ips", "details", "xml"])
+        _publish(vm)
+    return vm
+
+
+def edit_xml(
+    vm: VirtualMachine, xml: str, *, actor: Any, source_ip: str | None = None
+) -> VirtualMachine:
+    """Replace the VM's definition with edited XML (admins); libvirt validates it first."""
+    from django.core.exceptions import PermissionDenied
+
+    if not is_admin(actor):
+        raise PermissionDenied("Only administrators can edit a VM's XML.")
+    with audit.refusals_recorded(actor, "vm.edit_xml", vm, project=vm.project, source_ip=source_ip):
+        try:
+            info = hypervisor.redefine_domain(vm.host.uri, str(vm.pk), xml)
+        except hypervisor.HostUnavailable as exc:
+            raise UnavailableError(f"{vm.host.name} cannot be reached: {exc}") from exc
+        except (hypervisor.HypervisorError, ValueError) as exc:
+            raise ServiceError(
+                f"libvirt refused the XML: {exc}. Nothing was changed.", field="xml"
+            ) from exc
+        with transaction.atomic():
+            vm = _apply(vm, info)
+            audit.record(actor, "vm.edit_xml", vm, project=vm.project, source_ip=source_ip)
+    return vm

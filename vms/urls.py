@@ -2,4 +2,13 @@ from django.urls import path
 
 from . import views
 
-urlpatterns = [path("", views.vm_list, name="vm_list")]
+urlpatterns = [
+    path("", views.vm_list, name="vm_list"),
+    path("bulk/", views.vm_bulk, name="vm_bulk"),
+    path("<uuid:vm_id>/", views.vm_detail, name="vm_detail"),
+    path("<uuid:vm_id>/autostart/", views.vm_autostart, name="vm_autostart"),
+    path("<uuid:vm_id>/assign/", views.vm_assign, name="vm_assign"),
+    path("<uuid:vm_id>/delete/", views.vm_delete, name="vm_delete"),
+    path("<uuid:vm_id>/xml/", views.vm_xml, name="vm_xml"),
+    path("<uuid:vm_id>/<slug:action>/", views.vm_action, name="vm_action"),
+]

@@ -1,9 +1,240 @@
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+"""VM pages: the live list with filters and bulk actions, details, actions, delete, XML."""
 
+from __future__ import annotations
+
+import difflib
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from django.views.decorators.http import require_POST
+
+from panel.audit import client_ip
+from panel.exceptions import ServiceError
+from panel.models import Job, Project
+from panel.permissions import (
+    CHANGE,
+    DELETE,
+    VIEW,
+    allowed,
+    get_object_for_user,
+    is_admin,
+    restrict,
+    visible_hosts,
+)
+
+from . import services
+from .choices import VMState
+from .models import VirtualMachine
 from .permissions import visible_vms
+
+ORDERINGS = {
+    "name",
+    "-name",
+    "state",
+    "-state",
+    "host__name",
+    "-host__name",
+    "vcpus",
+    "-vcpus",
+    "memory_mib",
+    "-memory_mib",
+    "project__name",
+    "-project__name",
+}
+# Which states each button is offered in (the server checks again).
+BUTTON_STATES = {
+    "start": "shutoff crashed",
+    "shutdown": "running",
+    "force-off": "running paused pmsuspended crashed",
+    "reboot": "running",
+    "reset": "running",
+    "suspend": "running",
+    "resume": "paused",
+    "save": "running",
+    "restore": "shutoff",
+}
 
 
 def vm_list(request: HttpRequest) -> HttpResponse:
-    vms = visible_vms(request.user).select_related("host")
-    return render(request, "vms/vm_list.html", {"vms": vms})
+    qs = visible_vms(request.user)
+    f = {k: request.GET.get(k, "").strip() for k in ("q", "host", "project", "state", "ordering")}
+    if f["q"]:
+        qs = qs.filter(Q(name__icontains=f["q"]) | Q(pk__startswith=f["q"].lower()))
+    if f["host"].isdigit():
+        qs = qs.filter(host_id=int(f["host"]))
+    if f["project"].isdigit():
+        qs = qs.filter(project_id=int(f["project"]))
+    if f["state"] in VMState.values:
+        qs = qs.filter(state=f["state"])
+    qs = qs.order_by(f["ordering"] if f["ordering"] in ORDERINGS else "name", "pk")
+    page = Paginator(qs, 50).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {
+        "page": page,
+        "filters": f,
+        "hosts": visible_hosts(request.user),
+        "projects": restrict(Project.objects.all(), request.user, VIEW),
+        "states": VMState.choices,
+        "query": query.urlencode(),
+        "button_states": BUTTON_STATES,
+    }
+    return render(request, "vms/vm_list.html", context)
+
+
+@require_POST
+def vm_bulk(request: HttpRequest) -> HttpResponse:
+    action = request.POST.get("action", "")
+    if action not in {"start", "shutdown", "force-off"}:
+        messages.error(request, "Choose start, shut down or force off for the selected VMs.")
+        return redirect("vm_list")
+    ids = request.POST.getlist("vm")
+    if not ids:
+        messages.error(request, "Select at least one VM first.")
+        return redirect("vm_list")
+    done, failed = [], []
+    for vm in visible_vms(request.user).filter(pk__in=ids):
+        try:
+            services.perform_action(vm, action, actor=request.user, source_ip=client_ip(request))
+            done.append(vm.name)
+        except (ServiceError, PermissionDenied) as exc:
+            failed.append(f"{vm.name}: {getattr(exc, 'message', None) or exc}")
+    if done:
+        messages.success(request, f"{action.replace('-', ' ').capitalize()}: {', '.join(done)}.")
+    for line in failed:
+        messages.error(request, line)
+    next_url = request.POST.get("next", "")
+    return redirect(next_url if next_url.startswith("/vms/") else "vm_list")
+
+
+def _stale(vm: VirtualMachine, seconds: int = 10) -> bool:
+    read_at = parse_datetime(vm.details.get("read_at", "")) if vm.details.get("read_at") else None
+    return read_at is None or (timezone.now() - read_at).total_seconds() > seconds
+
+
+def vm_detail(request: HttpRequest, vm_id: str) -> HttpResponse:
+    vm = get_object_for_user(
+        VirtualMachine.objects.select_related("host", "project", "owner"), request.user, vm_id
+    )
+    if vm.state != VMState.MISSING and vm.host.is_up and _stale(vm):
+        from .tasks import vm_details_task
+
+        # The page shows what the database knows; fresh details arrive over the websocket.
+        vm_details_task.delay(str(vm.pk))
+    context = {
+        "vm": vm,
+        "can_change": allowed(request.user, vm, CHANGE),
+        "can_delete": allowed(request.user, vm, DELETE),
+        "is_admin": is_admin(request.user),
+        "job": Job.objects.filter(target=f"vm:{vm.pk}").order_by("-created").first(),
+        "button_states": BUTTON_STATES,
+        "projects": Project.objects.all() if is_admin(request.user) else [],
+    }
+    return render(request, "vms/vm_detail.html", context)
+
+
+@require_POST
+def vm_action(request: HttpRequest, vm_id: str, action: str) -> HttpResponse:
+    vm = get_object_for_user(
+        VirtualMachine.objects.select_related("host", "project"), request.user, vm_id, CHANGE
+    )
+    try:
+        result = services.perform_action(
+            vm,
+            action,
+            actor=request.user,
+            mode=request.POST.get("mode", "acpi"),
+            source_ip=client_ip(request),
+        )
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        if isinstance(result, Job):
+            messages.info(
+                request, f"{action.capitalize()} of {vm.name} started (job #{result.pk})."
+            )
+        else:
+            messages.success(
+                request, f"{vm.name}: {action.replace('-', ' ')} done; now {result.state}."
+            )
+    if (next_url := request.POST.get("next", "")).startswith("/vms/"):
+        return redirect(next_url)
+    return redirect("vm_detail", vm_id=vm.pk)
+
+
+@require_POST
+def vm_autostart(request: HttpRequest, vm_id: str) -> HttpResponse:
+    vm = get_object_for_user(
+        VirtualMachine.objects.select_related("host"), request.user, vm_id, CHANGE
+    )
+    try:
+        services.set_vm_autostart(
+            vm, request.POST.get("enabled") == "1", actor=request.user, source_ip=client_ip(request)
+        )
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    return redirect("vm_detail", vm_id=vm.pk)
+
+
+@require_POST
+def vm_assign(request: HttpRequest, vm_id: str) -> HttpResponse:
+    vm = get_object_for_user(VirtualMachine.objects.all(), request.user, vm_id)
+    project = Project.objects.filter(pk=request.POST.get("project") or 0).first()
+    if project is None:
+        messages.error(request, "Choose a project.")
+    else:
+        services.assign_vm(vm, project, actor=request.user, source_ip=client_ip(request))
+        messages.success(request, f"{vm.name} now belongs to {project.name}.")
+    return redirect("vm_detail", vm_id=vm.pk)
+
+
+def vm_delete(request: HttpRequest, vm_id: str) -> HttpResponse:
+    vm = get_object_for_user(
+        VirtualMachine.objects.select_related("host"), request.user, vm_id, DELETE
+    )
+    if request.method == "POST":
+        try:
+            job = services.delete_vm(
+                vm,
+                actor=request.user,
+                remove_disks=request.POST.getlist("remove"),
+                source_ip=client_ip(request),
+            )
+        except ServiceError as exc:
+            messages.error(request, exc.message)
+        else:
+            if job is None:
+                messages.success(request, f"{vm.name} removed from the list.")
+                return redirect("vm_list")
+            messages.info(request, f"Deleting {vm.name} (job #{job.pk}).")
+            return redirect("job_detail", job_id=job.pk)
+    return render(request, "vms/vm_delete.html", {"vm": vm})
+
+
+def vm_xml(request: HttpRequest, vm_id: str) -> HttpResponse:
+    vm = get_object_for_user(VirtualMachine.objects.select_related("host"), request.user, vm_id)
+    if not is_admin(request.user):
+        raise PermissionDenied("Only administrators can edit a VM's XML.")
+    xml = request.POST.get("xml", vm.xml)
+    diff = ""
+    status = 200
+    if request.method == "POST":
+        diff = "".join(
+            difflib.unified_diff(vm.xml.splitlines(True), xml.splitlines(True), "current", "edited")
+        )
+        if request.POST.get("confirm") == "1":
+            try:
+                services.edit_xml(vm, xml, actor=request.user, source_ip=client_ip(request))
+            except ServiceError as exc:
+                messages.error(request, exc.message)
+                status = 400
+            else:
+                messages.success(request, f"The definition of {vm.name} was saved.")
+                return redirect("vm_detail", vm_id=vm.pk)
+    return render(request, "vms/vm_xml.html", {"vm": vm, "xml": xml, "diff": diff}, status=status)

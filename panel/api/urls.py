@@ -2,12 +2,15 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from vms.api.views import VirtualMachineViewSet
+
 from . import views
 
 router = DefaultRouter()
 router.register("users", views.UserViewSet, basename="user")
 router.register("projects", views.ProjectViewSet, basename="project")
 router.register("hosts", views.HostViewSet, basename="host")
+router.register("vms", VirtualMachineViewSet, basename="vm")
 router.register("jobs", views.JobViewSet, basename="job")
 router.register("audit-events", views.AuditEventViewSet, basename="auditevent")
 

@@ -9,6 +9,7 @@ from .console import ConsoleStream, open_console
 from .domains import (
     create_transient,
     define_domain,
+    delete_domain,
     destroy_domain,
     domain_xml,
     get_domain,
@@ -19,9 +20,25 @@ from .domains import (
 from .errors import Conflict, HostUnavailable, HypervisorError, InvalidURI, NotFound
 from .host import host_facts, host_report, is_local, reserved_memory_bytes
 from .inventory import list_networks, list_pools, read_inventory
+from .lifecycle import (
+    domain_details,
+    reboot_domain,
+    redefine_domain,
+    reset_domain,
+    restore_domain,
+    resume_domain,
+    save_domain,
+    set_autostart,
+    shutdown_domain,
+    suspend_domain,
+    wait_for_state,
+)
 from .specs import (
+    AddressInfo,
+    BlockInfo,
     Check,
     DiskSpec,
+    DomainDetails,
     DomainInfo,
     DomainSpec,
     HostFacts,
@@ -35,10 +52,13 @@ from .specs import (
 from .watch import DomainEvent, Watch, watch_domains
 
 __all__ = [
+    "AddressInfo",
+    "BlockInfo",
     "Check",
     "Conflict",
     "ConsoleStream",
     "DiskSpec",
+    "DomainDetails",
     "DomainEvent",
     "DomainInfo",
     "DomainSpec",
@@ -57,6 +77,7 @@ __all__ = [
     "check_uri",
     "create_transient",
     "define_domain",
+    "delete_domain",
     "destroy_domain",
     "domain_xml",
     "get_domain",
@@ -71,5 +92,16 @@ __all__ = [
     "reserved_memory_bytes",
     "start_domain",
     "undefine_domain",
+    "domain_details",
+    "reboot_domain",
+    "redefine_domain",
+    "reset_domain",
+    "restore_domain",
+    "resume_domain",
+    "save_domain",
+    "set_autostart",
+    "shutdown_domain",
+    "suspend_domain",
+    "wait_for_state",
     "watch_domains",
 ]

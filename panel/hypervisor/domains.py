@@ -124,3 +124,20 @@ def undefine_domain(uri: str, uuid: str) -> None:
                 ):
                     raise
                 dom.undefine()
+
+
+def delete_domain(uri: str, uuid: str, remove_paths: list[str]) -> list[str]:
+    """Stop and undefine a domain, then delete the volumes at remove_paths; return those deleted."""
+    undefine_domain(uri, uuid)
+    removed = []
+    with session(uri) as conn:
+        for path in remove_paths:
+            try:
+                vol = conn.storageVolLookupByPath(path)
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() == libvirt.VIR_ERR_NO_STORAGE_VOL:
+                    continue  # already gone, or never a volume of a pool
+                raise
+            vol.delete(0)
+            removed.append(path)
+    return removed

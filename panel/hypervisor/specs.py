@@ -208,3 +208,42 @@ class Inventory:
     pools: tuple[PoolInfo, ...]
     volumes: tuple[VolumeInfo, ...]
     networks: tuple[NetworkInfo, ...]
+
+
+@dataclass(frozen=True)
+class AddressInfo:
+    """An IP address of a guest NIC and where it was learned (lease, agent, arp)."""
+
+    mac: str
+    interface: str
+    address: str
+    prefix: int
+    source: str
+
+
+@dataclass(frozen=True)
+class BlockInfo:
+    """A disk's sizes as the host sees them, in bytes."""
+
+    target: str
+    capacity: int
+    allocation: int
+    physical: int
+
+
+@dataclass(frozen=True)
+class DomainDetails:
+    """What dominfo, domifaddr, domblklist/domblkinfo, domiflist and the agent tell."""
+
+    info: DomainInfo
+    id: int | None
+    os_type: str
+    state_reason: str
+    cpu_time_ns: int
+    max_memory_mib: int
+    has_managed_save: bool
+    addresses: tuple[AddressInfo, ...]
+    blocks: tuple[BlockInfo, ...]
+    vnet_devices: dict[str, str]
+    agent: dict[str, object]
+    xml: str

@@ -49,14 +49,30 @@
       }
     });
   });
+  function vmChanged(vm) {
+    document.querySelectorAll('[data-vm="' + vm.id + '"]').forEach(function (el) {
+      el.querySelectorAll("[data-vm-state]").forEach(function (badge) { setState(badge, vm.state); });
+      var ips = el.querySelector("[data-vm-ips]");
+      if (ips && vm.ips) ips.textContent = vm.ips.map(function (i) { return i.address; }).join(", ");
+    });
+    document.querySelectorAll('[data-vm-buttons="' + vm.id + '"] button[data-states]').forEach(function (b) {
+      var ok = b.hasAttribute("data-allowed") && b.dataset.states.split(" ").indexOf(vm.state) >= 0;
+      b.disabled = !ok;
+    });
+    document.dispatchEvent(new CustomEvent("vm:update", { detail: vm }));
+  }
   document.querySelectorAll("[data-host-ws]").forEach(function (el) {
     connect(el.dataset.hostWs, function (msg) {
       if (msg.type === "host.update") {
         setState(el.querySelector("[data-host-state]"), msg.host.state);
       } else if (msg.type === "vm.update") {
-        var row = document.querySelector('[data-vm="' + msg.vm.id + '"] [data-vm-state]');
-        setState(row, msg.vm.state);
+        vmChanged(msg.vm);
       }
+    });
+  });
+  document.querySelectorAll("[data-vm-ws]").forEach(function (el) {
+    connect(el.dataset.vmWs, function (msg) {
+      if (msg.type === "vm.update") vmChanged(msg.vm);
     });
   });
 })();

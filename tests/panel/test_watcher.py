@@ -59,9 +59,9 @@ def test_it_mirrors_a_guest_started_and_destroyed_outside_the_panel(watcher, pan
         assert (vm.host_id, vm.name, vm.persistent) == (watcher.pk, info.name, False)
     finally:
         hypervisor.destroy_domain(LOCAL_URI, info.uuid)
-    assert wait_for(lambda: not VirtualMachine.objects.filter(pk=info.uuid).exists(), 3), (
-        "a transient guest that stopped is gone from libvirt and should leave the inventory"
-    )
+    assert wait_for(
+        lambda: VirtualMachine.objects.filter(pk=info.uuid, state="missing").exists(), 3
+    ), "a transient guest that stopped is gone from libvirt: its row stays, marked missing"
 
 
 def test_it_marks_an_undefined_domain_missing(watcher, panel_test_guest):

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from panel.models import Project
+from vms.models import VirtualMachine
+
+
+class VirtualMachineSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(read_only=True)
+    host = serializers.PrimaryKeyRelatedField(read_only=True)
+    project = serializers.PrimaryKeyRelatedField(queryset=Project.objects.all(), required=False)
+    owner = serializers.CharField(source="owner.username", read_only=True, default=None)
+    host_name = serializers.CharField(source="host.name", read_only=True)
+
+    class Meta:
+        model = VirtualMachine
+        fields = [
+            "id",
+            "name",
+            "host",
+            "host_name",
+            "project",
+            "owner",
+            "state",
+            "domain_type",
+            "vcpus",
+            "memory_mib",
+            "autostart",
+            "persistent",
+            "disks",
+            "nics",
+            "ips",
+            "graphics",
+            "synced",
+        ]
+        read_only_fields = [
+            "name",
+            "state",
+            "domain_type",
+            "vcpus",
+            "memory_mib",
+            "persistent",
+            "disks",
+            "nics",
+            "ips",
+            "graphics",
+            "synced",
+        ]
+
+
+class VirtualMachineDetailSerializer(VirtualMachineSerializer):
+    class Meta(VirtualMachineSerializer.Meta):
+        fields = [*VirtualMachineSerializer.Meta.fields, "details", "xml"]
+        read_only_fields = [*VirtualMachineSerializer.Meta.read_only_fields, "details", "xml"]
+
+
+class ActionSerializer(serializers.Serializer):
+    mode = serializers.ChoiceField(choices=["acpi", "agent"], default="acpi")
+    timeout = serializers.IntegerField(min_value=5, max_value=3600, default=120)
+
+    def to_internal_value(self, data: Any) -> Any:
+        return super().to_internal_value(data or {})

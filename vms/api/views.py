@@ -1,0 +1,158 @@
+"""The vms/ endpoints: list and read from the database, act through the services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from panel.api.views import ScopedMixin
+from panel.audit import client_ip
+from panel.exceptions import ServiceError
+from panel.models import Job
+from panel.permissions import CHANGE, DELETE
+from vms import services
+from vms.models import VirtualMachine
+
+from .serializers import ActionSerializer, VirtualMachineDetailSerializer, VirtualMachineSerializer
+
+JOB_QUEUED = inline_serializer("VMJobQueued", {"job": serializers.IntegerField()})
+
+
+class VirtualMachineViewSet(
+    ScopedMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    serializer_class = VirtualMachineSerializer
+    filterset_fields = ["host", "project", "state"]
+    search_fields = ["name", "=id"]
+    ordering_fields = ["name", "state", "vcpus", "memory_mib", "host__name"]
+    ordering = ["name"]
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def base_queryset(self) -> QuerySet:
+        return VirtualMachine.objects.select_related("host", "project", "owner")
+
+    def get_serializer_class(self) -> type[serializers.Serializer]:
+        return (
+            VirtualMachineDetailSerializer
+            if self.action == "retrieve"
+            else VirtualMachineSerializer
+        )
+
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        vm = self.get_object_for(CHANGE)
+        serializer = self.get_serializer(vm, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        if "project" in data and data["project"] != vm.project:
+            vm = services.assign_vm(
+                vm, data["project"], actor=request.user, source_ip=client_ip(request)
+            )
+        if "autostart" in data and data["autostart"] != vm.autostart:
+            vm = services.set_vm_autostart(
+                vm, data["autostart"], actor=request.user, source_ip=client_ip(request)
+            )
+        return Response(self.get_serializer(vm).data)
+
+    def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        if not kwargs.get("partial"):
+            return Response({"detail": "Use PATCH to change a VM."}, status=405)
+        return super().update(request, *args, **kwargs)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("remove_storage", bool)],
+        responses={202: JOB_QUEUED, 204: None},
+    )
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        vm = self.get_object_for(DELETE)
+        remove = request.query_params.get("remove_storage", "").lower() in {"1", "true", "yes"}
+        targets = [d["target"] for d in vm.disks if d.get("device") == "disk"] if remove else []
+        job = services.delete_vm(
+            vm, actor=request.user, remove_disks=targets, source_ip=client_ip(request)
+        )
+        if job is None:
+            return Response(status=204)
+        return Response({"job": job.pk}, status=status.HTTP_202_ACCEPTED)
+
+    def _act(self, request: Request, verb: str) -> Response:
+        vm = self.get_object_for(CHANGE)
+        params = ActionSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        result = services.perform_action(
+            vm,
+            verb,
+            actor=request.user,
+            mode=params.validated_data["mode"],
+            timeout=params.validated_data["timeout"],
+            source_ip=client_ip(request),
+        )
+        if isinstance(result, Job):
+            return Response({"job": result.pk}, status=status.HTTP_202_ACCEPTED)
+        return Response(VirtualMachineSerializer(result).data)
+
+    @extend_schema(
+        request=ActionSerializer, responses={200: VirtualMachineSerializer, 202: JOB_QUEUED}
+    )
+    @action(detail=True, methods=["post"])
+    def start(self, request: Request, pk: str | None = None) -> Response:
+        return self._act(request, "start")
+
+    @extend_schema(request=ActionSerializer, responses={202: JOB_QUEUED})
+    @action(detail=True, methods=["post"])
+    def shutdown(self, request: Request, pk: str | None = None) -> Response:
+        return self._act(request, "shutdown")
+
+    @extend_schema(request=None, responses={200: VirtualMachineSerializer})
+    @action(detail=True, methods=["post"], url_path="force-off")
+    def force_off(self, request: Request, pk: str | None = None) -> Response:
+        return self._act(request, "force-off")
+
+    @extend_schema(request=ActionSerializer, responses={200: VirtualMachineSerializer})
+    @action(detail=True, methods=["post"])
+    def reboot(self, request: Request, pk: str | None = None) -> Response:
+        return self._act(request, "reboot")
+
+    @extend_schema(request=None, responses={200: VirtualMachineSerializer})
+    @action(detail=True, methods=["post"])
+    def reset(self, request: Request, pk: str | None = None) -> Response:
+        return self._act(request, "reset")
+
+    @extend_schema(request=None, responses={200: VirtualMachineSerializer})
+    @action(detail=True, methods=["post"])
+    def suspend(self, request: Request, pk: str | None = None) -> Response:
+        return self._act(request, "suspend")
+
+    @extend_schema(request=None, responses={200: VirtualMachineSerializer})
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, pk: str | None = None) -> Response:
+        return self._act(request, "resume")
+
+    @extend_schema(request=None, responses={202: JOB_QUEUED})
+    @action(detail=True, methods=["post"])
+    def save(self, request: Request, pk: str | None = None) -> Response:
+        return self._act(request, "save")
+
+    @extend_schema(request=None, responses={202: JOB_QUEUED})
+    @action(detail=True, methods=["post"])
+    def restore(self, request: Request, pk: str | None = None) -> Response:
+        return self._act(request, "restore")
+
+    @extend_schema(request=None, responses={200: VirtualMachineDetailSerializer})
+    @action(detail=True, methods=["post"], url_path="refresh-details")
+    def refresh_details(self, request: Request, pk: str | None = None) -> Response:
+        """Read addresses, agent info and block sizes from the host now."""
+        vm = self.get_object()
+        if vm.state == "missing":
+            raise ServiceError(f"{vm.name} is missing from its host.")
+        vm = services.refresh_details(vm)
+        return Response(VirtualMachineDetailSerializer(vm).data)
