@@ -1,9 +1,12 @@
 from django.urls import path
 
+from vms.consumers import SerialConsoleConsumer
+
 from . import consumers
 
 websocket_urlpatterns = [
     path("ws/jobs/<int:job_id>/", consumers.JobConsumer.as_asgi()),
     path("ws/hosts/<int:host_id>/", consumers.HostConsumer.as_asgi()),
     path("ws/vms/<uuid:vm_id>/", consumers.VMConsumer.as_asgi()),
+    path("ws/vms/<uuid:vm_id>/serial/", SerialConsoleConsumer.as_asgi()),
 ]

@@ -238,3 +238,16 @@ def vm_xml(request: HttpRequest, vm_id: str) -> HttpResponse:
                 messages.success(request, f"The definition of {vm.name} was saved.")
                 return redirect("vm_detail", vm_id=vm.pk)
     return render(request, "vms/vm_xml.html", {"vm": vm, "xml": xml, "diff": diff}, status=status)
+
+
+def vm_console(request: HttpRequest, vm_id: str, kind: str) -> HttpResponse:
+    """The serial (xterm.js) or graphical (noVNC) console page; its script fetches a ticket."""
+    from panel.permissions import CONSOLE, CONSOLE_INPUT
+
+    vm = get_object_for_user(
+        VirtualMachine.objects.select_related("host"), request.user, vm_id, CONSOLE
+    )
+    if kind not in ("serial", "vnc"):
+        return redirect("vm_detail", vm_id=vm.pk)
+    context = {"vm": vm, "kind": kind, "view_only": not allowed(request.user, vm, CONSOLE_INPUT)}
+    return render(request, f"vms/console_{kind}.html", context)

@@ -147,6 +147,35 @@ class VirtualMachineViewSet(
     def restore(self, request: Request, pk: str | None = None) -> Response:
         return self._act(request, "restore")
 
+    @extend_schema(
+        request=inline_serializer(
+            "ConsoleRequest", {"type": serializers.ChoiceField(["serial", "vnc"])}
+        ),
+        responses=inline_serializer(
+            "ConsoleTicket",
+            {
+                "url": serializers.CharField(),
+                "ticket": serializers.CharField(),
+                "expires_in": serializers.IntegerField(),
+            },
+        ),
+    )
+    @action(detail=True, methods=["post"])
+    def console(self, request: Request, pk: str | None = None) -> Response:
+        """A single-use ticket to open the serial or VNC console (view-only for viewers)."""
+        from vms import consoles
+
+        vm = self.get_object()
+        scheme = "wss" if request.is_secure() else "ws"
+        ticket = consoles.issue_ticket(
+            vm,
+            request.user,
+            str(request.data.get("type", "")),
+            ws_base=f"{scheme}://{request.get_host()}",
+            source_ip=client_ip(request),
+        )
+        return Response(ticket)
+
     @extend_schema(request=None, responses={200: VirtualMachineDetailSerializer})
     @action(detail=True, methods=["post"], url_path="refresh-details")
     def refresh_details(self, request: Request, pk: str | None = None) -> Response:

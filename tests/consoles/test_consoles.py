@@ -1,0 +1,192 @@
+"""Serial and VNC consoles of the tiny guest on the real libvirtd, through the
+running panel (daphne) and websockify, with single-use tickets."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.request import Request, urlopen
+
+import pytest
+from django.conf import settings
+from rest_framework.authtoken.models import Token
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from panel import hypervisor, services
+from panel.models import AuditEvent, Host
+from tests.conftest import LOCAL_URI, guest_spec
+from vms.services import sync_domain
+
+pytestmark = [pytest.mark.libvirt, pytest.mark.stack, pytest.mark.timeout(180)]
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def websockify():
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "websockify"),
+            "--token-plugin",
+            "panel.console_tokens.TicketTokens",
+            "--token-source",
+            settings.REDIS_URL,
+            f"127.0.0.1:{port}",
+        ],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            break
+        time.sleep(0.1)
+    yield f"ws://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture
+def world(transactional_db, django_user_model, panel_test_guest):
+    """A running tiny guest (with VNC) in project alpha; an operator, a viewer and an outsider."""
+    admin = django_user_model.objects.create_superuser("root", "", "root-pass-3k")
+    alpha = services.create_project(name="alpha", actor=admin)
+    beta = services.create_project(name="beta", actor=admin)
+    users = {}
+    for name, project, role in [
+        ("op", alpha, "operator"),
+        ("view", alpha, "viewer"),
+        ("out", beta, "member"),
+    ]:
+        users[name] = django_user_model.objects.create_user(name, "", f"{name}-pass-8Kq")
+        services.add_member(project, user=users[name], role=role, actor=admin)
+    host = Host.objects.create(name="local", uri=LOCAL_URI, state="up")
+    info = hypervisor.create_transient(
+        LOCAL_URI, guest_spec(panel_test_guest, vnc=True, cmdline="console=tty0 console=ttyS0")
+    )
+    vm = sync_domain(host, info)
+    vm.project = alpha
+    vm.save()
+    try:
+        yield {"vm": vm, "users": users}
+    finally:
+        with contextlib.suppress(hypervisor.HypervisorError):
+            hypervisor.destroy_domain(LOCAL_URI, info.uuid)
+
+
+def ticket(stack, user, vm, kind: str) -> tuple[int, dict]:
+    token, _ = Token.objects.get_or_create(user=user)
+    request = Request(
+        f"{stack.url}/api/v1/vms/{vm.pk}/console/",
+        data=json.dumps({"type": kind}).encode(),
+        headers={"Authorization": f"Token {token.key}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except Exception as exc:  # urllib raises HTTPError for 4xx
+        return exc.code, json.loads(exc.read())  # type: ignore[attr-defined]
+
+
+def read_until(ws, needle: bytes, timeout: float) -> bytes:
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while needle not in seen:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"{needle!r} never came; got {seen[-300:]!r}")
+        try:
+            msg = ws.recv(timeout=remaining)
+        except TimeoutError:
+            continue
+        seen += msg if isinstance(msg, bytes) else msg.encode()
+    return seen
+
+
+def close_code(url: str, origin: str) -> int:
+    with connect(url, additional_headers={"Origin": origin}, open_timeout=10) as ws:
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=10)
+    return closed.value.rcvd.code
+
+
+def test_it_runs_a_command_through_the_serial_websocket(stack, world):
+    status, body = ticket(stack, world["users"]["op"], world["vm"], "serial")
+    assert status == 200 and body["expires_in"] <= 60 and not body["view_only"]
+    with connect(body["url"], additional_headers={"Origin": stack.url}, open_timeout=10) as ws:
+        ws.send(b"\r")
+        read_until(ws, b"guest# ", 30)
+        ws.send(b"echo hello-$((6*7))\r")
+        assert b"hello-42" in read_until(ws, b"hello-42", 15)
+    assert AuditEvent.objects.filter(action="console.serial.open", username="op").exists()
+
+
+def test_it_completes_the_rfb_handshake_through_websockify(stack, world, websockify):
+    status, body = ticket(stack, world["users"]["op"], world["vm"], "vnc")
+    assert status == 200
+    token = body["ticket"]
+    with connect(f"{websockify}/?token={token}", subprotocols=["binary"], open_timeout=10) as ws:
+        greeting = ws.recv(timeout=10)
+        assert greeting.startswith(b"RFB 003.00")
+    # The same ticket again: websockify finds nothing and refuses.
+    with pytest.raises(Exception):
+        with connect(
+            f"{websockify}/?token={token}", subprotocols=["binary"], open_timeout=10
+        ) as ws:
+            ws.recv(timeout=5)
+
+
+def test_it_refuses_bad_tickets_with_4xxx_codes(stack, world, websockify):
+    vm, users = world["vm"], world["users"]
+    base = f"{stack.ws_url}/ws/vms/{vm.pk}/serial/"
+    assert close_code(base, stack.url) == 4401
+    assert close_code(base + "?ticket=nonsense", stack.url) == 4403
+    _, body = ticket(stack, users["op"], vm, "serial")
+    with connect(body["url"], additional_headers={"Origin": stack.url}, open_timeout=10):
+        pass
+    assert close_code(body["url"], stack.url) == 4403, "a ticket works once"
+    # A serial ticket is no good for VNC, nor a ticket for another VM.
+    _, serial = ticket(stack, users["op"], vm, "serial")
+    with pytest.raises(Exception):
+        with connect(
+            f"{websockify}/?token={serial['ticket']}", subprotocols=["binary"], open_timeout=10
+        ) as ws:
+            ws.recv(timeout=5)
+    other = f"{stack.ws_url}/ws/vms/00000000-0000-0000-0000-000000000001/serial/?ticket={serial['ticket']}"
+    assert close_code(other, stack.url) == 4403
+    # The outsider cannot even get a ticket for a VM of another project.
+    status, body = ticket(stack, users["out"], vm, "serial")
+    assert status == 404 and "paneltest" not in json.dumps(body)
+
+
+def test_it_shows_a_viewer_the_console_but_drops_their_keystrokes(stack, world):
+    vm, users = world["vm"], world["users"]
+    status, body = ticket(stack, users["view"], vm, "serial")
+    assert status == 200 and body["view_only"]
+    with connect(body["url"], additional_headers={"Origin": stack.url}, open_timeout=10) as ws:
+        read_until(ws, b"view only", 10)
+        ws.send(b"echo viewer-$((5*5))\r")
+        with pytest.raises(AssertionError):
+            read_until(ws, b"viewer-25", 3)
+    # The operator's session on the same console shows nothing of it either.
+    _, body = ticket(stack, users["op"], vm, "serial")
+    with connect(body["url"], additional_headers={"Origin": stack.url}, open_timeout=10) as ws:
+        ws.send(b"\r")
+        out = read_until(ws, b"guest# ", 30)
+        assert b"viewer-25" not in out
