@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from django import forms
 from django.contrib.auth import get_user_model
@@ -21,6 +22,26 @@ class HostForm(forms.Form):
         help_text="qemu:///system for this machine; qemu+ssh://root@host/system, "
         "qemu+tls://host/system or qemu+tcp://host/system for others.",
     )
+
+    def __init__(self, data: Any = None, *args: Any, **kwargs: Any) -> None:
+        # A password typed into the URI is refused and must not be echoed back.
+        self.had_password = False
+        if data is not None and data.get("uri"):
+            parts = urlsplit(data["uri"].strip())
+            if parts.password:
+                data = data.copy()
+                netloc = parts.netloc.replace(f":{parts.password}@", "@", 1)
+                data["uri"] = urlunsplit(parts._replace(netloc=netloc))
+                self.had_password = True
+        super().__init__(data, *args, **kwargs)
+
+    def clean_uri(self) -> str:
+        if self.had_password:
+            raise forms.ValidationError(
+                "Do not put a password in the URI: it would be stored and shown. "
+                "Use an SSH key (qemu+ssh://user@host/system) or TLS certificates instead."
+            )
+        return self.cleaned_data["uri"]
 
 
 class ThrottledLoginForm(AuthenticationForm):

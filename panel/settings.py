@@ -134,6 +134,13 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
 
+if TESTING or _env_bool("PANEL_DEV_STATIC"):
+    # Tests (and the servers they start) serve static files straight from static/,
+    # so they never depend on a collectstatic run.
+    STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
+    WHITENOISE_USE_FINDERS = True
+    WHITENOISE_AUTOREFRESH = True
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
@@ -222,6 +229,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "ENUM_NAME_OVERRIDES": {
+        "HostStateEnum": "panel.choices.HostState",
+        "VMStateEnum": "vms.choices.VMState",
+        "JobStateEnum": "panel.choices.JobState",
+    },
 }
 
 # The local host registered on first start, and the websockify endpoint that

@@ -9,7 +9,7 @@ import pytest
 
 from panel import hypervisor
 
-pytest_plugins = ["tests.second_host", "tests.stack"]
+pytest_plugins = ["tests.second_host", "tests.stack", "tests.browser"]
 
 LOCAL_URI = "qemu:///system"
 ADMIN_PASSWORD = "admin-pass-9d3k"

@@ -28,6 +28,7 @@ class Stack:
     url: str
     ws_url: str
     port: int
+    websockify_url: str
 
 
 def _free_port() -> int:
@@ -43,6 +44,7 @@ def _env() -> dict[str, str]:
         env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
     env["PANEL_CELERY_QUEUE"] = settings.CELERY_TASK_DEFAULT_QUEUE
     env["PANEL_CHANNEL_PREFIX"] = settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]
+    env["PANEL_DEV_STATIC"] = "1"
     env.setdefault("PANEL_LOG_LEVEL", "INFO")
     return env
 
@@ -61,7 +63,9 @@ def _stop(proc: subprocess.Popen) -> None:
 def stack(django_db_setup, django_db_blocker, tmp_path_factory):
     logs = tmp_path_factory.mktemp("stack-logs")
     port = _free_port()
+    vnc_port = _free_port()
     env = _env()
+    env["PANEL_WEBSOCKIFY_URL"] = f"ws://127.0.0.1:{vnc_port}/"
     venv_bin = Path(sys.executable).parent
     web_log = open(logs / "daphne.log", "wb")
     worker_log = open(logs / "worker.log", "wb")
@@ -94,6 +98,20 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory):
         stdout=worker_log,
         stderr=subprocess.STDOUT,
     )
+    websockify = subprocess.Popen(
+        [
+            str(venv_bin / "websockify"),
+            "--token-plugin",
+            "panel.console_tokens.TicketTokens",
+            "--token-source",
+            settings.REDIS_URL,
+            f"127.0.0.1:{vnc_port}",
+        ],
+        cwd=REPO_ROOT,
+        env={**env, "PYTHONPATH": str(REPO_ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -107,8 +125,14 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory):
                         "daphne did not start:\n" + (logs / "daphne.log").read_text()
                     ) from None
                 time.sleep(0.2)
-        yield Stack(url=url, ws_url=f"ws://127.0.0.1:{port}", port=port)
+        yield Stack(
+            url=url,
+            ws_url=f"ws://127.0.0.1:{port}",
+            port=port,
+            websockify_url=f"ws://127.0.0.1:{vnc_port}",
+        )
     finally:
+        _stop(websockify)
         _stop(web)
         _stop(worker)
         web_log.close()

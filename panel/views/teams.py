@@ -145,13 +145,10 @@ def project_member_add(request: HttpRequest, project_id: int) -> HttpResponse:
 @require_POST
 def project_member_remove(request: HttpRequest, project_id: int, user_id: int) -> HttpResponse:
     project = get_object_for_user(Project.objects.all(), request.user, project_id, MANAGE)
-    member = (
-        get_object_for_user(
-            User.objects.filter(memberships__project=project), request.user, user_id
-        )
-        if not is_admin(request.user)
-        else User.objects.filter(pk=user_id).first()
+    membership = (
+        Membership.objects.filter(project=project, user_id=user_id).select_related("user").first()
     )
+    member = membership.user if membership else None
     if member is None:
         messages.error(request, "No such member.")
         return redirect("project_detail", project_id=project.pk)

@@ -5,16 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 from urllib.request import Request, urlopen
 
 import pytest
-from django.conf import settings
 from rest_framework.authtoken.models import Token
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.sync.client import connect
@@ -34,31 +30,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def websockify():
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "websockify"),
-            "--token-plugin",
-            "panel.console_tokens.TicketTokens",
-            "--token-source",
-            settings.REDIS_URL,
-            f"127.0.0.1:{port}",
-        ],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-            break
-        time.sleep(0.1)
-    yield f"ws://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(10)
+@pytest.fixture
+def websockify(stack):
+    return stack.websockify_url
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
@@ -15,7 +16,7 @@ from panel.api.views import ScopedMixin
 from panel.audit import client_ip
 from panel.exceptions import ServiceError
 from panel.models import Job
-from panel.permissions import CHANGE, DELETE
+from panel.permissions import CHANGE, DELETE, is_admin
 from vms import services
 from vms.models import VirtualMachine
 
@@ -51,6 +52,8 @@ class VirtualMachineViewSet(
 
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         vm = self.get_object_for(CHANGE)
+        if "project" in request.data and not is_admin(request.user):
+            raise PermissionDenied("Only administrators can move VMs between projects.")
         serializer = self.get_serializer(vm, data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data

@@ -1,4 +1,4 @@
-"""Headless Chromium for the end-to-end tests, driven by Playwright's sync API.
+"""Pytest plugin: headless Chromium for the browser tests, driven by Playwright's sync API.
 
 ``browser`` (session) launches Debian's Chromium; ``page`` (function) opens a
 fresh context per test (no cookies carried over) and, when the test fails,
@@ -44,7 +44,9 @@ def browser() -> Iterator:
     from playwright.sync_api import sync_playwright
 
     if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium")
+        pytest.fail(
+            f"{CHROMIUM} is missing: run scripts/install.sh --test (apt-get install chromium)"
+        )
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
