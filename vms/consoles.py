@@ -63,9 +63,11 @@ def issue_ticket(
         "vm": str(vm.pk),
         "view_only": view_only,
     }
+    password = None
     try:
         if kind == "vnc":
             data["host"], data["port"] = _vnc_endpoint(vm)
+            password = hypervisor.vnc_password(vm.host.uri, str(vm.pk))
     except hypervisor.HostUnavailable as exc:
         raise ServiceError(f"{vm.host.name} cannot be reached: {exc}") from exc
     except hypervisor.NotFound:
@@ -83,7 +85,11 @@ def issue_ticket(
         url = f"{ws_base}/ws/vms/{vm.pk}/serial/?ticket={ticket}"
     else:
         url = f"{settings.PANEL_WEBSOCKIFY_URL.rstrip('/')}/?token={ticket}"
-    return {"url": url, "ticket": ticket, "expires_in": TICKET_SECONDS, "view_only": view_only}
+    answer = {"url": url, "ticket": ticket, "expires_in": TICKET_SECONDS, "view_only": view_only}
+    if password:
+        # Only the console client gets it, to answer the VNC server's challenge.
+        answer["password"] = password
+    return answer
 
 
 def take_ticket(ticket: str) -> dict[str, Any] | None:

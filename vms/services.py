@@ -81,6 +81,7 @@ def serialize_vm(vm: VirtualMachine) -> dict[str, object]:
         "vcpus": vm.vcpus,
         "memory_mib": vm.memory_mib,
         "ips": vm.ips,
+        "details_at": vm.details.get("read_at", ""),
     }
 
 
@@ -564,3 +565,36 @@ def edit_xml(
             vm = _apply(vm, info)
             audit.record(actor, "vm.edit_xml", vm, project=vm.project, source_ip=source_ip)
     return vm
+
+
+def set_vnc_password(
+    vm: VirtualMachine, password: str, *, actor: Any, source_ip: str | None = None
+) -> bool:
+    """Set or clear (empty) the VM's VNC password; it is never stored by the panel or logged."""
+    _require(actor, vm, CHANGE, "set the VNC password of")
+    password = password.strip()
+    with audit.refusals_recorded(
+        actor, "vm.vnc_password", vm, project=vm.project, source_ip=source_ip
+    ):
+        if password and not (6 <= len(password) <= 8):
+            raise ServiceError(
+                "A VNC password has 6 to 8 characters (VNC uses only the first 8).",
+                field="password",
+            )
+        try:
+            now = hypervisor.set_vnc_password(vm.host.uri, str(vm.pk), password or None)
+        except hypervisor.Conflict as exc:
+            raise ConflictError(f"{vm.name}: {exc}") from exc
+        except hypervisor.HypervisorError as exc:
+            raise UnavailableError(f"{vm.host.name}: {exc}") from exc
+        with transaction.atomic():
+            audit.record(
+                actor,
+                "vm.vnc_password",
+                vm,
+                detail=("set" if password else "cleared")
+                + ("" if now else ", from the next start"),
+                project=vm.project,
+                source_ip=source_ip,
+            )
+    return now

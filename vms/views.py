@@ -251,3 +251,22 @@ def vm_console(request: HttpRequest, vm_id: str, kind: str) -> HttpResponse:
         return redirect("vm_detail", vm_id=vm.pk)
     context = {"vm": vm, "kind": kind, "view_only": not allowed(request.user, vm, CONSOLE_INPUT)}
     return render(request, f"vms/console_{kind}.html", context)
+
+
+@require_POST
+def vm_vnc_password(request: HttpRequest, vm_id: str) -> HttpResponse:
+    vm = get_object_for_user(
+        VirtualMachine.objects.select_related("host"), request.user, vm_id, CHANGE
+    )
+    try:
+        services.set_vnc_password(
+            vm, request.POST.get("password", ""), actor=request.user, source_ip=client_ip(request)
+        )
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(
+            request,
+            "VNC password set." if request.POST.get("password") else "VNC password cleared.",
+        )
+    return redirect("vm_detail", vm_id=vm.pk)

@@ -29,8 +29,10 @@ from .lifecycle import (
     resume_domain,
     save_domain,
     set_autostart,
+    set_vnc_password,
     shutdown_domain,
     suspend_domain,
+    vnc_password,
     wait_for_state,
 )
 from .specs import (
@@ -100,6 +102,8 @@ __all__ = [
     "resume_domain",
     "save_domain",
     "set_autostart",
+    "set_vnc_password",
+    "vnc_password",
     "shutdown_domain",
     "suspend_domain",
     "wait_for_state",

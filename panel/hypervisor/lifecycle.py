@@ -254,3 +254,52 @@ def redefine_domain(uri: str, uuid: str, xml: str) -> DomainInfo:
         raise HypervisorError("The XML names another UUID: a VM's UUID cannot be changed.")
     with session(uri) as conn:
         return _info(conn.defineXMLFlags(xml, libvirt.VIR_DOMAIN_DEFINE_VALIDATE))
+
+
+def _graphics(dom: libvirt.virDomain, flags: int) -> etree._Element | None:
+    root = etree.fromstring(dom.XMLDesc(flags | libvirt.VIR_DOMAIN_XML_SECURE).encode())
+    return root.find("./devices/graphics[@type='vnc']")
+
+
+def set_vnc_password(uri: str, uuid: str, password: str | None) -> bool:
+    """Set (or with None, clear) the VNC password in the definition and, where qemu
+    allows it, on the running display. Returns whether it applies now (False: at next start).
+
+    qemu can change a running display's password only if the display was started
+    with one; otherwise the change waits for the next start.
+    """
+    applied_live = True
+    with session(uri) as conn:
+        dom = conn.lookupByUUIDString(uuid)
+        targets = []
+        if dom.isActive():
+            targets.append((0, libvirt.VIR_DOMAIN_AFFECT_LIVE))
+        if dom.isPersistent():
+            targets.append((libvirt.VIR_DOMAIN_XML_INACTIVE, libvirt.VIR_DOMAIN_AFFECT_CONFIG))
+        for xml_flags, affect in targets:
+            graphics = _graphics(dom, xml_flags)
+            if graphics is None:
+                raise Conflict(f"'{dom.name()}' has no VNC display.")
+            if password:
+                graphics.set("passwd", password)
+            elif "passwd" in graphics.attrib:
+                del graphics.attrib["passwd"]
+            try:
+                dom.updateDeviceFlags(etree.tostring(graphics, encoding="unicode"), affect)
+            except libvirt.libvirtError as exc:
+                if affect != libvirt.VIR_DOMAIN_AFFECT_LIVE or not dom.isPersistent():
+                    if affect == libvirt.VIR_DOMAIN_AFFECT_LIVE:
+                        raise Conflict(
+                            f"The display of '{dom.name()}' was started without a password and "
+                            f"this VM is transient: qemu cannot add one now ({exc.get_error_message()})."
+                        ) from exc
+                    raise
+                applied_live = False
+    return applied_live
+
+
+def vnc_password(uri: str, uuid: str) -> str | None:
+    """The VNC password of a running domain's display, if one is set."""
+    with session(uri) as conn:
+        graphics = _graphics(conn.lookupByUUIDString(uuid), 0)
+        return graphics.get("passwd") if graphics is not None else None

@@ -15,7 +15,7 @@ try {
   });
   const ticket = await r.json();
   if (!r.ok) throw new Error(ticket.detail || r.statusText);
-  const rfb = new RFB(el, ticket.url);
+  const rfb = new RFB(el, ticket.url, ticket.password ? { credentials: { password: ticket.password } } : {});
   rfb.viewOnly = viewOnly;
   rfb.scaleViewport = true;
   rfb.resizeSession = false;

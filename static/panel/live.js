@@ -72,7 +72,13 @@
   });
   document.querySelectorAll("[data-vm-ws]").forEach(function (el) {
     connect(el.dataset.vmWs, function (msg) {
-      if (msg.type === "vm.update") vmChanged(msg.vm);
+      if (msg.type !== "vm.update") return;
+      vmChanged(msg.vm);
+      // Fresh details (addresses, agent, disks) were read from the host: show them.
+      if (msg.vm.details_at && msg.vm.details_at !== el.dataset.detailsAt) {
+        el.dataset.detailsAt = msg.vm.details_at;
+        window.location.reload();
+      }
     });
   });
 })();

@@ -169,3 +169,47 @@ def test_it_shows_a_viewer_the_console_but_drops_their_keystrokes(stack, world):
         ws.send(b"\r")
         out = read_until(ws, b"guest# ", 30)
         assert b"viewer-25" not in out
+
+
+def security_types(websockify: str, token: str) -> list[int]:
+    """Do the first steps of RFB 3.8 and return the security types the VNC server offers."""
+    with connect(f"{websockify}/?token={token}", subprotocols=["binary"], open_timeout=10) as ws:
+        assert ws.recv(timeout=10).startswith(b"RFB 003.008")
+        ws.send(b"RFB 003.008\n")
+        data = ws.recv(timeout=10)
+        return list(data[1 : 1 + data[0]])
+
+
+def test_it_protects_vnc_with_a_password_that_only_the_console_client_gets(
+    stack, world, client, panel_test_guest
+):
+    from vms import services as vm_services
+
+    op, vm = world["users"]["op"], world["vm"]
+    _, body = ticket(stack, op, vm, "vnc")
+    assert "password" not in body
+    assert security_types(stack.websockify_url, body["ticket"]) == [1]  # None
+    # A running transient VM started without a password cannot get one.
+    with pytest.raises(services.ServiceError, match="started without a password"):
+        vm_services.set_vnc_password(vm, "s3cr3tpw", actor=op)
+
+    # A defined VM: the password is set while it is off and guards the display once started.
+    info = hypervisor.define_domain(LOCAL_URI, guest_spec(panel_test_guest, vnc=True))
+    try:
+        defined = sync_domain(vm.host, info)
+        defined.project = vm.project
+        defined.save()
+        with pytest.raises(services.ServiceError, match="6 to 8"):
+            vm_services.set_vnc_password(defined, "abc", actor=op)
+        assert vm_services.set_vnc_password(defined, "s3cr3tpw", actor=op) is True
+        defined = sync_domain(vm.host, hypervisor.start_domain(LOCAL_URI, info.uuid))
+        _, body = ticket(stack, op, defined, "vnc")
+        assert body["password"] == "s3cr3tpw"
+        assert security_types(stack.websockify_url, body["ticket"]) == [2]  # VNC authentication
+
+        client.force_login(op)
+        page = client.get(f"/vms/{defined.pk}/").content.decode()
+        assert "s3cr3tpw" not in page
+        assert "s3cr3tpw" not in json.dumps(list(AuditEvent.objects.values()), default=str)
+    finally:
+        hypervisor.undefine_domain(LOCAL_URI, info.uuid)
