@@ -213,3 +213,25 @@ def test_it_protects_vnc_with_a_password_that_only_the_console_client_gets(
         assert "s3cr3tpw" not in json.dumps(list(AuditEvent.objects.values()), default=str)
     finally:
         hypervisor.undefine_domain(LOCAL_URI, info.uuid)
+
+
+def test_it_lets_a_second_session_take_the_serial_console_over_with_a_notice(stack, world):
+    op, vm = world["users"]["op"], world["vm"]
+    _, first_ticket = ticket(stack, op, vm, "serial")
+    with connect(
+        first_ticket["url"], additional_headers={"Origin": stack.url}, open_timeout=10
+    ) as first:
+        first.send(b"\r")
+        read_until(first, b"guest# ", 30)
+        _, second_ticket = ticket(stack, op, vm, "serial")
+        with connect(
+            second_ticket["url"], additional_headers={"Origin": stack.url}, open_timeout=10
+        ) as second:
+            notice = read_until(first, b"another session took it over", 10)
+            assert b"console closed" in notice
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    first.recv(timeout=10)
+            assert closed.value.rcvd.code == 4409
+            second.send(b"echo still-$((2*21))\r")
+            assert b"still-42" in read_until(second, b"still-42", 15)
