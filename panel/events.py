@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 from typing import Any, TypedDict
 
 from asgiref.sync import async_to_sync
@@ -43,10 +45,23 @@ def _send(group: str, payload: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
+
+    def send() -> None:
+        try:
+            async_to_sync(layer.group_send)(group, payload)
+        except Exception:  # noqa: BLE001 - a lost push must never fail the action itself
+            log.exception("could not publish %s to %s", payload.get("type"), group)
+
     try:
-        async_to_sync(layer.group_send)(group, payload)
-    except Exception:  # noqa: BLE001 - a lost push must never fail the action itself
-        log.exception("could not publish %s to %s", payload.get("type"), group)
+        asyncio.get_running_loop()
+    except RuntimeError:
+        send()
+        return
+    # Called from sync code on a thread that runs an event loop (async_to_sync
+    # refuses to block one): send from a helper thread instead.
+    thread = threading.Thread(target=send, name="panel-publish")
+    thread.start()
+    thread.join(10)
 
 
 def publish(group: str, payload: JobUpdate | HostUpdate | VMUpdate) -> None:
