@@ -29,6 +29,7 @@ class JobKind(models.TextChoices):
     VM_SAVE = "vm.save", "VM save"
     VM_RESTORE = "vm.restore", "VM restore"
     VM_DELETE = "vm.delete", "VM delete"
+    VM_CLONE = "vm.clone", "VM clone"
 
 
 class AuditResult(models.TextChoices):

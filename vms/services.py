@@ -598,3 +598,98 @@ def set_vnc_password(
                 source_ip=source_ip,
             )
     return now
+
+
+def clone_vm(
+    vm: VirtualMachine,
+    name: str,
+    *,
+    linked: bool,
+    actor: Any,
+    source_ip: str | None = None,
+) -> Job:
+    """Queue a clone of a shut-off VM into the same project, owned by the actor."""
+    from panel import quotas
+
+    from .tasks import vm_clone_task
+
+    _require(actor, vm, CHANGE, "clone")
+    name = (name or "").strip()
+    with audit.refusals_recorded(actor, "vm.clone", vm, project=vm.project, source_ip=source_ip):
+        if not name or len(name) > 64 or not all(c.isalnum() or c in "-_." for c in name):
+            raise ServiceError(
+                "Name the clone with 1 to 64 letters, digits, '-', '_' or '.'.", field="name"
+            )
+        if vm.state != VMState.SHUTOFF:
+            raise ConflictError(f"{vm.name} is {vm.state}: shut it down before cloning it.")
+        if (
+            VirtualMachine.objects.filter(host=vm.host, name=name)
+            .exclude(state=VMState.MISSING)
+            .exists()
+        ):
+            raise ServiceError(f"{vm.host.name} already has a VM named '{name}'.", field="name")
+        if (busy := _busy(vm)) is not None:
+            raise ConflictError(f"{vm.name} is busy with job #{busy.pk}; wait for it.")
+        with transaction.atomic():
+            if vm.project is not None:
+                disk_gib = -(
+                    -sum(b.get("capacity", 0) for b in vm.details.get("blocks", {}).values())
+                    // (1024**3)
+                )
+                quotas.reserve(
+                    vm.project,
+                    vms=1,
+                    vcpus=vm.vcpus,
+                    memory_mib=vm.memory_mib,
+                    disk_gib=0 if linked else disk_gib,
+                )
+            job = jobs.create_job(
+                JobKind.VM_CLONE,
+                target=f"vm:{vm.pk}",
+                actor=actor,
+                host=vm.host,
+                project=vm.project,
+            )
+            job.result = {"vm": str(vm.pk), "vm_name": vm.name, "name": name, "linked": linked}
+            job.save(update_fields=["result"])
+            audit.record(
+                actor,
+                "vm.clone",
+                vm,
+                detail=f"{'linked' if linked else 'full'} clone {name}; job #{job.pk}",
+                project=vm.project,
+                source_ip=source_ip,
+            )
+            vm_clone_task.delay_on_commit(job.pk)
+    return job
+
+
+def run_clone_job(job: Job) -> None:
+    """Copy or overlay the disks and define the clone; the new row joins the source's project."""
+    spec = job.result
+    vm = VirtualMachine.objects.select_related("host").filter(pk=spec["vm"]).first()
+    if vm is None:
+        raise ServiceError("The VM to clone was removed.")
+    kind = "linked" if spec["linked"] else "full"
+    jobs.report(
+        job.pk,
+        progress=10,
+        message=f"Making a {kind} clone of {vm.name}",
+        log_line=f"{kind} clone {spec['name']} started",
+    )
+    try:
+        info = hypervisor.clone_domain(vm.host.uri, str(vm.pk), spec["name"], linked=spec["linked"])
+    except hypervisor.Conflict as exc:
+        raise ServiceError(f"Cannot clone {vm.name}: {exc}") from exc
+    except hypervisor.HypervisorError as exc:
+        raise ServiceError(f"Cloning {vm.name} failed and was undone: {exc}") from exc
+    with transaction.atomic():
+        clone = sync_domain(vm.host, info)
+        clone.project = vm.project
+        clone.owner = job.user
+        clone.save(update_fields=["project", "owner"])
+    for disk in info.disks:
+        jobs.report(job.pk, log_line=f"disk {disk.target}: {disk.source}")
+    job.result = {**spec, "clone": info.uuid}
+    job.save(update_fields=["result"])
+    jobs.report(job.pk, progress=100, message=f"{info.name} created ({kind} clone of {vm.name}).")

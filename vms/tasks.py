@@ -38,3 +38,11 @@ def vm_details_task(vm_id: str) -> None:
         services.refresh_details(vm)
     except hypervisor.HypervisorError:
         return  # the page keeps what it had; the host state says why
+
+
+@shared_task(name="vms.clone", soft_time_limit=3600, time_limit=3660)
+def vm_clone_task(job_id: int) -> None:
+    """Clone a VM (full copy or linked overlay of its disks)."""
+    with jobs.running(job_id) as job:
+        if job is not None:
+            services.run_clone_job(job)

@@ -270,3 +270,23 @@ def vm_vnc_password(request: HttpRequest, vm_id: str) -> HttpResponse:
             "VNC password set." if request.POST.get("password") else "VNC password cleared.",
         )
     return redirect("vm_detail", vm_id=vm.pk)
+
+
+@require_POST
+def vm_clone(request: HttpRequest, vm_id: str) -> HttpResponse:
+    vm = get_object_for_user(
+        VirtualMachine.objects.select_related("host", "project"), request.user, vm_id, CHANGE
+    )
+    try:
+        job = services.clone_vm(
+            vm,
+            request.POST.get("name", ""),
+            linked=request.POST.get("linked") == "1",
+            actor=request.user,
+            source_ip=client_ip(request),
+        )
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+        return redirect("vm_detail", vm_id=vm.pk)
+    messages.info(request, f"Cloning {vm.name} (job #{job.pk}).")
+    return redirect("job_detail", job_id=job.pk)

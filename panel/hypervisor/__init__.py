@@ -7,6 +7,7 @@ and gets frozen dataclasses back; libvirt errors arrive as our exceptions.
 from .connection import check_uri
 from .console import ConsoleStream, open_console
 from .domains import (
+    clone_domain,
     create_transient,
     define_domain,
     delete_domain,
@@ -77,6 +78,7 @@ __all__ = [
     "VolumeInfo",
     "Watch",
     "check_uri",
+    "clone_domain",
     "create_transient",
     "define_domain",
     "delete_domain",

@@ -141,3 +141,82 @@ def delete_domain(uri: str, uuid: str, remove_paths: list[str]) -> list[str]:
             vol.delete(0)
             removed.append(path)
     return removed
+
+
+def _vol_xml(name: str, capacity: int, fmt: str, backing: tuple[str, str] | None = None) -> str:
+    from lxml import etree
+
+    vol = etree.Element("volume")
+    etree.SubElement(vol, "name").text = name
+    etree.SubElement(vol, "capacity", unit="bytes").text = str(capacity)
+    target = etree.SubElement(vol, "target")
+    etree.SubElement(target, "format", type=fmt)
+    if backing is not None:
+        store = etree.SubElement(vol, "backingStore")
+        etree.SubElement(store, "path").text = backing[0]
+        etree.SubElement(store, "format", type=backing[1])
+    return etree.tostring(vol, encoding="unicode")
+
+
+def clone_domain(uri: str, uuid: str, new_name: str, *, linked: bool) -> DomainInfo:
+    """Define a copy of a shut-off domain: every disk copied (full) or overlaid (linked
+    qcow2 on the source disk), with a new name, UUID and MACs. Undoes itself on failure."""
+    from lxml import etree
+
+    with session(uri) as conn:
+        src = conn.lookupByUUIDString(uuid)
+        if src.isActive():
+            raise Conflict(f"'{src.name()}' is running: shut it down before cloning it.")
+        try:
+            conn.lookupByName(new_name)
+        except libvirt.libvirtError:
+            pass
+        else:
+            raise Conflict(f"A domain named '{new_name}' already exists on this host.")
+        root = etree.fromstring(src.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE).encode())
+        root.find("name").text = new_name
+        for tag in ("uuid",):
+            el = root.find(tag)
+            if el is not None:
+                root.remove(el)
+        for mac in root.iterfind("./devices/interface/mac"):
+            mac.getparent().remove(mac)
+        created: list[libvirt.virStorageVol] = []
+        try:
+            for disk in root.iterfind("./devices/disk[@device='disk']"):
+                source = disk.find("source")
+                path = source.get("file") if source is not None else None
+                if not path:
+                    continue
+                try:
+                    vol = conn.storageVolLookupByPath(path)
+                except libvirt.libvirtError as exc:
+                    raise Conflict(
+                        f"Disk {path} is not a volume of an active storage pool: the panel can "
+                        "only clone disks it can see in a pool."
+                    ) from exc
+                pool = vol.storagePoolLookupByVolume()
+                _type, capacity, _alloc = vol.info()
+                fmt = xml.parse_volume_format(vol.XMLDesc(0)) or "raw"
+                target = disk.find("target").get("dev", "disk")
+                name = (
+                    f"{new_name}-{target}.qcow2"
+                    if linked or fmt == "qcow2"
+                    else f"{new_name}-{target}.img"
+                )
+                if linked:
+                    new = pool.createXML(_vol_xml(name, capacity, "qcow2", (path, fmt)), 0)
+                    driver = disk.find("driver")
+                    if driver is None:
+                        driver = etree.SubElement(disk, "driver", name="qemu")
+                    driver.set("type", "qcow2")
+                else:
+                    new = pool.createXMLFrom(_vol_xml(name, capacity, fmt), vol, 0)
+                created.append(new)
+                source.set("file", new.path())
+            return _info(conn.defineXML(etree.tostring(root, encoding="unicode")))
+        except Exception:
+            for vol in created:
+                with contextlib.suppress(libvirt.libvirtError):
+                    vol.delete(0)
+            raise
