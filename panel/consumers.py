@@ -9,7 +9,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from . import events, jobs
 from .models import Host
-from .permissions import visible_hosts, visible_jobs
+from .permissions import forget, visible_hosts, visible_jobs
 
 # Close codes: 4401 not logged in, 4404 not found or out of scope.
 CLOSE_UNAUTHENTICATED = 4401
@@ -67,7 +67,7 @@ class JobConsumer(_ScopedConsumer):
             await self.send_json(event)
 
     def _still_visible(self) -> bool:
-        return visible_jobs(self.user).filter(pk=self.job_id).exists()
+        return visible_jobs(forget(self.user)).filter(pk=self.job_id).exists()
 
 
 class HostConsumer(_ScopedConsumer):
@@ -95,7 +95,7 @@ class HostConsumer(_ScopedConsumer):
     def _vm_visible(self, vm_id: str) -> bool:
         from vms.permissions import visible_vms
 
-        return visible_vms(self.user).filter(pk=vm_id).exists()
+        return visible_vms(forget(self.user)).filter(pk=vm_id).exists()
 
 
 class VMConsumer(_ScopedConsumer):
@@ -114,4 +114,12 @@ class VMConsumer(_ScopedConsumer):
         return {"type": "vm.update", "vm": serialize_vm(vm)} if vm else None
 
     async def vm_update(self, event: events.VMUpdate) -> None:
-        await self.send_json(event)
+        if await database_sync_to_async(self._still_visible)():
+            await self.send_json(event)
+        else:
+            await self.close(code=CLOSE_NOT_FOUND)
+
+    def _still_visible(self) -> bool:
+        from vms.permissions import visible_vms
+
+        return visible_vms(forget(self.user)).filter(pk=self.vm_id).exists()

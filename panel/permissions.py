@@ -62,6 +62,13 @@ def roles(user: Any) -> dict[int, str]:
     return cached
 
 
+def forget(user: Any) -> Any:
+    """Drop the cached roles: long-lived holders of a user (websockets) re-read them."""
+    if hasattr(user, "_panel_roles"):
+        del user._panel_roles
+    return user
+
+
 def project_ids(user: Any, *allowed_roles: str) -> list[int]:
     """Ids of the user's projects, optionally only those where they hold one of allowed_roles."""
     return [pid for pid, role in roles(user).items() if not allowed_roles or role in allowed_roles]

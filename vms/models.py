@@ -35,6 +35,7 @@ class VirtualMachine(models.Model):
     )
     state = models.CharField(max_length=12, choices=VMState, default=VMState.SHUTOFF)
     domain_type = models.CharField(max_length=10, blank=True, default="")
+    firmware = models.CharField(max_length=10, blank=True, default="bios")
     vcpus = models.PositiveIntegerField(default=1)
     memory_mib = models.PositiveIntegerField(default=0)
     autostart = models.BooleanField(default=False)

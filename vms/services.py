@@ -46,6 +46,7 @@ VM_SYNC_FIELDS = (
     "name",
     "state",
     "domain_type",
+    "firmware",
     "vcpus",
     "memory_mib",
     "autostart",
@@ -61,6 +62,7 @@ def _fields(info: hypervisor.DomainInfo) -> dict[str, object]:
         "name": info.name,
         "state": info.state,
         "domain_type": info.domain_type,
+        "firmware": info.firmware,
         "vcpus": info.vcpus,
         "memory_mib": info.memory_mib,
         "autostart": info.autostart,
@@ -78,6 +80,7 @@ def serialize_vm(vm: VirtualMachine) -> dict[str, object]:
         "name": vm.name,
         "host": vm.host_id,
         "state": vm.state,
+        "state_display": vm.get_state_display(),
         "vcpus": vm.vcpus,
         "memory_mib": vm.memory_mib,
         "ips": vm.ips,
@@ -563,8 +566,24 @@ def edit_xml(
             ) from exc
         with transaction.atomic():
             vm = _apply(vm, info)
+            vm.xml = hypervisor.domain_xml(vm.host.uri, str(vm.pk))
+            vm.save(update_fields=["xml"])
             audit.record(actor, "vm.edit_xml", vm, project=vm.project, source_ip=source_ip)
     return vm
+
+
+def definition_xml(vm: VirtualMachine, *, actor: Any) -> str:
+    """The VM's current definition, read from its host, for the XML editor (admins)."""
+    from django.core.exceptions import PermissionDenied
+
+    if not is_admin(actor):
+        raise PermissionDenied("Only administrators can edit a VM's XML.")
+    try:
+        return hypervisor.domain_xml(vm.host.uri, str(vm.pk), inactive=True)
+    except hypervisor.NotFound:
+        raise ConflictError(f"{vm.name} is no longer on {vm.host.name}.") from None
+    except hypervisor.HypervisorError as exc:
+        raise UnavailableError(f"{vm.host.name} cannot be reached: {exc}") from exc
 
 
 def set_vnc_password(

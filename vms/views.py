@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import uuid
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
@@ -94,7 +95,12 @@ def vm_bulk(request: HttpRequest) -> HttpResponse:
     if action not in {"start", "shutdown", "force-off"}:
         messages.error(request, "Choose start, shut down or force off for the selected VMs.")
         return redirect("vm_list")
-    ids = request.POST.getlist("vm")
+    ids = []
+    for raw in request.POST.getlist("vm"):
+        try:
+            ids.append(uuid.UUID(raw))
+        except ValueError:
+            continue  # not a VM id: nothing to act on
     if not ids:
         messages.error(request, "Select at least one VM first.")
         return redirect("vm_list")

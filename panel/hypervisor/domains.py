@@ -40,6 +40,7 @@ def _info(dom: libvirt.virDomain) -> DomainInfo:
         persistent=bool(dom.isPersistent()),
         autostart=autostart,
         domain_type=xml.domain_type(desc),
+        firmware=xml.firmware(desc),
         disks=disks,
         nics=nics,
         graphics=graphics,
@@ -65,10 +66,12 @@ def get_domain(uri: str, uuid: str) -> DomainInfo:
         return _info(conn.lookupByUUIDString(uuid))
 
 
-def domain_xml(uri: str, uuid: str) -> str:
-    """The domain's live XML (inactive XML when shut off)."""
+def domain_xml(uri: str, uuid: str, *, inactive: bool = False) -> str:
+    """The domain's live XML, or with inactive=True its definition (what an edit changes)."""
     with session(uri) as conn:
-        return conn.lookupByUUIDString(uuid).XMLDesc(0)
+        return conn.lookupByUUIDString(uuid).XMLDesc(
+            libvirt.VIR_DOMAIN_XML_INACTIVE if inactive else 0
+        )
 
 
 def define_domain(uri: str, spec: DomainSpec) -> DomainInfo:

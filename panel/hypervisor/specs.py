@@ -66,6 +66,7 @@ class DiskInfo:
     bus: str
     source: str
     format: str
+    cache: str = ""
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ class DomainInfo:
     persistent: bool
     autostart: bool
     domain_type: str = "qemu"
+    firmware: str = "bios"
     disks: tuple[DiskInfo, ...] = ()
     nics: tuple[NicInfo, ...] = ()
     graphics: tuple[GraphicsInfo, ...] = ()

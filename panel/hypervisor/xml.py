@@ -120,6 +120,7 @@ def parse_domain_devices(
                 bus=target.get("bus", "") if target is not None else "",
                 source=src,
                 format=driver.get("type", "") if driver is not None else "",
+                cache=driver.get("cache", "") if driver is not None else "",
             )
         )
     nics = []
@@ -205,3 +206,15 @@ def parse_network(xml: str, *, active: bool, autostart: bool, persistent: bool) 
         persistent=persistent,
         ipv4=ipv4,
     )
+
+
+def firmware(xml: str) -> str:
+    """'efi' when the domain boots UEFI firmware, else 'bios'."""
+    root = etree.fromstring(xml.encode())
+    os_el = root.find("os")
+    if os_el is None:
+        return "bios"
+    loader = os_el.find("loader")
+    if os_el.get("firmware") == "efi" or (loader is not None and loader.get("type") == "pflash"):
+        return "efi"
+    return "bios"

@@ -52,6 +52,7 @@
   function vmChanged(vm) {
     document.querySelectorAll('[data-vm="' + vm.id + '"]').forEach(function (el) {
       el.querySelectorAll("[data-vm-state]").forEach(function (badge) { setState(badge, vm.state); });
+      el.querySelectorAll("[data-vm-state-text]").forEach(function (t) { t.textContent = vm.state_display || vm.state; });
       var ips = el.querySelector("[data-vm-ips]");
       if (ips && vm.ips) ips.textContent = vm.ips.map(function (i) { return i.address; }).join(", ");
     });

@@ -1,0 +1,151 @@
+"""Live VM state over websockets, on the running stack (daphne + Celery + Redis) with the
+host watcher following the real libvirtd: a change made outside the panel reaches the
+browser's socket within moments, and only sockets of users who may see the VM."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+from django.test import Client
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
+
+from panel import hypervisor, services
+from tests.conftest import LOCAL_URI
+from vms import services as vm_services
+
+pytestmark = [pytest.mark.stack, pytest.mark.libvirt, pytest.mark.timeout(120)]
+
+
+def session_cookie(user) -> str:
+    client = Client()
+    client.force_login(user)
+    return client.cookies["sessionid"].value
+
+
+def open_ws(stack, path: str, sessionid: str | None = None):
+    headers = {"Origin": stack.url}
+    if sessionid:
+        headers["Cookie"] = f"sessionid={sessionid}"
+    return connect(stack.ws_url + path, additional_headers=headers, open_timeout=10)
+
+
+def refusal(stack, path: str, sessionid: str | None = None) -> str:
+    """How the server turned the websocket away: 'close <code>' or 'HTTP <status>'."""
+    try:
+        with open_ws(stack, path, sessionid) as ws:
+            message = ws.recv(timeout=10)
+    except InvalidStatus as exc:
+        return f"HTTP {exc.response.status_code}"
+    except ConnectionClosed as exc:
+        return f"close {exc.rcvd.code if exc.rcvd else None}"
+    return f"accepted and sent {message}"
+
+
+class Arrivals:
+    """Reads a websocket in a thread and notes when the first message matching a test arrived."""
+
+    def __init__(self, ws, match) -> None:
+        self.ws, self.match = ws, match
+        self.at: float | None = None
+        self.seen: list[dict] = []
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        deadline = time.monotonic() + 20
+        while self.at is None and time.monotonic() < deadline:
+            try:
+                message = json.loads(self.ws.recv(timeout=0.5))
+            except TimeoutError:
+                continue
+            except ConnectionClosed:
+                return
+            self.seen.append(message)
+            if self.match(message):
+                self.at = time.monotonic()
+
+    def wait(self) -> float | None:
+        self.thread.join(25)
+        return self.at
+
+
+def is_shutoff(vm_id: str):
+    def match(message: dict) -> bool:
+        vm = message.get("vm") or {}
+        return message.get("type") == "vm.update" and (vm.get("id"), vm.get("state")) == (
+            vm_id,
+            "shutoff",
+        )
+
+    return match
+
+
+def test_it_pushes_a_vm_stopped_outside_the_panel_within_2_seconds(
+    stack, transactional_db, watcher, make_vm, people
+):
+    vm = make_vm(running=True)
+    sessionid = session_cookie(people["member"])
+
+    with (
+        open_ws(stack, f"/ws/vms/{vm.pk}/", sessionid) as vm_ws,
+        open_ws(stack, f"/ws/hosts/{watcher.pk}/", sessionid) as host_ws,
+    ):
+        snapshot = json.loads(vm_ws.recv(timeout=10))
+        assert (snapshot["type"], snapshot["vm"]["name"]) == ("vm.update", vm.name)
+        assert snapshot["vm"]["state"] == "running"
+        assert json.loads(host_ws.recv(timeout=10))["type"] == "host.update"
+        on_vm = Arrivals(vm_ws, is_shutoff(str(vm.pk)))
+        on_host = Arrivals(host_ws, is_shutoff(str(vm.pk)))
+
+        called = time.monotonic()
+        hypervisor.destroy_domain(LOCAL_URI, str(vm.pk))
+        returned = time.monotonic()
+        vm_at, host_at = on_vm.wait(), on_host.wait()
+
+    assert vm_at is not None, f"no shutoff on /ws/vms/ within 20 s; saw {on_vm.seen}"
+    assert host_at is not None, f"no shutoff on /ws/hosts/ within 20 s; saw {on_host.seen}"
+    print(
+        f"\nevent-to-websocket latency: destroy_domain() took {returned - called:.3f} s; "
+        f"/ws/vms/ got 'shutoff' {vm_at - returned:.3f} s after it returned "
+        f"({vm_at - called:.3f} s after the call), /ws/hosts/ {host_at - returned:.3f} s "
+        f"({host_at - called:.3f} s)"
+    )
+    assert vm_at - returned < 2.0
+    assert host_at - returned < 2.0
+
+
+def test_it_closes_the_vm_websocket_for_anonymous_users_and_outsiders(
+    stack, transactional_db, make_vm, people
+):
+    vm = make_vm()
+    path = f"/ws/vms/{vm.pk}/"
+
+    assert refusal(stack, path) == "close 4401"
+    assert refusal(stack, path, session_cookie(people["outsider"])) == "close 4404"
+
+
+def test_it_stops_pushing_a_vm_to_a_member_removed_from_its_project(
+    stack, transactional_db, make_vm, people
+):
+    vm = make_vm()
+    with (
+        open_ws(stack, f"/ws/vms/{vm.pk}/", session_cookie(people["member"])) as member_ws,
+        open_ws(stack, f"/ws/vms/{vm.pk}/", session_cookie(people["admin"])) as admin_ws,
+    ):
+        member_ws.recv(timeout=10)
+        admin_ws.recv(timeout=10)
+        services.remove_member(people.alpha, user=people["member"], actor=people["admin"])
+        vm_services.sync_domain(vm.host, hypervisor.get_domain(LOCAL_URI, str(vm.pk)))
+        # The push happened: the admin's socket gets it.
+        assert json.loads(admin_ws.recv(timeout=10))["vm"]["id"] == str(vm.pk)
+
+        try:
+            leaked = json.loads(member_ws.recv(timeout=2))
+        except (TimeoutError, ConnectionClosed):
+            leaked = None
+
+    assert leaked is None, f"a removed member still received {leaked}"
