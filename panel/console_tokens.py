@@ -34,4 +34,6 @@ class TicketTokens:
             return None
         if data.get("type") != "vnc" or not data.get("host") or not data.get("port"):
             return None
+        if data.get("view_only"):
+            return None  # viewers use the panel's input-filtering proxy only
         return str(data["host"]), str(int(data["port"]))

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from vms.consumers import SerialConsoleConsumer
+from vms.consumers import SerialConsoleConsumer, VncViewConsumer
 
 from . import consumers
 
@@ -9,4 +9,5 @@ websocket_urlpatterns = [
     path("ws/hosts/<int:host_id>/", consumers.HostConsumer.as_asgi()),
     path("ws/vms/<uuid:vm_id>/", consumers.VMConsumer.as_asgi()),
     path("ws/vms/<uuid:vm_id>/serial/", SerialConsoleConsumer.as_asgi()),
+    path("ws/vms/<uuid:vm_id>/vnc-view/", VncViewConsumer.as_asgi()),
 ]

@@ -83,6 +83,9 @@ def issue_ticket(
     )
     if kind == "serial":
         url = f"{ws_base}/ws/vms/{vm.pk}/serial/?ticket={ticket}"
+    elif view_only:
+        # Viewers go through the panel's filtering proxy, never websockify.
+        url = f"{ws_base}/ws/vms/{vm.pk}/vnc-view/?ticket={ticket}"
     else:
         url = f"{settings.PANEL_WEBSOCKIFY_URL.rstrip('/')}/?token={ticket}"
     answer = {"url": url, "ticket": ticket, "expires_in": TICKET_SECONDS, "view_only": view_only}

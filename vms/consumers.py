@@ -18,7 +18,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from panel import audit, hypervisor
 
-from . import consoles
+from . import consoles, rfb
 from .models import VirtualMachine
 
 CLOSE_NO_TICKET = 4401
@@ -121,3 +121,61 @@ class SerialConsoleConsumer(AsyncWebsocketConsumer):
             )
 
         await database_sync_to_async(write)()
+
+
+class VncViewConsumer(AsyncWebsocketConsumer):
+    """ws/vms/<uuid>/vnc-view/?ticket=...: a viewer's VNC session, input filtered out.
+
+    Full-access sessions go through websockify; a view-only ticket is valid only
+    here, where every client message is checked (vms.rfb.ViewOnlyFilter) and
+    keys, pointer and clipboard never reach the VM.
+    """
+
+    async def connect(self) -> None:
+        offered = self.scope.get("subprotocols") or []
+        await self.accept("binary" if "binary" in offered else None)
+        self.vm_id = str(self.scope["url_route"]["kwargs"]["vm_id"])
+        self.pump: asyncio.Task[None] | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        ticket = parse_qs(self.scope.get("query_string", b"").decode()).get("ticket", [""])[0]
+        data = await sync_to_async(consoles.take_ticket)(ticket) if ticket else None
+        if (
+            data is None
+            or data.get("type") != "vnc"
+            or data.get("vm") != self.vm_id
+            or not data.get("view_only")
+        ):
+            await self.close(code=CLOSE_BAD_TICKET if ticket else CLOSE_NO_TICKET)
+            return
+        try:
+            reader, self.writer = await asyncio.wait_for(
+                asyncio.open_connection(data["host"], int(data["port"])), 10
+            )
+        except (OSError, TimeoutError):
+            await self.close(code=CLOSE_NOT_RUNNING)
+            return
+        self.filter = rfb.ViewOnlyFilter()
+        self.pump = asyncio.create_task(self._relay(reader))
+
+    async def _relay(self, reader: asyncio.StreamReader) -> None:
+        while chunk := await reader.read(1 << 16):
+            await self.send(bytes_data=chunk)
+        await self.close(code=CLOSE_ENDED)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.writer is None or bytes_data is None:
+            return
+        try:
+            allowed = self.filter.feed(bytes_data)
+        except rfb.ProtocolError:
+            await self.close(code=CLOSE_BAD_TICKET)
+            return
+        if allowed:
+            self.writer.write(allowed)
+            await self.writer.drain()
+
+    async def disconnect(self, code: int) -> None:
+        if self.pump is not None:
+            self.pump.cancel()
+        if self.writer is not None:
+            self.writer.close()

@@ -235,3 +235,45 @@ def test_it_lets_a_second_session_take_the_serial_console_over_with_a_notice(sta
             assert closed.value.rcvd.code == 4409
             second.send(b"echo still-$((2*21))\r")
             assert b"still-42" in read_until(second, b"still-42", 15)
+
+
+def test_it_lets_a_viewer_watch_vnc_only_through_the_filtering_proxy(stack, world):
+    import struct
+
+    view, vm = world["users"]["view"], world["vm"]
+    status, body = ticket(stack, view, vm, "vnc")
+    assert status == 200 and body["view_only"]
+    assert "/vnc-view/" in body["url"]
+    # websockify refuses a viewer's ticket outright.
+    assert not vnc_reachable(stack.websockify_url, body["ticket"])
+    _, body = ticket(stack, view, vm, "vnc")
+    with connect(
+        body["url"],
+        additional_headers={"Origin": stack.url},
+        subprotocols=["binary"],
+        open_timeout=10,
+        max_size=None,
+    ) as ws:
+        buf = b""
+
+        def read(n: int) -> bytes:
+            nonlocal buf
+            while len(buf) < n:
+                buf += ws.recv(timeout=10)
+            out, buf = buf[:n], buf[n:]
+            return out
+
+        assert read(12).startswith(b"RFB 003.008")
+        ws.send(b"RFB 003.008\n")
+        count = read(1)[0]
+        assert 1 in read(count)
+        ws.send(b"\x01")
+        assert read(4) == b"\x00\x00\x00\x00"
+        ws.send(b"\x01")
+        width, height = struct.unpack(">HH", read(4))
+        read(16)
+        read(struct.unpack(">I", read(4))[0])
+        # Input is swallowed, the session goes on, and the screen still arrives.
+        ws.send(struct.pack(">BBxxI", 4, 1, 0x61) + struct.pack(">BBHH", 5, 1, 5, 5))
+        ws.send(struct.pack(">BBHHHH", 3, 0, 0, 0, width, height))
+        assert read(1) == b"\x00"  # FramebufferUpdate

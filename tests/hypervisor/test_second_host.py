@@ -15,7 +15,15 @@ import pytest
 pytestmark = pytest.mark.libvirt
 
 MAIN_URI = "qemu:///system"
-MIGRATION_URI = "tcp://127.0.0.1:49152"
+
+
+def migration_uri() -> str:
+    """A free loopback port for qemu's migration stream (another run may hold 49152)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
 
 
 def guest_xml(name, guest):
@@ -120,7 +128,7 @@ def test_it_live_migrates_a_guest_from_the_main_host_and_back(
         # host over TCP, as the panel would between two real hosts.
         dom.migrateToURI3(
             second_host_uri,
-            {libvirt.VIR_MIGRATE_PARAM_URI: MIGRATION_URI},
+            {libvirt.VIR_MIGRATE_PARAM_URI: migration_uri()},
             libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER,
         )
         moved = second_conn.lookupByName(guest_name)
@@ -130,7 +138,7 @@ def test_it_live_migrates_a_guest_from_the_main_host_and_back(
 
         # Back: managed by this client, since from inside the second host's
         # namespace qemu:///system would be the second host itself.
-        back = moved.migrate(main_conn, libvirt.VIR_MIGRATE_LIVE, None, MIGRATION_URI, 0)
+        back = moved.migrate(main_conn, libvirt.VIR_MIGRATE_LIVE, None, migration_uri(), 0)
         assert back.UUIDString() == dom_uuid
         assert main_conn.lookupByName(guest_name).state()[0] == libvirt.VIR_DOMAIN_RUNNING
         assert guest_name not in domain_names(second_conn)
