@@ -41,16 +41,23 @@ def vm_group(uuid: str) -> str:
     return f"vm-{uuid}"
 
 
-def _send(group: str, payload: dict[str, Any]) -> None:
+def _send_all(messages: list[tuple[str, dict[str, Any]]]) -> None:
     layer = get_channel_layer()
-    if layer is None:
+    if layer is None or not messages:
         return
+
+    async def send_all() -> None:
+        # One event loop (and Redis connection) for the whole batch.
+        for group, payload in messages:
+            await layer.group_send(group, payload)
 
     def send() -> None:
         try:
-            async_to_sync(layer.group_send)(group, payload)
+            async_to_sync(send_all)()
         except Exception:  # noqa: BLE001 - a lost push must never fail the action itself
-            log.exception("could not publish %s to %s", payload.get("type"), group)
+            log.exception(
+                "could not publish %d message(s), first to %s", len(messages), messages[0][0]
+            )
 
     try:
         asyncio.get_running_loop()
@@ -66,5 +73,10 @@ def _send(group: str, payload: dict[str, Any]) -> None:
 
 def publish(group: str, payload: JobUpdate | HostUpdate | VMUpdate) -> None:
     """Send payload to group once the current transaction commits (at once outside one)."""
-    data = dict(payload)
-    transaction.on_commit(lambda: _send(group, data))
+    publish_many([(group, payload)])
+
+
+def publish_many(messages: list[tuple[str, JobUpdate | HostUpdate | VMUpdate]]) -> None:
+    """Send many payloads in one go once the current transaction commits."""
+    batch = [(group, dict(payload)) for group, payload in messages]
+    transaction.on_commit(lambda: _send_all(batch))

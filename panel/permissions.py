@@ -105,7 +105,8 @@ def _infrastructure(field: str) -> Rule:
         unrestricted = Project.objects.filter(pk__in=pids).filter(**{f"{field}__isnull": True})
         if unrestricted.exists():
             return _ALL
-        return Q(projects_allowed__in=pids)
+        # A subquery, not a join: the outer query never needs DISTINCT.
+        return Q(pk__in=model.objects.filter(projects_allowed__in=pids).values("pk"))
 
     return rule
 
@@ -117,7 +118,8 @@ def _owned(user: Any, action: str, model: type[Model]) -> Q | None:
     operator = Q(project__in=project_ids(user, ProjectRole.OPERATOR))
     mine = Q(project__in=project_ids(user, ProjectRole.MEMBER)) & Q(owner=user)
     if hasattr(model, "granted_users"):
-        mine |= Q(project__in=project_ids(user, ProjectRole.MEMBER)) & Q(granted_users=user)
+        granted = model.objects.filter(granted_users=user).values("pk")
+        mine |= Q(project__in=project_ids(user, ProjectRole.MEMBER)) & Q(pk__in=granted)
     return operator | mine
 
 
@@ -174,7 +176,8 @@ def restrict(queryset: QuerySet[M], user: Any, action: str = VIEW) -> QuerySet[M
     q = rule(user, action, queryset.model)
     if q is None:
         return queryset
-    return queryset.filter(q).distinct()
+    # Rules use subqueries for many-to-many relations, so no row comes out twice.
+    return queryset.filter(q)
 
 
 def get_object_for_user(queryset: QuerySet[M], user: Any, pk: Any, action: str = VIEW) -> M:

@@ -51,7 +51,13 @@ class VirtualMachine(models.Model):
 
     class Meta:
         ordering = ["name"]
-        indexes = [models.Index(fields=["host", "name"]), models.Index(fields=["state"])]
+        indexes = [
+            models.Index(fields=["host", "name"]),
+            models.Index(fields=["state"]),
+            # The list's default order, for everyone and per project.
+            models.Index(fields=["name", "id"]),
+            models.Index(fields=["project", "name", "id"]),
+        ]
 
     def __str__(self) -> str:
         return self.name

@@ -88,10 +88,13 @@ def serialize_vm(vm: VirtualMachine) -> dict[str, object]:
     }
 
 
+def _messages(vm: VirtualMachine) -> list[tuple[str, events.VMUpdate]]:
+    payload: events.VMUpdate = {"type": "vm.update", "vm": serialize_vm(vm)}
+    return [(events.vm_group(str(vm.pk)), payload), (events.host_group(vm.host_id), payload)]
+
+
 def _publish(vm: VirtualMachine) -> None:
-    payload = serialize_vm(vm)
-    events.publish(events.vm_group(str(vm.pk)), {"type": "vm.update", "vm": payload})
-    events.publish(events.host_group(vm.host_id), {"type": "vm.update", "vm": payload})
+    events.publish_many(_messages(vm))
 
 
 def sync_domain(host: Host, info: hypervisor.DomainInfo) -> VirtualMachine:
@@ -134,7 +137,7 @@ def sync_domains(host: Host, domains: Iterable[hypervisor.DomainInfo]) -> dict[s
     )
     created: list[VirtualMachine] = []
     changed: list[VirtualMachine] = []
-    field_names = [*VM_SYNC_FIELDS, "host", "synced"]
+    changed_fields: list[tuple[VirtualMachine, tuple[str, ...]]] = []
     with transaction.atomic():
         project = unassigned_project() if any(d.uuid not in existing for d in domains) else None
         for info in domains:
@@ -145,16 +148,24 @@ def sync_domains(host: Host, domains: Iterable[hypervisor.DomainInfo]) -> dict[s
                     VirtualMachine(pk=info.uuid, host=host, project=project, synced=now, **fields)
                 )
                 continue
-            if vm.host_id == host.pk and all(getattr(vm, k) == v for k, v in fields.items()):
+            diff = tuple(k for k, v in fields.items() if getattr(vm, k) != v)
+            if vm.host_id != host.pk:
+                diff = (*diff, "host")
+            if not diff:
                 continue
             for key, value in fields.items():
                 setattr(vm, key, value)
             vm.host = host
             vm.synced = now
             changed.append(vm)
+            changed_fields.append((vm, diff))
         VirtualMachine.objects.bulk_create(created, batch_size=500)
-        if changed:
-            VirtualMachine.objects.bulk_update(changed, field_names, batch_size=500)
+        # Rows grouped by which fields changed: an UPDATE writes only those.
+        by_fields: dict[tuple[str, ...], list[VirtualMachine]] = {}
+        for vm, fields_changed in changed_fields:
+            by_fields.setdefault(fields_changed, []).append(vm)
+        for names, rows in by_fields.items():
+            VirtualMachine.objects.bulk_update(rows, [*names, "synced"], batch_size=500)
         seen = {d.uuid for d in domains}
         gone = [pk for pk in on_host if str(pk) not in seen]
         VirtualMachine.objects.filter(pk__in=gone).update(state=VMState.MISSING)
@@ -173,8 +184,13 @@ def sync_domains(host: Host, domains: Iterable[hypervisor.DomainInfo]) -> dict[s
                 },
             )
         else:
-            for vm in [*created, *changed, *VirtualMachine.objects.filter(pk__in=gone)]:
-                _publish(vm)
+            events.publish_many(
+                [
+                    message
+                    for vm in [*created, *changed, *VirtualMachine.objects.filter(pk__in=gone)]
+                    for message in _messages(vm)
+                ]
+            )
     return {
         "domains": len(domains),
         "created": len(created),

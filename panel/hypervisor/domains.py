@@ -25,7 +25,7 @@ STATES = {
 
 def _info(dom: libvirt.virDomain) -> DomainInfo:
     state, _max_mem, mem_kib, vcpus, _cpu_time = dom.info()
-    desc = dom.XMLDesc(0)
+    desc = xml.parse(dom.XMLDesc(0))
     disks, nics, graphics = xml.parse_domain_devices(desc)
     try:
         autostart = bool(dom.autostart())

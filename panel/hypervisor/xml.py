@@ -95,10 +95,10 @@ def build_domain(spec: DomainSpec) -> str:
 
 
 def parse_domain_devices(
-    xml: str,
+    xml: str | etree._Element,
 ) -> tuple[tuple[DiskInfo, ...], tuple[NicInfo, ...], tuple[GraphicsInfo, ...]]:
     """Read the disks, NICs and graphics consoles out of a domain's XML."""
-    root = etree.fromstring(xml.encode())
+    root = _root(xml)
     disks = []
     for d in root.iterfind("./devices/disk"):
         source = d.find("source")
@@ -156,9 +156,18 @@ def parse_domain_devices(
     return tuple(disks), tuple(nics), tuple(graphics)
 
 
-def domain_type(xml: str) -> str:
+def _root(xml: str | etree._Element) -> etree._Element:
+    return xml if isinstance(xml, etree._Element) else etree.fromstring(xml.encode())
+
+
+def parse(xml: str) -> etree._Element:
+    """Parse once, for callers that read several things from one document."""
+    return etree.fromstring(xml.encode())
+
+
+def domain_type(xml: str | etree._Element) -> str:
     """The domain's type attribute (kvm, qemu, test)."""
-    return etree.fromstring(xml.encode()).get("type", "")
+    return _root(xml).get("type", "")
 
 
 def parse_pool(xml: str) -> tuple[str, str]:
@@ -208,9 +217,9 @@ def parse_network(xml: str, *, active: bool, autostart: bool, persistent: bool) 
     )
 
 
-def firmware(xml: str) -> str:
+def firmware(xml: str | etree._Element) -> str:
     """'efi' when the domain boots UEFI firmware, else 'bios'."""
-    root = etree.fromstring(xml.encode())
+    root = _root(xml)
     os_el = root.find("os")
     if os_el is None:
         return "bios"
