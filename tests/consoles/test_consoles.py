@@ -277,3 +277,16 @@ def test_it_lets_a_viewer_watch_vnc_only_through_the_filtering_proxy(stack, worl
         ws.send(struct.pack(">BBxxI", 4, 1, 0x61) + struct.pack(">BBHH", 5, 1, 5, 5))
         ws.send(struct.pack(">BBHHHH", 3, 0, 0, 0, width, height))
         assert read(1) == b"\x00"  # FramebufferUpdate
+
+
+def test_it_refuses_a_ticket_presented_by_another_logged_in_user(stack, world, client):
+    op, out, vm = world["users"]["op"], world["users"]["out"], world["vm"]
+    _, body = ticket(stack, op, vm, "serial")
+    client.force_login(out)
+    sessionid = client.cookies["sessionid"].value
+    headers = {"Origin": stack.url, "Cookie": f"sessionid={sessionid}"}
+    with connect(body["url"], additional_headers=headers, open_timeout=10) as ws:
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=10)
+    assert closed.value.rcvd.code == 4403
+    assert not AuditEvent.objects.filter(action="console.serial.open").exists()
