@@ -30,6 +30,18 @@ def refresh_host_task(job_id: int) -> None:
         Job.objects.filter(pk=job_id).update(result=counts, message="Refresh complete.")
 
 
+@shared_task(name="panel.reconcile_host", soft_time_limit=300, time_limit=360)
+def reconcile_host_task(host_id: int) -> None:
+    """Catch one host's inventory up (no host check), e.g. when it comes back."""
+    host = Host.objects.filter(pk=host_id).first()
+    if host is None:
+        return
+    try:
+        services.reconcile_host(host, checks=False)
+    except hypervisor.HypervisorError as exc:
+        log.warning("reconcile of %s failed: %s", host.name, exc)
+
+
 @shared_task(name="panel.reconcile_all_hosts", soft_time_limit=600, time_limit=660)
 def reconcile_all_hosts() -> None:
     """The periodic pass that catches anything the event watcher missed."""

@@ -56,11 +56,12 @@ class HostWatcher:
                     services.set_host_state(host, HostState.DOWN, str(exc))
                 continue
             if host.state != HostState.UP:
-                # Back: catch up on what changed while we could not see it.
-                try:
-                    services.reconcile_host(host, checks=False)
-                except hypervisor.HypervisorError as exc:
-                    log.warning("catch-up reconcile of %s failed: %s", host.name, exc)
+                # Back: a worker catches the inventory up, so this loop keeps
+                # applying events meanwhile.
+                from .tasks import reconcile_host_task
+
+                services.set_host_state(host, HostState.UP)
+                reconcile_host_task.delay(host.pk)
 
     def apply(self, host_id: int, event: hypervisor.DomainEvent | None) -> None:
         host = Host.objects.filter(pk=host_id).first()

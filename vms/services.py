@@ -297,6 +297,33 @@ def perform_action(
     return vm
 
 
+def _queue_vm_job(
+    vm: VirtualMachine,
+    kind: str,
+    task: Any,
+    spec: dict[str, Any],
+    *,
+    actor: Any,
+    action: str,
+    detail: str,
+    source_ip: str | None,
+) -> Job:
+    """A job on vm with its spec, audited, its task sent on commit; inside the caller's transaction."""
+    job = jobs.create_job(kind, target=f"vm:{vm.pk}", actor=actor, host=vm.host, project=vm.project)
+    job.result = {"vm": str(vm.pk), "vm_name": vm.name, **spec}
+    job.save(update_fields=["result"])
+    audit.record(
+        actor,
+        action,
+        vm,
+        project=vm.project,
+        detail=f"job #{job.pk}" + (f"; {detail}" if detail else ""),
+        source_ip=source_ip,
+    )
+    task.delay_on_commit(job.pk)
+    return job
+
+
 def _queue(
     vm: VirtualMachine, action: str, *, actor: Any, mode: str, timeout: int, source_ip: str | None
 ) -> Job:
@@ -308,27 +335,16 @@ def _queue(
         "restore": JobKind.VM_RESTORE,
     }[action]
     with transaction.atomic():
-        job = jobs.create_job(
-            kind, target=f"vm:{vm.pk}", actor=actor, host=vm.host, project=vm.project
-        )
-        job.result = {
-            "vm": str(vm.pk),
-            "vm_name": vm.name,
-            "action": action,
-            "mode": mode,
-            "timeout": timeout,
-        }
-        job.save(update_fields=["result"])
-        audit.record(
-            actor,
-            f"vm.{action}",
+        return _queue_vm_job(
             vm,
-            project=vm.project,
-            detail=f"job #{job.pk}",
+            kind,
+            vm_action_task,
+            {"action": action, "mode": mode, "timeout": timeout},
+            actor=actor,
+            action=f"vm.{action}",
+            detail="",
             source_ip=source_ip,
         )
-        vm_action_task.delay_on_commit(job.pk)
-    return job
 
 
 def run_action_job(job: Job) -> None:
@@ -486,25 +502,17 @@ def delete_vm(
                 )
                 vm.delete()
                 return None
-            job = jobs.create_job(
-                JobKind.VM_DELETE,
-                target=f"vm:{vm.pk}",
-                actor=actor,
-                host=vm.host,
-                project=vm.project,
-            )
             paths = [d["source"] for d in vm.disks if d["target"] in targets and d["source"]]
-            job.result = {"vm": str(vm.pk), "vm_name": vm.name, "remove_paths": paths}
-            job.save(update_fields=["result"])
-            audit.record(
-                actor,
-                "vm.delete",
+            job = _queue_vm_job(
                 vm,
-                detail=f"job #{job.pk}; remove {paths or 'no disks'}",
-                project=vm.project,
+                JobKind.VM_DELETE,
+                vm_delete_task,
+                {"remove_paths": paths},
+                actor=actor,
+                action="vm.delete",
+                detail=f"remove {paths or 'no disks'}",
                 source_ip=source_ip,
             )
-            vm_delete_task.delay_on_commit(job.pk)
     return job
 
 
@@ -678,24 +686,16 @@ def clone_vm(
                     memory_mib=vm.memory_mib,
                     disk_gib=0 if linked else disk_gib,
                 )
-            job = jobs.create_job(
-                JobKind.VM_CLONE,
-                target=f"vm:{vm.pk}",
-                actor=actor,
-                host=vm.host,
-                project=vm.project,
-            )
-            job.result = {"vm": str(vm.pk), "vm_name": vm.name, "name": name, "linked": linked}
-            job.save(update_fields=["result"])
-            audit.record(
-                actor,
-                "vm.clone",
+            job = _queue_vm_job(
                 vm,
-                detail=f"{'linked' if linked else 'full'} clone {name}; job #{job.pk}",
-                project=vm.project,
+                JobKind.VM_CLONE,
+                vm_clone_task,
+                {"name": name, "linked": linked},
+                actor=actor,
+                action="vm.clone",
+                detail=f"{'linked' if linked else 'full'} clone {name}",
                 source_ip=source_ip,
             )
-            vm_clone_task.delay_on_commit(job.pk)
     return job
 
 
