@@ -141,3 +141,27 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory):
             text = (logs / name).read_text(errors="replace")
             if "Traceback" in text:
                 sys.stderr.write(f"\n--- {name} ---\n{text[-5000:]}\n")
+
+
+def open_ws(stack: Stack, path: str, sessionid: str | None = None):  # type: ignore[no-untyped-def]
+    """A websocket client on the running stack, as a browser with that session would open it."""
+    from websockets.sync.client import connect
+
+    headers = {"Origin": stack.url}
+    if sessionid:
+        headers["Cookie"] = f"sessionid={sessionid}"
+    return connect(stack.ws_url + path, additional_headers=headers, open_timeout=10)
+
+
+def refusal(stack: Stack, path: str, sessionid: str | None = None) -> str:
+    """How the server turned the websocket away: 'close <code>' or 'HTTP <status>'."""
+    from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+    try:
+        with open_ws(stack, path, sessionid) as ws:
+            message = ws.recv(timeout=10)
+    except InvalidStatus as exc:
+        return f"HTTP {exc.response.status_code}"
+    except ConnectionClosed as exc:
+        return f"close {exc.rcvd.code if exc.rcvd else None}"
+    return f"accepted and sent {message}"

@@ -11,8 +11,6 @@ import urllib.request
 from urllib.error import HTTPError
 
 import pytest
-from websockets.exceptions import ConnectionClosed, InvalidStatus
-from websockets.sync.client import connect
 
 from panel import jobs, services
 from panel.choices import JobKind
@@ -21,6 +19,7 @@ from panel.hypervisor import DomainInfo
 from panel.models import AuditEvent, Host, Job, Project
 from panel.tasks import refresh_host_task
 from tests.conftest import ADMIN_PASSWORD
+from tests.stack import open_ws, refusal
 from vms.models import VirtualMachine
 from vms.services import sync_domain
 
@@ -281,25 +280,6 @@ def test_it_fails_the_refresh_of_a_removed_host(db, admin_user):
 def session_cookie(client, user) -> str:
     client.force_login(user)
     return client.cookies["sessionid"].value
-
-
-def open_ws(stack, path: str, sessionid: str | None = None):
-    headers = {"Origin": stack.url}
-    if sessionid:
-        headers["Cookie"] = f"sessionid={sessionid}"
-    return connect(stack.ws_url + path, additional_headers=headers, open_timeout=10)
-
-
-def refusal(stack, path: str, sessionid: str | None = None) -> str:
-    """How the server turned the websocket away: 'close <code>' or 'HTTP <status>'."""
-    try:
-        with open_ws(stack, path, sessionid) as ws:
-            message = ws.recv(timeout=10)
-    except InvalidStatus as exc:
-        return f"HTTP {exc.response.status_code}"
-    except ConnectionClosed as exc:
-        return f"close {exc.rcvd.code if exc.rcvd else None}"
-    return f"accepted and sent {message}"
 
 
 def api(stack, method: str, path: str, token: str | None = None, data=None):

@@ -10,11 +10,11 @@ import time
 
 import pytest
 from django.test import Client
-from websockets.exceptions import ConnectionClosed, InvalidStatus
-from websockets.sync.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from panel import hypervisor, services
 from tests.conftest import LOCAL_URI
+from tests.stack import open_ws, refusal
 from vms import services as vm_services
 
 pytestmark = [pytest.mark.stack, pytest.mark.libvirt, pytest.mark.timeout(120)]
@@ -24,25 +24,6 @@ def session_cookie(user) -> str:
     client = Client()
     client.force_login(user)
     return client.cookies["sessionid"].value
-
-
-def open_ws(stack, path: str, sessionid: str | None = None):
-    headers = {"Origin": stack.url}
-    if sessionid:
-        headers["Cookie"] = f"sessionid={sessionid}"
-    return connect(stack.ws_url + path, additional_headers=headers, open_timeout=10)
-
-
-def refusal(stack, path: str, sessionid: str | None = None) -> str:
-    """How the server turned the websocket away: 'close <code>' or 'HTTP <status>'."""
-    try:
-        with open_ws(stack, path, sessionid) as ws:
-            message = ws.recv(timeout=10)
-    except InvalidStatus as exc:
-        return f"HTTP {exc.response.status_code}"
-    except ConnectionClosed as exc:
-        return f"close {exc.rcvd.code if exc.rcvd else None}"
-    return f"accepted and sent {message}"
 
 
 class Arrivals:
