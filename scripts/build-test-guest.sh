@@ -22,7 +22,15 @@ trap 'rm -rf "$work"' EXIT
 mkdir -p "$GUEST_DIR"
 
 # The kernel: the metapackage names the versioned image package to fetch.
-kpkg=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-/ {print $2; exit}')
+resolve_kernel() {
+  apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}'
+}
+kpkg=$(resolve_kernel)
+if [ -z "$kpkg" ]; then
+  # A machine whose package lists were never fetched knows no kernel package yet.
+  apt-get update -q >/dev/null
+  kpkg=$(resolve_kernel)
+fi
 if [ -z "$kpkg" ]; then
   echo "build-test-guest: cannot resolve linux-image-cloud-amd64; run apt-get update first" >&2
   exit 1
