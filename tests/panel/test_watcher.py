@@ -75,3 +75,39 @@ def test_it_marks_an_undefined_domain_missing(watcher, panel_test_guest):
     assert wait_for(
         lambda: VirtualMachine.objects.filter(pk=info.uuid, state="missing").exists(), 3
     )
+
+
+def test_it_marks_a_host_down_when_its_libvirtd_stops_and_up_when_it_returns(
+    transactional_db, second_host_uri
+):
+    import subprocess
+
+    from tests.second_host import SECOND_HOST_SCRIPT
+
+    host = Host.objects.create(name="second", uri=second_host_uri, state=HostState.UP)
+    w = HostWatcher(rescan_seconds=1.0)
+
+    def run():
+        try:
+            w.run()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        assert wait_for(lambda: host.pk in w.watches, 10)
+        subprocess.run(["bash", str(SECOND_HOST_SCRIPT), "stop"], check=True, capture_output=True)
+        assert wait_for(lambda: Host.objects.get(pk=host.pk).state == HostState.DOWN, 20), (
+            "a host whose libvirtd stopped should show as down"
+        )
+        assert Host.objects.get(pk=host.pk).last_error
+        port = second_host_uri.rsplit(":", 1)[1].split("/")[0]
+        subprocess.run(
+            ["bash", str(SECOND_HOST_SCRIPT), "start", port], check=True, capture_output=True
+        )
+        assert wait_for(lambda: Host.objects.get(pk=host.pk).state == HostState.UP, 20)
+        assert wait_for(lambda: host.pk in w.watches, 10), "the watch is taken up again"
+    finally:
+        w.stop()
+        thread.join(5)
