@@ -7,8 +7,9 @@ or creates a Job whose Celery task does the work.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from django.db import transaction
@@ -202,6 +203,29 @@ def sync_domains(host: Host, domains: Iterable[hypervisor.DomainInfo]) -> dict[s
 # --- actions ---
 
 
+@contextlib.contextmanager
+def _on_host(vm: VirtualMachine, failed: str | None = None) -> Iterator[None]:
+    """Hypervisor calls for vm: their errors become service errors a user can read.
+
+    A state conflict is 409 with libvirt's reason; a domain the host no longer
+    has is marked missing (409); an unreachable host is 503; any other refusal
+    is 409 prefixed by `failed` (default: the VM's name).
+    """
+    try:
+        yield
+    except hypervisor.NotFound:
+        mark_missing(vm.host, str(vm.pk))
+        raise ConflictError(
+            f"{vm.name} is no longer on {vm.host.name}; it is now marked missing."
+        ) from None
+    except hypervisor.Conflict as exc:
+        raise ConflictError(f"{failed or vm.name}: {exc}") from exc
+    except hypervisor.HostUnavailable as exc:
+        raise UnavailableError(f"{vm.host.name} cannot be reached: {exc}") from exc
+    except hypervisor.HypervisorError as exc:
+        raise ConflictError(f"{failed or vm.name}: {exc}") from exc
+
+
 def _require(actor: Any, vm: VirtualMachine, action: str, verb: str) -> None:
     from django.core.exceptions import PermissionDenied
 
@@ -271,19 +295,8 @@ def perform_action(
             )
         if action in JOB_ACTIONS:
             return _queue(vm, action, actor=actor, mode=mode, timeout=timeout, source_ip=source_ip)
-        try:
+        with _on_host(vm):
             info = _direct(vm, action, mode)
-        except hypervisor.Conflict as exc:
-            raise ConflictError(f"{vm.name}: {exc}") from exc
-        except hypervisor.NotFound:
-            mark_missing(vm.host, str(vm.pk))
-            raise ConflictError(
-                f"{vm.name} is no longer on {vm.host.name}; it is now marked missing."
-            ) from None
-        except hypervisor.HostUnavailable as exc:
-            raise UnavailableError(f"{vm.host.name} cannot be reached: {exc}") from exc
-        except hypervisor.HypervisorError as exc:
-            raise ConflictError(f"{vm.name}: {exc}") from exc
         with transaction.atomic():
             vm = _apply(vm, info)
             audit.record(
@@ -354,7 +367,7 @@ def run_action_job(job: Job) -> None:
     if vm is None:
         raise ServiceError("The VM of this job was removed.")
     uri, uuid, action = vm.host.uri, str(vm.pk), spec["action"]
-    try:
+    with _on_host(vm):
         if action == "shutdown":
             jobs.report(
                 job.pk,
@@ -397,12 +410,6 @@ def run_action_job(job: Job) -> None:
                 log_line="restore started",
             )
             hypervisor.restore_domain(uri, uuid)
-    except hypervisor.Conflict as exc:
-        raise ServiceError(f"{vm.name}: {exc}") from exc
-    except hypervisor.HostUnavailable as exc:
-        raise ServiceError(f"{vm.host.name} cannot be reached: {exc}") from exc
-    except hypervisor.HypervisorError as exc:
-        raise ServiceError(f"{vm.name}: {exc}") from exc
     vm = _apply(vm, None)
     jobs.report(
         job.pk,
@@ -420,12 +427,8 @@ def set_vm_autostart(
     with audit.refusals_recorded(
         actor, "vm.autostart", vm, project=vm.project, source_ip=source_ip
     ):
-        try:
+        with _on_host(vm):
             info = hypervisor.set_autostart(vm.host.uri, str(vm.pk), enabled)
-        except hypervisor.Conflict as exc:
-            raise ConflictError(f"{vm.name}: {exc}") from exc
-        except hypervisor.HypervisorError as exc:
-            raise UnavailableError(f"{vm.host.name}: {exc}") from exc
         with transaction.atomic():
             vm = _apply(vm, info)
             audit.record(
@@ -525,12 +528,8 @@ def run_delete_job(job: Job) -> None:
     jobs.report(
         job.pk, progress=10, message=f"Removing {vm.name}", log_line="undefining the domain"
     )
-    try:
+    with _on_host(vm, failed=f"Could not delete {vm.name}"):
         removed = hypervisor.delete_domain(vm.host.uri, str(vm.pk), spec["remove_paths"])
-    except hypervisor.HostUnavailable as exc:
-        raise ServiceError(f"{vm.host.name} cannot be reached: {exc}") from exc
-    except hypervisor.HypervisorError as exc:
-        raise ServiceError(f"Could not delete {vm.name}: {exc}") from exc
     for path in removed:
         jobs.report(job.pk, log_line=f"deleted volume {path}")
     from storage.models import Volume
@@ -602,12 +601,8 @@ def definition_xml(vm: VirtualMachine, *, actor: Any) -> str:
 
     if not is_admin(actor):
         raise PermissionDenied("Only administrators can edit a VM's XML.")
-    try:
+    with _on_host(vm):
         return hypervisor.domain_xml(vm.host.uri, str(vm.pk), inactive=True)
-    except hypervisor.NotFound:
-        raise ConflictError(f"{vm.name} is no longer on {vm.host.name}.") from None
-    except hypervisor.HypervisorError as exc:
-        raise UnavailableError(f"{vm.host.name} cannot be reached: {exc}") from exc
 
 
 def set_vnc_password(
@@ -624,12 +619,8 @@ def set_vnc_password(
                 "A VNC password has 6 to 8 characters (VNC uses only the first 8).",
                 field="password",
             )
-        try:
+        with _on_host(vm):
             now = hypervisor.set_vnc_password(vm.host.uri, str(vm.pk), password or None)
-        except hypervisor.Conflict as exc:
-            raise ConflictError(f"{vm.name}: {exc}") from exc
-        except hypervisor.HypervisorError as exc:
-            raise UnavailableError(f"{vm.host.name}: {exc}") from exc
         with transaction.atomic():
             audit.record(
                 actor,
@@ -712,12 +703,8 @@ def run_clone_job(job: Job) -> None:
         message=f"Making a {kind} clone of {vm.name}",
         log_line=f"{kind} clone {spec['name']} started",
     )
-    try:
+    with _on_host(vm, failed=f"Cloning {vm.name} failed and was undone"):
         info = hypervisor.clone_domain(vm.host.uri, str(vm.pk), spec["name"], linked=spec["linked"])
-    except hypervisor.Conflict as exc:
-        raise ServiceError(f"Cannot clone {vm.name}: {exc}") from exc
-    except hypervisor.HypervisorError as exc:
-        raise ServiceError(f"Cloning {vm.name} failed and was undone: {exc}") from exc
     with transaction.atomic():
         clone = sync_domain(vm.host, info)
         clone.project = vm.project

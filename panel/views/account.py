@@ -6,7 +6,7 @@ from django.contrib import messages
 from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth.forms import PasswordChangeForm
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect
 from django.views.decorators.http import require_POST
 from rest_framework.authtoken.models import Token
 
@@ -14,6 +14,7 @@ from panel import services
 from panel.audit import client_ip
 from panel.exceptions import ServiceError
 from panel.permissions import roles
+from panel.views.common import render_form
 
 
 def account(request: HttpRequest) -> HttpResponse:
@@ -39,7 +40,7 @@ def account(request: HttpRequest) -> HttpResponse:
         "memberships": request.user.memberships.select_related("project"),
         "role_count": len(roles(request.user)),
     }
-    return render(request, "panel/account.html", context, status=400 if form.errors else 200)
+    return render_form(request, "panel/account.html", context, form)
 
 
 @require_POST

@@ -22,6 +22,7 @@ from panel.permissions import (
     visible_hosts,
     visible_jobs,
 )
+from panel.views.common import add_service_error, render_form
 from vms.permissions import visible_vms
 
 
@@ -58,13 +59,11 @@ def host_add(request: HttpRequest) -> HttpResponse:
                 **form.cleaned_data, actor=request.user, source_ip=client_ip(request)
             )
         except ServiceError as exc:
-            form.add_error(exc.field, exc.message)
+            add_service_error(form, exc)
         else:
             messages.success(request, f"Host {host.name} added; its checks are running.")
             return redirect("host_detail", host_id=host.pk)
-    return render(
-        request, "panel/host_form.html", {"form": form}, status=400 if form.errors else 200
-    )
+    return render_form(request, "panel/host_form.html", {}, form)
 
 
 def host_detail(request: HttpRequest, host_id: int) -> HttpResponse:

@@ -15,6 +15,7 @@ from panel.exceptions import ServiceError
 from panel.forms import MemberForm, PasswordResetForm, ProjectEditForm, ProjectForm, UserCreateForm
 from panel.models import Membership, Project
 from panel.permissions import MANAGE, VIEW, get_object_for_user, is_admin, restrict
+from panel.views.common import add_service_error, render_form
 
 User = get_user_model()
 
@@ -45,13 +46,11 @@ def project_add(request: HttpRequest) -> HttpResponse:
                 source_ip=client_ip(request),
             )
         except ServiceError as exc:
-            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+            add_service_error(form, exc)
         else:
             messages.success(request, f"Project {project.name} created.")
             return redirect("project_detail", project_id=project.pk)
-    return render(
-        request, "panel/project_form.html", {"form": form}, status=400 if form.errors else 200
-    )
+    return render_form(request, "panel/project_form.html", {}, form)
 
 
 def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
@@ -104,16 +103,11 @@ def project_edit(request: HttpRequest, project_id: int) -> HttpResponse:
                 source_ip=client_ip(request),
             )
         except ServiceError as exc:
-            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+            add_service_error(form, exc)
         else:
             messages.success(request, f"Project {project.name} saved.")
             return redirect("project_detail", project_id=project.pk)
-    return render(
-        request,
-        "panel/project_form.html",
-        {"form": form, "project": project},
-        status=400 if form.errors else 200,
-    )
+    return render_form(request, "panel/project_form.html", {"project": project}, form)
 
 
 @require_POST
@@ -170,17 +164,12 @@ def user_list(request: HttpRequest) -> HttpResponse:
                 **form.cleaned_data, actor=request.user, source_ip=client_ip(request)
             )
         except ServiceError as exc:
-            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+            add_service_error(form, exc)
         else:
             messages.success(request, f"User {user.username} created.")
             return redirect("user_list")
     users = User.objects.order_by("username").prefetch_related("memberships__project")
-    return render(
-        request,
-        "panel/user_list.html",
-        {"users": users, "form": form},
-        status=400 if form.errors else 200,
-    )
+    return render_form(request, "panel/user_list.html", {"users": users}, form)
 
 
 @require_POST
@@ -220,9 +209,4 @@ def user_reset_password(request: HttpRequest, user_id: int) -> HttpResponse:
         else:
             messages.success(request, f"New password set for {user.username}.")
             return redirect("user_list")
-    return render(
-        request,
-        "panel/user_password.html",
-        {"form": form, "target": user},
-        status=400 if form.errors else 200,
-    )
+    return render_form(request, "panel/user_password.html", {"target": user}, form)
