@@ -30,6 +30,11 @@ class JobKind(models.TextChoices):
     VM_RESTORE = "vm.restore", "VM restore"
     VM_DELETE = "vm.delete", "VM delete"
     VM_CLONE = "vm.clone", "VM clone"
+    VOLUME_CREATE = "volume.create", "Volume create"
+    VOLUME_CLONE = "volume.clone", "Volume clone"
+    VOLUME_CONVERT = "volume.convert", "Volume convert"
+    VOLUME_WIPE = "volume.wipe", "Volume wipe"
+    VOLUME_UPLOAD = "volume.upload", "Volume upload"
 
 
 class AuditResult(models.TextChoices):

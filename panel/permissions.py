@@ -9,6 +9,7 @@ operator  Everything inside their projects: every VM and volume there, their
 member    Self-service inside their projects: sees the project's VMs and
           volumes; acts only on the VMs and volumes they created (or that an
           operator granted them); creates within the project's quota.
+          Shared images (ISOs, cloud images admins publish) are seen by all.
 viewer    Looks at their projects' objects and opens consoles view-only.
 
 Hosts, pools and networks are infrastructure: admins change them; other users
@@ -123,6 +124,14 @@ def _owned(user: Any, action: str, model: type[Model]) -> Q | None:
     return operator | mine
 
 
+def _volume(user: Any, action: str, model: type[Model]) -> Q | None:
+    """Volumes as VMs, plus the shared images admins publish: everyone with a project sees those."""
+    q = _owned(user, action, model)
+    if action == VIEW and project_ids(user):
+        q = q | Q(shared=True)
+    return q
+
+
 def _job(user: Any, action: str, model: type[Model]) -> Q | None:
     if action == VIEW:
         return Q(project__in=project_ids(user)) | Q(user=user)
@@ -155,7 +164,7 @@ RULES: dict[str, Rule] = {
     "panel.project": _project,
     "auth.user": _user,
     "vms.virtualmachine": _owned,
-    "storage.volume": _owned,
+    "storage.volume": _volume,
     "storage.storagepool": _infrastructure("allowed_pools"),
     "networking.network": _infrastructure("allowed_networks"),
 }

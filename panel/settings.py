@@ -241,6 +241,14 @@ SPECTACULAR_SETTINGS = {
 # consoles are served through.
 PANEL_LOCAL_URI = os.environ.get("PANEL_LIBVIRT_URI", "qemu:///system")
 PANEL_WEBSOCKIFY_URL = os.environ.get("PANEL_WEBSOCKIFY_URL", "ws://127.0.0.1:6080/")
+# Directories under which admins may put directory pools and pick kernels or ISOs by path.
+PANEL_STORAGE_ROOTS = [
+    r
+    for r in os.environ.get(
+        "PANEL_STORAGE_ROOTS", "/var/lib/libvirt/images,/var/lib/libvirt/boot,/srv/libvirt"
+    ).split(",")
+    if r
+]
 PANEL_CONNECT_TIMEOUT = float(os.environ.get("PANEL_CONNECT_TIMEOUT", "10"))
 # The kernel and initramfs that the KVM check boots to prove a guest really runs.
 PANEL_PROBE_GUEST_DIR = os.environ.get(

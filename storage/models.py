@@ -54,7 +54,21 @@ class Volume(models.Model):
     format = models.CharField(max_length=20, blank=True, default="")
     capacity = models.BigIntegerField(default=0)
     allocation = models.BigIntegerField(default=0)
-    synced = models.DateTimeField(null=True, blank=True)
+    backing = models.JSONField(
+        default=list, blank=True, help_text="The backing chain: [{path, format}]."
+    )
+    shared = models.BooleanField(
+        default=False, help_text="A published image (ISO, cloud image) every project may use."
+    )
+    info = models.JSONField(
+        default=dict, blank=True, help_text="qemu-img's last view: chain, sizes, snapshots."
+    )
+    check_result = models.JSONField(
+        default=dict, blank=True, help_text="The last qemu-img check, with its time."
+    )
+    synced = models.DateTimeField(
+        null=True, blank=True, help_text="Last seen on the host; empty while being created."
+    )
 
     class Meta:
         ordering = ["pool__name", "name"]

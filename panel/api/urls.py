@@ -2,6 +2,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from storage.api.views import PoolViewSet, VolumeViewSet
 from vms.api.views import VirtualMachineViewSet
 
 from . import views
@@ -11,6 +12,8 @@ router.register("users", views.UserViewSet, basename="user")
 router.register("projects", views.ProjectViewSet, basename="project")
 router.register("hosts", views.HostViewSet, basename="host")
 router.register("vms", VirtualMachineViewSet, basename="vm")
+router.register("pools", PoolViewSet, basename="pool")
+router.register("volumes", VolumeViewSet, basename="volume")
 router.register("jobs", views.JobViewSet, basename="job")
 router.register("audit-events", views.AuditEventViewSet, basename="auditevent")
 

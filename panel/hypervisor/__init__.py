@@ -38,6 +38,7 @@ from .lifecycle import (
 )
 from .specs import (
     AddressInfo,
+    BackingInfo,
     BlockInfo,
     Check,
     DiskSpec,
@@ -50,12 +51,17 @@ from .specs import (
     NetworkInfo,
     NicSpec,
     PoolInfo,
+    PoolSpec,
     VolumeInfo,
+    VolumeSpec,
 )
 from .watch import DomainEvent, Watch, watch_domains
 
 __all__ = [
     "AddressInfo",
+    "BackingInfo",
+    "PoolSpec",
+    "VolumeSpec",
     "BlockInfo",
     "Check",
     "Conflict",

@@ -37,24 +37,28 @@ def _pool_info(pool: libvirt.virStoragePool) -> PoolInfo:
     )
 
 
+def _volume_info(pool: libvirt.virStoragePool, vol: libvirt.virStorageVol) -> VolumeInfo:
+    _type, capacity, allocation = vol.info()
+    document = vol.XMLDesc(0)
+    return VolumeInfo(
+        pool=pool.name(),
+        name=vol.name(),
+        key=vol.key(),
+        path=vol.path(),
+        format=xml.parse_volume_format(document),
+        capacity=capacity,
+        allocation=allocation,
+        backing=xml.parse_volume_backing(document),
+    )
+
+
 def _volumes(pool: libvirt.virStoragePool) -> list[VolumeInfo]:
     result = []
     if not pool.isActive():
         return result
     for vol in pool.listAllVolumes(0):
         with contextlib.suppress(libvirt.libvirtError):
-            _type, capacity, allocation = vol.info()
-            result.append(
-                VolumeInfo(
-                    pool=pool.name(),
-                    name=vol.name(),
-                    key=vol.key(),
-                    path=vol.path(),
-                    format=xml.parse_volume_format(vol.XMLDesc(0)),
-                    capacity=capacity,
-                    allocation=allocation,
-                )
-            )
+            result.append(_volume_info(pool, vol))
     return result
 
 

@@ -14,7 +14,11 @@ PROBE_PREFIX = "panel-kvm-probe-"
 
 @dataclass(frozen=True)
 class DiskSpec:
-    """A disk to attach: a file or volume path, its format and where the guest sees it."""
+    """A disk to attach: a file or volume path, its format and where the guest sees it.
+
+    An empty path on a cdrom is an empty tray. cache, io and discard left empty
+    use the hypervisor's defaults.
+    """
 
     path: str
     target: str = "vda"
@@ -22,6 +26,10 @@ class DiskSpec:
     bus: str = "virtio"
     device: str = "disk"
     readonly: bool = False
+    cache: str = ""
+    io: str = ""
+    discard: str = ""
+    shareable: bool = False
 
 
 @dataclass(frozen=True)
@@ -176,6 +184,51 @@ class PoolInfo:
 
 
 @dataclass(frozen=True)
+class PoolSpec:
+    """A storage pool to define; which source fields matter depends on the type.
+
+    source_host/source_port: the server (netfs, iscsi, iscsi-direct, rbd, gluster);
+    source_path: the export or directory on it (netfs, gluster) or the target IQN
+    (iscsi, iscsi-direct); source_devices: block devices (fs, logical, disk, zfs);
+    source_name: a volume group, RBD pool, gluster volume or zfs pool;
+    source_format: the filesystem (fs, netfs) or partition label (disk);
+    adapter: the SCSI host adapter (scsi); initiator: our IQN (iscsi-direct).
+    """
+
+    name: str
+    type: str
+    target_path: str = ""
+    source_host: str = ""
+    source_port: int | None = None
+    source_path: str = ""
+    source_devices: tuple[str, ...] = ()
+    source_name: str = ""
+    source_format: str = ""
+    adapter: str = ""
+    initiator: str = ""
+
+
+@dataclass(frozen=True)
+class VolumeSpec:
+    """A volume to create; preallocation is off, metadata, falloc or full."""
+
+    name: str
+    capacity: int
+    format: str = "qcow2"
+    preallocation: str = "off"
+    backing_path: str = ""
+    backing_format: str = ""
+
+
+@dataclass(frozen=True)
+class BackingInfo:
+    """One image of a volume's backing chain."""
+
+    path: str
+    format: str
+
+
+@dataclass(frozen=True)
 class VolumeInfo:
     """A volume in a pool, sizes in bytes."""
 
@@ -186,6 +239,7 @@ class VolumeInfo:
     format: str
     capacity: int
     allocation: int
+    backing: tuple[BackingInfo, ...] = ()
 
 
 @dataclass(frozen=True)

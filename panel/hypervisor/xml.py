@@ -9,11 +9,15 @@ from __future__ import annotations
 from lxml import etree
 
 from .specs import (
+    BackingInfo,
     DiskInfo,
+    DiskSpec,
     DomainSpec,
     GraphicsInfo,
     NetworkInfo,
     NicInfo,
+    PoolSpec,
+    VolumeSpec,
 )
 
 
@@ -64,12 +68,7 @@ def build_domain(spec: DomainSpec) -> str:
 
     devices = _sub(dom, "devices")
     for disk in spec.disks:
-        d = _sub(devices, "disk", type="file", device=disk.device)
-        _sub(d, "driver", name="qemu", type=disk.format)
-        _sub(d, "source", file=disk.path)
-        _sub(d, "target", dev=disk.target, bus=disk.bus)
-        if disk.readonly:
-            _sub(d, "readonly")
+        devices.append(disk_element(disk))
     for nic in spec.nics:
         if nic.bridge:
             iface = _sub(devices, "interface", type="bridge")
@@ -92,6 +91,30 @@ def build_domain(spec: DomainSpec) -> str:
         _sub(video, "model", type="vga")
     _sub(devices, "memballoon", model="virtio")
     return _tostring(dom)
+
+
+def disk_element(disk: DiskSpec) -> etree._Element:
+    """A <disk> element: a file or block device (by its path), or an empty CD-ROM tray."""
+    kind = "block" if disk.path.startswith("/dev/") else "file"
+    d = etree.Element("disk", type=kind, device=disk.device)
+    driver = {"name": "qemu", "type": disk.format or "raw"}
+    for attr in ("cache", "io", "discard"):
+        if getattr(disk, attr):
+            driver[attr] = getattr(disk, attr)
+    _sub(d, "driver", **driver)
+    if disk.path:
+        _sub(d, "source", **{"dev" if kind == "block" else "file": disk.path})
+    _sub(d, "target", dev=disk.target, bus=disk.bus)
+    if disk.readonly or disk.device == "cdrom":
+        _sub(d, "readonly")
+    if disk.shareable:
+        _sub(d, "shareable")
+    return d
+
+
+def disk_xml(disk: DiskSpec) -> str:
+    """The <disk> element alone, for attaching to a domain."""
+    return _tostring(disk_element(disk))
 
 
 def parse_domain_devices(
@@ -176,11 +199,86 @@ def parse_pool(xml: str) -> tuple[str, str]:
     return root.get("type", ""), root.findtext("./target/path") or ""
 
 
+# Where each pool type keeps its volumes when the user gives no target path.
+_DEFAULT_TARGETS = {
+    "iscsi": "/dev/disk/by-path",
+    "scsi": "/dev/disk/by-path",
+    "mpath": "/dev/mapper",
+}
+# Types whose volumes are not files under a target directory.
+_NO_TARGET = {"iscsi-direct", "rbd", "gluster", "zfs"}
+
+
+def build_pool(spec: PoolSpec) -> str:
+    """The storage pool XML for spec; fields the type does not use are left out."""
+    pool = etree.Element("pool", type=spec.type)
+    _sub(pool, "name", spec.name)
+    source = _sub(pool, "source")
+    kind = spec.type
+    if kind in ("netfs", "iscsi", "iscsi-direct", "rbd", "gluster") and spec.source_host:
+        port = str(spec.source_port) if spec.source_port else None
+        _sub(source, "host", name=spec.source_host, port=port)  # type: ignore[arg-type]
+    if kind in ("netfs", "gluster"):
+        _sub(source, "dir", path=spec.source_path or "/")
+    if kind in ("iscsi", "iscsi-direct"):
+        _sub(source, "device", path=spec.source_path)
+    if kind in ("fs", "logical", "disk", "zfs"):
+        for dev in spec.source_devices:
+            _sub(source, "device", path=dev)
+    if kind in ("logical", "rbd", "gluster", "zfs") and spec.source_name:
+        _sub(source, "name", spec.source_name)
+    if kind == "scsi":
+        _sub(source, "adapter", type="scsi_host", name=spec.adapter)
+    if kind == "iscsi-direct" and spec.initiator:
+        initiator = _sub(source, "initiator")
+        _sub(initiator, "iqn", name=spec.initiator)
+    if kind in ("fs", "netfs", "disk", "logical") and spec.source_format:
+        _sub(source, "format", type=spec.source_format)
+    if not len(source):
+        pool.remove(source)
+    target_path = spec.target_path or _DEFAULT_TARGETS.get(kind, "")
+    if kind == "logical" and not target_path and spec.source_name:
+        target_path = f"/dev/{spec.source_name}"
+    if kind not in _NO_TARGET and target_path:
+        target = _sub(pool, "target")
+        _sub(target, "path", target_path)
+    return _tostring(pool)
+
+
+def build_volume(spec: VolumeSpec, *, allocation: int = 0) -> str:
+    """The storage volume XML for spec; allocation in bytes (0: thin)."""
+    vol = etree.Element("volume")
+    _sub(vol, "name", spec.name)
+    _sub(vol, "capacity", str(spec.capacity), unit="bytes")
+    _sub(vol, "allocation", str(allocation), unit="bytes")
+    target = _sub(vol, "target")
+    _sub(target, "format", type=spec.format)
+    if spec.backing_path:
+        store = _sub(vol, "backingStore")
+        _sub(store, "path", spec.backing_path)
+        _sub(store, "format", type=spec.backing_format or "raw")
+    return _tostring(vol)
+
+
 def parse_volume_format(xml: str) -> str:
     """The format of a volume (qcow2, raw, ...) from its XML."""
     root = etree.fromstring(xml.encode())
     fmt = root.find("./target/format")
     return fmt.get("type", "") if fmt is not None else ""
+
+
+def parse_volume_backing(xml: str) -> tuple[BackingInfo, ...]:
+    """The backing image a volume's XML names (libvirt reports one level)."""
+    root = etree.fromstring(xml.encode())
+    chain = []
+    for store in root.iterfind("backingStore"):
+        path = store.findtext("path") or ""
+        fmt = store.find("format")
+        if path:
+            chain.append(
+                BackingInfo(path=path, format=fmt.get("type", "") if fmt is not None else "")
+            )
+    return tuple(chain)
 
 
 def parse_network(xml: str, *, active: bool, autostart: bool, persistent: bool) -> NetworkInfo:

@@ -17,6 +17,7 @@ from panel.audit import client_ip
 from panel.exceptions import ServiceError
 from panel.models import Job
 from panel.permissions import CHANGE, DELETE, is_admin
+from storage.api.serializers import DiskAttachSerializer, DiskDetachSerializer, MediaSerializer
 from vms import services
 from vms.models import VirtualMachine
 
@@ -187,4 +188,61 @@ class VirtualMachineViewSet(
         if vm.state == "missing":
             raise ServiceError(f"{vm.name} is missing from its host.")
         vm = services.refresh_details(vm)
+        return Response(VirtualMachineDetailSerializer(vm).data)
+
+    def _disk_volume(self, request: Request, pk: Any) -> Any:
+        from storage.api.views import _scoped
+        from storage.models import Volume
+
+        return _scoped(Volume, request.user, pk, "volume")
+
+    @extend_schema(
+        methods=["POST"], request=DiskAttachSerializer, responses=VirtualMachineDetailSerializer
+    )
+    @extend_schema(
+        methods=["DELETE"], request=DiskDetachSerializer, responses=VirtualMachineDetailSerializer
+    )
+    @action(detail=True, methods=["get", "post", "delete"])
+    def disks(self, request: Request, pk: str | None = None) -> Response:
+        """The VM's disks; POST attaches, DELETE detaches (target in the body or ?target=)."""
+        from vms import disks
+
+        if request.method == "GET":
+            return Response(self.get_object().disks)
+        vm = self.get_object_for(CHANGE)
+        if request.method == "DELETE":
+            params = DiskDetachSerializer(data={**request.query_params.dict(), **request.data})
+            params.is_valid(raise_exception=True)
+            vm = disks.detach_disk(
+                vm, actor=request.user, source_ip=client_ip(request), **params.validated_data
+            )
+            return Response(VirtualMachineDetailSerializer(vm).data)
+        params = DiskAttachSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        data = dict(params.validated_data)
+        volume = self._disk_volume(request, data.pop("volume"))
+        vm = disks.attach_disk(
+            vm, volume=volume, actor=request.user, source_ip=client_ip(request), **data
+        )
+        return Response(VirtualMachineDetailSerializer(vm).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=MediaSerializer, responses=VirtualMachineDetailSerializer)
+    @action(detail=True, methods=["post"], url_path="disks/media")
+    def media(self, request: Request, pk: str | None = None) -> Response:
+        """Insert an image into a CD-ROM drive, or eject it (volume null)."""
+        from vms import disks
+
+        vm = self.get_object_for(CHANGE)
+        params = MediaSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        data = dict(params.validated_data)
+        volume = self._disk_volume(request, data.pop("volume"))
+        vm = disks.change_media(
+            vm,
+            data.pop("target"),
+            volume,
+            actor=request.user,
+            source_ip=client_ip(request),
+            **data,
+        )
         return Response(VirtualMachineDetailSerializer(vm).data)

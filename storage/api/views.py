@@ -1,0 +1,326 @@
+"""The pools/ and volumes/ endpoints: reads from the database, changes through the services."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Iterator
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.core.handlers.asgi import ASGIRequest
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, StreamingHttpResponse
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from panel.api.views import ScopedMixin
+from panel.audit import client_ip
+from panel.exceptions import ServiceError
+from panel.models import Host, Job, Project
+from panel.permissions import CHANGE, DELETE, MANAGE, VIEW, get_object_for_user
+from storage import services
+from storage.models import StoragePool, Volume
+
+from .serializers import (
+    CopySerializer,
+    PoolCreateSerializer,
+    PoolSerializer,
+    ResizeSerializer,
+    VolumeCreateSerializer,
+    VolumeSerializer,
+)
+
+JOB_QUEUED = inline_serializer("VolumeJobQueued", {"job": serializers.IntegerField()})
+UPLOAD_CHUNK = 1024 * 1024
+
+
+def _truthy(value: Any) -> bool:
+    return str(value).lower() in {"1", "true", "yes", "on"}
+
+
+def _scoped(model: type, user: Any, pk: Any, field: str) -> Any:
+    """An object the user names in a request body: 400 naming the field when out of scope."""
+    if pk in (None, ""):
+        return None
+    try:
+        return get_object_for_user(model.objects.all(), user, pk, VIEW)
+    except Http404:
+        raise ServiceError(f"No {field} with id {pk} that you can use.", field=field) from None
+
+
+class PoolViewSet(
+    ScopedMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
+    serializer_class = PoolSerializer
+    filterset_fields = ["host", "type", "state"]
+    search_fields = ["name"]
+    ordering_fields = ["name", "capacity", "available"]
+    ordering = ["host__name", "name"]
+
+    def base_queryset(self) -> QuerySet:
+        return StoragePool.objects.select_related("host")
+
+    @extend_schema(request=PoolCreateSerializer, responses={201: PoolSerializer})
+    def create(self, request: Request) -> Response:
+        params = PoolCreateSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        data = params.validated_data
+        host = _scoped(Host, request.user, data["host"], "host")
+        pool = services.create_pool(
+            host,
+            data,
+            actor=request.user,
+            persistent=data["persistent"],
+            build=data["build"],
+            start=data["start"],
+            autostart=data["autostart"],
+            source_ip=client_ip(request),
+        )
+        return Response(PoolSerializer(pool).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(parameters=[OpenApiParameter("delete_target", bool)], responses={204: None})
+    def destroy(self, request: Request, pk: str | None = None) -> Response:
+        pool = self.get_object_for(MANAGE)
+        services.delete_pool(
+            pool,
+            actor=request.user,
+            delete_target=_truthy(request.query_params.get("delete_target", "")),
+            source_ip=client_ip(request),
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        request=inline_serializer("PoolPatch", {"autostart": serializers.BooleanField()}),
+        responses=PoolSerializer,
+    )
+    def partial_update(self, request: Request, pk: str | None = None) -> Response:
+        pool = self.get_object_for(MANAGE)
+        if "autostart" not in request.data:
+            raise ServiceError("Only autostart can be changed on a pool.", field="autostart")
+        pool = services.set_pool_autostart(
+            pool,
+            _truthy(request.data["autostart"]),
+            actor=request.user,
+            source_ip=client_ip(request),
+        )
+        return Response(PoolSerializer(pool).data)
+
+    def _act(self, request: Request, verb: str) -> Response:
+        pool = self.get_object_for(MANAGE)
+        pool = services.pool_action(pool, verb, actor=request.user, source_ip=client_ip(request))
+        if pool is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(PoolSerializer(pool).data)
+
+    @extend_schema(request=None, responses=PoolSerializer)
+    @action(detail=True, methods=["post"])
+    def build(self, request: Request, pk: str | None = None) -> Response:
+        return self._act(request, "build")
+
+    @extend_schema(request=None, responses=PoolSerializer)
+    @action(detail=True, methods=["post"])
+    def start(self, request: Request, pk: str | None = None) -> Response:
+        return self._act(request, "start")
+
+    @extend_schema(request=None, responses=PoolSerializer)
+    @action(detail=True, methods=["post"])
+    def stop(self, request: Request, pk: str | None = None) -> Response:
+        return self._act(request, "stop")
+
+    @extend_schema(request=None, responses=PoolSerializer)
+    @action(detail=True, methods=["post"])
+    def refresh(self, request: Request, pk: str | None = None) -> Response:
+        return self._act(request, "refresh")
+
+
+def _async_chunks(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+    async def gen() -> AsyncIterator[bytes]:
+        while True:
+            chunk = await sync_to_async(next, thread_sensitive=False)(chunks, None)
+            if chunk is None:
+                return
+            yield chunk
+
+    return gen()
+
+
+def _body_chunks(request: HttpRequest, length: int) -> Iterable[bytes]:
+    left = length
+    while left > 0:
+        chunk = request.read(min(UPLOAD_CHUNK, left))
+        if not chunk:
+            return  # the client stopped early; the service sees the short count
+        left -= len(chunk)
+        yield chunk
+
+
+class VolumeViewSet(
+    ScopedMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
+    serializer_class = VolumeSerializer
+    filterset_fields = ["pool", "pool__host", "project", "format", "shared"]
+    search_fields = ["name", "path"]
+    ordering_fields = ["name", "capacity", "allocation"]
+    ordering = ["pool__name", "name"]
+
+    def base_queryset(self) -> QuerySet:
+        return Volume.objects.select_related("pool__host", "project", "owner")
+
+    @extend_schema(
+        request=VolumeCreateSerializer, responses={201: VolumeSerializer, 202: JOB_QUEUED}
+    )
+    def create(self, request: Request) -> Response:
+        params = VolumeCreateSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        data = params.validated_data
+        pool = _scoped(StoragePool, request.user, data["pool"], "pool")
+        project = _scoped(Project, request.user, data["project"], "project")
+        backing = _scoped(Volume, request.user, data["backing_volume"], "backing_volume")
+        result = services.create_volume(
+            pool,
+            name=data["name"],
+            format=data["format"],
+            capacity_gib=data["capacity_gib"],
+            preallocation=data["preallocation"],
+            backing_volume=backing,
+            project=project,
+            actor=request.user,
+            source_ip=client_ip(request),
+        )
+        if isinstance(result, Job):
+            return Response({"job": result.pk}, status=status.HTTP_202_ACCEPTED)
+        return Response(VolumeSerializer(result).data, status=status.HTTP_201_CREATED)
+
+    def destroy(self, request: Request, pk: str | None = None) -> Response:
+        volume = self.get_object_for(DELETE)
+        services.delete_volume(volume, actor=request.user, source_ip=client_ip(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        request=inline_serializer("VolumePatch", {"shared": serializers.BooleanField()}),
+        responses=VolumeSerializer,
+    )
+    def partial_update(self, request: Request, pk: str | None = None) -> Response:
+        volume = self.get_object()
+        if "shared" not in request.data:
+            raise ServiceError("Only shared can be changed on a volume.", field="shared")
+        volume = services.set_shared(
+            volume,
+            _truthy(request.data["shared"]),
+            actor=request.user,
+            source_ip=client_ip(request),
+        )
+        return Response(VolumeSerializer(volume).data)
+
+    @extend_schema(request=ResizeSerializer, responses=VolumeSerializer)
+    @action(detail=True, methods=["post"])
+    def resize(self, request: Request, pk: str | None = None) -> Response:
+        volume = self.get_object_for(CHANGE)
+        params = ResizeSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        volume = services.resize_volume(
+            volume,
+            params.validated_data["capacity_gib"],
+            shrink=params.validated_data["shrink"],
+            actor=request.user,
+            source_ip=client_ip(request),
+        )
+        return Response(VolumeSerializer(volume).data)
+
+    def _copy(self, request: Request, convert: bool) -> Response:
+        volume = self.get_object()
+        params = CopySerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        data = params.validated_data
+        if convert and not data["format"]:
+            raise ServiceError("Give the format to convert to.", field="format")
+        pool = _scoped(StoragePool, request.user, data["pool"], "pool")
+        job = services.copy_volume(
+            volume,
+            name=data["name"],
+            format=data["format"] or None,
+            target_pool=pool,
+            actor=request.user,
+            source_ip=client_ip(request),
+        )
+        return Response({"job": job.pk}, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=CopySerializer, responses={202: JOB_QUEUED})
+    @action(detail=True, methods=["post"])
+    def clone(self, request: Request, pk: str | None = None) -> Response:
+        return self._copy(request, convert=False)
+
+    @extend_schema(request=CopySerializer, responses={202: JOB_QUEUED})
+    @action(detail=True, methods=["post"])
+    def convert(self, request: Request, pk: str | None = None) -> Response:
+        return self._copy(request, convert=True)
+
+    @extend_schema(request=None, responses={202: JOB_QUEUED})
+    @action(detail=True, methods=["post"])
+    def wipe(self, request: Request, pk: str | None = None) -> Response:
+        volume = self.get_object_for(CHANGE)
+        job = services.wipe_volume(volume, actor=request.user, source_ip=client_ip(request))
+        return Response({"job": job.pk}, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses=VolumeSerializer)
+    @action(detail=True, methods=["post"])
+    def check(self, request: Request, pk: str | None = None) -> Response:
+        volume = self.get_object()
+        volume = services.check_volume(volume, actor=request.user, source_ip=client_ip(request))
+        return Response(VolumeSerializer(volume).data)
+
+    @extend_schema(request=None, responses=VolumeSerializer)
+    @action(detail=True, methods=["post"])
+    def info(self, request: Request, pk: str | None = None) -> Response:
+        """Read qemu-img's view (format, sizes, backing chain, snapshots) now."""
+        volume = services.volume_details(self.get_object())
+        return Response(VolumeSerializer(volume).data)
+
+    @extend_schema(
+        request={"application/octet-stream": bytes},
+        parameters=[OpenApiParameter("remove_on_failure", bool)],
+        responses={202: JOB_QUEUED},
+    )
+    @action(detail=True, methods=["put"])
+    def upload(self, request: Request, pk: str | None = None) -> Response:
+        """Stream the request body into the volume through libvirt; 202 with the finished job."""
+        volume = self.get_object_for(CHANGE)
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        job = services.start_upload(
+            volume, length, actor=request.user, source_ip=client_ip(request)
+        )
+        volume = services.run_upload(
+            job,
+            volume,
+            _body_chunks(request._request, length),
+            remove_on_failure=_truthy(request.query_params.get("remove_on_failure", "")),
+        )
+        return Response(
+            {"job": job.pk, "volume": VolumeSerializer(volume).data},
+            status=status.HTTP_202_ACCEPTED,
+        )
+
+    @extend_schema(responses={(200, "application/octet-stream"): bytes})
+    @action(detail=True, methods=["get"])
+    def download(self, request: Request, pk: str | None = None) -> StreamingHttpResponse:
+        volume = self.get_object()
+        _size, chunks = services.open_download(
+            volume, actor=request.user, source_ip=client_ip(request)
+        )
+        content: Any = (
+            _async_chunks(chunks) if isinstance(request._request, ASGIRequest) else chunks
+        )
+        response = StreamingHttpResponse(content, content_type="application/octet-stream")
+        response["Content-Disposition"] = f'attachment; filename="{volume.name}"'
+        return response
