@@ -141,6 +141,11 @@ def attach_disk(
             path, fmt = volume.path, volume.format or "raw"
             if device == "cdrom":
                 fmt = "raw"
+            if shareable and fmt != "raw":
+                raise ServiceError(
+                    f"{volume.name} is {fmt}: only raw volumes can be shared between VMs.",
+                    field="shareable",
+                )
             others = {n: p for n, p in _vms_using(vm.host, [path]).items() if n != vm.name}
             if others and not (shareable or read_only):
                 raise ConflictError(
