@@ -9,7 +9,8 @@ import time
 import pytest
 from lxml import etree
 
-from panel import hypervisor, services as panel_services
+from panel import hypervisor
+from panel import services as panel_services
 from panel.models import Membership
 from storage import services
 from storage.models import Volume
