@@ -25,7 +25,7 @@ packages=(
   qemu-system-x86 qemu-utils ovmf dnsmasq-base
   redis-server
   gcc python3-dev python3-venv
-  busybox-static cpio iproute2 procps util-linux
+  busybox-static cpio iproute2 procps util-linux lvm2
 )
 [ "$WITH_TEST" = 1 ] && packages+=(chromium fonts-dejavu-core)
 missing=()

@@ -201,6 +201,7 @@ def parse_pool(xml: str) -> tuple[str, str]:
 
 # Where each pool type keeps its volumes when the user gives no target path.
 _DEFAULT_TARGETS = {
+    "disk": "/dev",
     "iscsi": "/dev/disk/by-path",
     "scsi": "/dev/disk/by-path",
     "mpath": "/dev/mapper",
