@@ -1,11 +1,282 @@
+"""Storage pages: pools per host with their space, pool and volume pages, the forms."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
 
-from panel.permissions import restrict
+from panel.audit import client_ip
+from panel.exceptions import ServiceError
+from panel.models import Job, Project
+from panel.permissions import (
+    CHANGE,
+    DELETE,
+    MANAGE,
+    VIEW,
+    allowed,
+    get_object_for_user,
+    is_admin,
+    project_ids,
+    restrict,
+    visible_hosts,
+)
 
-from .models import StoragePool
+from . import services
+from .models import StoragePool, Volume
+
+
+def _pool(request: HttpRequest, pool_id: int, action: str = VIEW) -> StoragePool:
+    return get_object_for_user(
+        StoragePool.objects.select_related("host"), request.user, pool_id, action
+    )
+
+
+def _volume(request: HttpRequest, volume_id: int, action: str = VIEW) -> Volume:
+    return get_object_for_user(
+        Volume.objects.select_related("pool__host", "project", "owner"),
+        request.user,
+        volume_id,
+        action,
+    )
+
+
+def _creatable_projects(user: Any) -> Any:
+    if is_admin(user):
+        return Project.objects.order_by("name")
+    return Project.objects.filter(pk__in=project_ids(user, "operator", "member")).order_by("name")
 
 
 def pool_list(request: HttpRequest) -> HttpResponse:
     pools = restrict(StoragePool.objects.select_related("host"), request.user)
-    return render(request, "storage/pool_list.html", {"pools": pools})
+    return render(
+        request,
+        "storage/pool_list.html",
+        {"pools": pools, "is_admin": is_admin(request.user)},
+    )
+
+
+def pool_add(request: HttpRequest) -> HttpResponse:
+    if not is_admin(request.user):
+        return render(
+            request, "403.html", {"message": "Only administrators add pools."}, status=403
+        )
+    hosts = visible_hosts(request.user).order_by("name")
+    values: dict[str, Any] = {"type": "dir", "persistent": "1", "build": "1", "start": "1"}
+    error = None
+    status = 200
+    if request.method == "POST":
+        values = request.POST.dict()
+        host = hosts.filter(pk=values.get("host") or 0).first()
+        try:
+            if host is None:
+                raise ServiceError("Choose the host the pool goes on.", field="host")
+            persistent = values.get("persistent") == "1"
+            pool = services.create_pool(
+                host,
+                values,
+                actor=request.user,
+                persistent=persistent,
+                build=values.get("build") == "1",
+                start=values.get("start") == "1",
+                autostart=values.get("autostart") == "1",
+                source_ip=client_ip(request),
+            )
+        except ServiceError as exc:
+            error = exc
+            status = 400
+        else:
+            messages.success(request, f"Pool {pool.name} created on {pool.host.name}.")
+            return redirect("pool_detail", pool_id=pool.pk)
+    context = {
+        "hosts": hosts,
+        "types": services.POOL_TYPES,
+        "field_labels": services.FIELD_LABELS,
+        "source_formats": services.SOURCE_FORMATS,
+        "values": values,
+        "error": error,
+        "roots": services.settings.PANEL_STORAGE_ROOTS,
+    }
+    return render(request, "storage/pool_form.html", context, status=status)
+
+
+def pool_detail(request: HttpRequest, pool_id: int) -> HttpResponse:
+    pool = _pool(request, pool_id)
+    volumes = restrict(pool.volumes.select_related("project", "owner"), request.user)
+    context = {
+        "pool": pool,
+        "volumes": volumes,
+        "is_admin": is_admin(request.user),
+        "projects": _creatable_projects(request.user),
+        "formats": services.FORMATS,
+        "preallocation": services.PREALLOCATION,
+        "backing_choices": restrict(Volume.objects.filter(pool__host=pool.host), request.user),
+        "jobs": Job.objects.filter(target__in=[f"volume:{v.pk}" for v in volumes]).order_by(
+            "-created"
+        )[:5],
+    }
+    return render(request, "storage/pool_detail.html", context)
+
+
+@require_POST
+def pool_action(request: HttpRequest, pool_id: int, action: str) -> HttpResponse:
+    pool = _pool(request, pool_id, MANAGE)
+    try:
+        if action == "autostart":
+            services.set_pool_autostart(
+                pool,
+                request.POST.get("enabled") == "1",
+                actor=request.user,
+                source_ip=client_ip(request),
+            )
+        elif action == "delete":
+            services.delete_pool(
+                pool,
+                actor=request.user,
+                delete_target=request.POST.get("delete_target") == "1",
+                source_ip=client_ip(request),
+            )
+            messages.success(request, f"Pool {pool.name} deleted.")
+            return redirect("pool_list")
+        else:
+            if (
+                services.pool_action(pool, action, actor=request.user, source_ip=client_ip(request))
+                is None
+            ):
+                messages.success(request, f"Transient pool {pool.name} stopped and gone.")
+                return redirect("pool_list")
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Pool {pool.name}: {action} done.")
+    return redirect("pool_detail", pool_id=pool.pk)
+
+
+@require_POST
+def volume_add(request: HttpRequest, pool_id: int) -> HttpResponse:
+    pool = _pool(request, pool_id)
+    data = request.POST
+    project = _creatable_projects(request.user).filter(pk=data.get("project") or 0).first()
+    backing = None
+    if data.get("backing_volume"):
+        backing = (
+            restrict(Volume.objects.filter(pool__host=pool.host), request.user)
+            .filter(pk=data["backing_volume"])
+            .first()
+        )
+    try:
+        result = services.create_volume(
+            pool,
+            name=data.get("name", ""),
+            format=data.get("format", "qcow2"),
+            capacity_gib=data.get("capacity_gib", ""),
+            preallocation=data.get("preallocation", "off"),
+            backing_volume=backing,
+            project=project,
+            actor=request.user,
+            source_ip=client_ip(request),
+        )
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+        return redirect("pool_detail", pool_id=pool.pk)
+    if isinstance(result, Job):
+        messages.info(request, f"Creating the volume (job #{result.pk}).")
+        return redirect("job_detail", job_id=result.pk)
+    messages.success(request, f"Volume {result.name} created.")
+    return redirect("volume_detail", volume_id=result.pk)
+
+
+def volume_detail(request: HttpRequest, volume_id: int) -> HttpResponse:
+    volume = _volume(request, volume_id)
+    if not volume.info and volume.pool.state == "active":
+        try:
+            volume = services.volume_details(volume)
+        except ServiceError as exc:
+            messages.warning(request, exc.message)
+    context = {
+        "volume": volume,
+        "can_change": allowed(request.user, volume, CHANGE),
+        "can_delete": allowed(request.user, volume, DELETE),
+        "is_admin": is_admin(request.user),
+        "formats": services.FORMATS,
+        "pools": restrict(
+            StoragePool.objects.filter(host=volume.pool.host, state="active"), request.user
+        ),
+        "used_by": services._vms_using(volume.pool.host, [volume.path]),
+        "job": Job.objects.filter(target=f"volume:{volume.pk}").order_by("-created").first(),
+    }
+    return render(request, "storage/volume_detail.html", context)
+
+
+@require_POST
+def volume_action(request: HttpRequest, volume_id: int, action: str) -> HttpResponse:
+    volume = _volume(request, volume_id)
+    data = request.POST
+    ip = client_ip(request)
+    back = redirect("volume_detail", volume_id=volume.pk)
+    try:
+        if action == "resize":
+            services.resize_volume(
+                volume,
+                data.get("capacity_gib"),
+                shrink=data.get("shrink") == "1",
+                actor=request.user,
+                source_ip=ip,
+            )
+        elif action in ("clone", "convert"):
+            target = (
+                restrict(StoragePool.objects.all(), request.user)
+                .filter(pk=data.get("pool") or 0)
+                .first()
+            )
+            job = services.copy_volume(
+                volume,
+                name=data.get("name", ""),
+                format=data.get("format") or None,
+                target_pool=target,
+                actor=request.user,
+                source_ip=ip,
+            )
+            return redirect("job_detail", job_id=job.pk)
+        elif action == "wipe":
+            job = services.wipe_volume(volume, actor=request.user, source_ip=ip)
+            return redirect("job_detail", job_id=job.pk)
+        elif action == "check":
+            services.check_volume(volume, actor=request.user, source_ip=ip)
+        elif action == "info":
+            services.volume_details(volume)
+        elif action == "share":
+            services.set_shared(volume, data.get("shared") == "1", actor=request.user, source_ip=ip)
+        elif action == "delete":
+            pool_id = volume.pool_id
+            services.delete_volume(volume, actor=request.user, source_ip=ip)
+            messages.success(request, f"Volume {volume.name} deleted.")
+            return redirect("pool_detail", pool_id=pool_id)
+        else:
+            messages.error(request, f"Unknown action {action}.")
+            return back
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+        return back
+    if action not in ("info",):
+        messages.success(request, f"{volume.name}: {action} done.")
+    return back
+
+
+def upload_page(request: HttpRequest, pool_id: int) -> HttpResponse:
+    """Upload a file into a pool from the browser: the page creates the volume through the API,
+    then streams the file into it, with a progress bar."""
+    pool = _pool(request, pool_id)
+    return render(
+        request,
+        "storage/upload.html",
+        {
+            "pool": pool,
+            "projects": _creatable_projects(request.user),
+            "api_volumes": reverse("volume-list"),
+        },
+    )

@@ -12,6 +12,7 @@ urlpatterns = [
     path("<uuid:vm_id>/xml/", views.vm_xml, name="vm_xml"),
     path("<uuid:vm_id>/clone/", views.vm_clone, name="vm_clone"),
     path("<uuid:vm_id>/vnc-password/", views.vm_vnc_password, name="vm_vnc_password"),
+    path("<uuid:vm_id>/disks/<slug:action>/", views.vm_disk, name="vm_disk"),
     path("<uuid:vm_id>/console/<slug:kind>/", views.vm_console, name="vm_console"),
     path("<uuid:vm_id>/<slug:action>/", views.vm_action, name="vm_action"),
 ]

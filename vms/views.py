@@ -141,8 +141,95 @@ def vm_detail(request: HttpRequest, vm_id: str) -> HttpResponse:
         "job": Job.objects.filter(target=f"vm:{vm.pk}").order_by("-created").first(),
         "button_states": BUTTON_STATES,
         "projects": Project.objects.all() if is_admin(request.user) else [],
+        **_disk_context(request, vm),
     }
     return render(request, "vms/vm_detail.html", context)
+
+
+def _disk_context(request: HttpRequest, vm: VirtualMachine) -> dict[str, object]:
+    from storage.models import Volume
+
+    from . import disks
+
+    volumes = restrict(
+        Volume.objects.filter(pool__host=vm.host_id).select_related("pool"), request.user
+    ).filter(Q(project=vm.project_id) | Q(shared=True))
+    return {
+        "disk_volumes": volumes.order_by("pool__name", "name"),
+        "disk_choices": {
+            "buses": list(disks.BUSES),
+            "cache": disks.CACHE_MODES,
+            "io": disks.IO_MODES,
+            "discard": disks.DISCARD_MODES,
+        },
+    }
+
+
+@require_POST
+def vm_disk(request: HttpRequest, vm_id: str, action: str) -> HttpResponse:
+    """Attach or detach a disk, or change a CD-ROM's media, from the VM page."""
+    from storage.models import Volume
+
+    from . import disks
+
+    vm = get_object_for_user(
+        VirtualMachine.objects.select_related("host", "project"), request.user, vm_id, CHANGE
+    )
+    data = request.POST
+    volume = None
+    if data.get("volume"):
+        volume = (
+            restrict(Volume.objects.select_related("pool"), request.user)
+            .filter(pk=data["volume"])
+            .first()
+        )
+        if volume is None:
+            messages.error(request, "That volume does not exist or is not yours to use.")
+            return redirect("vm_detail", vm_id=vm.pk)
+    running = vm.state in (VMState.RUNNING, VMState.PAUSED)
+    try:
+        if action == "attach":
+            disks.attach_disk(
+                vm,
+                volume=volume,
+                device=data.get("device", "disk"),
+                bus=data.get("bus", "virtio"),
+                cache=data.get("cache", ""),
+                io=data.get("io", ""),
+                discard=data.get("discard", ""),
+                readonly=data.get("readonly") == "1",
+                shareable=data.get("shareable") == "1",
+                live=data.get("live") == "1",
+                persistent=data.get("persistent") == "1",
+                actor=request.user,
+                source_ip=client_ip(request),
+            )
+        elif action == "detach":
+            disks.detach_disk(
+                vm,
+                data.get("target", ""),
+                live=running,
+                persistent=vm.persistent,
+                actor=request.user,
+                source_ip=client_ip(request),
+            )
+        elif action == "media":
+            disks.change_media(
+                vm,
+                data.get("target", ""),
+                volume,
+                live=running,
+                persistent=vm.persistent and not running,
+                actor=request.user,
+                source_ip=client_ip(request),
+            )
+        else:
+            raise ServiceError(f"Unknown disk action {action}.")
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"{vm.name}: disk {action} done.")
+    return redirect("vm_detail", vm_id=vm.pk)
 
 
 @require_POST

@@ -17,3 +17,19 @@ def ibytes(value: object) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size:.1f} PiB"
+
+
+@register.filter
+def percent(value: object, total: object) -> int:
+    """value as a whole percentage of total (0 when total is 0), for progress bars."""
+    try:
+        part, whole = float(value), float(total)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0
+    return max(0, min(100, round(100 * part / whole))) if whole > 0 else 0
+
+
+@register.filter
+def split(value: str, sep: str | None = None) -> list[str]:
+    """Words of a literal, for looping over a short fixed list in a template."""
+    return str(value).split(sep)
