@@ -62,6 +62,39 @@ def create_job(
     return Job.objects.create(kind=kind, target=target, user=user, host=host, project=project)
 
 
+def queue(
+    kind: str,
+    task: Any,
+    target_object: Any,
+    *,
+    target: str,
+    spec: dict[str, Any],
+    actor: Any,
+    host: Host | None,
+    project: Project | None,
+    action: str,
+    detail: str = "",
+    source_ip: str | None = None,
+) -> Job:
+    """A job carrying spec as its result, audited against target_object, its task sent on
+    commit; call inside the service's transaction."""
+    from . import audit
+
+    job = create_job(kind, target=target, actor=actor, host=host, project=project)
+    job.result = spec
+    job.save(update_fields=["result"])
+    audit.record(
+        actor,
+        action,
+        target_object,
+        project=project,
+        detail=f"job #{job.pk}" + (f"; {detail}" if detail else ""),
+        source_ip=source_ip,
+    )
+    task.delay_on_commit(job.pk)
+    return job
+
+
 def _publish(job_id: int) -> None:
     job = Job.objects.select_related("user").filter(pk=job_id).first()
     if job is not None:

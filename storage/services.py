@@ -698,25 +698,19 @@ def _queue(
 ) -> Job:
     from .tasks import volume_job_task
 
-    job = jobs.create_job(
+    return jobs.queue(
         kind,
+        volume_job_task,
+        volume,
         target=f"volume:{volume.pk}",
+        spec={"volume": volume.pk, "volume_name": volume.name, **spec},
         actor=actor,
         host=volume.pool.host,
         project=volume.project,
-    )
-    job.result = {"volume": volume.pk, "volume_name": volume.name, **spec}
-    job.save(update_fields=["result"])
-    audit.record(
-        actor,
-        action,
-        volume,
-        project=volume.project,
-        detail=f"job #{job.pk}" + (f"; {detail}" if detail else ""),
+        action=action,
+        detail=detail,
         source_ip=source_ip,
     )
-    volume_job_task.delay_on_commit(job.pk)
-    return job
 
 
 def resize_volume(

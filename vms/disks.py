@@ -178,15 +178,29 @@ def attach_disk(
         )
         with _on_host(vm, f"Attaching {target} to {vm.name}"):
             info = hv.attach_disk(vm.host.uri, str(vm.pk), spec, live=live, persistent=persistent)
-        with transaction.atomic():
-            vm = _apply(vm, info)
-            audit.record(
-                actor,
-                "vm.disk.attach",
-                vm,
-                detail=f"{device} {target} ({bus}) {path or 'empty'}; {_scope(live, persistent)}",
-                source_ip=source_ip,
-            )
+        vm = _commit(
+            vm,
+            info,
+            actor,
+            "vm.disk.attach",
+            f"{device} {target} ({bus}) {path or 'empty'}; {_scope(live, persistent)}",
+            source_ip,
+        )
+    return vm
+
+
+def _commit(
+    vm: VirtualMachine,
+    info: hypervisor.DomainInfo,
+    actor: Any,
+    action: str,
+    detail: str,
+    source_ip: str | None,
+) -> VirtualMachine:
+    """The VM row updated from the host's answer, and the change audited, together."""
+    with transaction.atomic():
+        vm = _apply(vm, info)
+        audit.record(actor, action, vm, detail=detail, source_ip=source_ip)
     return vm
 
 
@@ -213,15 +227,9 @@ def detach_disk(
         _check_scope(vm, live, persistent)
         with _on_host(vm, f"Detaching {target} from {vm.name}"):
             info = hv.detach_disk(vm.host.uri, str(vm.pk), target, live=live, persistent=persistent)
-        with transaction.atomic():
-            vm = _apply(vm, info)
-            audit.record(
-                actor,
-                "vm.disk.detach",
-                vm,
-                detail=f"{target}; {_scope(live, persistent)}",
-                source_ip=source_ip,
-            )
+        vm = _commit(
+            vm, info, actor, "vm.disk.detach", f"{target}; {_scope(live, persistent)}", source_ip
+        )
     return vm
 
 
@@ -253,9 +261,5 @@ def change_media(
             info = hv.change_media(
                 vm.host.uri, str(vm.pk), target, path, live=live, persistent=persistent
             )
-        with transaction.atomic():
-            vm = _apply(vm, info)
-            audit.record(
-                actor, action, vm, detail=f"{target} {path or 'ejected'}", source_ip=source_ip
-            )
+        vm = _commit(vm, info, actor, action, f"{target} {path or 'ejected'}", source_ip)
     return vm

@@ -322,19 +322,19 @@ def _queue_vm_job(
     source_ip: str | None,
 ) -> Job:
     """A job on vm with its spec, audited, its task sent on commit; inside the caller's transaction."""
-    job = jobs.create_job(kind, target=f"vm:{vm.pk}", actor=actor, host=vm.host, project=vm.project)
-    job.result = {"vm": str(vm.pk), "vm_name": vm.name, **spec}
-    job.save(update_fields=["result"])
-    audit.record(
-        actor,
-        action,
+    return jobs.queue(
+        kind,
+        task,
         vm,
+        target=f"vm:{vm.pk}",
+        spec={"vm": str(vm.pk), "vm_name": vm.name, **spec},
+        actor=actor,
+        host=vm.host,
         project=vm.project,
-        detail=f"job #{job.pk}" + (f"; {detail}" if detail else ""),
+        action=action,
+        detail=detail,
         source_ip=source_ip,
     )
-    task.delay_on_commit(job.pk)
-    return job
 
 
 def _queue(

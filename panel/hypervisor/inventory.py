@@ -70,16 +70,20 @@ def list_pools(uri: str) -> list[PoolInfo]:
 
 def list_networks(uri: str) -> list[NetworkInfo]:
     """Every virtual network on the host."""
+    result = []
     with session(uri) as conn:
-        return [
-            xml.parse_network(
-                n.XMLDesc(0),
-                active=bool(n.isActive()),
-                autostart=bool(n.autostart()),
-                persistent=bool(n.isPersistent()),
-            )
-            for n in conn.listAllNetworks(0)
-        ]
+        for n in conn.listAllNetworks(0):
+            # A network removed while we read the list is simply not reported.
+            with contextlib.suppress(libvirt.libvirtError):
+                result.append(
+                    xml.parse_network(
+                        n.XMLDesc(0),
+                        active=bool(n.isActive()),
+                        autostart=bool(n.autostart()),
+                        persistent=bool(n.isPersistent()),
+                    )
+                )
+    return result
 
 
 def read_inventory(uri: str) -> Inventory:
