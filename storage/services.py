@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -43,6 +44,7 @@ PREALLOCATION = {
     "falloc": "Thick, lazily zeroed: the space is reserved but not written.",
     "full": "Thick, zeroed: every byte is allocated and written with zeros; slowest to create.",
 }
+REPORT_SECONDS = 0.5
 # Quick enough to answer in the request; the others run as jobs.
 QUICK_PREALLOCATION = {"off", "metadata", "falloc"}
 
@@ -977,12 +979,13 @@ def run_upload(
     """Stream chunks into the volume inside the job; on failure the job says why and,
     when the volume was made for this upload, it is deleted."""
     length = int(job.result["length"])
-    step = max(length // 50, 1)
-    last = {"n": 0}
+    last = {"at": 0.0}
 
     def progress(done: int, total: int) -> None:
-        if done - last["n"] >= step or done == total:
-            last["n"] = done
+        # At most twice a second: each report is a database write and a push to browsers.
+        now = time.monotonic()
+        if now - last["at"] >= REPORT_SECONDS or done == total:
+            last["at"] = now
             jobs.report(job.pk, progress=int(99 * done / total), message=f"{done} of {total} bytes")
 
     with jobs.running(job.pk) as running:

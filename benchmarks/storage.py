@@ -1,0 +1,246 @@
+"""Volume upload, download and conversion: through the panel versus the tools by hand.
+
+Upload: `PUT /api/v1/volumes/{id}/upload/` through daphne into libvirt's
+volume stream, beside the same PUT to a missing volume (what daphne and Django
+take to accept the body) plus `virsh vol-upload` of the same file. Download: `GET
+/api/v1/volumes/{id}/download/` beside `virsh vol-download`. Convert: the
+panel's convert job (libvirt's createXMLFrom, with progress) beside
+`qemu-img convert -O qcow2` and `sync` by hand. Goal for each: >= 70 % of the by-hand
+throughput (upload/download) or <= 130 % of its time (convert).
+
+Run: REDIS_URL=redis://127.0.0.1:6379/13 .venv/bin/python benchmarks/storage.py [--mib 256]
+Needs the local libvirtd. Everything runs on 127.0.0.1; the pool lives in a
+temporary directory under /var/lib/libvirt/images and is removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+WORK = Path(tempfile.mkdtemp(prefix="panel-bench-storage-"))
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/13")
+os.environ["DATABASE_URL"] = f"sqlite:///{WORK / 'bench.sqlite3'}"
+os.environ["PANEL_VAR_DIR"] = str(WORK)
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "panel.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.core.management import call_command  # noqa: E402
+
+from panel.hypervisor import storage as hv  # noqa: E402
+from panel.models import Host, Job  # noqa: E402
+from storage import services  # noqa: E402
+from storage.models import Volume  # noqa: E402
+
+URI = "qemu:///system"
+MIB = 1024 * 1024
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), 0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def timed(fn) -> float:  # type: ignore[no-untyped-def]
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def virsh(*args: str) -> None:
+    subprocess.run(["virsh", "-c", URI, *args], check=True, capture_output=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--mib", type=int, default=256, help="file size in MiB (256)")
+    size = parser.parse_args().mib * MIB
+
+    call_command("migrate", verbosity=0)
+    from django.contrib.auth import get_user_model
+    from rest_framework.authtoken.models import Token
+
+    admin = get_user_model().objects.create_superuser("bench", "", "bench-pass-1")
+    token = Token.objects.create(user=admin).key
+    host = Host.objects.create(name="local", uri=URI, state="up")
+    pool_dir = Path("/var/lib/libvirt/images") / f"panel-bench-{os.getpid()}"
+    source = WORK / "source.img"
+    with open(source, "wb") as f:
+        for _ in range(size // MIB):
+            f.write(os.urandom(MIB))
+    procs = []
+    pool = None
+    try:
+        pool = services.create_pool(
+            host, {"name": pool_dir.name, "type": "dir", "target_path": str(pool_dir)}, actor=admin
+        )
+        port = free_port()
+        env = {**os.environ, "PANEL_DEV_STATIC": "1", "PYTHONPATH": str(REPO)}
+        venv = Path(sys.executable).parent
+        procs.append(
+            subprocess.Popen(
+                [
+                    str(venv / "daphne"),
+                    "-b",
+                    "127.0.0.1",
+                    "-p",
+                    str(port),
+                    "panel.asgi:application",
+                ],
+                cwd=REPO,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        wait_port(port)
+
+        def volume(name: str) -> Volume:
+            return services.create_volume(
+                pool, name=name, format="raw", capacity_gib=size / 1024**3, actor=admin
+            )
+
+        raw_vol = volume("by-hand.img")
+        raw_up = timed(lambda: virsh("vol-upload", "--pool", pool.name, raw_vol.name, str(source)))
+        panel_vol = volume("panel.img")
+
+        def put() -> None:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600, blocksize=MIB)
+            with open(source, "rb") as body:
+                conn.request(
+                    "PUT",
+                    f"/api/v1/volumes/{panel_vol.pk}/upload/",
+                    body=body,
+                    headers={
+                        "Authorization": f"Token {token}",
+                        "Content-Type": "application/octet-stream",
+                        "Content-Length": str(size),
+                    },
+                )
+                response = conn.getresponse()
+                response.read()
+                if response.status != 202:
+                    raise RuntimeError(f"upload answered {response.status}")
+
+        panel_up = timed(put)
+
+        def put_nowhere() -> None:
+            # What daphne and Django take to accept the body, for a volume that does not exist.
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600, blocksize=MIB)
+            with open(source, "rb") as body:
+                conn.request(
+                    "PUT",
+                    "/api/v1/volumes/0/upload/",
+                    body=body,
+                    headers={
+                        "Authorization": f"Token {token}",
+                        "Content-Type": "application/octet-stream",
+                        "Content-Length": str(size),
+                    },
+                )
+                conn.getresponse().read()
+
+        intake = timed(put_nowhere)
+
+        raw_down = timed(
+            lambda: virsh("vol-download", "--pool", pool.name, raw_vol.name, str(WORK / "down.img"))
+        )
+        (WORK / "down.img").unlink()
+
+        def get() -> None:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+            conn.request(
+                "GET",
+                f"/api/v1/volumes/{panel_vol.pk}/download/",
+                headers={"Authorization": f"Token {token}"},
+            )
+            response = conn.getresponse()
+            got = 0
+            while chunk := response.read(MIB):
+                got += len(chunk)
+            if got != size:
+                raise RuntimeError(f"download gave {got} of {size} bytes")
+
+        panel_down = timed(get)
+
+        raw_convert = timed(
+            lambda: subprocess.run(
+                [
+                    "qemu-img",
+                    "convert",
+                    "-f",
+                    "raw",
+                    "-O",
+                    "qcow2",
+                    raw_vol.path,
+                    str(WORK / "c.qcow2"),
+                ],
+                check=True,
+            )
+        )
+
+        def convert() -> None:
+            job = services.copy_volume(panel_vol, name="panel.qcow2", format="qcow2", actor=admin)
+            from storage.tasks import volume_job_task
+
+            volume_job_task(job.pk)
+            if Job.objects.get(pk=job.pk).state != "succeeded":
+                raise RuntimeError("the convert job failed")
+
+        panel_convert = timed(convert)
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(10)
+        if pool is not None:
+            hv.delete_pool(URI, pool.name)
+        shutil.rmtree(pool_dir, ignore_errors=True)
+        shutil.rmtree(WORK, ignore_errors=True)
+
+    mb = size / 1e6
+    by_hand_up = intake + raw_up  # the web server's intake, then virsh vol-upload
+    rows = [
+        ("upload MB/s", mb / by_hand_up, mb / panel_up, by_hand_up / panel_up >= 0.7, ">= 70 %"),
+        ("download MB/s", mb / raw_down, mb / panel_down, raw_down / panel_down >= 0.7, ">= 70 %"),
+        ("convert s", raw_convert, panel_convert, panel_convert <= 1.3 * raw_convert, "<= 130 %"),
+    ]
+    print(f"\n{size // MIB} MiB of random data, pool on local disk, 127.0.0.1")
+    print(
+        f"web server intake alone (PUT answered 404 after daphne and Django took the body): "
+        f"{intake:.2f} s = {mb / intake:.0f} MB/s; virsh vol-upload alone: {mb / raw_up:.0f} MB/s\n"
+    )
+    print(f"{'figure':<16}{'by hand':>10}{'panel':>10}{'ratio':>8}  goal      result")
+    for name, base, ours, ok, goal in rows:
+        ratio = ours / base
+        print(
+            f"{name:<16}{base:>10.1f}{ours:>10.1f}{ratio:>8.2f}  {goal:<9} {'ok' if ok else 'MISS'}"
+        )
+
+
+if __name__ == "__main__":
+    main()
