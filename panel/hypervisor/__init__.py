@@ -20,7 +20,7 @@ from .domains import (
 )
 from .errors import Conflict, HostUnavailable, HypervisorError, InvalidURI, NotFound
 from .host import host_facts, host_report, is_local, reserved_memory_bytes
-from .inventory import list_networks, list_pools, read_inventory
+from .inventory import list_pools, read_inventory
 from .lifecycle import (
     domain_details,
     reboot_domain,
@@ -36,18 +36,48 @@ from .lifecycle import (
     vnc_password,
     wait_for_state,
 )
+from .networks import (
+    MACVTAP_MODES,
+    InterfacesUnsupported,
+    attach_nic,
+    build_interface,
+    build_network,
+    define_network,
+    delete_network,
+    detach_nic,
+    get_network,
+    host_interfaces,
+    list_networks,
+    network_leases,
+    network_xml,
+    parse_leases,
+    parse_network,
+    parse_nics,
+    random_mac,
+    set_network_autostart,
+    set_nic_link,
+    start_network,
+    stop_network,
+)
 from .specs import (
     AddressInfo,
     BlockInfo,
     Check,
+    DhcpHost,
     DiskSpec,
+    DnsHost,
     DomainDetails,
     DomainInfo,
     DomainSpec,
     HostFacts,
     HostReport,
+    InterfaceInfo,
     Inventory,
+    IPConfig,
+    LeaseInfo,
     NetworkInfo,
+    NetworkSpec,
+    NicDetail,
     NicSpec,
     PoolInfo,
     VolumeInfo,
@@ -55,6 +85,35 @@ from .specs import (
 from .watch import DomainEvent, Watch, watch_domains
 
 __all__ = [
+    # networks (networking app)
+    "MACVTAP_MODES",
+    "DhcpHost",
+    "DnsHost",
+    "IPConfig",
+    "InterfaceInfo",
+    "InterfacesUnsupported",
+    "LeaseInfo",
+    "NetworkSpec",
+    "NicDetail",
+    "attach_nic",
+    "build_interface",
+    "build_network",
+    "define_network",
+    "delete_network",
+    "detach_nic",
+    "get_network",
+    "host_interfaces",
+    "network_leases",
+    "network_xml",
+    "parse_leases",
+    "parse_network",
+    "parse_nics",
+    "random_mac",
+    "set_network_autostart",
+    "set_nic_link",
+    "start_network",
+    "stop_network",
+    # the rest
     "AddressInfo",
     "BlockInfo",
     "Check",
