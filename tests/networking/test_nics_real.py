@@ -8,6 +8,7 @@ import uuid as uuidlib
 
 import pytest
 from lxml import etree
+from lxml import html as lxml_html
 
 from networking import services
 from panel import hypervisor
@@ -153,3 +154,38 @@ def test_it_plugs_a_persistent_nic_with_model_mac_link_and_bandwidth(
     )
     assert live.status_code == 409 and "needs it running" in live.json()["detail"]
     assert virsh("dumpxml", "--inactive", str(vm.pk)).count("<interface") == 1
+
+
+def test_it_attaches_and_detaches_from_the_vm_pages_form(
+    local_host, admin, nets, make_vm, client_for
+):
+    network = services.create_network(local_host, **isolated(nets), actor=admin)
+    vm = make_vm()
+    client = client_for("member")
+    # What the page's form sends: each checkbox after a hidden 0; live is disabled (shut off).
+    response = client.post(
+        f"/networks/vm/{vm.pk}/nics/attach/",
+        {
+            "network": network.pk,
+            "model": "rtl8139",
+            "mac": "",
+            "link_up": ["0", "1"],
+            "live": ["0"],
+            "persistent": ["0", "1"],
+        },
+        follow=True,
+    )
+    alerts = texts(response, "//div[@role='alert']")
+    assert any("attached to" in a for a in alerts), alerts
+    (mac,) = lxml_html.fromstring(response.content).xpath("//div[@id='vm-nics']//tr/@data-nic")
+    cells = texts(response, f"//tr[@data-nic='{mac}']/td")
+    assert cells[1:3] == ["rtl8139", network.name] and cells[4] == "up"
+    assert "<model type='rtl8139'/>" in virsh("dumpxml", "--inactive", str(vm.pk))
+
+    response = client.post(f"/networks/vm/{vm.pk}/nics/detach/", {"mac": mac}, follow=True)
+    assert any("detached" in a for a in texts(response, "//div[@role='alert']")), texts(
+        response, "//div[@role='alert']"
+    )
+    assert "<interface" not in virsh("dumpxml", "--inactive", str(vm.pk))
+    refused = client.post(f"/networks/vm/{vm.pk}/nics/detach/", {"mac": mac}, follow=True)
+    assert any("has no NIC with MAC" in a for a in texts(refused, "//div[@role='alert']"))
