@@ -327,6 +327,29 @@ def _check_devices(host: Host, mode: str, bridge: str, dev: str, name: str) -> N
         raise ServiceError(f"A {mode} network needs the host's {what}.", field="dev")
 
 
+def _check_host_addresses(host: Host, subnets: list) -> None:  # type: ignore[type-arg]
+    """Refuse a subnet the host already has on one of its own interfaces (e.g. its LAN)."""
+    interfaces = _interfaces(host) if subnets else None
+    bridges = set(Network.objects.filter(host=host).values_list("bridge", flat=True))
+    for iface in (interfaces or {}).values():
+        if iface.name in bridges:
+            continue  # a network's own bridge: compared with that network already
+        for address in iface.addresses:
+            try:
+                theirs = ipaddress.ip_interface(address).network
+            except ValueError:
+                continue
+            if theirs.is_link_local:
+                continue
+            for mine in subnets:
+                if mine.version == theirs.version and mine.overlaps(theirs):
+                    raise ServiceError(
+                        f"The subnet {mine} overlaps {theirs} on {host.name}'s interface "
+                        f"{iface.name}: pick a subnet the host does not use.",
+                        field=f"ipv{mine.version}",
+                    )
+
+
 def _dns_hosts(entries: list[dict[str, Any]]) -> tuple[hypervisor.DnsHost, ...]:
     result = []
     for entry in entries:
@@ -455,6 +478,7 @@ def create_network(
                             f"{host.name}: pick a subnet no other network uses.",
                             field=f"ipv{mine.version}",
                         )
+        _check_host_addresses(host, subnets)
         if mode in DEVICE_MODES:
             bridge = ""  # macvtap and hostdev networks have no bridge
         if mode not in (NetworkMode.NAT, NetworkMode.ROUTED, *DEVICE_MODES):
@@ -627,7 +651,7 @@ def host_interfaces(host: Host, *, actor: Any) -> tuple[list[hypervisor.Interfac
 
 def usable_networks(vm: VirtualMachine, user: Any):  # type: ignore[no-untyped-def]
     """Networks on the VM's host that user may attach it to."""
-    qs = Network.objects.filter(host=vm.host)
+    qs = Network.objects.filter(host=vm.host).order_by("-active", "name")
     if is_admin(user):
         return qs
     qs = restrict(qs, user, VIEW)
@@ -745,10 +769,19 @@ def attach_nic(
             inbound_kib=inbound,
             outbound_kib=outbound,
         )
-        with ops._on_host(vm, failed=f"Could not attach the NIC to {vm.name}"):
-            _info, mac = hypervisor.attach_nic(
-                vm.host.uri, str(vm.pk), spec, live=live, persistent=persistent
-            )
+        try:
+            with ops._on_host(vm, failed=f"Could not attach the NIC to {vm.name}"):
+                _info, mac = hypervisor.attach_nic(
+                    vm.host.uri, str(vm.pk), spec, live=live, persistent=persistent
+                )
+        except ConflictError as exc:
+            if "qdisc" in exc.message and (inbound or outbound):
+                raise ConflictError(
+                    f"{exc.message} — {vm.host.name}'s kernel lacks the traffic-control "
+                    "modules libvirt uses for bandwidth limits (sch_htb, sch_sfq): attach the "
+                    "NIC without limits, or load those modules on the host."
+                ) from exc
+            raise
         vm = ops.refresh_details(vm)
         where = "+".join(w for w, on in (("live", live), ("persistent", persistent)) if on)
         audit.record(

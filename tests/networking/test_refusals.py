@@ -130,6 +130,15 @@ def test_it_refuses_an_overlapping_subnet(local_host, existing, nets, api_for):
     )
 
 
+def test_it_refuses_a_subnet_the_host_has_on_its_own_interfaces(local_host, nets, api_for):
+    refuse(
+        api_for("admin"),
+        payload(local_host, nets, ipv4={"address": "127.213.0.1/24"}),
+        "ipv4",
+        "overlaps 127.0.0.0/8 on local's interface lo",
+    )
+
+
 def test_it_refuses_a_bridge_name_already_in_use(local_host, existing, nets, api_for):
     refuse(
         api_for("admin"),
