@@ -265,9 +265,16 @@ def _interfaces(host: Host) -> dict[str, hypervisor.InterfaceInfo] | None:
     return {i.name: i for i in found}
 
 
-def _check_devices(host: Host, mode: str, bridge: str, dev: str, name: str) -> None:
+def _check_devices(
+    host: Host,
+    mode: str,
+    bridge: str,
+    dev: str,
+    name: str,
+    interfaces: dict[str, hypervisor.InterfaceInfo] | None,
+) -> None:
+    """Refuse bridge and device names that are taken, or missing where they must exist."""
     others = Network.objects.filter(host=host).exclude(name=name)
-    interfaces = _interfaces(host)
     if bridge:
         if not IFNAME_RE.match(bridge):
             raise ServiceError(
@@ -327,9 +334,10 @@ def _check_devices(host: Host, mode: str, bridge: str, dev: str, name: str) -> N
         raise ServiceError(f"A {mode} network needs the host's {what}.", field="dev")
 
 
-def _check_host_addresses(host: Host, subnets: list) -> None:  # type: ignore[type-arg]
+def _check_host_addresses(
+    host: Host, subnets: list, interfaces: dict[str, hypervisor.InterfaceInfo] | None
+) -> None:  # type: ignore[type-arg]
     """Refuse a subnet the host already has on one of its own interfaces (e.g. its LAN)."""
-    interfaces = _interfaces(host) if subnets else None
     bridges = set(Network.objects.filter(host=host).values_list("bridge", flat=True))
     for iface in (interfaces or {}).values():
         if iface.name in bridges:
@@ -478,12 +486,13 @@ def create_network(
                             f"{host.name}: pick a subnet no other network uses.",
                             field=f"ipv{mine.version}",
                         )
-        _check_host_addresses(host, subnets)
+        interfaces = _interfaces(host)
+        _check_host_addresses(host, subnets, interfaces)
         if mode in DEVICE_MODES:
             bridge = ""  # macvtap and hostdev networks have no bridge
         if mode not in (NetworkMode.NAT, NetworkMode.ROUTED, *DEVICE_MODES):
             dev = ""  # only NAT/routed uplinks and macvtap/SR-IOV devices name one
-        _check_devices(host, mode, bridge, dev, name)
+        _check_devices(host, mode, bridge, dev, name, interfaces)
         if domain and not HOSTNAME_RE.match(domain):
             raise ServiceError(
                 f"'{domain}' is not a domain name: use e.g. lab.example.", field="domain"

@@ -171,9 +171,21 @@ class VMNicsView(APIView):
 
 
 class VMNicView(VMNicsView):
-    """vms/{id}/nics/{mac}/: PATCH {"link_up"} sets the link; DELETE detaches it."""
+    """vms/{id}/nics/{mac}/: GET one NIC; PATCH {"link_up"} sets its link; DELETE detaches it."""
 
-    @extend_schema(request=NicUpdateSerializer, responses=NicSerializer)
+    http_method_names = ["get", "patch", "delete", "head", "options"]
+
+    @extend_schema(responses=NicSerializer, operation_id="vms_nic_retrieve")
+    def get(self, request: Request, vm_id: Any, mac: str = "") -> Response:  # type: ignore[override]
+        vm = self._vm(request, vm_id, VIEW)
+        for nic in services.vm_nics(vm):
+            if nic["mac"] == mac.lower():
+                return Response(NicSerializer(nic).data)
+        return Response({"detail": "Not found."}, status=404)
+
+    @extend_schema(
+        request=NicUpdateSerializer, responses=NicSerializer, operation_id="vms_nic_update"
+    )
     def patch(self, request: Request, vm_id: Any, mac: str) -> Response:
         vm = self._vm(request, vm_id, CHANGE)
         params = NicUpdateSerializer(data=request.data)
@@ -190,12 +202,6 @@ class VMNicView(VMNicsView):
             NicSerializer(next(n for n in services.vm_nics(vm) if n["mac"] == mac)).data
         )
 
-    def get(self, request: Request, vm_id: Any, mac: str = "") -> Response:  # type: ignore[override]
-        vm = self._vm(request, vm_id, VIEW)
-        for nic in services.vm_nics(vm):
-            if nic["mac"] == mac.lower():
-                return Response(NicSerializer(nic).data)
-        return Response({"detail": "Not found."}, status=404)
-
-    def post(self, request: Request, vm_id: Any, mac: str = "") -> Response:  # type: ignore[override]
-        return Response({"detail": 'Method "POST" not allowed.'}, status=405)
+    @extend_schema(request=None, responses={204: None}, operation_id="vms_nic_destroy")
+    def delete(self, request: Request, vm_id: Any, mac: str = "") -> Response:
+        return super().delete(request, vm_id, mac)

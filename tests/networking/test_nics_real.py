@@ -155,6 +155,19 @@ def test_it_plugs_a_persistent_nic_with_model_mac_link_and_bandwidth(
     assert live.status_code == 409 and "needs it running" in live.json()["detail"]
     assert virsh("dumpxml", "--inactive", str(vm.pk)).count("<interface") == 1
 
+    # The network cannot go while a VM's definition still points at it.
+    refused = api_for("admin").delete(f"/api/v1/networks/{network.pk}/")
+    assert refused.status_code == 409 and vm.name in refused.json()["detail"]
+    assert network.name in virsh("net-list", "--all", "--name")
+
+    gone = api_for("member").delete(
+        f"/api/v1/vms/{vm.pk}/nics/", {"mac": "52:54:00:0A:0B:0C"}, format="json"
+    )
+    assert gone.status_code == 204
+    assert "<interface" not in virsh("dumpxml", "--inactive", str(vm.pk))
+    assert api_for("admin").delete(f"/api/v1/networks/{network.pk}/").status_code == 204
+    assert network.name not in virsh("net-list", "--all", "--name")
+
 
 def test_it_attaches_and_detaches_from_the_vm_pages_form(
     local_host, admin, nets, make_vm, client_for
