@@ -122,3 +122,37 @@ def test_it_shows_host_interfaces_with_bridges_and_vnet_devices(
 
     refused = client_for("member").get(f"/networks/hosts/{local_host.pk}/interfaces/")
     assert refused.status_code == 403
+
+
+def test_it_shows_a_networks_leases_with_the_vm_holding_each(
+    two_networks, make_vm, client_for, api_for
+):
+    a, _b = two_networks
+    vm = make_vm()
+    mac = "52:54:00:5e:00:01"
+    vm.nics = [{"mac": mac, "type": "network", "source": a.name, "model": "virtio"}]
+    vm.save(update_fields=["nics"])
+    # Stored as refresh_leases() stores what libvirt returns (see test_modes_xml); the
+    # network is inactive, so the page shows them without asking the host again.
+    lease = {
+        "mac": mac,
+        "ip": "10.213.250.77",
+        "prefix": 24,
+        "family": "ipv4",
+        "hostname": "guest1",
+        "client_id": "",
+        "expiry": 1795000000,
+        "iface": "pt-br-a",
+    }
+    Network.objects.filter(pk=a.pk).update(active=False, leases=[lease])
+
+    page = client_for("member").get(f"/networks/{a.pk}/")
+    cells = texts(page, "//table[@id='leases']/tbody/tr/td")
+    assert cells[:4] == [mac, "10.213.250.77/24", "guest1", vm.name]
+    (item,) = api_for("member").get(f"/api/v1/networks/{a.pk}/leases/").json()
+    assert (item["ip"], item["vm"], item["vm_name"]) == ("10.213.250.77", str(vm.pk), vm.name)
+    # Someone who cannot see the VM sees the lease, not whose it is.
+    vm.project = None
+    vm.save(update_fields=["project"])
+    (item,) = api_for("member").get(f"/api/v1/networks/{a.pk}/leases/").json()
+    assert (item["vm"], item["vm_name"]) == (None, "")
