@@ -1,11 +1,198 @@
+"""Network pages: list per host, create form, details with leases and VMs, host interfaces,
+and the NIC actions posted from a VM's page."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
 
-from panel.permissions import restrict
+from panel.audit import client_ip
+from panel.exceptions import ServiceError
+from panel.models import Host
+from panel.permissions import CHANGE, get_object_for_user, is_admin, restrict, visible_hosts
+from panel.views.common import render_form
+from vms.models import VirtualMachine
 
+from . import services
+from .choices import MODE_HELP, NetworkMode
+from .forms import NetworkForm, add_error
 from .models import Network
 
 
 def network_list(request: HttpRequest) -> HttpResponse:
     networks = restrict(Network.objects.select_related("host"), request.user)
-    return render(request, "networking/network_list.html", {"networks": networks})
+    host_id = request.GET.get("host", "")
+    if host_id.isdigit():
+        networks = networks.filter(host_id=int(host_id))
+    context = {
+        "networks": networks,
+        "hosts": visible_hosts(request.user),
+        "host_filter": host_id,
+        "is_admin": is_admin(request.user),
+    }
+    return render(request, "networking/network_list.html", context)
+
+
+def network_add(request: HttpRequest) -> HttpResponse:
+    if not is_admin(request.user):
+        raise PermissionDenied("Only administrators can create networks: they are infrastructure.")
+    hosts = visible_hosts(request.user)
+    form = NetworkForm(request.POST or None, hosts=hosts, initial={"host": request.GET.get("host")})
+    if request.method == "POST" and form.is_valid():
+        try:
+            network = services.create_network(
+                form.cleaned_data["host"],
+                **form.service_kwargs(),
+                actor=request.user,
+                source_ip=client_ip(request),
+            )
+        except ServiceError as exc:
+            add_error(form, exc)
+        else:
+            messages.success(request, f"Network {network.name} created on {network.host.name}.")
+            return redirect("network_detail", network_id=network.pk)
+    modes = [(NetworkMode(m).label, text) for m, text in MODE_HELP.items()]
+    return render_form(request, "networking/network_form.html", {"modes": modes}, form)
+
+
+def network_detail(request: HttpRequest, network_id: int) -> HttpResponse:
+    network = get_object_for_user(Network.objects.select_related("host"), request.user, network_id)
+    if network.active and network.host.is_up and network.carries_ip:
+        try:
+            services.refresh_leases(network)
+        except ServiceError as exc:
+            messages.warning(request, f"Leases not refreshed: {exc.message}")
+    context = {
+        "network": network,
+        "leases": services.leases_for_user(network, request.user),
+        "vms": services.vms_on_network(network, request.user),
+        "is_admin": is_admin(request.user),
+        "mode_help": MODE_HELP.get(network.mode, ""),
+    }
+    return render(request, "networking/network_detail.html", context)
+
+
+@require_POST
+def network_action(request: HttpRequest, network_id: int, action: str) -> HttpResponse:
+    network = get_object_for_user(Network.objects.select_related("host"), request.user, network_id)
+    try:
+        if action == "autostart":
+            network = services.set_network_autostart(
+                network,
+                request.POST.get("enabled") == "1",
+                actor=request.user,
+                source_ip=client_ip(request),
+            )
+            messages.success(
+                request, f"Autostart of {network.name} is {network.autostart and 'on' or 'off'}."
+            )
+        elif action == "delete":
+            services.delete_network(network, actor=request.user, source_ip=client_ip(request))
+            messages.success(request, f"Network {network.name} deleted.")
+            return redirect("network_list")
+        else:
+            network = services.network_action(
+                network, action, actor=request.user, source_ip=client_ip(request)
+            )
+            messages.success(
+                request, f"Network {network.name} is {'active' if network.active else 'stopped'}."
+            )
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    if not Network.objects.filter(pk=network_id).exists():
+        return redirect("network_list")
+    return redirect("network_detail", network_id=network_id)
+
+
+def host_interfaces(request: HttpRequest, host_id: int) -> HttpResponse:
+    host = get_object_for_user(Host.objects.all(), request.user, host_id)
+    interfaces, source, error = [], "", ""
+    try:
+        interfaces, source = services.host_interfaces(host, actor=request.user)
+    except ServiceError as exc:
+        error = exc.message
+    context = {"host": host, "interfaces": interfaces, "source": source, "error": error}
+    return render(request, "networking/host_interfaces.html", context, status=200)
+
+
+# --- NICs, posted from the VM page -----------------------------------------------------------
+
+
+def _vm(request: HttpRequest, vm_id: str) -> VirtualMachine:
+    return get_object_for_user(
+        VirtualMachine.objects.select_related("host", "project"), request.user, vm_id, CHANGE
+    )
+
+
+def _flag(request: HttpRequest, name: str) -> bool | None:
+    """A checkbox that the form always sends (hidden 0 + checkbox 1): None when absent."""
+    values = request.POST.getlist(name)
+    return None if not values else "1" in values
+
+
+@require_POST
+def vm_nic_attach(request: HttpRequest, vm_id: str) -> HttpResponse:
+    vm = _vm(request, vm_id)
+    network = None
+    raw = request.POST.get("network", "")
+    if raw.isdigit():
+        network = services.usable_networks(vm, request.user).filter(pk=int(raw)).first()
+        if network is None:
+            messages.error(request, "Choose a network this VM may use.")
+            return redirect("vm_detail", vm_id=vm.pk)
+    try:
+        vm, mac = services.attach_nic(
+            vm,
+            actor=request.user,
+            network=network,
+            bridge=request.POST.get("bridge", "") if network is None else "",
+            model=request.POST.get("model", "virtio"),
+            mac=request.POST.get("mac", ""),
+            link_up=_flag(request, "link_up") is not False,
+            inbound_kib=request.POST.get("inbound_kib") or None,
+            outbound_kib=request.POST.get("outbound_kib") or None,
+            live=_flag(request, "live"),
+            persistent=_flag(request, "persistent"),
+            source_ip=client_ip(request),
+        )
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"NIC {mac} attached to {vm.name}.")
+    return redirect("vm_detail", vm_id=vm.pk)
+
+
+@require_POST
+def vm_nic_detach(request: HttpRequest, vm_id: str) -> HttpResponse:
+    vm = _vm(request, vm_id)
+    mac = request.POST.get("mac", "")
+    try:
+        vm = services.detach_nic(
+            vm,
+            mac,
+            actor=request.user,
+            live=_flag(request, "live"),
+            persistent=_flag(request, "persistent"),
+            source_ip=client_ip(request),
+        )
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"NIC {mac} detached from {vm.name}.")
+    return redirect("vm_detail", vm_id=vm.pk)
+
+
+@require_POST
+def vm_nic_link(request: HttpRequest, vm_id: str) -> HttpResponse:
+    vm = _vm(request, vm_id)
+    mac, up = request.POST.get("mac", ""), request.POST.get("up") == "1"
+    try:
+        vm = services.set_nic_link(vm, mac, up, actor=request.user, source_ip=client_ip(request))
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Link of {mac} is {'up' if up else 'down'}.")
+    return redirect("vm_detail", vm_id=vm.pk)

@@ -234,6 +234,7 @@ SPECTACULAR_SETTINGS = {
         "HostStateEnum": "panel.choices.HostState",
         "VMStateEnum": "vms.choices.VMState",
         "JobStateEnum": "panel.choices.JobState",
+        "NetworkModeEnum": "networking.choices.NetworkMode",
     },
 }
 

@@ -8,7 +8,7 @@ set -euo pipefail
 
 GUEST_DIR=${PANEL_TEST_GUEST_DIR:-/var/lib/libvirt/boot/panel-test-guest}
 # Bump when the guest's contents change, so machines with an older build rebuild.
-RECIPE=2
+RECIPE=3
 
 if [ -s "$GUEST_DIR/vmlinuz" ] && [ -s "$GUEST_DIR/initrd.img" ] &&
   [ "$(cat "$GUEST_DIR/recipe" 2>/dev/null)" = "$RECIPE" ]; then
@@ -54,7 +54,7 @@ for applet in sh mount echo cat ls sleep poweroff reboot setsid cttyhack mkdir u
   ln -s busybox "$root/bin/$applet"
 done
 # Modules in load order (no depmod in the guest): virtio over PCI, then block and net.
-modules="kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
+modules="kernel/drivers/virtio/virtio_ring.ko kernel/drivers/virtio/virtio.ko
 kernel/drivers/virtio/virtio_pci_legacy_dev.ko kernel/drivers/virtio/virtio_pci_modern_dev.ko
 kernel/drivers/virtio/virtio_pci.ko kernel/drivers/block/virtio_blk.ko
 kernel/net/core/failover.ko kernel/drivers/net/net_failover.ko kernel/drivers/net/virtio_net.ko"

@@ -11,7 +11,7 @@ List it in ``pytest_plugins`` of tests/conftest.py. Fixtures:
 
 ``panel_test_guest`` (session)
     Builds the tiny test guest with ``scripts/build-test-guest.sh`` if its
-    files are missing and returns their paths. Both hosts see them at the
+    files are missing or of an older recipe, and returns their paths. Both hosts see them at the
     same path, which migration needs.
 """
 
@@ -55,13 +55,13 @@ def _second_host(*args, timeout=60):
 @pytest.fixture(scope="session")
 def panel_test_guest():
     kernel, initrd = GUEST_DIR / "vmlinuz", GUEST_DIR / "initrd.img"
-    if not (kernel.is_file() and initrd.is_file()):
-        result = _run_script(BUILD_GUEST_SCRIPT, timeout=600)
-        if result.returncode != 0:
-            pytest.fail(
-                f"{BUILD_GUEST_SCRIPT} failed ({result.returncode}):\n"
-                f"{result.stdout}{result.stderr}"
-            )
+    # Always run: the script returns at once when the files of its current recipe
+    # are in place, and rebuilds a guest of an older recipe.
+    result = _run_script(BUILD_GUEST_SCRIPT, timeout=600)
+    if result.returncode != 0:
+        pytest.fail(
+            f"{BUILD_GUEST_SCRIPT} failed ({result.returncode}):\n{result.stdout}{result.stderr}"
+        )
     return TestGuest(kernel=str(kernel), initrd=str(initrd))
 
 

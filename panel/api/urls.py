@@ -2,6 +2,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from networking.api.views import NetworkViewSet, VMNicsView, VMNicView
 from storage.api.views import PoolViewSet, VolumeViewSet
 from vms.api.views import VirtualMachineViewSet
 
@@ -15,11 +16,14 @@ router.register("vms", VirtualMachineViewSet, basename="vm")
 router.register("pools", PoolViewSet, basename="pool")
 router.register("volumes", VolumeViewSet, basename="volume")
 router.register("jobs", views.JobViewSet, basename="job")
+router.register("networks", NetworkViewSet, basename="network")
 router.register("audit-events", views.AuditEventViewSet, basename="auditevent")
 
 urlpatterns = [
     path("auth/token/", views.obtain_token, name="api_token"),
     path("schema/", SpectacularAPIView.as_view(), name="api_schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api_schema"), name="api_docs"),
+    path("vms/<uuid:vm_id>/nics/", VMNicsView.as_view(), name="vm_nics"),
+    path("vms/<uuid:vm_id>/nics/<str:mac>/", VMNicView.as_view(), name="vm_nic"),
     path("", include(router.urls)),
 ]

@@ -9,7 +9,8 @@ import libvirt
 from . import xml
 from .connection import session
 from .domains import list_domains
-from .specs import Inventory, NetworkInfo, PoolInfo, VolumeInfo
+from .networks import list_networks
+from .specs import Inventory, PoolInfo, VolumeInfo
 
 POOL_STATES = {
     libvirt.VIR_STORAGE_POOL_INACTIVE: "inactive",
@@ -66,24 +67,6 @@ def list_pools(uri: str) -> list[PoolInfo]:
     """Every storage pool on the host."""
     with session(uri) as conn:
         return [_pool_info(p) for p in conn.listAllStoragePools(0)]
-
-
-def list_networks(uri: str) -> list[NetworkInfo]:
-    """Every virtual network on the host."""
-    result = []
-    with session(uri) as conn:
-        for n in conn.listAllNetworks(0):
-            # A network removed while we read the list is simply not reported.
-            with contextlib.suppress(libvirt.libvirtError):
-                result.append(
-                    xml.parse_network(
-                        n.XMLDesc(0),
-                        active=bool(n.isActive()),
-                        autostart=bool(n.autostart()),
-                        persistent=bool(n.isPersistent()),
-                    )
-                )
-    return result
 
 
 def read_inventory(uri: str) -> Inventory:

@@ -14,7 +14,6 @@ from .specs import (
     DiskSpec,
     DomainSpec,
     GraphicsInfo,
-    NetworkInfo,
     NicInfo,
     PoolSpec,
     VolumeSpec,
@@ -280,40 +279,6 @@ def parse_volume_backing(xml: str) -> tuple[BackingInfo, ...]:
                 BackingInfo(path=path, format=fmt.get("type", "") if fmt is not None else "")
             )
     return tuple(chain)
-
-
-def parse_network(xml: str, *, active: bool, autostart: bool, persistent: bool) -> NetworkInfo:
-    """Read a network's mode, bridge and first IPv4 range from its XML."""
-    root = etree.fromstring(xml.encode())
-    forward = root.find("forward")
-    mode = "isolated" if forward is None else forward.get("mode", "nat")
-    if mode == "bridge" and forward is not None and forward.find("interface") is not None:
-        mode = "macvtap"
-    bridge = root.find("bridge")
-    ipv4: dict[str, str | int] = {}
-    for ip in root.iterfind("ip"):
-        if ip.get("family", "ipv4") != "ipv4":
-            continue
-        ipv4["address"] = ip.get("address", "")
-        if ip.get("prefix"):
-            ipv4["prefix"] = int(ip.get("prefix", "0"))
-        elif ip.get("netmask"):
-            ipv4["prefix"] = sum(bin(int(p)).count("1") for p in ip.get("netmask", "").split("."))
-        rng = ip.find("./dhcp/range")
-        if rng is not None:
-            ipv4["dhcp_start"] = rng.get("start", "")
-            ipv4["dhcp_end"] = rng.get("end", "")
-        break
-    return NetworkInfo(
-        uuid=root.findtext("uuid") or "",
-        name=root.findtext("name") or "",
-        mode=mode,
-        bridge=bridge.get("name", "") if bridge is not None else "",
-        active=active,
-        autostart=autostart,
-        persistent=persistent,
-        ipv4=ipv4,
-    )
 
 
 def firmware(xml: str | etree._Element) -> str:
