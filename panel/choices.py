@@ -30,6 +30,7 @@ class JobKind(models.TextChoices):
     VM_RESTORE = "vm.restore", "VM restore"
     VM_DELETE = "vm.delete", "VM delete"
     VM_CLONE = "vm.clone", "VM clone"
+    VM_CREATE = "vm.create", "VM create"
     VOLUME_CREATE = "volume.create", "Volume create"
     VOLUME_CLONE = "volume.clone", "Volume clone"
     VOLUME_CONVERT = "volume.convert", "Volume convert"

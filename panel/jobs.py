@@ -136,6 +136,11 @@ def _finish(job_id: int, state: str, message: str, log_line: str | None = None) 
     _publish(job_id)
 
 
+def fail(job_id: int, message: str) -> None:
+    """End a job as failed from outside its task (its worker is gone)."""
+    _finish(job_id, JobState.FAILED, message, f"failed: {message}")
+
+
 @contextlib.contextmanager
 def running(job_id: int) -> Iterator[Job | None]:
     """Mark the job running for the block; succeeded, failed or cancelled after it.

@@ -132,6 +132,13 @@ def _volume(user: Any, action: str, model: type[Model]) -> Q | None:
     return q
 
 
+def _template(user: Any, action: str, model: type[Model]) -> Q | None:
+    """VM templates: admins manage them; members of a project they are offered to use them."""
+    if action != VIEW:
+        return _NOTHING
+    return Q(pk__in=model.objects.filter(projects__in=project_ids(user)).values("pk"))
+
+
 def _job(user: Any, action: str, model: type[Model]) -> Q | None:
     if action == VIEW:
         return Q(project__in=project_ids(user)) | Q(user=user)
@@ -164,6 +171,7 @@ RULES: dict[str, Rule] = {
     "panel.project": _project,
     "auth.user": _user,
     "vms.virtualmachine": _owned,
+    "vms.template": _template,
     "storage.volume": _volume,
     "storage.storagepool": _infrastructure("allowed_pools"),
     "networking.network": _infrastructure("allowed_networks"),

@@ -53,9 +53,29 @@ def usage(project: Project) -> Usage:
         n=Count("pk"), cpus=Coalesce(Sum("vcpus"), 0), mem=Coalesce(Sum("memory_mib"), 0)
     )
     disk = Volume.objects.filter(project=project).aggregate(b=Coalesce(Sum("capacity"), 0))["b"]
+    pending = pending_creates(project)
     return Usage(
-        vms=agg["n"], vcpus=agg["cpus"], memory_mib=agg["mem"], disk_gib=-(-int(disk) // GIB)
+        vms=agg["n"] + pending.vms,
+        vcpus=agg["cpus"] + pending.vcpus,
+        memory_mib=agg["mem"] + pending.memory_mib,
+        disk_gib=-(-int(disk) // GIB) + pending.disk_gib,
     )
+
+
+def pending_creates(project: Project) -> Usage:
+    """What VM creations still queued or running hold: their rows do not exist yet."""
+    from .choices import JobKind, JobState
+    from .models import Job
+
+    held = {f: 0 for f in FIELDS}
+    reservations = Job.objects.filter(
+        project=project, kind=JobKind.VM_CREATE, state__in=[JobState.QUEUED, JobState.RUNNING]
+    ).values_list("result", flat=True)
+    for result in reservations:
+        for field, amount in (result or {}).get("reserve", {}).items():
+            if field in held:
+                held[field] += int(amount)
+    return Usage(**held)
 
 
 def quota_of(project: Project) -> Quota:

@@ -61,3 +61,46 @@ class VirtualMachine(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class Template(models.Model):
+    """What admins offer for self-service: an install source, defaults and limits, and
+    which projects, pools and networks may be used with it."""
+
+    SOURCES = [("cloud-image", "Cloud image"), ("iso", "ISO installer"), ("url", "Install tree")]
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True, default="")
+    source = models.CharField(max_length=20, choices=SOURCES, default="cloud-image")
+    image = models.ForeignKey(
+        "storage.Volume",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="templates",
+        help_text="The cloud image or ISO volume.",
+    )
+    location = models.URLField(blank=True, default="", help_text="The install tree (url source).")
+    kickstart = models.TextField(blank=True, default="")
+    os_variant = models.CharField(max_length=100, blank=True, default="")
+    firmware = models.CharField(max_length=10, default="bios")
+    vcpus = models.PositiveIntegerField(default=1)
+    memory_mib = models.PositiveIntegerField(default=1024)
+    disk_gib = models.PositiveIntegerField(default=10)
+    max_vcpus = models.PositiveIntegerField(default=4)
+    max_memory_mib = models.PositiveIntegerField(default=8192)
+    max_disk_gib = models.PositiveIntegerField(default=100)
+    pools = models.ManyToManyField(
+        "storage.StoragePool", blank=True, related_name="templates", help_text="Where disks may go."
+    )
+    networks = models.ManyToManyField("networking.Network", blank=True, related_name="templates")
+    projects = models.ManyToManyField(
+        Project, blank=True, related_name="templates", help_text="Who may use it."
+    )
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

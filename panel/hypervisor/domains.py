@@ -80,6 +80,46 @@ def define_domain(uri: str, spec: DomainSpec) -> DomainInfo:
         return _info(conn.defineXML(xml.build_domain(spec)))
 
 
+def install_domain(
+    uri: str, final: DomainSpec, *, installer: DomainSpec | None = None, start: bool = True
+) -> DomainInfo:
+    """Define final, then boot it: through installer (same name and UUID, a one-off boot
+    whose reboot ends it, as virt-install does) or as defined. Undefined again on failure."""
+    with session(uri) as conn:
+        dom = conn.defineXML(xml.build_domain(final))
+        try:
+            if installer is not None:
+                conn.createXML(xml.build_domain(installer), 0)
+            elif start:
+                dom.create()
+            return _info(dom)
+        except Exception:
+            with contextlib.suppress(libvirt.libvirtError):
+                if dom.isActive():
+                    dom.destroy()
+            with contextlib.suppress(libvirt.libvirtError):
+                dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+            raise
+
+
+def firmware_choices(uri: str, domain_type: str = "qemu", arch: str = "x86_64") -> tuple[str, ...]:
+    """The firmware the host can boot guests with: ("bios",) or ("bios", "efi") with OVMF."""
+    with session(uri) as conn:
+        try:
+            caps = conn.getDomainCapabilities(None, arch, None, domain_type, 0)
+        except libvirt.libvirtError:
+            return ("bios",)
+    root = xml.parse(caps)
+    values = {v.text for v in root.iterfind("./os/enum[@name='firmware']/value")}
+    loader = root.find("./os/loader")
+    has_ovmf = "efi" in values or (
+        loader is not None
+        and loader.get("supported") == "yes"
+        and any("OVMF" in (v.text or "") for v in loader.iterfind("value"))
+    )
+    return ("bios", "efi") if has_ovmf else ("bios",)
+
+
 def create_transient(uri: str, spec: DomainSpec) -> DomainInfo:
     """Start a transient domain from spec; it disappears when it stops."""
     with session(uri) as conn:

@@ -69,6 +69,8 @@ class DomainSpec:
     vnc: bool = True
     bios_serial: bool = False
     description: str = ""
+    firmware: str = "bios"  # "bios", or "efi" for UEFI (libvirt picks the OVMF build)
+    on_reboot: str = "restart"  # "destroy" for an installer's one-off boot
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ def build_domain(spec: DomainSpec) -> str:
     _sub(dom, "currentMemory", str(spec.memory_mib), unit="MiB")
     _sub(dom, "vcpu", str(spec.vcpus), placement="static")
 
-    os_el = _sub(dom, "os")
+    os_el = _sub(dom, "os", firmware="efi" if spec.firmware == "efi" else None)  # type: ignore[arg-type]
     _sub(os_el, "type", "hvm", arch=spec.arch, machine=spec.machine)  # type: ignore[arg-type]
     if spec.kernel:
         _sub(os_el, "kernel", spec.kernel)
@@ -62,7 +62,7 @@ def build_domain(spec: DomainSpec) -> str:
     _sub(features, "apic")
     _sub(dom, "clock", offset="utc")
     _sub(dom, "on_poweroff", "destroy")
-    _sub(dom, "on_reboot", "restart")
+    _sub(dom, "on_reboot", spec.on_reboot)
     _sub(dom, "on_crash", "destroy")
 
     devices = _sub(dom, "devices")

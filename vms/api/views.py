@@ -51,6 +51,39 @@ class VirtualMachineViewSet(
             else VirtualMachineSerializer
         )
 
+    @extend_schema(
+        request=inline_serializer(
+            "VMCreate",
+            {
+                "name": serializers.CharField(),
+                "project": serializers.IntegerField(),
+                "host": serializers.IntegerField(required=False),
+                "template": serializers.IntegerField(required=False),
+                "vcpus": serializers.IntegerField(required=False),
+                "memory_mib": serializers.IntegerField(required=False),
+                "os_variant": serializers.CharField(required=False),
+                "firmware": serializers.ChoiceField(["bios", "uefi"], required=False),
+                "disks": serializers.ListField(child=serializers.DictField(), required=False),
+                "networks": serializers.ListField(child=serializers.IntegerField(), required=False),
+                "install": serializers.DictField(required=False),
+                "start": serializers.BooleanField(required=False),
+            },
+        ),
+        responses={
+            202: inline_serializer(
+                "VMCreateQueued", {"id": serializers.CharField(), "job": serializers.IntegerField()}
+            )
+        },
+    )
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Create a VM (see the install methods in the API guide); the job does the work."""
+        from vms import create
+
+        if not isinstance(request.data, dict):
+            raise ServiceError("Send the VM as a JSON object.")
+        job = create.create_vm(dict(request.data), actor=request.user, source_ip=client_ip(request))
+        return Response({"id": job.result["vm"], "job": job.pk}, status=status.HTTP_202_ACCEPTED)
+
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         vm = self.get_object_for(CHANGE)
         if "project" in request.data and not is_admin(request.user):

@@ -1,0 +1,849 @@
+"""Creating VMs: `virt-install` as a service.
+
+`create_vm()` checks everything a user can get wrong, places the VM, takes
+the quota and queues one job in a single transaction, so nothing exists on a
+host until the request was found sound. `run_create_job()` then allocates the
+disks, builds the install media (cloud-init seed, kickstart-injected initrd),
+defines and starts the domain and waits for its first console output. Every
+volume and domain it makes is written into the job as it goes; any failure,
+or a worker that died mid-way (see `fail_abandoned()`), undoes them all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+import time
+import uuid as uuidlib
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+
+from panel import audit, hypervisor, jobs, quotas
+from panel.choices import HostState, JobKind, JobState
+from panel.exceptions import ConflictError, ServiceError
+from panel.hostcalls import on_host
+from panel.hypervisor import storage as hv_storage
+from panel.models import Host, Job, Project
+from panel.permissions import CHANGE, VIEW, allowed, is_admin, restrict, role_in
+from storage import services as storage_services
+from storage.models import StoragePool, Volume
+
+from .models import Template, VirtualMachine
+
+NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,63}$")
+METHODS = ("iso", "url", "kernel", "pxe", "import", "cloud-image")
+GIB = 1024**3
+MIN_MEMORY_MIB = 32
+CONSOLE_WAIT_SECONDS = 60
+MAX_BOOT_FILE_BYTES = 512 * 1024 * 1024
+
+
+# --- checking the request ---
+
+
+def _field(message: str, field: str) -> ServiceError:
+    return ServiceError(message, field=field)
+
+
+def _int(value: Any, field: str, low: int, high: int, what: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise _field(f"{what} must be a whole number.", field) from None
+    if not low <= number <= high:
+        raise _field(f"{what} must be between {low} and {high}.", field)
+    return number
+
+
+def _place(actor: Any, host_id: Any) -> Host:
+    """The host asked for, or the visible host that is up with the most free memory."""
+    hosts = restrict(Host.objects.all(), actor, VIEW)
+    if host_id not in (None, ""):
+        host = hosts.filter(pk=host_id).first()
+        if host is None:
+            raise _field(f"No host with id {host_id} that you can use.", "host")
+        if host.state != HostState.UP:
+            raise ConflictError(f"{host.name} is {host.state}: pick a host that is up.")
+        return host
+    up = [h for h in hosts.filter(state=HostState.UP)]
+    if not up:
+        raise ConflictError("No host you may use is up: the VM has nowhere to go.")
+    return max(up, key=lambda h: int(h.facts.get("memory_free_bytes", 0)))
+
+
+def _volume(
+    actor: Any, host: Host, project: Project, pk: Any, field: str, *, read_only: bool
+) -> Volume:
+    """A volume the actor may use for a VM of project on host."""
+    volume = (
+        restrict(Volume.objects.select_related("pool"), actor, VIEW).filter(pk=pk).first()
+        if pk not in (None, "")
+        else None
+    )
+    if volume is None:
+        raise _field(f"No volume with id {pk} that you can use.", field)
+    if volume.pool.host_id != host.pk:
+        raise _field(f"{volume.name} is on {volume.pool.host.name}, not {host.name}.", field)
+    usable = (
+        is_admin(actor)
+        or (volume.shared and read_only)
+        or (volume.project_id == project.pk and allowed(actor, volume, CHANGE))
+    )
+    if not usable:
+        raise _field(f"{volume.name} is not a volume of {project.name} that you may use.", field)
+    users = storage_services._vms_using(host, [volume.path])
+    if users and not read_only:
+        raise ConflictError(f"{volume.name} is already a disk of {', '.join(sorted(users))}.")
+    return volume
+
+
+def _pool(actor: Any, host: Host, pk: Any, field: str, allowed_pools: Any = None) -> StoragePool:
+    pools = restrict(StoragePool.objects.filter(host=host), actor, VIEW)
+    if allowed_pools is not None:
+        pools = pools.filter(pk__in=allowed_pools)
+    pool = pools.filter(pk=pk).first() if pk not in (None, "") else None
+    if pool is None:
+        raise _field(f"No pool with id {pk} on {host.name} that you can use.", field)
+    if pool.state != "active":
+        raise ConflictError(f"Pool {pool.name} is not running: an admin must start it first.")
+    return pool
+
+
+def _host_path(host: Host, path: str, field: str) -> str:
+    """A kernel, initrd or ISO path: a volume of a pool on host, or under an allowed root."""
+    path = (path or "").strip()
+    if not path:
+        raise _field("Give the path on the host.", field)
+    if "\x00" in path or not path.startswith("/") or os.path.normpath(path) != path:
+        raise _field(f"'{path[:80]}' is not a clean absolute path.", field)
+    if Volume.objects.filter(pool__host=host, path=path).exists():
+        return path
+    roots = [os.path.normpath(r) for r in settings.PANEL_STORAGE_ROOTS]
+    if not any(path.startswith(r + "/") for r in roots):
+        raise _field(
+            f"{path} is neither a volume of a pool on {host.name} nor under the directories "
+            f"allowed for boot files ({', '.join(roots)}).",
+            field,
+        )
+    return path
+
+
+def _check_install(
+    install: dict[str, Any], *, actor: Any, host: Host, project: Project, networks: list[Any]
+) -> dict[str, Any]:
+    method = str(install.get("method") or "")
+    if method not in METHODS:
+        raise _field(
+            f"Unknown install method '{method}': use one of {', '.join(METHODS)}.", "install"
+        )
+    out: dict[str, Any] = {"method": method}
+    if method == "iso":
+        iso = _volume(actor, host, project, install.get("iso_volume"), "iso_volume", read_only=True)
+        out["iso_path"] = iso.path
+    elif method == "kernel":
+        out["kernel"] = _host_path(host, str(install.get("kernel") or ""), "kernel")
+        out["initrd"] = (
+            _host_path(host, str(install["initrd"]), "initrd") if install.get("initrd") else ""
+        )
+        out["cmdline"] = _cmdline(install.get("cmdline"))
+    elif method == "url":
+        from .install import kickstart, tree
+
+        location = str(install.get("location") or "").strip()
+        tree.check_location(location)
+        out["location"] = location
+        out["extra_args"] = _cmdline(install.get("extra_args"))
+        text = str(install.get("kickstart") or "")
+        if text.strip():
+            kickstart.validate_kickstart(text)
+        out["kickstart"] = text
+    elif method == "pxe":
+        if not networks:
+            raise _field("A network install (PXE) needs a network to boot from.", "networks")
+    elif method == "import":
+        volume = _volume(actor, host, project, install.get("volume"), "volume", read_only=False)
+        out["volume_path"], out["volume_format"] = volume.path, volume.format or "raw"
+    elif method == "cloud-image":
+        from .install import cloudinit
+
+        image = _volume(
+            actor, host, project, install.get("image_volume"), "image_volume", read_only=True
+        )
+        if image.format not in ("qcow2", "raw"):
+            raise _field(
+                f"{image.name} is {image.format}: a cloud image is qcow2 or raw.", "image_volume"
+            )
+        config = install.get("cloud_init") or {}
+        if not isinstance(config, dict):
+            raise _field("cloud_init must be an object.", "cloud_init")
+        if config.get("user"):
+            keys = config.get("ssh_keys") or []
+            user_data = cloudinit.simple_user_data(
+                user=str(config["user"]),
+                password=str(config.get("password") or ""),
+                ssh_keys=[keys] if isinstance(keys, str) else list(keys),
+                hostname=str(install.get("hostname") or ""),
+            )
+        else:
+            user_data = str(config.get("user_data") or "#cloud-config\n{}\n")
+        cloudinit.validate_user_data(user_data)
+        meta_data = str(config.get("meta_data") or "")
+        if meta_data.strip():
+            cloudinit.validate_yaml(meta_data, "meta_data", "meta-data")
+        network_config = str(config.get("network_config") or "")
+        if network_config.strip():
+            cloudinit.validate_yaml(network_config, "network_config", "network-config")
+        out.update(
+            image_path=image.path,
+            image_format=image.format,
+            image_capacity=image.capacity,
+            image_pool=image.pool.name,
+            linked=bool(install.get("linked", True)),
+            user_data=user_data,
+            meta_data=meta_data,
+            network_config=network_config,
+        )
+    return out
+
+
+def _cmdline(value: Any) -> str:
+    text = str(value or "").strip()
+    if len(text) > 2048 or any(c in text for c in "\n\r\x00"):
+        raise _field(
+            "The kernel command line must be one line of at most 2048 characters.", "cmdline"
+        )
+    return text
+
+
+def _check_disks(
+    disks: list[Any], *, actor: Any, host: Host, project: Project, name: str, allowed_pools: Any
+) -> list[dict[str, Any]]:
+    out = []
+    if len(disks) > 16:
+        raise _field("At most 16 disks.", "disks")
+    for i, disk in enumerate(disks):
+        if not isinstance(disk, dict):
+            raise _field("Each disk is an object: {pool, size_gib, format} or {volume}.", "disks")
+        if disk.get("volume") not in (None, ""):
+            volume = _volume(actor, host, project, disk["volume"], "disks", read_only=False)
+            out.append({"path": volume.path, "format": volume.format or "raw", "existing": True})
+            continue
+        pool = _pool(actor, host, disk.get("pool"), "disks", allowed_pools)
+        fmt = str(disk.get("format") or "qcow2")
+        if fmt not in storage_services.FORMATS:
+            raise _field(f"Disk {i + 1}: '{fmt}' is not a format qemu-img can create.", "disks")
+        preallocation = str(disk.get("preallocation") or "off")
+        if preallocation not in storage_services.PREALLOCATION:
+            raise _field(f"Disk {i + 1}: unknown preallocation '{preallocation}'.", "disks")
+        capacity = storage_services.capacity_bytes(disk.get("size_gib"), "disks")
+        vol_name = f"{name}-disk{i}.{'qcow2' if fmt == 'qcow2' else 'img'}"
+        if Volume.objects.filter(pool=pool, name=vol_name).exists():
+            raise ConflictError(f"Pool {pool.name} already has a volume {vol_name}.")
+        out.append(
+            {
+                "pool": pool.name,
+                "pool_id": pool.pk,
+                "name": vol_name,
+                "capacity": capacity,
+                "format": fmt,
+                "preallocation": preallocation,
+                "existing": False,
+            }
+        )
+    return out
+
+
+def create_vm(data: dict[str, Any], *, actor: Any, source_ip: str | None = None) -> Job:
+    """Check a create request, take its quota and queue the job; nothing touches a host yet."""
+    template = None
+    if data.get("template") not in (None, ""):
+        template = restrict(Template.objects.all(), actor, VIEW).filter(pk=data["template"]).first()
+        if template is None:
+            raise _field(
+                f"No template with id {data['template']} that your project may use.", "template"
+            )
+    project = Project.objects.filter(pk=data.get("project") or 0).first()
+    if project is None:
+        raise _field("Choose the project the VM belongs to.", "project")
+    role = role_in(actor, project)
+    if role not in ("admin", "operator", "member"):
+        if role is None:
+            raise _field(f"No project with id {project.pk} that you can use.", "project")
+        raise PermissionDenied(f"Your role in {project.name} does not allow creating VMs.")
+    if role == "member" and template is None:
+        raise PermissionDenied(
+            "Members create VMs from a template their project may use: choose a template."
+        )
+    with audit.refusals_recorded(
+        actor, "vm.create", str(data.get("name", ""))[:100], project=project, source_ip=source_ip
+    ):
+        if template is not None:
+            if not template.projects.filter(pk=project.pk).exists():
+                raise _field(
+                    f"Template {template.name} is not offered to {project.name}.", "template"
+                )
+            data = _from_template(template, data)
+        name = str(data.get("name") or "").strip()
+        if not NAME_RE.match(name):
+            raise _field(
+                "The name must be 1 to 63 letters, digits, '-', '_' or '.', with no spaces, "
+                "slashes or XML characters.",
+                "name",
+            )
+        host = _place(actor, data.get("host"))
+        busy = VirtualMachine.objects.filter(host=host, name=name).exclude(state="missing").exists()
+        pending = Job.objects.filter(
+            kind=JobKind.VM_CREATE,
+            host=host,
+            state__in=[JobState.QUEUED, JobState.RUNNING],
+            result__vm_name=name,
+        ).exists()
+        if busy or pending:
+            raise _field(f"{host.name} already has a VM named {name}.", "name")
+        cpus = int(host.facts.get("cpus") or 64)
+        vcpus = _int(data.get("vcpus", 1), "vcpus", 1, cpus, f"vCPUs (on {host.name})")
+        total_mib = int(host.facts.get("memory_total_bytes") or 0) // (1024 * 1024)
+        usable_mib = (
+            max(
+                MIN_MEMORY_MIB,
+                total_mib
+                - hypervisor.reserved_memory_bytes(total_mib * 1024 * 1024) // (1024 * 1024),
+            )
+            if total_mib
+            else 1024 * 1024
+        )
+        memory_mib = _int(
+            data.get("memory_mib", 1024),
+            "memory_mib",
+            MIN_MEMORY_MIB,
+            usable_mib,
+            f"Memory in MiB (on {host.name})",
+        )
+        if template is not None:
+            _within_template(template, vcpus, memory_mib, data)
+        firmware = {"bios": "bios", "uefi": "efi", "efi": "efi"}.get(
+            str(data.get("firmware") or "bios")
+        )
+        if firmware is None:
+            raise _field("Firmware is bios or uefi.", "firmware")
+        if firmware == "efi":
+            with on_host(host, "Firmware"):
+                if "efi" not in hypervisor.firmware_choices(host.uri, host.domain_type or "qemu"):
+                    raise _field(
+                        f"{host.name} has no UEFI firmware (OVMF): choose bios.", "firmware"
+                    )
+        networks = _networks(actor, host, project, data.get("networks") or [], template)
+        allowed_pools = (
+            list(template.pools.values_list("pk", flat=True))
+            if template and template.pools.exists()
+            else None
+        )
+        disks = _check_disks(
+            list(data.get("disks") or []),
+            actor=actor,
+            host=host,
+            project=project,
+            name=name,
+            allowed_pools=allowed_pools,
+        )
+        install = _check_install(
+            dict(data.get("install") or {}),
+            actor=actor,
+            host=host,
+            project=project,
+            networks=networks,
+        )
+        if install["method"] in ("url", "cloud-image") and not any(
+            not d["existing"] for d in disks
+        ):
+            raise _field(
+                "This install method needs a new disk in a pool (it also keeps its boot files there).",
+                "disks",
+            )
+        new_bytes = sum(d["capacity"] for d in disks if not d["existing"])
+        reserve = {
+            "vms": 1,
+            "vcpus": vcpus,
+            "memory_mib": memory_mib,
+            "disk_gib": math.ceil(new_bytes / GIB),
+        }
+        vm_id = str(uuidlib.uuid4())
+        from .tasks import vm_create_task
+
+        with transaction.atomic():
+            quotas.reserve(project, **reserve)
+            job = jobs.queue(
+                JobKind.VM_CREATE,
+                vm_create_task,
+                name,
+                target=f"vm:{vm_id}",
+                spec={
+                    "vm": vm_id,
+                    "vm_name": name,
+                    "host": host.pk,
+                    "project": project.pk,
+                    "owner": actor.pk if getattr(actor, "is_authenticated", False) else None,
+                    "vcpus": vcpus,
+                    "memory_mib": memory_mib,
+                    "firmware": firmware,
+                    "os_variant": str(data.get("os_variant") or ""),
+                    "disks": disks,
+                    "networks": networks,
+                    "install": install,
+                    "start": bool(data.get("start", True)),
+                    "reserve": reserve,
+                    "made": {"volumes": [], "domain": False},
+                },
+                actor=actor,
+                host=host,
+                project=project,
+                action="vm.create",
+                detail=f"{install['method']} on {host.name}, {vcpus} vCPU, {memory_mib} MiB",
+                source_ip=source_ip,
+            )
+    return job
+
+
+def _networks(
+    actor: Any, host: Host, project: Project, ids: list[Any], template: Template | None
+) -> list[dict[str, str]]:
+    from networking.models import Network
+
+    visible = restrict(Network.objects.filter(host=host), actor, VIEW)
+    allowed_networks = project.allowed_networks.all()
+    out = []
+    for pk in ids:
+        network = visible.filter(pk=pk).first()
+        if network is None:
+            raise _field(f"No network with id {pk} on {host.name} that you can use.", "networks")
+        if allowed_networks.exists() and not allowed_networks.filter(pk=network.pk).exists():
+            raise _field(f"{project.name} may not use network {network.name}.", "networks")
+        if (
+            template is not None
+            and template.networks.exists()
+            and not template.networks.filter(pk=network.pk).exists()
+        ):
+            raise _field(
+                f"Template {template.name} does not offer network {network.name}.", "networks"
+            )
+        out.append({"network": network.name})
+    return out
+
+
+def _from_template(template: Template, data: dict[str, Any]) -> dict[str, Any]:
+    """The full request a template's easy form stands for."""
+    size = data.get("size_gib", data.get("disk_gib", template.disk_gib))
+    pool = data.get("pool") or (template.pools.values_list("pk", flat=True).first())
+    install: dict[str, Any]
+    if template.source == "cloud-image":
+        keys = data.get("ssh_key") or data.get("ssh_keys") or []
+        install = {
+            "method": "cloud-image",
+            "image_volume": template.image_id,
+            "hostname": data.get("name", ""),
+            "cloud_init": {
+                "user": data.get("user") or "cloud",
+                "password": data.get("password") or "",
+                "ssh_keys": [keys] if isinstance(keys, str) and keys else keys,
+            }
+            if (keys or data.get("password"))
+            else {"user_data": data.get("user_data") or "#cloud-config\n{}\n"},
+        }
+    elif template.source == "iso":
+        install = {"method": "iso", "iso_volume": template.image_id}
+    else:
+        install = {"method": "url", "location": template.location, "kickstart": template.kickstart}
+    return {
+        "name": data.get("name"),
+        "project": data.get("project"),
+        "host": data.get("host") or (template.image.pool.host_id if template.image_id else None),
+        "vcpus": data.get("vcpus", template.vcpus),
+        "memory_mib": data.get("memory_mib", template.memory_mib),
+        "firmware": template.firmware,
+        "os_variant": template.os_variant,
+        "disks": [{"pool": pool, "size_gib": size, "format": "qcow2"}] if pool else [],
+        "networks": data.get("networks")
+        or list(template.networks.values_list("pk", flat=True)[:1]),
+        "install": install,
+        "start": True,
+        "size_gib": size,
+    }
+
+
+def _within_template(template: Template, vcpus: int, memory_mib: int, data: dict[str, Any]) -> None:
+    if vcpus > template.max_vcpus:
+        raise _field(
+            f"Template {template.name} allows at most {template.max_vcpus} vCPUs.", "vcpus"
+        )
+    if memory_mib > template.max_memory_mib:
+        raise _field(
+            f"Template {template.name} allows at most {template.max_memory_mib} MiB.", "memory_mib"
+        )
+    try:
+        size = float(data.get("size_gib") or 0)
+    except (TypeError, ValueError):
+        raise _field("The disk size is a number of GiB.", "size_gib") from None
+    if size > template.max_disk_gib:
+        raise _field(
+            f"Template {template.name} allows disks of at most {template.max_disk_gib} GiB.",
+            "size_gib",
+        )
+
+
+# --- the job ---
+
+
+def _remember(job: Job, **made: Any) -> None:
+    """Write what the job made so far, so a later cleanup finds it even after a crash."""
+    job.result["made"].update(made)
+    Job.objects.filter(pk=job.pk).update(result=job.result)
+
+
+def _step(job: Job, progress: int, message: str) -> None:
+    jobs.report(job.pk, progress=progress, message=message, log_line=message)
+
+
+def run_create_job(job: Job) -> None:
+    """Allocate, build media, define, start and wait; on any failure undo everything."""
+    spec = job.result
+    host = Host.objects.get(pk=spec["host"])
+    try:
+        with on_host(host, f"Creating {spec['vm_name']}"):
+            _build(job, host, spec)
+    except BaseException as exc:
+        jobs.report(job.pk, log_line=f"failed: {exc}; removing what this job made")
+        undo(job)
+        raise
+
+
+def _upload(host: Host, pool: str, name: str, data: bytes) -> str:
+    """A new raw volume in pool holding data; returns its path."""
+    info = hv_storage.create_volume(
+        host.uri, pool, hypervisor.VolumeSpec(name=name, capacity=len(data), format="raw")
+    )
+    chunks = (data[i : i + 1024 * 1024] for i in range(0, len(data), 1024 * 1024))
+    hv_storage.upload_volume(host.uri, pool, name, chunks, len(data))
+    return info.path
+
+
+def _build(job: Job, host: Host, spec: dict[str, Any]) -> None:
+    name, install = spec["vm_name"], spec["install"]
+    made: list[dict[str, str]] = spec["made"]["volumes"]
+    method = install["method"]
+    disk_specs: list[hypervisor.DiskSpec] = []
+    new_disks = [d for d in spec["disks"] if not d["existing"]]
+    boot_pool = new_disks[0]["pool"] if new_disks else ""
+
+    # 1. Disks.
+    for i, disk in enumerate(spec["disks"]):
+        target = f"vd{chr(ord('a') + i)}"
+        if disk["existing"]:
+            disk_specs.append(
+                hypervisor.DiskSpec(path=disk["path"], target=target, format=disk["format"])
+            )
+            continue
+        _step(
+            job,
+            5 + 30 * i // max(len(spec["disks"]), 1),
+            f"allocating {disk['name']} in {disk['pool']}",
+        )
+        if i == 0 and method == "cloud-image":
+            info = _cloud_disk(job, host, disk, install)
+        else:
+            info = hv_storage.create_volume(
+                host.uri,
+                disk["pool"],
+                hypervisor.VolumeSpec(
+                    name=disk["name"],
+                    capacity=disk["capacity"],
+                    format=disk["format"],
+                    preallocation=disk["preallocation"],
+                ),
+            )
+        made.append({"pool": disk["pool"], "name": disk["name"]})
+        _remember(job)
+        disk_specs.append(
+            hypervisor.DiskSpec(path=info.path, target=target, format=info.format or disk["format"])
+        )
+    if method == "import":
+        disk_specs.insert(
+            0,
+            hypervisor.DiskSpec(
+                path=install["volume_path"], target="vda", format=install["volume_format"]
+            ),
+        )
+        disk_specs = [
+            hypervisor.DiskSpec(path=d.path, target=f"vd{chr(ord('a') + i)}", format=d.format)
+            for i, d in enumerate(disk_specs)
+        ]
+
+    # 2. Install media.
+    kernel = initrd = cmdline = None
+    boot: tuple[str, ...] = ("hd",)
+    if method == "iso":
+        disk_specs.append(
+            hypervisor.DiskSpec(
+                path=install["iso_path"], target="sda", format="raw", bus="sata", device="cdrom"
+            )
+        )
+        boot = ("cdrom", "hd")
+    elif method == "pxe":
+        boot = ("network", "hd")
+    elif method == "kernel":
+        kernel, initrd, cmdline = (
+            install["kernel"],
+            install["initrd"] or None,
+            install["cmdline"] or None,
+        )
+    elif method == "cloud-image":
+        from .install import cloudinit
+
+        _step(job, 40, "building the cloud-init seed (NoCloud)")
+        meta = install["meta_data"] or cloudinit.default_meta_data(spec["vm"], name)
+        iso = cloudinit.build_seed_iso(
+            install["user_data"], meta, install["network_config"] or None
+        )
+        seed_name = f"{name}-cidata.iso"
+        path = _upload(host, boot_pool, seed_name, iso)
+        made.append({"pool": boot_pool, "name": seed_name})
+        _remember(job)
+        disk_specs.append(
+            hypervisor.DiskSpec(path=path, target="sda", format="raw", bus="sata", device="cdrom")
+        )
+    installer = None
+    if method == "url":
+        kernel, initrd, cmdline = _tree_boot_files(job, host, spec, boot_pool, made)
+
+    # 3. Define and start.
+    _step(job, 60, f"defining {name}")
+    nics = tuple(hypervisor.NicSpec(network=n["network"]) for n in spec["networks"])
+    final = hypervisor.DomainSpec(
+        name=name,
+        uuid=spec["vm"],
+        vcpus=spec["vcpus"],
+        memory_mib=spec["memory_mib"],
+        domain_type=host.domain_type or "qemu",
+        firmware=spec["firmware"],
+        disks=tuple(disk_specs),
+        nics=nics,
+        boot=boot,
+        kernel=kernel if method == "kernel" else None,
+        initrd=initrd if method == "kernel" else None,
+        cmdline=cmdline if method == "kernel" else None,
+        serial_console=True,
+        vnc=True,
+        description=f"os_variant={spec['os_variant']}" if spec["os_variant"] else "",
+    )
+    if method == "url":
+        # The installer boots once from the tree's kernel; its reboot ends that boot and
+        # the VM starts from its disk afterwards, as virt-install does.
+        from dataclasses import replace
+
+        installer = replace(
+            final, kernel=kernel, initrd=initrd, cmdline=cmdline, on_reboot="destroy"
+        )
+    info = hypervisor.install_domain(host.uri, final, installer=installer, start=spec["start"])
+    _remember(job, domain=True)
+
+    # 4. Wait for it to boot.
+    if spec["start"]:
+        _step(job, 70, f"started; waiting for {name}'s first console output")
+        seen = _first_output(host, spec["vm"], CONSOLE_WAIT_SECONDS)
+        jobs.report(
+            job.pk,
+            progress=95,
+            log_line=f"console: {seen[:120]!r}"
+            if seen
+            else f"no console output in {CONSOLE_WAIT_SECONDS} s (the OS may not use the serial console)",
+        )
+        info = hypervisor.get_domain(host.uri, spec["vm"])
+
+    # 5. The rows.
+    _finish(job, host, spec, info)
+    jobs.report(
+        job.pk,
+        progress=100,
+        message=f"{name} is {info.state}.",
+        log_line=f"{name} created ({info.state})",
+    )
+
+
+def _cloud_disk(
+    job: Job, host: Host, disk: dict[str, Any], install: dict[str, Any]
+) -> hypervisor.VolumeInfo:
+    """The boot disk of a cloud-image VM: a qcow2 overlay on the image, or a full copy; grown to size."""
+    capacity = max(disk["capacity"], int(install["image_capacity"]))
+    if install["linked"]:
+        info = hv_storage.create_volume(
+            host.uri,
+            disk["pool"],
+            hypervisor.VolumeSpec(
+                name=disk["name"],
+                capacity=capacity,
+                format="qcow2",
+                backing_path=install["image_path"],
+                backing_format=install["image_format"],
+            ),
+        )
+        jobs.report(job.pk, log_line=f"overlay {disk['name']} on {install['image_path']}")
+        return info
+    image_name = os.path.basename(install["image_path"])
+
+    def progress(done: int, total: int) -> None:
+        jobs.report(
+            job.pk,
+            progress=5 + int(30 * done / max(total, 1)),
+            message=f"copying the image: {done} of {total} bytes",
+        )
+
+    info = hv_storage.copy_volume(
+        host.uri,
+        install["image_pool"],
+        image_name,
+        disk["name"],
+        format="qcow2",
+        target_pool=disk["pool"],
+        progress=progress,
+    )
+    if info.capacity < capacity:
+        info = hv_storage.resize_volume(
+            host.uri, disk["pool"], disk["name"], capacity, shrink=False
+        )
+    return info
+
+
+def _tree_boot_files(
+    job: Job, host: Host, spec: dict[str, Any], pool: str, made: list[dict[str, str]]
+) -> tuple[str, str, str]:
+    """Fetch the tree's kernel and initrd, inject the kickstart, put both into pool."""
+    from .install import kickstart, tree
+
+    install, name = spec["install"], spec["vm_name"]
+    _step(job, 38, f"looking for the boot files in {install['location']}")
+    kernel_url, initrd_url = tree.find_boot_files(install["location"])
+
+    def progress(what: str, base: int) -> Any:
+        def report(done: int, total: int | None) -> None:
+            jobs.report(
+                job.pk,
+                progress=base,
+                message=f"fetching the {what}: {done} bytes" + (f" of {total}" if total else ""),
+            )
+
+        return report
+
+    kernel_bytes = tree.fetch(
+        kernel_url, max_bytes=MAX_BOOT_FILE_BYTES, progress=progress("kernel", 42)
+    )
+    initrd_bytes = tree.fetch(
+        initrd_url, max_bytes=MAX_BOOT_FILE_BYTES, progress=progress("initrd", 46)
+    )
+    args = [f"inst.repo={install['location']}"]
+    if install["kickstart"].strip():
+        initrd_bytes = kickstart.inject_into_initrd(
+            initrd_bytes, {"ks.cfg": install["kickstart"].encode()}
+        )
+        args.append(kickstart.kickstart_cmdline("ks.cfg"))
+        jobs.report(job.pk, log_line="kickstart injected into the initrd as /ks.cfg")
+    if install["extra_args"]:
+        args.append(install["extra_args"])
+    paths = []
+    for suffix, data in (("vmlinuz", kernel_bytes), ("initrd.img", initrd_bytes)):
+        vol = f"{name}-{suffix}"
+        paths.append(_upload(host, pool, vol, data))
+        made.append({"pool": pool, "name": vol})
+        _remember(job)
+    return paths[0], paths[1], " ".join(args)
+
+
+def _first_output(host: Host, uuid: str, timeout: float) -> str:
+    """What the guest printed on its serial console first ('' if nothing within timeout)."""
+    stream = hypervisor.open_console(host.uri, uuid)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = stream.output()
+            if out.strip():
+                time.sleep(0.5)  # let the first line finish
+                return stream.output().decode(errors="replace")
+            time.sleep(0.2)
+        return ""
+    finally:
+        stream.close()
+
+
+def _finish(job: Job, host: Host, spec: dict[str, Any], info: hypervisor.DomainInfo) -> None:
+    """The VM and volume rows, owned by the project; the job's reservation handed over."""
+    from . import services
+
+    project = Project.objects.get(pk=spec["project"])
+    owner_id = spec["owner"]
+    with transaction.atomic():
+        vm = services.sync_domain(host, info)
+        vm.project = project
+        vm.owner_id = owner_id
+        vm.save(update_fields=["project", "owner"])
+        for made in spec["made"]["volumes"]:
+            pool = StoragePool.objects.filter(host=host, name=made["pool"]).first()
+            if pool is None:
+                continue
+            vol_info = hv_storage.get_volume(host.uri, made["pool"], made["name"])
+            Volume.objects.update_or_create(
+                pool=pool,
+                name=made["name"],
+                defaults={
+                    **storage_services._volume_defaults(vol_info, vm.synced),
+                    "project": project,
+                    "owner_id": owner_id,
+                },
+            )
+        job.result["reserve"] = {}
+        Job.objects.filter(pk=job.pk).update(result=job.result)
+
+
+def undo(job: Job) -> list[str]:
+    """Remove what a create job made (domain, then volumes, then rows); return what went."""
+    spec = job.result
+    host = Host.objects.filter(pk=spec.get("host")).first()
+    removed: list[str] = []
+    if host is None:
+        return removed
+    made = spec.get("made", {})
+    if made.get("domain"):
+        with contextlib.suppress(hypervisor.HypervisorError):
+            hypervisor.undefine_domain(host.uri, spec["vm"])
+            removed.append(f"domain {spec['vm_name']}")
+    for vol in reversed(made.get("volumes", [])):
+        with contextlib.suppress(hypervisor.NotFound):
+            try:
+                hv_storage.delete_volume(host.uri, vol["pool"], vol["name"])
+                removed.append(f"volume {vol['pool']}/{vol['name']}")
+            except hypervisor.HypervisorError as exc:
+                jobs.report(job.pk, log_line=f"could not remove {vol['pool']}/{vol['name']}: {exc}")
+        Volume.objects.filter(pool__host=host, pool__name=vol["pool"], name=vol["name"]).delete()
+    VirtualMachine.objects.filter(pk=spec["vm"]).delete()
+    job.result["reserve"] = {}
+    Job.objects.filter(pk=job.pk).update(result=job.result)
+    if removed:
+        jobs.report(job.pk, log_line="removed " + ", ".join(removed))
+    return removed
+
+
+def fail_abandoned(worker: str) -> int:
+    """Create jobs this worker was running when it died: undone and marked failed.
+
+    Called when a worker starts; a worker keeps its name across restarts."""
+    abandoned = Job.objects.filter(
+        kind=JobKind.VM_CREATE, state=JobState.RUNNING, result__worker=worker
+    )
+    count = 0
+    for job in abandoned:
+        undo(job)
+        jobs.fail(job.pk, "The worker running this job stopped; everything it made was removed.")
+        count += 1
+    return count
