@@ -7,10 +7,12 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from panel import services
 from panel.audit import client_ip
+from panel.choices import JobKind
 from panel.exceptions import ServiceError
 from panel.forms import HostForm
 from panel.models import Host, Job
@@ -104,7 +106,11 @@ def job_list(request: HttpRequest) -> HttpResponse:
 
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     job = get_object_for_user(Job.objects.select_related("user"), request.user, job_id)
-    return render(request, "panel/job_detail.html", {"job": job})
+    goto = None
+    if job.kind == JobKind.VM_CREATE and job.result.get("vm"):
+        # A create's page moves on to the new VM once it is up.
+        goto = reverse("vm_detail", kwargs={"vm_id": job.result["vm"]})
+    return render(request, "panel/job_detail.html", {"job": job, "goto_on_success": goto})
 
 
 @require_POST

@@ -43,6 +43,11 @@
       var log = card.querySelector("[data-job-log]");
       if (log) log.textContent = job.log;
       card.dispatchEvent(new CustomEvent("job:update", { detail: job, bubbles: true }));
+      if (job.state === "succeeded" && card.dataset.gotoOnSuccess) {
+        var target = card.dataset.gotoOnSuccess;
+        delete card.dataset.gotoOnSuccess;
+        setTimeout(function () { window.location.assign(target); }, 1500);
+      }
       if (done && card.hasAttribute("data-reload-on-done")) {
         card.removeAttribute("data-reload-on-done");
         setTimeout(function () { window.location.reload(); }, 1500);

@@ -1,0 +1,242 @@
+"""The create pages: the full wizard (admins and operators), the easy form from a template
+(everyone with a project), and the admins' template list. Both forms post the same request
+the API takes to `create.create_vm()`, then show the job's live progress."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from networking.models import Network
+from panel.audit import client_ip
+from panel.exceptions import ServiceError
+from panel.models import Host, Project
+from panel.permissions import VIEW, is_admin, project_ids, restrict
+from storage.models import StoragePool, Volume
+
+from . import create
+from .models import Template
+
+
+def _projects(user: Any, roles: tuple[str, ...]) -> Any:
+    if is_admin(user):
+        return Project.objects.order_by("name")
+    return Project.objects.filter(pk__in=project_ids(user, *roles)).order_by("name")
+
+
+def _variants() -> list[Any]:
+    from .install import osinfo
+
+    return [osinfo.GENERIC, *osinfo.variants()]
+
+
+def _request_from_form(post: Any, files: Any) -> dict[str, Any]:
+    """The API's create request from the wizard's fields."""
+    method = post.get("method", "kernel")
+    install: dict[str, Any] = {"method": method}
+    if method == "iso":
+        install["iso_volume"] = post.get("iso_volume")
+    elif method == "url":
+        kickstart = post.get("kickstart", "")
+        if files.get("kickstart_file"):
+            kickstart = files["kickstart_file"].read(256 * 1024).decode("utf-8", "replace")
+        install.update(location=post.get("location", ""), extra_args=post.get("extra_args", ""), kickstart=kickstart)
+    elif method == "kernel":
+        install.update(kernel=post.get("kernel", ""), initrd=post.get("initrd", ""), cmdline=post.get("cmdline", ""))
+    elif method == "import":
+        install["volume"] = post.get("import_volume")
+    elif method == "cloud-image":
+        install.update(image_volume=post.get("image_volume"), linked=post.get("linked") == "1", hostname=post.get("name", ""))
+        if post.get("ci_mode") == "simple":
+            install["cloud_init"] = {
+                "user": post.get("ci_user", ""),
+                "password": post.get("ci_password", ""),
+                "ssh_keys": [k for k in post.get("ci_keys", "").splitlines() if k.strip()],
+            }
+        else:
+            install["cloud_init"] = {
+                "user_data": post.get("user_data", ""),
+                "meta_data": post.get("meta_data", ""),
+                "network_config": post.get("network_config", ""),
+            }
+    disks = []
+    if post.get("disk_pool") and post.get("disk_size_gib"):
+        disks.append(
+            {
+                "pool": post.get("disk_pool"),
+                "size_gib": post.get("disk_size_gib"),
+                "format": post.get("disk_format", "qcow2"),
+                "preallocation": post.get("disk_preallocation", "off"),
+            }
+        )
+    if post.get("disk_volume"):
+        disks.append({"volume": post.get("disk_volume")})
+    return {
+        "name": post.get("name", ""),
+        "project": post.get("project"),
+        "host": post.get("host") or None,
+        "os_variant": post.get("os_variant", ""),
+        "vcpus": post.get("vcpus", 1),
+        "memory_mib": post.get("memory_mib", 1024),
+        "firmware": post.get("firmware", "bios"),
+        "disks": disks,
+        "networks": post.getlist("networks"),
+        "install": install,
+        "start": post.get("start") == "1",
+    }
+
+
+def vm_create(request: HttpRequest) -> HttpResponse:
+    """The full wizard: every install source, for admins and operators."""
+    projects = _projects(request.user, ("operator",))
+    if not projects.exists():
+        if restrict(Template.objects.all(), request.user, VIEW).exists():
+            return redirect("vm_create_from_template")
+        raise PermissionDenied("Creating VMs needs the operator role in a project, or a template.")
+    error = None
+    values: dict[str, Any] = {"method": "kernel", "start": "1", "vcpus": 1, "memory_mib": 1024, "disk_size_gib": 10}
+    if request.method == "POST":
+        values = request.POST.dict()
+        try:
+            job = create.create_vm(
+                _request_from_form(request.POST, request.FILES), actor=request.user, source_ip=client_ip(request)
+            )
+        except ServiceError as exc:
+            error = exc
+        else:
+            messages.info(request, f"Creating {job.result['vm_name']} (job #{job.pk}).")
+            return redirect("job_detail", job_id=job.pk)
+    hosts = restrict(Host.objects.all(), request.user, VIEW).order_by("name")
+    volumes = restrict(Volume.objects.select_related("pool"), request.user, VIEW).order_by("pool__name", "name")
+    context = {
+        "values": values,
+        "error": error,
+        "projects": projects,
+        "hosts": hosts,
+        "pools": restrict(StoragePool.objects.filter(state="active").select_related("host"), request.user, VIEW),
+        "networks": restrict(Network.objects.select_related("host"), request.user, VIEW),
+        "volumes": volumes,
+        "variants": _variants(),
+        "methods": create.METHODS,
+    }
+    return render(request, "vms/vm_create.html", context, status=400 if error else 200)
+
+
+def vm_create_from_template(request: HttpRequest) -> HttpResponse:
+    """The easy form: template, name, size, SSH key."""
+    templates = restrict(Template.objects.prefetch_related("projects"), request.user, VIEW)
+    if is_admin(request.user):
+        templates = Template.objects.prefetch_related("projects")
+    projects = _projects(request.user, ("operator", "member"))
+    error = None
+    values: dict[str, Any] = {}
+    if request.method == "POST":
+        values = request.POST.dict()
+        data = {
+            "template": values.get("template"),
+            "project": values.get("project"),
+            "name": values.get("name", ""),
+            "size_gib": values.get("size_gib") or None,
+            "ssh_key": values.get("ssh_key", ""),
+            "password": values.get("password", ""),
+            "user": values.get("user") or "cloud",
+        }
+        if data["size_gib"] is None:
+            data.pop("size_gib")
+        try:
+            job = create.create_vm(data, actor=request.user, source_ip=client_ip(request))
+        except ServiceError as exc:
+            error = exc
+        else:
+            messages.info(request, f"Creating {job.result['vm_name']} (job #{job.pk}).")
+            return redirect("job_detail", job_id=job.pk)
+    return render(
+        request,
+        "vms/vm_create_template.html",
+        {"templates": templates, "projects": projects, "values": values, "error": error},
+        status=400 if error else 200,
+    )
+
+
+def template_list(request: HttpRequest) -> HttpResponse:
+    if not is_admin(request.user):
+        raise PermissionDenied("Only administrators manage templates.")
+    error = None
+    if request.method == "POST":
+        try:
+            template = _save_template(request.POST)
+        except ServiceError as exc:
+            error = exc
+        else:
+            messages.success(request, f"Template {template.name} saved.")
+            return redirect("template_list")
+    context = {
+        "templates": Template.objects.prefetch_related("projects", "pools", "networks").select_related("image"),
+        "images": Volume.objects.select_related("pool").order_by("pool__name", "name"),
+        "projects": Project.objects.order_by("name"),
+        "pools": StoragePool.objects.select_related("host"),
+        "networks": Network.objects.select_related("host"),
+        "variants": _variants(),
+        "error": error,
+        "values": request.POST.dict() if error else {},
+    }
+    return render(request, "vms/template_list.html", context, status=400 if error else 200)
+
+
+def _save_template(post: Any) -> Template:
+    name = post.get("name", "").strip()
+    if not name or len(name) > 100:
+        raise ServiceError("Give the template a name (up to 100 characters).", field="name")
+    if Template.objects.filter(name=name).exists():
+        raise ServiceError(f"A template named {name} exists already.", field="name")
+    source = post.get("source", "cloud-image")
+    if source not in dict(Template.SOURCES):
+        raise ServiceError("Choose the install source.", field="source")
+    image = Volume.objects.filter(pk=post.get("image") or 0).first()
+    if source in ("cloud-image", "iso") and image is None:
+        raise ServiceError("Choose the image volume.", field="image")
+    numbers = {}
+    for field, low, high in (
+        ("vcpus", 1, 256),
+        ("memory_mib", 32, 4 * 1024 * 1024),
+        ("disk_gib", 1, 64 * 1024),
+        ("max_vcpus", 1, 256),
+        ("max_memory_mib", 32, 4 * 1024 * 1024),
+        ("max_disk_gib", 1, 64 * 1024),
+    ):
+        try:
+            numbers[field] = int(post.get(field))
+        except (TypeError, ValueError):
+            raise ServiceError(f"{field} must be a whole number.", field=field) from None
+        if not low <= numbers[field] <= high:
+            raise ServiceError(f"{field} must be between {low} and {high}.", field=field)
+    for field in ("vcpus", "memory_mib", "disk_gib"):
+        if numbers[field] > numbers[f"max_{field}"]:
+            raise ServiceError(f"The default {field} is above its limit.", field=field)
+    template = Template.objects.create(
+        name=name,
+        description=post.get("description", ""),
+        source=source,
+        image=image,
+        location=post.get("location", ""),
+        os_variant=post.get("os_variant", ""),
+        firmware="efi" if post.get("firmware") == "uefi" else "bios",
+        **numbers,
+    )
+    template.projects.set(Project.objects.filter(pk__in=post.getlist("projects")))
+    template.pools.set(StoragePool.objects.filter(pk__in=post.getlist("pools")))
+    template.networks.set(Network.objects.filter(pk__in=post.getlist("networks")))
+    return template
+
+
+@require_POST
+def template_delete(request: HttpRequest, template_id: int) -> HttpResponse:
+    if not is_admin(request.user):
+        raise PermissionDenied("Only administrators manage templates.")
+    Template.objects.filter(pk=template_id).delete()
+    return redirect("template_list")
