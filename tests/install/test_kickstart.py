@@ -144,3 +144,33 @@ def test_it_refuses_a_damaged_initrd(small_initrd):
 def test_it_refuses_file_names_outside_the_root():
     with pytest.raises(ValueError):
         kickstart.inject_into_initrd(b"", {"etc/ks.cfg": KS_CFG})
+
+
+@pytest.mark.skipif(
+    not GUEST_INITRD.exists() or shutil.which("qemu-system-x86_64") is None,
+    reason="needs the tiny guest and qemu",
+)
+def test_it_boots_a_kernel_that_sees_the_injected_kickstart(tmp_path):
+    # A later archive replaces the guest's /init with one that prints /ks.cfg
+    # and powers off: the kernel itself unpacks what was appended.
+    init = (
+        b"#!/bin/busybox sh\n/bin/busybox echo KS-BEGIN\n/bin/busybox cat /ks.cfg\n"
+        b"/bin/busybox echo KS-END\n/bin/busybox poweroff -f\n"
+    )
+    initrd = GUEST_INITRD.read_bytes() + gzip.compress(
+        kickstart.newc_archive({"init": init}, 0o755)
+    )
+    (tmp_path / "initrd.img").write_bytes(kickstart.inject_into_initrd(initrd, {"ks.cfg": KS_CFG}))
+    boot = subprocess.run(
+        [
+            "qemu-system-x86_64",
+            *("-machine", "accel=tcg", "-m", "256", "-nographic", "-no-reboot", "-net", "none"),
+            *("-kernel", str(GUEST_INITRD.with_name("vmlinuz"))),
+            *("-initrd", str(tmp_path / "initrd.img")),
+            *("-append", "console=ttyS0 panic=-1 quiet"),
+        ],
+        capture_output=True,
+        timeout=120,
+    )
+    console = boot.stdout.replace(b"\r\n", b"\n")
+    assert b"KS-BEGIN\n" + KS_CFG + b"KS-END" in console

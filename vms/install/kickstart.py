@@ -182,13 +182,15 @@ def _decompress_member(buf: bytes, offset: int) -> tuple[bytes, int]:
     try:
         data = decompressor.decompress(buf[offset:])
     except (zlib.error, lzma.LZMAError, OSError) as exc:
-        data, exc_text = b"", str(exc)
-    else:
-        exc_text = "" if decompressor.eof else "it ends in the middle"
-    if exc_text:
-        raise ServiceError(
-            f"The initrd has a damaged compressed archive at byte {offset} ({exc_text}). "
-            "Download the initrd again.",
-            field="initrd",
-        )
+        raise _damaged(offset, str(exc)) from exc
+    if not decompressor.eof:
+        raise _damaged(offset, "it ends in the middle")
     return data, len(buf) - len(decompressor.unused_data)
+
+
+def _damaged(offset: int, problem: str) -> ServiceError:
+    return ServiceError(
+        f"The initrd has a damaged compressed archive at byte {offset} ({problem}). "
+        "Download the initrd again.",
+        field="initrd",
+    )

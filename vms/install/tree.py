@@ -8,6 +8,7 @@ can never make the panel read its own files through a `file:` URL.
 
 from __future__ import annotations
 
+import http.client
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -131,7 +132,7 @@ def _exists(url: str, timeout: float) -> bool:
         return False
 
 
-def _open(request: urllib.request.Request, timeout: float):
+def _open(request: urllib.request.Request, timeout: float) -> http.client.HTTPResponse:
     """Open `request`, turning network failures into a message about the tree's server."""
     try:
         opener = urllib.request.build_opener(_HttpOnlyRedirects)
