@@ -1,6 +1,6 @@
 FROM python:3.11-slim-bookworm
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libvirt-dev libvirt-clients pkg-config gcc openssh-client \
+ && apt-get install -y --no-install-recommends libvirt-dev libvirt-clients pkg-config gcc openssh-client osinfo-db \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY requirements.txt .

@@ -26,6 +26,7 @@ packages=(
   redis-server
   gcc python3-dev python3-venv
   busybox-static cpio iproute2 procps util-linux lvm2
+  osinfo-db xorriso
 )
 [ "$WITH_TEST" = 1 ] && packages+=(chromium fonts-dejavu-core)
 missing=()

@@ -1,0 +1,148 @@
+"""Boot files of a network install tree, like `virt-install --location URL`.
+
+The panel boots the installer's kernel and initrd directly, so it has to find
+them in the tree: each distribution keeps them in its own place, and the
+known places are tried in order. Only http and https are followed, so a user
+can never make the panel read its own files through a `file:` URL.
+"""
+
+from __future__ import annotations
+
+import http.client
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+
+from panel.exceptions import ServiceError
+
+# (distributions, kernel, initrd), relative to the tree's root, tried in order.
+LAYOUTS: tuple[tuple[str, str, str], ...] = (
+    ("Fedora, RHEL, CentOS, Rocky, Alma", "images/pxeboot/vmlinuz", "images/pxeboot/initrd.img"),
+    ("Debian DVD or tree", "install.amd/vmlinuz", "install.amd/initrd.gz"),
+    (
+        "Debian mirror",
+        "main/installer-amd64/current/images/netboot/debian-installer/amd64/linux",
+        "main/installer-amd64/current/images/netboot/debian-installer/amd64/initrd.gz",
+    ),
+    ("Ubuntu", "casper/vmlinuz", "casper/initrd"),
+    ("openSUSE", "boot/x86_64/loader/linux", "boot/x86_64/loader/initrd"),
+)
+SCHEMES = ("http", "https")
+CHUNK = 1024 * 1024
+
+
+class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects only to http and https URLs."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        if urllib.parse.urlsplit(newurl).scheme not in SCHEMES:
+            raise ServiceError(
+                f"{req.full_url} redirects to {newurl}, which is not http or https. "
+                "Give the final http(s) URL of the tree.",
+                field="location",
+            )
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def find_boot_files(url: str, *, timeout: float = 15) -> tuple[str, str]:
+    """The absolute URLs of the kernel and initrd of the first known layout found under `url`."""
+    base = _checked_url(url).rstrip("/") + "/"
+    for _, kernel, initrd in LAYOUTS:
+        kernel_url = urllib.parse.urljoin(base, kernel)
+        initrd_url = urllib.parse.urljoin(base, initrd)
+        if _exists(kernel_url, timeout) and _exists(initrd_url, timeout):
+            return kernel_url, initrd_url
+    tried = "; ".join(f"{kernel} ({names})" for names, kernel, _ in LAYOUTS)
+    raise ServiceError(
+        f"No installer kernel and initrd found under {base}. Tried: {tried}. "
+        "Give the URL of the tree's root (the folder holding images/ or install.amd/).",
+        field="location",
+    )
+
+
+def fetch(
+    url: str,
+    *,
+    max_bytes: int,
+    timeout: float = 60,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> bytes:
+    """Download `url`, refusing a body over `max_bytes`; `progress(done, total)` after each chunk."""
+    request = urllib.request.Request(_checked_url(url))
+    too_big = ServiceError(
+        f"{url} is larger than {max_bytes} bytes, the most the panel downloads for it. "
+        "Check that the URL points at an installer kernel or initrd.",
+        field="location",
+    )
+    try:
+        response = _open(request, timeout)
+    except urllib.error.HTTPError as exc:
+        raise ServiceError(
+            f"{url} answered {exc.code} {exc.reason}. Check the URL in a browser.",
+            field="location",
+        ) from exc
+    with response:
+        length = response.headers.get("Content-Length")
+        total = int(length) if length and length.isdigit() else None
+        if total is not None and total > max_bytes:
+            raise too_big
+        chunks: list[bytes] = []
+        done = 0
+        try:
+            while chunk := response.read(CHUNK):
+                done += len(chunk)
+                if done > max_bytes:
+                    raise too_big
+                chunks.append(chunk)
+                if progress is not None:
+                    progress(done, total)
+        except OSError as exc:
+            raise ServiceError(
+                f"The download of {url} broke off after {done} bytes ({exc}). Try again.",
+                field="location",
+            ) from exc
+    return b"".join(chunks)
+
+
+def _checked_url(url: str) -> str:
+    parts = urllib.parse.urlsplit(url.strip())
+    if parts.scheme.lower() not in SCHEMES or not parts.hostname:
+        raise ServiceError(
+            f'"{url}" is not an http or https URL. Give the install tree\'s web address, '
+            "e.g. https://mirror.example.org/fedora/releases/40/Server/x86_64/os/.",
+            field="location",
+        )
+    return urllib.parse.urlunsplit(parts)
+
+
+def _exists(url: str, timeout: float) -> bool:
+    """Whether `url` answers 2xx: HEAD first, then a one-byte GET for servers that refuse HEAD."""
+    try:
+        with _open(urllib.request.Request(url, method="HEAD"), timeout):
+            return True
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return False
+    try:
+        ranged = urllib.request.Request(url, headers={"Range": "bytes=0-0"})
+        with _open(ranged, timeout):
+            return True
+    except urllib.error.HTTPError:
+        return False
+
+
+def _open(request: urllib.request.Request, timeout: float) -> http.client.HTTPResponse:
+    """Open `request`, turning network failures into a message about the tree's server."""
+    try:
+        opener = urllib.request.build_opener(_HttpOnlyRedirects)
+        return opener.open(request, timeout=timeout)
+    except urllib.error.HTTPError:
+        raise
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ServiceError(
+            f"Cannot reach {request.full_url}: {reason}. Check the URL and that the panel's "
+            "host can reach that server.",
+            field="location",
+        ) from exc
