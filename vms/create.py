@@ -155,7 +155,7 @@ def _check_install(
         from .install import kickstart, tree
 
         location = str(install.get("location") or "").strip()
-        tree.check_location(location)
+        tree.checked_url(location)
         out["location"] = location
         out["extra_args"] = _cmdline(install.get("extra_args"))
         text = str(install.get("kickstart") or "")
@@ -187,7 +187,10 @@ def _check_install(
                 user=str(config["user"]),
                 password=str(config.get("password") or ""),
                 ssh_keys=[keys] if isinstance(keys, str) else list(keys),
-                hostname=str(install.get("hostname") or ""),
+                hostname=re.sub(r"[^A-Za-z0-9-]", "-", str(install.get("hostname") or "vm")).strip(
+                    "-"
+                )[:63]
+                or "vm",
             )
         else:
             user_data = str(config.get("user_data") or "#cloud-config\n{}\n")

@@ -1,10 +1,14 @@
 from django.urls import path
 
-from . import views
+from . import views, wizard
 
 urlpatterns = [
     path("", views.vm_list, name="vm_list"),
     path("bulk/", views.vm_bulk, name="vm_bulk"),
+    path("new/", wizard.vm_create, name="vm_create"),
+    path("new/from-template/", wizard.vm_create_from_template, name="vm_create_from_template"),
+    path("templates/", wizard.template_list, name="template_list"),
+    path("templates/<int:template_id>/delete/", wizard.template_delete, name="template_delete"),
     path("<uuid:vm_id>/", views.vm_detail, name="vm_detail"),
     path("<uuid:vm_id>/autostart/", views.vm_autostart, name="vm_autostart"),
     path("<uuid:vm_id>/assign/", views.vm_assign, name="vm_assign"),

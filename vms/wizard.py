@@ -45,13 +45,25 @@ def _request_from_form(post: Any, files: Any) -> dict[str, Any]:
         kickstart = post.get("kickstart", "")
         if files.get("kickstart_file"):
             kickstart = files["kickstart_file"].read(256 * 1024).decode("utf-8", "replace")
-        install.update(location=post.get("location", ""), extra_args=post.get("extra_args", ""), kickstart=kickstart)
+        install.update(
+            location=post.get("location", ""),
+            extra_args=post.get("extra_args", ""),
+            kickstart=kickstart,
+        )
     elif method == "kernel":
-        install.update(kernel=post.get("kernel", ""), initrd=post.get("initrd", ""), cmdline=post.get("cmdline", ""))
+        install.update(
+            kernel=post.get("kernel", ""),
+            initrd=post.get("initrd", ""),
+            cmdline=post.get("cmdline", ""),
+        )
     elif method == "import":
         install["volume"] = post.get("import_volume")
     elif method == "cloud-image":
-        install.update(image_volume=post.get("image_volume"), linked=post.get("linked") == "1", hostname=post.get("name", ""))
+        install.update(
+            image_volume=post.get("image_volume"),
+            linked=post.get("linked") == "1",
+            hostname=post.get("name", ""),
+        )
         if post.get("ci_mode") == "simple":
             install["cloud_init"] = {
                 "user": post.get("ci_user", ""),
@@ -99,12 +111,20 @@ def vm_create(request: HttpRequest) -> HttpResponse:
             return redirect("vm_create_from_template")
         raise PermissionDenied("Creating VMs needs the operator role in a project, or a template.")
     error = None
-    values: dict[str, Any] = {"method": "kernel", "start": "1", "vcpus": 1, "memory_mib": 1024, "disk_size_gib": 10}
+    values: dict[str, Any] = {
+        "method": "kernel",
+        "start": "1",
+        "vcpus": 1,
+        "memory_mib": 1024,
+        "disk_size_gib": 10,
+    }
     if request.method == "POST":
         values = request.POST.dict()
         try:
             job = create.create_vm(
-                _request_from_form(request.POST, request.FILES), actor=request.user, source_ip=client_ip(request)
+                _request_from_form(request.POST, request.FILES),
+                actor=request.user,
+                source_ip=client_ip(request),
             )
         except ServiceError as exc:
             error = exc
@@ -112,13 +132,17 @@ def vm_create(request: HttpRequest) -> HttpResponse:
             messages.info(request, f"Creating {job.result['vm_name']} (job #{job.pk}).")
             return redirect("job_detail", job_id=job.pk)
     hosts = restrict(Host.objects.all(), request.user, VIEW).order_by("name")
-    volumes = restrict(Volume.objects.select_related("pool"), request.user, VIEW).order_by("pool__name", "name")
+    volumes = restrict(Volume.objects.select_related("pool"), request.user, VIEW).order_by(
+        "pool__name", "name"
+    )
     context = {
         "values": values,
         "error": error,
         "projects": projects,
         "hosts": hosts,
-        "pools": restrict(StoragePool.objects.filter(state="active").select_related("host"), request.user, VIEW),
+        "pools": restrict(
+            StoragePool.objects.filter(state="active").select_related("host"), request.user, VIEW
+        ),
         "networks": restrict(Network.objects.select_related("host"), request.user, VIEW),
         "volumes": volumes,
         "variants": _variants(),
@@ -176,7 +200,9 @@ def template_list(request: HttpRequest) -> HttpResponse:
             messages.success(request, f"Template {template.name} saved.")
             return redirect("template_list")
     context = {
-        "templates": Template.objects.prefetch_related("projects", "pools", "networks").select_related("image"),
+        "templates": Template.objects.prefetch_related(
+            "projects", "pools", "networks"
+        ).select_related("image"),
         "images": Volume.objects.select_related("pool").order_by("pool__name", "name"),
         "projects": Project.objects.order_by("name"),
         "pools": StoragePool.objects.select_related("host"),

@@ -33,3 +33,9 @@ def percent(value: object, total: object) -> int:
 def split(value: str, sep: str | None = None) -> list[str]:
     """Words of a literal, for looping over a short fixed list in a template."""
     return str(value).split(sep)
+
+
+@register.filter
+def split_triples(value: str) -> list[list[str]]:
+    """ "a:b:c,d:e:f" as [[a, b, c], [d, e, f]], for small fixed field lists in templates."""
+    return [item.split(":") for item in str(value).split(",") if item]

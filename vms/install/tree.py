@@ -47,7 +47,7 @@ class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
 
 def find_boot_files(url: str, *, timeout: float = 15) -> tuple[str, str]:
     """The absolute URLs of the kernel and initrd of the first known layout found under `url`."""
-    base = _checked_url(url).rstrip("/") + "/"
+    base = checked_url(url).rstrip("/") + "/"
     for _, kernel, initrd in LAYOUTS:
         kernel_url = urllib.parse.urljoin(base, kernel)
         initrd_url = urllib.parse.urljoin(base, initrd)
@@ -69,7 +69,7 @@ def fetch(
     progress: Callable[[int, int | None], None] | None = None,
 ) -> bytes:
     """Download `url`, refusing a body over `max_bytes`; `progress(done, total)` after each chunk."""
-    request = urllib.request.Request(_checked_url(url))
+    request = urllib.request.Request(checked_url(url))
     too_big = ServiceError(
         f"{url} is larger than {max_bytes} bytes, the most the panel downloads for it. "
         "Check that the URL points at an installer kernel or initrd.",
@@ -105,7 +105,8 @@ def fetch(
     return b"".join(chunks)
 
 
-def _checked_url(url: str) -> str:
+def checked_url(url: str) -> str:
+    """The URL, if it is an http(s) address with a host; else a ServiceError on location."""
     parts = urllib.parse.urlsplit(url.strip())
     if parts.scheme.lower() not in SCHEMES or not parts.hostname:
         raise ServiceError(
