@@ -1,0 +1,56 @@
+"""Headless Chromium: fill the create wizard, watch the job's progress bar reach 100 %, and
+land on the new VM's page with it running."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.conftest import ADMIN_PASSWORD
+from tests.create.conftest import GUEST_DIR
+from vms.models import VirtualMachine
+
+pytestmark = [pytest.mark.libvirt, pytest.mark.stack, pytest.mark.timeout(240)]
+
+
+def test_the_wizard_creates_a_vm_and_lands_on_its_page_running(
+    page, stack, transactional_db, admin_user, local_host, dir_pool, project, created
+):
+    local_host.facts = {
+        "cpus": 2,
+        "memory_total_bytes": 8 * 1024**3,
+        "memory_free_bytes": 4 * 1024**3,
+    }
+    local_host.save()
+    created.append("wiz1")
+    page.goto(stack.url + "/login/")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", ADMIN_PASSWORD)
+    page.click("button[type=submit]")
+    page.goto(stack.url + "/vms/")
+    page.get_by_role("link", name="New VM").click()
+
+    page.get_by_label("Name", exact=True).fill("wiz1")
+    page.get_by_label("Project").select_option(label="alpha")
+    page.get_by_label("Host").select_option(label="local (up)")
+    page.get_by_label("vCPUs").fill("1")
+    page.get_by_label("Memory (MiB)").fill("96")
+    page.get_by_label("New disk in pool").select_option(str(dir_pool.pk))
+    page.get_by_label("Size (GiB)").fill("0.05")
+    page.get_by_label("kernel", exact=True).check()
+    expect(page.get_by_label("Kernel path")).to_be_visible()
+    expect(page.get_by_label("ISO volume")).to_be_hidden()
+    page.get_by_label("Kernel path").fill(f"{GUEST_DIR}/vmlinuz")
+    page.get_by_label("Initrd path").fill(f"{GUEST_DIR}/initrd.img")
+    page.get_by_label("Kernel command line").fill("console=ttyS0")
+    page.get_by_label("Start when created").check()
+    page.get_by_role("button", name="Create").click()
+
+    expect(page).to_have_url(re.compile(r"/jobs/\d+/$"))
+    expect(page.locator("[data-job-progress] .progress-bar")).to_have_text("100 %", timeout=120_000)
+    vm = VirtualMachine.objects.get(name="wiz1")
+    expect(page).to_have_url(re.compile(rf"/vms/{vm.pk}/$"), timeout=15_000)
+    expect(page.locator("[data-vm-state]").first).to_have_text("running")
+    assert vm.state == "running" and vm.project == project and vm.owner == admin_user
