@@ -20,21 +20,12 @@ import statistics
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-WORK = Path(tempfile.mkdtemp(prefix="panel-bench-consoles-"))
-os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/13")
-os.environ["DATABASE_URL"] = f"sqlite:///{WORK / 'bench.sqlite3'}"
-os.environ["PANEL_VAR_DIR"] = str(WORK)
-sys.path.insert(0, str(REPO))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "panel.settings")
+from _setup import REPO, free_port, isolated_django, wait_port  # noqa: E402
 
-import django  # noqa: E402
-
-django.setup()
+WORK = isolated_django("panel-bench-consoles-")
 
 from django.core.management import call_command  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
@@ -50,26 +41,9 @@ KEYS = 200
 VNC_SECONDS = 3.0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def pct(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(q * len(values)))]
-
-
-def wait_port(port: int, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), 0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on {port}")
 
 
 def echo_raw(uuid: str) -> list[float]:

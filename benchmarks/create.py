@@ -17,23 +17,13 @@ import argparse
 import os
 import shutil
 import statistics
-import sys
-import tempfile
 import time
 import uuid as uuidlib
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-WORK = Path(tempfile.mkdtemp(prefix="panel-bench-create-"))
-os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/13")
-os.environ["DATABASE_URL"] = f"sqlite:///{WORK / 'bench.sqlite3'}"
-os.environ["PANEL_VAR_DIR"] = str(WORK)
-sys.path.insert(0, str(REPO))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "panel.settings")
+from _setup import isolated_django  # noqa: E402
 
-import django  # noqa: E402
-
-django.setup()
+WORK = isolated_django("panel-bench-create-")
 
 from django.core.management import call_command  # noqa: E402
 

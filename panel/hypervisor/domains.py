@@ -47,6 +47,22 @@ def _info(dom: libvirt.virDomain) -> DomainInfo:
     )
 
 
+def affect_flags(dom: libvirt.virDomain, live: bool, persistent: bool) -> int:
+    """The AFFECT_LIVE/AFFECT_CONFIG flags of a device change, once the domain allows it."""
+    if not live and not persistent:
+        raise Conflict("Choose live, persistent or both.")
+    if live and not dom.isActive():
+        raise Conflict(f"'{dom.name()}' is not running: a live change needs a running guest.")
+    if persistent and not dom.isPersistent():
+        raise Conflict(f"'{dom.name()}' is transient: it has no definition to change.")
+    flags = 0
+    if live:
+        flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
+    if persistent:
+        flags |= libvirt.VIR_DOMAIN_AFFECT_CONFIG
+    return flags
+
+
 def list_domains(uri: str) -> list[DomainInfo]:
     """Every domain on the host, running or defined."""
     with session(uri) as conn:

@@ -23,7 +23,7 @@ import libvirt
 from lxml import etree
 
 from .connection import session
-from .domains import _info
+from .domains import _info, affect_flags
 from .errors import Conflict, HypervisorError, NotFound
 from .host import is_local
 from .specs import (
@@ -366,21 +366,6 @@ def parse_nics(xml: str) -> tuple[NicDetail, ...]:
     return tuple(nics)
 
 
-def _flags(dom: libvirt.virDomain, live: bool, persistent: bool) -> int:
-    if not live and not persistent:
-        raise HypervisorError("Choose live, persistent or both.")
-    if live and not dom.isActive():
-        raise Conflict(f"'{dom.name()}' is not running: a live change needs a running VM.")
-    if persistent and not dom.isPersistent():
-        raise Conflict(f"'{dom.name()}' is transient: it has no definition to change.")
-    flags = 0
-    if live:
-        flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
-    if persistent:
-        flags |= libvirt.VIR_DOMAIN_AFFECT_CONFIG
-    return flags
-
-
 def _macs(dom: libvirt.virDomain, inactive: bool) -> set[str]:
     flags = libvirt.VIR_DOMAIN_XML_INACTIVE if inactive else 0
     root = etree.fromstring(dom.XMLDesc(flags).encode())
@@ -393,7 +378,7 @@ def attach_nic(
     """Plug a NIC into a domain (running and/or its definition); return it and the NIC's MAC."""
     with session(uri) as conn:
         dom = conn.lookupByUUIDString(uuid)
-        flags = _flags(dom, live, persistent)
+        flags = affect_flags(dom, live, persistent)
         used = _macs(dom, False) | (_macs(dom, True) if dom.isPersistent() else set())
         mac = (nic.mac or "").lower()
         if mac and mac in used:
@@ -427,7 +412,7 @@ def detach_nic(uri: str, uuid: str, mac: str, *, live: bool, persistent: bool) -
     """Unplug the NIC with this MAC (from the running VM and/or its definition)."""
     with session(uri) as conn:
         dom = conn.lookupByUUIDString(uuid)
-        _flags(dom, live, persistent)
+        affect_flags(dom, live, persistent)
         for wanted, inactive, flag in (
             (live, False, libvirt.VIR_DOMAIN_AFFECT_LIVE),
             (persistent, True, libvirt.VIR_DOMAIN_AFFECT_CONFIG),
@@ -448,7 +433,7 @@ def set_nic_link(
     """Set a NIC's link up or down, like pulling its cable."""
     with session(uri) as conn:
         dom = conn.lookupByUUIDString(uuid)
-        _flags(dom, live, persistent)
+        affect_flags(dom, live, persistent)
         for wanted, inactive, flag in (
             (live, False, libvirt.VIR_DOMAIN_AFFECT_LIVE),
             (persistent, True, libvirt.VIR_DOMAIN_AFFECT_CONFIG),

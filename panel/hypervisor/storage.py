@@ -18,6 +18,7 @@ from lxml import etree
 from . import qemu_img, xml
 from .connection import libvirt_errors, session
 from .domains import _info as domain_info
+from .domains import affect_flags
 from .errors import Conflict, NotFound
 from .inventory import _pool_info, _volume_info
 from .specs import DiskSpec, DomainInfo, PoolInfo, PoolSpec, VolumeInfo, VolumeSpec
@@ -448,30 +449,11 @@ def volume_by_path(uri: str, path: str) -> VolumeInfo:
 # --- disks on domains ---
 
 
-def _affect(live: bool, persistent: bool) -> int:
-    flags = 0
-    if live:
-        flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
-    if persistent:
-        flags |= libvirt.VIR_DOMAIN_AFFECT_CONFIG
-    return flags
-
-
-def _check_affect(dom: libvirt.virDomain, live: bool, persistent: bool) -> None:
-    if not live and not persistent:
-        raise Conflict("Choose live, persistent or both.")
-    if live and not dom.isActive():
-        raise Conflict(f"'{dom.name()}' is not running: a live change needs a running guest.")
-    if persistent and not dom.isPersistent():
-        raise Conflict(f"'{dom.name()}' is transient: it has no persistent definition to change.")
-
-
 def attach_disk(uri: str, uuid: str, disk: DiskSpec, *, live: bool, persistent: bool) -> DomainInfo:
     """Attach a disk or CD-ROM to the running guest and/or its definition."""
     with session(uri) as conn:
         dom = conn.lookupByUUIDString(uuid)
-        _check_affect(dom, live, persistent)
-        dom.attachDeviceFlags(xml.disk_xml(disk), _affect(live, persistent))
+        dom.attachDeviceFlags(xml.disk_xml(disk), affect_flags(dom, live, persistent))
         return domain_info(dom)
 
 
@@ -489,7 +471,7 @@ def detach_disk(uri: str, uuid: str, target: str, *, live: bool, persistent: boo
     """Detach the disk the guest sees as target (vdb, sda...) live and/or from the definition."""
     with session(uri) as conn:
         dom = conn.lookupByUUIDString(uuid)
-        _check_affect(dom, live, persistent)
+        affect_flags(dom, live, persistent)
         for scope, wanted in ((False, live), (True, persistent)):
             if not wanted:
                 continue
@@ -508,7 +490,7 @@ def change_media(
     """Insert the image at path into a CD-ROM drive, or eject it (path empty)."""
     with session(uri) as conn:
         dom = conn.lookupByUUIDString(uuid)
-        _check_affect(dom, live, persistent)
+        flags = affect_flags(dom, live, persistent) | libvirt.VIR_DOMAIN_DEVICE_MODIFY_FORCE
         element = _disk_element(dom, target, inactive=not live)
         if element is None or element.get("device") != "cdrom":
             raise Conflict(f"'{dom.name()}' has no CD-ROM drive {target}.")
@@ -520,6 +502,5 @@ def change_media(
             element.set("type", kind)
             source = etree.Element("source", {"dev" if kind == "block" else "file": path})
             element.insert(1, source)
-        flags = _affect(live, persistent) | libvirt.VIR_DOMAIN_DEVICE_MODIFY_FORCE
         dom.updateDeviceFlags(etree.tostring(element, encoding="unicode"), flags)
         return domain_info(dom)

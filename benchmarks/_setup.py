@@ -1,0 +1,44 @@
+"""What every benchmark does before importing the panel: its own temporary database,
+var directory and Redis db, so it never touches the developer's data; and loopback helpers."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def isolated_django(prefix: str) -> Path:
+    """Point the panel at a fresh temporary directory, set Django up, return the directory."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/13")
+    os.environ["DATABASE_URL"] = f"sqlite:///{work / 'bench.sqlite3'}"
+    os.environ["PANEL_VAR_DIR"] = str(work)
+    sys.path.insert(0, str(REPO))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "panel.settings")
+    import django
+
+    django.setup()
+    return work
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), 0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port}")
