@@ -50,6 +50,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from _setup import make_session
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 GUEST_DIR = Path("/var/lib/libvirt/boot/panel-test-guest")
@@ -346,19 +348,6 @@ def sync_all(hosts: list, label: str) -> tuple[float, float, dict[str, int]]:
         + ", ".join(f"{k} {v}" for k, v in totals.items())
     )
     return total, sync_s, totals
-
-
-def make_session(user) -> str:  # type: ignore[no-untyped-def]
-    """A logged-in session for user, as django.contrib.auth.login would store it."""
-    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
-    from django.contrib.sessions.backends.db import SessionStore
-
-    store = SessionStore()
-    store[SESSION_KEY] = str(user.pk)
-    store[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
-    store[HASH_SESSION_KEY] = user.get_session_auth_hash()
-    store.create()
-    return store.session_key  # type: ignore[return-value]
 
 
 @dataclass

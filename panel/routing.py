@@ -1,5 +1,6 @@
 from django.urls import path
 
+from storage.consumers import VolumeUploadConsumer
 from vms.consumers import SerialConsoleConsumer, VncViewConsumer
 
 from . import consumers
@@ -10,4 +11,5 @@ websocket_urlpatterns = [
     path("ws/vms/<uuid:vm_id>/", consumers.VMConsumer.as_asgi()),
     path("ws/vms/<uuid:vm_id>/serial/", SerialConsoleConsumer.as_asgi()),
     path("ws/vms/<uuid:vm_id>/vnc-view/", VncViewConsumer.as_asgi()),
+    path("ws/volumes/<int:volume_id>/upload/", VolumeUploadConsumer.as_asgi()),
 ]

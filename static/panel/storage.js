@@ -80,37 +80,68 @@ function uploadForm(form) {
       button.disabled = false;
       return;
     }
-    const xhr = new XMLHttpRequest();
-    xhr.open("PUT", `${form.dataset.apiVolumes}${volume.id}/upload/?remove_on_failure=true`);
-    xhr.setRequestHeader("X-CSRFToken", csrfToken());
-    xhr.setRequestHeader("Content-Type", "application/octet-stream");
-    xhr.upload.addEventListener("progress", (e) => {
-      if (e.lengthComputable) setBar(Math.min(99, Math.floor((100 * e.loaded) / e.total)));
-      status.textContent = `Sending ${e.loaded} of ${e.total} bytes`;
-    });
-    xhr.addEventListener("load", () => {
-      let data = {};
-      try { data = JSON.parse(xhr.responseText); } catch (e) { /* not JSON */ }
-      if (xhr.status === 202) {
+    upload(chosen, volume, setBar, status).then(
+      (done) => {
         setBar(100);
         status.className = "small text-success";
         status.innerHTML = "";
         const link = document.createElement("a");
-        link.href = form.dataset.volumePage.replace("/0/", `/${volume.id}/`);
-        link.textContent = `Uploaded ${chosen.size} bytes into ${volume.name}`;
+        link.href = form.dataset.volumePage.replace("/0/", `/${done.volume.id}/`);
+        link.textContent = `Uploaded ${chosen.size} bytes into ${done.volume.name}`;
         status.append(link);
-      } else {
+      },
+      (error) => {
         status.className = "small text-danger";
-        status.textContent = data.detail || `Upload failed (${xhr.status}); the volume was removed.`;
+        status.textContent = `${error.message} The volume was removed; try again.`;
         button.disabled = false;
+      },
+    );
+  });
+}
+
+// Send the file over a websocket in 1 MiB slices, a few in flight; the server acknowledges
+// each once it is on its way into the host's volume, and the bar follows those.
+const SLICE = 1024 * 1024;
+const IN_FLIGHT = 4;
+
+function upload(file, volume, setBar, status) {
+  return new Promise((resolve, reject) => {
+    const scheme = window.location.protocol === "https:" ? "wss" : "ws";
+    const ws = new WebSocket(`${scheme}://${window.location.host}/ws/volumes/${volume.id}/upload/`);
+    ws.binaryType = "arraybuffer";
+    let sent = 0;
+    let acked = 0;
+    let settled = false;
+    const finish = (fn, value) => { if (!settled) { settled = true; fn(value); } };
+    let pumping = false;
+    const pump = async () => {
+      // One sender at a time, so slices go out in order.
+      if (pumping) return;
+      pumping = true;
+      try {
+        while (sent < file.size && sent - acked < IN_FLIGHT * SLICE) {
+          const end = Math.min(sent + SLICE, file.size);
+          ws.send(await file.slice(sent, end).arrayBuffer());
+          sent = end;
+        }
+      } finally {
+        pumping = false;
+      }
+    };
+    ws.addEventListener("open", () => ws.send(JSON.stringify({ size: file.size })));
+    ws.addEventListener("message", (event) => {
+      const msg = JSON.parse(event.data);
+      if (msg.error) return finish(reject, new Error(msg.error));
+      if (msg.done) return finish(resolve, msg);
+      if (msg.job !== undefined && msg.received === undefined) return pump();
+      if (msg.received !== undefined) {
+        acked = msg.received;
+        setBar(Math.min(99, Math.floor((100 * acked) / file.size)));
+        status.textContent = `Sent ${acked} of ${file.size} bytes`;
+        pump();
       }
     });
-    xhr.addEventListener("error", () => {
-      status.className = "small text-danger";
-      status.textContent = "The connection broke; the volume was removed. Try again.";
-      button.disabled = false;
-    });
-    xhr.send(chosen);
+    ws.addEventListener("close", () => finish(reject, new Error("The connection closed before the upload finished.")));
   });
 }
 
