@@ -50,6 +50,26 @@ def _field(message: str, field: str) -> ServiceError:
     return ServiceError(message, field=field)
 
 
+def _id(value: Any, field: str) -> int | None:
+    """An object id from the request: a whole number, or None when not given."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise _field(f"{field} must be an id (a whole number).", field)
+    try:
+        return int(value)
+    except ValueError:
+        raise _field(f"{field} must be an id (a whole number).", field) from None
+
+
+def _list(value: Any, field: str) -> list[Any]:
+    if value is None or value == "":
+        return []
+    if not isinstance(value, list):
+        raise _field(f"{field} must be a list.", field)
+    return value
+
+
 def _int(value: Any, field: str, low: int, high: int, what: str) -> int:
     try:
         number = int(value)
@@ -63,7 +83,8 @@ def _int(value: Any, field: str, low: int, high: int, what: str) -> int:
 def _place(actor: Any, host_id: Any) -> Host:
     """The host asked for, or the visible host that is up with the most free memory."""
     hosts = restrict(Host.objects.all(), actor, VIEW)
-    if host_id not in (None, ""):
+    host_id = _id(host_id, "host")
+    if host_id is not None:
         host = hosts.filter(pk=host_id).first()
         if host is None:
             raise _field(f"No host with id {host_id} that you can use.", "host")
@@ -80,9 +101,10 @@ def _volume(
     actor: Any, host: Host, project: Project, pk: Any, field: str, *, read_only: bool
 ) -> Volume:
     """A volume the actor may use for a VM of project on host."""
+    pk = _id(pk, field)
     volume = (
         restrict(Volume.objects.select_related("pool"), actor, VIEW).filter(pk=pk).first()
-        if pk not in (None, "")
+        if pk is not None
         else None
     )
     if volume is None:
@@ -106,7 +128,8 @@ def _pool(actor: Any, host: Host, pk: Any, field: str, allowed_pools: Any = None
     pools = restrict(StoragePool.objects.filter(host=host), actor, VIEW)
     if allowed_pools is not None:
         pools = pools.filter(pk__in=allowed_pools)
-    pool = pools.filter(pk=pk).first() if pk not in (None, "") else None
+    pk = _id(pk, field)
+    pool = pools.filter(pk=pk).first() if pk is not None else None
     if pool is None:
         raise _field(f"No pool with id {pk} on {host.name} that you can use.", field)
     if pool.state != "active":
@@ -263,14 +286,17 @@ def _check_disks(
 
 def create_vm(data: dict[str, Any], *, actor: Any, source_ip: str | None = None) -> Job:
     """Check a create request, take its quota and queue the job; nothing touches a host yet."""
+    if not isinstance(data, dict):
+        raise ServiceError("Send the VM as an object of fields.")
     template = None
-    if data.get("template") not in (None, ""):
-        template = restrict(Template.objects.all(), actor, VIEW).filter(pk=data["template"]).first()
+    template_id = _id(data.get("template"), "template")
+    if template_id is not None:
+        template = restrict(Template.objects.all(), actor, VIEW).filter(pk=template_id).first()
         if template is None:
             raise _field(
-                f"No template with id {data['template']} that your project may use.", "template"
+                f"No template with id {template_id} that your project may use.", "template"
             )
-    project = Project.objects.filter(pk=data.get("project") or 0).first()
+    project = Project.objects.filter(pk=_id(data.get("project"), "project") or 0).first()
     if project is None:
         raise _field("Choose the project the VM belongs to.", "project")
     role = role_in(actor, project)
@@ -329,8 +355,9 @@ def create_vm(data: dict[str, Any], *, actor: Any, source_ip: str | None = None)
         )
         if template is not None:
             _within_template(template, vcpus, memory_mib, data)
+        wanted = data.get("firmware") or "bios"
         firmware = {"bios": "bios", "uefi": "efi", "efi": "efi"}.get(
-            str(data.get("firmware") or "bios")
+            wanted if isinstance(wanted, str) else ""
         )
         if firmware is None:
             raise _field("Firmware is bios or uefi.", "firmware")
@@ -340,22 +367,28 @@ def create_vm(data: dict[str, Any], *, actor: Any, source_ip: str | None = None)
                     raise _field(
                         f"{host.name} has no UEFI firmware (OVMF): choose bios.", "firmware"
                     )
-        networks = _networks(actor, host, project, data.get("networks") or [], template)
+        networks = _networks(
+            actor, host, project, _list(data.get("networks"), "networks"), template
+        )
         allowed_pools = (
             list(template.pools.values_list("pk", flat=True))
             if template and template.pools.exists()
             else None
         )
         disks = _check_disks(
-            list(data.get("disks") or []),
+            _list(data.get("disks"), "disks"),
             actor=actor,
             host=host,
             project=project,
             name=name,
             allowed_pools=allowed_pools,
         )
+        install_request = data.get("install") or {}
+        if not isinstance(install_request, dict):
+            raise _field("install must be an object with a method.", "install")
+        install_request = {"hostname": name, **install_request}
         install = _check_install(
-            dict(data.get("install") or {}),
+            install_request,
             actor=actor,
             host=host,
             project=project,
@@ -420,8 +453,9 @@ def _networks(
     visible = restrict(Network.objects.filter(host=host), actor, VIEW)
     allowed_networks = project.allowed_networks.all()
     out = []
-    for pk in ids:
-        network = visible.filter(pk=pk).first()
+    for value in ids:
+        pk = _id(value, "networks")
+        network = visible.filter(pk=pk).first() if pk is not None else None
         if network is None:
             raise _field(f"No network with id {pk} on {host.name} that you can use.", "networks")
         if allowed_networks.exists() and not allowed_networks.filter(pk=network.pk).exists():
