@@ -38,6 +38,16 @@ from .lifecycle import (
     vnc_password,
     wait_for_state,
 )
+from .migration import (
+    DiskCopy,
+    MigrationOptions,
+    MigrationProgress,
+    MigrationResult,
+    default_migration_uri,
+    domain_location,
+    migrate_domain,
+    migration_checks,
+)
 from .networks import (
     MACVTAP_MODES,
     InterfacesUnsupported,
@@ -118,6 +128,15 @@ __all__ = [
     "set_nic_link",
     "start_network",
     "stop_network",
+    # migration (vms/migrate.py)
+    "DiskCopy",
+    "MigrationOptions",
+    "MigrationProgress",
+    "MigrationResult",
+    "default_migration_uri",
+    "domain_location",
+    "migrate_domain",
+    "migration_checks",
     # the rest
     "AddressInfo",
     "BackingInfo",
