@@ -39,6 +39,7 @@ from .lifecycle import (
     wait_for_state,
 )
 from .migration import (
+    NEEDS_COPY,
     DiskCopy,
     MigrationOptions,
     MigrationProgress,
@@ -129,6 +130,7 @@ __all__ = [
     "start_network",
     "stop_network",
     # migration (vms/migrate.py)
+    "NEEDS_COPY",
     "DiskCopy",
     "MigrationOptions",
     "MigrationProgress",

@@ -26,10 +26,13 @@ from . import xml
 from .connection import connect, session, translate
 from .domains import _info
 from .errors import Conflict, HostUnavailable, HypervisorError
+from .host import reserved_memory_bytes
 from .specs import Check, DomainInfo, VolumeSpec
 
 COPY_MODES = ("", "all", "incremental")
 POLL_SECONDS = 0.5
+# In a disk check's detail: the disk would migrate with storage copy chosen.
+NEEDS_COPY = "not on storage the target sees"
 # How long an aborted migration may take to unwind before we call it stuck.
 ABORT_WAIT_SECONDS = 60.0
 
@@ -243,7 +246,7 @@ def _cpu_check(
 
 
 def _memory_checks(
-    dst: libvirt.virConnect, dom: libvirt.virDomain, live: bool, reserved_bytes: int
+    dst: libvirt.virConnect, dom: libvirt.virDomain, live: bool, reserved_bytes: int | None
 ) -> list[Check]:
     need = int(dom.info()[1]) * 1024  # the maximum memory: what QEMU maps on the target
     mib = need // (1024 * 1024)
@@ -251,6 +254,8 @@ def _memory_checks(
         return [Check("memory", "pass", "An offline migration needs no memory on the target.")]
     free = int(dst.getFreeMemory())
     total = int(dst.getInfo()[1]) * 1024 * 1024
+    if reserved_bytes is None:
+        reserved_bytes = reserved_memory_bytes(total)
     committed = 0
     for other in dst.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
         with contextlib.suppress(libvirt.libvirtError):
@@ -305,7 +310,7 @@ def _disk_checks(
                 Check(
                     f"disk {target}",
                     "fail",
-                    f"{path} is not on storage the target sees. Choose storage copy "
+                    f"{path} is {NEEDS_COPY}. Choose storage copy "
                     "(all or incremental) and a target pool, or move it to shared storage.",
                 )
             )
@@ -364,10 +369,12 @@ def migration_checks(
     uuid: str,
     options: MigrationOptions,
     *,
-    reserved_bytes: int = 0,
+    reserved_bytes: int | None = None,
 ) -> tuple[Check, ...]:
     """Whether the domain can migrate to the target with these options: one Check per
-    condition (target up, state, architecture, CPU, memory, devices, disks)."""
+    condition (target up, state, architecture, CPU, memory, devices, disks).
+
+    reserved_bytes: memory the target keeps for itself (None: the handbook's rule)."""
     try:
         with session(target_uri) as dst:
             dst.getVersion()
