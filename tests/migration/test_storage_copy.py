@@ -1,0 +1,73 @@
+"""Live migration with storage copy: a qcow2 data disk in a pool only the local host
+knows is copied into a pool only the second host knows, content and all."""
+
+from __future__ import annotations
+
+import pytest
+
+from panel import hypervisor
+from panel.models import Job
+from storage import services as storage_services
+from storage.models import StoragePool, Volume
+from tests.conftest import LOCAL_URI
+from tests.migration.conftest import console_says, virsh, where
+from vms.models import VirtualMachine
+from vms.tasks import vm_migrate_task
+
+pytestmark = [pytest.mark.libvirt, pytest.mark.timeout(240)]
+
+
+def test_it_copies_a_qcow2_data_disk_with_its_content(
+    guest, api_for, admin, local_host, second_host, second_host_uri, pools
+):
+    src_pool, src_dir = pools.local()
+    dst_pool, dst_dir = pools.second()
+    virsh(LOCAL_URI, "vol-create-as", src_pool, "data.qcow2", "16M", "--format", "qcow2")
+    source_path = str(src_dir / "data.qcow2")
+    storage_services.refresh_pool_row(StoragePool(host=local_host, name=src_pool))
+    target_pool = storage_services.refresh_pool_row(StoragePool(host=second_host, name=dst_pool))
+    vm = guest(
+        disks=(hypervisor.DiskSpec(path=source_path, target="vdb", format="qcow2"),),
+    )
+    # The guest writes a marker onto its data disk before it moves.
+    console_says(
+        LOCAL_URI,
+        str(vm.pk),
+        b"printf copied-%s $((6*7)) > /dev/vdb; sync; echo wrote-$((1+1))",
+        b"wrote-2",
+        boot=True,
+    )
+
+    # Without storage copy the pre-check refuses: the disk is not reachable there.
+    api = api_for("member")
+    refused = api.post(
+        f"/api/v1/vms/{vm.pk}/migrate/", {"target_host": second_host.pk}, format="json"
+    )
+    assert refused.status_code == 409
+    assert "is not on storage the target sees" in refused.json()["detail"]
+
+    response = api.post(
+        f"/api/v1/vms/{vm.pk}/migrate/",
+        {"target_host": second_host.pk, "copy_storage": "all", "target_pool": target_pool.pk},
+        format="json",
+    )
+    assert response.status_code == 202, response.content
+    vm_migrate_task(response.json()["job"])
+
+    job = Job.objects.get(pk=response.json()["job"])
+    assert job.state == "succeeded", job.log
+    assert f"disk vdb: {source_path} -> /var/lib/libvirt/images/{dst_pool}/data.qcow2" in job.log
+    assert where(vm, second_host_uri) == ("absent", "running")
+    # The data came along: the guest reads its marker on the target, from the new file.
+    out = console_says(second_host_uri, str(vm.pk), b"head -c 10 /dev/vdb; echo", b"copied-42")
+    assert b"copied-42" in out
+    assert (dst_dir / "data.qcow2").stat().st_size > 0
+    moved = VirtualMachine.objects.get(pk=vm.pk)
+    assert moved.host == second_host
+    assert [d["source"] for d in moved.disks if d["target"] == "vdb"] == [
+        f"/var/lib/libvirt/images/{dst_pool}/data.qcow2"
+    ]
+    # The source's copy is gone (undefine_source by default), in libvirt and in the panel.
+    assert not (src_dir / "data.qcow2").exists()
+    assert not Volume.objects.filter(path=source_path).exists()
+    assert Volume.objects.filter(pool=target_pool, name="data.qcow2").exists()
