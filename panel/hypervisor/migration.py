@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -31,6 +32,7 @@ from .specs import Check, DomainInfo, VolumeSpec
 
 COPY_MODES = ("", "all", "incremental")
 POLL_SECONDS = 0.5
+CHUNK = 1024 * 1024
 # In a disk check's detail: the disk would migrate with storage copy chosen.
 NEEDS_COPY = "not on storage the target sees"
 # How long an aborted migration may take to unwind before we call it stuck.
@@ -314,6 +316,15 @@ def _disk_checks(
                     "(all or incremental) and a target pool, or move it to shared storage.",
                 )
             )
+        elif not options.live and _lookup_path(src, path) is None:
+            checks.append(
+                Check(
+                    f"disk {target}",
+                    "fail",
+                    f"{path} is not a volume of a running pool on the source: offline, the panel "
+                    "copies volumes only. Start its pool (or define one for its directory).",
+                )
+            )
         else:
             to_copy.append((target, path, _capacity(dom, src, target, path)))
     if not to_copy:
@@ -465,12 +476,12 @@ def migration_checks(
             checks.append(Check("devices", "pass", "No passthrough, SR-IOV or vGPU device."))
         if options.post_copy and not options.live:
             checks.append(Check("options", "fail", "Post-copy applies to live migration only."))
-        if options.copy_storage and not options.live:
+        if options.copy_storage == "incremental" and not options.live:
             checks.append(
                 Check(
                     "options",
                     "fail",
-                    "Storage copy needs a live migration: libvirt copies disks while the VM runs.",
+                    "Incremental storage copy needs a live migration; offline, choose all.",
                 )
             )
         checks.extend(_disk_checks(src, dst, dom, root, options))
@@ -552,9 +563,9 @@ def _flags(options: MigrationOptions, persistent_source: bool) -> int:
         flags |= libvirt.VIR_MIGRATE_PERSIST_DEST
     if options.undefine_source and persistent_source:
         flags |= libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
-    if options.copy_storage == "all":
+    if options.live and options.copy_storage == "all":
         flags |= libvirt.VIR_MIGRATE_NON_SHARED_DISK
-    elif options.copy_storage == "incremental":
+    elif options.live and options.copy_storage == "incremental":
         flags |= libvirt.VIR_MIGRATE_NON_SHARED_INC
     if options.auto_converge:
         flags |= libvirt.VIR_MIGRATE_AUTO_CONVERGE
@@ -605,9 +616,10 @@ def migrate_domain(
         if options.bandwidth_mib:
             params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] = int(options.bandwidth_mib)
         if copies:
-            params[libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS] = [c.target for c in copies]
+            if options.live:
+                params[libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS] = [c.target for c in copies]
             params[libvirt.VIR_MIGRATE_PARAM_DEST_XML] = _retarget(live_xml, copies)
-            if persistent:
+            if persistent and options.live:
                 params[libvirt.VIR_MIGRATE_PARAM_PERSIST_XML] = _retarget(
                     dom.XMLDesc(
                         libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_MIGRATABLE
@@ -632,6 +644,15 @@ def migrate_domain(
                 made.append(vol.path())
         except Exception:
             _delete_paths(dst, made)
+            raise
+
+    if copies and not options.live:
+        # libvirt moves only the definition offline: the panel streams the volumes first.
+        try:
+            _stream_copies(source_uri, target_uri, copies, progress)
+        except BaseException:
+            with session(target_uri) as dst:
+                _delete_paths(dst, made)
             raise
 
     outcome: dict[str, object] = {}
@@ -687,6 +708,59 @@ def migrate_domain(
         assert isinstance(exc, HypervisorError)
         raise exc
     return _finish(source_uri, target_uri, uuid, copies, remove_source_disks)
+
+
+def _stream_copies(
+    source_uri: str, target_uri: str, copies: list[DiskCopy], progress: Progress | None
+) -> None:
+    """Copy each volume's bytes from the source to its precreated volume on the target,
+    through libvirt streams; progress counts the bytes of all of them."""
+    with session(source_uri) as src, session(target_uri) as dst:
+        sources = [src.storageVolLookupByPath(c.source) for c in copies]
+        sizes = [int(v.infoFlags(libvirt.VIR_STORAGE_VOL_GET_PHYSICAL)[2]) for v in sources]
+        total, sent = sum(sizes), 0
+        started = time.monotonic()
+        for copy, vol in zip(copies, sources, strict=True):
+            down, up = src.newStream(0), dst.newStream(0)
+            vol.download(down, 0, 0, 0)
+            dst.storageVolLookupByPath(copy.dest).upload(up, 0, 0, 0)
+            try:
+                while True:
+                    data = down.recv(CHUNK)
+                    if isinstance(data, int):
+                        if data == -2:
+                            time.sleep(0.01)
+                            continue
+                        raise HypervisorError(f"The source aborted the copy of {copy.source}.")
+                    if not data:
+                        break
+                    view = memoryview(data)
+                    while view:
+                        n = up.send(bytes(view))
+                        if n < 0:
+                            raise HypervisorError(f"The target refused the copy of {copy.dest}.")
+                        view = view[n:]
+                    sent += len(data)
+                    if progress is not None:
+                        progress(
+                            MigrationProgress(
+                                data_total=total,
+                                data_processed=sent,
+                                data_remaining=max(total - sent, 0),
+                                disk_total=total,
+                                disk_processed=sent,
+                                disk_remaining=max(total - sent, 0),
+                                elapsed_ms=int(1000 * (time.monotonic() - started)),
+                            )
+                        )
+                down.finish()
+                up.finish()
+            except BaseException:
+                with contextlib.suppress(libvirt.libvirtError):
+                    down.abort()
+                with contextlib.suppress(libvirt.libvirtError):
+                    up.abort()
+                raise
 
 
 def _finish(
