@@ -82,3 +82,13 @@ def vm_migrate_task(job_id: int) -> None:
     with jobs.running(job_id) as job:
         if job is not None:
             migrate.run_migrate_job(job)
+
+
+@shared_task(name="vms.move_storage", soft_time_limit=6 * 3600, time_limit=6 * 3600 + 60)
+def vm_move_storage_task(job_id: int) -> None:
+    """Move a VM's disk to another pool of its host."""
+    from . import move_storage
+
+    with jobs.running(job_id) as job:
+        if job is not None:
+            move_storage.run_move_job(job)

@@ -49,6 +49,7 @@ from .migration import (
     migrate_domain,
     migration_checks,
 )
+from .move_storage import MoveResult, move_disk
 from .networks import (
     MACVTAP_MODES,
     InterfacesUnsupported,
@@ -139,6 +140,8 @@ __all__ = [
     "domain_location",
     "migrate_domain",
     "migration_checks",
+    "MoveResult",
+    "move_disk",
     # the rest
     "AddressInfo",
     "BackingInfo",
