@@ -10,6 +10,7 @@ import pytest
 from django.test import Client
 from playwright.sync_api import expect
 
+from panel import hypervisor
 from panel.models import Job
 from tests.conftest import LOCAL_URI
 from tests.migration.conftest import console_says, where
@@ -116,3 +117,25 @@ def test_a_refusal_from_the_dialog_comes_back_as_a_message(
     assert "memory: Not enough memory for guests on the target" in alert
     assert not Job.objects.filter(kind="vm.migrate").exists()
     assert where(vm, second_host_uri) == ("running", "absent")
+
+
+def test_move_storage_from_the_dialog(guest, client_for, local_host, pools, tmp_path):
+    from tests.migration.test_move_storage import two_pools
+    from vms.tasks import vm_move_storage_task
+
+    a, a_dir, b, b_dir = two_pools(pools, local_host, tmp_path, b"x")
+    vm = guest(
+        running=False,
+        disks=(hypervisor.DiskSpec(path=str(a_dir / "data.qcow2"), target="vda"),),
+    )
+    client = client_for("member")
+    dialog = client.get(f"/vms/{vm.pk}/migrate/")
+    assert texts(dialog, "//select[@id='move-disk']/option") == [f"vda ({a_dir}/data.qcow2)"]
+    assert any(o.startswith(b.name) for o in texts(dialog, "//select[@id='move-pool']/option"))
+    response = client.post(f"/vms/{vm.pk}/move-storage/", {"disk": "vda", "pool": b.pk})
+    job = Job.objects.get(kind="vm.move_storage")
+    assert response["Location"] == f"/jobs/{job.pk}/"
+    vm_move_storage_task(job.pk)
+    job.refresh_from_db()
+    assert job.state == "succeeded", job.log
+    assert (b_dir / "data.qcow2").exists() and not (a_dir / "data.qcow2").exists()
