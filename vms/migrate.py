@@ -329,18 +329,6 @@ def _follow(
     from storage.models import StoragePool, Volume
     from storage.services import refresh_pool_row
 
-    with transaction.atomic():
-        vm = sync_domain(target, result.info)
-        # Browsers watching the source host learn the VM left it.
-        events.publish_many([(events.host_group(source.pk), m[1]) for m in _messages(vm)[:1]])
-        Volume.objects.filter(pool__host=source, path__in=result.removed_source).delete()
-        audit.record(
-            job.user,
-            "vm.migrate",
-            vm,
-            project=vm.project,
-            detail=f"job #{job.pk}; now on {target.name} (from {source.name})",
-        )
     pool_id = job.result.get("target_pool")
     if result.copied and pool_id:
         pool = StoragePool.objects.filter(pk=pool_id).first()
@@ -349,6 +337,19 @@ def _follow(
                 refresh_pool_row(pool)
             except ServiceError as exc:
                 log.warning("job %s: could not refresh pool %s: %s", job.pk, pool.name, exc.message)
+    with transaction.atomic():
+        vm = sync_domain(target, result.info)
+        # Browsers watching the source host learn the VM left it.
+        events.publish_many([(events.host_group(source.pk), m[1]) for m in _messages(vm)[:1]])
+        carry_volume_owners(source, target, [(c.source, c.dest) for c in result.copied])
+        Volume.objects.filter(pool__host=source, path__in=result.removed_source).delete()
+        audit.record(
+            job.user,
+            "vm.migrate",
+            vm,
+            project=vm.project,
+            detail=f"job #{job.pk}; now on {target.name} (from {source.name})",
+        )
     for copy in result.copied:
         jobs_log(job.pk, f"disk {copy.target}: {copy.source} -> {copy.dest} on {target.name}")
     for path in result.removed_source:
@@ -362,6 +363,25 @@ def _follow(
         message=f"{vm.name} now runs on {target.name}.",
         log_line=f"{vm.name} is {result.info.state} on {target.name}",
     )
+
+
+def carry_volume_owners(source: Host, target: Host, moves: list[tuple[str, str]]) -> None:
+    """The copied volumes' rows take the project and owner of the originals, so the
+    project's disk quota and its members' rights follow the disks."""
+    from storage.models import Volume
+
+    owners = {
+        path: (project_id, owner_id)
+        for path, project_id, owner_id in Volume.objects.filter(
+            pool__host=source, path__in=[old for old, _new in moves]
+        ).values_list("path", "project_id", "owner_id")
+    }
+    for old, new in moves:
+        if old in owners:
+            project_id, owner_id = owners[old]
+            Volume.objects.filter(pool__host=target, path=new).update(
+                project_id=project_id, owner_id=owner_id
+            )
 
 
 def jobs_log(job_id: int, line: str) -> None:

@@ -19,6 +19,7 @@ from panel.models import Job
 from panel.permissions import CHANGE, restrict
 
 from .choices import VMState
+from .migrate import carry_volume_owners
 from .models import VirtualMachine
 from .services import _busy, _on_host, _queue_vm_job, _require, sync_domain
 
@@ -106,8 +107,15 @@ def run_move_job(job: Job) -> None:
         result = hypervisor.move_disk(
             vm.host.uri, str(vm.pk), spec["disk"], spec["pool_name"], progress
         )
+    pool = StoragePool.objects.filter(pk=spec["pool"]).first()
+    if pool is not None:
+        try:
+            refresh_pool_row(pool)
+        except ServiceError as exc:
+            log.warning("job %s: could not refresh pool %s: %s", job.pk, pool.name, exc.message)
     with transaction.atomic():
         vm = sync_domain(vm.host, result.info)
+        carry_volume_owners(vm.host, vm.host, [(result.old_path, result.new_path)])
         Volume.objects.filter(pool__host=vm.host, path=result.old_path).delete()
         audit.record(
             job.user,
@@ -116,12 +124,6 @@ def run_move_job(job: Job) -> None:
             project=vm.project,
             detail=f"job #{job.pk}; {spec['disk']}: {result.old_path} -> {result.new_path}",
         )
-    pool = StoragePool.objects.filter(pk=spec["pool"]).first()
-    if pool is not None:
-        try:
-            refresh_pool_row(pool)
-        except ServiceError as exc:
-            log.warning("job %s: could not refresh pool %s: %s", job.pk, pool.name, exc.message)
     jobs.report(
         job.pk,
         progress=100,

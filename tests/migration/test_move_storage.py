@@ -31,14 +31,16 @@ def two_pools(pools, local_host, tmp_path, marker: bytes):
 
 
 @pytest.mark.parametrize("running", [True, False], ids=["running", "shut-off"])
-def test_it_moves_a_disk_to_another_pool(guest, api_for, local_host, pools, tmp_path, running):
+def test_it_moves_a_disk_to_another_pool(
+    guest, api_for, alpha, member, local_host, pools, tmp_path, running
+):
     a, a_dir, b, b_dir = two_pools(pools, local_host, tmp_path, b"moved-42")
     old_path, new_path = str(a_dir / "data.qcow2"), str(b_dir / "data.qcow2")
     vm = guest(
         running=running,
         disks=(hypervisor.DiskSpec(path=old_path, target="vda", format="qcow2"),),
     )
-    assert Volume.objects.filter(pool=a, name="data.qcow2").exists()
+    Volume.objects.filter(pool=a, name="data.qcow2").update(project=alpha, owner=member)
 
     response = api_for("member").post(
         f"/api/v1/vms/{vm.pk}/move-storage/", {"disk": "vda", "pool": b.pk}, format="json"
@@ -59,7 +61,8 @@ def test_it_moves_a_disk_to_another_pool(guest, api_for, local_host, pools, tmp_
     assert [d["source"] for d in row.disks] == [new_path]
     assert row.state == ("running" if running else "shutoff")
     assert not Volume.objects.filter(pool=a, name="data.qcow2").exists()
-    assert Volume.objects.filter(pool=b, name="data.qcow2").exists()
+    moved = Volume.objects.get(pool=b, name="data.qcow2")
+    assert (moved.project, moved.owner) == (alpha, member)
     assert AuditEvent.objects.filter(action="vm.move_storage", result="success").count() == 2
     if running:
         out = console_says(

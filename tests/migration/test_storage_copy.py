@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from panel import hypervisor
+from panel import hypervisor, quotas
 from panel.models import Job
 from storage import services as storage_services
 from storage.models import StoragePool, Volume
@@ -30,13 +30,17 @@ def image_starts_with(path, marker: bytes, tmp_path) -> bool:
 
 
 def test_it_copies_a_qcow2_data_disk_with_its_content(
-    guest, api_for, admin, local_host, second_host, second_host_uri, pools, tmp_path
+    guest, api_for, alpha, member, local_host, second_host, second_host_uri, pools, tmp_path
 ):
     src_pool, src_dir = pools.local()
     dst_pool, dst_dir = pools.second()
     virsh(LOCAL_URI, "vol-create-as", src_pool, "data.qcow2", "16M", "--format", "qcow2")
     source_path = str(src_dir / "data.qcow2")
     storage_services.refresh_pool_row(StoragePool(host=local_host, name=src_pool))
+    # The disk is alpha's, counted in its disk quota.
+    Volume.objects.filter(path=source_path).update(project=alpha, owner=member)
+    disk_before = quotas.usage(alpha).disk_gib
+    assert disk_before >= 1
     target_pool = storage_services.refresh_pool_row(StoragePool(host=second_host, name=dst_pool))
     vm = guest(
         disks=(hypervisor.DiskSpec(path=source_path, target="vdb", format="qcow2"),),
@@ -83,4 +87,7 @@ def test_it_copies_a_qcow2_data_disk_with_its_content(
     # The source's copy is gone (undefine_source by default), in libvirt and in the panel.
     assert not (src_dir / "data.qcow2").exists()
     assert not Volume.objects.filter(path=source_path).exists()
-    assert Volume.objects.filter(pool=target_pool, name="data.qcow2").exists()
+    # The copy is alpha's and member's now, and the quota counts it instead of the original.
+    copied = Volume.objects.get(pool=target_pool, name="data.qcow2")
+    assert (copied.project, copied.owner) == (alpha, member)
+    assert quotas.usage(alpha).disk_gib == disk_before
