@@ -148,3 +148,17 @@ def test_a_host_the_project_may_not_use_is_not_found(
     )
     assert response.status_code == 404
     assert "second" not in response.content.decode()
+
+
+def test_the_openapi_schema_documents_migrate_and_move_storage(api_for, people):
+    response = api_for("member").get(
+        "/api/v1/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json"
+    )
+    assert response.status_code == 200
+    doc = response.json()
+    post = doc["paths"]["/api/v1/vms/{id}/migrate/"]["post"]
+    ref = post["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    fields = doc["components"]["schemas"][ref.rsplit("/", 1)[1]]["properties"]
+    assert {"target_host", "live", "copy_storage", "persistent", "undefine_source"} <= set(fields)
+    assert "202" in post["responses"]
+    assert "202" in doc["paths"]["/api/v1/vms/{id}/move-storage/"]["post"]["responses"]

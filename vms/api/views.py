@@ -190,8 +190,9 @@ class VirtualMachineViewSet(
             {
                 "target_host": serializers.IntegerField(),
                 "live": serializers.BooleanField(required=False),
-                "copy_storage": serializers.ChoiceField(
-                    [False, True, "all", "incremental"], required=False
+                "copy_storage": serializers.CharField(
+                    required=False,
+                    help_text='false (shared storage), true or "all", or "incremental"',
                 ),
                 "target_pool": serializers.IntegerField(required=False),
                 "persistent": serializers.BooleanField(required=False),
