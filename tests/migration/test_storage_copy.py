@@ -4,15 +4,20 @@ knows is copied into a pool only the second host knows, content and all."""
 from __future__ import annotations
 
 import subprocess
+import threading
+import time
 
 import pytest
+from django.db import connection
 
 from panel import hypervisor, quotas
 from panel.models import Job
+from panel.services import cancel_job
 from storage import services as storage_services
 from storage.models import StoragePool, Volume
 from tests.conftest import LOCAL_URI
 from tests.migration.conftest import console_says, virsh, where
+from vms import migrate
 from vms.models import VirtualMachine
 from vms.tasks import vm_migrate_task
 
@@ -91,3 +96,50 @@ def test_it_copies_a_qcow2_data_disk_with_its_content(
     copied = Volume.objects.get(pool=target_pool, name="data.qcow2")
     assert (copied.project, copied.owner) == (alpha, member)
     assert quotas.usage(alpha).disk_gib == disk_before
+
+
+def test_a_cancelled_copy_leaves_no_volume_on_the_target(
+    transactional_db, guest, member, local_host, second_host, second_host_uri, pools
+):
+    src_pool, src_dir = pools.local()
+    dst_pool, dst_dir = pools.second()
+    virsh(LOCAL_URI, "vol-create-as", src_pool, "data.qcow2", "16M", "--format", "qcow2")
+    target_pool = storage_services.refresh_pool_row(StoragePool(host=second_host, name=dst_pool))
+    vm = guest(disks=(hypervisor.DiskSpec(path=str(src_dir / "data.qcow2"), target="vda"),))
+    job = migrate.migrate_vm(
+        vm,
+        {
+            "target_host": second_host.pk,
+            "copy_storage": "all",
+            "target_pool": target_pool.pk,
+            "bandwidth_mib": 1,
+        },
+        actor=member,
+    )
+    seen_volume = []
+
+    def cancel_once_copying() -> None:
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                if (dst_dir / "data.qcow2").exists() and Job.objects.get(pk=job.pk).progress > 3:
+                    seen_volume.append(True)
+                    cancel_job(Job.objects.get(pk=job.pk), actor=member)
+                    return
+                time.sleep(0.2)
+        finally:
+            connection.close()
+
+    canceller = threading.Thread(target=cancel_once_copying)
+    canceller.start()
+    vm_migrate_task(job.pk)
+    canceller.join(5)
+
+    job.refresh_from_db()
+    assert seen_volume == [True], job.log  # the target volume existed while copying
+    assert job.state == "cancelled", job.log
+    assert where(vm, second_host_uri) == ("running", "absent")
+    assert not (dst_dir / "data.qcow2").exists()
+    assert "data.qcow2" not in virsh(second_host_uri, "vol-list", dst_pool)
+    assert (src_dir / "data.qcow2").exists()
+    assert VirtualMachine.objects.get(pk=vm.pk).host == local_host
