@@ -100,7 +100,7 @@ def parse_request(vm: VirtualMachine, data: dict[str, Any], *, actor: Any) -> Mi
     if isinstance(copy, str):
         copy = copy.strip().lower()
         copy = {"true": True, "false": False, "1": True, "0": False}.get(copy, copy)
-    if copy not in COPY_CHOICES:
+    if not isinstance(copy, bool | str) or copy not in COPY_CHOICES:
         raise ServiceError(
             "copy_storage must be false, true (all), 'all' or 'incremental'.",
             field="copy_storage",

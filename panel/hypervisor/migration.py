@@ -224,19 +224,27 @@ def _cpu_check(
     mode = cpu.get("mode", "custom") if cpu is not None else ""
     if cpu is None or (mode == "custom" and cpu.find("model") is None):
         return Check("CPU", "pass", "The guest uses the hypervisor's default CPU model.")
-    if mode == "host-passthrough":
-        host_cpu = etree.fromstring(src.getCapabilities().encode()).find("./host/cpu")
-        result = dst.compareCPU(etree.tostring(host_cpu, encoding="unicode"), 0)
-        what = "the source host's CPU (host-passthrough)"
-    else:
-        domain_type = root.get("type", "kvm")
-        os_type = root.find("./os/type")
-        machine = os_type.get("machine") if os_type is not None else None
-        emulator = root.findtext("./devices/emulator")
-        cpu_xml = etree.tostring(cpu, encoding="unicode")
-        result = dst.compareHypervisorCPU(emulator, arch, machine, domain_type, cpu_xml, 0)
-        model = cpu.findtext("model") or mode
-        what = f"CPU model {model}"
+    try:
+        if mode == "host-passthrough":
+            host_cpu = etree.fromstring(src.getCapabilities().encode()).find("./host/cpu")
+            result = dst.compareCPU(etree.tostring(host_cpu, encoding="unicode"), 0)
+            what = "the source host's CPU (host-passthrough)"
+        else:
+            os_type = root.find("./os/type")
+            machine = os_type.get("machine") if os_type is not None else None
+            cpu_xml = etree.tostring(cpu, encoding="unicode")
+            # No emulator path: the target's own default for the architecture.
+            result = dst.compareHypervisorCPU(
+                None, arch, machine, root.get("type", "kvm"), cpu_xml, 0
+            )
+            what = f"CPU model {cpu.findtext('model') or mode}"
+    except libvirt.libvirtError as exc:
+        return Check(
+            "CPU",
+            "warn",
+            f"The target could not compare CPUs ({exc.get_error_message()}); "
+            "libvirt checks again when the migration starts.",
+        )
     if result == libvirt.VIR_CPU_COMPARE_INCOMPATIBLE:
         return Check(
             "CPU",

@@ -92,6 +92,23 @@ def test_it_refuses_a_guest_with_a_passthrough_device(guest, api_for, second_hos
     assert_nothing_changed(vm, second_host_uri, state="shutoff")
 
 
+def test_it_refuses_a_cpu_model_the_target_cannot_run(guest, api_for, second_host, second_host_uri):
+    vm = guest(running=False)
+    root = etree.fromstring(hypervisor.domain_xml(LOCAL_URI, str(vm.pk), inactive=True).encode())
+    for old in root.findall("cpu"):
+        root.remove(old)
+    cpu = etree.SubElement(root, "cpu", mode="custom", match="exact")
+    etree.SubElement(cpu, "model", fallback="forbid").text = "Icelake-Server"
+    hypervisor.redefine_domain(LOCAL_URI, str(vm.pk), etree.tostring(root, encoding="unicode"))
+    response = api_for("member").post(
+        f"/api/v1/vms/{vm.pk}/migrate/", {"target_host": second_host.pk}, format="json"
+    )
+    assert response.status_code == 409
+    detail = response.json()["detail"]
+    assert "CPU: The target's CPU cannot run CPU model Icelake-Server." in detail
+    assert_nothing_changed(vm, second_host_uri, state="shutoff")
+
+
 @pytest.mark.parametrize(
     ("body", "field", "says"),
     [
@@ -99,6 +116,7 @@ def test_it_refuses_a_guest_with_a_passthrough_device(guest, api_for, second_hos
         ({"target_host": "two"}, "target_host", "whole number"),
         ({"target_host": "SELF"}, "target_host", "already runs on local"),
         ({"target_host": "SECOND", "copy_storage": "some"}, "copy_storage", "'incremental'"),
+        ({"target_host": "SECOND", "copy_storage": ["all"]}, "copy_storage", "'incremental'"),
         ({"target_host": "SECOND", "bandwidth_mib": -1}, "bandwidth_mib", "MiB/s"),
         ({"target_host": "SECOND", "live": "maybe"}, "live", "true or false"),
         (
