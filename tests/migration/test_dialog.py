@@ -139,3 +139,35 @@ def test_move_storage_from_the_dialog(guest, client_for, local_host, pools, tmp_
     job.refresh_from_db()
     assert job.state == "succeeded", job.log
     assert (b_dir / "data.qcow2").exists() and not (a_dir / "data.qcow2").exists()
+
+
+@pytest.mark.browser
+@pytest.mark.stack
+@pytest.mark.libvirt
+@pytest.mark.timeout(240)
+def test_cancel_on_the_job_page_keeps_the_vm_on_its_host(
+    stack, transactional_db, page, guest, member, local_host, second_host, second_host_uri
+):
+    vm = guest()
+    console_says(LOCAL_URI, str(vm.pk), b"echo up-$((6*7))", b"up-42", boot=True)
+    login(page, stack, member)
+    page.goto(f"{stack.url}/vms/{vm.pk}/")
+    page.get_by_role("button", name="Migrate…").click()
+    dialog = page.locator("#migrate-dialog")
+    expect(dialog.locator("[data-migrate-target='second'] [data-migrate-verdict]")).to_have_text(
+        "ready", timeout=30_000
+    )
+    dialog.get_by_label("second").check()
+    dialog.get_by_label("Bandwidth limit (MiB/s, 0: none)").fill("1")
+    dialog.get_by_role("button", name="Migrate", exact=True).click()
+
+    expect(page.locator("[data-job-message]")).to_contain_text("MiB sent", timeout=60_000)
+    page.get_by_role("button", name="Cancel").click()
+    expect(page.locator("[data-job-state]")).to_have_text("cancelled", timeout=60_000)
+    expect(page.locator("[data-job-log]")).to_contain_text(
+        f"cancelled: {vm.name} is running on local, absent on second"
+    )
+    assert where(vm, second_host_uri) == ("running", "absent")
+    page.goto(f"{stack.url}/vms/{vm.pk}/")
+    expect(page.locator("[data-vm-host]")).to_have_text("local")
+    expect(page.locator("[data-vm-state]")).to_have_text("running")
