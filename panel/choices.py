@@ -36,6 +36,8 @@ class JobKind(models.TextChoices):
     VOLUME_CONVERT = "volume.convert", "Volume convert"
     VOLUME_WIPE = "volume.wipe", "Volume wipe"
     VOLUME_UPLOAD = "volume.upload", "Volume upload"
+    VM_MIGRATE = "vm.migrate", "VM migration"
+    VM_MOVE_STORAGE = "vm.move_storage", "VM disk move"
 
 
 class AuditResult(models.TextChoices):

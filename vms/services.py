@@ -80,6 +80,7 @@ def serialize_vm(vm: VirtualMachine) -> dict[str, object]:
         "id": str(vm.pk),
         "name": vm.name,
         "host": vm.host_id,
+        "host_name": vm.host.name,
         "state": vm.state,
         "state_display": vm.get_state_display(),
         "vcpus": vm.vcpus,
@@ -98,10 +99,22 @@ def _publish(vm: VirtualMachine) -> None:
     events.publish_many(_messages(vm))
 
 
+def _left_behind(vm: VirtualMachine, host: Host, info: hypervisor.DomainInfo) -> bool:
+    """A shut-off definition on host of a VM the row says runs on another host: what a
+    migration without undefine-source leaves. The row stays with the running copy."""
+    return (
+        vm.host_id != host.pk
+        and info.state == VMState.SHUTOFF
+        and vm.state in (VMState.RUNNING, VMState.PAUSED)
+    )
+
+
 def sync_domain(host: Host, info: hypervisor.DomainInfo) -> VirtualMachine:
     """Create or update one VM row from what the host reports."""
     with transaction.atomic():
         vm = VirtualMachine.objects.filter(pk=info.uuid).first()
+        if vm is not None and _left_behind(vm, host, info):
+            return vm
         if vm is None:
             vm = VirtualMachine(pk=info.uuid, project=unassigned_project())
         for key, value in _fields(info).items():
@@ -149,6 +162,8 @@ def sync_domains(host: Host, domains: Iterable[hypervisor.DomainInfo]) -> dict[s
                     VirtualMachine(pk=info.uuid, host=host, project=project, synced=now, **fields)
                 )
                 continue
+            if _left_behind(vm, host, info):
+                continue
             diff = tuple(k for k, v in fields.items() if getattr(vm, k) != v)
             if vm.host_id != host.pk:
                 diff = (*diff, "host")
@@ -188,7 +203,11 @@ def sync_domains(host: Host, domains: Iterable[hypervisor.DomainInfo]) -> dict[s
             events.publish_many(
                 [
                     message
-                    for vm in [*created, *changed, *VirtualMachine.objects.filter(pk__in=gone)]
+                    for vm in [
+                        *created,
+                        *changed,
+                        *VirtualMachine.objects.filter(pk__in=gone).select_related("host"),
+                    ]
                     for message in _messages(vm)
                 ]
             )

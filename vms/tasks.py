@@ -72,3 +72,23 @@ def _undo_abandoned_creates(sender, **_kwargs) -> None:  # type: ignore[no-untyp
     hostname = getattr(sender, "hostname", None)
     if hostname:
         create.fail_abandoned(hostname)
+
+
+@shared_task(name="vms.migrate", soft_time_limit=6 * 3600, time_limit=6 * 3600 + 60)
+def vm_migrate_task(job_id: int) -> None:
+    """Migrate a VM to another host, with progress and cancel."""
+    from . import migrate
+
+    with jobs.running(job_id) as job:
+        if job is not None:
+            migrate.run_migrate_job(job)
+
+
+@shared_task(name="vms.move_storage", soft_time_limit=6 * 3600, time_limit=6 * 3600 + 60)
+def vm_move_storage_task(job_id: int) -> None:
+    """Move a VM's disk to another pool of its host."""
+    from . import move_storage
+
+    with jobs.running(job_id) as job:
+        if job is not None:
+            move_storage.run_move_job(job)

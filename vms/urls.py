@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views, wizard
+from . import migration_views, views, wizard
 
 urlpatterns = [
     path("", views.vm_list, name="vm_list"),
@@ -18,5 +18,7 @@ urlpatterns = [
     path("<uuid:vm_id>/vnc-password/", views.vm_vnc_password, name="vm_vnc_password"),
     path("<uuid:vm_id>/disks/<slug:action>/", views.vm_disk, name="vm_disk"),
     path("<uuid:vm_id>/console/<slug:kind>/", views.vm_console, name="vm_console"),
+    path("<uuid:vm_id>/migrate/", migration_views.vm_migrate, name="vm_migrate"),
+    path("<uuid:vm_id>/move-storage/", migration_views.vm_move_storage, name="vm_move_storage"),
     path("<uuid:vm_id>/<slug:action>/", views.vm_action, name="vm_action"),
 ]

@@ -38,6 +38,18 @@ from .lifecycle import (
     vnc_password,
     wait_for_state,
 )
+from .migration import (
+    NEEDS_COPY,
+    DiskCopy,
+    MigrationOptions,
+    MigrationProgress,
+    MigrationResult,
+    default_migration_uri,
+    domain_location,
+    migrate_domain,
+    migration_checks,
+)
+from .move_storage import MoveResult, move_disk
 from .networks import (
     MACVTAP_MODES,
     InterfacesUnsupported,
@@ -118,6 +130,18 @@ __all__ = [
     "set_nic_link",
     "start_network",
     "stop_network",
+    # migration (vms/migrate.py)
+    "NEEDS_COPY",
+    "DiskCopy",
+    "MigrationOptions",
+    "MigrationProgress",
+    "MigrationResult",
+    "default_migration_uri",
+    "domain_location",
+    "migrate_domain",
+    "migration_checks",
+    "MoveResult",
+    "move_disk",
     # the rest
     "AddressInfo",
     "BackingInfo",

@@ -58,6 +58,12 @@
     document.querySelectorAll('[data-vm="' + vm.id + '"]').forEach(function (el) {
       el.querySelectorAll("[data-vm-state]").forEach(function (badge) { setState(badge, vm.state); });
       el.querySelectorAll("[data-vm-state-text]").forEach(function (t) { t.textContent = vm.state_display || vm.state; });
+      el.querySelectorAll("[data-vm-host]").forEach(function (h) {
+        // After a migration the VM is shown on its new host.
+        if (!vm.host_name) return;
+        h.textContent = vm.host_name;
+        if (h.tagName === "A") h.setAttribute("href", "/hosts/" + vm.host + "/");
+      });
       var ips = el.querySelector("[data-vm-ips]");
       if (ips && vm.ips) ips.textContent = vm.ips.map(function (i) { return i.address; }).join(", ");
     });

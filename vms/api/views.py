@@ -186,6 +186,62 @@ class VirtualMachineViewSet(
 
     @extend_schema(
         request=inline_serializer(
+            "VMMigrate",
+            {
+                "target_host": serializers.IntegerField(),
+                "live": serializers.BooleanField(required=False),
+                "copy_storage": serializers.CharField(
+                    required=False,
+                    help_text='false (shared storage), true or "all", or "incremental"',
+                ),
+                "target_pool": serializers.IntegerField(required=False),
+                "persistent": serializers.BooleanField(required=False),
+                "undefine_source": serializers.BooleanField(required=False),
+                "auto_converge": serializers.BooleanField(required=False),
+                "post_copy": serializers.BooleanField(required=False),
+                "bandwidth_mib": serializers.IntegerField(required=False),
+            },
+        ),
+        responses={202: JOB_QUEUED},
+    )
+    @action(detail=True, methods=["post"])
+    def migrate(self, request: Request, pk: str | None = None) -> Response:
+        """Migrate the VM to another host after a pre-check; cancel with POST jobs/{id}/cancel/."""
+        from vms import migrate
+
+        if not isinstance(request.data, dict):
+            raise ServiceError("Send the migration options as a JSON object.")
+        data = request.data.dict() if hasattr(request.data, "dict") else dict(request.data)
+        job = migrate.migrate_vm(
+            self.get_object_for(CHANGE),
+            data,
+            actor=request.user,
+            source_ip=client_ip(request),
+        )
+        return Response({"job": job.pk}, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        request=inline_serializer(
+            "VMMoveStorage",
+            {"disk": serializers.CharField(), "pool": serializers.IntegerField()},
+        ),
+        responses={202: JOB_QUEUED},
+    )
+    @action(detail=True, methods=["post"], url_path="move-storage")
+    def move_storage(self, request: Request, pk: str | None = None) -> Response:
+        """Move one disk to another pool of the VM's host, as a job (running VMs too)."""
+        from vms import move_storage
+
+        if not isinstance(request.data, dict):
+            raise ServiceError("Send the disk and the pool as a JSON object.")
+        data = request.data.dict() if hasattr(request.data, "dict") else dict(request.data)
+        job = move_storage.move_storage(
+            self.get_object_for(CHANGE), data, actor=request.user, source_ip=client_ip(request)
+        )
+        return Response({"job": job.pk}, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        request=inline_serializer(
             "ConsoleRequest", {"type": serializers.ChoiceField(["serial", "vnc"])}
         ),
         responses=inline_serializer(

@@ -1,0 +1,155 @@
+"""Moving one of a domain's disks to another pool of the same host ("Move storage").
+
+A shut-off domain's volume is copied by the storage driver; a running domain's disk
+is mirrored by QEMU (block copy) and pivoted, so the guest keeps running. Either way
+the definition then names the new volume and the old one is deleted. On failure or
+when progress raises, the new volume is deleted and the domain keeps the old one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import libvirt
+from lxml import etree
+
+from . import xml
+from .connection import session
+from .domains import _info
+from .errors import Conflict, HypervisorError
+from .specs import DomainInfo, VolumeSpec
+from .storage import _watch_copy
+
+Progress = Callable[[int, int], None]
+POLL_SECONDS = 0.25
+PIVOT_TRIES = 40
+
+
+@dataclass(frozen=True)
+class MoveResult:
+    """The domain after the move, and the disk's path before and after."""
+
+    info: DomainInfo
+    old_path: str
+    new_path: str
+
+
+def _disk(root: etree._Element, target: str) -> etree._Element:
+    for disk in root.iterfind("./devices/disk[@device='disk']"):
+        dev = disk.find("target")
+        if dev is not None and dev.get("dev") == target:
+            return disk
+    raise Conflict(f"The VM has no disk {target}.")
+
+
+def _set_source(dom: libvirt.virDomain, conn: libvirt.virConnect, target: str, path: str) -> None:
+    """Make the persistent definition name path for the disk (if it does not already)."""
+    if not dom.isPersistent():
+        return
+    root = xml.parse(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE))
+    source = _disk(root, target).find("source")
+    if source is not None and source.get("file") == path:
+        return
+    source.set("file", path)
+    conn.defineXML(etree.tostring(root, encoding="unicode"))
+
+
+def _mirror(
+    dom: libvirt.virDomain, target: str, dest_path: str, fmt: str, progress: Progress
+) -> None:
+    """Block-copy the running disk onto dest_path (already created) and switch to it."""
+    disk = etree.Element("disk", type="file")
+    etree.SubElement(disk, "driver", type=fmt)
+    etree.SubElement(disk, "source", file=dest_path)
+    flags = libvirt.VIR_DOMAIN_BLOCK_COPY_REUSE_EXT | libvirt.VIR_DOMAIN_BLOCK_COPY_TRANSIENT_JOB
+    dom.blockCopy(target, etree.tostring(disk, encoding="unicode"), None, flags)
+    try:
+        tries = 0
+        while True:
+            info = dom.blockJobInfo(target, 0) or {}
+            cur, end = int(info.get("cur", 0)), int(info.get("end", 0))
+            progress(cur, end)
+            if end and cur == end:
+                try:
+                    dom.blockJobAbort(target, libvirt.VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT)
+                    return
+                except libvirt.libvirtError:
+                    # Not ready yet: the mirror has to be in sync once before a pivot.
+                    tries += 1
+                    if tries > PIVOT_TRIES:
+                        raise
+            time.sleep(POLL_SECONDS)
+    except BaseException:
+        with contextlib.suppress(libvirt.libvirtError):
+            dom.blockJobAbort(target, 0)
+        raise
+
+
+def move_disk(
+    uri: str, uuid: str, target: str, pool: str, progress: Progress | None = None
+) -> MoveResult:
+    """Move the domain's disk `target` (vda, ...) into pool on the same host."""
+    report = progress or (lambda _done, _total: None)
+    with session(uri) as conn:
+        dom = conn.lookupByUUIDString(uuid)
+        root = xml.parse(dom.XMLDesc(0))
+        disk = _disk(root, target)
+        source = disk.find("source")
+        path = source.get("file", "") if source is not None else ""
+        if not path:
+            raise Conflict(f"Disk {target} is not a file: only file volumes can be moved.")
+        try:
+            old = conn.storageVolLookupByPath(path)
+        except libvirt.libvirtError as exc:
+            raise Conflict(
+                f"{path} is not a volume of a running pool: start its pool first."
+            ) from exc
+        dest_pool = conn.storagePoolLookupByName(pool)
+        if not dest_pool.isActive():
+            raise Conflict(f"Pool '{pool}' is not running: start it first.")
+        if old.storagePoolLookupByVolume().UUIDString() == dest_pool.UUIDString():
+            raise Conflict(f"{path} is already in pool '{pool}'.")
+        name = os.path.basename(path)
+        if name in dest_pool.listVolumes():
+            raise Conflict(f"Pool '{pool}' already has a volume named '{name}'.")
+        driver = disk.find("driver")
+        fmt = (driver.get("type") if driver is not None else "") or "raw"
+        capacity, allocation = old.info()[1:3]
+        document = xml.build_volume(VolumeSpec(name=name, capacity=capacity, format=fmt))
+        if dom.isActive():
+            new = dest_pool.createXML(document, 0)
+            try:
+                _mirror(dom, target, new.path(), fmt, report)
+                _set_source(dom, conn, target, new.path())
+            except BaseException:
+                with contextlib.suppress(libvirt.libvirtError):
+                    new.delete(0)
+                raise
+        else:
+            new = _watch_copy(
+                conn,
+                lambda: dest_pool.createXMLFrom(document, old, 0),
+                dest_pool,
+                name,
+                max(int(allocation), 1),
+                report,
+            )
+            try:
+                _set_source(dom, conn, target, new.path())
+            except BaseException:
+                with contextlib.suppress(libvirt.libvirtError):
+                    new.delete(0)
+                raise
+        new_path = new.path()
+        try:
+            old.delete(0)
+        except libvirt.libvirtError as exc:
+            raise HypervisorError(
+                f"{target} now uses {new_path}, but {path} could not be deleted: "
+                f"{exc.get_error_message()}. Delete it by hand."
+            ) from exc
+        return MoveResult(info=_info(dom), old_path=path, new_path=new_path)

@@ -1,0 +1,80 @@
+"""Live migration of the running tiny guest between the two real hosts, through the
+service and its job (run inline here), with progress and the inventory following."""
+
+from __future__ import annotations
+
+import pytest
+
+from panel import events
+from panel.models import AuditEvent, Job
+from tests.conftest import LOCAL_URI
+from tests.migration.conftest import console_says, where
+from vms.models import VirtualMachine
+from vms.tasks import vm_migrate_task
+
+pytestmark = [pytest.mark.libvirt, pytest.mark.timeout(240)]
+
+
+@pytest.fixture
+def job_events(monkeypatch):
+    """The job payloads the task pushes to browsers, in order."""
+    seen: list[dict] = []
+    original = events.publish
+
+    def spy(group, payload):
+        if payload.get("type") == "job.update":
+            seen.append(payload["job"])
+        return original(group, payload)
+
+    monkeypatch.setattr(events, "publish", spy)
+    return seen
+
+
+def test_it_migrates_the_running_guest_there_and_back(
+    guest, api_for, local_host, second_host, second_host_uri, job_events
+):
+    vm = guest()
+    console_says(LOCAL_URI, str(vm.pk), b"echo before-$((6*7))", b"before-42", boot=True)
+
+    response = api_for("member").post(
+        f"/api/v1/vms/{vm.pk}/migrate/",
+        {"target_host": second_host.pk, "live": True, "persistent": True, "undefine_source": True},
+        format="json",
+    )
+    assert response.status_code == 202, response.content
+    job_id = response.json()["job"]
+    vm_migrate_task(job_id)
+
+    job = Job.objects.get(pk=job_id)
+    assert (job.state, job.kind, job.progress) == ("succeeded", "vm.migrate", 100), job.log
+    assert job.message == f"{vm.name} now runs on second."
+    progress = [e["progress"] for e in job_events if e["id"] == job_id]
+    assert progress == sorted(progress) and progress[-1] == 100
+    assert any("MiB sent" in e["message"] for e in job_events if e["id"] == job_id)
+    # Where libvirt has it, and where the panel shows it.
+    assert where(vm, second_host_uri) == ("absent", "running")
+    moved = VirtualMachine.objects.get(pk=vm.pk)
+    assert (moved.host, moved.state, moved.project, moved.owner) == (
+        second_host,
+        "running",
+        vm.project,
+        vm.owner,
+    )
+    assert moved.persistent
+    assert b"hello-42" in console_says(
+        second_host_uri, str(vm.pk), b"echo hello-$((6*7))", b"hello-42"
+    )
+    audit = AuditEvent.objects.filter(action="vm.migrate", target=vm.name).order_by("pk")
+    assert [(a.username, a.result) for a in audit] == [("member", "success"), ("member", "success")]
+    assert "now on second (from local)" in audit.last().detail
+
+    # And back, with the same API call naming the local host.
+    response = api_for("member").post(
+        f"/api/v1/vms/{vm.pk}/migrate/", {"target_host": local_host.pk}, format="json"
+    )
+    assert response.status_code == 202, response.content
+    vm_migrate_task(response.json()["job"])
+    assert Job.objects.get(pk=response.json()["job"]).state == "succeeded"
+    assert where(vm, second_host_uri) == ("running", "absent")
+    assert VirtualMachine.objects.get(pk=vm.pk).host == local_host
+    assert b"back-7" in console_says(LOCAL_URI, str(vm.pk), b"echo back-$((3+4))", b"back-7")

@@ -1,0 +1,395 @@
+"""Migrating a VM to another host: the pre-check, the job, and the inventory following it.
+
+The request checks permission (change on the VM, the target host visible), parses
+the options and runs the pre-check on both hosts; any failing check refuses the
+migration with its reason and nothing changes. The job re-checks, migrates with
+progress from libvirt's job statistics, aborts when cancelled (the VM keeps running
+on the source and the target keeps nothing), and on success moves the VM's row to
+the target host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from django.db import transaction
+
+from panel import audit, events, hypervisor, jobs
+from panel.choices import JobKind
+from panel.exceptions import ConflictError, ServiceError, UnavailableError
+from panel.models import Host, Job
+from panel.permissions import CHANGE, restrict
+
+from .choices import VMState
+from .models import VirtualMachine
+from .services import _busy, _messages, _on_host, _queue_vm_job, _require, sync_domain
+
+log = logging.getLogger(__name__)
+
+BOOL_FIELDS = ("live", "persistent", "undefine_source", "auto_converge", "post_copy")
+COPY_CHOICES = {
+    False: "",
+    True: "all",
+    "": "",
+    "none": "",
+    "all": "all",
+    "incremental": "incremental",
+}
+MAX_BANDWIDTH_MIB = 100_000
+# Progress writes at most this often: each one is a database write and a websocket push.
+REPORT_EVERY = 0.5
+
+
+@dataclass(frozen=True)
+class MigrationRequest:
+    """A parsed migration request: where to, and how."""
+
+    target: Host
+    options: hypervisor.MigrationOptions
+    target_pool_id: int | None = None
+
+
+def _bool(data: dict[str, Any], name: str, default: bool) -> bool:
+    value = data.get(name, default)
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ServiceError(f"{name} must be true or false.", field=name)
+
+
+def _int(data: dict[str, Any], name: str) -> int | None:
+    value = data.get(name)
+    if value in (None, ""):
+        return None
+    if isinstance(value, bool):
+        raise ServiceError(f"{name} must be a whole number.", field=name)
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise ServiceError(f"{name} must be a whole number.", field=name) from None
+
+
+def parse_request(vm: VirtualMachine, data: dict[str, Any], *, actor: Any) -> MigrationRequest:
+    """The target host (visible to actor: 404 otherwise), the pool and the options."""
+    from django.http import Http404
+
+    from storage.models import StoragePool
+
+    target_id = _int(data, "target_host")
+    if target_id is None:
+        raise ServiceError(
+            "target_host: give the id of the host to migrate to (see GET /api/v1/hosts/).",
+            field="target_host",
+        )
+    target = restrict(Host.objects.all(), actor).filter(pk=target_id).first()
+    if target is None:
+        raise Http404("No such host.")
+    if target.pk == vm.host_id:
+        raise ServiceError(
+            f"{vm.name} already runs on {target.name}: choose another host.", field="target_host"
+        )
+    copy = data.get("copy_storage", False)
+    if isinstance(copy, str):
+        copy = copy.strip().lower()
+        copy = {"true": True, "false": False, "1": True, "0": False}.get(copy, copy)
+    if not isinstance(copy, bool | str) or copy not in COPY_CHOICES:
+        raise ServiceError(
+            "copy_storage must be false, true (all), 'all' or 'incremental'.",
+            field="copy_storage",
+        )
+    values = {
+        name: _bool(data, name, name in ("persistent", "undefine_source")) for name in BOOL_FIELDS
+    }
+    if "live" not in data:
+        values["live"] = vm.state == VMState.RUNNING
+    bandwidth = _int(data, "bandwidth_mib") or 0
+    if not 0 <= bandwidth <= MAX_BANDWIDTH_MIB:
+        raise ServiceError(
+            f"bandwidth_mib is in MiB/s, from 0 (no limit) to {MAX_BANDWIDTH_MIB}.",
+            field="bandwidth_mib",
+        )
+    pool_name, pool_id = "", _int(data, "target_pool")
+    if pool_id is not None:
+        pool = restrict(StoragePool.objects.all(), actor).filter(pk=pool_id, host=target).first()
+        if pool is None:
+            raise ServiceError(
+                f"target_pool: choose a pool of {target.name} (see GET /api/v1/pools/?host={target.pk}).",
+                field="target_pool",
+            )
+        pool_name = pool.name
+    options = hypervisor.MigrationOptions(
+        copy_storage=COPY_CHOICES[copy],
+        target_pool=pool_name,
+        bandwidth_mib=bandwidth,
+        **values,
+    )
+    return MigrationRequest(target=target, options=options, target_pool_id=pool_id)
+
+
+def precheck(
+    vm: VirtualMachine, target: Host, options: hypervisor.MigrationOptions
+) -> list[hypervisor.Check]:
+    """Every condition of migrating vm to target with options, read from both hosts."""
+    with _on_host(vm, failed=f"Checking {vm.name}"):
+        return list(
+            hypervisor.migration_checks(
+                vm.host.uri,
+                target.uri,
+                str(vm.pk),
+                options,
+                reserved_bytes=target.memory_reserved or None,
+            )
+        )
+
+
+def refusal(checks: list[hypervisor.Check]) -> str:
+    """The reasons of the failing checks, one sentence each; empty when all pass."""
+    return " ".join(f"{c.name}: {c.detail}" for c in checks if c.status == "fail")
+
+
+def target_checks(vm: VirtualMachine, *, actor: Any) -> list[tuple[Host, list[hypervisor.Check]]]:
+    """For the dialog: each host actor sees, other than vm's, with its pre-check for the
+    default options (live if running). A disk needing storage copy is a warning here: the
+    dialog offers that option."""
+    options = hypervisor.MigrationOptions(live=vm.state == VMState.RUNNING)
+    result = []
+    for host in restrict(Host.objects.all(), actor).exclude(pk=vm.host_id).order_by("name"):
+        try:
+            checks = precheck(vm, host, options)
+        except ServiceError as exc:
+            checks = [hypervisor.Check("source host", "fail", exc.message)]
+        checks = [
+            hypervisor.Check(c.name, "warn", c.detail)
+            if c.status == "fail" and hypervisor.NEEDS_COPY in c.detail
+            else c
+            for c in checks
+        ]
+        result.append((host, checks))
+    return result
+
+
+def migrate_vm(
+    vm: VirtualMachine, data: dict[str, Any], *, actor: Any, source_ip: str | None = None
+) -> Job:
+    """Queue the migration of vm after its pre-check; refused (409) with every reason."""
+    from .tasks import vm_migrate_task
+
+    _require(actor, vm, CHANGE, "migrate")
+    with audit.refusals_recorded(actor, "vm.migrate", vm, project=vm.project, source_ip=source_ip):
+        request = parse_request(vm, data, actor=actor)
+        if vm.state == VMState.MISSING:
+            raise ConflictError(f"{vm.name} is missing from its host: there is nothing to migrate.")
+        if (busy := _busy(vm)) is not None:
+            raise ConflictError(
+                f"{vm.name} is busy with job #{busy.pk} ({busy.get_kind_display()}); wait for it."
+            )
+        checks = precheck(vm, request.target, request.options)
+        if reasons := refusal(checks):
+            raise ConflictError(
+                f"{vm.name} cannot migrate to {request.target.name}. {reasons} Nothing was changed."
+            )
+        options = request.options
+        mode = "live" if options.live else "offline"
+        if options.copy_storage:
+            mode += f", {options.copy_storage} storage copied to {options.target_pool}"
+        with transaction.atomic():
+            return _queue_vm_job(
+                vm,
+                JobKind.VM_MIGRATE,
+                vm_migrate_task,
+                {
+                    "source_host": vm.host_id,
+                    "target_host": request.target.pk,
+                    "target_pool": request.target_pool_id,
+                    "options": asdict(options),
+                },
+                actor=actor,
+                action="vm.migrate",
+                detail=f"{vm.host.name} -> {request.target.name} ({mode})",
+                source_ip=source_ip,
+            )
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+def run_migrate_job(job: Job) -> None:
+    """The body of a migration job: re-check, migrate with progress, follow the VM."""
+    spec = job.result
+    vm = VirtualMachine.objects.select_related("host", "project").filter(pk=spec["vm"]).first()
+    if vm is None:
+        raise ServiceError("The VM of this job was removed.")
+    target = Host.objects.filter(pk=spec["target_host"]).first()
+    if target is None:
+        raise ServiceError("The target host was removed from the panel; nothing was changed.")
+    source = vm.host
+    if source.pk == target.pk:
+        raise ServiceError(f"{vm.name} already runs on {target.name}.")
+    options = hypervisor.MigrationOptions(
+        **{
+            **spec["options"],
+            "migration_uri": hypervisor.default_migration_uri(source.uri, target.uri),
+        }
+    )
+    jobs.report(
+        job.pk,
+        progress=1,
+        message=f"Checking {target.name}",
+        log_line=f"pre-check of {source.name} -> {target.name}",
+    )
+    checks = precheck(vm, target, options)
+    if reasons := refusal(checks):
+        raise ConflictError(
+            f"{vm.name} cannot migrate to {target.name}. {reasons} Nothing was changed."
+        )
+    jobs.report(
+        job.pk,
+        progress=3,
+        message=f"Migrating {vm.name} to {target.name}",
+        log_line=f"migration started ({'live' if options.live else 'offline'}"
+        + (f", {options.copy_storage} storage copy" if options.copy_storage else "")
+        + (f", {options.bandwidth_mib} MiB/s" if options.bandwidth_mib else "")
+        + f") to {options.migration_uri or 'the target default'}",
+    )
+    last = [0.0]
+
+    def progress(p: hypervisor.MigrationProgress) -> None:
+        now = time.monotonic()
+        if now - last[0] < REPORT_EVERY:
+            # Still notice a cancel between writes.
+            if Job.objects.filter(pk=job.pk, cancel_requested=True).exists():
+                raise jobs.JobCancelled()
+            return
+        last[0] = now
+        line = None
+        if p.disk_total and p.disk_remaining:
+            line = f"disks {_mib(p.disk_processed)} of {_mib(p.disk_total)}"
+        jobs.report(
+            job.pk,
+            progress=3 + p.percent * 94 // 100,
+            message=f"{_mib(p.data_processed)} sent, {_mib(p.data_remaining)} remaining"
+            + (f" (pass {p.memory_iteration})" if p.memory_iteration else ""),
+            log_line=line,
+        )
+
+    try:
+        result = hypervisor.migrate_domain(
+            source.uri,
+            target.uri,
+            str(vm.pk),
+            options,
+            progress,
+            remove_source_disks=options.undefine_source,
+        )
+    except jobs.JobCancelled:
+        _after_stop(job, vm, target, "cancelled")
+        raise
+    except hypervisor.HostUnavailable as exc:
+        _after_stop(job, vm, target, "failed")
+        raise UnavailableError(f"Migrating {vm.name} failed: {exc}") from exc
+    except hypervisor.HypervisorError as exc:
+        _after_stop(job, vm, target, "failed")
+        raise ServiceError(
+            f"Migrating {vm.name} to {target.name} failed: {exc}. It still runs on {source.name}."
+        ) from exc
+    _follow(job, vm, source, target, result)
+
+
+def _after_stop(job: Job, vm: VirtualMachine, target: Host, how: str) -> None:
+    """After a cancel or failure: say where the VM is, and refresh its row from the source."""
+    from .services import _apply
+
+    try:
+        on_source, on_target = hypervisor.domain_location(vm.host.uri, target.uri, str(vm.pk))
+    except hypervisor.HypervisorError as exc:
+        jobs_log(job.pk, f"{how}; could not read where {vm.name} is: {exc}")
+        return
+    Job.objects.filter(pk=job.pk).update(
+        result={**job.result, "after": {"source": on_source, "target": on_target}}
+    )
+    line = f"{how}: {vm.name} is {on_source} on {vm.host.name}, {on_target} on {target.name}"
+    jobs_log(job.pk, line)
+    with contextlib.suppress(hypervisor.HypervisorError):
+        _apply(vm, None)
+
+
+def _follow(
+    job: Job, vm: VirtualMachine, source: Host, target: Host, result: hypervisor.MigrationResult
+) -> None:
+    """The VM runs on the target: move its row there, its volumes' rows, audit, publish."""
+    from storage.models import StoragePool, Volume
+    from storage.services import refresh_pool_row
+
+    pool_id = job.result.get("target_pool")
+    if result.copied and pool_id:
+        pool = StoragePool.objects.filter(pk=pool_id).first()
+        if pool is not None:
+            try:
+                refresh_pool_row(pool)
+            except ServiceError as exc:
+                log.warning("job %s: could not refresh pool %s: %s", job.pk, pool.name, exc.message)
+    with transaction.atomic():
+        vm = sync_domain(target, result.info)
+        # Browsers watching the source host learn the VM left it.
+        events.publish_many([(events.host_group(source.pk), m[1]) for m in _messages(vm)[:1]])
+        carry_volume_owners(source, target, [(c.source, c.dest) for c in result.copied])
+        Volume.objects.filter(pool__host=source, path__in=result.removed_source).delete()
+        audit.record(
+            job.user,
+            "vm.migrate",
+            vm,
+            project=vm.project,
+            detail=f"job #{job.pk}; now on {target.name} (from {source.name})",
+        )
+    for copy in result.copied:
+        jobs_log(job.pk, f"disk {copy.target}: {copy.source} -> {copy.dest} on {target.name}")
+    for path in result.removed_source:
+        jobs_log(job.pk, f"removed {path} on {source.name}")
+    # A cancel that came after the VM had already moved cannot undo it: say so.
+    if Job.objects.filter(pk=job.pk, cancel_requested=True).update(cancel_requested=False):
+        jobs_log(job.pk, "cancel came too late: the migration had already finished")
+    jobs.report(
+        job.pk,
+        progress=100,
+        message=f"{vm.name} now runs on {target.name}.",
+        log_line=f"{vm.name} is {result.info.state} on {target.name}",
+    )
+
+
+def carry_volume_owners(source: Host, target: Host, moves: list[tuple[str, str]]) -> None:
+    """The copied volumes' rows take the project and owner of the originals, so the
+    project's disk quota and its members' rights follow the disks."""
+    from storage.models import Volume
+
+    owners = {
+        path: (project_id, owner_id)
+        for path, project_id, owner_id in Volume.objects.filter(
+            pool__host=source, path__in=[old for old, _new in moves]
+        ).values_list("path", "project_id", "owner_id")
+    }
+    for old, new in moves:
+        if old in owners:
+            project_id, owner_id = owners[old]
+            Volume.objects.filter(pool__host=target, path=new).update(
+                project_id=project_id, owner_id=owner_id
+            )
+
+
+def jobs_log(job_id: int, line: str) -> None:
+    """One log line, without the cancel check (for work that can no longer be undone)."""
+    from django.db.models import F, Value
+    from django.db.models.functions import Concat
+    from django.utils import timezone
+
+    stamp = timezone.now().strftime("%H:%M:%S")
+    Job.objects.filter(pk=job_id).update(log=Concat(F("log"), Value(f"{stamp} {line}\n")))
+    log.info("job %s: %s", job_id, line)

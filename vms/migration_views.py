@@ -1,0 +1,75 @@
+"""The Migrate dialog: target hosts with their pre-check (GET, loaded when the dialog
+opens), the migration it submits (POST), and its Move storage form (a disk to another
+pool of the same host); both land on the job's page."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from panel.audit import client_ip
+from panel.exceptions import ServiceError
+from panel.permissions import CHANGE, VIEW, get_object_for_user, restrict
+
+from . import migrate, move_storage
+from .models import VirtualMachine
+
+FORM_BOOLS = ("live", "persistent", "undefine_source", "auto_converge", "post_copy")
+
+
+@require_http_methods(["GET", "POST"])
+def vm_migrate(request: HttpRequest, vm_id: str) -> HttpResponse:
+    vm = get_object_for_user(
+        VirtualMachine.objects.select_related("host", "project"), request.user, vm_id, CHANGE
+    )
+    if request.method == "POST":
+        data = {
+            k: request.POST.get(k, "")
+            for k in ("target_host", "copy_storage", "bandwidth_mib", "target_pool")
+        }
+        data.update({k: k in request.POST for k in FORM_BOOLS})
+        try:
+            job = migrate.migrate_vm(vm, data, actor=request.user, source_ip=client_ip(request))
+        except ServiceError as exc:
+            messages.error(request, exc.message)
+            return redirect("vm_detail", vm_id=vm.pk)
+        messages.info(request, f"Migrating {vm.name} (job #{job.pk}).")
+        return redirect("job_detail", job_id=job.pk)
+    from storage.models import StoragePool
+
+    targets = migrate.target_checks(vm, actor=request.user)
+    pools = restrict(StoragePool.objects.select_related("host"), request.user, VIEW).filter(
+        host__in=[host for host, _checks in targets], state="active"
+    )
+    local_pools = restrict(StoragePool.objects.all(), request.user, VIEW).filter(
+        host=vm.host, state="active"
+    )
+    rows = [(host, checks, not any(c.status == "fail" for c in checks)) for host, checks in targets]
+    return render(
+        request,
+        "vms/_migrate_targets.html",
+        {
+            "vm": vm,
+            "targets": rows,
+            "pools": pools,
+            "local_pools": local_pools,
+            "movable_disks": [d for d in vm.disks if d.get("device") == "disk" and d.get("source")],
+        },
+    )
+
+
+@require_POST
+def vm_move_storage(request: HttpRequest, vm_id: str) -> HttpResponse:
+    vm = get_object_for_user(
+        VirtualMachine.objects.select_related("host", "project"), request.user, vm_id, CHANGE
+    )
+    data = {k: request.POST.get(k, "") for k in ("disk", "pool")}
+    try:
+        job = move_storage.move_storage(vm, data, actor=request.user, source_ip=client_ip(request))
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+        return redirect("vm_detail", vm_id=vm.pk)
+    messages.info(request, f"Moving {data['disk']} of {vm.name} (job #{job.pk}).")
+    return redirect("job_detail", job_id=job.pk)

@@ -1,0 +1,132 @@
+"""Move storage: one of a VM's disks to another pool of the same host, as a job.
+
+The handbook's intra-host move (copy the disk, point the VM at it, remove the old
+file), done through libvirt: a shut-off VM's volume is copied, a running VM's disk
+is mirrored and switched over while it runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import transaction
+
+from panel import audit, hypervisor, jobs
+from panel.choices import JobKind
+from panel.exceptions import ConflictError, ServiceError
+from panel.models import Job
+from panel.permissions import CHANGE, restrict
+
+from .choices import VMState
+from .migrate import carry_volume_owners
+from .models import VirtualMachine
+from .services import _busy, _on_host, _queue_vm_job, _require, sync_domain
+
+log = logging.getLogger(__name__)
+
+
+def move_storage(
+    vm: VirtualMachine, data: dict[str, Any], *, actor: Any, source_ip: str | None = None
+) -> Job:
+    """Queue moving the VM's disk `disk` (vda, ...) into `pool` (a pool id of its host)."""
+    from storage.models import StoragePool
+
+    from .tasks import vm_move_storage_task
+
+    _require(actor, vm, CHANGE, "move the storage of")
+    with audit.refusals_recorded(
+        actor, "vm.move_storage", vm, project=vm.project, source_ip=source_ip
+    ):
+        disks = {d["target"]: d for d in vm.disks if d.get("device") == "disk" and d.get("source")}
+        target = str(data.get("disk") or "").strip()
+        if target not in disks:
+            raise ServiceError(
+                f"disk: name one of {vm.name}'s disks ({', '.join(sorted(disks)) or 'it has none'}).",
+                field="disk",
+            )
+        try:
+            pool_id = int(str(data.get("pool", "")).strip())
+        except ValueError:
+            pool_id = None
+        pool = (
+            restrict(StoragePool.objects.all(), actor).filter(pk=pool_id, host=vm.host).first()
+            if pool_id is not None
+            else None
+        )
+        if pool is None:
+            raise ServiceError(
+                f"pool: choose a pool of {vm.host.name} (see GET /api/v1/pools/?host={vm.host_id}).",
+                field="pool",
+            )
+        if disks[target]["source"].startswith(pool.target_path.rstrip("/") + "/"):
+            raise ServiceError(f"{target} is already in pool {pool.name}.", field="pool")
+        if vm.state == VMState.MISSING:
+            raise ConflictError(f"{vm.name} is missing from its host: there is nothing to move.")
+        if (busy := _busy(vm)) is not None:
+            raise ConflictError(f"{vm.name} is busy with job #{busy.pk}; wait for it.")
+        with transaction.atomic():
+            return _queue_vm_job(
+                vm,
+                JobKind.VM_MOVE_STORAGE,
+                vm_move_storage_task,
+                {"disk": target, "pool": pool.pk, "pool_name": pool.name},
+                actor=actor,
+                action="vm.move_storage",
+                detail=f"{target} to pool {pool.name}",
+                source_ip=source_ip,
+            )
+
+
+def run_move_job(job: Job) -> None:
+    """Copy or mirror the disk into the pool, point the VM at it, delete the old volume."""
+    from storage.models import StoragePool, Volume
+    from storage.services import refresh_pool_row
+
+    spec = job.result
+    vm = VirtualMachine.objects.select_related("host", "project").filter(pk=spec["vm"]).first()
+    if vm is None:
+        raise ServiceError("The VM of this job was removed.")
+    how = "mirroring it while it runs" if vm.state == VMState.RUNNING else "copying it"
+    jobs.report(
+        job.pk,
+        progress=2,
+        message=f"Moving {spec['disk']} of {vm.name} to pool {spec['pool_name']}",
+        log_line=f"moving {spec['disk']} to pool {spec['pool_name']}, {how}",
+    )
+
+    def progress(done: int, total: int) -> None:
+        if total:
+            jobs.report(
+                job.pk,
+                progress=2 + 95 * done // total,
+                message=f"{done / 2**20:.1f} of {total / 2**20:.1f} MiB copied",
+            )
+
+    with _on_host(vm, failed=f"Moving {spec['disk']} of {vm.name} failed and was undone"):
+        result = hypervisor.move_disk(
+            vm.host.uri, str(vm.pk), spec["disk"], spec["pool_name"], progress
+        )
+    pool = StoragePool.objects.filter(pk=spec["pool"]).first()
+    if pool is not None:
+        try:
+            refresh_pool_row(pool)
+        except ServiceError as exc:
+            log.warning("job %s: could not refresh pool %s: %s", job.pk, pool.name, exc.message)
+    with transaction.atomic():
+        vm = sync_domain(vm.host, result.info)
+        carry_volume_owners(vm.host, vm.host, [(result.old_path, result.new_path)])
+        Volume.objects.filter(pool__host=vm.host, path=result.old_path).delete()
+        audit.record(
+            job.user,
+            "vm.move_storage",
+            vm,
+            project=vm.project,
+            detail=f"job #{job.pk}; {spec['disk']}: {result.old_path} -> {result.new_path}",
+        )
+    jobs.report(
+        job.pk,
+        progress=100,
+        message=f"{spec['disk']} of {vm.name} is now {result.new_path}.",
+        log_line=f"{result.old_path} -> {result.new_path}; old volume deleted",
+    )
