@@ -61,6 +61,13 @@ from .networks import (
     start_network,
     stop_network,
 )
+from .snapshots import (
+    create_snapshot,
+    delete_snapshot,
+    get_snapshot,
+    list_snapshots,
+    revert_snapshot,
+)
 from .specs import (
     AddressInfo,
     BackingInfo,
@@ -84,6 +91,8 @@ from .specs import (
     NicSpec,
     PoolInfo,
     PoolSpec,
+    SnapshotDisk,
+    SnapshotInfo,
     VolumeInfo,
     VolumeSpec,
 )
@@ -118,6 +127,14 @@ __all__ = [
     "set_nic_link",
     "start_network",
     "stop_network",
+    # snapshots
+    "SnapshotDisk",
+    "SnapshotInfo",
+    "create_snapshot",
+    "delete_snapshot",
+    "get_snapshot",
+    "list_snapshots",
+    "revert_snapshot",
     # the rest
     "AddressInfo",
     "BackingInfo",
