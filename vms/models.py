@@ -104,3 +104,30 @@ class Template(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class Snapshot(models.Model):
+    """A libvirt snapshot of a VM, mirrored from its host after each snapshot job."""
+
+    vm = models.ForeignKey(VirtualMachine, on_delete=models.CASCADE, related_name="snapshots")
+    name = models.CharField(max_length=64)
+    description = models.TextField(blank=True, default="")
+    parent = models.CharField(max_length=64, blank=True, default="")
+    state = models.CharField(max_length=20, blank=True, default="")
+    kind = models.CharField(max_length=10, default="internal")
+    memory = models.BooleanField(default=False)
+    current = models.BooleanField(default=False)
+    created = models.DateTimeField(null=True, blank=True)
+    size = models.BigIntegerField(null=True, blank=True)
+    disks = models.JSONField(default=list, blank=True)
+    depth = models.PositiveSmallIntegerField(default=0, help_text="Level in the tree (0: a root).")
+    position = models.PositiveIntegerField(default=0, help_text="Order in the tree, parents first.")
+
+    class Meta:
+        ordering = ["vm", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["vm", "name"], name="vms_snapshot_unique_name")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.vm.name}/{self.name}"

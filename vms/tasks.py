@@ -27,17 +27,32 @@ def vm_delete_task(job_id: int) -> None:
             services.run_delete_job(job)
 
 
+@shared_task(name="vms.snapshot", soft_time_limit=3600, time_limit=3660)
+def vm_snapshot_task(job_id: int) -> None:
+    """Take, revert to or delete a snapshot of a VM."""
+    from . import snapshots
+
+    with jobs.running(job_id) as job:
+        if job is not None:
+            snapshots.run_snapshot_job(job)
+
+
 @shared_task(name="vms.refresh_details", soft_time_limit=60, time_limit=90)
 def vm_details_task(vm_id: str) -> None:
     """Read a VM's addresses, agent info and block sizes from its host."""
     from panel import hypervisor
+    from panel.exceptions import ServiceError
+
+    from . import snapshots
 
     vm = VirtualMachine.objects.select_related("host").filter(pk=vm_id).first()
     if vm is None:
         return
     try:
-        services.refresh_details(vm)
-    except hypervisor.HypervisorError:
+        vm = services.refresh_details(vm)
+        if vm.state != "missing":
+            snapshots.sync_snapshots(vm)
+    except (hypervisor.HypervisorError, ServiceError):
         return  # the page keeps what it had; the host state says why
 
 

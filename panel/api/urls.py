@@ -4,6 +4,7 @@ from rest_framework.routers import DefaultRouter
 
 from networking.api.views import NetworkViewSet, VMNicsView, VMNicView
 from storage.api.views import PoolViewSet, VolumeViewSet
+from vms.api.snapshots import VMSnapshotRevertView, VMSnapshotsView, VMSnapshotView
 from vms.api.views import VirtualMachineViewSet
 
 from . import views
@@ -25,5 +26,12 @@ urlpatterns = [
     path("docs/", SpectacularSwaggerView.as_view(url_name="api_schema"), name="api_docs"),
     path("vms/<uuid:vm_id>/nics/", VMNicsView.as_view(), name="vm_nics"),
     path("vms/<uuid:vm_id>/nics/<str:mac>/", VMNicView.as_view(), name="vm_nic"),
+    path("vms/<uuid:vm_id>/snapshots/", VMSnapshotsView.as_view(), name="vm_snapshots"),
+    path("vms/<uuid:vm_id>/snapshots/<str:name>/", VMSnapshotView.as_view(), name="vm_snapshot"),
+    path(
+        "vms/<uuid:vm_id>/snapshots/<str:name>/revert/",
+        VMSnapshotRevertView.as_view(),
+        name="vm_snapshot_revert",
+    ),
     path("", include(router.urls)),
 ]
