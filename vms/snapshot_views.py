@@ -37,6 +37,7 @@ def vm_snapshot_action(request: HttpRequest, vm_id: str, action: str) -> HttpRes
                 vm,
                 data.get("name", ""),
                 start=data.get("start") == "1",
+                discard_later=data.get("discard_later") == "1",
                 actor=request.user,
                 source_ip=ip,
             )

@@ -161,6 +161,16 @@ def take_snapshot(
             raise ServiceError(
                 "Quiescing applies to external snapshots of a running VM only.", field="quiesce"
             )
+        if quiesce:
+            with _on_host(vm):
+                agent = hypervisor.has_guest_agent(vm.host.uri, str(vm.pk))
+            if not agent:
+                raise ServiceError(
+                    f"No guest agent answers in {vm.name}, so its filesystems cannot be "
+                    "quiesced: install and start qemu-guest-agent in the guest (with its "
+                    "virtio channel), or take the snapshot without quiesce.",
+                    field="quiesce",
+                )
         if kind == "internal":
             disks = [d for d in vm.disks if d.get("device") == "disk"]
             if not disks:
@@ -209,10 +219,12 @@ def revert_snapshot(
     name: str,
     *,
     start: bool = False,
+    discard_later: bool = False,
     actor: Any,
     source_ip: str | None = None,
 ) -> Job:
-    """Queue a revert of vm to the snapshot; with start the guest runs afterwards."""
+    """Queue a revert of vm to the snapshot; with start the guest runs afterwards. For an
+    external snapshot, discard_later deletes the overlays (and snapshots) taken after it."""
     from .tasks import vm_snapshot_task
 
     _ready(vm, actor, "revert")
@@ -226,10 +238,17 @@ def revert_snapshot(
                 vm,
                 JobKind.VM_SNAPSHOT_REVERT,
                 vm_snapshot_task,
-                {"op": "revert", "name": snapshot.name, "start": start},
+                {
+                    "op": "revert",
+                    "name": snapshot.name,
+                    "start": start,
+                    "discard_later": discard_later,
+                },
                 actor=actor,
                 action="vm.snapshot.revert",
-                detail=f"to {snapshot.name}" + (", then start" if start else ""),
+                detail=f"to {snapshot.name}"
+                + (", then start" if start else "")
+                + (", discarding later overlays" if discard_later else ""),
                 source_ip=source_ip,
             )
 
@@ -298,7 +317,11 @@ def run_snapshot_job(job: Job) -> None:
             log_line=f"reverting to {name}" + (" and starting" if spec["start"] else ""),
         )
         with _on_host(vm, failed=f"Reverting {vm.name} to {name} failed"):
-            hypervisor.revert_snapshot(uri, uuid, name, start=spec["start"])
+            steps = hypervisor.revert_snapshot(
+                uri, uuid, name, start=spec["start"], discard_later=spec.get("discard_later", False)
+            )
+        for step in steps:
+            jobs.report(job.pk, log_line=step)
         done = f"{vm.name} reverted to {name}."
     elif op == "delete":
         jobs.report(

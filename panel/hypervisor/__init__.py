@@ -65,6 +65,7 @@ from .snapshots import (
     create_snapshot,
     delete_snapshot,
     get_snapshot,
+    has_guest_agent,
     list_snapshots,
     revert_snapshot,
 )
@@ -133,6 +134,7 @@ __all__ = [
     "create_snapshot",
     "delete_snapshot",
     "get_snapshot",
+    "has_guest_agent",
     "list_snapshots",
     "revert_snapshot",
     # the rest

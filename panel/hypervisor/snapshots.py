@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
+import time
 
 import libvirt
 from lxml import etree
 
 from . import qemu_img
 from .connection import session
+from .domains import _vol_xml
 from .errors import Conflict, HypervisorError
 from .host import is_local
 from .specs import SnapshotDisk, SnapshotInfo
@@ -63,10 +66,18 @@ def _sizes(uri: str, sources: dict[str, str], snaps: list[SnapshotInfo]) -> list
         return snaps
     internal: dict[str, int] = {}
     actual: dict[str, int] = {}
-    for path in sources.values():
+    backing: dict[str, str] = {}
+    paths = list(sources.values())
+    paths += [d.file for s in snaps for d in s.disks if d.file and d.file not in paths]
+    for path in paths:
+        if path in actual:
+            continue  # already read as part of an earlier chain
         with contextlib.suppress(HypervisorError):
             for image in qemu_img.info(uri, path):
                 actual[str(image["path"])] = int(str(image["actual_size"] or 0))
+                backing[str(image["path"])] = str(image["backing_file"] or "")
+                if path not in sources.values():
+                    continue  # the internal snapshots are counted on the disks in use
                 for saved in image["snapshots"]:  # type: ignore[attr-defined]
                     name = str(saved["name"])
                     internal[name] = internal.get(name, 0) + int(saved["vm_state_size"])
@@ -76,8 +87,17 @@ def _sizes(uri: str, sources: dict[str, str], snaps: list[SnapshotInfo]) -> list
             size = internal.get(snap.name)
         else:
             size = sum(actual.get(d.file, 0) for d in snap.disks if d.snapshot == "external")
-        sized.append(dataclasses.replace(snap, size=size))
+        disks = tuple(dataclasses.replace(d, chain=_chain(d.file, backing)) for d in snap.disks)
+        sized.append(dataclasses.replace(snap, size=size, disks=disks))
     return sized
+
+
+def _chain(path: str, backing: dict[str, str]) -> tuple[str, ...]:
+    chain: list[str] = []
+    while path and path in backing and path not in chain:
+        chain.append(path)
+        path = backing[path]
+    return tuple(chain)
 
 
 def list_snapshots(uri: str, uuid: str) -> list[SnapshotInfo]:
@@ -148,13 +168,178 @@ def create_snapshot(
         return _parse(dom.snapshotCreateXML(document, flags))
 
 
-def revert_snapshot(uri: str, uuid: str, name: str, *, start: bool = False) -> None:
+def revert_snapshot(
+    uri: str, uuid: str, name: str, *, start: bool = False, discard_later: bool = False
+) -> list[str]:
     """Go back to the snapshot; with start, the guest runs afterwards (like --running),
-    otherwise it is left as the snapshot was (running or shut off)."""
+    otherwise it is left as the snapshot was (running or shut off). Returns what was done.
+
+    libvirt before 9.9 refuses to revert to an external snapshot; then the panel does it
+    (see _revert_external), and discard_later says what becomes of the later overlays.
+    """
     flags = libvirt.VIR_DOMAIN_SNAPSHOT_REVERT_RUNNING if start else 0
     with session(uri) as conn:
         dom = conn.lookupByUUIDString(uuid)
-        dom.revertToSnapshot(dom.snapshotLookupByName(name, 0), flags)
+        snap = dom.snapshotLookupByName(name, 0)
+        if _parse(snap).kind == "internal":
+            dom.revertToSnapshot(snap, flags)
+            return [f"libvirt reverted to {name}"]
+        try:
+            dom.revertToSnapshot(snap, flags)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() != libvirt.VIR_ERR_CONFIG_UNSUPPORTED:
+                raise
+        else:
+            return [f"libvirt reverted to the external snapshot {name}"]
+        return _revert_external(conn, dom, snap, start=start, discard_later=discard_later)
+
+
+def _pool_volume(conn: libvirt.virConnect, path: str) -> libvirt.virStorageVol:
+    """The volume at path, refreshing the pool of its directory first: libvirt made the
+    snapshot overlays behind the pool's back."""
+    directory = os.path.dirname(path)
+    for pool in conn.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE):
+        target = etree.fromstring(pool.XMLDesc(0).encode()).findtext("./target/path") or ""
+        if os.path.normpath(target) == os.path.normpath(directory):
+            pool.refresh(0)
+            return pool.storageVolLookupByName(os.path.basename(path))
+    raise HypervisorError(
+        f"{path} is not in an active storage pool of the host: define a pool for "
+        f"{directory} so the panel can create the new overlay there."
+    )
+
+
+def _revert_external(
+    conn: libvirt.virConnect,
+    dom: libvirt.virDomain,
+    snap: libvirt.virDomainSnapshot,
+    *,
+    start: bool,
+    discard_later: bool,
+) -> list[str]:
+    """Revert to an external snapshot by hand: each of its disks gets a new qcow2 overlay on
+    the image that holds the snapshot's state (the disk's source in the snapshot's own copy
+    of the domain), the domain is redefined on the new overlays, and the snapshot marked
+    current. The later overlays stay, so their snapshots can be reverted to too, unless
+    discard_later: then they and the snapshots below this one are deleted."""
+    done: list[str] = []
+    root = etree.fromstring(snap.getXMLDesc(0).encode())
+    name = root.findtext("name") or snap.getName()
+    external = {
+        d.get("name", ""): (
+            d.find("source").get("file", "") if d.find("source") is not None else ""
+        )
+        for d in root.iterfind("./disks/disk[@snapshot='external']")
+    }
+    state_images: dict[str, tuple[str, str]] = {}
+    for disk in root.iterfind("./domain/devices/disk"):
+        target, source, driver = disk.find("target"), disk.find("source"), disk.find("driver")
+        if target is not None and target.get("dev") in external and source is not None:
+            state_images[target.get("dev", "")] = (
+                source.get("file", ""),
+                driver.get("type", "raw") if driver is not None else "raw",
+            )
+    if missing := sorted(set(external) - set(state_images)):
+        raise HypervisorError(
+            f"The snapshot {name} does not say which image holds the state of {', '.join(missing)}."
+        )
+    before = etree.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE).encode())
+    if dom.isActive():
+        dom.destroy()
+        done.append("stopped the guest (a disk-only snapshot has no memory to return to)")
+    stamp = time.strftime("%Y%m%d%H%M%S")
+    created: dict[str, str] = {}
+    try:
+        for target, (image, fmt) in state_images.items():
+            base = _pool_volume(conn, image)
+            pool = base.storagePoolLookupByVolume()
+            capacity = base.info()[1]
+            stem = os.path.splitext(os.path.basename(image))[0]
+            vol = pool.createXML(
+                _vol_xml(f"{stem}.{name}.revert-{stamp}", capacity, "qcow2", (image, fmt)), 0
+            )
+            created[target] = vol.path()
+            done.append(f"{target}: new overlay {vol.path()} on {image}")
+        for disk in before.iterfind("./devices/disk"):
+            target = disk.find("target")
+            if target is None or target.get("dev") not in created:
+                continue
+            disk.find("source").set("file", created[target.get("dev", "")])
+            driver = disk.find("driver")
+            if driver is None:
+                driver = etree.SubElement(disk, "driver", name="qemu")
+            driver.set("type", "qcow2")
+            for store in disk.findall("backingStore"):
+                disk.remove(store)
+        conn.defineXML(etree.tostring(before, encoding="unicode"))
+    except Exception:
+        for path in created.values():
+            with contextlib.suppress(libvirt.libvirtError):
+                conn.storageVolLookupByPath(path).delete(0)
+        raise
+    done.append("domain redefined on the new overlays")
+    if discard_later:
+        for child in snap.listAllChildren(libvirt.VIR_DOMAIN_SNAPSHOT_LIST_DESCENDANTS):
+            child_name = child.getName()
+            child.delete(libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY)
+            done.append(f"snapshot {child_name} discarded")
+        done += _discard_later(conn, dom, state_images, set(created.values()))
+    # Mark the snapshot current: redefine its own metadata with the CURRENT flag.
+    dom.snapshotCreateXML(
+        snap.getXMLDesc(libvirt.VIR_DOMAIN_SNAPSHOT_XML_SECURE),
+        libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE | libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_CURRENT,
+    )
+    if start:
+        dom.create()
+        done.append("started")
+    return done
+
+
+def _discard_later(
+    conn: libvirt.virConnect,
+    dom: libvirt.virDomain,
+    state_images: dict[str, tuple[str, str]],
+    new: set[str],
+) -> list[str]:
+    """Delete the overlays above each state image: the snapshot overlays taken after it and
+    the overlays of earlier reverts, i.e. the files libvirt (`<stem>.<snapshot>`) or the panel
+    (`<stem>.<snapshot>.revert-<time>`) named after the disk whose backing chain runs through
+    the state image. The images holding a remaining snapshot's state are kept; the overlay
+    a snapshot started only holds what came after it, and goes."""
+    still_used = set(new)
+    for other in dom.listAllSnapshots(0):
+        other_root = etree.fromstring(other.getXMLDesc(0).encode())
+        still_used |= {
+            s.get("file", "") for s in other_root.iterfind("./domain/devices/disk/source")
+        }
+    done = []
+    for image, _fmt in state_images.values():
+        pool = _pool_volume(conn, image).storagePoolLookupByVolume()
+        backing = {}
+        for vol in pool.listAllVolumes(0):
+            path = etree.fromstring(vol.XMLDesc(0).encode()).findtext("./backingStore/path") or ""
+            backing[vol.path()] = path
+        stem = os.path.splitext(os.path.basename(image))[0] + "."
+        for path in sorted(backing):
+            if path in still_used or path == image or not os.path.basename(path).startswith(stem):
+                continue
+            below, seen = backing.get(path, ""), {path}
+            while below and below != image and below not in seen:
+                seen.add(below)
+                below = backing.get(below, "")
+            if below == image:
+                with contextlib.suppress(libvirt.libvirtError):
+                    conn.storageVolLookupByPath(path).delete(0)
+                    done.append(f"deleted {path}")
+    return done
+
+
+def has_guest_agent(uri: str, uuid: str) -> bool:
+    """Whether a guest agent is connected (needed to quiesce the guest's filesystems)."""
+    with session(uri) as conn:
+        root = etree.fromstring(conn.lookupByUUIDString(uuid).XMLDesc(0).encode())
+    target = root.find("./devices/channel/target[@name='org.qemu.guest_agent.0']")
+    return target is not None and target.get("state") == "connected"
 
 
 def delete_snapshot(uri: str, uuid: str, name: str, *, children: bool = False) -> None:

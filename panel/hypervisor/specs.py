@@ -419,6 +419,7 @@ class SnapshotDisk:
     target: str
     snapshot: str
     file: str = ""
+    chain: tuple[str, ...] = ()  # external: the overlay file, then its backing files down
 
 
 @dataclass(frozen=True)

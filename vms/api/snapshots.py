@@ -50,6 +50,10 @@ class SnapshotCreateSerializer(serializers.Serializer):
 
 class RevertSerializer(serializers.Serializer):
     start = serializers.BooleanField(default=False)
+    discard_later = serializers.BooleanField(
+        default=False,
+        help_text="External snapshots: delete the overlays and snapshots taken after this one.",
+    )
 
 
 def _vm(request: Request, vm_id: Any, action: str) -> VirtualMachine:
@@ -126,6 +130,7 @@ class VMSnapshotRevertView(APIView):
             vm,
             snapshot.name,
             start=params.validated_data["start"],
+            discard_later=params.validated_data["discard_later"],
             actor=request.user,
             source_ip=client_ip(request),
         )
