@@ -34,6 +34,7 @@ class JobKind(models.TextChoices):
     VM_SNAPSHOT_CREATE = "vm.snapshot.create", "Snapshot"
     VM_SNAPSHOT_REVERT = "vm.snapshot.revert", "Snapshot revert"
     VM_SNAPSHOT_DELETE = "vm.snapshot.delete", "Snapshot delete"
+    VM_SNAPSHOT_MERGE = "vm.snapshot.merge", "Disk chain merge"
     VOLUME_CREATE = "volume.create", "Volume create"
     VOLUME_CLONE = "volume.clone", "Volume clone"
     VOLUME_CONVERT = "volume.convert", "Volume convert"

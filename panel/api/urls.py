@@ -4,7 +4,12 @@ from rest_framework.routers import DefaultRouter
 
 from networking.api.views import NetworkViewSet, VMNicsView, VMNicView
 from storage.api.views import PoolViewSet, VolumeViewSet
-from vms.api.snapshots import VMSnapshotRevertView, VMSnapshotsView, VMSnapshotView
+from vms.api.snapshots import (
+    VMDiskMergeView,
+    VMSnapshotRevertView,
+    VMSnapshotsView,
+    VMSnapshotView,
+)
 from vms.api.views import VirtualMachineViewSet
 
 from . import views
@@ -32,6 +37,9 @@ urlpatterns = [
         "vms/<uuid:vm_id>/snapshots/<str:name>/revert/",
         VMSnapshotRevertView.as_view(),
         name="vm_snapshot_revert",
+    ),
+    path(
+        "vms/<uuid:vm_id>/disks/<str:disk>/merge/", VMDiskMergeView.as_view(), name="vm_disk_merge"
     ),
     path("", include(router.urls)),
 ]

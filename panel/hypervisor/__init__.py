@@ -4,6 +4,7 @@ Everything above it (services, tasks) calls these functions with plain values
 and gets frozen dataclasses back; libvirt errors arrive as our exceptions.
 """
 
+from .blockjobs import disk_chains, merge_chain
 from .connection import check_uri
 from .console import ConsoleStream, open_console
 from .domains import (
@@ -131,6 +132,8 @@ __all__ = [
     # snapshots
     "SnapshotDisk",
     "SnapshotInfo",
+    "disk_chains",
+    "merge_chain",
     "create_snapshot",
     "delete_snapshot",
     "get_snapshot",

@@ -135,3 +135,35 @@ class VMSnapshotRevertView(APIView):
             source_ip=client_ip(request),
         )
         return _queued(job)
+
+
+class MergeSerializer(serializers.Serializer):
+    mode = serializers.ChoiceField(choices=snapshots.MERGE_MODES, default="commit")
+    base = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="The image to merge down into (commit) or to keep as the backing file (pull); "
+        "empty: the bottom of the chain (commit) or none (pull flattens the disk).",
+    )
+    top = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Commit only: the highest image to merge; empty: the active image.",
+    )
+
+
+class VMDiskMergeView(APIView):
+    """POST {"mode": "commit"|"pull", "base", "top"}: shorten the disk's backing chain by a
+    block commit or block pull (a job whose progress follows the block job)."""
+
+    @extend_schema(request=MergeSerializer, responses={202: SNAPSHOT_JOB})
+    def post(self, request: Request, vm_id: Any, disk: str) -> Response:
+        vm = _vm(request, vm_id, CHANGE)
+        params = MergeSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        job = snapshots.merge_disk(
+            vm, disk, actor=request.user, source_ip=client_ip(request), **params.validated_data
+        )
+        return _queued(job)
