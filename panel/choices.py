@@ -35,6 +35,8 @@ class JobKind(models.TextChoices):
     VM_SNAPSHOT_REVERT = "vm.snapshot.revert", "Snapshot revert"
     VM_SNAPSHOT_DELETE = "vm.snapshot.delete", "Snapshot delete"
     VM_SNAPSHOT_MERGE = "vm.snapshot.merge", "Disk chain merge"
+    VM_BACKUP = "vm.backup", "Backup"
+    VM_BACKUP_RESTORE = "vm.backup.restore", "Backup restore"
     VOLUME_CREATE = "volume.create", "Volume create"
     VOLUME_CLONE = "volume.clone", "Volume clone"
     VOLUME_CONVERT = "volume.convert", "Volume convert"

@@ -115,10 +115,11 @@ def take_snapshot(
     kind: str = "internal",
     memory: bool | None = None,
     quiesce: bool = False,
+    schedule: int | None = None,
     actor: Any,
     source_ip: str | None = None,
 ) -> Job:
-    """Queue a snapshot of vm. Internal: with the memory when running (a checkpoint),
+    """Queue a snapshot of vm (for a backup schedule: pruned to its retention afterwards). Internal: with the memory when running (a checkpoint),
     disk-only when shut off; every disk must be qcow2. External: disk-only overlays."""
     from .tasks import vm_snapshot_task
 
@@ -206,6 +207,7 @@ def take_snapshot(
                     "kind": kind,
                     "memory": memory,
                     "quiesce": quiesce,
+                    "schedule": schedule,
                 },
                 actor=actor,
                 action="vm.snapshot.create",
@@ -445,6 +447,14 @@ def run_snapshot_job(job: Job) -> None:
     jobs.report(job.pk, progress=80, log_line="reading the snapshots back")
     vm = _apply(vm, None)
     snapshots = sync_snapshots(vm)
+    if op == "create" and spec.get("schedule"):
+        from .backups import prune
+        from .models import BackupSchedule
+
+        if (schedule := BackupSchedule.objects.filter(pk=spec["schedule"]).first()) is not None:
+            for line in prune(schedule, vm, job):
+                jobs.report(job.pk, log_line=line)
+            snapshots = list(Snapshot.objects.filter(vm=vm))
     jobs.report(
         job.pk,
         progress=100,

@@ -4,6 +4,15 @@ Everything above it (services, tasks) calls these functions with plain values
 and gets frozen dataclasses back; libvirt errors arrive as our exceptions.
 """
 
+from .backups import (
+    BACKUP_METHODS,
+    BackupDisk,
+    BackupResult,
+    backup_api_supported,
+    backup_domain,
+    restore_as_new,
+    restore_in_place,
+)
 from .blockjobs import disk_chains, merge_chain
 from .connection import check_uri
 from .console import ConsoleStream, open_console
@@ -132,6 +141,13 @@ __all__ = [
     # snapshots
     "SnapshotDisk",
     "SnapshotInfo",
+    "BACKUP_METHODS",
+    "BackupDisk",
+    "BackupResult",
+    "backup_api_supported",
+    "backup_domain",
+    "restore_as_new",
+    "restore_in_place",
     "disk_chains",
     "merge_chain",
     "create_snapshot",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import subprocess
 import uuid as uuidlib
 
@@ -12,12 +13,18 @@ import pytest
 
 from panel import hypervisor
 from panel import services as panel_services
+from panel.hypervisor import storage as hv_storage
 from panel.models import Job
 from storage import services as storage_services
 from tests.conftest import LOCAL_URI, guest_spec, wait_for_console_prompt
-from tests.storage.conftest import dir_pool, local_host, pool_dir  # noqa: F401  (fixtures)
+from tests.storage.conftest import (  # noqa: F401  (fixtures)
+    IMAGES,
+    dir_pool,
+    local_host,
+    pool_dir,
+)
 from vms import services as vm_services
-from vms.tasks import vm_snapshot_task
+from vms.tasks import vm_backup_task, vm_snapshot_task
 
 
 @pytest.fixture
@@ -27,11 +34,12 @@ def project(db, admin_user):
 
 @pytest.fixture
 def make_vm(local_host, panel_test_guest, project, dir_pool, admin_user):  # noqa: F811
-    """make_vm(start=, disk_format=, disk=): the tiny guest, persistent, with a 16 MiB data
-    disk (qcow2 by default; disk=False for none), in project alpha; undefined afterwards."""
+    """make_vm(start=, disk_format=, disk=, network=): the tiny guest, persistent, with a
+    16 MiB data disk (qcow2 by default; disk=False for none) and, given a libvirt network's
+    name, a NIC on it; in project alpha; undefined afterwards."""
     made: list[str] = []
 
-    def make(start: bool = True, disk_format: str = "qcow2", disk: bool = True):
+    def make(start: bool = True, disk_format: str = "qcow2", disk: bool = True, network: str = ""):
         name = f"paneltest-{uuidlib.uuid4().hex[:8]}"
         disks: tuple[hypervisor.DiskSpec, ...] = ()
         if disk:
@@ -44,8 +52,9 @@ def make_vm(local_host, panel_test_guest, project, dir_pool, admin_user):  # noq
                 actor=admin_user,
             )
             disks = (hypervisor.DiskSpec(path=volume.path, format=disk_format),)
+        nics = (hypervisor.NicSpec(network=network),) if network else ()
         info = hypervisor.define_domain(
-            LOCAL_URI, guest_spec(panel_test_guest, name=name, disks=disks)
+            LOCAL_URI, guest_spec(panel_test_guest, name=name, disks=disks, nics=nics)
         )
         made.append(info.uuid)
         if start:
@@ -59,6 +68,37 @@ def make_vm(local_host, panel_test_guest, project, dir_pool, admin_user):  # noq
     for uuid in made:
         with contextlib.suppress(hypervisor.HypervisorError):
             hypervisor.undefine_domain(LOCAL_URI, uuid)
+
+
+@pytest.fixture
+def backup_pool(local_host, admin_user):  # noqa: F811
+    """A second dir pool, where backups go; stopped, undefined and removed afterwards."""
+    path = IMAGES / f"paneltest-bk-{uuidlib.uuid4().hex[:8]}"
+    pool = storage_services.create_pool(
+        local_host, {"name": path.name, "type": "dir", "target_path": str(path)}, actor=admin_user
+    )
+    try:
+        yield pool
+    finally:
+        with contextlib.suppress(hypervisor.HypervisorError):
+            hv_storage.delete_pool(LOCAL_URI, pool.name)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def undefine_later():
+    """undefine_later(uuid): a domain a test made (a restored VM) is undefined afterwards."""
+    made: list[str] = []
+    yield made.append
+    for uuid in made:
+        with contextlib.suppress(hypervisor.HypervisorError):
+            hypervisor.undefine_domain(LOCAL_URI, uuid)
+
+
+def run_backup_job(job_id: int) -> Job:
+    """Run a queued backup or restore job in this process; return it finished."""
+    vm_backup_task(job_id)
+    return Job.objects.get(pk=job_id)
 
 
 def post(client, url: str, data: dict | None = None):
