@@ -21,6 +21,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from panel import audit, hypervisor, jobs
@@ -29,8 +30,8 @@ from panel.exceptions import ConflictError, ServiceError
 from panel.hostcalls import on_host
 from panel.hypervisor import qemu_img
 from panel.hypervisor import storage as hv_storage
-from panel.models import Job
-from panel.permissions import CHANGE, VIEW, allowed, restrict
+from panel.models import Job, Project
+from panel.permissions import CHANGE, MANAGE, VIEW, allowed, restrict
 from storage.models import StoragePool
 
 from . import retention
@@ -253,6 +254,9 @@ def _delete_copies(backup: Backup) -> list[str]:
         except hypervisor.NotFound:
             pass
         done.append(f"deleted {disk['path']}")
+    from storage.services import refresh_pool_row
+
+    refresh_pool_row(backup.pool)
     return done
 
 
@@ -261,7 +265,7 @@ def delete_backup(backup: Backup, *, actor: Any, source_ip: str | None = None) -
     vm = backup.vm
     if vm is not None:
         _require(actor, vm, CHANGE, "delete backups of")
-    elif not (backup.project and allowed(actor, backup.project, CHANGE)):
+    elif not (backup.project and allowed(actor, backup.project, MANAGE)):
         raise PermissionDenied("Your role does not allow you to delete this backup.")
     with audit.refusals_recorded(
         actor, "vm.backup.delete", vm or backup.vm_name, project=backup.project, source_ip=source_ip
@@ -610,3 +614,144 @@ def run_restore_job(job: Job) -> None:
         message=f"{restored.name} restored from backup #{backup.pk}"
         + (" and started." if spec["start"] else "."),
     )
+
+
+# --- schedules ---
+
+SCHEDULE_FIELDS = (
+    *retention.CRON_FIELDS,
+    "kind",
+    "pool",
+    "keep_last",
+    "keep_daily",
+    "keep_weekly",
+    "enabled",
+)
+
+
+def serialize_schedule(schedule: BackupSchedule) -> dict[str, Any]:
+    """A schedule as the API shows it."""
+    return {
+        "id": schedule.pk,
+        "vm": str(schedule.vm_id) if schedule.vm_id else None,
+        "project": schedule.project_id,
+        "kind": schedule.kind,
+        "pool": schedule.pool_id,
+        **{field: getattr(schedule, field) for field in retention.CRON_FIELDS},
+        "cron": schedule.cron,
+        "keep_last": schedule.keep_last,
+        "keep_daily": schedule.keep_daily,
+        "keep_weekly": schedule.keep_weekly,
+        "enabled": schedule.enabled,
+        "last_run": schedule.last_run.isoformat() if schedule.last_run else None,
+        "next_run": schedule.next_run.isoformat() if schedule.next_run else None,
+    }
+
+
+def _require_schedule(actor: Any, vm: VirtualMachine | None, project: Any, verb: str) -> None:
+    if vm is not None:
+        _require(actor, vm, CHANGE, verb)
+    elif not allowed(actor, project, MANAGE):
+        raise PermissionDenied(
+            f"Your role does not allow you to {verb} project {project.name}: operators may."
+        )
+
+
+def schedules_for_user(user: Any) -> Any:
+    """The schedules user may see: those of the VMs and projects they see."""
+    vms = restrict(VirtualMachine.objects.all(), user, VIEW).values("pk")
+    projects = restrict(Project.objects.all(), user, VIEW).values("pk")
+    return BackupSchedule.objects.filter(
+        Q(vm__in=vms) | Q(vm__isnull=True, project__in=projects)
+    ).select_related("vm", "project", "pool")
+
+
+def save_schedule(
+    data: dict[str, Any],
+    *,
+    vm: VirtualMachine | None = None,
+    project: Any = None,
+    schedule: BackupSchedule | None = None,
+    actor: Any,
+    source_ip: str | None = None,
+) -> BackupSchedule:
+    """Create a schedule for vm or for every VM of project, or change schedule; data holds
+    any of SCHEDULE_FIELDS (pool: a StoragePool or None)."""
+    if schedule is not None:
+        vm, project = schedule.vm, schedule.project
+    elif vm is not None:
+        project = vm.project
+        if project is None:
+            raise ConflictError(f"{vm.name} belongs to no project: assign it to one first.")
+    _require_schedule(actor, vm, project, "schedule backups of")
+    target = vm if vm is not None else project
+    action = "vm.backup_schedule." + ("update" if schedule else "create")
+    with audit.refusals_recorded(actor, action, target, project=project, source_ip=source_ip):
+        values = {
+            field: data[field] if field in data else getattr(schedule, field)
+            for field in SCHEDULE_FIELDS
+            if field in data or schedule is not None
+        }
+        kind = values.get("kind", ScheduleKind.BACKUP)
+        if kind not in ScheduleKind.values:
+            raise ServiceError("Choose the kind: snapshot or backup.", field="kind")
+        cron = {
+            f: str(values.get(f, BackupSchedule._meta.get_field(f).default)).strip()
+            for f in retention.CRON_FIELDS
+        }
+        try:
+            retention.parse_cron(**cron)
+        except ValueError as exc:
+            field, _, reason = str(exc).partition(": ")
+            raise ServiceError(
+                f"{reason} Use cron syntax: a number, *, a range a-b, a list a,b or a step */n.",
+                field=field,
+            ) from None
+        for field in ("keep_last", "keep_daily", "keep_weekly"):
+            value = values.get(field, BackupSchedule._meta.get_field(field).default)
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 1000:
+                raise ServiceError(f"Give {field} as a whole number from 0 to 1000.", field=field)
+        pool = values.get("pool")
+        if kind == ScheduleKind.BACKUP:
+            if pool is None:
+                raise ServiceError("Choose the pool the backups go to.", field="pool")
+            if vm is not None:
+                _backup_pool(vm, pool, actor)
+            elif not restrict(StoragePool.objects.filter(pk=pool.pk), actor, VIEW).exists():
+                raise ServiceError(f"Your project may not use pool {pool.name}.", field="pool")
+        else:
+            values["pool"] = None
+        values.update(cron)
+        with transaction.atomic():
+            if schedule is None:
+                schedule = BackupSchedule(vm=vm, project=project, created_by=actor)
+            for field, value in values.items():
+                setattr(schedule, field, value)
+            schedule.next_run = _next(schedule, timezone.now()) if schedule.enabled else None
+            schedule.save()
+            audit.record(
+                actor,
+                action,
+                target,
+                project=project,
+                detail=f"schedule #{schedule.pk}: {schedule.kind} at '{schedule.cron}', keep "
+                f"last {schedule.keep_last}, daily {schedule.keep_daily}, weekly "
+                f"{schedule.keep_weekly}" + ("" if schedule.enabled else " (disabled)"),
+                source_ip=source_ip,
+            )
+    return schedule
+
+
+def delete_schedule(schedule: BackupSchedule, *, actor: Any, source_ip: str | None = None) -> None:
+    """Delete a schedule; the backups it made stay."""
+    _require_schedule(actor, schedule.vm, schedule.project, "change the schedules of")
+    with transaction.atomic():
+        audit.record(
+            actor,
+            "vm.backup_schedule.delete",
+            schedule.vm or schedule.project,
+            project=schedule.project,
+            detail=f"schedule #{schedule.pk}",
+            source_ip=source_ip,
+        )
+        schedule.delete()

@@ -4,6 +4,14 @@ from rest_framework.routers import DefaultRouter
 
 from networking.api.views import NetworkViewSet, VMNicsView, VMNicView
 from storage.api.views import PoolViewSet, VolumeViewSet
+from vms.api.backups import (
+    ProjectSchedulesView,
+    ScheduleView,
+    VMBackupRestoreView,
+    VMBackupsView,
+    VMBackupView,
+    VMSchedulesView,
+)
 from vms.api.snapshots import (
     VMDiskMergeView,
     VMSnapshotRevertView,
@@ -41,5 +49,21 @@ urlpatterns = [
     path(
         "vms/<uuid:vm_id>/disks/<str:disk>/merge/", VMDiskMergeView.as_view(), name="vm_disk_merge"
     ),
+    path("vms/<uuid:vm_id>/backups/", VMBackupsView.as_view(), name="vm_backups"),
+    path("vms/<uuid:vm_id>/backups/<int:backup_id>/", VMBackupView.as_view(), name="vm_backup"),
+    path(
+        "vms/<uuid:vm_id>/backups/<int:backup_id>/restore/",
+        VMBackupRestoreView.as_view(),
+        name="vm_backup_restore",
+    ),
+    path(
+        "vms/<uuid:vm_id>/backup-schedules/", VMSchedulesView.as_view(), name="vm_backup_schedules"
+    ),
+    path(
+        "projects/<int:project_id>/backup-schedules/",
+        ProjectSchedulesView.as_view(),
+        name="project_backup_schedules",
+    ),
+    path("backup-schedules/<int:schedule_id>/", ScheduleView.as_view(), name="backup_schedule"),
     path("", include(router.urls)),
 ]
