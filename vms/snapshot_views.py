@@ -49,8 +49,18 @@ def vm_snapshot_action(request: HttpRequest, vm_id: str, action: str) -> HttpRes
                 actor=request.user,
                 source_ip=ip,
             )
+        elif action == "merge":
+            job = snapshots.merge_disk(
+                vm,
+                data.get("disk", ""),
+                mode=data.get("mode", "commit"),
+                actor=request.user,
+                source_ip=ip,
+            )
         else:
-            raise ServiceError(f"Unknown snapshot action '{action}': use create, revert or delete.")
+            raise ServiceError(
+                f"Unknown snapshot action '{action}': use create, revert, delete or merge."
+            )
     except ServiceError as exc:
         messages.error(request, exc.message)
     else:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import snapshot_views, views, wizard
+from . import backup_views, snapshot_views, views, wizard
 
 urlpatterns = [
     path("", views.vm_list, name="vm_list"),
@@ -21,6 +21,11 @@ urlpatterns = [
         "<uuid:vm_id>/snapshots/<slug:action>/",
         snapshot_views.vm_snapshot_action,
         name="vm_snapshot_action",
+    ),
+    path(
+        "<uuid:vm_id>/backups/<slug:action>/",
+        backup_views.vm_backup_action,
+        name="vm_backup_action",
     ),
     path("<uuid:vm_id>/console/<slug:kind>/", views.vm_console, name="vm_console"),
     path("<uuid:vm_id>/<slug:action>/", views.vm_action, name="vm_action"),

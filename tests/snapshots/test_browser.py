@@ -77,3 +77,29 @@ def test_the_worker_reports_a_memory_snapshot_over_the_websocket(
     assert "with memory" in job.log
     [snap] = client.get(f"/api/v1/vms/{vm.pk}/snapshots/").json()["results"]
     assert (snap["name"], snap["state"], snap["memory"]) == ("live", "running", True)
+
+
+def test_it_backs_up_from_the_backups_card_and_lists_the_backup(
+    page, stack, transactional_db, admin_user, make_vm, backup_pool
+):
+    vm = make_vm(start=True)
+    page.goto(stack.url + "/login/")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", ADMIN_PASSWORD)
+    page.click("button[type=submit]")
+    page.goto(f"{stack.url}/vms/{vm.pk}/")
+    card = page.locator("[data-vm-backups]")
+    expect(card.locator("[data-backup-list]")).to_contain_text("No backups.")
+
+    card.get_by_label("Backup pool").select_option(label=backup_pool.name)
+    card.get_by_role("button", name="Back up now").click()
+
+    expect(card.locator("[data-job-progress] .progress-bar")).to_have_text("100 %", timeout=90_000)
+    expect(card.locator("[data-job-state]")).to_have_text("succeeded")
+    row = card.locator('[data-backup][data-state="good"]')
+    expect(row).to_be_visible(timeout=15_000)
+    expect(row).to_contain_text("push")  # the VM runs: libvirt's backup job
+    expect(row).to_contain_text("vda:")
+    job = Job.objects.filter(kind="vm.backup").get()
+    assert job.state == "succeeded" and job.message.endswith("is good.")
+    assert "No errors were found" in job.log

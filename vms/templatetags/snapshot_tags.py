@@ -13,7 +13,12 @@ from vms import snapshots
 
 register = template.Library()
 
-SNAPSHOT_JOBS = [JobKind.VM_SNAPSHOT_CREATE, JobKind.VM_SNAPSHOT_REVERT, JobKind.VM_SNAPSHOT_DELETE]
+SNAPSHOT_JOBS = [
+    JobKind.VM_SNAPSHOT_CREATE,
+    JobKind.VM_SNAPSHOT_REVERT,
+    JobKind.VM_SNAPSHOT_DELETE,
+    JobKind.VM_SNAPSHOT_MERGE,
+]
 
 
 @register.inclusion_tag("vms/_snapshots.html", takes_context=True)
@@ -24,6 +29,8 @@ def vm_snapshots(context: dict[str, Any], vm: Any) -> dict[str, Any]:
         "snapshots": snapshots.snapshot_tree(vm),
         "can_change": allowed(user, vm, CHANGE) and vm.state != "missing",
         "running": vm.state in ("running", "paused"),
+        "has_external": any(s.kind == "external" for s in snapshots.snapshot_tree(vm)),
+        "disk_targets": [d.get("target") for d in vm.disks if d.get("device") == "disk"],
         "snapshot_job": Job.objects.filter(target=f"vm:{vm.pk}", kind__in=SNAPSHOT_JOBS)
         .order_by("-created")
         .first(),
