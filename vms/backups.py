@@ -270,7 +270,7 @@ def delete_backup(backup: Backup, *, actor: Any, source_ip: str | None = None) -
     with audit.refusals_recorded(
         actor, "vm.backup.delete", vm or backup.vm_name, project=backup.project, source_ip=source_ip
     ):
-        if backup.state in (BackupState.RUNNING, BackupState.VERIFYING):
+        if _in_progress(backup):
             raise ConflictError(f"Backup #{backup.pk} is still being made: wait for its job.")
         with _host_errors(backup):
             _delete_copies(backup)
@@ -284,6 +284,13 @@ def delete_backup(backup: Backup, *, actor: Any, source_ip: str | None = None) -
                 source_ip=source_ip,
             )
             backup.delete()
+
+
+def _in_progress(backup: Backup) -> bool:
+    """Whether the backup's job still runs (a backup whose worker died can be deleted)."""
+    return backup.state in (BackupState.RUNNING, BackupState.VERIFYING) and (
+        backup.job is not None and not backup.job.is_finished
+    )
 
 
 def _host_errors(backup: Backup) -> Any:

@@ -177,3 +177,19 @@ def test_it_scopes_backups_and_schedules_by_project_and_role(
     assert response.status_code == 202, response.content
     assert Job.objects.get(pk=response.json()["job"]).user == plain_user
     assert api.post(urls["project"], {"kind": "snapshot"}, format="json").status_code == 201
+
+
+def test_it_refuses_to_delete_a_backup_being_made_but_not_one_whose_job_died(
+    make_vm, backup_pool, admin_client
+):
+    vm = make_vm(start=False)
+    job = Job.objects.create(kind="vm.backup", target=f"vm:{vm.pk}", state="running")
+    backup = Backup.objects.create(
+        vm=vm, vm_uuid=vm.pk, vm_name=vm.name, host=vm.host, pool=backup_pool, job=job
+    )
+    url = f"/api/v1/vms/{vm.pk}/backups/{backup.pk}/"
+    response = admin_client.delete(url)
+    assert response.status_code == 409 and "still being made" in response.json()["detail"]
+    Job.objects.filter(pk=job.pk).update(state="failed")  # its worker went away
+    assert admin_client.delete(url).status_code == 204
+    assert not Backup.objects.exists()
