@@ -13,7 +13,7 @@ from panel.exceptions import ServiceError
 from panel.permissions import CHANGE, VIEW, get_object_for_user, restrict
 from storage.models import StoragePool
 
-from . import backups
+from . import backups, schedules
 from .models import Backup, BackupSchedule, VirtualMachine
 
 
@@ -64,7 +64,7 @@ def vm_backup_action(request: HttpRequest, vm_id: str, action: str) -> HttpRespo
         elif action == "schedule-add":
             fields = {f: data.get(f, "") for f in ("minute", "hour", "day_of_month")}
             fields |= {f: data.get(f, "") for f in ("month_of_year", "day_of_week")}
-            schedule = backups.save_schedule(
+            schedule = schedules.save_schedule(
                 {
                     "kind": data.get("kind", "backup"),
                     "pool": _pool(request),
@@ -85,7 +85,7 @@ def vm_backup_action(request: HttpRequest, vm_id: str, action: str) -> HttpRespo
             ).first()
             if schedule is None:
                 raise ServiceError(f"{vm.name} has no such schedule: reload the page.")
-            backups.delete_schedule(schedule, actor=user, source_ip=ip)
+            schedules.delete_schedule(schedule, actor=user, source_ip=ip)
             messages.info(request, f"Schedule #{schedule.pk} deleted.")
         else:
             raise ServiceError(f"Unknown backup action '{action}'.")

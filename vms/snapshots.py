@@ -448,8 +448,8 @@ def run_snapshot_job(job: Job) -> None:
     vm = _apply(vm, None)
     snapshots = sync_snapshots(vm)
     if op == "create" and spec.get("schedule"):
-        from .backups import prune
         from .models import BackupSchedule
+        from .schedules import prune
 
         if (schedule := BackupSchedule.objects.filter(pk=spec["schedule"]).first()) is not None:
             for line in prune(schedule, vm, job):

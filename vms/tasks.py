@@ -53,9 +53,9 @@ def vm_backup_task(job_id: int) -> None:
 @shared_task(name="vms.run_backup_schedules", soft_time_limit=300, time_limit=360)
 def run_backup_schedules() -> list[str]:
     """Fire the due backup and snapshot schedules (beat runs this every minute)."""
-    from . import backups
+    from . import schedules
 
-    return backups.run_schedules()
+    return schedules.run_schedules()
 
 
 @shared_task(name="vms.refresh_details", soft_time_limit=60, time_limit=90)

@@ -17,7 +17,7 @@ from panel.audit import client_ip
 from panel.models import Project
 from panel.permissions import CHANGE, VIEW, get_object_for_user, restrict
 from storage.models import StoragePool
-from vms import backups
+from vms import backups, schedules
 from vms.choices import ScheduleKind
 from vms.models import Backup, BackupSchedule, VirtualMachine
 
@@ -191,7 +191,7 @@ def _schedule_data(request: Request, *, partial: bool) -> dict[str, Any]:
     data = dict(params.validated_data)
     if "pool" in data:
         data["pool"] = _pool(request, data["pool"])
-    return {k: v for k, v in data.items() if k in backups.SCHEDULE_FIELDS}
+    return {k: v for k, v in data.items() if k in schedules.SCHEDULE_FIELDS}
 
 
 class VMSchedulesView(APIView):
@@ -200,19 +200,19 @@ class VMSchedulesView(APIView):
     @extend_schema(responses=ScheduleSerializer(many=True))
     def get(self, request: Request, vm_id: Any) -> Response:
         vm = _vm(request, vm_id, VIEW)
-        schedules = BackupSchedule.objects.filter(vm=vm).select_related("pool")
-        return _page(self, request, schedules, backups.serialize_schedule)
+        rows = BackupSchedule.objects.filter(vm=vm).select_related("pool")
+        return _page(self, request, rows, schedules.serialize_schedule)
 
     @extend_schema(request=ScheduleSerializer, responses={201: ScheduleSerializer})
     def post(self, request: Request, vm_id: Any) -> Response:
         vm = _vm(request, vm_id, CHANGE)
-        schedule = backups.save_schedule(
+        schedule = schedules.save_schedule(
             _schedule_data(request, partial=False),
             vm=vm,
             actor=request.user,
             source_ip=client_ip(request),
         )
-        return Response(backups.serialize_schedule(schedule), status=status.HTTP_201_CREATED)
+        return Response(schedules.serialize_schedule(schedule), status=status.HTTP_201_CREATED)
 
 
 class ProjectSchedulesView(APIView):
@@ -224,47 +224,47 @@ class ProjectSchedulesView(APIView):
     @extend_schema(responses=ScheduleSerializer(many=True))
     def get(self, request: Request, project_id: int) -> Response:
         project = self._project(request, project_id)
-        schedules = BackupSchedule.objects.filter(project=project, vm__isnull=True)
-        return _page(self, request, schedules.select_related("pool"), backups.serialize_schedule)
+        rows = BackupSchedule.objects.filter(project=project, vm__isnull=True)
+        return _page(self, request, rows.select_related("pool"), schedules.serialize_schedule)
 
     @extend_schema(request=ScheduleSerializer, responses={201: ScheduleSerializer})
     def post(self, request: Request, project_id: int) -> Response:
         project = self._project(request, project_id)
-        schedule = backups.save_schedule(
+        schedule = schedules.save_schedule(
             _schedule_data(request, partial=False),
             project=project,
             actor=request.user,
             source_ip=client_ip(request),
         )
-        return Response(backups.serialize_schedule(schedule), status=status.HTTP_201_CREATED)
+        return Response(schedules.serialize_schedule(schedule), status=status.HTTP_201_CREATED)
 
 
 class ScheduleView(APIView):
     """GET, PATCH or DELETE one schedule (of a VM or a project)."""
 
     def _schedule(self, request: Request, schedule_id: int) -> BackupSchedule:
-        schedule = backups.schedules_for_user(request.user).filter(pk=schedule_id).first()
+        schedule = schedules.schedules_for_user(request.user).filter(pk=schedule_id).first()
         if schedule is None:
             raise Http404("Not found.")
         return schedule
 
     @extend_schema(responses=ScheduleSerializer)
     def get(self, request: Request, schedule_id: int) -> Response:
-        return Response(backups.serialize_schedule(self._schedule(request, schedule_id)))
+        return Response(schedules.serialize_schedule(self._schedule(request, schedule_id)))
 
     @extend_schema(request=ScheduleSerializer, responses=ScheduleSerializer)
     def patch(self, request: Request, schedule_id: int) -> Response:
-        schedule = backups.save_schedule(
+        schedule = schedules.save_schedule(
             _schedule_data(request, partial=True),
             schedule=self._schedule(request, schedule_id),
             actor=request.user,
             source_ip=client_ip(request),
         )
-        return Response(backups.serialize_schedule(schedule))
+        return Response(schedules.serialize_schedule(schedule))
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, schedule_id: int) -> Response:
-        backups.delete_schedule(
+        schedules.delete_schedule(
             self._schedule(request, schedule_id), actor=request.user, source_ip=client_ip(request)
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
