@@ -63,13 +63,16 @@ def usage(project: Project) -> Usage:
 
 
 def pending_creates(project: Project) -> Usage:
-    """What VM creations still queued or running hold: their rows do not exist yet."""
+    """What VM creations (and restores of backups into new VMs) still queued or running
+    hold: their rows do not exist yet."""
     from .choices import JobKind, JobState
     from .models import Job
 
     held = {f: 0 for f in FIELDS}
     reservations = Job.objects.filter(
-        project=project, kind=JobKind.VM_CREATE, state__in=[JobState.QUEUED, JobState.RUNNING]
+        project=project,
+        kind__in=[JobKind.VM_CREATE, JobKind.VM_BACKUP_RESTORE],
+        state__in=[JobState.QUEUED, JobState.RUNNING],
     ).values_list("result", flat=True)
     for result in reservations:
         for field, amount in (result or {}).get("reserve", {}).items():

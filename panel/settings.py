@@ -204,6 +204,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "panel.reconcile_all_hosts",
         "schedule": float(os.environ.get("PANEL_RECONCILE_SECONDS", "300")),
     },
+    "run-backup-schedules": {"task": "vms.run_backup_schedules", "schedule": 60.0},
 }
 
 REST_FRAMEWORK = {

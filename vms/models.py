@@ -7,7 +7,7 @@ from django.db import models
 
 from panel.models import Host, Project
 
-from .choices import VMState
+from .choices import BackupMethod, BackupState, ScheduleKind, VMState
 
 
 class VirtualMachine(models.Model):
@@ -104,3 +104,130 @@ class Template(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class Snapshot(models.Model):
+    """A libvirt snapshot of a VM, mirrored from its host after each snapshot job."""
+
+    vm = models.ForeignKey(VirtualMachine, on_delete=models.CASCADE, related_name="snapshots")
+    name = models.CharField(max_length=64)
+    description = models.TextField(blank=True, default="")
+    parent = models.CharField(max_length=64, blank=True, default="")
+    state = models.CharField(max_length=20, blank=True, default="")
+    kind = models.CharField(max_length=10, default="internal")
+    memory = models.BooleanField(default=False)
+    current = models.BooleanField(default=False)
+    created = models.DateTimeField(null=True, blank=True)
+    size = models.BigIntegerField(null=True, blank=True)
+    disks = models.JSONField(default=list, blank=True)
+    depth = models.PositiveSmallIntegerField(default=0, help_text="Level in the tree (0: a root).")
+    position = models.PositiveIntegerField(default=0, help_text="Order in the tree, parents first.")
+
+    class Meta:
+        ordering = ["vm", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["vm", "name"], name="vms_snapshot_unique_name")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.vm.name}/{self.name}"
+
+
+class BackupSchedule(models.Model):
+    """When to snapshot or back up a VM, or every VM of a project, and how many to keep."""
+
+    vm = models.ForeignKey(
+        VirtualMachine,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="backup_schedules",
+    )
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="backup_schedules")
+    kind = models.CharField(max_length=10, choices=ScheduleKind, default=ScheduleKind.BACKUP)
+    pool = models.ForeignKey(
+        "storage.StoragePool",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="backup_schedules",
+        help_text="Where backups go (backups only).",
+    )
+    minute = models.CharField(max_length=64, default="0")
+    hour = models.CharField(max_length=64, default="2")
+    day_of_month = models.CharField(max_length=64, default="*")
+    month_of_year = models.CharField(max_length=64, default="*")
+    day_of_week = models.CharField(max_length=64, default="*")
+    keep_last = models.PositiveIntegerField(default=7)
+    keep_daily = models.PositiveIntegerField(default=0)
+    keep_weekly = models.PositiveIntegerField(default=0)
+    enabled = models.BooleanField(default=True)
+    last_run = models.DateTimeField(null=True, blank=True)
+    next_run = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pk"]
+        indexes = [models.Index(fields=["enabled", "next_run"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} of {self.vm.name if self.vm else self.project.name} at {self.cron}"
+
+    @property
+    def cron(self) -> str:
+        return " ".join(
+            (self.minute, self.hour, self.day_of_month, self.month_of_year, self.day_of_week)
+        )
+
+
+class Backup(models.Model):
+    """A full, consistent copy of a VM's disks and definition in a backup pool."""
+
+    vm = models.ForeignKey(
+        VirtualMachine, null=True, blank=True, on_delete=models.SET_NULL, related_name="backups"
+    )
+    vm_uuid = models.UUIDField()
+    vm_name = models.CharField(max_length=200)
+    project = models.ForeignKey(
+        Project, null=True, blank=True, on_delete=models.SET_NULL, related_name="backups"
+    )
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="backups")
+    pool = models.ForeignKey(
+        "storage.StoragePool", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    schedule = models.ForeignKey(
+        BackupSchedule, null=True, blank=True, on_delete=models.SET_NULL, related_name="backups"
+    )
+    job = models.ForeignKey("panel.Job", null=True, blank=True, on_delete=models.SET_NULL)
+    state = models.CharField(max_length=10, choices=BackupState, default=BackupState.RUNNING)
+    method = models.CharField(max_length=10, choices=BackupMethod, blank=True, default="")
+    message = models.TextField(blank=True, default="")
+    xml = models.TextField(blank=True, default="", help_text="The VM's definition when copied.")
+    disks = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='[{"target", "source", "volume", "path", "format", "capacity", "size"}]',
+    )
+    size = models.BigIntegerField(default=0, help_text="Bytes the copies take in the pool.")
+    duration = models.FloatField(null=True, blank=True, help_text="Seconds the copy took.")
+    consistent_at = models.DateTimeField(
+        null=True, blank=True, help_text="The instant the copied disks show."
+    )
+    rpo_seconds = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Achieved RPO: seconds since the previous good backup's point in time "
+        "(the data a failure just before this backup would have lost).",
+    )
+    verify = models.JSONField(default=list, blank=True, help_text="qemu-img check per disk.")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created", "-pk"]
+        indexes = [models.Index(fields=["vm", "state", "created"])]
+
+    def __str__(self) -> str:
+        return f"backup #{self.pk} of {self.vm_name}"

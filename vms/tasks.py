@@ -27,17 +27,53 @@ def vm_delete_task(job_id: int) -> None:
             services.run_delete_job(job)
 
 
+@shared_task(name="vms.snapshot", soft_time_limit=3600, time_limit=3660)
+def vm_snapshot_task(job_id: int) -> None:
+    """Take, revert to or delete a snapshot of a VM."""
+    from . import snapshots
+
+    with jobs.running(job_id) as job:
+        if job is not None:
+            snapshots.run_snapshot_job(job)
+
+
+@shared_task(name="vms.backup", soft_time_limit=6 * 3600, time_limit=6 * 3600 + 60)
+def vm_backup_task(job_id: int) -> None:
+    """Back up a VM, or restore one from a backup."""
+    from . import backups
+
+    with jobs.running(job_id) as job:
+        if job is not None:
+            if job.result.get("op") == "restore":
+                backups.run_restore_job(job)
+            else:
+                backups.run_backup_job(job)
+
+
+@shared_task(name="vms.run_backup_schedules", soft_time_limit=300, time_limit=360)
+def run_backup_schedules() -> list[str]:
+    """Fire the due backup and snapshot schedules (beat runs this every minute)."""
+    from . import schedules
+
+    return schedules.run_schedules()
+
+
 @shared_task(name="vms.refresh_details", soft_time_limit=60, time_limit=90)
 def vm_details_task(vm_id: str) -> None:
     """Read a VM's addresses, agent info and block sizes from its host."""
     from panel import hypervisor
+    from panel.exceptions import ServiceError
+
+    from . import snapshots
 
     vm = VirtualMachine.objects.select_related("host").filter(pk=vm_id).first()
     if vm is None:
         return
     try:
-        services.refresh_details(vm)
-    except hypervisor.HypervisorError:
+        vm = services.refresh_details(vm)
+        if vm.state != "missing":
+            snapshots.sync_snapshots(vm)
+    except (hypervisor.HypervisorError, ServiceError):
         return  # the page keeps what it had; the host state says why
 
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import migration_views, views, wizard
+from . import backup_views, migration_views, snapshot_views, views, wizard
 
 urlpatterns = [
     path("", views.vm_list, name="vm_list"),
@@ -17,6 +17,16 @@ urlpatterns = [
     path("<uuid:vm_id>/clone/", views.vm_clone, name="vm_clone"),
     path("<uuid:vm_id>/vnc-password/", views.vm_vnc_password, name="vm_vnc_password"),
     path("<uuid:vm_id>/disks/<slug:action>/", views.vm_disk, name="vm_disk"),
+    path(
+        "<uuid:vm_id>/snapshots/<slug:action>/",
+        snapshot_views.vm_snapshot_action,
+        name="vm_snapshot_action",
+    ),
+    path(
+        "<uuid:vm_id>/backups/<slug:action>/",
+        backup_views.vm_backup_action,
+        name="vm_backup_action",
+    ),
     path("<uuid:vm_id>/console/<slug:kind>/", views.vm_console, name="vm_console"),
     path("<uuid:vm_id>/migrate/", migration_views.vm_migrate, name="vm_migrate"),
     path("<uuid:vm_id>/move-storage/", migration_views.vm_move_storage, name="vm_move_storage"),

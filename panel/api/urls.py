@@ -4,6 +4,20 @@ from rest_framework.routers import DefaultRouter
 
 from networking.api.views import NetworkViewSet, VMNicsView, VMNicView
 from storage.api.views import PoolViewSet, VolumeViewSet
+from vms.api.backups import (
+    ProjectSchedulesView,
+    ScheduleView,
+    VMBackupRestoreView,
+    VMBackupsView,
+    VMBackupView,
+    VMSchedulesView,
+)
+from vms.api.snapshots import (
+    VMDiskMergeView,
+    VMSnapshotRevertView,
+    VMSnapshotsView,
+    VMSnapshotView,
+)
 from vms.api.views import VirtualMachineViewSet
 
 from . import views
@@ -25,5 +39,31 @@ urlpatterns = [
     path("docs/", SpectacularSwaggerView.as_view(url_name="api_schema"), name="api_docs"),
     path("vms/<uuid:vm_id>/nics/", VMNicsView.as_view(), name="vm_nics"),
     path("vms/<uuid:vm_id>/nics/<str:mac>/", VMNicView.as_view(), name="vm_nic"),
+    path("vms/<uuid:vm_id>/snapshots/", VMSnapshotsView.as_view(), name="vm_snapshots"),
+    path("vms/<uuid:vm_id>/snapshots/<str:name>/", VMSnapshotView.as_view(), name="vm_snapshot"),
+    path(
+        "vms/<uuid:vm_id>/snapshots/<str:name>/revert/",
+        VMSnapshotRevertView.as_view(),
+        name="vm_snapshot_revert",
+    ),
+    path(
+        "vms/<uuid:vm_id>/disks/<str:disk>/merge/", VMDiskMergeView.as_view(), name="vm_disk_merge"
+    ),
+    path("vms/<uuid:vm_id>/backups/", VMBackupsView.as_view(), name="vm_backups"),
+    path("vms/<uuid:vm_id>/backups/<int:backup_id>/", VMBackupView.as_view(), name="vm_backup"),
+    path(
+        "vms/<uuid:vm_id>/backups/<int:backup_id>/restore/",
+        VMBackupRestoreView.as_view(),
+        name="vm_backup_restore",
+    ),
+    path(
+        "vms/<uuid:vm_id>/backup-schedules/", VMSchedulesView.as_view(), name="vm_backup_schedules"
+    ),
+    path(
+        "projects/<int:project_id>/backup-schedules/",
+        ProjectSchedulesView.as_view(),
+        name="project_backup_schedules",
+    ),
+    path("backup-schedules/<int:schedule_id>/", ScheduleView.as_view(), name="backup_schedule"),
     path("", include(router.urls)),
 ]

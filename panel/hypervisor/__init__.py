@@ -4,6 +4,16 @@ Everything above it (services, tasks) calls these functions with plain values
 and gets frozen dataclasses back; libvirt errors arrive as our exceptions.
 """
 
+from .backups import (
+    BACKUP_METHODS,
+    BackupDisk,
+    BackupResult,
+    backup_api_supported,
+    backup_domain,
+    restore_as_new,
+    restore_in_place,
+)
+from .blockjobs import disk_chains, merge_chain
 from .connection import check_uri
 from .console import ConsoleStream, open_console
 from .domains import (
@@ -73,6 +83,14 @@ from .networks import (
     start_network,
     stop_network,
 )
+from .snapshots import (
+    create_snapshot,
+    delete_snapshot,
+    get_snapshot,
+    has_guest_agent,
+    list_snapshots,
+    revert_snapshot,
+)
 from .specs import (
     AddressInfo,
     BackingInfo,
@@ -96,6 +114,8 @@ from .specs import (
     NicSpec,
     PoolInfo,
     PoolSpec,
+    SnapshotDisk,
+    SnapshotInfo,
     VolumeInfo,
     VolumeSpec,
 )
@@ -142,6 +162,24 @@ __all__ = [
     "migration_checks",
     "MoveResult",
     "move_disk",
+    # snapshots
+    "SnapshotDisk",
+    "SnapshotInfo",
+    "BACKUP_METHODS",
+    "BackupDisk",
+    "BackupResult",
+    "backup_api_supported",
+    "backup_domain",
+    "restore_as_new",
+    "restore_in_place",
+    "disk_chains",
+    "merge_chain",
+    "create_snapshot",
+    "delete_snapshot",
+    "get_snapshot",
+    "has_guest_agent",
+    "list_snapshots",
+    "revert_snapshot",
     # the rest
     "AddressInfo",
     "BackingInfo",

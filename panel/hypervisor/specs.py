@@ -410,3 +410,30 @@ class DomainDetails:
     vnet_devices: dict[str, str]
     agent: dict[str, object]
     xml: str
+
+
+@dataclass(frozen=True)
+class SnapshotDisk:
+    """One disk of a snapshot: internal (inside the qcow2), external (an overlay file) or no."""
+
+    target: str
+    snapshot: str
+    file: str = ""
+    chain: tuple[str, ...] = ()  # external: the overlay file, then its backing files down
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    """A domain snapshot as libvirt describes it; created is a Unix time, size in bytes
+    (None where qemu-img cannot read the images, on remote hosts)."""
+
+    name: str
+    description: str
+    parent: str
+    state: str
+    kind: str
+    memory: bool
+    current: bool
+    created: int
+    disks: tuple[SnapshotDisk, ...] = ()
+    size: int | None = None

@@ -1,0 +1,270 @@
+"""vms/{id}/backups/ (take, list, delete, restore) and the backup schedules of VMs and
+projects; the work runs as jobs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import Http404
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from panel.api.pagination import PanelPagination
+from panel.audit import client_ip
+from panel.models import Project
+from panel.permissions import CHANGE, VIEW, get_object_for_user, restrict
+from storage.models import StoragePool
+from vms import backups, schedules
+from vms.choices import ScheduleKind
+from vms.models import Backup, BackupSchedule, VirtualMachine
+
+JOB = inline_serializer(
+    "BackupJobQueued", {"job": serializers.IntegerField(), "backup": serializers.IntegerField()}
+)
+
+
+def _vm(request: Request, vm_id: Any, action: str) -> VirtualMachine:
+    return get_object_for_user(
+        VirtualMachine.objects.select_related("host", "project"), request.user, vm_id, action
+    )
+
+
+def _pool(request: Request, pk: Any) -> StoragePool | None:
+    """The pool the caller named, among those they may see (None when not given)."""
+    if pk in (None, ""):
+        return None
+    pool = restrict(StoragePool.objects.select_related("host"), request.user, VIEW)
+    found = pool.filter(pk=pk).first() if str(pk).isdigit() else None
+    if found is None:
+        raise serializers.ValidationError({"pool": [f"No pool {pk} that you may use."]})
+    return found
+
+
+def _page(view: APIView, request: Request, queryset: Any, serialize: Any) -> Response:
+    paginator = PanelPagination()
+    page = paginator.paginate_queryset(queryset, request, view=view)
+    return paginator.get_paginated_response([serialize(item) for item in page or []])
+
+
+class BackupSerializer(serializers.Serializer):
+    """A backup as GET shows it; rpo_seconds is the achieved RPO."""
+
+    id = serializers.IntegerField()
+    vm = serializers.CharField()
+    vm_name = serializers.CharField()
+    state = serializers.CharField()
+    method = serializers.CharField()
+    message = serializers.CharField()
+    pool = serializers.IntegerField(allow_null=True)
+    schedule = serializers.IntegerField(allow_null=True)
+    job = serializers.IntegerField(allow_null=True)
+    disks = serializers.ListField(child=serializers.DictField())
+    size = serializers.IntegerField()
+    duration = serializers.FloatField(allow_null=True)
+    created = serializers.DateTimeField()
+    consistent_at = serializers.DateTimeField(allow_null=True)
+    rpo_seconds = serializers.IntegerField(allow_null=True)
+    verify = serializers.ListField(child=serializers.DictField())
+
+
+class BackupCreateSerializer(serializers.Serializer):
+    pool = serializers.IntegerField()
+    method = serializers.ChoiceField(
+        choices=["", "offline", "push", "snapshot"],
+        default="",
+        help_text="Empty: offline when the VM is shut off, else libvirt's backup API where "
+        "the host has it, else external snapshot + copy + merge.",
+    )
+
+
+class RestoreSerializer(serializers.Serializer):
+    mode = serializers.ChoiceField(choices=backups.RESTORE_MODES, default="new")
+    name = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
+    pool = serializers.IntegerField(required=False, allow_null=True, default=None)
+    start = serializers.BooleanField(default=False)
+
+
+def _backup(vm: VirtualMachine, backup_id: Any) -> Backup:
+    backup = (
+        Backup.objects.select_related("vm__host", "vm__project", "host", "pool")
+        .filter(vm_uuid=vm.pk, pk=backup_id)
+        .first()
+    )
+    if backup is None:
+        raise Http404(f"{vm.name} has no backup #{backup_id}.")
+    return backup
+
+
+class VMBackupsView(APIView):
+    """GET the VM's backups, newest first; POST {"pool", "method"} takes one (a job)."""
+
+    @extend_schema(responses=BackupSerializer(many=True))
+    def get(self, request: Request, vm_id: Any) -> Response:
+        vm = _vm(request, vm_id, VIEW)
+        return _page(self, request, backups.visible_backups(vm), backups.serialize_backup)
+
+    @extend_schema(request=BackupCreateSerializer, responses={202: JOB})
+    def post(self, request: Request, vm_id: Any) -> Response:
+        vm = _vm(request, vm_id, CHANGE)
+        params = BackupCreateSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        job = backups.take_backup(
+            vm,
+            _pool(request, params.validated_data["pool"]),
+            method=params.validated_data["method"],
+            actor=request.user,
+            source_ip=client_ip(request),
+        )
+        return Response(
+            {"job": job.pk, "backup": job.result["backup"]}, status=status.HTTP_202_ACCEPTED
+        )
+
+
+class VMBackupView(APIView):
+    """GET one backup; DELETE removes its copies from the pool and its record."""
+
+    @extend_schema(responses=BackupSerializer)
+    def get(self, request: Request, vm_id: Any, backup_id: int) -> Response:
+        vm = _vm(request, vm_id, VIEW)
+        return Response(backups.serialize_backup(_backup(vm, backup_id)))
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, vm_id: Any, backup_id: int) -> Response:
+        vm = _vm(request, vm_id, CHANGE)
+        backups.delete_backup(
+            _backup(vm, backup_id), actor=request.user, source_ip=client_ip(request)
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class VMBackupRestoreView(APIView):
+    """POST {"mode": "new"|"in_place", "name", "pool", "start"}: restore the backup into a
+    new VM (name and pool required) or over the shut-off VM's disks (a job)."""
+
+    @extend_schema(request=RestoreSerializer, responses={202: JOB})
+    def post(self, request: Request, vm_id: Any, backup_id: int) -> Response:
+        vm = _vm(request, vm_id, CHANGE)
+        backup = _backup(vm, backup_id)
+        params = RestoreSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        data = params.validated_data
+        job = backups.restore_backup(
+            backup,
+            mode=data["mode"],
+            name=data["name"],
+            pool=_pool(request, data["pool"]),
+            start=data["start"],
+            actor=request.user,
+            source_ip=client_ip(request),
+        )
+        return Response({"job": job.pk, "backup": backup.pk}, status=status.HTTP_202_ACCEPTED)
+
+
+class ScheduleSerializer(serializers.Serializer):
+    """A backup or snapshot schedule: cron fields, kind, target pool and retention."""
+
+    id = serializers.IntegerField(read_only=True)
+    vm = serializers.CharField(read_only=True, allow_null=True)
+    project = serializers.IntegerField(read_only=True)
+    kind = serializers.ChoiceField(choices=ScheduleKind.values, required=False)
+    pool = serializers.IntegerField(required=False, allow_null=True)
+    minute = serializers.CharField(required=False, max_length=64)
+    hour = serializers.CharField(required=False, max_length=64)
+    day_of_month = serializers.CharField(required=False, max_length=64)
+    month_of_year = serializers.CharField(required=False, max_length=64)
+    day_of_week = serializers.CharField(required=False, max_length=64)
+    cron = serializers.CharField(read_only=True)
+    keep_last = serializers.IntegerField(required=False, min_value=0, max_value=1000)
+    keep_daily = serializers.IntegerField(required=False, min_value=0, max_value=1000)
+    keep_weekly = serializers.IntegerField(required=False, min_value=0, max_value=1000)
+    enabled = serializers.BooleanField(required=False)
+    last_run = serializers.DateTimeField(read_only=True, allow_null=True)
+    next_run = serializers.DateTimeField(read_only=True, allow_null=True)
+
+
+def _schedule_data(request: Request, *, partial: bool) -> dict[str, Any]:
+    params = ScheduleSerializer(data=request.data, partial=partial)
+    params.is_valid(raise_exception=True)
+    data = dict(params.validated_data)
+    if "pool" in data:
+        data["pool"] = _pool(request, data["pool"])
+    return {k: v for k, v in data.items() if k in schedules.SCHEDULE_FIELDS}
+
+
+class VMSchedulesView(APIView):
+    """GET the VM's backup and snapshot schedules; POST adds one."""
+
+    @extend_schema(responses=ScheduleSerializer(many=True))
+    def get(self, request: Request, vm_id: Any) -> Response:
+        vm = _vm(request, vm_id, VIEW)
+        rows = BackupSchedule.objects.filter(vm=vm).select_related("pool")
+        return _page(self, request, rows, schedules.serialize_schedule)
+
+    @extend_schema(request=ScheduleSerializer, responses={201: ScheduleSerializer})
+    def post(self, request: Request, vm_id: Any) -> Response:
+        vm = _vm(request, vm_id, CHANGE)
+        schedule = schedules.save_schedule(
+            _schedule_data(request, partial=False),
+            vm=vm,
+            actor=request.user,
+            source_ip=client_ip(request),
+        )
+        return Response(schedules.serialize_schedule(schedule), status=status.HTTP_201_CREATED)
+
+
+class ProjectSchedulesView(APIView):
+    """GET the schedules that cover every VM of the project; POST adds one (operators)."""
+
+    def _project(self, request: Request, project_id: int) -> Project:
+        return get_object_for_user(Project.objects.all(), request.user, project_id, VIEW)
+
+    @extend_schema(responses=ScheduleSerializer(many=True))
+    def get(self, request: Request, project_id: int) -> Response:
+        project = self._project(request, project_id)
+        rows = BackupSchedule.objects.filter(project=project, vm__isnull=True)
+        return _page(self, request, rows.select_related("pool"), schedules.serialize_schedule)
+
+    @extend_schema(request=ScheduleSerializer, responses={201: ScheduleSerializer})
+    def post(self, request: Request, project_id: int) -> Response:
+        project = self._project(request, project_id)
+        schedule = schedules.save_schedule(
+            _schedule_data(request, partial=False),
+            project=project,
+            actor=request.user,
+            source_ip=client_ip(request),
+        )
+        return Response(schedules.serialize_schedule(schedule), status=status.HTTP_201_CREATED)
+
+
+class ScheduleView(APIView):
+    """GET, PATCH or DELETE one schedule (of a VM or a project)."""
+
+    def _schedule(self, request: Request, schedule_id: int) -> BackupSchedule:
+        schedule = schedules.schedules_for_user(request.user).filter(pk=schedule_id).first()
+        if schedule is None:
+            raise Http404("Not found.")
+        return schedule
+
+    @extend_schema(responses=ScheduleSerializer)
+    def get(self, request: Request, schedule_id: int) -> Response:
+        return Response(schedules.serialize_schedule(self._schedule(request, schedule_id)))
+
+    @extend_schema(request=ScheduleSerializer, responses=ScheduleSerializer)
+    def patch(self, request: Request, schedule_id: int) -> Response:
+        schedule = schedules.save_schedule(
+            _schedule_data(request, partial=True),
+            schedule=self._schedule(request, schedule_id),
+            actor=request.user,
+            source_ip=client_ip(request),
+        )
+        return Response(schedules.serialize_schedule(schedule))
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, schedule_id: int) -> Response:
+        schedules.delete_schedule(
+            self._schedule(request, schedule_id), actor=request.user, source_ip=client_ip(request)
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)

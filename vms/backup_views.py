@@ -1,0 +1,96 @@
+"""The Backups card's forms: back up now, restore, delete, and the VM's schedules."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.views.decorators.http import require_POST
+
+from panel.audit import client_ip
+from panel.exceptions import ServiceError
+from panel.permissions import CHANGE, VIEW, get_object_for_user, restrict
+from storage.models import StoragePool
+
+from . import backups, schedules
+from .models import Backup, BackupSchedule, VirtualMachine
+
+
+def _pool(request: HttpRequest) -> StoragePool | None:
+    pk = request.POST.get("pool", "")
+    pools = restrict(StoragePool.objects.select_related("host"), request.user, VIEW)
+    return pools.filter(pk=pk).first() if pk.isdigit() else None
+
+
+def _int(value: str, field: str) -> int:
+    try:
+        return int(value or 0)
+    except ValueError:
+        raise ServiceError(f"Give {field} as a whole number.", field=field) from None
+
+
+@require_POST
+def vm_backup_action(request: HttpRequest, vm_id: str, action: str) -> HttpResponse:
+    vm = get_object_for_user(
+        VirtualMachine.objects.select_related("host", "project"), request.user, vm_id, CHANGE
+    )
+    data, ip, user = request.POST, client_ip(request), request.user
+    try:
+        if action == "create":
+            job = backups.take_backup(
+                vm, _pool(request), method=data.get("method", ""), actor=user, source_ip=ip
+            )
+            messages.info(request, f"Backup of {vm.name} started (job #{job.pk}).")
+        elif action in ("restore", "delete"):
+            backup = Backup.objects.filter(vm_uuid=vm.pk, pk=_int(data.get("backup"), "backup"))
+            backup = backup.select_related("vm__host", "vm__project", "host", "pool").first()
+            if backup is None:
+                raise ServiceError(f"{vm.name} has no such backup: reload the page.")
+            if action == "delete":
+                backups.delete_backup(backup, actor=user, source_ip=ip)
+                messages.info(request, f"Backup #{backup.pk} deleted.")
+            else:
+                job = backups.restore_backup(
+                    backup,
+                    mode=data.get("mode", "new"),
+                    name=data.get("name", ""),
+                    pool=_pool(request),
+                    start=data.get("start") == "1",
+                    actor=user,
+                    source_ip=ip,
+                )
+                messages.info(request, f"Restore of backup #{backup.pk} started (job #{job.pk}).")
+        elif action == "schedule-add":
+            fields = {f: data.get(f, "") for f in ("minute", "hour", "day_of_month")}
+            fields |= {f: data.get(f, "") for f in ("month_of_year", "day_of_week")}
+            schedule = schedules.save_schedule(
+                {
+                    "kind": data.get("kind", "backup"),
+                    "pool": _pool(request),
+                    **fields,
+                    **{
+                        f: _int(data.get(f, "0"), f)
+                        for f in ("keep_last", "keep_daily", "keep_weekly")
+                    },
+                },
+                vm=vm,
+                actor=user,
+                source_ip=ip,
+            )
+            messages.info(request, f"Schedule #{schedule.pk} added: {schedule.cron}.")
+        elif action == "schedule-delete":
+            schedule = BackupSchedule.objects.filter(
+                vm=vm, pk=_int(data.get("schedule"), "schedule")
+            ).first()
+            if schedule is None:
+                raise ServiceError(f"{vm.name} has no such schedule: reload the page.")
+            schedules.delete_schedule(schedule, actor=user, source_ip=ip)
+            messages.info(request, f"Schedule #{schedule.pk} deleted.")
+        else:
+            raise ServiceError(f"Unknown backup action '{action}'.")
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    except PermissionDenied as exc:
+        messages.error(request, str(exc))
+    return redirect("vm_detail", vm_id=vm.pk)

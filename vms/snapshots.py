@@ -1,0 +1,468 @@
+"""Snapshots of VMs: take, revert and delete as jobs, and the mirror the pages read.
+
+The snapshot rows mirror what libvirt holds: each snapshot job ends by reading
+the domain's snapshots back (`sync_snapshots`), and so does the details refresh
+a VM page asks for, so snapshots made outside the panel show up too. Pages and
+the API read the rows, never libvirt, so a list costs no host call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from panel import audit, hypervisor, jobs
+from panel.choices import JobKind
+from panel.exceptions import ConflictError, ServiceError
+from panel.models import Job
+from panel.permissions import CHANGE
+
+from .choices import VMState
+from .models import Snapshot, VirtualMachine
+from .services import _apply, _busy, _on_host, _queue_vm_job, _require
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+KINDS = ("internal", "external")
+
+
+def sync_snapshots(vm: VirtualMachine) -> list[Snapshot]:
+    """Make the VM's snapshot rows match the snapshots its host has; return them in tree order."""
+    with _on_host(vm):
+        found = hypervisor.list_snapshots(vm.host.uri, str(vm.pk))
+    depth: dict[str, int] = {}
+    with transaction.atomic():
+        Snapshot.objects.filter(vm=vm).exclude(name__in=[s.name for s in found]).delete()
+        for position, snap in enumerate(found):
+            depth[snap.name] = depth[snap.parent] + 1 if snap.parent in depth else 0
+            Snapshot.objects.update_or_create(
+                vm=vm,
+                name=snap.name,
+                defaults={
+                    "description": snap.description,
+                    "parent": snap.parent,
+                    "state": snap.state,
+                    "kind": snap.kind,
+                    "memory": snap.memory,
+                    "current": snap.current,
+                    "created": datetime.fromtimestamp(snap.created, tz=UTC)
+                    if snap.created
+                    else None,
+                    "size": snap.size,
+                    "disks": [dataclasses.asdict(d) for d in snap.disks],
+                    "depth": depth[snap.name],
+                    "position": position,
+                },
+            )
+    return list(Snapshot.objects.filter(vm=vm))
+
+
+def serialize_snapshot(snapshot: Snapshot) -> dict[str, Any]:
+    """A snapshot as the API shows it."""
+    return {
+        "name": snapshot.name,
+        "description": snapshot.description,
+        "parent": snapshot.parent or None,
+        "state": snapshot.state,
+        "created": snapshot.created.isoformat() if snapshot.created else None,
+        "kind": snapshot.kind,
+        "memory": snapshot.memory,
+        "current": snapshot.current,
+        "size": snapshot.size,
+        "depth": snapshot.depth,
+        "disks": snapshot.disks,
+    }
+
+
+def _ready(vm: VirtualMachine, actor: Any, verb: str) -> None:
+    """The actor may change vm, and nothing else is running on it."""
+    _require(actor, vm, CHANGE, verb)
+
+
+def _idle(vm: VirtualMachine) -> None:
+    if vm.state == VMState.MISSING:
+        raise ConflictError(f"{vm.name} is missing from its host: it has no snapshots to act on.")
+    if (busy := _busy(vm)) is not None:
+        raise ConflictError(
+            f"{vm.name} is busy with job #{busy.pk} ({busy.get_kind_display()}); "
+            "wait for it to finish, then try again."
+        )
+
+
+def _snapshot(vm: VirtualMachine, name: str) -> Snapshot:
+    snapshot = Snapshot.objects.filter(vm=vm, name=name).first()
+    if snapshot is None:
+        raise ServiceError(
+            f"{vm.name} has no snapshot named '{name}'. Reload the list to see its snapshots.",
+            field="name",
+        )
+    return snapshot
+
+
+def _default_name() -> str:
+    return timezone.now().strftime("snap-%Y%m%d-%H%M%S")
+
+
+def take_snapshot(
+    vm: VirtualMachine,
+    *,
+    name: str = "",
+    description: str = "",
+    kind: str = "internal",
+    memory: bool | None = None,
+    quiesce: bool = False,
+    schedule: int | None = None,
+    actor: Any,
+    source_ip: str | None = None,
+) -> Job:
+    """Queue a snapshot of vm (for a backup schedule: pruned to its retention afterwards). Internal: with the memory when running (a checkpoint),
+    disk-only when shut off; every disk must be qcow2. External: disk-only overlays."""
+    from .tasks import vm_snapshot_task
+
+    _ready(vm, actor, "take snapshots of")
+    name = (name or "").strip() or _default_name()
+    with audit.refusals_recorded(
+        actor, "vm.snapshot.create", vm, project=vm.project, source_ip=source_ip
+    ):
+        if not NAME_RE.match(name):
+            raise ServiceError(
+                "Name the snapshot with 1 to 64 letters, digits, '.', '_' or '-', "
+                "starting with a letter or digit.",
+                field="name",
+            )
+        if kind not in KINDS:
+            raise ServiceError("Choose the kind: internal or external.", field="kind")
+        if len(description) > 1000:
+            raise ServiceError("Keep the description under 1000 characters.", field="description")
+        running = vm.state in (VMState.RUNNING, VMState.PAUSED)
+        if memory is None:
+            memory = running and kind == "internal"
+        if memory and kind == "external":
+            raise ServiceError(
+                "External snapshots are disk-only here: take an internal snapshot to keep "
+                "the memory.",
+                field="memory",
+            )
+        if memory and not running:
+            raise ServiceError(
+                f"{vm.name} is not running, so there is no memory to save: leave memory off.",
+                field="memory",
+            )
+        if kind == "internal" and running and not memory:
+            raise ServiceError(
+                "An internal snapshot of a running VM keeps its memory too: turn memory on, "
+                "shut the VM down first, or take an external snapshot.",
+                field="memory",
+            )
+        if quiesce and (kind != "external" or not running):
+            raise ServiceError(
+                "Quiescing applies to external snapshots of a running VM only.", field="quiesce"
+            )
+        if quiesce:
+            with _on_host(vm):
+                agent = hypervisor.has_guest_agent(vm.host.uri, str(vm.pk))
+            if not agent:
+                raise ServiceError(
+                    f"No guest agent answers in {vm.name}, so its filesystems cannot be "
+                    "quiesced: install and start qemu-guest-agent in the guest (with its "
+                    "virtio channel), or take the snapshot without quiesce.",
+                    field="quiesce",
+                )
+        if kind == "internal":
+            disks = [d for d in vm.disks if d.get("device") == "disk"]
+            if not disks:
+                raise ServiceError(
+                    f"{vm.name} has no disk to hold an internal snapshot: attach a qcow2 disk "
+                    "first.",
+                    field="kind",
+                )
+            if not_qcow2 := [d for d in disks if d.get("format") != "qcow2"]:
+                listed = ", ".join(
+                    f"{d['target']} is {d.get('format') or 'raw'}" for d in not_qcow2
+                )
+                raise ServiceError(
+                    f"Internal snapshots need every disk in qcow2 format ({listed}): "
+                    "take an external snapshot instead, or convert the disk to qcow2.",
+                    field="kind",
+                )
+        if Snapshot.objects.filter(vm=vm, name=name).exists():
+            raise ServiceError(
+                f"{vm.name} already has a snapshot named '{name}': choose another name.",
+                field="name",
+            )
+        _idle(vm)
+        with transaction.atomic():
+            return _queue_vm_job(
+                vm,
+                JobKind.VM_SNAPSHOT_CREATE,
+                vm_snapshot_task,
+                {
+                    "op": "create",
+                    "name": name,
+                    "description": description,
+                    "kind": kind,
+                    "memory": memory,
+                    "quiesce": quiesce,
+                    "schedule": schedule,
+                },
+                actor=actor,
+                action="vm.snapshot.create",
+                detail=f"{kind} snapshot {name}" + (" with memory" if memory else ""),
+                source_ip=source_ip,
+            )
+
+
+def revert_snapshot(
+    vm: VirtualMachine,
+    name: str,
+    *,
+    start: bool = False,
+    discard_later: bool = False,
+    actor: Any,
+    source_ip: str | None = None,
+) -> Job:
+    """Queue a revert of vm to the snapshot; with start the guest runs afterwards. For an
+    external snapshot, discard_later deletes the overlays (and snapshots) taken after it."""
+    from .tasks import vm_snapshot_task
+
+    _ready(vm, actor, "revert")
+    with audit.refusals_recorded(
+        actor, "vm.snapshot.revert", vm, project=vm.project, source_ip=source_ip
+    ):
+        snapshot = _snapshot(vm, name)
+        _idle(vm)
+        with transaction.atomic():
+            return _queue_vm_job(
+                vm,
+                JobKind.VM_SNAPSHOT_REVERT,
+                vm_snapshot_task,
+                {
+                    "op": "revert",
+                    "name": snapshot.name,
+                    "start": start,
+                    "discard_later": discard_later,
+                },
+                actor=actor,
+                action="vm.snapshot.revert",
+                detail=f"to {snapshot.name}"
+                + (", then start" if start else "")
+                + (", discarding later overlays" if discard_later else ""),
+                source_ip=source_ip,
+            )
+
+
+def delete_snapshot(
+    vm: VirtualMachine,
+    name: str,
+    *,
+    children: bool = False,
+    actor: Any,
+    source_ip: str | None = None,
+) -> Job:
+    """Queue the deletion of a snapshot (its children move up), or of it and its children."""
+    from .tasks import vm_snapshot_task
+
+    _ready(vm, actor, "delete snapshots of")
+    with audit.refusals_recorded(
+        actor, "vm.snapshot.delete", vm, project=vm.project, source_ip=source_ip
+    ):
+        snapshot = _snapshot(vm, name)
+        _idle(vm)
+        with transaction.atomic():
+            return _queue_vm_job(
+                vm,
+                JobKind.VM_SNAPSHOT_DELETE,
+                vm_snapshot_task,
+                {"op": "delete", "name": snapshot.name, "children": children},
+                actor=actor,
+                action="vm.snapshot.delete",
+                detail=snapshot.name + (" and its children" if children else ""),
+                source_ip=source_ip,
+            )
+
+
+MERGE_MODES = ("commit", "pull")
+
+
+def merge_disk(
+    vm: VirtualMachine,
+    disk: str,
+    *,
+    mode: str = "commit",
+    base: str = "",
+    top: str = "",
+    actor: Any,
+    source_ip: str | None = None,
+) -> Job:
+    """Queue a block commit or block pull that shortens the backing chain of vm's disk.
+
+    commit writes the layers from top (default: the active image, pivoting onto base) into
+    base (default: the bottom image); pull copies the layers above base (default: all) into
+    the active image. Snapshots whose state the merge overwrote lose their metadata."""
+    from .tasks import vm_snapshot_task
+
+    _ready(vm, actor, "merge the disks of")
+    with audit.refusals_recorded(
+        actor, "vm.snapshot.merge", vm, project=vm.project, source_ip=source_ip
+    ):
+        if mode not in MERGE_MODES:
+            raise ServiceError("Choose the mode: commit or pull.", field="mode")
+        targets = [d.get("target") for d in vm.disks if d.get("device") == "disk"]
+        if disk not in targets:
+            raise ServiceError(
+                f"{vm.name} has no disk '{disk}': choose one of {', '.join(targets) or 'none'}.",
+                field="disk",
+            )
+        _idle(vm)
+        if vm.state != VMState.RUNNING:
+            raise ConflictError(
+                f"{vm.name} is {vm.state}: block commit and block pull run in the running "
+                "guest's QEMU. Start it first."
+            )
+        with _on_host(vm):
+            chain = hypervisor.disk_chains(vm.host.uri, str(vm.pk)).get(disk, ())
+        if len(chain) < 2:
+            raise ConflictError(f"The disk {disk} of {vm.name} has no backing chain to shorten.")
+        listed = ", ".join(chain)
+        if top and (mode == "pull" and top != chain[0] or top not in chain[:-1]):
+            raise ServiceError(
+                "Choose top among the images above the bottom of the chain "
+                f"({listed}); a pull always copies into the active image {chain[0]}.",
+                field="top",
+            )
+        below = chain[chain.index(top) + 1 :] if top else chain[1:]
+        if base and base not in below:
+            raise ServiceError(
+                f"Choose base among the images below top in the chain of {disk}: "
+                f"{', '.join(below)}.",
+                field="base",
+            )
+        with transaction.atomic():
+            return _queue_vm_job(
+                vm,
+                JobKind.VM_SNAPSHOT_MERGE,
+                vm_snapshot_task,
+                {"op": "merge", "name": disk, "mode": mode, "base": base, "top": top},
+                actor=actor,
+                action="vm.snapshot.merge",
+                detail=f"block {mode} of {disk}"
+                + (f" from {top}" if top else "")
+                + (f" into {base}" if base else ""),
+                source_ip=source_ip,
+            )
+
+
+def _merge(job: Job, vm: VirtualMachine, spec: dict[str, Any]) -> str:
+    disk, mode = spec["name"], spec["mode"]
+    jobs.report(
+        job.pk,
+        progress=5,
+        message=f"Block {mode} of {disk} of {vm.name}",
+        log_line=f"block {mode} of {disk} started",
+    )
+    last = [-1]
+
+    def progress(cur: int, end: int) -> None:
+        percent = 5 + 85 * cur // end if end else 5
+        if percent != last[0]:
+            last[0] = percent
+            jobs.report(job.pk, progress=percent, message=f"Block {mode}: {cur} of {end} bytes")
+
+    with _on_host(vm, failed=f"The block {mode} of {disk} of {vm.name} failed"):
+        steps = hypervisor.merge_chain(
+            vm.host.uri,
+            str(vm.pk),
+            disk,
+            mode,
+            base=spec["base"],
+            top=spec["top"],
+            progress=progress,
+        )
+    for step in steps:
+        jobs.report(job.pk, log_line=step)
+    with _on_host(vm):
+        chain = hypervisor.disk_chains(vm.host.uri, str(vm.pk)).get(disk, ())
+    jobs.report(job.pk, log_line=f"{disk} chain now: {' <- '.join(chain)}")
+    return f"The chain of {disk} of {vm.name} is {len(chain)} image(s) long."
+
+
+def run_snapshot_job(job: Job) -> None:
+    """The body of a snapshot create, revert or delete job."""
+    spec = job.result
+    vm = VirtualMachine.objects.select_related("host").filter(pk=spec["vm"]).first()
+    if vm is None:
+        raise ServiceError("The VM of this job was removed.")
+    uri, uuid, name, op = vm.host.uri, str(vm.pk), spec["name"], spec["op"]
+    if op == "create":
+        what = f"{spec['kind']} snapshot {name}" + (" with memory" if spec["memory"] else "")
+        jobs.report(
+            job.pk,
+            progress=10,
+            message=f"Taking the {what} of {vm.name}",
+            log_line=f"taking {what}",
+        )
+        with _on_host(vm, failed=f"The snapshot {name} of {vm.name} failed"):
+            hypervisor.create_snapshot(
+                uri,
+                uuid,
+                name,
+                description=spec["description"],
+                kind=spec["kind"],
+                memory=spec["memory"],
+                quiesce=spec["quiesce"],
+            )
+        done = f"Snapshot {name} of {vm.name} taken."
+    elif op == "revert":
+        jobs.report(
+            job.pk,
+            progress=10,
+            message=f"Reverting {vm.name} to {name}",
+            log_line=f"reverting to {name}" + (" and starting" if spec["start"] else ""),
+        )
+        with _on_host(vm, failed=f"Reverting {vm.name} to {name} failed"):
+            steps = hypervisor.revert_snapshot(
+                uri, uuid, name, start=spec["start"], discard_later=spec.get("discard_later", False)
+            )
+        for step in steps:
+            jobs.report(job.pk, log_line=step)
+        done = f"{vm.name} reverted to {name}."
+    elif op == "merge":
+        done = _merge(job, vm, spec)
+    elif op == "delete":
+        jobs.report(
+            job.pk,
+            progress=10,
+            message=f"Deleting the snapshot {name} of {vm.name}",
+            log_line=f"deleting {name}" + (" and its children" if spec["children"] else ""),
+        )
+        with _on_host(vm, failed=f"Deleting the snapshot {name} of {vm.name} failed"):
+            hypervisor.delete_snapshot(uri, uuid, name, children=spec["children"])
+        done = f"Snapshot {name} of {vm.name} deleted."
+    else:
+        raise ServiceError(f"Unknown snapshot operation '{op}'.")
+    jobs.report(job.pk, progress=80, log_line="reading the snapshots back")
+    vm = _apply(vm, None)
+    snapshots = sync_snapshots(vm)
+    if op == "create" and spec.get("schedule"):
+        from .models import BackupSchedule
+        from .schedules import prune
+
+        if (schedule := BackupSchedule.objects.filter(pk=spec["schedule"]).first()) is not None:
+            for line in prune(schedule, vm, job):
+                jobs.report(job.pk, log_line=line)
+            snapshots = list(Snapshot.objects.filter(vm=vm))
+    jobs.report(
+        job.pk,
+        progress=100,
+        message=done,
+        log_line=f"{len(snapshots)} snapshot(s); {vm.name} is {vm.state}",
+    )
+
+
+def snapshot_tree(vm: VirtualMachine) -> list[Snapshot]:
+    """The VM's snapshot rows in tree order (parents first), each with its depth."""
+    return list(Snapshot.objects.filter(vm=vm).order_by("position"))

@@ -1,0 +1,35 @@
+"""The Backups card of a VM's page."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import template
+
+from panel.choices import JobKind
+from panel.models import Job
+from panel.permissions import CHANGE, VIEW, allowed, restrict
+from storage.models import StoragePool
+from vms import backups
+from vms.models import BackupSchedule
+
+register = template.Library()
+
+
+@register.inclusion_tag("vms/_backups.html", takes_context=True)
+def vm_backups(context: dict[str, Any], vm: Any) -> dict[str, Any]:
+    user = context["request"].user
+    pools = restrict(StoragePool.objects.filter(host=vm.host, state="active"), user, VIEW)
+    return {
+        "vm": vm,
+        "backups": list(backups.visible_backups(vm)[:50]),
+        "schedules": list(BackupSchedule.objects.filter(vm=vm).select_related("pool")),
+        "pools": list(pools.order_by("name")),
+        "can_change": allowed(user, vm, CHANGE) and vm.state != "missing",
+        "backup_job": Job.objects.filter(
+            target=f"vm:{vm.pk}", kind__in=[JobKind.VM_BACKUP, JobKind.VM_BACKUP_RESTORE]
+        )
+        .order_by("-created")
+        .first(),
+        "csrf_token": context.get("csrf_token"),
+    }

@@ -1,0 +1,38 @@
+"""The Snapshots card of a VM's page."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import template
+
+from panel.choices import JobKind
+from panel.models import Job
+from panel.permissions import CHANGE, allowed
+from vms import snapshots
+
+register = template.Library()
+
+SNAPSHOT_JOBS = [
+    JobKind.VM_SNAPSHOT_CREATE,
+    JobKind.VM_SNAPSHOT_REVERT,
+    JobKind.VM_SNAPSHOT_DELETE,
+    JobKind.VM_SNAPSHOT_MERGE,
+]
+
+
+@register.inclusion_tag("vms/_snapshots.html", takes_context=True)
+def vm_snapshots(context: dict[str, Any], vm: Any) -> dict[str, Any]:
+    user = context["request"].user
+    return {
+        "vm": vm,
+        "snapshots": snapshots.snapshot_tree(vm),
+        "can_change": allowed(user, vm, CHANGE) and vm.state != "missing",
+        "running": vm.state in ("running", "paused"),
+        "has_external": any(s.kind == "external" for s in snapshots.snapshot_tree(vm)),
+        "disk_targets": [d.get("target") for d in vm.disks if d.get("device") == "disk"],
+        "snapshot_job": Job.objects.filter(target=f"vm:{vm.pk}", kind__in=SNAPSHOT_JOBS)
+        .order_by("-created")
+        .first(),
+        "csrf_token": context.get("csrf_token"),
+    }
