@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "vms",
     "storage",
     "networking",
+    "monitoring",
 ]
 
 MIDDLEWARE = [

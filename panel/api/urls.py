@@ -2,6 +2,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from monitoring.api import HostStatsView, VMStatsView
 from networking.api.views import NetworkViewSet, VMNicsView, VMNicView
 from storage.api.views import PoolViewSet, VolumeViewSet
 from vms.api.views import VirtualMachineViewSet
@@ -25,5 +26,7 @@ urlpatterns = [
     path("docs/", SpectacularSwaggerView.as_view(url_name="api_schema"), name="api_docs"),
     path("vms/<uuid:vm_id>/nics/", VMNicsView.as_view(), name="vm_nics"),
     path("vms/<uuid:vm_id>/nics/<str:mac>/", VMNicView.as_view(), name="vm_nic"),
+    path("vms/<uuid:vm_id>/stats/", VMStatsView.as_view(), name="vm_stats"),
+    path("hosts/<int:host_id>/stats/", HostStatsView.as_view(), name="host_stats"),
     path("", include(router.urls)),
 ]

@@ -69,9 +69,11 @@ from .specs import (
     DhcpHost,
     DiskSpec,
     DnsHost,
+    DomainCounters,
     DomainDetails,
     DomainInfo,
     DomainSpec,
+    HostCounters,
     HostFacts,
     HostReport,
     InterfaceInfo,
@@ -87,9 +89,14 @@ from .specs import (
     VolumeInfo,
     VolumeSpec,
 )
+from .stats import host_counters
 from .watch import DomainEvent, Watch, watch_domains
 
 __all__ = [
+    # monitoring
+    "DomainCounters",
+    "HostCounters",
+    "host_counters",
     # networks (networking app)
     "MACVTAP_MODES",
     "DhcpHost",

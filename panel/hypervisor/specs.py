@@ -410,3 +410,38 @@ class DomainDetails:
     vnet_devices: dict[str, str]
     agent: dict[str, object]
     xml: str
+
+
+@dataclass(frozen=True)
+class DomainCounters:
+    """A running domain's cumulative usage counters at one reading (bytes, ns)."""
+
+    uuid: str
+    name: str
+    state: str
+    vcpus: int
+    cpu_time_ns: int
+    memory_current_bytes: int
+    memory_max_bytes: int
+    memory_rss_bytes: int
+    memory_guest_used_bytes: int
+    disk_read_bytes: int
+    disk_write_bytes: int
+    disk_read_reqs: int
+    disk_write_reqs: int
+    net_rx_bytes: int
+    net_tx_bytes: int
+
+
+@dataclass(frozen=True)
+class HostCounters:
+    """A host's CPU times and memory and its active domains' counters, read at `at`."""
+
+    uri: str
+    at: float
+    cpus: int
+    cpu_busy_ns: int
+    cpu_total_ns: int
+    memory_total_bytes: int
+    memory_used_bytes: int
+    domains: tuple[DomainCounters, ...] = ()

@@ -1,0 +1,80 @@
+"""The collector against the real libvirtd with the tiny guest: stats appear, CPU follows load."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+import pytest
+
+from monitoring.collector import Collector
+from panel import hypervisor
+from tests.conftest import LOCAL_URI
+
+pytestmark = [pytest.mark.libvirt]
+
+STEP = 1
+
+
+def collect_until(collector: Collector, predicate, cycles: int) -> list:
+    """Run collection cycles on the collector's beat; return the VM's samples seen."""
+    for _ in range(cycles):
+        started = time.monotonic()
+        collector.cycle()
+        if predicate():
+            return True
+        time.sleep(max(0.0, STEP - (time.monotonic() - started)))
+    return False
+
+
+@pytest.fixture
+def console(make_vm):
+    vm = make_vm(running=True)
+    stream = hypervisor.open_console(LOCAL_URI, str(vm.pk))
+    try:
+        stream.send(b"\r")
+        stream.read_until(b"guest# ", 60)
+        yield vm, stream
+    finally:
+        with contextlib.suppress(hypervisor.HypervisorError):
+            stream.send(b"kill %1 2>/dev/null; kill $(jobs -p) 2>/dev/null\r")
+        stream.close()
+        with contextlib.suppress(hypervisor.HypervisorError):
+            hypervisor.destroy_domain(LOCAL_URI, str(vm.pk))
+
+
+def test_it_shows_stats_within_two_intervals_and_cpu_rising_with_a_busy_loop(
+    console, store, local_host
+):
+    vm, stream = console
+    vm_id = str(vm.pk)
+    collector = Collector(step=STEP, store=store)
+
+    def latest() -> dict | None:
+        return store.latest("vm", [vm_id], time.time(), 3 * STEP).get(vm_id)
+
+    start = time.monotonic()
+    assert collect_until(collector, lambda: latest() is not None, cycles=2)
+    assert time.monotonic() - start < 2 * STEP + 1
+    host = store.latest("host", [str(local_host.pk)], time.time(), 3 * STEP)
+    assert host[str(local_host.pk)]["mem_total"] > 0
+
+    idle = []
+    for _ in range(4):
+        collect_until(collector, lambda: False, 1)
+        idle.append(latest()["cpu"])
+    assert latest()["mem_balloon"] == 96 * 1024 * 1024
+
+    stream.send(b"while :; do :; done &\r")
+    stream.read_until(b"guest# ", 10, start=len(stream.output()))
+    busy = []
+    for _ in range(6):
+        collect_until(collector, lambda: False, 1)
+        busy.append(latest()["cpu"])
+    stream.send(b"kill %1\r")
+    # The busy loop keeps the guest's one vCPU busy as far as the host lets it (two
+    # shared cores here, other guests running); idle, past the end of its boot, it rests.
+    assert max(idle[1:]) < 20, (idle, busy)
+    assert sum(busy) / len(busy) > 40, (idle, busy)
+    history = store.history("vm", vm_id, "1h", time.time())
+    assert len(history["t"]) >= 11 and max(history["cpu"]) > 40
