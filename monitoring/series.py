@@ -54,7 +54,11 @@ def vm_sample(prev: DomainCounters | None, cur: DomainCounters, seconds: float) 
     if prev is None or seconds <= 0:
         return None
     cpu = _rate(prev.cpu_time_ns, cur.cpu_time_ns, seconds) / 1e9 / max(cur.vcpus, 1) * 100
-    used = cur.memory_guest_used_bytes or cur.memory_rss_bytes or cur.memory_current_bytes
+    # The guest's own figure needs its balloon driver; else what the host gives it (qemu's
+    # RSS, which counts qemu itself too, so capped at the guest's current memory).
+    used = cur.memory_guest_used_bytes or min(
+        cur.memory_rss_bytes or cur.memory_current_bytes, cur.memory_current_bytes
+    )
     return {
         "cpu": round(min(cpu, 100.0), 2),
         "mem_used": used,

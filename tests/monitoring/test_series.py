@@ -49,6 +49,8 @@ def test_it_turns_counters_into_percent_and_rates():
     assert sample["net_rx"] == 1000
     assert sample["mem_balloon"] == GIB
     assert sample["mem_used"] == GIB // 2  # no guest figures: what the host sees it use
+    bloated = vm_sample(before, dataclasses.replace(after, memory_rss_bytes=2 * GIB), 5.0)
+    assert bloated["mem_used"] == GIB  # never more than the guest has
     assert vm_sample(None, after, 5.0) is None  # a first reading has nothing to compare to
 
 
