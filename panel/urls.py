@@ -1,6 +1,8 @@
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from monitoring.views import metrics
+
 from . import views
 from .forms import ThrottledLoginForm
 
@@ -45,4 +47,5 @@ urlpatterns = [
     path("storage/", include("storage.urls")),
     path("networks/", include("networking.urls")),
     path("api/v1/", include("panel.api.urls")),
+    path("metrics", metrics, name="metrics"),
 ]
