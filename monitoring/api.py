@@ -1,19 +1,22 @@
-"""vms/{id}/stats/ and hosts/{id}/stats/: the latest sample and ?range= history."""
+"""vms/{id}/stats/, hosts/{id}/stats/ (latest sample, ?range= history) and vms/{id}/tuning/."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
+from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from panel.audit import client_ip
 from panel.models import Host
-from panel.permissions import VIEW, get_object_for_user
+from panel.permissions import CHANGE, VIEW, get_object_for_user
 from vms.models import VirtualMachine
 
-from . import services
+from . import serializers, services, tuning
 
 RANGE = OpenApiParameter("range", str, enum=["1h", "1d", "30d"], required=False)
 
@@ -34,3 +37,59 @@ class HostStatsView(APIView):
     def get(self, request: Request, host_id: int) -> Response:
         host = get_object_for_user(Host.objects.all(), request.user, host_id, VIEW)
         return Response(services.host_stats(host, request.query_params.get("range")))
+
+
+TUNING_ACTIONS = {
+    "vcpupin": (serializers.VcpuPinSerializer, "pin_vcpus"),
+    "emulatorpin": (serializers.EmulatorPinSerializer, "pin_emulator"),
+    "memory": (serializers.MemorySerializer, "set_memory"),
+    "vcpus": (serializers.VcpusSerializer, "set_vcpus"),
+    "iotune": (serializers.IoTuneSerializer, "set_iotune"),
+}
+
+
+def _vm(request: Request, vm_id: Any, action: str) -> VirtualMachine:
+    return get_object_for_user(
+        VirtualMachine.objects.select_related("host", "project"), request.user, vm_id, action
+    )
+
+
+class VMTuningView(APIView):
+    """GET the VM's tuning with the host's CPUs, NUMA cells and huge pages."""
+
+    @extend_schema(responses=dict)
+    def get(self, request: Request, vm_id: Any) -> Response:
+        return Response(tuning.vm_tuning(_vm(request, vm_id, VIEW), actor=request.user))
+
+
+class VMTuningActionView(APIView):
+    """POST vcpupin, emulatorpin, memory, vcpus or iotune; answers the tuning read back."""
+
+    @extend_schema(request=dict, responses=dict)
+    def post(self, request: Request, vm_id: Any, what: str) -> Response:
+        if what not in TUNING_ACTIONS:
+            raise Http404(f"No tuning '{what}': use one of {', '.join(TUNING_ACTIONS)}.")
+        vm = _vm(request, vm_id, CHANGE)
+        serializer_class, service = TUNING_ACTIONS[what]
+        params = serializer_class(data=request.data)
+        params.is_valid(raise_exception=True)
+        data = dict(params.validated_data)
+        scope = {"live": data.pop("live"), "persistent": data.pop("persistent")}
+        who = {"actor": request.user, "source_ip": client_ip(request)}
+        warning = ""
+        if what == "vcpupin":
+            info = tuning.pin_vcpus(vm, data["pins"], **scope, **who)
+        elif what == "emulatorpin":
+            info = tuning.pin_emulator(vm, data["cpus"], **scope, **who)
+        elif what == "memory":
+            info, warning = tuning.set_memory(
+                vm, data["memory_mib"], force=data["force"], **scope, **who
+            )
+        elif what == "vcpus":
+            info = tuning.set_vcpus(vm, data["vcpus"], **scope, **who)
+        else:
+            info = tuning.set_iotune(vm, data.pop("target"), data, **scope, **who)
+        body = dataclasses.asdict(info)
+        if warning:
+            body["warning"] = warning
+        return Response(body)

@@ -68,6 +68,7 @@ from .specs import (
     Check,
     DhcpHost,
     DiskSpec,
+    DiskTuning,
     DnsHost,
     DomainCounters,
     DomainDetails,
@@ -76,8 +77,10 @@ from .specs import (
     HostCounters,
     HostFacts,
     HostReport,
+    HostTuning,
     InterfaceInfo,
     Inventory,
+    IoTune,
     IPConfig,
     LeaseInfo,
     NetworkInfo,
@@ -86,10 +89,22 @@ from .specs import (
     NicSpec,
     PoolInfo,
     PoolSpec,
+    TuningInfo,
     VolumeInfo,
     VolumeSpec,
 )
 from .stats import host_counters
+from .tuning import (
+    NUMA_MODES,
+    domain_tuning,
+    host_tuning,
+    pin_emulator,
+    pin_vcpus,
+    set_block_iotune,
+    set_memory,
+    set_numatune,
+    set_vcpus,
+)
 from .watch import DomainEvent, Watch, watch_domains
 
 __all__ = [
@@ -97,6 +112,19 @@ __all__ = [
     "DomainCounters",
     "HostCounters",
     "host_counters",
+    "DiskTuning",
+    "IoTune",
+    "NUMA_MODES",
+    "TuningInfo",
+    "domain_tuning",
+    "host_tuning",
+    "HostTuning",
+    "pin_emulator",
+    "pin_vcpus",
+    "set_block_iotune",
+    "set_memory",
+    "set_numatune",
+    "set_vcpus",
     # networks (networking app)
     "MACVTAP_MODES",
     "DhcpHost",
