@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from lxml import html
+
+from tests.vms.conftest import virsh
 
 pytestmark = [pytest.mark.libvirt]
 
@@ -21,3 +25,24 @@ def test_it_puts_the_usage_card_on_the_vm_and_host_pages(client_for, make_vm, lo
     [host_card] = card(client_for("admin").get(f"/hosts/{local_host.pk}/"))
     assert host_card.get("data-url") == f"/api/v1/hosts/{local_host.pk}/stats/"
     assert [b.get("data-range") for b in host_card.xpath(".//button")] == ["1h", "1d", "30d"]
+
+
+def test_it_shows_the_tuning_tab_over_the_host_cpus_and_pins_from_it(client_for, make_vm):
+    vm = make_vm(vcpus=2)
+    page = client_for("member").get(f"/vms/{vm.pk}/tuning/")
+    assert page.status_code == 200
+    doc = html.fromstring(page.content.decode())
+    boxes = doc.xpath("//tr[@data-vcpu='0']//input[@type='checkbox']")
+    assert [b.get("value") for b in boxes] == [str(i) for i in range(os.cpu_count())]
+    # Pin vCPU 1 to CPU 0 (persistent: the VM is off); vCPU 0 left on any CPU.
+    response = client_for("member").post(
+        f"/vms/{vm.pk}/tuning/vcpupin/", {"vcpu_rows": "2", "pin-1": ["0"], "persistent": "on"}
+    )
+    assert response.status_code == 302
+    assert "<vcpupin vcpu='1' cpuset='0'/>" in virsh("dumpxml", "--inactive", vm.name)
+    # A viewer sees the tab, greyed out, and may not post.
+    viewer = client_for("viewer").get(f"/vms/{vm.pk}/tuning/")
+    assert b"lets you look at this VM's tuning, not change it" in viewer.content
+    assert (
+        client_for("viewer").post(f"/vms/{vm.pk}/tuning/vcpus/", {"vcpus": "1"}).status_code == 403
+    )
