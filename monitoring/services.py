@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 from panel.exceptions import ServiceError
@@ -28,34 +29,36 @@ def max_age() -> float:
     return 3 * interval()
 
 
-def _stats(kind: str, ident: str, range_name: str | None, now: float | None) -> dict:
+def _stats_json(kind: str, ident: str, range_name: str | None, now: float | None) -> bytes:
     range_name = _range(range_name)
     now = time.time() if now is None else now
     store = StatsStore()
-    result: dict = {
-        "interval": interval(),
-        "latest": store.latest(kind, [ident], now, max_age()).get(ident),
-    }
+    latest = store.latest(kind, [ident], now, max_age()).get(ident)
+    body = b'{"interval":%d,"latest":%s' % (interval(), json.dumps(latest).encode())
     if range_name:
-        result["history"] = store.history(kind, ident, range_name, now)
-    return result
+        body += b',"history":' + store.history_json(kind, ident, range_name, now)
+    return body + b"}"
 
 
-def vm_stats(
+def vm_stats_json(
     vm: VirtualMachine, range_name: str | None = None, *, now: float | None = None
-) -> dict:
-    """The VM's newest sample (None when it is not running) and, with a range, its history."""
-    return _stats("vm", str(vm.pk), range_name, now)
+) -> bytes:
+    """The VM's newest sample (null when it is not running) and, with a range, its history,
+    as the API's JSON: {"interval", "latest", "history": {"range", "step", "fields", "points"}}.
+    """
+    return _stats_json("vm", str(vm.pk), range_name, now)
 
 
-def host_stats(host: Host, range_name: str | None = None, *, now: float | None = None) -> dict:
-    """The host's newest sample and, with a range, its history."""
-    return _stats("host", str(host.pk), range_name, now)
+def host_stats_json(
+    host: Host, range_name: str | None = None, *, now: float | None = None
+) -> bytes:
+    """The host's newest sample and, with a range, its history (as vm_stats_json)."""
+    return _stats_json("host", str(host.pk), range_name, now)
 
 
-def fleet_stats(range_name: str | None = None, *, now: float | None = None) -> dict:
-    """All hosts together."""
-    return _stats("fleet", "all", range_name, now)
+def fleet_stats_json(range_name: str | None = None, *, now: float | None = None) -> bytes:
+    """All hosts together (as vm_stats_json)."""
+    return _stats_json("fleet", "all", range_name, now)
 
 
 def latest_vms(ids: list[str], *, now: float | None = None) -> dict[str, dict]:

@@ -77,8 +77,10 @@
       fetch(url + "?range=" + range, { credentials: "same-origin", headers: { Accept: "application/json" } })
         .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
         .then(function (body) {
-          columns = body.history; step = columns.step; fetchedAt = Date.now() / 1000;
-          delete columns.range; delete columns.step;
+          // Rows [t, v1, ...] in the order of "fields", turned into uPlot's columns.
+          var h = body.history; step = h.step; fetchedAt = Date.now() / 1000;
+          columns = {};
+          h.fields.forEach(function (f, i) { columns[f] = h.points.map(function (p) { return p[i]; }); });
           showNow(body.latest);
           note.textContent = columns.t.length ? "" : (kind === "vm"
             ? "No samples in this range yet: the VM is not running, or the collector has not read it yet."

@@ -15,6 +15,11 @@ def values(fields, **overrides) -> dict:
     return {**dict.fromkeys(fields, 0), **overrides}
 
 
+def column(history: dict, field: str) -> list:
+    i = history["fields"].index(field)
+    return [p[i] for p in history["points"]]
+
+
 @pytest.fixture
 def vm_with_stats(make_vm, store):
     vm = make_vm()
@@ -29,8 +34,9 @@ def test_it_serves_latest_and_history_to_those_who_see_the_vm(api_for, vm_with_s
     for persona in ("admin", "operator", "member", "viewer"):
         body = api_for(persona).get(url, {"range": "1h"}).json()
         assert body["latest"]["cpu"] == 9.0
-        assert body["history"]["cpu"] == [float(i) for i in range(10)]
-        assert body["history"]["step"] == 5 and len(body["history"]["t"]) == 10
+        assert column(body["history"], "cpu") == [float(i) for i in range(10)]
+        assert body["history"]["step"] == 5 and len(body["history"]["points"]) == 10
+        assert body["history"]["fields"] == ["t", *VM_FIELDS]
     assert "history" not in api_for("viewer").get(url).json()
 
 
@@ -46,7 +52,7 @@ def test_it_refuses_strangers_and_bad_ranges(api_for, vm_with_stats):
 def test_it_answers_null_for_a_vm_that_is_not_running(api_for, make_vm, store):
     vm = make_vm()
     body = api_for("member").get(f"/api/v1/vms/{vm.pk}/stats/", {"range": "1d"}).json()
-    assert body["latest"] is None and body["history"]["t"] == []
+    assert body["latest"] is None and body["history"]["points"] == []
 
 
 def test_it_serves_host_stats_to_admins_and_users_of_the_host(api_for, local_host, store):
