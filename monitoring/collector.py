@@ -9,6 +9,7 @@ ever read what it stored.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -23,6 +24,9 @@ from .series import Downsampler, fleet_sample, host_sample, vm_sample
 from .store import StatsStore, interval
 
 log = logging.getLogger(__name__)
+
+# Host tuning facts change rarely (someone runs tuned-adm, enables KSM): once a minute.
+HOST_INFO_SECONDS = 60
 
 
 class Collector:
@@ -53,6 +57,20 @@ class Collector:
         self.failing.discard(host.pk)
         self.timings[host.pk] = time.perf_counter() - start
         return counters
+
+    def read_host_info(self, hosts: list[Host]) -> None:
+        """Each host's tuning facts (CPUs, NUMA cells, huge pages, KSM, THP, tuned profile)."""
+        for host in hosts:
+            if host.pk in self.failing:
+                continue
+            try:
+                info = hypervisor.host_tuning(host.uri)
+            except hypervisor.HypervisorError as exc:
+                log.warning("no tuning facts from host %s: %s", host.name, exc)
+                continue
+            data = dataclasses.asdict(info)
+            data["local"] = hypervisor.is_local(host.uri)
+            self.store.set_host_info(str(host.pk), data)
 
     def cycle(self) -> int:
         """Read every host once, store and push what it gave; return the VM samples made."""
@@ -109,10 +127,14 @@ class Collector:
     def run(self) -> None:
         """Collect every `step` seconds until stopped, on a fixed beat (no drift)."""
         next_at = time.monotonic()
+        next_info = next_at
         while not self._stop.is_set():
             close_old_connections()
             try:
                 self.cycle()
+                if time.monotonic() >= next_info:
+                    next_info = time.monotonic() + HOST_INFO_SECONDS
+                    self.read_host_info(list(Host.objects.only("pk", "name", "uri")))
             except Exception:  # noqa: BLE001 - one bad cycle must not end the collector
                 log.exception("stats collection cycle failed")
             next_at += self.step

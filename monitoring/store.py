@@ -85,6 +85,14 @@ class StatsStore:
             pipe.hset(f"{self.prefix}:latest:{kind}", mapping=mapping)
         pipe.execute()
 
+    def set_host_info(self, ident: str, info: dict) -> None:
+        """What the host offers for tuning (CPUs, cells, KSM, THP, tuned), kept for pages."""
+        self.client.set(f"{self.prefix}:hostinfo:{ident}", json.dumps(info), ex=3600)
+
+    def host_info(self, ident: str) -> dict | None:
+        raw = self.client.get(f"{self.prefix}:hostinfo:{ident}")
+        return json.loads(raw) if raw else None
+
     def forget(self, kind: str, idents: Iterable[str]) -> None:
         """Drop the latest value of series that stopped (their history ages out by itself)."""
         idents = list(idents)

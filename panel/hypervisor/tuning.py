@@ -254,10 +254,13 @@ def host_tuning(uri: str) -> HostTuning:
         cpus = [HostCpu(id=i, socket=0, core=i, cell=0) for i in range(host_cpus)]
     local = is_local(uri) and not uri.startswith("test")
     thp = _local_text("/sys/kernel/mm/transparent_hugepage/enabled") if local else ""
+    ksm = {k.removeprefix("shm_"): v for k, v in ksm.items()}
+    if local and "run" not in ksm and (run := _local_text("/sys/kernel/mm/ksm/run")):
+        ksm["run"] = int(run)
     return HostTuning(
         cpus=tuple(sorted(cpus, key=lambda c: c.id)),
         cells=tuple(cells),
-        ksm={k.removeprefix("shm_"): v for k, v in ksm.items()},
+        ksm=ksm,
         transparent_hugepages=thp,
         tuned_profile=_tuned_profile() if local else "",
     )

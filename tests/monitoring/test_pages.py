@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 from lxml import html
 
+from monitoring.collector import Collector
 from tests.vms.conftest import virsh
 
 pytestmark = [pytest.mark.libvirt]
@@ -46,3 +50,23 @@ def test_it_shows_the_tuning_tab_over_the_host_cpus_and_pins_from_it(client_for,
     assert (
         client_for("viewer").post(f"/vms/{vm.pk}/tuning/vcpus/", {"vcpus": "1"}).status_code == 403
     )
+
+
+def test_it_shows_the_host_tuning_facts_the_collector_read(client_for, local_host, store):
+    page = client_for("admin").get(f"/hosts/{local_host.pk}/")
+    assert b"Not read yet: the stats collector" in page.content
+    Collector(step=5, store=store).read_host_info([local_host])
+    doc = html.fromstring(client_for("admin").get(f"/hosts/{local_host.pk}/").content.decode())
+    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+    mode = thp[thp.index("[") + 1 : thp.index("]")]
+    assert doc.xpath("string(//*[@data-thp])").strip() == mode
+    ksm_run = Path("/sys/kernel/mm/ksm/run").read_text().strip()
+    assert doc.xpath("string(//*[@data-ksm])").startswith(
+        {"0": "stopped", "1": "running", "2": "stopped, pages unmerged"}[ksm_run]
+    )
+    tuned = doc.xpath("string(//*[@data-tuned])").strip()
+    if shutil.which("tuned-adm") is None:  # as on these Debian machines
+        assert tuned == "tuned-adm is not installed"
+    else:
+        active = subprocess.run(["tuned-adm", "active"], capture_output=True, text=True).stdout
+        assert tuned and tuned in active
