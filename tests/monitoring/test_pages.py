@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 from lxml import html
 
 from monitoring.collector import Collector
+from monitoring.series import VM_FIELDS
 from tests.vms.conftest import virsh
 
 pytestmark = [pytest.mark.libvirt]
@@ -70,3 +72,16 @@ def test_it_shows_the_host_tuning_facts_the_collector_read(client_for, local_hos
     else:
         active = subprocess.run(["tuned-adm", "active"], capture_output=True, text=True).stdout
         assert tuned and tuned in active
+
+
+def test_it_shows_current_cpu_and_memory_in_the_vm_list(client_for, make_vm, store):
+    busy, idle = make_vm(), make_vm()
+    sample = {**dict.fromkeys(VM_FIELDS, 0), "cpu": 42.5, "mem_used": 64 * 2**20}
+    store.write([("vm", str(busy.pk), time.time(), {**sample, "mem_balloon": 96 * 2**20})])
+    doc = html.fromstring(client_for("member").get("/vms/").content.decode())
+    cells = {
+        row.get("data-vm"): row.xpath("string(.//td[@data-vm-usage])").strip()
+        for row in doc.xpath("//tr[@data-vm]")
+    }
+    assert cells[str(busy.pk)] == "42.5 % · 64.0 MiB / 96.0 MiB"
+    assert cells[str(idle.pk)] == "—"
