@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
@@ -13,7 +14,7 @@ from rest_framework.views import APIView
 
 from panel.audit import client_ip
 from panel.models import Host
-from panel.permissions import CHANGE, VIEW, get_object_for_user
+from panel.permissions import CHANGE, VIEW, get_object_for_user, is_admin
 from vms.models import VirtualMachine
 
 from . import serializers, services, tuning
@@ -39,6 +40,17 @@ class HostStatsView(APIView):
     def get(self, request: Request, host_id: int) -> HttpResponse:
         host = get_object_for_user(Host.objects.all(), request.user, host_id, VIEW)
         body = services.host_stats_json(host, request.query_params.get("range"))
+        return HttpResponse(body, content_type="application/json")
+
+
+class FleetStatsView(APIView):
+    """GET every host's usage summed (admins); ?range=1h|1d|30d adds the history."""
+
+    @extend_schema(parameters=[RANGE], responses=dict)
+    def get(self, request: Request) -> HttpResponse:
+        if not is_admin(request.user):
+            raise PermissionDenied("Only administrators see the whole fleet's use.")
+        body = services.fleet_stats_json(request.query_params.get("range"))
         return HttpResponse(body, content_type="application/json")
 
 

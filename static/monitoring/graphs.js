@@ -15,8 +15,8 @@
   var CHARTS = {
     cpu: { fields: ["cpu"], labels: ["CPU"], fmt: pct, range: [0, 100] },
     mem: {
-      fields: { vm: ["mem_used", "mem_balloon"], host: ["mem_used", "mem_total"] },
-      labels: { vm: ["used", "balloon (current)"], host: ["used", "total"] },
+      fields: { vm: ["mem_used", "mem_balloon"], host: ["mem_used", "mem_total"], fleet: ["mem_used", "mem_total"] },
+      labels: { vm: ["used", "balloon (current)"], host: ["used", "total"], fleet: ["used", "total"] },
       fmt: bytes,
     },
     disk: { fields: ["disk_rd", "disk_wr"], labels: ["read", "write"], fmt: rate },
@@ -91,6 +91,11 @@
         .catch(function (e) { note.hidden = false; note.textContent = "Could not load the usage history (" + e.message + "). Reload the page to try again."; });
     }
     function push(msg) {
+      if (columns && kind === "fleet") {
+        // The fleet is the hosts summed: re-read it when their samples move on.
+        if (msg.kind === "host" && msg.sample.t - fetchedAt >= step) load(range);
+        return;
+      }
       if (!columns || msg.kind !== kind || String(msg.id) !== String(id)) return;
       var sample = msg.sample;
       showNow(sample);

@@ -12,8 +12,9 @@ import pytest
 from lxml import html
 
 from monitoring.collector import Collector
-from monitoring.series import VM_FIELDS
+from monitoring.series import HOST_FIELDS, VM_FIELDS
 from tests.vms.conftest import virsh
+from vms.models import VirtualMachine
 
 pytestmark = [pytest.mark.libvirt]
 
@@ -85,3 +86,28 @@ def test_it_shows_current_cpu_and_memory_in_the_vm_list(client_for, make_vm, sto
     }
     assert cells[str(busy.pk)] == "42.5 % · 64.0 MiB / 96.0 MiB"
     assert cells[str(idle.pk)] == "—"
+
+
+def test_it_shows_the_busiest_vms_and_hosts_each_user_may_see(
+    client_for, api_for, make_vm, local_host, people, store
+):
+    mine, theirs = make_vm(), make_vm()
+    VirtualMachine.objects.filter(pk=theirs.pk).update(project=people.beta)
+    now = time.time()
+    zero = dict.fromkeys(VM_FIELDS, 0)
+    store.write(
+        [
+            ("vm", str(mine.pk), now, {**zero, "cpu": 20.0}),
+            ("vm", str(theirs.pk), now, {**zero, "cpu": 90.0}),
+            ("host", str(local_host.pk), now, {**dict.fromkeys(HOST_FIELDS, 0), "cpu": 7.5}),
+        ]
+    )
+    member = html.fromstring(client_for("member").get("/").content.decode())
+    assert [a.text for a in member.xpath("//*[@data-busiest-vms]//a")] == [mine.name]
+    assert [a.text for a in member.xpath("//*[@data-busiest-hosts]//a")] == ["local"]
+    assert not member.xpath("//*[@data-stats-graphs]")
+    admin = html.fromstring(client_for("admin").get("/").content.decode())
+    assert [a.text for a in admin.xpath("//*[@data-busiest-vms]//a")] == [theirs.name, mine.name]
+    assert admin.xpath("//*[@data-stats-graphs]/@data-url") == ["/api/v1/stats/fleet/"]
+    assert api_for("member").get("/api/v1/stats/fleet/").status_code == 403
+    assert api_for("admin").get("/api/v1/stats/fleet/", {"range": "1h"}).status_code == 200
