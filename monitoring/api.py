@@ -60,6 +60,10 @@ TUNING_ACTIONS = {
     "memory": (serializers.MemorySerializer, "set_memory"),
     "vcpus": (serializers.VcpusSerializer, "set_vcpus"),
     "iotune": (serializers.IoTuneSerializer, "set_iotune"),
+    "max-vcpus": (serializers.MaxVcpusSerializer, "set_max_vcpus"),
+    "max-memory": (serializers.MaxMemorySerializer, "set_max_memory"),
+    "numatune": (serializers.NumaTuneSerializer, "set_numatune"),
+    "hugepages": (serializers.HugepagesSerializer, "set_hugepages"),
 }
 
 
@@ -78,7 +82,8 @@ class VMTuningView(APIView):
 
 
 class VMTuningActionView(APIView):
-    """POST vcpupin, emulatorpin, memory, vcpus or iotune; answers the tuning read back."""
+    """POST vcpupin, emulatorpin, memory, vcpus, iotune, max-vcpus, max-memory, numatune or
+    hugepages; answers the tuning read back (and a "warning" when an admin overrode one)."""
 
     @extend_schema(request=dict, responses=dict)
     def post(self, request: Request, vm_id: Any, what: str) -> Response:
@@ -89,7 +94,7 @@ class VMTuningActionView(APIView):
         params = serializer_class(data=request.data)
         params.is_valid(raise_exception=True)
         data = dict(params.validated_data)
-        scope = {"live": data.pop("live"), "persistent": data.pop("persistent")}
+        scope = {k: data.pop(k) for k in ("live", "persistent") if k in data}
         who = {"actor": request.user, "source_ip": client_ip(request)}
         warning = ""
         if what == "vcpupin":
@@ -102,8 +107,18 @@ class VMTuningActionView(APIView):
             )
         elif what == "vcpus":
             info = tuning.set_vcpus(vm, data["vcpus"], **scope, **who)
-        else:
+        elif what == "iotune":
             info = tuning.set_iotune(vm, data.pop("target"), data, **scope, **who)
+        elif what == "max-vcpus":
+            info = tuning.set_max_vcpus(vm, data["max_vcpus"], **who)
+        elif what == "max-memory":
+            info, warning = tuning.set_max_memory(
+                vm, data["max_memory_mib"], force=data["force"], **who
+            )
+        elif what == "numatune":
+            info = tuning.set_numatune(vm, data["mode"], data["nodeset"], **scope, **who)
+        else:
+            info, warning = tuning.set_hugepages(vm, data["enabled"], force=data["force"], **who)
         body = dataclasses.asdict(info)
         if warning:
             body["warning"] = warning

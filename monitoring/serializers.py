@@ -46,3 +46,23 @@ class IoTuneSerializer(ScopeSerializer):
 
 for _field in IOTUNE_FIELDS:
     IoTuneSerializer._declared_fields[_field] = serializers.IntegerField(min_value=0, default=0)
+
+
+class MaxVcpusSerializer(serializers.Serializer):
+    max_vcpus = serializers.IntegerField(min_value=1)
+
+
+class MaxMemorySerializer(serializers.Serializer):
+    max_memory_mib = serializers.IntegerField(min_value=1)
+    force = serializers.BooleanField(default=False)
+
+
+class NumaTuneSerializer(ScopeSerializer):
+    live = serializers.BooleanField(default=False)
+    mode = serializers.CharField(max_length=20)
+    nodeset = serializers.CharField(max_length=200)
+
+
+class HugepagesSerializer(serializers.Serializer):
+    enabled = serializers.BooleanField()
+    force = serializers.BooleanField(default=False)

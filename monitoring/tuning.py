@@ -276,3 +276,156 @@ def set_iotune(
         detail = f"{target}: {applied or 'no limits'}; {_scope(live, persistent)}"
         _done(vm, actor, "vm.iotune", detail, source_ip)
     return info
+
+
+def set_max_vcpus(
+    vm: VirtualMachine, max_vcpus: int, *, actor: Any, source_ip: str | None = None
+) -> hypervisor.TuningInfo:
+    """Set the most vCPUs the VM may have (its definition: from the next boot)."""
+    _ready(vm, actor, "tune")
+    with audit.refusals_recorded(
+        actor, "vm.max_vcpus", vm, project=vm.project, source_ip=source_ip
+    ):
+        _check_scope(vm, False, True)
+        if not 1 <= max_vcpus <= 255:
+            raise ServiceError("The maximum vCPUs is a number from 1 to 255.", field="max_vcpus")
+        with _on_host(vm, f"Setting the maximum vCPUs of {vm.name}"):
+            info = hypervisor.set_vcpus(
+                vm.host.uri, str(vm.pk), max_vcpus, live=False, persistent=True, maximum=True
+            )
+        _done(vm, actor, "vm.max_vcpus", f"at most {max_vcpus} vCPUs; persistent", source_ip)
+    return info
+
+
+def set_max_memory(
+    vm: VirtualMachine,
+    max_memory_mib: int,
+    *,
+    force: bool = False,
+    actor: Any,
+    source_ip: str | None = None,
+) -> tuple[hypervisor.TuningInfo, str]:
+    """Set the most memory the VM may have (its definition); the balloon moves below it."""
+    _ready(vm, actor, "tune")
+    with audit.refusals_recorded(
+        actor, "vm.max_memory", vm, project=vm.project, source_ip=source_ip
+    ):
+        _check_scope(vm, False, True)
+        if max_memory_mib < 16:
+            raise ServiceError("The maximum memory is at least 16 MiB.", field="max_memory_mib")
+        warning = _check_reserve(vm, max_memory_mib, actor, force, "max_memory_mib")
+        with _on_host(vm, f"Setting the maximum memory of {vm.name}"):
+            info = hypervisor.set_memory(
+                vm.host.uri,
+                str(vm.pk),
+                max_memory_mib * 1024,
+                live=False,
+                persistent=True,
+                maximum=True,
+            )
+        detail = f"at most {max_memory_mib} MiB; persistent" + (f"; {warning}" if warning else "")
+        _done(vm, actor, "vm.max_memory", detail, source_ip)
+    return info, warning
+
+
+def _nodes(nodeset: str) -> set[int]:
+    """'0-2,5' as {0, 1, 2, 5}; ValueError when it is not that notation."""
+    nodes: set[int] = set()
+    for part in nodeset.split(","):
+        first, _, last = part.strip().partition("-")
+        start, end = int(first), int(last or first)
+        if start > end:
+            raise ValueError(part)
+        nodes |= set(range(start, end + 1))
+    return nodes
+
+
+def set_numatune(
+    vm: VirtualMachine,
+    mode: str,
+    nodeset: str,
+    *,
+    live: bool = False,
+    persistent: bool = True,
+    actor: Any,
+    source_ip: str | None = None,
+) -> hypervisor.TuningInfo:
+    """Set where the VM's memory comes from: a NUMA mode and the host cells (like numatune)."""
+    _ready(vm, actor, "tune")
+    with audit.refusals_recorded(actor, "vm.numatune", vm, project=vm.project, source_ip=source_ip):
+        if mode not in hypervisor.NUMA_MODES:
+            raise ServiceError(
+                f"Unknown NUMA mode '{mode}': use {', '.join(hypervisor.NUMA_MODES)}.",
+                field="mode",
+            )
+        try:
+            nodes = _nodes(nodeset)
+        except ValueError:
+            raise ServiceError(
+                f"'{nodeset}' is not a list of NUMA cells: write it like 0 or 0-1 or 0,2.",
+                field="nodeset",
+            ) from None
+        _check_scope(vm, live, persistent)
+        with _on_host(vm):
+            cells = {c.id for c in hypervisor.host_tuning(vm.host.uri).cells}
+        missing = sorted(nodes - cells)
+        if missing:
+            raise ServiceError(
+                f"{vm.host.name} has no NUMA cell {', '.join(map(str, missing))}: its cells "
+                f"are {', '.join(map(str, sorted(cells))) or 'none'}.",
+                field="nodeset",
+            )
+        with _on_host(vm, f"Setting the NUMA policy of {vm.name}"):
+            info = hypervisor.set_numatune(
+                vm.host.uri, str(vm.pk), mode, nodeset, live=live, persistent=persistent
+            )
+        detail = f"{mode} on cells {nodeset}; {_scope(live, persistent)}"
+        _done(vm, actor, "vm.numatune", detail, source_ip)
+    return info
+
+
+def set_hugepages(
+    vm: VirtualMachine,
+    enabled: bool,
+    *,
+    force: bool = False,
+    actor: Any,
+    source_ip: str | None = None,
+) -> tuple[hypervisor.TuningInfo, str]:
+    """Back the VM's memory with the host's huge pages from its next boot (or stop doing so).
+
+    Refused when the host's free huge pages cannot hold the VM's memory (it would not
+    start); admins may define it anyway, warned.
+    """
+    _ready(vm, actor, "tune")
+    with audit.refusals_recorded(
+        actor, "vm.hugepages", vm, project=vm.project, source_ip=source_ip
+    ):
+        _check_scope(vm, False, True)
+        warning = ""
+        if enabled:
+            with _on_host(vm):
+                host = hypervisor.host_tuning(vm.host.uri)
+                current = hypervisor.domain_tuning(vm.host.uri, str(vm.pk))
+            free = sum(size * 1024 * free for cell in host.cells for size, _t, free in cell.pages)
+            need = current.max_memory_kib * 1024
+            if free < need:
+                message = (
+                    f"{vm.host.name} has {free // MIB} MiB of free huge pages and {vm.name} "
+                    f"needs {need // MIB} MiB: it would not start"
+                )
+                if not (force and is_admin(actor)):
+                    raise ServiceError(
+                        f"{message}. Reserve huge pages on the host first (sysctl "
+                        "vm.nr_hugepages)"
+                        + (", or tick 'override' to define it anyway." if is_admin(actor) else "."),
+                        field="enabled",
+                    )
+                warning = f"Warning: {message} until huge pages are reserved."
+        with _on_host(vm, f"Changing the memory backing of {vm.name}"):
+            info = hypervisor.set_hugepages(vm.host.uri, str(vm.pk), enabled)
+        detail = f"huge pages {'on' if enabled else 'off'}; persistent" + (
+            f"; {warning}" if warning else ""
+        )
+        _done(vm, actor, "vm.hugepages", detail, source_ip)
+    return info, warning

@@ -165,14 +165,49 @@ def set_block_iotune(
 def set_numatune(
     uri: str, uuid: str, mode: str, nodeset: str, *, live: bool, persistent: bool
 ) -> TuningInfo:
-    """Set the NUMA memory policy (mode and nodeset), like virsh numatune."""
-    flags = _flags(live, persistent)
-    params: dict[str, object] = {libvirt.VIR_DOMAIN_NUMA_NODESET: nodeset}
-    if persistent and not live:
-        params[libvirt.VIR_DOMAIN_NUMA_MODE] = NUMA_MODES[mode]
+    """Set the NUMA memory policy, like virsh numatune: mode and nodeset in the definition;
+    live, only the nodeset moves (libvirt cannot change a running guest's mode)."""
+    _flags(live, persistent)
     with session(uri) as conn:
         dom = conn.lookupByUUIDString(uuid)
-        dom.setNumaParameters(params, flags)
+        if persistent:
+            dom.setNumaParameters(
+                {
+                    libvirt.VIR_DOMAIN_NUMA_MODE: NUMA_MODES[mode],
+                    libvirt.VIR_DOMAIN_NUMA_NODESET: nodeset,
+                },
+                libvirt.VIR_DOMAIN_AFFECT_CONFIG,
+            )
+        if live:
+            dom.setNumaParameters(
+                {libvirt.VIR_DOMAIN_NUMA_NODESET: nodeset}, libvirt.VIR_DOMAIN_AFFECT_LIVE
+            )
+        return _read(dom, conn.getInfo()[2])
+
+
+def set_hugepages(uri: str, uuid: str, enabled: bool) -> TuningInfo:
+    """Back the guest's memory with huge pages (or not) from its next boot: the definition's
+    <memoryBacking><hugepages/></memoryBacking>, edited with lxml and defined again."""
+    with session(uri) as conn:
+        dom = conn.lookupByUUIDString(uuid)
+        flags = libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE
+        desc = etree.fromstring(dom.XMLDesc(flags).encode())
+        backing = desc.find("memoryBacking")
+        if enabled and (backing is None or backing.find("hugepages") is None):
+            if backing is None:
+                backing = etree.Element("memoryBacking")
+                # The schema wants it right after the memory elements.
+                anchor = desc.find("currentMemory")
+                if anchor is None:
+                    anchor = desc.find("memory")
+                anchor.addnext(backing)
+            etree.SubElement(backing, "hugepages")
+        elif not enabled and backing is not None:
+            for element in backing.findall("hugepages"):
+                backing.remove(element)
+            if len(backing) == 0:
+                desc.remove(backing)
+        dom = conn.defineXMLFlags(etree.tostring(desc, encoding="unicode"), 0)
         return _read(dom, conn.getInfo()[2])
 
 
