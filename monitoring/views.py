@@ -13,6 +13,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 from rest_framework.authtoken.models import Token
 
+from panel import hypervisor
 from panel.audit import client_ip
 from panel.exceptions import ServiceError
 from panel.hypervisor.specs import IOTUNE_FIELDS
@@ -98,6 +99,7 @@ def vm_tuning_page(request: HttpRequest, vm_id: str) -> HttpResponse:
             "pins": pins,
             "emulator": set(info["emulator_pin"]),
             "iotune_fields": IOTUNE_FIELDS,
+            "numa_modes": list(hypervisor.NUMA_MODES),
             "can_change": allowed(request.user, vm, CHANGE),
             "is_admin": is_admin(request.user),
         },
@@ -143,6 +145,30 @@ def vm_tune(request: HttpRequest, vm_id: str, what: str) -> HttpResponse:
                 raise ServiceError("Limits cannot be negative: 0 means no limit.", field="iotune")
             tuning.set_iotune(vm, post.get("target", ""), limits, **scope, **who)
             messages.success(request, f"I/O limits of {post.get('target')} applied.")
+        elif what == "max-vcpus":
+            tuning.set_max_vcpus(vm, _int(post.get("max_vcpus"), "max_vcpus"), **who)
+            messages.success(request, f"Maximum vCPUs of {vm.name} set (from its next boot).")
+        elif what in ("max-memory", "hugepages"):
+            if what == "max-memory":
+                _info, warning = tuning.set_max_memory(
+                    vm,
+                    _int(post.get("max_memory_mib"), "max_memory_mib"),
+                    force=post.get("force") == "on",
+                    **who,
+                )
+            else:
+                _info, warning = tuning.set_hugepages(
+                    vm, post.get("enabled") == "on", force=post.get("force") == "on", **who
+                )
+            if warning:
+                messages.warning(request, warning)
+            else:
+                messages.success(request, f"{vm.name}'s definition changed (from its next boot).")
+        elif what == "numatune":
+            tuning.set_numatune(
+                vm, post.get("mode", ""), post.get("nodeset", "").strip(), **scope, **who
+            )
+            messages.success(request, f"NUMA policy of {vm.name} set.")
         else:
             raise Http404("No such tuning.")
     except ServiceError as exc:

@@ -84,7 +84,8 @@
           showNow(body.latest);
           note.textContent = columns.t.length ? "" : (kind === "vm"
             ? "No samples in this range yet: the VM is not running, or the collector has not read it yet."
-            : "No samples in this range yet: the collector has not read this host yet.");
+            : kind === "host" ? "No samples in this range yet: the collector has not read this host yet."
+            : "No samples in this range yet: no host has reported to the collector yet.");
           note.hidden = !!columns.t.length;
           draw();
         })

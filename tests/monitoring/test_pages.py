@@ -111,3 +111,14 @@ def test_it_shows_the_busiest_vms_and_hosts_each_user_may_see(
     assert admin.xpath("//*[@data-stats-graphs]/@data-url") == ["/api/v1/stats/fleet/"]
     assert api_for("member").get("/api/v1/stats/fleet/").status_code == 403
     assert api_for("admin").get("/api/v1/stats/fleet/", {"range": "1h"}).status_code == 200
+
+
+def test_it_sets_numa_and_refuses_missing_cells_from_the_tuning_tab(client_for, make_vm):
+    vm = make_vm()
+    client = client_for("member")
+    url = f"/vms/{vm.pk}/tuning/numatune/"
+    client.post(url, {"mode": "preferred", "nodeset": "0", "persistent": "on"})
+    assert "<memory mode='preferred' nodeset='0'/>" in virsh("dumpxml", "--inactive", vm.name)
+    page = client.post(url, {"mode": "strict", "nodeset": "9", "persistent": "on"}, follow=True)
+    assert b"has no NUMA cell 9" in page.content
+    assert "<memory mode='preferred' nodeset='0'/>" in virsh("dumpxml", "--inactive", vm.name)
