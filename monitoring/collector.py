@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 from django.db import close_old_connections
 
@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 # Host tuning facts change rarely (someone runs tuned-adm, enables KSM): once a minute.
 HOST_INFO_SECONDS = 60
+# A host that failed is read again after this long (the watcher tells when it is back too).
+RETRY_SECONDS = 30
 
 
 class Collector:
@@ -36,8 +38,12 @@ class Collector:
         self.step = step or interval()
         self.store = store or StatsStore(self.step)
         self.previous: dict[int, hypervisor.HostCounters] = {}
+        # Each VM's last complete reading and its time: a busy VM may skip a reading.
+        self.last_vm: dict[str, tuple[float, hypervisor.DomainCounters]] = {}
         self.downsampler = Downsampler()
         self.failing: set[int] = set()
+        self.retry_at: dict[int, float] = {}
+        self.pending: dict[int, Future] = {}
         self.timings: dict[int, float] = {}
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="collect")
@@ -53,6 +59,8 @@ class Collector:
             if host.pk not in self.failing:
                 log.warning("no stats from host %s (%s): %s", host.name, host.uri, exc)
                 self.failing.add(host.pk)
+            # A host that is down is tried again later, not every interval.
+            self.retry_at[host.pk] = time.monotonic() + RETRY_SECONDS
             return None
         self.failing.discard(host.pk)
         self.timings[host.pk] = time.perf_counter() - start
@@ -72,26 +80,58 @@ class Collector:
             data["local"] = hypervisor.is_local(host.uri)
             self.store.set_host_info(str(host.pk), data)
 
+    def _read_all(self, hosts: list[Host]) -> list[hypervisor.HostCounters | None]:
+        """Read the hosts in parallel, waiting at most two intervals: a host that hangs (an
+        unreachable address waits for the connect timeout) costs only its own samples and
+        stretches one cycle at most. A reading that came in later still is used in the next
+        cycle (it carries its own time)."""
+        readings: dict[int, hypervisor.HostCounters | None] = {}
+        for pk, future in list(self.pending.items()):
+            if future.done():
+                del self.pending[pk]
+                readings[pk] = future.result()
+        now = time.monotonic()
+        futures: dict[int, Future] = {}
+        for host in hosts:
+            busy = host.pk in readings or host.pk in self.pending
+            if not busy and self.retry_at.get(host.pk, 0) <= now:
+                futures[host.pk] = self._pool.submit(self._read, host)
+        wait(list(futures.values()), timeout=2 * self.step)
+        for pk, future in futures.items():
+            if future.done():
+                readings[pk] = future.result()
+            else:
+                self.pending[pk] = future
+        return [readings.get(host.pk) for host in hosts]
+
     def cycle(self) -> int:
         """Read every host once, store and push what it gave; return the VM samples made."""
         hosts = list(Host.objects.only("pk", "name", "uri"))
-        readings = list(self._pool.map(self._read, hosts))
+        readings = self._read_all(hosts)
         raw: list[tuple[str, str, float, dict]] = []
         messages: list = []
         host_samples = []
         seen: set[str] = set()
         gone: list[str] = []
         for host, cur in zip(hosts, readings, strict=True):
-            if cur is None:
-                continue
             prev = self.previous.get(host.pk)
+            if cur is None:
+                # Not read this time: keep its open rollup buckets for when it answers again.
+                seen.add(f"host:{host.pk}")
+                if prev is not None:
+                    seen.update(f"vm:{d.uuid}" for d in prev.domains)
+                continue
             self.previous[host.pk] = cur
-            before = {d.uuid: d for d in prev.domains} if prev else {}
-            seconds = cur.at - prev.at if prev else 0.0
+            before = {d.uuid for d in prev.domains} if prev else set()
             vms = []
             for dom in cur.domains:
                 seen.add(f"vm:{dom.uuid}")
-                sample = vm_sample(before.pop(dom.uuid, None), dom, seconds)
+                before.discard(dom.uuid)
+                if dom.partial:
+                    continue
+                last = self.last_vm.get(dom.uuid)
+                self.last_vm[dom.uuid] = (cur.at, dom)
+                sample = vm_sample(last[1], dom, cur.at - last[0]) if last else None
                 if sample is None:
                     continue
                 vms.append(sample)
@@ -100,6 +140,8 @@ class Collector:
                     (events.vm_group(dom.uuid), _update("vm", dom.uuid, cur.at, sample))
                 )
             gone.extend(before)
+            for uuid in before:
+                self.last_vm.pop(uuid, None)
             sample = host_sample(prev, cur, vms)
             seen.add(f"host:{host.pk}")
             if sample is not None:

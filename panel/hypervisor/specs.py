@@ -431,6 +431,7 @@ class DomainCounters:
     disk_write_reqs: int
     net_rx_bytes: int
     net_tx_bytes: int
+    partial: bool = False
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 import time
 
 import pytest
@@ -78,3 +79,38 @@ def test_it_shows_stats_within_two_intervals_and_cpu_rising_with_a_busy_loop(
     assert sum(busy) / len(busy) > 40, (idle, busy)
     history = store.history("vm", vm_id, "1h", time.time())
     assert len(history["t"]) >= 11 and max(history["cpu"]) > 40
+
+
+def test_it_keeps_its_beat_while_a_host_hangs(make_vm, local_host, store, settings):
+    """A host that accepts the connection and never answers (like one behind a dead link)
+    costs only its own samples: the local host's VM is still read every interval."""
+    from panel.choices import HostState
+    from panel.models import Host
+
+    settings.PANEL_CONNECT_TIMEOUT = 3
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    hung = Host.objects.create(
+        name="hung",
+        uri=f"qemu+tcp://127.0.0.1:{silent.getsockname()[1]}/system",
+        state=HostState.UP,
+    )
+    vm = make_vm(running=True)
+    try:
+        collector = Collector(step=STEP, store=store)
+        durations = []
+        for _ in range(6):  # on the collector's beat: the hung host's connect times out at 3 s
+            started = time.monotonic()
+            collector.cycle()
+            durations.append(time.monotonic() - started)
+            time.sleep(max(0.0, STEP - durations[-1]))
+        assert max(durations) < 2 * STEP + 0.5, durations
+        sample = store.latest("vm", [str(vm.pk)], time.time(), 3 * STEP)
+        assert str(vm.pk) in sample
+        # Its connect timed out: it is left alone for a while instead of every interval.
+        assert hung.pk in collector.failing and collector.retry_at[hung.pk] > time.monotonic()
+    finally:
+        silent.close()
+        with contextlib.suppress(hypervisor.HypervisorError):
+            hypervisor.destroy_domain(LOCAL_URI, str(vm.pk))

@@ -136,3 +136,14 @@ def test_it_reads_latest_only_while_fresh(store):
     assert store.latest("vm", ["a", "b", "c"], T0 + 10, 15) == {"a": {"t": T0, **vm_values(42)}}
     store.forget("vm", ["a"])
     assert store.latest("vm", ["a"], T0 + 10, 15) == {}
+
+
+def test_it_marks_a_busy_domains_reading_without_disk_counters_partial():
+    from panel.hypervisor.stats import domain_counters
+
+    busy = {"state.state": 1, "cpu.time": 5, "block.count": 1, "block.0.name": "vda"}
+    assert domain_counters("u", "vm", busy).partial
+    full = {**busy, "block.0.rd.reqs": 3, "block.0.rd.bytes": 4096}
+    counters = domain_counters("u", "vm", full)
+    assert not counters.partial and counters.disk_read_bytes == 4096
+    assert not domain_counters("u", "vm", {"state.state": 1}).partial  # no disks at all
