@@ -64,6 +64,7 @@ TUNING_ACTIONS = {
     "max-memory": (serializers.MaxMemorySerializer, "set_max_memory"),
     "numatune": (serializers.NumaTuneSerializer, "set_numatune"),
     "hugepages": (serializers.HugepagesSerializer, "set_hugepages"),
+    "nic-bandwidth": (serializers.NicBandwidthSerializer, "set_nic_bandwidth"),
 }
 
 
@@ -82,8 +83,9 @@ class VMTuningView(APIView):
 
 
 class VMTuningActionView(APIView):
-    """POST vcpupin, emulatorpin, memory, vcpus, iotune, max-vcpus, max-memory, numatune or
-    hugepages; answers the tuning read back (and a "warning" when an admin overrode one)."""
+    """POST vcpupin, emulatorpin, memory, vcpus, iotune, max-vcpus, max-memory, numatune,
+    hugepages or nic-bandwidth; answers the tuning read back (and a "warning" when an admin
+    overrode a check); nic-bandwidth answers the NIC's limits read back."""
 
     @extend_schema(request=dict, responses=dict)
     def post(self, request: Request, vm_id: Any, what: str) -> Response:
@@ -117,8 +119,11 @@ class VMTuningActionView(APIView):
             )
         elif what == "numatune":
             info = tuning.set_numatune(vm, data["mode"], data["nodeset"], **scope, **who)
-        else:
+        elif what == "hugepages":
             info, warning = tuning.set_hugepages(vm, data["enabled"], force=data["force"], **who)
+        else:
+            nic = tuning.set_nic_bandwidth(vm, **data, **scope, **who)
+            return Response(nic)
         body = dataclasses.asdict(info)
         if warning:
             body["warning"] = warning

@@ -66,3 +66,9 @@ class NumaTuneSerializer(ScopeSerializer):
 class HugepagesSerializer(serializers.Serializer):
     enabled = serializers.BooleanField()
     force = serializers.BooleanField(default=False)
+
+
+class NicBandwidthSerializer(ScopeSerializer):
+    mac = serializers.CharField(max_length=17)
+    inbound_kib = serializers.IntegerField(min_value=0, default=0)
+    outbound_kib = serializers.IntegerField(min_value=0, default=0)

@@ -14,7 +14,7 @@ from typing import Any
 from django.db import transaction
 
 from panel import audit, hypervisor
-from panel.exceptions import ServiceError
+from panel.exceptions import ConflictError, ServiceError
 from panel.permissions import VIEW, is_admin
 from vms.choices import VMState
 from vms.disks import _check_scope, _ready, _scope
@@ -429,3 +429,61 @@ def set_hugepages(
         )
         _done(vm, actor, "vm.hugepages", detail, source_ip)
     return info, warning
+
+
+def set_nic_bandwidth(
+    vm: VirtualMachine,
+    mac: str,
+    inbound_kib: int,
+    outbound_kib: int,
+    *,
+    live: bool = True,
+    persistent: bool = True,
+    actor: Any,
+    source_ip: str | None = None,
+) -> dict[str, int]:
+    """Limit a NIC's average rate each way in KiB/s (0: no limit), like virsh domiftune."""
+    from networking.services import MAX_RATE_KIB
+
+    _ready(vm, actor, "tune")
+    with audit.refusals_recorded(
+        actor, "vm.nic_bandwidth", vm, project=vm.project, source_ip=source_ip
+    ):
+        mac = mac.strip().lower().replace("-", ":")
+        macs = [n.get("mac", "") for n in vm.nics]
+        if mac not in macs:
+            raise ServiceError(
+                f"{vm.name} has no NIC {mac or '(none given)'}"
+                + (f": choose one of {', '.join(macs)}." if macs else ": attach one first."),
+                field="mac",
+            )
+        for field, value in (("inbound_kib", inbound_kib), ("outbound_kib", outbound_kib)):
+            if not 0 <= value <= MAX_RATE_KIB:
+                raise ServiceError(
+                    f"A bandwidth limit is a whole number of KiB/s from 0 (no limit) to "
+                    f"{MAX_RATE_KIB}.",
+                    field=field,
+                )
+        _check_scope(vm, live, persistent)
+        try:
+            with _on_host(vm, f"Limiting NIC {mac}"):
+                inbound, outbound = hypervisor.set_interface_bandwidth(
+                    vm.host.uri,
+                    str(vm.pk),
+                    mac,
+                    inbound_kib,
+                    outbound_kib,
+                    live=live,
+                    persistent=persistent,
+                )
+        except ConflictError as exc:
+            if "qdisc" in exc.message:
+                raise ConflictError(
+                    f"{exc.message} — {vm.host.name}'s kernel lacks the traffic-control "
+                    "modules libvirt uses for live bandwidth limits (sch_htb, sch_sfq): set "
+                    "the limit persistent only (from the next boot), or load those modules."
+                ) from exc
+            raise
+        detail = f"{mac}: in {inbound} out {outbound} KiB/s; {_scope(live, persistent)}"
+        _done(vm, actor, "vm.nic_bandwidth", detail, source_ip)
+    return {"mac": mac, "inbound_kib": inbound, "outbound_kib": outbound}

@@ -169,6 +169,16 @@ def vm_tune(request: HttpRequest, vm_id: str, what: str) -> HttpResponse:
                 vm, post.get("mode", ""), post.get("nodeset", "").strip(), **scope, **who
             )
             messages.success(request, f"NUMA policy of {vm.name} set.")
+        elif what == "nic-bandwidth":
+            nic = tuning.set_nic_bandwidth(
+                vm,
+                post.get("mac", ""),
+                _int(post.get("inbound_kib"), "inbound_kib"),
+                _int(post.get("outbound_kib"), "outbound_kib"),
+                **scope,
+                **who,
+            )
+            messages.success(request, f"Bandwidth of NIC {nic['mac']} set.")
         else:
             raise Http404("No such tuning.")
     except ServiceError as exc:

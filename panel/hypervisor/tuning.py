@@ -299,3 +299,29 @@ def host_tuning(uri: str) -> HostTuning:
         transparent_hugepages=thp,
         tuned_profile=_tuned_profile() if local else "",
     )
+
+
+def set_interface_bandwidth(
+    uri: str,
+    uuid: str,
+    mac: str,
+    inbound_kib: int,
+    outbound_kib: int,
+    *,
+    live: bool,
+    persistent: bool,
+) -> tuple[int, int]:
+    """Limit a NIC's average KiB/s each way (0: no limit), like virsh domiftune; returns the
+    limits read back (live ones when live was asked)."""
+    _flags(live, persistent)
+    params = {"inbound.average": int(inbound_kib), "outbound.average": int(outbound_kib)}
+    with session(uri) as conn:
+        dom = conn.lookupByUUIDString(uuid)
+        # This call takes live and config one at a time.
+        if live:
+            dom.setInterfaceParameters(mac, params, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+        if persistent:
+            dom.setInterfaceParameters(mac, params, libvirt.VIR_DOMAIN_AFFECT_CONFIG)
+        read = libvirt.VIR_DOMAIN_AFFECT_LIVE if live else libvirt.VIR_DOMAIN_AFFECT_CONFIG
+        back = dom.interfaceParameters(mac, read)
+    return int(back.get("inbound.average", 0)), int(back.get("outbound.average", 0))

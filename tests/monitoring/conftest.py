@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from monitoring.store import StatsStore
+from tests.networking.conftest import nets  # noqa: F401 - isolated networks, removed after
 from tests.second_host import GUEST_DIR, TestGuest
 from tests.vms.conftest import (  # noqa: F401 - fixtures shared with tests/vms
     admin,
