@@ -479,6 +479,15 @@ class DiskTuning:
 
 
 @dataclass(frozen=True)
+class NicTuning:
+    """One NIC's MAC and its average bandwidth limits in KiB/s (0: none)."""
+
+    mac: str
+    inbound_kib: int
+    outbound_kib: int
+
+
+@dataclass(frozen=True)
 class TuningInfo:
     """A domain's CPU, memory and I/O tuning as it is now (live when running, else defined).
 
@@ -498,6 +507,7 @@ class TuningInfo:
     hugepages: bool
     disks: tuple[DiskTuning, ...]
     live: bool
+    nics: tuple[NicTuning, ...] = ()
 
 
 @dataclass(frozen=True)

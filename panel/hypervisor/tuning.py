@@ -21,6 +21,7 @@ from .specs import (
     HostCpu,
     HostTuning,
     IoTune,
+    NicTuning,
     TuningInfo,
 )
 
@@ -77,7 +78,21 @@ def _read(dom: libvirt.virDomain, host_cpus: int) -> TuningInfo:
         except libvirt.libvirtError:
             params = {}
         disks.append(DiskTuning(dev, IoTune(**{f: int(params.get(f, 0)) for f in IOTUNE_FIELDS})))
+    nics = []
+    for iface in desc.iterfind("devices/interface"):
+        mac = iface.find("mac")
+        if mac is None:
+            continue
+        rates = [iface.find(f"bandwidth/{way}") for way in ("inbound", "outbound")]
+        nics.append(
+            NicTuning(
+                mac=mac.get("address", ""),
+                inbound_kib=int(rates[0].get("average", 0)) if rates[0] is not None else 0,
+                outbound_kib=int(rates[1].get("average", 0)) if rates[1] is not None else 0,
+            )
+        )
     return TuningInfo(
+        nics=tuple(nics),
         host_cpus=host_cpus,
         vcpus=vcpus,
         max_vcpus=max_vcpus,

@@ -190,6 +190,8 @@ def test_it_limits_nic_bandwidth_live_and_persistent(api_for, running, local_hos
         assert live.status_code == 409, live.content
         assert "lacks the traffic-control modules" in live.json()["detail"]
         assert "inbound.average: 0" in virsh("domiftune", vm.name, mac)
+    tab = api_for("viewer").get(f"/api/v1/vms/{vm.pk}/tuning/").json()
+    assert tab["nics"][0]["mac"] == mac
     wrong = api_for("member").post(url, {"mac": "52:54:00:00:00:01", "inbound_kib": 5})
     assert wrong.status_code == 400 and f"choose one of {mac}" in wrong.json()["mac"][0]
     assert AuditEvent.objects.filter(action="vm.nic_bandwidth", result="success").exists()
