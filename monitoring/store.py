@@ -9,7 +9,7 @@ needs to work. The database keeps the inventory; this keeps only numbers.
 
 Keys, under the channel layer's prefix (each test run has its own):
 ``<prefix>:stats:<kind>:<id>:<tier>`` a list of JSON ``[t, v1, v2, ...]`` in
-the order of series.FIELDS[kind]; ``<prefix>:stats:latest:<kind>`` a hash
+the order of series.STORED[kind]; ``<prefix>:stats:latest:<kind>`` a hash
 ``id -> {"t": ..., field: value}`` of the newest sample of each series.
 """
 
@@ -24,7 +24,7 @@ from collections.abc import Iterable
 import redis
 from django.conf import settings
 
-from .series import FIELDS, RANGES, Tier, tiers
+from .series import RANGES, STORED, Tier, tiers
 
 _local = threading.local()
 
@@ -61,7 +61,7 @@ class StatsStore:
 
     @staticmethod
     def _point(kind: str, t: float, values: dict) -> str:
-        return json.dumps([round(t, 3), *(values[f] for f in FIELDS[kind])], separators=(",", ":"))
+        return json.dumps([round(t, 2), *(values[f] for f in STORED[kind])], separators=(",", ":"))
 
     def write(
         self,
@@ -137,7 +137,7 @@ class StatsStore:
         start = bisect.bisect_left(times, now - tier.keep)
         end = bisect.bisect_right(times, now)
         head = json.dumps(
-            {"range": range_name, "step": tier.step, "fields": ["t", *FIELDS[kind]]},
+            {"range": range_name, "step": tier.step, "fields": ["t", *STORED[kind]]},
             separators=(",", ":"),
         ).encode()
         return head[:-1] + b',"points":[' + b",".join(raw[start:end]) + b"]}"

@@ -36,7 +36,8 @@ def test_it_serves_latest_and_history_to_those_who_see_the_vm(api_for, vm_with_s
         assert body["latest"]["cpu"] == 9.0
         assert column(body["history"], "cpu") == [float(i) for i in range(10)]
         assert body["history"]["step"] == 5 and len(body["history"]["points"]) == 10
-        assert body["history"]["fields"] == ["t", *VM_FIELDS]
+        assert body["history"]["fields"] == ["t", *(f for f in VM_FIELDS if f != "mem_max")]
+        assert body["latest"]["mem_max"] == 0
     assert "history" not in api_for("viewer").get(url).json()
 
 
