@@ -76,11 +76,14 @@ class StatsStore:
             key = self.key(kind, ident, raw_tier)
             pipe.rpush(key, self._point(kind, t, values))
             pipe.ltrim(key, -raw_tier.length, -1)
+            # A VM that is gone for good leaves no history behind once its range has passed.
+            pipe.expire(key, raw_tier.keep + raw_tier.step)
             latest.setdefault(kind, {})[ident] = json.dumps({"t": t, **values})
         for kind, ident, tier, t, values in rollups:
             key = self.key(kind, ident, tier)
             pipe.rpush(key, self._point(kind, t, values))
             pipe.ltrim(key, -tier.length, -1)
+            pipe.expire(key, tier.keep + tier.step)
         for kind, mapping in latest.items():
             pipe.hset(f"{self.prefix}:latest:{kind}", mapping=mapping)
         pipe.execute()

@@ -17,14 +17,16 @@ pytestmark = [pytest.mark.libvirt]
 STEP = 1
 
 
-def collect_until(collector: Collector, predicate, cycles: int) -> list:
-    """Run collection cycles on the collector's beat; return the VM's samples seen."""
+def collect_until(collector: Collector, predicate, cycles: int) -> bool:
+    """Run up to `cycles` collection cycles on the collector's beat (one every STEP
+    seconds, as its run() does) until predicate() holds; whether it did."""
     for _ in range(cycles):
         started = time.monotonic()
         collector.cycle()
-        if predicate():
-            return True
+        done = predicate()
         time.sleep(max(0.0, STEP - (time.monotonic() - started)))
+        if done:
+            return True
     return False
 
 
@@ -60,18 +62,21 @@ def test_it_shows_stats_within_two_intervals_and_cpu_rising_with_a_busy_loop(
     host = store.latest("host", [str(local_host.pk)], time.time(), 3 * STEP)
     assert host[str(local_host.pk)]["mem_total"] > 0
 
-    idle = []
-    for _ in range(4):
-        collect_until(collector, lambda: False, 1)
-        idle.append(latest()["cpu"])
+    seen = [latest()["t"]]
+
+    def next_cpu() -> float:
+        """The CPU % of the next new sample (a busy host may skip an interval)."""
+        assert collect_until(collector, lambda: (latest() or {}).get("t", 0) > seen[-1], 5)
+        sample = latest()
+        seen.append(sample["t"])
+        return sample["cpu"]
+
+    idle = [next_cpu() for _ in range(4)]
     assert latest()["mem_balloon"] == 96 * 1024 * 1024
 
     stream.send(b"while :; do :; done &\r")
     stream.read_until(b"guest# ", 10, start=len(stream.output()))
-    busy = []
-    for _ in range(6):
-        collect_until(collector, lambda: False, 1)
-        busy.append(latest()["cpu"])
+    busy = [next_cpu() for _ in range(6)]
     stream.send(b"kill %1\r")
     # The busy loop keeps the guest's one vCPU busy as far as the host lets it (two
     # shared cores here, other guests running); idle, past the end of its boot, it rests.

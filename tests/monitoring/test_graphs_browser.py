@@ -33,7 +33,8 @@ BLUE_PIXELS = """el => {
 
 
 @pytest.fixture
-def collector(transactional_db, stack, tmp_path):
+def collector(transactional_db, stack, store, tmp_path):
+    # After `store`: stopped before the store's keys are wiped.
     log = open(tmp_path / "collector.log", "wb")
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "collect_stats", "--interval", "1"],

@@ -115,6 +115,11 @@ def test_it_stores_downsamples_and_retains_with_controlled_time(store):
     # The raw list is capped: the first two hours of 5 s points are gone from Redis.
     raw_key = store.key("vm", "u", store.tier("1h"))
     assert store.client.llen(raw_key) == tiers(5)[0].length
+    # Every list expires once its range has passed without a write (a deleted VM's history).
+    assert 3600 < store.client.ttl(raw_key) <= 3605
+    assert (
+        30 * 86400 < store.client.ttl(store.key("vm", "u", store.tier("30d"))) <= 30 * 86400 + 900
+    )
 
     day = store.history("vm", "u", "1d", now)
     assert day["step"] == 60 and len(day["t"]) == hours * 60 - 1  # the last minute is still open
