@@ -92,7 +92,7 @@ def test_it_keeps_its_beat_while_a_host_hangs(make_vm, local_host, store, settin
     from panel.choices import HostState
     from panel.models import Host
 
-    settings.PANEL_CONNECT_TIMEOUT = 3
+    settings.PANEL_CONNECT_TIMEOUT = 5
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(8)
@@ -104,15 +104,18 @@ def test_it_keeps_its_beat_while_a_host_hangs(make_vm, local_host, store, settin
     vm = make_vm(running=True)
     try:
         collector = Collector(step=STEP, store=store)
-        durations = []
-        for _ in range(6):  # on the collector's beat: the hung host's connect times out at 3 s
+        durations, stamps = [], set()
+        for _ in range(8):  # on the collector's beat, past the hung host's 5 s connect timeout
             started = time.monotonic()
             collector.cycle()
             durations.append(time.monotonic() - started)
+            sample = store.latest("vm", [str(vm.pk)], time.time(), 3 * STEP).get(str(vm.pk))
+            if sample:
+                stamps.add(sample["t"])
             time.sleep(max(0.0, STEP - durations[-1]))
-        assert max(durations) < 2 * STEP + 0.5, durations
-        sample = store.latest("vm", [str(vm.pk)], time.time(), 3 * STEP)
-        assert str(vm.pk) in sample
+        # No cycle waited for the connect timeout; the local VM kept being read.
+        assert max(durations) < 4, durations
+        assert len(stamps) >= 5, (durations, stamps)
         # Its connect timed out: it is left alone for a while instead of every interval.
         assert hung.pk in collector.failing and collector.retry_at[hung.pk] > time.monotonic()
     finally:
