@@ -92,6 +92,10 @@ class HostConsumer(_ScopedConsumer):
         if await database_sync_to_async(self._vm_visible)(event["vm"]["id"]):
             await self.send_json(event)
 
+    async def stats_update(self, event: events.StatsUpdate) -> None:
+        # Only the host's own sample is sent to this group (monitoring.collector).
+        await self.send_json(event)
+
     def _vm_visible(self, vm_id: str) -> bool:
         from vms.permissions import visible_vms
 
@@ -118,6 +122,10 @@ class VMConsumer(_ScopedConsumer):
             await self.send_json(event)
         else:
             await self.close(code=CLOSE_NOT_FOUND)
+
+    async def stats_update(self, event: events.StatsUpdate) -> None:
+        if await database_sync_to_async(self._still_visible)():
+            await self.send_json(event)
 
     def _still_visible(self) -> bool:
         from vms.permissions import visible_vms

@@ -29,6 +29,13 @@ class VMUpdate(TypedDict):
     vm: dict[str, Any]
 
 
+class StatsUpdate(TypedDict):
+    type: str  # "stats.update"
+    kind: str  # "vm" or "host"
+    id: str
+    sample: dict[str, Any]
+
+
 def job_group(job_id: int) -> str:
     return f"job-{job_id}"
 
@@ -71,12 +78,14 @@ def _send_all(messages: list[tuple[str, dict[str, Any]]]) -> None:
     thread.join(10)
 
 
-def publish(group: str, payload: JobUpdate | HostUpdate | VMUpdate) -> None:
+def publish(group: str, payload: JobUpdate | HostUpdate | VMUpdate | StatsUpdate) -> None:
     """Send payload to group once the current transaction commits (at once outside one)."""
     publish_many([(group, payload)])
 
 
-def publish_many(messages: list[tuple[str, JobUpdate | HostUpdate | VMUpdate]]) -> None:
+def publish_many(
+    messages: list[tuple[str, JobUpdate | HostUpdate | VMUpdate | StatsUpdate]],
+) -> None:
     """Send many payloads in one go once the current transaction commits."""
     batch = [(group, dict(payload)) for group, payload in messages]
     transaction.on_commit(lambda: _send_all(batch))

@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "vms",
     "storage",
     "networking",
+    "monitoring",
 ]
 
 MIDDLEWARE = [
@@ -252,6 +253,8 @@ PANEL_STORAGE_ROOTS = [
     if r
 ]
 PANEL_CONNECT_TIMEOUT = float(os.environ.get("PANEL_CONNECT_TIMEOUT", "10"))
+# Prometheus scrapes /metrics with "Authorization: Bearer <this>" (empty: admins only).
+PANEL_METRICS_TOKEN = os.environ.get("PANEL_METRICS_TOKEN", "")
 # The kernel and initramfs that the KVM check boots to prove a guest really runs.
 PANEL_PROBE_GUEST_DIR = os.environ.get(
     "PANEL_TEST_GUEST_DIR", "/var/lib/libvirt/boot/panel-test-guest"

@@ -1,6 +1,8 @@
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from monitoring.views import metrics
+
 from . import views
 from .forms import ThrottledLoginForm
 
@@ -41,8 +43,11 @@ urlpatterns = [
     path("users/<int:user_id>/password/", views.user_reset_password, name="user_reset_password"),
     path("audit/", views.audit_list, name="audit_list"),
     path("audit/export.csv", views.audit_export, name="audit_export"),
+    # Before vms.urls, whose <uuid>/<action>/ would take <uuid>/tuning/.
+    path("vms/", include("monitoring.urls")),
     path("vms/", include("vms.urls")),
     path("storage/", include("storage.urls")),
     path("networks/", include("networking.urls")),
     path("api/v1/", include("panel.api.urls")),
+    path("metrics", metrics, name="metrics"),
 ]

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Starts the whole panel in the foreground: web (daphne), Celery worker and
-# beat, websockify and the host watcher. Ctrl-C or SIGTERM stops them all.
+# beat, websockify, the host watcher and the stats collector. Ctrl-C or SIGTERM stops them all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +29,7 @@ start .venv/bin/celery -A panel beat -l info --schedule var/celerybeat-schedule
 start env PYTHONPATH="$PWD" .venv/bin/websockify --token-plugin panel.console_tokens.TicketTokens \
   --token-source "$REDIS" "$BIND:$WS_PORT"
 start $PY manage.py watch_hosts
+start $PY manage.py collect_stats
 
 echo "The panel is up at http://$BIND:$PORT/ (log in as admin). Ctrl-C stops it."
 wait -n "${pids[@]}" || true

@@ -2,6 +2,13 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from monitoring.api import (
+    FleetStatsView,
+    HostStatsView,
+    VMStatsView,
+    VMTuningActionView,
+    VMTuningView,
+)
 from networking.api.views import NetworkViewSet, VMNicsView, VMNicView
 from storage.api.views import PoolViewSet, VolumeViewSet
 from vms.api.backups import (
@@ -65,5 +72,10 @@ urlpatterns = [
         name="project_backup_schedules",
     ),
     path("backup-schedules/<int:schedule_id>/", ScheduleView.as_view(), name="backup_schedule"),
+    path("vms/<uuid:vm_id>/stats/", VMStatsView.as_view(), name="vm_stats"),
+    path("hosts/<int:host_id>/stats/", HostStatsView.as_view(), name="host_stats"),
+    path("stats/fleet/", FleetStatsView.as_view(), name="fleet_stats"),
+    path("vms/<uuid:vm_id>/tuning/", VMTuningView.as_view(), name="vm_tuning"),
+    path("vms/<uuid:vm_id>/tuning/<str:what>/", VMTuningActionView.as_view(), name="vm_tune"),
     path("", include(router.urls)),
 ]

@@ -79,11 +79,14 @@
         setState(el.querySelector("[data-host-state]"), msg.host.state);
       } else if (msg.type === "vm.update") {
         vmChanged(msg.vm);
+      } else if (msg.type === "stats.update") {
+        document.dispatchEvent(new CustomEvent("stats:update", { detail: msg }));
       }
     });
   });
   document.querySelectorAll("[data-vm-ws]").forEach(function (el) {
     connect(el.dataset.vmWs, function (msg) {
+      if (msg.type === "stats.update") document.dispatchEvent(new CustomEvent("stats:update", { detail: msg }));
       if (msg.type !== "vm.update") return;
       vmChanged(msg.vm);
       // Fresh details (addresses, agent, disks) were read from the host: show them.

@@ -1,0 +1,193 @@
+"""The stats collector: one process (`manage.py collect_stats`) for all hosts.
+
+Every interval it reads each host in bulk (hypervisor.host_counters: one
+getAllDomainStats, never a call per VM), turns counters into rates against
+the previous reading, stores raw points and finished rollups, and pushes the
+new samples to open pages (groups vm-<uuid> and host-<id>). Web requests only
+ever read what it stored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+
+from django.db import close_old_connections
+
+from panel import events, hypervisor
+from panel.models import Host
+
+from .series import Downsampler, fleet_sample, host_sample, vm_sample
+from .store import StatsStore, interval
+
+log = logging.getLogger(__name__)
+
+# Host tuning facts change rarely (someone runs tuned-adm, enables KSM): once a minute.
+HOST_INFO_SECONDS = 60
+# A host that failed is read again after this long (the watcher tells when it is back too).
+RETRY_SECONDS = 30
+
+
+class Collector:
+    """Keeps the previous reading per host and the open rollup buckets per series."""
+
+    def __init__(self, step: int | None = None, store: StatsStore | None = None) -> None:
+        self.step = step or interval()
+        self.store = store or StatsStore(self.step)
+        self.previous: dict[int, hypervisor.HostCounters] = {}
+        # Each VM's last complete reading and its time: a busy VM may skip a reading.
+        self.last_vm: dict[str, tuple[float, hypervisor.DomainCounters]] = {}
+        self.downsampler = Downsampler()
+        self.failing: set[int] = set()
+        self.retry_at: dict[int, float] = {}
+        self.pending: dict[int, Future] = {}
+        self.timings: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="collect")
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _read(self, host: Host) -> hypervisor.HostCounters | None:
+        start = time.perf_counter()
+        try:
+            counters = hypervisor.host_counters(host.uri)
+        except hypervisor.HypervisorError as exc:
+            if host.pk not in self.failing:
+                log.warning("no stats from host %s (%s): %s", host.name, host.uri, exc)
+                self.failing.add(host.pk)
+            # A host that is down is tried again later, not every interval.
+            self.retry_at[host.pk] = time.monotonic() + RETRY_SECONDS
+            return None
+        self.failing.discard(host.pk)
+        self.timings[host.pk] = time.perf_counter() - start
+        return counters
+
+    def read_host_info(self, hosts: list[Host]) -> None:
+        """Each host's tuning facts (CPUs, NUMA cells, huge pages, KSM, THP, tuned profile)."""
+        for host in hosts:
+            if host.pk in self.failing:
+                continue
+            try:
+                info = hypervisor.host_tuning(host.uri)
+            except hypervisor.HypervisorError as exc:
+                log.warning("no tuning facts from host %s: %s", host.name, exc)
+                continue
+            data = dataclasses.asdict(info)
+            data["local"] = hypervisor.is_local(host.uri)
+            self.store.set_host_info(str(host.pk), data)
+
+    def _read_all(self, hosts: list[Host]) -> list[hypervisor.HostCounters | None]:
+        """Read the hosts in parallel, waiting at most two intervals: a host that hangs (an
+        unreachable address waits for the connect timeout) costs only its own samples and
+        stretches one cycle at most. A reading that came in later still is used in the next
+        cycle (it carries its own time)."""
+        readings: dict[int, hypervisor.HostCounters | None] = {}
+        for pk, future in list(self.pending.items()):
+            if future.done():
+                del self.pending[pk]
+                readings[pk] = future.result()
+        now = time.monotonic()
+        futures: dict[int, Future] = {}
+        for host in hosts:
+            busy = host.pk in readings or host.pk in self.pending
+            if not busy and self.retry_at.get(host.pk, 0) <= now:
+                futures[host.pk] = self._pool.submit(self._read, host)
+        wait(list(futures.values()), timeout=2 * self.step)
+        for pk, future in futures.items():
+            if future.done():
+                readings[pk] = future.result()
+            else:
+                self.pending[pk] = future
+        return [readings.get(host.pk) for host in hosts]
+
+    def cycle(self) -> int:
+        """Read every host once, store and push what it gave; return the VM samples made."""
+        hosts = list(Host.objects.only("pk", "name", "uri"))
+        readings = self._read_all(hosts)
+        raw: list[tuple[str, str, float, dict]] = []
+        messages: list = []
+        host_samples = []
+        seen: set[str] = set()
+        gone: list[str] = []
+        for host, cur in zip(hosts, readings, strict=True):
+            prev = self.previous.get(host.pk)
+            if cur is None:
+                # Not read this time: keep its open rollup buckets for when it answers again.
+                seen.add(f"host:{host.pk}")
+                if prev is not None:
+                    seen.update(f"vm:{d.uuid}" for d in prev.domains)
+                continue
+            self.previous[host.pk] = cur
+            before = {d.uuid for d in prev.domains} if prev else set()
+            vms = []
+            for dom in cur.domains:
+                seen.add(f"vm:{dom.uuid}")
+                before.discard(dom.uuid)
+                if dom.partial:
+                    continue
+                last = self.last_vm.get(dom.uuid)
+                self.last_vm[dom.uuid] = (cur.at, dom)
+                sample = vm_sample(last[1], dom, cur.at - last[0]) if last else None
+                if sample is None:
+                    continue
+                vms.append(sample)
+                raw.append(("vm", dom.uuid, cur.at, sample))
+                messages.append(
+                    (events.vm_group(dom.uuid), _update("vm", dom.uuid, cur.at, sample))
+                )
+            gone.extend(before)
+            for uuid in before:
+                self.last_vm.pop(uuid, None)
+            sample = host_sample(prev, cur, vms)
+            seen.add(f"host:{host.pk}")
+            if sample is not None:
+                host_samples.append(sample)
+                raw.append(("host", str(host.pk), cur.at, sample))
+                messages.append(
+                    (events.host_group(host.pk), _update("host", str(host.pk), cur.at, sample))
+                )
+        if host_samples:
+            raw.append(("fleet", "all", time.time(), fleet_sample(host_samples)))
+            seen.add("fleet:all")
+        rollups = []
+        for kind, ident, t, values in raw:
+            for tier, bucket, avg in self.downsampler.add(f"{kind}:{ident}", t, values):
+                rollups.append((kind, ident, tier, bucket, avg))
+        self.downsampler.keep_only(seen)
+        self.store.write(raw, rollups)
+        self.store.forget("vm", gone)
+        for host_id in [h for h in self.previous if h not in {h.pk for h in hosts}]:
+            del self.previous[host_id]
+        if messages:
+            events.publish_many(messages)
+        return sum(1 for r in raw if r[0] == "vm")
+
+    def run(self) -> None:
+        """Collect every `step` seconds until stopped, on a fixed beat (no drift)."""
+        next_at = time.monotonic()
+        next_info = next_at
+        while not self._stop.is_set():
+            close_old_connections()
+            try:
+                self.cycle()
+                if time.monotonic() >= next_info:
+                    next_info = time.monotonic() + HOST_INFO_SECONDS
+                    self.read_host_info(list(Host.objects.only("pk", "name", "uri")))
+            except Exception:  # noqa: BLE001 - one bad cycle must not end the collector
+                log.exception("stats collection cycle failed")
+            next_at += self.step
+            delay = next_at - time.monotonic()
+            if delay < 0:
+                # Too slow for the interval: skip the beats we missed instead of bursting.
+                next_at = time.monotonic()
+                delay = 0
+            self._stop.wait(delay)
+        self._pool.shutdown(wait=False)
+
+
+def _update(kind: str, ident: str, t: float, sample: dict) -> events.StatsUpdate:
+    return {"type": "stats.update", "kind": kind, "id": ident, "sample": {"t": t, **sample}}

@@ -1,0 +1,80 @@
+"""The host tuning card and the VM list's usage column: what the collector stored, never
+libvirt itself."""
+
+from __future__ import annotations
+
+import time
+
+from django import template
+
+from monitoring.services import latest_vms, max_age
+from monitoring.store import StatsStore
+from panel.models import Host
+from vms.models import VirtualMachine
+
+register = template.Library()
+
+KSM_RUN = {0: "stopped", 1: "running", 2: "stopped, pages unmerged"}
+
+
+@register.inclusion_tag("monitoring/_host_tuning.html")
+def host_tuning_card(host: Host) -> dict:
+    info = StatsStore().host_info(str(host.pk))
+    if info:
+        run = info["ksm"].get("run")
+        info["ksm_state"] = KSM_RUN.get(run, "unknown") if run is not None else "unknown"
+        mode = info["transparent_hugepages"]
+        info["thp_mode"] = mode[mode.find("[") + 1 : mode.find("]")] if "[" in mode else mode
+    return {"host": host, "info": info}
+
+
+@register.inclusion_tag("monitoring/_vm_usage_cell.html", takes_context=True)
+def vm_usage_cell(context: template.Context, vm: VirtualMachine) -> dict:
+    """The VM list's CPU and memory column: one store read for the whole page, on its first row."""
+    usage = context.render_context.get("vm_usage")
+    if usage is None:
+        page = context.get("page") or [vm]
+        usage = context.render_context["vm_usage"] = latest_vms([str(v.pk) for v in page])
+    return {"vm": vm, "sample": usage.get(str(vm.pk))}
+
+
+@register.inclusion_tag("monitoring/_overview.html", takes_context=True)
+def usage_overview(context: template.Context, top: int = 5) -> dict:
+    """The dashboard's busiest VMs and hosts and the use of every host the user sees."""
+    from panel.permissions import is_admin, visible_hosts
+    from vms.permissions import visible_vms
+
+    user = context["request"].user
+    now = time.time()
+    store = StatsStore()
+    vm_latest = store.latest_all("vm", now, max_age())
+    visible = visible_vms(user).filter(pk__in=list(vm_latest)).select_related("host")
+    vms = sorted(
+        ({"vm": vm, "s": vm_latest[str(vm.pk)]} for vm in visible),
+        key=lambda row: row["s"]["cpu"],
+        reverse=True,
+    )
+    host_latest = store.latest_all("host", now, max_age())
+    hosts = [
+        {"host": h, "s": host_latest[str(h.pk)]}
+        for h in visible_hosts(user).filter(pk__in=[int(i) for i in host_latest])
+    ]
+    hosts.sort(key=lambda row: row["s"]["cpu"], reverse=True)
+    fleet = None
+    if hosts:
+        samples = [row["s"] for row in hosts]
+        fleet = {
+            "hosts": len(samples),
+            "cpu": sum(s["cpu"] for s in samples) / len(samples),
+            "mem_used": sum(s["mem_used"] for s in samples),
+            "mem_total": sum(s["mem_total"] for s in samples),
+            "vms": sum(s["vms"] for s in samples),
+            "disk": sum(s["disk_rd"] + s["disk_wr"] for s in samples),
+            "net": sum(s["net_rx"] + s["net_tx"] for s in samples),
+        }
+    return {
+        "vms": vms[:top],
+        "hosts": hosts[:top],
+        "fleet": fleet,
+        "show_fleet_graph": is_admin(user),
+    }
