@@ -19,6 +19,29 @@
     }
     open();
   }
+  // A page that refreshes itself must not throw away what the user is typing: once any
+  // form field on it was touched, it offers the reload instead of doing it.
+  var formTouched = false;
+  document.addEventListener("input", function (e) {
+    if (e.target.closest && e.target.closest("form")) formTouched = true;
+  }, true);
+  function refreshPage() {
+    if (!formTouched) {
+      window.location.reload();
+      return;
+    }
+    if (document.querySelector("[data-stale-notice]")) return;
+    var notice = document.createElement("div");
+    notice.className = "alert alert-info py-2";
+    notice.setAttribute("data-stale-notice", "");
+    notice.setAttribute("role", "status");
+    var link = document.createElement("a");
+    link.href = window.location.href;
+    link.textContent = "Reload";
+    notice.append("This page has newer information. ", link, " to see it (unsaved form input is lost).");
+    var main = document.querySelector("main") || document.body;
+    main.insertBefore(notice, main.firstChild);
+  }
   function setState(el, state) {
     if (!el) return;
     el.textContent = state;
@@ -50,7 +73,7 @@
       }
       if (done && card.hasAttribute("data-reload-on-done")) {
         card.removeAttribute("data-reload-on-done");
-        setTimeout(function () { window.location.reload(); }, 1500);
+        setTimeout(refreshPage, 1500);
       }
     });
   });
@@ -92,7 +115,7 @@
       // Fresh details (addresses, agent, disks) were read from the host: show them.
       if (msg.vm.details_at && msg.vm.details_at !== el.dataset.detailsAt) {
         el.dataset.detailsAt = msg.vm.details_at;
-        window.location.reload();
+        refreshPage();
       }
     });
   });

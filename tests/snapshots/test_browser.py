@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 from playwright.sync_api import expect
 
 from panel.models import Job
 from tests.conftest import ADMIN_PASSWORD
 from tests.snapshots.conftest import post, virsh
 from tests.stack import open_ws
+from vms.models import VirtualMachine
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.stack, pytest.mark.timeout(240)]
 
@@ -22,6 +25,10 @@ def test_it_takes_a_snapshot_from_the_vm_page_and_shows_it_in_the_tree(
     page, stack, transactional_db, admin_user, make_vm
 ):
     vm = make_vm(start=True)
+    # Details read "just now" for the whole test: the page then never re-reads them, so
+    # it does not reload itself between the test's typing and clicking.
+    fresh_until = (timezone.now() + timedelta(minutes=10)).isoformat()
+    VirtualMachine.objects.filter(pk=vm.pk).update(details={"read_at": fresh_until})
     page.goto(stack.url + "/login/")
     page.fill("#id_username", "admin")
     page.fill("#id_password", ADMIN_PASSWORD)
@@ -83,6 +90,10 @@ def test_it_backs_up_from_the_backups_card_and_lists_the_backup(
     page, stack, transactional_db, admin_user, make_vm, backup_pool
 ):
     vm = make_vm(start=True)
+    # Details read "just now" for the whole test: the page then never re-reads them, so
+    # it does not reload itself between the test's typing and clicking.
+    fresh_until = (timezone.now() + timedelta(minutes=10)).isoformat()
+    VirtualMachine.objects.filter(pk=vm.pk).update(details={"read_at": fresh_until})
     page.goto(stack.url + "/login/")
     page.fill("#id_username", "admin")
     page.fill("#id_password", ADMIN_PASSWORD)

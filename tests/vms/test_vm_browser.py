@@ -6,10 +6,12 @@ from __future__ import annotations
 import re
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.test import Client
+from django.utils import timezone
 from playwright.sync_api import expect
 
 from panel import hypervisor
@@ -171,3 +173,31 @@ def test_it_updates_the_overview_state_of_the_vm_page_live(
 
     expect(page.locator("h1 [data-vm-state]")).to_have_text("running", timeout=5_000)
     expect(page.locator("[data-vm-state-text]")).to_have_text("Running", timeout=3_000)
+
+
+def test_fresh_details_do_not_reload_a_page_the_user_is_typing_in(
+    stack, transactional_db, make_vm, people, browser_page
+):
+    page = browser_page
+    vm = elsewhere(make_vm)
+    admin = people["admin"]
+    # Details read "just now": opening the page does not start a read of its own.
+    fresh_until = (timezone.now() + timedelta(minutes=10)).isoformat()
+    VirtualMachine.objects.filter(pk=vm.pk).update(details={"read_at": fresh_until})
+    sockets = open_as(page, stack, admin, f"/vms/{vm.pk}/")
+    sockets.wait_for_snapshot(page, f"/ws/vms/{vm.pk}/")
+    page.evaluate("() => { window.sameDocument = true; }")
+    page.get_by_label("Clone as").fill("half-typed")
+
+    # New details for the VM arrive: untouched, the page would reload itself to show them.
+    def new_details() -> None:
+        fresh = VirtualMachine.objects.get(pk=vm.pk)
+        fresh.details = {**fresh.details, "read_at": timezone.now().isoformat()}
+        fresh.save(update_fields=["details"])
+        vm_services._publish(fresh)
+
+    elsewhere(new_details)
+
+    expect(page.locator("[data-stale-notice]")).to_contain_text("This page has newer information.")
+    assert page.evaluate("() => window.sameDocument") is True
+    expect(page.get_by_label("Clone as")).to_have_value("half-typed")
