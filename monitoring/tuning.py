@@ -11,15 +11,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from django.db import transaction
-
 from panel import audit, hypervisor
 from panel.exceptions import ConflictError, ServiceError
 from panel.permissions import VIEW, is_admin
 from vms.choices import VMState
-from vms.disks import _check_scope, _ready, _scope
+from vms.disks import _check_scope, _commit, _ready, _scope
 from vms.models import VirtualMachine
-from vms.services import _apply, _on_host, _require
+from vms.services import _on_host, _require
 
 MIB = 1024 * 1024
 
@@ -67,13 +65,6 @@ def _check_cpus(vm: VirtualMachine, cpus: list[int], field: str, host_cpus: int)
         )
 
 
-def _done(vm: VirtualMachine, actor: Any, action: str, detail: str, source_ip: str | None):
-    with transaction.atomic():
-        vm = _apply(vm, None)
-        audit.record(actor, action, vm, detail=detail, source_ip=source_ip)
-    return vm
-
-
 def pin_vcpus(
     vm: VirtualMachine,
     pins: dict[int, list[int]],
@@ -110,7 +101,7 @@ def pin_vcpus(
         detail = "; ".join(
             f"vCPU {v} on {_cpu_list(c) if c else 'any CPU'}" for v, c in sorted(pins.items())
         )
-        _done(vm, actor, "vm.vcpupin", f"{detail}; {_scope(live, persistent)}", source_ip)
+        _commit(vm, None, actor, "vm.vcpupin", f"{detail}; {_scope(live, persistent)}", source_ip)
     return info
 
 
@@ -135,7 +126,7 @@ def pin_emulator(
                 vm.host.uri, str(vm.pk), tuple(cpus), live=live, persistent=persistent
             )
         detail = f"emulator on {_cpu_list(cpus) if cpus else 'any CPU'}; {_scope(live, persistent)}"
-        _done(vm, actor, "vm.emulatorpin", detail, source_ip)
+        _commit(vm, None, actor, "vm.emulatorpin", detail, source_ip)
     return info
 
 
@@ -205,7 +196,7 @@ def set_memory(
         detail = f"{memory_mib} MiB; {_scope(live, persistent)}" + (
             f"; {warning}" if warning else ""
         )
-        _done(vm, actor, "vm.memory", detail, source_ip)
+        _commit(vm, None, actor, "vm.memory", detail, source_ip)
     return info, warning
 
 
@@ -234,7 +225,9 @@ def set_vcpus(
             info = hypervisor.set_vcpus(
                 vm.host.uri, str(vm.pk), vcpus, live=live, persistent=persistent
             )
-        _done(vm, actor, "vm.vcpus", f"{vcpus} vCPUs; {_scope(live, persistent)}", source_ip)
+        _commit(
+            vm, None, actor, "vm.vcpus", f"{vcpus} vCPUs; {_scope(live, persistent)}", source_ip
+        )
     return info
 
 
@@ -274,7 +267,7 @@ def set_iotune(
             )
         applied = ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(iotune).items() if v)
         detail = f"{target}: {applied or 'no limits'}; {_scope(live, persistent)}"
-        _done(vm, actor, "vm.iotune", detail, source_ip)
+        _commit(vm, None, actor, "vm.iotune", detail, source_ip)
     return info
 
 
@@ -293,7 +286,9 @@ def set_max_vcpus(
             info = hypervisor.set_vcpus(
                 vm.host.uri, str(vm.pk), max_vcpus, live=False, persistent=True, maximum=True
             )
-        _done(vm, actor, "vm.max_vcpus", f"at most {max_vcpus} vCPUs; persistent", source_ip)
+        _commit(
+            vm, None, actor, "vm.max_vcpus", f"at most {max_vcpus} vCPUs; persistent", source_ip
+        )
     return info
 
 
@@ -324,7 +319,7 @@ def set_max_memory(
                 maximum=True,
             )
         detail = f"at most {max_memory_mib} MiB; persistent" + (f"; {warning}" if warning else "")
-        _done(vm, actor, "vm.max_memory", detail, source_ip)
+        _commit(vm, None, actor, "vm.max_memory", detail, source_ip)
     return info, warning
 
 
@@ -380,7 +375,7 @@ def set_numatune(
                 vm.host.uri, str(vm.pk), mode, nodeset, live=live, persistent=persistent
             )
         detail = f"{mode} on cells {nodeset}; {_scope(live, persistent)}"
-        _done(vm, actor, "vm.numatune", detail, source_ip)
+        _commit(vm, None, actor, "vm.numatune", detail, source_ip)
     return info
 
 
@@ -427,7 +422,7 @@ def set_hugepages(
         detail = f"huge pages {'on' if enabled else 'off'}; persistent" + (
             f"; {warning}" if warning else ""
         )
-        _done(vm, actor, "vm.hugepages", detail, source_ip)
+        _commit(vm, None, actor, "vm.hugepages", detail, source_ip)
     return info, warning
 
 
@@ -485,5 +480,5 @@ def set_nic_bandwidth(
                 ) from exc
             raise
         detail = f"{mac}: in {inbound} out {outbound} KiB/s; {_scope(live, persistent)}"
-        _done(vm, actor, "vm.nic_bandwidth", detail, source_ip)
+        _commit(vm, None, actor, "vm.nic_bandwidth", detail, source_ip)
     return {"mac": mac, "inbound_kib": inbound, "outbound_kib": outbound}

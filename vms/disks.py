@@ -191,13 +191,14 @@ def attach_disk(
 
 def _commit(
     vm: VirtualMachine,
-    info: hypervisor.DomainInfo,
+    info: hypervisor.DomainInfo | None,
     actor: Any,
     action: str,
     detail: str,
     source_ip: str | None,
 ) -> VirtualMachine:
-    """The VM row updated from the host's answer, and the change audited, together."""
+    """The VM row updated from the host's answer (read again when None), and the change
+    audited, together."""
     with transaction.atomic():
         vm = _apply(vm, info)
         audit.record(actor, action, vm, detail=detail, source_ip=source_ip)
