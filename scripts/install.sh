@@ -50,9 +50,15 @@ fi
 if [ -d /run/systemd/system ]; then
   $SUDO systemctl start virtlogd libvirtd redis-server
 else
-  pgrep -x virtlogd >/dev/null || { say "Starting virtlogd"; $SUDO virtlogd -d; }
-  pgrep -x libvirtd >/dev/null || { say "Starting libvirtd"; $SUDO libvirtd -d; }
-  if ! pgrep -x redis-server >/dev/null; then
+  # The host's own daemons, by their pid files and ports: other instances (the
+  # second libvirtd of the migration tests, a test's private Redis) do not count.
+  alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+  alive /run/virtlogd.pid || { say "Starting virtlogd"; $SUDO virtlogd -d; }
+  if ! virsh -c qemu:///system uri >/dev/null 2>&1 && ! alive /run/libvirtd.pid; then
+    say "Starting libvirtd"
+    $SUDO libvirtd -d
+  fi
+  if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
     say "Starting redis-server"
     $SUDO redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no --dir /tmp
   fi
