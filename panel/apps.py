@@ -4,3 +4,8 @@ from django.apps import AppConfig
 class PanelConfig(AppConfig):
     name = "panel"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from panel import pagecache
+
+        pagecache.connect_signals()

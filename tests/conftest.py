@@ -15,6 +15,14 @@ LOCAL_URI = "qemu:///system"
 ADMIN_PASSWORD = "admin-pass-9d3k"
 
 
+@pytest.fixture(autouse=True)
+def _fresh_page_cache():
+    """Every test starts with no cached pages: rows of earlier tests are gone, their pages too."""
+    from panel import pagecache
+
+    pagecache.bump()
+
+
 @pytest.fixture
 def admin_user(django_user_model):
     return django_user_model.objects.create_superuser("admin", "admin@example.test", ADMIN_PASSWORD)

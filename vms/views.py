@@ -18,6 +18,7 @@ from django.views.decorators.http import require_POST
 from panel.audit import client_ip
 from panel.exceptions import ServiceError
 from panel.models import Job, Project
+from panel.pagecache import cached_page
 from panel.permissions import (
     CHANGE,
     DELETE,
@@ -62,6 +63,7 @@ BUTTON_STATES = {
 }
 
 
+@cached_page
 def vm_list(request: HttpRequest) -> HttpResponse:
     qs = visible_vms(request.user)
     f = {k: request.GET.get(k, "").strip() for k in ("q", "host", "project", "state", "ordering")}

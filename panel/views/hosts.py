@@ -16,6 +16,7 @@ from panel.choices import JobKind
 from panel.exceptions import ServiceError
 from panel.forms import HostForm
 from panel.models import Host, Job
+from panel.pagecache import cached_page
 from panel.permissions import (
     CHANGE,
     MANAGE,
@@ -36,6 +37,7 @@ def _hosts_with_vm_counts(user) -> QuerySet[Host]:  # type: ignore[no-untyped-de
     )
 
 
+@cached_page
 def dashboard(request: HttpRequest) -> HttpResponse:
     hosts = _hosts_with_vm_counts(request.user)
     jobs = visible_jobs(request.user)[:8]

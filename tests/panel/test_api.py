@@ -11,7 +11,7 @@ from panel.choices import JobKind
 from panel.models import AuditEvent, Host, Job
 from tests.conftest import ADMIN_PASSWORD
 
-from .conftest import CHECKS, FAKE_URI, UNREACHABLE_URI, make_host, queued_task
+from .conftest import CHECKS, FAKE_URI, UNREACHABLE_URI, make_host, queued_tasks
 
 pytestmark = pytest.mark.django_db
 
@@ -196,7 +196,7 @@ def test_it_adds_a_host(admin_api, admin_user, django_capture_on_commit_callback
     assert (event.result, event.username) == ("success", "admin")
     job = Job.objects.get(host=host)
     assert (job.kind, job.state, job.user) == (JobKind.HOST_REFRESH, "queued", admin_user)
-    assert [queued_task(c) for c in callbacks] == [("panel.refresh_host", (job.pk,))]
+    assert queued_tasks(callbacks) == [("panel.refresh_host", (job.pk,))]
 
 
 def test_it_refuses_add_host_to_a_non_admin_and_audits_it(operator_api):
@@ -271,7 +271,7 @@ def test_it_queues_a_refresh_and_answers_202(admin_api, host, django_capture_on_
     job = Job.objects.get(host=host)
     assert response.json() == {"job": job.pk}
     assert (job.kind, job.state) == (JobKind.HOST_REFRESH, "queued")
-    assert [queued_task(c) for c in callbacks] == [("panel.refresh_host", (job.pk,))]
+    assert queued_tasks(callbacks) == [("panel.refresh_host", (job.pk,))]
     event = AuditEvent.objects.get(action="host.refresh")
     assert (event.result, event.detail) == ("success", f"job #{job.pk}")
     followed = admin_api.get(f"/api/v1/jobs/{job.pk}/").json()

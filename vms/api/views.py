@@ -12,6 +12,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from panel import pagecache
 from panel.api.views import ScopedMixin
 from panel.audit import client_ip
 from panel.exceptions import ServiceError
@@ -43,6 +44,11 @@ class VirtualMachineViewSet(
 
     def base_queryset(self) -> QuerySet:
         return VirtualMachine.objects.select_related("host", "project", "owner")
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        # Many people keep this list open: served from the page cache until a change.
+        page = super().list
+        return Response(pagecache.cached_data(request, lambda: page(request, *args, **kwargs).data))
 
     def get_serializer_class(self) -> type[serializers.Serializer]:
         return (
