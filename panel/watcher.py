@@ -11,6 +11,7 @@ import logging
 import queue
 import time
 
+import kombu.exceptions
 from django.db import close_old_connections
 
 from vms import services as vm_services
@@ -68,7 +69,11 @@ class HostWatcher:
                 from .tasks import reconcile_host_task
 
                 services.set_host_state(host, HostState.UP)
-                reconcile_host_task.delay(host.pk)
+                try:
+                    reconcile_host_task.delay(host.pk)
+                except kombu.exceptions.OperationalError as exc:
+                    # The periodic reconcile catches the inventory up later.
+                    log.warning("could not queue the reconcile of %s: %s", host.name, exc)
         return all_watched
 
     def apply(self, host_id: int, event: hypervisor.DomainEvent | None) -> None:

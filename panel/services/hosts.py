@@ -93,7 +93,7 @@ def _queue_refresh(host: Host, actor: Any) -> Job:
     from panel.tasks import refresh_host_task
 
     job = jobs.create_job(JobKind.HOST_REFRESH, target=f"host:{host.name}", actor=actor, host=host)
-    refresh_host_task.delay_on_commit(job.pk)
+    jobs.enqueue_on_commit(refresh_host_task, job.pk)
     return job
 
 
