@@ -12,10 +12,7 @@ within 10 s and the inventory must match what the host now holds.
 from __future__ import annotations
 
 import contextlib
-import json
 import time
-from urllib.error import HTTPError
-from urllib.request import Request, urlopen
 
 import pytest
 from rest_framework.authtoken.models import Token
@@ -28,6 +25,7 @@ from panel.hypervisor.xml import build_domain
 from panel.models import Host, Job
 from storage.models import Volume
 from tests.conftest import guest_spec
+from tests.faults.panel_client import Panel
 from vms.models import VirtualMachine
 
 pytest_plugins = ["tests.faults.fault_host"]
@@ -35,35 +33,6 @@ pytestmark = [pytest.mark.libvirt, pytest.mark.stack, pytest.mark.timeout(240)]
 
 POOL_DIR = "/var/lib/libvirt/images"  # inside the fault host's namespace
 BIG_VOLUME_BYTES = 6 * 1024**3
-
-
-class Panel:
-    """HTTP clients of the running stack: a browser session and an API token."""
-
-    def __init__(self, url: str, sessionid: str, token: str) -> None:
-        self.url, self.sessionid, self.token = url, sessionid, token
-
-    def page(self, path: str) -> tuple[int, str]:
-        request = Request(self.url + path, headers={"Cookie": f"sessionid={self.sessionid}"})
-        return self._send(request)
-
-    def api(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
-        request = Request(
-            f"{self.url}/api/v1/{path}",
-            data=json.dumps(body).encode() if body is not None else None,
-            headers={"Authorization": f"Token {self.token}", "Content-Type": "application/json"},
-            method=method,
-        )
-        status, text = self._send(request)
-        return status, json.loads(text) if text else {}
-
-    @staticmethod
-    def _send(request: Request) -> tuple[int, str]:
-        try:
-            with urlopen(request, timeout=30) as response:
-                return response.status, response.read().decode()
-        except HTTPError as exc:
-            return exc.code, exc.read().decode()
 
 
 @pytest.fixture
