@@ -15,7 +15,7 @@ from panel.models import Host, Job
 from vms.models import VirtualMachine
 
 from .services import max_age
-from .store import StatsStore
+from .store import StatsStore, StatsUnavailable
 
 # (sample field, metric suffix, help) for both hosts and VMs.
 _USAGE = (
@@ -83,7 +83,12 @@ def render(now: float | None = None) -> str:
         [({"state": s}, n) for s, n in sorted(Counter(job_states).items())],
     )
 
-    host_latest = store.latest_all("host", now, max_age())
+    try:
+        host_latest = store.latest_all("host", now, max_age())
+        vm_latest = store.latest_all("vm", now, max_age())
+    except StatsUnavailable:
+        # Redis is away: the inventory counts above are still true; no usage samples.
+        host_latest, vm_latest = {}, {}
     host_rows = [
         ({"host": hosts[i].name}, sample) for i, sample in sorted(host_latest.items()) if i in hosts
     ]
@@ -92,7 +97,6 @@ def render(now: float | None = None) -> str:
             f"panel_host_{suffix}", help_text, "gauge", [(lb, s[field]) for lb, s in host_rows]
         )
 
-    vm_latest = store.latest_all("vm", now, max_age())
     vm_rows_out = []
     for uuid, sample in sorted(vm_latest.items()):
         if uuid not in vms:

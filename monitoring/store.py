@@ -16,17 +16,43 @@ the order of series.STORED[kind]; ``<prefix>:stats:latest:<kind>`` a hash
 from __future__ import annotations
 
 import bisect
+import functools
 import json
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 import redis
 from django.conf import settings
 
+from panel.exceptions import UnavailableError
+
 from .series import RANGES, STORED, Tier, tiers
 
+T = TypeVar("T")
+
 _local = threading.local()
+
+
+class StatsUnavailable(UnavailableError):
+    """Redis, where the stats live, cannot be reached."""
+
+
+def _reads(method: Callable[..., T]) -> Callable[..., T]:
+    """A read of the store: Redis being away is StatsUnavailable (a 503), not a crash."""
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return method(*args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise StatsUnavailable(
+                "Usage statistics are unavailable: the panel cannot reach Redis "
+                f"({exc}). They come back by themselves once Redis runs again."
+            ) from exc
+
+    return wrapper
 
 
 def _client() -> redis.Redis:
@@ -92,6 +118,7 @@ class StatsStore:
         """What the host offers for tuning (CPUs, cells, KSM, THP, tuned), kept for pages."""
         self.client.set(f"{self.prefix}:hostinfo:{ident}", json.dumps(info), ex=3600)
 
+    @_reads
     def host_info(self, ident: str) -> dict | None:
         raw = self.client.get(f"{self.prefix}:hostinfo:{ident}")
         return json.loads(raw) if raw else None
@@ -102,6 +129,7 @@ class StatsStore:
         if idents:
             self.client.hdel(f"{self.prefix}:latest:{kind}", *idents)
 
+    @_reads
     def latest(self, kind: str, idents: Iterable[str], now: float, max_age: float) -> dict:
         """{id: sample} for the ids whose newest sample is younger than max_age."""
         idents = [str(i) for i in idents]
@@ -116,6 +144,7 @@ class StatsStore:
                     found[ident] = sample
         return found
 
+    @_reads
     def latest_all(self, kind: str, now: float, max_age: float) -> dict:
         """Every fresh latest sample of a kind, {id: sample}."""
         found = {}
@@ -125,6 +154,7 @@ class StatsStore:
                 found[ident.decode()] = sample
         return found
 
+    @_reads
     def history_json(self, kind: str, ident: str, range_name: str, now: float) -> bytes:
         """The points of the range ending now as JSON bytes:
         {"range", "step", "fields": ["t", ...], "points": [[t, v1, ...], ...]}.

@@ -8,10 +8,12 @@ and pushed to the browsers watching `job-<id>`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import Iterator
 from typing import Any
 
+import kombu.exceptions
 from django.db import transaction
 from django.db.models import F, Value
 from django.db.models.functions import Concat
@@ -19,7 +21,7 @@ from django.utils import timezone
 
 from . import events
 from .choices import JobState
-from .exceptions import ServiceError
+from .exceptions import ServiceError, UnavailableError
 from .models import Host, Job, Project
 
 log = logging.getLogger(__name__)
@@ -91,8 +93,36 @@ def queue(
         detail=f"job #{job.pk}" + (f"; {detail}" if detail else ""),
         source_ip=source_ip,
     )
-    task.delay_on_commit(job.pk)
+    enqueue_on_commit(task, job.pk)
     return job
+
+
+BROKER_DOWN = (
+    "Could not hand the job to a worker: the job queue (Redis) cannot be reached. "
+    "Try again once it runs."
+)
+
+
+def enqueue_on_commit(task: Any, job_id: int) -> None:
+    """Send the job's task once the transaction commits. When the broker cannot be
+    reached, the job ends failed and the caller gets a 503 saying why."""
+    transaction.on_commit(functools.partial(_Sender(task).delay, job_id))
+
+
+class _Sender:
+    """Sends one task (named like it, as a delay_on_commit callback would be)."""
+
+    def __init__(self, task: Any) -> None:
+        self.task = task
+        self.name = task.name
+
+    def delay(self, job_id: int) -> None:
+        try:
+            self.task.delay(job_id)
+        except kombu.exceptions.OperationalError as exc:
+            log.warning("job %s: could not be queued: %s", job_id, exc)
+            fail(job_id, BROKER_DOWN)
+            raise UnavailableError(BROKER_DOWN) from exc
 
 
 def _publish(job_id: int) -> None:

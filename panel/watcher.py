@@ -11,6 +11,7 @@ import logging
 import queue
 import time
 
+import kombu.exceptions
 from django.db import close_old_connections
 
 from vms import services as vm_services
@@ -25,8 +26,11 @@ log = logging.getLogger(__name__)
 class HostWatcher:
     """Keeps one event subscription per host and applies what arrives."""
 
-    def __init__(self, rescan_seconds: float = 10.0) -> None:
+    def __init__(self, rescan_seconds: float = 10.0, retry_seconds: float = 2.0) -> None:
         self.rescan_seconds = rescan_seconds
+        # A host that is down is tried this often, so it shows up again within
+        # moments of its libvirtd's return.
+        self.retry_seconds = min(retry_seconds, rescan_seconds)
         self.watches: dict[int, hypervisor.Watch] = {}
         self.events: queue.Queue[tuple[int, hypervisor.DomainEvent | None]] = queue.Queue()
         self._stop = False
@@ -34,9 +38,12 @@ class HostWatcher:
     def stop(self) -> None:
         self._stop = True
 
-    def rescan(self) -> None:
-        """Subscribe to new hosts, drop removed ones, retry the ones that went away."""
+    def rescan(self) -> bool:
+        """Subscribe to new hosts, drop removed ones, retry the ones that went away.
+
+        Returns whether every host is watched now."""
         hosts = {h.pk: h for h in Host.objects.all()}
+        all_watched = True
         for host_id in list(self.watches):
             watch = self.watches[host_id]
             if host_id not in hosts or not watch.alive():
@@ -54,6 +61,7 @@ class HostWatcher:
             except hypervisor.HypervisorError as exc:
                 if host.state != HostState.DOWN:
                     services.set_host_state(host, HostState.DOWN, str(exc))
+                all_watched = False
                 continue
             if host.state != HostState.UP:
                 # Back: a worker catches the inventory up, so this loop keeps
@@ -61,7 +69,12 @@ class HostWatcher:
                 from .tasks import reconcile_host_task
 
                 services.set_host_state(host, HostState.UP)
-                reconcile_host_task.delay(host.pk)
+                try:
+                    reconcile_host_task.delay(host.pk)
+                except kombu.exceptions.OperationalError as exc:
+                    # The periodic reconcile catches the inventory up later.
+                    log.warning("could not queue the reconcile of %s: %s", host.name, exc)
+        return all_watched
 
     def apply(self, host_id: int, event: hypervisor.DomainEvent | None) -> None:
         host = Host.objects.filter(pk=host_id).first()
@@ -94,8 +107,8 @@ class HostWatcher:
             now = time.monotonic()
             if now >= next_scan:
                 close_old_connections()
-                self.rescan()
-                next_scan = now + self.rescan_seconds
+                all_watched = self.rescan()
+                next_scan = now + (self.rescan_seconds if all_watched else self.retry_seconds)
             try:
                 host_id, event = self.events.get(timeout=0.5)
             except queue.Empty:
@@ -104,3 +117,6 @@ class HostWatcher:
                 self.apply(host_id, event)
             except hypervisor.HypervisorError as exc:
                 log.warning("could not apply %s on host %s: %s", event, host_id, exc)
+            if event is None:
+                # A host dropped: start retrying it soon, not at the next full rescan.
+                next_scan = min(next_scan, time.monotonic() + self.retry_seconds)

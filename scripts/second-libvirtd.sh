@@ -2,6 +2,9 @@
 # A second libvirtd on this machine, for multi-host and live-migration tests.
 #
 #   second-libvirtd.sh start [PORT]   start it (default port 16519), print its URI
+#   second-libvirtd.sh revive         start libvirtd again after it died (kill -9),
+#                                     keeping its configuration, its running
+#                                     guests and its virtlogd; print its URI
 #   second-libvirtd.sh stop           destroy its guests, stop its daemons
 #   second-libvirtd.sh status         exit 0 if answering, 1 if a process is
 #                                     there but not answering, 3 if stopped
@@ -257,6 +260,48 @@ cmd_start() {
   die "libvirtd does not answer on $(uri_for "$port") after ${START_TIMEOUT}s; see $LOG_DIR/libvirtd.log"
 }
 
+# libvirtd alone, after a crash: the configuration stays as it was (defined
+# domains, pools, networks), the QEMU processes keep running and the new
+# daemon reattaches to them, like a libvirtd restarted on a real host.
+cmd_revive() {
+  local port pid vpid i
+  check_state_dir
+  lock
+  [ -s "$PORT_FILE" ] && [ -d "$ETC_DIR" ] || die "never started here: use start"
+  port=$(running_port)
+  if live_pid "$LIBVIRTD_PID" libvirtd >/dev/null; then
+    for ((i = 0; i < START_TIMEOUT * 4; i++)); do
+      answers "$port" && { uri_for "$port"; return 0; }
+      sleep 0.25
+    done
+    die "libvirtd runs but does not answer on $(uri_for "$port")"
+  fi
+  rm -f "$LIBVIRTD_PID" "$RUN_DIR"/libvirt-sock "$RUN_DIR"/libvirt-sock-ro \
+    "$RUN_DIR"/libvirt-admin-sock
+  echo "--- $(date -Is) revive port $port" >>"$LOG_DIR/launch.log"
+  if vpid=$(live_pid "$VIRTLOGD_PID" virtlogd); then
+    # Into the namespace that virtlogd and the guests still hold.
+    env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+      HOME=/root LANG=C.UTF-8 \
+      nsenter --mount="/proc/$vpid/ns/mnt" -- \
+      libvirtd --daemon --listen --config /etc/libvirt/libvirtd.conf \
+      --pid-file /run/libvirt/libvirtd.pid \
+      </dev/null >>"$LOG_DIR/launch.log" 2>&1 9>&- \
+      || die "launching libvirtd failed; see $LOG_DIR/launch.log"
+  else
+    make_dirs
+    launch || die "launching the daemons failed; see $LOG_DIR/launch.log"
+  fi
+  for ((i = 0; i < START_TIMEOUT * 10; i++)); do
+    if answers "$port"; then
+      uri_for "$port"
+      return 0
+    fi
+    sleep 0.1
+  done
+  die "libvirtd does not answer on $(uri_for "$port") after ${START_TIMEOUT}s"
+}
+
 cmd_stop() {
   local port dom pids p i
   check_state_dir
@@ -308,7 +353,8 @@ cmd_status() {
 
 case "${1:-}" in
   start) shift; cmd_start "$@" ;;
+  revive) cmd_revive ;;
   stop) cmd_stop ;;
   status) cmd_status ;;
-  *) echo "usage: $0 start [PORT] | stop | status" >&2; exit 2 ;;
+  *) echo "usage: $0 start [PORT] | revive | stop | status" >&2; exit 2 ;;
 esac

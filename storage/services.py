@@ -8,6 +8,7 @@ wipes, preallocated creates and uploads report through a Job.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -22,7 +23,7 @@ from django.utils import timezone
 
 from panel import audit, hypervisor, jobs, quotas
 from panel.choices import JobKind, JobState
-from panel.exceptions import ConflictError, ServiceError
+from panel.exceptions import ConflictError, ServiceError, UnavailableError
 from panel.hostcalls import on_host
 from panel.hypervisor import qemu_img
 from panel.hypervisor import storage as hv
@@ -30,6 +31,8 @@ from panel.models import Host, Job, Project
 from panel.permissions import CHANGE, DELETE, VIEW, allowed, is_admin, role_in
 
 from .models import StoragePool, Volume
+
+log = logging.getLogger(__name__)
 
 GIB = 1024**3
 MIB = 1024**2
@@ -1042,6 +1045,31 @@ def open_download(
 # --- jobs ---
 
 
+def remove_leftovers(host: Host) -> int:
+    """Delete the partial copies that jobs left on host when it went away mid-copy."""
+    removed = 0
+    failed = Job.objects.filter(
+        host=host,
+        kind__in=[JobKind.VOLUME_CLONE, JobKind.VOLUME_CONVERT],
+        state=JobState.FAILED,
+        result__has_key="leftover",
+    )
+    for job in failed:
+        leftover = job.result["leftover"]
+        pool, name = leftover["pool"], leftover["volume"]
+        # A later volume of the same name is someone's real volume: keep it.
+        if not Volume.objects.filter(pool__host=host, pool__name=pool, name=name).exists():
+            try:
+                hv.delete_volume(host.uri, pool, name)
+                removed += 1
+                log.info("job %s: partial copy %s/%s removed", job.pk, pool, name)
+            except hypervisor.NotFound:
+                pass
+        result = {k: v for k, v in job.result.items() if k != "leftover"}
+        Job.objects.filter(pk=job.pk).update(result=result)
+    return removed
+
+
 def run_volume_job(job: Job) -> None:
     """The body of a create (full), clone, convert or wipe job."""
     spec = job.result
@@ -1087,6 +1115,17 @@ def run_volume_job(job: Job) -> None:
                     target_pool=spec["pool"],
                     progress=progress,
                 )
+        except UnavailableError as exc:
+            # The host went away mid-copy: the partial volume cannot be removed now.
+            # Remember it; the reconcile that follows the host's return removes it.
+            Volume.objects.filter(pk=copy.pk).delete()
+            Job.objects.filter(pk=job.pk).update(
+                result=spec | {"leftover": {"pool": spec["pool"], "volume": copy.name}}
+            )
+            raise UnavailableError(
+                f"{exc.message} The partial copy {copy.name} is removed when "
+                f"{host.name} is back up."
+            ) from exc
         except BaseException:
             Volume.objects.filter(pk=copy.pk).delete()
             raise

@@ -18,7 +18,7 @@ from django.core.exceptions import PermissionDenied
 
 from panel import audit, hypervisor
 from panel.console_tokens import KEY_PREFIX
-from panel.exceptions import ConflictError, ServiceError
+from panel.exceptions import ConflictError, ServiceError, UnavailableError
 from panel.permissions import CONSOLE, CONSOLE_INPUT, allowed
 
 from .choices import VMState
@@ -72,7 +72,13 @@ def issue_ticket(
         raise ServiceError(f"{vm.host.name} cannot be reached: {exc}") from exc
     except hypervisor.NotFound:
         raise ConflictError(f"{vm.name} is no longer on {vm.host.name}.") from None
-    _redis().set(KEY_PREFIX + ticket, json.dumps(data), ex=TICKET_SECONDS)
+    try:
+        _redis().set(KEY_PREFIX + ticket, json.dumps(data), ex=TICKET_SECONDS)
+    except redis.RedisError as exc:
+        raise UnavailableError(
+            "The console cannot be opened now: the panel cannot reach Redis, where console "
+            "tickets are kept. Try again once Redis runs."
+        ) from exc
     audit.record(
         user,
         f"console.{kind}.ticket",
@@ -99,7 +105,10 @@ def take_ticket(ticket: str) -> dict[str, Any] | None:
     """The ticket's data, removing it (a second take finds nothing)."""
     if not ticket or len(ticket) > 100:
         return None
-    raw = _redis().getdel(KEY_PREFIX + ticket)
+    try:
+        raw = _redis().getdel(KEY_PREFIX + ticket)
+    except redis.RedisError:
+        return None  # no ticket can be checked: the console is refused
     if not raw:
         return None
     try:

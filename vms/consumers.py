@@ -26,6 +26,7 @@ CLOSE_BAD_TICKET = 4403
 CLOSE_NOT_RUNNING = 4404
 CLOSE_TAKEN_OVER = 4409
 CLOSE_ENDED = 4410
+CLOSE_HOST_LOST = 4503
 
 
 class SerialConsoleConsumer(AsyncWebsocketConsumer):
@@ -85,6 +86,13 @@ class SerialConsoleConsumer(AsyncWebsocketConsumer):
             await self.send(text_data="[view only: your keystrokes are not sent]\r\n")
 
     async def _ended(self) -> None:
+        if self.stream is not None and self.stream.host_lost:
+            await self.send(
+                text_data=f"\r\n[console closed: the connection to host {self.vm.host.name} "
+                "was lost; reopen the console once the host is back up]\r\n"
+            )
+            await self.close(code=CLOSE_HOST_LOST)
+            return
         await self.send(
             text_data="\r\n[console closed: the VM stopped, or another session took it over]\r\n"
         )

@@ -16,7 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from panel import audit, events, hypervisor, jobs
-from panel.choices import JobKind, JobState
+from panel.choices import HostState, JobKind, JobState
 from panel.exceptions import ConflictError, ServiceError, UnavailableError
 from panel.models import Host, Job, Project
 from panel.permissions import CHANGE, DELETE, allowed, is_admin
@@ -313,6 +313,12 @@ def perform_action(
                 f"{vm.name} is busy with job #{busy.pk} ({busy.get_kind_display()}); wait for it."
             )
         if action in JOB_ACTIONS:
+            if vm.host.state == HostState.DOWN:
+                # A job would only fail later: say so now.
+                raise UnavailableError(
+                    f"{vm.host.name} is down ({vm.host.last_error or 'libvirtd does not answer'}): "
+                    f"{action} {vm.name} once the host is back up."
+                )
             return _queue(vm, action, actor=actor, mode=mode, timeout=timeout, source_ip=source_ip)
         with _on_host(vm):
             info = _direct(vm, action, mode)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import uuid
 
+import kombu.exceptions
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
@@ -134,7 +135,10 @@ def vm_detail(request: HttpRequest, vm_id: str) -> HttpResponse:
         from .tasks import vm_details_task
 
         # The page shows what the database knows; fresh details arrive over the websocket.
-        vm_details_task.delay(str(vm.pk))
+        try:
+            vm_details_task.delay(str(vm.pk))
+        except kombu.exceptions.OperationalError:
+            pass  # no worker can be reached: the page shows what the database knows
     context = {
         "vm": vm,
         "can_change": allowed(request.user, vm, CHANGE),

@@ -8,7 +8,7 @@ import time
 from django import template
 
 from monitoring.services import latest_vms, max_age
-from monitoring.store import StatsStore
+from monitoring.store import StatsStore, StatsUnavailable
 from panel.models import Host
 from vms.models import VirtualMachine
 
@@ -19,7 +19,10 @@ KSM_RUN = {0: "stopped", 1: "running", 2: "stopped, pages unmerged"}
 
 @register.inclusion_tag("monitoring/_host_tuning.html")
 def host_tuning_card(host: Host) -> dict:
-    info = StatsStore().host_info(str(host.pk))
+    try:
+        info = StatsStore().host_info(str(host.pk))
+    except StatsUnavailable:
+        info = None  # the page works without the card's figures
     if info:
         run = info["ksm"].get("run")
         info["ksm_state"] = KSM_RUN.get(run, "unknown") if run is not None else "unknown"
@@ -34,7 +37,11 @@ def vm_usage_cell(context: template.Context, vm: VirtualMachine) -> dict:
     usage = context.render_context.get("vm_usage")
     if usage is None:
         page = context.get("page") or [vm]
-        usage = context.render_context["vm_usage"] = latest_vms([str(v.pk) for v in page])
+        try:
+            usage = latest_vms([str(v.pk) for v in page])
+        except StatsUnavailable:
+            usage = {}  # the list works without its usage column
+        context.render_context["vm_usage"] = usage
     return {"vm": vm, "sample": usage.get(str(vm.pk))}
 
 
@@ -47,14 +54,17 @@ def usage_overview(context: template.Context, top: int = 5) -> dict:
     user = context["request"].user
     now = time.time()
     store = StatsStore()
-    vm_latest = store.latest_all("vm", now, max_age())
+    try:
+        vm_latest = store.latest_all("vm", now, max_age())
+        host_latest = store.latest_all("host", now, max_age())
+    except StatsUnavailable:
+        vm_latest, host_latest = {}, {}  # the dashboard works without usage figures
     visible = visible_vms(user).filter(pk__in=list(vm_latest)).select_related("host")
     vms = sorted(
         ({"vm": vm, "s": vm_latest[str(vm.pk)]} for vm in visible),
         key=lambda row: row["s"]["cpu"],
         reverse=True,
     )
-    host_latest = store.latest_all("host", now, max_age())
     hosts = [
         {"host": h, "s": host_latest[str(h.pk)]}
         for h in visible_hosts(user).filter(pk__in=[int(i) for i in host_latest])

@@ -2,7 +2,9 @@
 
 The stream is non-blocking and driven by the libvirt event loop thread: bytes
 from the guest arrive through on_data (called on that thread); send() writes
-to the guest from any thread.
+to the guest from any thread. Each stream has a connection of its own, so that
+a lost host (libvirtd killed, network gone) ends the stream at once through the
+connection's close callback instead of leaving it silent.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Callable
 
 import libvirt
 
-from .connection import connect, event_loop, libvirt_errors
+from .connection import _open, check_uri, event_loop, libvirt_errors
 from .errors import Conflict, HostUnavailable
 
 log = logging.getLogger(__name__)
@@ -37,10 +39,26 @@ class ConsoleStream:
         self._on_data = on_data
         self._on_close = on_close
         self._closed = False
+        self._released = False
+        self.host_lost = False
         self._lock = threading.Lock()
         self._buffer = bytearray()
         self._cond = threading.Condition()
-        conn = connect(uri)
+        from django.conf import settings
+
+        conn = _open(check_uri(uri), getattr(settings, "PANEL_CONNECT_TIMEOUT", 10.0))
+        self._conn = conn
+        with contextlib.suppress(libvirt.libvirtError):
+            conn.setKeepAlive(5, 3)
+        with contextlib.suppress(libvirt.libvirtError):
+            conn.registerCloseCallback(self._conn_closed, None)
+        try:
+            self._attach(conn, uuid, force)
+        except BaseException:
+            self._release()
+            raise
+
+    def _attach(self, conn: libvirt.virConnect, uuid: str, force: bool) -> None:
         with libvirt_errors():
             dom = conn.lookupByUUIDString(uuid)
             if not dom.isActive():
@@ -83,6 +101,10 @@ class ConsoleStream:
                         log.exception("console consumer failed")
         if events & (libvirt.VIR_STREAM_EVENT_ERROR | libvirt.VIR_STREAM_EVENT_HANGUP):
             self._hangup()
+
+    def _conn_closed(self, _conn, _reason, _opaque) -> None:  # type: ignore[no-untyped-def]
+        self.host_lost = True
+        self._hangup()
 
     def _hangup(self) -> None:
         with self._lock:
@@ -143,13 +165,23 @@ class ConsoleStream:
     def close(self) -> None:
         """Detach from the console; the domain keeps running."""
         with self._lock:
-            if self._closed:
+            was_closed, self._closed = self._closed, True
+        if not was_closed:
+            with contextlib.suppress(libvirt.libvirtError):
+                self._stream.eventRemoveCallback()
+            with contextlib.suppress(libvirt.libvirtError):
+                self._stream.finish()
+        self._release()
+
+    def _release(self) -> None:
+        with self._lock:
+            if self._released:
                 return
-            self._closed = True
+            self._released = True
         with contextlib.suppress(libvirt.libvirtError):
-            self._stream.eventRemoveCallback()
+            self._conn.unregisterCloseCallback()
         with contextlib.suppress(libvirt.libvirtError):
-            self._stream.finish()
+            self._conn.close()
 
 
 def open_console(

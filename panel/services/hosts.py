@@ -93,7 +93,7 @@ def _queue_refresh(host: Host, actor: Any) -> Job:
     from panel.tasks import refresh_host_task
 
     job = jobs.create_job(JobKind.HOST_REFRESH, target=f"host:{host.name}", actor=actor, host=host)
-    refresh_host_task.delay_on_commit(job.pk)
+    jobs.enqueue_on_commit(refresh_host_task, job.pk)
     return job
 
 
@@ -139,7 +139,7 @@ def set_host_state(host: Host, state: str, error: str = "") -> None:
 def reconcile_host(host: Host, *, job_id: int | None = None, checks: bool = True) -> dict[str, Any]:
     """Read the host (and with checks=True run the host check) and mirror it in the database."""
     from networking.services import sync_networks
-    from storage.services import sync_pools
+    from storage.services import remove_leftovers, sync_pools
     from vms.services import sync_domains
 
     def step(progress: int, message: str) -> None:
@@ -163,6 +163,7 @@ def reconcile_host(host: Host, *, job_id: int | None = None, checks: bool = True
                 f"Checks done: domain type {report.domain_type}"
                 + (f"; failed: {', '.join(failed)}" if failed else ""),
             )
+        remove_leftovers(host)
         step(60, "Reading domains, pools, volumes and networks")
         inventory = hypervisor.read_inventory(host.uri)
     except hypervisor.HostUnavailable as exc:

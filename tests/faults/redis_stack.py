@@ -1,0 +1,132 @@
+"""A private Redis and a daphne that uses it, for tests that stop and start Redis.
+
+The machine's Redis (and the shared ``stack``) are never touched: this Redis
+listens on a free loopback port, keeps nothing on disk, and is stopped with
+the daphne when the test ends, whatever happened.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.request import urlopen
+
+import pytest
+
+from tests.stack import REPO_ROOT, _env, _free_port, _stop
+
+
+@dataclass
+class PrivateRedis:
+    """redis-server on 127.0.0.1:port; stop() and start() keep the port."""
+
+    port: int
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        server = shutil.which("redis-server")
+        assert server, "redis-server is missing (apt-get install redis-server)"
+        self.proc = subprocess.Popen(
+            [
+                server,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+            ],
+            stdout=open(self.log, "ab"),  # noqa: SIM115 - the child holds it
+            stderr=subprocess.STDOUT,
+        )
+        assert self._wait(up=True), f"redis-server did not start:\n{self.log.read_text()}"
+
+    def stop(self) -> None:
+        """SIGKILL, as a crash would: nothing is saved, clients are cut off."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+        assert self._wait(up=False)
+
+    def _wait(self, up: bool, timeout: float = 10) -> bool:
+        import socket
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                    s.sendall(b"PING\r\n")
+                    answered = s.recv(16).startswith(b"+PONG")
+            except OSError:
+                answered = False
+            if answered == up:
+                return True
+            time.sleep(0.05)
+        return False
+
+
+@dataclass(frozen=True)
+class RedisStack:
+    url: str
+    ws_url: str
+    redis: PrivateRedis
+
+
+@pytest.fixture
+def redis_stack(django_db_setup, tmp_path) -> Iterator[RedisStack]:
+    """daphne on a free port whose cache, channel layer and broker are a private Redis."""
+    redis = PrivateRedis(port=_free_port(), log=tmp_path / "redis.log")
+    redis.start()
+    port = _free_port()
+    env = _env() | {"REDIS_URL": redis.url, "PANEL_CHANNEL_PREFIX": f"fault-{port}"}
+    web_log = open(tmp_path / "daphne.log", "wb")  # noqa: SIM115 - closed below
+    web = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "daphne"),
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "panel.asgi:application",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=web_log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urlopen(url + "/login/", timeout=2).read()
+                break
+            except OSError:
+                if web.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        "daphne did not start:\n" + (tmp_path / "daphne.log").read_text()
+                    ) from None
+                time.sleep(0.2)
+        yield RedisStack(url=url, ws_url=f"ws://127.0.0.1:{port}", redis=redis)
+    finally:
+        _stop(web)
+        web_log.close()
+        redis.stop()
+        text = (tmp_path / "daphne.log").read_text(errors="replace")
+        if "Traceback" in text:
+            sys.stderr.write(f"\n--- daphne.log ---\n{text[-8000:]}\n")
