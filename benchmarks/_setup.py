@@ -27,6 +27,26 @@ def isolated_django(prefix: str) -> Path:
     return work
 
 
+def web_server(port: int, workers: int = 1) -> list[str]:
+    """The web server command of scripts/run.sh on 127.0.0.1:port, with workers processes."""
+    return [
+        str(Path(sys.executable).parent / "uvicorn"),
+        "panel.asgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--lifespan",
+        "off",
+        "--no-access-log",
+        "--no-proxy-headers",
+        "--timeout-graceful-shutdown",
+        "5",
+    ]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -1,6 +1,6 @@
 """Console latency and throughput: through the panel versus straight to the guest.
 
-Serial: keystroke echo round trip through the panel's websocket (daphne +
+Serial: keystroke echo round trip through the panel's websocket (the web server +
 SerialConsoleConsumer) beside a raw libvirt console stream on the same guest.
 Goal: panel p50 <= raw p50 + 5 ms.
 
@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from _setup import REPO, free_port, isolated_django, wait_port  # noqa: E402
+from _setup import REPO, free_port, isolated_django, wait_port, web_server  # noqa: E402
 
 WORK = isolated_django("panel-bench-consoles-")
 
@@ -168,14 +168,7 @@ def main() -> None:
         venv = Path(sys.executable).parent
         procs.append(
             subprocess.Popen(
-                [
-                    str(venv / "daphne"),
-                    "-b",
-                    "127.0.0.1",
-                    "-p",
-                    str(web_port),
-                    "panel.asgi:application",
-                ],
+                web_server(web_port),
                 cwd=REPO,
                 env=env,
                 stdout=subprocess.DEVNULL,

@@ -1,7 +1,7 @@
 """Volume upload, download and conversion: through the panel versus the tools by hand.
 
-Upload: `PUT /api/v1/volumes/{id}/upload/` through daphne into libvirt's
-volume stream, beside the same PUT to a missing volume (what daphne and Django
+Upload: `PUT /api/v1/volumes/{id}/upload/` through the web server into libvirt's
+volume stream, beside the same PUT to a missing volume (what the web server and Django
 take to accept the body) plus `virsh vol-upload` of the same file; and the
 browser's way, the websocket upload (1 MiB frames, four in flight), beside
 `virsh vol-upload` alone. Download: `GET
@@ -23,11 +23,10 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-from _setup import REPO, free_port, isolated_django, make_session, wait_port  # noqa: E402
+from _setup import REPO, free_port, isolated_django, make_session, wait_port, web_server  # noqa: E402
 
 WORK = isolated_django("panel-bench-storage-")
 
@@ -77,17 +76,9 @@ def main() -> None:
         )
         port = free_port()
         env = {**os.environ, "PANEL_DEV_STATIC": "1", "PYTHONPATH": str(REPO)}
-        venv = Path(sys.executable).parent
         procs.append(
             subprocess.Popen(
-                [
-                    str(venv / "daphne"),
-                    "-b",
-                    "127.0.0.1",
-                    "-p",
-                    str(port),
-                    "panel.asgi:application",
-                ],
+                web_server(port),
                 cwd=REPO,
                 env=env,
                 stdout=subprocess.DEVNULL,
@@ -159,7 +150,7 @@ def main() -> None:
         panel_ws_up = timed(ws_upload)
 
         def put_nowhere() -> None:
-            # What daphne and Django take to accept the body, for a volume that does not exist.
+            # What the web server and Django take to accept the body, for a volume that does not exist.
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600, blocksize=MIB)
             with open(source, "rb") as body:
                 conn.request(
@@ -241,7 +232,7 @@ def main() -> None:
     ]
     print(f"\n{size // MIB} MiB of random data, pool on local disk, 127.0.0.1")
     print(
-        f"web server intake alone (PUT answered 404 after daphne and Django took the body): "
+        f"web server intake alone (PUT answered 404 after the web server and Django took the body): "
         f"{intake:.2f} s = {mb / intake:.0f} MB/s; virsh vol-upload alone: {mb / raw_up:.0f} MB/s\n"
     )
     print(f"{'figure':<18}{'by hand':>10}{'panel':>10}{'ratio':>8}  goal      result")

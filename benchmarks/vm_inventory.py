@@ -9,9 +9,9 @@ per host) with VMs, syncs them into a database of its own, then measures:
 - sync_domains() of all of them: first (all new), again (nothing changed),
   and with 10% of the rows stale;
 - the server time of the VM list page and the VM API list (page of 50,
-  search, filters), as an admin and as a project member, on daphne over
+  search, filters), as an admin and as a project member, on the web server over
   loopback, beside GET /login/ timed the same way;
-- the peak RSS of daphne and of the host watcher (manage.py watch_hosts)
+- the peak RSS of the web server and of the host watcher (manage.py watch_hosts)
   holding that inventory, beside bare libvirt holding the same hosts;
 - with --real: the time from a libvirt call on qemu:///system returning to
   the browser's websocket receiving the new state, beside the time libvirt's
@@ -50,7 +50,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _setup import make_session
+from _setup import make_session, web_server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -440,7 +440,9 @@ def wait_http(port: int, proc: subprocess.Popen, log: Path, timeout: float = 30)
             return
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("daphne did not start:\n" + log.read_text()[-3000:]) from None
+                raise RuntimeError(
+                    "the web server did not start:\n" + log.read_text()[-3000:]
+                ) from None
             time.sleep(0.2)
 
 
@@ -607,21 +609,21 @@ def run(args: argparse.Namespace, tmp: Path, procs: Processes, report: Report) -
         f"  assigned {len(half)} VMs to project {team.name}; bench process RSS peak {mib(proc_status(os.getpid())['VmHWM']):.0f} MiB"
     )
 
-    # --- the list page and the API on daphne ---
-    phase("[3] VM list page and API list on daphne, loopback, keep-alive, sequential")
+    # --- the list page and the API on the web server ---
+    phase("[3] VM list page and API list on the web server, loopback, keep-alive, sequential")
     env = dict(os.environ)
     port = free_port()
-    web_log = tmp / "daphne.log"
+    web_log = tmp / "web.log"
     web = procs.start(
-        "daphne",
-        [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "panel.asgi:application"],
+        "web",
+        web_server(port),
         env,
         web_log,
     )
     wait_http(port, web, web_log)
     web_rss_start = proc_status(web.pid)
     say(
-        f"  daphne pid {web.pid} on 127.0.0.1:{port}; RSS after start {mib(web_rss_start['VmRSS']):.0f} MiB"
+        f"  web server pid {web.pid} on 127.0.0.1:{port}; RSS after start {mib(web_rss_start['VmRSS']):.0f} MiB"
     )
 
     sessions = {"admin": make_session(admin), "member": make_session(member)}
@@ -676,15 +678,17 @@ def run(args: argparse.Namespace, tmp: Path, procs: Processes, report: Report) -
     timer.conn.close()
     web_rss = proc_status(web.pid)
     say(
-        f"  daphne RSS now {mib(web_rss['VmRSS']):.0f} MiB, peak (VmHWM) {mib(web_rss['VmHWM']):.0f} MiB"
+        f"  web server RSS now {mib(web_rss['VmRSS']):.0f} MiB, peak (VmHWM) {mib(web_rss['VmHWM']):.0f} MiB"
     )
     report.add(
-        "daphne peak RSS (VmHWM) after the requests",
+        "web server peak RSS (VmHWM) after the requests",
         f"{mib(web_rss['VmHWM']):.0f} MiB",
         f"< {GOAL_RSS_MIB:.0f} MiB",
         mib(web_rss["VmHWM"]) < GOAL_RSS_MIB,
     )
-    report.add("baseline: daphne RSS right after start", f"{mib(web_rss_start['VmRSS']):.0f} MiB")
+    report.add(
+        "baseline: web server RSS right after start", f"{mib(web_rss_start['VmRSS']):.0f} MiB"
+    )
 
     # --- the watcher ---
     phase("[4] host watcher (manage.py watch_hosts) holding the inventory")
@@ -766,7 +770,7 @@ def run(args: argparse.Namespace, tmp: Path, procs: Processes, report: Report) -
     # --- event to browser on the real libvirtd ---
     if args.real:
         phase(
-            "[5] event-to-browser latency on qemu:///system (watcher -> Redis -> daphne -> websocket)"
+            "[5] event-to-browser latency on qemu:///system (watcher -> Redis -> web server -> websocket)"
         )
         if real_skip:
             say(f"  SKIPPED: {real_skip}")
@@ -782,9 +786,9 @@ def run(args: argparse.Namespace, tmp: Path, procs: Processes, report: Report) -
             w_rss = proc_status(watcher.pid)
             web_rss = proc_status(web.pid)
             say(
-                f"  at the end: watcher peak {mib(w_rss['VmHWM']):.0f} MiB, daphne peak {mib(web_rss['VmHWM']):.0f} MiB"
+                f"  at the end: watcher peak {mib(w_rss['VmHWM']):.0f} MiB, web server peak {mib(web_rss['VmHWM']):.0f} MiB"
             )
-    for name, path in (("daphne", web_log), ("watcher", watch_log)):
+    for name, path in (("web", web_log), ("watcher", watch_log)):
         text = path.read_text(errors="replace")
         if "Traceback" in text:
             say(f"\n--- {name} log had a traceback ---\n{text[-3000:]}")

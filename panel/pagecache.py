@@ -100,11 +100,7 @@ def _has_messages(request: HttpRequest) -> bool:
 
 
 def _cacheable(request: HttpRequest) -> bool:
-    return (
-        request.method == "GET"
-        and request.user.is_authenticated
-        and not _has_messages(request)
-    )
+    return request.method == "GET" and request.user.is_authenticated and not _has_messages(request)
 
 
 def _strip_token(request: HttpRequest, content: bytes) -> bytes | None:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Starts the whole panel in the foreground: web (daphne), Celery worker and
+# Starts the whole panel in the foreground: web (uvicorn), Celery worker and
 # beat, websockify, the host watcher and the stats collector. Ctrl-C or SIGTERM stops them all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +23,11 @@ stop() {
 }
 trap stop INT TERM EXIT
 
-start .venv/bin/daphne -b "$BIND" -p "$PORT" panel.asgi:application
+# HTTP and websockets; PANEL_WEB_WORKERS processes share the port. The options are
+# those tests/stack.py runs the tests' web server with.
+start .venv/bin/uvicorn panel.asgi:application --host "$BIND" --port "$PORT" \
+  --workers "${PANEL_WEB_WORKERS:-2}" --lifespan off --no-access-log --no-proxy-headers \
+  --timeout-graceful-shutdown 5
 start .venv/bin/celery -A panel worker -l info -c 2 -Q "${PANEL_CELERY_QUEUE:-panel}"
 start .venv/bin/celery -A panel beat -l info --schedule var/celerybeat-schedule
 start env PYTHONPATH="$PWD" .venv/bin/websockify --token-plugin panel.console_tokens.TicketTokens \

@@ -1,6 +1,6 @@
 """Pytest plugin: the panel's own processes running against the test database.
 
-``stack`` (session) starts daphne (HTTP + websockets) and a Celery worker as
+``stack`` (session) starts the web server (uvicorn: HTTP + websockets) and a Celery worker as
 subprocesses on 127.0.0.1, sharing the SQLite test database file and Redis
 with the test process. Tests that use it need ``transactional_db`` so what
 they write is committed and visible to those processes.
@@ -49,6 +49,30 @@ def _env() -> dict[str, str]:
     return env
 
 
+def web_server(port: int) -> list[str]:
+    """The web server command scripts/run.sh runs (one process), on 127.0.0.1:port."""
+    return [
+        str(Path(sys.executable).parent / "uvicorn"),
+        "panel.asgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        *WEB_SERVER_OPTIONS,
+    ]
+
+
+# The options scripts/run.sh gives uvicorn.
+WEB_SERVER_OPTIONS = (
+    "--lifespan",
+    "off",
+    "--no-access-log",
+    "--no-proxy-headers",
+    "--timeout-graceful-shutdown",
+    "5",
+)
+
+
 def _stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.terminate()
@@ -67,10 +91,10 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory):
     env = _env()
     env["PANEL_WEBSOCKIFY_URL"] = f"ws://127.0.0.1:{vnc_port}/"
     venv_bin = Path(sys.executable).parent
-    web_log = open(logs / "daphne.log", "wb")
+    web_log = open(logs / "web.log", "wb")
     worker_log = open(logs / "worker.log", "wb")
     web = subprocess.Popen(
-        [str(venv_bin / "daphne"), "-b", "127.0.0.1", "-p", str(port), "panel.asgi:application"],
+        web_server(port),
         cwd=REPO_ROOT,
         env=env,
         stdout=web_log,
@@ -122,7 +146,7 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory):
             except OSError:
                 if web.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(
-                        "daphne did not start:\n" + (logs / "daphne.log").read_text()
+                        "the web server did not start:\n" + (logs / "web.log").read_text()
                     ) from None
                 time.sleep(0.2)
         yield Stack(
@@ -137,7 +161,7 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory):
         _stop(worker)
         web_log.close()
         worker_log.close()
-        for name in ("daphne.log", "worker.log"):
+        for name in ("web.log", "worker.log"):
             text = (logs / name).read_text(errors="replace")
             if "Traceback" in text:
                 sys.stderr.write(f"\n--- {name} ---\n{text[-5000:]}\n")

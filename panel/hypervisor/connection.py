@@ -3,7 +3,7 @@
 libvirt needs an event loop for keepalives, lifecycle events and console
 streams; one daemon thread per process runs it. Both the loop and the
 connections are created lazily and belong to the process that made them, so
-nothing opened before a fork (Celery prefork, daphne) is used after it.
+nothing opened before a fork (Celery prefork, the web server's workers) is used after it.
 """
 
 from __future__ import annotations

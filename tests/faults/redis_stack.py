@@ -1,8 +1,8 @@
-"""A private Redis and a daphne that uses it, for tests that stop and start Redis.
+"""A private Redis and a web server that uses it, for tests that stop and start Redis.
 
 The machine's Redis (and the shared ``stack``) are never touched: this Redis
 listens on a free loopback port, keeps nothing on disk, and is stopped with
-the daphne when the test ends, whatever happened.
+the web server when the test ends, whatever happened.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from urllib.request import urlopen
 
 import pytest
 
-from tests.stack import REPO_ROOT, _env, _free_port, _stop
+from tests.stack import REPO_ROOT, _env, _free_port, _stop, web_server
 
 
 @dataclass
@@ -89,21 +89,14 @@ class RedisStack:
 
 @pytest.fixture
 def redis_stack(django_db_setup, tmp_path) -> Iterator[RedisStack]:
-    """daphne on a free port whose cache, channel layer and broker are a private Redis."""
+    """The web server on a free port whose cache, channel layer and broker are a private Redis."""
     redis = PrivateRedis(port=_free_port(), log=tmp_path / "redis.log")
     redis.start()
     port = _free_port()
     env = _env() | {"REDIS_URL": redis.url, "PANEL_CHANNEL_PREFIX": f"fault-{port}"}
-    web_log = open(tmp_path / "daphne.log", "wb")  # noqa: SIM115 - closed below
+    web_log = open(tmp_path / "web.log", "wb")  # noqa: SIM115 - closed below
     web = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "daphne"),
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "panel.asgi:application",
-        ],
+        web_server(port),
         cwd=REPO_ROOT,
         env=env,
         stdout=web_log,
@@ -119,7 +112,7 @@ def redis_stack(django_db_setup, tmp_path) -> Iterator[RedisStack]:
             except OSError:
                 if web.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(
-                        "daphne did not start:\n" + (tmp_path / "daphne.log").read_text()
+                        "the web server did not start:\n" + (tmp_path / "web.log").read_text()
                     ) from None
                 time.sleep(0.2)
         yield RedisStack(url=url, ws_url=f"ws://127.0.0.1:{port}", redis=redis)
@@ -127,6 +120,6 @@ def redis_stack(django_db_setup, tmp_path) -> Iterator[RedisStack]:
         _stop(web)
         web_log.close()
         redis.stop()
-        text = (tmp_path / "daphne.log").read_text(errors="replace")
+        text = (tmp_path / "web.log").read_text(errors="replace")
         if "Traceback" in text:
-            sys.stderr.write(f"\n--- daphne.log ---\n{text[-8000:]}\n")
+            sys.stderr.write(f"\n--- web.log ---\n{text[-8000:]}\n")

@@ -1,6 +1,6 @@
 """libvirtd killed (SIGKILL) under a running panel, then started again.
 
-The panel's real processes run (daphne, a Celery worker, the host watcher)
+The panel's real processes run (the web server, a Celery worker, the host watcher)
 against a private libvirtd holding the tiny guest. While pages, API clients,
 a serial console and a volume copy are busy with that host, its libvirtd is
 killed: the host must show down within seconds, nothing may answer 5xx, the
