@@ -75,6 +75,7 @@ MIDDLEWARE = [
     "panel.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "panel.middleware.DatabaseBusyMiddleware",
 ]
 
 ROOT_URLCONF = "panel.urls"
