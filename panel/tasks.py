@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 from celery import shared_task
+from celery.signals import worker_ready
+from django.db import close_old_connections
 
 from . import hypervisor, jobs, services
 from .models import Host, Job
@@ -50,3 +53,28 @@ def reconcile_all_hosts() -> None:
             services.reconcile_host(host, checks=False)
         except hypervisor.HypervisorError as exc:
             log.warning("reconcile of %s failed: %s", host.name, exc)
+
+
+@worker_ready.connect
+def _fail_abandoned_jobs(sender, **_kwargs) -> None:  # type: ignore[no-untyped-def]
+    """A worker that starts again fails, and undoes, the jobs its previous life left running.
+
+    In a thread: the undo may wait for libvirt to finish writing a volume, and the worker
+    takes new tasks meanwhile."""
+    hostname = getattr(sender, "hostname", None)
+    if not hostname:
+        return
+
+    def run() -> None:
+        try:
+            count = jobs.fail_abandoned(hostname)
+            if count:
+                log.warning(
+                    "%s: failed %d job(s) left running by its previous run", hostname, count
+                )
+        except Exception:
+            log.exception("%s: cleaning up jobs left running failed", hostname)
+        finally:
+            close_old_connections()
+
+    threading.Thread(target=run, name="abandoned-jobs", daemon=True).start()

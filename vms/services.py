@@ -15,7 +15,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from panel import audit, events, hypervisor, jobs
+from panel import audit, events, hypervisor, jobs, locks
 from panel.choices import JobKind, JobState
 from panel.exceptions import ConflictError, ServiceError, UnavailableError
 from panel.models import Host, Job, Project
@@ -314,19 +314,26 @@ def perform_action(
             )
         if action in JOB_ACTIONS:
             return _queue(vm, action, actor=actor, mode=mode, timeout=timeout, source_ip=source_ip)
-        with _on_host(vm):
-            info = _direct(vm, action, mode)
-        with transaction.atomic():
-            vm = _apply(vm, info)
-            audit.record(
-                actor,
-                f"vm.{action}",
-                vm,
-                project=vm.project,
-                source_ip=source_ip,
-                detail=f"mode {mode}" if action == "reboot" else "",
-            )
+        # One action at a time on a VM: the claim is written before the host is touched,
+        # so a request that cannot write (busy VM, locked database) changes nothing.
+        with locks.hold(f"vm:{vm.pk}", label=vm.name, what=f"{action} ({_actor_name(actor)})"):
+            with _on_host(vm):
+                info = _direct(vm, action, mode)
+            with transaction.atomic():
+                vm = _apply(vm, info)
+                audit.record(
+                    actor,
+                    f"vm.{action}",
+                    vm,
+                    project=vm.project,
+                    source_ip=source_ip,
+                    detail=f"mode {mode}" if action == "reboot" else "",
+                )
     return vm
+
+
+def _actor_name(actor: Any) -> str:
+    return getattr(actor, "username", "") or "the panel"
 
 
 def _queue_vm_job(

@@ -54,10 +54,12 @@ from .migration import (
     MigrationOptions,
     MigrationProgress,
     MigrationResult,
+    Settled,
     default_migration_uri,
     domain_location,
     migrate_domain,
     migration_checks,
+    settle_migration,
 )
 from .move_storage import MoveResult, move_disk
 from .networks import (
@@ -199,6 +201,8 @@ __all__ = [
     "domain_location",
     "migrate_domain",
     "migration_checks",
+    "settle_migration",
+    "Settled",
     "MoveResult",
     "move_disk",
     # snapshots
