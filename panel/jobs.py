@@ -170,6 +170,18 @@ ABANDONED_UNDO = {
     "volume.upload": "storage.services.undo_abandoned",
     "volume.wipe": "storage.services.undo_abandoned",
     "vm.migrate": "vms.migrate.undo_abandoned",
+    "vm.move_storage": "vms.move_storage.undo_abandoned",
+    "vm.backup": "vms.backups.undo_abandoned",
+    "vm.backup.restore": "vms.backups.undo_abandoned",
+    "vm.shutdown": "vms.services.undo_abandoned",
+    "vm.save": "vms.services.undo_abandoned",
+    "vm.restore": "vms.services.undo_abandoned",
+    "vm.delete": "vms.services.undo_abandoned",
+    "vm.clone": "vms.services.undo_abandoned",
+    "vm.snapshot.create": "vms.services.undo_abandoned",
+    "vm.snapshot.revert": "vms.services.undo_abandoned",
+    "vm.snapshot.delete": "vms.services.undo_abandoned",
+    "vm.snapshot.merge": "vms.services.undo_abandoned",
 }
 WORKER_STOPPED = "The worker running this job stopped"
 

@@ -386,6 +386,19 @@ def _queue(
         )
 
 
+def undo_abandoned(job: Job) -> str:
+    """A VM job whose worker died, with nothing of its own to remove: the VM's row read
+    again from its host; what to tell the user."""
+    vm = VirtualMachine.objects.select_related("host").filter(pk=job.result.get("vm")).first()
+    if vm is None:
+        return "its VM is no longer in the panel"
+    try:
+        vm = _apply(vm, None)
+    except hypervisor.HypervisorError:
+        return f"check {vm.name}: {vm.host.name} could not be read"
+    return f"{vm.name} is {vm.get_state_display().lower()}: check it before trying again"
+
+
 def run_action_job(job: Job) -> None:
     """The body of a shutdown/save/restore job, reporting progress as it goes."""
     spec = job.result

@@ -8,6 +8,7 @@ from .backups import (
     BACKUP_METHODS,
     BackupDisk,
     BackupResult,
+    abandon_backup,
     backup_api_supported,
     backup_domain,
     restore_as_new,
@@ -61,7 +62,7 @@ from .migration import (
     migration_checks,
     settle_migration,
 )
-from .move_storage import MoveResult, move_disk
+from .move_storage import MoveResult, move_disk, settle_move
 from .networks import (
     MACVTAP_MODES,
     InterfacesUnsupported,
@@ -205,6 +206,7 @@ __all__ = [
     "Settled",
     "MoveResult",
     "move_disk",
+    "settle_move",
     # snapshots
     "SnapshotDisk",
     "SnapshotInfo",
@@ -213,6 +215,7 @@ __all__ = [
     "BackupResult",
     "backup_api_supported",
     "backup_domain",
+    "abandon_backup",
     "restore_as_new",
     "restore_in_place",
     "disk_chains",
