@@ -120,20 +120,27 @@ class Worker:
                 self.kill()
 
 
-@pytest.fixture
-def worker(transactional_db, tmp_path, monkeypatch) -> Iterator[Worker]:
-    """The private worker, running; every task this test queues goes to it."""
-    w = Worker(tmp_path)
-
-    def to_private_queue(task, *args, **kwargs):  # type: ignore[no-untyped-def]
-        transaction.on_commit(
-            functools.partial(task.apply_async, args, kwargs or None, queue=w.queue)
-        )
-
-    monkeypatch.setattr(DjangoTask, "delay_on_commit", to_private_queue)
+@pytest.fixture(scope="module")
+def worker_process(django_db_setup, tmp_path_factory) -> Iterator[Worker]:
+    w = Worker(tmp_path_factory.mktemp("faults-worker"))
     w.start()
     yield w
     w.stop()
+
+
+@pytest.fixture
+def worker(worker_process, transactional_db, monkeypatch) -> Worker:
+    """The private worker, running; every task this test queues goes to it."""
+
+    def to_private_queue(task, *args, **kwargs):  # type: ignore[no-untyped-def]
+        transaction.on_commit(
+            functools.partial(task.apply_async, args, kwargs or None, queue=worker_process.queue)
+        )
+
+    monkeypatch.setattr(DjangoTask, "delay_on_commit", to_private_queue)
+    if worker_process.proc is None or worker_process.proc.poll() is not None:
+        worker_process.start()
+    return worker_process
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> None:
@@ -151,11 +158,22 @@ def kill_and_restart(worker: Worker, job_id: int) -> Job:
     """Kill the worker mid-job, see the job stuck as running, start the worker again and
     wait for it to settle the job."""
     worker.kill()
-    time.sleep(0.5)
     assert job(job_id).state == "running"
     worker.start()
     wait_until(lambda: job(job_id).is_finished, 120, f"job stayed {job(job_id).state}")
     return job(job_id)
+
+
+def test_every_kind_of_vm_and_volume_job_has_an_undo_for_a_dead_worker():
+    from django.utils.module_loading import import_string
+
+    from panel import jobs
+    from panel.choices import JobKind
+
+    kinds = {k.value for k in JobKind if k.value.startswith(("vm.", "volume."))}
+    assert kinds <= set(jobs.ABANDONED_UNDO), kinds - set(jobs.ABANDONED_UNDO)
+    for path in jobs.ABANDONED_UNDO.values():
+        assert callable(import_string(path)), path
 
 
 def test_it_undoes_a_create_whose_worker_was_killed_while_the_vm_booted(
