@@ -35,6 +35,8 @@ from vms.models import VirtualMachine
 pytestmark = [pytest.mark.libvirt, pytest.mark.stack, pytest.mark.timeout(240)]
 
 Answer = tuple[int, dict[str, Any]]
+# Start + delete pairs; each round races on a fresh VM.
+ROUNDS = 4
 
 
 def over_http(stack, token: str, method: str, path: str, body: dict | None = None) -> Answer:
@@ -100,8 +102,7 @@ def finished(job_id: int, timeout: float = 60) -> Job:
 
 def test_it_lets_exactly_one_of_start_and_delete_through(stack, transactional_db, make_vm, member):
     token, api = token_and_client(member)
-    winners = []
-    for round_ in range(6):
+    for round_ in range(ROUNDS):
         vm = make_vm(running=False)
         start_path, delete_path = f"/api/v1/vms/{vm.pk}/start/", f"/api/v1/vms/{vm.pk}/"
 
@@ -126,21 +127,17 @@ def test_it_lets_exactly_one_of_start_and_delete_through(stack, transactional_db
             delete_body,
         )
         if start_status == 200:
-            winners.append("start")
             assert "in progress" in delete_body["detail"] and "start" in delete_body["detail"]
             assert hypervisor.get_domain(LOCAL_URI, str(vm.pk)).state == "running"
             assert VirtualMachine.objects.get(pk=vm.pk).state == "running"
             assert not Job.objects.filter(target=f"vm:{vm.pk}").exists()
         else:
-            winners.append("delete")
             assert "VM delete" in start_body["detail"], start_body
             job = finished(delete_body["job"])
             assert job.state == "succeeded", job.log
             with pytest.raises(hypervisor.NotFound):
                 hypervisor.get_domain(LOCAL_URI, str(vm.pk))
             assert not VirtualMachine.objects.filter(pk=vm.pk).exists()
-    # Both outcomes are legitimate; each round had exactly one winner.
-    assert len(winners) == 6
 
 
 def test_it_runs_one_of_two_migrations_and_refuses_the_other(
