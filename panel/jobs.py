@@ -207,6 +207,12 @@ def fail_abandoned(worker: str) -> int:
     return count
 
 
+def running_workers() -> set[str]:
+    """Names of the workers that jobs still running say they run on."""
+    names = Job.objects.filter(state=JobState.RUNNING).values_list("result__worker", flat=True)
+    return {n for n in names if isinstance(n, str) and n and n != "inline"}
+
+
 def fail(job_id: int, message: str) -> None:
     """End a job as failed from outside its task (its worker is gone)."""
     _finish(job_id, JobState.FAILED, message, f"failed: {message}")

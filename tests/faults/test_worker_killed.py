@@ -72,7 +72,7 @@ class Worker:
     def start(self) -> None:
         self.runs += 1
         log = self.logs / f"worker-{self.runs}.log"
-        env = {**_env(), "PANEL_CELERY_QUEUE": self.queue}
+        env = {**_env(), "PANEL_CELERY_QUEUE": self.queue, "PANEL_WORKER_RECHECK_SECONDS": "1"}
         self.proc = subprocess.Popen(
             [
                 str(Path(sys.executable).parent / "celery"),
@@ -154,11 +154,13 @@ def job(job_id: int) -> Job:
     return Job.objects.get(pk=job_id)
 
 
-def kill_and_restart(worker: Worker, job_id: int) -> Job:
-    """Kill the worker mid-job, see the job stuck as running, start the worker again and
-    wait for it to settle the job."""
+def kill_and_restart(worker: Worker, job_id: int, *, new_name: bool = False) -> Job:
+    """Kill the worker mid-job, see the job stuck as running, start the worker again (under
+    a new name: a recreated container) and wait for it to settle the job."""
     worker.kill()
     assert job(job_id).state == "running"
+    if new_name:
+        worker.name = f"{worker.queue}-{worker.runs}@%h"
     worker.start()
     wait_until(lambda: job(job_id).is_finished, 120, f"job stayed {job(job_id).state}")
     return job(job_id)
@@ -246,7 +248,8 @@ def test_it_removes_the_half_made_copy_of_a_clone_whose_worker_was_killed(
     wait_until(lambda: 0 < job(job_id).progress, 30, job(job_id).log)
     assert job(job_id).progress < 90, "the copy ended before the kill"
 
-    done = kill_and_restart(worker, job_id)
+    # The new worker has another name: it finds the old one silent and cleans up for it.
+    done = kill_and_restart(worker, job_id, new_name=True)
 
     assert done.state == "failed", done.log
     assert done.message.startswith(STOPPED), done.message
