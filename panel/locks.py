@@ -47,9 +47,10 @@ def _drop_stale(target: str) -> None:
 
 
 @contextlib.contextmanager
-def hold(target: str, *, label: str, what: str) -> Iterator[None]:
-    """Run the block as the only action on target; ConflictError (409) if another action
-    or an active job has it. Call outside any transaction: the claim must be visible."""
+def hold(target: str, *, label: str, what: str, jobs_too: bool = True) -> Iterator[None]:
+    """Run the block as the only quick action on target; ConflictError (409) if another
+    action (or, with jobs_too, an active job) has it. Call outside any transaction: the
+    claim must be visible to other requests."""
     _drop_stale(target)
     try:
         with transaction.atomic():
@@ -60,7 +61,7 @@ def hold(target: str, *, label: str, what: str) -> Iterator[None]:
             _busy_message(label, holder.what if holder else "another action")
         ) from None
     try:
-        if (job := active_job(target)) is not None:
+        if jobs_too and (job := active_job(target)) is not None:
             raise ConflictError(_job_busy_message(label, job))
         yield
     finally:

@@ -316,7 +316,7 @@ def perform_action(
             return _queue(vm, action, actor=actor, mode=mode, timeout=timeout, source_ip=source_ip)
         # One action at a time on a VM: the claim is written before the host is touched,
         # so a request that cannot write (busy VM, locked database) changes nothing.
-        with locks.hold(f"vm:{vm.pk}", label=vm.name, what=f"{action} ({_actor_name(actor)})"):
+        with _claimed(vm, action, actor):
             with _on_host(vm):
                 info = _direct(vm, action, mode)
             with transaction.atomic():
@@ -332,8 +332,11 @@ def perform_action(
     return vm
 
 
-def _actor_name(actor: Any) -> str:
-    return getattr(actor, "username", "") or "the panel"
+def _claimed(vm: VirtualMachine, what: str, actor: Any, *, jobs_too: bool = True) -> Any:
+    """vm claimed for a quick change (see panel.locks): a concurrent action (or job) gets 409.
+    The claim is the request's first write, made before the host is asked anything."""
+    who = getattr(actor, "username", "") or "the panel"
+    return locks.hold(f"vm:{vm.pk}", label=vm.name, what=f"{what} ({who})", jobs_too=jobs_too)
 
 
 def _queue_vm_job(
@@ -466,18 +469,19 @@ def set_vm_autostart(
     with audit.refusals_recorded(
         actor, "vm.autostart", vm, project=vm.project, source_ip=source_ip
     ):
-        with _on_host(vm):
-            info = hypervisor.set_autostart(vm.host.uri, str(vm.pk), enabled)
-        with transaction.atomic():
-            vm = _apply(vm, info)
-            audit.record(
-                actor,
-                "vm.autostart",
-                vm,
-                detail="on" if enabled else "off",
-                project=vm.project,
-                source_ip=source_ip,
-            )
+        with _claimed(vm, "changing autostart", actor):
+            with _on_host(vm):
+                info = hypervisor.set_autostart(vm.host.uri, str(vm.pk), enabled)
+            with transaction.atomic():
+                vm = _apply(vm, info)
+                audit.record(
+                    actor,
+                    "vm.autostart",
+                    vm,
+                    detail="on" if enabled else "off",
+                    project=vm.project,
+                    source_ip=source_ip,
+                )
     return vm
 
 
@@ -618,19 +622,20 @@ def edit_xml(
     if not is_admin(actor):
         raise PermissionDenied("Only administrators can edit a VM's XML.")
     with audit.refusals_recorded(actor, "vm.edit_xml", vm, project=vm.project, source_ip=source_ip):
-        try:
-            info = hypervisor.redefine_domain(vm.host.uri, str(vm.pk), xml)
-        except hypervisor.HostUnavailable as exc:
-            raise UnavailableError(f"{vm.host.name} cannot be reached: {exc}") from exc
-        except (hypervisor.HypervisorError, ValueError) as exc:
-            raise ServiceError(
-                f"libvirt refused the XML: {exc}. Nothing was changed.", field="xml"
-            ) from exc
-        with transaction.atomic():
-            vm = _apply(vm, info)
-            vm.xml = hypervisor.domain_xml(vm.host.uri, str(vm.pk))
-            vm.save(update_fields=["xml"])
-            audit.record(actor, "vm.edit_xml", vm, project=vm.project, source_ip=source_ip)
+        with _claimed(vm, "editing its XML", actor):
+            try:
+                info = hypervisor.redefine_domain(vm.host.uri, str(vm.pk), xml)
+            except hypervisor.HostUnavailable as exc:
+                raise UnavailableError(f"{vm.host.name} cannot be reached: {exc}") from exc
+            except (hypervisor.HypervisorError, ValueError) as exc:
+                raise ServiceError(
+                    f"libvirt refused the XML: {exc}. Nothing was changed.", field="xml"
+                ) from exc
+            with transaction.atomic():
+                vm = _apply(vm, info)
+                vm.xml = hypervisor.domain_xml(vm.host.uri, str(vm.pk))
+                vm.save(update_fields=["xml"])
+                audit.record(actor, "vm.edit_xml", vm, project=vm.project, source_ip=source_ip)
     return vm
 
 
@@ -658,18 +663,20 @@ def set_vnc_password(
                 "A VNC password has 6 to 8 characters (VNC uses only the first 8).",
                 field="password",
             )
-        with _on_host(vm):
-            now = hypervisor.set_vnc_password(vm.host.uri, str(vm.pk), password or None)
-        with transaction.atomic():
-            audit.record(
-                actor,
-                "vm.vnc_password",
-                vm,
-                detail=("set" if password else "cleared")
-                + ("" if now else ", from the next start"),
-                project=vm.project,
-                source_ip=source_ip,
-            )
+        # A password does not get in the way of a running job: only other quick actions wait.
+        with _claimed(vm, "setting the VNC password", actor, jobs_too=False):
+            with _on_host(vm):
+                now = hypervisor.set_vnc_password(vm.host.uri, str(vm.pk), password or None)
+            with transaction.atomic():
+                audit.record(
+                    actor,
+                    "vm.vnc_password",
+                    vm,
+                    detail=("set" if password else "cleared")
+                    + ("" if now else ", from the next start"),
+                    project=vm.project,
+                    source_ip=source_ip,
+                )
     return now
 
 
