@@ -26,6 +26,9 @@ from .models import Host, Job, Project
 
 log = logging.getLogger(__name__)
 
+# Targets that take one job at a time (see panel.locks).
+SERIALISED_TARGETS = ("vm:", "volume:")
+
 
 class JobCancelled(Exception):
     """Raised inside a task when its job was asked to stop."""
@@ -58,10 +61,21 @@ def create_job(
     actor: Any,
     host: Host | None = None,
     project: Project | None = None,
+    label: str | None = None,
 ) -> Job:
-    """A queued job; call inside the service's transaction, enqueue its task on commit."""
+    """A queued job; call inside the service's transaction, enqueue its task on commit.
+
+    A VM or volume takes one job at a time: ConflictError (409) names the one it has."""
+    from . import locks
+
     user = actor if getattr(actor, "is_authenticated", False) else None
-    return Job.objects.create(kind=kind, target=target, user=user, host=host, project=project)
+
+    def insert() -> Job:
+        return Job.objects.create(kind=kind, target=target, user=user, host=host, project=project)
+
+    if target.startswith(SERIALISED_TARGETS):
+        return locks.create_serialised(target, label or target, insert)
+    return insert()
 
 
 def queue(
@@ -82,7 +96,9 @@ def queue(
     commit; call inside the service's transaction."""
     from . import audit
 
-    job = create_job(kind, target=target, actor=actor, host=host, project=project)
+    job = create_job(
+        kind, target=target, actor=actor, host=host, project=project, label=str(target_object)
+    )
     job.result = spec
     job.save(update_fields=["result"])
     audit.record(
@@ -166,6 +182,67 @@ def _finish(job_id: int, state: str, message: str, log_line: str | None = None) 
     _publish(job_id)
 
 
+def current_worker() -> str:
+    """The Celery worker's name (``celery@host``) running the current task, or "inline"."""
+    from celery import current_task
+
+    request = getattr(current_task, "request", None)
+    return getattr(request, "hostname", None) or "inline"
+
+
+# What undoes a job of each kind whose worker died mid-way: "module.function" taking the
+# Job and returning what it did, for the job's message. Kinds not named only fail.
+ABANDONED_UNDO = {
+    "vm.create": "vms.create.undo_abandoned",
+    "volume.create": "storage.services.undo_abandoned",
+    "volume.clone": "storage.services.undo_abandoned",
+    "volume.convert": "storage.services.undo_abandoned",
+    "volume.upload": "storage.services.undo_abandoned",
+    "volume.wipe": "storage.services.undo_abandoned",
+    "vm.migrate": "vms.migrate.undo_abandoned",
+    "vm.move_storage": "vms.move_storage.undo_abandoned",
+    "vm.backup": "vms.backups.undo_abandoned",
+    "vm.backup.restore": "vms.backups.undo_abandoned",
+    "vm.shutdown": "vms.services.undo_abandoned",
+    "vm.save": "vms.services.undo_abandoned",
+    "vm.restore": "vms.services.undo_abandoned",
+    "vm.delete": "vms.services.undo_abandoned",
+    "vm.clone": "vms.services.undo_abandoned",
+    "vm.snapshot.create": "vms.services.undo_abandoned",
+    "vm.snapshot.revert": "vms.services.undo_abandoned",
+    "vm.snapshot.delete": "vms.services.undo_abandoned",
+    "vm.snapshot.merge": "vms.services.undo_abandoned",
+}
+WORKER_STOPPED = "The worker running this job stopped"
+
+
+def fail_abandoned(worker: str) -> int:
+    """Jobs this worker was running when it died: undone and marked failed; their number.
+
+    A worker keeps its name across restarts and no two live workers share one, so when a
+    worker starts, every job still running under its name was left by its previous life.
+    """
+    from django.utils.module_loading import import_string
+
+    count = 0
+    for job in Job.objects.filter(state=JobState.RUNNING, result__worker=worker):
+        path = ABANDONED_UNDO.get(job.kind)
+        try:
+            done = import_string(path)(job) if path else "check the object it worked on"
+        except Exception as exc:
+            log.exception("job %s: undo after its worker stopped failed", job.pk)
+            done = f"undoing it failed ({exc}): check the object it worked on"
+        fail(job.pk, f"{WORKER_STOPPED}; {done}.")
+        count += 1
+    return count
+
+
+def running_workers() -> set[str]:
+    """Names of the workers that jobs still running say they run on."""
+    names = Job.objects.filter(state=JobState.RUNNING).values_list("result__worker", flat=True)
+    return {n for n in names if isinstance(n, str) and n and n != "inline"}
+
+
 def fail(job_id: int, message: str) -> None:
     """End a job as failed from outside its task (its worker is gone)."""
     _finish(job_id, JobState.FAILED, message, f"failed: {message}")
@@ -185,7 +262,9 @@ def running(job_id: int) -> Iterator[Job | None]:
         else:
             job.state = JobState.RUNNING
             job.started = timezone.now()
-            job.save(update_fields=["state", "started"])
+            # Which worker runs it: if that worker dies, its next start cleans up.
+            job.result = {**(job.result or {}), "worker": current_worker()}
+            job.save(update_fields=["state", "started", "result"])
     if job is None:
         yield None
         return

@@ -149,6 +149,16 @@ class Job(models.Model):
     class Meta:
         ordering = ["-created", "-id"]
         indexes = [models.Index(fields=["state", "kind"])]
+        constraints = [
+            # Per-VM and per-volume serialisation: two requests that both passed the
+            # "is it busy?" check cannot both queue a job; the second insert fails.
+            models.UniqueConstraint(
+                fields=["target"],
+                condition=models.Q(state__in=["queued", "running"])
+                & (models.Q(target__startswith="vm:") | models.Q(target__startswith="volume:")),
+                name="one_active_job_per_target",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} #{self.pk}"
@@ -164,6 +174,17 @@ class Job(models.Model):
             return JobKind(self.kind).label
         except ValueError:
             return self.kind
+
+
+class ActionLock(models.Model):
+    """A short claim on a target (``vm:<uuid>``) while a quick action runs on it."""
+
+    target = models.CharField(max_length=200, unique=True)
+    what = models.CharField(max_length=200)
+    since = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.target}: {self.what}"
 
 
 class AuditEvent(models.Model):

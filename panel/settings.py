@@ -74,6 +74,7 @@ MIDDLEWARE = [
     "panel.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "panel.middleware.DatabaseBusyMiddleware",
 ]
 
 ROOT_URLCONF = "panel.urls"
@@ -172,6 +173,9 @@ CACHES = {
 # Login throttling: this many failures per username + address in the window.
 PANEL_LOGIN_FAILURES = int(os.environ.get("PANEL_LOGIN_FAILURES", "5"))
 PANEL_LOGIN_WINDOW_SECONDS = int(os.environ.get("PANEL_LOGIN_WINDOW_SECONDS", "900"))
+# A starting worker fails the jobs of workers that missed two pings this far apart (a
+# worker that never comes back under its name, e.g. a recreated container).
+PANEL_WORKER_RECHECK_SECONDS = float(os.environ.get("PANEL_WORKER_RECHECK_SECONDS", "30"))
 
 CHANNEL_LAYERS = {
     "default": {

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 from celery import shared_task
+from celery.signals import worker_ready
+from django.conf import settings
+from django.db import close_old_connections
 
 from . import hypervisor, jobs, services
 from .models import Host, Job
 
 log = logging.getLogger(__name__)
+
+PING_SECONDS = 3.0
 
 
 @shared_task(name="panel.refresh_host", soft_time_limit=300, time_limit=360)
@@ -50,3 +57,48 @@ def reconcile_all_hosts() -> None:
             services.reconcile_host(host, checks=False)
         except hypervisor.HypervisorError as exc:
             log.warning("reconcile of %s failed: %s", host.name, exc)
+
+
+def _silent(names: set[str]) -> set[str]:
+    """Which of these workers do not answer a ping (prefork workers answer while busy)."""
+    from .celery import app
+
+    replies = app.control.ping(destination=sorted(names), timeout=PING_SECONDS) or []
+    alive = {name for reply in replies for name in reply}
+    return names - alive
+
+
+def fail_jobs_of_dead_workers(me: str) -> int:
+    """When worker `me` starts: fail and undo the jobs its previous run left running, then
+    those of any other worker that misses two pings in a row (gone for good: scaled down,
+    or its container recreated under a new name)."""
+    count = jobs.fail_abandoned(me)
+    others = jobs.running_workers() - {me}
+    if others and (missing := _silent(others)):
+        time.sleep(settings.PANEL_WORKER_RECHECK_SECONDS)
+        for name in _silent(missing):
+            count += jobs.fail_abandoned(name)
+    return count
+
+
+@worker_ready.connect
+def _fail_abandoned_jobs(sender, **_kwargs) -> None:  # type: ignore[no-untyped-def]
+    """A starting worker cleans up after dead ones (see fail_jobs_of_dead_workers).
+
+    In a thread: the undo may wait for libvirt to finish writing a volume, and the worker
+    takes new tasks meanwhile."""
+    hostname = getattr(sender, "hostname", None)
+    if not hostname:
+        return
+
+    def run() -> None:
+        try:
+            count = fail_jobs_of_dead_workers(hostname)
+            if count:
+                log.warning("%s: failed %d job(s) left running by dead workers", hostname, count)
+        except Exception:
+            log.exception("%s: cleaning up jobs left running failed", hostname)
+        finally:
+            close_old_connections()
+
+    threading.Thread(target=run, name="abandoned-jobs", daemon=True).start()

@@ -8,6 +8,7 @@ wipes, preallocated creates and uploads report through a Job.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -651,13 +652,11 @@ def create_volume(
                     source_ip=source_ip,
                 )
                 return job
-        try:
+            # The quick create runs inside the transaction that holds the row: when the
+            # database cannot take the write, libvirt is never asked; when libvirt
+            # refuses, the row goes with the rollback.
             with on_host(pool.host, f"Volume {name}"):
                 info = hv.create_volume(pool.host.uri, pool.name, spec)
-        except Exception:
-            volume.delete()
-            raise
-        with transaction.atomic():
             volume = _save_volume(volume, info)
             audit.record(
                 actor,
@@ -669,6 +668,10 @@ def create_volume(
             )
     _touch_pool(pool)
     return volume
+
+
+# How long the cleanup after a dead worker waits for libvirt to finish writing a volume.
+ABANDONED_WAIT_SECONDS = 600
 
 
 def _spec_dict(spec: hypervisor.VolumeSpec) -> dict[str, Any]:
@@ -778,16 +781,18 @@ def delete_volume(volume: Volume, *, actor: Any, source_ip: str | None = None) -
                 f"{volume.name} is the backing file of {', '.join(sorted(dependants))}: "
                 "delete those overlays first."
             )
-        with on_host(volume.pool.host, f"Volume {volume.name}"):
-            try:
-                hv.delete_volume(volume.pool.host.uri, volume.pool.name, volume.name)
-            except hypervisor.NotFound:
-                pass  # already gone on the host: drop the row
+        # Row and audit first, in the transaction the host call runs in: a database that
+        # cannot take the write leaves the volume where it is.
         with transaction.atomic():
             audit.record(
                 actor, "volume.delete", volume, project=volume.project, source_ip=source_ip
             )
             volume.delete()
+            with on_host(volume.pool.host, f"Volume {volume.name}"):
+                try:
+                    hv.delete_volume(volume.pool.host.uri, volume.pool.name, volume.name)
+                except hypervisor.NotFound:
+                    pass  # already gone on the host: drop the row
     _touch_pool(volume.pool)
 
 
@@ -963,6 +968,7 @@ def start_upload(volume: Volume, length: int, *, actor: Any, source_ip: str | No
                 actor=actor,
                 host=volume.pool.host,
                 project=volume.project,
+                label=volume.name,
             )
             job.result = {"volume": volume.pk, "volume_name": volume.name, "length": length}
             job.save(update_fields=["result"])
@@ -1143,3 +1149,25 @@ def run_volume_job(job: Job) -> None:
     else:
         raise ServiceError(f"Unknown volume job {kind}.")
     _touch_pool(volume.pool)
+
+
+def undo_abandoned(job: Job) -> str:
+    """A volume job whose worker died: the volume it was making removed (host and row);
+    what to tell the user."""
+    spec = job.result
+    if job.kind in (JobKind.VOLUME_CREATE, JobKind.VOLUME_CLONE, JobKind.VOLUME_CONVERT):
+        pk = spec.get("volume") if job.kind == JobKind.VOLUME_CREATE else spec.get("copy")
+        made = Volume.objects.select_related("pool__host").filter(pk=pk).first()
+        if made is None:
+            return "it had made nothing that is left"
+        host = made.pool.host
+        # libvirtd goes on writing a volume after its caller died: wait for it, then delete.
+        with contextlib.suppress(hypervisor.NotFound):
+            hv.delete_volume(host.uri, made.pool.name, made.name, wait=ABANDONED_WAIT_SECONDS)
+        made.delete()
+        _touch_pool(made.pool)
+        return f"the unfinished volume {made.name} was removed"
+    name = spec.get("volume_name", "the volume")
+    if job.kind == JobKind.VOLUME_UPLOAD:
+        return f"{name} holds part of the upload only: upload the file again"
+    return f"{name} may be partly wiped: wipe it again"

@@ -3,6 +3,7 @@ restores from them, as jobs. Schedules and retention are in vms/schedules.py."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from datetime import UTC, datetime
@@ -465,3 +466,27 @@ def run_restore_job(job: Job) -> None:
         message=f"{restored.name} restored from backup #{backup.pk}"
         + (" and started." if spec["start"] else "."),
     )
+
+
+def undo_abandoned(job: Job) -> str:
+    """A backup whose worker died: its job on the VM stopped, its copies deleted, the
+    backup marked failed; what to tell the user. A restore is only reported."""
+    spec = job.result
+    if spec.get("op") != "backup":
+        return "the restore may be incomplete: check the VM it was restoring"
+    backup = Backup.objects.select_related("host", "pool").filter(pk=spec.get("backup")).first()
+    if backup is None or backup.host is None or backup.pool is None:
+        return "its backup is no longer in the panel"
+    deleted = hypervisor.abandon_backup(
+        backup.host.uri,
+        str(backup.vm_uuid),
+        backup.pool.name,
+        f"{backup.vm_name}-backup-{backup.pk}",
+    )
+    message = "The worker taking this backup stopped; its copies were deleted."
+    Backup.objects.filter(pk=backup.pk).update(state=BackupState.FAILED, message=message)
+    from storage.services import refresh_pool_row
+
+    with contextlib.suppress(ServiceError):
+        refresh_pool_row(backup.pool)
+    return f"backup #{backup.pk} was marked failed and its {len(deleted)} copies deleted"

@@ -6,7 +6,7 @@ host until the request was found sound. `run_create_job()` then allocates the
 disks, builds the install media (cloud-init seed, kickstart-injected initrd),
 defines and starts the domain and waits for its first console output. Every
 volume and domain it makes is written into the job as it goes; any failure,
-or a worker that died mid-way (see `fail_abandoned()`), undoes them all.
+or a worker that died mid-way (see `undo_abandoned()`), undoes them all.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ METHODS = ("iso", "url", "kernel", "pxe", "import", "cloud-image")
 GIB = 1024**3
 MIN_MEMORY_MIB = 32
 CONSOLE_WAIT_SECONDS = 60
+# How long the cleanup after a dead worker waits for libvirt to finish writing a volume.
+ABANDONED_WAIT_SECONDS = 600
 MAX_BOOT_FILE_BYTES = 512 * 1024 * 1024
 
 
@@ -589,21 +591,29 @@ def _build(job: Job, host: Host, spec: dict[str, Any]) -> None:
             5 + 30 * i // max(len(spec["disks"]), 1),
             f"allocating {disk['name']} in {disk['pool']}",
         )
-        if i == 0 and method == "cloud-image":
-            info = _cloud_disk(job, host, disk, install)
-        else:
-            info = hv_storage.create_volume(
-                host.uri,
-                disk["pool"],
-                hypervisor.VolumeSpec(
-                    name=disk["name"],
-                    capacity=disk["capacity"],
-                    format=disk["format"],
-                    preallocation=disk["preallocation"],
-                ),
-            )
+        # Written down before libvirt makes it: a worker killed while libvirt writes the
+        # volume leaves a job whose cleanup still finds it.
         made.append({"pool": disk["pool"], "name": disk["name"]})
         _remember(job)
+        try:
+            if i == 0 and method == "cloud-image":
+                info = _cloud_disk(job, host, disk, install)
+            else:
+                info = hv_storage.create_volume(
+                    host.uri,
+                    disk["pool"],
+                    hypervisor.VolumeSpec(
+                        name=disk["name"],
+                        capacity=disk["capacity"],
+                        format=disk["format"],
+                        preallocation=disk["preallocation"],
+                    ),
+                )
+        except hypervisor.Conflict:
+            # Not made by this job (the name was taken meanwhile): not ours to remove.
+            made.pop()
+            _remember(job)
+            raise
         disk_specs.append(
             hypervisor.DiskSpec(path=info.path, target=target, format=info.format or disk["format"])
         )
@@ -843,22 +853,25 @@ def _finish(job: Job, host: Host, spec: dict[str, Any], info: hypervisor.DomainI
         Job.objects.filter(pk=job.pk).update(result=job.result)
 
 
-def undo(job: Job) -> list[str]:
-    """Remove what a create job made (domain, then volumes, then rows); return what went."""
+def undo(job: Job, *, wait: float = 0.0) -> list[str]:
+    """Remove what a create job made (domain, then volumes, then rows); return what went.
+
+    wait: how long to wait for a volume libvirt is still writing (see delete_volume)."""
     spec = job.result
     host = Host.objects.filter(pk=spec.get("host")).first()
     removed: list[str] = []
     if host is None:
         return removed
     made = spec.get("made", {})
-    if made.get("domain"):
-        with contextlib.suppress(hypervisor.HypervisorError):
-            hypervisor.undefine_domain(host.uri, spec["vm"])
-            removed.append(f"domain {spec['vm_name']}")
+    # The domain's UUID was made for this job: whatever has it is this job's, even when
+    # the worker died between defining it and writing that down.
+    with contextlib.suppress(hypervisor.HypervisorError):
+        hypervisor.undefine_domain(host.uri, spec["vm"])
+        removed.append(f"domain {spec['vm_name']}")
     for vol in reversed(made.get("volumes", [])):
         with contextlib.suppress(hypervisor.NotFound):
             try:
-                hv_storage.delete_volume(host.uri, vol["pool"], vol["name"])
+                hv_storage.delete_volume(host.uri, vol["pool"], vol["name"], wait=wait)
                 removed.append(f"volume {vol['pool']}/{vol['name']}")
             except hypervisor.HypervisorError as exc:
                 jobs.report(job.pk, log_line=f"could not remove {vol['pool']}/{vol['name']}: {exc}")
@@ -871,16 +884,7 @@ def undo(job: Job) -> list[str]:
     return removed
 
 
-def fail_abandoned(worker: str) -> int:
-    """Create jobs this worker was running when it died: undone and marked failed.
-
-    Called when a worker starts; a worker keeps its name across restarts."""
-    abandoned = Job.objects.filter(
-        kind=JobKind.VM_CREATE, state=JobState.RUNNING, result__worker=worker
-    )
-    count = 0
-    for job in abandoned:
-        undo(job)
-        jobs.fail(job.pk, "The worker running this job stopped; everything it made was removed.")
-        count += 1
-    return count
+def undo_abandoned(job: Job) -> str:
+    """A create whose worker died: remove what it made; what to tell the user."""
+    undo(job, wait=ABANDONED_WAIT_SECONDS)
+    return "everything it made was removed"

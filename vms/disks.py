@@ -11,7 +11,7 @@ from typing import Any
 
 from django.db import transaction
 
-from panel import audit, hypervisor
+from panel import audit, hypervisor, locks
 from panel.exceptions import ConflictError, ServiceError
 from panel.hypervisor import storage as hv
 from panel.permissions import CHANGE, VIEW, allowed, is_admin
@@ -70,6 +70,11 @@ def _ready(vm: VirtualMachine, actor: Any, verb: str) -> None:
         raise ConflictError(f"{vm.name} is missing from its host.")
     if (busy := _busy(vm)) is not None:
         raise ConflictError(f"{vm.name} is busy with job #{busy.pk}; wait for it.")
+
+
+def _one_at_a_time(vm: VirtualMachine, what: str) -> Any:
+    """The VM claimed for this change (see panel.locks): a concurrent action gets 409."""
+    return locks.hold(f"vm:{vm.pk}", label=vm.name, what=what)
 
 
 def _usable_volume(vm: VirtualMachine, volume: Volume, actor: Any, *, read_only: bool) -> None:
@@ -176,16 +181,19 @@ def attach_disk(
             discard=discard,
             shareable=shareable,
         )
-        with _on_host(vm, f"Attaching {target} to {vm.name}"):
-            info = hv.attach_disk(vm.host.uri, str(vm.pk), spec, live=live, persistent=persistent)
-        vm = _commit(
-            vm,
-            info,
-            actor,
-            "vm.disk.attach",
-            f"{device} {target} ({bus}) {path or 'empty'}; {_scope(live, persistent)}",
-            source_ip,
-        )
+        with _one_at_a_time(vm, f"attaching {target}"):
+            with _on_host(vm, f"Attaching {target} to {vm.name}"):
+                info = hv.attach_disk(
+                    vm.host.uri, str(vm.pk), spec, live=live, persistent=persistent
+                )
+            vm = _commit(
+                vm,
+                info,
+                actor,
+                "vm.disk.attach",
+                f"{device} {target} ({bus}) {path or 'empty'}; {_scope(live, persistent)}",
+                source_ip,
+            )
     return vm
 
 
@@ -226,11 +234,19 @@ def detach_disk(
         if not any(d.get("target") == target for d in vm.disks):
             raise ServiceError(f"{vm.name} has no disk {target or '(none given)'}.", field="target")
         _check_scope(vm, live, persistent)
-        with _on_host(vm, f"Detaching {target} from {vm.name}"):
-            info = hv.detach_disk(vm.host.uri, str(vm.pk), target, live=live, persistent=persistent)
-        vm = _commit(
-            vm, info, actor, "vm.disk.detach", f"{target}; {_scope(live, persistent)}", source_ip
-        )
+        with _one_at_a_time(vm, f"detaching {target}"):
+            with _on_host(vm, f"Detaching {target} from {vm.name}"):
+                info = hv.detach_disk(
+                    vm.host.uri, str(vm.pk), target, live=live, persistent=persistent
+                )
+            vm = _commit(
+                vm,
+                info,
+                actor,
+                "vm.disk.detach",
+                f"{target}; {_scope(live, persistent)}",
+                source_ip,
+            )
     return vm
 
 
@@ -258,9 +274,10 @@ def change_media(
         if volume is not None:
             _usable_volume(vm, volume, actor, read_only=True)
             path = volume.path
-        with _on_host(vm, f"Changing the media in {target}"):
-            info = hv.change_media(
-                vm.host.uri, str(vm.pk), target, path, live=live, persistent=persistent
-            )
-        vm = _commit(vm, info, actor, action, f"{target} {path or 'ejected'}", source_ip)
+        with _one_at_a_time(vm, f"changing the media in {target}"):
+            with _on_host(vm, f"Changing the media in {target}"):
+                info = hv.change_media(
+                    vm.host.uri, str(vm.pk), target, path, live=live, persistent=persistent
+                )
+            vm = _commit(vm, info, actor, action, f"{target} {path or 'ejected'}", source_ip)
     return vm

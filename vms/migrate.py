@@ -365,6 +365,41 @@ def _follow(
     )
 
 
+def undo_abandoned(job: Job) -> str:
+    """A migration whose worker died: the VM left on exactly one host and its row there;
+    what to tell the user."""
+    from .services import mark_missing
+
+    vm = VirtualMachine.objects.select_related("host").filter(pk=job.result.get("vm")).first()
+    target = Host.objects.filter(pk=job.result.get("target_host")).first()
+    if vm is None or target is None:
+        return "its VM or target host is no longer in the panel"
+    source = vm.host
+    if source.pk == target.pk:
+        return f"{vm.name} runs on {target.name}"
+    settled = hypervisor.settle_migration(source.uri, target.uri, str(vm.pk))
+    for line in settled.done:
+        jobs_log(job.pk, line)
+    if settled.host == "target":
+        assert settled.info is not None
+        with transaction.atomic():
+            sync_domain(target, settled.info)
+            audit.record(
+                job.user,
+                "vm.migrate",
+                vm,
+                project=vm.project,
+                detail=f"job #{job.pk}; now on {target.name} (from {source.name})",
+            )
+        return f"the migration had finished: {vm.name} runs on {target.name}"
+    if settled.host == "source":
+        assert settled.info is not None
+        sync_domain(source, settled.info)
+        return f"the migration was undone: {vm.name} is {settled.info.state} on {source.name}"
+    mark_missing(source, str(vm.pk))
+    return f"{vm.name} is on neither {source.name} nor {target.name}"
+
+
 def carry_volume_owners(source: Host, target: Host, moves: list[tuple[str, str]]) -> None:
     """The copied volumes' rows take the project and owner of the originals, so the
     project's disk quota and its members' rights follow the disks."""

@@ -70,7 +70,12 @@ def move_storage(
                 vm,
                 JobKind.VM_MOVE_STORAGE,
                 vm_move_storage_task,
-                {"disk": target, "pool": pool.pk, "pool_name": pool.name},
+                {
+                    "disk": target,
+                    "pool": pool.pk,
+                    "pool_name": pool.name,
+                    "source": disks[target]["source"],
+                },
                 actor=actor,
                 action="vm.move_storage",
                 detail=f"{target} to pool {pool.name}",
@@ -130,3 +135,28 @@ def run_move_job(job: Job) -> None:
         message=f"{spec['disk']} of {vm.name} is now {result.new_path}.",
         log_line=f"{result.old_path} -> {result.new_path}; old volume deleted",
     )
+
+
+def undo_abandoned(job: Job) -> str:
+    """A disk move whose worker died: finished or undone on the host, whichever the disk
+    shows, and the rows re-read; what to tell the user."""
+    from storage.models import StoragePool
+    from storage.services import refresh_pool_row
+
+    from .services import _apply
+
+    spec = job.result
+    vm = VirtualMachine.objects.select_related("host").filter(pk=spec.get("vm")).first()
+    if vm is None or not spec.get("source"):
+        return "check the VM's disks"
+    done = hypervisor.settle_move(
+        vm.host.uri, str(vm.pk), spec["disk"], spec["source"], spec["pool_name"]
+    )
+    _apply(vm, None)
+    for pool in StoragePool.objects.filter(host=vm.host):
+        if pool.pk == spec["pool"] or spec["source"].startswith(pool.target_path.rstrip("/") + "/"):
+            try:
+                refresh_pool_row(pool)
+            except ServiceError as exc:
+                log.warning("job %s: could not refresh pool %s: %s", job.pk, pool.name, exc.message)
+    return done

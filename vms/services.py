@@ -15,7 +15,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from panel import audit, events, hypervisor, jobs
+from panel import audit, events, hypervisor, jobs, locks
 from panel.choices import HostState, JobKind, JobState
 from panel.exceptions import ConflictError, ServiceError, UnavailableError
 from panel.models import Host, Job, Project
@@ -320,19 +320,29 @@ def perform_action(
                     f"{action} {vm.name} once the host is back up."
                 )
             return _queue(vm, action, actor=actor, mode=mode, timeout=timeout, source_ip=source_ip)
-        with _on_host(vm):
-            info = _direct(vm, action, mode)
-        with transaction.atomic():
-            vm = _apply(vm, info)
-            audit.record(
-                actor,
-                f"vm.{action}",
-                vm,
-                project=vm.project,
-                source_ip=source_ip,
-                detail=f"mode {mode}" if action == "reboot" else "",
-            )
+        # One action at a time on a VM: the claim is written before the host is touched,
+        # so a request that cannot write (busy VM, locked database) changes nothing.
+        with _claimed(vm, action, actor):
+            with _on_host(vm):
+                info = _direct(vm, action, mode)
+            with transaction.atomic():
+                vm = _apply(vm, info)
+                audit.record(
+                    actor,
+                    f"vm.{action}",
+                    vm,
+                    project=vm.project,
+                    source_ip=source_ip,
+                    detail=f"mode {mode}" if action == "reboot" else "",
+                )
     return vm
+
+
+def _claimed(vm: VirtualMachine, what: str, actor: Any, *, jobs_too: bool = True) -> Any:
+    """vm claimed for a quick change (see panel.locks): a concurrent action (or job) gets 409.
+    The claim is the request's first write, made before the host is asked anything."""
+    who = getattr(actor, "username", "") or "the panel"
+    return locks.hold(f"vm:{vm.pk}", label=vm.name, what=f"{what} ({who})", jobs_too=jobs_too)
 
 
 def _queue_vm_job(
@@ -383,6 +393,19 @@ def _queue(
             detail="",
             source_ip=source_ip,
         )
+
+
+def undo_abandoned(job: Job) -> str:
+    """A VM job whose worker died, with nothing of its own to remove: the VM's row read
+    again from its host; what to tell the user."""
+    vm = VirtualMachine.objects.select_related("host").filter(pk=job.result.get("vm")).first()
+    if vm is None:
+        return "its VM is no longer in the panel"
+    try:
+        vm = _apply(vm, None)
+    except hypervisor.HypervisorError:
+        return f"check {vm.name}: {vm.host.name} could not be read"
+    return f"{vm.name} is {vm.get_state_display().lower()}: check it before trying again"
 
 
 def run_action_job(job: Job) -> None:
@@ -452,18 +475,19 @@ def set_vm_autostart(
     with audit.refusals_recorded(
         actor, "vm.autostart", vm, project=vm.project, source_ip=source_ip
     ):
-        with _on_host(vm):
-            info = hypervisor.set_autostart(vm.host.uri, str(vm.pk), enabled)
-        with transaction.atomic():
-            vm = _apply(vm, info)
-            audit.record(
-                actor,
-                "vm.autostart",
-                vm,
-                detail="on" if enabled else "off",
-                project=vm.project,
-                source_ip=source_ip,
-            )
+        with _claimed(vm, "changing autostart", actor):
+            with _on_host(vm):
+                info = hypervisor.set_autostart(vm.host.uri, str(vm.pk), enabled)
+            with transaction.atomic():
+                vm = _apply(vm, info)
+                audit.record(
+                    actor,
+                    "vm.autostart",
+                    vm,
+                    detail="on" if enabled else "off",
+                    project=vm.project,
+                    source_ip=source_ip,
+                )
     return vm
 
 
@@ -604,19 +628,20 @@ def edit_xml(
     if not is_admin(actor):
         raise PermissionDenied("Only administrators can edit a VM's XML.")
     with audit.refusals_recorded(actor, "vm.edit_xml", vm, project=vm.project, source_ip=source_ip):
-        try:
-            info = hypervisor.redefine_domain(vm.host.uri, str(vm.pk), xml)
-        except hypervisor.HostUnavailable as exc:
-            raise UnavailableError(f"{vm.host.name} cannot be reached: {exc}") from exc
-        except (hypervisor.HypervisorError, ValueError) as exc:
-            raise ServiceError(
-                f"libvirt refused the XML: {exc}. Nothing was changed.", field="xml"
-            ) from exc
-        with transaction.atomic():
-            vm = _apply(vm, info)
-            vm.xml = hypervisor.domain_xml(vm.host.uri, str(vm.pk))
-            vm.save(update_fields=["xml"])
-            audit.record(actor, "vm.edit_xml", vm, project=vm.project, source_ip=source_ip)
+        with _claimed(vm, "editing its XML", actor):
+            try:
+                info = hypervisor.redefine_domain(vm.host.uri, str(vm.pk), xml)
+            except hypervisor.HostUnavailable as exc:
+                raise UnavailableError(f"{vm.host.name} cannot be reached: {exc}") from exc
+            except (hypervisor.HypervisorError, ValueError) as exc:
+                raise ServiceError(
+                    f"libvirt refused the XML: {exc}. Nothing was changed.", field="xml"
+                ) from exc
+            with transaction.atomic():
+                vm = _apply(vm, info)
+                vm.xml = hypervisor.domain_xml(vm.host.uri, str(vm.pk))
+                vm.save(update_fields=["xml"])
+                audit.record(actor, "vm.edit_xml", vm, project=vm.project, source_ip=source_ip)
     return vm
 
 
@@ -644,18 +669,20 @@ def set_vnc_password(
                 "A VNC password has 6 to 8 characters (VNC uses only the first 8).",
                 field="password",
             )
-        with _on_host(vm):
-            now = hypervisor.set_vnc_password(vm.host.uri, str(vm.pk), password or None)
-        with transaction.atomic():
-            audit.record(
-                actor,
-                "vm.vnc_password",
-                vm,
-                detail=("set" if password else "cleared")
-                + ("" if now else ", from the next start"),
-                project=vm.project,
-                source_ip=source_ip,
-            )
+        # A password does not get in the way of a running job: only other quick actions wait.
+        with _claimed(vm, "setting the VNC password", actor, jobs_too=False):
+            with _on_host(vm):
+                now = hypervisor.set_vnc_password(vm.host.uri, str(vm.pk), password or None)
+            with transaction.atomic():
+                audit.record(
+                    actor,
+                    "vm.vnc_password",
+                    vm,
+                    detail=("set" if password else "cleared")
+                    + ("" if now else ", from the next start"),
+                    project=vm.project,
+                    source_ip=source_ip,
+                )
     return now
 
 

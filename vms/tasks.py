@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from celery import shared_task
-from celery.signals import worker_ready
 
 from panel import jobs
 
@@ -85,29 +84,14 @@ def vm_clone_task(job_id: int) -> None:
             services.run_clone_job(job)
 
 
-@shared_task(name="vms.create", bind=True, soft_time_limit=6 * 3600, time_limit=6 * 3600 + 60)
-def vm_create_task(self, job_id: int) -> None:  # type: ignore[no-untyped-def]
+@shared_task(name="vms.create", soft_time_limit=6 * 3600, time_limit=6 * 3600 + 60)
+def vm_create_task(job_id: int) -> None:
     """Create a VM: disks, install media, define, start, first boot."""
-    from panel.models import Job
-
     from . import create
 
-    worker = getattr(self.request, "hostname", None) or "inline"
     with jobs.running(job_id) as job:
         if job is not None:
-            job.result["worker"] = worker
-            Job.objects.filter(pk=job.pk).update(result=job.result)
             create.run_create_job(job)
-
-
-@worker_ready.connect
-def _undo_abandoned_creates(sender, **_kwargs) -> None:  # type: ignore[no-untyped-def]
-    """A worker that starts again fails, and cleans up, the creates it left running."""
-    from . import create
-
-    hostname = getattr(sender, "hostname", None)
-    if hostname:
-        create.fail_abandoned(hostname)
 
 
 @shared_task(name="vms.migrate", soft_time_limit=6 * 3600, time_limit=6 * 3600 + 60)

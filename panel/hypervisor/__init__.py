@@ -8,6 +8,7 @@ from .backups import (
     BACKUP_METHODS,
     BackupDisk,
     BackupResult,
+    abandon_backup,
     backup_api_supported,
     backup_domain,
     restore_as_new,
@@ -54,12 +55,14 @@ from .migration import (
     MigrationOptions,
     MigrationProgress,
     MigrationResult,
+    Settled,
     default_migration_uri,
     domain_location,
     migrate_domain,
     migration_checks,
+    settle_migration,
 )
-from .move_storage import MoveResult, move_disk
+from .move_storage import MoveResult, move_disk, settle_move
 from .networks import (
     MACVTAP_MODES,
     InterfacesUnsupported,
@@ -199,8 +202,11 @@ __all__ = [
     "domain_location",
     "migrate_domain",
     "migration_checks",
+    "settle_migration",
+    "Settled",
     "MoveResult",
     "move_disk",
+    "settle_move",
     # snapshots
     "SnapshotDisk",
     "SnapshotInfo",
@@ -209,6 +215,7 @@ __all__ = [
     "BackupResult",
     "backup_api_supported",
     "backup_domain",
+    "abandon_backup",
     "restore_as_new",
     "restore_in_place",
     "disk_chains",

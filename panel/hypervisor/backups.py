@@ -453,3 +453,25 @@ def restore_in_place(
                 _volume(conn, old_path).delete(0)
                 done.append(f"{target}: deleted the replaced image {old_path}")
     return done
+
+
+def abandon_backup(uri: str, uuid: str, pool: str, prefix: str) -> list[str]:
+    """After the process taking a backup died: stop its backup job on the domain and delete
+    the copies it started (`<prefix>-*` in pool); returns the volumes deleted."""
+    from .storage import delete_volume
+
+    deleted: list[str] = []
+    with session(uri) as conn:
+        with contextlib.suppress(libvirt.libvirtError):
+            dom = conn.lookupByUUIDString(uuid)
+            if dom.isActive() and dom.jobInfo()[0] != libvirt.VIR_DOMAIN_JOB_NONE:
+                dom.abortJob()
+        dest, _directory = _pool(conn, pool)
+        with contextlib.suppress(libvirt.libvirtError):
+            dest.refresh(0)
+        names = [n for n in dest.listVolumes() if n.startswith(f"{prefix}-")]
+    for name in names:
+        with contextlib.suppress(HypervisorError):
+            delete_volume(uri, pool, name, wait=600)
+            deleted.append(name)
+    return deleted

@@ -153,3 +153,29 @@ def move_disk(
                 f"{exc.get_error_message()}. Delete it by hand."
             ) from exc
         return MoveResult(info=_info(dom), old_path=path, new_path=new_path)
+
+
+def settle_move(uri: str, uuid: str, target: str, old_path: str, pool: str) -> str:
+    """After the process moving disk `target` died: finish or undo the move, whichever is
+    consistent with what the domain uses now; returns what was done.
+
+    A mirror still running is cancelled (the disk stays on old_path) and the copy in pool
+    is deleted, once libvirt has finished writing it; a disk that already points at the
+    copy keeps it and the old volume is deleted, as the move would have done."""
+    from .storage import delete_volume
+
+    name = os.path.basename(old_path)
+    with session(uri) as conn:
+        dom = conn.lookupByUUIDString(uuid)
+        with contextlib.suppress(libvirt.libvirtError):
+            if dom.blockJobInfo(target, 0):
+                dom.blockJobAbort(target, 0)
+        source = _disk(xml.parse(dom.XMLDesc(0)), target).find("source")
+        current = source.get("file", "") if source is not None else ""
+        if current != old_path:
+            with contextlib.suppress(libvirt.libvirtError):
+                conn.storageVolLookupByPath(old_path).delete(0)
+            return f"the move had finished: {target} uses {current}; {old_path} was deleted"
+    with contextlib.suppress(HypervisorError):
+        delete_volume(uri, pool, name, wait=600)
+    return f"the move was undone: {target} stays on {old_path}"

@@ -19,7 +19,7 @@ from . import qemu_img, xml
 from .connection import libvirt_errors, session
 from .domains import _info as domain_info
 from .domains import affect_flags
-from .errors import Conflict, NotFound
+from .errors import Conflict, HypervisorError, NotFound
 from .inventory import _pool_info, _volume_info
 from .specs import DiskSpec, DomainInfo, PoolInfo, PoolSpec, VolumeInfo, VolumeSpec
 
@@ -354,9 +354,25 @@ def wipe_volume(uri: str, pool: str, name: str) -> VolumeInfo:
         return _volume_info(p, p.createXML(xml.build_volume(spec), 0))
 
 
-def delete_volume(uri: str, pool: str, name: str) -> None:
-    with session(uri) as conn:
-        _vol(conn, pool, name).delete(0)
+def delete_volume(uri: str, pool: str, name: str, *, wait: float = 0.0) -> None:
+    """Delete a volume. With wait (seconds), a volume libvirt is still writing (a clone or
+    preallocation whose caller went away: libvirtd finishes it anyway) is deleted once
+    written, refreshing the pool so a file libvirt lost track of is seen too."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            with session(uri) as conn:
+                if wait:
+                    with contextlib.suppress(libvirt.libvirtError):
+                        _pool(conn, pool).refresh(0)
+                _vol(conn, pool, name).delete(0)
+            return
+        except (Conflict, HypervisorError) as exc:
+            if isinstance(exc, NotFound) or time.monotonic() > deadline:
+                raise
+            if "being" not in str(exc) and "in use" not in str(exc):
+                raise
+            time.sleep(0.5)
 
 
 def upload_volume(

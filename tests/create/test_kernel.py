@@ -9,7 +9,7 @@ import time
 import pytest
 from lxml import etree
 
-from panel import quotas
+from panel import jobs, quotas
 from panel.models import Job
 from tests.create.conftest import GUEST_DIR, domain_names, volumes_in
 from tests.stack import open_ws
@@ -140,8 +140,8 @@ def test_a_worker_that_died_mid_create_is_cleaned_up_when_it_starts_again(
     job.result["made"]["volumes"] = [{"pool": dir_pool.name, "name": f"{name}-disk0.qcow2"}]
     job.save()
 
-    assert create.fail_abandoned("celery@other") == 0
-    assert create.fail_abandoned("celery@gone") == 1
+    assert jobs.fail_abandoned("celery@other") == 0
+    assert jobs.fail_abandoned("celery@gone") == 1
 
     job.refresh_from_db()
     assert job.state == "failed"

@@ -1,0 +1,301 @@
+# ruff: noqa: F811  (fixtures imported from the create, storage and migration tests)
+"""The Celery worker killed (SIGKILL, the pool children with it) in the middle of a VM
+create, a volume clone and a live migration; when the worker starts again the job ends
+failed with a message saying the worker stopped, and nothing it made is left: no
+volume, no domain, no quota held, no job still "running"; a migrated VM runs on exactly
+one host and the panel says which.
+
+The worker here is private to the module (its own queue and name), so the test can kill
+it without touching the stack's worker, and restart it under the same name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid as uuidlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from celery.contrib.django.task import DjangoTask
+from django.db import transaction
+
+from panel import quotas
+from panel.models import Job
+from storage.models import Volume
+from storage.services import refresh_pool_row
+from tests.conftest import LOCAL_URI
+from tests.create.conftest import (  # noqa: F401  (fixtures)
+    GUEST_DIR,
+    created,
+    dir_pool,
+    domain_names,
+    local_host,
+    pool_dir,
+    project,
+    volumes_in,
+)
+from tests.migration.conftest import console_says, guest, second_host, where  # noqa: F401
+from tests.stack import REPO_ROOT, _env
+from tests.vms.conftest import (  # noqa: F401  (fixtures)
+    api_for,
+    define_guest,
+    fast_password_hashing,
+    make_vm,
+    member,
+    people,
+)
+from vms.models import VirtualMachine
+
+pytestmark = [pytest.mark.libvirt, pytest.mark.timeout(240)]
+
+STOPPED = "The worker running this job stopped"
+
+
+class Worker:
+    """A Celery worker process group on its own queue, killable and restartable."""
+
+    def __init__(self, logs: Path) -> None:
+        self.queue = f"faults-{uuidlib.uuid4().hex[:8]}"
+        self.name = f"{self.queue}@%h"
+        self.logs = logs
+        self.proc: subprocess.Popen | None = None
+        self.runs = 0
+
+    def start(self) -> None:
+        self.runs += 1
+        log = self.logs / f"worker-{self.runs}.log"
+        env = {**_env(), "PANEL_CELERY_QUEUE": self.queue, "PANEL_WORKER_RECHECK_SECONDS": "1"}
+        self.proc = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "celery"),
+                "-A",
+                "panel",
+                "worker",
+                "-l",
+                "info",
+                "-c",
+                "1",
+                "-Q",
+                self.queue,
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-n",
+                self.name,
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while " ready." not in log.read_text(errors="replace"):
+            assert self.proc.poll() is None, log.read_text(errors="replace")
+            assert time.monotonic() < deadline, log.read_text(errors="replace")
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool children at once, as a crash or the OOM killer would."""
+        assert self.proc is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture(scope="module")
+def worker_process(django_db_setup, tmp_path_factory) -> Iterator[Worker]:
+    w = Worker(tmp_path_factory.mktemp("faults-worker"))
+    w.start()
+    yield w
+    w.stop()
+
+
+@pytest.fixture
+def worker(worker_process, transactional_db, monkeypatch) -> Worker:
+    """The private worker, running; every task this test queues goes to it."""
+
+    def to_private_queue(task, *args, **kwargs):  # type: ignore[no-untyped-def]
+        transaction.on_commit(
+            functools.partial(task.apply_async, args, kwargs or None, queue=worker_process.queue)
+        )
+
+    monkeypatch.setattr(DjangoTask, "delay_on_commit", to_private_queue)
+    if worker_process.proc is None or worker_process.proc.poll() is not None:
+        worker_process.start()
+    return worker_process
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+def job(job_id: int) -> Job:
+    return Job.objects.get(pk=job_id)
+
+
+def kill_and_restart(worker: Worker, job_id: int, *, new_name: bool = False) -> Job:
+    """Kill the worker mid-job, see the job stuck as running, start the worker again (under
+    a new name: a recreated container) and wait for it to settle the job."""
+    worker.kill()
+    assert job(job_id).state == "running"
+    if new_name:
+        worker.name = f"{worker.queue}-{worker.runs}@%h"
+    worker.start()
+    wait_until(lambda: job(job_id).is_finished, 120, f"job stayed {job(job_id).state}")
+    return job(job_id)
+
+
+def test_every_kind_of_vm_and_volume_job_has_an_undo_for_a_dead_worker():
+    from django.utils.module_loading import import_string
+
+    from panel import jobs
+    from panel.choices import JobKind
+
+    kinds = {k.value for k in JobKind if k.value.startswith(("vm.", "volume."))}
+    assert kinds <= set(jobs.ABANDONED_UNDO), kinds - set(jobs.ABANDONED_UNDO)
+    for path in jobs.ABANDONED_UNDO.values():
+        assert callable(import_string(path)), path
+
+
+def test_it_undoes_a_create_whose_worker_was_killed_while_the_vm_booted(
+    worker, admin_client, local_host, dir_pool, project, created
+):
+    local_host.facts = {"cpus": 2, "memory_total_bytes": 8 * 1024**3}
+    local_host.save()
+    name = "ptc-killed"
+    created.append(name)
+    before = quotas.usage(project)
+    body = {
+        "name": name,
+        "project": project.pk,
+        "vcpus": 1,
+        "memory_mib": 96,
+        "os_variant": "generic",
+        "disks": [{"pool": dir_pool.pk, "size_gib": 0.05, "format": "qcow2"}],
+        "networks": [],
+        # No serial console: the job waits its full minute for the first output.
+        "install": {
+            "method": "kernel",
+            "kernel": f"{GUEST_DIR}/vmlinuz",
+            "initrd": f"{GUEST_DIR}/initrd.img",
+            "cmdline": "console=tty0",
+        },
+        "start": True,
+    }
+    response = admin_client.post("/api/v1/vms/", json.dumps(body), content_type="application/json")
+    assert response.status_code == 202, response.content
+    job_id = response.json()["job"]
+    wait_until(lambda: "started; waiting" in job(job_id).log, 60, job(job_id).log)
+    assert name in domain_names() and f"{name}-disk0.qcow2" in volumes_in(dir_pool.name)
+    assert quotas.usage(project).vms == before.vms + 1
+
+    done = kill_and_restart(worker, job_id)
+
+    assert done.state == "failed"
+    assert done.message.startswith(STOPPED) and "removed" in done.message, done.message
+    assert name not in domain_names()
+    assert volumes_in(dir_pool.name) == set()
+    assert not VirtualMachine.objects.filter(name=name).exists()
+    assert quotas.usage(project) == before
+    # The page and the API show the job as the user sees it: failed, not running.
+    api_job = admin_client.get(f"/api/v1/jobs/{job_id}/").json()
+    assert (api_job["state"], api_job["message"]) == ("failed", done.message)
+
+
+def test_it_removes_the_half_made_copy_of_a_clone_whose_worker_was_killed(
+    worker, admin_client, local_host, dir_pool, pool_dir, project
+):
+    # A raw volume full of data (not zeros, which the copy would skip): the clone takes
+    # a few seconds.
+    source = pool_dir / "big.img"
+    subprocess.run(
+        f"yes panel-fault-test | head -c {512 * 1024**2} > {source}", shell=True, check=True
+    )
+    refresh_pool_row(dir_pool)
+    volume = Volume.objects.get(pool=dir_pool, name="big.img")
+    Volume.objects.filter(pk=volume.pk).update(project=project)
+    before = quotas.usage(project)
+
+    response = admin_client.post(
+        f"/api/v1/volumes/{volume.pk}/clone/",
+        json.dumps({"name": "big-copy.img"}),
+        content_type="application/json",
+    )
+    assert response.status_code == 202, response.content
+    job_id = response.json()["job"]
+    wait_until(lambda: "copying" in job(job_id).log, 30, job(job_id).log)
+    wait_until(lambda: 0 < job(job_id).progress, 30, job(job_id).log)
+    assert job(job_id).progress < 90, "the copy ended before the kill"
+
+    # The new worker has another name: it finds the old one silent and cleans up for it.
+    done = kill_and_restart(worker, job_id, new_name=True)
+
+    assert done.state == "failed", done.log
+    assert done.message.startswith(STOPPED), done.message
+    assert "big-copy.img was removed" in done.message
+    assert volumes_in(dir_pool.name) == {"big.img"}
+    assert not (pool_dir / "big-copy.img").exists()
+    assert list(Volume.objects.filter(pool=dir_pool).values_list("name", flat=True)) == ["big.img"]
+    assert quotas.usage(project) == before
+    # The volume takes new work again: no job is left holding it.
+    assert not Job.objects.filter(target=f"volume:{volume.pk}", state="running").exists()
+
+
+def test_it_leaves_a_vm_whose_migration_worker_was_killed_running_on_one_host(
+    worker, guest, api_for, second_host, second_host_uri
+):
+    vm = guest()
+    console_says(LOCAL_URI, str(vm.pk), b"echo up-$((6*7))", b"up-42", boot=True)
+    api = api_for("member")
+    response = api.post(
+        f"/api/v1/vms/{vm.pk}/migrate/",
+        # 1 MiB/s: about 100 s to go when the worker dies.
+        {"target_host": second_host.pk, "live": True, "bandwidth_mib": 1},
+        format="json",
+    )
+    assert response.status_code == 202, response.content
+    job_id = response.json()["job"]
+    wait_until(
+        lambda: "MiB sent" in job(job_id).message and job(job_id).progress > 3,
+        60,
+        job(job_id).log,
+    )
+    assert where(vm, second_host_uri) == ("running", "paused")  # the incoming copy waits
+
+    done = kill_and_restart(worker, job_id)
+
+    assert done.state == "failed", done.log
+    assert done.message.startswith(STOPPED), done.message
+    # Exactly one copy runs, and the panel names that host; no ghost on the other one.
+    local_state, second_state = where(vm, second_host_uri)
+    assert sorted([local_state, second_state]) == ["absent", "running"], done.log
+    runs_on, uri = (
+        (vm.host, LOCAL_URI) if local_state == "running" else (second_host, second_host_uri)
+    )
+    row = VirtualMachine.objects.get(pk=vm.pk)
+    assert (row.host_id, row.state) == (runs_on.pk, "running")
+    assert runs_on.name in done.message
+    assert b"alive-9" in console_says(uri, str(vm.pk), b"echo alive-$((4+5))", b"alive-9")
+    # The VM takes new actions again: its job slot is free.
+    assert not Job.objects.filter(target=f"vm:{vm.pk}", state__in=["queued", "running"]).exists()
