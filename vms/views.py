@@ -278,6 +278,8 @@ def vm_autostart(request: HttpRequest, vm_id: str) -> HttpResponse:
 @require_POST
 def vm_assign(request: HttpRequest, vm_id: str) -> HttpResponse:
     vm = get_object_for_user(VirtualMachine.objects.all(), request.user, vm_id)
+    if not is_admin(request.user):
+        raise PermissionDenied("Only administrators can move a VM to another project.")
     project = Project.objects.filter(pk=request.POST.get("project") or 0).first()
     if project is None:
         messages.error(request, "Choose a project.")
