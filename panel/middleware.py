@@ -1,3 +1,4 @@
+import secrets
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
@@ -21,6 +22,14 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
 
 
+def style_nonce(request: HttpRequest) -> str:
+    """A nonce that lets this page's own scripts add <style> elements (xterm.js builds its
+    theme that way); the policy names it only for responses that asked for one."""
+    if not hasattr(request, "_csp_style_nonce"):
+        request._csp_style_nonce = secrets.token_urlsafe(18)  # type: ignore[attr-defined]
+    return request._csp_style_nonce  # type: ignore[attr-defined]
+
+
 def content_security_policy(request: HttpRequest) -> str:
     """The policy: our own static files only; websockets to this host and to websockify."""
     connect = ["'self'"]
@@ -36,6 +45,8 @@ def content_security_policy(request: HttpRequest) -> str:
         **settings.PANEL_CSP,
         "connect-src": " ".join(connect),
     }
+    if nonce := getattr(request, "_csp_style_nonce", None):
+        directives["style-src"] = f"{directives['style-src']} 'nonce-{nonce}'"
     return "; ".join(f"{name} {value}" for name, value in directives.items())
 
 

@@ -80,7 +80,7 @@ def test_it_sends_the_security_headers_with_every_answer(answers):
 
 
 def test_it_allows_only_our_own_files_and_websockets_in_the_policy(answers):
-    policy = csp_of(answers["serial console page"])
+    policy = csp_of(answers["vm page"])
 
     assert {k: policy.get(k) for k in EXPECTED_CSP} == EXPECTED_CSP
     # Websockets: to this host (live updates, serial console, uploads) and to websockify.
@@ -88,6 +88,22 @@ def test_it_allows_only_our_own_files_and_websockets_in_the_policy(answers):
     assert connect[:3] == ["'self'", "ws://testserver", "wss://testserver"]
     assert "ws://127.0.0.1:6080" in connect  # PANEL_WEBSOCKIFY_URL's origin
     assert "unsafe" not in answers["dashboard"]["Content-Security-Policy"]
+
+
+def test_it_admits_only_the_serial_consoles_own_style_nonce(answers, client_for, everything):
+    """xterm.js adds <style> elements: the serial console page names a fresh nonce for
+    them (its script sets it on each), and no other page names one."""
+    first = answers["serial console page"]
+    again = client_for("admin").get(f"/vms/{everything['alpha']['vm']}/console/serial/")
+    nonces = [
+        re.search(r'data-style-nonce="([^"]+)"', r.content.decode()).group(1)
+        for r in (first, again)
+    ]
+
+    assert csp_of(first)["style-src"] == f"'self' 'nonce-{nonces[0]}'"
+    assert csp_of(again)["style-src"] == f"'self' 'nonce-{nonces[1]}'"
+    assert nonces[0] != nonces[1] and len(nonces[0]) >= 24
+    assert "nonce" not in answers["vm page"]["Content-Security-Policy"]
 
 
 # What the policy forbids in a template: inline scripts and styles, event handler
