@@ -11,10 +11,11 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.conf import settings
 from django.test import Client
 from lxml import html as lxml_html
 
-from panel import hypervisor
+from panel import hypervisor, services
 
 from .conftest import objects_of, state_of_everything
 from .routes import fill, http_routes
@@ -108,9 +109,20 @@ def libvirt_state(uri: str) -> list[tuple[str, str, str]]:
 
 @pytest.mark.parametrize("persona", ["admin", "viewer"])
 def test_it_changes_nothing_on_any_get_and_refuses_get_on_actions(
-    persona, world, everything, client_for
+    persona, world, everything, client_for, new_client
 ):
     client = client_for(persona)
+    # Someone else's secrets, which no answer to this persona may contain.
+    member = world.users["member"]
+    other_token = services.create_token(member, actor=member).key
+    other_session = new_client()
+    other_session.force_login(member)
+    secrets = {
+        "another user's API token": other_token,
+        "another user's session id": other_session.cookies["sessionid"].value,
+        "SECRET_KEY": settings.SECRET_KEY,
+    }
+    leaked = set()
     beta_uri = world.teams["beta"].host.uri  # test:///default, a real (fake) hypervisor
     before, domains_before = state_of_everything(), libvirt_state(beta_uri)
     wrong = []
@@ -121,6 +133,10 @@ def test_it_changes_nothing_on_any_get_and_refuses_get_on_actions(
                 response = client.get(path)
                 gets += 1
                 status = response.status_code
+                body = (
+                    b"".join(response.streaming_content) if response.streaming else response.content
+                ).decode(errors="replace")
+                leaked |= {f"{what} in {path}" for what, v in secrets.items() if v in body}
                 if route.name in READABLE:
                     # 503: alpha's host is unreachable, and the reads that ask it say so.
                     if status in (500, 502, 504) or status == 405:
@@ -129,6 +145,7 @@ def test_it_changes_nothing_on_any_get_and_refuses_get_on_actions(
                     wrong.append(f"GET {path} (an action): {status}, not 405")
 
     assert wrong == [], "\n".join(wrong)
+    assert leaked == set()
     assert state_of_everything() == before
     assert libvirt_state(beta_uri) == domains_before
     assert gets > 300
