@@ -1,4 +1,10 @@
+import secrets
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from django.conf import settings
 from django.contrib.auth.middleware import LoginRequiredMiddleware as _LoginRequired
+from django.core.exceptions import DisallowedHost
 from django.db import OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
@@ -32,6 +38,55 @@ class LoginRequiredMiddleware(_LoginRequired):
         if request.path_info.startswith("/api/"):
             return None
         return super().process_view(request, view_func, view_args, view_kwargs)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
+
+
+def style_nonce(request: HttpRequest) -> str:
+    """A nonce that lets this page's own scripts add <style> elements (xterm.js builds its
+    theme that way); the policy names it only for responses that asked for one."""
+    if not hasattr(request, "_csp_style_nonce"):
+        request._csp_style_nonce = secrets.token_urlsafe(18)  # type: ignore[attr-defined]
+    return request._csp_style_nonce  # type: ignore[attr-defined]
+
+
+def content_security_policy(request: HttpRequest) -> str:
+    """The policy: our own static files only; websockets to this host and to websockify."""
+    connect = ["'self'"]
+    try:
+        host = request.get_host()
+    except DisallowedHost:
+        host = ""  # the 400 answer for a foreign Host header names no origin of it
+    if host:
+        connect += [f"ws://{host}", f"wss://{host}"]
+    if websockify := _origin(settings.PANEL_WEBSOCKIFY_URL):
+        connect.append(websockify)
+    directives = {
+        **settings.PANEL_CSP,
+        "connect-src": " ".join(connect),
+    }
+    if nonce := getattr(request, "_csp_style_nonce", None):
+        directives["style-src"] = f"{directives['style-src']} 'nonce-{nonce}'"
+    return "; ".join(f"{name} {value}" for name, value in directives.items())
+
+
+class ContentSecurityPolicyMiddleware:
+    """Adds the Content-Security-Policy header to every response, errors and static files
+    included (WhiteNoise answers those before Django's clickjacking middleware runs, so
+    X-Frame-Options is set here too)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if "Content-Security-Policy" not in response:
+            response["Content-Security-Policy"] = content_security_policy(request)
+        response.headers.setdefault("X-Frame-Options", settings.X_FRAME_OPTIONS)
+        return response
 
 
 class DatabaseBusyMiddleware:

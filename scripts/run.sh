@@ -26,7 +26,7 @@ trap stop INT TERM EXIT
 # HTTP and websockets; PANEL_WEB_WORKERS processes share the port. The options are
 # those tests/stack.py runs the tests' web server with.
 start .venv/bin/uvicorn panel.asgi:application --host "$BIND" --port "$PORT" \
-  --workers "${PANEL_WEB_WORKERS:-2}" --lifespan off --no-access-log --no-proxy-headers \
+  --workers "${PANEL_WEB_WORKERS:-2}" --lifespan off --no-proxy-headers \
   --timeout-graceful-shutdown 5
 start .venv/bin/celery -A panel worker -l info -c 2 -Q "${PANEL_CELERY_QUEUE:-panel}"
 start .venv/bin/celery -A panel beat -l info --schedule var/celerybeat-schedule

@@ -29,6 +29,8 @@ class Stack:
     ws_url: str
     port: int
     websockify_url: str
+    # web.log and worker.log: everything the two processes printed.
+    logs: Path
 
 
 def _free_port() -> int:
@@ -45,7 +47,8 @@ def _env() -> dict[str, str]:
     env["PANEL_CELERY_QUEUE"] = settings.CELERY_TASK_DEFAULT_QUEUE
     env["PANEL_CHANNEL_PREFIX"] = settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]
     env["PANEL_DEV_STATIC"] = "1"
-    env.setdefault("PANEL_LOG_LEVEL", "INFO")
+    # DEBUG: the logs are searched for secrets (tests/security), so they say all they can.
+    env.setdefault("PANEL_LOG_LEVEL", "DEBUG")
     return env
 
 
@@ -66,7 +69,6 @@ def web_server(port: int) -> list[str]:
 WEB_SERVER_OPTIONS = (
     "--lifespan",
     "off",
-    "--no-access-log",
     "--no-proxy-headers",
     "--timeout-graceful-shutdown",
     "5",
@@ -107,7 +109,7 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory):
             "panel",
             "worker",
             "-l",
-            "info",
+            env["PANEL_LOG_LEVEL"].lower(),
             "-c",
             "2",
             "-Q",
@@ -154,6 +156,7 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory):
             ws_url=f"ws://127.0.0.1:{port}",
             port=port,
             websockify_url=f"ws://127.0.0.1:{vnc_port}",
+            logs=logs,
         )
     finally:
         _stop(websockify)

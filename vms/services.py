@@ -598,6 +598,10 @@ def refresh_details(vm: VirtualMachine) -> VirtualMachine:
         mark_missing(vm.host, str(vm.pk))
         vm.refresh_from_db()
         return vm
+    except hypervisor.HostUnavailable as exc:
+        raise UnavailableError(
+            f"{vm.host.name} cannot be reached: {exc}. Try again once the host is back."
+        ) from exc
     with transaction.atomic():
         vm = sync_domain(vm.host, details.info)
         vm.ips = [dataclasses.asdict(a) for a in details.addresses]

@@ -284,6 +284,8 @@ def vm_autostart(request: HttpRequest, vm_id: str) -> HttpResponse:
 @require_POST
 def vm_assign(request: HttpRequest, vm_id: str) -> HttpResponse:
     vm = get_object_for_user(VirtualMachine.objects.all(), request.user, vm_id)
+    if not is_admin(request.user):
+        raise PermissionDenied("Only administrators can move a VM to another project.")
     project = Project.objects.filter(pk=request.POST.get("project") or 0).first()
     if project is None:
         messages.error(request, "Choose a project.")
@@ -341,6 +343,7 @@ def vm_xml(request: HttpRequest, vm_id: str) -> HttpResponse:
 
 def vm_console(request: HttpRequest, vm_id: str, kind: str) -> HttpResponse:
     """The serial (xterm.js) or graphical (noVNC) console page; its script fetches a ticket."""
+    from panel.middleware import style_nonce
     from panel.permissions import CONSOLE, CONSOLE_INPUT
 
     vm = get_object_for_user(
@@ -349,6 +352,8 @@ def vm_console(request: HttpRequest, vm_id: str, kind: str) -> HttpResponse:
     if kind not in ("serial", "vnc"):
         return redirect("vm_detail", vm_id=vm.pk)
     context = {"vm": vm, "kind": kind, "view_only": not allowed(request.user, vm, CONSOLE_INPUT)}
+    if kind == "serial":
+        context["style_nonce"] = style_nonce(request)
     return render(request, f"vms/console_{kind}.html", context)
 
 

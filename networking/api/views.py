@@ -88,10 +88,11 @@ class NetworkViewSet(
     @extend_schema(request=AutostartSerializer, responses=NetworkSerializer)
     @action(detail=True, methods=["post"])
     def autostart(self, request: Request, pk: str | None = None) -> Response:
+        network = self.get_object()  # out of scope: 404 before any look at the body
         params = AutostartSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         network = services.set_network_autostart(
-            self.get_object(),
+            network,
             params.validated_data["enabled"],
             actor=request.user,
             source_ip=client_ip(request),

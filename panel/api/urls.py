@@ -30,6 +30,9 @@ from vms.api.views import VirtualMachineViewSet
 from . import views
 
 router = DefaultRouter()
+# No ".json" twins of every route: the API speaks JSON only, and the @action views
+# (members, start, ...) take no format argument, so the twins answered 500.
+router.include_format_suffixes = False
 router.register("users", views.UserViewSet, basename="user")
 router.register("projects", views.ProjectViewSet, basename="project")
 router.register("hosts", views.HostViewSet, basename="host")

@@ -3,6 +3,15 @@
   "use strict";
   var el = document.getElementById("terminal");
   var status = document.getElementById("console-status");
+  // xterm.js adds <style> elements for its theme and sizes; the page's policy admits
+  // only those carrying this page's nonce, so every one it creates gets it.
+  var nonce = el.dataset.styleNonce;
+  var createElement = document.createElement;
+  document.createElement = function (name) {
+    var made = createElement.apply(document, arguments);
+    if (nonce && String(name).toLowerCase() === "style") made.setAttribute("nonce", nonce);
+    return made;
+  };
   var term = new Terminal({ scrollback: 5000, cursorBlink: true, convertEol: false });
   var fit = new FitAddon.FitAddon();
   term.loadAddon(fit);

@@ -42,6 +42,25 @@
     var main = document.querySelector("main") || document.body;
     main.insertBefore(notice, main.firstChild);
   }
+  // What templates may not write inline under the Content-Security-Policy: sizes from
+  // data-width / data-indent, confirmations, select-all boxes and self-submitting selects.
+  function applyLayout(root) {
+    root.querySelectorAll("[data-width]").forEach(function (el) { el.style.width = el.dataset.width + "%"; });
+    root.querySelectorAll("[data-indent]").forEach(function (el) { el.style.paddingLeft = el.dataset.indent + "em"; });
+  }
+  applyLayout(document);
+  document.addEventListener("htmx:load", function (e) { applyLayout(e.detail.elt.parentNode || e.detail.elt); });
+  document.addEventListener("submit", function (e) {
+    var form = e.target;
+    if (form.dataset && form.dataset.confirm && !window.confirm(form.dataset.confirm)) e.preventDefault();
+  }, true);
+  document.addEventListener("change", function (e) {
+    var el = e.target;
+    if (el.hasAttribute("data-autosubmit") && el.form) el.form.submit();
+    if (el.dataset.selectAll) {
+      document.querySelectorAll('input[name="' + el.dataset.selectAll + '"]').forEach(function (c) { c.checked = el.checked; });
+    }
+  });
   function setState(el, state) {
     if (!el) return;
     el.textContent = state;

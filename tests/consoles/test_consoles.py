@@ -1,5 +1,5 @@
 """Serial and VNC consoles of the tiny guest on the real libvirtd, through the
-running panel (daphne) and websockify, with single-use tickets."""
+running panel (its web server) and websockify, with single-use tickets."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""End to end, in headless Chromium against the running stack (daphne + Celery + Redis).
+"""End to end, in headless Chromium against the running stack (web server + Celery + Redis).
 
 What a user sees: the login page, the dashboard, a real host's checks and facts,
 and a refresh whose progress bar moves live over the websocket up to 100 %.

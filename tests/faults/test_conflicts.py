@@ -1,6 +1,6 @@
 # ruff: noqa: F811  (fixtures imported from the VM and migration tests)
 """Two conflicting actions on one VM at the same moment, sent from two processes (the
-running daphne and this test process) released together by a barrier: exactly one is
+running web server and this test process) released together by a barrier: exactly one is
 done, the other answers 409 naming what it ran into, and the host agrees with the winner.
 """
 
@@ -40,7 +40,7 @@ ROUNDS = 4
 
 
 def over_http(stack, token: str, method: str, path: str, body: dict | None = None) -> Answer:
-    """One API call to the running daphne."""
+    """One API call to the running web server."""
     request = urllib.request.Request(
         stack.url + path,
         data=json.dumps(body or {}).encode() if method == "POST" else None,
@@ -55,7 +55,7 @@ def over_http(stack, token: str, method: str, path: str, body: dict | None = Non
 
 
 def in_process(api, method: str, path: str, body: dict | None = None) -> Answer:
-    """The same call through this process's own Django (another process than daphne)."""
+    """The same call through this process's own Django (another process than the web server)."""
     try:
         if method == "POST":
             response = api.post(path, body or {}, format="json")

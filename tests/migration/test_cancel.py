@@ -1,4 +1,4 @@
-"""Through the running stack (daphne + the real Celery worker): a migration slowed by a
+"""Through the running stack (web server + the real Celery worker): a migration slowed by a
 bandwidth limit reports its progress over the job's websocket, and Cancel aborts it; the
 VM keeps running on the source and the target keeps nothing."""
 

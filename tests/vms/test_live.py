@@ -1,4 +1,4 @@
-"""Live VM state over websockets, on the running stack (daphne + Celery + Redis) with the
+"""Live VM state over websockets, on the running stack (web server + Celery + Redis) with the
 host watcher following the real libvirtd: a change made outside the panel reaches the
 browser's socket within moments, and only sockets of users who may see the VM."""
 

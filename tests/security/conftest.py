@@ -1,0 +1,98 @@
+"""The two teams of tests/teams (alpha: operator, member, viewer; beta: outsider), each
+with every kind of object an endpoint can name: template, snapshot, backup, schedule."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from panel.choices import AuditResult
+from panel.models import AuditEvent, Job
+from tests.teams.conftest import (  # noqa: F401 - fixtures used by the tests here
+    HOME,
+    OTHER,
+    PERSONAS,
+    admin,
+    api_for,
+    client_for,
+    client_handler,
+    fast_password_hashing,
+    new_client,
+    token_for,
+    world,
+)
+from vms.models import Backup, BackupSchedule, Snapshot, Template, VirtualMachine
+
+from .routes import Unfillable
+
+MAC = "52:54:00:12:34:56"
+
+
+@pytest.fixture
+def everything(world) -> dict[str, dict[str, Any]]:  # noqa: F811 - the fixture above
+    """objects[team][kind]: the id (or name) of a real object of that kind in each team."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, team in world.teams.items():
+        vm = team.vms[0]
+        vm.disks = [{"target": "vda", "device": "disk", "source": team.volume.path}]
+        vm.nics = [{"mac": MAC, "type": "network", "source": team.network.name, "model": "virtio"}]
+        vm.save(update_fields=["disks", "nics"])
+        template = Template.objects.create(name=f"{name}-template")
+        template.projects.add(team.project)
+        snapshot = Snapshot.objects.create(vm=vm, name=f"{name}-snap", state="shutoff")
+        schedule = BackupSchedule.objects.create(
+            vm=vm, project=team.project, pool=team.pool, created_by=world.users["admin"]
+        )
+        backup = Backup.objects.create(
+            vm=vm,
+            vm_uuid=vm.pk,
+            vm_name=vm.name,
+            project=team.project,
+            host=team.host,
+            pool=team.pool,
+            state="succeeded",
+        )
+        out[name] = {
+            "host": team.host.pk,
+            "job": team.job.pk,
+            "project": team.project.pk,
+            "user": team.removable.pk,
+            "template": template.pk,
+            "vm": vm.pk,
+            "pool": team.pool.pk,
+            "volume": team.volume.pk,
+            "network": team.network.pk,
+            "event": team.event.pk,
+            "schedule": schedule.pk,
+            "backup": backup.pk,
+            "snapshot": snapshot.name,
+            "disk": "vda",
+            "mac": MAC,
+        }
+    return out
+
+
+def objects_of(everything: dict[str, dict[str, Any]], team: str):
+    def get(kind: str) -> Any:
+        try:
+            return everything[team][kind]
+        except KeyError:
+            raise Unfillable(f"no {kind} object in the test world") from None
+
+    return get
+
+
+def state_of_everything() -> dict[str, Any]:
+    """What a GET (or a refused request) must never change: audit rows of actions, jobs,
+    every VM's row, snapshots, backups, schedules. Refusals are audited by design."""
+    return {
+        "audit": AuditEvent.objects.exclude(result=AuditResult.DENIED).count(),
+        "jobs": Job.objects.count(),
+        # Not the state: it mirrors the host, and a read that finds a domain gone says
+        # so (the world's VM rows have no domains); the hosts' domains are compared instead.
+        "vms": sorted(VirtualMachine.objects.values_list("id", "name", "project_id", "host_id")),
+        "snapshots": Snapshot.objects.count(),
+        "backups": Backup.objects.count(),
+        "schedules": BackupSchedule.objects.count(),
+    }
