@@ -40,7 +40,7 @@ def web_server(port: int, workers: int = 1) -> list[str]:
         str(workers),
         "--lifespan",
         "off",
-            "--no-proxy-headers",
+        "--no-proxy-headers",
         "--timeout-graceful-shutdown",
         "5",
     ]
