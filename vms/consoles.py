@@ -72,6 +72,13 @@ def issue_ticket(
         raise ServiceError(f"{vm.host.name} cannot be reached: {exc}") from exc
     except hypervisor.NotFound:
         raise ConflictError(f"{vm.name} is no longer on {vm.host.name}.") from None
+    if password and view_only:
+        # The console client answers the VNC server's challenge itself, so it would have to
+        # be given the password, and with it full control of the display past the panel.
+        raise PermissionDenied(
+            f"The display of {vm.name} has a VNC password, which a view-only console may not "
+            "be given. Ask someone who may use its console fully, or remove the password."
+        )
     try:
         _redis().set(KEY_PREFIX + ticket, json.dumps(data), ex=TICKET_SECONDS)
     except redis.RedisError as exc:

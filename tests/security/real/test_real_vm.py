@@ -116,3 +116,21 @@ def test_it_lets_a_console_ticket_work_once_and_expire(vm_with_vnc_password, adm
     store.pexpire(KEY_PREFIX + ticket, 1)
     time.sleep(0.05)
     assert consoles.take_ticket(ticket) is None
+
+
+def test_it_gives_the_vnc_password_only_to_those_with_full_console_use(
+    vm_with_vnc_password, api_for
+):
+    vm = vm_with_vnc_password
+    url = f"/api/v1/vms/{vm.pk}/console/"
+
+    refused = api_for("viewer").post(url, {"type": "vnc"}, format="json")
+    full = api_for("operator").post(url, {"type": "vnc"}, format="json")
+    serial = api_for("viewer").post(url, {"type": "serial"}, format="json")
+
+    assert refused.status_code == 403
+    assert "VNC password" in refused.json()["detail"]
+    assert VNC_PASSWORD not in refused.content.decode()
+    assert full.status_code == 200 and full.json()["password"] == VNC_PASSWORD
+    # The viewer still watches the serial console, read-only.
+    assert serial.status_code == 200 and serial.json()["view_only"] is True
