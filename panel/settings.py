@@ -252,6 +252,11 @@ PANEL_STORAGE_ROOTS = [
     ).split(",")
     if r
 ]
+# URL prefixes install trees must start with (empty: any http(s) address except
+# loopback, private and link-local ones).
+PANEL_INSTALL_MIRRORS = [
+    m.strip() for m in os.environ.get("PANEL_INSTALL_MIRRORS", "").split(",") if m.strip()
+]
 PANEL_CONNECT_TIMEOUT = float(os.environ.get("PANEL_CONNECT_TIMEOUT", "10"))
 # Prometheus scrapes /metrics with "Authorization: Bearer <this>" (empty: admins only).
 PANEL_METRICS_TOKEN = os.environ.get("PANEL_METRICS_TOKEN", "")
