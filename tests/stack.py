@@ -29,6 +29,7 @@ class Stack:
     ws_url: str
     port: int
     websockify_url: str
+    web_log: Path | None = None  # daphne's output, for tests that check it logged no traceback
 
 
 def _free_port() -> int:
@@ -130,6 +131,7 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory):
             ws_url=f"ws://127.0.0.1:{port}",
             port=port,
             websockify_url=f"ws://127.0.0.1:{vnc_port}",
+            web_log=logs / "daphne.log",
         )
     finally:
         _stop(websockify)

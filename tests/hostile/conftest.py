@@ -14,6 +14,7 @@ from panel.models import Host, Job
 from panel.services.hosts import reconcile_host
 from storage.models import StoragePool, Volume
 from tests.panel.conftest import FACTS, FAKE_URI
+from tests.storage.conftest import dir_pool, local_host, pool_dir  # noqa: F401  (fixtures)
 from vms.models import VirtualMachine
 
 # Ids of the objects the world fixture made, by path parameter name.

@@ -165,3 +165,14 @@ def test_vm_names_of_dots_only_are_refused():
 
     assert NAME_RE.match("web.1") and NAME_RE.match("a..b")
     assert not NAME_RE.match(".") and not NAME_RE.match("..") and not NAME_RE.match("...")
+
+
+@pytest.mark.parametrize("text", ["a\x01b", "a\x1bb", "x\ufffe"])
+def test_control_characters_in_text_fields_get_a_400(world_api, text):
+    client, headers = world_api
+    vm = VirtualMachine.objects.get(name="test")
+    before = Snapshot.objects.count()
+    body = {"name": "s1", "description": text, "kind": "internal"}
+    response = post(client, f"/api/v1/vms/{vm.pk}/snapshots/", headers, body)
+    assert response.status_code == 400, response.content[:300]
+    assert Snapshot.objects.count() == before
