@@ -156,7 +156,7 @@ def _values(xml: str) -> list[str]:
 
 @pytest.mark.parametrize("field", sorted(BUILDERS))
 @settings(
-    max_examples=25,
+    max_examples=20,
     derandomize=True,
     deadline=None,
     database=None,
