@@ -41,6 +41,8 @@ def web_server(port: int, workers: int = 1) -> list[str]:
         "--lifespan",
         "off",
         "--no-proxy-headers",
+        "--ws-max-size",
+        "2097152",
         "--timeout-graceful-shutdown",
         "5",
     ]

@@ -41,6 +41,15 @@ class _ScopedConsumer(AsyncJsonWebsocketConsumer):
         await self.accept()
         await self.close(code=code)
 
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
+    ) -> None:
+        # These sockets only push updates; whatever a client sends (JSON or not) gets an answer
+        # instead of a decoding error in the server.
+        await self.send_json(
+            {"error": "This connection only sends updates and takes no messages; do not send."}
+        )
+
     async def disconnect(self, code: int) -> None:
         if self.group:
             await self.channel_layer.group_discard(self.group, self.channel_name)

@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Model, Q, QuerySet
 from django.http import Http404
 
@@ -197,8 +197,21 @@ def restrict(queryset: QuerySet[M], user: Any, action: str = VIEW) -> QuerySet[M
     return queryset.filter(q)
 
 
+def clean_pk(model: type[Model], pk: Any) -> Any:
+    """pk as the model's primary key holds it, or a 404 when it cannot be one (`abc`, `1e99`)."""
+    field = model._meta.pk
+    try:
+        value = field.to_python(pk)
+    except (ValidationError, TypeError, ValueError):
+        raise Http404("Not found.") from None
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        raise Http404("Not found.")
+    return value
+
+
 def get_object_for_user(queryset: QuerySet[M], user: Any, pk: Any, action: str = VIEW) -> M:
     """The object, if user may act on it: 404 outside their scope, 403 in scope but not allowed."""
+    pk = clean_pk(queryset.model, pk)
     obj = restrict(queryset, user, VIEW).filter(pk=pk).first()
     if obj is None:
         raise Http404("Not found.")

@@ -239,7 +239,7 @@ REST_FRAMEWORK = {
         "rest_framework.filters.SearchFilter",
         "rest_framework.filters.OrderingFilter",
     ],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "panel.api.schema.PanelAutoSchema",
     "EXCEPTION_HANDLER": "panel.api.errors.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
@@ -270,6 +270,11 @@ PANEL_STORAGE_ROOTS = [
         "PANEL_STORAGE_ROOTS", "/var/lib/libvirt/images,/var/lib/libvirt/boot,/srv/libvirt"
     ).split(",")
     if r
+]
+# URL prefixes install trees must start with (empty: any http(s) address except
+# loopback, private and link-local ones).
+PANEL_INSTALL_MIRRORS = [
+    m.strip() for m in os.environ.get("PANEL_INSTALL_MIRRORS", "").split(",") if m.strip()
 ]
 PANEL_CONNECT_TIMEOUT = float(os.environ.get("PANEL_CONNECT_TIMEOUT", "10"))
 # Prometheus scrapes /metrics with "Authorization: Bearer <this>" (empty: admins only).

@@ -27,7 +27,7 @@ trap stop INT TERM EXIT
 # those tests/stack.py runs the tests' web server with.
 start .venv/bin/uvicorn panel.asgi:application --host "$BIND" --port "$PORT" \
   --workers "${PANEL_WEB_WORKERS:-2}" --lifespan off --no-proxy-headers \
-  --timeout-graceful-shutdown 5
+  --ws-max-size 2097152 --timeout-graceful-shutdown 5
 start .venv/bin/celery -A panel worker -l info -c 2 -Q "${PANEL_CELERY_QUEUE:-panel}"
 start .venv/bin/celery -A panel beat -l info --schedule var/celerybeat-schedule
 start env PYTHONPATH="$PWD" .venv/bin/websockify --token-plugin panel.console_tokens.TicketTokens \

@@ -18,6 +18,7 @@ volume (the browser made it for this upload).
 from __future__ import annotations
 
 import asyncio
+import json
 import queue
 import threading
 from typing import Any
@@ -39,6 +40,7 @@ CLOSE_FORBIDDEN = 4403
 CLOSE_REFUSED = 4400
 IN_FLIGHT = 8  # chunks the server holds at most before the client must wait
 _END = object()
+_NOT_JSON = object()
 _ABORT = object()
 
 
@@ -68,8 +70,24 @@ class VolumeUploadConsumer(AsyncJsonWebsocketConsumer):
         except PermissionDenied:
             await self.close(code=CLOSE_FORBIDDEN)
 
+    @classmethod
+    async def decode_json(cls, text_data: str) -> Any:
+        try:
+            return json.loads(text_data)
+        except ValueError:
+            return _NOT_JSON
+
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if self.volume is None or self.worker is not None:
+            return
+        if not isinstance(content, dict):
+            await self.send_json(
+                {
+                    "error": 'Start the upload with a JSON object {"size": <bytes>}, then send '
+                    "the file as binary frames."
+                }
+            )
+            await self.close(code=CLOSE_REFUSED)
             return
         try:
             size = int(content.get("size", 0)) if isinstance(content, dict) else 0
@@ -95,7 +113,14 @@ class VolumeUploadConsumer(AsyncJsonWebsocketConsumer):
         if bytes_data is None:
             await super().receive(text_data=text_data, bytes_data=bytes_data, **kw)
             return
-        if self.chunks is None or self.received >= self.size:
+        if self.chunks is None:
+            if self.volume is not None and self.worker is None:
+                await self.send_json(
+                    {"error": 'Send {"size": <bytes>} first, then the file as binary frames.'}
+                )
+                await self.close(code=CLOSE_REFUSED)
+            return
+        if self.received >= self.size:
             return
         chunk = bytes_data[: self.size - self.received]
         loop = asyncio.get_running_loop()

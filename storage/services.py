@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 GIB = 1024**3
 MIB = 1024**2
 MAX_CAPACITY_GIB = 64 * 1024  # 64 TiB: anything larger is a typo
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*\Z")
 NAME_MAX = 100
 
 FORMATS = qemu_img.FORMATS

@@ -70,6 +70,8 @@ WEB_SERVER_OPTIONS = (
     "--lifespan",
     "off",
     "--no-proxy-headers",
+    "--ws-max-size",  # 2 MiB: a frame above it ends the connection (uploads send 1 MiB)
+    "2097152",
     "--timeout-graceful-shutdown",
     "5",
 )

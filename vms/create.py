@@ -35,7 +35,7 @@ from storage.models import StoragePool, Volume
 
 from .models import Template, VirtualMachine
 
-NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,63}$")
+NAME_RE = re.compile(r"^(?!\.+\Z)[A-Za-z0-9_.-]{1,63}\Z")
 METHODS = ("iso", "url", "kernel", "pxe", "import", "cloud-image")
 GIB = 1024**3
 MIN_MEMORY_MIB = 32
@@ -322,8 +322,8 @@ def create_vm(data: dict[str, Any], *, actor: Any, source_ip: str | None = None)
         name = str(data.get("name") or "").strip()
         if not NAME_RE.match(name):
             raise _field(
-                "The name must be 1 to 63 letters, digits, '-', '_' or '.', with no spaces, "
-                "slashes or XML characters.",
+                "The name must be 1 to 63 letters, digits, '-', '_' or '.' (not only dots), "
+                "with no spaces, slashes or XML characters.",
                 "name",
             )
         host = _place(actor, data.get("host"))

@@ -26,7 +26,7 @@ from .choices import VMState
 from .models import Snapshot, VirtualMachine
 from .services import _apply, _busy, _on_host, _queue_vm_job, _require
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 KINDS = ("internal", "external")
 
 

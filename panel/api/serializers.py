@@ -53,7 +53,7 @@ class JobSerializer(serializers.ModelSerializer):
 
 class AuditEventSerializer(serializers.ModelSerializer):
     user = serializers.CharField(source="username")
-    project = serializers.CharField(source="project.name", default=None)
+    project = serializers.CharField(source="project.name", default=None, allow_null=True)
 
     class Meta:
         model = AuditEvent

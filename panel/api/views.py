@@ -6,13 +6,14 @@ same services as the pages.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.contrib.auth import authenticate, get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action, api_view, authentication_classes, permission_classes
 from rest_framework.permissions import AllowAny
@@ -52,7 +53,13 @@ JOB_QUEUED = inline_serializer("JobQueued", {"job": serializers.IntegerField()})
     request=inline_serializer(
         "TokenRequest", {"username": serializers.CharField(), "password": serializers.CharField()}
     ),
-    responses=inline_serializer("TokenResponse", {"token": serializers.CharField()}),
+    responses={
+        200: inline_serializer("TokenResponse", {"token": serializers.CharField()}),
+        429: OpenApiResponse(
+            inline_serializer("Throttled", {"detail": serializers.CharField()}),
+            description="Too many failed attempts for this user from this address; wait.",
+        ),
+    },
 )
 @api_view(["POST"])
 @authentication_classes([])
@@ -61,6 +68,10 @@ def obtain_token(request: Request) -> Response:
     """Trade a username and password for an API token (throttled like the login page)."""
     from rest_framework.authtoken.models import Token
 
+    if not isinstance(request.data, Mapping):
+        return Response(
+            {"detail": 'Send an object: {"username": "...", "password": "..."}.'}, status=400
+        )
     username = str(request.data.get("username", ""))
     ip = client_ip(request)
     wait = throttle.blocked_for(username, ip)
@@ -198,7 +209,9 @@ class ProjectViewSet(
         return super().update(request, *args, **kwargs)
 
     @extend_schema(request=MembershipSerializer, responses=MembershipSerializer(many=True))
-    @action(detail=True, methods=["get", "post", "delete"], url_path="members")
+    @action(
+        detail=True, methods=["get", "post", "delete"], url_path="members", pagination_class=None
+    )
     def members(self, request: Request, pk: str | None = None) -> Response:
         """List members (anyone in the project); add or remove them (admins, operators)."""
         if request.method == "GET":

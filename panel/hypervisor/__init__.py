@@ -31,7 +31,7 @@ from .domains import (
     start_domain,
     undefine_domain,
 )
-from .errors import Conflict, HostUnavailable, HypervisorError, InvalidURI, NotFound
+from .errors import Conflict, HostUnavailable, HypervisorError, InvalidURI, InvalidValue, NotFound
 from .host import host_facts, host_report, is_local, reserved_memory_bytes
 from .inventory import list_pools, read_inventory
 from .lifecycle import (
@@ -248,6 +248,7 @@ __all__ = [
     "Inventory",
     "NetworkInfo",
     "NicSpec",
+    "InvalidValue",
     "NotFound",
     "PoolInfo",
     "VolumeInfo",

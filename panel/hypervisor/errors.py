@@ -25,3 +25,7 @@ class Conflict(HypervisorError):
 
 class InvalidURI(HypervisorError):
     """The connection URI is not one the panel accepts."""
+
+
+class InvalidValue(HypervisorError, ValueError):
+    """A value cannot go into libvirt's XML (e.g. it holds NUL or a control character)."""

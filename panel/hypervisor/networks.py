@@ -38,6 +38,7 @@ from .specs import (
     NicDetail,
     NicSpec,
 )
+from .xml import xml_builder
 
 MACVTAP_MODES = ("bridge", "vepa", "private", "passthrough")
 _FORWARD = {"nat": "nat", "routed": "route", "open": "open", "bridge": "bridge"}
@@ -50,6 +51,7 @@ def _sub(parent: etree._Element, tag: str, **attrs: str | None) -> etree._Elemen
 # --- network XML ------------------------------------------------------------------------
 
 
+@xml_builder
 def build_network(spec: NetworkSpec) -> str:
     """Return the network XML for spec."""
     net = etree.Element("network")
@@ -313,6 +315,7 @@ def random_mac() -> str:
     return "52:54:00:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(3))
 
 
+@xml_builder
 def build_interface(nic: NicSpec) -> str:
     """The <interface> device XML for nic."""
     if nic.bridge:

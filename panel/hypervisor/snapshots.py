@@ -17,6 +17,7 @@ from .domains import _vol_xml
 from .errors import Conflict, HypervisorError
 from .host import is_local
 from .specs import SnapshotDisk, SnapshotInfo
+from .xml import xml_builder
 
 KINDS = ("internal", "external")
 
@@ -126,6 +127,7 @@ def get_snapshot(uri: str, uuid: str, name: str) -> SnapshotInfo:
         return _parse(conn.lookupByUUIDString(uuid).snapshotLookupByName(name, 0))
 
 
+@xml_builder
 def snapshot_xml(name: str, description: str, kind: str, memory: bool) -> str:
     """The <domainsnapshot> document for a new snapshot."""
     if kind not in KINDS:

@@ -6,8 +6,13 @@ no input can change the structure of the document.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
 from lxml import etree
 
+from .errors import InvalidValue
 from .specs import (
     BackingInfo,
     DiskInfo,
@@ -18,6 +23,27 @@ from .specs import (
     PoolSpec,
     VolumeSpec,
 )
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def xml_builder(build: Callable[P, R]) -> Callable[P, R]:
+    """Turn lxml's refusal of a value (NUL, control characters) into InvalidValue."""
+
+    @functools.wraps(build)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return build(*args, **kwargs)
+        except ValueError as exc:
+            if "XML compatible" not in str(exc):
+                raise
+            raise InvalidValue(
+                "A name, path or text holds a character libvirt's XML cannot carry "
+                "(NUL or another control character): remove it and try again."
+            ) from exc
+
+    return wrapper
 
 
 def _sub(parent: etree._Element, tag: str, text: str | None = None, **attrs: str) -> etree._Element:
@@ -31,6 +57,7 @@ def _tostring(root: etree._Element) -> str:
     return etree.tostring(root, pretty_print=True, encoding="unicode")
 
 
+@xml_builder
 def build_domain(spec: DomainSpec) -> str:
     """Return the domain XML for spec."""
     dom = etree.Element("domain", type=spec.domain_type)
@@ -111,6 +138,7 @@ def disk_element(disk: DiskSpec) -> etree._Element:
     return d
 
 
+@xml_builder
 def disk_xml(disk: DiskSpec) -> str:
     """The <disk> element alone, for attaching to a domain."""
     return _tostring(disk_element(disk))
@@ -209,6 +237,7 @@ _DEFAULT_TARGETS = {
 _NO_TARGET = {"iscsi-direct", "rbd", "gluster", "zfs"}
 
 
+@xml_builder
 def build_pool(spec: PoolSpec) -> str:
     """The storage pool XML for spec; fields the type does not use are left out."""
     pool = etree.Element("pool", type=spec.type)
@@ -245,6 +274,7 @@ def build_pool(spec: PoolSpec) -> str:
     return _tostring(pool)
 
 
+@xml_builder
 def build_volume(spec: VolumeSpec, *, allocation: int = 0) -> str:
     """The storage volume XML for spec; allocation in bytes (0: thin)."""
     vol = etree.Element("volume")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
 from panel import audit
@@ -19,8 +19,17 @@ def permission_denied(request: HttpRequest, exception: Exception | None = None) 
         detail=message,
         source_ip=audit.client_ip(request),
     )
+    if _is_api(request):
+        return JsonResponse({"detail": message}, status=403)
     return render(request, "403.html", {"message": message}, status=403)
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if _is_api(request):
+        return JsonResponse({"detail": "Not found."}, status=404)
     return render(request, "404.html", status=404)
+
+
+def _is_api(request: HttpRequest) -> bool:
+    """API clients get the API's JSON errors, even for paths no API view matched."""
+    return request.path.startswith("/api/")

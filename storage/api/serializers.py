@@ -46,7 +46,9 @@ class PoolCreateSerializer(serializers.Serializer):
 class VolumeSerializer(serializers.ModelSerializer):
     pool_name = serializers.CharField(source="pool.name", read_only=True)
     host = serializers.IntegerField(source="pool.host_id", read_only=True)
-    owner = serializers.CharField(source="owner.username", read_only=True, default=None)
+    owner = serializers.CharField(
+        source="owner.username", read_only=True, default=None, allow_null=True
+    )
 
     class Meta:
         model = Volume

@@ -114,8 +114,9 @@ def test_a_cloud_image_vm_gets_an_overlay_and_a_seed_with_the_users_data(
 
 
 @pytest.fixture
-def install_tree(tmp_path):
-    """The tiny guest's kernel and initrd laid out like a Fedora tree, served on 127.0.0.1."""
+def install_tree(tmp_path, settings):
+    """The tiny guest's kernel and initrd laid out like a Fedora tree, served on 127.0.0.1
+    and allowed as the one install mirror."""
     pxe = tmp_path / "tree" / "images" / "pxeboot"
     pxe.mkdir(parents=True)
     shutil.copy(f"{GUEST_DIR}/vmlinuz", pxe / "vmlinuz")
@@ -125,6 +126,7 @@ def install_tree(tmp_path):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    settings.PANEL_INSTALL_MIRRORS = [f"http://127.0.0.1:{server.server_address[1]}/tree/"]
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/tree/"
     finally:
@@ -217,7 +219,7 @@ def test_an_install_tree_boots_its_kernel_with_the_kickstart_in_the_initrd(
             {
                 "install": {
                     "method": "url",
-                    "location": "http://127.0.0.1:9/",
+                    "location": "http://mirror.example.org/os/",
                     "kickstart": "lang en_US\n%packages\n@core\n",
                 }
             },

@@ -1,6 +1,7 @@
 """Install trees: finding the installer's kernel and initrd over http, and bounded downloads.
 
-Every request goes to an http.server on 127.0.0.1 started by the test.
+Every request goes to an http.server on 127.0.0.1 started by the test, allowed
+through PANEL_INSTALL_MIRRORS as a local mirror would be.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from django.conf import settings as django_settings
 
 from panel.exceptions import ServiceError
 from vms.install import tree
@@ -62,13 +64,22 @@ def no_proxy(monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
 
+@pytest.fixture(autouse=True)
+def mirrors(settings):
+    """The allowed mirrors: each server a test starts adds itself."""
+    settings.PANEL_INSTALL_MIRRORS = []
+    return settings.PANEL_INSTALL_MIRRORS
+
+
 def _serve(root: Path, handler=_QuietHandler):
     server = http.server.ThreadingHTTPServer(
         ("127.0.0.1", 0), functools.partial(handler, directory=str(root))
     )
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}"
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    django_settings.PANEL_INSTALL_MIRRORS.append(base + "/")
+    return server, base
 
 
 @pytest.fixture
@@ -160,6 +171,7 @@ def test_it_says_when_the_server_cannot_be_reached(site):
     closed = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _QuietHandler)
     port = closed.server_address[1]
     closed.server_close()
+    django_settings.PANEL_INSTALL_MIRRORS.append(f"http://127.0.0.1:{port}/")
     with pytest.raises(ServiceError, match="Cannot reach"):
         tree.find_boot_files(f"http://127.0.0.1:{port}/")
 

@@ -101,6 +101,8 @@ def _backup(vm: VirtualMachine, backup_id: Any) -> Backup:
 class VMBackupsView(APIView):
     """GET the VM's backups, newest first; POST {"pool", "method"} takes one (a job)."""
 
+    pagination_class = PanelPagination  # documents the page envelope GET answers with
+
     @extend_schema(responses=BackupSerializer(many=True))
     def get(self, request: Request, vm_id: Any) -> Response:
         vm = _vm(request, vm_id, VIEW)
@@ -197,6 +199,8 @@ def _schedule_data(request: Request, *, partial: bool) -> dict[str, Any]:
 class VMSchedulesView(APIView):
     """GET the VM's backup and snapshot schedules; POST adds one."""
 
+    pagination_class = PanelPagination  # documents the page envelope GET answers with
+
     @extend_schema(responses=ScheduleSerializer(many=True))
     def get(self, request: Request, vm_id: Any) -> Response:
         vm = _vm(request, vm_id, VIEW)
@@ -217,6 +221,8 @@ class VMSchedulesView(APIView):
 
 class ProjectSchedulesView(APIView):
     """GET the schedules that cover every VM of the project; POST adds one (operators)."""
+
+    pagination_class = PanelPagination  # documents the page envelope GET answers with
 
     def _project(self, request: Request, project_id: int) -> Project:
         return get_object_for_user(Project.objects.all(), request.user, project_id, VIEW)

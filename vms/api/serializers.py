@@ -12,7 +12,9 @@ class VirtualMachineSerializer(serializers.ModelSerializer):
     id = serializers.CharField(read_only=True)
     host = serializers.PrimaryKeyRelatedField(read_only=True)
     project = serializers.PrimaryKeyRelatedField(queryset=Project.objects.all(), required=False)
-    owner = serializers.CharField(source="owner.username", read_only=True, default=None)
+    owner = serializers.CharField(
+        source="owner.username", read_only=True, default=None, allow_null=True
+    )
     host_name = serializers.CharField(source="host.name", read_only=True)
 
     class Meta:

@@ -76,6 +76,8 @@ def _queued(job: Any) -> Response:
 class VMSnapshotsView(APIView):
     """GET the VM's snapshots in tree order (parents first); POST takes one (a job)."""
 
+    pagination_class = PanelPagination  # documents the page envelope GET answers with
+
     @extend_schema(responses=SnapshotSerializer(many=True))
     def get(self, request: Request, vm_id: Any) -> Response:
         vm = _vm(request, vm_id, VIEW)

@@ -27,6 +27,20 @@ from .serializers import ActionSerializer, VirtualMachineDetailSerializer, Virtu
 JOB_QUEUED = inline_serializer("VMJobQueued", {"job": serializers.IntegerField()})
 
 
+VM_DISK_LIST = inline_serializer(
+    "VMDisk",
+    {
+        "target": serializers.CharField(),
+        "device": serializers.CharField(),
+        "bus": serializers.CharField(),
+        "source": serializers.CharField(allow_null=True),
+        "format": serializers.CharField(),
+        "cache": serializers.CharField(),
+    },
+    many=True,
+)
+
+
 class VirtualMachineViewSet(
     ScopedMixin,
     mixins.ListModelMixin,
@@ -291,13 +305,16 @@ class VirtualMachineViewSet(
 
         return _scoped(Volume, request.user, pk, "volume")
 
+    @extend_schema(methods=["GET"], responses=VM_DISK_LIST)
     @extend_schema(
-        methods=["POST"], request=DiskAttachSerializer, responses=VirtualMachineDetailSerializer
+        methods=["POST"],
+        request=DiskAttachSerializer,
+        responses={201: VirtualMachineDetailSerializer},
     )
     @extend_schema(
         methods=["DELETE"], request=DiskDetachSerializer, responses=VirtualMachineDetailSerializer
     )
-    @action(detail=True, methods=["get", "post", "delete"])
+    @action(detail=True, methods=["get", "post", "delete"], pagination_class=None)
     def disks(self, request: Request, pk: str | None = None) -> Response:
         """The VM's disks; POST attaches, DELETE detaches (target in the body or ?target=)."""
         from vms import disks

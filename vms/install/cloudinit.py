@@ -25,8 +25,8 @@ from panel.exceptions import ServiceError
 
 CLOUD_CONFIG_HEADER = "#cloud-config"
 VOLUME_ID = "CIDATA"
-USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
-HOST_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", re.IGNORECASE)
+USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\Z")
+HOST_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z", re.IGNORECASE)
 SSH_KEY_TYPES = (
     "ssh-ed25519",
     "ssh-rsa",
@@ -37,7 +37,7 @@ SSH_KEY_TYPES = (
     "sk-ssh-ed25519@openssh.com",
     "sk-ecdsa-sha2-nistp256@openssh.com",
 )
-SSH_KEY = re.compile(r"^(\S+) ([A-Za-z0-9+/]+={0,3})(?: .*)?$")
+SSH_KEY = re.compile(r"^(\S+) ([A-Za-z0-9+/]+={0,3})(?: .*)?\Z")
 
 # Seed file name -> its ISO 9660 level-1 name (8.3, upper case). Guests read
 # the Rock Ridge or Joliet name; the short one only has to be unique.

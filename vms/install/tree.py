@@ -3,16 +3,23 @@
 The panel boots the installer's kernel and initrd directly, so it has to find
 them in the tree: each distribution keeps them in its own place, and the
 known places are tried in order. Only http and https are followed, so a user
-can never make the panel read its own files through a `file:` URL.
+can never make the panel read its own files through a `file:` URL, and only
+trees under `PANEL_INSTALL_MIRRORS` (when set) or on a public address (when
+not), so the panel cannot be made to fetch from itself or its private network.
+The check reads the URL only (no DNS lookup); redirects are checked the same way.
 """
 
 from __future__ import annotations
 
 import http.client
+import ipaddress
+import socket
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
+
+from django.conf import settings
 
 from panel.exceptions import ServiceError
 
@@ -42,6 +49,14 @@ class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
                 "Give the final http(s) URL of the tree.",
                 field="location",
             )
+        try:
+            checked_url(newurl)
+        except ServiceError as exc:
+            raise ServiceError(
+                f"{req.full_url} redirects to {newurl}, which the panel may not fetch from: "
+                f"{exc.message}",
+                field="location",
+            ) from exc
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
@@ -106,15 +121,91 @@ def fetch(
 
 
 def checked_url(url: str) -> str:
-    """The URL, if it is an http(s) address with a host; else a ServiceError on location."""
-    parts = urllib.parse.urlsplit(url.strip())
-    if parts.scheme.lower() not in SCHEMES or not parts.hostname:
+    """The URL, if it is an http(s) address the panel may fetch from; else a ServiceError."""
+    try:
+        parts = urllib.parse.urlsplit(url.strip())
+        hostname = parts.hostname
+        parts.port  # noqa: B018 -- raises ValueError on a port out of range
+    except ValueError:
+        parts, hostname = None, None
+    if parts is None or parts.scheme.lower() not in SCHEMES or not hostname:
         raise ServiceError(
             f'"{url}" is not an http or https URL. Give the install tree\'s web address, '
             "e.g. https://mirror.example.org/fedora/releases/40/Server/x86_64/os/.",
             field="location",
         )
-    return urllib.parse.urlunsplit(parts)
+    normalized = urllib.parse.urlunsplit(parts)
+    mirrors = settings.PANEL_INSTALL_MIRRORS
+    if mirrors:
+        if not any(_under(normalized, mirror) for mirror in mirrors):
+            raise ServiceError(
+                f'"{url}" is not on an allowed mirror. Install trees must be under one of: '
+                f"{', '.join(mirrors)} (PANEL_INSTALL_MIRRORS).",
+                field="location",
+            )
+    elif _internal_host(hostname):
+        raise ServiceError(
+            f'"{url}" points at a loopback, private or link-local address, which the panel '
+            "does not fetch from. Give the address of a public mirror, or have the admin list "
+            "the local mirror in PANEL_INSTALL_MIRRORS.",
+            field="location",
+        )
+    return normalized
+
+
+def _under(url: str, prefix: str) -> bool:
+    """Whether `url` is `prefix` or below it (the same scheme, host and port, a path inside)."""
+    try:
+        want = urllib.parse.urlsplit(prefix.strip())
+        have = urllib.parse.urlsplit(url)
+        same_origin = (
+            have.scheme.lower() == want.scheme.lower()
+            and have.hostname == want.hostname
+            and have.port == want.port
+        )
+    except ValueError:
+        return False
+    if not same_origin or have.username or have.password:
+        return False
+    base = want.path if want.path.endswith("/") else want.path + "/"
+    path = have.path if have.path.endswith("/") else have.path + "/"
+    segments = urllib.parse.unquote(have.path).split("/")
+    return path.startswith(base) and ".." not in segments
+
+
+def _internal_host(hostname: str) -> bool:
+    """Whether `hostname` names this machine or a private network, read literally (no DNS)."""
+    name = hostname.rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost") or not name:
+        return True
+    try:
+        address = ipaddress.ip_address(name.split("%", 1)[0])
+    except ValueError:
+        address = _legacy_ipv4(name)
+        if address is None:
+            return False
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is not None:
+            address = embedded
+    return (
+        address.is_loopback
+        or address.is_private
+        or address.is_link_local
+        or address.is_unspecified
+        or address.is_reserved
+        or address.is_multicast
+    )
+
+
+def _legacy_ipv4(name: str) -> ipaddress.IPv4Address | None:
+    """The address of a numeric host like `2130706433`, `0x7f.1` or `127.1`, as the C library reads it."""
+    if not all(c in "0123456789abcdefx." for c in name) or not name[0].isdigit():
+        return None
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(name))
+    except OSError:
+        return None
 
 
 def _exists(url: str, timeout: float) -> bool:
