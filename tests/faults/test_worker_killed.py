@@ -12,7 +12,6 @@ it without touching the stack's worker, and restart it under the same name.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
 import signal
@@ -25,7 +24,6 @@ from pathlib import Path
 
 import pytest
 from celery.contrib.django.task import DjangoTask
-from django.db import transaction
 
 from panel import quotas
 from panel.models import Job
@@ -132,12 +130,12 @@ def worker_process(django_db_setup, tmp_path_factory) -> Iterator[Worker]:
 def worker(worker_process, transactional_db, monkeypatch) -> Worker:
     """The private worker, running; every task this test queues goes to it."""
 
-    def to_private_queue(task, *args, **kwargs):  # type: ignore[no-untyped-def]
-        transaction.on_commit(
-            functools.partial(task.apply_async, args, kwargs or None, queue=worker_process.queue)
-        )
+    send = DjangoTask.apply_async
 
-    monkeypatch.setattr(DjangoTask, "delay_on_commit", to_private_queue)
+    def to_private_queue(task, args=None, kwargs=None, **options):  # type: ignore[no-untyped-def]
+        return send(task, args, kwargs, **{**options, "queue": worker_process.queue})
+
+    monkeypatch.setattr(DjangoTask, "apply_async", to_private_queue)
     if worker_process.proc is None or worker_process.proc.poll() is not None:
         worker_process.start()
     return worker_process

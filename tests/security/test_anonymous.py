@@ -7,6 +7,7 @@ the sweep fail until its parameters can be filled)."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 
 import pytest
 from channels.auth import AuthMiddlewareStack
@@ -61,6 +62,13 @@ def test_it_lists_only_urls_that_exist_as_public():
     assert set(PUBLIC) <= names
 
 
+def _run(coroutine):  # type: ignore[no-untyped-def]
+    """asyncio.run on a thread of its own: a browser test earlier in the session may have
+    left an event loop running in this one."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 async def _close_code(path: str) -> str:
     app = AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
     communicator = WebsocketCommunicator(app, path)
@@ -82,9 +90,9 @@ def test_it_refuses_every_websocket_to_an_anonymous_visitor(everything):
     outcomes = {}
     for route in ws_routes():
         for path in fill(route, objects):
-            outcomes[path] = asyncio.run(_close_code(path))
+            outcomes[path] = _run(_close_code(path))
             # A made-up console ticket does not stand in for a login.
-            outcomes[path + "?ticket=made-up"] = asyncio.run(_close_code(path + "?ticket=made-up"))
+            outcomes[path + "?ticket=made-up"] = _run(_close_code(path + "?ticket=made-up"))
     refused = {
         p: o for p, o in outcomes.items() if o in ("close 4401", "close 4403", "refused 403")
     }
