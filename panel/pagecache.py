@@ -5,14 +5,18 @@ and reload. Each is stored per user and URL under the current *generation*, a
 counter that every change bumps: a row of the panel's models saved or deleted,
 and every live event except stats samples (the events are how open pages learn
 of changes, so whatever they report also ends a cached page). A cached page is
-therefore never older than the last change; entries also expire after
-``TTL`` seconds.
+therefore never older than the last change. The usage figures these pages show
+come from the stats collector without an event: entries expire after one
+collection interval, so those figures are at most one interval older than the
+page would render them.
 
 Pages embed the request's CSRF token. It is swapped for a placeholder when a
 page is stored and for the current request's token when it is served, so one
 rendering serves every session of that user.
 
 Redis being down only means no caching: every failure falls back to rendering.
+One Redis connection pool serves the whole process (Django's cache would open a
+connection per request under ASGI).
 """
 
 from __future__ import annotations
@@ -20,12 +24,16 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import os
+import pickle
 import re
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from django.core.cache import cache
+import redis
+from django.conf import settings
 from django.db import transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.http import HttpRequest, HttpResponse
@@ -33,8 +41,7 @@ from django.middleware.csrf import _unmask_cipher_token, get_token
 
 log = logging.getLogger(__name__)
 
-GENERATION_KEY = "pagecache:generation"
-TTL = 30  # seconds; a safety net, changes end entries before this
+GENERATION_KEY = "generation"
 FILL_WAIT = 0.25  # seconds a request waits for another one rendering the same page
 CSRF_PLACEHOLDER = b"\x00csrf\x00"
 # Rows whose writes never show on the cached pages: sessions, Celery's bookkeeping.
@@ -44,28 +51,48 @@ QUIET_FIELDS = {"last_login"}
 TOKEN = re.compile(rb"\b[A-Za-z0-9]{64}\b")
 
 
+_client: redis.Redis | None = None
+_client_lock = threading.Lock()
+
+
+def _redis() -> redis.Redis:
+    global _client
+    if _client is None:
+        with _client_lock:
+            if _client is None:
+                _client = redis.Redis.from_url(
+                    settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=1
+                )
+    return _client
+
+
+def _key(name: str) -> str:
+    return f"{settings.CACHES['default'].get('KEY_PREFIX', 'panel')}:pagecache:{name}"
+
+
+def ttl() -> int:
+    """Seconds an entry lives: one stats collection interval (PANEL_STATS_INTERVAL)."""
+    return int(getattr(settings, "PANEL_STATS_INTERVAL", os.environ.get("PANEL_STATS_INTERVAL", 5)))
+
+
 def generation() -> int | None:
-    """The current generation, or None when the cache cannot be reached."""
+    """The current generation, or None when Redis cannot be reached."""
     try:
-        value = cache.get(GENERATION_KEY)
+        value = _redis().get(_key(GENERATION_KEY))
         if value is None:
-            cache.add(GENERATION_KEY, 1, None)
-            value = cache.get(GENERATION_KEY)
+            # Never set, or lost with Redis: start from the clock, past any old entry.
+            _redis().set(_key(GENERATION_KEY), int(time.time()), nx=True)
+            value = _redis().get(_key(GENERATION_KEY))
         return int(value) if value is not None else None
-    except Exception:  # noqa: BLE001 - no cache, no caching
+    except redis.RedisError:  # no Redis, no caching
         return None
 
 
 def bump() -> None:
     """Make every cached page stale."""
     try:
-        cache.incr(GENERATION_KEY)
-    except ValueError:  # never set, or evicted: any new value starts over
-        try:
-            cache.set(GENERATION_KEY, int(time.time()), None)
-        except Exception:  # noqa: BLE001
-            log.warning("page cache: could not reset the generation")
-    except Exception:  # noqa: BLE001 - Redis down: nothing can be served from it either
+        _redis().incr(_key(GENERATION_KEY))
+    except redis.RedisError:  # Redis down: nothing can be served from it either
         log.warning("page cache: could not bump the generation")
 
 
@@ -86,10 +113,10 @@ def connect_signals() -> None:
     m2m_changed.connect(_on_write, dispatch_uid="pagecache-m2m")
 
 
-def _key(request: HttpRequest, gen: int) -> str:
+def _page_key(request: HttpRequest, gen: int) -> str:
     variant = "|".join(request.headers.get(h, "") for h in ("Accept", "HX-Request", "HX-Target"))
     raw = f"{request.user.pk}|{request.get_full_path()}|{variant}|{gen}"
-    return "pagecache:page:" + hashlib.sha256(raw.encode()).hexdigest()
+    return _key("page:" + hashlib.sha256(raw.encode()).hexdigest())
 
 
 def _has_messages(request: HttpRequest) -> bool:
@@ -125,11 +152,19 @@ def _serve(request: HttpRequest, entry: tuple[bytes, str]) -> HttpResponse:
     return HttpResponse(content, content_type=content_type)
 
 
-def _get(key: str) -> tuple[bytes, str] | None:
+def _get(key: str) -> Any:
     try:
-        return cache.get(key)
-    except Exception:  # noqa: BLE001
+        raw = _redis().get(key)
+    except redis.RedisError:
         return None
+    return pickle.loads(raw) if raw is not None else None  # noqa: S301 - written by _put only
+
+
+def _put(key: str, value: Any, path: str) -> None:
+    try:
+        _redis().set(key, pickle.dumps(value), ex=ttl())
+    except redis.RedisError:
+        log.warning("page cache: could not store %s", path)
 
 
 def cached_page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -140,14 +175,14 @@ def cached_page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse
         gen = generation() if _cacheable(request) else None
         if gen is None:
             return view(request, *args, **kwargs)
-        key = _key(request, gen)
+        key = _page_key(request, gen)
         if (entry := _get(key)) is not None:
             return _serve(request, entry)
         # One request renders; the others asking for the same page at that moment
         # wait briefly for it instead of all rendering it at once.
         try:
-            filling = not cache.add(key + ":fill", 1, 5)
-        except Exception:  # noqa: BLE001
+            filling = not _redis().set(key + ":fill", 1, nx=True, ex=5)
+        except redis.RedisError:
             filling = False
         if filling:
             deadline = time.monotonic() + FILL_WAIT
@@ -164,10 +199,7 @@ def cached_page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse
         ):
             content = _strip_token(request, response.content)
             if content is not None:
-                try:
-                    cache.set(key, (content, response["Content-Type"]), TTL)
-                except Exception:  # noqa: BLE001
-                    log.warning("page cache: could not store %s", request.path)
+                _put(key, (content, response["Content-Type"]), request.path)
         return response
 
     return wrapper
@@ -179,13 +211,10 @@ def cached_data(request: Any, build: Callable[[], Any]) -> Any:
     if gen is None:
         return build()
     raw = f"{request.user.pk}|{request._request.get_full_path()}|{gen}"
-    key = "pagecache:data:" + hashlib.sha256(raw.encode()).hexdigest()
+    key = _key("data:" + hashlib.sha256(raw.encode()).hexdigest())
     if (data := _get(key)) is not None:
         return data
     data = build()
     if generation() == gen:
-        try:
-            cache.set(key, data, TTL)
-        except Exception:  # noqa: BLE001
-            log.warning("page cache: could not store %s", request.path)
+        _put(key, data, request.path)
     return data

@@ -7,12 +7,15 @@ the cache cannot be reached."""
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
+import redis
 from django.db import connection
 from django.test import Client
-from django.test.utils import CaptureQueriesContext, override_settings
+from django.test.utils import CaptureQueriesContext
 
+from panel import pagecache
 from panel.services import reconcile_host
 from vms import services as vm_services
 
@@ -116,22 +119,32 @@ def test_it_shows_a_flash_message_once_and_caches_neither_page_with_it(make_vm, 
     assert alerts(page) == []
 
 
-def test_it_renders_the_pages_when_the_cache_cannot_be_reached(make_vm, client_for):
+def test_it_renders_the_pages_when_the_cache_cannot_be_reached(make_vm, client_for, monkeypatch):
     vm = make_vm()
     client = client_for("operator")
-    gone = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": "redis://127.0.0.1:9/0",  # the discard port: nothing listens
-        }
-    }
-    with override_settings(CACHES=gone):
-        for path in ("/vms/", "/", "/api/v1/vms/"):
+    # The discard port: nothing listens there.
+    monkeypatch.setattr(pagecache, "_client", redis.Redis(port=9, socket_connect_timeout=1))
+    for path in ("/vms/", "/", "/api/v1/vms/"):
+        for _ in range(2):
             response = client.get(
                 path, headers={"Accept": "application/json"} if "api" in path else {}
             )
             assert response.status_code == 200, path
             assert vm.name in response.content.decode() or path == "/"
+
+
+def test_an_entry_lives_one_stats_interval_for_the_usage_figures_it_shows(
+    make_vm, client_for, settings
+):
+    settings.PANEL_STATS_INTERVAL = 1
+    make_vm()
+    client = client_for("operator")
+    queries(client, "/vms/")
+    again, _page = queries(client, "/vms/")
+    assert again == BEFORE_THE_VIEW
+    time.sleep(1.2)
+    later, _page = queries(client, "/vms/")
+    assert later > BEFORE_THE_VIEW  # rendered anew, with the collector's latest figures
 
 
 def test_the_dashboard_shows_a_job_queued_after_it_was_cached(make_vm, client_for, people):
