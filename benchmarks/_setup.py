@@ -27,6 +27,21 @@ def isolated_django(prefix: str) -> Path:
     return work
 
 
+def bench_environment(tmp: Path) -> None:
+    """Point the panel (this process and the servers it starts) at tmp and a Redis db of
+    the benchmarks' own, quietly logged, from the repository root; Django not set up yet."""
+    os.environ["DATABASE_URL"] = f"sqlite:///{tmp / 'bench.sqlite3'}"
+    os.environ["PANEL_VAR_DIR"] = str(tmp / "var")
+    os.environ["PANEL_STATIC_ROOT"] = str(tmp / "staticfiles")
+    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/13")
+    os.environ["PANEL_CHANNEL_PREFIX"] = f"bench-{os.getpid()}"
+    os.environ.setdefault("PANEL_LOG_LEVEL", "WARNING")
+    os.environ["DJANGO_SETTINGS_MODULE"] = "panel.settings"
+    os.environ.pop("PANEL_DEBUG", None)
+    sys.path.insert(0, str(REPO))
+    os.chdir(REPO)
+
+
 def web_server(port: int, workers: int = 1) -> list[str]:
     """The web server command of scripts/run.sh on 127.0.0.1:port, with workers processes."""
     return [

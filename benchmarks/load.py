@@ -36,7 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import vm_inventory as inv  # noqa: E402 - the same node files, processes and report
-from _setup import web_server  # noqa: E402
+from _setup import bench_environment, web_server  # noqa: E402
 
 REPO_ROOT = inv.REPO_ROOT
 GOAL_RPS = 300.0
@@ -173,16 +173,7 @@ def summary(label: str, tally: Tally, wall: float, report: inv.Report, goals: bo
 def main() -> int:
     args = parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="panel-bench-load-"))
-    os.environ["DATABASE_URL"] = f"sqlite:///{tmp / 'bench.sqlite3'}"
-    os.environ["PANEL_VAR_DIR"] = str(tmp / "var")
-    os.environ["PANEL_STATIC_ROOT"] = str(tmp / "staticfiles")
-    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/13")
-    os.environ["PANEL_CHANNEL_PREFIX"] = f"bench-{os.getpid()}"
-    os.environ.setdefault("PANEL_LOG_LEVEL", "WARNING")
-    os.environ["DJANGO_SETTINGS_MODULE"] = "panel.settings"
-    os.environ.pop("PANEL_DEBUG", None)
-    sys.path.insert(0, str(REPO_ROOT))
-    os.chdir(REPO_ROOT)
+    bench_environment(tmp)
     report = inv.Report()
     procs = inv.Processes()
     started = time.monotonic()

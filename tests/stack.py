@@ -77,6 +77,19 @@ WEB_SERVER_OPTIONS = (
 )
 
 
+def wait_for_web(url: str, proc: subprocess.Popen, log: Path, timeout: float = 30) -> None:
+    """Until the web server at url answers /login/; its log in the error if it never does."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urlopen(url + "/login/", timeout=2).read()
+            return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the web server did not start:\n" + log.read_text()) from None
+            time.sleep(0.2)
+
+
 def _stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.terminate()
@@ -142,17 +155,7 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urlopen(url + "/login/", timeout=2).read()
-                break
-            except OSError:
-                if web.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        "the web server did not start:\n" + (logs / "web.log").read_text()
-                    ) from None
-                time.sleep(0.2)
+        wait_for_web(url, web, logs / "web.log")
         yield Stack(
             url=url,
             ws_url=f"ws://127.0.0.1:{port}",

@@ -14,11 +14,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.request import urlopen
 
 import pytest
 
-from tests.stack import REPO_ROOT, _env, _free_port, _stop, web_server
+from tests.stack import REPO_ROOT, _env, _free_port, _stop, wait_for_web, web_server
 
 
 @dataclass
@@ -104,17 +103,7 @@ def redis_stack(django_db_setup, tmp_path) -> Iterator[RedisStack]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urlopen(url + "/login/", timeout=2).read()
-                break
-            except OSError:
-                if web.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        "the web server did not start:\n" + (tmp_path / "web.log").read_text()
-                    ) from None
-                time.sleep(0.2)
+        wait_for_web(url, web, tmp_path / "web.log")
         yield RedisStack(url=url, ws_url=f"ws://127.0.0.1:{port}", redis=redis)
     finally:
         _stop(web)
