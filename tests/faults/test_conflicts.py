@@ -6,18 +6,22 @@ done, the other answers 409 naming what it ran into, and the host agrees with th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.db import connection
 from rest_framework.test import APIClient
 
 from panel import hypervisor, services
+from panel.celery import app
 from panel.models import Job
 from tests.conftest import LOCAL_URI
 from tests.migration.conftest import console_says, guest, second_host, where  # noqa: F401
@@ -93,6 +97,27 @@ def token_and_client(user) -> tuple[str, APIClient]:
     return token, client
 
 
+@contextlib.contextmanager
+def worker_holding_jobs() -> Iterator[None]:
+    """The stack's worker takes no job until the block ends, as when the queue is backed up.
+
+    A delete job that ran at once would finish, and remove the row, before a slower start
+    request even looked the VM up; that request's 404 would then be right and say nothing
+    about the claim. With the job held, the two requests overlap for certain."""
+    queue = settings.CELERY_TASK_DEFAULT_QUEUE
+    workers: list[str] = []
+    # The worker may still be starting when the first test of the stack runs.
+    deadline = time.monotonic() + 60
+    while not workers and time.monotonic() < deadline:
+        replies = app.control.cancel_consumer(queue, reply=True, timeout=2)
+        workers = [name for reply in replies for name in reply]
+    assert workers, "no worker answered within 60 s; the stack's worker is not running"
+    try:
+        yield
+    finally:
+        app.control.add_consumer(queue, destination=workers, reply=True, timeout=5)
+
+
 def finished(job_id: int, timeout: float = 60) -> Job:
     assert wait_for(lambda: Job.objects.get(pk=job_id).is_finished, timeout=timeout, step=0.2), (
         Job.objects.get(pk=job_id).log
@@ -118,7 +143,8 @@ def test_it_lets_exactly_one_of_start_and_delete_through(stack, transactional_db
             start, delete = http(*start_call), local(*delete_call)
         else:
             start, delete = local(*start_call), http(*delete_call)
-        (start_status, start_body), (delete_status, delete_body) = together(start, delete)
+        with worker_holding_jobs():
+            (start_status, start_body), (delete_status, delete_body) = together(start, delete)
 
         assert sorted([start_status, delete_status]) in ([200, 409], [202, 409]), (
             start_status,
@@ -152,10 +178,11 @@ def test_it_runs_one_of_two_migrations_and_refuses_the_other(
         target = second_host.pk if row.host_id == vm.host_id else vm.host_id
         path = f"/api/v1/vms/{vm.pk}/migrate/"
         body = {"target_host": target, "live": True}
-        answers = together(
-            lambda: over_http(stack, token, "POST", path, body),  # noqa: B023
-            lambda: in_process(api, "POST", path, body),  # noqa: B023
-        )
+        with worker_holding_jobs():
+            answers = together(
+                lambda: over_http(stack, token, "POST", path, body),  # noqa: B023
+                lambda: in_process(api, "POST", path, body),  # noqa: B023
+            )
         statuses = sorted(status for status, _ in answers)
         assert statuses == [202, 409], answers
         (_, won), (_, lost) = sorted(answers, key=lambda a: a[0])
