@@ -3,9 +3,10 @@
 
 Fills simulated hosts (libvirt's test:/// driver, the node files of
 vm_inventory.py) with VMs, starts the web server as scripts/run.sh does (uvicorn, 2 processes),
-and runs N keep-alive clients (half admins, half project members) for a fixed
-time. Each client loops over the VM list page, the VM API list (a page of
-50) and the dashboard. Printed: requests per second, p50/p95/p99 latency and
+and runs N keep-alive clients for a fixed time, each logged in with a session of
+its own as one of --users accounts (half admins, half project members). Each
+client loops over the VM list page, the VM API list (a page of 50) and the
+dashboard. Printed: requests per second, p50/p95/p99 latency and
 errors, beside a baseline measured in the same run with the same clients on
 GET /login/ (a small page with no session or database work), which shows what
 the server and the client loop cost by themselves on this machine.
@@ -17,7 +18,7 @@ machine would. Every loop is bounded in time and in request count.
 Run from the repository root:
 
     REDIS_URL=redis://127.0.0.1:6379/13 .venv/bin/python benchmarks/load.py
-    .venv/bin/python benchmarks/load.py --clients 50 --seconds 60 --vms 300
+    .venv/bin/python benchmarks/load.py --clients 50 --seconds 60 --vms 300 --users 50
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--baseline-seconds", type=float, default=20.0, help="baseline run (20)")
     p.add_argument("--vms", type=int, default=300, help="VMs in all (300)")
     p.add_argument("--hosts", type=int, default=3, help="simulated hosts sharing them (3)")
+    p.add_argument(
+        "--users", type=int, default=2, help="accounts the clients log in as, half admins (2)"
+    )
     p.add_argument("--workers", type=int, default=2, help="web server processes (2, as run.sh)")
     return p.parse_args()
 
@@ -222,10 +226,16 @@ def run(args: argparse.Namespace, tmp: Path, procs: inv.Processes, report: inv.R
     for host in hosts:
         reconcile_host(host, checks=False)
     User = get_user_model()
-    admin = User.objects.create_superuser("load-admin", "admin@load.test", "load-admin-pass-1")
-    member = User.objects.create_user("load-member", "member@load.test", "load-member-pass-1")
     team = Project.objects.create(name="load-team", description="half of the VMs")
-    Membership.objects.create(user=member, project=team, role=ProjectRole.MEMBER)
+    # Half the accounts are admins, half are members of the team that has half the VMs.
+    accounts = []
+    for n in range(max(2, args.users)):
+        if n % 2 == 0:
+            user = User.objects.create_superuser(f"load-admin-{n}", f"a{n}@load.test", "x-pass-1")
+        else:
+            user = User.objects.create_user(f"load-member-{n}", f"m{n}@load.test", "x-pass-1")
+            Membership.objects.create(user=user, project=team, role=ProjectRole.MEMBER)
+        accounts.append(user)
     pks = list(VirtualMachine.objects.order_by("name").values_list("pk", flat=True))
     VirtualMachine.objects.filter(pk__in=pks[::2]).update(project=team)
     inv.say(f"  {VirtualMachine.objects.count()} VMs synced; half in {team.name}")
@@ -240,10 +250,18 @@ def run(args: argparse.Namespace, tmp: Path, procs: inv.Processes, report: inv.R
     )
     inv.wait_http(port, web, log)
 
-    sessions = {"admin": inv.make_session(admin), "member": inv.make_session(member)}
+    from django.middleware.csrf import CSRF_ALLOWED_CHARS, CSRF_SECRET_LENGTH
+    from django.utils.crypto import get_random_string
+
+    def csrf_secret() -> str:
+        return get_random_string(CSRF_SECRET_LENGTH, allowed_chars=CSRF_ALLOWED_CHARS)
+
     plans = []
     for n in range(args.clients):
-        cookie = {"Cookie": f"sessionid={sessions['admin' if n % 2 == 0 else 'member']}"}
+        # Each client is a browser logged in on its own: its own session cookie and the
+        # CSRF cookie its first page set.
+        session = inv.make_session(accounts[n % len(accounts)])
+        cookie = {"Cookie": f"sessionid={session}; csrftoken={csrf_secret()}"}
         plans.append(
             [
                 ("/vms/", cookie),

@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP through Django, websockets through Channels."""
+"""ASGI entry point: HTTP through the page cache's front door and Django, websockets
+through Channels."""
 
 import logging
 import os
@@ -12,6 +13,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from panel.pagecache import FrontDoor  # noqa: E402
 from panel.routing import websocket_urlpatterns  # noqa: E402
 
 
@@ -33,7 +35,8 @@ for _name in ("uvicorn.access", "uvicorn.error"):
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # Busy pages still current are answered from Redis before Django (panel.pagecache).
+        "http": FrontDoor(django_asgi_app),
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
+from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -59,10 +60,10 @@ class VirtualMachineViewSet(
     def base_queryset(self) -> QuerySet:
         return VirtualMachine.objects.select_related("host", "project", "owner")
 
-    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
         # Many people keep this list open: served from the page cache until a change.
         page = super().list
-        return Response(pagecache.cached_data(request, lambda: page(request, *args, **kwargs).data))
+        return pagecache.cached_response(request, lambda: page(request, *args, **kwargs))
 
     def get_serializer_class(self) -> type[serializers.Serializer]:
         return (
