@@ -806,6 +806,14 @@ def _overlays_of(volume: Volume) -> list[str]:
     return names
 
 
+def may_copy(actor: Any, volume: Volume, *, convert: bool) -> None:
+    """PermissionDenied unless actor may clone (read it, create in its project) or
+    convert (change it too) volume: what no request body can change."""
+    verb = "convert" if convert else "clone"
+    _require(actor, volume, CHANGE if convert else VIEW, verb)
+    _can_create_in(actor, volume.project)
+
+
 def copy_volume(
     volume: Volume,
     *,
@@ -817,9 +825,8 @@ def copy_volume(
 ) -> Job:
     """Clone a volume (same format) or convert it (another format) into a new volume, as a job."""
     verb = "convert" if format and format != volume.format else "clone"
-    _require(actor, volume, CHANGE if verb == "convert" else VIEW, verb)
+    may_copy(actor, volume, convert=verb == "convert")
     project = volume.project
-    _can_create_in(actor, project)
     with audit.refusals_recorded(actor, f"volume.{verb}", volume, source_ip=source_ip):
         name = validate_name(name, "volume")
         dest = target_pool or volume.pool

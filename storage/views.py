@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -159,8 +160,11 @@ def pool_action(request: HttpRequest, pool_id: int, action: str) -> HttpResponse
 @require_POST
 def volume_add(request: HttpRequest, pool_id: int) -> HttpResponse:
     pool = _pool(request, pool_id)
+    creatable = _creatable_projects(request.user)
+    if not is_admin(request.user) and not creatable.exists():
+        raise PermissionDenied("Your role does not allow creating volumes in any project.")
     data = request.POST
-    project = _creatable_projects(request.user).filter(pk=data.get("project") or 0).first()
+    project = creatable.filter(pk=data.get("project") or 0).first()
     backing = None
     if data.get("backing_volume"):
         backing = (

@@ -237,6 +237,7 @@ class VolumeViewSet(
 
     def _copy(self, request: Request, convert: bool) -> Response:
         volume = self.get_object()
+        services.may_copy(request.user, volume, convert=convert)  # 403 before the body's 400
         params = CopySerializer(data=request.data)
         params.is_valid(raise_exception=True)
         data = params.validated_data
