@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import kombu.exceptions
@@ -122,7 +124,9 @@ BROKER_DOWN = (
 def enqueue_on_commit(task: Any, job_id: int) -> None:
     """Send the job's task once the transaction commits. When the broker cannot be
     reached, the job ends failed and the caller gets a 503 saying why."""
-    transaction.on_commit(functools.partial(_Sender(task).delay, job_id))
+    task_id = str(uuid.uuid4())
+    Job.objects.filter(pk=job_id).update(task=task.name, task_id=task_id)
+    transaction.on_commit(functools.partial(_Sender(task).delay, job_id, task_id))
 
 
 class _Sender:
@@ -132,13 +136,71 @@ class _Sender:
         self.task = task
         self.name = task.name
 
-    def delay(self, job_id: int) -> None:
+    def delay(self, job_id: int, task_id: str) -> None:
         try:
-            self.task.delay(job_id)
+            self.task.apply_async(args=[job_id], task_id=task_id)
         except kombu.exceptions.OperationalError as exc:
             log.warning("job %s: could not be queued: %s", job_id, exc)
             fail(job_id, BROKER_DOWN)
             raise UnavailableError(BROKER_DOWN) from exc
+
+
+def _messages_held() -> bytes | None:
+    """Every task message the job queue holds, raw: waiting in the panel's queue (each
+    priority's list) or delivered to a worker and not yet acknowledged. None when the
+    broker is not Redis, or cannot be read."""
+    from django.conf import settings
+
+    from .celery import app
+
+    try:
+        with app.connection_for_read() as connection:
+            channel = connection.default_channel
+            client = getattr(channel, "client", None)
+            if client is None or not hasattr(channel, "unacked_key"):
+                return None
+            queue = settings.CELERY_TASK_DEFAULT_QUEUE
+            keys = {channel._q_for_pri(queue, p) for p in channel.priority_steps}
+            pipe = client.pipeline()
+            for key in sorted(keys):
+                pipe.lrange(key, 0, -1)
+            pipe.hvals(channel.unacked_key)
+            held = [m for part in pipe.execute() for m in part]
+    except Exception as exc:  # noqa: BLE001 - any broker trouble: nothing can be told
+        log.warning("could not read the job queue: %s", exc)
+        return None
+    return b"\n".join(m if isinstance(m, bytes) else str(m).encode() for m in held)
+
+
+def resend_lost(older_than: float) -> list[int]:
+    """Queued jobs older than older_than seconds whose task message the job queue no
+    longer holds (Redis restarted without its data, or was flushed) get it sent again;
+    their ids. A job that a worker meanwhile took is not run twice (see running())."""
+    from .celery import app
+
+    cutoff = timezone.now() - timedelta(seconds=older_than)
+    waiting = list(
+        Job.objects.filter(state=JobState.QUEUED, created__lt=cutoff)
+        .exclude(task="")
+        .exclude(task_id="")
+        .values_list("pk", "task", "task_id")
+    )
+    if not waiting or (held := _messages_held()) is None:
+        return []
+    sent = []
+    for job_id, task, task_id in waiting:
+        if task_id.encode() in held:
+            continue
+        new_id = str(uuid.uuid4())
+        if not Job.objects.filter(pk=job_id, state=JobState.QUEUED).update(task_id=new_id):
+            continue  # a worker took it meanwhile
+        app.send_task(task, args=[job_id], task_id=new_id)
+        with contextlib.suppress(JobCancelled):  # a cancel is seen when the task starts
+            report(job_id, log_line="the job queue had lost this job's task: sent again")
+        sent.append(job_id)
+    if sent:
+        log.warning("sent the tasks of job(s) %s again: the job queue had lost them", sent)
+    return sent
 
 
 def _publish(job_id: int) -> None:

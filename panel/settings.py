@@ -227,7 +227,10 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(os.environ.get("PANEL_RECONCILE_SECONDS", "300")),
     },
     "run-backup-schedules": {"task": "vms.run_backup_schedules", "schedule": 60.0},
+    "resend-lost-jobs": {"task": "panel.resend_lost_jobs", "schedule": 60.0},
 }
+# A job queued this long whose task message the job queue no longer holds is sent again.
+PANEL_LOST_TASK_SECONDS = float(os.environ.get("PANEL_LOST_TASK_SECONDS", "60"))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -59,6 +59,12 @@ def reconcile_all_hosts() -> None:
             log.warning("reconcile of %s failed: %s", host.name, exc)
 
 
+@shared_task(name="panel.resend_lost_jobs", soft_time_limit=60, time_limit=90)
+def resend_lost_jobs() -> list[int]:
+    """The periodic pass that sends again the tasks of queued jobs the job queue lost."""
+    return jobs.resend_lost(settings.PANEL_LOST_TASK_SECONDS)
+
+
 def _silent(names: set[str]) -> set[str]:
     """Which of these workers do not answer a ping (prefork workers answer while busy)."""
     from .celery import app

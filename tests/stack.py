@@ -8,11 +8,13 @@ they write is committed and visible to those processes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.request import urlopen
@@ -197,3 +199,23 @@ def refusal(stack: Stack, path: str, sessionid: str | None = None) -> str:
     except ConnectionClosed as exc:
         return f"close {exc.rcvd.code if exc.rcvd else None}"
     return f"accepted and sent {message}"
+
+
+@contextlib.contextmanager
+def worker_holding_jobs() -> Iterator[None]:
+    """The stack's worker takes no task until the block ends, as when the queue is backed
+    up: what is queued meanwhile waits in Redis, where a test can race it or lose it."""
+    from panel.celery import app
+
+    queue = settings.CELERY_TASK_DEFAULT_QUEUE
+    workers: list[str] = []
+    # The worker may still be starting when the first test of the stack runs.
+    deadline = time.monotonic() + 60
+    while not workers and time.monotonic() < deadline:
+        replies = app.control.cancel_consumer(queue, reply=True, timeout=2)
+        workers = [name for reply in replies for name in reply]
+    assert workers, "no worker answered within 60 s; the stack's worker is not running"
+    try:
+        yield
+    finally:
+        app.control.add_consumer(queue, destination=workers, reply=True, timeout=5)

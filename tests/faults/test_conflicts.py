@@ -6,25 +6,22 @@ done, the other answers 409 naming what it ran into, and the host agrees with th
 
 from __future__ import annotations
 
-import contextlib
 import json
 import threading
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.conf import settings
 from django.db import connection
 from rest_framework.test import APIClient
 
 from panel import hypervisor, services
-from panel.celery import app
 from panel.models import Job
 from tests.conftest import LOCAL_URI
 from tests.migration.conftest import console_says, guest, second_host, where  # noqa: F401
+from tests.stack import worker_holding_jobs
 from tests.vms.conftest import (  # noqa: F401  (fixtures)
     define_guest,
     fast_password_hashing,
@@ -97,27 +94,6 @@ def token_and_client(user) -> tuple[str, APIClient]:
     return token, client
 
 
-@contextlib.contextmanager
-def worker_holding_jobs() -> Iterator[None]:
-    """The stack's worker takes no job until the block ends, as when the queue is backed up.
-
-    A delete job that ran at once would finish, and remove the row, before a slower start
-    request even looked the VM up; that request's 404 would then be right and say nothing
-    about the claim. With the job held, the two requests overlap for certain."""
-    queue = settings.CELERY_TASK_DEFAULT_QUEUE
-    workers: list[str] = []
-    # The worker may still be starting when the first test of the stack runs.
-    deadline = time.monotonic() + 60
-    while not workers and time.monotonic() < deadline:
-        replies = app.control.cancel_consumer(queue, reply=True, timeout=2)
-        workers = [name for reply in replies for name in reply]
-    assert workers, "no worker answered within 60 s; the stack's worker is not running"
-    try:
-        yield
-    finally:
-        app.control.add_consumer(queue, destination=workers, reply=True, timeout=5)
-
-
 def finished(job_id: int, timeout: float = 60) -> Job:
     assert wait_for(lambda: Job.objects.get(pk=job_id).is_finished, timeout=timeout, step=0.2), (
         Job.objects.get(pk=job_id).log
@@ -143,6 +119,8 @@ def test_it_lets_exactly_one_of_start_and_delete_through(stack, transactional_db
             start, delete = http(*start_call), local(*delete_call)
         else:
             start, delete = local(*start_call), http(*delete_call)
+        # The delete job is held: run at once, it could finish and remove the row before
+        # a slower start request looked the VM up (a right 404 that says nothing here).
         with worker_holding_jobs():
             (start_status, start_body), (delete_status, delete_body) = together(start, delete)
 
