@@ -281,6 +281,12 @@ def run_migrate_job(job: Job) -> None:
             log_line=line,
         )
 
+    def made_on_target(paths: list[str]) -> None:
+        # Written down before any byte is copied: if this worker dies, its successor
+        # removes them (undo_abandoned).
+        current = Job.objects.get(pk=job.pk).result or {}
+        Job.objects.filter(pk=job.pk).update(result={**current, "target_volumes": paths})
+
     try:
         result = hypervisor.migrate_domain(
             source.uri,
@@ -289,6 +295,7 @@ def run_migrate_job(job: Job) -> None:
             options,
             progress,
             remove_source_disks=options.undefine_source,
+            on_target_volumes=made_on_target,
         )
     except jobs.JobCancelled:
         _after_stop(job, vm, target, "cancelled")
@@ -368,6 +375,8 @@ def _follow(
 def undo_abandoned(job: Job) -> str:
     """A migration whose worker died: the VM left on exactly one host and its row there;
     what to tell the user."""
+    from storage.models import Volume
+
     from .services import mark_missing
 
     vm = VirtualMachine.objects.select_related("host").filter(pk=job.result.get("vm")).first()
@@ -392,12 +401,19 @@ def undo_abandoned(job: Job) -> str:
                 detail=f"job #{job.pk}; now on {target.name} (from {source.name})",
             )
         return f"the migration had finished: {vm.name} runs on {target.name}"
+    copies = list(job.result.get("target_volumes") or [])
     if settled.host == "source":
         assert settled.info is not None
         sync_domain(source, settled.info)
+        # The disks it was copying: the source still has the originals.
+        removed = hypervisor.delete_volumes(target.uri, copies)
+        Volume.objects.filter(pool__host=target, path__in=removed).delete()
+        for path in removed:
+            jobs_log(job.pk, f"removed the incomplete copy {path} on {target.name}")
         return f"the migration was undone: {vm.name} is {settled.info.state} on {source.name}"
     mark_missing(source, str(vm.pk))
-    return f"{vm.name} is on neither {source.name} nor {target.name}"
+    kept = f"; the disk copies on {target.name} were kept: {', '.join(copies)}" if copies else ""
+    return f"{vm.name} is on neither {source.name} nor {target.name}{kept}"
 
 
 def carry_volume_owners(source: Host, target: Host, moves: list[tuple[str, str]]) -> None:

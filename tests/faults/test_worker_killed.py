@@ -25,9 +25,9 @@ from pathlib import Path
 import pytest
 from celery.contrib.django.task import DjangoTask
 
-from panel import quotas
+from panel import hypervisor, quotas
 from panel.models import Job
-from storage.models import Volume
+from storage.models import StoragePool, Volume
 from storage.services import refresh_pool_row
 from tests.conftest import LOCAL_URI
 from tests.create.conftest import (  # noqa: F401  (fixtures)
@@ -40,7 +40,14 @@ from tests.create.conftest import (  # noqa: F401  (fixtures)
     project,
     volumes_in,
 )
-from tests.migration.conftest import console_says, guest, second_host, where  # noqa: F401
+from tests.migration.conftest import (  # noqa: F401  (fixtures)
+    console_says,
+    guest,
+    pools,
+    second_host,
+    where,
+)
+from tests.migration.conftest import virsh as migration_virsh
 from tests.stack import REPO_ROOT, _env
 from tests.vms.conftest import (  # noqa: F401  (fixtures)
     api_for,
@@ -297,3 +304,43 @@ def test_it_leaves_a_vm_whose_migration_worker_was_killed_running_on_one_host(
     assert b"alive-9" in console_says(uri, str(vm.pk), b"echo alive-$((4+5))", b"alive-9")
     # The VM takes new actions again: its job slot is free.
     assert not Job.objects.filter(target=f"vm:{vm.pk}", state__in=["queued", "running"]).exists()
+
+
+def test_it_removes_the_disk_copies_of_a_storage_migration_whose_worker_was_killed(
+    worker, guest, api_for, second_host, second_host_uri, pools
+):
+    src_pool, src_dir = pools.local()
+    dst_pool, dst_dir = pools.second()
+    migration_virsh(LOCAL_URI, "vol-create-as", src_pool, "data.qcow2", "16M", "--format", "qcow2")
+    target_pool = refresh_pool_row(StoragePool(host=second_host, name=dst_pool))
+    vm = guest(disks=(hypervisor.DiskSpec(path=str(src_dir / "data.qcow2"), target="vda"),))
+    console_says(LOCAL_URI, str(vm.pk), b"echo up-$((6*7))", b"up-42", boot=True)
+    response = api_for("member").post(
+        f"/api/v1/vms/{vm.pk}/migrate/",
+        {
+            "target_host": second_host.pk,
+            "copy_storage": "all",
+            "target_pool": target_pool.pk,
+            "bandwidth_mib": 1,
+        },
+        format="json",
+    )
+    assert response.status_code == 202, response.content
+    job_id = response.json()["job"]
+    copy = dst_dir / "data.qcow2"
+    wait_until(lambda: copy.exists() and job(job_id).progress > 3, 60, job(job_id).log)
+
+    done = kill_and_restart(worker, job_id)
+
+    assert done.state == "failed", done.log
+    local_state, second_state = where(vm, second_host_uri)
+    assert sorted([local_state, second_state]) == ["absent", "running"], done.log
+    if local_state == "running":
+        # Undone: the VM runs on its disk here, and the copy it was making is gone.
+        assert not copy.exists(), done.log
+        assert f"removed the incomplete copy /var/lib/libvirt/images/{dst_pool}" in done.log
+        assert not Volume.objects.filter(pool__host=second_host, name="data.qcow2").exists()
+        assert (src_dir / "data.qcow2").exists()
+    else:  # the hand-over had happened: the copy is the VM's disk now
+        assert copy.exists(), done.log
+    assert VirtualMachine.objects.get(pk=vm.pk).state == "running"
