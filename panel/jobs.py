@@ -269,7 +269,7 @@ ABANDONED_UNDO = {
     "vm.save": "vms.services.undo_abandoned",
     "vm.restore": "vms.services.undo_abandoned",
     "vm.delete": "vms.services.undo_abandoned",
-    "vm.clone": "vms.services.undo_abandoned",
+    "vm.clone": "vms.services.undo_abandoned_clone",
     "vm.snapshot.create": "vms.services.undo_abandoned",
     "vm.snapshot.revert": "vms.services.undo_abandoned",
     "vm.snapshot.delete": "vms.services.undo_abandoned",

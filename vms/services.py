@@ -408,6 +408,39 @@ def undo_abandoned(job: Job) -> str:
     return f"{vm.name} is {vm.get_state_display().lower()}: check it before trying again"
 
 
+def undo_abandoned_clone(job: Job) -> str:
+    """A VM clone whose worker died: kept if the clone was defined, its new volumes
+    removed otherwise (once libvirtd has finished writing them); what to tell the user."""
+    from storage.models import Volume
+    from storage.services import ABANDONED_WAIT_SECONDS
+
+    spec = job.result
+    vm = VirtualMachine.objects.select_related("host").filter(pk=spec.get("vm")).first()
+    if vm is None:
+        return "its VM is no longer in the panel"
+    try:
+        named = [d for d in hypervisor.list_domains(vm.host.uri) if d.name == spec["name"]]
+    except hypervisor.HypervisorError:
+        return f"check {vm.host.name}: it could not be read"
+    info = named[0] if named else None
+    if info is not None:
+        with transaction.atomic():
+            clone = sync_domain(vm.host, info)
+            clone.project = vm.project
+            clone.owner = job.user
+            clone.save(update_fields=["project", "owner"])
+        return f"the clone had been made: {info.name} is on {vm.host.name}"
+    removed = []
+    for pool, name in spec.get("clone_volumes") or []:
+        with contextlib.suppress(hypervisor.NotFound):
+            hypervisor.storage.delete_volume(vm.host.uri, pool, name, wait=ABANDONED_WAIT_SECONDS)
+            removed.append(name)
+        Volume.objects.filter(pool__host=vm.host, pool__name=pool, name=name).delete()
+    if not removed:
+        return f"no clone of {vm.name} was made"
+    return f"the unfinished clone's disks were removed: {', '.join(removed)}"
+
+
 def run_action_job(job: Job) -> None:
     """The body of a shutdown/save/restore job, reporting progress as it goes."""
     spec = job.result
@@ -759,8 +792,18 @@ def run_clone_job(job: Job) -> None:
         message=f"Making a {kind} clone of {vm.name}",
         log_line=f"{kind} clone {spec['name']} started",
     )
+    made: list[list[str]] = []
+
+    def making(pool: str, name: str) -> None:
+        # Written down before the copy starts: if this worker dies, its successor removes
+        # it (undo_abandoned_clone).
+        made.append([pool, name])
+        Job.objects.filter(pk=job.pk).update(result={**spec, "clone_volumes": made})
+
     with _on_host(vm, failed=f"Cloning {vm.name} failed and was undone"):
-        info = hypervisor.clone_domain(vm.host.uri, str(vm.pk), spec["name"], linked=spec["linked"])
+        info = hypervisor.clone_domain(
+            vm.host.uri, str(vm.pk), spec["name"], linked=spec["linked"], on_volume=making
+        )
     with transaction.atomic():
         clone = sync_domain(vm.host, info)
         clone.project = vm.project
@@ -768,6 +811,6 @@ def run_clone_job(job: Job) -> None:
         clone.save(update_fields=["project", "owner"])
     for disk in info.disks:
         jobs.report(job.pk, log_line=f"disk {disk.target}: {disk.source}")
-    job.result = {**spec, "clone": info.uuid}
+    job.result = {**spec, "clone_volumes": made, "clone": info.uuid}
     job.save(update_fields=["result"])
     jobs.report(job.pk, progress=100, message=f"{info.name} created ({kind} clone of {vm.name}).")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import libvirt
 
@@ -217,9 +218,18 @@ def _vol_xml(name: str, capacity: int, fmt: str, backing: tuple[str, str] | None
     return etree.tostring(vol, encoding="unicode")
 
 
-def clone_domain(uri: str, uuid: str, new_name: str, *, linked: bool) -> DomainInfo:
+def clone_domain(
+    uri: str,
+    uuid: str,
+    new_name: str,
+    *,
+    linked: bool,
+    on_volume: Callable[[str, str], None] | None = None,
+) -> DomainInfo:
     """Define a copy of a shut-off domain: every disk copied (full) or overlaid (linked
-    qcow2 on the source disk), with a new name, UUID and MACs. Undoes itself on failure."""
+    qcow2 on the source disk), with a new name, UUID and MACs. Undoes itself on failure.
+    on_volume(pool, name) hears of each new volume before it is made (a name already
+    taken is refused first)."""
     from lxml import etree
 
     with session(uri) as conn:
@@ -263,6 +273,14 @@ def clone_domain(uri: str, uuid: str, new_name: str, *, linked: bool) -> DomainI
                     if linked or fmt == "qcow2"
                     else f"{new_name}-{target}.img"
                 )
+                with contextlib.suppress(libvirt.libvirtError):
+                    pool.storageVolLookupByName(name)
+                    raise Conflict(
+                        f"Pool '{pool.name()}' already has a volume named '{name}': remove it "
+                        "or choose another name for the clone."
+                    )
+                if on_volume is not None:
+                    on_volume(pool.name(), name)
                 if linked:
                     new = pool.createXML(_vol_xml(name, capacity, "qcow2", (path, fmt)), 0)
                     driver = disk.find("driver")

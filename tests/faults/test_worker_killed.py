@@ -58,6 +58,7 @@ from tests.vms.conftest import (  # noqa: F401  (fixtures)
     people,
 )
 from vms.models import VirtualMachine
+from vms.services import sync_domain
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.timeout(240)]
 
@@ -344,3 +345,40 @@ def test_it_removes_the_disk_copies_of_a_storage_migration_whose_worker_was_kill
     else:  # the hand-over had happened: the copy is the VM's disk now
         assert copy.exists(), done.log
     assert VirtualMachine.objects.get(pk=vm.pk).state == "running"
+
+
+def test_it_removes_the_unfinished_disks_of_a_vm_clone_whose_worker_was_killed(
+    worker, admin_client, local_host, dir_pool, pool_dir, project, define_guest
+):
+    # A VM whose data disk is a raw volume full of data: its full clone takes seconds.
+    disk = pool_dir / "data.img"
+    subprocess.run(
+        f"yes panel-fault-test | head -c {512 * 1024**2} > {disk}", shell=True, check=True
+    )
+    refresh_pool_row(dir_pool)
+    info = define_guest(disks=(hypervisor.DiskSpec(path=str(disk), target="vdb", format="raw"),))
+    vm = sync_domain(local_host, info)
+    VirtualMachine.objects.filter(pk=vm.pk).update(project=project)
+    name = f"paneltest-clone-{uuidlib.uuid4().hex[:8]}"
+
+    response = admin_client.post(f"/vms/{vm.pk}/clone/", {"name": name})
+    assert response.status_code == 302, response.content
+    job_id = Job.objects.get(kind="vm.clone", target=f"vm:{vm.pk}").pk
+    copy = pool_dir / f"{name}-vdb.img"
+    wait_until(lambda: copy.exists() and job(job_id).state == "running", 30, job(job_id).log)
+
+    done = kill_and_restart(worker, job_id, new_name=True)
+
+    assert done.state == "failed", done.log
+    assert done.message.startswith(STOPPED), done.message
+    if "the clone had been made" in done.message:  # the copy won the race with the kill
+        assert VirtualMachine.objects.filter(name=name, project=project).exists()
+        return
+    assert f"the unfinished clone's disks were removed: {name}-vdb.img" in done.message
+    assert not copy.exists()
+    assert volumes_in(dir_pool.name) == {"data.img"}
+    assert name not in domain_names()
+    assert not VirtualMachine.objects.filter(name=name).exists()
+    assert not Volume.objects.filter(pool=dir_pool, name=f"{name}-vdb.img").exists()
+    # The VM takes new work again.
+    assert not Job.objects.filter(target=f"vm:{vm.pk}", state="running").exists()
