@@ -195,8 +195,7 @@ def resend_lost(older_than: float) -> list[int]:
         if not Job.objects.filter(pk=job_id, state=JobState.QUEUED).update(task_id=new_id):
             continue  # a worker took it meanwhile
         app.send_task(task, args=[job_id], task_id=new_id)
-        with contextlib.suppress(JobCancelled):  # a cancel is seen when the task starts
-            report(job_id, log_line="the job queue had lost this job's task: sent again")
+        append_log(job_id, "the job queue had lost this job's task: sent again")
         sent.append(job_id)
     if sent:
         log.warning("sent the tasks of job(s) %s again: the job queue had lost them", sent)
@@ -231,6 +230,15 @@ def report(
         _publish(job_id)
     if Job.objects.filter(pk=job_id, cancel_requested=True).exists():
         raise JobCancelled()
+
+
+def append_log(job_id: int, line: str) -> None:
+    """One log line, without report()'s cancel check (for work that can no longer be
+    undone, and for cleaning up after a job from outside its task)."""
+    stamp = timezone.now().strftime("%H:%M:%S")
+    Job.objects.filter(pk=job_id).update(log=Concat(F("log"), Value(f"{stamp} {line}\n")))
+    log.info("job %s: %s", job_id, line)
+    _publish(job_id)
 
 
 def _finish(job_id: int, state: str, message: str, log_line: str | None = None) -> None:

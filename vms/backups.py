@@ -477,7 +477,7 @@ def undo_abandoned(job: Job) -> str:
     backup = Backup.objects.select_related("host", "pool").filter(pk=spec.get("backup")).first()
     if backup is None or backup.host is None or backup.pool is None:
         return "its backup is no longer in the panel"
-    deleted = hypervisor.abandon_backup(
+    cleaned = hypervisor.abandon_backup(
         backup.host.uri,
         str(backup.vm_uuid),
         backup.pool.name,
@@ -489,4 +489,10 @@ def undo_abandoned(job: Job) -> str:
 
     with contextlib.suppress(ServiceError):
         refresh_pool_row(backup.pool)
-    return f"backup #{backup.pk} was marked failed and its {len(deleted)} copies deleted"
+    for path in cleaned.merged:
+        jobs.append_log(job.pk, f"committed the overlay {path} back into its image and removed it")
+    merged = f"; {backup.vm_name} runs on its own disk images again" if cleaned.merged else ""
+    return (
+        f"backup #{backup.pk} was marked failed and its {len(cleaned.deleted)} copies "
+        f"deleted{merged}"
+    )

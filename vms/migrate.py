@@ -318,13 +318,13 @@ def _after_stop(job: Job, vm: VirtualMachine, target: Host, how: str) -> None:
     try:
         on_source, on_target = hypervisor.domain_location(vm.host.uri, target.uri, str(vm.pk))
     except hypervisor.HypervisorError as exc:
-        jobs_log(job.pk, f"{how}; could not read where {vm.name} is: {exc}")
+        jobs.append_log(job.pk, f"{how}; could not read where {vm.name} is: {exc}")
         return
     Job.objects.filter(pk=job.pk).update(
         result={**job.result, "after": {"source": on_source, "target": on_target}}
     )
     line = f"{how}: {vm.name} is {on_source} on {vm.host.name}, {on_target} on {target.name}"
-    jobs_log(job.pk, line)
+    jobs.append_log(job.pk, line)
     with contextlib.suppress(hypervisor.HypervisorError):
         _apply(vm, None)
 
@@ -358,12 +358,14 @@ def _follow(
             detail=f"job #{job.pk}; now on {target.name} (from {source.name})",
         )
     for copy in result.copied:
-        jobs_log(job.pk, f"disk {copy.target}: {copy.source} -> {copy.dest} on {target.name}")
+        jobs.append_log(
+            job.pk, f"disk {copy.target}: {copy.source} -> {copy.dest} on {target.name}"
+        )
     for path in result.removed_source:
-        jobs_log(job.pk, f"removed {path} on {source.name}")
+        jobs.append_log(job.pk, f"removed {path} on {source.name}")
     # A cancel that came after the VM had already moved cannot undo it: say so.
     if Job.objects.filter(pk=job.pk, cancel_requested=True).update(cancel_requested=False):
-        jobs_log(job.pk, "cancel came too late: the migration had already finished")
+        jobs.append_log(job.pk, "cancel came too late: the migration had already finished")
     jobs.report(
         job.pk,
         progress=100,
@@ -388,7 +390,7 @@ def undo_abandoned(job: Job) -> str:
         return f"{vm.name} runs on {target.name}"
     settled = hypervisor.settle_migration(source.uri, target.uri, str(vm.pk))
     for line in settled.done:
-        jobs_log(job.pk, line)
+        jobs.append_log(job.pk, line)
     if settled.host == "target":
         assert settled.info is not None
         with transaction.atomic():
@@ -409,7 +411,7 @@ def undo_abandoned(job: Job) -> str:
         removed = hypervisor.delete_volumes(target.uri, copies)
         Volume.objects.filter(pool__host=target, path__in=removed).delete()
         for path in removed:
-            jobs_log(job.pk, f"removed the incomplete copy {path} on {target.name}")
+            jobs.append_log(job.pk, f"removed the incomplete copy {path} on {target.name}")
         return f"the migration was undone: {vm.name} is {settled.info.state} on {source.name}"
     mark_missing(source, str(vm.pk))
     kept = f"; the disk copies on {target.name} were kept: {', '.join(copies)}" if copies else ""
@@ -433,14 +435,3 @@ def carry_volume_owners(source: Host, target: Host, moves: list[tuple[str, str]]
             Volume.objects.filter(pool__host=target, path=new).update(
                 project_id=project_id, owner_id=owner_id
             )
-
-
-def jobs_log(job_id: int, line: str) -> None:
-    """One log line, without the cancel check (for work that can no longer be undone)."""
-    from django.db.models import F, Value
-    from django.db.models.functions import Concat
-    from django.utils import timezone
-
-    stamp = timezone.now().strftime("%H:%M:%S")
-    Job.objects.filter(pk=job_id).update(log=Concat(F("log"), Value(f"{stamp} {line}\n")))
-    log.info("job %s: %s", job_id, line)

@@ -455,9 +455,41 @@ def restore_in_place(
     return done
 
 
-def abandon_backup(uri: str, uuid: str, pool: str, prefix: str) -> list[str]:
-    """After the process taking a backup died: stop its backup job on the domain and delete
-    the copies it started (`<prefix>-*` in pool); returns the volumes deleted."""
+@dataclass(frozen=True)
+class Abandoned:
+    """What was cleaned up after a backup whose process died."""
+
+    deleted: tuple[str, ...]  # its copies, in the backup pool
+    merged: tuple[str, ...]  # overlays of the snapshot method, committed back and removed
+
+
+def _overlay_stamp(path: str) -> bool:
+    """Whether path is an overlay the snapshot method made (`<image>.backup-<14 digits>`)."""
+    _head, _dot, tail = path.rpartition(".backup-")
+    return bool(_dot) and len(tail) == 14 and tail.isdigit()
+
+
+def _merge_back(conn: libvirt.virConnect, dom: libvirt.virDomain) -> list[str]:
+    """The running domain's disks left on a snapshot-method overlay: committed back into
+    their own images (a commit already under way is finished) and the overlays deleted."""
+    merged = []
+    disks, _skipped = _disks(dom)
+    for target, source in disks:
+        if not _overlay_stamp(source):
+            continue
+        if not dom.blockJobInfo(target, 0):
+            dom.blockCommit(target, None, None, 0, libvirt.VIR_DOMAIN_BLOCK_COMMIT_ACTIVE)
+        _wait(dom, target, _noop, pivot=True)
+        with contextlib.suppress(libvirt.libvirtError, HypervisorError):
+            _volume(conn, source).delete(0)
+        merged.append(source)
+    return merged
+
+
+def abandon_backup(uri: str, uuid: str, pool: str, prefix: str) -> Abandoned:
+    """After the process taking a backup died: stop its backup job on the domain, delete
+    the copies it started (`<prefix>-*` in pool), and put a domain the snapshot method left
+    on overlays back onto its own images."""
     from .storage import delete_volume
 
     deleted: list[str] = []
@@ -470,8 +502,16 @@ def abandon_backup(uri: str, uuid: str, pool: str, prefix: str) -> list[str]:
         with contextlib.suppress(libvirt.libvirtError):
             dest.refresh(0)
         names = [n for n in dest.listVolumes() if n.startswith(f"{prefix}-")]
+    # The copies first: libvirtd finishes writing one (reading the frozen image) before
+    # it can be deleted, and only then may the overlay be committed into that image.
     for name in names:
         with contextlib.suppress(HypervisorError):
             delete_volume(uri, pool, name, wait=600)
             deleted.append(name)
-    return deleted
+    merged: list[str] = []
+    with session(uri) as conn:
+        with contextlib.suppress(libvirt.libvirtError):
+            dom = conn.lookupByUUIDString(uuid)
+            if dom.isActive():
+                merged = _merge_back(conn, dom)
+    return Abandoned(deleted=tuple(deleted), merged=tuple(merged))

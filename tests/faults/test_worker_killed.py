@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from celery.contrib.django.task import DjangoTask
 
 from panel import hypervisor, quotas
 from panel.models import Job
+from storage import services as storage_services
 from storage.models import StoragePool, Volume
 from storage.services import refresh_pool_row
 from tests.conftest import LOCAL_URI
@@ -57,7 +59,8 @@ from tests.vms.conftest import (  # noqa: F401  (fixtures)
     member,
     people,
 )
-from vms.models import VirtualMachine
+from vms import backups
+from vms.models import Backup, VirtualMachine
 from vms.services import sync_domain
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.timeout(240)]
@@ -382,3 +385,73 @@ def test_it_removes_the_unfinished_disks_of_a_vm_clone_whose_worker_was_killed(
     assert not Volume.objects.filter(pool=dir_pool, name=f"{name}-vdb.img").exists()
     # The VM takes new work again.
     assert not Job.objects.filter(target=f"vm:{vm.pk}", state="running").exists()
+
+
+def test_it_puts_a_vm_back_on_its_own_disk_when_a_snapshot_backup_worker_was_killed(
+    worker, local_host, dir_pool, pool_dir, project, define_guest, admin_user, tmp_path
+):
+    # A qcow2 data disk full of data: the backup's copy of it takes seconds.
+    filler = tmp_path / "fill.raw"
+    subprocess.run(
+        f"yes panel-fault-test | head -c {512 * 1024**2} > {filler}", shell=True, check=True
+    )
+    disk = pool_dir / "data.qcow2"
+    subprocess.run(
+        ["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(filler), str(disk)], check=True
+    )
+    filler.unlink()
+    refresh_pool_row(dir_pool)
+    info = define_guest(disks=(hypervisor.DiskSpec(path=str(disk), target="vdb", format="qcow2"),))
+    info = hypervisor.start_domain(LOCAL_URI, info.uuid)
+    vm = sync_domain(local_host, info)
+    VirtualMachine.objects.filter(pk=vm.pk).update(project=project)
+    vm.refresh_from_db()
+    backup_dir = Path("/var/lib/libvirt/images") / f"paneltest-bk-{uuidlib.uuid4().hex[:8]}"
+    backup_pool = storage_services.create_pool(
+        local_host,
+        {"name": backup_dir.name, "type": "dir", "target_path": str(backup_dir)},
+        actor=admin_user,
+    )
+    try:
+        job_id = backups.take_backup(vm, backup_pool, method="snapshot", actor=admin_user).pk
+
+        def overlay() -> list[str]:
+            return [f for f in os.listdir(pool_dir) if ".backup-" in f]
+
+        wait_until(
+            lambda: overlay() and any(backup_dir.iterdir()) and job(job_id).state == "running",
+            60,
+            job(job_id).log,
+        )
+
+        done = kill_and_restart(worker, job_id)
+
+        assert done.state == "failed", done.log
+        assert done.message.startswith(STOPPED), done.message
+        assert f"{vm.name} runs on its own disk images again" in done.message, done.message
+        # The guest runs on its own image, which has no overlay above or below it.
+        listed = subprocess.run(
+            ["virsh", "-c", LOCAL_URI, "domblklist", str(vm.pk)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert ["vdb", str(disk)] in [line.split() for line in listed.splitlines()], listed
+        assert hypervisor.get_domain(LOCAL_URI, str(vm.pk)).state == "running"
+        assert overlay() == []
+        image = json.loads(
+            subprocess.run(
+                ["qemu-img", "info", "-U", "--output=json", str(disk)],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
+        assert "backing-filename" not in image
+        # No copy is left, and the backup says it failed.
+        assert list(backup_dir.iterdir()) == []
+        assert Backup.objects.get(job_id=job_id).state == "failed"
+    finally:
+        with contextlib.suppress(hypervisor.HypervisorError):
+            hypervisor.storage.delete_pool(LOCAL_URI, backup_pool.name)
+        shutil.rmtree(backup_dir, ignore_errors=True)
