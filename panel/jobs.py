@@ -11,7 +11,7 @@ import contextlib
 import functools
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -230,6 +230,23 @@ def report(
         _publish(job_id)
     if Job.objects.filter(pk=job_id, cancel_requested=True).exists():
         raise JobCancelled()
+
+
+MADE = "made_volumes"  # the result key of what a job made, for the undo after a dead worker
+
+
+def recorder(job_id: int, key: str = MADE) -> Callable[..., None]:
+    """A callback that adds what it is told (its arguments, as one list) to the list under
+    key in the job's result, written at once: what a job is about to make on a host, known
+    to whoever cleans up should its worker die before it finishes."""
+    made: list[list[Any]] = []
+
+    def record(*what: Any) -> None:
+        made.append(list(what))
+        current = Job.objects.get(pk=job_id).result or {}
+        Job.objects.filter(pk=job_id).update(result={**current, key: made})
+
+    return record
 
 
 def append_log(job_id: int, line: str) -> None:

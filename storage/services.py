@@ -1158,6 +1158,32 @@ def run_volume_job(job: Job) -> None:
     _touch_pool(volume.pool)
 
 
+def remove_made_volumes(host: Host, made: list[list[str]]) -> tuple[list[str], list[str]]:
+    """After a job whose worker died: the volumes it was making ([pool, name] each, see
+    jobs.recorder) that no domain on host uses are deleted, once libvirtd has finished
+    writing them, with their rows. Returns the names removed and the paths kept (in use:
+    the job had got that far)."""
+    try:
+        in_use = {d.source for dom in hypervisor.list_domains(host.uri) for d in dom.disks}
+    except hypervisor.HypervisorError as exc:
+        raise ServiceError(f"{host.name} could not be read: {exc}") from exc
+    removed: list[str] = []
+    kept: list[str] = []
+    for pool, name in made:
+        try:
+            path = hv.get_volume(host.uri, pool, name).path
+        except hypervisor.NotFound:
+            continue
+        if path in in_use:
+            kept.append(path)
+            continue
+        with contextlib.suppress(hypervisor.NotFound):
+            hv.delete_volume(host.uri, pool, name, wait=ABANDONED_WAIT_SECONDS)
+            removed.append(name)
+        Volume.objects.filter(pool__host=host, pool__name=pool, name=name).delete()
+    return removed, kept
+
+
 def undo_abandoned(job: Job) -> str:
     """A volume job whose worker died: the volume it was making removed (host and row);
     what to tell the user."""

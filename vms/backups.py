@@ -425,7 +425,13 @@ def run_restore_job(job: Job) -> None:
     if spec["mode"] == "new":
         with _on_host(vm, failed=f"Restoring backup #{backup.pk} failed and was undone"):
             uuid, made = hypervisor.restore_as_new(
-                uri, backup.xml, copies, spec["pool"], spec["name"], progress=progress
+                uri,
+                backup.xml,
+                copies,
+                spec["pool"],
+                spec["name"],
+                progress=progress,
+                on_volume=jobs.recorder(job.pk),  # for the undo should this worker die
             )
         for path in made:
             jobs.report(job.pk, log_line=f"copied to {path}")
@@ -435,11 +441,14 @@ def run_restore_job(job: Job) -> None:
             restored.project = vm.project
             restored.owner = job.user
             restored.save(update_fields=["project", "owner"])
-            job.result = {**spec, "restored": uuid, "reserve": {}}
+            job.refresh_from_db(fields=["result"])
+            job.result = {**job.result, "restored": uuid, "reserve": {}}
             job.save(update_fields=["result"])
     else:
         with _on_host(vm, failed=f"Restoring {vm.name} from backup #{backup.pk} failed"):
-            steps = hypervisor.restore_in_place(uri, str(vm.pk), copies, progress=progress)
+            steps = hypervisor.restore_in_place(
+                uri, str(vm.pk), copies, progress=progress, on_volume=jobs.recorder(job.pk)
+            )
         for step in steps:
             jobs.report(job.pk, log_line=step)
         restored = services._apply(vm, None)
@@ -470,10 +479,10 @@ def run_restore_job(job: Job) -> None:
 
 def undo_abandoned(job: Job) -> str:
     """A backup whose worker died: its job on the VM stopped, its copies deleted, the
-    backup marked failed; what to tell the user. A restore is only reported."""
+    backup marked failed; a restore: see _undo_restore. What to tell the user."""
     spec = job.result
     if spec.get("op") != "backup":
-        return "the restore may be incomplete: check the VM it was restoring"
+        return _undo_restore(job)
     backup = Backup.objects.select_related("host", "pool").filter(pk=spec.get("backup")).first()
     if backup is None or backup.host is None or backup.pool is None:
         return "its backup is no longer in the panel"
@@ -496,3 +505,39 @@ def undo_abandoned(job: Job) -> str:
         f"backup #{backup.pk} was marked failed and its {len(cleaned.deleted)} copies "
         f"deleted{merged}"
     )
+
+
+def _undo_restore(job: Job) -> str:
+    """A restore whose worker died: the copies it was making that no domain uses yet are
+    removed (the VM stays on the disks it had); a restore that had got as far as defining
+    its VM is kept, and a new VM gets its row. What to tell the user."""
+    from storage.services import remove_made_volumes
+
+    from . import services
+
+    spec = job.result
+    backup = Backup.objects.select_related("vm", "host").filter(pk=spec.get("backup")).first()
+    if backup is None or backup.host is None:
+        return "its backup is no longer in the panel"
+    host = backup.host
+    try:
+        removed, kept = remove_made_volumes(host, spec.get(jobs.MADE) or [])
+        named = [d for d in hypervisor.list_domains(host.uri) if d.name == spec.get("name")]
+    except (ServiceError, hypervisor.HypervisorError):
+        return f"check {host.name}: it could not be read"
+    vm = backup.vm
+    if spec.get("mode") == "new" and named:
+        with transaction.atomic():
+            restored = services.sync_domain(host, named[0])
+            restored.project = vm.project if vm else None
+            restored.owner = job.user
+            restored.save(update_fields=["project", "owner"])
+        return f"the restore had got as far as defining {named[0].name}: check it before use"
+    if vm is not None:
+        with contextlib.suppress(hypervisor.HypervisorError):
+            services.reread(vm)
+    if kept:
+        return f"the restore had switched the disks to {', '.join(kept)}: check the VM"
+    if removed:
+        return f"the restore was undone: its unfinished copies were removed ({', '.join(removed)})"
+    return "the restore had made nothing that is left"

@@ -281,12 +281,6 @@ def run_migrate_job(job: Job) -> None:
             log_line=line,
         )
 
-    def made_on_target(paths: list[str]) -> None:
-        # Written down before any byte is copied: if this worker dies, its successor
-        # removes them (undo_abandoned).
-        current = Job.objects.get(pk=job.pk).result or {}
-        Job.objects.filter(pk=job.pk).update(result={**current, "target_volumes": paths})
-
     try:
         result = hypervisor.migrate_domain(
             source.uri,
@@ -295,7 +289,9 @@ def run_migrate_job(job: Job) -> None:
             options,
             progress,
             remove_source_disks=options.undefine_source,
-            on_target_volumes=made_on_target,
+            # Written down before any byte is copied: if this worker dies, its successor
+            # removes them (undo_abandoned).
+            on_target_volume=jobs.recorder(job.pk),
         )
     except jobs.JobCancelled:
         _after_stop(job, vm, target, "cancelled")
@@ -403,7 +399,7 @@ def undo_abandoned(job: Job) -> str:
                 detail=f"job #{job.pk}; now on {target.name} (from {source.name})",
             )
         return f"the migration had finished: {vm.name} runs on {target.name}"
-    copies = list(job.result.get("target_volumes") or [])
+    copies = [path for (path,) in job.result.get(jobs.MADE) or []]
     if settled.host == "source":
         assert settled.info is not None
         sync_domain(source, settled.info)

@@ -269,6 +269,11 @@ def _apply(vm: VirtualMachine, info: hypervisor.DomainInfo | None) -> VirtualMac
         return vm
 
 
+def reread(vm: VirtualMachine) -> VirtualMachine:
+    """The VM's row read again from its host (marked missing when its domain is gone)."""
+    return _apply(vm, None)
+
+
 def _direct(vm: VirtualMachine, action: str, mode: str) -> hypervisor.DomainInfo | None:
     uri, uuid = vm.host.uri, str(vm.pk)
     if action == "start":
@@ -409,33 +414,26 @@ def undo_abandoned(job: Job) -> str:
 
 
 def undo_abandoned_clone(job: Job) -> str:
-    """A VM clone whose worker died: kept if the clone was defined, its new volumes
-    removed otherwise (once libvirtd has finished writing them); what to tell the user."""
-    from storage.models import Volume
-    from storage.services import ABANDONED_WAIT_SECONDS
+    """A VM clone whose worker died: kept if the clone was defined, the volumes it was
+    copying removed otherwise; what to tell the user."""
+    from storage.services import remove_made_volumes
 
     spec = job.result
     vm = VirtualMachine.objects.select_related("host").filter(pk=spec.get("vm")).first()
     if vm is None:
         return "its VM is no longer in the panel"
     try:
+        removed, _kept = remove_made_volumes(vm.host, spec.get(jobs.MADE) or [])
         named = [d for d in hypervisor.list_domains(vm.host.uri) if d.name == spec["name"]]
-    except hypervisor.HypervisorError:
+    except (ServiceError, hypervisor.HypervisorError):
         return f"check {vm.host.name}: it could not be read"
-    info = named[0] if named else None
-    if info is not None:
+    if named:
         with transaction.atomic():
-            clone = sync_domain(vm.host, info)
+            clone = sync_domain(vm.host, named[0])
             clone.project = vm.project
             clone.owner = job.user
             clone.save(update_fields=["project", "owner"])
-        return f"the clone had been made: {info.name} is on {vm.host.name}"
-    removed = []
-    for pool, name in spec.get("clone_volumes") or []:
-        with contextlib.suppress(hypervisor.NotFound):
-            hypervisor.storage.delete_volume(vm.host.uri, pool, name, wait=ABANDONED_WAIT_SECONDS)
-            removed.append(name)
-        Volume.objects.filter(pool__host=vm.host, pool__name=pool, name=name).delete()
+        return f"the clone had been made: {named[0].name} is on {vm.host.name}"
     if not removed:
         return f"no clone of {vm.name} was made"
     return f"the unfinished clone's disks were removed: {', '.join(removed)}"
@@ -792,17 +790,15 @@ def run_clone_job(job: Job) -> None:
         message=f"Making a {kind} clone of {vm.name}",
         log_line=f"{kind} clone {spec['name']} started",
     )
-    made: list[list[str]] = []
-
-    def making(pool: str, name: str) -> None:
-        # Written down before the copy starts: if this worker dies, its successor removes
-        # it (undo_abandoned_clone).
-        made.append([pool, name])
-        Job.objects.filter(pk=job.pk).update(result={**spec, "clone_volumes": made})
-
     with _on_host(vm, failed=f"Cloning {vm.name} failed and was undone"):
         info = hypervisor.clone_domain(
-            vm.host.uri, str(vm.pk), spec["name"], linked=spec["linked"], on_volume=making
+            vm.host.uri,
+            str(vm.pk),
+            spec["name"],
+            linked=spec["linked"],
+            # Written down before each copy starts: if this worker dies, its successor
+            # removes them (undo_abandoned_clone).
+            on_volume=jobs.recorder(job.pk),
         )
     with transaction.atomic():
         clone = sync_domain(vm.host, info)
@@ -811,6 +807,7 @@ def run_clone_job(job: Job) -> None:
         clone.save(update_fields=["project", "owner"])
     for disk in info.disks:
         jobs.report(job.pk, log_line=f"disk {disk.target}: {disk.source}")
-    job.result = {**spec, "clone_volumes": made, "clone": info.uuid}
+    job.refresh_from_db(fields=["result"])
+    job.result = {**job.result, "clone": info.uuid}
     job.save(update_fields=["result"])
     jobs.report(job.pk, progress=100, message=f"{info.name} created ({kind} clone of {vm.name}).")

@@ -27,6 +27,7 @@ from lxml import etree
 from . import xml
 from .blockjobs import _wait
 from .connection import session
+from .domains import claim_volume_name
 from .errors import Conflict, HypervisorError
 from .specs import VolumeSpec
 from .storage import _watch_copy
@@ -358,10 +359,12 @@ def restore_as_new(
     new_name: str,
     *,
     progress: Progress = _noop,
+    on_volume: Callable[[str, str], None] | None = None,
 ) -> tuple[str, list[str]]:
     """Define a new domain from a backup: its definition with a new name, UUID and MACs, and
     each backed-up disk (target -> backup file) copied into pool. Returns the new domain's
-    UUID and the files made; undone on failure."""
+    UUID and the files made; undone on failure. on_volume(pool, name) hears of each new
+    volume before it is made."""
     with session(uri) as conn:
         with contextlib.suppress(libvirt.libvirtError):
             conn.lookupByName(new_name)
@@ -378,12 +381,10 @@ def restore_as_new(
         try:
             paths = {}
             for index, (target, path) in enumerate(sorted(copies.items())):
+                name = f"{new_name}-{target}.qcow2"
+                claim_volume_name(dest, name, on_volume)
                 vol = _copy(
-                    conn,
-                    _volume(conn, path),
-                    dest,
-                    f"{new_name}-{target}.qcow2",
-                    _part(progress, index, len(copies)),
+                    conn, _volume(conn, path), dest, name, _part(progress, index, len(copies))
                 )
                 made.append(vol)
                 paths[target] = vol.path()
@@ -398,12 +399,18 @@ def restore_as_new(
 
 
 def restore_in_place(
-    uri: str, uuid: str, copies: dict[str, str], *, progress: Progress = _noop
+    uri: str,
+    uuid: str,
+    copies: dict[str, str],
+    *,
+    progress: Progress = _noop,
+    on_volume: Callable[[str, str], None] | None = None,
 ) -> list[str]:
     """Put a shut-off domain's disks back to a backup: each backed-up disk gets a fresh copy
     of its backup beside its current image, the domain is redefined on the copies, and the
     images it used before are deleted unless a snapshot still needs them. Its definition is
-    otherwise kept as it is now. Returns what was done; undone on failure."""
+    otherwise kept as it is now. Returns what was done; undone on failure. on_volume(pool,
+    name) hears of each new volume before it is made."""
     done: list[str] = []
     with session(uri) as conn:
         dom = conn.lookupByUUIDString(uuid)
@@ -423,12 +430,11 @@ def restore_in_place(
             for index, (target, path) in enumerate(sorted(copies.items())):
                 old = _volume(conn, current[target])
                 stem = os.path.splitext(old.name())[0]
+                dest = old.storagePoolLookupByVolume()
+                name = f"{stem}.restored-{stamp}.qcow2"
+                claim_volume_name(dest, name, on_volume)
                 vol = _copy(
-                    conn,
-                    _volume(conn, path),
-                    old.storagePoolLookupByVolume(),
-                    f"{stem}.restored-{stamp}.qcow2",
-                    _part(progress, index, len(copies)),
+                    conn, _volume(conn, path), dest, name, _part(progress, index, len(copies))
                 )
                 made.append(vol)
                 paths[target] = vol.path()

@@ -218,6 +218,18 @@ def _vol_xml(name: str, capacity: int, fmt: str, backing: tuple[str, str] | None
     return etree.tostring(vol, encoding="unicode")
 
 
+def claim_volume_name(
+    dest: libvirt.virStoragePool, name: str, on_volume: Callable[[str, str], None] | None
+) -> None:
+    """Refuse a volume name dest already has, then tell on_volume of the volume about to
+    be made (so that whoever cleans up after a dead caller knows it is ours)."""
+    with contextlib.suppress(libvirt.libvirtError):
+        dest.storageVolLookupByName(name)
+        raise Conflict(f"Pool '{dest.name()}' already has a volume named '{name}'.")
+    if on_volume is not None:
+        on_volume(dest.name(), name)
+
+
 def clone_domain(
     uri: str,
     uuid: str,
@@ -273,14 +285,7 @@ def clone_domain(
                     if linked or fmt == "qcow2"
                     else f"{new_name}-{target}.img"
                 )
-                with contextlib.suppress(libvirt.libvirtError):
-                    pool.storageVolLookupByName(name)
-                    raise Conflict(
-                        f"Pool '{pool.name()}' already has a volume named '{name}': remove it "
-                        "or choose another name for the clone."
-                    )
-                if on_volume is not None:
-                    on_volume(pool.name(), name)
+                claim_volume_name(pool, name, on_volume)
                 if linked:
                     new = pool.createXML(_vol_xml(name, capacity, "qcow2", (path, fmt)), 0)
                     driver = disk.find("driver")

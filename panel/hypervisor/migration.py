@@ -608,12 +608,12 @@ def migrate_domain(
     progress: Progress | None = None,
     *,
     remove_source_disks: bool = False,
-    on_target_volumes: Callable[[list[str]], None] | None = None,
+    on_target_volume: Callable[[str], None] | None = None,
 ) -> MigrationResult:
     """Migrate the domain to the target, calling progress(stats) about twice a second.
 
     Disks to copy get their volumes created in options.target_pool first, each path told
-    to on_target_volumes (all made so far) as soon as it exists. If progress
+    to on_target_volume as soon as it exists. If progress
     raises, the migration is aborted, the volumes made on the target are deleted, the
     domain is checked to run on the source still, and the exception goes on. On any
     failure nothing stays on the target. With remove_source_disks, the copied disks'
@@ -659,8 +659,8 @@ def migrate_domain(
                 assert pool is not None
                 vol = pool.createXML(xml.build_volume(spec), 0)
                 made.append(vol.path())
-                if on_target_volumes is not None:
-                    on_target_volumes(list(made))
+                if on_target_volume is not None:
+                    on_target_volume(vol.path())
         except Exception:
             _delete_paths(dst, made)
             raise

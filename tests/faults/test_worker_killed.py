@@ -387,71 +387,120 @@ def test_it_removes_the_unfinished_disks_of_a_vm_clone_whose_worker_was_killed(
     assert not Job.objects.filter(target=f"vm:{vm.pk}", state="running").exists()
 
 
-def test_it_puts_a_vm_back_on_its_own_disk_when_a_snapshot_backup_worker_was_killed(
-    worker, local_host, dir_pool, pool_dir, project, define_guest, admin_user, tmp_path
-):
-    # A qcow2 data disk full of data: the backup's copy of it takes seconds.
-    filler = tmp_path / "fill.raw"
-    subprocess.run(
-        f"yes panel-fault-test | head -c {512 * 1024**2} > {filler}", shell=True, check=True
-    )
-    disk = pool_dir / "data.qcow2"
-    subprocess.run(
-        ["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(filler), str(disk)], check=True
-    )
-    filler.unlink()
-    refresh_pool_row(dir_pool)
-    info = define_guest(disks=(hypervisor.DiskSpec(path=str(disk), target="vdb", format="qcow2"),))
-    info = hypervisor.start_domain(LOCAL_URI, info.uuid)
-    vm = sync_domain(local_host, info)
-    VirtualMachine.objects.filter(pk=vm.pk).update(project=project)
-    vm.refresh_from_db()
-    backup_dir = Path("/var/lib/libvirt/images") / f"paneltest-bk-{uuidlib.uuid4().hex[:8]}"
-    backup_pool = storage_services.create_pool(
-        local_host,
-        {"name": backup_dir.name, "type": "dir", "target_path": str(backup_dir)},
-        actor=admin_user,
-    )
-    try:
-        job_id = backups.take_backup(vm, backup_pool, method="snapshot", actor=admin_user).pk
+@pytest.fixture
+def big_disk_vm(local_host, dir_pool, pool_dir, project, define_guest, tmp_path):
+    """big_disk_vm(start=): the tiny guest with a 512 MiB qcow2 data disk full of data
+    (copies of it take seconds); the VM and the disk's path."""
 
-        def overlay() -> list[str]:
-            return [f for f in os.listdir(pool_dir) if ".backup-" in f]
-
-        wait_until(
-            lambda: overlay() and any(backup_dir.iterdir()) and job(job_id).state == "running",
-            60,
-            job(job_id).log,
+    def make(start: bool) -> tuple[VirtualMachine, Path]:
+        filler = tmp_path / "fill.raw"
+        subprocess.run(
+            f"yes panel-fault-test | head -c {512 * 1024**2} > {filler}", shell=True, check=True
         )
+        disk = pool_dir / "data.qcow2"
+        subprocess.run(
+            ["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(filler), str(disk)],
+            check=True,
+        )
+        filler.unlink()
+        refresh_pool_row(dir_pool)
+        spec = hypervisor.DiskSpec(path=str(disk), target="vdb", format="qcow2")
+        info = define_guest(disks=(spec,))
+        if start:
+            info = hypervisor.start_domain(LOCAL_URI, info.uuid)
+        vm = sync_domain(local_host, info)
+        VirtualMachine.objects.filter(pk=vm.pk).update(project=project)
+        vm.refresh_from_db()
+        return vm, disk
 
-        done = kill_and_restart(worker, job_id)
+    return make
 
-        assert done.state == "failed", done.log
-        assert done.message.startswith(STOPPED), done.message
-        assert f"{vm.name} runs on its own disk images again" in done.message, done.message
-        # The guest runs on its own image, which has no overlay above or below it.
-        listed = subprocess.run(
-            ["virsh", "-c", LOCAL_URI, "domblklist", str(vm.pk)],
+
+@pytest.fixture
+def backup_pool(local_host, admin_user) -> Iterator[tuple[StoragePool, Path]]:
+    """A dir pool for backups, and its directory; removed afterwards."""
+    path = Path("/var/lib/libvirt/images") / f"paneltest-bk-{uuidlib.uuid4().hex[:8]}"
+    pool = storage_services.create_pool(
+        local_host, {"name": path.name, "type": "dir", "target_path": str(path)}, actor=admin_user
+    )
+    yield pool, path
+    with contextlib.suppress(hypervisor.HypervisorError):
+        hypervisor.storage.delete_pool(LOCAL_URI, pool.name)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_it_puts_a_vm_back_on_its_own_disk_when_a_snapshot_backup_worker_was_killed(
+    worker, pool_dir, big_disk_vm, backup_pool, admin_user
+):
+    vm, disk = big_disk_vm(start=True)
+    pool, backup_dir = backup_pool
+    job_id = backups.take_backup(vm, pool, method="snapshot", actor=admin_user).pk
+
+    def overlay() -> list[str]:
+        return [f for f in os.listdir(pool_dir) if ".backup-" in f]
+
+    wait_until(
+        lambda: overlay() and any(backup_dir.iterdir()) and job(job_id).state == "running",
+        60,
+        job(job_id).log,
+    )
+
+    done = kill_and_restart(worker, job_id)
+
+    assert done.state == "failed", done.log
+    assert done.message.startswith(STOPPED), done.message
+    assert f"{vm.name} runs on its own disk images again" in done.message, done.message
+    # The guest runs on its own image, which has no overlay above or below it.
+    listed = subprocess.run(
+        ["virsh", "-c", LOCAL_URI, "domblklist", str(vm.pk)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert ["vdb", str(disk)] in [line.split() for line in listed.splitlines()], listed
+    assert hypervisor.get_domain(LOCAL_URI, str(vm.pk)).state == "running"
+    assert overlay() == []
+    image = json.loads(
+        subprocess.run(
+            ["qemu-img", "info", "-U", "--output=json", str(disk)],
             capture_output=True,
             text=True,
             check=True,
         ).stdout
-        assert ["vdb", str(disk)] in [line.split() for line in listed.splitlines()], listed
-        assert hypervisor.get_domain(LOCAL_URI, str(vm.pk)).state == "running"
-        assert overlay() == []
-        image = json.loads(
-            subprocess.run(
-                ["qemu-img", "info", "-U", "--output=json", str(disk)],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
-        )
-        assert "backing-filename" not in image
-        # No copy is left, and the backup says it failed.
-        assert list(backup_dir.iterdir()) == []
-        assert Backup.objects.get(job_id=job_id).state == "failed"
-    finally:
-        with contextlib.suppress(hypervisor.HypervisorError):
-            hypervisor.storage.delete_pool(LOCAL_URI, backup_pool.name)
-        shutil.rmtree(backup_dir, ignore_errors=True)
+    )
+    assert "backing-filename" not in image
+    # No copy is left, and the backup says it failed.
+    assert list(backup_dir.iterdir()) == []
+    assert Backup.objects.get(job_id=job_id).state == "failed"
+
+
+def test_it_removes_the_unfinished_copies_of_a_restore_whose_worker_was_killed(
+    worker, dir_pool, pool_dir, big_disk_vm, backup_pool, admin_user
+):
+    vm, _disk = big_disk_vm(start=False)
+    pool, _backup_dir = backup_pool
+    taken = backups.take_backup(vm, pool, actor=admin_user).pk
+    wait_until(lambda: job(taken).is_finished, 120, job(taken).log)
+    assert job(taken).state == "succeeded", job(taken).log
+    backup = Backup.objects.get(job_id=taken)
+    name = f"paneltest-r-{uuidlib.uuid4().hex[:8]}"
+    job_id = backups.restore_backup(
+        backup, mode="new", name=name, pool=dir_pool, actor=admin_user
+    ).pk
+    copy = pool_dir / f"{name}-vdb.qcow2"
+    wait_until(lambda: copy.exists() and job(job_id).state == "running", 60, job(job_id).log)
+
+    done = kill_and_restart(worker, job_id)
+
+    assert done.state == "failed", done.log
+    assert done.message.startswith(STOPPED), done.message
+    if "as far as defining" in done.message:  # the copy won the race with the kill
+        assert VirtualMachine.objects.filter(name=name, project=vm.project).exists()
+        return
+    assert f"its unfinished copies were removed ({name}-vdb.qcow2)" in done.message
+    assert not copy.exists()
+    assert name not in domain_names()
+    assert not VirtualMachine.objects.filter(name=name).exists()
+    assert not Volume.objects.filter(pool=dir_pool, name=f"{name}-vdb.qcow2").exists()
+    # The backup is untouched and can be restored again.
+    assert Backup.objects.get(pk=backup.pk).state == "good"
