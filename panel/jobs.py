@@ -126,19 +126,21 @@ def enqueue_on_commit(task: Any, job_id: int) -> None:
     reached, the job ends failed and the caller gets a 503 saying why."""
     task_id = str(uuid.uuid4())
     Job.objects.filter(pk=job_id).update(task=task.name, task_id=task_id)
-    transaction.on_commit(functools.partial(_Sender(task).delay, job_id, task_id))
+    transaction.on_commit(functools.partial(_Sender(task, task_id).delay, job_id))
 
 
 class _Sender:
-    """Sends one task (named like it, as a delay_on_commit callback would be)."""
+    """Sends one task message under a given id (named like the task, as a delay_on_commit
+    callback would be)."""
 
-    def __init__(self, task: Any) -> None:
+    def __init__(self, task: Any, task_id: str) -> None:
         self.task = task
         self.name = task.name
+        self.task_id = task_id
 
-    def delay(self, job_id: int, task_id: str) -> None:
+    def delay(self, job_id: int) -> None:
         try:
-            self.task.apply_async(args=[job_id], task_id=task_id)
+            self.task.apply_async(args=[job_id], task_id=self.task_id)
         except kombu.exceptions.OperationalError as exc:
             log.warning("job %s: could not be queued: %s", job_id, exc)
             fail(job_id, BROKER_DOWN)
@@ -230,6 +232,14 @@ def report(
         _publish(job_id)
     if Job.objects.filter(pk=job_id, cancel_requested=True).exists():
         raise JobCancelled()
+
+
+def run(job_id: int, body: Callable[[Job], None]) -> None:
+    """A job task's whole work: body(job) inside running(job_id), skipped when the job was
+    already taken or finished (a task delivered twice)."""
+    with running(job_id) as job:
+        if job is not None:
+            body(job)
 
 
 MADE = "made_volumes"  # the result key of what a job made, for the undo after a dead worker
