@@ -42,6 +42,13 @@ def _job_busy_message(label: str, job: Job) -> str:
     return _busy_message(label, f"job #{job.pk} ({job.get_kind_display()})")
 
 
+def refuse_if_busy(target: str, label: str) -> None:
+    """ConflictError (409) naming target's queued or running job, if it has one: the early
+    refusal before any work; create_serialised and hold are what serialise for certain."""
+    if (job := active_job(target)) is not None:
+        raise ConflictError(_job_busy_message(label, job))
+
+
 def _drop_stale(target: str) -> None:
     ActionLock.objects.filter(target=target, since__lt=timezone.now() - STALE_AFTER).delete()
 

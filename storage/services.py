@@ -22,7 +22,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
-from panel import audit, hypervisor, jobs, quotas
+from panel import audit, hypervisor, jobs, locks, quotas
 from panel.choices import JobKind, JobState
 from panel.exceptions import ConflictError, ServiceError, UnavailableError
 from panel.hostcalls import on_host
@@ -524,17 +524,8 @@ def _can_create_in(actor: Any, project: Project | None) -> None:
         raise PermissionDenied(f"Your role does not allow creating volumes in {project.name}.")
 
 
-def _busy(volume: Volume) -> Job | None:
-    return Job.objects.filter(
-        target=f"volume:{volume.pk}", state__in=[JobState.QUEUED, JobState.RUNNING]
-    ).first()
-
-
 def _not_busy(volume: Volume) -> None:
-    if (job := _busy(volume)) is not None:
-        raise ConflictError(
-            f"{volume.name} is busy with job #{job.pk} ({job.get_kind_display()}); wait for it."
-        )
+    locks.refuse_if_busy(f"volume:{volume.pk}", volume.name)
 
 
 def _usable_pool(pool: StoragePool, actor: Any) -> None:

@@ -12,6 +12,4 @@ from . import services
 @shared_task(name="storage.volume_job", soft_time_limit=6 * 3600, time_limit=6 * 3600 + 60)
 def volume_job_task(job_id: int) -> None:
     """A full-preallocation create, a clone, a conversion or a wipe."""
-    with jobs.running(job_id) as job:
-        if job is not None:
-            services.run_volume_job(job)
+    jobs.run(job_id, services.run_volume_job)

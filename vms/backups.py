@@ -12,7 +12,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
-from panel import audit, hypervisor, jobs
+from panel import audit, hypervisor, jobs, locks
 from panel.choices import JobKind
 from panel.exceptions import ConflictError, ServiceError
 from panel.hostcalls import on_host
@@ -24,7 +24,7 @@ from storage.models import StoragePool
 
 from .choices import BackupState, VMState
 from .models import Backup, BackupSchedule, VirtualMachine
-from .services import _busy, _on_host, _queue_vm_job, _require
+from .services import _on_host, _queue_vm_job, _require
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +70,7 @@ def _backup_pool(vm: VirtualMachine, pool: StoragePool | None, actor: Any) -> St
 def _idle(vm: VirtualMachine) -> None:
     if vm.state == VMState.MISSING:
         raise ConflictError(f"{vm.name} is missing from its host: there is nothing to copy.")
-    if (busy := _busy(vm)) is not None:
-        raise ConflictError(
-            f"{vm.name} is busy with job #{busy.pk} ({busy.get_kind_display()}); "
-            "wait for it to finish, then try again."
-        )
+    locks.refuse_if_busy(f"vm:{vm.pk}", vm.name)
 
 
 def take_backup(
@@ -386,6 +382,14 @@ def restore_backup(
 
 
 RESTORE_MODES = ("new", "in_place")
+
+
+def run_job(job: Job) -> None:
+    """The body of a backup job, or of a restore job."""
+    if job.result.get("op") == "restore":
+        run_restore_job(job)
+    else:
+        run_backup_job(job)
 
 
 def run_restore_job(job: Job) -> None:

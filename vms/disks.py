@@ -20,7 +20,7 @@ from storage.services import _vms_using
 
 from .choices import VMState
 from .models import VirtualMachine
-from .services import _apply, _busy, _on_host, _require
+from .services import _apply, _on_host, _require
 
 BUSES = {"virtio": "vd", "sata": "sd", "scsi": "sd", "usb": "sd"}
 CACHE_MODES = {
@@ -68,8 +68,7 @@ def _ready(vm: VirtualMachine, actor: Any, verb: str) -> None:
     _require(actor, vm, CHANGE, verb)
     if vm.state == VMState.MISSING:
         raise ConflictError(f"{vm.name} is missing from its host.")
-    if (busy := _busy(vm)) is not None:
-        raise ConflictError(f"{vm.name} is busy with job #{busy.pk}; wait for it.")
+    locks.refuse_if_busy(f"vm:{vm.pk}", vm.name)
 
 
 def _one_at_a_time(vm: VirtualMachine, what: str) -> Any:

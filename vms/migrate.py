@@ -18,7 +18,7 @@ from typing import Any
 
 from django.db import transaction
 
-from panel import audit, events, hypervisor, jobs
+from panel import audit, events, hypervisor, jobs, locks
 from panel.choices import JobKind
 from panel.exceptions import ConflictError, ServiceError, UnavailableError
 from panel.models import Host, Job
@@ -26,7 +26,7 @@ from panel.permissions import CHANGE, restrict
 
 from .choices import VMState
 from .models import VirtualMachine
-from .services import _busy, _messages, _on_host, _queue_vm_job, _require, sync_domain
+from .services import _messages, _on_host, _queue_vm_job, _require, sync_domain
 
 log = logging.getLogger(__name__)
 
@@ -187,10 +187,7 @@ def migrate_vm(
         request = parse_request(vm, data, actor=actor)
         if vm.state == VMState.MISSING:
             raise ConflictError(f"{vm.name} is missing from its host: there is nothing to migrate.")
-        if (busy := _busy(vm)) is not None:
-            raise ConflictError(
-                f"{vm.name} is busy with job #{busy.pk} ({busy.get_kind_display()}); wait for it."
-            )
+        locks.refuse_if_busy(f"vm:{vm.pk}", vm.name)
         checks = precheck(vm, request.target, request.options)
         if reasons := refusal(checks):
             raise ConflictError(

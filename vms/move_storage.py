@@ -12,7 +12,7 @@ from typing import Any
 
 from django.db import transaction
 
-from panel import audit, hypervisor, jobs
+from panel import audit, hypervisor, jobs, locks
 from panel.choices import JobKind
 from panel.exceptions import ConflictError, ServiceError
 from panel.models import Job
@@ -21,7 +21,7 @@ from panel.permissions import CHANGE, restrict
 from .choices import VMState
 from .migrate import carry_volume_owners
 from .models import VirtualMachine
-from .services import _busy, _on_host, _queue_vm_job, _require, sync_domain
+from .services import _on_host, _queue_vm_job, _require, sync_domain
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +63,7 @@ def move_storage(
             raise ServiceError(f"{target} is already in pool {pool.name}.", field="pool")
         if vm.state == VMState.MISSING:
             raise ConflictError(f"{vm.name} is missing from its host: there is nothing to move.")
-        if (busy := _busy(vm)) is not None:
-            raise ConflictError(f"{vm.name} is busy with job #{busy.pk}; wait for it.")
+        locks.refuse_if_busy(f"vm:{vm.pk}", vm.name)
         with transaction.atomic():
             return _queue_vm_job(
                 vm,

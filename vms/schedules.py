@@ -23,7 +23,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from panel import audit, hypervisor
+from panel import audit, hypervisor, locks
 from panel.exceptions import ConflictError, ServiceError
 from panel.models import Job, Project
 from panel.permissions import CHANGE, MANAGE, VIEW, allowed, restrict
@@ -33,7 +33,7 @@ from . import retention
 from .backups import _backup_pool, _delete_copies, _host_errors, take_backup
 from .choices import BackupState, ScheduleKind, VMState
 from .models import Backup, BackupSchedule, VirtualMachine
-from .services import _busy, _on_host, _require
+from .services import _on_host, _require
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def _prune_snapshots(schedule: BackupSchedule, vm: VirtualMachine, job: Job | No
     to be pruned at the next firing."""
     from . import snapshots
 
-    busy = _busy(vm)
+    busy = locks.active_job(f"vm:{vm.pk}")
     if (busy is not None and (job is None or busy.pk != job.pk)) or vm.state == VMState.MISSING:
         return []
     taken = list(

@@ -16,7 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from panel import audit, events, hypervisor, jobs, locks
-from panel.choices import HostState, JobKind, JobState
+from panel.choices import HostState, JobKind
 from panel.exceptions import ConflictError, ServiceError, UnavailableError
 from panel.models import Host, Job, Project
 from panel.permissions import CHANGE, DELETE, allowed, is_admin
@@ -252,12 +252,6 @@ def _require(actor: Any, vm: VirtualMachine, action: str, verb: str) -> None:
         raise PermissionDenied(f"Your role does not allow you to {verb} {vm.name}.")
 
 
-def _busy(vm: VirtualMachine) -> Job | None:
-    return Job.objects.filter(
-        target=f"vm:{vm.pk}", state__in=[JobState.QUEUED, JobState.RUNNING]
-    ).first()
-
-
 def _apply(vm: VirtualMachine, info: hypervisor.DomainInfo | None) -> VirtualMachine:
     if info is not None:
         return sync_domain(vm.host, info)
@@ -313,10 +307,7 @@ def perform_action(
             raise ConflictError(
                 f"{vm.name} is missing from its host: there is nothing to {action}."
             )
-        if (busy := _busy(vm)) is not None:
-            raise ConflictError(
-                f"{vm.name} is busy with job #{busy.pk} ({busy.get_kind_display()}); wait for it."
-            )
+        locks.refuse_if_busy(f"vm:{vm.pk}", vm.name)
         if action in JOB_ACTIONS:
             if vm.host.state == HostState.DOWN:
                 # A job would only fail later: say so now.
@@ -571,8 +562,7 @@ def delete_vm(
             field="remove_disks",
         )
     with audit.refusals_recorded(actor, "vm.delete", vm, project=vm.project, source_ip=source_ip):
-        if (busy := _busy(vm)) is not None:
-            raise ConflictError(f"{vm.name} is busy with job #{busy.pk}; wait for it.")
+        locks.refuse_if_busy(f"vm:{vm.pk}", vm.name)
         with transaction.atomic():
             if vm.state == VMState.MISSING:
                 audit.record(
@@ -749,8 +739,7 @@ def clone_vm(
             .exists()
         ):
             raise ServiceError(f"{vm.host.name} already has a VM named '{name}'.", field="name")
-        if (busy := _busy(vm)) is not None:
-            raise ConflictError(f"{vm.name} is busy with job #{busy.pk}; wait for it.")
+        locks.refuse_if_busy(f"vm:{vm.pk}", vm.name)
         with transaction.atomic():
             if vm.project is not None:
                 disk_gib = -(

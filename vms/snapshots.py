@@ -16,7 +16,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from panel import audit, hypervisor, jobs
+from panel import audit, hypervisor, jobs, locks
 from panel.choices import JobKind
 from panel.exceptions import ConflictError, ServiceError
 from panel.models import Job
@@ -24,7 +24,7 @@ from panel.permissions import CHANGE
 
 from .choices import VMState
 from .models import Snapshot, VirtualMachine
-from .services import _apply, _busy, _on_host, _queue_vm_job, _require
+from .services import _apply, _on_host, _queue_vm_job, _require
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 KINDS = ("internal", "external")
@@ -86,11 +86,7 @@ def _ready(vm: VirtualMachine, actor: Any, verb: str) -> None:
 def _idle(vm: VirtualMachine) -> None:
     if vm.state == VMState.MISSING:
         raise ConflictError(f"{vm.name} is missing from its host: it has no snapshots to act on.")
-    if (busy := _busy(vm)) is not None:
-        raise ConflictError(
-            f"{vm.name} is busy with job #{busy.pk} ({busy.get_kind_display()}); "
-            "wait for it to finish, then try again."
-        )
+    locks.refuse_if_busy(f"vm:{vm.pk}", vm.name)
 
 
 def _snapshot(vm: VirtualMachine, name: str) -> Snapshot:

@@ -13,17 +13,13 @@ from .models import VirtualMachine
 @shared_task(name="vms.action", soft_time_limit=900, time_limit=960)
 def vm_action_task(job_id: int) -> None:
     """A shutdown, save or restore, reported through its job."""
-    with jobs.running(job_id) as job:
-        if job is not None:
-            services.run_action_job(job)
+    jobs.run(job_id, services.run_action_job)
 
 
 @shared_task(name="vms.delete", soft_time_limit=900, time_limit=960)
 def vm_delete_task(job_id: int) -> None:
     """Undefine a VM and delete the disks chosen for removal."""
-    with jobs.running(job_id) as job:
-        if job is not None:
-            services.run_delete_job(job)
+    jobs.run(job_id, services.run_delete_job)
 
 
 @shared_task(name="vms.snapshot", soft_time_limit=3600, time_limit=3660)
@@ -31,9 +27,7 @@ def vm_snapshot_task(job_id: int) -> None:
     """Take, revert to or delete a snapshot of a VM."""
     from . import snapshots
 
-    with jobs.running(job_id) as job:
-        if job is not None:
-            snapshots.run_snapshot_job(job)
+    jobs.run(job_id, snapshots.run_snapshot_job)
 
 
 @shared_task(name="vms.backup", soft_time_limit=6 * 3600, time_limit=6 * 3600 + 60)
@@ -41,12 +35,7 @@ def vm_backup_task(job_id: int) -> None:
     """Back up a VM, or restore one from a backup."""
     from . import backups
 
-    with jobs.running(job_id) as job:
-        if job is not None:
-            if job.result.get("op") == "restore":
-                backups.run_restore_job(job)
-            else:
-                backups.run_backup_job(job)
+    jobs.run(job_id, backups.run_job)
 
 
 @shared_task(name="vms.run_backup_schedules", soft_time_limit=300, time_limit=360)
@@ -79,9 +68,7 @@ def vm_details_task(vm_id: str) -> None:
 @shared_task(name="vms.clone", soft_time_limit=3600, time_limit=3660)
 def vm_clone_task(job_id: int) -> None:
     """Clone a VM (full copy or linked overlay of its disks)."""
-    with jobs.running(job_id) as job:
-        if job is not None:
-            services.run_clone_job(job)
+    jobs.run(job_id, services.run_clone_job)
 
 
 @shared_task(name="vms.create", soft_time_limit=6 * 3600, time_limit=6 * 3600 + 60)
@@ -89,9 +76,7 @@ def vm_create_task(job_id: int) -> None:
     """Create a VM: disks, install media, define, start, first boot."""
     from . import create
 
-    with jobs.running(job_id) as job:
-        if job is not None:
-            create.run_create_job(job)
+    jobs.run(job_id, create.run_create_job)
 
 
 @shared_task(name="vms.migrate", soft_time_limit=6 * 3600, time_limit=6 * 3600 + 60)
@@ -99,9 +84,7 @@ def vm_migrate_task(job_id: int) -> None:
     """Migrate a VM to another host, with progress and cancel."""
     from . import migrate
 
-    with jobs.running(job_id) as job:
-        if job is not None:
-            migrate.run_migrate_job(job)
+    jobs.run(job_id, migrate.run_migrate_job)
 
 
 @shared_task(name="vms.move_storage", soft_time_limit=6 * 3600, time_limit=6 * 3600 + 60)
@@ -109,6 +92,4 @@ def vm_move_storage_task(job_id: int) -> None:
     """Move a VM's disk to another pool of its host."""
     from . import move_storage
 
-    with jobs.running(job_id) as job:
-        if job is not None:
-            move_storage.run_move_job(job)
+    jobs.run(job_id, move_storage.run_move_job)

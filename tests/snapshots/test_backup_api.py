@@ -58,7 +58,7 @@ def test_it_takes_lists_restores_and_deletes_a_backup_through_the_api(
     # The new VM's slot is held while its job is queued, before its row exists.
     assert quotas.usage(vm.project).vms == 2
     again = post(admin_client, restore, {"mode": "new", "name": "fresh2", "pool": dir_pool.pk})
-    assert again.status_code == 409 and "busy with job" in again.json()["detail"]
+    assert again.status_code == 409 and "is busy: job #" in again.json()["detail"]
     job = run_backup_job(response.json()["job"])
     assert job.state == "succeeded", job.log
     undefine_later(job.result["restored"])

@@ -127,7 +127,7 @@ def test_it_commits_a_middle_layer_and_refuses_what_it_cannot_merge(make_vm, adm
 
     busy = Job.objects.create(kind="vm.clone", target=f"vm:{vm.pk}", state="running")
     response = post(admin_client, url, {"mode": "pull"})
-    assert response.status_code == 409 and f"busy with job #{busy.pk}" in response.json()["detail"]
+    assert response.status_code == 409 and f"busy: job #{busy.pk} " in response.json()["detail"]
     busy.delete()
 
     hypervisor_off = post(admin_client, f"/api/v1/vms/{vm.pk}/force-off/")

@@ -73,7 +73,7 @@ def test_it_answers_409_while_another_job_runs_on_the_vm(make_vm, admin_client, 
         admin_client.delete(f"{url}base/"),
     ):
         assert response.status_code == 409, response.content
-        assert f"busy with job #{other.pk}" in response.json()["detail"]
+        assert f"busy: job #{other.pk} " in response.json()["detail"]
     assert Job.objects.count() == 2
     assert names(vm) == "base"
     assert admin_client.get(f"{url}nothing/").status_code == 404

@@ -286,7 +286,7 @@ def test_it_refuses_an_action_while_a_job_on_the_vm_is_queued(make_vm, api_for):
     response = act(api, vm, "start")
 
     assert response.status_code == 409
-    assert f"busy with job #{job_id} (VM restore)" in response.data["detail"]
+    assert f"busy: job #{job_id} (VM restore) is in progress" in response.data["detail"]
     assert in_libvirt(vm).state == "shutoff"
 
 
