@@ -20,7 +20,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
-from panel import audit, hypervisor
+from panel import audit, hypervisor, locks
 from panel.exceptions import ConflictError, ServiceError, UnavailableError
 from panel.models import Host
 from panel.permissions import CHANGE, VIEW, allowed, is_admin, restrict
@@ -767,8 +767,7 @@ def attach_nic(
             raise ConflictError(
                 f"Network '{network.name}' is not active: start it before plugging a NIC in live."
             )
-        if (busy := ops._busy(vm)) is not None:
-            raise ConflictError(f"{vm.name} is busy with job #{busy.pk}; wait for it.")
+        locks.refuse_if_busy(f"vm:{vm.pk}", vm.name)
         spec = hypervisor.NicSpec(
             network=network.name if network is not None else None,
             bridge=bridge or None,
@@ -828,8 +827,7 @@ def detach_nic(
                 field="mac",
             )
         live, persistent = _live_persistent(vm, live, persistent)
-        if (busy := ops._busy(vm)) is not None:
-            raise ConflictError(f"{vm.name} is busy with job #{busy.pk}; wait for it.")
+        locks.refuse_if_busy(f"vm:{vm.pk}", vm.name)
         with ops._on_host(vm, failed=f"Could not detach NIC {mac} from {vm.name}"):
             hypervisor.detach_nic(vm.host.uri, str(vm.pk), mac, live=live, persistent=persistent)
         vm = ops.refresh_details(vm)
