@@ -59,7 +59,7 @@ from tests.vms.conftest import (  # noqa: F401  (fixtures)
     member,
     people,
 )
-from vms import backups
+from vms import backups, move_storage
 from vms.models import Backup, VirtualMachine
 from vms.services import sync_domain
 
@@ -504,3 +504,36 @@ def test_it_removes_the_unfinished_copies_of_a_restore_whose_worker_was_killed(
     assert not Volume.objects.filter(pool=dir_pool, name=f"{name}-vdb.qcow2").exists()
     # The backup is untouched and can be restored again.
     assert Backup.objects.get(pk=backup.pk).state == "good"
+
+
+def test_it_settles_a_disk_move_whose_worker_was_killed(
+    worker, big_disk_vm, backup_pool, admin_user
+):
+    vm, disk = big_disk_vm(start=True)
+    target, target_dir = backup_pool  # another dir pool of the same host
+    job_id = move_storage.move_storage(vm, {"disk": "vdb", "pool": target.pk}, actor=admin_user).pk
+    copy = target_dir / disk.name
+    wait_until(lambda: copy.exists() and job(job_id).state == "running", 60, job(job_id).log)
+
+    done = kill_and_restart(worker, job_id)
+
+    assert done.state == "failed", done.log
+    assert done.message.startswith(STOPPED), done.message
+    listed = subprocess.run(
+        ["virsh", "-c", LOCAL_URI, "domblklist", str(vm.pk)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    in_use = dict(line.split()[:2] for line in listed.splitlines()[2:] if line.strip())
+    assert hypervisor.get_domain(LOCAL_URI, str(vm.pk)).state == "running"
+    if "the move had finished" in done.message:  # the copy won the race with the kill
+        assert in_use["vdb"] == str(copy) and not disk.exists(), done.message
+    else:
+        # Undone: the guest stays on its disk, and the half-made copy is gone.
+        assert f"the move was undone: vdb stays on {disk}" in done.message, done.message
+        assert in_use["vdb"] == str(disk) and disk.exists()
+        assert not copy.exists()
+    row = VirtualMachine.objects.get(pk=vm.pk)
+    assert [d["source"] for d in row.disks if d["target"] == "vdb"] == [in_use["vdb"]]
+    assert not Job.objects.filter(target=f"vm:{vm.pk}", state="running").exists()
