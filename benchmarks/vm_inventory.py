@@ -50,7 +50,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _setup import make_session, web_server
+from _setup import bench_environment, make_session, web_server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -473,18 +473,9 @@ def parse_args() -> argparse.Namespace:
 def main() -> int:
     args = parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="panel-bench-"))
-    os.environ["DATABASE_URL"] = f"sqlite:///{tmp / 'bench.sqlite3'}"
-    os.environ["PANEL_VAR_DIR"] = str(tmp / "var")
-    os.environ["PANEL_STATIC_ROOT"] = str(tmp / "staticfiles")
-    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/13")
-    # Our own channel-layer prefix and Celery queue: no one else's consumers see our events.
-    os.environ["PANEL_CHANNEL_PREFIX"] = f"bench-{os.getpid()}"
+    bench_environment(tmp)
+    # A Celery queue of our own too: no one else's workers take our tasks.
     os.environ["PANEL_CELERY_QUEUE"] = f"bench-{os.getpid()}"
-    os.environ.setdefault("PANEL_LOG_LEVEL", "WARNING")
-    os.environ["DJANGO_SETTINGS_MODULE"] = "panel.settings"
-    os.environ.pop("PANEL_DEBUG", None)
-    sys.path.insert(0, str(REPO_ROOT))
-    os.chdir(REPO_ROOT)
 
     procs = Processes()
     report = Report()

@@ -387,6 +387,17 @@ def test_it_removes_the_unfinished_disks_of_a_vm_clone_whose_worker_was_killed(
     assert not Job.objects.filter(target=f"vm:{vm.pk}", state="running").exists()
 
 
+def disks_in_use(vm: VirtualMachine) -> dict[str, str]:
+    """Target -> source of the disks the running domain uses now, as virsh lists them."""
+    listed = subprocess.run(
+        ["virsh", "-c", LOCAL_URI, "domblklist", str(vm.pk)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return dict(line.split()[:2] for line in listed.splitlines()[2:] if line.strip())
+
+
 @pytest.fixture
 def big_disk_vm(local_host, dir_pool, pool_dir, project, define_guest, tmp_path):
     """big_disk_vm(start=): the tiny guest with a 512 MiB qcow2 data disk full of data
@@ -451,13 +462,7 @@ def test_it_puts_a_vm_back_on_its_own_disk_when_a_snapshot_backup_worker_was_kil
     assert done.message.startswith(STOPPED), done.message
     assert f"{vm.name} runs on its own disk images again" in done.message, done.message
     # The guest runs on its own image, which has no overlay above or below it.
-    listed = subprocess.run(
-        ["virsh", "-c", LOCAL_URI, "domblklist", str(vm.pk)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert ["vdb", str(disk)] in [line.split() for line in listed.splitlines()], listed
+    assert disks_in_use(vm)["vdb"] == str(disk)
     assert hypervisor.get_domain(LOCAL_URI, str(vm.pk)).state == "running"
     assert overlay() == []
     image = json.loads(
@@ -519,13 +524,7 @@ def test_it_settles_a_disk_move_whose_worker_was_killed(
 
     assert done.state == "failed", done.log
     assert done.message.startswith(STOPPED), done.message
-    listed = subprocess.run(
-        ["virsh", "-c", LOCAL_URI, "domblklist", str(vm.pk)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    in_use = dict(line.split()[:2] for line in listed.splitlines()[2:] if line.strip())
+    in_use = disks_in_use(vm)
     assert hypervisor.get_domain(LOCAL_URI, str(vm.pk)).state == "running"
     if "the move had finished" in done.message:  # the copy won the race with the kill
         assert in_use["vdb"] == str(copy) and not disk.exists(), done.message
