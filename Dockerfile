@@ -4,7 +4,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY requirements.txt .
-RUN pip install --no-cache-dir -r requirements.txt
+RUN pip install --no-cache-dir --require-hashes -r requirements.txt
 COPY . .
 ENV PANEL_VAR_DIR=/data PANEL_STATIC_ROOT=/app/staticfiles
 RUN PANEL_SECRET_KEY=build python manage.py collectstatic --noinput -v0
