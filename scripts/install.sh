@@ -1,14 +1,23 @@
 #!/usr/bin/env bash
 # Installs what the panel needs on Debian/Ubuntu and starts the system services
 # it talks to. Safe to run again: each step does only what is missing.
-#   scripts/install.sh          everything for running the panel
-#   scripts/install.sh --test   the same plus the browser for the tests
+#   scripts/install.sh                    everything for running the panel (SQLite)
+#   PANEL_DB=postgres scripts/install.sh  the same on this machine's PostgreSQL
+#   scripts/install.sh --test             the same plus what the tests need (the
+#                                         browser, PostgreSQL, the dev packages)
+# PANEL_VENV chooses the virtualenv (default .venv), PANEL_VAR_DIR the data folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 WITH_TEST=0
 [ "${1:-}" = "--test" ] && WITH_TEST=1
 PYTHON=${PYTHON:-python3}
+VENV=${PANEL_VENV:-.venv}
+DB=${PANEL_DB:-sqlite}
+case "$DB" in
+  sqlite | postgres) ;;
+  *) echo "install: PANEL_DB is '$DB'; use sqlite (the default) or postgres." >&2; exit 2 ;;
+esac
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
   if command -v sudo >/dev/null; then SUDO="sudo"; else
@@ -26,9 +35,10 @@ packages=(
   redis-server
   gcc python3-dev python3-venv
   busybox-static cpio iproute2 procps util-linux lvm2
-  osinfo-db xorriso
+  osinfo-db xorriso genisoimage
 )
 [ "$WITH_TEST" = 1 ] && packages+=(chromium fonts-dejavu-core)
+[ "$WITH_TEST" = 1 ] || [ "$DB" = postgres ] && packages+=(postgresql)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -69,18 +79,20 @@ for _ in $(seq 1 50); do
 done
 virsh -c qemu:///system uri >/dev/null || { echo "install: libvirtd does not answer on qemu:///system" >&2; exit 1; }
 
-# 4. Python environment, reinstalled only when the requirements change.
-req=requirements.txt
-[ "$WITH_TEST" = 1 ] && req=requirements-dev.txt
-if [ ! -x .venv/bin/python ]; then
-  say "Creating .venv"
-  "$PYTHON" -m venv .venv
+# 4. Python environment from the hash-locked requirements (make lock writes them),
+# reinstalled only when the lock changes.
+lock=requirements.txt
+[ "$WITH_TEST" = 1 ] && lock=requirements-dev.txt
+if [ ! -x "$VENV/bin/python" ]; then
+  say "Creating $VENV"
+  "$PYTHON" -m venv "$VENV"
 fi
-stamp=".venv/.installed-$(cat requirements.txt "$req" | sha256sum | cut -c1-16)"
+stamp="$VENV/.installed-$(cat "$lock" | sha256sum | cut -c1-16)"
 if [ ! -e "$stamp" ]; then
-  say "Installing Python packages from $req"
-  .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -r "$req"
+  say "Installing Python packages from $lock"
+  "$VENV/bin/pip" install -q --upgrade pip
+  "$VENV/bin/pip" install -q --require-hashes -r "$lock"
+  "$VENV/bin/pip" check
   touch "$stamp"
 fi
 
@@ -88,6 +100,15 @@ fi
 scripts/build-test-guest.sh
 
 # 6. Database and static files.
-.venv/bin/python manage.py migrate --noinput -v0
-.venv/bin/python manage.py collectstatic --noinput -v0
+if [ "$WITH_TEST" = 1 ] || [ "$DB" = postgres ]; then
+  scripts/postgres.sh
+fi
+if [ "$DB" = postgres ] && [ -z "${DATABASE_URL:-}" ]; then
+  set -a
+  # shellcheck disable=SC1091 # written by scripts/postgres.sh
+  . "${PANEL_VAR_DIR:-var}/postgres.env"
+  set +a
+fi
+"$VENV/bin/python" manage.py migrate --noinput -v0
+"$VENV/bin/python" manage.py collectstatic --noinput -v0
 say "Installed."
