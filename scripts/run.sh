@@ -1,40 +1,30 @@
 #!/usr/bin/env bash
-# Starts the whole panel in the foreground: web (uvicorn), Celery worker and
-# beat, websockify, the host watcher and the stats collector. Ctrl-C or SIGTERM stops them all.
+# Starts the whole panel in the foreground under supervisord (scripts/supervisord.conf):
+# web (uvicorn), Celery worker and beat, websockify, the host watcher and the stats
+# collector. A process that exits is started again; Ctrl-C or SIGTERM stops them all.
+#   PANEL_DB=postgres scripts/run.sh   the PostgreSQL database scripts/install.sh set up
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BIND=${PANEL_BIND:-127.0.0.1}
-PORT=${PANEL_PORT:-8000}
-WS_PORT=${PANEL_WEBSOCKIFY_PORT:-6080}
-REDIS=${REDIS_URL:-redis://127.0.0.1:6379/0}
-export PANEL_WEBSOCKIFY_URL=${PANEL_WEBSOCKIFY_URL:-ws://$BIND:$WS_PORT/}
-PY=.venv/bin/python
+# shellcheck source=scripts/panel-env.sh
+. scripts/panel-env.sh
 
-$PY manage.py bootstrap
+case "${PANEL_DB:-sqlite}" in
+  sqlite) ;;
+  postgres)
+    if [ -z "${DATABASE_URL:-}" ]; then
+      set -a
+      # shellcheck disable=SC1091 # written by scripts/postgres.sh
+      . "$PANEL_VAR_DIR/postgres.env"
+      set +a
+    fi
+    ;;
+  *) echo "run: PANEL_DB is '$PANEL_DB'; use sqlite (the default) or postgres." >&2; exit 2 ;;
+esac
 
-pids=()
-start() { "$@" & pids+=($!); }
-stop() {
-  trap - INT TERM EXIT
-  echo "Stopping the panel..."
-  kill -TERM "${pids[@]}" 2>/dev/null || true
-  wait "${pids[@]}" 2>/dev/null || true
-}
-trap stop INT TERM EXIT
+mkdir -p "$PANEL_LOG_DIR"
+"$PANEL_VENV/bin/python" manage.py bootstrap
 
-# HTTP and websockets; PANEL_WEB_WORKERS processes share the port. The options are
-# those tests/stack.py runs the tests' web server with.
-start .venv/bin/uvicorn panel.asgi:application --host "$BIND" --port "$PORT" \
-  --workers "${PANEL_WEB_WORKERS:-2}" --lifespan off --no-proxy-headers \
-  --ws-max-size 2097152 --timeout-graceful-shutdown 5
-start .venv/bin/celery -A panel worker -l info -c 2 -Q "${PANEL_CELERY_QUEUE:-panel}"
-start .venv/bin/celery -A panel beat -l info --schedule var/celerybeat-schedule
-start env PYTHONPATH="$PWD" .venv/bin/websockify --token-plugin panel.console_tokens.TicketTokens \
-  --token-source "$REDIS" "$BIND:$WS_PORT"
-start $PY manage.py watch_hosts
-start $PY manage.py collect_stats
-
-echo "The panel is up at http://$BIND:$PORT/ (log in as admin). Ctrl-C stops it."
-wait -n "${pids[@]}" || true
-echo "A panel process exited; stopping the rest."
+echo "Starting the panel at http://$PANEL_BIND:$PANEL_PORT/ (log in as admin)."
+echo "Each process logs to $PANEL_LOG_DIR/<name>.log. Ctrl-C stops them all."
+exec "$PANEL_VENV/bin/supervisord" -c scripts/supervisord.conf

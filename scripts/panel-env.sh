@@ -1,0 +1,13 @@
+# Sourced by scripts/run.sh and scripts/panelctl: the settings scripts/supervisord.conf
+# expands, from the environment or their defaults (the README's table lists them).
+export PANEL_ROOT=${PANEL_ROOT:-$PWD}
+export PANEL_VENV=${PANEL_VENV:-$PANEL_ROOT/.venv}
+export PANEL_VAR_DIR=${PANEL_VAR_DIR:-$PANEL_ROOT/var}
+export PANEL_LOG_DIR=${PANEL_LOG_DIR:-$PANEL_VAR_DIR/log}
+export PANEL_BIND=${PANEL_BIND:-127.0.0.1}
+export PANEL_PORT=${PANEL_PORT:-8000}
+export PANEL_WEB_WORKERS=${PANEL_WEB_WORKERS:-2}
+export PANEL_WEBSOCKIFY_PORT=${PANEL_WEBSOCKIFY_PORT:-6080}
+export PANEL_WEBSOCKIFY_URL=${PANEL_WEBSOCKIFY_URL:-ws://$PANEL_BIND:$PANEL_WEBSOCKIFY_PORT/}
+export PANEL_CELERY_QUEUE=${PANEL_CELERY_QUEUE:-panel}
+export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
