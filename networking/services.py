@@ -20,8 +20,8 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
-from panel import audit, hypervisor, locks
-from panel.exceptions import ConflictError, ServiceError, UnavailableError
+from panel import audit, hypervisor, locks, rows
+from panel.exceptions import ConflictError, GoneError, ServiceError, UnavailableError
 from panel.models import Host
 from panel.permissions import CHANGE, VIEW, allowed, is_admin, restrict
 from vms.models import VirtualMachine
@@ -616,7 +616,8 @@ def refresh_leases(network: Network) -> list[dict[str, Any]]:
         leases = hypervisor.network_leases(network.host.uri, network.name)
     network.leases = [dataclasses.asdict(lease) for lease in leases]
     network.leases_read = timezone.now()
-    network.save(update_fields=["leases", "leases_read"])
+    if not rows.save_if_present(network, ["leases", "leases_read"]):
+        raise GoneError(f"Network {network.name} was deleted meanwhile.")
     return network.leases
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .choices import AuditResult
-from .exceptions import ServiceError
+from .exceptions import GoneError, ServiceError
 from .models import AuditEvent, Project
 
 
@@ -24,19 +24,28 @@ def record(
     """Write one audit row: who did what to which object, and how it ended."""
     user = actor if getattr(actor, "is_authenticated", False) else None
     if project is None:
-        project = getattr(target, "project", None) if not isinstance(target, Project) else target
-        if not isinstance(project, Project):
-            project = None
+        project = _project_of(target)
     return AuditEvent.objects.create(
         user=user,
         username=getattr(user, "username", "") or "",
         project=project,
         action=action,
-        target=str(target)[:300],
+        target=_printable(str(target))[:300],
         result=result,
-        detail=detail,
+        detail=_printable(detail),
         source_ip=source_ip,
     )
+
+
+def _printable(text: str) -> str:
+    # A refused name or path may hold a NUL, which PostgreSQL cannot store in text: the
+    # row shows it escaped, as the refusal message describes it.
+    return text.replace("\x00", "\\x00")
+
+
+def _project_of(target: object) -> Project | None:
+    project = target if isinstance(target, Project) else getattr(target, "project", None)
+    return project if isinstance(project, Project) else None
 
 
 @contextlib.contextmanager
@@ -54,6 +63,13 @@ def refusals_recorded(
         yield
     except ServiceError as exc:
         result = AuditResult.DENIED if exc.status_code == 403 else AuditResult.FAILURE
+        if isinstance(exc, GoneError):
+            # The target was deleted meanwhile, perhaps with its project: the row keeps
+            # the target's name, and the project only while it exists.
+            project = project or _project_of(target)
+            if project is not None and not Project.objects.filter(pk=project.pk).exists():
+                project = None
+            target = str(target)
         record(
             actor,
             action,

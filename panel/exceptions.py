@@ -24,3 +24,9 @@ class UnavailableError(ServiceError):
     """The host that would do the work cannot be reached."""
 
     status_code = 503
+
+
+class GoneError(ServiceError):
+    """The object was deleted (by another request, a job or the watcher) while this ran."""
+
+    status_code = 404

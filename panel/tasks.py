@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from . import hypervisor, jobs, services
+from .exceptions import GoneError
 from .models import Host, Job
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ def reconcile_host_task(host_id: int) -> None:
         services.reconcile_host(host, checks=False)
     except hypervisor.HypervisorError as exc:
         log.warning("reconcile of %s failed: %s", host.name, exc)
+    except GoneError:
+        pass  # removed meanwhile: nothing to catch up
 
 
 @shared_task(name="panel.reconcile_all_hosts", soft_time_limit=600, time_limit=660)
@@ -57,6 +60,8 @@ def reconcile_all_hosts() -> None:
             services.reconcile_host(host, checks=False)
         except hypervisor.HypervisorError as exc:
             log.warning("reconcile of %s failed: %s", host.name, exc)
+        except GoneError:
+            pass  # removed meanwhile: nothing to catch up
 
 
 @shared_task(name="panel.resend_lost_jobs", soft_time_limit=60, time_limit=90)

@@ -18,6 +18,7 @@ from vms import services as vm_services
 
 from . import hypervisor, services
 from .choices import HostState
+from .exceptions import GoneError
 from .models import Host
 
 log = logging.getLogger(__name__)
@@ -117,6 +118,8 @@ class HostWatcher:
                 self.apply(host_id, event)
             except hypervisor.HypervisorError as exc:
                 log.warning("could not apply %s on host %s: %s", event, host_id, exc)
+            except GoneError as exc:
+                log.info("nothing to apply for %s on host %s: %s", event, host_id, exc)
             if event is None:
                 # A host dropped: start retrying it soon, not at the next full rescan.
                 next_scan = min(next_scan, time.monotonic() + self.retry_seconds)

@@ -22,9 +22,9 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
-from panel import audit, hypervisor, jobs, locks, quotas
+from panel import audit, hypervisor, jobs, locks, quotas, rows
 from panel.choices import JobKind, JobState
-from panel.exceptions import ConflictError, ServiceError, UnavailableError
+from panel.exceptions import ConflictError, GoneError, ServiceError, UnavailableError
 from panel.hostcalls import on_host
 from panel.hypervisor import qemu_img
 from panel.hypervisor import storage as hv
@@ -357,9 +357,13 @@ def refresh_pool_row(pool: StoragePool) -> StoragePool:
 
 
 def _save_volume(volume: Volume, info: hypervisor.VolumeInfo) -> Volume:
-    for key, value in _volume_defaults(info, timezone.now()).items():
+    values = _volume_defaults(info, timezone.now())
+    for key, value in values.items():
         setattr(volume, key, value)
-    volume.save()
+    if volume._state.adding:
+        volume.save()
+    elif not rows.save_if_present(volume, values):
+        raise GoneError(f"Volume {volume.name} was deleted meanwhile.")
     return volume
 
 
@@ -899,7 +903,8 @@ def volume_details(volume: Volume) -> Volume:
                 ],
                 "read_at": timezone.now().isoformat(),
             }
-    volume.save(update_fields=["info"])
+    if not rows.save_if_present(volume, ["info"]):
+        raise GoneError(f"Volume {volume.name} was deleted meanwhile.")
     return volume
 
 
@@ -911,7 +916,8 @@ def check_volume(volume: Volume, *, actor: Any, source_ip: str | None = None) ->
             result = qemu_img.check(volume.pool.host.uri, volume.path, volume.format or "raw")
         volume.check_result = {**result, "checked_at": timezone.now().isoformat()}
         with transaction.atomic():
-            volume.save(update_fields=["check_result"])
+            if not rows.save_if_present(volume, ["check_result"]):
+                raise GoneError(f"Volume {volume.name} was deleted meanwhile.")
             audit.record(
                 actor, "volume.check", volume, detail=str(result["summary"]), source_ip=source_ip
             )
@@ -923,7 +929,8 @@ def set_shared(volume: Volume, shared: bool, *, actor: Any, source_ip: str | Non
     _require_admin(actor, "publish shared images")
     with transaction.atomic():
         volume.shared = shared
-        volume.save(update_fields=["shared"])
+        if not rows.save_if_present(volume, ["shared"]):
+            raise GoneError(f"Volume {volume.name} was deleted meanwhile.")
         audit.record(
             actor, "volume.share", volume, detail="on" if shared else "off", source_ip=source_ip
         )

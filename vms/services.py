@@ -15,9 +15,9 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from panel import audit, events, hypervisor, jobs, locks
+from panel import audit, events, hypervisor, jobs, locks, rows
 from panel.choices import HostState, JobKind
-from panel.exceptions import ConflictError, ServiceError, UnavailableError
+from panel.exceptions import ConflictError, GoneError, ServiceError, UnavailableError
 from panel.models import Host, Job, Project
 from panel.permissions import CHANGE, DELETE, allowed, is_admin
 
@@ -112,16 +112,23 @@ def _left_behind(vm: VirtualMachine, host: Host, info: hypervisor.DomainInfo) ->
 def sync_domain(host: Host, info: hypervisor.DomainInfo) -> VirtualMachine:
     """Create or update one VM row from what the host reports."""
     with transaction.atomic():
-        vm = VirtualMachine.objects.filter(pk=info.uuid).first()
+        # The host's row first: two processes syncing one new domain (the watcher and a
+        # job) take turns, so the second finds the row the first made instead of making
+        # it twice; and the host cannot be removed before this commits.
+        if rows.lock(host) is None:
+            raise GoneError(f"{host.name} was removed from the panel meanwhile.")
+        # Locked too: a delete job removing this row meanwhile waits, or has already gone.
+        vm = VirtualMachine.objects.select_for_update().filter(pk=info.uuid).first()
         if vm is not None and _left_behind(vm, host, info):
             return vm
-        if vm is None:
+        new = vm is None
+        if new:
             vm = VirtualMachine(pk=info.uuid, project=unassigned_project())
         for key, value in _fields(info).items():
             setattr(vm, key, value)
         vm.host = host
         vm.synced = timezone.now()
-        vm.save()
+        vm.save(force_insert=new)
         _publish(vm)
     return vm
 
@@ -129,7 +136,8 @@ def sync_domain(host: Host, info: hypervisor.DomainInfo) -> VirtualMachine:
 def mark_missing(host: Host, uuid: str) -> None:
     """A domain the host no longer has: its row stays, with its history, as missing."""
     with transaction.atomic():
-        vm = VirtualMachine.objects.filter(host=host, pk=uuid).first()
+        # Locked: if a delete job removed the row meanwhile there is nothing to mark.
+        vm = VirtualMachine.objects.select_for_update().filter(host=host, pk=uuid).first()
         if vm is None or vm.state == VMState.MISSING:
             return
         vm.state = VMState.MISSING
@@ -141,18 +149,22 @@ def sync_domains(host: Host, domains: Iterable[hypervisor.DomainInfo]) -> dict[s
     """Make the host's VM rows match the domains it reports, in bulk; return counts."""
     domains = list(domains)
     now = timezone.now()
-    existing = {
-        str(vm.pk): vm for vm in VirtualMachine.objects.filter(pk__in=[d.uuid for d in domains])
-    }
-    on_host = set(
-        VirtualMachine.objects.filter(host=host)
-        .exclude(state=VMState.MISSING)
-        .values_list("pk", flat=True)
-    )
     created: list[VirtualMachine] = []
     changed: list[VirtualMachine] = []
     changed_fields: list[tuple[VirtualMachine, tuple[str, ...]]] = []
     with transaction.atomic():
+        # The host's row first, as sync_domain takes it: the rows read below stay as
+        # they are until this commits (no watcher adds one of these domains meanwhile).
+        if rows.lock(host) is None:
+            raise GoneError(f"{host.name} was removed from the panel meanwhile.")
+        existing = {
+            str(vm.pk): vm for vm in VirtualMachine.objects.filter(pk__in=[d.uuid for d in domains])
+        }
+        on_host = set(
+            VirtualMachine.objects.filter(host=host)
+            .exclude(state=VMState.MISSING)
+            .values_list("pk", flat=True)
+        )
         project = unassigned_project() if any(d.uuid not in existing for d in domains) else None
         for info in domains:
             fields = _fields(info)
@@ -180,8 +192,8 @@ def sync_domains(host: Host, domains: Iterable[hypervisor.DomainInfo]) -> dict[s
         by_fields: dict[tuple[str, ...], list[VirtualMachine]] = {}
         for vm, fields_changed in changed_fields:
             by_fields.setdefault(fields_changed, []).append(vm)
-        for names, rows in by_fields.items():
-            VirtualMachine.objects.bulk_update(rows, [*names, "synced"], batch_size=500)
+        for names, batch in by_fields.items():
+            VirtualMachine.objects.bulk_update(batch, [*names, "synced"], batch_size=500)
         seen = {d.uuid for d in domains}
         gone = [pk for pk in on_host if str(pk) not in seen]
         VirtualMachine.objects.filter(pk__in=gone).update(state=VMState.MISSING)
@@ -259,8 +271,15 @@ def _apply(vm: VirtualMachine, info: hypervisor.DomainInfo | None) -> VirtualMac
         return sync_domain(vm.host, hypervisor.get_domain(vm.host.uri, str(vm.pk)))
     except hypervisor.NotFound:
         mark_missing(vm.host, str(vm.pk))
-        vm.refresh_from_db()
-        return vm
+        return _still_there(vm)
+
+
+def _still_there(vm: VirtualMachine) -> VirtualMachine:
+    """The VM's row read again; GoneError when it was deleted meanwhile."""
+    row = VirtualMachine.objects.select_related("host").filter(pk=vm.pk).first()
+    if row is None:
+        raise GoneError(f"{vm.name} was deleted meanwhile.")
+    return row
 
 
 def reread(vm: VirtualMachine) -> VirtualMachine:
@@ -527,6 +546,8 @@ def assign_vm(
     if not is_admin(actor):
         raise PermissionDenied("Only administrators can move VMs between projects.")
     with transaction.atomic():
+        if rows.lock(vm) is None:
+            raise GoneError(f"{vm.name} was deleted meanwhile; nothing was moved.")
         old = vm.project
         vm.project = project
         if owner is not None:
@@ -617,8 +638,7 @@ def refresh_details(vm: VirtualMachine) -> VirtualMachine:
         details = hypervisor.domain_details(vm.host.uri, str(vm.pk))
     except hypervisor.NotFound:
         mark_missing(vm.host, str(vm.pk))
-        vm.refresh_from_db()
-        return vm
+        return _still_there(vm)
     except hypervisor.HostUnavailable as exc:
         raise UnavailableError(
             f"{vm.host.name} cannot be reached: {exc}. Try again once the host is back."

@@ -12,9 +12,9 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
-from panel import audit, events, hypervisor, jobs
+from panel import audit, events, hypervisor, jobs, rows
 from panel.choices import AuditResult, HostState, JobKind, JobState
-from panel.exceptions import ConflictError, ServiceError
+from panel.exceptions import ConflictError, GoneError, ServiceError
 from panel.models import Host, Job
 from panel.permissions import can_manage_hosts
 
@@ -124,13 +124,15 @@ def delete_host(host: Host, *, actor: Any, source_ip: str | None = None) -> None
 
 
 def set_host_state(host: Host, state: str, error: str = "") -> None:
+    """Record whether the host answers; nothing when an admin removed it meanwhile."""
     host.state = state
     host.last_error = error
     fields = ["state", "last_error"]
     if state == HostState.UP:
         host.last_seen = timezone.now()
         fields.append("last_seen")
-    host.save(update_fields=fields)
+    if not rows.save_if_present(host, fields):
+        return
     events.publish(
         events.host_group(host.pk), {"type": "host.update", "host": serialize_host(host)}
     )
@@ -156,7 +158,8 @@ def reconcile_host(host: Host, *, job_id: int | None = None, checks: bool = True
             host.checks = [dataclasses.asdict(c) for c in report.checks]
             host.domain_type = report.domain_type
             host.checked_at = timezone.now()
-            host.save(update_fields=["facts", "checks", "domain_type", "checked_at"])
+            if not rows.save_if_present(host, ["facts", "checks", "domain_type", "checked_at"]):
+                raise GoneError(f"{host.name} was removed from the panel meanwhile.")
             failed = [c.name for c in report.checks if c.status == "fail"]
             step(
                 50,
@@ -176,9 +179,14 @@ def reconcile_host(host: Host, *, job_id: int | None = None, checks: bool = True
         f"{len(inventory.networks)} networks",
     )
     counts: dict[str, Any] = {}
-    counts.update(sync_domains(host, inventory.domains))
-    counts.update(sync_pools(host, inventory.pools, inventory.volumes))
-    counts.update(sync_networks(host, inventory.networks))
+    with transaction.atomic():
+        # Locked: removing the host waits until its inventory is saved (and then takes
+        # it along); a host removed before this has nothing to save.
+        if rows.lock(host) is None:
+            raise GoneError(f"{host.name} was removed from the panel meanwhile.")
+        counts.update(sync_domains(host, inventory.domains))
+        counts.update(sync_pools(host, inventory.pools, inventory.volumes))
+        counts.update(sync_networks(host, inventory.networks))
     step(95, "Inventory saved")
     return counts
 

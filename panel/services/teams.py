@@ -10,9 +10,9 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from rest_framework.authtoken.models import Token
 
-from panel import audit
+from panel import audit, rows
 from panel.choices import ProjectRole
-from panel.exceptions import ConflictError, ServiceError
+from panel.exceptions import ConflictError, GoneError, ServiceError
 from panel.models import Membership, Project, Quota
 from panel.permissions import MANAGE, is_admin, restrict
 from panel.quotas import FIELDS
@@ -99,7 +99,8 @@ def update_project(
                 project.name = name
             if description is not None:
                 project.description = description
-            project.save()
+            if not rows.save_if_present(project, ["name", "description"]):
+                raise GoneError(f"Project {project.name} was deleted meanwhile.")
             if limits:
                 Quota.objects.update_or_create(project=project, defaults=limits)
                 changes.append(f"quota {limits}")
@@ -222,7 +223,8 @@ def set_user_active(user: Any, *, active: bool, actor: Any, source_ip: str | Non
             raise ConflictError("You cannot disable your own account.")
         with transaction.atomic():
             user.is_active = active
-            user.save(update_fields=["is_active"])
+            if not rows.save_if_present(user, ["is_active"]):
+                raise GoneError(f"User {user.username} was deleted meanwhile.")
             if not active:
                 Token.objects.filter(user=user).delete()
             audit.record(actor, action, user.username, source_ip=source_ip)
@@ -238,7 +240,8 @@ def set_password(user: Any, *, password: str, actor: Any, source_ip: str | None 
         _validate_password(password, user)
         with transaction.atomic():
             user.set_password(password)
-            user.save(update_fields=["password"])
+            if not rows.save_if_present(user, ["password"]):
+                raise GoneError(f"User {user.username} was deleted meanwhile.")
             audit.record(actor, action, user.username, source_ip=source_ip)
 
 
