@@ -1,6 +1,7 @@
 """ASGI entry point: HTTP through the page cache's front door and Django, websockets
 through Channels."""
 
+import contextlib
 import logging
 import os
 
@@ -33,12 +34,34 @@ class _NoQueryStrings(logging.Filter):
 for _name in ("uvicorn.access", "uvicorn.error"):
     logging.getLogger(_name).addFilter(_NoQueryStrings())
 
+log = logging.getLogger("panel.asgi")
+
+
+class _RedisLost:
+    """A websocket whose channel layer (Redis) cannot be reached ends with close code 1011
+    and one warning line, not an unhandled exception: the page says it lost live updates
+    and reconnects once Redis is back."""
+
+    def __init__(self, app):  # type: ignore[no-untyped-def]
+        self.app = app
+
+    async def __call__(self, scope, receive, send):  # type: ignore[no-untyped-def]
+        import redis.exceptions
+
+        try:
+            await self.app(scope, receive, send)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            log.warning("websocket %s ended: Redis cannot be reached (%s)", scope["path"], exc)
+            with contextlib.suppress(Exception):  # the socket may be closed already
+                await send({"type": "websocket.close", "code": 1011})
+
+
 application = ProtocolTypeRouter(
     {
         # Busy pages still current are answered from Redis before Django (panel.pagecache).
         "http": FrontDoor(django_asgi_app),
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+        "websocket": _RedisLost(
+            AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
         ),
     }
 )

@@ -7,6 +7,7 @@ import logging
 import threading
 from typing import Any, TypedDict
 
+import redis.exceptions
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
@@ -63,6 +64,14 @@ def _send_all(messages: list[tuple[str, dict[str, Any]]]) -> None:
     def send() -> None:
         try:
             async_to_sync(send_all)()
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            # Redis down: open pages miss this push and catch up when they reconnect.
+            log.warning(
+                "could not publish %d message(s), first to %s: Redis cannot be reached (%s)",
+                len(messages),
+                messages[0][0],
+                exc,
+            )
         except Exception:  # noqa: BLE001 - a lost push must never fail the action itself
             log.exception(
                 "could not publish %d message(s), first to %s", len(messages), messages[0][0]
