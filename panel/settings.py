@@ -115,6 +115,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {
         "NAME": os.environ.get("PANEL_TEST_DB", str(VAR_DIR / f"{TEST_RUN_ID}.sqlite3"))
     }
+else:
+    # One test database per run, so two runs on one server never drop each other's.
+    DATABASES["default"]["TEST"] = {
+        "NAME": os.environ.get(
+            "PANEL_TEST_DB", f"test_{DATABASES['default']['NAME']}_{os.getpid()}"
+        )
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

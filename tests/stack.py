@@ -1,15 +1,21 @@
 """Pytest plugin: the panel's own processes running against the test database.
 
-``stack`` (session) starts the web server (uvicorn: HTTP + websockets) and a Celery worker as
-subprocesses on 127.0.0.1, sharing the SQLite test database file and Redis
-with the test process. Tests that use it need ``transactional_db`` so what
-they write is committed and visible to those processes.
+``stack`` (session) starts the web server (uvicorn: HTTP + websockets), a Celery worker
+and websockify as subprocesses on 127.0.0.1, sharing the test database (the SQLite file
+or the PostgreSQL test database) and Redis with the test process. Tests that use it
+need ``transactional_db`` so what they write is committed and visible to those processes.
+
+Every process a test starts through ``spawn`` (the stack's, and the watchers, workers
+and collectors of single tests) logs to a file that is read after each test: a test
+fails when its run added a traceback or an ERROR line there, unless ALLOWED_LOG_ERRORS
+says why that line is expected.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -17,6 +23,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 from urllib.request import urlopen
 
 import pytest
@@ -31,27 +38,150 @@ class Stack:
     ws_url: str
     port: int
     websockify_url: str
-    # web.log and worker.log: everything the two processes printed.
+    # web.log, worker.log and websockify.log: everything the three processes printed.
     logs: Path
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
+def database_url() -> str:
+    """The test database, as DATABASE_URL for the processes the tests start."""
     db = settings.DATABASES["default"]
     if db["ENGINE"].endswith("sqlite3"):
-        env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
+        return f"sqlite:///{db['NAME']}"
+    user = quote(db["USER"], safe="")
+    password = quote(db["PASSWORD"], safe="")
+    return f"postgres://{user}:{password}@{db['HOST']}:{db['PORT']}/{quote(db['NAME'])}"
+
+
+def process_env() -> dict[str, str]:
+    """The environment of a panel process started by the tests: this run's database,
+    Celery queue and channel prefix, as production would set them."""
+    env = dict(os.environ)
+    # Only the test process may call the ORM from its event loop (Playwright's sync API
+    # runs one in the test thread); a server that does so must fail here as in production.
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    env["DATABASE_URL"] = database_url()
     env["PANEL_CELERY_QUEUE"] = settings.CELERY_TASK_DEFAULT_QUEUE
     env["PANEL_CHANNEL_PREFIX"] = settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]
     env["PANEL_DEV_STATIC"] = "1"
     # DEBUG: the logs are searched for secrets (tests/security), so they say all they can.
     env.setdefault("PANEL_LOG_LEVEL", "DEBUG")
     return env
+
+
+# Lines that may appear in the logs of the processes the tests start without failing the
+# test that caused them: (pattern searched in the error's whole text, why it is expected).
+ALLOWED_LOG_ERRORS: list[tuple[str, str]] = [
+    (
+        r"ERROR django\.request: Service Unavailable: ",
+        "Django logs every 5xx answer at ERROR; 503 is the panel's own answer when a host, "
+        "Redis or the database cannot be reached (tests/faults cause it on purpose), never "
+        "an unhandled error: those are 500s, with a traceback.",
+    ),
+]
+
+# A line that starts an error: a traceback, or a record at level ERROR or CRITICAL in the
+# formats of Django's logging ("... ERROR name: ..."), Celery ("[...: ERROR/MainProcess]")
+# and uvicorn ("ERROR:    ...").
+_ERROR_START = re.compile(
+    r"Traceback \(most recent call last\)|(^|[\s\[/])(ERROR|CRITICAL)[\s/:\]]"
+)
+
+
+def _error_blocks(text: str) -> list[str]:
+    """The errors in a stretch of log: each starting line with its traceback, if any."""
+    blocks: list[list[str]] = []
+    current: list[str] | None = None
+    in_traceback = False
+    for line in text.splitlines():
+        if current is not None:
+            continued = (
+                line[:1].isspace()
+                or not line
+                or line.startswith(("Traceback (most recent", "During handling", "The above"))
+            )
+            if continued or in_traceback:
+                current.append(line)
+                if line.startswith("Traceback (most recent"):
+                    in_traceback = True
+                elif in_traceback and line and not line[:1].isspace():
+                    in_traceback = False  # the exception's own line ends the traceback
+                continue
+            current = None
+        if _ERROR_START.search(line):
+            current = [line]
+            blocks.append(current)
+            in_traceback = line.startswith("Traceback (most recent")
+    return ["\n".join(block).rstrip() for block in blocks]
+
+
+class ServerLogs:
+    """The log files of the panel processes the tests started, read after each test."""
+
+    def __init__(self) -> None:
+        self.paths: list[Path] = []
+
+    def watch(self, path: Path) -> None:
+        self.paths.append(path)
+
+    def ends(self) -> dict[Path, int]:
+        return {path: path.stat().st_size if path.exists() else 0 for path in self.paths}
+
+    def errors_since(self, ends: dict[Path, int]) -> list[str]:
+        found = []
+        for path in self.paths:
+            if not path.exists():
+                continue
+            with path.open("rb") as f:
+                f.seek(ends.get(path, 0))
+                text = f.read().decode(errors="replace")
+            for block in _error_blocks(text):
+                if not any(re.search(pattern, block) for pattern, _ in ALLOWED_LOG_ERRORS):
+                    found.append(f"{path.name}: {block}")
+        return found
+
+
+SERVER_LOGS = ServerLogs()
+
+
+@pytest.fixture(autouse=True)
+def _no_server_errors() -> Iterator[None]:
+    """A test fails when the panel processes logged an error while it ran."""
+    ends = SERVER_LOGS.ends()
+    yield
+    errors = SERVER_LOGS.errors_since(ends)
+    if errors:
+        pytest.fail(
+            "the panel's processes logged errors during this test:\n\n" + "\n\n".join(errors),
+            pytrace=False,
+        )
+
+
+def spawn(
+    args: list[str],
+    log: Path,
+    *,
+    env: dict[str, str] | None = None,
+    new_session: bool = False,
+) -> subprocess.Popen[bytes]:
+    """Start one of the panel's processes with process_env() (or env) from the repository,
+    its output in log, which is then read for errors after each test."""
+    SERVER_LOGS.watch(log)
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            args,
+            cwd=REPO_ROOT,
+            env=process_env() if env is None else env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=new_session,
+        )
 
 
 def web_server(port: int) -> list[str]:
@@ -92,7 +222,8 @@ def wait_for_web(url: str, proc: subprocess.Popen, log: Path, timeout: float = 3
             time.sleep(0.2)
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def stop_process(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL if it is still there after 15 s."""
     if proc.poll() is None:
         proc.terminate()
         try:
@@ -105,21 +236,13 @@ def _stop(proc: subprocess.Popen) -> None:
 @pytest.fixture(scope="session")
 def stack(django_db_setup, django_db_blocker, tmp_path_factory):
     logs = tmp_path_factory.mktemp("stack-logs")
-    port = _free_port()
-    vnc_port = _free_port()
-    env = _env()
+    port = free_port()
+    vnc_port = free_port()
+    env = process_env()
     env["PANEL_WEBSOCKIFY_URL"] = f"ws://127.0.0.1:{vnc_port}/"
     venv_bin = Path(sys.executable).parent
-    web_log = open(logs / "web.log", "wb")
-    worker_log = open(logs / "worker.log", "wb")
-    web = subprocess.Popen(
-        web_server(port),
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=web_log,
-        stderr=subprocess.STDOUT,
-    )
-    worker = subprocess.Popen(
+    web = spawn(web_server(port), logs / "web.log", env=env)
+    worker = spawn(
         [
             str(venv_bin / "celery"),
             "-A",
@@ -136,12 +259,10 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory):
             "-n",
             f"test-{port}@%h",
         ],
-        cwd=REPO_ROOT,
+        logs / "worker.log",
         env=env,
-        stdout=worker_log,
-        stderr=subprocess.STDOUT,
     )
-    websockify = subprocess.Popen(
+    websockify = spawn(
         [
             str(venv_bin / "websockify"),
             "--token-plugin",
@@ -150,10 +271,8 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory):
             settings.REDIS_URL,
             f"127.0.0.1:{vnc_port}",
         ],
-        cwd=REPO_ROOT,
+        logs / "websockify.log",
         env={**env, "PYTHONPATH": str(REPO_ROOT)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -166,15 +285,9 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory):
             logs=logs,
         )
     finally:
-        _stop(websockify)
-        _stop(web)
-        _stop(worker)
-        web_log.close()
-        worker_log.close()
-        for name in ("web.log", "worker.log"):
-            text = (logs / name).read_text(errors="replace")
-            if "Traceback" in text:
-                sys.stderr.write(f"\n--- {name} ---\n{text[-5000:]}\n")
+        stop_process(websockify)
+        stop_process(web)
+        stop_process(worker)
 
 
 def open_ws(stack: Stack, path: str, sessionid: str | None = None):  # type: ignore[no-untyped-def]

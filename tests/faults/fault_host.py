@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.second_host import SECOND_HOST_SCRIPT
-from tests.stack import REPO_ROOT, _env, _stop
+from tests.stack import spawn, stop_process
 
 FAULT_HOST_DIR = Path(os.environ.get("PANEL_FAULT_HOST_DIR", "/var/lib/panel-fault-host"))
 FAULT_HOST_PORT = int(os.environ.get("PANEL_FAULT_HOST_PORT", "16529"))
@@ -106,19 +106,8 @@ def fault_host() -> Iterator[FaultHost]:
 @pytest.fixture
 def host_watcher(stack, tmp_path) -> Iterator[subprocess.Popen[bytes]]:
     """``manage.py watch_hosts`` as deployed, against the test database."""
-    log = open(tmp_path / "watcher.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "manage.py", "watch_hosts"],
-        cwd=REPO_ROOT,
-        env=_env(),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    proc = spawn([sys.executable, "manage.py", "watch_hosts"], tmp_path / "watcher.log")
     try:
         yield proc
     finally:
-        _stop(proc)
-        log.close()
-        text = (tmp_path / "watcher.log").read_text(errors="replace")
-        if "Traceback" in text:
-            sys.stderr.write(f"\n--- watcher.log ---\n{text[-5000:]}\n")
+        stop_process(proc)

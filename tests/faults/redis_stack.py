@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.stack import REPO_ROOT, _env, _free_port, _stop, wait_for_web, web_server
+from tests.stack import free_port, process_env, spawn, stop_process, wait_for_web, web_server
 
 
 @dataclass
@@ -89,26 +88,15 @@ class RedisStack:
 @pytest.fixture
 def redis_stack(django_db_setup, tmp_path) -> Iterator[RedisStack]:
     """The web server on a free port whose cache, channel layer and broker are a private Redis."""
-    redis = PrivateRedis(port=_free_port(), log=tmp_path / "redis.log")
+    redis = PrivateRedis(port=free_port(), log=tmp_path / "redis.log")
     redis.start()
-    port = _free_port()
-    env = _env() | {"REDIS_URL": redis.url, "PANEL_CHANNEL_PREFIX": f"fault-{port}"}
-    web_log = open(tmp_path / "web.log", "wb")  # noqa: SIM115 - closed below
-    web = subprocess.Popen(
-        web_server(port),
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=web_log,
-        stderr=subprocess.STDOUT,
-    )
+    port = free_port()
+    env = process_env() | {"REDIS_URL": redis.url, "PANEL_CHANNEL_PREFIX": f"fault-{port}"}
+    web = spawn(web_server(port), tmp_path / "web.log", env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_web(url, web, tmp_path / "web.log")
         yield RedisStack(url=url, ws_url=f"ws://127.0.0.1:{port}", redis=redis)
     finally:
-        _stop(web)
-        web_log.close()
+        stop_process(web)
         redis.stop()
-        text = (tmp_path / "web.log").read_text(errors="replace")
-        if "Traceback" in text:
-            sys.stderr.write(f"\n--- web.log ---\n{text[-8000:]}\n")

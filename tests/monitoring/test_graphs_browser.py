@@ -4,7 +4,6 @@ sample the collector process (manage.py collect_stats) pushes over the page's we
 from __future__ import annotations
 
 import contextlib
-import subprocess
 import sys
 
 import pytest
@@ -12,7 +11,7 @@ from django.test import Client
 
 from panel import hypervisor
 from tests.conftest import LOCAL_URI
-from tests.stack import REPO_ROOT, _env, _stop
+from tests.stack import spawn, stop_process
 
 pytestmark = [
     pytest.mark.browser,
@@ -35,18 +34,12 @@ BLUE_PIXELS = """el => {
 @pytest.fixture
 def collector(transactional_db, stack, store, tmp_path):
     # After `store`: stopped before the store's keys are wiped.
-    log = open(tmp_path / "collector.log", "wb")
-    proc = subprocess.Popen(
+    proc = spawn(
         [sys.executable, "manage.py", "collect_stats", "--interval", "1"],
-        cwd=REPO_ROOT,
-        env=_env(),
-        stdout=log,
-        stderr=subprocess.STDOUT,
+        tmp_path / "collector.log",
     )
     yield proc
-    _stop(proc)
-    log.close()
-    assert "Traceback" not in (tmp_path / "collector.log").read_text()
+    stop_process(proc)
 
 
 def test_it_draws_the_vm_graph_and_updates_it_live(page, stack, collector, make_vm, people, store):
