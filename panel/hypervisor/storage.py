@@ -225,12 +225,43 @@ def create_volume(uri: str, pool: str, spec: VolumeSpec) -> VolumeInfo:
         if spec.preallocation == "full":
             # Reserved by fallocate above; now written with zeros, like preallocation=full.
             try:
-                vol.wipePattern(libvirt.VIR_STORAGE_VOL_WIPE_ALG_ZERO, 0)
+                _write_zeros(conn, vol)
             except Exception:
                 with contextlib.suppress(libvirt.libvirtError):
                     vol.delete(0)
                 raise
         return _volume_info(p, vol)
+
+
+def _write_zeros(conn: libvirt.virConnect, vol: libvirt.virStorageVol) -> None:
+    """Zero a raw volume's data, keeping its size.
+
+    libvirt's zero wipe of a file writes as many bytes as the file allocates, and a file
+    system counts its own metadata in that (ext4's extent blocks: a 1 GiB file allocates
+    1 GiB + 4 KiB), so the zeros run past the end and the file grows, and libvirt then
+    refuses to shrink it below its allocation. Such a file gets exactly its capacity in
+    zeros through an upload stream instead (on remote hosts too); a sparse file (the wipe
+    punches it empty) and a block device (it cannot grow) keep libvirt's wipe.
+    """
+    kind, capacity, allocation = vol.info()
+    if kind != libvirt.VIR_STORAGE_VOL_FILE or allocation <= capacity:
+        vol.wipePattern(libvirt.VIR_STORAGE_VOL_WIPE_ALG_ZERO, 0)
+        return
+    zeros = bytes(CHUNK)
+    stream = conn.newStream(0)
+    vol.upload(stream, 0, capacity, 0)
+    try:
+        remaining = capacity
+        while remaining:
+            sent = stream.send(zeros[: min(CHUNK, remaining)])
+            if sent < 0:
+                raise Conflict("The host refused the stream that zeroes the volume.")
+            remaining -= sent
+        stream.finish()
+    except BaseException:
+        with contextlib.suppress(libvirt.libvirtError):
+            stream.abort()
+        raise
 
 
 def _create_full_image(uri: str, p: libvirt.virStoragePool, spec: VolumeSpec) -> VolumeInfo:
@@ -339,7 +370,7 @@ def wipe_volume(uri: str, pool: str, name: str) -> VolumeInfo:
         document = vol.XMLDesc(0)
         fmt = xml.parse_volume_format(document) or "raw"
         if fmt == "raw":
-            vol.wipePattern(libvirt.VIR_STORAGE_VOL_WIPE_ALG_ZERO, 0)
+            _write_zeros(conn, vol)
             return _volume_info(p, vol)
         _type, capacity, _alloc = vol.info()
         backing = xml.parse_volume_backing(document)

@@ -49,7 +49,9 @@ def test_it_creates_volumes_in_each_format_and_preallocation(
         preallocation=prealloc,
         actor=admin_user,
     )
-    if isinstance(result, Job):  # full preallocation runs as a job
+    # Full preallocation (it writes every byte) runs as a job; the others are made at once.
+    assert isinstance(result, Job) == (prealloc == "full"), result
+    if prealloc == "full":
         volume_job_task(result.pk)
         result.refresh_from_db()
         assert result.state == "succeeded", result.message
@@ -68,6 +70,84 @@ def test_it_creates_volumes_in_each_format_and_preallocation(
         )
         assert on_disk > allocated_bytes(plain.path)
     assert (result.format, result.capacity) == (fmt, 16 * MIB)
+
+
+def _libvirt_capacity(pool: str, name: str) -> int:
+    """A volume's capacity in bytes as libvirt reports it."""
+    out = virsh("vol-info", "--bytes", "--pool", pool, name)
+    (line,) = (line for line in out.splitlines() if line.startswith("Capacity:"))
+    return int(line.split()[1])
+
+
+def _written_bytes(path: str) -> int:
+    """Bytes of data from the start of the file up to its first hole. ext4 reports space
+    reserved by fallocate but never written as a hole, so a file written in full has none."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.lseek(fd, 0, os.SEEK_HOLE)
+    finally:
+        os.close(fd)
+
+
+def test_it_makes_a_full_preallocated_1_gib_raw_volume_exactly_1_gib(dir_pool, admin_user):
+    gib = 1024 * MIB
+    job = services.create_volume(
+        dir_pool,
+        name="full.img",
+        format="raw",
+        capacity_gib=1,
+        preallocation="full",
+        actor=admin_user,
+    )
+    volume_job_task(job.pk)
+    job.refresh_from_db()
+    assert job.state == "succeeded", job.message
+    vol = Volume.objects.get(pool=dir_pool, name="full.img")
+
+    # The file holds exactly 1 GiB, every byte written, and libvirt and the panel say so.
+    path = Path(vol.path)
+    assert path.stat().st_size == gib
+    assert _written_bytes(vol.path) == gib
+    assert allocated_bytes(vol.path) >= gib
+    assert qemu_img_info(vol.path)["virtual-size"] == gib
+    assert _libvirt_capacity(dir_pool.name, "full.img") == gib
+    assert vol.capacity == gib
+
+    # Zeroing it again (a wipe) keeps it the same size.
+    _write(vol.path, b"\xa5" * MIB)
+    job = services.wipe_volume(vol, actor=admin_user)
+    volume_job_task(job.pk)
+    job.refresh_from_db()
+    assert job.state == "succeeded", job.message
+    assert path.stat().st_size == gib
+    with open(path, "rb") as f:
+        assert f.read(MIB) == bytes(MIB)
+    assert _libvirt_capacity(dir_pool.name, "full.img") == gib
+    path.unlink()
+    virsh("pool-refresh", dir_pool.name)
+
+
+@pytest.mark.parametrize(("fmt", "prealloc"), [("raw", "falloc"), ("qcow2", "metadata")])
+def test_it_keeps_the_size_of_other_1_gib_preallocations(dir_pool, admin_user, fmt, prealloc):
+    gib = 1024 * MIB
+    vol = services.create_volume(
+        dir_pool,
+        name=f"one.{fmt}",
+        format=fmt,
+        capacity_gib=1,
+        preallocation=prealloc,
+        actor=admin_user,
+    )
+    info = qemu_img_info(vol.path)
+    assert (info["format"], info["virtual-size"], vol.capacity) == (fmt, gib, gib)
+    assert _libvirt_capacity(dir_pool.name, vol.name) == gib
+    if fmt == "raw":
+        # Reserved (not written): exactly 1 GiB long, all of it allocated.
+        assert Path(vol.path).stat().st_size == gib
+        assert allocated_bytes(vol.path) >= gib
+    else:
+        # qcow2 metadata: the tables only, far less than the virtual size.
+        assert allocated_bytes(vol.path) < 16 * MIB
 
 
 def _write(path: str, data: bytes) -> None:
