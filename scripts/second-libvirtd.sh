@@ -142,6 +142,12 @@ auth_tcp = "none"
 host_uuid = "$uuid"
 log_outputs = "3:file:/var/log/libvirt/libvirtd.log"
 EOF
+  # Incoming migrations get ports from a range of this host's own: all the hosts share
+  # one network namespace, and two libvirtds handing out ports from the same default
+  # range (49152-49215) can give one port to two migrations at once.
+  local migration_min=$((50000 + (port % 100) * 64))
+  printf 'migration_port_min = %d\nmigration_port_max = %d\n' \
+    "$migration_min" "$((migration_min + 63))" >>"$ETC_DIR/qemu.conf"
 }
 
 make_dirs() {
