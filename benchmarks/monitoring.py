@@ -10,6 +10,10 @@ them, every domain running) and measures, each beside a baseline taken in the sa
   getAllDomainStats of the same host, and beside the per-VM way (info() per domain);
 - the libvirt calls a cycle makes: bulk calls per host, and calls on single domains
   (counted by wrapping libvirt's methods);
+- cycles while one more host accepts connections and never answers (a host behind a dead
+  link), beside the same cycles without it: the hung host may stretch one cycle, by two
+  intervals at most, never by its connect timeout (tests/monitoring/test_collector.py
+  checks only that no cycle waits for the timeout, a bound far above any speed);
 - the server time of a VM's page plus its stats request with a day of history
   (`/vms/<id>/` + `/api/v1/vms/<id>/stats/?range=1d`, through Django's full stack, in
   process), beside the VM page alone;
@@ -237,6 +241,8 @@ def run(args: argparse.Namespace, tmp: Path, report: inv.Report) -> None:
         max(cycle_times) < 5,
     )
 
+    hung_host(collector, report)
+
     inv.phase("A VM page with a day of history")
     vm_id = next(iter(collector.previous[hosts[0].pk].domains)).uuid
     store = StatsStore(step=5)
@@ -294,6 +300,70 @@ def run(args: argparse.Namespace, tmp: Path, report: inv.Report) -> None:
         (p95_page + p95_stats) * 1000 < GOAL_PAGE_MS,
     )
     report.add("  of which the stats request (p95)", ms(p95_stats))
+
+
+def hung_host(collector, report: inv.Report) -> None:  # type: ignore[no-untyped-def]
+    """Cycles with a host that accepts the connection and never answers, beside the same
+    cycles without it, until its connect has timed out and a few more."""
+    import socket
+
+    from django.test import override_settings
+
+    from panel.choices import HostState
+    from panel.models import Host
+
+    step = collector.step
+    connect_timeout = 4 * step  # longer than the two intervals a cycle waits for a host
+    inv.phase(f"A host that hangs (connect timeout {connect_timeout} s, interval {step} s)")
+    baseline = []
+    for _ in range(3):
+        t = time.perf_counter()
+        collector.cycle()
+        baseline.append(time.perf_counter() - t)
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    hung = Host.objects.create(
+        name="bench-hung",
+        uri=f"qemu+tcp://127.0.0.1:{silent.getsockname()[1]}/system",
+        state=HostState.UP,
+    )
+    cycles, made = [], []
+    try:
+        with override_settings(PANEL_CONNECT_TIMEOUT=connect_timeout):
+            deadline = time.monotonic() + 3 * connect_timeout + 2 * step
+            after = 0
+            while after < 3 and time.monotonic() < deadline:
+                after += hung.pk in collector.failing
+                t = time.perf_counter()
+                made.append(collector.cycle())
+                cycles.append(time.perf_counter() - t)
+                time.sleep(max(0.0, step - cycles[-1]))  # on the beat, as run() keeps it
+    finally:
+        hung.delete()
+        silent.close()
+    base = statistics.median(baseline)
+    stretched = [c for c in cycles if c > base + step]
+    inv.say(
+        f"  {len(cycles)} cycles: median {ms(statistics.median(cycles))}, max {ms(max(cycles))} "
+        f"(without the hung host: median {ms(base)}); VM samples per cycle {min(made)}-{max(made)}"
+    )
+    inv.say(f"  the hung host failed: {hung.pk in collector.failing}")
+    report.add("baseline: whole cycle without a hung host (median)", ms(base))
+    # A cycle waits two intervals at most for a host, then does its usual work (which
+    # must fit well inside an interval anyway): half an interval is left for that.
+    report.add(
+        "collector: longest cycle with a hung host",
+        ms(max(cycles)),
+        f"< 2.5 intervals ({2.5 * step:g} s)",
+        max(cycles) < 2.5 * step,
+    )
+    report.add(
+        "collector: cycles a hung host stretched",
+        str(len(stretched)),
+        "<= 1",
+        len(stretched) <= 1,
+    )
 
 
 if __name__ == "__main__":

@@ -1,13 +1,29 @@
-"""Shared fixtures: users, the tiny guest on the real libvirtd, the running stack."""
+"""Shared fixtures: users, the tiny guest on the real libvirtd, the running stack.
+
+Also the suite's own guards, so that it cannot hide what it did not test:
+
+- at collection, a test that uses a fixture needing Chromium, the real libvirtd or the
+  running stack without the matching marker (``browser``, ``libvirt``, ``stack``) is a
+  collection error, so ``-m "not browser"`` and friends select what they say;
+- while a test runs, one without the ``libvirt`` marker that connects to a real libvirtd
+  (any URI but ``test:///``) fails;
+- at the end of the session, a skipped or xfailed test that is not in
+  ``tests/skips.py`` fails the run.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import shutil
+import sys
 import uuid as uuidlib
+from urllib.parse import urlsplit
 
 import pytest
+from _pytest.reports import CollectReport
 
 from panel import hypervisor
+from tests.skips import ALLOWED_SKIPS
 
 pytest_plugins = ["tests.second_host", "tests.stack", "tests.browser"]
 
@@ -72,7 +88,211 @@ def tiny_guest(panel_test_guest):
             hypervisor.destroy_domain(LOCAL_URI, info.uuid)
 
 
+def require(command: str, package: str) -> str:
+    """The path of a command a test needs; without it the test fails saying what to install
+    (a missing package is never a reason to skip: scripts/install.sh installs them)."""
+    path = shutil.which(command)
+    if path is None:
+        pytest.fail(
+            f"{command} is missing: apt-get install {package} "
+            "(scripts/install.sh --test is meant to install it)",
+            pytrace=False,
+        )
+    return path
+
+
 def wait_for_console_prompt(stream: hypervisor.ConsoleStream, timeout: float = 30.0) -> None:
     """Wait for the guest's shell: its init prints a ready line, then the prompt."""
     stream.read_until(b"panel-test-guest ready", timeout)
     stream.read_until(b"guest# ", timeout)
+
+
+# --- markers follow from fixtures -------------------------------------------------------------
+
+# A test whose fixture closure (item.fixturenames, so indirect use counts) holds one of
+# these fixtures needs the marker. Each name here is defined once in the suite.
+MARKER_FIXTURES: dict[str, frozenset[str]] = {
+    # tests/browser.py: headless Chromium.
+    "browser": frozenset({"browser", "page"}),
+    # Real libvirt daemons on this machine (qemu:///system, the second host, the fault
+    # tests' private libvirtd) and what they make there.
+    "libvirt": frozenset(
+        {
+            "panel_test_guest",  # the tiny guest, booted on a real libvirtd by its users
+            "tiny_guest",
+            "define_guest",
+            "second_host_uri",  # tests/second_host.py: a second libvirtd
+            "fault_host",  # tests/faults/fault_host.py: a private libvirtd
+            "main_conn",  # tests/hypervisor/test_second_host.py: libvirt.open(qemu:///system)
+            "dir_pool",  # tests/storage/conftest.py: a dir pool made on qemu:///system
+            "scratch_pool",  # tests/vms/conftest.py: a dir pool made with virsh
+            "pool",  # tests/clones/test_clone.py: a dir pool made with virsh
+            "pools",  # tests/migration/conftest.py: dir pools on both hosts
+            "backup_pool",  # tests/snapshots/conftest.py, tests/faults: a dir pool
+            "lvm_pool",  # tests/storage/test_pool_types.py: a logical pool
+            "nets",  # tests/networking/conftest.py: isolated networks on qemu:///system
+            "watcher",  # tests/vms/conftest.py, tests/panel/test_watcher.py: domain events
+        }
+    ),
+    # The panel's processes: tests/stack.py (web server, worker, websockify),
+    # tests/faults/redis_stack.py (a web server on a private Redis) and the fault tests'
+    # private Celery worker.
+    "stack": frozenset({"stack", "redis_stack", "worker_process"}),
+}
+
+
+_MARKER_PROBLEMS = pytest.StashKey[list[str]]()
+
+
+def missing_markers(item: pytest.Item) -> list[str]:
+    """What the item's fixtures need that its markers do not say, as readable lines."""
+    fixtures = set(getattr(item, "fixturenames", ()))
+    problems = []
+    for marker, needs in MARKER_FIXTURES.items():
+        used = sorted(fixtures & needs)
+        if used and item.get_closest_marker(marker) is None:
+            problems.append(
+                f"uses {', '.join(used)} but has no @pytest.mark.{marker} "
+                f"(add it to the test or to the module's pytestmark)"
+            )
+    return problems
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session, config, items):
+    """Before -m / -k deselect anything: a test missing a marker is a collection error.
+    Tests of SQLite's own locking (``sqlite_only``) are deselected on other databases."""
+    from django.conf import settings
+
+    if not settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+        other = [item for item in items if item.get_closest_marker("sqlite_only")]
+        if other:
+            config.hook.pytest_deselected(items=other)
+            items[:] = [item for item in items if not item.get_closest_marker("sqlite_only")]
+    for item in items:
+        problems = missing_markers(item)
+        if problems:
+            item.stash[_MARKER_PROBLEMS] = problems
+            config.hook.pytest_collectreport(
+                report=CollectReport(
+                    item.nodeid,
+                    "failed",
+                    f"{item.nodeid}: " + "; ".join(problems),
+                    None,
+                )
+            )
+
+
+def pytest_runtest_setup(item):
+    # With --continue-on-collection-errors the test still runs: it fails here.
+    problems = item.stash.get(_MARKER_PROBLEMS, None)
+    if problems:
+        pytest.fail("; ".join(problems), pytrace=False)
+
+
+# --- a test without the libvirt marker does not reach a real libvirtd -------------------
+
+
+def _is_real(uri: str) -> bool:
+    return urlsplit(uri).scheme != "test"
+
+
+@pytest.fixture(autouse=True)
+def _libvirt_only_with_its_marker(request, monkeypatch):
+    """Fail an unmarked test that got a connection to a real libvirtd (any URI but test:///),
+    through the panel's connection pool or libvirt itself, in a fixture or in the test."""
+    if request.node.get_closest_marker("libvirt") is not None:
+        yield
+        return
+    import libvirt
+
+    from panel.hypervisor import connection
+
+    reached: set[str] = set()
+
+    def watch(opener):
+        def opened(uri, *args, **kwargs):
+            conn = opener(uri, *args, **kwargs)
+            if uri and _is_real(str(uri)):
+                reached.add(str(uri))
+            return conn
+
+        return opened
+
+    for name in ("open", "openAuth", "openReadOnly"):
+        monkeypatch.setattr(libvirt, name, watch(getattr(libvirt, name)))
+    get = connection.ConnectionPool.get
+
+    def pooled(pool, uri, *args, **kwargs):
+        conn = get(pool, uri, *args, **kwargs)
+        if _is_real(uri):
+            reached.add(uri)
+        return conn
+
+    monkeypatch.setattr(connection.ConnectionPool, "get", pooled)
+    yield
+    if reached:
+        pytest.fail(
+            f"this test reached the real libvirtd at {', '.join(sorted(reached))} "
+            "but has no @pytest.mark.libvirt (add it, or use test:///default)",
+            pytrace=False,
+        )
+
+
+# --- skips and xfails must be allowed, one by one ---------------------------------------------
+
+# (nodeid, reason) of every skipped or xfailed test of this session not in ALLOWED_SKIPS.
+_unallowed_skips: list[tuple[str, str]] = []
+
+
+def pytest_sessionstart(session):
+    _unallowed_skips.clear()
+
+
+def _skip_reason(report) -> str:
+    if hasattr(report, "wasxfail"):
+        return str(report.wasxfail)
+    longrepr = report.longrepr
+    text = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+    return text.removeprefix("Skipped: ")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_logreport(report):
+    # Skipped in setup or call, xfailed, or xpassed (a non-strict xfail that passed).
+    if report.skipped or hasattr(report, "wasxfail"):
+        entry = (report.nodeid, _skip_reason(report))
+        if entry not in ALLOWED_SKIPS and entry not in _unallowed_skips:
+            _unallowed_skips.append(entry)
+
+
+# A module skipped whole (pytest.skip(allow_module_level=True), importorskip) is a
+# collection report; deselection by -m / -k makes no report at all, so it never counts.
+pytest_collectreport = pytest_runtest_logreport
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session, exitstatus):
+    if _unallowed_skips and session.exitstatus in (
+        pytest.ExitCode.OK,
+        pytest.ExitCode.NO_TESTS_COLLECTED,
+    ):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if _unallowed_skips and session.config.pluginmanager.get_plugin("terminalreporter") is None:
+        sys.stderr.write(_skips_message() + "\n")
+
+
+def _skips_message() -> str:
+    lines = [
+        f"{len(_unallowed_skips)} skipped or xfailed test(s) not allowed in tests/skips.py. "
+        "A skip hides a gap: make the test run (for a missing package, pytest.fail saying "
+        "what to install), or add it to ALLOWED_SKIPS there with its reason."
+    ]
+    lines += [f"  {nodeid}  (reason: {reason})" for nodeid, reason in _unallowed_skips]
+    return "\n".join(lines)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if _unallowed_skips:
+        terminalreporter.write_sep("=", "skips not allowed: the run fails", red=True, bold=True)
+        terminalreporter.write_line(_skips_message(), red=True)

@@ -12,7 +12,7 @@ from tests.conftest import ADMIN_PASSWORD
 from tests.create.conftest import GUEST_DIR
 from vms.models import VirtualMachine
 
-pytestmark = [pytest.mark.libvirt, pytest.mark.stack, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.browser, pytest.mark.libvirt, pytest.mark.stack, pytest.mark.timeout(240)]
 
 
 def test_the_wizard_creates_a_vm_and_lands_on_its_page_running(

@@ -33,7 +33,7 @@ from tests.vms.conftest import (  # noqa: F401  (fixtures)
 )
 from vms.models import VirtualMachine
 
-pytestmark = [pytest.mark.libvirt, pytest.mark.stack, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.libvirt, pytest.mark.stack, pytest.mark.sqlite, pytest.mark.timeout(240)]
 
 Answer = tuple[int, dict[str, Any]]
 # Start + delete pairs; each round races on a fresh VM.

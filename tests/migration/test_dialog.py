@@ -79,6 +79,7 @@ def test_it_migrates_from_the_dialog_and_the_progress_bar_follows(
     assert (job.user, job.state) == (member, "succeeded")
 
 
+@pytest.mark.libvirt
 def test_the_dialog_lists_each_host_with_its_pre_check(
     guest, client_for, local_host, second_host, second_host_uri
 ):
@@ -96,6 +97,7 @@ def test_the_dialog_lists_each_host_with_its_pre_check(
     assert texts(response, "//*[@data-migrate-verdict]") == ["ready"]
 
 
+@pytest.mark.libvirt
 def test_the_dialog_is_for_those_who_may_migrate(guest, client_for, second_host):
     vm = guest(running=False)
     assert client_for("viewer").get(f"/vms/{vm.pk}/migrate/").status_code == 403
@@ -103,6 +105,7 @@ def test_the_dialog_is_for_those_who_may_migrate(guest, client_for, second_host)
     assert client_for("anonymous").get(f"/vms/{vm.pk}/migrate/").status_code == 302
 
 
+@pytest.mark.libvirt
 def test_a_refusal_from_the_dialog_comes_back_as_a_message(
     guest, client_for, second_host, second_host_uri
 ):
@@ -119,6 +122,7 @@ def test_a_refusal_from_the_dialog_comes_back_as_a_message(
     assert where(vm, second_host_uri) == ("running", "absent")
 
 
+@pytest.mark.libvirt
 def test_move_storage_from_the_dialog(guest, client_for, local_host, pools, tmp_path):
     from tests.migration.test_move_storage import two_pools
     from vms.tasks import vm_move_storage_task

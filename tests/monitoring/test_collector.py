@@ -1,4 +1,7 @@
-"""The collector against the real libvirtd with the tiny guest: stats appear, CPU follows load."""
+"""The collector against the real libvirtd with the tiny guest: stats appear, CPU follows load.
+
+Counted in collection cycles, not seconds: how long a cycle takes is measured by
+benchmarks/monitoring.py (whole cycle with 1,000 VMs, and with a host that hangs)."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from tests.conftest import LOCAL_URI
 pytestmark = [pytest.mark.libvirt]
 
 STEP = 1
+CONNECT_TIMEOUT = 10
 
 
 def collect_until(collector: Collector, predicate, cycles: int) -> bool:
@@ -46,7 +50,7 @@ def console(make_vm):
             hypervisor.destroy_domain(LOCAL_URI, str(vm.pk))
 
 
-def test_it_shows_stats_within_two_intervals_and_cpu_rising_with_a_busy_loop(
+def test_it_shows_stats_once_it_has_two_readings_and_cpu_rising_with_a_busy_loop(
     console, store, local_host
 ):
     vm, stream = console
@@ -56,9 +60,11 @@ def test_it_shows_stats_within_two_intervals_and_cpu_rising_with_a_busy_loop(
     def latest() -> dict | None:
         return store.latest("vm", [vm_id], time.time(), 3 * STEP).get(vm_id)
 
-    start = time.monotonic()
-    assert collect_until(collector, lambda: latest() is not None, cycles=2)
-    assert time.monotonic() - start < 2 * STEP + 1
+    # A rate needs two readings: the first cycle makes no sample, a later one does (the
+    # second, unless a slow reading spills into the next cycle).
+    collector.cycle()
+    assert latest() is None
+    assert collect_until(collector, lambda: latest() is not None, cycles=10)
     host = store.latest("host", [str(local_host.pk)], time.time(), 3 * STEP)
     assert host[str(local_host.pk)]["mem_total"] > 0
 
@@ -78,21 +84,27 @@ def test_it_shows_stats_within_two_intervals_and_cpu_rising_with_a_busy_loop(
     stream.read_until(b"guest# ", 10, start=len(stream.output()))
     busy = [next_cpu() for _ in range(6)]
     stream.send(b"kill %1\r")
-    # The busy loop keeps the guest's one vCPU busy as far as the host lets it (two
-    # shared cores here, other guests running); idle, past the end of its boot, it rests.
+    # Idle, past the end of its boot, the guest rests. The busy loop keeps its one vCPU as
+    # busy as the host lets it: how much that is depends on what else the machine's cores
+    # run, so no fixed figure; but every busy sample (the first may straddle the loop's
+    # start) stands clearly above every idle one.
     assert max(idle[1:]) < 20, (idle, busy)
-    assert sum(busy) / len(busy) > 40, (idle, busy)
+    assert min(busy[1:]) > 2 * max(idle[1:]) + 5, (idle, busy)
     history = store.history("vm", vm_id, "1h", time.time())
-    assert len(history["t"]) >= 11 and max(history["cpu"]) > 40
+    assert len(history["t"]) >= 11, history
+    assert max(history["cpu"]) == pytest.approx(max(busy), abs=0.05), (history, busy)
 
 
 def test_it_keeps_its_beat_while_a_host_hangs(make_vm, local_host, store, settings):
     """A host that accepts the connection and never answers (like one behind a dead link)
-    costs only its own samples: the local host's VM is still read every interval."""
+    costs only its own samples: the local host's VM is still read every cycle, and no cycle
+    waits for the hung host's connect timeout."""
     from panel.choices import HostState
     from panel.models import Host
 
-    settings.PANEL_CONNECT_TIMEOUT = 5
+    # Far above what a cycle takes (it waits at most two intervals for a host): a cycle
+    # that lasted this long waited for the hung host.
+    settings.PANEL_CONNECT_TIMEOUT = CONNECT_TIMEOUT
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(8)
@@ -105,7 +117,12 @@ def test_it_keeps_its_beat_while_a_host_hangs(make_vm, local_host, store, settin
     try:
         collector = Collector(step=STEP, store=store)
         durations, stamps = [], set()
-        for _ in range(8):  # on the collector's beat, past the hung host's 5 s connect timeout
+        # On the collector's beat until the hung host's connect has timed out, and a few more.
+        deadline = time.monotonic() + 6 * CONNECT_TIMEOUT
+        after = 0
+        while after < 3:
+            assert time.monotonic() < deadline, f"the hung host never failed: {durations}"
+            after += hung.pk in collector.failing
             started = time.monotonic()
             collector.cycle()
             durations.append(time.monotonic() - started)
@@ -113,9 +130,10 @@ def test_it_keeps_its_beat_while_a_host_hangs(make_vm, local_host, store, settin
             if sample:
                 stamps.add(sample["t"])
             time.sleep(max(0.0, STEP - durations[-1]))
-        # No cycle waited for the connect timeout; the local VM kept being read.
-        assert max(durations) < 4, durations
-        assert len(stamps) >= 5, (durations, stamps)
+        # No cycle waited for the connect timeout; the local VM kept being read (a new
+        # sample in nearly every cycle: the first makes none, a slow one may skip one).
+        assert max(durations) < CONNECT_TIMEOUT, durations
+        assert len(stamps) >= len(durations) - 3, (durations, stamps)
         # Its connect timed out: it is left alone for a while instead of every interval.
         assert hung.pk in collector.failing and collector.retry_at[hung.pk] > time.monotonic()
     finally:

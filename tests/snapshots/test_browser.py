@@ -21,6 +21,7 @@ from vms.models import VirtualMachine
 pytestmark = [pytest.mark.libvirt, pytest.mark.stack, pytest.mark.timeout(240)]
 
 
+@pytest.mark.browser
 def test_it_takes_a_snapshot_from_the_vm_page_and_shows_it_in_the_tree(
     page, stack, transactional_db, admin_user, make_vm
 ):
@@ -86,6 +87,7 @@ def test_the_worker_reports_a_memory_snapshot_over_the_websocket(
     assert (snap["name"], snap["state"], snap["memory"]) == ("live", "running", True)
 
 
+@pytest.mark.browser
 def test_it_backs_up_from_the_backups_card_and_lists_the_backup(
     page, stack, transactional_db, admin_user, make_vm, backup_pool
 ):

@@ -146,6 +146,7 @@ def test_the_vm_page_attaches_and_detaches_a_disk(
         hypervisor.undefine_domain(LOCAL_URI, info.uuid)
 
 
+@pytest.mark.browser
 @pytest.mark.stack
 def test_a_browser_upload_moves_its_progress_bar_to_100(
     page, stack, transactional_db, dir_pool, admin_user, tmp_path

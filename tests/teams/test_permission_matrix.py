@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -57,7 +57,6 @@ class Case:
     leak_check: bool = True
     # Give the persona an API token first (for revoking it).
     with_token: bool = False
-    xfail: dict[str, str] = field(default_factory=dict)
 
 
 def codes(everyone: int, **per: int) -> dict[str, int]:
@@ -484,10 +483,7 @@ CASES = [
 def params():
     for case in CASES:
         for persona in EVERYONE:
-            marks = []
-            if persona in case.xfail:
-                marks.append(pytest.mark.xfail(strict=True, reason=case.xfail[persona]))
-            yield pytest.param(case, persona, id=f"{case.name}-{persona}", marks=marks)
+            yield pytest.param(case, persona, id=f"{case.name}-{persona}")
 
 
 def names(world: World, team_name: str, key: str, persona: str) -> list[str]:

@@ -90,6 +90,7 @@ def test_it_follows_a_raised_quota_at_once(alpha, admin):
     assert quotas.limits(alpha)["vcpus"] == 8
 
 
+@pytest.mark.sqlite
 def test_it_lets_exactly_the_quota_win_when_eight_requests_race(transactional_db, world, admin):
     project = services.create_project(name="race", quota={"vms": 3}, actor=admin)
     host = world.teams["alpha"].host

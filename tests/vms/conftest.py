@@ -180,7 +180,8 @@ def queued_tasks(callbacks) -> list[tuple[str, tuple]]:
     ]
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, step: float = 0.05) -> bool:
+def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, step: float = 0.05) -> bool:
+    """Whether predicate() came true within timeout: a generous deadline, not a speed."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -290,7 +291,7 @@ def watcher(transactional_db, local_host) -> Iterator[Host]:
     assert wait_for(lambda: local_host.pk in w.watches), "the watcher did not subscribe"
     yield local_host
     w.stop()
-    thread.join(5)
+    thread.join(30)
     assert not thread.is_alive()
 
 

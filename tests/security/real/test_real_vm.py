@@ -18,6 +18,8 @@ from tests.security.test_get_and_csrf import READABLE
 from vms import consoles
 from vms import services as vm_services
 
+pytestmark = pytest.mark.libvirt
+
 VNC_PASSWORD = "Qz7wKp2m"
 
 
