@@ -1,19 +1,56 @@
 #!/usr/bin/env bash
-# Runs lint and every test (unit, real libvirtd + qemu, headless Chromium).
+# make test (and CI) runs, in this order:
+#   1. the runtime check: make run from the runtime lock alone (scripts/check-run.sh);
+#   2. the test install: scripts/install.sh --test (browser, PostgreSQL, dev lock);
+#   3. lint: ruff, the migrations check;
+#   4. the whole suite on PostgreSQL;
+#   5. on SQLite, what differs between the two databases (tests marked `sqlite`:
+#      locking, the locked-database faults, races, migrations).
+# With arguments it runs only pytest with them, on PANEL_DB (sqlite unless postgres):
+#   scripts/test.sh tests/vms -x
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export REDIS_URL=${PANEL_TEST_REDIS_URL:-redis://127.0.0.1:6379/14}
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
+use_postgres() {
+  set -a
+  # shellcheck disable=SC1091 # written by scripts/postgres.sh
+  . var/postgres.env
+  set +a
+}
+
+pytest() {
+  set +e
+  .venv/bin/python -m pytest "$@"
+  local rc=$?
+  set -e
+  if [ "$rc" -eq 5 ]; then
+    echo "pytest collected no tests: that is a failure." >&2
+    return 1
+  fi
+  return "$rc"
+}
+
+if [ $# -gt 0 ]; then
+  [ "${PANEL_DB:-sqlite}" = postgres ] && use_postgres
+  pytest "$@"
+  exit $?
+fi
+
+started=$SECONDS
+scripts/check-run.sh
+scripts/install.sh --test
+
+say "Lint"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/python manage.py makemigrations --check --dry-run
 
-set +e
-.venv/bin/python -m pytest "$@"
-rc=$?
-set -e
-if [ "$rc" -eq 5 ]; then
-  echo "pytest collected no tests: that is a failure." >&2
-  exit 1
-fi
-exit "$rc"
+say "The whole suite on PostgreSQL"
+(use_postgres && pytest)
+
+say "On SQLite: what differs between the databases"
+pytest -m sqlite
+
+say "make test passed in $((SECONDS - started)) s"
