@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Starts this machine's PostgreSQL (Debian's package) and gives the panel a role and a
-# database, each made once. Writes DATABASE_URL to $PANEL_VAR_DIR/postgres.env (mode 600),
-# which scripts/run.sh and scripts/test.sh read when PANEL_DB=postgres.
-# The role may create databases: the tests make their own (test_panel) beside it.
+# database, each made once. Writes DATABASE_URL to $PANEL_VAR_DIR/postgres.env, which
+# scripts/run.sh and scripts/test.sh read when PANEL_DB=postgres.
+# The role is named after the user running the panel and logs in over the server's Unix
+# socket by peer authentication (Debian's default for local connections): no password
+# to keep, and every checkout on the machine reaches the same database the same way.
+# The role may create databases: the tests make their own (test_panel_<pid>) beside it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VAR_DIR=${PANEL_VAR_DIR:-$PWD/var}
-ROLE=${PANEL_PG_ROLE:-panel}
+ROLE=${PANEL_PG_ROLE:-$(id -un)}
 DB=${PANEL_PG_DATABASE:-panel}
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -37,23 +40,15 @@ for _ in $(seq 1 50); do
 done
 as_postgres pg_isready -q -p "$port" || { echo "postgres: the server on port $port does not answer" >&2; exit 1; }
 
-mkdir -p "$VAR_DIR"
-env_file="$VAR_DIR/postgres.env"
-if [ -s "$env_file" ]; then
-  # shellcheck disable=SC1090
-  password=$(. "$env_file"; echo "$DATABASE_URL" | sed -E 's#^[a-z]+://[^:]*:([^@]*)@.*#\1#')
-else
-  password=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
-fi
 if ! as_postgres psql -p "$port" -tAc "SELECT 1 FROM pg_roles WHERE rolname = '$ROLE'" | grep -q 1; then
   say "Creating PostgreSQL role $ROLE"
-  as_postgres psql -q -p "$port" -c "CREATE ROLE \"$ROLE\" LOGIN CREATEDB PASSWORD '$password'"
-else
-  as_postgres psql -q -p "$port" -c "ALTER ROLE \"$ROLE\" LOGIN CREATEDB PASSWORD '$password'"
+  as_postgres psql -q -p "$port" -c "CREATE ROLE \"$ROLE\" LOGIN CREATEDB"
 fi
 if ! as_postgres psql -p "$port" -tAc "SELECT 1 FROM pg_database WHERE datname = '$DB'" | grep -q 1; then
   say "Creating PostgreSQL database $DB"
   as_postgres createdb -p "$port" -O "$ROLE" "$DB"
 fi
-umask 077
-echo "DATABASE_URL=postgres://$ROLE:$password@127.0.0.1:$port/$DB" > "$env_file"
+socket_dir=$(as_postgres psql -p "$port" -tAc "SHOW unix_socket_directories" | cut -d, -f1)
+mkdir -p "$VAR_DIR"
+# dj-database-url reads a socket directory as the URL's host, percent-encoded.
+echo "DATABASE_URL=postgres://$ROLE@${socket_dir//\//%2F}:$port/$DB" >"$VAR_DIR/postgres.env"

@@ -54,9 +54,12 @@ def database_url() -> str:
     db = settings.DATABASES["default"]
     if db["ENGINE"].endswith("sqlite3"):
         return f"sqlite:///{db['NAME']}"
-    user = quote(db["USER"], safe="")
-    password = quote(db["PASSWORD"], safe="")
-    return f"postgres://{user}:{password}@{db['HOST']}:{db['PORT']}/{quote(db['NAME'])}"
+    login = quote(db["USER"], safe="")
+    if db["PASSWORD"]:
+        login += ":" + quote(db["PASSWORD"], safe="")
+    # The host may be a socket directory: percent-encoded, as dj-database-url reads it.
+    host = quote(db["HOST"], safe="")
+    return f"postgres://{login}@{host}:{db['PORT']}/{quote(db['NAME'])}"
 
 
 def process_env() -> dict[str, str]:
