@@ -9,4 +9,4 @@ COPY . .
 ENV PANEL_VAR_DIR=/data PANEL_STATIC_ROOT=/app/staticfiles
 RUN PANEL_SECRET_KEY=build python manage.py collectstatic --noinput -v0
 EXPOSE 8000 6080
-CMD ["uvicorn", "panel.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--workers", "2", "--lifespan", "off", "--ws-max-size", "2097152", "--timeout-graceful-shutdown", "5"]
+CMD ["uvicorn", "panel.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--workers", "2", "--lifespan", "off", "--no-proxy-headers", "--ws-max-size", "2097152", "--timeout-graceful-shutdown", "5"]

@@ -144,6 +144,18 @@ def virsh(*args: str, stdin: str | None = None) -> None:
     )
 
 
+def define_stray_domain(name: str) -> None:
+    """A domain defined behind the panel's back (never started), for the watcher to see."""
+    virsh(
+        "define",
+        "/dev/stdin",
+        stdin=(
+            f"<domain type='qemu'><name>{name}</name><memory unit='MiB'>32</memory>"
+            "<os><type arch='x86_64'>hvm</type></os></domain>"
+        ),
+    )
+
+
 def main() -> None:
     var_dir = Path(sys.argv[1])
     venv = Path(sys.executable).parent.parent
@@ -161,7 +173,8 @@ def main() -> None:
         "PANEL_STATS_INTERVAL": "2",
         "PANEL_WEB_WORKERS": str(WEB_WORKERS),
     }
-    env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/13")
+    if not env.get("REDIS_URL"):
+        sys.exit("check_run: set REDIS_URL (scripts/check-run.sh sets it to the panel's Redis).")
     log_path = var_dir / "make-run.log"
     var_dir.mkdir(parents=True, exist_ok=True)
     say(f"make run on port {port} (websockify {ws_port}), data in {var_dir}")
@@ -228,14 +241,7 @@ def check(
     say("websockify: answers on its port")
 
     host = panel.api("hosts/")["results"][0]
-    virsh(
-        "define",
-        "/dev/stdin",
-        stdin=(
-            f"<domain type='qemu'><name>{domain}</name><memory unit='MiB'>32</memory>"
-            "<os><type arch='x86_64'>hvm</type></os></domain>"
-        ),
-    )
+    define_stray_domain(domain)
     wait_for(
         "the watcher adds a domain defined behind the panel's back",
         lambda: panel.api(f"vms/?search={domain}")["count"] == 1,

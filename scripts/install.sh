@@ -58,7 +58,9 @@ fi
 
 # 3. Services: systemd where it runs, else the daemons directly.
 if [ -d /run/systemd/system ]; then
-  $SUDO systemctl start virtlogd libvirtd redis-server
+  # Not redis-server: the panel runs its own, with a password (scripts/redis.sh, from
+  # scripts/run.sh); the system's service, if any, is left as it is.
+  $SUDO systemctl start virtlogd libvirtd
 else
   # The host's own daemons, by their pid files and ports: other instances (the
   # second libvirtd of the migration tests, a test's private Redis) do not count.
@@ -68,10 +70,7 @@ else
     say "Starting libvirtd"
     $SUDO libvirtd -d
   fi
-  if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
-    say "Starting redis-server"
-    $SUDO redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no --dir /tmp
-  fi
+  # redis-server: the panel starts its own, with a password (scripts/redis.sh).
 fi
 for _ in $(seq 1 50); do
   virsh -c qemu:///system uri >/dev/null 2>&1 && break

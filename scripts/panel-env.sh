@@ -10,4 +10,5 @@ export PANEL_WEB_WORKERS=${PANEL_WEB_WORKERS:-2}
 export PANEL_WEBSOCKIFY_PORT=${PANEL_WEBSOCKIFY_PORT:-6080}
 export PANEL_WEBSOCKIFY_URL=${PANEL_WEBSOCKIFY_URL:-ws://$PANEL_BIND:$PANEL_WEBSOCKIFY_PORT/}
 export PANEL_CELERY_QUEUE=${PANEL_CELERY_QUEUE:-panel}
-export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
+# REDIS_URL: unset, scripts/run.sh uses the panel's own Redis (scripts/redis.sh), with
+# its password, on 127.0.0.1:${PANEL_REDIS_PORT:-6380}.

@@ -9,6 +9,15 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/panel-env.sh
 . scripts/panel-env.sh
 
+# The panel's own Redis, password-protected on loopback, unless REDIS_URL names another.
+if [ -z "${REDIS_URL:-}" ]; then
+  PANEL_VAR_DIR=$PANEL_VAR_DIR scripts/redis.sh
+  set -a
+  # shellcheck disable=SC1091 # written by scripts/redis.sh
+  . "$PANEL_VAR_DIR/redis.env"
+  set +a
+fi
+
 case "${PANEL_DB:-sqlite}" in
   sqlite) ;;
   postgres)

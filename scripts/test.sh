@@ -10,8 +10,22 @@
 #   scripts/test.sh tests/vms -x
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export REDIS_URL=${PANEL_TEST_REDIS_URL:-redis://127.0.0.1:6379/14}
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+# The tests' Redis: PANEL_TEST_REDIS_URL, else database 14 of the panel's own
+# (scripts/redis.sh: password-protected, on loopback).
+use_redis() {
+  if [ -n "${PANEL_TEST_REDIS_URL:-}" ]; then
+    export REDIS_URL=$PANEL_TEST_REDIS_URL
+    return
+  fi
+  scripts/redis.sh
+  set -a
+  # shellcheck disable=SC1091 # written by scripts/redis.sh
+  . var/redis.env
+  set +a
+  export REDIS_URL=${REDIS_URL%/*}/14
+}
 
 use_postgres() {
   set -a
@@ -33,6 +47,7 @@ pytest() {
 }
 
 if [ $# -gt 0 ]; then
+  use_redis
   [ "${PANEL_DB:-sqlite}" = postgres ] && use_postgres
   pytest "$@"
   exit $?
@@ -41,6 +56,7 @@ fi
 started=$SECONDS
 scripts/check-run.sh
 scripts/install.sh --test
+use_redis
 
 say "Lint"
 .venv/bin/ruff check .
