@@ -6,6 +6,6 @@ class PanelConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from panel import pagecache
+        from panel import pagecache, socket_access  # noqa: F401 - its logout receiver
 
         pagecache.connect_signals()

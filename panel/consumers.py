@@ -1,4 +1,8 @@
-"""Websockets that push job progress and host changes to the browser."""
+"""Websockets that push job progress and host changes to the browser.
+
+Each closes once its user is logged out, disabled, or may no longer see what it
+shows (panel.socket_access).
+"""
 
 from __future__ import annotations
 
@@ -10,14 +14,16 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from . import events, jobs
 from .models import Host
 from .permissions import forget, visible_hosts, visible_jobs
+from .socket_access import AccessWatch
 
 # Close codes: 4401 not logged in, 4404 not found or out of scope.
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
 
 
-class _ScopedConsumer(AsyncJsonWebsocketConsumer):
-    """Refuses anonymous users; subclasses load their object within the user's scope."""
+class _ScopedConsumer(AccessWatch, AsyncJsonWebsocketConsumer):
+    """Refuses anonymous users; subclasses load their object within the user's scope,
+    and say whether the user may still see it (still_visible)."""
 
     group: str = ""
 
@@ -34,6 +40,16 @@ class _ScopedConsumer(AsyncJsonWebsocketConsumer):
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
         await self.send_json(snapshot)
+        await self.watch_access(user.pk)
+
+    def still_allowed(self, user: Any) -> tuple[int, str] | None:
+        self.user = user  # the fresh copy: events are filtered by the current roles
+        if self.still_visible(user):
+            return None
+        return CLOSE_NOT_FOUND, "You may no longer see this: your access to it changed."
+
+    def still_visible(self, user: Any) -> bool:  # pragma: no cover - abstract
+        raise NotImplementedError
 
     async def _refuse(self, code: int) -> None:
         # Accept first: a close before accept is an HTTP 403 on the handshake,
@@ -51,6 +67,7 @@ class _ScopedConsumer(AsyncJsonWebsocketConsumer):
         )
 
     async def disconnect(self, code: int) -> None:
+        await self.stop_watching()
         if self.group:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
@@ -76,7 +93,10 @@ class JobConsumer(_ScopedConsumer):
             await self.send_json(event)
 
     def _still_visible(self) -> bool:
-        return visible_jobs(forget(self.user)).filter(pk=self.job_id).exists()
+        return self.still_visible(forget(self.user))
+
+    def still_visible(self, user: Any) -> bool:
+        return visible_jobs(user).filter(pk=self.job_id).exists()
 
 
 class HostConsumer(_ScopedConsumer):
@@ -88,13 +108,18 @@ class HostConsumer(_ScopedConsumer):
         return await database_sync_to_async(self._snapshot)(user)
 
     def _snapshot(self, user: Any) -> dict[str, Any] | None:
-        from .services import serialize_host
+        from .services import for_viewer, serialize_host
 
         host: Host | None = visible_hosts(user).filter(pk=self.host_id).first()
-        return {"type": "host.update", "host": serialize_host(host)} if host else None
+        if host is None:
+            return None
+        return {"type": "host.update", "host": for_viewer(user, serialize_host(host))}
 
     async def host_update(self, event: events.HostUpdate) -> None:
-        await self.send_json(event)
+        from .services import for_viewer
+
+        # The group's event carries the host's whole error; a non-admin gets it trimmed.
+        await self.send_json({**event, "host": for_viewer(self.user, dict(event["host"]))})
 
     async def vm_update(self, event: events.VMUpdate) -> None:
         # The host group carries every VM on the host: pass on only those in scope.
@@ -109,6 +134,9 @@ class HostConsumer(_ScopedConsumer):
         from vms.permissions import visible_vms
 
         return visible_vms(forget(self.user)).filter(pk=vm_id).exists()
+
+    def still_visible(self, user: Any) -> bool:
+        return visible_hosts(user).filter(pk=self.host_id).exists()
 
 
 class VMConsumer(_ScopedConsumer):
@@ -137,6 +165,9 @@ class VMConsumer(_ScopedConsumer):
             await self.send_json(event)
 
     def _still_visible(self) -> bool:
+        return self.still_visible(forget(self.user))
+
+    def still_visible(self, user: Any) -> bool:
         from vms.permissions import visible_vms
 
-        return visible_vms(forget(self.user)).filter(pk=self.vm_id).exists()
+        return visible_vms(user).filter(pk=self.vm_id).exists()

@@ -12,7 +12,8 @@ server's disk. Protocol on ws/volumes/<id>/upload/:
 The client keeps a few chunks in flight and waits for the acknowledgements,
 so a slow host slows the browser instead of filling the server's memory. A
 connection that drops before the last byte fails the job and removes the
-volume (the browser made it for this upload).
+volume (the browser made it for this upload); so does a user who is logged out,
+disabled or loses the right to change the volume meanwhile (panel.socket_access).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from django.http import Http404
 
 from panel.exceptions import ServiceError
 from panel.permissions import CHANGE, get_object_for_user
+from panel.socket_access import AccessWatch
 
 from . import services
 from .models import Volume
@@ -48,7 +50,7 @@ class _Aborted(Exception):
     """The browser went away before the last byte."""
 
 
-class VolumeUploadConsumer(AsyncJsonWebsocketConsumer):
+class VolumeUploadConsumer(AccessWatch, AsyncJsonWebsocketConsumer):
     volume: Volume | None = None
     chunks: queue.Queue | None = None
     worker: threading.Thread | None = None
@@ -69,6 +71,22 @@ class VolumeUploadConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_NOT_FOUND)
         except PermissionDenied:
             await self.close(code=CLOSE_FORBIDDEN)
+        else:
+            await self.watch_access(user.pk)
+
+    def still_allowed(self, user: Any) -> tuple[int, str] | None:
+        assert self.volume is not None
+        try:
+            get_object_for_user(Volume.objects.all(), user, self.volume.pk, CHANGE)
+        except Http404:
+            return CLOSE_NOT_FOUND, "You may no longer see this volume: the upload stopped."
+        except PermissionDenied:
+            return CLOSE_FORBIDDEN, "You may no longer change this volume: the upload stopped."
+        return None
+
+    async def access_lost(self, code: int, message: str) -> None:
+        await self.send_json({"error": message})
+        await super().access_lost(code, message)
 
     @classmethod
     async def decode_json(cls, text_data: str) -> Any:
@@ -131,6 +149,7 @@ class VolumeUploadConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"received": self.received})
 
     async def disconnect(self, code: int) -> None:
+        await self.stop_watching()
         if self.worker is not None and self.worker.is_alive() and self.chunks is not None:
             # Handed over from a thread so a full queue never blocks the event loop; the
             # stream then fails the job and removes the volume.

@@ -1,48 +1,87 @@
 """Console tickets: short-lived, single-use permissions to open one VM's console.
 
 A ticket is issued after the permission check, for one user, one VM and one
-console type, and lives in Redis for TICKET_SECONDS. The serial websocket and
-websockify's token plugin both take it with GETDEL, so it works once.
+console type, and lives in Redis for TICKET_SECONDS, signed with the secret key
+(panel.console_tokens). The serial and view-only VNC websockets and websockify's
+token plugin take it with GETDEL, so it works once, and refuse it unless the
+panel signed it.
+
+VNC displays listen on their host's loopback address, so the panel reaches them
+only for VMs on its own machine: a graphical console of a VM on another host is
+refused (the serial console goes through libvirt's own connection and works on
+every host) until consoles to other hosts are tunnelled.
 """
 
 from __future__ import annotations
 
-import json
 import secrets
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import redis
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 
 from panel import audit, hypervisor
-from panel.console_tokens import KEY_PREFIX
+from panel.console_tokens import KEY_PREFIX, TICKET_SECONDS, sign_ticket, verify_ticket
 from panel.exceptions import ConflictError, ServiceError, UnavailableError
 from panel.permissions import CONSOLE, CONSOLE_INPUT, allowed
 
 from .choices import VMState
 from .models import VirtualMachine
 
-TICKET_SECONDS = 30
 TYPES = ("serial", "vnc")
+
+
+@dataclass(frozen=True)
+class VncTarget:
+    """Where the view-only proxy reaches a VM's display, and the display's password."""
+
+    host: str
+    port: int
+    password: str | None
 
 
 def _redis() -> redis.Redis:
     return redis.Redis.from_url(settings.REDIS_URL)
 
 
+def _require_local_display(vm: VirtualMachine) -> None:
+    if not hypervisor.is_local(vm.host.uri):
+        raise ConflictError(
+            f"The graphical console of {vm.name} cannot be opened: it runs on host "
+            f"{vm.host.name}, whose VNC displays listen on that host only, and the panel "
+            "does not tunnel consoles to other hosts yet. Use its serial console, which "
+            "works on every host."
+        )
+
+
 def _vnc_endpoint(vm: VirtualMachine) -> tuple[str, int]:
-    """Where the VM's VNC server listens, as seen from websockify."""
+    """Where the VM's VNC server listens on this machine (the VM's host is this machine)."""
     info = hypervisor.get_domain(vm.host.uri, str(vm.pk))
     vnc = next((g for g in info.graphics if g.type == "vnc" and g.port), None)
     if vnc is None:
         raise ConflictError(f"{vm.name} has no VNC display (or it is not running).")
-    host = urlsplit(vm.host.uri).hostname or "127.0.0.1"
-    listen = vnc.listen if vnc.listen not in ("", "0.0.0.0", "::") else host
-    if not urlsplit(vm.host.uri).hostname:
-        listen = "127.0.0.1" if listen in ("127.0.0.1", "localhost", host) else listen
-    return listen, vnc.port
+    if vnc.listen in ("", "0.0.0.0", "::", "localhost", "::1"):
+        return "127.0.0.1", vnc.port
+    return vnc.listen, vnc.port
+
+
+def vnc_target(vm_id: str) -> VncTarget:
+    """The display of a running VM on this machine, for the view-only proxy (which answers
+    the display's password challenge itself, so the viewer is never given it)."""
+    vm = VirtualMachine.objects.select_related("host").filter(pk=vm_id).first()
+    if vm is None:
+        raise ConflictError("The VM no longer exists.")
+    _require_local_display(vm)
+    try:
+        host, port = _vnc_endpoint(vm)
+        password = hypervisor.vnc_password(vm.host.uri, str(vm.pk))
+    except hypervisor.HostUnavailable as exc:
+        raise UnavailableError(f"{vm.host.name} cannot be reached: {exc}") from exc
+    except hypervisor.NotFound:
+        raise ConflictError(f"{vm.name} is no longer on {vm.host.name}.") from None
+    return VncTarget(host, port, password)
 
 
 def issue_ticket(
@@ -51,11 +90,22 @@ def issue_ticket(
     """A ticket for user to open vm's console of kind; raises 403/409 as it applies."""
     if kind not in TYPES:
         raise ServiceError("Console type must be 'serial' or 'vnc'.", field="type")
+    with audit.refusals_recorded(
+        user, f"console.{kind}.ticket", vm, project=vm.project, source_ip=source_ip
+    ):
+        return _issue_ticket(vm, user, kind, ws_base=ws_base, source_ip=source_ip)
+
+
+def _issue_ticket(
+    vm: VirtualMachine, user: Any, kind: str, *, ws_base: str, source_ip: str | None
+) -> dict[str, Any]:
     if not allowed(user, vm, CONSOLE):
         raise PermissionDenied(f"Your role does not allow opening the console of {vm.name}.")
     if vm.state not in (VMState.RUNNING, VMState.PAUSED):
         raise ConflictError(f"{vm.name} is {vm.state}: start it to use its console.")
     view_only = not allowed(user, vm, CONSOLE_INPUT)
+    if kind == "vnc":
+        _require_local_display(vm)
     ticket = secrets.token_urlsafe(24)
     data: dict[str, Any] = {
         "type": kind,
@@ -67,20 +117,16 @@ def issue_ticket(
     try:
         if kind == "vnc":
             data["host"], data["port"] = _vnc_endpoint(vm)
-            password = hypervisor.vnc_password(vm.host.uri, str(vm.pk))
+            if not view_only:
+                # A full session's client answers the display's challenge itself; the
+                # view-only proxy answers it for viewers, who are never given the password.
+                password = hypervisor.vnc_password(vm.host.uri, str(vm.pk))
     except hypervisor.HostUnavailable as exc:
         raise ServiceError(f"{vm.host.name} cannot be reached: {exc}") from exc
     except hypervisor.NotFound:
         raise ConflictError(f"{vm.name} is no longer on {vm.host.name}.") from None
-    if password and view_only:
-        # The console client answers the VNC server's challenge itself, so it would have to
-        # be given the password, and with it full control of the display past the panel.
-        raise PermissionDenied(
-            f"The display of {vm.name} has a VNC password, which a view-only console may not "
-            "be given. Ask someone who may use its console fully, or remove the password."
-        )
     try:
-        _redis().set(KEY_PREFIX + ticket, json.dumps(data), ex=TICKET_SECONDS)
+        _redis().set(KEY_PREFIX + ticket, sign_ticket(ticket, data), ex=TICKET_SECONDS)
     except redis.RedisError as exc:
         raise UnavailableError(
             "The console cannot be opened now: the panel cannot reach Redis, where console "
@@ -109,16 +155,12 @@ def issue_ticket(
 
 
 def take_ticket(ticket: str) -> dict[str, Any] | None:
-    """The ticket's data, removing it (a second take finds nothing)."""
+    """The ticket's data, removing it (a second take finds nothing); None unless the
+    panel signed it."""
     if not ticket or len(ticket) > 100:
         return None
     try:
         raw = _redis().getdel(KEY_PREFIX + ticket)
     except redis.RedisError:
         return None  # no ticket can be checked: the console is refused
-    if not raw:
-        return None
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return None
+    return verify_ticket(ticket, raw)

@@ -5,6 +5,11 @@ from the guest arrive through on_data (called on that thread); send() writes
 to the guest from any thread. Each stream has a connection of its own, so that
 a lost host (libvirtd killed, network gone) ends the stream at once through the
 connection's close callback instead of leaving it silent.
+
+libvirt gives a serial console to one stream at a time: open_console() takes it
+over from whoever holds it (their stream ends), or, with take_over=False, raises
+ConsoleBusy instead, so a session that must not disturb others (a viewer's) can
+watch without taking it.
 """
 
 from __future__ import annotations
@@ -21,6 +26,10 @@ from .connection import _open, check_uri, event_loop, libvirt_errors
 from .errors import Conflict, HostUnavailable
 
 log = logging.getLogger(__name__)
+
+
+class ConsoleBusy(Conflict):
+    """Another stream holds the domain's console and this one would not take it over."""
 
 
 class ConsoleStream:
@@ -67,7 +76,13 @@ class ConsoleStream:
                 )
             self._stream = conn.newStream(libvirt.VIR_STREAM_NONBLOCK)
             flags = libvirt.VIR_DOMAIN_CONSOLE_FORCE if force else 0
-            dom.openConsole(None, self._stream, flags)
+            try:
+                dom.openConsole(None, self._stream, flags)
+            except libvirt.libvirtError as exc:
+                # libvirt says "Active console session exists for this domain".
+                if not force and exc.get_error_code() == libvirt.VIR_ERR_OPERATION_FAILED:
+                    raise ConsoleBusy(exc.get_error_message()) from exc
+                raise
             self._stream.eventAddCallback(
                 libvirt.VIR_STREAM_EVENT_READABLE
                 | libvirt.VIR_STREAM_EVENT_ERROR
@@ -189,6 +204,9 @@ def open_console(
     uuid: str,
     on_data: Callable[[bytes], None] | None = None,
     on_close: Callable[[], None] | None = None,
+    *,
+    take_over: bool = True,
 ) -> ConsoleStream:
-    """Attach to a running domain's serial console (taking it over from others)."""
-    return ConsoleStream(uri, uuid, on_data, on_close)
+    """Attach to a running domain's serial console: taking it over from another stream,
+    or with take_over=False raising ConsoleBusy while another stream holds it."""
+    return ConsoleStream(uri, uuid, on_data, on_close, force=take_over)

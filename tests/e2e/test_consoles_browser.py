@@ -87,3 +87,34 @@ def test_it_shows_the_guest_screen_in_the_vnc_page(page, stack, running_vm):
         timeout=30_000,
     )
     page.screenshot(path="/tmp/e2e-vnc-console.png")
+
+
+def test_it_shows_a_viewer_the_guest_screen_through_the_view_only_proxy(
+    page, stack, running_vm, django_user_model, admin_user
+):
+    from django.test import Client
+
+    viewer = django_user_model.objects.create_user("vera", "", "Quiet-harbor-23m")
+    services.add_member(running_vm.project, user=viewer, role="viewer", actor=admin_user)
+    login = Client()
+    login.force_login(viewer)
+    page.context.add_cookies(
+        [{"name": "sessionid", "value": login.cookies["sessionid"].value, "url": stack.url}]
+    )
+    # noVNC speaks to the panel's proxy (RFB 3.8, security None), not to websockify.
+    sockets: list[str] = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    page.goto(f"{stack.url}/vms/{running_vm.pk}/console/vnc/")
+    expect(page.locator("#console-status")).to_have_text("connected", timeout=20_000)
+    page.wait_for_function(
+        """() => { const c = document.querySelector('#screen canvas');
+            if (!c || !c.width) return false;
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            for (let i = 4; i < d.length; i += 4 * 97) {
+              if (d[i] !== d[0] || d[i + 1] !== d[1] || d[i + 2] !== d[2]) return true;
+            }
+            return false; }""",
+        timeout=30_000,
+    )
+    assert [url for url in sockets if "/vnc-view/" in url], sockets
+    assert not [url for url in sockets if url.startswith(stack.websockify_url)], sockets
