@@ -85,7 +85,11 @@ class VMTuningView(APIView):
 class VMTuningActionView(APIView):
     """POST vcpupin, emulatorpin, memory, vcpus, iotune, max-vcpus, max-memory, numatune,
     hugepages or nic-bandwidth; answers the tuning read back (and a "warning" when an admin
-    overrode a check); nic-bandwidth answers the NIC's limits read back."""
+    overrode a check); nic-bandwidth answers the NIC's limits read back.
+
+    vcpus, memory, max-vcpus and max-memory stay within the limits of the template the VM
+    was made from (400) and the project's quota, which counts each VM at the most vCPUs
+    and memory it may grow to (403)."""
 
     @extend_schema(request=dict, responses=dict)
     def post(self, request: Request, vm_id: Any, what: str) -> Response:

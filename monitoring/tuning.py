@@ -3,21 +3,27 @@ NUMA policy; and what the host offers to draw them over. Like virsh vcpupin, emu
 setvcpus, setmem, blkdeviotune and numatune, each with live and/or persistent scope.
 
 Every change needs "change" on the VM, is validated before libvirt is asked (400 naming
-the field, nothing changed), and is audited with what was applied.
+the field, nothing changed), and is audited with what was applied. vCPUs and memory, and
+their maximums, stay within the limits of the template the VM was made from (400) and
+within the project's quota, which counts what each VM may grow to (403).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 from typing import Any
 
-from panel import audit, hypervisor
+from django.db import transaction
+
+from panel import audit, hypervisor, quotas
 from panel.exceptions import ConflictError, ServiceError
 from panel.permissions import VIEW, is_admin
 from vms.choices import VMState
 from vms.disks import _check_scope, _commit, _ready, _scope
 from vms.models import VirtualMachine
-from vms.services import _on_host, _require
+from vms.services import _on_host, _require, reread
 
 MIB = 1024 * 1024
 
@@ -130,6 +136,53 @@ def pin_emulator(
     return info
 
 
+def _within_template(
+    vm: VirtualMachine, field: str, *, vcpus: int = 0, memory_mib: int = 0
+) -> None:
+    """The VM's template (if it was made from one) allows this many vCPUs and MiB."""
+    template = vm.template
+    if template is None:
+        return
+    if vcpus > template.max_vcpus:
+        raise ServiceError(
+            f"{vm.name} was made from template {template.name}, which allows at most "
+            f"{template.max_vcpus} vCPUs. Choose fewer, or ask an admin to raise the "
+            "template's limit.",
+            field=field,
+        )
+    if memory_mib > template.max_memory_mib:
+        raise ServiceError(
+            f"{vm.name} was made from template {template.name}, which allows at most "
+            f"{template.max_memory_mib} MiB. Choose less, or ask an admin to raise the "
+            "template's limit.",
+            field=field,
+        )
+
+
+@contextlib.contextmanager
+def _growing(
+    vm: VirtualMachine, *, vcpus: int = 0, memory_mib: int = 0, maximum: bool
+) -> Iterator[None]:
+    """Around a change that lets vm reach vcpus / memory_mib (0: unchanged; maximum: the
+    VM's maximums, else its current values): refused past the project's quota, which
+    counts each VM at what it may grow to; a current value raised within the VM's maximum
+    is refused too while the project is over its quota. The change runs in the transaction
+    that holds the quota row, so two tunings cannot share the last vCPU."""
+    vm = reread(vm)  # the maximums the quota counts, as the host has them now
+    reach_cpus = max(vm.vcpus, vm.max_vcpus)
+    reach_mib = max(vm.memory_mib, vm.max_memory_mib)
+    raised = {"vcpus": vcpus > vm.vcpus, "memory_mib": memory_mib > vm.memory_mib}
+    with transaction.atomic():
+        if vm.project is not None:
+            quotas.reserve(
+                vm.project,
+                vcpus=max(0, vcpus - reach_cpus),
+                memory_mib=max(0, memory_mib - reach_mib),
+                growing=() if maximum else tuple(f for f, up in raised.items() if up),
+            )
+        yield
+
+
 def _guest_memory_limit(vm: VirtualMachine) -> int:
     """Bytes the host's reserve advice leaves for guests (0: unknown)."""
     host = vm.host
@@ -188,15 +241,17 @@ def set_memory(
                 "raise the maximum first (persistent, VM shut off) to give more.",
                 field="memory_mib",
             )
+        _within_template(vm, "memory_mib", memory_mib=memory_mib)
         warning = _check_reserve(vm, memory_mib, actor, force, "memory_mib")
-        with _on_host(vm, f"Setting the memory of {vm.name}"):
-            info = hypervisor.set_memory(
-                vm.host.uri, str(vm.pk), memory_mib * 1024, live=live, persistent=persistent
+        with _growing(vm, memory_mib=memory_mib, maximum=False):
+            with _on_host(vm, f"Setting the memory of {vm.name}"):
+                info = hypervisor.set_memory(
+                    vm.host.uri, str(vm.pk), memory_mib * 1024, live=live, persistent=persistent
+                )
+            detail = f"{memory_mib} MiB; {_scope(live, persistent)}" + (
+                f"; {warning}" if warning else ""
             )
-        detail = f"{memory_mib} MiB; {_scope(live, persistent)}" + (
-            f"; {warning}" if warning else ""
-        )
-        _commit(vm, None, actor, "vm.memory", detail, source_ip)
+            _commit(vm, None, actor, "vm.memory", detail, source_ip)
     return info, warning
 
 
@@ -221,13 +276,15 @@ def set_vcpus(
                 "the maximum (persistent, VM shut off) to go beyond.",
                 field="vcpus",
             )
-        with _on_host(vm, f"Setting the vCPUs of {vm.name}"):
-            info = hypervisor.set_vcpus(
-                vm.host.uri, str(vm.pk), vcpus, live=live, persistent=persistent
+        _within_template(vm, "vcpus", vcpus=vcpus)
+        with _growing(vm, vcpus=vcpus, maximum=False):
+            with _on_host(vm, f"Setting the vCPUs of {vm.name}"):
+                info = hypervisor.set_vcpus(
+                    vm.host.uri, str(vm.pk), vcpus, live=live, persistent=persistent
+                )
+            _commit(
+                vm, None, actor, "vm.vcpus", f"{vcpus} vCPUs; {_scope(live, persistent)}", source_ip
             )
-        _commit(
-            vm, None, actor, "vm.vcpus", f"{vcpus} vCPUs; {_scope(live, persistent)}", source_ip
-        )
     return info
 
 
@@ -282,13 +339,20 @@ def set_max_vcpus(
         _check_scope(vm, False, True)
         if not 1 <= max_vcpus <= 255:
             raise ServiceError("The maximum vCPUs is a number from 1 to 255.", field="max_vcpus")
-        with _on_host(vm, f"Setting the maximum vCPUs of {vm.name}"):
-            info = hypervisor.set_vcpus(
-                vm.host.uri, str(vm.pk), max_vcpus, live=False, persistent=True, maximum=True
+        _within_template(vm, "max_vcpus", vcpus=max_vcpus)
+        with _growing(vm, vcpus=max_vcpus, maximum=True):
+            with _on_host(vm, f"Setting the maximum vCPUs of {vm.name}"):
+                info = hypervisor.set_vcpus(
+                    vm.host.uri, str(vm.pk), max_vcpus, live=False, persistent=True, maximum=True
+                )
+            _commit(
+                vm,
+                None,
+                actor,
+                "vm.max_vcpus",
+                f"at most {max_vcpus} vCPUs; persistent",
+                source_ip,
             )
-        _commit(
-            vm, None, actor, "vm.max_vcpus", f"at most {max_vcpus} vCPUs; persistent", source_ip
-        )
     return info
 
 
@@ -308,18 +372,22 @@ def set_max_memory(
         _check_scope(vm, False, True)
         if max_memory_mib < 16:
             raise ServiceError("The maximum memory is at least 16 MiB.", field="max_memory_mib")
+        _within_template(vm, "max_memory_mib", memory_mib=max_memory_mib)
         warning = _check_reserve(vm, max_memory_mib, actor, force, "max_memory_mib")
-        with _on_host(vm, f"Setting the maximum memory of {vm.name}"):
-            info = hypervisor.set_memory(
-                vm.host.uri,
-                str(vm.pk),
-                max_memory_mib * 1024,
-                live=False,
-                persistent=True,
-                maximum=True,
+        with _growing(vm, memory_mib=max_memory_mib, maximum=True):
+            with _on_host(vm, f"Setting the maximum memory of {vm.name}"):
+                info = hypervisor.set_memory(
+                    vm.host.uri,
+                    str(vm.pk),
+                    max_memory_mib * 1024,
+                    live=False,
+                    persistent=True,
+                    maximum=True,
+                )
+            detail = f"at most {max_memory_mib} MiB; persistent" + (
+                f"; {warning}" if warning else ""
             )
-        detail = f"at most {max_memory_mib} MiB; persistent" + (f"; {warning}" if warning else "")
-        _commit(vm, None, actor, "vm.max_memory", detail, source_ip)
+            _commit(vm, None, actor, "vm.max_memory", detail, source_ip)
     return info, warning
 
 

@@ -670,6 +670,45 @@ def usable_networks(vm: VirtualMachine, user: Any):  # type: ignore[no-untyped-d
     return qs
 
 
+# Networks whose guests meet on a bridge of the host, where libvirt's nwfilter driver
+# can police each NIC's tap device (macvtap and SR-IOV NICs have none).
+FILTERED_MODES = {*IP_MODES, NetworkMode.BRIDGE}
+
+
+def traffic_filter(
+    network: Network, actor: Any, owner: Any = None, mac: str = ""
+) -> dict[str, Any]:
+    """How a NIC that actor plugs into network, on a VM of owner, is kept from spoofing: the
+    hypervisor.NicSpec fields. Unless both are admins (an admin may run a router that
+    must send for other addresses), libvirt's clean-traffic: the NIC sends only from its
+    own MAC and its one IP (a static DHCP host of the network when the MAC has one, else
+    the address its DHCP lease gives, or its first packet's where the network has no DHCP)."""
+    owner = actor if owner is None else owner
+    if (is_admin(actor) and is_admin(owner)) or network.mode not in FILTERED_MODES:
+        return {}
+    mac = (mac or "").lower()
+    static = next(
+        (
+            str(h.get("ip"))
+            for h in network.dhcp_hosts
+            if mac and str(h.get("mac", "")).lower() == mac
+        ),
+        "",
+    )
+    if static:
+        return {"clean_traffic": True, "filter_ip": static}
+    dhcp = bool((network.ipv4 or {}).get("dhcp_start"))
+    return {"clean_traffic": True, "ip_learning": "dhcp" if dhcp else "any"}
+
+
+def _mac_in_use(network: Network, vm: VirtualMachine, mac: str) -> bool:
+    """Whether another VM on network's host already has a NIC with mac on that network."""
+    return any(
+        other.pk != vm.pk and str(nic.get("mac", "")).lower() == mac
+        for other, nic in vms_on_network(network)
+    )
+
+
 def _vm_ops():  # type: ignore[no-untyped-def]
     # The VM app's error mapping and permission check: one behaviour for all VM actions.
     from vms import services as vm_services
@@ -777,21 +816,43 @@ def attach_nic(
             link_up=link_up,
             inbound_kib=inbound,
             outbound_kib=outbound,
+            **(traffic_filter(network, actor, vm.owner, mac) if network is not None else {}),
         )
-        try:
-            with ops._on_host(vm, failed=f"Could not attach the NIC to {vm.name}"):
-                _info, mac = hypervisor.attach_nic(
-                    vm.host.uri, str(vm.pk), spec, live=live, persistent=persistent
+        # One MAC per network: two NICs with the same one would take each other's traffic
+        # (and the second would pass the first's anti-spoofing filter). A chosen MAC is
+        # checked and plugged in under the network's claim, so two requests cannot both
+        # take it; libvirt picks a free one when none is given.
+        macs = (
+            locks.hold(
+                f"network:{network.pk}:macs",
+                label=f"Network '{network.name}'",
+                what=f"attaching a NIC with MAC {mac}",
+                jobs_too=False,
+            )
+            if network is not None and mac
+            else contextlib.nullcontext()
+        )
+        with macs:
+            if network is not None and mac and _mac_in_use(network, vm, mac):
+                raise ServiceError(
+                    f"MAC {mac} is already used on network '{network.name}' by another VM: "
+                    "pick another, or leave the MAC empty for a new one.",
+                    field="mac",
                 )
-        except ConflictError as exc:
-            if "qdisc" in exc.message and (inbound or outbound):
-                raise ConflictError(
-                    f"{exc.message} — {vm.host.name}'s kernel lacks the traffic-control "
-                    "modules libvirt uses for bandwidth limits (sch_htb, sch_sfq): attach the "
-                    "NIC without limits, or load those modules on the host."
-                ) from exc
-            raise
-        vm = ops.refresh_details(vm)
+            try:
+                with ops._on_host(vm, failed=f"Could not attach the NIC to {vm.name}"):
+                    _info, mac = hypervisor.attach_nic(
+                        vm.host.uri, str(vm.pk), spec, live=live, persistent=persistent
+                    )
+            except ConflictError as exc:
+                if "qdisc" in exc.message and (inbound or outbound):
+                    raise ConflictError(
+                        f"{exc.message} — {vm.host.name}'s kernel lacks the traffic-control "
+                        "modules libvirt uses for bandwidth limits (sch_htb, sch_sfq): attach "
+                        "the NIC without limits, or load those modules on the host."
+                    ) from exc
+                raise
+            vm = ops.refresh_details(vm)
         where = "+".join(w for w, on in (("live", live), ("persistent", persistent)) if on)
         audit.record(
             actor,

@@ -5,6 +5,7 @@ import contextlib
 import logging
 import os
 
+from django.conf import settings
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "panel.settings")
@@ -65,3 +66,14 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+
+if settings.PANEL_TRUSTED_PROXIES:
+    # Behind a reverse proxy every client arrives from the proxy's address: the client's
+    # own (for the login throttle, the audit log and the pages) is the last address in
+    # X-Forwarded-For that is not a trusted proxy. uvicorn's middleware reads it, for
+    # HTTP and websockets alike, and only when the connection comes from a trusted proxy.
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware  # noqa: E402
+
+    application = ProxyHeadersMiddleware(  # type: ignore[assignment]
+        application, trusted_hosts=settings.PANEL_TRUSTED_PROXIES
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 from collections.abc import Iterator
 from typing import Any
 
@@ -83,7 +84,12 @@ def refusals_recorded(
 
 
 def client_ip(request: Any) -> str | None:
-    """The address the request came from (the proxy's, unless trusted otherwise)."""
+    """The address the request came from: the connection's, or behind a proxy listed in
+    PANEL_TRUSTED_PROXIES the client's that the proxy forwarded (panel.asgi)."""
     if request is None:
         return None
-    return request.META.get("REMOTE_ADDR") or None
+    address = request.META.get("REMOTE_ADDR") or ""
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return None  # not an address (a unix socket's name, a proxy's garbage)

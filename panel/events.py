@@ -39,6 +39,13 @@ class StatsUpdate(TypedDict):
     sample: dict[str, Any]
 
 
+class AccessChanged(TypedDict):
+    type: str  # "access.changed"
+    # A hash of the session that ended (logout), or "": open websockets of that session
+    # close at once, the others check their user's access again.
+    ended_session: str
+
+
 def job_group(job_id: int) -> str:
     return f"job-{job_id}"
 
@@ -49,6 +56,16 @@ def host_group(host_id: int) -> str:
 
 def vm_group(uuid: str) -> str:
     return f"vm-{uuid}"
+
+
+def user_group(user_id: int) -> str:
+    """Every open websocket of one user, told when their access may have changed."""
+    return f"user-{user_id}"
+
+
+def console_group(uuid: str) -> str:
+    """The viewers of a VM's serial console, who get a copy of its output."""
+    return f"console-{uuid}"
 
 
 def _send_all(messages: list[tuple[str, dict[str, Any]]]) -> None:
@@ -89,14 +106,15 @@ def _send_all(messages: list[tuple[str, dict[str, Any]]]) -> None:
     thread.join(10)
 
 
-def publish(group: str, payload: JobUpdate | HostUpdate | VMUpdate | StatsUpdate) -> None:
+Event = JobUpdate | HostUpdate | VMUpdate | StatsUpdate | AccessChanged
+
+
+def publish(group: str, payload: Event) -> None:
     """Send payload to group once the current transaction commits (at once outside one)."""
     publish_many([(group, payload)])
 
 
-def publish_many(
-    messages: list[tuple[str, JobUpdate | HostUpdate | VMUpdate | StatsUpdate]],
-) -> None:
+def publish_many(messages: list[tuple[str, Event]]) -> None:
     """Send many payloads in one go once the current transaction commits."""
     batch = [(group, dict(payload)) for group, payload in messages]
     changes = any(payload.get("type") != "stats.update" for _group, payload in batch)
@@ -107,3 +125,9 @@ def publish_many(
         _send_all(batch)
 
     transaction.on_commit(send)
+
+
+def access_changed(user_id: int, *, ended_session: str = "") -> None:
+    """Tell the user's open websockets to check their access again (role, membership,
+    account, password changed) or, for a logout, that their session ended."""
+    publish(user_group(user_id), AccessChanged(type="access.changed", ended_session=ended_session))

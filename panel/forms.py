@@ -49,17 +49,20 @@ class ThrottledLoginForm(AuthenticationForm):
 
     def clean(self) -> dict[str, Any]:
         username = self.cleaned_data.get("username") or ""
+        if not self.cleaned_data.get("password"):
+            # No password was tried (the field says it is required): nothing to count,
+            # and nothing to clear either.
+            return super().clean()
         ip = audit.client_ip(self.request)
-        wait = throttle.blocked_for(username, ip)
-        if wait:
-            raise forms.ValidationError(throttle.message(wait), code="throttled")
+        refused = throttle.attempt(username, ip)
+        if refused:
+            raise forms.ValidationError(refused.message, code="throttled")
         try:
             cleaned = super().clean()
         except forms.ValidationError:
-            throttle.record_failure(username, ip)
             audit.record(None, "login.failed", username, result=AuditResult.DENIED, source_ip=ip)
             raise
-        throttle.reset(username, ip)
+        throttle.succeeded(username, ip)
         return cleaned
 
 

@@ -93,16 +93,22 @@ def queue(
     action: str,
     detail: str = "",
     source_ip: str | None = None,
+    secrets: dict[str, Any] | None = None,
 ) -> Job:
     """A job carrying spec as its result, audited against target_object, its task sent on
-    commit; call inside the service's transaction."""
+    commit; call inside the service's transaction.
+
+    secrets: what the task needs that no reader of the job may see (user-data,
+    kickstarts): kept apart from the result, never serialized, emptied when the job ends;
+    the task reads them with secrets_of() and drops them with forget_secrets() once used."""
     from . import audit
 
     job = create_job(
         kind, target=target, actor=actor, host=host, project=project, label=str(target_object)
     )
     job.result = spec
-    job.save(update_fields=["result"])
+    job.secrets = secrets or {}
+    job.save(update_fields=["result", "secrets"])
     audit.record(
         actor,
         action,
@@ -119,6 +125,16 @@ BROKER_DOWN = (
     "Could not hand the job to a worker: the job queue (Redis) cannot be reached. "
     "Try again once it runs."
 )
+
+
+def secrets_of(job_id: int) -> dict[str, Any]:
+    """The secrets a job's task was given (empty once forgotten or the job ended)."""
+    return Job.objects.filter(pk=job_id).values_list("secrets", flat=True).first() or {}
+
+
+def forget_secrets(job_id: int) -> None:
+    """Drop a job's secrets once its task has used them."""
+    Job.objects.filter(pk=job_id).update(secrets={})
 
 
 def enqueue_on_commit(task: Any, job_id: int) -> None:
@@ -269,7 +285,13 @@ def append_log(job_id: int, line: str) -> None:
 
 
 def _finish(job_id: int, state: str, message: str, log_line: str | None = None) -> None:
-    changes: dict[str, Any] = {"state": state, "finished": timezone.now(), "message": message[:500]}
+    # A finished job runs no more: whatever secrets it still held go with it.
+    changes: dict[str, Any] = {
+        "state": state,
+        "finished": timezone.now(),
+        "message": message[:500],
+        "secrets": {},
+    }
     if state == JobState.SUCCEEDED:
         changes["progress"] = 100
     if log_line:

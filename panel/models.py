@@ -93,6 +93,9 @@ class Quota(models.Model):
     vcpus = models.PositiveIntegerField(null=True, blank=True)
     memory_mib = models.PositiveBigIntegerField(null=True, blank=True)
     disk_gib = models.PositiveBigIntegerField(null=True, blank=True)
+    backup_gib = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Backups and snapshots, GiB."
+    )
 
     def __str__(self) -> str:
         return f"quota of {self.project}"
@@ -141,6 +144,9 @@ class Job(models.Model):
         related_name="jobs",
     )
     result = models.JSONField(default=dict, blank=True)
+    # What the task needs and nobody may read (cloud-init user-data, kickstarts): never
+    # serialized, emptied once used and when the job ends.
+    secrets = models.JSONField(default=dict, blank=True)
     cancel_requested = models.BooleanField(default=False)
     # The Celery task that runs it and the id of the message last sent for it: a queued
     # job whose message the job queue lost is sent again (jobs.resend_lost).

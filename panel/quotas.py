@@ -5,6 +5,14 @@ quota row, and the caller creates the rows that use the resources in that same
 transaction. Two parallel requests therefore cannot both take the last slot:
 on PostgreSQL the row lock serializes them, on SQLite the write transaction
 (BEGIN IMMEDIATE) does.
+
+What counts is what a project can grow to without asking again: a VM's vCPUs and
+memory at their maximum (tuning raises the current values up to it, live), a
+volume at its capacity. Backups and snapshots have a quota of their own
+(`backup_gib`): a finished backup counts the size of its copies, a snapshot what it
+holds in the pool as last read (saved memory, overlay files); a backup or
+snapshot still to be taken counts what it may take, from the request on (see
+`backup_reserve`).
 """
 
 from __future__ import annotations
@@ -12,15 +20,25 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from django.db import transaction
-from django.db.models import Count, Sum
-from django.db.models.functions import Coalesce
+from django.db.models import Count, F, Sum
+from django.db.models.functions import Coalesce, Greatest
 
 from .exceptions import ServiceError
 from .models import Project, Quota
 
 GIB = 1024**3
-FIELDS = ("vms", "vcpus", "memory_mib", "disk_gib")
-LABELS = {"vms": "VMs", "vcpus": "vCPUs", "memory_mib": "memory (MiB)", "disk_gib": "disk (GiB)"}
+MIB = 1024**2
+FIELDS = ("vms", "vcpus", "memory_mib", "disk_gib", "backup_gib")
+LABELS = {
+    "vms": "VMs",
+    "vcpus": "vCPUs",
+    "memory_mib": "memory (MiB)",
+    "disk_gib": "disk (GiB)",
+    "backup_gib": "backups and snapshots (GiB)",
+}
+# Jobs whose reservation counts until they end: their rows (VM, backup copies, snapshot)
+# do not exist yet, or not at their final size.
+RESERVING_JOBS = ("vm.create", "vm.backup.restore", "vm.backup", "vm.snapshot.create")
 
 
 class QuotaExceeded(ServiceError):
@@ -37,41 +55,63 @@ class Usage:
     vcpus: int = 0
     memory_mib: int = 0
     disk_gib: int = 0
+    backup_gib: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
 
 
 def usage(project: Project) -> Usage:
-    """Current use: the project's VMs (except vanished ones) and its volumes."""
+    """Current use: the project's VMs (except vanished ones) at what they can grow to, its
+    volumes, its backups and snapshots, and what unfinished jobs reserved."""
     from storage.models import Volume
     from vms.choices import VMState
-    from vms.models import VirtualMachine
+    from vms.models import Backup, Snapshot, VirtualMachine
+
+    from .choices import JobState
 
     vms = VirtualMachine.objects.filter(project=project).exclude(state=VMState.MISSING)
     agg = vms.aggregate(
-        n=Count("pk"), cpus=Coalesce(Sum("vcpus"), 0), mem=Coalesce(Sum("memory_mib"), 0)
+        n=Count("pk"),
+        cpus=Coalesce(Sum(Greatest(F("vcpus"), F("max_vcpus"))), 0),
+        mem=Coalesce(Sum(Greatest(F("memory_mib"), F("max_memory_mib"))), 0),
     )
     disk = Volume.objects.filter(project=project).aggregate(b=Coalesce(Sum("capacity"), 0))["b"]
-    pending = pending_creates(project)
+    # A backup whose job still runs counts its job's reservation instead (see pending()).
+    backups = (
+        Backup.objects.filter(project=project)
+        .exclude(job__state__in=[JobState.QUEUED, JobState.RUNNING])
+        .aggregate(b=Coalesce(Sum("size"), 0))["b"]
+    )
+    snapshots = Snapshot.objects.filter(vm__project=project)
+    kept = snapshots.aggregate(b=Coalesce(Sum("size"), 0))["b"]
+    held = pending(project)
     return Usage(
-        vms=agg["n"] + pending.vms,
-        vcpus=agg["cpus"] + pending.vcpus,
-        memory_mib=agg["mem"] + pending.memory_mib,
-        disk_gib=-(-int(disk) // GIB) + pending.disk_gib,
+        vms=agg["n"] + held.vms,
+        vcpus=agg["cpus"] + held.vcpus,
+        memory_mib=agg["mem"] + held.memory_mib,
+        disk_gib=-(-int(disk) // GIB) + held.disk_gib,
+        backup_gib=-(-int(backups + kept) // GIB) + held.backup_gib,
     )
 
 
-def pending_creates(project: Project) -> Usage:
-    """What VM creations (and restores of backups into new VMs) still queued or running
-    hold: their rows do not exist yet."""
-    from .choices import JobKind, JobState
+def backup_reserve(disk_bytes: int, memory_mib: int = 0) -> int:
+    """GiB a backup or snapshot may take: the capacity of the disks it copies or keeps
+    the state of (writes after a snapshot go to new space, up to each disk's size), plus
+    the memory a snapshot with memory saves."""
+    return -(-(int(disk_bytes) + int(memory_mib) * MIB) // GIB)
+
+
+def pending(project: Project) -> Usage:
+    """What jobs still queued or running reserved: VM creations and restores into new
+    VMs (their rows do not exist yet), backups and snapshots being taken."""
+    from .choices import JobState
     from .models import Job
 
     held = {f: 0 for f in FIELDS}
     reservations = Job.objects.filter(
         project=project,
-        kind__in=[JobKind.VM_CREATE, JobKind.VM_BACKUP_RESTORE],
+        kind__in=RESERVING_JOBS,
         state__in=[JobState.QUEUED, JobState.RUNNING],
     ).values_list("result", flat=True)
     for result in reservations:
@@ -98,8 +138,14 @@ def reserve(
     vcpus: int = 0,
     memory_mib: int = 0,
     disk_gib: int = 0,
+    backup_gib: int = 0,
+    growing: tuple[str, ...] = (),
 ) -> Usage:
     """Check that the project can take this much more; call inside the creating transaction.
+
+    growing: fields the caller lets grow within what is already counted (a VM's vCPUs up
+    to its counted maximum): refused too while the project uses more than its quota
+    allows (an admin lowered it, or the VM's maximum was raised before it counted).
 
     Raises QuotaExceeded (403) naming the quota and the numbers. Wrap the
     caller's transaction in audit.refusals_recorded() so the refusal is logged
@@ -112,12 +158,26 @@ def reserve(
     quota_of(project)
     quota = Quota.objects.select_for_update().get(project=project)
     current = usage(project)
-    wanted = {"vms": vms, "vcpus": vcpus, "memory_mib": memory_mib, "disk_gib": disk_gib}
+    wanted = {
+        "vms": vms,
+        "vcpus": vcpus,
+        "memory_mib": memory_mib,
+        "disk_gib": disk_gib,
+        "backup_gib": backup_gib,
+    }
     for field, extra in wanted.items():
         limit = getattr(quota, field)
-        if limit is None or extra <= 0:
+        if limit is None:
             continue
         used = getattr(current, field)
+        if extra <= 0 and field in growing and used > limit:
+            raise QuotaExceeded(
+                f"Quota exceeded for project {project.name}: it uses {used} {LABELS[field]} "
+                f"of {limit} allowed, counting each VM at its maximum, so nothing may grow. "
+                "Lower the maximum of some VMs or ask an admin to raise the quota."
+            )
+        if extra <= 0:
+            continue
         if used + extra > limit:
             message = (
                 f"Quota exceeded for project {project.name}: {LABELS[field]} would be "

@@ -191,16 +191,29 @@ CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
-        "KEY_PREFIX": f"panel-{TEST_RUN_ID}" if TESTING else "panel",
+        "KEY_PREFIX": f"panel-{TEST_RUN_ID}"
+        if TESTING
+        else os.environ.get("PANEL_CACHE_PREFIX", "panel"),
     }
 }
 
 # Login throttling: this many failures per username + address in the window.
 PANEL_LOGIN_FAILURES = int(os.environ.get("PANEL_LOGIN_FAILURES", "5"))
 PANEL_LOGIN_WINDOW_SECONDS = int(os.environ.get("PANEL_LOGIN_WINDOW_SECONDS", "900"))
+# ... and this many failures from one address, whatever the usernames.
+PANEL_LOGIN_ADDRESS_FAILURES = int(os.environ.get("PANEL_LOGIN_ADDRESS_FAILURES", "20"))
+# Reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For and
+# X-Forwarded-Proto the panel believes; from anyone else those headers are ignored, and
+# the client's address is the connection's (panel.asgi).
+PANEL_TRUSTED_PROXIES = [
+    p.strip() for p in os.environ.get("PANEL_TRUSTED_PROXIES", "").split(",") if p.strip()
+]
 # A starting worker fails the jobs of workers that missed two pings this far apart (a
 # worker that never comes back under its name, e.g. a recreated container).
 PANEL_WORKER_RECHECK_SECONDS = float(os.environ.get("PANEL_WORKER_RECHECK_SECONDS", "30"))
+# Open websockets check this often that their user is still logged in, active and allowed
+# (changes made through the panel reach them at once by an event; this catches the rest).
+PANEL_WS_RECHECK_SECONDS = float(os.environ.get("PANEL_WS_RECHECK_SECONDS", "5"))
 
 CHANNEL_LAYERS = {
     "default": {

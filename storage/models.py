@@ -34,8 +34,22 @@ class StoragePool(models.Model):
         return f"{self.name} on {self.host}"
 
 
+class FormatSource(models.TextChoices):
+    """Who set a volume's recorded format: never the file's own content."""
+
+    CREATED = "created", "made by the panel"
+    DECLARED = "declared", "declared by its owner at upload (content checked)"
+    ASSIGNED = "assigned", "declared by an admin when assigning it (content checked)"
+    FOUND = "found", "found on the host: libvirt's guess from the content, not trusted"
+
+
 class Volume(models.Model):
-    """A volume inside a storage pool; sizes in bytes."""
+    """A volume inside a storage pool; sizes in bytes.
+
+    format and backing are what the panel recorded (format_source says who set them); a
+    probe of the file never changes them. A found volume is unusable until an admin
+    assigns it.
+    """
 
     pool = models.ForeignKey(StoragePool, on_delete=models.CASCADE, related_name="volumes")
     project = models.ForeignKey(
@@ -52,10 +66,19 @@ class Volume(models.Model):
     key = models.CharField(max_length=1000, blank=True, default="")
     path = models.CharField(max_length=1000, blank=True, default="")
     format = models.CharField(max_length=20, blank=True, default="")
+    format_source = models.CharField(
+        max_length=10,
+        choices=FormatSource.choices,
+        default=FormatSource.FOUND,
+        help_text="Who set the format; a found volume is not trusted until an admin assigns it.",
+    )
     capacity = models.BigIntegerField(default=0)
     allocation = models.BigIntegerField(default=0)
     backing = models.JSONField(
-        default=list, blank=True, help_text="The backing chain: [{path, format}]."
+        default=list,
+        blank=True,
+        help_text="The backing chain the panel recorded (checked), nearest first: "
+        "[{path, format}]. For a found volume, libvirt's untrusted view.",
     )
     shared = models.BooleanField(
         default=False, help_text="A published image (ISO, cloud image) every project may use."

@@ -9,6 +9,7 @@ wipes, preallocated creates and uploads report through a Job.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import os
@@ -26,12 +27,13 @@ from panel import audit, hypervisor, jobs, locks, quotas, rows
 from panel.choices import JobKind, JobState
 from panel.exceptions import ConflictError, GoneError, ServiceError, UnavailableError
 from panel.hostcalls import on_host
-from panel.hypervisor import qemu_img
+from panel.hypervisor import images, qemu_img
 from panel.hypervisor import storage as hv
+from panel.hypervisor.qemu_img import PinnedImage
 from panel.models import Host, Job, Project
 from panel.permissions import CHANGE, DELETE, VIEW, allowed, is_admin, role_in
 
-from .models import StoragePool, Volume
+from .models import FormatSource, StoragePool, Volume
 
 log = logging.getLogger(__name__)
 
@@ -288,16 +290,47 @@ def _pool_defaults(info: hypervisor.PoolInfo, now: Any) -> dict[str, Any]:
     }
 
 
-def _volume_defaults(v: hypervisor.VolumeInfo, now: Any) -> dict[str, Any]:
+RAW_FORMATS = ("raw", "iso", "")
+
+
+def observed(v: hypervisor.VolumeInfo, now: Any, fmt: str) -> dict[str, Any]:
+    """What the host may tell about a volume whose format is recorded: where it is and
+    how large. A raw image is as large as its file; libvirt's capacity would be read
+    from a header the content can fake."""
+    raw = fmt in RAW_FORMATS
     return {
         "key": v.key,
         "path": v.path,
-        "format": v.format,
-        "capacity": v.capacity,
+        "capacity": v.physical if raw and v.physical else v.capacity,
         "allocation": v.allocation,
-        "backing": [{"path": b.path, "format": b.format} for b in v.backing],
         "synced": now,
     }
+
+
+def _volume_defaults(v: hypervisor.VolumeInfo, now: Any) -> dict[str, Any]:
+    """A volume found on the host: libvirt's view of it, kept as found (not trusted)."""
+    return {
+        **observed(v, now, v.format),
+        "format": v.format,
+        "format_source": FormatSource.FOUND,
+        "backing": [{"path": b.path, "format": b.format} for b in v.backing],
+    }
+
+
+def _sync_volume(pool: StoragePool, v: hypervisor.VolumeInfo, now: Any) -> None:
+    """A new row is found (untrusted); a known one takes only what the host may tell
+    (a found one keeps following libvirt's view until an admin assigns it)."""
+    row, created = Volume.objects.get_or_create(
+        pool=pool, name=v.name, defaults=_volume_defaults(v, now)
+    )
+    if created:
+        return
+    values = (
+        _volume_defaults(v, now)
+        if row.format_source == FormatSource.FOUND
+        else observed(v, now, row.format)
+    )
+    Volume.objects.filter(pk=row.pk).update(**values)
 
 
 def sync_pools(
@@ -318,9 +351,7 @@ def sync_pools(
         for pool_name, pool in by_name.items():
             vols = [v for v in volumes if v.pool == pool_name]
             for v in vols:
-                Volume.objects.update_or_create(
-                    pool=pool, name=v.name, defaults=_volume_defaults(v, now)
-                )
+                _sync_volume(pool, v, now)
             if pool.state == "active":
                 # Volumes of an inactive pool can't be listed: keep what we knew. Rows
                 # still being created (never synced) are left to their job.
@@ -347,9 +378,7 @@ def refresh_pool_row(pool: StoragePool) -> StoragePool:
         pool = _save_pool(pool.host, info)
         if vols is not None:
             for v in vols:
-                Volume.objects.update_or_create(
-                    pool=pool, name=v.name, defaults=_volume_defaults(v, now)
-                )
+                _sync_volume(pool, v, now)
             Volume.objects.filter(pool=pool, synced__isnull=False).exclude(
                 name__in=[v.name for v in vols]
             ).delete()
@@ -357,7 +386,9 @@ def refresh_pool_row(pool: StoragePool) -> StoragePool:
 
 
 def _save_volume(volume: Volume, info: hypervisor.VolumeInfo) -> Volume:
-    values = _volume_defaults(info, timezone.now())
+    """The host's sizes and path on a row the panel keeps: format and chain stay as
+    recorded."""
+    values = observed(info, timezone.now(), volume.format)
     for key, value in values.items():
         setattr(volume, key, value)
     if volume._state.adding:
@@ -365,6 +396,190 @@ def _save_volume(volume: Volume, info: hypervisor.VolumeInfo) -> Volume:
     elif not rows.save_if_present(volume, values):
         raise GoneError(f"Volume {volume.name} was deleted meanwhile.")
     return volume
+
+
+# --- what an image's content may reach ---
+
+# How deep a chain of overlays uploaded onto the project's own volumes may go.
+MAX_CHAIN = 8
+UNTRUSTED_HELP = (
+    "The panel never lets an image's content decide: upload a self-contained image "
+    "(qemu-img convert -O qcow2, no backing file, no data file), or base it on a volume "
+    "of the same project in the same pool."
+)
+
+
+def trusted(volume: Volume) -> bool:
+    """Whether the volume's format and chain were set by the panel, its owner or an admin
+    (not guessed from its content on the host)."""
+    return volume.format_source != FormatSource.FOUND
+
+
+def require_trusted(volume: Volume, what: str) -> None:
+    """ConflictError for a volume found on a host and never assigned: its format is only
+    libvirt's guess from its content."""
+    if not trusted(volume):
+        raise ConflictError(
+            f"{volume.name} was found on {volume.pool.host.name} and has not been assigned: "
+            f"it cannot be {what} until an admin assigns it to a project with its format "
+            "(the panel then checks its content)."
+        )
+
+
+def recorded_chain(volume: Volume) -> tuple[hypervisor.BackingInfo, ...]:
+    """The backing chain the panel recorded for a trusted volume (nearest first)."""
+    if not trusted(volume) or volume.format in RAW_FORMATS:
+        return ()
+    return as_backing(volume.backing)
+
+
+def as_backing(chain: Iterable[dict[str, str]] | None) -> tuple[hypervisor.BackingInfo, ...]:
+    """A recorded chain ([{path, format}]) as the hypervisor takes it."""
+    return tuple(
+        hypervisor.BackingInfo(path=str(b.get("path", "")), format=str(b.get("format", "")))
+        for b in chain or []
+        if b.get("path")
+    )
+
+
+def pinned(volume: Volume) -> PinnedImage:
+    """The volume as qemu must open it: recorded format and chain, nothing from its header."""
+    return PinnedImage(volume.path, volume.format or "raw", recorded_chain(volume))
+
+
+def record_made(host: Host, path: str, fmt: str, chain: list[dict[str, str]]) -> None:
+    """The row of a volume the panel just made at path (a VM's cloned, restored or moved
+    disk): its format and chain as made, never as libvirt reads the new file."""
+    try:
+        info = hv.volume_by_path(host.uri, path)
+    except hypervisor.HypervisorError:
+        return  # not in a pool: nothing to record
+    pool = StoragePool.objects.filter(host=host, name=info.pool).first()
+    if pool is None:
+        return
+    now = timezone.now()
+    Volume.objects.update_or_create(
+        pool=pool,
+        name=info.name,
+        defaults={
+            **observed(info, now, fmt),
+            "format": fmt,
+            "format_source": FormatSource.CREATED,
+            "backing": chain if fmt not in RAW_FORMATS else [],
+        },
+    )
+
+
+def recorded_chains(host: Host, paths: Iterable[str]) -> dict[str, tuple[Any, ...]]:
+    """{path: recorded chain} of the trusted volumes at paths on host."""
+    rows = Volume.objects.filter(pool__host=host, path__in=list(paths)).select_related("pool")
+    return {v.path: recorded_chain(v) for v in rows if trusted(v)}
+
+
+def check_vm_disks(host: Host, disks: Iterable[dict[str, Any]], what: str) -> None:
+    """Before qemu opens a VM's disks (boot, backup): each disk that is a volume the panel
+    keeps must be defined as its recorded format, and its header pass check_content."""
+    disks = [d for d in disks if d.get("device", "disk") == "disk" and d.get("source")]
+    rows = {
+        v.path: v
+        for v in Volume.objects.filter(
+            pool__host=host, path__in=[d["source"] for d in disks]
+        ).select_related("pool__host", "project")
+    }
+    for disk in disks:
+        volume = rows.get(disk["source"])
+        if volume is None or not trusted(volume):
+            continue
+        defined = disk.get("format") or "raw"
+        recorded = volume.format or "raw"
+        same = {defined, recorded} <= {"raw", "iso"} or defined == recorded
+        if not same:
+            raise ServiceError(
+                f"Disk {disk.get('target', '')} is defined as {defined}, but {volume.name} is "
+                f"recorded as {recorded}: it cannot be {what} until its definition names the "
+                "recorded format (detach it and attach it again).",
+                field="disks",
+            )
+        check_content(volume, what)
+
+
+def _base_volume(volume: Volume, path: str) -> Volume | None:
+    """The trusted volume at path in volume's pool and project, if there is one."""
+    if volume.project_id is None:
+        return None
+    base = Volume.objects.filter(pool=volume.pool, path=path, project=volume.project).first()
+    return base if base is not None and trusted(base) and base.pk != volume.pk else None
+
+
+def _refuse(volume: Volume, what: str, problems: list[str]) -> None:
+    raise ServiceError(
+        f"{volume.name} cannot be {what}: {'; '.join(problems)}. {UNTRUSTED_HELP}",
+        field="volume",
+    )
+
+
+def check_content(
+    volume: Volume, what: str, *, declared: str | None = None, depth: int = 0
+) -> list[dict[str, str]]:
+    """Check the volume's header before qemu reads it: ServiceError (saying why) when its
+    content is not its recorded (or declared) format, or names any file (backing file,
+    data file, extent) but the panel's recorded chain or a volume of the same project in
+    that pool. Returns the chain to record and pin ([{path, format}], nearest first).
+
+    declared: the format an upload or an assignment declares (raw content must then be
+    raw, not a disguised image); otherwise the recorded one, and a raw volume needs no
+    check (qemu reads it as bytes, whatever a guest wrote into it)."""
+    if declared is None:
+        require_trusted(volume, what)
+    fmt = declared or volume.format or "raw"
+    if declared is None and fmt in RAW_FORMATS:
+        return []
+    if depth > MAX_CHAIN:
+        _refuse(volume, what, [f"its backing chain is deeper than {MAX_CHAIN} volumes"])
+    host = volume.pool.host
+    with on_host(host, f"Volume {volume.name}"):
+        facts = hv.inspect_volume(host.uri, volume.pool.name, volume.name, fmt)
+    return _judge(volume, facts, what, declared=declared, depth=depth)
+
+
+def check_head(volume: Volume, head: bytes, *, whole: bool, what: str) -> list[dict[str, str]]:
+    """check_content for the first bytes of an upload into volume, before they are
+    written: the volume's format is what its owner declared when making it."""
+    facts = images.inspect_head(head, volume.format or "raw", whole=whole)
+    return _judge(volume, facts, what, declared=volume.format or "raw", depth=0)
+
+
+def _judge(
+    volume: Volume, facts: images.ImageFacts, what: str, *, declared: str | None, depth: int
+) -> list[dict[str, str]]:
+    problems = list(facts.problems)
+    if declared is None:
+        # A format the inspector cannot vouch for (QED) is refused when declared; one the
+        # panel made itself holds only what qemu wrote.
+        problems = [p for p in problems if p != images.CHECKS["banned"]]
+    chain: list[dict[str, str]] = []
+    if facts.backing_file:
+        path = images.backing_path(volume.path, facts.backing_file)
+        recorded = [{"path": b.path, "format": b.format} for b in recorded_chain(volume)]
+        base = _base_volume(volume, path)
+        if declared is None and recorded and recorded[0]["path"] == path:
+            chain = recorded
+        elif base is not None:
+            try:
+                below = check_content(base, what, depth=depth + 1)
+            except ServiceError as exc:
+                problems.append(f"its backing volume {base.name} is refused ({exc.message})")
+            else:
+                chain = [{"path": base.path, "format": base.format or "raw"}, *below]
+        else:
+            project = volume.project.name if volume.project else "its project"
+            problems.append(
+                f"its header names the backing file {path[:200]}, which is not a volume of "
+                f"{project} in pool {volume.pool.name}"
+            )
+    if problems:
+        _refuse(volume, what, problems)
+    return chain
 
 
 # --- pools ---
@@ -557,7 +772,13 @@ def _placeholder(
         quotas.reserve(project, disk_gib=math.ceil(capacity / GIB))
     owner = actor if getattr(actor, "is_authenticated", False) else None
     return Volume.objects.create(
-        pool=pool, name=name, format=fmt, capacity=capacity, project=project, owner=owner
+        pool=pool,
+        name=name,
+        format=fmt,
+        format_source=FormatSource.CREATED,
+        capacity=capacity,
+        project=project,
+        owner=owner,
     )
 
 
@@ -596,13 +817,26 @@ def create_volume(
                 field="preallocation",
             )
         backing_path = backing_format = ""
+        chain: list[dict[str, str]] = []
         if backing_volume is not None:
+            # An overlay reads its backing volume whole: one the actor may change, or an
+            # image an admin published as shared.
+            if not backing_volume.shared and not allowed(actor, backing_volume, CHANGE):
+                raise PermissionDenied(
+                    f"Your role does not allow you to read {backing_volume.name}: an overlay "
+                    "needs a backing volume you may change, or a shared image."
+                )
             if format != "qcow2":
                 raise ServiceError("Only qcow2 volumes can have a backing volume.", field="format")
             if backing_volume.pool.host_id != pool.host_id:
                 raise ServiceError(
                     "The backing volume must be on the same host.", field="backing_volume"
                 )
+            # Its header names the backing volume with its format; the chain below is the
+            # one the panel recorded and checked, pinned wherever the overlay is opened.
+            below = check_content(backing_volume, "the backing volume of an overlay")
+            chain = [{"path": backing_volume.path, "format": backing_volume.format or "raw"}]
+            chain += below
             backing_path, backing_format = backing_volume.path, backing_volume.format or "raw"
             if capacity_gib in (None, ""):
                 capacity = backing_volume.capacity
@@ -636,6 +870,9 @@ def create_volume(
         )
         with transaction.atomic():
             volume = _placeholder(pool, name, format, capacity, actor=actor, project=project)
+            if chain:
+                volume.backing = chain
+                volume.save(update_fields=["backing"])
             if preallocation not in QUICK_PREALLOCATION:
                 job = _queue(
                     volume,
@@ -728,6 +965,7 @@ def resize_volume(
     _require(actor, volume, CHANGE, "resize")
     with audit.refusals_recorded(actor, "volume.resize", volume, source_ip=source_ip):
         _not_busy(volume)
+        require_trusted(volume, "resized")
         capacity = capacity_bytes(capacity_gib)
         if capacity == volume.capacity:
             raise ServiceError(f"{volume.name} is already {_gib(capacity)}.", field="capacity_gib")
@@ -753,7 +991,12 @@ def resize_volume(
                 )
             with on_host(volume.pool.host, f"Volume {volume.name}"):
                 info = hv.resize_volume(
-                    volume.pool.host.uri, volume.pool.name, volume.name, capacity, shrink=shrink
+                    volume.pool.host.uri,
+                    volume.pool.name,
+                    volume.name,
+                    capacity,
+                    shrink=shrink,
+                    source=pinned(volume),
                 )
             volume = _save_volume(volume, info)
             audit.record(actor, "volume.resize", volume, detail=_gib(capacity), source_ip=source_ip)
@@ -802,10 +1045,11 @@ def _overlays_of(volume: Volume) -> list[str]:
 
 
 def may_copy(actor: Any, volume: Volume, *, convert: bool) -> None:
-    """PermissionDenied unless actor may clone (read it, create in its project) or
-    convert (change it too) volume: what no request body can change."""
+    """PermissionDenied unless actor may clone or convert volume: a copy reads the whole
+    disk, so it takes the right to change the volume (seeing it is not enough), and to
+    create volumes in its project: what no request body can change."""
     verb = "convert" if convert else "clone"
-    _require(actor, volume, CHANGE if convert else VIEW, verb)
+    _require(actor, volume, CHANGE, verb)
     _can_create_in(actor, volume.project)
 
 
@@ -840,6 +1084,7 @@ def copy_volume(
                 field="pool",
             )
         fmt = format or volume.format or "raw"
+        check_content(volume, "copied")
         with transaction.atomic():
             copy = _placeholder(dest, name, fmt, volume.capacity, actor=actor, project=project)
             return _queue(
@@ -858,6 +1103,7 @@ def wipe_volume(volume: Volume, *, actor: Any, source_ip: str | None = None) -> 
     _require(actor, volume, CHANGE, "wipe")
     with audit.refusals_recorded(actor, "volume.wipe", volume, source_ip=source_ip):
         _not_busy(volume)
+        require_trusted(volume, "wiped")
         users = _vms_using(volume.pool.host, [volume.path])
         if users:
             raise ConflictError(
@@ -881,8 +1127,15 @@ def volume_details(volume: Volume) -> Volume:
     with on_host(host, f"Volume {volume.name}"):
         info = hv.get_volume(host.uri, volume.pool.name, volume.name)
         volume = _save_volume(volume, info)
-        if hypervisor.is_local(host.uri):
-            chain = qemu_img.info(host.uri, volume.path)
+        refused = ""
+        if hypervisor.is_local(host.uri) and trusted(volume):
+            try:
+                check_content(volume, "read by qemu-img")
+            except ServiceError as exc:
+                refused = exc.message
+        if hypervisor.is_local(host.uri) and trusted(volume) and not refused:
+            # Opened as recorded (format and chain given), so the header decides nothing.
+            chain = qemu_img.info(host.uri, pinned(volume))
             volume.info = {
                 "source": "qemu-img",
                 "chain": chain,
@@ -903,6 +1156,12 @@ def volume_details(volume: Volume) -> Volume:
                 ],
                 "read_at": timezone.now().isoformat(),
             }
+            if refused or not trusted(volume):
+                # libvirt's guess from the content: shown as such, never acted on.
+                volume.info["untrusted"] = refused or (
+                    "Found on the host: the format and backing file above are libvirt's "
+                    "guess from the content, not trusted until an admin assigns the volume."
+                )
     if not rows.save_if_present(volume, ["info"]):
         raise GoneError(f"Volume {volume.name} was deleted meanwhile.")
     return volume
@@ -912,6 +1171,8 @@ def check_volume(volume: Volume, *, actor: Any, source_ip: str | None = None) ->
     """`qemu-img check`, result saved on the row."""
     _require(actor, volume, VIEW, "check")
     with audit.refusals_recorded(actor, "volume.check", volume, source_ip=source_ip):
+        # qemu-img opens only what passed the header check, as its recorded format.
+        check_content(volume, "checked")
         with on_host(volume.pool.host, f"Volume {volume.name}"):
             result = qemu_img.check(volume.pool.host.uri, volume.path, volume.format or "raw")
         volume.check_result = {**result, "checked_at": timezone.now().isoformat()}
@@ -920,6 +1181,67 @@ def check_volume(volume: Volume, *, actor: Any, source_ip: str | None = None) ->
                 raise GoneError(f"Volume {volume.name} was deleted meanwhile.")
             audit.record(
                 actor, "volume.check", volume, detail=str(result["summary"]), source_ip=source_ip
+            )
+    return volume
+
+
+DECLARABLE = FORMATS
+
+
+def assign_volume(
+    volume: Volume,
+    project: Project | None,
+    format: str,
+    *,
+    actor: Any,
+    source_ip: str | None = None,
+) -> Volume:
+    """An admin takes a volume found on a host into the panel: it joins project (counted
+    against its disk quota; None: it stays the admins', e.g. an image to publish) with
+    the format the admin declares, once its content is checked as that format (nothing
+    its header names outside the project's volumes)."""
+    _require_admin(actor, "assign volumes found on a host")
+    with audit.refusals_recorded(
+        actor, "volume.assign", volume, project=project, source_ip=source_ip
+    ):
+        if format not in DECLARABLE:
+            raise ServiceError(
+                f"Declare the volume's format: one of {', '.join(DECLARABLE)} ('{format[:20]}' "
+                "is not one). The panel does not take the format from the content.",
+                field="format",
+            )
+        if trusted(volume):
+            raise ConflictError(
+                f"{volume.name} is already assigned ({volume.get_format_source_display()}): "
+                "only volumes found on a host are assigned."
+            )
+        _not_busy(volume)
+        volume.project = project  # the chain may reach this project's volumes only
+        chain = check_content(volume, "assigned", declared=format)
+        host = volume.pool.host
+        with on_host(host, f"Volume {volume.name}"):
+            info = hv.get_volume(host.uri, volume.pool.name, volume.name)
+        with transaction.atomic():
+            values = observed(info, timezone.now(), format)
+            if project is not None:
+                quotas.reserve(project, disk_gib=math.ceil(values["capacity"] / GIB))
+            for key, value in values.items():
+                setattr(volume, key, value)
+            volume.format, volume.format_source, volume.backing = (
+                format,
+                FormatSource.ASSIGNED,
+                chain,
+            )
+            fields = [*values, "project", "format", "format_source", "backing"]
+            if not rows.save_if_present(volume, fields):
+                raise GoneError(f"Volume {volume.name} was deleted meanwhile.")
+            audit.record(
+                actor,
+                "volume.assign",
+                volume,
+                detail=f"to {project.name if project else 'no project'} as {format}"
+                + (f" backed by {chain[0]['path']}" if chain else ""),
+                source_ip=source_ip,
             )
     return volume
 
@@ -945,6 +1267,7 @@ def start_upload(volume: Volume, length: int, *, actor: Any, source_ip: str | No
     _require(actor, volume, CHANGE, "upload into")
     with audit.refusals_recorded(actor, "volume.upload", volume, source_ip=source_ip):
         _not_busy(volume)
+        require_trusted(volume, "uploaded into")
         if length <= 0:
             raise ServiceError(
                 "The upload is empty: send the file as the request body with its Content-Length."
@@ -1002,16 +1325,27 @@ def run_upload(
             last["at"] = now
             jobs.report(job.pk, progress=int(99 * done / total), message=f"{done} of {total} bytes")
 
+    refused: ServiceError | None = None
     with jobs.running(job.pk) as running:
         if running is None:
             raise ConflictError(f"Upload job #{job.pk} already ran.")
         try:
+            # The first bytes are checked against the format the volume was made with
+            # before anything is written: a refused image never reaches the host.
+            head, rest = _take_head(chunks, min(length, images.HEAD_BYTES))
+            whole = length <= images.HEAD_BYTES
+            try:
+                with audit.refusals_recorded(job.user, "volume.upload", volume):
+                    chain = check_head(volume, head, whole=whole, what="uploaded")
+            except ServiceError as exc:
+                refused = exc
+                raise
             with on_host(volume.pool.host, f"Upload into {volume.name}"):
                 info = hv.upload_volume(
                     volume.pool.host.uri,
                     volume.pool.name,
                     volume.name,
-                    chunks,
+                    itertools.chain([head], rest),
                     length,
                     progress=progress,
                 )
@@ -1023,12 +1357,29 @@ def run_upload(
                 raise ServiceError(f"The upload stopped: {exc}") from exc
             raise
         volume = _save_volume(volume, info)
+        volume.format_source, volume.backing = FormatSource.DECLARED, chain
+        if not rows.save_if_present(volume, ["format_source", "backing"]):
+            raise GoneError(f"Volume {volume.name} was deleted meanwhile.")
         jobs.report(job.pk, progress=100, message=f"Uploaded {length} bytes into {volume.name}.")
+    if refused is not None:
+        raise refused  # the content was refused (400), not the host
     job.refresh_from_db()
     _touch_pool(volume.pool)
     if job.state != JobState.SUCCEEDED:
         raise ConflictError(job.message or "The upload failed.")
     return volume
+
+
+def _take_head(chunks: Iterable[bytes], size: int) -> tuple[bytes, Iterator[bytes]]:
+    """The first size bytes of chunks, and the rest still to come."""
+    it = iter(chunks)
+    head = bytearray()
+    for chunk in it:
+        head += chunk
+        if len(head) >= size:
+            break
+    rest = bytes(head[size:])
+    return bytes(head[:size]), itertools.chain([rest] if rest else [], it)
 
 
 def _discard(volume: Volume) -> None:
@@ -1045,8 +1396,9 @@ def _discard(volume: Volume) -> None:
 def open_download(
     volume: Volume, *, actor: Any, source_ip: str | None = None
 ) -> tuple[int, Iterator[bytes]]:
-    """(size, chunks) of a volume's contents streamed from its host."""
-    _require(actor, volume, VIEW, "download")
+    """(size, chunks) of a volume's contents streamed from its host: for those who may
+    change the volume (a viewer, or another member, sees it but does not read it)."""
+    _require(actor, volume, CHANGE, "download")
     with on_host(volume.pool.host, f"Volume {volume.name}"):
         size, chunks = hv.download_volume(volume.pool.host.uri, volume.pool.name, volume.name)
     audit.record(actor, "volume.download", volume, detail=f"{size} bytes", source_ip=source_ip)
@@ -1116,12 +1468,15 @@ def run_volume_job(job: Job) -> None:
             log_line=f"copying {volume.name} to {spec['pool']}/{copy.name} ({spec['format']})",
         )
         try:
+            # Checked again now the job runs: the copy reads the volume as recorded.
+            check_content(volume, "copied")
             with on_host(host, f"Copy of {volume.name}"):
                 info = hv.copy_volume(
                     host.uri,
                     volume.pool.name,
                     volume.name,
                     copy.name,
+                    source=pinned(volume),
                     format=spec["format"],
                     target_pool=spec["pool"],
                     progress=progress,
@@ -1148,7 +1503,7 @@ def run_volume_job(job: Job) -> None:
     elif kind == JobKind.VOLUME_WIPE:
         jobs.report(job.pk, progress=5, message=f"Wiping {volume.name}", log_line="wipe started")
         with on_host(host, f"Volume {volume.name}"):
-            info = hv.wipe_volume(host.uri, volume.pool.name, volume.name)
+            info = hv.wipe_volume(host.uri, volume.pool.name, volume.name, source=pinned(volume))
         _save_volume(volume, info)
         jobs.report(job.pk, progress=100, message=f"{volume.name} wiped.", log_line="wiped")
     else:

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -105,6 +106,13 @@ def pool_add(request: HttpRequest) -> HttpResponse:
     return render(request, "storage/pool_form.html", context, status=status)
 
 
+def _backing_choices(user: Any, pool: StoragePool) -> Any:
+    """Volumes an overlay in pool may be put on: those the user may change, shared images."""
+    on_host = Volume.objects.filter(pool__host=pool.host)
+    changeable = restrict(on_host, user, CHANGE).values("pk")
+    return restrict(on_host, user).filter(Q(shared=True) | Q(pk__in=changeable))
+
+
 def pool_detail(request: HttpRequest, pool_id: int) -> HttpResponse:
     pool = _pool(request, pool_id)
     volumes = restrict(pool.volumes.select_related("project", "owner"), request.user)
@@ -115,7 +123,7 @@ def pool_detail(request: HttpRequest, pool_id: int) -> HttpResponse:
         "projects": _creatable_projects(request.user),
         "formats": services.FORMATS,
         "preallocation": services.PREALLOCATION,
-        "backing_choices": restrict(Volume.objects.filter(pool__host=pool.host), request.user),
+        "backing_choices": _backing_choices(request.user, pool),
         "jobs": Job.objects.filter(target__in=[f"volume:{v.pk}" for v in volumes]).order_by(
             "-created"
         )[:5],
@@ -211,6 +219,7 @@ def volume_detail(request: HttpRequest, volume_id: int) -> HttpResponse:
             StoragePool.objects.filter(host=volume.pool.host, state="active"), request.user
         ),
         "used_by": services._vms_using(volume.pool.host, [volume.path]),
+        "projects": Project.objects.order_by("name") if is_admin(request.user) else [],
         "job": Job.objects.filter(target=f"volume:{volume.pk}").order_by("-created").first(),
     }
     return render(request, "storage/volume_detail.html", context)
@@ -255,6 +264,11 @@ def volume_action(request: HttpRequest, volume_id: int, action: str) -> HttpResp
             services.volume_details(volume)
         elif action == "share":
             services.set_shared(volume, data.get("shared") == "1", actor=request.user, source_ip=ip)
+        elif action == "assign":
+            project = Project.objects.filter(pk=data.get("project") or 0).first()
+            services.assign_volume(
+                volume, project, data.get("format", ""), actor=request.user, source_ip=ip
+            )
         elif action == "delete":
             pool_id = volume.pool_id
             services.delete_volume(volume, actor=request.user, source_ip=ip)
@@ -281,6 +295,7 @@ def upload_page(request: HttpRequest, pool_id: int) -> HttpResponse:
         {
             "pool": pool,
             "projects": _creatable_projects(request.user),
+            "formats": services.FORMATS,
             "api_volumes": reverse("volume-list"),
         },
     )

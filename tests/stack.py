@@ -325,12 +325,17 @@ def worker_holding_jobs() -> Iterator[None]:
 
     queue = settings.CELERY_TASK_DEFAULT_QUEUE
     workers: list[str] = []
-    # The worker may still be starting when the first test of the stack runs.
+    # Only the workers that take this run's queue: a control message without a
+    # destination reaches every worker on this Redis database (another run's too), and
+    # add_consumer would then make them all take this queue.
     deadline = time.monotonic() + 60
     while not workers and time.monotonic() < deadline:
-        replies = app.control.cancel_consumer(queue, reply=True, timeout=2)
-        workers = [name for reply in replies for name in reply]
+        active = app.control.inspect(timeout=2).active_queues() or {}
+        workers = [
+            name for name, queues in active.items() if any(q["name"] == queue for q in queues)
+        ]
     assert workers, "no worker answered within 60 s; the stack's worker is not running"
+    app.control.cancel_consumer(queue, destination=workers, reply=True, timeout=5)
     try:
         yield
     finally:

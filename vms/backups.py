@@ -12,7 +12,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
-from panel import audit, hypervisor, jobs, locks
+from panel import audit, hypervisor, jobs, locks, quotas
 from panel.choices import JobKind
 from panel.exceptions import ConflictError, ServiceError
 from panel.hostcalls import on_host
@@ -20,6 +20,7 @@ from panel.hypervisor import qemu_img
 from panel.hypervisor import storage as hv_storage
 from panel.models import Job
 from panel.permissions import CHANGE, MANAGE, VIEW, allowed, restrict
+from storage import services as storage_services
 from storage.models import StoragePool
 
 from .choices import BackupState, VMState
@@ -67,6 +68,13 @@ def _backup_pool(vm: VirtualMachine, pool: StoragePool | None, actor: Any) -> St
     return pool
 
 
+def disk_bytes(vm: VirtualMachine) -> int:
+    """What vm's disks can hold, read from its host now: the most a copy or a snapshot of
+    them may take."""
+    with _on_host(vm):
+        return sum(hypervisor.disk_capacities(vm.host.uri, str(vm.pk)).values())
+
+
 def _idle(vm: VirtualMachine) -> None:
     if vm.state == VMState.MISSING:
         raise ConflictError(f"{vm.name} is missing from its host: there is nothing to copy.")
@@ -105,7 +113,14 @@ def take_backup(
         if not [d for d in vm.disks if d.get("device") == "disk"]:
             raise ServiceError(f"{vm.name} has no disk to back up.", field="vm")
         _idle(vm)
+        # The copies read each disk as its recorded format: headers checked first.
+        storage_services.check_vm_disks(vm.host, vm.disks, "backed up")
+        # The copies may take up to the disks' capacity: counted from now, against the
+        # project's backup quota; once done, the backup counts the size of its copies.
+        reserve = {"backup_gib": quotas.backup_reserve(disk_bytes(vm))}
         with transaction.atomic():
+            if vm.project is not None:
+                quotas.reserve(vm.project, **reserve)
             backup = Backup.objects.create(
                 vm=vm,
                 vm_uuid=vm.pk,
@@ -119,7 +134,13 @@ def take_backup(
                 vm,
                 JobKind.VM_BACKUP,
                 vm_backup_task,
-                {"op": "backup", "backup": backup.pk, "pool": pool.name, "method": method},
+                {
+                    "op": "backup",
+                    "backup": backup.pk,
+                    "pool": pool.name,
+                    "method": method,
+                    "reserve": reserve,
+                },
                 actor=actor,
                 action="vm.backup.create",
                 detail=f"backup #{backup.pk} into pool {pool.name}"
@@ -172,6 +193,9 @@ def _copy_and_verify(job: Job, backup: Backup, vm: VirtualMachine) -> None:
             f"{vm.name}-backup-{backup.pk}",
             method=str(job.result.get("method", "")),
             progress=progress,
+            recorded=storage_services.recorded_chains(
+                vm.host, [d["source"] for d in vm.disks if d.get("source")]
+            ),
         )
     duration = time.monotonic() - started
     jobs.report(job.pk, progress=85, log_line=f"copied by the {result.method} method")
@@ -318,8 +342,6 @@ def restore_backup(
     """Queue a restore of a good backup: into a new VM (new name, UUID and MACs; its disks
     copied into pool; the project's quota reserved now) or in place (the VM shut off, its
     disks replaced). Each backup file is checked with qemu-img before it is used."""
-    from panel import quotas
-
     from .tasks import vm_backup_task
 
     vm = backup.vm
@@ -345,8 +367,8 @@ def restore_backup(
             disk_gib = -(-sum(int(d.get("capacity", 0)) for d in backup.disks) // (1024**3))
             reserve = {
                 "vms": 1,
-                "vcpus": vm.vcpus,
-                "memory_mib": vm.memory_mib,
+                "vcpus": max(vm.vcpus, vm.max_vcpus),
+                "memory_mib": max(vm.memory_mib, vm.max_memory_mib),
                 "disk_gib": disk_gib,
             }
         else:
@@ -439,12 +461,14 @@ def run_restore_job(job: Job) -> None:
             )
         for path in made:
             jobs.report(job.pk, log_line=f"copied to {path}")
+            storage_services.record_made(backup.host, path, "qcow2", [])
         info = hypervisor.get_domain(uri, uuid)
         with transaction.atomic():
             restored = services.sync_domain(backup.host, info)
             restored.project = vm.project
             restored.owner = job.user
-            restored.save(update_fields=["project", "owner"])
+            restored.template = vm.template  # its limits follow the copy
+            restored.save(update_fields=["project", "owner", "template"])
             job.refresh_from_db(fields=["result"])
             job.result = {**job.result, "restored": uuid, "reserve": {}}
             job.save(update_fields=["result"])
@@ -458,6 +482,8 @@ def run_restore_job(job: Job) -> None:
         restored = services._apply(vm, None)
     jobs.report(job.pk, progress=85, message="Checking the restored disks")
     for disk in [d for d in restored.disks if d.get("target") in copies]:
+        # A standalone qcow2 copy the panel made: recorded so, whatever its content reads as.
+        storage_services.record_made(backup.host, disk["source"], "qcow2", [])
         with _host_errors(backup):
             checked = qemu_img.check(uri, disk["source"], "qcow2")
         jobs.report(job.pk, log_line=f"{disk['target']}: {disk['source']}: {checked['summary']}")
@@ -535,7 +561,8 @@ def _undo_restore(job: Job) -> str:
             restored = services.sync_domain(host, named[0])
             restored.project = vm.project if vm else None
             restored.owner = job.user
-            restored.save(update_fields=["project", "owner"])
+            restored.template = vm.template if vm else None
+            restored.save(update_fields=["project", "owner", "template"])
         return f"the restore had got as far as defining {named[0].name}: check it before use"
     if vm is not None:
         with contextlib.suppress(hypervisor.HypervisorError):

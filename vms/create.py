@@ -12,6 +12,7 @@ or a worker that died mid-way (see `undo_abandoned()`), undoes them all.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import re
@@ -28,10 +29,11 @@ from panel.choices import HostState, JobKind, JobState
 from panel.exceptions import ConflictError, ServiceError
 from panel.hostcalls import on_host
 from panel.hypervisor import storage as hv_storage
+from panel.hypervisor.qemu_img import PinnedImage
 from panel.models import Host, Job, Project
 from panel.permissions import CHANGE, VIEW, allowed, is_admin, restrict, role_in
 from storage import services as storage_services
-from storage.models import StoragePool, Volume
+from storage.models import FormatSource, StoragePool, Volume
 
 from .models import Template, VirtualMachine
 
@@ -43,6 +45,8 @@ CONSOLE_WAIT_SECONDS = 60
 # How long the cleanup after a dead worker waits for libvirt to finish writing a volume.
 ABANDONED_WAIT_SECONDS = 600
 MAX_BOOT_FILE_BYTES = 512 * 1024 * 1024
+# Parts of an install that hold passwords and hashes: in the job's secrets, never its result.
+SECRET_KEYS = ("user_data", "meta_data", "network_config", "kickstart")
 
 
 # --- checking the request ---
@@ -99,6 +103,17 @@ def _place(actor: Any, host_id: Any) -> Host:
     return max(up, key=lambda h: int(h.facts.get("memory_free_bytes", 0)))
 
 
+def _may_use(actor: Any, volume: Volume, project: Project, *, read_only: bool) -> bool:
+    """Whether a VM of project made by actor may use volume: admins any; others a volume of
+    that project they may change, or (read only: boot media, cloud images) one an admin
+    published as shared. Anything else would let the guest read another's disk."""
+    return (
+        is_admin(actor)
+        or (volume.shared and read_only)
+        or (volume.project_id == project.pk and allowed(actor, volume, CHANGE))
+    )
+
+
 def _volume(
     actor: Any, host: Host, project: Project, pk: Any, field: str, *, read_only: bool
 ) -> Volume:
@@ -113,12 +128,7 @@ def _volume(
         raise _field(f"No volume with id {pk} that you can use.", field)
     if volume.pool.host_id != host.pk:
         raise _field(f"{volume.name} is on {volume.pool.host.name}, not {host.name}.", field)
-    usable = (
-        is_admin(actor)
-        or (volume.shared and read_only)
-        or (volume.project_id == project.pk and allowed(actor, volume, CHANGE))
-    )
-    if not usable:
+    if not _may_use(actor, volume, project, read_only=read_only):
         raise _field(f"{volume.name} is not a volume of {project.name} that you may use.", field)
     users = storage_services._vms_using(host, [volume.path])
     if users and not read_only:
@@ -139,13 +149,31 @@ def _pool(actor: Any, host: Host, pk: Any, field: str, allowed_pools: Any = None
     return pool
 
 
-def _host_path(host: Host, path: str, field: str) -> str:
-    """A kernel, initrd or ISO path: a volume of a pool on host, or under an allowed root."""
+def _boot_file(actor: Any, host: Host, project: Project, path: str, field: str) -> str:
+    """A kernel or initrd path. Admins: a volume of a pool on host, or a file under an
+    allowed root. Others: the path of a volume the VM may use (see _may_use), that is one
+    of the project's they may change or a shared boot file an admin published."""
     path = (path or "").strip()
     if not path:
         raise _field("Give the path on the host.", field)
     if "\x00" in path or not path.startswith("/") or os.path.normpath(path) != path:
         raise _field(f"'{path[:80]}' is not a clean absolute path.", field)
+    if not is_admin(actor):
+        # Looked up among the volumes the actor sees, so the answer tells nothing about
+        # the others.
+        volume = (
+            restrict(Volume.objects.filter(pool__host=host, path=path), actor, VIEW)
+            .select_related("pool")
+            .first()
+        )
+        if volume is None or not _may_use(actor, volume, project, read_only=True):
+            raise _field(
+                f"{path} is not a boot file you may use: name a volume of {project.name} that "
+                "you may change, or a shared boot file an admin published (only admins name "
+                "other files on the host).",
+                field,
+            )
+        return path
     if Volume.objects.filter(pool__host=host, path=path).exists():
         return path
     roots = [os.path.normpath(r) for r in settings.PANEL_STORAGE_ROOTS]
@@ -171,9 +199,11 @@ def _check_install(
         iso = _volume(actor, host, project, install.get("iso_volume"), "iso_volume", read_only=True)
         out["iso_path"] = iso.path
     elif method == "kernel":
-        out["kernel"] = _host_path(host, str(install.get("kernel") or ""), "kernel")
+        out["kernel"] = _boot_file(actor, host, project, str(install.get("kernel") or ""), "kernel")
         out["initrd"] = (
-            _host_path(host, str(install["initrd"]), "initrd") if install.get("initrd") else ""
+            _boot_file(actor, host, project, str(install["initrd"]), "initrd")
+            if install.get("initrd")
+            else ""
         )
         out["cmdline"] = _cmdline(install.get("cmdline"))
     elif method == "url":
@@ -187,11 +217,16 @@ def _check_install(
         if text.strip():
             kickstart.validate_kickstart(text)
         out["kickstart"] = text
+        # Its name resolved and every address checked now, and again, hop by hop, when
+        # the job fetches from it (a name can answer differently by then).
+        tree.target(location)
     elif method == "pxe":
         if not networks:
             raise _field("A network install (PXE) needs a network to boot from.", "networks")
     elif method == "import":
         volume = _volume(actor, host, project, install.get("volume"), "volume", read_only=False)
+        # Booted as its recorded format, with its recorded chain, once its header is checked.
+        out["volume_chain"] = storage_services.check_content(volume, "the boot disk of a VM")
         out["volume_path"], out["volume_format"] = volume.path, volume.format or "raw"
     elif method == "cloud-image":
         from .install import cloudinit
@@ -203,6 +238,7 @@ def _check_install(
             raise _field(
                 f"{image.name} is {image.format}: a cloud image is qcow2 or raw.", "image_volume"
             )
+        image_chain = storage_services.check_content(image, "the base of a VM's disk")
         config = install.get("cloud_init") or {}
         if not isinstance(config, dict):
             raise _field("cloud_init must be an object.", "cloud_init")
@@ -229,6 +265,7 @@ def _check_install(
         out.update(
             image_path=image.path,
             image_format=image.format,
+            image_chain=image_chain,
             image_capacity=image.capacity,
             image_pool=image.pool.name,
             linked=bool(install.get("linked", True)),
@@ -259,7 +296,15 @@ def _check_disks(
             raise _field("Each disk is an object: {pool, size_gib, format} or {volume}.", "disks")
         if disk.get("volume") not in (None, ""):
             volume = _volume(actor, host, project, disk["volume"], "disks", read_only=False)
-            out.append({"path": volume.path, "format": volume.format or "raw", "existing": True})
+            chain = storage_services.check_content(volume, "a disk of a VM")
+            out.append(
+                {
+                    "path": volume.path,
+                    "format": volume.format or "raw",
+                    "backing": chain,
+                    "existing": True,
+                }
+            )
             continue
         pool = _pool(actor, host, disk.get("pool"), "disks", allowed_pools)
         fmt = str(disk.get("format") or "qcow2")
@@ -403,6 +448,8 @@ def create_vm(data: dict[str, Any], *, actor: Any, source_ip: str | None = None)
                 "This install method needs a new disk in a pool (it also keeps its boot files there).",
                 "disks",
             )
+        # The task needs these; nobody reading the job may see them (passwords, hashes).
+        secrets = {k: install.pop(k) for k in SECRET_KEYS if k in install}
         new_bytes = sum(d["capacity"] for d in disks if not d["existing"])
         reserve = {
             "vms": 1,
@@ -426,6 +473,7 @@ def create_vm(data: dict[str, Any], *, actor: Any, source_ip: str | None = None)
                     "host": host.pk,
                     "project": project.pk,
                     "owner": actor.pk if getattr(actor, "is_authenticated", False) else None,
+                    "template": template.pk if template is not None else None,
                     "vcpus": vcpus,
                     "memory_mib": memory_mib,
                     "firmware": firmware,
@@ -443,6 +491,7 @@ def create_vm(data: dict[str, Any], *, actor: Any, source_ip: str | None = None)
                 action="vm.create",
                 detail=f"{install['method']} on {host.name}, {vcpus} vCPU, {memory_mib} MiB",
                 source_ip=source_ip,
+                secrets=secrets,
             )
     return job
 
@@ -451,6 +500,7 @@ def _networks(
     actor: Any, host: Host, project: Project, ids: list[Any], template: Template | None
 ) -> list[dict[str, str]]:
     from networking.models import Network
+    from networking.services import traffic_filter
 
     visible = restrict(Network.objects.filter(host=host), actor, VIEW)
     allowed_networks = project.allowed_networks.all()
@@ -470,7 +520,8 @@ def _networks(
             raise _field(
                 f"Template {template.name} does not offer network {network.name}.", "networks"
             )
-        out.append({"network": network.name})
+        # The new VM's owner is the actor: a member's NICs get the anti-spoofing filter.
+        out.append({"network": network.name, **traffic_filter(network, actor)})
     return out
 
 
@@ -570,6 +621,17 @@ def _upload(host: Host, pool: str, name: str, data: bytes) -> str:
     return info.path
 
 
+def _secrets(job: Job, needed: tuple[str, ...]) -> dict[str, str]:
+    """The install's secrets, as create_vm() handed them to the job."""
+    secrets = jobs.secrets_of(job.pk)
+    if any(key not in secrets for key in needed):
+        raise ServiceError(
+            "This job's install data (user-data or kickstart) is no longer there: "
+            "create the VM again."
+        )
+    return secrets
+
+
 def _build(job: Job, host: Host, spec: dict[str, Any]) -> None:
     name, install = spec["vm_name"], spec["install"]
     made: list[dict[str, str]] = spec["made"]["volumes"]
@@ -583,7 +645,12 @@ def _build(job: Job, host: Host, spec: dict[str, Any]) -> None:
         target = f"vd{chr(ord('a') + i)}"
         if disk["existing"]:
             disk_specs.append(
-                hypervisor.DiskSpec(path=disk["path"], target=target, format=disk["format"])
+                hypervisor.DiskSpec(
+                    path=disk["path"],
+                    target=target,
+                    format=disk["format"],
+                    backing=storage_services.as_backing(disk.get("backing")),
+                )
             )
             continue
         _step(
@@ -593,10 +660,15 @@ def _build(job: Job, host: Host, spec: dict[str, Any]) -> None:
         )
         # Written down before libvirt makes it: a worker killed while libvirt writes the
         # volume leaves a job whose cleanup still finds it.
-        made.append({"pool": disk["pool"], "name": disk["name"]})
+        cloud = i == 0 and method == "cloud-image"
+        chain = _overlay_chain(install) if cloud and install["linked"] else []
+        made.append(
+            {"pool": disk["pool"], "name": disk["name"], "format": _made_format(disk, cloud)}
+            | ({"backing": chain} if chain else {})
+        )
         _remember(job)
         try:
-            if i == 0 and method == "cloud-image":
+            if cloud:
                 info = _cloud_disk(job, host, disk, install)
             else:
                 info = hv_storage.create_volume(
@@ -614,18 +686,28 @@ def _build(job: Job, host: Host, spec: dict[str, Any]) -> None:
             made.pop()
             _remember(job)
             raise
+        # The format the panel made it in and the chain it recorded: never libvirt's
+        # guess from the new file's content.
         disk_specs.append(
-            hypervisor.DiskSpec(path=info.path, target=target, format=info.format or disk["format"])
+            hypervisor.DiskSpec(
+                path=info.path,
+                target=target,
+                format=_made_format(disk, cloud),
+                backing=storage_services.as_backing(chain),
+            )
         )
     if method == "import":
         disk_specs.insert(
             0,
             hypervisor.DiskSpec(
-                path=install["volume_path"], target="vda", format=install["volume_format"]
+                path=install["volume_path"],
+                target="vda",
+                format=install["volume_format"],
+                backing=storage_services.as_backing(install.get("volume_chain")),
             ),
         )
         disk_specs = [
-            hypervisor.DiskSpec(path=d.path, target=f"vd{chr(ord('a') + i)}", format=d.format)
+            dataclasses.replace(d, target=f"vd{chr(ord('a') + i)}")
             for i, d in enumerate(disk_specs)
         ]
 
@@ -651,14 +733,16 @@ def _build(job: Job, host: Host, spec: dict[str, Any]) -> None:
         from .install import cloudinit
 
         _step(job, 40, "building the cloud-init seed (NoCloud)")
-        meta = install["meta_data"] or cloudinit.default_meta_data(spec["vm"], name)
+        secrets = _secrets(job, ("user_data", "meta_data", "network_config"))
+        meta = secrets["meta_data"] or cloudinit.default_meta_data(spec["vm"], name)
         iso = cloudinit.build_seed_iso(
-            install["user_data"], meta, install["network_config"] or None
+            secrets["user_data"], meta, secrets["network_config"] or None
         )
         seed_name = f"{name}-cidata.iso"
         path = _upload(host, boot_pool, seed_name, iso)
         made.append({"pool": boot_pool, "name": seed_name})
         _remember(job)
+        jobs.forget_secrets(job.pk)
         disk_specs.append(
             hypervisor.DiskSpec(path=path, target="sda", format="raw", bus="sata", device="cdrom")
         )
@@ -668,7 +752,7 @@ def _build(job: Job, host: Host, spec: dict[str, Any]) -> None:
 
     # 3. Define and start.
     _step(job, 60, f"defining {name}")
-    nics = tuple(hypervisor.NicSpec(network=n["network"]) for n in spec["networks"])
+    nics = tuple(hypervisor.NicSpec(**n) for n in spec["networks"])
     final = hypervisor.DomainSpec(
         name=name,
         uuid=spec["vm"],
@@ -720,6 +804,17 @@ def _build(job: Job, host: Host, spec: dict[str, Any]) -> None:
     )
 
 
+def _made_format(disk: dict[str, Any], cloud: bool) -> str:
+    """The format of a disk the job makes: a cloud image's boot disk is always qcow2."""
+    return "qcow2" if cloud else disk["format"]
+
+
+def _overlay_chain(install: dict[str, Any]) -> list[dict[str, str]]:
+    """The chain below a cloud image's linked overlay: the image, then its own."""
+    image = {"path": install["image_path"], "format": install["image_format"]}
+    return [image, *install.get("image_chain", [])]
+
+
 def _cloud_disk(
     job: Job, host: Host, disk: dict[str, Any], install: dict[str, Any]
 ) -> hypervisor.VolumeInfo:
@@ -753,6 +848,11 @@ def _cloud_disk(
         install["image_pool"],
         image_name,
         disk["name"],
+        source=PinnedImage(
+            install["image_path"],
+            install["image_format"],
+            storage_services.as_backing(install.get("image_chain")),
+        ),
         format="qcow2",
         target_pool=disk["pool"],
         progress=progress,
@@ -791,10 +891,9 @@ def _tree_boot_files(
         initrd_url, max_bytes=MAX_BOOT_FILE_BYTES, progress=progress("initrd", 46)
     )
     args = [f"inst.repo={install['location']}"]
-    if install["kickstart"].strip():
-        initrd_bytes = kickstart.inject_into_initrd(
-            initrd_bytes, {"ks.cfg": install["kickstart"].encode()}
-        )
+    text = _secrets(job, ("kickstart",))["kickstart"]
+    if text.strip():
+        initrd_bytes = kickstart.inject_into_initrd(initrd_bytes, {"ks.cfg": text.encode()})
         args.append(kickstart.kickstart_cmdline("ks.cfg"))
         jobs.report(job.pk, log_line="kickstart injected into the initrd as /ks.cfg")
     if install["extra_args"]:
@@ -805,6 +904,7 @@ def _tree_boot_files(
         paths.append(_upload(host, pool, vol, data))
         made.append({"pool": pool, "name": vol})
         _remember(job)
+    jobs.forget_secrets(job.pk)
     return paths[0], paths[1], " ".join(args)
 
 
@@ -834,17 +934,24 @@ def _finish(job: Job, host: Host, spec: dict[str, Any], info: hypervisor.DomainI
         vm = services.sync_domain(host, info)
         vm.project = project
         vm.owner_id = owner_id
-        vm.save(update_fields=["project", "owner"])
+        vm.template = Template.objects.filter(pk=spec.get("template") or 0).first()
+        vm.save(update_fields=["project", "owner", "template"])
         for made in spec["made"]["volumes"]:
             pool = StoragePool.objects.filter(host=host, name=made["pool"]).first()
             if pool is None:
                 continue
             vol_info = hv_storage.get_volume(host.uri, made["pool"], made["name"])
+            # Recorded as the job made it (boot files and seeds are raw), never as libvirt
+            # reads the content: a fetched kernel may hold anything.
+            fmt = made.get("format", "raw")
             Volume.objects.update_or_create(
                 pool=pool,
                 name=made["name"],
                 defaults={
-                    **storage_services._volume_defaults(vol_info, vm.synced),
+                    **storage_services.observed(vol_info, vm.synced, fmt),
+                    "format": fmt,
+                    "format_source": FormatSource.CREATED,
+                    "backing": made.get("backing", []),
                     "project": project,
                     "owner_id": owner_id,
                 },

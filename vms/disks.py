@@ -15,6 +15,7 @@ from panel import audit, hypervisor, locks
 from panel.exceptions import ConflictError, ServiceError
 from panel.hypervisor import storage as hv
 from panel.permissions import CHANGE, VIEW, allowed, is_admin
+from storage import services as storage_services
 from storage.models import Volume
 from storage.services import _vms_using
 
@@ -140,11 +141,15 @@ def attach_disk(
         _check_scope(vm, live, persistent)
         read_only = readonly or device == "cdrom"
         path = fmt = ""
+        chain: list[dict[str, str]] = []
         if volume is not None:
             _usable_volume(vm, volume, actor, read_only=read_only)
             path, fmt = volume.path, volume.format or "raw"
             if device == "cdrom":
-                fmt = "raw"
+                fmt = "raw"  # read as bytes: nothing in it is followed
+            else:
+                # Attached as its recorded format and chain, once its header is checked.
+                chain = storage_services.check_content(volume, "attached")
             if shareable and fmt != "raw":
                 raise ServiceError(
                     f"{volume.name} is {fmt}: only raw volumes can be shared between VMs.",
@@ -179,6 +184,7 @@ def attach_disk(
             io=io,
             discard=discard,
             shareable=shareable,
+            backing=storage_services.as_backing(chain),
         )
         with _one_at_a_time(vm, f"attaching {target}"):
             with _on_host(vm, f"Attaching {target} to {vm.name}"):

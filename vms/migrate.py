@@ -411,20 +411,28 @@ def undo_abandoned(job: Job) -> str:
     return f"{vm.name} is on neither {source.name} nor {target.name}{kept}"
 
 
-def carry_volume_owners(source: Host, target: Host, moves: list[tuple[str, str]]) -> None:
+def carry_volume_owners(
+    source: Host, target: Host, moves: list[tuple[str, str]], *, flattened: bool = False
+) -> None:
     """The copied volumes' rows take the project and owner of the originals, so the
-    project's disk quota and its members' rights follow the disks."""
+    project's disk quota and its members' rights follow the disks; and their recorded
+    format (and chain, unless the copy is flattened), never libvirt's guess from the
+    copy's content."""
     from storage.models import Volume
 
     owners = {
-        path: (project_id, owner_id)
-        for path, project_id, owner_id in Volume.objects.filter(
+        path: (project_id, owner_id, fmt, source_of_format, backing)
+        for path, project_id, owner_id, fmt, source_of_format, backing in Volume.objects.filter(
             pool__host=source, path__in=[old for old, _new in moves]
-        ).values_list("path", "project_id", "owner_id")
+        ).values_list("path", "project_id", "owner_id", "format", "format_source", "backing")
     }
     for old, new in moves:
         if old in owners:
-            project_id, owner_id = owners[old]
+            project_id, owner_id, fmt, source_of_format, backing = owners[old]
             Volume.objects.filter(pool__host=target, path=new).update(
-                project_id=project_id, owner_id=owner_id
+                project_id=project_id,
+                owner_id=owner_id,
+                format=fmt,
+                format_source=source_of_format,
+                backing=[] if flattened else backing,
             )

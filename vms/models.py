@@ -38,6 +38,20 @@ class VirtualMachine(models.Model):
     firmware = models.CharField(max_length=10, blank=True, default="bios")
     vcpus = models.PositiveIntegerField(default=1)
     memory_mib = models.PositiveIntegerField(default=0)
+    max_vcpus = models.PositiveIntegerField(
+        default=0, help_text="The most vCPUs it may grow to (0: not read yet); quotas count it."
+    )
+    max_memory_mib = models.PositiveIntegerField(
+        default=0, help_text="The most memory it may grow to (0: not read yet); quotas count it."
+    )
+    template = models.ForeignKey(
+        "Template",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="vms",
+        help_text="The template it was made from: its limits bound the VM's tuning.",
+    )
     autostart = models.BooleanField(default=False)
     persistent = models.BooleanField(default=True)
     disks = models.JSONField(default=list, blank=True)

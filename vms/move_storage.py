@@ -82,6 +82,14 @@ def move_storage(
             )
 
 
+def _recorded_chain(vm: VirtualMachine, target: str) -> tuple[Any, ...]:
+    """The chain the panel recorded for the VM's disk target (for a definition giving none)."""
+    from storage.services import recorded_chains
+
+    paths = [d["source"] for d in vm.disks if d.get("target") == target and d.get("source")]
+    return recorded_chains(vm.host, paths).get(paths[0], ()) if paths else ()
+
+
 def run_move_job(job: Job) -> None:
     """Copy or mirror the disk into the pool, point the VM at it, delete the old volume."""
     from storage.models import StoragePool, Volume
@@ -109,7 +117,12 @@ def run_move_job(job: Job) -> None:
 
     with _on_host(vm, failed=f"Moving {spec['disk']} of {vm.name} failed and was undone"):
         result = hypervisor.move_disk(
-            vm.host.uri, str(vm.pk), spec["disk"], spec["pool_name"], progress
+            vm.host.uri,
+            str(vm.pk),
+            spec["disk"],
+            spec["pool_name"],
+            progress,
+            recorded=_recorded_chain(vm, spec["disk"]),
         )
     pool = StoragePool.objects.filter(pk=spec["pool"]).first()
     if pool is not None:
@@ -119,7 +132,7 @@ def run_move_job(job: Job) -> None:
             log.warning("job %s: could not refresh pool %s: %s", job.pk, pool.name, exc.message)
     with transaction.atomic():
         vm = sync_domain(vm.host, result.info)
-        carry_volume_owners(vm.host, vm.host, [(result.old_path, result.new_path)])
+        carry_volume_owners(vm.host, vm.host, [(result.old_path, result.new_path)], flattened=True)
         Volume.objects.filter(pool__host=vm.host, path=result.old_path).delete()
         audit.record(
             job.user,

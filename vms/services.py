@@ -50,6 +50,8 @@ VM_SYNC_FIELDS = (
     "firmware",
     "vcpus",
     "memory_mib",
+    "max_vcpus",
+    "max_memory_mib",
     "autostart",
     "persistent",
     "disks",
@@ -66,6 +68,8 @@ def _fields(info: hypervisor.DomainInfo) -> dict[str, object]:
         "firmware": info.firmware,
         "vcpus": info.vcpus,
         "memory_mib": info.memory_mib,
+        "max_vcpus": info.max_vcpus,
+        "max_memory_mib": info.max_memory_mib,
         "autostart": info.autostart,
         "persistent": info.persistent,
         "disks": [dataclasses.asdict(d) for d in info.disks],
@@ -335,6 +339,11 @@ def perform_action(
                     f"{action} {vm.name} once the host is back up."
                 )
             return _queue(vm, action, actor=actor, mode=mode, timeout=timeout, source_ip=source_ip)
+        if action in ("start", "restore"):
+            from storage.services import check_vm_disks
+
+            # qemu opens the disks now: each as its recorded format, its header checked.
+            check_vm_disks(vm.host, vm.disks, "booted")
         # One action at a time on a VM: the claim is written before the host is touched,
         # so a request that cannot write (busy VM, locked database) changes nothing.
         with _claimed(vm, action, actor):
@@ -769,8 +778,8 @@ def clone_vm(
                 quotas.reserve(
                     vm.project,
                     vms=1,
-                    vcpus=vm.vcpus,
-                    memory_mib=vm.memory_mib,
+                    vcpus=max(vm.vcpus, vm.max_vcpus),
+                    memory_mib=max(vm.memory_mib, vm.max_memory_mib),
                     disk_gib=0 if linked else disk_gib,
                 )
             job = _queue_vm_job(
@@ -786,6 +795,28 @@ def clone_vm(
     return job
 
 
+def _record_clone_disks(
+    vm: VirtualMachine, info: hypervisor.DomainInfo, *, linked: bool, recorded: dict[str, Any]
+) -> None:
+    """The clone's new disk volumes recorded as made: a full copy standalone, a linked
+    overlay on the source disk and its chain."""
+    from storage import services as storage_services
+
+    originals = {d.get("target"): d for d in vm.disks if d.get("device", "disk") == "disk"}
+    for disk in info.disks:
+        original = originals.get(disk.target)
+        if disk.device != "disk" or not disk.source or original is None:
+            continue
+        if disk.source == original.get("source"):
+            continue
+        chain: list[dict[str, str]] = []
+        if linked:
+            below = recorded.get(original["source"], ())
+            chain = [{"path": original["source"], "format": original.get("format") or "raw"}]
+            chain += [{"path": b.path, "format": b.format} for b in below]
+        storage_services.record_made(vm.host, disk.source, disk.format or "raw", chain)
+
+
 def run_clone_job(job: Job) -> None:
     """Copy or overlay the disks and define the clone; the new row joins the source's project."""
     spec = job.result
@@ -799,6 +830,10 @@ def run_clone_job(job: Job) -> None:
         message=f"Making a {kind} clone of {vm.name}",
         log_line=f"{kind} clone {spec['name']} started",
     )
+    from storage import services as storage_services
+
+    sources = [d["source"] for d in vm.disks if d.get("source")]
+    recorded = storage_services.recorded_chains(vm.host, sources)
     with _on_host(vm, failed=f"Cloning {vm.name} failed and was undone"):
         info = hypervisor.clone_domain(
             vm.host.uri,
@@ -808,12 +843,15 @@ def run_clone_job(job: Job) -> None:
             # Written down before each copy starts: if this worker dies, its successor
             # removes them (undo_abandoned_clone).
             on_volume=jobs.recorder(job.pk),
+            recorded=recorded,
         )
+    _record_clone_disks(vm, info, linked=spec["linked"], recorded=recorded)
     with transaction.atomic():
         clone = sync_domain(vm.host, info)
         clone.project = vm.project
         clone.owner = job.user
-        clone.save(update_fields=["project", "owner"])
+        clone.template = vm.template  # its limits follow the copy
+        clone.save(update_fields=["project", "owner", "template"])
     for disk in info.disks:
         jobs.report(job.pk, log_line=f"disk {disk.target}: {disk.source}")
     job.refresh_from_db(fields=["result"])

@@ -16,12 +16,13 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from panel import audit, hypervisor, jobs, locks
+from panel import audit, hypervisor, jobs, locks, quotas
 from panel.choices import JobKind
 from panel.exceptions import ConflictError, ServiceError
 from panel.models import Job
 from panel.permissions import CHANGE
 
+from .backups import disk_bytes
 from .choices import VMState
 from .models import Snapshot, VirtualMachine
 from .services import _apply, _on_host, _queue_vm_job, _require
@@ -191,7 +192,18 @@ def take_snapshot(
                 field="name",
             )
         _idle(vm)
+        # What the snapshot may take, counted from now against the backup quota: the
+        # disks' capacity (later writes go to new space) and the memory it saves; once
+        # taken it counts what it holds, as read back from the host.
+        reserve = {
+            "backup_gib": quotas.backup_reserve(
+                disk_bytes(vm),
+                max(vm.memory_mib, vm.max_memory_mib) if memory else 0,
+            )
+        }
         with transaction.atomic():
+            if vm.project is not None:
+                quotas.reserve(vm.project, **reserve)
             return _queue_vm_job(
                 vm,
                 JobKind.VM_SNAPSHOT_CREATE,
@@ -204,6 +216,7 @@ def take_snapshot(
                     "memory": memory,
                     "quiesce": quiesce,
                     "schedule": schedule,
+                    "reserve": reserve,
                 },
                 actor=actor,
                 action="vm.snapshot.create",

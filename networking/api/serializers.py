@@ -115,7 +115,13 @@ class NicAttachSerializer(serializers.Serializer):
     network = serializers.IntegerField(required=False, allow_null=True, default=None)
     bridge = serializers.CharField(required=False, allow_blank=True, default="")
     model = serializers.ChoiceField(choices=NIC_MODELS, default="virtio")
-    mac = serializers.CharField(required=False, allow_blank=True, default="")
+    mac = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Empty: libvirt picks one. A MAC another VM already has on the network is "
+        "refused (400).",
+    )
     link_up = serializers.BooleanField(required=False, default=True)
     inbound_kib = serializers.IntegerField(required=False, allow_null=True, default=None)
     outbound_kib = serializers.IntegerField(required=False, allow_null=True, default=None)

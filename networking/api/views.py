@@ -127,7 +127,15 @@ class VMNicsView(APIView):
         vm = self._vm(request, vm_id, VIEW)
         return Response(NicSerializer(services.vm_nics(vm), many=True).data)
 
-    @extend_schema(request=NicAttachSerializer, responses={201: NicSerializer})
+    @extend_schema(
+        request=NicAttachSerializer,
+        responses={201: NicSerializer},
+        description="Plug a NIC in. One that a non-admin plugs into a network whose guests "
+        "share a bridge (NAT, routed, isolated, open, host bridge), or that an admin plugs "
+        "into a non-admin's VM, gets libvirt's clean-traffic filter: the guest may send "
+        "only from the NIC's MAC and its one IPv4 address (a static DHCP host's, else its "
+        "DHCP lease's), with no forged ARP and no other layer-2 traffic.",
+    )
     def post(self, request: Request, vm_id: Any) -> Response:
         vm = self._vm(request, vm_id, CHANGE)
         params = NicAttachSerializer(data=request.data)

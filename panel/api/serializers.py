@@ -8,11 +8,25 @@ from rest_framework import serializers
 from panel import jobs, quotas
 from panel.choices import ProjectRole
 from panel.models import AuditEvent, Host, Job, Membership, Project
+from panel.permissions import can_manage_hosts
+from panel.services.hosts import host_error_for, host_facts_for
 
 User = get_user_model()
 
 
 class HostSerializer(serializers.ModelSerializer):
+    """A host. Its URI, the last connection error in full and the facts that say where
+    it is (hostname, URI, UUID) are for admins: everyone else gets null, a plain
+    "cannot reach" and the facts without them."""
+
+    uri = serializers.CharField(
+        max_length=500,
+        allow_null=True,
+        help_text="The libvirt URI (qemu:///system, qemu+ssh://user@host/system, "
+        "qemu+tls://host/system): admins only, null for everyone else. Allowed query "
+        "parameters: no_tty, mode, proxy, sshauth; others (command, netcat, socket, keyfile, "
+        "...) are refused.",
+    )
     capabilities = serializers.SerializerMethodField()
 
     class Meta:
@@ -39,7 +53,19 @@ class HostSerializer(serializers.ModelSerializer):
         ]
 
     def get_capabilities(self, host: Host) -> dict[str, Any]:
-        return host.facts
+        return host_facts_for(self._user(), host.facts)
+
+    def _user(self) -> Any:
+        request = self.context.get("request")
+        return getattr(request, "user", None)
+
+    def to_representation(self, instance: Host) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        user = self._user()
+        if not can_manage_hosts(user):
+            data["uri"] = None
+        data["last_error"] = host_error_for(user, instance.last_error)
+        return data
 
 
 class JobSerializer(serializers.ModelSerializer):
@@ -84,6 +110,14 @@ class QuotaSerializer(serializers.Serializer):
     vcpus = serializers.IntegerField(min_value=0, allow_null=True, required=False)
     memory_mib = serializers.IntegerField(min_value=0, allow_null=True, required=False)
     disk_gib = serializers.IntegerField(min_value=0, allow_null=True, required=False)
+    backup_gib = serializers.IntegerField(
+        min_value=0,
+        allow_null=True,
+        required=False,
+        help_text="Backups and snapshots, GiB (null: no limit). A backup or snapshot being "
+        "taken counts the capacity of its disks (and a snapshot's memory); once done, what "
+        "it holds in the pool.",
+    )
 
 
 class ProjectSerializer(serializers.ModelSerializer):

@@ -57,7 +57,10 @@ JOB_QUEUED = inline_serializer("JobQueued", {"job": serializers.IntegerField()})
         200: inline_serializer("TokenResponse", {"token": serializers.CharField()}),
         429: OpenApiResponse(
             inline_serializer("Throttled", {"detail": serializers.CharField()}),
-            description="Too many failed attempts for this user from this address; wait.",
+            description="Too many failed attempts for this user from this address, or from "
+            "this address whatever the user (PANEL_LOGIN_FAILURES, PANEL_LOGIN_ADDRESS_FAILURES "
+            "in PANEL_LOGIN_WINDOW_SECONDS); wait. Behind a proxy listed in "
+            "PANEL_TRUSTED_PROXIES the address is the client's from X-Forwarded-For.",
         ),
     },
 )
@@ -74,14 +77,13 @@ def obtain_token(request: Request) -> Response:
         )
     username = str(request.data.get("username", ""))
     ip = client_ip(request)
-    wait = throttle.blocked_for(username, ip)
-    if wait:
-        return Response({"detail": throttle.message(wait)}, status=429)
+    refused = throttle.attempt(username, ip)
+    if refused:
+        return Response({"detail": refused.message}, status=429)
     user = authenticate(
         request._request, username=username, password=str(request.data.get("password", ""))
     )
     if user is None:
-        throttle.record_failure(username, ip)
         audit.record(
             None,
             "login.failed",
@@ -91,7 +93,7 @@ def obtain_token(request: Request) -> Response:
             source_ip=ip,
         )
         return Response({"detail": "Wrong username or password."}, status=400)
-    throttle.reset(username, ip)
+    throttle.succeeded(username, ip)
     token, _ = Token.objects.get_or_create(user=user)
     return Response({"token": token.key})
 
@@ -253,9 +255,14 @@ class HostViewSet(
     viewsets.GenericViewSet,
 ):
     serializer_class = HostSerializer
-    search_fields = ["name", "uri"]
     ordering_fields = ["name", "state", "created"]
     filterset_fields = ["state", "domain_type"]
+
+    @property
+    def search_fields(self) -> list[str]:
+        # A search by URI would let anyone else read it a few letters at a time.
+        request = getattr(self, "request", None)
+        return ["name", "uri"] if request is not None and is_admin(request.user) else ["name"]
 
     def base_queryset(self) -> QuerySet:
         return Host.objects.all()

@@ -16,7 +16,7 @@ from .backups import (
 )
 from .blockjobs import disk_chains, merge_chain
 from .connection import check_uri
-from .console import ConsoleStream, open_console
+from .console import ConsoleBusy, ConsoleStream, open_console
 from .domains import (
     clone_domain,
     create_transient,
@@ -35,6 +35,7 @@ from .errors import Conflict, HostUnavailable, HypervisorError, InvalidURI, Inva
 from .host import host_facts, host_report, is_local, reserved_memory_bytes
 from .inventory import list_pools, read_inventory
 from .lifecycle import (
+    disk_capacities,
     domain_details,
     reboot_domain,
     redefine_domain,
@@ -236,6 +237,7 @@ __all__ = [
     "BlockInfo",
     "Check",
     "Conflict",
+    "ConsoleBusy",
     "ConsoleStream",
     "DiskSpec",
     "DomainDetails",
@@ -276,6 +278,7 @@ __all__ = [
     "reserved_memory_bytes",
     "start_domain",
     "undefine_domain",
+    "disk_capacities",
     "domain_details",
     "reboot_domain",
     "redefine_domain",

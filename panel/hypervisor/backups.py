@@ -2,8 +2,9 @@
 
 Three ways to a consistent copy, chosen by the domain's state and the host:
 - offline: the domain is shut off, so nothing writes; each disk (its whole backing chain,
-  flattened) is copied into the pool as qcow2 by libvirt (createXMLFrom, i.e. qemu-img
-  convert on the host);
+  flattened) is copied into the pool as qcow2 (storage.copy_image: qemu-img convert told
+  the disk's format and chain, or libvirt's createXMLFrom on a remote host when its
+  reading of the file agrees; nothing in an image's header is followed);
 - push: the domain runs and libvirt offers its backup API (domain capabilities say
   `<backup supported='yes'/>`, libvirt >= 7.2 with a QEMU that has blockdev): one
   virDomainBackupBegin writes every disk as of the same instant into qcow2 files in the pool
@@ -18,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import libvirt
@@ -29,8 +30,9 @@ from .blockjobs import _wait
 from .connection import session
 from .domains import claim_volume_name
 from .errors import Conflict, HypervisorError
-from .specs import VolumeSpec
-from .storage import _watch_copy
+from .qemu_img import PinnedImage
+from .specs import BackingInfo
+from .storage import copy_image, recorded_capacity
 
 Progress = Callable[[int, int], None]
 BACKUP_METHODS = ("offline", "push", "snapshot")
@@ -95,6 +97,28 @@ def _disks(dom: libvirt.virDomain, flags: int = 0) -> tuple[list[tuple[str, str]
     return disks, skipped
 
 
+def _sources(
+    dom: libvirt.virDomain, flags: int, recorded: Mapping[str, tuple[BackingInfo, ...]]
+) -> dict[str, PinnedImage]:
+    """Each file-backed disk as qemu must read it for a copy: the format the domain gives
+    it, and the chain its definition gives (else the one the panel recorded, else none).
+    Nothing comes from the image's header."""
+    root = etree.fromstring(dom.XMLDesc(flags).encode())
+    sources = {}
+    for disk in root.iterfind("./devices/disk[@device='disk']"):
+        source = disk.find("source")
+        if disk.get("type") != "file" or source is None or not source.get("file"):
+            continue
+        path = source.get("file", "")
+        driver = disk.find("driver")
+        fmt = (driver.get("type", "") if driver is not None else "") or "raw"
+        chain = xml.disk_chain(disk)
+        if chain is None:
+            chain = recorded.get(path, ())
+        sources[path] = PinnedImage(path, fmt, chain)
+    return sources
+
+
 def _pool(conn: libvirt.virConnect, name: str) -> tuple[libvirt.virStoragePool, str]:
     pool = conn.storagePoolLookupByName(name)
     if not pool.isActive():
@@ -126,18 +150,27 @@ def _copy(
     dest: libvirt.virStoragePool,
     name: str,
     progress: Progress,
+    source: PinnedImage,
 ) -> libvirt.virStorageVol:
-    """A flattened qcow2 copy of src (with its backing chain) as volume name in dest."""
-    _type, capacity, allocation = src.info()
-    document = xml.build_volume(VolumeSpec(name=name, capacity=capacity, format="qcow2"))
-    return _watch_copy(
+    """A flattened qcow2 copy of src (read as source: recorded format and chain) as volume
+    name in dest."""
+    uri = conn.getURI()
+    return copy_image(
         conn,
-        lambda: dest.createXMLFrom(document, src, 0),
+        uri,
+        src,
         dest,
         name,
-        max(allocation, 1),
-        progress,
+        source=source,
+        format="qcow2",
+        capacity=recorded_capacity(src, source.format),
+        progress=progress,
     )
+
+
+def _backup_copy(path: str) -> PinnedImage:
+    """A backup file: a flattened qcow2 the panel wrote, with no backing file."""
+    return PinnedImage(path, "qcow2", ())
 
 
 def _record(target: str, source: str, vol: libvirt.virStorageVol) -> BackupDisk:
@@ -161,10 +194,13 @@ def backup_domain(
     *,
     method: str = "",
     progress: Progress = _noop,
+    recorded: Mapping[str, tuple[BackingInfo, ...]] | None = None,
 ) -> BackupResult:
     """Copy every file-backed disk of the domain into pool as `<prefix>-<target>.qcow2`,
     consistently (see the module docstring); method forces one way ('' chooses). The copies
-    made are deleted again when the backup fails."""
+    made are deleted again when the backup fails. Each disk is read as the format its
+    definition gives; recorded: the backing chain the panel recorded for a disk whose
+    definition gives none."""
     with session(uri) as conn:
         dom = conn.lookupByUUIDString(uuid)
         dest, directory = _pool(conn, pool)
@@ -180,6 +216,7 @@ def backup_domain(
         disks, skipped = _disks(dom)
         if not disks:
             raise Conflict("The domain has no file-backed disk to back up.")
+        sources = _sources(dom, 0, recorded or {})
         names = {target: f"{prefix}-{target}.qcow2" for target, _ in disks}
         for name in names.values():
             with contextlib.suppress(libvirt.libvirtError):
@@ -190,9 +227,9 @@ def backup_domain(
             if method == "push":
                 at, copies = _push(conn, dom, dest, directory, disks, names, made, progress)
             elif method == "offline":
-                at, copies = _offline(conn, dest, disks, names, made, progress)
+                at, copies = _offline(conn, dest, disks, names, made, progress, sources)
             else:
-                at, copies = _via_snapshot(conn, dom, dest, disks, names, made, progress)
+                at, copies = _via_snapshot(conn, dom, dest, disks, names, made, progress, sources)
         except BaseException:
             for name in made:
                 with contextlib.suppress(libvirt.libvirtError):
@@ -215,13 +252,19 @@ def _offline(
     names: dict[str, str],
     made: list[str],
     progress: Progress,
+    sources: dict[str, PinnedImage],
 ) -> tuple[float, list[BackupDisk]]:
     at = time.time()
     copies = []
     for index, (target, source) in enumerate(disks):
         made.append(names[target])
         vol = _copy(
-            conn, _volume(conn, source), dest, names[target], _part(progress, index, len(disks))
+            conn,
+            _volume(conn, source),
+            dest,
+            names[target],
+            _part(progress, index, len(disks)),
+            sources[source],
         )
         copies.append(_record(target, source, vol))
     return at, copies
@@ -290,6 +333,7 @@ def _via_snapshot(
     names: dict[str, str],
     made: list[str],
     progress: Progress,
+    sources: dict[str, PinnedImage],
 ) -> tuple[float, list[BackupDisk]]:
     stamp = time.strftime("%Y%m%d%H%M%S")
     root = etree.Element("domainsnapshot")
@@ -318,6 +362,7 @@ def _via_snapshot(
                 dest,
                 names[target],
                 _part(progress, index, len(disks)),
+                sources[source],
             )
             copies.append(_record(target, source, vol))
     finally:
@@ -349,6 +394,8 @@ def _point_disks(root: etree._Element, paths: dict[str, str]) -> None:
         driver.set("type", "qcow2")
         for store in disk.findall("backingStore"):
             disk.remove(store)
+        # A standalone copy: qemu follows no backing file its header might name.
+        etree.SubElement(disk, "backingStore")
 
 
 def restore_as_new(
@@ -384,7 +431,12 @@ def restore_as_new(
                 name = f"{new_name}-{target}.qcow2"
                 claim_volume_name(dest, name, on_volume)
                 vol = _copy(
-                    conn, _volume(conn, path), dest, name, _part(progress, index, len(copies))
+                    conn,
+                    _volume(conn, path),
+                    dest,
+                    name,
+                    _part(progress, index, len(copies)),
+                    _backup_copy(path),
                 )
                 made.append(vol)
                 paths[target] = vol.path()
@@ -434,7 +486,12 @@ def restore_in_place(
                 name = f"{stem}.restored-{stamp}.qcow2"
                 claim_volume_name(dest, name, on_volume)
                 vol = _copy(
-                    conn, _volume(conn, path), dest, name, _part(progress, index, len(copies))
+                    conn,
+                    _volume(conn, path),
+                    dest,
+                    name,
+                    _part(progress, index, len(copies)),
+                    _backup_copy(path),
                 )
                 made.append(vol)
                 paths[target] = vol.path()
@@ -504,7 +561,9 @@ def abandon_backup(uri: str, uuid: str, pool: str, prefix: str) -> Abandoned:
             dom = conn.lookupByUUIDString(uuid)
             if dom.isActive() and dom.jobInfo()[0] != libvirt.VIR_DOMAIN_JOB_NONE:
                 dom.abortJob()
-        dest, _directory = _pool(conn, pool)
+        dest = conn.storagePoolLookupByName(pool)
+        # Refused while libvirtd still writes a copy the dead process started; the copies
+        # made through libvirt are listed without a refresh.
         with contextlib.suppress(libvirt.libvirtError):
             dest.refresh(0)
         names = [n for n in dest.listVolumes() if n.startswith(f"{prefix}-")]

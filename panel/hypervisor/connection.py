@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterator
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import libvirt
 
@@ -125,10 +125,63 @@ def check_uri(uri: str) -> str:
             "Do not put a password in the URI: it would be stored and shown. "
             "Use an SSH key (qemu+ssh://user@host/system) or TLS certificates instead."
         )
-    if scheme.endswith("+ssh") and "no_tty" not in uri:
+    if any(c.isspace() or ord(c) < 32 for c in uri) or (
+        (urlsplit(uri).hostname or "").startswith("-")
+        or (urlsplit(uri).username or "").startswith("-")
+    ):
+        # A host or user starting with '-' would reach ssh as one of its options.
+        raise InvalidURI(f"'{uri}' has spaces, control characters or a host starting with '-'.")
+    names = _check_parameters(uri)
+    if scheme.endswith("+ssh") and "no_tty" not in names:
         # Never let ssh ask for a password on the worker's terminal.
         uri += ("&" if "?" in uri else "?") + "no_tty=1"
     return uri
+
+
+# The URI parameters a host may carry (https://libvirt.org/uri.html), with the values each
+# may take (None: any). Everything else is refused: parameters that run a program
+# (command, netcat), open another socket (socket), read a file of the panel's machine
+# (keyfile, known_hosts, pkipath, authfile), weaken the connection's checks (no_verify,
+# known_hosts_verify, tls_priority) or name another driver (name).
+ALLOWED_PARAMETERS: dict[str, frozenset[str] | None] = {
+    "no_tty": frozenset({"0", "1"}),
+    "mode": frozenset({"auto", "legacy", "direct"}),
+    "proxy": frozenset({"auto", "netcat", "native"}),
+    "sshauth": None,  # checked per method below
+}
+_SSH_AUTH_METHODS = frozenset({"agent", "privkey", "password", "keyboard-interactive"})
+
+
+def _check_parameters(uri: str) -> set[str]:
+    """The names of the URI's query parameters, when each is allowed; else InvalidURI."""
+    parts = urlsplit(uri)
+    if parts.fragment or "#" in uri:
+        raise InvalidURI("A libvirt URI has no #fragment: remove it.")
+    if not parts.query:
+        return set()
+    if ";" in parts.query:
+        # libvirt splits parameters at ';' as well as '&'.
+        raise InvalidURI("Separate the URI's parameters with '&', not ';'.")
+    allowed = ", ".join(sorted(ALLOWED_PARAMETERS))
+    names = set()
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name not in ALLOWED_PARAMETERS:
+            raise InvalidURI(
+                f"The URI parameter '{name}' is not allowed: the panel refuses parameters "
+                "that run programs, open other sockets or files, or weaken the connection's "
+                f"checks. Allowed: {allowed}. Put ssh options in the ssh configuration of "
+                "the user the panel runs as, and TLS certificates in libvirt's default places."
+            )
+        values = ALLOWED_PARAMETERS[name]
+        given = set(value.split(",")) if name == "sshauth" else {value}
+        choices = _SSH_AUTH_METHODS if name == "sshauth" else values
+        if choices is not None and not given <= choices:
+            raise InvalidURI(
+                f"'{value}' is not a value the panel allows for the URI parameter '{name}': "
+                f"use {' or '.join(sorted(choices))}."
+            )
+        names.add(name)
+    return names
 
 
 def _auth_callback(_credentials, _data) -> int:  # type: ignore[no-untyped-def]

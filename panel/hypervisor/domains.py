@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import libvirt
+from lxml import etree
 
 from . import xml
 from .connection import session
 from .errors import Conflict
-from .specs import PROBE_PREFIX, DomainInfo, DomainSpec
+from .specs import PROBE_PREFIX, BackingInfo, DomainInfo, DomainSpec
 
 STATES = {
     libvirt.VIR_DOMAIN_NOSTATE: "running",
@@ -24,6 +25,36 @@ STATES = {
 }
 
 
+# libvirt writes memory in KiB; a document written by hand may use another unit.
+_BYTES = {
+    **{"b": 1, "bytes": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4},
+    **{"k": 1024, "kib": 1024, "m": 1024**2, "mib": 1024**2, "g": 1024**3, "gib": 1024**3},
+    **{"t": 1024**4, "tib": 1024**4},
+}
+
+
+def _maxima(desc: etree._Element) -> tuple[int, int]:
+    """(most vCPUs, most memory in KiB) a domain document allows."""
+    vcpus = int(desc.findtext("vcpu") or 0)
+    memory = desc.find("memory")
+    kib = 0
+    if memory is not None and (memory.text or "").strip():
+        kib = int(memory.text) * _BYTES.get(memory.get("unit", "KiB").lower(), 1024) // 1024
+    return vcpus, kib
+
+
+def _reach(dom: libvirt.virDomain, desc: etree._Element, persistent: bool) -> tuple[int, int]:
+    """(vCPUs, MiB) the domain may grow to: the running maximum, or the definition's when
+    that is larger (raised while it runs, it applies from the next boot)."""
+    vcpus, kib = _maxima(desc)
+    if persistent and dom.isActive():
+        with contextlib.suppress(libvirt.libvirtError):
+            inactive = xml.parse(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+            config_vcpus, config_kib = _maxima(inactive)
+            vcpus, kib = max(vcpus, config_vcpus), max(kib, config_kib)
+    return vcpus, kib // 1024
+
+
 def _info(dom: libvirt.virDomain) -> DomainInfo:
     state, _max_mem, mem_kib, vcpus, _cpu_time = dom.info()
     desc = xml.parse(dom.XMLDesc(0))
@@ -32,19 +63,23 @@ def _info(dom: libvirt.virDomain) -> DomainInfo:
         autostart = bool(dom.autostart())
     except libvirt.libvirtError:
         autostart = False
+    persistent = bool(dom.isPersistent())
+    max_vcpus, max_memory_mib = _reach(dom, desc, persistent)
     return DomainInfo(
         uuid=dom.UUIDString(),
         name=dom.name(),
         state=STATES.get(state, "running"),
         vcpus=vcpus,
         memory_mib=mem_kib // 1024,
-        persistent=bool(dom.isPersistent()),
+        persistent=persistent,
         autostart=autostart,
         domain_type=xml.domain_type(desc),
         firmware=xml.firmware(desc),
         disks=disks,
         nics=nics,
         graphics=graphics,
+        max_vcpus=max_vcpus,
+        max_memory_mib=max_memory_mib,
     )
 
 
@@ -203,6 +238,19 @@ def delete_domain(uri: str, uuid: str, remove_paths: list[str]) -> list[str]:
     return removed
 
 
+def _pin_chain(disk: etree._Element, chain: tuple[BackingInfo, ...]) -> None:
+    """Give a <disk> its backing chain explicitly, ending in an empty <backingStore/>."""
+    for store in disk.findall("backingStore"):
+        disk.remove(store)
+    parent = disk
+    for below in chain:
+        store = etree.SubElement(parent, "backingStore", type="file")
+        etree.SubElement(store, "format", type=below.format or "raw")
+        etree.SubElement(store, "source", file=below.path)
+        parent = store
+    etree.SubElement(parent, "backingStore")
+
+
 def _vol_xml(name: str, capacity: int, fmt: str, backing: tuple[str, str] | None = None) -> str:
     from lxml import etree
 
@@ -237,12 +285,17 @@ def clone_domain(
     *,
     linked: bool,
     on_volume: Callable[[str, str], None] | None = None,
+    recorded: Mapping[str, tuple[BackingInfo, ...]] | None = None,
 ) -> DomainInfo:
     """Define a copy of a shut-off domain: every disk copied (full) or overlaid (linked
     qcow2 on the source disk), with a new name, UUID and MACs. Undoes itself on failure.
     on_volume(pool, name) hears of each new volume before it is made (a name already
-    taken is refused first)."""
+    taken is refused first). Each disk is read as the format its definition gives, with
+    the chain the definition gives (else recorded's, the panel's record, else none)."""
     from lxml import etree
+
+    from .qemu_img import PinnedImage
+    from .storage import check_source, copy_image, recorded_capacity
 
     with session(uri) as conn:
         src = conn.lookupByUUIDString(uuid)
@@ -277,8 +330,15 @@ def clone_domain(
                         "only clone disks it can see in a pool."
                     ) from exc
                 pool = vol.storagePoolLookupByVolume()
-                _type, capacity, _alloc = vol.info()
-                fmt = xml.parse_volume_format(vol.XMLDesc(0)) or "raw"
+                # The format the domain reads it as, never what libvirt's probe of the
+                # file guesses (a guest writes what it likes onto a raw disk).
+                driver = disk.find("driver")
+                fmt = (driver.get("type", "") if driver is not None else "") or "raw"
+                chain = xml.disk_chain(disk)
+                if chain is None:
+                    chain = (recorded or {}).get(path, ())
+                image = PinnedImage(path, fmt, chain)
+                capacity = recorded_capacity(vol, fmt)
                 target = disk.find("target").get("dev", "disk")
                 name = (
                     f"{new_name}-{target}.qcow2"
@@ -287,15 +347,29 @@ def clone_domain(
                 )
                 claim_volume_name(pool, name, on_volume)
                 if linked:
+                    check_source(conn, vol, image)
                     new = pool.createXML(_vol_xml(name, capacity, "qcow2", (path, fmt)), 0)
                     driver = disk.find("driver")
                     if driver is None:
                         driver = etree.SubElement(disk, "driver", name="qemu")
                     driver.set("type", "qcow2")
+                    chain = (BackingInfo(path, fmt), *chain)
                 else:
-                    new = pool.createXMLFrom(_vol_xml(name, capacity, fmt), vol, 0)
+                    new = copy_image(
+                        conn,
+                        uri,
+                        vol,
+                        pool,
+                        name,
+                        source=image,
+                        format=fmt,
+                        capacity=capacity,
+                        progress=lambda _done, _total: None,
+                    )
+                    chain = ()
                 created.append(new)
                 source.set("file", new.path())
+                _pin_chain(disk, chain)
             return _info(conn.defineXML(etree.tostring(root, encoding="unicode")))
         except Exception:
             for vol in created:

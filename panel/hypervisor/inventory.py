@@ -50,6 +50,7 @@ def _volume_info(pool: libvirt.virStoragePool, vol: libvirt.virStorageVol) -> Vo
         capacity=capacity,
         allocation=allocation,
         backing=xml.parse_volume_backing(document),
+        physical=xml.parse_volume_physical(document),
     )
 
 

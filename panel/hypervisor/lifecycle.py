@@ -244,6 +244,19 @@ def domain_details(uri: str, uuid: str) -> DomainDetails:
         )
 
 
+def disk_capacities(uri: str, uuid: str) -> dict[str, int]:
+    """{target: bytes} the domain's disks (not CD-ROMs) can hold, as the host sees them."""
+    with session(uri) as conn:
+        dom = conn.lookupByUUIDString(uuid)
+        sizes = {}
+        for disk in _info(dom).disks:
+            if disk.device != "disk" or not disk.target or not disk.source:
+                continue
+            with contextlib.suppress(libvirt.libvirtError):
+                sizes[disk.target] = int(dom.blockInfo(disk.target, 0)[0])
+        return sizes
+
+
 def redefine_domain(uri: str, uuid: str, xml: str) -> DomainInfo:
     """Replace a domain's definition with edited XML, validated by libvirt against its schema."""
     try:

@@ -21,8 +21,9 @@ from . import xml
 from .connection import session
 from .domains import _info
 from .errors import Conflict, HypervisorError
-from .specs import DomainInfo, VolumeSpec
-from .storage import _watch_copy
+from .qemu_img import PinnedImage
+from .specs import BackingInfo, DomainInfo, VolumeSpec
+from .storage import copy_image, recorded_capacity
 
 Progress = Callable[[int, int], None]
 POLL_SECONDS = 0.25
@@ -51,10 +52,16 @@ def _set_source(dom: libvirt.virDomain, conn: libvirt.virConnect, target: str, p
     if not dom.isPersistent():
         return
     root = xml.parse(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE))
-    source = _disk(root, target).find("source")
+    disk = _disk(root, target)
+    source = disk.find("source")
     if source is not None and source.get("file") == path:
         return
     source.set("file", path)
+    # The moved image is a full copy with no backing file: say so, so nothing in its
+    # header is followed.
+    for store in disk.findall("backingStore"):
+        disk.remove(store)
+    etree.SubElement(disk, "backingStore")
     conn.defineXML(etree.tostring(root, encoding="unicode"))
 
 
@@ -90,9 +97,16 @@ def _mirror(
 
 
 def move_disk(
-    uri: str, uuid: str, target: str, pool: str, progress: Progress | None = None
+    uri: str,
+    uuid: str,
+    target: str,
+    pool: str,
+    progress: Progress | None = None,
+    recorded: tuple[BackingInfo, ...] = (),
 ) -> MoveResult:
-    """Move the domain's disk `target` (vda, ...) into pool on the same host."""
+    """Move the domain's disk `target` (vda, ...) into pool on the same host, read as the
+    format its definition gives (recorded: the chain the panel recorded, for a definition
+    that gives none)."""
     report = progress or (lambda _done, _total: None)
     with session(uri) as conn:
         dom = conn.lookupByUUIDString(uuid)
@@ -118,7 +132,9 @@ def move_disk(
             raise Conflict(f"Pool '{pool}' already has a volume named '{name}'.")
         driver = disk.find("driver")
         fmt = (driver.get("type") if driver is not None else "") or "raw"
-        capacity, allocation = old.info()[1:3]
+        chain = xml.disk_chain(disk)
+        image = PinnedImage(path, fmt, chain if chain is not None else recorded)
+        capacity = recorded_capacity(old, fmt)
         document = xml.build_volume(VolumeSpec(name=name, capacity=capacity, format=fmt))
         if dom.isActive():
             new = dest_pool.createXML(document, 0)
@@ -130,13 +146,16 @@ def move_disk(
                     new.delete(0)
                 raise
         else:
-            new = _watch_copy(
+            new = copy_image(
                 conn,
-                lambda: dest_pool.createXMLFrom(document, old, 0),
+                uri,
+                old,
                 dest_pool,
                 name,
-                max(int(allocation), 1),
-                report,
+                source=image,
+                format=fmt,
+                capacity=capacity,
+                progress=report,
             )
             try:
                 _set_source(dom, conn, target, new.path())

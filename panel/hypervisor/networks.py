@@ -15,6 +15,7 @@ mode maps to one libvirt shape:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import secrets
 import subprocess
@@ -38,7 +39,7 @@ from .specs import (
     NicDetail,
     NicSpec,
 )
-from .xml import xml_builder
+from .xml import add_traffic_filter, xml_builder
 
 MACVTAP_MODES = ("bridge", "vepa", "private", "passthrough")
 _FORWARD = {"nat": "nat", "routed": "route", "open": "open", "bridge": "bridge"}
@@ -334,6 +335,7 @@ def build_interface(nic: NicSpec) -> str:
         if nic.outbound_kib:
             _sub(bandwidth, "outbound", average=str(nic.outbound_kib))
     _sub(iface, "link", state="up" if nic.link_up else "down")
+    add_traffic_filter(iface, nic)
     return etree.tostring(iface, encoding="unicode")
 
 
@@ -388,15 +390,7 @@ def attach_nic(
             raise Conflict(f"'{dom.name()}' already has a NIC with MAC {mac}.")
         while not mac or mac in used:
             mac = random_mac()
-        spec = NicSpec(
-            network=nic.network,
-            bridge=nic.bridge,
-            mac=mac,
-            model=nic.model,
-            link_up=nic.link_up,
-            inbound_kib=nic.inbound_kib,
-            outbound_kib=nic.outbound_kib,
-        )
+        spec = dataclasses.replace(nic, mac=mac)
         dom.attachDeviceFlags(build_interface(spec), flags)
         return _info(dom), mac
 

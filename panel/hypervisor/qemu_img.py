@@ -1,21 +1,55 @@
-"""qemu-img's view of an image: info with the backing chain, internal snapshots, check.
+"""qemu-img's view of an image: info, internal snapshots, check, and copies.
 
 libvirt has no call for these, so they run qemu-img on this machine: they work
 for volumes of the panel's own host (a local URI), and say so for others.
 Images a running guest holds are read with --force-share.
+
+qemu-img never guesses: every image is named as a `json:` block spec giving its format
+and its whole backing chain as the panel recorded them (a chain ends in "backing": null),
+so nothing in the file's header (a backing file, a format) is followed.
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
+from dataclasses import dataclass
 
 from .errors import Conflict, HypervisorError
 from .host import is_local
+from .specs import BackingInfo
 
 TIMEOUT = 600
+COPY_TIMEOUT = 24 * 3600  # a copy of a large image is a job: bounded by the job, not here
 # What `qemu-img create` can write and libvirt's storage driver knows.
 FORMATS = ("raw", "qcow2", "qed", "vmdk", "vdi", "vpc")
+
+
+@dataclass(frozen=True)
+class PinnedImage:
+    """An image as qemu must open it: its recorded format and backing chain (nearest
+    first); nothing is read from its header."""
+
+    path: str
+    format: str
+    backing: tuple[BackingInfo, ...] = ()
+
+
+def _node(path: str, fmt: str) -> dict[str, object]:
+    protocol = "host_device" if path.startswith("/dev/") else "file"
+    driver = "raw" if fmt in ("", "iso") else fmt
+    return {"driver": driver, "file": {"driver": protocol, "filename": path}}
+
+
+def block_spec(image: PinnedImage) -> str:
+    """The image as a `json:` filename for qemu-img: format and chain explicit."""
+    top = node = _node(image.path, image.format)
+    for below in image.backing:
+        child = _node(below.path, below.format)
+        node["backing"] = child
+        node = child
+    node["backing"] = None
+    return "json:" + json.dumps(top, separators=(",", ":"))
 
 
 def _require_local(uri: str) -> None:
@@ -26,27 +60,43 @@ def _require_local(uri: str) -> None:
         )
 
 
-def _run(args: list[str], ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
+def _run(
+    args: list[str], ok: tuple[int, ...] = (0,), timeout: float = TIMEOUT
+) -> subprocess.CompletedProcess[str]:
     try:
         proc = subprocess.run(
-            ["qemu-img", *args], capture_output=True, text=True, timeout=TIMEOUT, check=False
+            ["qemu-img", *args], capture_output=True, text=True, timeout=timeout, check=False
         )
     except FileNotFoundError as exc:
         raise HypervisorError("qemu-img is not installed on this host.") from exc
     except subprocess.TimeoutExpired as exc:
-        raise HypervisorError(f"qemu-img {args[0]} took longer than {TIMEOUT} s.") from exc
+        raise HypervisorError(f"qemu-img {args[0]} took longer than {timeout:.0f} s.") from exc
     if proc.returncode not in ok:
         message = (proc.stderr or proc.stdout).strip().splitlines()
         raise HypervisorError(message[-1] if message else f"qemu-img {args[0]} failed.")
     return proc
 
 
-def info(uri: str, path: str) -> list[dict[str, object]]:
-    """The image and each image of its backing chain, as qemu-img reports them."""
+def info(uri: str, image: PinnedImage) -> list[dict[str, object]]:
+    """The image and each image of its recorded backing chain, as qemu-img reports them
+    (each opened as its recorded format, its header's backing file not followed)."""
     _require_local(uri)
-    proc = _run(["info", "--output=json", "--backing-chain", "--force-share", path])
-    data = json.loads(proc.stdout)
-    chain = data if isinstance(data, list) else [data]
+    layers = [image] + [
+        PinnedImage(b.path, b.format, image.backing[i + 1 :]) for i, b in enumerate(image.backing)
+    ]
+    chain = []
+    for layer in layers:
+        # Each layer alone: qemu-img info opens no backing file (and takes no options
+        # for one), so the chain is walked as recorded.
+        alone = PinnedImage(layer.path, layer.format)
+        proc = _run(["info", "--output=json", "--force-share", block_spec(alone)])
+        data = json.loads(proc.stdout)
+        data["filename"] = layer.path
+        data["format"] = layer.format
+        # The recorded chain; without one, the name the header gives (shown, never opened).
+        if layer.backing:
+            data["backing-filename"] = layer.backing[0].path
+        chain.append(data)
     return [
         {
             "path": image.get("filename", ""),
@@ -70,12 +120,13 @@ def info(uri: str, path: str) -> list[dict[str, object]]:
 
 
 def check(uri: str, path: str, fmt: str) -> dict[str, object]:
-    """`qemu-img check`: {"ok", "summary", "leaks", "corruptions", ...}."""
+    """`qemu-img check` of the image alone, as fmt: {"ok", "summary", "leaks", ...}."""
     _require_local(uri)
-    if fmt == "raw":
+    if fmt in ("raw", "iso", ""):
         return {"ok": True, "summary": "Raw images have no metadata to check.", "supported": False}
     # Exit 0: clean; 2: corruptions; 3: leaked clusters only; 63: format cannot be checked.
-    proc = _run(["check", "--output=json", "--force-share", "-f", fmt, path], ok=(0, 1, 2, 3, 63))
+    spec = block_spec(PinnedImage(path, fmt))
+    proc = _run(["check", "--output=json", "--force-share", spec], ok=(0, 1, 2, 3, 63))
     if proc.returncode == 63:
         return {"ok": True, "summary": f"{fmt} images cannot be checked.", "supported": False}
     if proc.returncode == 1 and not proc.stdout.strip():
@@ -99,6 +150,22 @@ def check(uri: str, path: str, fmt: str) -> dict[str, object]:
         "check_errors": errors,
         "supported": True,
     }
+
+
+def convert(uri: str, source: PinnedImage, dest: str, fmt: str, *, target_is_zero: bool) -> None:
+    """Copy source (as recorded, its chain flattened) into the existing image dest, as fmt."""
+    _require_local(uri)
+    args = ["convert", "-n", "-O", fmt]
+    if target_is_zero:
+        args.append("--target-is-zero")
+    _run([*args, block_spec(source), dest], timeout=COPY_TIMEOUT)
+
+
+def resize(uri: str, image: PinnedImage, capacity: int, *, shrink: bool) -> None:
+    """Resize the image (as its recorded format) to capacity bytes."""
+    _require_local(uri)
+    args = ["resize", "-q"] + (["--shrink"] if shrink else [])
+    _run([*args, block_spec(PinnedImage(image.path, image.format)), str(capacity)])
 
 
 def create_full(uri: str, path: str, fmt: str, capacity: int) -> None:

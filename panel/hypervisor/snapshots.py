@@ -11,7 +11,8 @@ import time
 import libvirt
 from lxml import etree
 
-from . import qemu_img
+from . import images, qemu_img
+from . import xml as xml_doc
 from .connection import session
 from .domains import _vol_xml
 from .errors import Conflict, HypervisorError
@@ -60,11 +61,44 @@ def _disk_sources(dom: libvirt.virDomain) -> dict[str, str]:
     return sources
 
 
-def _sizes(uri: str, sources: dict[str, str], snaps: list[SnapshotInfo]) -> list[SnapshotInfo]:
+def _disk_images(dom: libvirt.virDomain) -> dict[str, qemu_img.PinnedImage]:
+    """Each file-backed disk as its definition gives it: format and chain (none given:
+    none followed)."""
+    root = etree.fromstring(dom.XMLDesc(0).encode())
+    found = {}
+    for disk in root.iterfind("./devices/disk[@device='disk']"):
+        source, driver = disk.find("source"), disk.find("driver")
+        if source is None or not source.get("file"):
+            continue
+        fmt = (driver.get("type", "") if driver is not None else "") or "raw"
+        chain = xml_doc.disk_chain(disk) or ()
+        found[source.get("file", "")] = qemu_img.PinnedImage(source.get("file", ""), fmt, chain)
+    return found
+
+
+def _overlay(path: str) -> qemu_img.PinnedImage | None:
+    """A snapshot's overlay file as a standalone qcow2, when its header passes the check."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(images.HEAD_BYTES)
+    except OSError:
+        return None
+    facts = images.inspect_head(head, "qcow2", whole=len(head) < images.HEAD_BYTES)
+    return None if facts.problems else qemu_img.PinnedImage(path, "qcow2")
+
+
+def _sizes(
+    uri: str,
+    sources: dict[str, str],
+    snaps: list[SnapshotInfo],
+    pinned: dict[str, qemu_img.PinnedImage] | None = None,
+) -> list[SnapshotInfo]:
     """Each snapshot's size: its saved memory and disk state inside the qcow2 images
-    (internal), or its overlay files (external). Read with qemu-img, so local hosts only."""
+    (internal), or its overlay files (external). Read with qemu-img, so local hosts only;
+    each image opened as its definition gives it (pinned), never as its header says."""
     if not is_local(uri):
         return snaps
+    pinned = pinned or {}
     internal: dict[str, int] = {}
     actual: dict[str, int] = {}
     backing: dict[str, str] = {}
@@ -73,8 +107,11 @@ def _sizes(uri: str, sources: dict[str, str], snaps: list[SnapshotInfo]) -> list
     for path in paths:
         if path in actual:
             continue  # already read as part of an earlier chain
+        image_spec = pinned.get(path) or _overlay(path)
+        if image_spec is None:
+            continue
         with contextlib.suppress(HypervisorError):
-            for image in qemu_img.info(uri, path):
+            for image in qemu_img.info(uri, image_spec):
                 actual[str(image["path"])] = int(str(image["actual_size"] or 0))
                 backing[str(image["path"])] = str(image["backing_file"] or "")
                 if path not in sources.values():
@@ -107,6 +144,7 @@ def list_snapshots(uri: str, uuid: str) -> list[SnapshotInfo]:
         dom = conn.lookupByUUIDString(uuid)
         snaps = [_parse(s) for s in dom.listAllSnapshots(0)]
         sources = _disk_sources(dom)
+        pinned = _disk_images(dom)
     by_parent: dict[str, list[SnapshotInfo]] = {}
     for snap in sorted(snaps, key=lambda s: (s.created, s.name)):
         by_parent.setdefault(snap.parent, []).append(snap)
@@ -118,7 +156,7 @@ def list_snapshots(uri: str, uuid: str) -> list[SnapshotInfo]:
             walk(child.name)
 
     walk("")
-    return _sizes(uri, sources, ordered)
+    return _sizes(uri, sources, ordered, pinned)
 
 
 def get_snapshot(uri: str, uuid: str, name: str) -> SnapshotInfo:

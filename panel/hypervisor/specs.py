@@ -17,7 +17,9 @@ class DiskSpec:
     """A disk to attach: a file or volume path, its format and where the guest sees it.
 
     An empty path on a cdrom is an empty tray. cache, io and discard left empty
-    use the hypervisor's defaults.
+    use the hypervisor's defaults. format and backing (the chain below it, nearest
+    first) are what the panel recorded: qemu is given them and reads nothing from the
+    image's header.
     """
 
     path: str
@@ -30,6 +32,7 @@ class DiskSpec:
     io: str = ""
     discard: str = ""
     shareable: bool = False
+    backing: tuple[BackingInfo, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,9 @@ class NicSpec:
     """A network interface on a libvirt network or a host bridge.
 
     Bandwidth limits are average rates in KiB/s (libvirt's unit); None: no limit.
+    clean_traffic puts libvirt's clean-traffic nwfilter on it (no MAC, IP or ARP spoofing,
+    no other layer-2 traffic): the NIC may use only filter_ip when given, else the address
+    libvirt learns by ip_learning ("dhcp": from its DHCP lease only; "any": its first packet).
     """
 
     network: str | None = None
@@ -46,6 +52,9 @@ class NicSpec:
     link_up: bool = True
     inbound_kib: int | None = None
     outbound_kib: int | None = None
+    clean_traffic: bool = False
+    filter_ip: str | None = None
+    ip_learning: str = "dhcp"
 
 
 @dataclass(frozen=True)
@@ -120,6 +129,10 @@ class DomainInfo:
     disks: tuple[DiskInfo, ...] = ()
     nics: tuple[NicInfo, ...] = ()
     graphics: tuple[GraphicsInfo, ...] = ()
+    # What it may grow to: the larger of the running maximum and the definition's (a
+    # maximum raised in the definition applies from the next boot). 0: not read.
+    max_vcpus: int = 0
+    max_memory_mib: int = 0
 
 
 @dataclass(frozen=True)
@@ -248,6 +261,7 @@ class VolumeInfo:
     capacity: int
     allocation: int
     backing: tuple[BackingInfo, ...] = ()
+    physical: int = 0  # bytes the file takes (a raw image's real size); 0: not reported
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ callback; it runs in the caller's thread and may raise to stop the work.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -15,12 +16,14 @@ from collections.abc import Callable, Iterable, Iterator
 import libvirt
 from lxml import etree
 
-from . import qemu_img, xml
+from . import images, qemu_img, xml
 from .connection import libvirt_errors, session
 from .domains import _info as domain_info
 from .domains import affect_flags
 from .errors import Conflict, HypervisorError, NotFound
+from .host import is_local
 from .inventory import _pool_info, _volume_info
+from .qemu_img import PinnedImage
 from .specs import DiskSpec, DomainInfo, PoolInfo, PoolSpec, VolumeInfo, VolumeSpec
 
 Progress = Callable[[int, int], None]
@@ -233,7 +236,9 @@ def create_volume(uri: str, pool: str, spec: VolumeSpec) -> VolumeInfo:
         return _volume_info(p, vol)
 
 
-def _write_zeros(conn: libvirt.virConnect, vol: libvirt.virStorageVol) -> None:
+def _write_zeros(
+    conn: libvirt.virConnect, vol: libvirt.virStorageVol, size: int | None = None
+) -> None:
     """Zero a raw volume's data, keeping its size.
 
     libvirt's zero wipe of a file writes as many bytes as the file allocates, and a file
@@ -244,6 +249,7 @@ def _write_zeros(conn: libvirt.virConnect, vol: libvirt.virStorageVol) -> None:
     punches it empty) and a block device (it cannot grow) keep libvirt's wipe.
     """
     kind, capacity, allocation = vol.info()
+    capacity = capacity if size is None else size
     if kind != libvirt.VIR_STORAGE_VOL_FILE or allocation <= capacity:
         vol.wipePattern(libvirt.VIR_STORAGE_VOL_WIPE_ALG_ZERO, 0)
         return
@@ -318,17 +324,141 @@ def _watch_copy(
     return result["vol"]  # type: ignore[return-value]
 
 
+def _read_head(conn: libvirt.virConnect, vol: libvirt.virStorageVol, length: int) -> bytes:
+    """The first length bytes of a volume (fewer when it is shorter), through libvirt."""
+    stream = conn.newStream(0)
+    vol.download(stream, 0, length, 0)
+    data = bytearray()
+    try:
+        while len(data) < length:
+            chunk = stream.recv(min(CHUNK, length - len(data)))
+            if isinstance(chunk, int):
+                if chunk == -2:
+                    time.sleep(0.01)
+                    continue
+                raise Conflict("The host aborted the stream reading the volume's header.")
+            if not chunk:
+                break
+            data += chunk
+        stream.finish()
+    except BaseException:
+        with contextlib.suppress(libvirt.libvirtError):
+            stream.abort()
+        raise
+    return bytes(data)
+
+
+def inspect_volume(uri: str, pool: str, name: str, declared: str) -> images.ImageFacts:
+    """Check the volume's header against the format it was declared (nothing followed)."""
+    with session(uri) as conn:
+        head = _read_head(conn, _vol(conn, pool, name), images.HEAD_BYTES)
+    return images.inspect_head(head, declared, whole=len(head) < images.HEAD_BYTES)
+
+
+def recorded_capacity(vol: libvirt.virStorageVol, fmt: str) -> int:
+    """The size of a volume as its recorded format has it: a raw image is as large as its
+    file (libvirt's capacity would come from a header the content may fake)."""
+    _type, capacity, _alloc = vol.info()
+    if fmt in ("raw", "iso"):
+        with contextlib.suppress(libvirt.libvirtError, AttributeError):
+            return int(vol.infoFlags(libvirt.VIR_STORAGE_VOL_GET_PHYSICAL)[2])
+    return int(capacity)
+
+
+def _require_view(vol: libvirt.virStorageVol, source: PinnedImage) -> None:
+    """libvirt picks the format of a copy's source from its own probe of the file: on a
+    host where qemu-img cannot be given the recorded format, its view must agree."""
+    document = vol.XMLDesc(0)
+    seen = xml.parse_volume_format(document) or "raw"
+    backing = xml.parse_volume_backing(document)
+    wanted = "raw" if source.format in ("", "iso") else source.format
+    if seen in ("iso",):
+        seen = "raw"
+    first = source.backing[0].path if source.backing else ""
+    if seen != wanted or (backing[0].path if backing else "") != first:
+        raise Conflict(
+            f"{os.path.basename(source.path)} is recorded as {wanted}"
+            + (f" on {first}" if first else "")
+            + f", but its content reads as {seen}"
+            + (f" on {backing[0].path}" if backing else "")
+            + ": on this host libvirt would act on it as it reads, so the panel refuses. "
+            "Do it on the panel's own host (where qemu-img is told the recorded format), "
+            "or wipe the volume."
+        )
+
+
+def check_source(conn: libvirt.virConnect, vol: libvirt.virStorageVol, source: PinnedImage) -> None:
+    """Conflict unless the image's header is safe to open as its recorded format: no data
+    file, no extents, no backing file but the recorded one. Raw needs nothing: qemu reads
+    it as bytes."""
+    if source.format in ("", "raw", "iso"):
+        return
+    head = _read_head(conn, vol, images.HEAD_BYTES)
+    facts = images.inspect_head(head, source.format, whole=len(head) < images.HEAD_BYTES)
+    problems = [p for p in facts.problems if p != images.CHECKS["banned"]]
+    named = images.backing_path(source.path, facts.backing_file) if facts.backing_file else ""
+    if named and named != (source.backing[0].path if source.backing else ""):
+        problems.append(f"its header names the backing file {named[:200]}, which is not recorded")
+    if problems:
+        raise Conflict(
+            f"{os.path.basename(source.path)} is refused: {'; '.join(problems)}. "
+            "Wipe it or upload a self-contained image."
+        )
+
+
+def copy_image(
+    conn: libvirt.virConnect,
+    uri: str,
+    src: libvirt.virStorageVol,
+    dest: libvirt.virStoragePool,
+    new_name: str,
+    *,
+    source: PinnedImage,
+    format: str,
+    capacity: int,
+    progress: Progress,
+) -> libvirt.virStorageVol:
+    """A copy of src (read as source says: its recorded format and chain, flattened) as
+    volume new_name of dest in format; removed again when the copy fails.
+
+    On the panel's host qemu-img is given the format and chain; elsewhere libvirt copies
+    (createXMLFrom) and its view of the source must match the record first."""
+    check_source(conn, src, source)
+    document = xml.build_volume(VolumeSpec(name=new_name, capacity=capacity, format=format))
+    _type, _capacity, allocation = src.info()
+    work: Callable[[], libvirt.virStorageVol]
+    if is_local(uri) and os.path.exists(source.path):
+
+        def work() -> libvirt.virStorageVol:
+            vol = dest.createXML(document, 0)
+            target = vol.path()
+            qemu_img.convert(
+                uri, source, target, format, target_is_zero=not target.startswith("/dev/")
+            )
+            return dest.storageVolLookupByName(new_name)
+
+    else:
+        _require_view(src, source)
+
+        def work() -> libvirt.virStorageVol:
+            return dest.createXMLFrom(document, src, 0)
+
+    return _watch_copy(conn, work, dest, new_name, max(allocation, 1), progress)
+
+
 def copy_volume(
     uri: str,
     pool: str,
     name: str,
     new_name: str,
     *,
+    source: PinnedImage,
     format: str | None = None,
     target_pool: str | None = None,
     progress: Progress = _noop,
 ) -> VolumeInfo:
-    """Copy a volume (clone), converting its format when format differs; undone on failure."""
+    """Copy a volume (clone), converting its format when format differs; undone on failure.
+    source: the volume as recorded (its format and backing chain), never its header."""
     with session(uri) as conn:
         src = _vol(conn, pool, name)
         dest = _pool(conn, target_pool or pool)
@@ -338,42 +468,52 @@ def copy_volume(
             raise Conflict(
                 f"A volume named '{new_name}' already exists in pool '{target_pool or pool}'."
             )
-        _type, capacity, allocation = src.info()
-        src_format = xml.parse_volume_format(src.XMLDesc(0)) or "raw"
-        spec = VolumeSpec(name=new_name, capacity=capacity, format=format or src_format)
-        document = xml.build_volume(spec)
-        vol = _watch_copy(
+        vol = copy_image(
             conn,
-            lambda: dest.createXMLFrom(document, src, 0),
+            uri,
+            src,
             dest,
             new_name,
-            max(allocation, 1),
-            progress,
+            source=source,
+            format=format or source.format or "raw",
+            capacity=recorded_capacity(src, source.format),
+            progress=progress,
         )
         return _volume_info(dest, vol)
 
 
-def resize_volume(uri: str, pool: str, name: str, capacity: int, *, shrink: bool) -> VolumeInfo:
+def resize_volume(
+    uri: str, pool: str, name: str, capacity: int, *, shrink: bool, source: PinnedImage
+) -> VolumeInfo:
+    """Resize a volume as its recorded format (source), never as its content reads."""
     with session(uri) as conn:
         vol = _vol(conn, pool, name)
+        try:
+            _require_view(vol, source)
+        except Conflict:
+            # libvirt would resize it as the format it guessed: qemu-img is told instead.
+            if not (is_local(uri) and os.path.exists(source.path)):
+                raise
+            qemu_img.resize(uri, source, capacity, shrink=shrink)
+            return _volume_info(_pool(conn, pool), vol)
         flags = libvirt.VIR_STORAGE_VOL_RESIZE_SHRINK if shrink else 0
         vol.resize(capacity, flags)
         return _volume_info(_pool(conn, pool), vol)
 
 
-def wipe_volume(uri: str, pool: str, name: str) -> VolumeInfo:
-    """Write zeros over the volume's data. A qcow2 volume is recreated empty instead,
-    with the same size and backing file, since zeroing it would destroy its header."""
+def wipe_volume(uri: str, pool: str, name: str, *, source: PinnedImage) -> VolumeInfo:
+    """Write zeros over the volume's data. A volume of another format than raw is
+    recreated empty instead, with the same size and recorded backing file, since zeroing
+    it would destroy its header. source: the format and chain as recorded."""
     with session(uri) as conn:
         p = _pool(conn, pool)
         vol = _vol(conn, pool, name)
-        document = vol.XMLDesc(0)
-        fmt = xml.parse_volume_format(document) or "raw"
-        if fmt == "raw":
-            _write_zeros(conn, vol)
+        fmt = source.format or "raw"
+        if fmt in ("raw", "iso"):
+            _write_zeros(conn, vol, recorded_capacity(vol, fmt))
             return _volume_info(p, vol)
         _type, capacity, _alloc = vol.info()
-        backing = xml.parse_volume_backing(document)
+        backing = source.backing
         spec = VolumeSpec(
             name=name,
             capacity=capacity,

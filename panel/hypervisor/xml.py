@@ -20,6 +20,7 @@ from .specs import (
     DomainSpec,
     GraphicsInfo,
     NicInfo,
+    NicSpec,
     PoolSpec,
     VolumeSpec,
 )
@@ -105,6 +106,7 @@ def build_domain(spec: DomainSpec) -> str:
         if nic.mac:
             _sub(iface, "mac", address=nic.mac)
         _sub(iface, "model", type=nic.model)
+        add_traffic_filter(iface, nic)
     if spec.serial_console:
         serial = _sub(devices, "serial", type="pty")
         _sub(serial, "target", port="0")
@@ -119,6 +121,22 @@ def build_domain(spec: DomainSpec) -> str:
     return _tostring(dom)
 
 
+IP_LEARNING = ("dhcp", "any")
+
+
+def add_traffic_filter(iface: etree._Element, nic: NicSpec) -> None:
+    """The NIC's <filterref> to libvirt's clean-traffic, when nic asks for it."""
+    if not nic.clean_traffic:
+        return
+    ref = _sub(iface, "filterref", filter="clean-traffic")
+    if nic.filter_ip:
+        _sub(ref, "parameter", name="IP", value=nic.filter_ip)
+    else:
+        if nic.ip_learning not in IP_LEARNING:
+            raise ValueError(f"ip_learning is one of {IP_LEARNING}, not {nic.ip_learning!r}")
+        _sub(ref, "parameter", name="CTRL_IP_LEARNING", value=nic.ip_learning)
+
+
 def disk_element(disk: DiskSpec) -> etree._Element:
     """A <disk> element: a file or block device (by its path), or an empty CD-ROM tray."""
     kind = "block" if disk.path.startswith("/dev/") else "file"
@@ -130,6 +148,16 @@ def disk_element(disk: DiskSpec) -> etree._Element:
     _sub(d, "driver", **driver)
     if disk.path:
         _sub(d, "source", **{"dev" if kind == "block" else "file": disk.path})
+        # The chain is given, ending in an empty <backingStore/>: libvirt and qemu then
+        # follow no backing file the image's header may name.
+        parent = d
+        for below in disk.backing:
+            below_kind = "block" if below.path.startswith("/dev/") else "file"
+            store = _sub(parent, "backingStore", type=below_kind)
+            _sub(store, "format", type=below.format or "raw")
+            _sub(store, "source", **{"dev" if below_kind == "block" else "file": below.path})
+            parent = store
+        _sub(parent, "backingStore")
     _sub(d, "target", dev=disk.target, bus=disk.bus)
     if disk.readonly or disk.device == "cdrom":
         _sub(d, "readonly")
@@ -290,11 +318,35 @@ def build_volume(spec: VolumeSpec, *, allocation: int = 0) -> str:
     return _tostring(vol)
 
 
+def disk_chain(disk: etree._Element) -> tuple[BackingInfo, ...] | None:
+    """The backing chain a <disk> element gives (nearest first); None when it gives none
+    (libvirt would read the image's header for it)."""
+    chain: list[BackingInfo] = []
+    node = disk
+    while True:
+        store = node.find("backingStore")
+        if store is None:
+            return tuple(chain) if chain else None
+        source = store.find("source")
+        if source is None:
+            return tuple(chain)
+        fmt = store.find("format")
+        path = source.get("file") or source.get("dev") or ""
+        chain.append(BackingInfo(path=path, format=fmt.get("type", "") if fmt is not None else ""))
+        node = store
+
+
 def parse_volume_format(xml: str) -> str:
     """The format of a volume (qcow2, raw, ...) from its XML."""
     root = etree.fromstring(xml.encode())
     fmt = root.find("./target/format")
     return fmt.get("type", "") if fmt is not None else ""
+
+
+def parse_volume_physical(xml: str) -> int:
+    """The bytes a volume's file takes, from its XML (0 when libvirt does not say)."""
+    text = etree.fromstring(xml.encode()).findtext("physical") or ""
+    return int(text) if text.strip().isdigit() else 0
 
 
 def parse_volume_backing(xml: str) -> tuple[BackingInfo, ...]:

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 def serialize_host(host: Host) -> dict[str, Any]:
-    """The host as pushed to browsers watching it."""
+    """The host as pushed to browsers watching it (for_viewer() trims it per user)."""
     return {
         "id": host.pk,
         "name": host.name,
@@ -30,6 +30,31 @@ def serialize_host(host: Host) -> dict[str, Any]:
         "domain_type": host.domain_type,
         "last_error": host.last_error,
     }
+
+
+# Facts that say where a host is and how the panel logs in to it: admins only.
+ADMIN_ONLY_FACTS = frozenset({"uri", "hostname", "host_uuid"})
+UNREACHABLE = "The panel cannot reach this host; an admin sees why on the host's page."
+
+
+def host_error_for(user: Any, error: str) -> str:
+    """A host's last connection error as user may read it: the whole message names the
+    host's URI and address, so only admins get it; others learn that it is unreachable."""
+    if not error or can_manage_hosts(user):
+        return error
+    return UNREACHABLE
+
+
+def host_facts_for(user: Any, facts: dict[str, Any]) -> dict[str, Any]:
+    """The host's facts as user may read them (without its URI and hostname unless admin)."""
+    if can_manage_hosts(user):
+        return facts
+    return {k: v for k, v in (facts or {}).items() if k not in ADMIN_ONLY_FACTS}
+
+
+def for_viewer(user: Any, data: dict[str, Any]) -> dict[str, Any]:
+    """serialize_host()'s dict as user may read it."""
+    return {**data, "last_error": host_error_for(user, data.get("last_error", ""))}
 
 
 def _deny(actor: Any, action: str, target: object, source_ip: str | None) -> PermissionDenied:
@@ -203,7 +228,8 @@ def cancel_job(job: Job, *, actor: Any, source_ip: str | None = None) -> Job:
             job.state = JobState.CANCELLED
             job.finished = timezone.now()
             job.message = "Cancelled before it started."
-            fields += ["state", "finished", "message"]
+            job.secrets = {}
+            fields += ["state", "finished", "message", "secrets"]
         job.save(update_fields=fields)
         audit.record(actor, "job.cancel", job, source_ip=source_ip)
         events.publish(events.job_group(job.pk), {"type": "job.update", "job": jobs.serialize(job)})

@@ -10,7 +10,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from rest_framework.authtoken.models import Token
 
-from panel import audit, rows
+from panel import audit, events, rows
 from panel.choices import ProjectRole
 from panel.exceptions import ConflictError, GoneError, ServiceError
 from panel.models import Membership, Project, Quota
@@ -142,6 +142,8 @@ def add_member(
             membership, created = Membership.objects.update_or_create(
                 user=user, project=project, defaults={"role": role}
             )
+            if not created:
+                events.access_changed(user.pk)  # open websockets check the new role
             audit.record(
                 actor,
                 "member.add" if created else "member.change",
@@ -167,6 +169,7 @@ def remove_member(project: Project, *, user: Any, actor: Any, source_ip: str | N
             deleted, _ = Membership.objects.filter(user=user, project=project).delete()
             if not deleted:
                 raise ServiceError(f"{user} is not a member of {project}.", field="user")
+            events.access_changed(user.pk)  # open websockets of the project's objects close
             audit.record(actor, "member.remove", target, project=project, source_ip=source_ip)
 
 
@@ -227,6 +230,7 @@ def set_user_active(user: Any, *, active: bool, actor: Any, source_ip: str | Non
                 raise GoneError(f"User {user.username} was deleted meanwhile.")
             if not active:
                 Token.objects.filter(user=user).delete()
+                events.access_changed(user.pk)  # open websockets close
             audit.record(actor, action, user.username, source_ip=source_ip)
     return user
 
@@ -242,6 +246,11 @@ def set_password(user: Any, *, password: str, actor: Any, source_ip: str | None 
             user.set_password(password)
             if not rows.save_if_present(user, ["password"]):
                 raise GoneError(f"User {user.username} was deleted meanwhile.")
+            if action == "user.reset_password":
+                # Sessions logged in with the old password end, and their websockets with
+                # them. (Changing one's own, the view keeps the current session logged in;
+                # the periodic check closes the websockets of the others.)
+                events.access_changed(user.pk)
             audit.record(actor, action, user.username, source_ip=source_ip)
 
 

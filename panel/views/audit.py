@@ -72,7 +72,19 @@ class _Echo:
         return value
 
 
+# A spreadsheet reads a cell starting with one of these as a formula (OWASP's "CSV
+# injection"); usernames typed at the login page land in the export unchanged.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
+def _cell(value: str) -> str:
+    """The value as a spreadsheet shows it as text: a leading apostrophe before a formula."""
+    return "'" + value if value.startswith(_FORMULA_STARTS) else value
+
+
 def audit_export(request: HttpRequest) -> StreamingHttpResponse:
+    """The filtered events as CSV; a cell that a spreadsheet would run as a formula is
+    exported as text."""
     qs, _ = filtered_events(request)
     writer = csv.writer(_Echo())
     header = ["time", "user", "project", "action", "target", "result", "detail", "source_ip"]
@@ -80,18 +92,17 @@ def audit_export(request: HttpRequest) -> StreamingHttpResponse:
     def rows():  # type: ignore[no-untyped-def]
         yield writer.writerow(header)
         for e in qs.iterator(chunk_size=1000):
-            yield writer.writerow(
-                [
-                    e.time.isoformat(),
-                    e.username,
-                    e.project.name if e.project else "",
-                    e.action,
-                    e.target,
-                    e.result,
-                    e.detail,
-                    e.source_ip or "",
-                ]
-            )
+            cells = [
+                e.time.isoformat(),
+                e.username,
+                e.project.name if e.project else "",
+                e.action,
+                e.target,
+                e.result,
+                e.detail,
+                e.source_ip or "",
+            ]
+            yield writer.writerow([_cell(c) for c in cells])
 
     response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = 'attachment; filename="audit.csv"'

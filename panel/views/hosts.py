@@ -41,7 +41,8 @@ def _hosts_with_vm_counts(user) -> QuerySet[Host]:  # type: ignore[no-untyped-de
 def dashboard(request: HttpRequest) -> HttpResponse:
     hosts = _hosts_with_vm_counts(request.user)
     jobs = visible_jobs(request.user)[:8]
-    return render(request, "panel/dashboard.html", {"hosts": hosts, "jobs": jobs})
+    context = {"hosts": hosts, "jobs": jobs, "can_manage": can_manage_hosts(request.user)}
+    return render(request, "panel/dashboard.html", context)
 
 
 def host_list(request: HttpRequest) -> HttpResponse:

@@ -70,7 +70,7 @@ function uploadForm(form) {
       volume = await api("POST", form.dataset.apiVolumes, {
         pool: Number(form.dataset.pool),
         name: name.value,
-        format: "raw",
+        format: form.querySelector("#format")?.value || "raw",
         capacity_gib: String(chosen.size / 1024 ** 3),
         project: form.querySelector("#project")?.value || null,
       });

@@ -62,6 +62,7 @@ class VolumeSerializer(serializers.ModelSerializer):
             "name",
             "path",
             "format",
+            "format_source",
             "capacity",
             "allocation",
             "backing",
@@ -79,8 +80,27 @@ class VolumeCreateSerializer(serializers.Serializer):
     format = serializers.CharField(max_length=20, required=False, default="qcow2")
     capacity_gib = serializers.CharField(required=False, allow_blank=True, default="")
     preallocation = serializers.CharField(max_length=20, required=False, default="off")
-    backing_volume = serializers.IntegerField(required=False, allow_null=True, default=None)
+    backing_volume = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Make a qcow2 overlay on this volume: one you may change, or a shared image.",
+    )
     project = serializers.IntegerField(required=False, allow_null=True, default=None)
+
+
+class AssignSerializer(serializers.Serializer):
+    """Input of POST volumes/{id}/assign/: the project and the format the admin declares."""
+
+    project = serializers.IntegerField(required=False, allow_null=True, default=None)
+    format = serializers.CharField(
+        max_length=20,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="The image format (raw, qcow2, qed, vmdk, vdi, vpc): declared, never read "
+        "from the content.",
+    )
 
 
 class ResizeSerializer(serializers.Serializer):

@@ -24,6 +24,7 @@ from storage import services
 from storage.models import StoragePool, Volume
 
 from .serializers import (
+    AssignSerializer,
     CopySerializer,
     PoolCreateSerializer,
     PoolSerializer,
@@ -178,6 +179,8 @@ class VolumeViewSet(
         request=VolumeCreateSerializer, responses={201: VolumeSerializer, 202: JOB_QUEUED}
     )
     def create(self, request: Request) -> Response:
+        """Create a volume: 201 at once, or 202 with a job for full preallocation. An
+        overlay's backing_volume must be one you may change, or a shared image (403)."""
         params = VolumeCreateSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         data = params.validated_data
@@ -220,6 +223,30 @@ class VolumeViewSet(
         )
         return Response(VolumeSerializer(volume).data)
 
+    @extend_schema(
+        request=AssignSerializer,
+        responses=VolumeSerializer,
+        description="Admins only. A volume found on a host (format_source 'found': its "
+        "format is only libvirt's guess from the content) can be used for nothing until "
+        "assigned: it joins the project (counted against its disk quota; null: it stays "
+        "the admins', e.g. an image to publish as shared) with the format the admin "
+        "declares, once its header is checked as that format. Refused (400) "
+        "when the content is another format, or names any file (backing file, json: "
+        "backing, external data file, VMDK extent) but a volume of that project in the "
+        "same pool; the refusal is audited.",
+    )
+    @action(detail=True, methods=["post"])
+    def assign(self, request: Request, pk: str | None = None) -> Response:
+        volume = self.get_object()
+        params = AssignSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        data = params.validated_data
+        project = _scoped(Project, request.user, data["project"], "project")
+        volume = services.assign_volume(
+            volume, project, data["format"], actor=request.user, source_ip=client_ip(request)
+        )
+        return Response(VolumeSerializer(volume).data)
+
     @extend_schema(request=ResizeSerializer, responses=VolumeSerializer)
     @action(detail=True, methods=["post"])
     def resize(self, request: Request, pk: str | None = None) -> Response:
@@ -257,11 +284,19 @@ class VolumeViewSet(
     @extend_schema(request=CopySerializer, responses={202: JOB_QUEUED})
     @action(detail=True, methods=["post"])
     def clone(self, request: Request, pk: str | None = None) -> Response:
+        """Copy the volume into a new one in the same format, as a job. A copy reads the
+        whole disk: it needs the right to change the volume (operators of its project,
+        its owner, admins); a viewer or another member gets 403. The copy reads the volume
+        as its recorded format and chain, never as its content says; a volume whose header
+        names any file outside its project's volumes (backing, data file, extents), or one
+        found on the host and not assigned, is refused (400/409, audited)."""
         return self._copy(request, convert=False)
 
     @extend_schema(request=CopySerializer, responses={202: JOB_QUEUED})
     @action(detail=True, methods=["post"])
     def convert(self, request: Request, pk: str | None = None) -> Response:
+        """Copy the volume into a new one in another format, as a job; the same rights as
+        clone."""
         return self._copy(request, convert=True)
 
     @extend_schema(request=None, responses={202: JOB_QUEUED})
@@ -292,7 +327,14 @@ class VolumeViewSet(
     )
     @action(detail=True, methods=["put"])
     def upload(self, request: Request, pk: str | None = None) -> Response:
-        """Stream the request body into the volume through libvirt; 202 with the finished job."""
+        """Stream the request body into the volume through libvirt; 202 with the finished job.
+
+        The volume's format is the one it was created with: the first bytes are checked
+        against it before anything is written. Refused (400, audited, nothing written): a
+        disk image sent into a raw volume (create a volume of its format), content that is
+        not the volume's format, or an image whose header names any file (backing file,
+        json: backing, external data file, VMDK extent) but a volume of the same project
+        in the same pool."""
         volume = self.get_object_for(CHANGE)
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -315,6 +357,9 @@ class VolumeViewSet(
     @extend_schema(responses={(200, "application/octet-stream"): bytes})
     @action(detail=True, methods=["get"])
     def download(self, request: Request, pk: str | None = None) -> StreamingHttpResponse:
+        """Stream the volume's contents. Needs the right to change the volume (operators of
+        its project, its owner, admins): seeing a volume is not reading it, so a viewer or
+        another member gets 403."""
         volume = self.get_object()
         _size, chunks = services.open_download(
             volume, actor=request.user, source_ip=client_ip(request)

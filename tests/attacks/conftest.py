@@ -22,6 +22,11 @@ import requests
 from django.test import Client
 
 from panel import services
+from tests.attacks.media import (  # noqa: F401 - fixtures for the storage attacks
+    created_vms,
+    make_volume,
+    media_pool,
+)
 from tests.stack import Stack, open_ws
 from tests.vms.conftest import (  # noqa: F401 - fixtures used by the attack tests
     admin,

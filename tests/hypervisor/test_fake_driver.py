@@ -85,3 +85,20 @@ def test_it_keeps_names_from_changing_the_domain_xml():
 def test_it_reserves_host_memory_by_the_handbook_rule(total_gib, reserved_gib):
     # The handbook: 256 GiB leaves 256 - (2 + 0.5 * 256/64) = 252 GiB for guests.
     assert hypervisor.reserved_memory_bytes(total_gib * GIB) == reserved_gib * GIB
+
+
+def test_it_reads_what_a_domain_may_grow_to_including_a_raised_definition():
+    spec = hypervisor.DomainSpec(name="fake-reach", domain_type="test", vcpus=2, memory_mib=128)
+    info = hypervisor.define_domain(FAKE, spec)
+    try:
+        assert (info.vcpus, info.max_vcpus, info.max_memory_mib) == (2, 2, 128)
+        hypervisor.start_domain(FAKE, info.uuid)
+        # Raised in the definition while it runs: counted now, though it applies at boot.
+        hypervisor.set_vcpus(FAKE, info.uuid, 6, live=False, persistent=True, maximum=True)
+        hypervisor.set_memory(
+            FAKE, info.uuid, 512 * 1024, live=False, persistent=True, maximum=True
+        )
+        running = hypervisor.get_domain(FAKE, info.uuid)
+        assert (running.vcpus, running.max_vcpus, running.max_memory_mib) == (2, 6, 512)
+    finally:
+        hypervisor.undefine_domain(FAKE, info.uuid)

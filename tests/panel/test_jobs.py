@@ -41,6 +41,32 @@ def job(db, admin_user, host) -> Job:
     return jobs.create_job(JobKind.HOST_REFRESH, target="host:kvm01", actor=admin_user, host=host)
 
 
+# --- secrets -----------------------------------------------------------------------
+
+
+def test_it_keeps_a_jobs_secrets_out_of_what_it_shows_and_drops_them_when_it_ends(
+    db, admin_user, host
+):
+    queued = jobs.queue(
+        JobKind.HOST_REFRESH,
+        refresh_host_task,
+        host,
+        target="host:kvm01",
+        spec={"host": host.pk},
+        actor=admin_user,
+        host=host,
+        project=None,
+        action="host.refresh",
+        secrets={"user_data": "#cloud-config\npassword: hunter2\n"},
+    )
+    assert jobs.secrets_of(queued.pk) == {"user_data": "#cloud-config\npassword: hunter2\n"}
+    assert "hunter2" not in json.dumps(jobs.serialize(queued))
+    with jobs.running(queued.pk):
+        assert jobs.secrets_of(queued.pk)  # the task still has them
+    assert jobs.secrets_of(queued.pk) == {}
+    assert "hunter2" not in AuditEvent.objects.get(action="host.refresh").detail
+
+
 # --- report() and running() -------------------------------------------------------
 
 
@@ -378,7 +404,11 @@ def test_it_pushes_host_state_changes_to_a_websocket(
     assert snapshot["type"] == "host.update"
     assert (snapshot["host"]["name"], snapshot["host"]["state"]) == ("kvm01", "up")
     assert update["type"] == "host.update"
-    assert (update["host"]["state"], update["host"]["last_error"]) == ("down", "Connection refused")
+    # The error may name the host's address: a non-admin learns only that it is unreachable.
+    assert (update["host"]["state"], update["host"]["last_error"]) == (
+        "down",
+        "The panel cannot reach this host; an admin sees why on the host's page.",
+    )
 
 
 @pytest.mark.stack
@@ -456,3 +486,36 @@ def test_it_refreshes_an_added_host_in_the_worker(stack, transactional_db, clien
     vm = VirtualMachine.objects.get(name="test")
     assert (vm.host_id, vm.state) == (host["id"], "running")
     assert Host.objects.get(pk=host["id"]).checks[0]["name"] == "Hypervisor"
+
+
+@pytest.mark.sqlite
+def test_it_scrubs_the_secrets_old_create_jobs_kept_in_their_result(transactional_db):
+    """Create jobs from before Job.secrets: a finished one loses its user-data and
+    kickstart; one still queued keeps them, as its secrets, for its task."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    before = [("panel", "0004_job_task")]
+    after = [("panel", "0006_scrub_secrets_from_job_results")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    OldJob = executor.loader.project_state(before).apps.get_model("panel", "Job")
+    install = {"method": "cloud-image", "user_data": "#cloud-config\npasswd: $6$x\n"}
+    done = OldJob.objects.create(
+        kind="vm.create", state="succeeded", target="vm:a", result={"install": dict(install)}
+    )
+    waiting = OldJob.objects.create(
+        kind="vm.create", state="queued", target="vm:b", result={"install": dict(install)}
+    )
+
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(after)
+
+    Job = executor.loader.project_state(after).apps.get_model("panel", "Job")
+    done, waiting = Job.objects.get(pk=done.pk), Job.objects.get(pk=waiting.pk)
+    assert done.result == waiting.result == {"install": {"method": "cloud-image"}}
+    assert done.secrets == {}
+    assert waiting.secrets == {"user_data": "#cloud-config\npasswd: $6$x\n"}
+    latest = MigrationExecutor(connection)  # the schema as the next test expects
+    latest.migrate(latest.loader.graph.leaf_nodes())

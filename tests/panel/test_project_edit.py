@@ -31,7 +31,13 @@ def test_it_saves_quota_and_allowed_hosts(admin_client, project):
         },
     )
     assert response.status_code == 302
-    assert quotas.limits(project) == {"vms": 5, "vcpus": None, "memory_mib": 4096, "disk_gib": None}
+    assert quotas.limits(project) == {
+        "vms": 5,
+        "vcpus": None,
+        "memory_mib": 4096,
+        "disk_gib": None,
+        "backup_gib": None,
+    }
     assert list(project.allowed_hosts.all()) == [h1]
     assert AuditEvent.objects.filter(action="project.update", project=project).exists()
     page = admin_client.get(f"/projects/{project.pk}/edit/").content.decode()

@@ -98,6 +98,7 @@ ACTIONS: dict[tuple[str, str], tuple[str, ...]] = {
         "check",
         "info",
         "share",
+        "assign",
         "delete",
     ),
     ("network_action", "action"): ("autostart", "delete", "start", "stop"),

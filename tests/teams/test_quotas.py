@@ -11,9 +11,10 @@ import pytest
 from django.db import connection, transaction
 
 from panel import quotas, services
+from panel.models import Job
 from panel.quotas import QuotaExceeded, Usage
 from storage.models import Volume
-from vms.models import VirtualMachine
+from vms.models import Backup, Snapshot, VirtualMachine
 
 from .conftest import GIB, make_vm, texts
 
@@ -35,6 +36,65 @@ def test_it_leaves_vanished_vms_out_and_rounds_disk_up_to_whole_gib(world, alpha
     assert quotas.usage(alpha) == Usage(vms=2, vcpus=3, memory_mib=1536, disk_gib=3)
 
 
+def test_it_counts_each_vm_at_the_most_it_may_grow_to(world, alpha, member):
+    team = world.teams["alpha"]
+    vm = make_vm("alpha-grows", team.host, alpha, member, 1, 256)
+    VirtualMachine.objects.filter(pk=vm.pk).update(max_vcpus=4, max_memory_mib=1024)
+
+    assert quotas.usage(alpha) == Usage(vms=3, vcpus=3 + 4, memory_mib=1536 + 1024, disk_gib=2)
+
+
+def test_it_counts_backups_and_snapshots_in_their_own_quota(world, alpha, member):
+    team = world.teams["alpha"]
+    vm = make_vm("alpha-kept", team.host, alpha, member, 1, 256)
+    Backup.objects.create(
+        vm=vm,
+        vm_uuid=vm.pk,
+        vm_name=vm.name,
+        project=alpha,
+        host=team.host,
+        state="good",
+        size=GIB // 2,
+    )
+    Snapshot.objects.create(vm=vm, name="s1", size=GIB)
+    assert quotas.usage(alpha).backup_gib == 2  # 1.5 GiB held, rounded up
+
+    # A backup being taken counts what its job reserved, not the copies written so far.
+    job = Job.objects.create(
+        kind="vm.backup",
+        project=alpha,
+        state="running",
+        target=f"vm:{vm.pk}",
+        result={"reserve": {"backup_gib": 5}},
+    )
+    Backup.objects.create(
+        vm=vm,
+        vm_uuid=vm.pk,
+        vm_name=vm.name,
+        project=alpha,
+        host=team.host,
+        job=job,
+        state="verifying",
+        size=3 * GIB,
+    )
+    assert quotas.usage(alpha).backup_gib == 2 + 5
+    Job.objects.filter(pk=job.pk).update(state="succeeded")
+    assert quotas.usage(alpha).backup_gib == 5  # 0.5 + 1 + 3 GiB, rounded up
+
+
+def test_it_refuses_growth_within_a_maximum_while_the_project_is_over_its_quota(alpha):
+    quota = quotas.quota_of(alpha)
+    quota.vcpus = 2  # lowered below the 3 vCPUs its VMs may use
+    quota.save()
+
+    with pytest.raises(QuotaExceeded) as refused, transaction.atomic():
+        quotas.reserve(alpha, growing=("vcpus",))
+    assert "uses 3 vCPUs of 2 allowed" in refused.value.message
+    assert "nothing may grow" in refused.value.message
+    with transaction.atomic():
+        quotas.reserve(alpha, growing=("memory_mib",))  # within its memory quota
+
+
 def test_it_shows_use_against_limits_on_the_project_page_and_in_the_api(alpha, client_for, api_for):
     spans = texts(client_for("viewer").get(f"/projects/{alpha.pk}/"), "//div[@data-quota]//span")
     api = api_for("viewer").get(f"/api/v1/projects/{alpha.pk}/").json()
@@ -44,9 +104,22 @@ def test_it_shows_use_against_limits_on_the_project_page_and_in_the_api(alpha, c
         "vCPUs": "3 of 4",
         "memory (MiB)": "1536 of 2048",
         "disk (GiB)": "2 of 10",
+        "backups and snapshots (GiB)": "0 of no limit",
     }
-    assert api["usage"] == {"vms": 2, "vcpus": 3, "memory_mib": 1536, "disk_gib": 2}
-    assert api["quota"] == {"vms": 3, "vcpus": 4, "memory_mib": 2048, "disk_gib": 10}
+    assert api["usage"] == {
+        "vms": 2,
+        "vcpus": 3,
+        "memory_mib": 1536,
+        "disk_gib": 2,
+        "backup_gib": 0,
+    }
+    assert api["quota"] == {
+        "vms": 3,
+        "vcpus": 4,
+        "memory_mib": 2048,
+        "disk_gib": 10,
+        "backup_gib": None,
+    }
 
 
 def test_it_reserves_up_to_exactly_the_limit(alpha):

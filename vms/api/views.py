@@ -85,8 +85,19 @@ class VirtualMachineViewSet(
                 "os_variant": serializers.CharField(required=False),
                 "firmware": serializers.ChoiceField(["bios", "uefi"], required=False),
                 "disks": serializers.ListField(child=serializers.DictField(), required=False),
-                "networks": serializers.ListField(child=serializers.IntegerField(), required=False),
-                "install": serializers.DictField(required=False),
+                "networks": serializers.ListField(
+                    child=serializers.IntegerField(),
+                    required=False,
+                    help_text="Network ids. A non-admin's NICs on networks whose guests share a "
+                    "bridge get libvirt's clean-traffic filter (no MAC, IP or ARP spoofing).",
+                ),
+                "install": serializers.DictField(
+                    required=False,
+                    help_text='{"method": ...} and its fields. For "url", "location" is an '
+                    "http(s) install tree under PANEL_INSTALL_MIRRORS, or a host whose every "
+                    "address is public (resolved now and again when fetched, each redirect "
+                    "too); anything else is refused (400 on location).",
+                ),
                 "start": serializers.BooleanField(required=False),
             },
         ),
@@ -97,7 +108,13 @@ class VirtualMachineViewSet(
         },
     )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        """Create a VM (see the install methods in the API guide); the job does the work."""
+        """Create a VM (see the install methods in the API guide); the job does the work.
+
+        Boot media (kernel, initrd, ISO, cloud image, imported disk) are volumes the VM may
+        use: for non-admins, a volume of the project they may change or a shared image an
+        admin published; other paths on the host are for admins. Cloud-init user-data,
+        meta-data, network-config and kickstarts reach the job's task only: they never
+        appear in the job (jobs/, ws/jobs/), its log or the audit log."""
         from vms import create
 
         if not isinstance(request.data, dict):
@@ -268,15 +285,32 @@ class VirtualMachineViewSet(
         responses=inline_serializer(
             "ConsoleTicket",
             {
-                "url": serializers.CharField(),
+                "url": serializers.CharField(
+                    help_text="The websocket to open within expires_in seconds, once."
+                ),
                 "ticket": serializers.CharField(),
                 "expires_in": serializers.IntegerField(),
+                "view_only": serializers.BooleanField(
+                    required=False,
+                    help_text="True for viewers: nothing they type or point reaches the VM.",
+                ),
+                "password": serializers.CharField(
+                    required=False,
+                    help_text="The display's VNC password, for a full VNC session only.",
+                ),
             },
         ),
     )
     @action(detail=True, methods=["post"])
     def console(self, request: Request, pk: str | None = None) -> Response:
-        """A single-use ticket to open the serial or VNC console (view-only for viewers)."""
+        """A single-use ticket to open the serial or VNC console (view-only for viewers).
+
+        Viewers watch: their serial session never takes the console from anyone and gets a
+        read-only copy of the output; their VNC session goes through the panel's own proxy
+        (RFB 3.8, no authentication: the panel answers a display's password itself and
+        passes on no keys, pointer or clipboard). A VNC console of a VM on another host than
+        the panel's is refused (409): its display listens on that host only. Open consoles
+        close within seconds of a logout, a disabled account or a lost role."""
         from vms import consoles
 
         vm = self.get_object()

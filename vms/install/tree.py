@@ -4,21 +4,26 @@ The panel boots the installer's kernel and initrd directly, so it has to find
 them in the tree: each distribution keeps them in its own place, and the
 known places are tried in order. Only http and https are followed, so a user
 can never make the panel read its own files through a `file:` URL, and only
-trees under `PANEL_INSTALL_MIRRORS` (when set) or on a public address (when
+trees under `PANEL_INSTALL_MIRRORS` (when set) or on public addresses (when
 not), so the panel cannot be made to fetch from itself or its private network.
-The check reads the URL only (no DNS lookup); redirects are checked the same way.
+
+A name is resolved, every address it has is checked, and the connection goes to
+the address that was checked (the Host header and TLS name stay the URL's): a name
+that points inside, or that answers differently between the check and the fetch
+(DNS rebinding), reaches nothing. Each redirect is checked the same way. Fetches
+go straight to the tree's server, never through an http_proxy.
 """
 
 from __future__ import annotations
 
-import http.client
 import ipaddress
 import socket
-import urllib.error
+import ssl
 import urllib.parse
-import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 
+import urllib3
 from django.conf import settings
 
 from panel.exceptions import ServiceError
@@ -37,27 +42,10 @@ LAYOUTS: tuple[tuple[str, str, str], ...] = (
 )
 SCHEMES = ("http", "https")
 CHUNK = 1024 * 1024
-
-
-class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
-    """Follow redirects only to http and https URLs."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        if urllib.parse.urlsplit(newurl).scheme not in SCHEMES:
-            raise ServiceError(
-                f"{req.full_url} redirects to {newurl}, which is not http or https. "
-                "Give the final http(s) URL of the tree.",
-                field="location",
-            )
-        try:
-            checked_url(newurl)
-        except ServiceError as exc:
-            raise ServiceError(
-                f"{req.full_url} redirects to {newurl}, which the panel may not fetch from: "
-                f"{exc.message}",
-                field="location",
-            ) from exc
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
+MAX_REDIRECTS = 5
+REDIRECTS = (301, 302, 303, 307, 308)
+# NAT64's well-known prefix: its addresses stand for the IPv4 address in their last 32 bits.
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
 def find_boot_files(url: str, *, timeout: float = 15) -> tuple[str, str]:
@@ -84,20 +72,18 @@ def fetch(
     progress: Callable[[int, int | None], None] | None = None,
 ) -> bytes:
     """Download `url`, refusing a body over `max_bytes`; `progress(done, total)` after each chunk."""
-    request = urllib.request.Request(checked_url(url))
     too_big = ServiceError(
         f"{url} is larger than {max_bytes} bytes, the most the panel downloads for it. "
         "Check that the URL points at an installer kernel or initrd.",
         field="location",
     )
+    response = _open("GET", url, timeout)
     try:
-        response = _open(request, timeout)
-    except urllib.error.HTTPError as exc:
-        raise ServiceError(
-            f"{url} answered {exc.code} {exc.reason}. Check the URL in a browser.",
-            field="location",
-        ) from exc
-    with response:
+        if response.status >= 400:
+            raise ServiceError(
+                f"{url} answered {response.status} {response.reason}. Check the URL in a browser.",
+                field="location",
+            )
         length = response.headers.get("Content-Length")
         total = int(length) if length and length.isdigit() else None
         if total is not None and total > max_bytes:
@@ -105,18 +91,20 @@ def fetch(
         chunks: list[bytes] = []
         done = 0
         try:
-            while chunk := response.read(CHUNK):
+            while chunk := response.read(CHUNK, decode_content=False):
                 done += len(chunk)
                 if done > max_bytes:
                     raise too_big
                 chunks.append(chunk)
                 if progress is not None:
                     progress(done, total)
-        except OSError as exc:
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise ServiceError(
                 f"The download of {url} broke off after {done} bytes ({exc}). Try again.",
                 field="location",
             ) from exc
+    finally:
+        response.release_conn()
     return b"".join(chunks)
 
 
@@ -184,12 +172,23 @@ def _internal_host(hostname: str) -> bool:
         address = _legacy_ipv4(name)
         if address is None:
             return False
+    return internal_address(address)
+
+
+def internal_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether the panel must not fetch from `address`: anything but a global unicast
+    address, looking through IPv4 addresses carried inside IPv6 ones."""
     if isinstance(address, ipaddress.IPv6Address):
         embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is None and address.teredo:
+            embedded = address.teredo[1]
+        if embedded is None and address in _NAT64:
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
         if embedded is not None:
-            address = embedded
+            return internal_address(embedded)
     return (
-        address.is_loopback
+        not address.is_global
+        or address.is_loopback
         or address.is_private
         or address.is_link_local
         or address.is_unspecified
@@ -210,31 +209,133 @@ def _legacy_ipv4(name: str) -> ipaddress.IPv4Address | None:
 
 def _exists(url: str, timeout: float) -> bool:
     """Whether `url` answers 2xx: HEAD first, then a one-byte GET for servers that refuse HEAD."""
-    try:
-        with _open(urllib.request.Request(url, method="HEAD"), timeout):
-            return True
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
-            return False
-    try:
-        ranged = urllib.request.Request(url, headers={"Range": "bytes=0-0"})
-        with _open(ranged, timeout):
-            return True
-    except urllib.error.HTTPError:
+    head = _open("HEAD", url, timeout)
+    head.release_conn()
+    if head.status < 300:
+        return True
+    if head.status == 404:
         return False
+    ranged = _open("GET", url, timeout, headers={"Range": "bytes=0-0"})
+    ranged.release_conn()
+    return ranged.status < 300
 
 
-def _open(request: urllib.request.Request, timeout: float) -> http.client.HTTPResponse:
-    """Open `request`, turning network failures into a message about the tree's server."""
+@dataclass(frozen=True)
+class Target:
+    """Where a request for a URL goes: the checked address, and the name it is sent for."""
+
+    url: str
+    scheme: str
+    hostname: str
+    port: int
+    address: str  # the address that was checked: the one connected to
+
+    @property
+    def host_header(self) -> str:
+        host = f"[{self.hostname}]" if ":" in self.hostname else self.hostname
+        default = 443 if self.scheme == "https" else 80
+        return host if self.port == default else f"{host}:{self.port}"
+
+    @property
+    def path(self) -> str:
+        parts = urllib.parse.urlsplit(self.url)
+        return urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
+
+
+def target(url: str) -> Target:
+    """The URL checked (checked_url), its host name resolved and, unless the URL is under
+    PANEL_INSTALL_MIRRORS, every address it resolves to checked as public; ServiceError if not."""
+    normalized = checked_url(url)
+    parts = urllib.parse.urlsplit(normalized)
+    hostname = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
     try:
-        opener = urllib.request.build_opener(_HttpOnlyRedirects)
-        return opener.open(request, timeout=timeout)
-    except urllib.error.HTTPError:
-        raise
-    except (urllib.error.URLError, TimeoutError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
+        found = socket.getaddrinfo(hostname, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
         raise ServiceError(
-            f"Cannot reach {request.full_url}: {reason}. Check the URL and that the panel's "
-            "host can reach that server.",
+            f'The panel cannot resolve "{hostname}" ({exc}). Check the name in the URL.',
             field="location",
         ) from exc
+    addresses = list(dict.fromkeys(str(info[4][0]).split("%", 1)[0] for info in found))
+    if not addresses:
+        raise ServiceError(
+            f'"{hostname}" resolves to no address. Check the name in the URL.', field="location"
+        )
+    if not settings.PANEL_INSTALL_MIRRORS:
+        inside = [a for a in addresses if internal_address(ipaddress.ip_address(a))]
+        if inside:
+            raise ServiceError(
+                f'"{url}": {hostname} resolves to {inside[0]}, a loopback, private or link-local '
+                "address, which the panel does not fetch from. Give the address of a public "
+                "mirror, or have the admin list the local mirror in PANEL_INSTALL_MIRRORS.",
+                field="location",
+            )
+    return Target(normalized, parts.scheme.lower(), hostname, port, addresses[0])
+
+
+def _pool(where: Target, timeout: float) -> urllib3.HTTPConnectionPool:
+    """A connection pool to the checked address, speaking to it as the URL's host name."""
+    limits = urllib3.Timeout(connect=min(timeout, 15), read=timeout)
+    if where.scheme == "https":
+        return urllib3.HTTPSConnectionPool(
+            where.address,
+            where.port,
+            timeout=limits,
+            retries=False,
+            maxsize=1,
+            ssl_context=ssl.create_default_context(),
+            server_hostname=where.hostname,
+            assert_hostname=where.hostname,
+        )
+    return urllib3.HTTPConnectionPool(
+        where.address, where.port, timeout=limits, retries=False, maxsize=1
+    )
+
+
+def _open(
+    method: str, url: str, timeout: float, headers: dict[str, str] | None = None
+) -> urllib3.BaseHTTPResponse:
+    """The response to `method url` once no redirect is left, each hop checked by target()
+    and sent to the address checked; network failures become a message about the server."""
+    previous = url
+    for hop in range(MAX_REDIRECTS + 1):
+        try:
+            where = target(url)
+        except ServiceError as exc:
+            if hop == 0:
+                raise
+            raise ServiceError(
+                f"{previous} redirects to {url}, which the panel may not fetch from: {exc.message}",
+                field="location",
+            ) from exc
+        try:
+            response = _pool(where, timeout).urlopen(
+                method,
+                where.path,
+                headers={"Host": where.host_header, **(headers or {})},
+                redirect=False,
+                retries=False,
+                preload_content=False,
+                assert_same_host=False,
+            )
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ServiceError(
+                f"Cannot reach {url}: {exc}. Check the URL and that the panel's host can "
+                "reach that server.",
+                field="location",
+            ) from exc
+        location = response.headers.get("Location")
+        if response.status not in REDIRECTS or not location:
+            return response
+        response.release_conn()
+        previous, url = url, urllib.parse.urljoin(where.url, location)
+        if urllib.parse.urlsplit(url).scheme.lower() not in SCHEMES:
+            raise ServiceError(
+                f"{previous} redirects to {url}, which is not http or https. "
+                "Give the final http(s) URL of the tree.",
+                field="location",
+            )
+    raise ServiceError(
+        f"{url} redirects more than {MAX_REDIRECTS} times. Give the final URL of the tree.",
+        field="location",
+    )
