@@ -2,9 +2,10 @@
 # Makes sure the panel's own Redis runs, and writes how to reach it.
 #
 # The panel never uses a Redis without a password: it starts its own redis-server, on
-# 127.0.0.1:$PANEL_REDIS_PORT (6380) only, with a password generated once and kept in
-# $PANEL_VAR_DIR/redis.password (mode 600); its configuration (mode 600, it holds the
-# password), log and pid file are in $PANEL_VAR_DIR/redis/. Then it writes
+# 127.0.0.1:$PANEL_REDIS_PORT (6380) only, with a password generated once. The instance
+# belongs to the machine, like libvirtd or PostgreSQL, so every checkout of the panel on
+# it reaches the same one: its password, configuration (both mode 600), log and pid file
+# are in $PANEL_REDIS_DIR (/var/lib/kvm-panel/redis-<port>). The script writes
 # REDIS_URL=redis://:<password>@127.0.0.1:<port>/0 to $PANEL_VAR_DIR/redis.env (mode 600),
 # which scripts/run.sh, scripts/test.sh and scripts/check-run.sh read.
 #
@@ -13,14 +14,14 @@
 # service or any older install on 6379, or one with another password) is neither used
 # nor changed: the script stops and says to choose another PANEL_REDIS_PORT.
 #
-#   PANEL_VAR_DIR=/tmp/x PANEL_REDIS_PORT=6390 scripts/redis.sh
+#   PANEL_VAR_DIR=/tmp/x PANEL_REDIS_DIR=/tmp/x/redis PANEL_REDIS_PORT=6390 scripts/redis.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VAR_DIR=${PANEL_VAR_DIR:-$PWD/var}
 PORT=${PANEL_REDIS_PORT:-6380}
 HOST=127.0.0.1
-DIR=$VAR_DIR/redis
+DIR=${PANEL_REDIS_DIR:-/var/lib/kvm-panel/redis-$PORT}
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 die() { echo "redis: $*" >&2; exit 1; }
 
@@ -29,8 +30,12 @@ command -v redis-server >/dev/null && command -v redis-cli >/dev/null ||
 case "$PORT" in '' | *[!0-9]*) die "PANEL_REDIS_PORT is '$PORT': give a port number" ;; esac
 
 umask 077
-mkdir -p "$VAR_DIR" "$DIR"
-password_file=$VAR_DIR/redis.password
+mkdir -p "$VAR_DIR"
+if ! mkdir -p "$DIR" 2>/dev/null; then
+  # /var/lib is root's: make the folder once, for the user who runs the panel.
+  sudo mkdir -p "$DIR" && sudo chown "$(id -u):$(id -g)" "$DIR"
+fi
+password_file=$DIR/redis.password
 if [ ! -s "$password_file" ]; then
   # 32 random bytes as hex: safe in a URL and in the configuration file as it is.
   # Written aside and moved without overwriting: of two first runs at once, one wins.

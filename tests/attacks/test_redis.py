@@ -35,7 +35,12 @@ SCRIPT = REPO_ROOT / "scripts" / "redis.sh"
 
 
 def run_script(var_dir: Path, port: int) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PANEL_VAR_DIR": str(var_dir), "PANEL_REDIS_PORT": str(port)}
+    env = {
+        **os.environ,
+        "PANEL_VAR_DIR": str(var_dir),
+        "PANEL_REDIS_DIR": str(var_dir / "redis"),
+        "PANEL_REDIS_PORT": str(port),
+    }
     return subprocess.run(
         ["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=60, check=False
     )
@@ -84,21 +89,25 @@ def test_it_refuses_a_client_without_the_password(panel_redis):
     assert panel.ping()
     assert panel.config_get("bind")["bind"] == "127.0.0.1"
     assert panel.config_get("protected-mode")["protected-mode"] == "yes"
-    password = (var_dir / "redis.password").read_text().strip()
+    password = (var_dir / "redis" / "redis.password").read_text().strip()
     assert len(password) >= 32 and password in env_url(var_dir)
-    for path in (var_dir / "redis.password", var_dir / "redis.env", var_dir / "redis/redis.conf"):
+    for path in (
+        var_dir / "redis/redis.password",
+        var_dir / "redis.env",
+        var_dir / "redis/redis.conf",
+    ):
         assert mode(path) == 0o600, path
 
 
 def test_it_keeps_its_password_and_instance_when_run_again(panel_redis):
     var_dir, port = panel_redis
-    password = (var_dir / "redis.password").read_text()
+    password = (var_dir / "redis" / "redis.password").read_text()
     pid = redis.Redis.from_url(env_url(var_dir)).info("server")["process_id"]
 
     again = run_script(var_dir, port)
 
     assert again.returncode == 0, again.stderr
-    assert (var_dir / "redis.password").read_text() == password
+    assert (var_dir / "redis" / "redis.password").read_text() == password
     assert redis.Redis.from_url(env_url(var_dir)).info("server")["process_id"] == pid
 
 
