@@ -177,7 +177,8 @@ def main() -> None:
         sys.exit("check_run: set REDIS_URL (scripts/check-run.sh sets it to the panel's Redis).")
     log_path = var_dir / "make-run.log"
     var_dir.mkdir(parents=True, exist_ok=True)
-    say(f"make run on port {port} (websockify {ws_port}), data in {var_dir}")
+    database = "PostgreSQL" if env.get("PANEL_DB") == "postgres" else "SQLite"
+    say(f"make run on port {port} (websockify {ws_port}), {database}, data in {var_dir}")
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             ["make", "--no-print-directory", "run"],

@@ -15,6 +15,7 @@
 # nor changed: the script stops and says to choose another PANEL_REDIS_PORT.
 #
 #   PANEL_VAR_DIR=/tmp/x PANEL_REDIS_DIR=/tmp/x/redis PANEL_REDIS_PORT=6390 scripts/redis.sh
+#   scripts/redis.sh --url 14    also prints the URL of database 14 (for the tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,7 +23,7 @@ VAR_DIR=${PANEL_VAR_DIR:-$PWD/var}
 PORT=${PANEL_REDIS_PORT:-6380}
 HOST=127.0.0.1
 DIR=${PANEL_REDIS_DIR:-/var/lib/kvm-panel/redis-$PORT}
-say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { echo "redis: $*" >&2; exit 1; }
 
 command -v redis-server >/dev/null && command -v redis-cli >/dev/null ||
@@ -85,3 +86,6 @@ esac
 env_file=$VAR_DIR/redis.env
 echo "REDIS_URL=redis://:$PASSWORD@$HOST:$PORT/0" >"$env_file.$$"
 mv "$env_file.$$" "$env_file"
+if [ "${1:-}" = "--url" ]; then
+  echo "redis://:$PASSWORD@$HOST:$PORT/${2:-0}"
+fi

@@ -19,12 +19,8 @@ use_redis() {
     export REDIS_URL=$PANEL_TEST_REDIS_URL
     return
   fi
-  scripts/redis.sh
-  set -a
-  # shellcheck disable=SC1091 # written by scripts/redis.sh
-  . var/redis.env
-  set +a
-  export REDIS_URL=${REDIS_URL%/*}/14
+  REDIS_URL=$(scripts/redis.sh --url 14)
+  export REDIS_URL
 }
 
 use_postgres() {

@@ -303,6 +303,23 @@ def open_ws(stack: Stack, path: str, sessionid: str | None = None):  # type: ign
     return connect(stack.ws_url + path, additional_headers=headers, open_timeout=10)
 
 
+def ws_read_until(ws, needle: bytes, timeout: float = 30) -> bytes:  # type: ignore[no-untyped-def]
+    """What a websocket sent until needle came (text frames as UTF-8); fails after timeout
+    with the end of what did come."""
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while needle not in seen:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"{needle!r} never came; got {seen[-300:]!r}")
+        try:
+            message = ws.recv(timeout=remaining)
+        except TimeoutError:
+            continue
+        seen += message if isinstance(message, bytes) else message.encode()
+    return seen
+
+
 def refusal(stack: Stack, path: str, sessionid: str | None = None) -> str:
     """How the server turned the websocket away: 'close <code>' or 'HTTP <status>'."""
     from websockets.exceptions import ConnectionClosed, InvalidStatus

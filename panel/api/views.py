@@ -36,6 +36,7 @@ from panel.permissions import (
     visible_jobs,
 )
 
+from .filters import AuditEventFilter
 from .serializers import (
     AuditEventSerializer,
     HostSerializer,
@@ -321,13 +322,7 @@ class JobViewSet(ScopedMixin, viewsets.ReadOnlyModelViewSet):
 
 class AuditEventViewSet(ScopedMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = AuditEventSerializer
-    filterset_fields = {
-        "action": ["exact", "icontains"],
-        "result": ["exact"],
-        "username": ["exact"],
-        "project": ["exact"],
-        "time": ["gte", "lte"],
-    }
+    filterset_class = AuditEventFilter
     search_fields = ["target", "action", "username", "detail"]
     ordering_fields = ["time"]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
@@ -19,12 +19,16 @@ FILTERS = ("user", "project", "action", "target", "result", "since", "until")
 
 
 def _moment(value: str, end: bool = False) -> datetime | None:
-    moment = parse_datetime(value) if "T" in value or " " in value else None
-    if moment is None and (day := parse_date(value)):
-        moment = datetime.combine(day, datetime.max.time() if end else datetime.min.time())
+    try:
+        moment = parse_datetime(value) if "T" in value or " " in value else None
+        if moment is None and (day := parse_date(value)):
+            moment = datetime.combine(day, datetime.max.time() if end else datetime.min.time())
+    except ValueError:
+        return None  # well formed but no such moment (month 13): no filter
     if moment is not None and timezone.is_naive(moment):
         moment = timezone.make_aware(moment)
-    return moment
+    # In UTC: PostgreSQL takes offsets up to ±15:59 only, Python up to ±24 h.
+    return moment.astimezone(UTC) if moment is not None else None
 
 
 def filtered_events(request: HttpRequest) -> tuple[QuerySet[AuditEvent], dict[str, str]]:

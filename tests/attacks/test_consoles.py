@@ -46,6 +46,7 @@ from panel.choices import HostState, JobState
 from panel.console_tokens import KEY_PREFIX
 from panel.models import Host, Job
 from tests.conftest import LOCAL_URI, guest_spec
+from tests.stack import ws_read_until
 from vms.models import VirtualMachine
 from vms.services import sync_domain
 
@@ -170,21 +171,6 @@ def ticket(who: Any, vm: VirtualMachine, kind: str) -> dict[str, Any]:
 def path_of(url: str) -> str:
     """The path (and query) of a websocket URL the panel handed out."""
     return "/" + url.split("://", 1)[1].split("/", 1)[1]
-
-
-def read_until(ws: Any, needle: bytes, timeout: float = 30) -> bytes:
-    seen = b""
-    deadline = time.monotonic() + timeout
-    while needle not in seen:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise AssertionError(f"{needle!r} never came; got {seen[-300:]!r}")
-        try:
-            message = ws.recv(timeout=remaining)
-        except TimeoutError:
-            continue
-        seen += message if isinstance(message, bytes) else message.encode()
-    return seen
 
 
 def closed_code(ws: Any, timeout: float) -> int | None:
@@ -383,26 +369,26 @@ def test_it_gives_a_viewer_a_read_only_copy_of_the_operators_serial_console(atta
 
     with operator.ws(path_of(ticket(operator, vm, "serial")["url"])) as op:
         op.send(b"\r")
-        read_until(op, b"guest# ", 60)
+        ws_read_until(op, b"guest# ", 60)
         with viewer.ws(path_of(ticket(viewer, vm, "serial")["url"])) as view:
-            read_until(view, b"view only", 10)
+            ws_read_until(view, b"view only", 10)
             op.send(b"echo mirror-$((6*7))\r")
-            assert b"mirror-42" in read_until(op, b"mirror-42")
-            assert b"mirror-42" in read_until(view, b"mirror-42"), "the viewer sees the output"
+            assert b"mirror-42" in ws_read_until(op, b"mirror-42")
+            assert b"mirror-42" in ws_read_until(view, b"mirror-42"), "the viewer sees the output"
             view.send(b"echo viewer-$((5*5))\r")
             op.send(b"echo still-$((2*21))\r")
-            seen = read_until(op, b"still-42")
+            seen = ws_read_until(op, b"still-42")
             assert b"viewer-25" not in seen, "the viewer's keys reached the guest"
             assert closed_code(op, 1) is None, "the operator's session was taken over"
 
     # A viewer alone holds the console; an operator who comes takes it over, and the
     # viewer goes on watching their session.
     with viewer.ws(path_of(ticket(viewer, vm, "serial")["url"])) as view:
-        read_until(view, b"view only", 10)
+        ws_read_until(view, b"view only", 10)
         with operator.ws(path_of(ticket(operator, vm, "serial")["url"])) as op:
             op.send(b"echo again-$((7*6))\r")
-            assert b"again-42" in read_until(op, b"again-42")
-            assert b"again-42" in read_until(view, b"again-42")
+            assert b"again-42" in ws_read_until(op, b"again-42")
+            assert b"again-42" in ws_read_until(view, b"again-42")
             assert closed_code(view, 1) is None
 
 
@@ -411,7 +397,7 @@ def test_it_stops_an_operator_typing_once_they_become_a_viewer(attacker, make_vm
     operator = attacker("operator")
     with operator.ws(path_of(ticket(operator, vm, "serial")["url"])) as op:
         op.send(b"\r")
-        read_until(op, b"guest# ", 60)
+        ws_read_until(op, b"guest# ", 60)
         with operator.ws(f"/ws/vms/{vm.pk}/") as page:
             page.recv(timeout=10)
             services.add_member(people.alpha, user=operator.user, role="viewer", actor=admin)
@@ -437,7 +423,7 @@ def _open_everything(
     Rfb(opened["vnc view"]).handshake(8)
     for name in ("vm page", "job"):
         opened[name].recv(timeout=10)  # the snapshot
-    read_until(opened["serial console"], b"view only", 10)
+    ws_read_until(opened["serial console"], b"view only", 10)
     return opened
 
 

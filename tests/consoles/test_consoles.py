@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
-import time
 from pathlib import Path
 from urllib.request import Request, urlopen
 
@@ -18,6 +17,7 @@ from websockets.sync.client import connect
 from panel import hypervisor, services
 from panel.models import AuditEvent, Host
 from tests.conftest import LOCAL_URI, guest_spec
+from tests.stack import ws_read_until
 from vms.services import sync_domain
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.stack, pytest.mark.timeout(180)]
@@ -78,21 +78,6 @@ def ticket(stack, user, vm, kind: str) -> tuple[int, dict]:
         return exc.code, json.loads(exc.read())  # type: ignore[attr-defined]
 
 
-def read_until(ws, needle: bytes, timeout: float) -> bytes:
-    seen = b""
-    deadline = time.monotonic() + timeout
-    while needle not in seen:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise AssertionError(f"{needle!r} never came; got {seen[-300:]!r}")
-        try:
-            msg = ws.recv(timeout=remaining)
-        except TimeoutError:
-            continue
-        seen += msg if isinstance(msg, bytes) else msg.encode()
-    return seen
-
-
 def vnc_reachable(websockify: str, token: str) -> bool:
     """Whether websockify relays RFB for this token (a refused token gets no greeting)."""
     try:
@@ -116,9 +101,9 @@ def test_it_runs_a_command_through_the_serial_websocket(stack, world):
     assert status == 200 and body["expires_in"] <= 60 and not body["view_only"]
     with connect(body["url"], additional_headers={"Origin": stack.url}, open_timeout=10) as ws:
         ws.send(b"\r")
-        read_until(ws, b"guest# ", 30)
+        ws_read_until(ws, b"guest# ", 30)
         ws.send(b"echo hello-$((6*7))\r")
-        assert b"hello-42" in read_until(ws, b"hello-42", 15)
+        assert b"hello-42" in ws_read_until(ws, b"hello-42", 15)
     assert AuditEvent.objects.filter(action="console.serial.open", username="op").exists()
 
 
@@ -159,15 +144,15 @@ def test_it_shows_a_viewer_the_console_but_drops_their_keystrokes(stack, world):
     status, body = ticket(stack, users["view"], vm, "serial")
     assert status == 200 and body["view_only"]
     with connect(body["url"], additional_headers={"Origin": stack.url}, open_timeout=10) as ws:
-        read_until(ws, b"view only", 10)
+        ws_read_until(ws, b"view only", 10)
         ws.send(b"echo viewer-$((5*5))\r")
         with pytest.raises(AssertionError):
-            read_until(ws, b"viewer-25", 3)
+            ws_read_until(ws, b"viewer-25", 3)
     # The operator's session on the same console shows nothing of it either.
     _, body = ticket(stack, users["op"], vm, "serial")
     with connect(body["url"], additional_headers={"Origin": stack.url}, open_timeout=10) as ws:
         ws.send(b"\r")
-        out = read_until(ws, b"guest# ", 30)
+        out = ws_read_until(ws, b"guest# ", 30)
         assert b"viewer-25" not in out
 
 
@@ -222,19 +207,19 @@ def test_it_lets_a_second_session_take_the_serial_console_over_with_a_notice(sta
         first_ticket["url"], additional_headers={"Origin": stack.url}, open_timeout=10
     ) as first:
         first.send(b"\r")
-        read_until(first, b"guest# ", 30)
+        ws_read_until(first, b"guest# ", 30)
         _, second_ticket = ticket(stack, op, vm, "serial")
         with connect(
             second_ticket["url"], additional_headers={"Origin": stack.url}, open_timeout=10
         ) as second:
-            notice = read_until(first, b"another session took it over", 10)
+            notice = ws_read_until(first, b"another session took it over", 10)
             assert b"console closed" in notice
             with pytest.raises(ConnectionClosed) as closed:
                 while True:
                     first.recv(timeout=10)
             assert closed.value.rcvd.code == 4409
             second.send(b"echo still-$((2*21))\r")
-            assert b"still-42" in read_until(second, b"still-42", 15)
+            assert b"still-42" in ws_read_until(second, b"still-42", 15)
 
 
 def test_it_lets_a_viewer_watch_vnc_only_through_the_filtering_proxy(stack, world):

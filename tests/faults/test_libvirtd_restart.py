@@ -26,6 +26,7 @@ from panel.models import Host, Job
 from storage.models import Volume
 from tests.conftest import guest_spec
 from tests.faults.panel_client import Panel
+from tests.stack import ws_read_until
 from vms.models import VirtualMachine
 
 pytest_plugins = ["tests.faults.fault_host"]
@@ -48,21 +49,6 @@ def panel(stack, transactional_db, django_user_model, client) -> Panel:
     return Panel(stack.url, client.cookies["sessionid"].value, token.key)
 
 
-def read_until(ws, needle: bytes, timeout: float) -> bytes:
-    seen = b""
-    deadline = time.monotonic() + timeout
-    while needle not in seen:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise AssertionError(f"{needle!r} never came; got {seen[-300:]!r}")
-        try:
-            msg = ws.recv(timeout=remaining)
-        except TimeoutError:
-            continue
-        seen += msg if isinstance(msg, bytes) else msg.encode()
-    return seen
-
-
 @contextlib.contextmanager
 def open_console(panel: Panel, stack, vm_id: str):  # type: ignore[no-untyped-def]
     """The VM's serial console websocket, at the guest's prompt."""
@@ -70,7 +56,7 @@ def open_console(panel: Panel, stack, vm_id: str):  # type: ignore[no-untyped-de
     assert status == 200, body
     with connect(body["url"], additional_headers={"Origin": stack.url}, open_timeout=10) as ws:
         ws.send(b"\r")
-        read_until(ws, b"guest# ", 30)
+        ws_read_until(ws, b"guest# ", 30)
         yield ws
 
 
@@ -116,6 +102,11 @@ def test_it_rides_out_libvirtd_killed_and_restarted(
 
     with open_console(panel, stack, guest.uuid) as console:
         big = Volume.objects.get(pool__host=host, name="big.raw")
+        # Made with virsh, behind the panel: an admin takes it in, declaring its format.
+        status, body = panel.api(
+            "POST", f"volumes/{big.pk}/assign/", {"project": None, "format": "raw"}
+        )
+        assert status == 200, body
         status, body = panel.api("POST", f"volumes/{big.pk}/clone/", {"name": "big-copy.raw"})
         assert status == 202, body
         job_id = body["job"]
@@ -208,7 +199,7 @@ def test_it_rides_out_libvirtd_killed_and_restarted(
     # The guest never stopped: its console works again.
     with open_console(panel, stack, vm_id) as console:
         console.send(b"echo back-$((6*7))\r")
-        read_until(console, b"back-42", DEADLINE)
+        ws_read_until(console, b"back-42", DEADLINE)
     print(f"down after {down_after:.1f} s, up after {up_after:.1f} s")
 
 

@@ -255,7 +255,13 @@ def test_it_removes_the_half_made_copy_of_a_clone_whose_worker_was_killed(
     )
     refresh_pool_row(dir_pool)
     volume = Volume.objects.get(pool=dir_pool, name="big.img")
-    Volume.objects.filter(pk=volume.pk).update(project=project)
+    # Written behind the panel: an admin takes it into the project, declaring its format.
+    assigned = admin_client.post(
+        f"/api/v1/volumes/{volume.pk}/assign/",
+        json.dumps({"project": project.pk, "format": "raw"}),
+        content_type="application/json",
+    )
+    assert assigned.status_code == 200, assigned.content
     before = quotas.usage(project)
 
     response = admin_client.post(

@@ -243,3 +243,23 @@ def test_it_exports_nothing_of_another_project_when_an_operator_asks_for_it(date
 
     assert header == HEADER
     assert rows == []
+
+
+@pytest.mark.sqlite
+def test_it_filters_by_a_moment_with_any_utc_offset_python_accepts(dated, client_for, api_for):
+    # +23:44 is a valid offset in ISO 8601 and Python, beyond what PostgreSQL takes (±15:59):
+    # the moment is compared in UTC, 2025-01-09T20:00Z, never a server error.
+    offset, utc = "2025-01-10T19:44:00%2B23:44", "2025-01-09T20:00:00Z"
+    admin_page, admin_api = client_for("admin"), api_for("admin")
+
+    for query in (f"since={offset}", f"since={utc}"):
+        assert admin_page.get(f"/audit/?{query}").status_code == 200
+    api = admin_api.get(f"/api/v1/audit-events/?time__gte={offset}&page_size=500")
+
+    assert api.status_code == 200, api.content
+    assert sorted(audit_rows(admin_page.get(f"/audit/?since={offset}")), key=str) == sorted(
+        audit_rows(admin_page.get(f"/audit/?since={utc}")), key=str
+    )
+    shown = {e["id"] for e in api.json()["results"]}
+    early, *later = dated
+    assert early.pk not in shown and {e.pk for e in later} <= shown
