@@ -4,8 +4,8 @@
 #   2. the test install: scripts/install.sh --test (browser, PostgreSQL, dev lock);
 #   3. lint: ruff, the migrations check;
 #   4. the whole suite on PostgreSQL;
-#   5. on SQLite, what differs between the two databases (tests marked `sqlite`:
-#      locking, the locked-database faults, races, migrations).
+#   5. on SQLite: every test that needs neither libvirt, the running stack nor Chromium,
+#      and those marked `sqlite` (locking, the locked-database faults, races).
 # With arguments it runs only pytest with them, on PANEL_DB (sqlite unless postgres):
 #   scripts/test.sh tests/vms -x
 set -euo pipefail
@@ -62,7 +62,7 @@ say "Lint"
 say "The whole suite on PostgreSQL"
 (use_postgres && pytest)
 
-say "On SQLite: what differs between the databases"
-pytest -m sqlite
+say "On SQLite: every test that needs neither libvirt, the stack nor Chromium, and those marked sqlite"
+pytest -m "sqlite or not (libvirt or stack or browser)"
 
 say "make test passed in $((SECONDS - started)) s"
