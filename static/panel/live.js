@@ -21,11 +21,17 @@
   }
   // A page that refreshes itself must not throw away what the user is typing: once any
   // form field on it was touched, it offers the reload instead of doing it.
+  // Nor may it undo where the user is going: once a link is followed or a form sent,
+  // a reload would cancel that navigation and keep the user here.
   var formTouched = false;
+  var leaving = false;
   document.addEventListener("input", function (e) {
     if (e.target.closest && e.target.closest("form")) formTouched = true;
   }, true);
+  window.addEventListener("beforeunload", function () { leaving = true; });
+  window.addEventListener("pageshow", function () { leaving = false; });
   function refreshPage() {
+    if (leaving) return;
     if (!formTouched) {
       window.location.reload();
       return;
