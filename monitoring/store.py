@@ -10,7 +10,9 @@ needs to work. The database keeps the inventory; this keeps only numbers.
 Keys, under the channel layer's prefix (each test run has its own):
 ``<prefix>:stats:<kind>:<id>:<tier>`` a list of JSON ``[t, v1, v2, ...]`` in
 the order of series.STORED[kind]; ``<prefix>:stats:latest:<kind>`` a hash
-``id -> {"t": ..., field: value}`` of the newest sample of each series.
+``id -> {"t": ..., field: value}`` of the newest sample of each series;
+``<prefix>:stats:busiest:<kind>`` a sorted set ``id -> CPU %`` of those samples, so the
+busiest of a hundred thousand VMs are read without reading them all.
 """
 
 from __future__ import annotations
@@ -97,6 +99,7 @@ class StatsStore:
         """Store raw samples (kind, id, t, values) and finished rollup buckets; trim each list."""
         pipe = self.client.pipeline(transaction=False)
         latest: dict[str, dict[str, str]] = {}
+        busy: dict[str, dict[str, float]] = {}
         raw_tier = self.tiers[0]
         for kind, ident, t, values in raw:
             key = self.key(kind, ident, raw_tier)
@@ -105,6 +108,8 @@ class StatsStore:
             # A VM that is gone for good leaves no history behind once its range has passed.
             pipe.expire(key, raw_tier.keep + raw_tier.step)
             latest.setdefault(kind, {})[ident] = json.dumps({"t": t, **values})
+            if "cpu" in values:
+                busy.setdefault(kind, {})[ident] = float(values["cpu"])
         for kind, ident, tier, t, values in rollups:
             key = self.key(kind, ident, tier)
             pipe.rpush(key, self._point(kind, t, values))
@@ -112,6 +117,8 @@ class StatsStore:
             pipe.expire(key, tier.keep + tier.step)
         for kind, mapping in latest.items():
             pipe.hset(f"{self.prefix}:latest:{kind}", mapping=mapping)
+        for kind, scores in busy.items():
+            pipe.zadd(f"{self.prefix}:busiest:{kind}", scores)
         pipe.execute()
 
     def set_host_info(self, ident: str, info: dict) -> None:
@@ -128,6 +135,39 @@ class StatsStore:
         idents = list(idents)
         if idents:
             self.client.hdel(f"{self.prefix}:latest:{kind}", *idents)
+            self.client.zrem(f"{self.prefix}:busiest:{kind}", *idents)
+
+    @_reads
+    def busiest(
+        self,
+        kind: str,
+        now: float,
+        max_age: float,
+        count: int,
+        allowed: Callable[[list[str]], set[str]] | None = None,
+        most: int = 5000,
+    ) -> dict:
+        """{id: sample} of up to count series with the highest CPU among fresh samples,
+        busiest first; allowed(ids) keeps the ids the reader may see. At most `most`
+        candidates are looked at."""
+        found: dict = {}
+        start, step = 0, max(count * 2, 200)
+        while len(found) < count and start < most:
+            idents = [
+                i.decode()
+                for i in self.client.zrevrange(
+                    f"{self.prefix}:busiest:{kind}", start, start + step - 1
+                )
+            ]
+            if not idents:
+                break
+            if allowed is not None:
+                shown = allowed(idents)
+                idents = [i for i in idents if i in shown]
+            fresh = self.latest(kind, idents, now, max_age)
+            found.update((i, fresh[i]) for i in idents if i in fresh)
+            start += step
+        return dict(list(found.items())[:count])
 
     @_reads
     def latest(self, kind: str, idents: Iterable[str], now: float, max_age: float) -> dict:

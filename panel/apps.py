@@ -6,6 +6,4 @@ class PanelConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from panel import pagecache, socket_access  # noqa: F401 - its logout receiver
-
-        pagecache.connect_signals()
+        from panel import socket_access  # noqa: F401 - its logout receiver

@@ -1,5 +1,4 @@
-"""ASGI entry point: HTTP through the page cache's front door and Django, websockets
-through Channels."""
+"""ASGI entry point: HTTP through Django, websockets through Channels."""
 
 import contextlib
 import logging
@@ -15,7 +14,6 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from panel.pagecache import FrontDoor  # noqa: E402
 from panel.routing import websocket_urlpatterns  # noqa: E402
 
 
@@ -59,8 +57,7 @@ class _RedisLost:
 
 application = ProtocolTypeRouter(
     {
-        # Busy pages still current are answered from Redis before Django (panel.pagecache).
-        "http": FrontDoor(django_asgi_app),
+        "http": django_asgi_app,
         "websocket": _RedisLost(
             AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
         ),

@@ -12,8 +12,6 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
-from panel import pagecache
-
 log = logging.getLogger(__name__)
 
 
@@ -117,11 +115,8 @@ def publish(group: str, payload: Event) -> None:
 def publish_many(messages: list[tuple[str, Event]]) -> None:
     """Send many payloads in one go once the current transaction commits."""
     batch = [(group, dict(payload)) for group, payload in messages]
-    changes = any(payload.get("type") != "stats.update" for _group, payload in batch)
 
     def send() -> None:
-        if changes:
-            pagecache.bump()  # what open pages are told of also ends the cached ones
         _send_all(batch)
 
     transaction.on_commit(send)

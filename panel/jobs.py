@@ -12,7 +12,7 @@ import functools
 import logging
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import kombu.exceptions
@@ -163,61 +163,54 @@ class _Sender:
             raise UnavailableError(BROKER_DOWN) from exc
 
 
-def _messages_held() -> bytes | None:
-    """Every task message the job queue holds, raw: waiting in the panel's queue (each
-    priority's list) or delivered to a worker and not yet acknowledged. None when the
-    broker is not Redis, or cannot be read."""
-    from django.conf import settings
-
-    from .celery import app
-
-    try:
-        with app.connection_for_read() as connection:
-            channel = connection.default_channel
-            client = getattr(channel, "client", None)
-            if client is None or not hasattr(channel, "unacked_key"):
-                return None
-            queue = settings.CELERY_TASK_DEFAULT_QUEUE
-            keys = {channel._q_for_pri(queue, p) for p in channel.priority_steps}
-            pipe = client.pipeline()
-            for key in sorted(keys):
-                pipe.lrange(key, 0, -1)
-            pipe.hvals(channel.unacked_key)
-            held = [m for part in pipe.execute() for m in part]
-    except Exception as exc:  # noqa: BLE001 - any broker trouble: nothing can be told
-        log.warning("could not read the job queue: %s", exc)
-        return None
-    return b"\n".join(m if isinstance(m, bytes) else str(m).encode() for m in held)
-
-
 def resend_lost(older_than: float) -> list[int]:
-    """Queued jobs older than older_than seconds whose task message the job queue no
-    longer holds (Redis restarted without its data, or was flushed) get it sent again;
-    their ids. A job that a worker meanwhile took is not run twice (see running())."""
+    """Queued jobs that no worker took within older_than seconds of their task being sent
+    get it sent again; their ids.
+
+    The job's own state tells: a task message may have been lost (Redis restarted
+    without its data, or was flushed), or may wait behind others. Either way sending it
+    again is safe, since running() starts a job once and a second message finds it taken.
+    Each resend doubles the wait before the next, so a long queue is not flooded."""
     from .celery import app
 
-    cutoff = timezone.now() - timedelta(seconds=older_than)
-    waiting = list(
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=older_than)
+    waiting = (
         Job.objects.filter(state=JobState.QUEUED, created__lt=cutoff)
         .exclude(task="")
         .exclude(task_id="")
-        .values_list("pk", "task", "task_id")
+        .values_list("pk", "task", "task_id", "created", "result")
     )
-    if not waiting or (held := _messages_held()) is None:
-        return []
     sent = []
-    for job_id, task, task_id in waiting:
-        if task_id.encode() in held:
+    for job_id, task, task_id, created, result in waiting:
+        result = result if isinstance(result, dict) else {}
+        resends = int(result.get("resends", 0))
+        last_sent = _parse_time(result.get("resent_at")) or created
+        if now - last_sent < timedelta(seconds=older_than * 2**resends):
             continue
         new_id = str(uuid.uuid4())
-        if not Job.objects.filter(pk=job_id, state=JobState.QUEUED).update(task_id=new_id):
-            continue  # a worker took it meanwhile
+        marked = {**result, "resends": resends + 1, "resent_at": now.isoformat()}
+        # Conditional on the message id read: a worker that took the job meanwhile, or a
+        # second pass running at the same time, leaves nothing to do.
+        if not Job.objects.filter(pk=job_id, state=JobState.QUEUED, task_id=task_id).update(
+            task_id=new_id, result=marked
+        ):
+            continue
         app.send_task(task, args=[job_id], task_id=new_id)
-        append_log(job_id, "the job queue had lost this job's task: sent again")
+        append_log(job_id, "no worker had taken this job yet: its task was sent again")
         sent.append(job_id)
     if sent:
-        log.warning("sent the tasks of job(s) %s again: the job queue had lost them", sent)
+        log.warning("sent the tasks of job(s) %s again: no worker had taken them", sent)
     return sent
+
+
+def _parse_time(value: Any) -> Any:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
 
 
 def _publish(job_id: int) -> None:

@@ -149,7 +149,7 @@ class Job(models.Model):
     secrets = models.JSONField(default=dict, blank=True)
     cancel_requested = models.BooleanField(default=False)
     # The Celery task that runs it and the id of the message last sent for it: a queued
-    # job whose message the job queue lost is sent again (jobs.resend_lost).
+    # job that no worker took is sent again (jobs.resend_lost).
     task = models.CharField(max_length=100, blank=True, default="")
     task_id = models.CharField(max_length=64, blank=True, default="")
     created = models.DateTimeField(auto_now_add=True)

@@ -65,8 +65,6 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # First: it stores cached pages with the headers every other middleware added.
-    "panel.pagecache.PageCacheMiddleware",
     "panel.middleware.ContentSecurityPolicyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -191,6 +189,8 @@ CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
+        # JSON, never pickles: see panel/cache.py.
+        "OPTIONS": {"serializer": "panel.cache.JSONSerializer"},
         "KEY_PREFIX": f"panel-{TEST_RUN_ID}"
         if TESTING
         else os.environ.get("PANEL_CACHE_PREFIX", "panel"),
@@ -249,7 +249,7 @@ CELERY_BEAT_SCHEDULE = {
     "run-backup-schedules": {"task": "vms.run_backup_schedules", "schedule": 60.0},
     "resend-lost-jobs": {"task": "panel.resend_lost_jobs", "schedule": 60.0},
 }
-# A job queued this long whose task message the job queue no longer holds is sent again.
+# A job queued this long that no worker took has its task sent again (then 2x, 4x, ...).
 PANEL_LOST_TASK_SECONDS = float(os.environ.get("PANEL_LOST_TASK_SECONDS", "60"))
 
 REST_FRAMEWORK = {

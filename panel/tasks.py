@@ -66,7 +66,7 @@ def reconcile_all_hosts() -> None:
 
 @shared_task(name="panel.resend_lost_jobs", soft_time_limit=60, time_limit=90)
 def resend_lost_jobs() -> list[int]:
-    """The periodic pass that sends again the tasks of queued jobs the job queue lost."""
+    """The periodic pass that sends again the tasks of queued jobs no worker took."""
     return jobs.resend_lost(settings.PANEL_LOST_TASK_SECONDS)
 
 

@@ -31,14 +31,6 @@ LOCAL_URI = "qemu:///system"
 ADMIN_PASSWORD = "admin-pass-9d3k"
 
 
-@pytest.fixture(autouse=True)
-def _fresh_page_cache():
-    """Every test starts with no cached pages: rows of earlier tests are gone, their pages too."""
-    from panel import pagecache
-
-    pagecache.bump()
-
-
 @pytest.fixture
 def admin_user(django_user_model):
     return django_user_model.objects.create_superuser("admin", "admin@example.test", ADMIN_PASSWORD)
@@ -161,14 +153,16 @@ def missing_markers(item: pytest.Item) -> list[str]:
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session, config, items):
     """Before -m / -k deselect anything: a test missing a marker is a collection error.
-    Tests of SQLite's own locking (``sqlite_only``) are deselected on other databases."""
+    Tests of SQLite's own locking (``sqlite_only``) are deselected on other databases, and
+    tests of PostgreSQL's own features (``postgres_only``) on SQLite."""
     from django.conf import settings
 
-    if not settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-        other = [item for item in items if item.get_closest_marker("sqlite_only")]
-        if other:
-            config.hook.pytest_deselected(items=other)
-            items[:] = [item for item in items if not item.get_closest_marker("sqlite_only")]
+    on_sqlite = settings.DATABASES["default"]["ENGINE"].endswith("sqlite3")
+    elsewhere = "postgres_only" if on_sqlite else "sqlite_only"
+    other = [item for item in items if item.get_closest_marker(elsewhere)]
+    if other:
+        config.hook.pytest_deselected(items=other)
+        items[:] = [item for item in items if not item.get_closest_marker(elsewhere)]
     for item in items:
         problems = missing_markers(item)
         if problems:

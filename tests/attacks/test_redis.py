@@ -1,7 +1,7 @@
 """Attack: use the panel's Redis from anywhere on the machine.
 
-Redis carries the Celery queue, the channel layer, the page cache, the login counters
-and the console tickets. Without a password, any local user or process (a compromised
+Redis carries the Celery queue, the channel layer, the cache, the login counters and
+the console tickets. Without a password, any local user or process (a compromised
 service, a guest agent's helper, another tenant's shell on the same machine) can read
 and write all of it: queue tasks, forge events, clear the login throttle, take tickets.
 

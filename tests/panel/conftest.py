@@ -115,7 +115,7 @@ def unescaped(response) -> str:
 
 def queued_tasks(callbacks) -> list[tuple[str, tuple]]:
     """The task names and arguments the delay_on_commit callbacks among callbacks would send
-    (the others, such as the page cache's, queue nothing)."""
+    (the others queue nothing)."""
     return [
         (c.func.__self__.name, c.args)
         for c in callbacks

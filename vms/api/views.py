@@ -6,14 +6,15 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpResponse
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.filters import OrderingFilter
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from panel import pagecache
+from panel.api.pagination import KeyFirstPagination
 from panel.api.views import ScopedMixin
 from panel.audit import client_ip
 from panel.exceptions import ServiceError
@@ -22,6 +23,7 @@ from panel.permissions import CHANGE, DELETE, is_admin
 from storage.api.serializers import DiskAttachSerializer, DiskDetachSerializer, MediaSerializer
 from vms import services
 from vms.models import VirtualMachine
+from vms.search import VMSearchFilter
 
 from .serializers import ActionSerializer, VirtualMachineDetailSerializer, VirtualMachineSerializer
 
@@ -52,18 +54,17 @@ class VirtualMachineViewSet(
 ):
     serializer_class = VirtualMachineSerializer
     filterset_fields = ["host", "project", "state"]
-    search_fields = ["name", "=id"]
+    filter_backends = [DjangoFilterBackend, VMSearchFilter, OrderingFilter]
+    pagination_class = KeyFirstPagination
+    search_fields = ["name", "=id"]  # what the schema tells; vms.search does the work
     ordering_fields = ["name", "state", "vcpus", "memory_mib", "host__name"]
     ordering = ["name"]
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def base_queryset(self) -> QuerySet:
-        return VirtualMachine.objects.select_related("host", "project", "owner")
-
-    def list(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
-        # Many people keep this list open: served from the page cache until a change.
-        page = super().list
-        return pagecache.cached_response(request, lambda: page(request, *args, **kwargs))
+        qs = VirtualMachine.objects.select_related("host", "project", "owner")
+        # The list never shows the domain XML nor the details read from the host.
+        return qs.defer("xml", "details") if self.action == "list" else qs
 
     def get_serializer_class(self) -> type[serializers.Serializer]:
         return (
