@@ -1,10 +1,15 @@
-"""The stats collector: one process (`manage.py collect_stats`) for all hosts.
+"""The stats collector (`manage.py collect_stats`).
 
 Every interval it reads each host in bulk (hypervisor.host_counters: one
 getAllDomainStats, never a call per VM), turns counters into rates against
 the previous reading, stores raw points and finished rollups, and pushes the
 new samples to open pages (groups vm-<uuid> and host-<id>). Web requests only
 ever read what it stored.
+
+Any number of collector processes share the hosts out by leases (panel/leases.py):
+each reads only the hosts it holds. The fleet's series sums every host, so one of
+them writes it: the first live collector by name, from its own readings and the
+latest samples the others stored.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from django.db import close_old_connections
 
 from panel import events, hypervisor
+from panel.leases import LeaseKeeper
 from panel.models import Host
 
 from .series import Downsampler, fleet_sample, host_sample, vm_sample
@@ -32,9 +38,18 @@ RETRY_SECONDS = 30
 
 
 class Collector:
-    """Keeps the previous reading per host and the open rollup buckets per series."""
+    """Keeps the previous reading per host and the open rollup buckets per series.
 
-    def __init__(self, step: int | None = None, store: StatsStore | None = None) -> None:
+    With a LeaseKeeper it reads the hosts whose collector lease it holds; without one,
+    every host (a single collector, as tests and benchmarks drive it)."""
+
+    def __init__(
+        self,
+        step: int | None = None,
+        store: StatsStore | None = None,
+        keeper: LeaseKeeper | None = None,
+    ) -> None:
+        self.keeper = keeper
         self.step = step or interval()
         self.store = store or StatsStore(self.step)
         self.previous: dict[int, hypervisor.HostCounters] = {}
@@ -45,11 +60,20 @@ class Collector:
         self.retry_at: dict[int, float] = {}
         self.pending: dict[int, Future] = {}
         self.timings: dict[int, float] = {}
+        # The hosts whose tuning facts this collector has read (or tried to).
+        self.info_read: set[int] = set()
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="collect")
 
     def stop(self) -> None:
         self._stop.set()
+
+    def hosts(self) -> list[Host]:
+        """The hosts this collector reads now."""
+        hosts = Host.objects.only("pk", "name", "uri")
+        if self.keeper is not None:
+            hosts = hosts.filter(pk__in=self.keeper.owned())
+        return list(hosts)
 
     def _read(self, host: Host) -> hypervisor.HostCounters | None:
         start = time.perf_counter()
@@ -69,6 +93,7 @@ class Collector:
     def read_host_info(self, hosts: list[Host]) -> None:
         """Each host's tuning facts (CPUs, NUMA cells, huge pages, KSM, THP, tuned profile)."""
         for host in hosts:
+            self.info_read.add(host.pk)
             if host.pk in self.failing:
                 continue
             try:
@@ -106,8 +131,13 @@ class Collector:
 
     def cycle(self) -> int:
         """Read every host once, store and push what it gave; return the VM samples made."""
-        hosts = list(Host.objects.only("pk", "name", "uri"))
+        started = time.perf_counter()
+        hosts = self.hosts()
         readings = self._read_all(hosts)
+        if self.keeper is not None:
+            # A host given up while it was read is its new holder's to store.
+            held = self.keeper.owned()
+            readings = [r if h.pk in held else None for h, r in zip(hosts, readings, strict=True)]
         raw: list[tuple[str, str, float, dict]] = []
         messages: list = []
         host_samples = []
@@ -150,9 +180,11 @@ class Collector:
                 messages.append(
                     (events.host_group(host.pk), _update("host", str(host.pk), cur.at, sample))
                 )
-        if host_samples:
-            raw.append(("fleet", "all", time.time(), fleet_sample(host_samples)))
-            seen.add("fleet:all")
+        if self.keeper is None or self.keeper.first:
+            everyone = host_samples + self._others_latest(hosts)
+            if everyone:
+                raw.append(("fleet", "all", time.time(), fleet_sample(everyone)))
+                seen.add("fleet:all")
         rollups = []
         for kind, ident, t, values in raw:
             for tier, bucket, avg in self.downsampler.add(f"{kind}:{ident}", t, values):
@@ -161,22 +193,47 @@ class Collector:
         self.store.write(raw, rollups)
         self.store.forget("vm", gone)
         for host_id in [h for h in self.previous if h not in {h.pk for h in hosts}]:
-            del self.previous[host_id]
+            # Removed, or now another collector's: a later reading starts afresh.
+            for dom in self.previous.pop(host_id).domains:
+                self.last_vm.pop(dom.uuid, None)
         if messages:
             events.publish_many(messages)
-        return sum(1 for r in raw if r[0] == "vm")
+        made = sum(1 for r in raw if r[0] == "vm")
+        log.debug(
+            "cycle: %d hosts, %d VM samples in %.3f s (interval %d s)",
+            len(hosts),
+            made,
+            time.perf_counter() - started,
+            self.step,
+        )
+        return made
+
+    def _others_latest(self, hosts: list[Host]) -> list[dict]:
+        """The fresh latest samples of the hosts other collectors read (none alone)."""
+        if self.keeper is None:
+            return []
+        mine = {str(h.pk) for h in hosts}
+        latest = self.store.latest_all("host", time.time(), 2 * self.step)
+        return [sample for ident, sample in latest.items() if ident not in mine]
 
     def run(self) -> None:
         """Collect every `step` seconds until stopped, on a fixed beat (no drift)."""
+        if self.keeper is not None:
+            self.keeper.start()
         next_at = time.monotonic()
         next_info = next_at
         while not self._stop.is_set():
             close_old_connections()
             try:
                 self.cycle()
+                hosts = self.hosts()
                 if time.monotonic() >= next_info:
                     next_info = time.monotonic() + HOST_INFO_SECONDS
-                    self.read_host_info(list(Host.objects.only("pk", "name", "uri")))
+                else:
+                    # Between the rounds, only the hosts taken up since.
+                    hosts = [h for h in hosts if h.pk not in self.info_read]
+                if hosts:
+                    self.read_host_info(hosts)
             except Exception:  # noqa: BLE001 - one bad cycle must not end the collector
                 log.exception("stats collection cycle failed")
             next_at += self.step
@@ -187,6 +244,8 @@ class Collector:
                 delay = 0
             self._stop.wait(delay)
         self._pool.shutdown(wait=False)
+        if self.keeper is not None:
+            self.keeper.stop()
 
 
 def _update(kind: str, ident: str, t: float, sample: dict) -> events.StatsUpdate:

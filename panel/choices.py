@@ -56,3 +56,10 @@ class ProjectRole(models.TextChoices):
     OPERATOR = "operator", "Operator"
     MEMBER = "member", "Member"
     VIEWER = "viewer", "Viewer"
+
+
+class ProcessRole(models.TextChoices):
+    """The kinds of process that share the hosts out by leases (panel/leases.py)."""
+
+    WATCHER = "watcher", "Host watcher"
+    COLLECTOR = "collector", "Stats collector"

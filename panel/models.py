@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from .choices import AuditResult, HostState, JobState, ProjectRole
+from .choices import AuditResult, HostState, JobState, ProcessRole, ProjectRole
 
 
 class Host(models.Model):
@@ -54,6 +54,39 @@ class Host(models.Model):
         for check in self.checks:
             counts[check.get("status", "warn")] = counts.get(check.get("status", "warn"), 0) + 1
         return counts
+
+
+class HostLease(models.Model):
+    """Which watcher or collector process has a host, and until when (panel/leases.py)."""
+
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="leases")
+    role = models.CharField(max_length=10, choices=ProcessRole)
+    # The process that holds the lease, or held it last ("" when none ever did).
+    owner = models.CharField(max_length=200, blank=True, default="")
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["host", "role"], name="one_lease_per_host_and_role")
+        ]
+        indexes = [models.Index(fields=["role", "owner"], name="lease_role_owner")]
+
+    def __str__(self) -> str:
+        return f"{self.role} lease of host {self.host_id}: {self.owner or 'nobody'}"
+
+
+class ProcessHeartbeat(models.Model):
+    """A watcher or collector process, alive while last_seen is recent (panel/leases.py)."""
+
+    name = models.CharField(max_length=200, unique=True)
+    role = models.CharField(max_length=10, choices=ProcessRole)
+    last_seen = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["role", "last_seen"], name="heartbeat_role_seen")]
+
+    def __str__(self) -> str:
+        return f"{self.role} {self.name}"
 
 
 class Project(models.Model):

@@ -239,6 +239,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = (
     f"panel-{TEST_RUN_ID}" if TESTING else os.environ.get("PANEL_CELERY_QUEUE", "panel")
 )
+# Work that can run for minutes has a queue and workers of its own, so it never takes
+# every worker slot from quick work (panel/queues.py routes each task).
+PANEL_LONG_QUEUE = f"{CELERY_TASK_DEFAULT_QUEUE}.long"
+CELERY_TASK_ROUTES = ("panel.queues.route",)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {

@@ -6,11 +6,14 @@ It starts `make run` in its own process group on spare ports, with its own data 
 Redis database and Celery queue, and checks each process by what it does:
 
 - web: the login page answers 200 and the API 401 without credentials;
-- worker: the first host refresh that `manage.py bootstrap` queued finishes;
+- worker-quick: the first host refresh that `manage.py bootstrap` queued finishes there;
+- worker-long: a long job (a fully preallocated volume, in a pool made for it) finishes
+  there;
 - beat: it sends the periodic reconcile (PANEL_RECONCILE_SECONDS is short here);
 - websockify: it answers on its port;
-- watcher: a domain defined behind the panel's back (virsh) appears in the API;
-- collector: the local host's usage sample appears in the API;
+- watcher (two, sharing the hosts out): a domain defined behind the panel's back (virsh)
+  appears in the API;
+- collector (two, likewise): the local host's usage sample appears in the API;
 
 and that supervisord reports every process running. Then it sends SIGTERM to the process
 group, as Ctrl-C or a service manager would, and every process must be gone in 30 s.
@@ -22,6 +25,7 @@ import base64
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -34,16 +38,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 WEB_WORKERS = 2
-# supervisord's names: the web server's processes, then the single ones.
+# Two of each, sharing the one host by leases: each check passes whichever holds it.
+WATCHERS = COLLECTORS = 2
+# supervisord's names: the web server's processes, then the others.
 PROGRAMS = (
     *(f"web_{n}" for n in range(WEB_WORKERS)),
-    "worker",
+    "worker-quick",
+    "worker-long",
     "beat",
     "websockify",
-    "watcher",
-    "collector",
+    *(f"watcher_{n}" for n in range(WATCHERS)),
+    *(f"collector_{n}" for n in range(COLLECTORS)),
 )
 STOP_SECONDS = 30
+# Where the long worker's check makes a directory pool (one of PANEL_STORAGE_ROOTS).
+POOL_ROOT = Path("/var/lib/libvirt/images")
 
 
 def free_port() -> int:
@@ -86,16 +95,22 @@ class Panel:
         except urllib.error.HTTPError as exc:
             return exc.code
 
-    def api(self, path: str, body: dict | None = None) -> dict:
+    def api(self, path: str, body: dict | None = None, method: str | None = None) -> dict:
         request = urllib.request.Request(
             self.url + "/api/v1/" + path,
             data=json.dumps(body).encode() if body is not None else None,
             headers={"Content-Type": "application/json", "Accept": "application/json"},
+            method=method,
         )
         if self.token:
             request.add_header("Authorization", f"Token {self.token}")
         with urllib.request.urlopen(request, timeout=10) as answer:
-            return json.loads(answer.read())
+            return json.loads(answer.read() or b"{}")
+
+    def finished_job(self, job_id: int) -> dict | None:
+        """The job once it ended (None while it is queued or running)."""
+        job = self.api(f"jobs/{job_id}/")
+        return None if job["state"] in ("queued", "running") else job
 
 
 def websockify_answers(port: int) -> bool:
@@ -172,6 +187,8 @@ def main() -> None:
         "PANEL_RECONCILE_SECONDS": "5",
         "PANEL_STATS_INTERVAL": "2",
         "PANEL_WEB_WORKERS": str(WEB_WORKERS),
+        "PANEL_WATCHERS": str(WATCHERS),
+        "PANEL_COLLECTORS": str(COLLECTORS),
     }
     if not env.get("REDIS_URL"):
         sys.exit("check_run: set REDIS_URL (scripts/check-run.sh sets it to the panel's Redis).")
@@ -206,6 +223,7 @@ def main() -> None:
         subprocess.run(
             ["virsh", "-q", "-c", "qemu:///system", "undefine", domain], capture_output=True
         )
+        remove_pool(domain)
     say("PASSED")
 
 
@@ -224,11 +242,14 @@ def check(
 
     panel.token = panel.api("auth/token/", {"username": "admin", "password": password})["token"]
     refresh = wait_for(
-        "the worker finishes the first host refresh",
+        "the quick worker finishes the first host refresh",
         lambda: [j for j in panel.api("jobs/")["results"] if j["state"] == "succeeded"],
         120,
-    )
-    say(f"worker: ran job #{refresh[0]['id']} ({refresh[0]['kind']})")
+    )[0]
+    say(f"worker-quick: ran job #{refresh['id']} ({refresh['kind']})")
+
+    host = panel.api("hosts/")["results"][0]
+    check_long_worker(panel, host, domain)
 
     beat_log = var_dir / "log" / "beat.log"
     wait_for(
@@ -241,7 +262,6 @@ def check(
     wait_for("websockify answers", lambda: websockify_answers(ws_port), 30)
     say("websockify: answers on its port")
 
-    host = panel.api("hosts/")["results"][0]
     define_stray_domain(domain)
     wait_for(
         "the watcher adds a domain defined behind the panel's back",
@@ -275,6 +295,42 @@ def check(
     missing = [name for name in PROGRAMS if name not in running]
     assert not missing, f"supervisord does not report these running: {missing}\n{status}"
     say(f"supervisord: all {len(PROGRAMS)} processes RUNNING")
+
+
+def check_long_worker(panel: Panel, host: dict, name: str) -> None:
+    """A long job (a fully preallocated volume: every byte written) runs on the long
+    worker; the volume and its pool are removed again."""
+    pool = panel.api(
+        "pools/",
+        {"host": host["id"], "name": name, "type": "dir", "target_path": str(POOL_ROOT / name)},
+    )
+    queued = panel.api(
+        "volumes/",
+        {
+            "pool": pool["id"],
+            "name": "check.img",
+            "format": "raw",
+            "capacity_gib": "0.01",
+            "preallocation": "full",
+        },
+    )
+    job = wait_for(
+        "the long worker makes a fully preallocated volume",
+        lambda: panel.finished_job(queued["job"]),
+        60,
+    )
+    assert job["state"] == "succeeded", job
+    assert job["result"]["worker"].startswith("long@"), job
+    say(f"worker-long: ran job #{job['id']} ({job['kind']})")
+    panel.api(f"volumes/{job['result']['volume']}/", method="DELETE")
+    panel.api(f"pools/{pool['id']}/?delete_target=true", method="DELETE")
+
+
+def remove_pool(name: str) -> None:
+    """The pool check_long_worker made, and its directory, if they are still there."""
+    for command in ("pool-destroy", "pool-undefine"):
+        subprocess.run(["virsh", "-q", "-c", "qemu:///system", command, name], capture_output=True)
+    shutil.rmtree(POOL_ROOT / name, ignore_errors=True)
 
 
 def stop(proc: subprocess.Popen) -> None:

@@ -1,7 +1,8 @@
 """Pytest plugin: the panel's own processes running against the test database.
 
-``stack`` (session) starts the web server (uvicorn: HTTP + websockets), a Celery worker
-and websockify as subprocesses on 127.0.0.1, sharing the test database (the SQLite file
+``stack`` (session) starts the web server (uvicorn: HTTP + websockets), two Celery
+workers (quick work and long work, each on its own queue, as in production) and
+websockify as subprocesses on 127.0.0.1, sharing the test database (the SQLite file
 or the PostgreSQL test database) and Redis with the test process. Tests that use it
 need ``transactional_db`` so what they write is committed and visible to those processes.
 
@@ -38,7 +39,8 @@ class Stack:
     ws_url: str
     port: int
     websockify_url: str
-    # web.log, worker.log and websockify.log: everything the three processes printed.
+    # web.log, worker-quick.log, worker-long.log and websockify.log: everything the
+    # processes printed.
     logs: Path
 
 
@@ -245,26 +247,32 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory):
     env["PANEL_WEBSOCKIFY_URL"] = f"ws://127.0.0.1:{vnc_port}/"
     venv_bin = Path(sys.executable).parent
     web = spawn(web_server(port), logs / "web.log", env=env)
-    worker = spawn(
-        [
-            str(venv_bin / "celery"),
-            "-A",
-            "panel",
-            "worker",
-            "-l",
-            env["PANEL_LOG_LEVEL"].lower(),
-            "-c",
-            "2",
-            "-Q",
-            settings.CELERY_TASK_DEFAULT_QUEUE,
-            "--without-gossip",
-            "--without-mingle",
-            "-n",
-            f"test-{port}@%h",
-        ],
-        logs / "worker.log",
-        env=env,
-    )
+    workers = [
+        spawn(
+            [
+                str(venv_bin / "celery"),
+                "-A",
+                "panel",
+                "worker",
+                "-l",
+                env["PANEL_LOG_LEVEL"].lower(),
+                "-c",
+                "2",
+                "-Q",
+                queue,
+                "--without-gossip",
+                "--without-mingle",
+                "-n",
+                f"test-{kind}-{port}@%h",
+            ],
+            logs / f"worker-{kind}.log",
+            env=env,
+        )
+        for kind, queue in (
+            ("quick", settings.CELERY_TASK_DEFAULT_QUEUE),
+            ("long", settings.PANEL_LONG_QUEUE),
+        )
+    ]
     websockify = spawn(
         [
             str(venv_bin / "websockify"),
@@ -290,7 +298,8 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory):
     finally:
         stop_process(websockify)
         stop_process(web)
-        stop_process(worker)
+        for worker in workers:
+            stop_process(worker)
 
 
 def open_ws(stack: Stack, path: str, sessionid: str | None = None):  # type: ignore[no-untyped-def]
@@ -336,24 +345,31 @@ def refusal(stack: Stack, path: str, sessionid: str | None = None) -> str:
 
 @contextlib.contextmanager
 def worker_holding_jobs() -> Iterator[None]:
-    """The stack's worker takes no task until the block ends, as when the queue is backed
-    up: what is queued meanwhile waits in Redis, where a test can race it or lose it."""
+    """The stack's workers take no task until the block ends, as when the queues are
+    backed up: what is queued meanwhile waits in Redis, where a test can race it or lose
+    it."""
     from panel.celery import app
 
-    queue = settings.CELERY_TASK_DEFAULT_QUEUE
-    workers: list[str] = []
-    # Only the workers that take this run's queue: a control message without a
-    # destination reaches every worker on this Redis database (another run's too), and
-    # add_consumer would then make them all take this queue.
+    wanted = {settings.CELERY_TASK_DEFAULT_QUEUE, settings.PANEL_LONG_QUEUE}
+    # (worker, queue) for this run's queues only: a control message without a destination
+    # reaches every worker on this Redis database (another run's too), and add_consumer
+    # would then make them all take this queue.
+    taken: list[tuple[str, str]] = []
     deadline = time.monotonic() + 60
-    while not workers and time.monotonic() < deadline:
+    while {queue for _, queue in taken} != wanted and time.monotonic() < deadline:
         active = app.control.inspect(timeout=2).active_queues() or {}
-        workers = [
-            name for name, queues in active.items() if any(q["name"] == queue for q in queues)
+        taken = [
+            (name, q["name"])
+            for name, queues in active.items()
+            for q in queues
+            if q["name"] in wanted
         ]
-    assert workers, "no worker answered within 60 s; the stack's worker is not running"
-    app.control.cancel_consumer(queue, destination=workers, reply=True, timeout=5)
+    missing = wanted - {queue for _, queue in taken}
+    assert not missing, f"no worker took {missing} within 60 s; the stack's workers are not running"
+    for name, queue in taken:
+        app.control.cancel_consumer(queue, destination=[name], reply=True, timeout=5)
     try:
         yield
     finally:
-        app.control.add_consumer(queue, destination=workers, reply=True, timeout=5)
+        for name, queue in taken:
+            app.control.add_consumer(queue, destination=[name], reply=True, timeout=5)

@@ -399,18 +399,18 @@ def _queue_vm_job(
 def _queue(
     vm: VirtualMachine, action: str, *, actor: Any, mode: str, timeout: int, source_ip: str | None
 ) -> Job:
-    from .tasks import vm_action_task
+    from .tasks import vm_action_task, vm_save_restore_task
 
-    kind = {
-        "shutdown": JobKind.VM_SHUTDOWN,
-        "save": JobKind.VM_SAVE,
-        "restore": JobKind.VM_RESTORE,
+    kind, task = {
+        "shutdown": (JobKind.VM_SHUTDOWN, vm_action_task),
+        "save": (JobKind.VM_SAVE, vm_save_restore_task),
+        "restore": (JobKind.VM_RESTORE, vm_save_restore_task),
     }[action]
     with transaction.atomic():
         return _queue_vm_job(
             vm,
             kind,
-            vm_action_task,
+            task,
             {"action": action, "mode": mode, "timeout": timeout},
             actor=actor,
             action=f"vm.{action}",

@@ -12,7 +12,14 @@ from .models import VirtualMachine
 
 @shared_task(name="vms.action", soft_time_limit=900, time_limit=960)
 def vm_action_task(job_id: int) -> None:
-    """A shutdown, save or restore, reported through its job."""
+    """A shutdown, reported through its job."""
+    jobs.run(job_id, services.run_action_job)
+
+
+@shared_task(name="vms.save_restore", soft_time_limit=900, time_limit=960)
+def vm_save_restore_task(job_id: int) -> None:
+    """A managed save or a restore from one: the VM's memory written to or read from disk,
+    minutes for a large VM (so on the long queue, apart from shutdowns)."""
     jobs.run(job_id, services.run_action_job)
 
 

@@ -27,6 +27,7 @@ from django.conf import settings
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from scripts import check_run
 from scripts.check_run import define_stray_domain, descendants, virsh, websockify_answers
 from tests.stack import REPO_ROOT, SERVER_LOGS, free_port, process_env
 
@@ -35,11 +36,12 @@ pytestmark = [pytest.mark.libvirt, pytest.mark.stack]
 PROGRAMS = {
     # supervisord's name: what shows the process is doing its work again.
     "web:web_0": "serves",
-    "panel:worker": "runs a job",
+    "panel:worker-quick": "runs a host refresh",
+    "panel:worker-long": "runs a long job",
     "panel:beat": "sends the periodic reconcile",
     "panel:websockify": "answers",
-    "panel:watcher": "adds a domain defined behind the panel's back",
-    "panel:collector": "stores a new usage sample",
+    "panel:watcher_0": "adds a domain defined behind the panel's back",
+    "panel:collector_0": "stores a new usage sample",
 }
 BACK_WITHIN = 10.0
 
@@ -125,7 +127,7 @@ def panel(django_db_setup, tmp_path_factory) -> Iterator[Panel]:
             start_new_session=True,
         )
     panel = Panel(f"http://127.0.0.1:{port}", var_dir, env, password, ws_port, proc)
-    for name in ("web_0", "web_1", "worker", "beat", "websockify", "watcher", "collector"):
+    for name in check_run.PROGRAMS:
         SERVER_LOGS.watch(var_dir / "log" / f"{name}.log")
     try:
         _wait("the panel answers", lambda: _answers(panel.url + "/login/"), 120)
@@ -222,7 +224,15 @@ class Traffic:
 
 def _works_again(panel: Panel, name: str, killed_at: float) -> None:
     """Wait until the restarted process has done its kind of work."""
-    if name == "panel:worker":
+    if name == "panel:worker-long":
+        runcheck = check_run.Panel(panel.url)
+        runcheck.token = panel.session.headers["Authorization"].removeprefix("Token ")
+        pool = f"supervised-{uuid.uuid4().hex[:8]}"
+        try:
+            check_run.check_long_worker(runcheck, panel.api("hosts/").json()["results"][0], pool)
+        finally:
+            check_run.remove_pool(pool)
+    elif name == "panel:worker-quick":
         host = panel.api("hosts/").json()["results"][0]
         queued = panel.api(f"hosts/{host['id']}/refresh/", method="POST")
         assert queued.status_code == 202, queued.text
@@ -245,7 +255,7 @@ def _works_again(panel: Panel, name: str, killed_at: float) -> None:
             lambda: _safely(websockify_answers, panel.websockify_port),
             30,
         )
-    elif name == "panel:watcher":
+    elif name == "panel:watcher_0":
         domain = f"supervised-{uuid.uuid4().hex[:8]}"
         define_stray_domain(domain)
         try:
@@ -256,7 +266,7 @@ def _works_again(panel: Panel, name: str, killed_at: float) -> None:
             )
         finally:
             virsh("undefine", domain)
-    elif name == "panel:collector":
+    elif name == "panel:collector_0":
         host = panel.api("hosts/").json()["results"][0]
         _wait(
             "the restarted collector stores a new sample",

@@ -48,7 +48,8 @@ def vm(transactional_db, panel_test_guest, admin_user):
 
 def log_text(stack) -> str:
     return "".join(
-        (stack.logs / name).read_text(errors="replace") for name in ("web.log", "worker.log")
+        (stack.logs / name).read_text(errors="replace")
+        for name in ("web.log", "worker-quick.log", "worker-long.log")
     )
 
 

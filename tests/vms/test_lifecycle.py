@@ -10,7 +10,7 @@ from panel.models import AuditEvent, Job
 from tests.conftest import LOCAL_URI
 from vms import services as vm_services
 from vms.models import VirtualMachine
-from vms.tasks import vm_action_task
+from vms.tasks import vm_action_task, vm_save_restore_task
 
 from .conftest import alerts, queued_tasks
 
@@ -194,7 +194,7 @@ def test_it_saves_a_running_vm_through_a_job(make_vm, api_for, django_capture_on
 
     assert response.status_code == 202, response.data
     job = Job.objects.get(pk=response.data["job"])
-    assert queued_tasks(callbacks) == [("vms.action", (job.pk,))]
+    assert queued_tasks(callbacks) == [("vms.save_restore", (job.pk,))]
     assert (job.kind, job.state, job.target, job.user.username) == (
         "vm.save",
         "queued",
@@ -203,7 +203,7 @@ def test_it_saves_a_running_vm_through_a_job(make_vm, api_for, django_capture_on
     )
     assert AuditEvent.objects.get(action="vm.save").detail == f"job #{job.pk}"
 
-    vm_action_task(job.pk)
+    vm_save_restore_task(job.pk)
 
     job.refresh_from_db()
     assert (job.state, job.progress) == ("succeeded", 100), job.message
@@ -225,7 +225,7 @@ def test_it_restores_a_saved_vm_through_a_job(make_vm, api_for):
     response = act(api, vm, "restore")
 
     assert response.status_code == 202, response.data
-    vm_action_task(response.data["job"])
+    vm_save_restore_task(response.data["job"])
     job = Job.objects.get(pk=response.data["job"])
     assert (job.kind, job.state) == ("vm.restore", "succeeded"), job.message
     assert job.message == f"{vm.name} is running."
@@ -242,7 +242,7 @@ def test_it_fails_a_restore_of_a_vm_with_nothing_saved(make_vm, api_for):
     vm = make_vm()
 
     response = act(api_for("member"), vm, "restore")
-    vm_action_task(response.data["job"])
+    vm_save_restore_task(response.data["job"])
 
     job = Job.objects.get(pk=response.data["job"])
     assert job.state == "failed"

@@ -3,10 +3,15 @@ import signal
 from django.core.management.base import BaseCommand
 
 from monitoring.collector import Collector
+from panel.choices import ProcessRole
+from panel.leases import LeaseKeeper
 
 
 class Command(BaseCommand):
-    help = "Collect host and VM usage every interval, store it and push it to open pages."
+    help = (
+        "Collect the usage of the hosts this process holds a lease on (all of them when it "
+        "runs alone) every interval, store it and push it to open pages."
+    )
 
     def add_arguments(self, parser):  # type: ignore[no-untyped-def]
         parser.add_argument(
@@ -14,9 +19,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):  # type: ignore[no-untyped-def]
-        collector = Collector(options["interval"])
+        keeper = LeaseKeeper(ProcessRole.COLLECTOR)
+        collector = Collector(options["interval"], keeper=keeper)
         signal.signal(signal.SIGTERM, lambda *_: collector.stop())
-        self.stdout.write(f"Collecting stats every {collector.step} s.")
+        self.stdout.write(f"Collecting stats every {collector.step} s as {keeper.name}.")
         try:
             collector.run()
         except KeyboardInterrupt:
