@@ -143,6 +143,7 @@ def fill(args: argparse.Namespace) -> dict:
             VirtualMachine.objects.bulk_create(batch)
             batch = []
     VirtualMachine.objects.bulk_create(batch)
+    seed_jobs(admin)
     seed_usage(rng, hosts)
     mine = list(
         VirtualMachine.objects.filter(project=projects[0]).values_list("pk", flat=True)[:2000]
@@ -159,6 +160,34 @@ def fill(args: argparse.Namespace) -> dict:
             "member": VirtualMachine.objects.filter(project=projects[0]).count(),
         },
     }
+
+
+def seed_jobs(admin) -> None:  # type: ignore[no-untyped-def]
+    """A finished job for every VM, as a fleet that has been run for a while has: the
+    pages look up a VM's latest jobs and the newest of all."""
+    from panel.models import Job
+    from vms.models import VirtualMachine
+
+    rows = VirtualMachine.objects.values_list("pk", "host_id", "project_id").iterator()
+    batch = []
+    for pk, host_id, project_id in rows:
+        batch.append(
+            Job(
+                kind="vm.action",
+                state="succeeded",
+                progress=100,
+                message="Done.",
+                log="00:00:00 started\n00:00:01 done\n",
+                target=f"vm:{pk}",
+                host_id=host_id,
+                project_id=project_id,
+                user=admin,
+            )
+        )
+        if len(batch) == 5000:
+            Job.objects.bulk_create(batch)
+            batch = []
+    Job.objects.bulk_create(batch)
 
 
 def seed_usage(rng: random.Random, hosts: list) -> None:

@@ -191,7 +191,14 @@ class Job(models.Model):
 
     class Meta:
         ordering = ["-created", "-id"]
-        indexes = [models.Index(fields=["state", "kind"])]
+        indexes = [
+            models.Index(fields=["state", "kind"]),
+            # The newest first (the dashboard, the jobs page), a VM's or a volume's latest
+            # job (its page), and a project's (what a member sees).
+            models.Index(fields=["-created", "-id"], name="job_newest"),
+            models.Index(fields=["target", "-created"], name="job_target_newest"),
+            models.Index(fields=["project", "-created"], name="job_project_newest"),
+        ]
         constraints = [
             # Per-VM and per-volume serialisation: two requests that both passed the
             # "is it busy?" check cannot both queue a job; the second insert fails.
