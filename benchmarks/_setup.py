@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -16,7 +17,7 @@ REPO = Path(__file__).resolve().parent.parent
 def isolated_django(prefix: str) -> Path:
     """Point the panel at a fresh temporary directory, set Django up, return the directory."""
     work = Path(tempfile.mkdtemp(prefix=prefix))
-    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/13")
+    use_bench_redis()
     os.environ["DATABASE_URL"] = f"sqlite:///{work / 'bench.sqlite3'}"
     os.environ["PANEL_VAR_DIR"] = str(work)
     sys.path.insert(0, str(REPO))
@@ -27,13 +28,29 @@ def isolated_django(prefix: str) -> Path:
     return work
 
 
+def use_bench_redis() -> None:
+    """REDIS_URL as given, else database 13 of the panel's own Redis (scripts/redis.sh,
+    started if need be)."""
+    if not os.environ.get("REDIS_URL"):
+        done = subprocess.run(
+            [str(REPO / "scripts" / "redis.sh"), "--url", "13"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        lines = done.stdout.strip().splitlines()
+        if done.returncode != 0 or not lines or not lines[-1].startswith("redis://"):
+            raise SystemExit(f"no Redis: set REDIS_URL (scripts/redis.sh: {done.stderr[-500:]})")
+        os.environ["REDIS_URL"] = lines[-1]
+
+
 def bench_environment(tmp: Path) -> None:
     """Point the panel (this process and the servers it starts) at tmp and a Redis db of
     the benchmarks' own, quietly logged, from the repository root; Django not set up yet."""
     os.environ["DATABASE_URL"] = f"sqlite:///{tmp / 'bench.sqlite3'}"
     os.environ["PANEL_VAR_DIR"] = str(tmp / "var")
     os.environ["PANEL_STATIC_ROOT"] = str(tmp / "staticfiles")
-    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/13")
+    use_bench_redis()
     os.environ["PANEL_CHANNEL_PREFIX"] = f"bench-{os.getpid()}"
     os.environ.setdefault("PANEL_LOG_LEVEL", "WARNING")
     os.environ["DJANGO_SETTINGS_MODULE"] = "panel.settings"

@@ -7,7 +7,7 @@ Goal: panel p50 <= raw p50 + 5 ms.
 VNC: bytes per second of full framebuffer updates through websockify (with a
 ticket) beside a direct TCP connection to the VNC port. Goal: >= 90 %.
 
-Run: REDIS_URL=redis://127.0.0.1:6379/13 .venv/bin/python benchmarks/consoles.py
+Run: .venv/bin/python benchmarks/consoles.py
 Needs the local libvirtd and the tiny guest (scripts/build-test-guest.sh).
 Everything runs on 127.0.0.1, bounded in count and time.
 """

@@ -7,7 +7,7 @@ defined and started, the console read until the guest prints. Both boot the
 tiny guest by direct kernel boot under TCG, N rounds each, alternating.
 Goal: the panel's median within 1 s of the by-hand median.
 
-Run: REDIS_URL=redis://127.0.0.1:6379/13 .venv/bin/python benchmarks/create.py [--rounds 5]
+Run: .venv/bin/python benchmarks/create.py [--rounds 5]
 Needs the local libvirtd and the tiny guest (scripts/build-test-guest.sh).
 """
 

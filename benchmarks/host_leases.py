@@ -15,16 +15,27 @@ and their logs:
 - one watcher and one collector killed with SIGKILL: the time until every host has
   exactly one live holder again (goal: within 15 s), the hosts each survivor holds, the
   catch-up reconciles the surviving watchers queued, and the surviving collectors' cycle
-  times over their larger shares.
+  times over their larger shares;
+- the real local host too (unless --no-real, or the tiny guest is missing): qemu:///system
+  is one more Host row, leased like the others, and the web server runs. While the
+  watchers share the hosts, and again after the kill of the watcher (and the collector)
+  that held the real host, once every host has one live holder again: the time from a
+  libvirt start or destroy of the tiny guest (transient domains paneltest-bench-*) until
+  an admin's websocket on /ws/hosts/<id>/ shows the new state (goal p95 < 1 s), beside
+  libvirt's own event reaching a bare client (vm_inventory.real_latency).
 
 Run from the repository root:
 
-    REDIS_URL=redis://127.0.0.1:6379/13 .venv/bin/python benchmarks/host_leases.py
+    .venv/bin/python benchmarks/host_leases.py
     .venv/bin/python benchmarks/host_leases.py --hosts 40 --processes 2 --cycles 2   # quick
+    .venv/bin/python benchmarks/host_leases.py --no-real    # no libvirtd, no web server
+
+Redis: REDIS_URL, else database 13 of the panel's own (scripts/redis.sh --url 13).
 
 Everything lives in a temporary directory (SQLite database, var dir, node files, logs);
 the catch-up reconciles go to a Celery queue of this run that no worker takes, deleted at
-the end with the run's stats keys. Only loopback is used.
+the end with the run's stats keys. Only loopback is used; every paneltest-bench-* domain
+is destroyed at the end, whatever happened.
 """
 
 from __future__ import annotations
@@ -46,7 +57,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import vm_inventory as inv  # noqa: E402 - the same report and helpers as that benchmark
-from _setup import bench_environment  # noqa: E402
+from _setup import (  # noqa: E402
+    bench_environment,
+    free_port,
+    make_session,
+    use_bench_redis,
+    wait_port,
+    web_server,
+)
 
 REPO_ROOT = inv.REPO_ROOT
 GOAL_TAKEOVER_S = 15.0
@@ -63,6 +81,14 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--processes", type=int, default=4, help="watchers, and collectors (4)")
     p.add_argument("--interval", type=int, default=5, help="collector interval, s (5)")
     p.add_argument("--cycles", type=int, default=3, help="collector cycles timed per phase (3)")
+    p.add_argument(
+        "--no-real",
+        action="store_true",
+        help="leave out the real host (qemu:///system) and the event-to-browser latency",
+    )
+    p.add_argument(
+        "--rounds", type=int, default=10, help="start/destroy rounds per latency figure (10)"
+    )
     return p.parse_args()
 
 
@@ -131,6 +157,7 @@ class Run:
         self.logs = tmp / "logs"
         self.logs.mkdir()
         self.procs: list[Proc] = []
+        self.web: Proc | None = None
         env = dict(os.environ)
         env["PANEL_CELERY_QUEUE"] = f"bench-leases-{os.getpid()}"
         self.env = {
@@ -153,9 +180,19 @@ class Run:
             started.append(proc)
         return started
 
+    def start_web(self) -> int:
+        """The web server on a free loopback port; returns the port once it listens."""
+        port = free_port()
+        self.web = Proc("web", 0, web_server(port), self.env["watcher"], self.logs)
+        wait_port(port, timeout=60)
+        self.web.check()
+        return port
+
     def stop_all(self) -> None:
         for proc in self.procs:
             proc.terminate()
+        if self.web is not None:
+            self.web.terminate()
 
 
 def holders(role: str) -> dict[int, int]:
@@ -232,22 +269,32 @@ def describe_cycles(times: dict[str, list[float]], interval: int) -> str:
 
 def main() -> int:
     args = parse_args()
+    use_bench_redis()
     tmp = Path(tempfile.mkdtemp(prefix="panel-bench-leases-"))
     bench_environment(tmp)
     report = inv.Report()
     started = time.monotonic()
     run = None
+    # Why the real host is left out ('' when it is measured).
+    real_skip = "--no-real" if args.no_real else inv.real_prerequisites()
     try:
         import django
 
         django.setup()
         run = Run(args, tmp)
-        measure(args, tmp, run, report)
+        measure(args, tmp, run, report, real_skip)
     finally:
+        if not real_skip:
+            try:
+                inv.remove_real_domains()
+            except Exception as exc:  # noqa: BLE001 - say so, and clean up the rest
+                inv.say(f"could not remove the {inv.REAL_PREFIX}* domains: {exc}")
         if run is not None:
             run.stop_all()
-        cleanup_redis()
-        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            cleanup_redis()
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     inv.say(f"\nwhole run: {time.monotonic() - started:.0f} s; load average now {inv.loadavg()}")
     inv.say("\n" + report.table())
     return 0
@@ -265,7 +312,62 @@ def cleanup_redis() -> None:
     store.client.delete(*keys)
 
 
-def measure(args: argparse.Namespace, tmp: Path, run: Run, report: inv.Report) -> None:
+class RealHost:
+    """The real local host, leased like the simulated ones, and the event-to-browser
+    latency measured on it through the web server (vm_inventory.real_latency)."""
+
+    def __init__(self, args: argparse.Namespace, run: Run, skip: str) -> None:
+        self.args = args
+        self.run = run
+        self.skip = skip
+        self.host_id = 0
+        self.port = 0
+        self.session = ""
+
+    def register(self) -> None:
+        """One more Host row, and an admin whose browser watches it."""
+        if self.skip:
+            return
+        from django.contrib.auth import get_user_model
+
+        from panel.choices import HostState
+        from panel.models import Host
+
+        self.host_id = Host.objects.create(name="local", uri=inv.REAL_URI, state=HostState.UP).pk
+        admin = get_user_model().objects.create_superuser(
+            "bench-admin", "admin@bench.test", "bench-admin-pass-1"
+        )
+        self.session = make_session(admin)
+
+    def start_web(self) -> None:
+        if not self.skip:
+            self.port = self.run.start_web()
+
+    def holder(self, role: str, procs: list[Proc]) -> Proc | None:
+        """The process of procs holding the real host's lease of role (None: not measured)."""
+        if self.skip:
+            return None
+        pid = holders(role)[self.host_id]
+        return next(p for p in procs if p.pid == pid)
+
+    def latency(self, label: str, report: inv.Report) -> None:
+        if self.skip:
+            inv.say(f"  event to browser, {label}: SKIPPED ({self.skip})")
+            report.add(
+                f"event to browser p95 (real libvirtd, {label})",
+                f"skipped: {self.skip}",
+                f"< {inv.GOAL_EVENT_P95_S * 1000:.0f} ms",
+            )
+            return
+        assert self.run.web is not None
+        self.run.web.check()
+        inv.say(f"  event to browser on {inv.REAL_URI}, {label}: {self.args.rounds} rounds")
+        inv.real_latency(self.args, self.port, self.session, self.host_id, report, label)
+
+
+def measure(
+    args: argparse.Namespace, tmp: Path, run: Run, report: inv.Report, real_skip: str
+) -> None:
     from django.core.management import call_command
 
     from panel.choices import HostState
@@ -273,11 +375,17 @@ def measure(args: argparse.Namespace, tmp: Path, run: Run, report: inv.Report) -
     from panel.models import Host, HostLease, ProcessHeartbeat
 
     n = args.hosts
+    real = RealHost(args, run, real_skip)
+    # Every host leased: the simulated ones, and the real one when it is measured.
+    total = n if real_skip else n + 1
+    with_real = "" if real_skip else f" + {inv.REAL_URI}"
     inv.say(
-        f"host leases benchmark: {n} simulated hosts, {args.vms} VMs each; "
+        f"host leases benchmark: {n} simulated hosts{with_real}, {args.vms} VMs each; "
         f"{args.processes} watchers and {args.processes} collectors"
     )
     inv.say(f"  {os.cpu_count()} CPUs, load average {inv.loadavg()}; work dir {tmp}")
+    if real_skip:
+        inv.say(f"  the real host and the event-to-browser latency are left out: {real_skip}")
     call_command("migrate", verbosity=0, interactive=False)
     nodes = tmp / "nodes"
     nodes.mkdir()
@@ -287,6 +395,8 @@ def measure(args: argparse.Namespace, tmp: Path, run: Run, report: inv.Report) -
         path.write_text(node_xml(i, args.vms))
         hosts.append(Host(name=f"sim-{i:03d}", uri=f"test://{path}", state=HostState.UP))
     Host.objects.bulk_create(hosts)
+    real.register()
+    real.start_web()
 
     # --- baseline: one of each ---
     inv.phase("[1] baseline: one watcher and one collector hold every host")
@@ -294,21 +404,25 @@ def measure(args: argparse.Namespace, tmp: Path, run: Run, report: inv.Report) -
     (watcher,) = run.start("watcher", 1)
     (collector,) = run.start("collector", 1)
     t_lease, _ = wait(
-        "one watcher holds every host", lambda: evenly_held("watcher", [watcher], n), t0
+        "one watcher holds every host", lambda: evenly_held("watcher", [watcher], total), t0
     )
-    t_watch, _ = wait("it watches every host", lambda: watcher.watching() == n, t0)
+    t_watch, _ = wait("it watches every host", lambda: watcher.watching() == total, t0)
     t_coll, _ = wait(
-        "one collector holds every host", lambda: evenly_held("collector", [collector], n), t0
+        "one collector holds every host",
+        lambda: evenly_held("collector", [collector], total),
+        t0,
     )
-    times = collector_cycles([collector], {collector.label: 0}, {collector.label: n}, args.cycles)
+    times = collector_cycles(
+        [collector], {collector.label: 0}, {collector.label: total}, args.cycles
+    )
     inv.say(
         f"  watcher: holds every lease {t_lease:.1f} s after start, watches them all at {t_watch:.1f} s"
     )
     inv.say(f"  collector: holds every lease {t_coll:.1f} s after start; cycles {times}")
-    report.add(f"baseline: 1 watcher holds all {n} hosts after start", f"{t_lease:.1f} s")
-    report.add(f"baseline: 1 watcher watches all {n} hosts after start", f"{t_watch:.1f} s")
+    report.add(f"baseline: 1 watcher holds all {total} hosts after start", f"{t_lease:.1f} s")
+    report.add(f"baseline: 1 watcher watches all {total} hosts after start", f"{t_watch:.1f} s")
     report.add(
-        f"baseline: 1 collector cycle over {n} hosts",
+        f"baseline: 1 collector cycle over {total} hosts",
         describe_cycles(times, args.interval),
         f"< {args.interval} s",
         max(times[collector.label]) < args.interval,
@@ -326,19 +440,12 @@ def measure(args: argparse.Namespace, tmp: Path, run: Run, report: inv.Report) -
     watchers = run.start("watcher", p)
     collectors = run.start("collector", p)
     t_w, w_counts = wait(
-        f"{p} watchers share the hosts", lambda: evenly_held("watcher", watchers, n), t0
+        f"{p} watchers share the hosts", lambda: evenly_held("watcher", watchers, total), t0
     )
     t_c, c_counts = wait(
-        f"{p} collectors share the hosts", lambda: evenly_held("collector", collectors, n), t0
+        f"{p} collectors share the hosts", lambda: evenly_held("collector", collectors, total), t0
     )
-    t_ww, _ = wait("every watcher watches its share", lambda: all_watching(watchers, n), t0)
-    offsets = {c.label: c.size() for c in collectors}
-    times = collector_cycles(
-        collectors,
-        offsets,
-        {c.label: k for c, k in zip(collectors, c_counts, strict=True)},
-        args.cycles,
-    )
+    t_ww, _ = wait("every watcher watches its share", lambda: all_watching(watchers, total), t0)
     inv.say(
         f"  watchers: shared out evenly after {t_w:.1f} s {w_counts}, all watching after {t_ww:.1f} s"
     )
@@ -346,8 +453,17 @@ def measure(args: argparse.Namespace, tmp: Path, run: Run, report: inv.Report) -
     report.add(f"{p} watchers: shared out evenly after start", f"{t_w:.1f} s {w_counts}")
     report.add(f"{p} watchers: each watches its share after start", f"{t_ww:.1f} s")
     report.add(f"{p} collectors: shared out evenly after start", f"{t_c:.1f} s {c_counts}")
+    # The cycles timed are those that run while the latency is measured.
+    offsets = {c.label: c.size() for c in collectors}
+    real.latency(f"{p} watchers", report)
+    times = collector_cycles(
+        collectors,
+        offsets,
+        {c.label: k for c, k in zip(collectors, c_counts, strict=True)},
+        args.cycles,
+    )
     report.add(
-        f"{p} collectors: cycle over ~{n // p} hosts each",
+        f"{p} collectors: cycle over ~{total // p} hosts each",
         describe_cycles(times, args.interval),
         f"< {args.interval} s",
         max(t for ts in times.values() for t in ts) < args.interval,
@@ -355,11 +471,19 @@ def measure(args: argparse.Namespace, tmp: Path, run: Run, report: inv.Report) -
 
     # --- one of each killed ---
     inv.phase("[3] one watcher and one collector killed (SIGKILL)")
-    w_victim, c_victim = watchers[0], collectors[0]
-    w_left, c_left = watchers[1:], collectors[1:]
+    # The holders of the real host, so that its take-over is what the latency then shows.
+    w_victim = real.holder("watcher", watchers) or watchers[0]
+    c_victim = real.holder("collector", collectors) or collectors[0]
+    if not real_skip:
+        inv.say(
+            f"  killing {w_victim.label} (pid {w_victim.pid}) and {c_victim.label} "
+            f"(pid {c_victim.pid}), the holders of {inv.REAL_URI}"
+        )
+    w_left = [w for w in watchers if w is not w_victim]
+    c_left = [c for c in collectors if c is not c_victim]
     w_offsets = {w.label: w.size() for w in w_left}
     c_offsets = {c.label: c.size() for c in c_left}
-    lost = (w_counts[0], c_counts[0])
+    lost = (w_counts[watchers.index(w_victim)], c_counts[collectors.index(c_victim)])
     t0 = time.monotonic()
     w_victim.popen.kill()
     c_victim.popen.kill()
@@ -368,18 +492,19 @@ def measure(args: argparse.Namespace, tmp: Path, run: Run, report: inv.Report) -
     run.procs.remove(w_victim)
     run.procs.remove(c_victim)
     t_w, w_counts = wait(
-        "the surviving watchers hold every host", lambda: evenly_held("watcher", w_left, n), t0
+        "the surviving watchers hold every host",
+        lambda: evenly_held("watcher", w_left, total),
+        t0,
     )
     t_c, c_counts = wait(
-        "the surviving collectors hold every host", lambda: evenly_held("collector", c_left, n), t0
+        "the surviving collectors hold every host",
+        lambda: evenly_held("collector", c_left, total),
+        t0,
     )
     t_ww, _ = wait(
-        "every surviving watcher watches its new share", lambda: all_watching(w_left, n), t0
+        "every surviving watcher watches its new share", lambda: all_watching(w_left, total), t0
     )
     caught_up = sum(int(x) for w in w_left for x in TOOK.findall(w.text(w_offsets[w.label])))
-    times = collector_cycles(
-        c_left, c_offsets, {c.label: k for c, k in zip(c_left, c_counts, strict=True)}, args.cycles
-    )
     bound = LEASE_SECONDS + HEARTBEAT_SECONDS
     inv.say(
         f"  watchers: every host has one live holder {t_w:.1f} s after the kill {w_counts}; "
@@ -405,13 +530,21 @@ def measure(args: argparse.Namespace, tmp: Path, run: Run, report: inv.Report) -
         f"< {GOAL_TAKEOVER_S:.0f} s",
         t_c < GOAL_TAKEOVER_S,
     )
+    new_holder = real.holder("watcher", w_left)
+    if new_holder is not None:
+        inv.say(f"  {inv.REAL_URI} is now held by {new_holder.label} (pid {new_holder.pid})")
+    left = f"{p - 1} watcher{'s' if p > 2 else ''}"
+    real.latency(f"after the kill of its watcher, {left} left", report)
+    times = collector_cycles(
+        c_left, c_offsets, {c.label: k for c, k in zip(c_left, c_counts, strict=True)}, args.cycles
+    )
     report.add(
-        f"{p - 1} collectors: cycle over ~{n // (p - 1)} hosts each",
+        f"{p - 1} collectors: cycle over ~{total // (p - 1)} hosts each",
         describe_cycles(times, args.interval),
         f"< {args.interval} s",
         max(t for ts in times.values() for t in ts) < args.interval,
     )
-    for proc in run.procs:
+    for proc in [*run.procs, *([run.web] if run.web else [])]:
         if "Traceback" in proc.text():
             inv.say(f"\n--- {proc.label} logged a traceback ---\n{proc.text()[-3000:]}")
 

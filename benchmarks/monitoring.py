@@ -22,7 +22,7 @@ them, every domain running) and measures, each beside a baseline taken in the sa
 
 Run from the repository root:
 
-    REDIS_URL=redis://127.0.0.1:6379/13 .venv/bin/python benchmarks/monitoring.py
+    .venv/bin/python benchmarks/monitoring.py
     .venv/bin/python benchmarks/monitoring.py --vms 200 --hosts 2 --cycles 5   # quick
 
 Everything lives in a temporary directory (database, var dir, node files); Redis keys go

@@ -28,7 +28,6 @@ import functools
 import os
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -246,11 +245,6 @@ def main() -> int:
     os.environ["PANEL_CELERY_QUEUE"] = f"bench-pages-{os.getpid()}"
     # The seeded usage stays fresh for the whole run (a sample is fresh for 3 intervals).
     os.environ["PANEL_STATS_INTERVAL"] = "3600"
-    if "REDIS_URL" not in os.environ or os.environ["REDIS_URL"].endswith("6379/13"):
-        url = subprocess.run(
-            ["scripts/redis.sh", "--url", "13"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        os.environ["REDIS_URL"] = url
     scratch = None
     if args.db == "postgres":
         os.environ["DATABASE_URL"], scratch = postgres_scratch()

@@ -10,7 +10,7 @@ panel's convert job (libvirt's createXMLFrom, with progress) beside
 `qemu-img convert -O qcow2` and `sync` by hand. Goal for each: >= 70 % of the by-hand
 throughput (upload/download) or <= 130 % of its time (convert).
 
-Run: REDIS_URL=redis://127.0.0.1:6379/13 .venv/bin/python benchmarks/storage.py [--mib 256]
+Run: .venv/bin/python benchmarks/storage.py [--mib 256]
 Needs the local libvirtd. Everything runs on 127.0.0.1; the pool lives in a
 temporary directory under /var/lib/libvirt/images and is removed at the end.
 """
