@@ -228,9 +228,11 @@ def list_query(rng: random.Random, data: dict, who: str, api: bool) -> str:
         params += [("host", str(rng.choice(data["hosts"])))]
     elif kind == 4:
         params += [("project", str(rng.choice(data["projects"][who])))]
-        params += [("page", str(rng.randint(1, 3)))]
+        per_project = data["visible"]["admin"] // len(data["projects"]["admin"])
+        params += [("page", str(rng.randint(1, max(1, min(3, per_project // 50)))))]
     else:
-        params += [("state", "running"), ("page", str(rng.randint(1, min(pages, 20))))]
+        running = max(1, data["visible"][who] * 6 // 10 // 50)
+        params += [("state", "running"), ("page", str(rng.randint(1, min(running, 20))))]
         params += [("ordering", rng.choice(["-name", "memory_mib", "-vcpus", "host__name"]))]
     if api:
         params.append(("page_size", "50"))
