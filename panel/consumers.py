@@ -13,7 +13,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from . import events, jobs
 from .models import Host
-from .permissions import forget, visible_hosts, visible_jobs
+from .permissions import forget, sees_vm, visible_hosts, visible_jobs, vm_projects_seen
 from .socket_access import AccessWatch
 
 # Close codes: 4401 not logged in, 4404 not found or out of scope.
@@ -50,6 +50,10 @@ class _ScopedConsumer(AccessWatch, AsyncJsonWebsocketConsumer):
 
     def still_visible(self, user: Any) -> bool:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _remember_projects(self, user: Any) -> None:
+        """The projects whose VMs the user sees now, for filtering VM changes."""
+        self.vm_projects = vm_projects_seen(user)
 
     async def _refuse(self, code: int) -> None:
         # Accept first: a close before accept is an HTTP 403 on the handshake,
@@ -113,6 +117,7 @@ class HostConsumer(_ScopedConsumer):
         host: Host | None = visible_hosts(user).filter(pk=self.host_id).first()
         if host is None:
             return None
+        self._remember_projects(user)
         return {"type": "host.update", "host": for_viewer(user, serialize_host(host))}
 
     async def host_update(self, event: events.HostUpdate) -> None:
@@ -122,8 +127,13 @@ class HostConsumer(_ScopedConsumer):
         await self.send_json({**event, "host": for_viewer(self.user, dict(event["host"]))})
 
     async def vm_update(self, event: events.VMUpdate) -> None:
-        # The host group carries every VM on the host: pass on only those in scope.
-        if await database_sync_to_async(self._vm_visible)(event["vm"]["id"]):
+        # The host group carries every VM on the host: pass on only those in scope, told
+        # by the VM's project against the user's (read when the socket opened and at each
+        # access check), without a query per event and socket.
+        seen = sees_vm(self.vm_projects, event["vm"])
+        if seen is None:
+            seen = await database_sync_to_async(self._vm_visible)(event["vm"]["id"])
+        if seen:
             await self.send_json(event)
 
     async def stats_update(self, event: events.StatsUpdate) -> None:
@@ -136,6 +146,7 @@ class HostConsumer(_ScopedConsumer):
         return visible_vms(forget(self.user)).filter(pk=vm_id).exists()
 
     def still_visible(self, user: Any) -> bool:
+        self._remember_projects(user)
         return visible_hosts(user).filter(pk=self.host_id).exists()
 
 
@@ -152,10 +163,16 @@ class VMConsumer(_ScopedConsumer):
         from vms.services import serialize_vm
 
         vm = visible_vms(user).filter(pk=self.vm_id).first()
+        self._remember_projects(user)
         return {"type": "vm.update", "vm": serialize_vm(vm)} if vm else None
 
     async def vm_update(self, event: events.VMUpdate) -> None:
-        if await database_sync_to_async(self._still_visible)():
+        # Told by the VM's project, as the host socket does; moved out of the user's
+        # projects, the VM is no longer theirs to watch.
+        seen = sees_vm(self.vm_projects, event["vm"])
+        if seen is None:
+            seen = await database_sync_to_async(self._still_visible)()
+        if seen:
             await self.send_json(event)
         else:
             await self.close(code=CLOSE_NOT_FOUND)
@@ -170,4 +187,5 @@ class VMConsumer(_ScopedConsumer):
     def still_visible(self, user: Any) -> bool:
         from vms.permissions import visible_vms
 
+        self._remember_projects(user)
         return visible_vms(user).filter(pk=self.vm_id).exists()

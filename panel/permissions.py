@@ -124,6 +124,27 @@ def _owned(user: Any, action: str, model: type[Model]) -> Q | None:
     return operator | mine
 
 
+def vm_projects_seen(user: Any) -> frozenset[int | None] | None:
+    """The projects whose VMs user sees (None: every VM, as an admin does), so that a
+    websocket can tell from a VM's project alone whether to pass its change on. It is the
+    VIEW rule of _owned below: a VM is seen by the members of its project."""
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        return frozenset()
+    if is_admin(user):
+        return None
+    return frozenset(project_ids(user))
+
+
+def sees_vm(projects: frozenset[int | None] | None, vm: dict[str, Any]) -> bool | None:
+    """Whether a VM's change (as pushed, with its project) is for a user who sees the
+    projects given; None when the push does not say the VM's project."""
+    if projects is None:
+        return True
+    if "project" not in vm:
+        return None
+    return vm["project"] in projects
+
+
 def _volume(user: Any, action: str, model: type[Model]) -> Q | None:
     """Volumes as VMs, plus the shared images admins publish: everyone with a project sees those."""
     q = _owned(user, action, model)

@@ -85,6 +85,7 @@ def serialize_vm(vm: VirtualMachine) -> dict[str, object]:
         "name": vm.name,
         "host": vm.host_id,
         "host_name": vm.host.name,
+        "project": vm.project_id,
         "state": vm.state,
         "state_display": vm.get_state_display(),
         "vcpus": vm.vcpus,
