@@ -12,13 +12,29 @@ from django.template.loader import render_to_string
 DATABASE_BUSY = (
     "The database is busy (another change holds it) and nothing was changed. Try again in a moment."
 )
+DATABASE_FULL = (
+    "The database takes no more connections right now (too many requests at once), and "
+    "nothing was changed. Try again in a moment."
+)
+
+
+def is_database_full(exc: BaseException) -> bool:
+    """PostgreSQL refused a new connection: every slot, or the database's limit, is taken."""
+    text = str(exc).lower()
+    return isinstance(exc, OperationalError) and any(
+        words in text
+        for words in ("too many clients", "too many connections", "remaining connection slots")
+    )
 
 
 def is_database_busy(exc: BaseException) -> bool:
-    """A write that waited for the database's lock past its timeout (SQLite), or a lock or
-    statement timeout (PostgreSQL): the request changed nothing and may be retried."""
+    """A write that waited for the database's lock past its timeout (SQLite), a lock or
+    statement timeout (PostgreSQL), or no free connection: the request changed nothing
+    and may be retried."""
     if not isinstance(exc, OperationalError):
         return False
+    if is_database_full(exc):
+        return True
     text = str(exc).lower()
     return any(
         words in text
@@ -101,13 +117,14 @@ class DatabaseBusyMiddleware:
     def process_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse | None:
         if not is_database_busy(exc):
             return None
+        detail = DATABASE_FULL if is_database_full(exc) else DATABASE_BUSY
         response: HttpResponse
         if request.path_info.startswith("/api/"):
-            response = JsonResponse({"detail": DATABASE_BUSY}, status=503)
+            response = JsonResponse({"detail": detail}, status=503)
         elif request.headers.get("HX-Request"):
-            response = HttpResponse(DATABASE_BUSY, status=503, content_type="text/plain")
+            response = HttpResponse(detail, status=503, content_type="text/plain")
         else:
-            body = render_to_string("503.html", {"detail": DATABASE_BUSY}, request=request)
+            body = render_to_string("503.html", {"detail": detail}, request=request)
             response = HttpResponse(body, status=503)
         response["Retry-After"] = "5"
         return response

@@ -8,6 +8,7 @@ from .forms import ThrottledLoginForm
 
 handler403 = "panel.views.errors.permission_denied"
 handler404 = "panel.views.errors.not_found"
+handler500 = "panel.views.errors.server_error"
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),

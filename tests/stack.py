@@ -138,7 +138,7 @@ class ServerLogs:
     def ends(self) -> dict[Path, int]:
         return {path: path.stat().st_size if path.exists() else 0 for path in self.paths}
 
-    def errors_since(self, ends: dict[Path, int]) -> list[str]:
+    def errors_since(self, ends: dict[Path, int], allowed: list[tuple[str, str]] = ()) -> list[str]:
         found = []
         for path in self.paths:
             if not path.exists():
@@ -147,7 +147,9 @@ class ServerLogs:
                 f.seek(ends.get(path, 0))
                 text = f.read().decode(errors="replace")
             for block in _error_blocks(text):
-                if not any(re.search(pattern, block) for pattern, _ in ALLOWED_LOG_ERRORS):
+                if not any(
+                    re.search(pattern, block) for pattern, _ in [*ALLOWED_LOG_ERRORS, *allowed]
+                ):
                     found.append(f"{path.name}: {block}")
         return found
 
@@ -156,11 +158,13 @@ SERVER_LOGS = ServerLogs()
 
 
 @pytest.fixture(autouse=True)
-def _no_server_errors() -> Iterator[None]:
-    """A test fails when the panel processes logged an error while it ran."""
+def _no_server_errors(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test fails when the panel processes logged an error while it ran, but for the
+    errors it causes on purpose: @pytest.mark.allow_log_errors(pattern, why)."""
     ends = SERVER_LOGS.ends()
     yield
-    errors = SERVER_LOGS.errors_since(ends)
+    allowed = [tuple(m.args) for m in request.node.iter_markers("allow_log_errors")]
+    errors = SERVER_LOGS.errors_since(ends, allowed)
     if errors:
         pytest.fail(
             "the panel's processes logged errors during this test:\n\n" + "\n\n".join(errors),

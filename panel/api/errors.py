@@ -13,12 +13,13 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from panel import audit
 from panel.choices import AuditResult
 from panel.exceptions import ServiceError
-from panel.middleware import DATABASE_BUSY, is_database_busy
+from panel.middleware import DATABASE_BUSY, DATABASE_FULL, is_database_busy, is_database_full
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if is_database_busy(exc):
-        return Response({"detail": DATABASE_BUSY}, status=503, headers={"Retry-After": "5"})
+        detail = DATABASE_FULL if is_database_full(exc) else DATABASE_BUSY
+        return Response({"detail": detail}, status=503, headers={"Retry-After": "5"})
     if isinstance(exc, ServiceError):
         if exc.field and exc.status_code == 400:
             return Response({exc.field: [exc.message]}, status=400)

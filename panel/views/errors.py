@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import sys
+
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.template.loader import render_to_string
+from django.views import defaults
 
 from panel import audit
 from panel.choices import AuditResult
+from panel.middleware import DATABASE_BUSY, DATABASE_FULL, is_database_busy, is_database_full
 
 
 def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
@@ -28,6 +33,24 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpR
     if _is_api(request):
         return JsonResponse({"detail": "Not found."}, status=404)
     return render(request, "404.html", status=404)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """An unexpected error is a 500. A database that is busy or takes no more connections,
+    met before any view ran (loading the session, say), is a 503 that says to try again:
+    the page is written without the database, which cannot be counted on here."""
+    exc = sys.exc_info()[1]
+    if exc is not None and is_database_busy(exc):
+        detail = DATABASE_FULL if is_database_full(exc) else DATABASE_BUSY
+        if _is_api(request):
+            response: HttpResponse = JsonResponse({"detail": detail}, status=503)
+        else:
+            response = HttpResponse(
+                render_to_string("503_bare.html", {"detail": detail}), status=503
+            )
+        response["Retry-After"] = "5"
+        return response
+    return defaults.server_error(request)
 
 
 def _is_api(request: HttpRequest) -> bool:
