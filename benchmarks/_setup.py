@@ -10,6 +10,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -108,3 +109,35 @@ def make_session(user) -> str:  # type: ignore[no-untyped-def]
     store[HASH_SESSION_KEY] = user.get_session_auth_hash()
     store.create()
     return store.session_key  # type: ignore[return-value]
+
+
+# --- a scratch PostgreSQL database -----------------------------------------------------
+
+
+def postgres_url() -> str:
+    """The PostgreSQL server to use, as a URL (its database part is replaced)."""
+    if url := os.environ.get("PANEL_BENCH_POSTGRES_URL"):
+        return url
+    if os.environ.get("DATABASE_URL", "").startswith("postgres"):
+        return os.environ["DATABASE_URL"]
+    env = Path(os.environ.get("PANEL_VAR_DIR", REPO / "var")) / "postgres.env"
+    if env.exists():
+        for line in env.read_text().splitlines():
+            if line.startswith("DATABASE_URL="):
+                return line.split("=", 1)[1].strip()
+    raise SystemExit(
+        "PostgreSQL: run scripts/postgres.sh once (it writes var/postgres.env), "
+        "or set PANEL_BENCH_POSTGRES_URL=postgres://user@host:port/any"
+    )
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
+
+
+def admin_sql(url: str, sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql)  # type: ignore[arg-type]

@@ -16,8 +16,8 @@ Run from the repository root:
     .venv/bin/python benchmarks/pages.py --db postgres                  # the same on PostgreSQL
     .venv/bin/python benchmarks/pages.py --db postgres --vms 100000 --hosts 500
 
-PostgreSQL: a scratch database panel_bench_<pid> made with the role of var/postgres.env
-(scripts/postgres.sh) and dropped at the end. Redis: REDIS_URL, else scripts/redis.sh's.
+PostgreSQL: a scratch database panel_bench_<pid> on the server of var/postgres.env
+(scripts/postgres.sh) or PANEL_BENCH_POSTGRES_URL, dropped at the end. Redis: REDIS_URL, else scripts/redis.sh's.
 """
 
 from __future__ import annotations
@@ -33,12 +33,19 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import vm_inventory as inv  # noqa: E402 - the same report, timer and processes
-from _setup import bench_environment, make_session, web_server  # noqa: E402
+from _setup import (  # noqa: E402
+    admin_sql,
+    bench_environment,
+    make_session,
+    postgres_url,
+    web_server,
+    with_database,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 WORDS = ["web", "db", "cache", "build", "ci", "mail", "app", "node", "lb", "dev", "etl", "vpn"]
@@ -56,31 +63,6 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--requests", type=int, default=150, help="timed requests per kind and user")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     return p.parse_args()
-
-
-def postgres_scratch() -> tuple[str, str]:
-    """(DATABASE_URL of a new scratch database, its name), from var/postgres.env."""
-    env_file = REPO / "var" / "postgres.env"
-    if not env_file.exists():
-        raise SystemExit("no var/postgres.env: run scripts/postgres.sh first")
-    url = env_file.read_text().strip().removeprefix("DATABASE_URL=")
-    name = f"panel_bench_{os.getpid()}"
-    parts = urlsplit(url)
-    return parts._replace(path=f"/{name}").geturl(), name
-
-
-def postgres_admin(url: str, sql: str) -> None:
-    import psycopg
-
-    parts = urlsplit(url)
-    with psycopg.connect(
-        dbname="postgres",
-        user=parts.username,
-        host=unquote(parts.hostname or ""),
-        port=parts.port or 5432,
-        autocommit=True,
-    ) as conn:
-        conn.execute(sql)
 
 
 def fill(args: argparse.Namespace) -> dict:
@@ -242,15 +224,17 @@ def list_query(rng: random.Random, data: dict, who: str, api: bool) -> str:
 
 def main() -> int:
     args = parse_args()
+    # The server is found before the environment points at the temporary directory.
+    server = postgres_url() if args.db == "postgres" else None
+    scratch = f"panel_bench_{os.getpid()}"
     tmp = Path(tempfile.mkdtemp(prefix="panel-bench-pages-"))
     bench_environment(tmp)
     os.environ["PANEL_CELERY_QUEUE"] = f"bench-pages-{os.getpid()}"
     # The seeded usage stays fresh for the whole run (a sample is fresh for 3 intervals).
     os.environ["PANEL_STATS_INTERVAL"] = "3600"
-    scratch = None
-    if args.db == "postgres":
-        os.environ["DATABASE_URL"], scratch = postgres_scratch()
-        postgres_admin(os.environ["DATABASE_URL"], f'CREATE DATABASE "{scratch}"')
+    if server:
+        admin_sql(server, f'CREATE DATABASE "{scratch}"')
+        os.environ["DATABASE_URL"] = with_database(server, scratch)
     procs = inv.Processes()
     report = inv.Report()
     try:
@@ -260,8 +244,8 @@ def main() -> int:
         from django.db import connections
 
         connections.close_all()
-        if scratch:
-            postgres_admin(os.environ["DATABASE_URL"], f'DROP DATABASE IF EXISTS "{scratch}"')
+        if server:
+            admin_sql(server, f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
         with contextlib.suppress(Exception):
             import redis
 
