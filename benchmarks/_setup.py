@@ -60,6 +60,22 @@ def bench_environment(tmp: Path) -> None:
     os.chdir(REPO)
 
 
+def migrate_and_collect_static() -> None:
+    """The schema, and the static files manifest the pages need (without whitenoise's
+    compressed copies, which take most of collectstatic's time); Django set up."""
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.test import override_settings
+
+    call_command("migrate", verbosity=0, interactive=False)
+    storages = dict(settings.STORAGES)
+    storages["staticfiles"] = {
+        "BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"
+    }
+    with override_settings(STORAGES=storages):
+        call_command("collectstatic", verbosity=0, interactive=False)
+
+
 def web_server(port: int, workers: int = 1) -> list[str]:
     """The web server command of scripts/run.sh on 127.0.0.1:port, with workers processes."""
     return [

@@ -77,10 +77,11 @@ from urllib.parse import urlencode, urlsplit
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import vm_inventory as inv  # noqa: E402 - node files, processes, percentiles, the report
-from _setup import (  # noqa: E402
+from _setup import (
     admin_sql,
     bench_environment,
     make_session,
+    migrate_and_collect_static,  # noqa: E402
     postgres_url,
     with_database,
 )
@@ -1616,9 +1617,7 @@ def run(
     django.setup()
     from django.conf import settings
     from django.contrib.auth import get_user_model
-    from django.core.management import call_command
     from django.db import connections
-    from django.test import override_settings
 
     db = settings.DATABASES["default"]
     inv.say(
@@ -1627,13 +1626,7 @@ def run(
     )
     inv.say(f"  {os.cpu_count()} CPUs, load average {inv.loadavg()} at the start")
     with inv.timed() as t:
-        call_command("migrate", verbosity=0, interactive=False)
-        storages = dict(settings.STORAGES)
-        storages["staticfiles"] = {
-            "BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"
-        }
-        with override_settings(STORAGES=storages):
-            call_command("collectstatic", verbosity=0, interactive=False)
+        migrate_and_collect_static()
     inv.say(f"  migrate + collectstatic {t[0]:.1f} s")
     world = build_world(args, tmp)
     cpu_per_kind(world, report)

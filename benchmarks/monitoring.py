@@ -44,7 +44,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import vm_inventory as inv  # noqa: E402 - the same node files and report as that benchmark
-from _setup import bench_environment  # noqa: E402
+from _setup import bench_environment, migrate_and_collect_static  # noqa: E402
 
 REPO_ROOT = inv.REPO_ROOT
 GOAL_HOST_READ_MS = 100.0
@@ -140,20 +140,12 @@ def run(args: argparse.Namespace, tmp: Path, report: inv.Report) -> None:
     import django
 
     django.setup()
-    from django.conf import settings
     from django.contrib.auth import get_user_model
-    from django.core.management import call_command
-    from django.test import Client, override_settings
+    from django.test import Client
 
     inv.say(f"monitoring benchmark: {args.vms} running VMs on {args.hosts} simulated host(s)")
     inv.say(f"  {os.cpu_count()} CPUs, load average {inv.loadavg()}; work dir {tmp}")
-    call_command("migrate", verbosity=0, interactive=False)
-    storages = dict(settings.STORAGES)
-    storages["staticfiles"] = {
-        "BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"
-    }
-    with override_settings(STORAGES=storages):
-        call_command("collectstatic", verbosity=0, interactive=False)
+    migrate_and_collect_static()
 
     import libvirt
 

@@ -38,10 +38,11 @@ from urllib.parse import quote
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import vm_inventory as inv  # noqa: E402 - the same report, timer and processes
-from _setup import (  # noqa: E402
+from _setup import (
     admin_sql,
     bench_environment,
     make_session,
+    migrate_and_collect_static,  # noqa: E402
     postgres_url,
     web_server,
     with_database,
@@ -266,8 +267,6 @@ def run(args: argparse.Namespace, tmp: Path, procs: inv.Processes, report: inv.R
 
     django.setup()
     from django.conf import settings
-    from django.core.management import call_command
-    from django.test import override_settings
 
     big = args.vms >= 50_000
     goals = BIG_GOALS_MS if big else GOALS_MS
@@ -275,13 +274,7 @@ def run(args: argparse.Namespace, tmp: Path, procs: inv.Processes, report: inv.R
     inv.say(f"pages benchmark: {args.vms:,} VMs on {args.hosts} hosts, {engine}; work dir {tmp}")
     inv.say(f"  {os.cpu_count()} CPUs, load average {inv.loadavg()} at the start")
     with inv.timed() as t:
-        call_command("migrate", verbosity=0, interactive=False)
-        storages = dict(settings.STORAGES)
-        storages["staticfiles"] = {
-            "BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"
-        }
-        with override_settings(STORAGES=storages):
-            call_command("collectstatic", verbosity=0, interactive=False)
+        migrate_and_collect_static()
     inv.say(f"  migrate + collectstatic {t[0]:.1f} s")
     with inv.timed() as t:
         data = fill(args)

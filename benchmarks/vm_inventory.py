@@ -46,7 +46,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _setup import bench_environment, make_session, web_server
+from _setup import bench_environment, make_session, migrate_and_collect_static, web_server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -480,8 +480,6 @@ def run(args: argparse.Namespace, tmp: Path, procs: Processes, report: Report) -
     django.setup()
     from django.conf import settings
     from django.contrib.auth import get_user_model
-    from django.core.management import call_command
-    from django.test import override_settings
 
     say(f"panel benchmark: {args.vms} VMs on {args.hosts} simulated hosts; work dir {tmp}")
     say(
@@ -489,15 +487,7 @@ def run(args: argparse.Namespace, tmp: Path, procs: Processes, report: Report) -
     )
     say(f"  database {settings.DATABASES['default']['NAME']}, redis {settings.REDIS_URL}")
     with timed() as t:
-        call_command("migrate", verbosity=0, interactive=False)
-        # The pages need the static files manifest. The same manifest without whitenoise's
-        # gzip/brotli copies is written in a fraction of the time.
-        storages = dict(settings.STORAGES)
-        storages["staticfiles"] = {
-            "BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"
-        }
-        with override_settings(STORAGES=storages):
-            call_command("collectstatic", verbosity=0, interactive=False)
+        migrate_and_collect_static()
     say(f"  migrate + collectstatic {t[0]:.1f} s")
 
     from panel.choices import HostState, ProjectRole
