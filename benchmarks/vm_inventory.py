@@ -434,12 +434,6 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--vms", type=int, default=10_000, help="VMs in total (default 10000)")
     p.add_argument("--hosts", type=int, default=20, help="simulated hosts (default 20)")
-    p.add_argument(
-        "--requests",
-        type=int,
-        default=200,
-        help="timed requests per endpoint and user (default 200)",
-    )
     p.add_argument("--watch-seconds", type=float, default=10.0, help="how long the watcher runs")
     p.add_argument(
         "--real",
