@@ -23,7 +23,12 @@ def is_database_full(exc: BaseException) -> bool:
     text = str(exc).lower()
     return isinstance(exc, OperationalError) and any(
         words in text
-        for words in ("too many clients", "too many connections", "remaining connection slots")
+        for words in (
+            "too many clients",
+            "too many connections",
+            "remaining connection slots",
+            "couldn't get a connection",  # the web server's pool: every one in use
+        )
     )
 
 

@@ -102,6 +102,22 @@ DATABASES = {
         default=f"sqlite:///{VAR_DIR / 'panel.sqlite3'}", conn_max_age=0
     )
 }
+# The web server runs every request in a thread of its own; on PostgreSQL it takes their
+# connections from a pool of PANEL_DB_POOL (10) per process, so a burst of requests waits
+# for a connection (PANEL_DB_POOL_TIMEOUT, 10 s, then a 503) instead of opening one each
+# until the server has none left. Only the web server: the workers' processes fork, and
+# a pool does not survive a fork.
+WEB_SERVER = Path(sys.argv[0]).name in {"uvicorn", "gunicorn", "daphne"}
+DB_POOL = int(os.environ.get("PANEL_DB_POOL", "10"))
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and WEB_SERVER and DB_POOL:
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": DB_POOL,
+        "timeout": float(os.environ.get("PANEL_DB_POOL_TIMEOUT", "10")),
+    }
+    # A pooled connection is checked before use: after a database restart the pool
+    # replaces the ones that broke instead of handing them out.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Web server, worker, beat and watcher write to one file: WAL lets readers
     # go on while one writes, IMMEDIATE avoids lock upgrades that deadlock.
