@@ -129,12 +129,18 @@ def sync_domain(host: Host, info: hypervisor.DomainInfo) -> VirtualMachine:
         new = vm is None
         if new:
             vm = VirtualMachine(pk=info.uuid, project=unassigned_project())
-        for key, value in _fields(info).items():
+        fields = _fields(info)
+        # Pages hear of the VM when something they show changed, not at every read.
+        changed = (
+            new or vm.host_id != host.pk or any(getattr(vm, k) != v for k, v in fields.items())
+        )
+        for key, value in fields.items():
             setattr(vm, key, value)
         vm.host = host
         vm.synced = timezone.now()
         vm.save(force_insert=new)
-        _publish(vm)
+        if changed:
+            _publish(vm)
     return vm
 
 
@@ -655,6 +661,7 @@ def refresh_details(vm: VirtualMachine) -> VirtualMachine:
         ) from exc
     with transaction.atomic():
         vm = sync_domain(vm.host, details.info)
+        ips_before = vm.ips
         vm.ips = [dataclasses.asdict(a) for a in details.addresses]
         vm.details = {
             "id": details.id,
@@ -670,7 +677,14 @@ def refresh_details(vm: VirtualMachine) -> VirtualMachine:
         }
         vm.xml = details.xml
         vm.save(update_fields=["ips", "details", "xml"])
-        _publish(vm)
+        # The VM's page shows the details; host pages and VM lists only its state (told
+        # by sync_domain when it changed) and addresses: fresh details alone, read at each
+        # page view, are not theirs to hear of.
+        if vm.ips != ips_before:
+            _publish(vm)
+        else:
+            payload: events.VMUpdate = {"type": "vm.update", "vm": serialize_vm(vm)}
+            events.publish(events.vm_group(str(vm.pk)), payload)
     return vm
 
 

@@ -4,12 +4,17 @@ read from the host, and editing the domain XML."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+import uuid
 
 import pytest
+from asgiref.sync import async_to_sync
+from channels import DEFAULT_CHANNEL_LAYER
+from channels.layers import channel_layers
 from lxml import html as lxml_html
 
-from panel import hypervisor
+from panel import events, hypervisor
 from panel.models import AuditEvent, Job
 from panel.services import reconcile_host
 from storage.models import Volume
@@ -248,6 +253,44 @@ def test_it_shows_the_details_read_from_the_host(make_vm, api_for, client_for):
     )
     assert overview["State"] == "Running (booted)"
     assert overview["Domain id"] == str(details["id"])
+
+
+def test_fresh_details_reach_the_vms_page_and_not_every_host_page(
+    make_vm, django_capture_on_commit_callbacks
+):
+    """Each VM page view reads the VM's details; the VM list and host pages, which show
+    only its state and addresses, hear of the VM only when those change."""
+    vm = make_vm(running=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        vm = vm_services.refresh_details(vm)  # the first read brings the row up to date
+    # Plain channel names, read straight from Redis: each async_to_sync runs its own loop,
+    # and a layer instance belongs to one.
+    vm_channel, host_channel = f"test-vm-{uuid.uuid4().hex}", f"test-host-{uuid.uuid4().hex}"
+
+    async def listen() -> None:
+        layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
+        await layer.group_add(events.vm_group(str(vm.pk)), vm_channel)
+        await layer.group_add(events.host_group(vm.host_id), host_channel)
+
+    async def heard(channel: str) -> dict | None:
+        layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
+        try:
+            return await asyncio.wait_for(layer.receive(channel), 2)
+        except TimeoutError:
+            return None
+
+    async_to_sync(listen)()
+    with django_capture_on_commit_callbacks(execute=True):
+        vm_services.refresh_details(vm)
+    on_vm, on_host = async_to_sync(heard)(vm_channel), async_to_sync(heard)(host_channel)
+    assert on_vm is not None and on_vm["vm"]["details_at"], on_vm
+    assert on_host is None, on_host
+
+    # A change of state reaches both.
+    with django_capture_on_commit_callbacks(execute=True):
+        vm_services.sync_domain(vm.host, hypervisor.suspend_domain(LOCAL_URI, str(vm.pk)))
+    on_vm, on_host = async_to_sync(heard)(vm_channel), async_to_sync(heard)(host_channel)
+    assert on_vm["vm"]["state"] == on_host["vm"]["state"] == "paused", (on_vm, on_host)
 
 
 # --- XML ---------------------------------------------------------------------------------------
