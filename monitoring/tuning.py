@@ -21,9 +21,9 @@ from panel import audit, hypervisor, quotas
 from panel.exceptions import ConflictError, ServiceError
 from panel.permissions import VIEW, is_admin
 from vms.choices import VMState
-from vms.disks import _check_scope, _commit, _ready, _scope
+from vms.disks import check_scope, commit_disk_change, ready_for_change, scope_words
 from vms.models import VirtualMachine
-from vms.services import _on_host, _require, reread
+from vms.services import on_vm_host, require_right, reread
 
 MIB = 1024 * 1024
 
@@ -44,8 +44,8 @@ def _cpu_list(cpus: tuple[int, ...] | list[int]) -> str:
 
 def vm_tuning(vm: VirtualMachine, *, actor: Any) -> dict:
     """The VM's tuning now and the host's CPUs, NUMA cells and huge pages, for the tuning tab."""
-    _require(actor, vm, VIEW, "see the tuning of")
-    with _on_host(vm):
+    require_right(actor, vm, VIEW, "see the tuning of")
+    with on_vm_host(vm):
         info = hypervisor.domain_tuning(vm.host.uri, str(vm.pk))
         host = hypervisor.host_tuning(vm.host.uri)
     data = dataclasses.asdict(info)
@@ -57,7 +57,7 @@ def vm_tuning(vm: VirtualMachine, *, actor: Any) -> dict:
 
 
 def _host_cpus(vm: VirtualMachine) -> int:
-    with _on_host(vm):
+    with on_vm_host(vm):
         return len(hypervisor.host_tuning(vm.host.uri).cpus)
 
 
@@ -81,12 +81,12 @@ def pin_vcpus(
     source_ip: str | None = None,
 ) -> hypervisor.TuningInfo:
     """Pin vCPUs to host CPUs ({vcpu: [cpu, ...]}; an empty list: any CPU)."""
-    _ready(vm, actor, "tune")
+    ready_for_change(vm, actor, "tune")
     with audit.refusals_recorded(actor, "vm.vcpupin", vm, project=vm.project, source_ip=source_ip):
         if not pins:
             raise ServiceError("Give at least one vCPU and the host CPUs for it.", field="pins")
-        _check_scope(vm, live, persistent)
-        with _on_host(vm):
+        check_scope(vm, live, persistent)
+        with on_vm_host(vm):
             current = hypervisor.domain_tuning(vm.host.uri, str(vm.pk))
         bad = sorted(v for v in pins if v < 0 or v >= current.max_vcpus)
         if bad:
@@ -96,7 +96,7 @@ def pin_vcpus(
                 field="pins",
             )
         _check_cpus(vm, [c for cpus in pins.values() for c in cpus], "pins", current.host_cpus)
-        with _on_host(vm, f"Pinning the vCPUs of {vm.name}"):
+        with on_vm_host(vm, f"Pinning the vCPUs of {vm.name}"):
             info = hypervisor.pin_vcpus(
                 vm.host.uri,
                 str(vm.pk),
@@ -107,7 +107,9 @@ def pin_vcpus(
         detail = "; ".join(
             f"vCPU {v} on {_cpu_list(c) if c else 'any CPU'}" for v, c in sorted(pins.items())
         )
-        _commit(vm, None, actor, "vm.vcpupin", f"{detail}; {_scope(live, persistent)}", source_ip)
+        commit_disk_change(
+            vm, None, actor, "vm.vcpupin", f"{detail}; {scope_words(live, persistent)}", source_ip
+        )
     return info
 
 
@@ -121,18 +123,20 @@ def pin_emulator(
     source_ip: str | None = None,
 ) -> hypervisor.TuningInfo:
     """Pin qemu's emulator threads to host CPUs (an empty list: any CPU)."""
-    _ready(vm, actor, "tune")
+    ready_for_change(vm, actor, "tune")
     with audit.refusals_recorded(
         actor, "vm.emulatorpin", vm, project=vm.project, source_ip=source_ip
     ):
-        _check_scope(vm, live, persistent)
+        check_scope(vm, live, persistent)
         _check_cpus(vm, cpus, "cpus", _host_cpus(vm))
-        with _on_host(vm, f"Pinning the emulator of {vm.name}"):
+        with on_vm_host(vm, f"Pinning the emulator of {vm.name}"):
             info = hypervisor.pin_emulator(
                 vm.host.uri, str(vm.pk), tuple(cpus), live=live, persistent=persistent
             )
-        detail = f"emulator on {_cpu_list(cpus) if cpus else 'any CPU'}; {_scope(live, persistent)}"
-        _commit(vm, None, actor, "vm.emulatorpin", detail, source_ip)
+        detail = (
+            f"emulator on {_cpu_list(cpus) if cpus else 'any CPU'}; {scope_words(live, persistent)}"
+        )
+        commit_disk_change(vm, None, actor, "vm.emulatorpin", detail, source_ip)
     return info
 
 
@@ -229,10 +233,10 @@ def set_memory(
     source_ip: str | None = None,
 ) -> tuple[hypervisor.TuningInfo, str]:
     """Set the VM's current memory: live it inflates or deflates the balloon."""
-    _ready(vm, actor, "tune")
+    ready_for_change(vm, actor, "tune")
     with audit.refusals_recorded(actor, "vm.memory", vm, project=vm.project, source_ip=source_ip):
-        _check_scope(vm, live, persistent)
-        with _on_host(vm):
+        check_scope(vm, live, persistent)
+        with on_vm_host(vm):
             current = hypervisor.domain_tuning(vm.host.uri, str(vm.pk))
         maximum = current.max_memory_kib // 1024
         if memory_mib < 16 or memory_mib > maximum:
@@ -244,14 +248,14 @@ def set_memory(
         _within_template(vm, "memory_mib", memory_mib=memory_mib)
         warning = _check_reserve(vm, memory_mib, actor, force, "memory_mib")
         with _growing(vm, memory_mib=memory_mib, maximum=False):
-            with _on_host(vm, f"Setting the memory of {vm.name}"):
+            with on_vm_host(vm, f"Setting the memory of {vm.name}"):
                 info = hypervisor.set_memory(
                     vm.host.uri, str(vm.pk), memory_mib * 1024, live=live, persistent=persistent
                 )
-            detail = f"{memory_mib} MiB; {_scope(live, persistent)}" + (
+            detail = f"{memory_mib} MiB; {scope_words(live, persistent)}" + (
                 f"; {warning}" if warning else ""
             )
-            _commit(vm, None, actor, "vm.memory", detail, source_ip)
+            commit_disk_change(vm, None, actor, "vm.memory", detail, source_ip)
     return info, warning
 
 
@@ -265,10 +269,10 @@ def set_vcpus(
     source_ip: str | None = None,
 ) -> hypervisor.TuningInfo:
     """Set how many vCPUs the VM has (hotplug when live, up to its maximum)."""
-    _ready(vm, actor, "tune")
+    ready_for_change(vm, actor, "tune")
     with audit.refusals_recorded(actor, "vm.vcpus", vm, project=vm.project, source_ip=source_ip):
-        _check_scope(vm, live, persistent)
-        with _on_host(vm):
+        check_scope(vm, live, persistent)
+        with on_vm_host(vm):
             current = hypervisor.domain_tuning(vm.host.uri, str(vm.pk))
         if vcpus < 1 or vcpus > current.max_vcpus:
             raise ServiceError(
@@ -278,12 +282,17 @@ def set_vcpus(
             )
         _within_template(vm, "vcpus", vcpus=vcpus)
         with _growing(vm, vcpus=vcpus, maximum=False):
-            with _on_host(vm, f"Setting the vCPUs of {vm.name}"):
+            with on_vm_host(vm, f"Setting the vCPUs of {vm.name}"):
                 info = hypervisor.set_vcpus(
                     vm.host.uri, str(vm.pk), vcpus, live=live, persistent=persistent
                 )
-            _commit(
-                vm, None, actor, "vm.vcpus", f"{vcpus} vCPUs; {_scope(live, persistent)}", source_ip
+            commit_disk_change(
+                vm,
+                None,
+                actor,
+                "vm.vcpus",
+                f"{vcpus} vCPUs; {scope_words(live, persistent)}",
+                source_ip,
             )
     return info
 
@@ -299,7 +308,7 @@ def set_iotune(
     source_ip: str | None = None,
 ) -> hypervisor.TuningInfo:
     """Limit a disk's bytes and operations per second (0: no limit), like blkdeviotune."""
-    _ready(vm, actor, "tune")
+    ready_for_change(vm, actor, "tune")
     with audit.refusals_recorded(actor, "vm.iotune", vm, project=vm.project, source_ip=source_ip):
         if not any(d.get("target") == target and d.get("device") == "disk" for d in vm.disks):
             disks = ", ".join(d["target"] for d in vm.disks if d.get("device") == "disk")
@@ -316,15 +325,15 @@ def set_iotune(
                     f"Set either a total {kind} limit or read/write {kind} limits, not both.",
                     field=f"total_{kind}_sec",
                 )
-        _check_scope(vm, live, persistent)
+        check_scope(vm, live, persistent)
         iotune = hypervisor.IoTune(**limits)
-        with _on_host(vm, f"Limiting the I/O of {target}"):
+        with on_vm_host(vm, f"Limiting the I/O of {target}"):
             info = hypervisor.set_block_iotune(
                 vm.host.uri, str(vm.pk), target, iotune, live=live, persistent=persistent
             )
         applied = ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(iotune).items() if v)
-        detail = f"{target}: {applied or 'no limits'}; {_scope(live, persistent)}"
-        _commit(vm, None, actor, "vm.iotune", detail, source_ip)
+        detail = f"{target}: {applied or 'no limits'}; {scope_words(live, persistent)}"
+        commit_disk_change(vm, None, actor, "vm.iotune", detail, source_ip)
     return info
 
 
@@ -332,20 +341,20 @@ def set_max_vcpus(
     vm: VirtualMachine, max_vcpus: int, *, actor: Any, source_ip: str | None = None
 ) -> hypervisor.TuningInfo:
     """Set the most vCPUs the VM may have (its definition: from the next boot)."""
-    _ready(vm, actor, "tune")
+    ready_for_change(vm, actor, "tune")
     with audit.refusals_recorded(
         actor, "vm.max_vcpus", vm, project=vm.project, source_ip=source_ip
     ):
-        _check_scope(vm, False, True)
+        check_scope(vm, False, True)
         if not 1 <= max_vcpus <= 255:
             raise ServiceError("The maximum vCPUs is a number from 1 to 255.", field="max_vcpus")
         _within_template(vm, "max_vcpus", vcpus=max_vcpus)
         with _growing(vm, vcpus=max_vcpus, maximum=True):
-            with _on_host(vm, f"Setting the maximum vCPUs of {vm.name}"):
+            with on_vm_host(vm, f"Setting the maximum vCPUs of {vm.name}"):
                 info = hypervisor.set_vcpus(
                     vm.host.uri, str(vm.pk), max_vcpus, live=False, persistent=True, maximum=True
                 )
-            _commit(
+            commit_disk_change(
                 vm,
                 None,
                 actor,
@@ -365,17 +374,17 @@ def set_max_memory(
     source_ip: str | None = None,
 ) -> tuple[hypervisor.TuningInfo, str]:
     """Set the most memory the VM may have (its definition); the balloon moves below it."""
-    _ready(vm, actor, "tune")
+    ready_for_change(vm, actor, "tune")
     with audit.refusals_recorded(
         actor, "vm.max_memory", vm, project=vm.project, source_ip=source_ip
     ):
-        _check_scope(vm, False, True)
+        check_scope(vm, False, True)
         if max_memory_mib < 16:
             raise ServiceError("The maximum memory is at least 16 MiB.", field="max_memory_mib")
         _within_template(vm, "max_memory_mib", memory_mib=max_memory_mib)
         warning = _check_reserve(vm, max_memory_mib, actor, force, "max_memory_mib")
         with _growing(vm, memory_mib=max_memory_mib, maximum=True):
-            with _on_host(vm, f"Setting the maximum memory of {vm.name}"):
+            with on_vm_host(vm, f"Setting the maximum memory of {vm.name}"):
                 info = hypervisor.set_memory(
                     vm.host.uri,
                     str(vm.pk),
@@ -387,7 +396,7 @@ def set_max_memory(
             detail = f"at most {max_memory_mib} MiB; persistent" + (
                 f"; {warning}" if warning else ""
             )
-            _commit(vm, None, actor, "vm.max_memory", detail, source_ip)
+            commit_disk_change(vm, None, actor, "vm.max_memory", detail, source_ip)
     return info, warning
 
 
@@ -414,7 +423,7 @@ def set_numatune(
     source_ip: str | None = None,
 ) -> hypervisor.TuningInfo:
     """Set where the VM's memory comes from: a NUMA mode and the host cells (like numatune)."""
-    _ready(vm, actor, "tune")
+    ready_for_change(vm, actor, "tune")
     with audit.refusals_recorded(actor, "vm.numatune", vm, project=vm.project, source_ip=source_ip):
         if mode not in hypervisor.NUMA_MODES:
             raise ServiceError(
@@ -428,8 +437,8 @@ def set_numatune(
                 f"'{nodeset}' is not a list of NUMA cells: write it like 0 or 0-1 or 0,2.",
                 field="nodeset",
             ) from None
-        _check_scope(vm, live, persistent)
-        with _on_host(vm):
+        check_scope(vm, live, persistent)
+        with on_vm_host(vm):
             cells = {c.id for c in hypervisor.host_tuning(vm.host.uri).cells}
         missing = sorted(nodes - cells)
         if missing:
@@ -438,12 +447,12 @@ def set_numatune(
                 f"are {', '.join(map(str, sorted(cells))) or 'none'}.",
                 field="nodeset",
             )
-        with _on_host(vm, f"Setting the NUMA policy of {vm.name}"):
+        with on_vm_host(vm, f"Setting the NUMA policy of {vm.name}"):
             info = hypervisor.set_numatune(
                 vm.host.uri, str(vm.pk), mode, nodeset, live=live, persistent=persistent
             )
-        detail = f"{mode} on cells {nodeset}; {_scope(live, persistent)}"
-        _commit(vm, None, actor, "vm.numatune", detail, source_ip)
+        detail = f"{mode} on cells {nodeset}; {scope_words(live, persistent)}"
+        commit_disk_change(vm, None, actor, "vm.numatune", detail, source_ip)
     return info
 
 
@@ -460,14 +469,14 @@ def set_hugepages(
     Refused when the host's free huge pages cannot hold the VM's memory (it would not
     start); admins may define it anyway, warned.
     """
-    _ready(vm, actor, "tune")
+    ready_for_change(vm, actor, "tune")
     with audit.refusals_recorded(
         actor, "vm.hugepages", vm, project=vm.project, source_ip=source_ip
     ):
-        _check_scope(vm, False, True)
+        check_scope(vm, False, True)
         warning = ""
         if enabled:
-            with _on_host(vm):
+            with on_vm_host(vm):
                 host = hypervisor.host_tuning(vm.host.uri)
                 current = hypervisor.domain_tuning(vm.host.uri, str(vm.pk))
             free = sum(size * 1024 * free for cell in host.cells for size, _t, free in cell.pages)
@@ -485,12 +494,12 @@ def set_hugepages(
                         field="enabled",
                     )
                 warning = f"Warning: {message} until huge pages are reserved."
-        with _on_host(vm, f"Changing the memory backing of {vm.name}"):
+        with on_vm_host(vm, f"Changing the memory backing of {vm.name}"):
             info = hypervisor.set_hugepages(vm.host.uri, str(vm.pk), enabled)
         detail = f"huge pages {'on' if enabled else 'off'}; persistent" + (
             f"; {warning}" if warning else ""
         )
-        _commit(vm, None, actor, "vm.hugepages", detail, source_ip)
+        commit_disk_change(vm, None, actor, "vm.hugepages", detail, source_ip)
     return info, warning
 
 
@@ -508,7 +517,7 @@ def set_nic_bandwidth(
     """Limit a NIC's average rate each way in KiB/s (0: no limit), like virsh domiftune."""
     from networking.services import MAX_RATE_KIB
 
-    _ready(vm, actor, "tune")
+    ready_for_change(vm, actor, "tune")
     with audit.refusals_recorded(
         actor, "vm.nic_bandwidth", vm, project=vm.project, source_ip=source_ip
     ):
@@ -527,9 +536,9 @@ def set_nic_bandwidth(
                     f"{MAX_RATE_KIB}.",
                     field=field,
                 )
-        _check_scope(vm, live, persistent)
+        check_scope(vm, live, persistent)
         try:
-            with _on_host(vm, f"Limiting NIC {mac}"):
+            with on_vm_host(vm, f"Limiting NIC {mac}"):
                 inbound, outbound = hypervisor.set_interface_bandwidth(
                     vm.host.uri,
                     str(vm.pk),
@@ -547,6 +556,6 @@ def set_nic_bandwidth(
                     "the limit persistent only (from the next boot), or load those modules."
                 ) from exc
             raise
-        detail = f"{mac}: in {inbound} out {outbound} KiB/s; {_scope(live, persistent)}"
-        _commit(vm, None, actor, "vm.nic_bandwidth", detail, source_ip)
+        detail = f"{mac}: in {inbound} out {outbound} KiB/s; {scope_words(live, persistent)}"
+        commit_disk_change(vm, None, actor, "vm.nic_bandwidth", detail, source_ip)
     return {"mac": mac, "inbound_kib": inbound, "outbound_kib": outbound}

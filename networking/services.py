@@ -767,7 +767,7 @@ def attach_nic(
 ) -> tuple[VirtualMachine, str]:
     """Plug a NIC into a VM (live and/or persistent); return the VM and the NIC's MAC."""
     ops = _vm_ops()
-    ops._require(actor, vm, CHANGE, "change the NICs of")
+    ops.require_right(actor, vm, CHANGE, "change the NICs of")
     with audit.refusals_recorded(
         actor, "vm.nic_attach", vm, project=vm.project, source_ip=source_ip
     ):
@@ -840,7 +840,7 @@ def attach_nic(
                     field="mac",
                 )
             try:
-                with ops._on_host(vm, failed=f"Could not attach the NIC to {vm.name}"):
+                with ops.on_vm_host(vm, failed=f"Could not attach the NIC to {vm.name}"):
                     _info, mac = hypervisor.attach_nic(
                         vm.host.uri, str(vm.pk), spec, live=live, persistent=persistent
                     )
@@ -876,7 +876,7 @@ def detach_nic(
 ) -> VirtualMachine:
     """Unplug the NIC with this MAC from a VM (live and/or persistent)."""
     ops = _vm_ops()
-    ops._require(actor, vm, CHANGE, "change the NICs of")
+    ops.require_right(actor, vm, CHANGE, "change the NICs of")
     with audit.refusals_recorded(
         actor, "vm.nic_detach", vm, project=vm.project, source_ip=source_ip
     ):
@@ -890,7 +890,7 @@ def detach_nic(
             )
         live, persistent = _live_persistent(vm, live, persistent)
         locks.refuse_if_busy(f"vm:{vm.pk}", vm.name)
-        with ops._on_host(vm, failed=f"Could not detach NIC {mac} from {vm.name}"):
+        with ops.on_vm_host(vm, failed=f"Could not detach NIC {mac} from {vm.name}"):
             hypervisor.detach_nic(vm.host.uri, str(vm.pk), mac, live=live, persistent=persistent)
         vm = ops.refresh_details(vm)
         where = "+".join(w for w, on in (("live", live), ("persistent", persistent)) if on)
@@ -915,13 +915,13 @@ def set_nic_link(
 ) -> VirtualMachine:
     """Set a NIC's link up or down (live when running, and in the definition)."""
     ops = _vm_ops()
-    ops._require(actor, vm, CHANGE, "change the NICs of")
+    ops.require_right(actor, vm, CHANGE, "change the NICs of")
     with audit.refusals_recorded(actor, "vm.nic_link", vm, project=vm.project, source_ip=source_ip):
         mac = normalize_mac(mac)
         if mac not in {n.get("mac", "").lower() for n in vm_nics(vm)}:
             raise ServiceError(f"{vm.name} has no NIC with MAC {mac}.", field="mac")
         live, persistent = _live_persistent(vm, None, None)
-        with ops._on_host(vm, failed=f"Could not change the link of {mac}"):
+        with ops.on_vm_host(vm, failed=f"Could not change the link of {mac}"):
             hypervisor.set_nic_link(
                 vm.host.uri, str(vm.pk), mac, up, live=live, persistent=persistent
             )

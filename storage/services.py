@@ -689,7 +689,7 @@ def delete_pool(
     """Stop and undefine the pool; its directory (or VG) is removed only when asked."""
     _require_admin(actor, "delete storage pools")
     with audit.refusals_recorded(actor, "pool.delete", pool, source_ip=source_ip):
-        users = _vms_using(pool.host, [v.path for v in pool.volumes.all() if v.path])
+        users = vms_using(pool.host, [v.path for v in pool.volumes.all() if v.path])
         if users:
             raise ConflictError(
                 f"Pool {pool.name} holds disks of {', '.join(sorted(users))}: "
@@ -716,7 +716,7 @@ def delete_pool(
 # --- volumes ---
 
 
-def _vms_using(host: Host, paths: Iterable[str]) -> dict[str, str]:
+def vms_using(host: Host, paths: Iterable[str]) -> dict[str, str]:
     """{VM name: path} for the VMs on host whose disks use one of paths."""
     from vms.models import VirtualMachine
 
@@ -1008,7 +1008,7 @@ def delete_volume(volume: Volume, *, actor: Any, source_ip: str | None = None) -
     _require(actor, volume, DELETE, "delete")
     with audit.refusals_recorded(actor, "volume.delete", volume, source_ip=source_ip):
         _not_busy(volume)
-        users = _vms_using(volume.pool.host, [volume.path])
+        users = vms_using(volume.pool.host, [volume.path])
         if users:
             raise ConflictError(
                 f"{volume.name} is a disk of {', '.join(sorted(users))}: detach it first."
@@ -1104,7 +1104,7 @@ def wipe_volume(volume: Volume, *, actor: Any, source_ip: str | None = None) -> 
     with audit.refusals_recorded(actor, "volume.wipe", volume, source_ip=source_ip):
         _not_busy(volume)
         require_trusted(volume, "wiped")
-        users = _vms_using(volume.pool.host, [volume.path])
+        users = vms_using(volume.pool.host, [volume.path])
         if users:
             raise ConflictError(
                 f"{volume.name} is a disk of {', '.join(sorted(users))}: detach it before wiping it."
@@ -1283,7 +1283,7 @@ def start_upload(volume: Volume, length: int, *, actor: Any, source_ip: str | No
                 f"Pool {volume.pool.name} has {_gib(volume.pool.available)} free; the upload "
                 f"needs {_gib(needed)} more."
             )
-        users = _vms_using(volume.pool.host, [volume.path])
+        users = vms_using(volume.pool.host, [volume.path])
         if users:
             raise ConflictError(
                 f"{volume.name} is a disk of {', '.join(sorted(users))}: detach it before "

@@ -218,7 +218,7 @@ def volume_detail(request: HttpRequest, volume_id: int) -> HttpResponse:
         "pools": restrict(
             StoragePool.objects.filter(host=volume.pool.host, state="active"), request.user
         ),
-        "used_by": services._vms_using(volume.pool.host, [volume.path]),
+        "used_by": services.vms_using(volume.pool.host, [volume.path]),
         "projects": Project.objects.order_by("name") if is_admin(request.user) else [],
         "job": Job.objects.filter(target=f"volume:{volume.pk}").order_by("-created").first(),
     }

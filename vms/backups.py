@@ -25,7 +25,7 @@ from storage.models import StoragePool
 
 from .choices import BackupState, VMState
 from .models import Backup, BackupSchedule, VirtualMachine
-from .services import _on_host, _queue_vm_job, _require
+from .services import on_vm_host, queue_vm_job, require_right
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def serialize_backup(backup: Backup) -> dict[str, Any]:
     }
 
 
-def _backup_pool(vm: VirtualMachine, pool: StoragePool | None, actor: Any) -> StoragePool:
+def backup_pool(vm: VirtualMachine, pool: StoragePool | None, actor: Any) -> StoragePool:
     if pool is None:
         raise ServiceError("Choose the pool the backup goes to.", field="pool")
     if pool.host_id != vm.host_id:
@@ -71,7 +71,7 @@ def _backup_pool(vm: VirtualMachine, pool: StoragePool | None, actor: Any) -> St
 def disk_bytes(vm: VirtualMachine) -> int:
     """What vm's disks can hold, read from its host now: the most a copy or a snapshot of
     them may take."""
-    with _on_host(vm):
+    with on_vm_host(vm):
         return sum(hypervisor.disk_capacities(vm.host.uri, str(vm.pk)).values())
 
 
@@ -95,11 +95,11 @@ def take_backup(
     method forces one of those ways ('' chooses)."""
     from .tasks import vm_backup_task
 
-    _require(actor, vm, CHANGE, "back up")
+    require_right(actor, vm, CHANGE, "back up")
     with audit.refusals_recorded(
         actor, "vm.backup.create", vm, project=vm.project, source_ip=source_ip
     ):
-        pool = _backup_pool(vm, pool, actor)
+        pool = backup_pool(vm, pool, actor)
         if method not in ("", *hypervisor.BACKUP_METHODS):
             raise ServiceError(
                 "Choose the method: offline, push or snapshot (or leave it empty).", field="method"
@@ -130,7 +130,7 @@ def take_backup(
                 pool=pool,
                 schedule=schedule,
             )
-            job = _queue_vm_job(
+            job = queue_vm_job(
                 vm,
                 JobKind.VM_BACKUP,
                 vm_backup_task,
@@ -185,7 +185,7 @@ def _copy_and_verify(job: Job, backup: Backup, vm: VirtualMachine) -> None:
         jobs.report(job.pk, progress=5 + 80 * done // max(total, 1))
 
     started = time.monotonic()
-    with _on_host(vm, failed=f"The backup of {vm.name} failed and was undone"):
+    with on_vm_host(vm, failed=f"The backup of {vm.name} failed and was undone"):
         result = hypervisor.backup_domain(
             uri,
             str(vm.pk),
@@ -214,7 +214,7 @@ def _copy_and_verify(job: Job, backup: Backup, vm: VirtualMachine) -> None:
     jobs.report(job.pk, progress=90, message="Verifying the copies (qemu-img check)")
     verify = []
     for disk in result.disks:
-        with _on_host(vm, failed=f"Checking {disk.path} failed"):
+        with on_vm_host(vm, failed=f"Checking {disk.path} failed"):
             checked = qemu_img.check(uri, disk.path, disk.format)
         verify.append({"target": disk.target, **checked})
         jobs.report(job.pk, log_line=f"{disk.target}: {checked['summary']}")
@@ -252,7 +252,7 @@ def _copy_and_verify(job: Job, backup: Backup, vm: VirtualMachine) -> None:
     )
 
 
-def _delete_copies(backup: Backup) -> list[str]:
+def delete_copies(backup: Backup) -> list[str]:
     """Delete a backup's volumes from its pool; returns what was deleted."""
     done = []
     if backup.pool is None:
@@ -273,7 +273,7 @@ def delete_backup(backup: Backup, *, actor: Any, source_ip: str | None = None) -
     """Delete a backup's copies and its record."""
     vm = backup.vm
     if vm is not None:
-        _require(actor, vm, CHANGE, "delete backups of")
+        require_right(actor, vm, CHANGE, "delete backups of")
     elif not (backup.project and allowed(actor, backup.project, MANAGE)):
         raise PermissionDenied("Your role does not allow you to delete this backup.")
     with audit.refusals_recorded(
@@ -281,8 +281,8 @@ def delete_backup(backup: Backup, *, actor: Any, source_ip: str | None = None) -
     ):
         if _in_progress(backup):
             raise ConflictError(f"Backup #{backup.pk} is still being made: wait for its job.")
-        with _host_errors(backup):
-            _delete_copies(backup)
+        with backup_host_errors(backup):
+            delete_copies(backup)
         with transaction.atomic():
             audit.record(
                 actor,
@@ -302,7 +302,7 @@ def _in_progress(backup: Backup) -> bool:
     )
 
 
-def _host_errors(backup: Backup) -> Any:
+def backup_host_errors(backup: Backup) -> Any:
     return on_host(backup.host, f"Backup #{backup.pk}")
 
 
@@ -349,7 +349,7 @@ def restore_backup(
         raise ConflictError(
             f"The VM of backup #{backup.pk} was deleted: restore from its pool's volumes by hand."
         )
-    _require(actor, vm, CHANGE, "restore backups of")
+    require_right(actor, vm, CHANGE, "restore backups of")
     with audit.refusals_recorded(
         actor, "vm.backup.restore", vm, project=vm.project, source_ip=source_ip
     ):
@@ -363,7 +363,7 @@ def restore_backup(
         reserve: dict[str, int] = {}
         if mode == "new":
             name = _restore_name(backup, name)
-            pool = _backup_pool(vm, pool, actor)
+            pool = backup_pool(vm, pool, actor)
             disk_gib = -(-sum(int(d.get("capacity", 0)) for d in backup.disks) // (1024**3))
             reserve = {
                 "vms": 1,
@@ -380,7 +380,7 @@ def restore_backup(
         with transaction.atomic():
             if reserve and vm.project is not None:
                 quotas.reserve(vm.project, **reserve)
-            job = _queue_vm_job(
+            job = queue_vm_job(
                 vm,
                 JobKind.VM_BACKUP_RESTORE,
                 vm_backup_task,
@@ -431,7 +431,7 @@ def run_restore_job(job: Job) -> None:
         log_line=f"restore of backup #{backup.pk} ({spec['mode']}) started",
     )
     for disk in backup.disks:
-        with _host_errors(backup):
+        with backup_host_errors(backup):
             checked = qemu_img.check(uri, disk["path"], disk.get("format", "qcow2"))
         jobs.report(job.pk, log_line=f"{disk['target']}: {disk['path']}: {checked['summary']}")
         if not checked["ok"]:
@@ -449,7 +449,7 @@ def run_restore_job(job: Job) -> None:
 
     jobs.report(job.pk, progress=15, message=f"Copying backup #{backup.pk}")
     if spec["mode"] == "new":
-        with _on_host(vm, failed=f"Restoring backup #{backup.pk} failed and was undone"):
+        with on_vm_host(vm, failed=f"Restoring backup #{backup.pk} failed and was undone"):
             uuid, made = hypervisor.restore_as_new(
                 uri,
                 backup.xml,
@@ -473,18 +473,18 @@ def run_restore_job(job: Job) -> None:
             job.result = {**job.result, "restored": uuid, "reserve": {}}
             job.save(update_fields=["result"])
     else:
-        with _on_host(vm, failed=f"Restoring {vm.name} from backup #{backup.pk} failed"):
+        with on_vm_host(vm, failed=f"Restoring {vm.name} from backup #{backup.pk} failed"):
             steps = hypervisor.restore_in_place(
                 uri, str(vm.pk), copies, progress=progress, on_volume=jobs.recorder(job.pk)
             )
         for step in steps:
             jobs.report(job.pk, log_line=step)
-        restored = services._apply(vm, None)
+        restored = services.apply_info(vm, None)
     jobs.report(job.pk, progress=85, message="Checking the restored disks")
     for disk in [d for d in restored.disks if d.get("target") in copies]:
         # A standalone qcow2 copy the panel made: recorded so, whatever its content reads as.
         storage_services.record_made(backup.host, disk["source"], "qcow2", [])
-        with _host_errors(backup):
+        with backup_host_errors(backup):
             checked = qemu_img.check(uri, disk["source"], "qcow2")
         jobs.report(job.pk, log_line=f"{disk['target']}: {disk['source']}: {checked['summary']}")
         if not checked["ok"]:
@@ -492,8 +492,8 @@ def run_restore_job(job: Job) -> None:
                 f"The restored disk {disk['source']} failed its check: {checked['summary']}"
             )
     if spec["start"]:
-        with _on_host(restored, failed=f"{restored.name} was restored but did not start"):
-            restored = services._apply(restored, hypervisor.start_domain(uri, str(restored.pk)))
+        with on_vm_host(restored, failed=f"{restored.name} was restored but did not start"):
+            restored = services.apply_info(restored, hypervisor.start_domain(uri, str(restored.pk)))
     if backup.pool is not None:
         from storage.services import refresh_pool_row
 

@@ -130,7 +130,7 @@ def _volume(
         raise _field(f"{volume.name} is on {volume.pool.host.name}, not {host.name}.", field)
     if not _may_use(actor, volume, project, read_only=read_only):
         raise _field(f"{volume.name} is not a volume of {project.name} that you may use.", field)
-    users = storage_services._vms_using(host, [volume.path])
+    users = storage_services.vms_using(host, [volume.path])
     if users and not read_only:
         raise ConflictError(f"{volume.name} is already a disk of {', '.join(sorted(users))}.")
     return volume

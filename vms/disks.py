@@ -17,11 +17,11 @@ from panel.hypervisor import storage as hv
 from panel.permissions import CHANGE, VIEW, allowed, is_admin
 from storage import services as storage_services
 from storage.models import Volume
-from storage.services import _vms_using
+from storage.services import vms_using
 
 from .choices import VMState
 from .models import VirtualMachine
-from .services import _apply, _on_host, _require
+from .services import apply_info, on_vm_host, require_right
 
 BUSES = {"virtio": "vd", "sata": "sd", "scsi": "sd", "usb": "sd"}
 CACHE_MODES = {
@@ -56,7 +56,7 @@ def next_target(vm: VirtualMachine, bus: str) -> str:
     raise ServiceError(f"{vm.name} has no free {bus} device names left.", field="target")
 
 
-def _check_scope(vm: VirtualMachine, live: bool, persistent: bool) -> None:
+def check_scope(vm: VirtualMachine, live: bool, persistent: bool) -> None:
     if not live and not persistent:
         raise ServiceError("Choose live, persistent or both.", field="live")
     if live and vm.state not in (VMState.RUNNING, VMState.PAUSED):
@@ -65,8 +65,8 @@ def _check_scope(vm: VirtualMachine, live: bool, persistent: bool) -> None:
         raise ConflictError(f"{vm.name} is transient: only live changes apply to it.")
 
 
-def _ready(vm: VirtualMachine, actor: Any, verb: str) -> None:
-    _require(actor, vm, CHANGE, verb)
+def ready_for_change(vm: VirtualMachine, actor: Any, verb: str) -> None:
+    require_right(actor, vm, CHANGE, verb)
     if vm.state == VMState.MISSING:
         raise ConflictError(f"{vm.name} is missing from its host.")
     locks.refuse_if_busy(f"vm:{vm.pk}", vm.name)
@@ -114,7 +114,7 @@ def attach_disk(
     source_ip: str | None = None,
 ) -> VirtualMachine:
     """Attach a volume as a disk, or a CD-ROM drive (with an image, or empty)."""
-    _ready(vm, actor, "change the disks of")
+    ready_for_change(vm, actor, "change the disks of")
     with audit.refusals_recorded(
         actor, "vm.disk.attach", vm, project=vm.project, source_ip=source_ip
     ):
@@ -138,7 +138,7 @@ def attach_disk(
             raise ServiceError("io=native needs cache none or directsync.", field="io")
         if volume is None and device == "disk":
             raise ServiceError("Choose the volume to attach.", field="volume")
-        _check_scope(vm, live, persistent)
+        check_scope(vm, live, persistent)
         read_only = readonly or device == "cdrom"
         path = fmt = ""
         chain: list[dict[str, str]] = []
@@ -155,7 +155,7 @@ def attach_disk(
                     f"{volume.name} is {fmt}: only raw volumes can be shared between VMs.",
                     field="shareable",
                 )
-            others = {n: p for n, p in _vms_using(vm.host, [path]).items() if n != vm.name}
+            others = {n: p for n, p in vms_using(vm.host, [path]).items() if n != vm.name}
             if others and not (shareable or read_only):
                 raise ConflictError(
                     f"{volume.name} is already a disk of {', '.join(sorted(others))}: "
@@ -187,22 +187,22 @@ def attach_disk(
             backing=storage_services.as_backing(chain),
         )
         with _one_at_a_time(vm, f"attaching {target}"):
-            with _on_host(vm, f"Attaching {target} to {vm.name}"):
+            with on_vm_host(vm, f"Attaching {target} to {vm.name}"):
                 info = hv.attach_disk(
                     vm.host.uri, str(vm.pk), spec, live=live, persistent=persistent
                 )
-            vm = _commit(
+            vm = commit_disk_change(
                 vm,
                 info,
                 actor,
                 "vm.disk.attach",
-                f"{device} {target} ({bus}) {path or 'empty'}; {_scope(live, persistent)}",
+                f"{device} {target} ({bus}) {path or 'empty'}; {scope_words(live, persistent)}",
                 source_ip,
             )
     return vm
 
 
-def _commit(
+def commit_disk_change(
     vm: VirtualMachine,
     info: hypervisor.DomainInfo | None,
     actor: Any,
@@ -213,12 +213,12 @@ def _commit(
     """The VM row updated from the host's answer (read again when None), and the change
     audited, together."""
     with transaction.atomic():
-        vm = _apply(vm, info)
+        vm = apply_info(vm, info)
         audit.record(actor, action, vm, detail=detail, source_ip=source_ip)
     return vm
 
 
-def _scope(live: bool, persistent: bool) -> str:
+def scope_words(live: bool, persistent: bool) -> str:
     return " and ".join(w for w, on in (("live", live), ("persistent", persistent)) if on)
 
 
@@ -232,24 +232,24 @@ def detach_disk(
     source_ip: str | None = None,
 ) -> VirtualMachine:
     """Detach the disk the guest sees as target; the volume itself stays."""
-    _ready(vm, actor, "change the disks of")
+    ready_for_change(vm, actor, "change the disks of")
     with audit.refusals_recorded(
         actor, "vm.disk.detach", vm, project=vm.project, source_ip=source_ip
     ):
         if not any(d.get("target") == target for d in vm.disks):
             raise ServiceError(f"{vm.name} has no disk {target or '(none given)'}.", field="target")
-        _check_scope(vm, live, persistent)
+        check_scope(vm, live, persistent)
         with _one_at_a_time(vm, f"detaching {target}"):
-            with _on_host(vm, f"Detaching {target} from {vm.name}"):
+            with on_vm_host(vm, f"Detaching {target} from {vm.name}"):
                 info = hv.detach_disk(
                     vm.host.uri, str(vm.pk), target, live=live, persistent=persistent
                 )
-            vm = _commit(
+            vm = commit_disk_change(
                 vm,
                 info,
                 actor,
                 "vm.disk.detach",
-                f"{target}; {_scope(live, persistent)}",
+                f"{target}; {scope_words(live, persistent)}",
                 source_ip,
             )
     return vm
@@ -266,7 +266,7 @@ def change_media(
     source_ip: str | None = None,
 ) -> VirtualMachine:
     """Insert an image into a CD-ROM drive, or eject it (volume None)."""
-    _ready(vm, actor, "change the media of")
+    ready_for_change(vm, actor, "change the media of")
     action = "vm.media.insert" if volume is not None else "vm.media.eject"
     with audit.refusals_recorded(actor, action, vm, project=vm.project, source_ip=source_ip):
         drive = next((d for d in vm.disks if d.get("target") == target), None)
@@ -274,15 +274,17 @@ def change_media(
             raise ServiceError(
                 f"{vm.name} has no CD-ROM drive {target or '(none given)'}.", field="target"
             )
-        _check_scope(vm, live, persistent)
+        check_scope(vm, live, persistent)
         path = ""
         if volume is not None:
             _usable_volume(vm, volume, actor, read_only=True)
             path = volume.path
         with _one_at_a_time(vm, f"changing the media in {target}"):
-            with _on_host(vm, f"Changing the media in {target}"):
+            with on_vm_host(vm, f"Changing the media in {target}"):
                 info = hv.change_media(
                     vm.host.uri, str(vm.pk), target, path, live=live, persistent=persistent
                 )
-            vm = _commit(vm, info, actor, action, f"{target} {path or 'ejected'}", source_ip)
+            vm = commit_disk_change(
+                vm, info, actor, action, f"{target} {path or 'ejected'}", source_ip
+            )
     return vm

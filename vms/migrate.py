@@ -26,7 +26,7 @@ from panel.permissions import CHANGE, restrict
 
 from .choices import VMState
 from .models import VirtualMachine
-from .services import _messages, _on_host, _queue_vm_job, _require, sync_domain
+from .services import on_vm_host, queue_vm_job, require_right, sync_domain, vm_messages
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ def precheck(
     vm: VirtualMachine, target: Host, options: hypervisor.MigrationOptions
 ) -> list[hypervisor.Check]:
     """Every condition of migrating vm to target with options, read from both hosts."""
-    with _on_host(vm, failed=f"Checking {vm.name}"):
+    with on_vm_host(vm, failed=f"Checking {vm.name}"):
         return list(
             hypervisor.migration_checks(
                 vm.host.uri,
@@ -182,7 +182,7 @@ def migrate_vm(
     """Queue the migration of vm after its pre-check; refused (409) with every reason."""
     from .tasks import vm_migrate_task
 
-    _require(actor, vm, CHANGE, "migrate")
+    require_right(actor, vm, CHANGE, "migrate")
     with audit.refusals_recorded(actor, "vm.migrate", vm, project=vm.project, source_ip=source_ip):
         request = parse_request(vm, data, actor=actor)
         if vm.state == VMState.MISSING:
@@ -198,7 +198,7 @@ def migrate_vm(
         if options.copy_storage:
             mode += f", {options.copy_storage} storage copied to {options.target_pool}"
         with transaction.atomic():
-            return _queue_vm_job(
+            return queue_vm_job(
                 vm,
                 JobKind.VM_MIGRATE,
                 vm_migrate_task,
@@ -306,7 +306,7 @@ def run_migrate_job(job: Job) -> None:
 
 def _after_stop(job: Job, vm: VirtualMachine, target: Host, how: str) -> None:
     """After a cancel or failure: say where the VM is, and refresh its row from the source."""
-    from .services import _apply
+    from .services import apply_info
 
     try:
         on_source, on_target = hypervisor.domain_location(vm.host.uri, target.uri, str(vm.pk))
@@ -319,7 +319,7 @@ def _after_stop(job: Job, vm: VirtualMachine, target: Host, how: str) -> None:
     line = f"{how}: {vm.name} is {on_source} on {vm.host.name}, {on_target} on {target.name}"
     jobs.append_log(job.pk, line)
     with contextlib.suppress(hypervisor.HypervisorError):
-        _apply(vm, None)
+        apply_info(vm, None)
 
 
 def _follow(
@@ -340,7 +340,7 @@ def _follow(
     with transaction.atomic():
         vm = sync_domain(target, result.info)
         # Browsers watching the source host learn the VM left it.
-        events.publish_many([(events.host_group(source.pk), m[1]) for m in _messages(vm)[:1]])
+        events.publish_many([(events.host_group(source.pk), m[1]) for m in vm_messages(vm)[:1]])
         carry_volume_owners(source, target, [(c.source, c.dest) for c in result.copied])
         Volume.objects.filter(pool__host=source, path__in=result.removed_source).delete()
         audit.record(

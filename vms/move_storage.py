@@ -21,7 +21,7 @@ from panel.permissions import CHANGE, restrict
 from .choices import VMState
 from .migrate import carry_volume_owners
 from .models import VirtualMachine
-from .services import _on_host, _queue_vm_job, _require, sync_domain
+from .services import on_vm_host, queue_vm_job, require_right, sync_domain
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def move_storage(
 
     from .tasks import vm_move_storage_task
 
-    _require(actor, vm, CHANGE, "move the storage of")
+    require_right(actor, vm, CHANGE, "move the storage of")
     with audit.refusals_recorded(
         actor, "vm.move_storage", vm, project=vm.project, source_ip=source_ip
     ):
@@ -65,7 +65,7 @@ def move_storage(
             raise ConflictError(f"{vm.name} is missing from its host: there is nothing to move.")
         locks.refuse_if_busy(f"vm:{vm.pk}", vm.name)
         with transaction.atomic():
-            return _queue_vm_job(
+            return queue_vm_job(
                 vm,
                 JobKind.VM_MOVE_STORAGE,
                 vm_move_storage_task,
@@ -115,7 +115,7 @@ def run_move_job(job: Job) -> None:
                 message=f"{done / 2**20:.1f} of {total / 2**20:.1f} MiB copied",
             )
 
-    with _on_host(vm, failed=f"Moving {spec['disk']} of {vm.name} failed and was undone"):
+    with on_vm_host(vm, failed=f"Moving {spec['disk']} of {vm.name} failed and was undone"):
         result = hypervisor.move_disk(
             vm.host.uri,
             str(vm.pk),
@@ -155,7 +155,7 @@ def undo_abandoned(job: Job) -> str:
     from storage.models import StoragePool
     from storage.services import refresh_pool_row
 
-    from .services import _apply
+    from .services import apply_info
 
     spec = job.result
     vm = VirtualMachine.objects.select_related("host").filter(pk=spec.get("vm")).first()
@@ -164,7 +164,7 @@ def undo_abandoned(job: Job) -> str:
     done = hypervisor.settle_move(
         vm.host.uri, str(vm.pk), spec["disk"], spec["source"], spec["pool_name"]
     )
-    _apply(vm, None)
+    apply_info(vm, None)
     for pool in StoragePool.objects.filter(host=vm.host):
         if pool.pk == spec["pool"] or spec["source"].startswith(pool.target_path.rstrip("/") + "/"):
             try:

@@ -30,10 +30,10 @@ from panel.permissions import CHANGE, MANAGE, VIEW, allowed, restrict
 from storage.models import StoragePool
 
 from . import retention
-from .backups import _backup_pool, _delete_copies, _host_errors, take_backup
+from .backups import backup_host_errors, backup_pool, delete_copies, take_backup
 from .choices import BackupState, ScheduleKind, VMState
 from .models import Backup, BackupSchedule, VirtualMachine
-from .services import _on_host, _require
+from .services import on_vm_host, require_right
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,8 @@ def prune(schedule: BackupSchedule, vm: VirtualMachine, job: Job | None = None) 
     for index, backup in enumerate(backups):
         if index in kept:
             continue
-        with _host_errors(backup):
-            _delete_copies(backup)
+        with backup_host_errors(backup):
+            delete_copies(backup)
         audit.record(
             None,
             "vm.backup.prune",
@@ -95,7 +95,7 @@ def _prune_snapshots(schedule: BackupSchedule, vm: VirtualMachine, job: Job | No
     for index, snap in enumerate(taken):
         if index in kept:
             continue
-        with _on_host(vm, failed=f"Pruning the snapshot {snap.name} of {vm.name} failed"):
+        with on_vm_host(vm, failed=f"Pruning the snapshot {snap.name} of {vm.name} failed"):
             hypervisor.delete_snapshot(vm.host.uri, str(vm.pk), snap.name)
         audit.record(
             None,
@@ -214,7 +214,7 @@ def serialize_schedule(schedule: BackupSchedule) -> dict[str, Any]:
 
 def _require_schedule(actor: Any, vm: VirtualMachine | None, project: Any, verb: str) -> None:
     if vm is not None:
-        _require(actor, vm, CHANGE, verb)
+        require_right(actor, vm, CHANGE, verb)
     elif not allowed(actor, project, MANAGE):
         raise PermissionDenied(
             f"Your role does not allow you to {verb} project {project.name}: operators may."
@@ -280,7 +280,7 @@ def save_schedule(
             if pool is None:
                 raise ServiceError("Choose the pool the backups go to.", field="pool")
             if vm is not None:
-                _backup_pool(vm, pool, actor)
+                backup_pool(vm, pool, actor)
             elif not restrict(StoragePool.objects.filter(pk=pool.pk), actor, VIEW).exists():
                 raise ServiceError(f"Your project may not use pool {pool.name}.", field="pool")
         else:

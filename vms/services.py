@@ -95,13 +95,13 @@ def serialize_vm(vm: VirtualMachine) -> dict[str, object]:
     }
 
 
-def _messages(vm: VirtualMachine) -> list[tuple[str, events.VMUpdate]]:
+def vm_messages(vm: VirtualMachine) -> list[tuple[str, events.VMUpdate]]:
     payload: events.VMUpdate = {"type": "vm.update", "vm": serialize_vm(vm)}
     return [(events.vm_group(str(vm.pk)), payload), (events.host_group(vm.host_id), payload)]
 
 
 def _publish(vm: VirtualMachine) -> None:
-    events.publish_many(_messages(vm))
+    events.publish_many(vm_messages(vm))
 
 
 def _left_behind(vm: VirtualMachine, host: Host, info: hypervisor.DomainInfo) -> bool:
@@ -231,7 +231,7 @@ def sync_domains(host: Host, domains: Iterable[hypervisor.DomainInfo]) -> dict[s
                         *changed,
                         *VirtualMachine.objects.filter(pk__in=gone).select_related("host"),
                     ]
-                    for message in _messages(vm)
+                    for message in vm_messages(vm)
                 ]
             )
     return {
@@ -246,7 +246,7 @@ def sync_domains(host: Host, domains: Iterable[hypervisor.DomainInfo]) -> dict[s
 
 
 @contextlib.contextmanager
-def _on_host(vm: VirtualMachine, failed: str | None = None) -> Iterator[None]:
+def on_vm_host(vm: VirtualMachine, failed: str | None = None) -> Iterator[None]:
     """Hypervisor calls for vm: their errors become service errors a user can read.
 
     A state conflict is 409 with libvirt's reason; a domain the host no longer
@@ -268,14 +268,14 @@ def _on_host(vm: VirtualMachine, failed: str | None = None) -> Iterator[None]:
         raise ConflictError(f"{failed or vm.name}: {exc}") from exc
 
 
-def _require(actor: Any, vm: VirtualMachine, action: str, verb: str) -> None:
+def require_right(actor: Any, vm: VirtualMachine, action: str, verb: str) -> None:
     from django.core.exceptions import PermissionDenied
 
     if not allowed(actor, vm, action):
         raise PermissionDenied(f"Your role does not allow you to {verb} {vm.name}.")
 
 
-def _apply(vm: VirtualMachine, info: hypervisor.DomainInfo | None) -> VirtualMachine:
+def apply_info(vm: VirtualMachine, info: hypervisor.DomainInfo | None) -> VirtualMachine:
     if info is not None:
         return sync_domain(vm.host, info)
     try:
@@ -295,7 +295,7 @@ def _still_there(vm: VirtualMachine) -> VirtualMachine:
 
 def reread(vm: VirtualMachine) -> VirtualMachine:
     """The VM's row read again from its host (marked missing when its domain is gone)."""
-    return _apply(vm, None)
+    return apply_info(vm, None)
 
 
 def _direct(vm: VirtualMachine, action: str, mode: str) -> hypervisor.DomainInfo | None:
@@ -329,7 +329,7 @@ def perform_action(
         raise ServiceError(f"Unknown action '{action}': use one of {', '.join(sorted(ACTIONS))}.")
     if mode not in ("acpi", "agent"):
         raise ServiceError(f"Unknown mode '{mode}': use acpi or agent.", field="mode")
-    _require(actor, vm, CHANGE, action.replace("-", " "))
+    require_right(actor, vm, CHANGE, action.replace("-", " "))
     with audit.refusals_recorded(
         actor, f"vm.{action}", vm, project=vm.project, source_ip=source_ip
     ):
@@ -354,10 +354,10 @@ def perform_action(
         # One action at a time on a VM: the claim is written before the host is touched,
         # so a request that cannot write (busy VM, locked database) changes nothing.
         with _claimed(vm, action, actor):
-            with _on_host(vm):
+            with on_vm_host(vm):
                 info = _direct(vm, action, mode)
             with transaction.atomic():
-                vm = _apply(vm, info)
+                vm = apply_info(vm, info)
                 audit.record(
                     actor,
                     f"vm.{action}",
@@ -376,7 +376,7 @@ def _claimed(vm: VirtualMachine, what: str, actor: Any, *, jobs_too: bool = True
     return locks.hold(f"vm:{vm.pk}", label=vm.name, what=f"{what} ({who})", jobs_too=jobs_too)
 
 
-def _queue_vm_job(
+def queue_vm_job(
     vm: VirtualMachine,
     kind: str,
     task: Any,
@@ -414,7 +414,7 @@ def _queue(
         "restore": (JobKind.VM_RESTORE, vm_save_restore_task),
     }[action]
     with transaction.atomic():
-        return _queue_vm_job(
+        return queue_vm_job(
             vm,
             kind,
             task,
@@ -433,7 +433,7 @@ def undo_abandoned(job: Job) -> str:
     if vm is None:
         return "its VM is no longer in the panel"
     try:
-        vm = _apply(vm, None)
+        vm = apply_info(vm, None)
     except hypervisor.HypervisorError:
         return f"check {vm.name}: {vm.host.name} could not be read"
     return f"{vm.name} is {vm.get_state_display().lower()}: check it before trying again"
@@ -472,7 +472,7 @@ def run_action_job(job: Job) -> None:
     if vm is None:
         raise ServiceError("The VM of this job was removed.")
     uri, uuid, action = vm.host.uri, str(vm.pk), spec["action"]
-    with _on_host(vm):
+    with on_vm_host(vm):
         if action == "shutdown":
             jobs.report(
                 job.pk,
@@ -515,7 +515,7 @@ def run_action_job(job: Job) -> None:
                 log_line="restore started",
             )
             hypervisor.restore_domain(uri, uuid)
-    vm = _apply(vm, None)
+    vm = apply_info(vm, None)
     jobs.report(
         job.pk,
         progress=100,
@@ -528,15 +528,15 @@ def set_vm_autostart(
     vm: VirtualMachine, enabled: bool, *, actor: Any, source_ip: str | None = None
 ) -> VirtualMachine:
     """Start (or not) the VM when its host boots."""
-    _require(actor, vm, CHANGE, "change autostart of")
+    require_right(actor, vm, CHANGE, "change autostart of")
     with audit.refusals_recorded(
         actor, "vm.autostart", vm, project=vm.project, source_ip=source_ip
     ):
         with _claimed(vm, "changing autostart", actor):
-            with _on_host(vm):
+            with on_vm_host(vm):
                 info = hypervisor.set_autostart(vm.host.uri, str(vm.pk), enabled)
             with transaction.atomic():
-                vm = _apply(vm, info)
+                vm = apply_info(vm, info)
                 audit.record(
                     actor,
                     "vm.autostart",
@@ -590,7 +590,7 @@ def delete_vm(
     """Undefine the VM (stopping it), removing the chosen disks; a missing VM just leaves the list."""
     from .tasks import vm_delete_task
 
-    _require(actor, vm, DELETE, "delete")
+    require_right(actor, vm, DELETE, "delete")
     targets = sorted(set(remove_disks))
     known = {d["target"] for d in vm.disks}
     if unknown := [t for t in targets if t not in known]:
@@ -613,7 +613,7 @@ def delete_vm(
                 vm.delete()
                 return None
             paths = [d["source"] for d in vm.disks if d["target"] in targets and d["source"]]
-            job = _queue_vm_job(
+            job = queue_vm_job(
                 vm,
                 JobKind.VM_DELETE,
                 vm_delete_task,
@@ -635,7 +635,7 @@ def run_delete_job(job: Job) -> None:
     jobs.report(
         job.pk, progress=10, message=f"Removing {vm.name}", log_line="undefining the domain"
     )
-    with _on_host(vm, failed=f"Could not delete {vm.name}"):
+    with on_vm_host(vm, failed=f"Could not delete {vm.name}"):
         removed = hypervisor.delete_domain(vm.host.uri, str(vm.pk), spec["remove_paths"])
     for path in removed:
         jobs.report(job.pk, log_line=f"deleted volume {path}")
@@ -707,7 +707,7 @@ def edit_xml(
                     f"libvirt refused the XML: {exc}. Nothing was changed.", field="xml"
                 ) from exc
             with transaction.atomic():
-                vm = _apply(vm, info)
+                vm = apply_info(vm, info)
                 vm.xml = hypervisor.domain_xml(vm.host.uri, str(vm.pk))
                 vm.save(update_fields=["xml"])
                 audit.record(actor, "vm.edit_xml", vm, project=vm.project, source_ip=source_ip)
@@ -720,7 +720,7 @@ def definition_xml(vm: VirtualMachine, *, actor: Any) -> str:
 
     if not is_admin(actor):
         raise PermissionDenied("Only administrators can edit a VM's XML.")
-    with _on_host(vm):
+    with on_vm_host(vm):
         return hypervisor.domain_xml(vm.host.uri, str(vm.pk), inactive=True)
 
 
@@ -728,7 +728,7 @@ def set_vnc_password(
     vm: VirtualMachine, password: str, *, actor: Any, source_ip: str | None = None
 ) -> bool:
     """Set or clear (empty) the VM's VNC password; it is never stored by the panel or logged."""
-    _require(actor, vm, CHANGE, "set the VNC password of")
+    require_right(actor, vm, CHANGE, "set the VNC password of")
     password = password.strip()
     with audit.refusals_recorded(
         actor, "vm.vnc_password", vm, project=vm.project, source_ip=source_ip
@@ -740,7 +740,7 @@ def set_vnc_password(
             )
         # A password does not get in the way of a running job: only other quick actions wait.
         with _claimed(vm, "setting the VNC password", actor, jobs_too=False):
-            with _on_host(vm):
+            with on_vm_host(vm):
                 now = hypervisor.set_vnc_password(vm.host.uri, str(vm.pk), password or None)
             with transaction.atomic():
                 audit.record(
@@ -768,7 +768,7 @@ def clone_vm(
 
     from .tasks import vm_clone_task
 
-    _require(actor, vm, CHANGE, "clone")
+    require_right(actor, vm, CHANGE, "clone")
     name = (name or "").strip()
     with audit.refusals_recorded(actor, "vm.clone", vm, project=vm.project, source_ip=source_ip):
         if not name or len(name) > 64 or not all(c.isalnum() or c in "-_." for c in name):
@@ -797,7 +797,7 @@ def clone_vm(
                     memory_mib=max(vm.memory_mib, vm.max_memory_mib),
                     disk_gib=0 if linked else disk_gib,
                 )
-            job = _queue_vm_job(
+            job = queue_vm_job(
                 vm,
                 JobKind.VM_CLONE,
                 vm_clone_task,
@@ -849,7 +849,7 @@ def run_clone_job(job: Job) -> None:
 
     sources = [d["source"] for d in vm.disks if d.get("source")]
     recorded = storage_services.recorded_chains(vm.host, sources)
-    with _on_host(vm, failed=f"Cloning {vm.name} failed and was undone"):
+    with on_vm_host(vm, failed=f"Cloning {vm.name} failed and was undone"):
         info = hypervisor.clone_domain(
             vm.host.uri,
             str(vm.pk),

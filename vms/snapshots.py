@@ -25,7 +25,7 @@ from panel.permissions import CHANGE
 from .backups import disk_bytes
 from .choices import VMState
 from .models import Snapshot, VirtualMachine
-from .services import _apply, _on_host, _queue_vm_job, _require
+from .services import apply_info, on_vm_host, queue_vm_job, require_right
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 KINDS = ("internal", "external")
@@ -33,7 +33,7 @@ KINDS = ("internal", "external")
 
 def sync_snapshots(vm: VirtualMachine) -> list[Snapshot]:
     """Make the VM's snapshot rows match the snapshots its host has; return them in tree order."""
-    with _on_host(vm):
+    with on_vm_host(vm):
         found = hypervisor.list_snapshots(vm.host.uri, str(vm.pk))
     depth: dict[str, int] = {}
     with transaction.atomic():
@@ -81,7 +81,7 @@ def serialize_snapshot(snapshot: Snapshot) -> dict[str, Any]:
 
 def _ready(vm: VirtualMachine, actor: Any, verb: str) -> None:
     """The actor may change vm, and nothing else is running on it."""
-    _require(actor, vm, CHANGE, verb)
+    require_right(actor, vm, CHANGE, verb)
 
 
 def _idle(vm: VirtualMachine) -> None:
@@ -160,7 +160,7 @@ def take_snapshot(
                 "Quiescing applies to external snapshots of a running VM only.", field="quiesce"
             )
         if quiesce:
-            with _on_host(vm):
+            with on_vm_host(vm):
                 agent = hypervisor.has_guest_agent(vm.host.uri, str(vm.pk))
             if not agent:
                 raise ServiceError(
@@ -204,7 +204,7 @@ def take_snapshot(
         with transaction.atomic():
             if vm.project is not None:
                 quotas.reserve(vm.project, **reserve)
-            return _queue_vm_job(
+            return queue_vm_job(
                 vm,
                 JobKind.VM_SNAPSHOT_CREATE,
                 vm_snapshot_task,
@@ -245,7 +245,7 @@ def revert_snapshot(
         snapshot = _snapshot(vm, name)
         _idle(vm)
         with transaction.atomic():
-            return _queue_vm_job(
+            return queue_vm_job(
                 vm,
                 JobKind.VM_SNAPSHOT_REVERT,
                 vm_snapshot_task,
@@ -282,7 +282,7 @@ def delete_snapshot(
         snapshot = _snapshot(vm, name)
         _idle(vm)
         with transaction.atomic():
-            return _queue_vm_job(
+            return queue_vm_job(
                 vm,
                 JobKind.VM_SNAPSHOT_DELETE,
                 vm_snapshot_task,
@@ -332,7 +332,7 @@ def merge_disk(
                 f"{vm.name} is {vm.state}: block commit and block pull run in the running "
                 "guest's QEMU. Start it first."
             )
-        with _on_host(vm):
+        with on_vm_host(vm):
             chain = hypervisor.disk_chains(vm.host.uri, str(vm.pk)).get(disk, ())
         if len(chain) < 2:
             raise ConflictError(f"The disk {disk} of {vm.name} has no backing chain to shorten.")
@@ -351,7 +351,7 @@ def merge_disk(
                 field="base",
             )
         with transaction.atomic():
-            return _queue_vm_job(
+            return queue_vm_job(
                 vm,
                 JobKind.VM_SNAPSHOT_MERGE,
                 vm_snapshot_task,
@@ -381,7 +381,7 @@ def _merge(job: Job, vm: VirtualMachine, spec: dict[str, Any]) -> str:
             last[0] = percent
             jobs.report(job.pk, progress=percent, message=f"Block {mode}: {cur} of {end} bytes")
 
-    with _on_host(vm, failed=f"The block {mode} of {disk} of {vm.name} failed"):
+    with on_vm_host(vm, failed=f"The block {mode} of {disk} of {vm.name} failed"):
         steps = hypervisor.merge_chain(
             vm.host.uri,
             str(vm.pk),
@@ -393,7 +393,7 @@ def _merge(job: Job, vm: VirtualMachine, spec: dict[str, Any]) -> str:
         )
     for step in steps:
         jobs.report(job.pk, log_line=step)
-    with _on_host(vm):
+    with on_vm_host(vm):
         chain = hypervisor.disk_chains(vm.host.uri, str(vm.pk)).get(disk, ())
     jobs.report(job.pk, log_line=f"{disk} chain now: {' <- '.join(chain)}")
     return f"The chain of {disk} of {vm.name} is {len(chain)} image(s) long."
@@ -414,7 +414,7 @@ def run_snapshot_job(job: Job) -> None:
             message=f"Taking the {what} of {vm.name}",
             log_line=f"taking {what}",
         )
-        with _on_host(vm, failed=f"The snapshot {name} of {vm.name} failed"):
+        with on_vm_host(vm, failed=f"The snapshot {name} of {vm.name} failed"):
             hypervisor.create_snapshot(
                 uri,
                 uuid,
@@ -432,7 +432,7 @@ def run_snapshot_job(job: Job) -> None:
             message=f"Reverting {vm.name} to {name}",
             log_line=f"reverting to {name}" + (" and starting" if spec["start"] else ""),
         )
-        with _on_host(vm, failed=f"Reverting {vm.name} to {name} failed"):
+        with on_vm_host(vm, failed=f"Reverting {vm.name} to {name} failed"):
             steps = hypervisor.revert_snapshot(
                 uri, uuid, name, start=spec["start"], discard_later=spec.get("discard_later", False)
             )
@@ -448,13 +448,13 @@ def run_snapshot_job(job: Job) -> None:
             message=f"Deleting the snapshot {name} of {vm.name}",
             log_line=f"deleting {name}" + (" and its children" if spec["children"] else ""),
         )
-        with _on_host(vm, failed=f"Deleting the snapshot {name} of {vm.name} failed"):
+        with on_vm_host(vm, failed=f"Deleting the snapshot {name} of {vm.name} failed"):
             hypervisor.delete_snapshot(uri, uuid, name, children=spec["children"])
         done = f"Snapshot {name} of {vm.name} deleted."
     else:
         raise ServiceError(f"Unknown snapshot operation '{op}'.")
     jobs.report(job.pk, progress=80, log_line="reading the snapshots back")
-    vm = _apply(vm, None)
+    vm = apply_info(vm, None)
     snapshots = sync_snapshots(vm)
     if op == "create" and spec.get("schedule"):
         from .models import BackupSchedule

@@ -26,7 +26,7 @@ import libvirt
 from lxml import etree
 
 from . import xml
-from .blockjobs import _wait
+from .blockjobs import wait_for_block_job
 from .connection import session
 from .domains import claim_volume_name
 from .errors import Conflict, HypervisorError
@@ -369,7 +369,7 @@ def _via_snapshot(
         # Whatever happened to the copies, the guest goes back onto its own images.
         for target, _source in disks:
             dom.blockCommit(target, None, None, 0, libvirt.VIR_DOMAIN_BLOCK_COMMIT_ACTIVE)
-            _wait(dom, target, _noop, pivot=True)
+            wait_for_block_job(dom, target, _noop, pivot=True)
             with contextlib.suppress(libvirt.libvirtError, HypervisorError):
                 _volume(conn, overlays[target]).delete(0)
     return at, copies
@@ -542,7 +542,7 @@ def _merge_back(conn: libvirt.virConnect, dom: libvirt.virDomain) -> list[str]:
             continue
         if not dom.blockJobInfo(target, 0):
             dom.blockCommit(target, None, None, 0, libvirt.VIR_DOMAIN_BLOCK_COMMIT_ACTIVE)
-        _wait(dom, target, _noop, pivot=True)
+        wait_for_block_job(dom, target, _noop, pivot=True)
         with contextlib.suppress(libvirt.libvirtError, HypervisorError):
             _volume(conn, source).delete(0)
         merged.append(source)

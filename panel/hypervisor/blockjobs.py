@@ -76,7 +76,9 @@ def _image_chain(conn: libvirt.virConnect, path: str) -> tuple[str, ...]:
     return tuple(chain)
 
 
-def _wait(dom: libvirt.virDomain, disk: str, progress: Progress, *, pivot: bool) -> None:
+def wait_for_block_job(
+    dom: libvirt.virDomain, disk: str, progress: Progress, *, pivot: bool
+) -> None:
     """Follow the block job until it ends (or, for an active commit, until it is ready and
     pivoted)."""
     while True:
@@ -130,7 +132,7 @@ def merge_chain(
                 raise HypervisorError(f"{base} is not below the active image of {disk}.")
             dropped = chain[1 : chain.index(base)] if base else chain[1:]
             dom.blockRebase(disk, base or None, 0, 0)
-            _wait(dom, disk, progress, pivot=False)
+            wait_for_block_job(dom, disk, progress, pivot=False)
             done.append(f"{disk}: pulled {', '.join(dropped)} into {chain[0]}")
             done += _forget_snapshots(conn, dom, modified=set(), dropped=set())
             return done
@@ -142,7 +144,7 @@ def merge_chain(
         dropped = set(chain[chain.index(top) : chain.index(base)])
         flags = libvirt.VIR_DOMAIN_BLOCK_COMMIT_ACTIVE if active else 0
         dom.blockCommit(disk, base, None if active else top, 0, flags)
-        _wait(dom, disk, progress, pivot=active)
+        wait_for_block_job(dom, disk, progress, pivot=active)
         done.append(
             f"{disk}: committed {', '.join(sorted(dropped))} into {base}"
             + (" and pivoted onto it" if active else "")

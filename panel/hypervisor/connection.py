@@ -189,7 +189,7 @@ def _auth_callback(_credentials, _data) -> int:  # type: ignore[no-untyped-def]
     return -1
 
 
-def _open(uri: str, timeout: float) -> libvirt.virConnect:
+def open_connection(uri: str, timeout: float) -> libvirt.virConnect:
     """Open a connection in a helper thread so an unreachable host cannot hang us."""
     result: dict[str, object] = {}
 
@@ -243,7 +243,7 @@ class ConnectionPool:
                 self._conns.pop(uri, None)
                 with contextlib.suppress(libvirt.libvirtError):
                     conn.close()
-        conn = _open(uri, timeout)
+        conn = open_connection(uri, timeout)
         with contextlib.suppress(libvirt.libvirtError):
             # Not every driver supports keepalive (test:///, local qemu:///).
             conn.setKeepAlive(5, 3)

@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import libvirt
 
-from .connection import _open, check_uri, event_loop, libvirt_errors
+from .connection import check_uri, event_loop, libvirt_errors, open_connection
 from .errors import Conflict, HostUnavailable
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class ConsoleStream:
         self._cond = threading.Condition()
         from django.conf import settings
 
-        conn = _open(check_uri(uri), getattr(settings, "PANEL_CONNECT_TIMEOUT", 10.0))
+        conn = open_connection(check_uri(uri), getattr(settings, "PANEL_CONNECT_TIMEOUT", 10.0))
         self._conn = conn
         with contextlib.suppress(libvirt.libvirtError):
             conn.setKeepAlive(5, 3)

@@ -55,7 +55,7 @@ def _reach(dom: libvirt.virDomain, desc: etree._Element, persistent: bool) -> tu
     return vcpus, kib // 1024
 
 
-def _info(dom: libvirt.virDomain) -> DomainInfo:
+def domain_info(dom: libvirt.virDomain) -> DomainInfo:
     state, _max_mem, mem_kib, vcpus, _cpu_time = dom.info()
     desc = xml.parse(dom.XMLDesc(0))
     disks, nics, graphics = xml.parse_domain_devices(desc)
@@ -108,14 +108,14 @@ def list_domains(uri: str) -> list[DomainInfo]:
                 continue
             with contextlib.suppress(libvirt.libvirtError):
                 # A domain undefined while we list it simply drops out.
-                result.append(_info(dom))
+                result.append(domain_info(dom))
         return result
 
 
 def get_domain(uri: str, uuid: str) -> DomainInfo:
     """One domain by UUID; NotFound when the host has none."""
     with session(uri) as conn:
-        return _info(conn.lookupByUUIDString(uuid))
+        return domain_info(conn.lookupByUUIDString(uuid))
 
 
 def domain_xml(uri: str, uuid: str, *, inactive: bool = False) -> str:
@@ -129,7 +129,7 @@ def domain_xml(uri: str, uuid: str, *, inactive: bool = False) -> str:
 def define_domain(uri: str, spec: DomainSpec) -> DomainInfo:
     """Define a persistent domain from spec (not started)."""
     with session(uri) as conn:
-        return _info(conn.defineXML(xml.build_domain(spec)))
+        return domain_info(conn.defineXML(xml.build_domain(spec)))
 
 
 def install_domain(
@@ -144,7 +144,7 @@ def install_domain(
                 conn.createXML(xml.build_domain(installer), 0)
             elif start:
                 dom.create()
-            return _info(dom)
+            return domain_info(dom)
         except Exception:
             with contextlib.suppress(libvirt.libvirtError):
                 if dom.isActive():
@@ -175,7 +175,7 @@ def firmware_choices(uri: str, domain_type: str = "qemu", arch: str = "x86_64") 
 def create_transient(uri: str, spec: DomainSpec) -> DomainInfo:
     """Start a transient domain from spec; it disappears when it stops."""
     with session(uri) as conn:
-        return _info(conn.createXML(xml.build_domain(spec), 0))
+        return domain_info(conn.createXML(xml.build_domain(spec), 0))
 
 
 def start_domain(uri: str, uuid: str) -> DomainInfo:
@@ -185,7 +185,7 @@ def start_domain(uri: str, uuid: str) -> DomainInfo:
         if dom.isActive():
             raise Conflict(f"Domain '{dom.name()}' is already running.")
         dom.create()
-        return _info(dom)
+        return domain_info(dom)
 
 
 def destroy_domain(uri: str, uuid: str) -> None:
@@ -251,7 +251,7 @@ def _pin_chain(disk: etree._Element, chain: tuple[BackingInfo, ...]) -> None:
     etree.SubElement(parent, "backingStore")
 
 
-def _vol_xml(name: str, capacity: int, fmt: str, backing: tuple[str, str] | None = None) -> str:
+def vol_xml(name: str, capacity: int, fmt: str, backing: tuple[str, str] | None = None) -> str:
     from lxml import etree
 
     vol = etree.Element("volume")
@@ -348,7 +348,7 @@ def clone_domain(
                 claim_volume_name(pool, name, on_volume)
                 if linked:
                     check_source(conn, vol, image)
-                    new = pool.createXML(_vol_xml(name, capacity, "qcow2", (path, fmt)), 0)
+                    new = pool.createXML(vol_xml(name, capacity, "qcow2", (path, fmt)), 0)
                     driver = disk.find("driver")
                     if driver is None:
                         driver = etree.SubElement(disk, "driver", name="qemu")
@@ -370,7 +370,7 @@ def clone_domain(
                 created.append(new)
                 source.set("file", new.path())
                 _pin_chain(disk, chain)
-            return _info(conn.defineXML(etree.tostring(root, encoding="unicode")))
+            return domain_info(conn.defineXML(etree.tostring(root, encoding="unicode")))
         except Exception:
             for vol in created:
                 with contextlib.suppress(libvirt.libvirtError):

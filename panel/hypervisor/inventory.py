@@ -21,7 +21,7 @@ POOL_STATES = {
 }
 
 
-def _pool_info(pool: libvirt.virStoragePool) -> PoolInfo:
+def pool_info(pool: libvirt.virStoragePool) -> PoolInfo:
     state, capacity, allocation, available = pool.info()
     pool_type, target = xml.parse_pool(pool.XMLDesc(0))
     return PoolInfo(
@@ -38,7 +38,7 @@ def _pool_info(pool: libvirt.virStoragePool) -> PoolInfo:
     )
 
 
-def _volume_info(pool: libvirt.virStoragePool, vol: libvirt.virStorageVol) -> VolumeInfo:
+def volume_info(pool: libvirt.virStoragePool, vol: libvirt.virStorageVol) -> VolumeInfo:
     _type, capacity, allocation = vol.info()
     document = vol.XMLDesc(0)
     return VolumeInfo(
@@ -60,14 +60,14 @@ def _volumes(pool: libvirt.virStoragePool) -> list[VolumeInfo]:
         return result
     for vol in pool.listAllVolumes(0):
         with contextlib.suppress(libvirt.libvirtError):
-            result.append(_volume_info(pool, vol))
+            result.append(volume_info(pool, vol))
     return result
 
 
 def list_pools(uri: str) -> list[PoolInfo]:
     """Every storage pool on the host."""
     with session(uri) as conn:
-        return [_pool_info(p) for p in conn.listAllStoragePools(0)]
+        return [pool_info(p) for p in conn.listAllStoragePools(0)]
 
 
 def read_inventory(uri: str) -> Inventory:
@@ -78,7 +78,7 @@ def read_inventory(uri: str) -> Inventory:
         volumes: list[VolumeInfo] = []
         for pool in conn.listAllStoragePools(0):
             with contextlib.suppress(libvirt.libvirtError):
-                pools.append(_pool_info(pool))
+                pools.append(pool_info(pool))
                 volumes.extend(_volumes(pool))
     networks = list_networks(uri)
     return Inventory(

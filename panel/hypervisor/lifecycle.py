@@ -9,7 +9,7 @@ import libvirt
 from lxml import etree
 
 from .connection import session
-from .domains import _info
+from .domains import domain_info
 from .errors import Conflict, HypervisorError
 from .specs import AddressInfo, BlockInfo, DomainDetails, DomainInfo
 
@@ -92,7 +92,7 @@ def suspend_domain(uri: str, uuid: str) -> DomainInfo:
         if dom.state()[0] != libvirt.VIR_DOMAIN_RUNNING:
             raise Conflict(f"'{dom.name()}' is not running: only a running VM can be paused.")
         dom.suspend()
-        return _info(dom)
+        return domain_info(dom)
 
 
 def resume_domain(uri: str, uuid: str) -> DomainInfo:
@@ -102,7 +102,7 @@ def resume_domain(uri: str, uuid: str) -> DomainInfo:
         if dom.state()[0] != libvirt.VIR_DOMAIN_PAUSED:
             raise Conflict(f"'{dom.name()}' is not paused.")
         dom.resume()
-        return _info(dom)
+        return domain_info(dom)
 
 
 def save_domain(uri: str, uuid: str) -> DomainInfo:
@@ -113,7 +113,7 @@ def save_domain(uri: str, uuid: str) -> DomainInfo:
         if not dom.isPersistent():
             raise Conflict(f"'{dom.name()}' is transient: only a defined VM can be saved.")
         dom.managedSave(0)
-        return _info(dom)
+        return domain_info(dom)
 
 
 def restore_domain(uri: str, uuid: str) -> DomainInfo:
@@ -125,7 +125,7 @@ def restore_domain(uri: str, uuid: str) -> DomainInfo:
         if not dom.hasManagedSaveImage(0):
             raise Conflict(f"'{dom.name()}' has no saved state to restore: start it instead.")
         dom.create()
-        return _info(dom)
+        return domain_info(dom)
 
 
 def set_autostart(uri: str, uuid: str, enabled: bool) -> DomainInfo:
@@ -135,7 +135,7 @@ def set_autostart(uri: str, uuid: str, enabled: bool) -> DomainInfo:
         if not dom.isPersistent():
             raise Conflict(f"'{dom.name()}' is transient: autostart needs a defined VM.")
         dom.setAutostart(1 if enabled else 0)
-        return _info(dom)
+        return domain_info(dom)
 
 
 def wait_for_state(uri: str, uuid: str, states: set[str], timeout: float) -> str | None:
@@ -206,7 +206,7 @@ def domain_details(uri: str, uuid: str) -> DomainDetails:
     """Everything the details page shows, read in one visit to the host."""
     with session(uri) as conn:
         dom = conn.lookupByUUIDString(uuid)
-        info = _info(dom)
+        info = domain_info(dom)
         state, reason = dom.state()
         _s, max_kib, _mem, _vcpus, cpu_time = dom.info()
         xml = dom.XMLDesc(0)
@@ -249,7 +249,7 @@ def disk_capacities(uri: str, uuid: str) -> dict[str, int]:
     with session(uri) as conn:
         dom = conn.lookupByUUIDString(uuid)
         sizes = {}
-        for disk in _info(dom).disks:
+        for disk in domain_info(dom).disks:
             if disk.device != "disk" or not disk.target or not disk.source:
                 continue
             with contextlib.suppress(libvirt.libvirtError):
@@ -266,7 +266,7 @@ def redefine_domain(uri: str, uuid: str, xml: str) -> DomainInfo:
     if (root.findtext("uuid") or uuid) != uuid:
         raise HypervisorError("The XML names another UUID: a VM's UUID cannot be changed.")
     with session(uri) as conn:
-        return _info(conn.defineXMLFlags(xml, libvirt.VIR_DOMAIN_DEFINE_VALIDATE))
+        return domain_info(conn.defineXMLFlags(xml, libvirt.VIR_DOMAIN_DEFINE_VALIDATE))
 
 
 def _graphics(dom: libvirt.virDomain, flags: int) -> etree._Element | None:

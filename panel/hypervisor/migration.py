@@ -25,7 +25,7 @@ from lxml import etree
 
 from . import xml
 from .connection import connect, session, translate
-from .domains import _info
+from .domains import domain_info
 from .errors import Conflict, HostUnavailable, HypervisorError
 from .host import reserved_memory_bytes
 from .specs import Check, DomainInfo, VolumeSpec
@@ -786,7 +786,7 @@ def _finish(
     source_uri: str, target_uri: str, uuid: str, copies: list[DiskCopy], remove: bool
 ) -> MigrationResult:
     with session(target_uri) as dst:
-        info = _info(dst.lookupByUUIDString(uuid))
+        info = domain_info(dst.lookupByUUIDString(uuid))
     removed: list[str] = []
     if remove and copies:
         with session(source_uri) as src:
@@ -872,13 +872,13 @@ def settle_migration(source_uri: str, target_uri: str, uuid: str) -> Settled:
         s_active = s is not None and bool(s.isActive())
         d_state = d.state()[0] if d is not None else None
         if d is not None and not s_active and d_state == libvirt.VIR_DOMAIN_RUNNING:
-            return Settled("target", _info(d), tuple(done))
+            return Settled("target", domain_info(d), tuple(done))
         if d is not None and s is None:
             # The source let go of it: the target's copy is the only one; let it run.
             if d_state == libvirt.VIR_DOMAIN_PAUSED:
                 d.resume()
                 done.append("resumed it on the target")
-            return Settled("target", _info(d), tuple(done))
+            return Settled("target", domain_info(d), tuple(done))
         if d is not None:
             if d.isActive():
                 d.destroy()
@@ -895,4 +895,4 @@ def settle_migration(source_uri: str, target_uri: str, uuid: str) -> Settled:
         ):
             s.resume()
             done.append("resumed it on the source")
-        return Settled("source", _info(s), tuple(done))
+        return Settled("source", domain_info(s), tuple(done))

@@ -19,7 +19,7 @@ from lxml import etree
 
 from . import xml
 from .connection import session
-from .domains import _info
+from .domains import domain_info
 from .errors import Conflict, HypervisorError
 from .qemu_img import PinnedImage
 from .specs import BackingInfo, DomainInfo, VolumeSpec
@@ -171,7 +171,7 @@ def move_disk(
                 f"{target} now uses {new_path}, but {path} could not be deleted: "
                 f"{exc.get_error_message()}. Delete it by hand."
             ) from exc
-        return MoveResult(info=_info(dom), old_path=path, new_path=new_path)
+        return MoveResult(info=domain_info(dom), old_path=path, new_path=new_path)
 
 
 def settle_move(uri: str, uuid: str, target: str, old_path: str, pool: str) -> str:

@@ -24,7 +24,7 @@ import libvirt
 from lxml import etree
 
 from .connection import session
-from .domains import _info, affect_flags
+from .domains import affect_flags, domain_info
 from .errors import Conflict, HypervisorError, NotFound
 from .host import is_local
 from .specs import (
@@ -392,7 +392,7 @@ def attach_nic(
             mac = random_mac()
         spec = dataclasses.replace(nic, mac=mac)
         dom.attachDeviceFlags(build_interface(spec), flags)
-        return _info(dom), mac
+        return domain_info(dom), mac
 
 
 def _find_nic(dom: libvirt.virDomain, mac: str, inactive: bool) -> etree._Element | None:
@@ -421,7 +421,7 @@ def detach_nic(uri: str, uuid: str, mac: str, *, live: bool, persistent: bool) -
                 where = "its definition" if inactive else "the running VM"
                 raise NotFound(f"'{dom.name()}' has no NIC with MAC {mac} in {where}.")
             dom.detachDeviceFlags(etree.tostring(iface, encoding="unicode"), flag)
-        return _info(dom)
+        return domain_info(dom)
 
 
 def set_nic_link(
@@ -445,7 +445,7 @@ def set_nic_link(
                 link = etree.SubElement(iface, "link")
             link.set("state", "up" if up else "down")
             dom.updateDeviceFlags(etree.tostring(iface, encoding="unicode"), flag)
-        return _info(dom)
+        return domain_info(dom)
 
 
 # --- host interfaces --------------------------------------------------------------------

@@ -14,7 +14,7 @@ from lxml import etree
 from . import images, qemu_img
 from . import xml as xml_doc
 from .connection import session
-from .domains import _vol_xml
+from .domains import vol_xml
 from .errors import Conflict, HypervisorError
 from .host import is_local
 from .specs import SnapshotDisk, SnapshotInfo
@@ -296,7 +296,7 @@ def _revert_external(
             capacity = base.info()[1]
             stem = os.path.splitext(os.path.basename(image))[0]
             vol = pool.createXML(
-                _vol_xml(f"{stem}.{name}.revert-{stamp}", capacity, "qcow2", (image, fmt)), 0
+                vol_xml(f"{stem}.{name}.revert-{stamp}", capacity, "qcow2", (image, fmt)), 0
             )
             created[target] = vol.path()
             done.append(f"{target}: new overlay {vol.path()} on {image}")

@@ -18,11 +18,10 @@ from lxml import etree
 
 from . import images, qemu_img, xml
 from .connection import libvirt_errors, session
-from .domains import _info as domain_info
-from .domains import affect_flags
+from .domains import affect_flags, domain_info
 from .errors import Conflict, HypervisorError, NotFound
 from .host import is_local
-from .inventory import _pool_info, _volume_info
+from .inventory import pool_info, volume_info
 from .qemu_img import PinnedImage
 from .specs import DiskSpec, DomainInfo, PoolInfo, PoolSpec, VolumeInfo, VolumeSpec
 
@@ -69,7 +68,7 @@ def _pool(conn: libvirt.virConnect, name: str) -> libvirt.virStoragePool:
 
 def get_pool(uri: str, name: str) -> PoolInfo:
     with session(uri) as conn:
-        return _pool_info(_pool(conn, name))
+        return pool_info(_pool(conn, name))
 
 
 def pool_xml(uri: str, name: str) -> str:
@@ -94,7 +93,7 @@ def define_pool(
             raise Conflict(f"A storage pool named '{spec.name}' already exists on this host.")
         if not persistent:
             flags = libvirt.VIR_STORAGE_POOL_CREATE_WITH_BUILD if build else 0
-            return _pool_info(conn.storagePoolCreateXML(document, flags))
+            return pool_info(conn.storagePoolCreateXML(document, flags))
         pool = conn.storagePoolDefineXML(document, 0)
         try:
             if build:
@@ -103,7 +102,7 @@ def define_pool(
                 pool.create(0)
             if autostart:
                 pool.setAutostart(1)
-            return _pool_info(pool)
+            return pool_info(pool)
         except Exception:
             with contextlib.suppress(libvirt.libvirtError):
                 if pool.isActive():
@@ -139,7 +138,7 @@ def pool_action(uri: str, name: str, action: str) -> PoolInfo:
         if not persistent and action == "stop":
             # A transient pool is gone once stopped.
             return PoolInfo("", name, "", "gone", "", 0, 0, 0, False, False)
-        return _pool_info(pool)
+        return pool_info(pool)
 
 
 def set_pool_autostart(uri: str, name: str, on: bool) -> PoolInfo:
@@ -148,7 +147,7 @@ def set_pool_autostart(uri: str, name: str, on: bool) -> PoolInfo:
         if not pool.isPersistent():
             raise Conflict(f"Pool '{name}' is transient: only persistent pools can autostart.")
         pool.setAutostart(1 if on else 0)
-        return _pool_info(pool)
+        return pool_info(pool)
 
 
 def delete_pool(uri: str, name: str, *, delete_target: bool = False) -> None:
@@ -177,7 +176,7 @@ def _vol(conn: libvirt.virConnect, pool: str, name: str) -> libvirt.virStorageVo
 
 def get_volume(uri: str, pool: str, name: str) -> VolumeInfo:
     with session(uri) as conn:
-        return _volume_info(_pool(conn, pool), _vol(conn, pool, name))
+        return volume_info(_pool(conn, pool), _vol(conn, pool, name))
 
 
 def list_volumes(uri: str, pool: str) -> list[VolumeInfo]:
@@ -187,7 +186,7 @@ def list_volumes(uri: str, pool: str) -> list[VolumeInfo]:
         if not p.isActive():
             raise Conflict(f"Pool '{pool}' is not running: start it first.")
         p.refresh(0)
-        return [_volume_info(p, v) for v in p.listAllVolumes(0)]
+        return [volume_info(p, v) for v in p.listAllVolumes(0)]
 
 
 def volume_xml(uri: str, pool: str, name: str) -> str:
@@ -233,7 +232,7 @@ def create_volume(uri: str, pool: str, spec: VolumeSpec) -> VolumeInfo:
                 with contextlib.suppress(libvirt.libvirtError):
                     vol.delete(0)
                 raise
-        return _volume_info(p, vol)
+        return volume_info(p, vol)
 
 
 def _write_zeros(
@@ -281,7 +280,7 @@ def _create_full_image(uri: str, p: libvirt.virStoragePool, spec: VolumeSpec) ->
     path = f"{target.rstrip('/')}/{spec.name}"
     qemu_img.create_full(uri, path, spec.format, spec.capacity)
     p.refresh(0)
-    return _volume_info(p, p.storageVolLookupByName(spec.name))
+    return volume_info(p, p.storageVolLookupByName(spec.name))
 
 
 def refresh_pool(uri: str, pool: str) -> None:
@@ -479,7 +478,7 @@ def copy_volume(
             capacity=recorded_capacity(src, source.format),
             progress=progress,
         )
-        return _volume_info(dest, vol)
+        return volume_info(dest, vol)
 
 
 def resize_volume(
@@ -495,10 +494,10 @@ def resize_volume(
             if not (is_local(uri) and os.path.exists(source.path)):
                 raise
             qemu_img.resize(uri, source, capacity, shrink=shrink)
-            return _volume_info(_pool(conn, pool), vol)
+            return volume_info(_pool(conn, pool), vol)
         flags = libvirt.VIR_STORAGE_VOL_RESIZE_SHRINK if shrink else 0
         vol.resize(capacity, flags)
-        return _volume_info(_pool(conn, pool), vol)
+        return volume_info(_pool(conn, pool), vol)
 
 
 def wipe_volume(uri: str, pool: str, name: str, *, source: PinnedImage) -> VolumeInfo:
@@ -511,7 +510,7 @@ def wipe_volume(uri: str, pool: str, name: str, *, source: PinnedImage) -> Volum
         fmt = source.format or "raw"
         if fmt in ("raw", "iso"):
             _write_zeros(conn, vol, recorded_capacity(vol, fmt))
-            return _volume_info(p, vol)
+            return volume_info(p, vol)
         _type, capacity, _alloc = vol.info()
         backing = source.backing
         spec = VolumeSpec(
@@ -522,7 +521,7 @@ def wipe_volume(uri: str, pool: str, name: str, *, source: PinnedImage) -> Volum
             backing_format=backing[0].format if backing else "",
         )
         vol.delete(0)
-        return _volume_info(p, p.createXML(xml.build_volume(spec), 0))
+        return volume_info(p, p.createXML(xml.build_volume(spec), 0))
 
 
 def delete_volume(uri: str, pool: str, name: str, *, wait: float = 0.0) -> None:
@@ -588,7 +587,7 @@ def upload_volume(
                 stream.abort()
             raise
         p.refresh(0)
-        return _volume_info(p, p.storageVolLookupByName(name))
+        return volume_info(p, p.storageVolLookupByName(name))
 
 
 def download_volume(uri: str, pool: str, name: str) -> tuple[int, Iterator[bytes]]:
@@ -630,7 +629,7 @@ def volume_by_path(uri: str, path: str) -> VolumeInfo:
             vol = conn.storageVolLookupByPath(path)
         except libvirt.libvirtError as exc:
             raise NotFound(f"{path} is not a volume of a running pool.") from exc
-        return _volume_info(vol.storagePoolLookupByVolume(), vol)
+        return volume_info(vol.storagePoolLookupByVolume(), vol)
 
 
 # --- disks on domains ---

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import libvirt
 
-from .connection import _open, check_uri, event_loop, libvirt_errors
+from .connection import check_uri, event_loop, libvirt_errors, open_connection
 from .specs import PROBE_PREFIX
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class Watch:
         event_loop.ensure()
         # A connection of its own: close callbacks and event registrations are
         # per connection, and the watch ends by closing it.
-        self._conn = _open(self.uri, timeout=10.0)
+        self._conn = open_connection(self.uri, timeout=10.0)
         with contextlib.suppress(libvirt.libvirtError):
             self._conn.setKeepAlive(5, 3)
         with libvirt_errors():
