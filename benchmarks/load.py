@@ -32,7 +32,8 @@ the watcher's own code (panel.watcher.HostWatcher.apply: get_domain, sync_domain
 publish on commit). The users' own start / force off / save calls are events too. An
 event's delivery time runs from its cause (the source's clock just before the change;
 the API call's due time) to its vm.update reaching each open websocket that should get
-it (the user may see the VM and has a socket on its host); one not there within 10 s
+it (the user may see the VM and has a socket that follows it: the VM list's socket of
+the page showing it, or a host's socket); one not there within 10 s
 counts as missed.
 
 Every test:/// connection is a private copy of the simulated host in the process that
@@ -608,7 +609,8 @@ class Clock:
 class Sock:
     user: UserSpec
     path: str
-    host: int | None
+    host: int | None  # a host's socket: every VM on that host
+    vms: frozenset[str] = frozenset()  # a VM list's socket: the VMs of its rows
     ws: Any = None
     open: bool = False
 
@@ -628,6 +630,7 @@ class Events:
         self.world = world
         self.clock = clock
         self.by_host: dict[int, set[Sock]] = defaultdict(set)
+        self.by_vm: dict[str, set[Sock]] = defaultdict(set)
         self.pending: dict[tuple[str, str], deque[Cause]] = defaultdict(deque)
         self.early: dict[tuple[str, str], list[tuple[Sock, float]]] = defaultdict(list)
         self.unmatched = 0
@@ -638,10 +641,14 @@ class Events:
     def add(self, sock: Sock) -> None:
         if sock.host is not None:
             self.by_host[sock.host].add(sock)
+        for uuid in sock.vms:
+            self.by_vm[uuid].add(sock)
 
     def drop(self, sock: Sock) -> None:
         if sock.host is not None:
             self.by_host[sock.host].discard(sock)
+        for uuid in sock.vms:
+            self.by_vm[uuid].discard(sock)
         for queue in self.pending.values():
             for cause in queue:
                 cause.expected.discard(sock)
@@ -651,7 +658,8 @@ class Events:
         if vm is None:
             return None
         step = self.clock.at(t)
-        cause = Cause(t, step, {s for s in self.by_host[vm.host] if s.user.sees(vm)})
+        listening = self.by_host[vm.host] | self.by_vm[uuid]
+        cause = Cause(t, step, {s for s in listening if s.user.sees(vm)})
         step.causes += 1
         for sock, at in self.early.pop((uuid, state), []):
             if sock in cause.expected and at >= t:
@@ -1151,7 +1159,13 @@ class Run:
         from websockets.asyncio.client import connect
 
         match = re.match(r"/ws/hosts/(\d+)/", path)
-        sock = Sock(user.spec, path, int(match.group(1)) if match else None)
+        rows = re.match(r"/ws/vm-rows/\?ids=([0-9a-f,-]+)", path)
+        sock = Sock(
+            user.spec,
+            path,
+            int(match.group(1)) if match else None,
+            frozenset(rows.group(1).split(",")) if rows else frozenset(),
+        )
         cookie = "; ".join(f"{k}={v}" for k, v in user.http.cookies.items())
         started = time.monotonic()
         try:
@@ -1168,7 +1182,7 @@ class Run:
             if sock.ws is not None:
                 await sock.ws.close()
             return
-        if first.get("type", "").endswith(".update"):
+        if first.get("type", "") in ("host.update", "vms.watch"):
             step.lat["websocket"].append(time.monotonic() - started)
         sock.open = True
         user.socks.append(sock)

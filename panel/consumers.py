@@ -6,6 +6,7 @@ shows (panel.socket_access).
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -16,9 +17,14 @@ from .models import Host
 from .permissions import forget, sees_vm, visible_hosts, visible_jobs, vm_projects_seen
 from .socket_access import AccessWatch
 
-# Close codes: 4401 not logged in, 4404 not found or out of scope.
+# Close codes: 4400 a request the socket cannot take, 4401 not logged in, 4404 not found
+# or out of scope.
+CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
+
+# The most VMs one list socket follows: a list page shows 50 rows.
+VM_ROWS_MAX = 100
 
 
 class _ScopedConsumer(AccessWatch, AsyncJsonWebsocketConsumer):
@@ -26,6 +32,8 @@ class _ScopedConsumer(AccessWatch, AsyncJsonWebsocketConsumer):
     and say whether the user may still see it (still_visible)."""
 
     group: str = ""
+    groups: tuple[str, ...] = ()  # instead of group, for a socket on many groups
+    refusal = CLOSE_NOT_FOUND  # the close code when load() finds nothing
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -35,9 +43,10 @@ class _ScopedConsumer(AccessWatch, AsyncJsonWebsocketConsumer):
         self.user = user
         snapshot = await self.load(user)
         if snapshot is None:
-            await self._refuse(CLOSE_NOT_FOUND)
+            await self._refuse(self.refusal)
             return
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        for group in self._groups():
+            await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
         await self.send_json(snapshot)
         await self.watch_access(user.pk)
@@ -72,8 +81,11 @@ class _ScopedConsumer(AccessWatch, AsyncJsonWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         await self.stop_watching()
-        if self.group:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        for group in self._groups():
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    def _groups(self) -> tuple[str, ...]:
+        return (self.group,) if self.group else self.groups
 
     async def load(self, user: Any) -> dict[str, Any] | None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -189,3 +201,59 @@ class VMConsumer(_ScopedConsumer):
 
         self._remember_projects(user)
         return visible_vms(user).filter(pk=self.vm_id).exists()
+
+
+class VMRowsConsumer(_ScopedConsumer):
+    """ws/vm-rows/?ids=<uuid>,<uuid>,...: the state of the VMs a list shows, as it changes.
+
+    A VM list follows its own rows rather than every VM of their hosts: a change reaches
+    the pages that show that VM, not every page with a VM on the same host. The socket
+    hears what the VM's row shows (state, host, addresses), not its usage samples nor
+    the details its own page reads."""
+
+    async def load(self, user: Any) -> dict[str, Any] | None:
+        asked = self._asked()
+        if asked is None:
+            self.refusal = CLOSE_BAD_REQUEST
+            return None
+        self.vm_ids = await database_sync_to_async(self._visible)(user, asked)
+        if not self.vm_ids:
+            return None
+        self.groups = tuple(events.vm_row_group(pk) for pk in sorted(self.vm_ids))
+        return {"type": "vms.watch", "vms": sorted(self.vm_ids)}
+
+    def _asked(self) -> set[str] | None:
+        """The ids in the query string; None when one is not a VM id or there are too many."""
+        from urllib.parse import parse_qs
+
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        raw = [part for value in query.get("ids", []) for part in value.split(",") if part]
+        if not raw or len(raw) > VM_ROWS_MAX:
+            return None
+        try:
+            return {str(uuid.UUID(part)) for part in raw}
+        except ValueError:
+            return None
+
+    def _visible(self, user: Any, ids: set[str]) -> set[str]:
+        from vms.permissions import visible_vms
+
+        self._remember_projects(user)
+        return {str(pk) for pk in visible_vms(user).filter(pk__in=ids).values_list("pk", flat=True)}
+
+    async def vm_update(self, event: events.VMUpdate) -> None:
+        seen = sees_vm(self.vm_projects, event["vm"])
+        if seen is None:
+            seen = await database_sync_to_async(self._vm_visible)(event["vm"]["id"])
+        if seen:
+            await self.send_json(event)
+
+    def _vm_visible(self, vm_id: str) -> bool:
+        from vms.permissions import visible_vms
+
+        return visible_vms(forget(self.user)).filter(pk=vm_id).exists()
+
+    def still_visible(self, user: Any) -> bool:
+        # Rows moved out of the user's projects are no longer passed on (vm_update tells
+        # by the project); the socket closes once none of its rows is the user's.
+        return bool(self._visible(user, self.vm_ids))

@@ -56,6 +56,11 @@ def vm_group(uuid: str) -> str:
     return f"vm-{uuid}"
 
 
+def vm_row_group(uuid: str) -> str:
+    """The lists that show a VM: its state, host and addresses, not its samples or details."""
+    return f"vm-row-{uuid}"
+
+
 def user_group(user_id: int) -> str:
     """Every open websocket of one user, told when their access may have changed."""
     return f"user-{user_id}"

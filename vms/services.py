@@ -97,7 +97,11 @@ def serialize_vm(vm: VirtualMachine) -> dict[str, object]:
 
 def vm_messages(vm: VirtualMachine) -> list[tuple[str, events.VMUpdate]]:
     payload: events.VMUpdate = {"type": "vm.update", "vm": serialize_vm(vm)}
-    return [(events.vm_group(str(vm.pk)), payload), (events.host_group(vm.host_id), payload)]
+    return [
+        (events.vm_group(str(vm.pk)), payload),
+        (events.vm_row_group(str(vm.pk)), payload),
+        (events.host_group(vm.host_id), payload),
+    ]
 
 
 def _publish(vm: VirtualMachine) -> None:

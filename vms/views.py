@@ -106,8 +106,8 @@ def vm_list(request: HttpRequest) -> HttpResponse:
         # The filter menus: (id, name, chosen) without building a row object per host.
         "hosts": _choices(visible_hosts(request.user), f["host"]),
         "projects": _choices(restrict(Project.objects.all(), request.user, VIEW), f["project"]),
-        # Live state for the rows shown: one socket per host that has a VM on this page.
-        "row_hosts": sorted({vm.host_id for vm in page}),
+        # Live state for the rows shown: one socket that follows these VMs.
+        "row_ids": ",".join(str(vm.pk) for vm in page),
         "states": VMState.choices,
         "query": query.urlencode(),
         "button_states": BUTTON_STATES,

@@ -12,7 +12,7 @@
       ws.onmessage = function (e) { onMessage(JSON.parse(e.data)); };
       ws.onopen = function () { delay = 1000; };
       ws.onclose = function (e) {
-        if (e.code === 4401 || e.code === 4404) return;
+        if (e.code === 4400 || e.code === 4401 || e.code === 4404) return;
         setTimeout(open, delay);
         delay = Math.min(delay * 2, 15000);
       };
@@ -130,6 +130,11 @@
       } else if (msg.type === "stats.update") {
         document.dispatchEvent(new CustomEvent("stats:update", { detail: msg }));
       }
+    });
+  });
+  document.querySelectorAll("[data-vms-ws]").forEach(function (el) {
+    connect(el.dataset.vmsWs, function (msg) {
+      if (msg.type === "vm.update") vmChanged(msg.vm);
     });
   });
   document.querySelectorAll("[data-vm-ws]").forEach(function (el) {

@@ -416,12 +416,13 @@ def _open_everything(
     headers = {"Origin": who.stack.url, "Cookie": f"sessionid={who.sessionid}"}
     opened = {
         "vm page": sockets.enter_context(who.ws(f"/ws/vms/{vm.pk}/")),
+        "vm list": sockets.enter_context(who.ws(f"/ws/vm-rows/?ids={vm.pk}")),
         "job": sockets.enter_context(who.ws(f"/ws/jobs/{job.pk}/")),
         "serial console": sockets.enter_context(who.ws(path_of(ticket(who, vm, "serial")["url"]))),
         "vnc view": sockets.enter_context(rfb_socket(view["url"], headers)),
     }
     Rfb(opened["vnc view"]).handshake(8)
-    for name in ("vm page", "job"):
+    for name in ("vm page", "vm list", "job"):
         opened[name].recv(timeout=10)  # the snapshot
     ws_read_until(opened["serial console"], b"view only", 10)
     return opened

@@ -77,7 +77,13 @@ def fake_world(transactional_db, admin_user):
 def test_update_sockets_answer_garbage_with_an_error(stack, fake_world, session_id):
     host, job, vm = fake_world
     before = _tracebacks(stack)
-    for path in (f"/ws/jobs/{job.pk}/", f"/ws/hosts/{host.pk}/", f"/ws/vms/{vm.pk}/"):
+    paths = (
+        f"/ws/jobs/{job.pk}/",
+        f"/ws/hosts/{host.pk}/",
+        f"/ws/vms/{vm.pk}/",
+        f"/ws/vm-rows/?ids={vm.pk}",
+    )
+    for path in paths:
         with open_ws(stack, path, session_id) as ws:
             json.loads(ws.recv(timeout=10))  # the snapshot
             answers = _answers(ws, GARBAGE)

@@ -91,6 +91,7 @@ WS_REFUSALS = {
     "ws/jobs/<int:job_id>/": ("close 4401", "close 4401"),
     "ws/hosts/<int:host_id>/": ("close 4401", "close 4401"),
     "ws/vms/<uuid:vm_id>/": ("close 4401", "close 4401"),
+    "ws/vm-rows/": ("close 4401", "close 4401"),
     "ws/vms/<uuid:vm_id>/serial/": ("close 4401", "close 4403"),
     "ws/vms/<uuid:vm_id>/vnc-view/": ("close 4401", "close 4403"),
     "ws/volumes/<int:volume_id>/upload/": ("close 4403", "close 4403"),

@@ -66,15 +66,18 @@ def test_the_search_finds_names_in_any_case_and_ids_by_their_start(client_for, a
     assert api.get(f"/api/v1/vms/?search={other.pk}").json()["count"] == 0
 
 
-def test_the_list_opens_live_sockets_only_for_the_hosts_of_its_rows(client_for, alpha):
+def test_the_list_opens_one_live_socket_for_the_vms_of_its_rows(client_for, alpha):
     hosts = make_hosts(30)
-    make_vm(hosts[3], "on-four", alpha)
-    make_vm(hosts[7], "on-eight", alpha)
+    four = make_vm(hosts[3], "on-four", alpha)
+    eight = make_vm(hosts[7], "on-eight", alpha)
 
     doc = lxml_html.fromstring(client_for("admin").get("/vms/").content.decode())
 
-    sockets = sorted(el.get("data-host-ws") for el in doc.xpath("//*[@data-host-ws]"))
-    assert sockets == sorted(f"/ws/hosts/{hosts[i].pk}/" for i in (3, 7))
+    assert doc.xpath("//*[@data-host-ws]") == []
+    assert doc.xpath("//*[@data-vms-ws]/@data-vms-ws") == [f"/ws/vm-rows/?ids={eight.pk},{four.pk}"]
+    # A page with no rows opens none.
+    doc = lxml_html.fromstring(client_for("admin").get("/vms/?q=nothing-such").content.decode())
+    assert doc.xpath("//*[@data-vms-ws]") == []
     # The host filter still offers every host.
     assert len(doc.xpath("//select[@name='host']/option[@value!='']")) == 30
 

@@ -96,7 +96,7 @@ def test_it_shows_the_vm_list_follow_the_vm_state_without_reloading(
     row = page.locator(f"tr[data-vm='{vm.pk}']")
     badge = row.locator("[data-vm-state]")
     expect(badge).to_have_text("shutoff")
-    sockets.wait_for_snapshot(page, f"/ws/hosts/{watcher.pk}/")
+    sockets.wait_for_snapshot(page, page.get_attribute("[data-vms-ws]", "data-vms-ws"))
     page.evaluate("window.__marker = 1")
 
     elsewhere(act, vm, "start", admin)
