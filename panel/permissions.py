@@ -64,9 +64,11 @@ def roles(user: Any) -> dict[int, str]:
 
 
 def forget(user: Any) -> Any:
-    """Drop the cached roles: long-lived holders of a user (websockets) re-read them."""
-    if hasattr(user, "_panel_roles"):
-        del user._panel_roles
+    """Drop the cached roles and answers: long-lived holders of a user (websockets) re-read
+    them."""
+    for cached in ("_panel_roles", "_panel_allowed"):
+        if hasattr(user, cached):
+            delattr(user, cached)
     return user
 
 
@@ -244,9 +246,24 @@ def get_object_for_user(queryset: QuerySet[M], user: Any, pk: Any, action: str =
 
 
 def allowed(user: Any, obj: Model, action: str) -> bool:
-    """Whether user may perform action on obj (for buttons and serializers)."""
+    """Whether user may perform action on obj (for buttons and serializers); asked once per
+    object and action for the user at hand (a request's, or a websocket's until forget())."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown action {action!r}")
+    if is_admin(user):
+        return True  # restrict() leaves an admin's querysets whole
     model = type(obj)
-    return restrict(model._default_manager.all(), user, action).filter(pk=obj.pk).exists()
+    key = (model._meta.label_lower, obj.pk, action)
+    answers = getattr(user, "_panel_allowed", None)
+    if answers is None:
+        answers = {}
+        if getattr(user, "is_authenticated", False):
+            user._panel_allowed = answers
+    if key not in answers:
+        answers[key] = (
+            restrict(model._default_manager.all(), user, action).filter(pk=obj.pk).exists()
+        )
+    return answers[key]
 
 
 # --- shortcuts used across the apps ---

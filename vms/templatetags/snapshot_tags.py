@@ -24,12 +24,13 @@ SNAPSHOT_JOBS = [
 @register.inclusion_tag("vms/_snapshots.html", takes_context=True)
 def vm_snapshots(context: dict[str, Any], vm: Any) -> dict[str, Any]:
     user = context["request"].user
+    tree = snapshots.snapshot_tree(vm)
     return {
         "vm": vm,
-        "snapshots": snapshots.snapshot_tree(vm),
+        "snapshots": tree,
         "can_change": allowed(user, vm, CHANGE) and vm.state != "missing",
         "running": vm.state in ("running", "paused"),
-        "has_external": any(s.kind == "external" for s in snapshots.snapshot_tree(vm)),
+        "has_external": any(s.kind == "external" for s in tree),
         "disk_targets": [d.get("target") for d in vm.disks if d.get("device") == "disk"],
         "snapshot_job": Job.objects.filter(target=f"vm:{vm.pk}", kind__in=SNAPSHOT_JOBS)
         .order_by("-created")
