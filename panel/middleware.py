@@ -110,8 +110,32 @@ class ContentSecurityPolicyMiddleware:
         return response
 
 
+def busy_response(
+    request: HttpRequest, exc: BaseException, *, bare: bool = False
+) -> HttpResponse | None:
+    """The 503 for a database that is busy or takes no more connections (None for any
+    other error): JSON for the API, text for htmx, else a page. bare: written without the
+    database (the error came before any view ran, loading the session, say)."""
+    if not is_database_busy(exc):
+        return None
+    detail = DATABASE_FULL if is_database_full(exc) else DATABASE_BUSY
+    response: HttpResponse
+    if request.path_info.startswith("/api/"):
+        response = JsonResponse({"detail": detail}, status=503)
+    elif request.headers.get("HX-Request"):
+        response = HttpResponse(detail, status=503, content_type="text/plain")
+    elif bare:
+        response = HttpResponse(render_to_string("503_bare.html", {"detail": detail}), status=503)
+    else:
+        body = render_to_string("503.html", {"detail": detail}, request=request)
+        response = HttpResponse(body, status=503)
+    response["Retry-After"] = "5"
+    return response
+
+
 class DatabaseBusyMiddleware:
-    """A locked database answers 503 with what to do, not a server error."""
+    """A locked database answers 503 with what to do, not a server error (views; what
+    fails before a view is answered by panel.views.errors.server_error the same way)."""
 
     def __init__(self, get_response):  # type: ignore[no-untyped-def]
         self.get_response = get_response
@@ -120,16 +144,4 @@ class DatabaseBusyMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse | None:
-        if not is_database_busy(exc):
-            return None
-        detail = DATABASE_FULL if is_database_full(exc) else DATABASE_BUSY
-        response: HttpResponse
-        if request.path_info.startswith("/api/"):
-            response = JsonResponse({"detail": detail}, status=503)
-        elif request.headers.get("HX-Request"):
-            response = HttpResponse(detail, status=503, content_type="text/plain")
-        else:
-            body = render_to_string("503.html", {"detail": detail}, request=request)
-            response = HttpResponse(body, status=503)
-        response["Retry-After"] = "5"
-        return response
+        return busy_response(request, exc)

@@ -6,12 +6,11 @@ import sys
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
-from django.template.loader import render_to_string
 from django.views import defaults
 
 from panel import audit
 from panel.choices import AuditResult
-from panel.middleware import DATABASE_BUSY, DATABASE_FULL, is_database_busy, is_database_full
+from panel.middleware import busy_response
 
 
 def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
@@ -40,17 +39,8 @@ def server_error(request: HttpRequest) -> HttpResponse:
     met before any view ran (loading the session, say), is a 503 that says to try again:
     the page is written without the database, which cannot be counted on here."""
     exc = sys.exc_info()[1]
-    if exc is not None and is_database_busy(exc):
-        detail = DATABASE_FULL if is_database_full(exc) else DATABASE_BUSY
-        if _is_api(request):
-            response: HttpResponse = JsonResponse({"detail": detail}, status=503)
-        else:
-            response = HttpResponse(
-                render_to_string("503_bare.html", {"detail": detail}), status=503
-            )
-        response["Retry-After"] = "5"
-        return response
-    return defaults.server_error(request)
+    busy = busy_response(request, exc, bare=True) if exc is not None else None
+    return busy or defaults.server_error(request)
 
 
 def _is_api(request: HttpRequest) -> bool:

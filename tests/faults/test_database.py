@@ -8,6 +8,7 @@ the request down."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -112,13 +113,13 @@ def test_it_answers_503_to_a_vm_action_and_leaves_the_vm_as_it_was(
 
 
 def test_it_answers_503_to_a_page_post_and_a_project_edit(
-    short_busy_timeout, make_vm, client_for, api_for, alpha
+    short_busy_timeout, make_vm, client_for, api_for, alpha, caplog
 ):
     vm = make_vm(running=False)
     page = client_for("operator")
     admin_api = api_for("admin")
 
-    with database_locked():
+    with database_locked(), caplog.at_level(logging.INFO, logger="django.request"):
         response = page.post(f"/vms/{vm.pk}/start/")
         edit = admin_api.patch(f"/api/v1/projects/{alpha.pk}/", {"name": "renamed"}, format="json")
 
@@ -128,6 +129,9 @@ def test_it_answers_503_to_a_page_post_and_a_project_edit(
     assert edit.json()["detail"].startswith(BUSY)
     assert Project.objects.get(pk=alpha.pk).name == "alpha"
     assert hypervisor.get_domain(LOCAL_URI, str(vm.pk)).state == "shutoff"
+    # Turning requests away is logged as a warning, not as a server error with a traceback.
+    logged = [(r.levelname, r.exc_info) for r in caplog.records if r.name == "django.request"]
+    assert logged == [("WARNING", None), ("WARNING", None)], logged
 
 
 def test_it_answers_503_to_volume_changes_and_makes_or_removes_nothing(
