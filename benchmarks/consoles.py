@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from _setup import REPO, free_port, isolated_django, wait_port, web_server  # noqa: E402
+from common import REPO, free_port, isolated_django, wait_port, web_server  # noqa: E402
 
 WORK = isolated_django("panel-bench-consoles-")
 

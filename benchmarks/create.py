@@ -21,7 +21,7 @@ import time
 import uuid as uuidlib
 from pathlib import Path
 
-from _setup import isolated_django  # noqa: E402
+from common import isolated_django  # noqa: E402
 
 WORK = isolated_django("panel-bench-create-")
 

@@ -57,7 +57,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import vm_inventory as inv  # noqa: E402 - the same report and helpers as that benchmark
-from _setup import (  # noqa: E402
+from common import (  # noqa: E402
     bench_environment,
     free_port,
     make_session,

@@ -78,7 +78,7 @@ from urllib.parse import urlencode, urlsplit
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import vm_inventory as inv  # noqa: E402 - node files, processes, percentiles, the report
-from _setup import (
+from common import (
     admin_sql,
     bench_environment,
     make_session,

@@ -44,7 +44,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import vm_inventory as inv  # noqa: E402 - the same node files and report as that benchmark
-from _setup import bench_environment, migrate_and_collect_static  # noqa: E402
+from common import bench_environment, migrate_and_collect_static  # noqa: E402
 
 REPO_ROOT = inv.REPO_ROOT
 GOAL_HOST_READ_MS = 100.0
@@ -154,7 +154,7 @@ def run(args: argparse.Namespace, tmp: Path, report: inv.Report) -> None:
     from monitoring.store import StatsStore
     from panel import hypervisor
     from panel.choices import HostState
-    from panel.hypervisor.stats import _STATS
+    from panel.hypervisor.stats import DOMAIN_STATS
     from panel.models import Host
     from vms.services import sync_domains
 
@@ -174,7 +174,7 @@ def run(args: argparse.Namespace, tmp: Path, report: inv.Report) -> None:
     for _ in range(args.cycles):
         for conn in conns:
             t = time.perf_counter()
-            conn.getAllDomainStats(_STATS, libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE)
+            conn.getAllDomainStats(DOMAIN_STATS, libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE)
             bulk.append(time.perf_counter() - t)
     for conn in conns:
         t = time.perf_counter()

@@ -38,7 +38,7 @@ from urllib.parse import quote
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import vm_inventory as inv  # noqa: E402 - the same report, timer and processes
-from _setup import (
+from common import (
     admin_sql,
     bench_environment,
     make_session,

@@ -26,7 +26,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from _setup import REPO, free_port, isolated_django, make_session, wait_port, web_server  # noqa: E402
+from common import REPO, free_port, isolated_django, make_session, wait_port, web_server  # noqa: E402
 
 WORK = isolated_django("panel-bench-storage-")
 

@@ -46,7 +46,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _setup import bench_environment, make_session, migrate_and_collect_static, web_server
+from common import bench_environment, make_session, migrate_and_collect_static, web_server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent

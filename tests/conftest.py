@@ -20,7 +20,6 @@ import uuid as uuidlib
 from urllib.parse import urlsplit
 
 import pytest
-from _pytest.reports import CollectReport
 
 from panel import hypervisor
 from tests.skips import ALLOWED_SKIPS
@@ -168,7 +167,7 @@ def pytest_collection_modifyitems(session, config, items):
         if problems:
             item.stash[_MARKER_PROBLEMS] = problems
             config.hook.pytest_collectreport(
-                report=CollectReport(
+                report=pytest.CollectReport(
                     item.nodeid,
                     "failed",
                     f"{item.nodeid}: " + "; ".join(problems),

@@ -12,6 +12,7 @@ from typing import Any
 from django.contrib.auth import authenticate, get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
@@ -23,6 +24,7 @@ from rest_framework.response import Response
 from panel import audit, jobs, services, throttle
 from panel.audit import client_ip
 from panel.choices import AuditResult
+from panel.exceptions import ServiceError
 from panel.models import AuditEvent, Host, Job, Membership, Project
 from panel.permissions import (
     CHANGE,
@@ -97,6 +99,17 @@ def obtain_token(request: Request) -> Response:
     throttle.succeeded(username, ip)
     token, _ = Token.objects.get_or_create(user=user)
     return Response({"token": token.key})
+
+
+def named_in_body(model: type, user: Any, pk: Any, field: str) -> Any:
+    """An object the user names by id in a request body (None when not named): a 400
+    naming the field when it is out of their scope."""
+    if pk in (None, ""):
+        return None
+    try:
+        return get_object_for_user(model.objects.all(), user, pk, VIEW)
+    except Http404:
+        raise ServiceError(f"No {field} with id {pk} that you can use.", field=field) from None
 
 
 class ScopedMixin:

@@ -16,7 +16,7 @@ import libvirt
 from .connection import check_uri, session
 from .specs import DomainCounters, HostCounters
 
-_STATS = (
+DOMAIN_STATS = (
     libvirt.VIR_DOMAIN_STATS_STATE
     | libvirt.VIR_DOMAIN_STATS_CPU_TOTAL
     | libvirt.VIR_DOMAIN_STATS_BALLOON
@@ -69,7 +69,9 @@ def host_counters(uri: str) -> HostCounters:
     uri = check_uri(uri)
     with session(uri) as conn:
         at = time.time()
-        records = conn.getAllDomainStats(_STATS, libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE)
+        records = conn.getAllDomainStats(
+            DOMAIN_STATS, libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE
+        )
         cpus = conn.getInfo()[2]
         cpu: dict[str, int] = {}
         with contextlib.suppress(libvirt.libvirtError):

@@ -8,18 +8,18 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIRequest
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, StreamingHttpResponse
+from django.http import HttpRequest, StreamingHttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from panel.api.views import ScopedMixin
+from panel.api.views import ScopedMixin, named_in_body
 from panel.audit import client_ip
 from panel.exceptions import ServiceError
 from panel.models import Host, Job, Project
-from panel.permissions import CHANGE, DELETE, MANAGE, VIEW, get_object_for_user
+from panel.permissions import CHANGE, DELETE, MANAGE
 from storage import services
 from storage.models import StoragePool, Volume
 
@@ -39,16 +39,6 @@ UPLOAD_CHUNK = 1024 * 1024
 
 def _truthy(value: Any) -> bool:
     return str(value).lower() in {"1", "true", "yes", "on"}
-
-
-def _scoped(model: type, user: Any, pk: Any, field: str) -> Any:
-    """An object the user names in a request body: 400 naming the field when out of scope."""
-    if pk in (None, ""):
-        return None
-    try:
-        return get_object_for_user(model.objects.all(), user, pk, VIEW)
-    except Http404:
-        raise ServiceError(f"No {field} with id {pk} that you can use.", field=field) from None
 
 
 class PoolViewSet(
@@ -71,7 +61,7 @@ class PoolViewSet(
         params = PoolCreateSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         data = params.validated_data
-        host = _scoped(Host, request.user, data["host"], "host")
+        host = named_in_body(Host, request.user, data["host"], "host")
         pool = services.create_pool(
             host,
             data,
@@ -184,9 +174,9 @@ class VolumeViewSet(
         params = VolumeCreateSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         data = params.validated_data
-        pool = _scoped(StoragePool, request.user, data["pool"], "pool")
-        project = _scoped(Project, request.user, data["project"], "project")
-        backing = _scoped(Volume, request.user, data["backing_volume"], "backing_volume")
+        pool = named_in_body(StoragePool, request.user, data["pool"], "pool")
+        project = named_in_body(Project, request.user, data["project"], "project")
+        backing = named_in_body(Volume, request.user, data["backing_volume"], "backing_volume")
         result = services.create_volume(
             pool,
             name=data["name"],
@@ -241,7 +231,7 @@ class VolumeViewSet(
         params = AssignSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         data = params.validated_data
-        project = _scoped(Project, request.user, data["project"], "project")
+        project = named_in_body(Project, request.user, data["project"], "project")
         volume = services.assign_volume(
             volume, project, data["format"], actor=request.user, source_ip=client_ip(request)
         )
@@ -270,7 +260,7 @@ class VolumeViewSet(
         data = params.validated_data
         if convert and not data["format"]:
             raise ServiceError("Give the format to convert to.", field="format")
-        pool = _scoped(StoragePool, request.user, data["pool"], "pool")
+        pool = named_in_body(StoragePool, request.user, data["pool"], "pool")
         job = services.copy_volume(
             volume,
             name=data["name"],

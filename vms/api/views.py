@@ -15,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from panel.api.pagination import KeyFirstPagination
-from panel.api.views import ScopedMixin
+from panel.api.views import ScopedMixin, named_in_body
 from panel.audit import client_ip
 from panel.exceptions import ServiceError
 from panel.models import Job
@@ -336,10 +336,9 @@ class VirtualMachineViewSet(
         return Response(VirtualMachineDetailSerializer(vm).data)
 
     def _disk_volume(self, request: Request, pk: Any) -> Any:
-        from storage.api.views import _scoped
         from storage.models import Volume
 
-        return _scoped(Volume, request.user, pk, "volume")
+        return named_in_body(Volume, request.user, pk, "volume")
 
     @extend_schema(methods=["GET"], responses=VM_DISK_LIST)
     @extend_schema(
