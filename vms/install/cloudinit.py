@@ -13,13 +13,12 @@ import binascii
 import io
 import re
 import struct
-import subprocess
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import pycdlib
 import yaml
+from passlib.hash import sha512_crypt
 
 from panel.exceptions import ServiceError
 
@@ -183,23 +182,9 @@ def validate_ssh_key(key: str, number: int = 1) -> None:
 
 
 def hash_password(password: str) -> str:
-    """SHA-512 crypt hash (`$6$...`) as /etc/shadow and cloud-init's `passwd` expect."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            import crypt  # removed in Python 3.13; openssl below does the same
-    except ImportError:
-        crypt = None
-    if crypt is not None:
-        return crypt.crypt(password, crypt.mksalt(crypt.METHOD_SHA512))
-    result = subprocess.run(
-        ["openssl", "passwd", "-6", "-stdin"],
-        input=password,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return result.stdout.strip()
+    """SHA-512 crypt hash (`$6$<salt>$...`, glibc's default 5,000 rounds) as /etc/shadow and
+    cloud-init's `passwd` expect."""
+    return sha512_crypt.using(rounds=5000).hash(password)
 
 
 def default_meta_data(instance_id: str, hostname: str) -> str:
