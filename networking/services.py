@@ -23,7 +23,7 @@ from django.utils import timezone
 from panel import audit, hypervisor, locks, rows
 from panel.exceptions import ConflictError, GoneError, ServiceError, UnavailableError
 from panel.models import Host
-from panel.permissions import CHANGE, VIEW, allowed, is_admin, restrict
+from panel.permissions import CHANGE, VIEW, allowed, is_admin, require_admin, restrict
 from vms.models import VirtualMachine
 
 from .choices import NetworkMode
@@ -384,11 +384,6 @@ def _dns_hosts(entries: list[dict[str, Any]]) -> tuple[hypervisor.DnsHost, ...]:
     return tuple(result)
 
 
-def _require_admin(actor: Any, verb: str) -> None:
-    if not is_admin(actor):
-        raise PermissionDenied(f"Only administrators can {verb}: networks are infrastructure.")
-
-
 # --- networks -------------------------------------------------------------------------------
 
 
@@ -412,7 +407,7 @@ def create_network(
     source_ip: str | None = None,
 ) -> Network:
     """Define a network of any mode on host (admins), start it and set autostart."""
-    _require_admin(actor, "create networks")
+    require_admin(actor, "create networks", "networks are infrastructure")
     name, bridge, dev, domain = (
         (name or "").strip(),
         (bridge or "").strip(),
@@ -559,7 +554,7 @@ def network_action(
     network: Network, action: str, *, actor: Any, source_ip: str | None = None
 ) -> Network:
     """Start or stop a network (admins)."""
-    _require_admin(actor, f"{action} networks")
+    require_admin(actor, f"{action} networks", "networks are infrastructure")
     if action not in NETWORK_ACTIONS:
         raise ServiceError(f"Unknown action '{action}': use start or stop.")
     with audit.refusals_recorded(actor, f"network.{action}", network, source_ip=source_ip):
@@ -576,7 +571,7 @@ def set_network_autostart(
     network: Network, enabled: bool, *, actor: Any, source_ip: str | None = None
 ) -> Network:
     """Start (or not) the network when libvirtd starts (admins)."""
-    _require_admin(actor, "change networks")
+    require_admin(actor, "change networks", "networks are infrastructure")
     with audit.refusals_recorded(actor, "network.autostart", network, source_ip=source_ip):
         with _on_network(network, f"Could not change autostart of '{network.name}'"):
             info = hypervisor.set_network_autostart(network.host.uri, network.name, enabled)
@@ -594,7 +589,7 @@ def set_network_autostart(
 
 def delete_network(network: Network, *, actor: Any, source_ip: str | None = None) -> None:
     """Stop and undefine a network no VM uses (admins)."""
-    _require_admin(actor, "delete networks")
+    require_admin(actor, "delete networks", "networks are infrastructure")
     with audit.refusals_recorded(actor, "network.delete", network, source_ip=source_ip):
         users = sorted({vm.name for vm, _nic in vms_on_network(network)})
         if users:
@@ -650,7 +645,7 @@ def vms_on_network(network: Network, user: Any = None) -> list[tuple[VirtualMach
 
 def host_interfaces(host: Host, *, actor: Any) -> tuple[list[hypervisor.InterfaceInfo], str]:
     """The host's interfaces (admins), read now, and where they came from."""
-    _require_admin(actor, "see host interfaces")
+    require_admin(actor, "see host interfaces", "networks are infrastructure")
     with _host_errors(host, f"Could not list the interfaces of {host.name}"):
         found, source = hypervisor.host_interfaces(host.uri)
     return list(found), source

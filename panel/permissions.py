@@ -269,6 +269,14 @@ def allowed(user: Any, obj: Model, action: str) -> bool:
 # --- shortcuts used across the apps ---
 
 
+def require_admin(user: Any, what: str, because: str = "") -> None:
+    """PermissionDenied (403) naming what only administrators may do, and why if given."""
+    if not is_admin(user):
+        raise PermissionDenied(
+            f"Only administrators can {what}{f': {because}' if because else ''}."
+        )
+
+
 def can_manage_hosts(user: Any) -> bool:
     return is_admin(user)
 

@@ -31,7 +31,7 @@ from panel.hypervisor import images, qemu_img
 from panel.hypervisor import storage as hv
 from panel.hypervisor.qemu_img import PinnedImage
 from panel.models import Host, Job, Project
-from panel.permissions import CHANGE, DELETE, VIEW, allowed, is_admin, role_in
+from panel.permissions import CHANGE, DELETE, VIEW, allowed, is_admin, require_admin, role_in
 
 from .models import FormatSource, StoragePool, Volume
 
@@ -585,11 +585,6 @@ def _judge(
 # --- pools ---
 
 
-def _require_admin(actor: Any, verb: str) -> None:
-    if not is_admin(actor):
-        raise PermissionDenied(f"Only administrators can {verb}.")
-
-
 def create_pool(
     host: Host,
     data: dict[str, Any],
@@ -602,7 +597,7 @@ def create_pool(
     source_ip: str | None = None,
 ) -> StoragePool:
     """Define (or create, if transient) a pool on host, optionally build and start it."""
-    _require_admin(actor, "create storage pools")
+    require_admin(actor, "create storage pools")
     with audit.refusals_recorded(actor, "pool.create", host, source_ip=source_ip):
         spec = clean_pool_spec(data)
         if StoragePool.objects.filter(host=host, name=spec.name).exists():
@@ -651,7 +646,7 @@ def pool_action(
     pool: StoragePool, action: str, *, actor: Any, source_ip: str | None = None
 ) -> StoragePool | None:
     """build, start, stop or refresh; None when a transient pool is gone after stop."""
-    _require_admin(actor, f"{action} storage pools")
+    require_admin(actor, f"{action} storage pools")
     if action not in POOL_ACTIONS:
         raise ServiceError(f"Unknown pool action '{action}': use {', '.join(POOL_ACTIONS)}.")
     with audit.refusals_recorded(actor, f"pool.{action}", pool, source_ip=source_ip):
@@ -671,7 +666,7 @@ def pool_action(
 def set_pool_autostart(
     pool: StoragePool, on: bool, *, actor: Any, source_ip: str | None = None
 ) -> StoragePool:
-    _require_admin(actor, "change storage pools")
+    require_admin(actor, "change storage pools")
     with audit.refusals_recorded(actor, "pool.autostart", pool, source_ip=source_ip):
         with on_host(pool.host, f"Pool {pool.name}"):
             info = hv.set_pool_autostart(pool.host.uri, pool.name, on)
@@ -687,7 +682,7 @@ def delete_pool(
     pool: StoragePool, *, actor: Any, delete_target: bool = False, source_ip: str | None = None
 ) -> None:
     """Stop and undefine the pool; its directory (or VG) is removed only when asked."""
-    _require_admin(actor, "delete storage pools")
+    require_admin(actor, "delete storage pools")
     with audit.refusals_recorded(actor, "pool.delete", pool, source_ip=source_ip):
         users = vms_using(pool.host, [v.path for v in pool.volumes.all() if v.path])
         if users:
@@ -1200,7 +1195,7 @@ def assign_volume(
     against its disk quota; None: it stays the admins', e.g. an image to publish) with
     the format the admin declares, once its content is checked as that format (nothing
     its header names outside the project's volumes)."""
-    _require_admin(actor, "assign volumes found on a host")
+    require_admin(actor, "assign volumes found on a host")
     with audit.refusals_recorded(
         actor, "volume.assign", volume, project=project, source_ip=source_ip
     ):
@@ -1248,7 +1243,7 @@ def assign_volume(
 
 def set_shared(volume: Volume, shared: bool, *, actor: Any, source_ip: str | None = None) -> Volume:
     """Publish a volume (ISO, cloud image) to every project, or withdraw it."""
-    _require_admin(actor, "publish shared images")
+    require_admin(actor, "publish shared images")
     with transaction.atomic():
         volume.shared = shared
         if not rows.save_if_present(volume, ["shared"]):

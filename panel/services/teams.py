@@ -14,15 +14,10 @@ from panel import audit, events, rows
 from panel.choices import ProjectRole
 from panel.exceptions import ConflictError, GoneError, ServiceError
 from panel.models import Membership, Project, Quota
-from panel.permissions import MANAGE, is_admin, restrict
+from panel.permissions import MANAGE, require_admin, restrict
 from panel.quotas import FIELDS
 
 User = get_user_model()
-
-
-def _require_admin(actor: Any, what: str) -> None:
-    if not is_admin(actor):
-        raise PermissionDenied(f"Only administrators can {what}.")
 
 
 def _clean_quota(quota: dict[str, Any] | None) -> dict[str, int | None]:
@@ -54,7 +49,7 @@ def create_project(
     """A new project with its quota (blank limits: unlimited)."""
     name = (name or "").strip()
     with audit.refusals_recorded(actor, "project.create", name, source_ip=source_ip):
-        _require_admin(actor, "create projects")
+        require_admin(actor, "create projects")
         if not name:
             raise ServiceError("Give the project a name.", field="name")
         limits = _clean_quota(quota)
@@ -85,7 +80,7 @@ def update_project(
     with audit.refusals_recorded(
         actor, "project.update", project, project=project, source_ip=source_ip
     ):
-        _require_admin(actor, "change projects")
+        require_admin(actor, "change projects")
         limits = _clean_quota(quota)
         with transaction.atomic():
             changes = []
@@ -192,7 +187,7 @@ def create_user(
     """A new login; its password must pass the password validators."""
     username = (username or "").strip()
     with audit.refusals_recorded(actor, "user.create", username, source_ip=source_ip):
-        _require_admin(actor, "create users")
+        require_admin(actor, "create users")
         if not username:
             raise ServiceError("Give the user a username.", field="username")
         if User.objects.filter(username__iexact=username).exists():
@@ -221,7 +216,7 @@ def set_user_active(user: Any, *, active: bool, actor: Any, source_ip: str | Non
     """Disable (or enable again) a login; a disabled user's sessions and token stop working."""
     action = "user.enable" if active else "user.disable"
     with audit.refusals_recorded(actor, action, user.username, source_ip=source_ip):
-        _require_admin(actor, "disable users")
+        require_admin(actor, "disable users")
         if user.pk == actor.pk and not active:
             raise ConflictError("You cannot disable your own account.")
         with transaction.atomic():
@@ -240,7 +235,7 @@ def set_password(user: Any, *, password: str, actor: Any, source_ip: str | None 
     action = "user.password" if user.pk == getattr(actor, "pk", None) else "user.reset_password"
     with audit.refusals_recorded(actor, action, user.username, source_ip=source_ip):
         if user.pk != getattr(actor, "pk", None):
-            _require_admin(actor, "reset other users' passwords")
+            require_admin(actor, "reset other users' passwords")
         _validate_password(password, user)
         with transaction.atomic():
             user.set_password(password)
