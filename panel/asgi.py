@@ -3,6 +3,8 @@
 import contextlib
 import logging
 import os
+import socket
+import sys
 
 from django.conf import settings
 from django.core.asgi import get_asgi_application
@@ -34,6 +36,41 @@ for _name in ("uvicorn.access", "uvicorn.error"):
     logging.getLogger(_name).addFilter(_NoQueryStrings())
 
 log = logging.getLogger("panel.asgi")
+
+
+def _passed_fd(argv: list[str]) -> int | None:
+    """The socket uvicorn was handed (`--fd N` or `--fd=N`), if any."""
+    for i, arg in enumerate(argv):
+        value = argv[i + 1] if arg == "--fd" and i + 1 < len(argv) else None
+        if arg.startswith("--fd="):
+            value = arg.removeprefix("--fd=")
+        if value is not None and value.isdigit():
+            return int(value)
+    return None
+
+
+def no_delay_on_passed_socket(argv: list[str]) -> bool:
+    """TCP_NODELAY on the listening socket supervisord hands the web server (fd 0).
+
+    uvicorn wraps a socket given with --fd as a Unix socket, so neither uvloop nor asyncio
+    turn Nagle's algorithm off on the connections it accepts; an answer written in two
+    parts (headers, then body) then waits for the client's delayed ACK, 40 ms on Linux.
+    Set on the listening socket, the option is inherited by every accepted connection.
+    Whether it was set (False: no --fd, or not a TCP socket)."""
+    fd = _passed_fd(argv)
+    if fd is None:
+        return False
+    try:
+        with socket.socket(fileno=os.dup(fd)) as sock:
+            if sock.family not in (socket.AF_INET, socket.AF_INET6):
+                return False
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        return False
+    return True
+
+
+no_delay_on_passed_socket(sys.argv)
 
 
 class _RedisLost:
