@@ -13,7 +13,7 @@ import contextlib
 import dataclasses
 import ipaddress
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from panel import audit, hypervisor, locks, rows
 from panel.exceptions import ConflictError, GoneError, ServiceError, UnavailableError
+from panel.hostcalls import on_host
 from panel.models import Host
 from panel.permissions import CHANGE, VIEW, allowed, is_admin, require_admin, restrict
 from vms.models import VirtualMachine
@@ -83,20 +84,9 @@ def sync_networks(host: Host, networks: Iterable[hypervisor.NetworkInfo]) -> dic
     return {"networks": len(networks)}
 
 
-@contextlib.contextmanager
-def _host_errors(host: Host, failed: str) -> Iterator[None]:
-    """Hypervisor errors as messages: unreachable is 503, a refusal 409 with libvirt's reason."""
-    try:
-        yield
-    except hypervisor.HostUnavailable as exc:
-        raise UnavailableError(f"{host.name} cannot be reached: {exc}") from exc
-    except hypervisor.HypervisorError as exc:
-        raise ConflictError(f"{failed}: {exc}") from exc
-
-
 def refresh_networks(host: Host) -> None:
     """Read the host's networks now (before checks that must see every one of them)."""
-    with _host_errors(host, f"Could not read the networks of {host.name}"):
+    with on_host(host, f"Could not read the networks of {host.name}"):
         sync_networks(host, hypervisor.list_networks(host.uri))
 
 
@@ -531,20 +521,15 @@ def create_network(
     return network
 
 
-@contextlib.contextmanager
-def _on_network(network: Network, failed: str) -> Iterator[None]:
-    try:
-        yield
-    except hypervisor.NotFound:
-        network.delete()
-        raise ConflictError(
-            f"Network '{network.name}' is no longer on {network.host.name}; it was removed from "
-            "the list."
-        ) from None
-    except hypervisor.HostUnavailable as exc:
-        raise UnavailableError(f"{network.host.name} cannot be reached: {exc}") from exc
-    except hypervisor.HypervisorError as exc:
-        raise ConflictError(f"{failed}: {exc}") from exc
+def _on_network(network: Network, failed: str) -> contextlib.AbstractContextManager[None]:
+    """Calls about network: one its host no longer has leaves the list (409)."""
+    return on_host(
+        network.host,
+        failed,
+        gone=f"Network '{network.name}' is no longer on {network.host.name}; it was removed "
+        "from the list.",
+        forget=network.delete,
+    )
 
 
 NETWORK_ACTIONS = ("start", "stop")
@@ -597,8 +582,9 @@ def delete_network(network: Network, *, actor: Any, source_ip: str | None = None
                 f"'{network.name}' is used by {', '.join(users)}: detach their NICs from it "
                 "first, or they could not start again."
             )
-        with contextlib.suppress(hypervisor.NotFound):
-            with _host_errors(network.host, f"Could not delete '{network.name}'"):
+        # A network already gone from its host is deleted here too.
+        with on_host(network.host, f"Could not delete '{network.name}'"):
+            with contextlib.suppress(hypervisor.NotFound):
                 hypervisor.delete_network(network.host.uri, network.name)
         with transaction.atomic():
             audit.record(actor, "network.delete", network, source_ip=source_ip)
@@ -646,7 +632,7 @@ def vms_on_network(network: Network, user: Any = None) -> list[tuple[VirtualMach
 def host_interfaces(host: Host, *, actor: Any) -> tuple[list[hypervisor.InterfaceInfo], str]:
     """The host's interfaces (admins), read now, and where they came from."""
     require_admin(actor, "see host interfaces", "networks are infrastructure")
-    with _host_errors(host, f"Could not list the interfaces of {host.name}"):
+    with on_host(host, f"Could not list the interfaces of {host.name}"):
         found, source = hypervisor.host_interfaces(host.uri)
     return list(found), source
 

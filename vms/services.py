@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 from django.db import transaction
@@ -18,6 +18,7 @@ from django.utils import timezone
 from panel import audit, events, hypervisor, jobs, locks, rows
 from panel.choices import HostState, JobKind
 from panel.exceptions import ConflictError, GoneError, ServiceError, UnavailableError
+from panel.hostcalls import on_host
 from panel.models import Host, Job, Project
 from panel.permissions import CHANGE, DELETE, allowed, is_admin
 
@@ -175,7 +176,7 @@ def sync_domains(host: Host, domains: Iterable[hypervisor.DomainInfo]) -> dict[s
         existing = {
             str(vm.pk): vm for vm in VirtualMachine.objects.filter(pk__in=[d.uuid for d in domains])
         }
-        on_host = set(
+        known = set(
             VirtualMachine.objects.filter(host=host)
             .exclude(state=VMState.MISSING)
             .values_list("pk", flat=True)
@@ -210,7 +211,7 @@ def sync_domains(host: Host, domains: Iterable[hypervisor.DomainInfo]) -> dict[s
         for names, batch in by_fields.items():
             VirtualMachine.objects.bulk_update(batch, [*names, "synced"], batch_size=500)
         seen = {d.uuid for d in domains}
-        gone = [pk for pk in on_host if str(pk) not in seen]
+        gone = [pk for pk in known if str(pk) not in seen]
         VirtualMachine.objects.filter(pk__in=gone).update(state=VMState.MISSING)
         touched = len(created) + len(changed) + len(gone)
         if touched > BULK_EVENT_THRESHOLD:
@@ -249,27 +250,20 @@ def sync_domains(host: Host, domains: Iterable[hypervisor.DomainInfo]) -> dict[s
 # --- actions ---
 
 
-@contextlib.contextmanager
-def on_vm_host(vm: VirtualMachine, failed: str | None = None) -> Iterator[None]:
+def on_vm_host(
+    vm: VirtualMachine, failed: str | None = None
+) -> contextlib.AbstractContextManager[None]:
     """Hypervisor calls for vm: their errors become service errors a user can read.
 
-    A state conflict is 409 with libvirt's reason; a domain the host no longer
-    has is marked missing (409); an unreachable host is 503; any other refusal
-    is 409 prefixed by `failed` (default: the VM's name).
-    """
-    try:
-        yield
-    except hypervisor.NotFound:
-        mark_missing(vm.host, str(vm.pk))
-        raise ConflictError(
-            f"{vm.name} is no longer on {vm.host.name}; it is now marked missing."
-        ) from None
-    except hypervisor.Conflict as exc:
-        raise ConflictError(f"{failed or vm.name}: {exc}") from exc
-    except hypervisor.HostUnavailable as exc:
-        raise UnavailableError(f"{vm.host.name} cannot be reached: {exc}") from exc
-    except hypervisor.HypervisorError as exc:
-        raise ConflictError(f"{failed or vm.name}: {exc}") from exc
+    A domain the host no longer has is marked missing (409); an unreachable host is
+    503; any other refusal is 409 with libvirt's reason, prefixed by `failed` (default:
+    the VM's name)."""
+    return on_host(
+        vm.host,
+        failed or vm.name,
+        gone=f"{vm.name} is no longer on {vm.host.name}; it is now marked missing.",
+        forget=lambda: mark_missing(vm.host, str(vm.pk)),
+    )
 
 
 def require_right(actor: Any, vm: VirtualMachine, action: str, verb: str) -> None:

@@ -8,6 +8,7 @@ from lxml import etree
 
 from networking import services
 from networking.models import Network
+from panel.exceptions import ConflictError
 from panel.models import AuditEvent
 from tests.networking.conftest import isolated, network_names, virsh
 
@@ -109,3 +110,24 @@ def test_it_shows_the_network_page_with_its_settings_and_xml(local_host, admin, 
     assert f"&lt;name&gt;{network.name}&lt;/name&gt;" in body  # the XML view
     listing = client_for("admin").get("/networks/").content.decode()
     assert network.name in listing
+
+
+def test_it_deletes_a_network_already_gone_from_its_host_and_drops_one_it_cannot_find(
+    local_host, admin, nets
+):
+    gone = services.create_network(local_host, **isolated(nets), actor=admin)
+    stale = services.create_network(local_host, **isolated(nets), actor=admin)
+    # Both removed behind the panel's back (virsh on the host).
+    for name in (gone.name, stale.name):
+        virsh("net-destroy", name)
+        virsh("net-undefine", name)
+
+    # Deleting what the host no longer has deletes the panel's row, and says so in the log.
+    services.delete_network(gone, actor=admin)
+    assert not Network.objects.filter(pk=gone.pk).exists()
+    assert AuditEvent.objects.filter(action="network.delete", target=str(gone)).exists()
+
+    # Any other call about it says it is gone and drops it from the list.
+    with pytest.raises(ConflictError, match="no longer on .*removed from the list"):
+        services.network_action(stale, "start", actor=admin)
+    assert not Network.objects.filter(pk=stale.pk).exists()
