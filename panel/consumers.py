@@ -91,6 +91,24 @@ class _ScopedConsumer(AccessWatch, AsyncJsonWebsocketConsumer):
         raise NotImplementedError
 
 
+class _VMChangesConsumer(_ScopedConsumer):
+    """A socket on groups that carry many VMs' changes (a host's, a list's rows): it passes
+    on those the user sees, told by the VM's project against the user's (read when the
+    socket opened and at each access check), without a query per event and socket."""
+
+    async def vm_update(self, event: events.VMUpdate) -> None:
+        seen = sees_vm(self.vm_projects, event["vm"])
+        if seen is None:
+            seen = await database_sync_to_async(self._vm_visible)(event["vm"]["id"])
+        if seen:
+            await self.send_json(event)
+
+    def _vm_visible(self, vm_id: str) -> bool:
+        from vms.permissions import visible_vms
+
+        return visible_vms(forget(self.user)).filter(pk=vm_id).exists()
+
+
 class JobConsumer(_ScopedConsumer):
     """ws/jobs/<id>/: the job's state now, then every change."""
 
@@ -115,7 +133,7 @@ class JobConsumer(_ScopedConsumer):
         return visible_jobs(user).filter(pk=self.job_id).exists()
 
 
-class HostConsumer(_ScopedConsumer):
+class HostConsumer(_VMChangesConsumer):
     """ws/hosts/<id>/: host state and the state of its VMs as they change."""
 
     async def load(self, user: Any) -> dict[str, Any] | None:
@@ -138,24 +156,9 @@ class HostConsumer(_ScopedConsumer):
         # The group's event carries the host's whole error; a non-admin gets it trimmed.
         await self.send_json({**event, "host": for_viewer(self.user, dict(event["host"]))})
 
-    async def vm_update(self, event: events.VMUpdate) -> None:
-        # The host group carries every VM on the host: pass on only those in scope, told
-        # by the VM's project against the user's (read when the socket opened and at each
-        # access check), without a query per event and socket.
-        seen = sees_vm(self.vm_projects, event["vm"])
-        if seen is None:
-            seen = await database_sync_to_async(self._vm_visible)(event["vm"]["id"])
-        if seen:
-            await self.send_json(event)
-
     async def stats_update(self, event: events.StatsUpdate) -> None:
         # Only the host's own sample is sent to this group (monitoring.collector).
         await self.send_json(event)
-
-    def _vm_visible(self, vm_id: str) -> bool:
-        from vms.permissions import visible_vms
-
-        return visible_vms(forget(self.user)).filter(pk=vm_id).exists()
 
     def still_visible(self, user: Any) -> bool:
         self._remember_projects(user)
@@ -203,7 +206,7 @@ class VMConsumer(_ScopedConsumer):
         return visible_vms(user).filter(pk=self.vm_id).exists()
 
 
-class VMRowsConsumer(_ScopedConsumer):
+class VMRowsConsumer(_VMChangesConsumer):
     """ws/vm-rows/?ids=<uuid>,<uuid>,...: the state of the VMs a list shows, as it changes.
 
     A VM list follows its own rows rather than every VM of their hosts: a change reaches
@@ -240,18 +243,6 @@ class VMRowsConsumer(_ScopedConsumer):
 
         self._remember_projects(user)
         return {str(pk) for pk in visible_vms(user).filter(pk__in=ids).values_list("pk", flat=True)}
-
-    async def vm_update(self, event: events.VMUpdate) -> None:
-        seen = sees_vm(self.vm_projects, event["vm"])
-        if seen is None:
-            seen = await database_sync_to_async(self._vm_visible)(event["vm"]["id"])
-        if seen:
-            await self.send_json(event)
-
-    def _vm_visible(self, vm_id: str) -> bool:
-        from vms.permissions import visible_vms
-
-        return visible_vms(forget(self.user)).filter(pk=vm_id).exists()
 
     def still_visible(self, user: Any) -> bool:
         # Rows moved out of the user's projects are no longer passed on (vm_update tells
