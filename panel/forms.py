@@ -116,22 +116,14 @@ class ProjectEditForm(ProjectForm):
     """Admins: the project's name, quota and which hosts, pools and networks it may use."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        from networking.models import Network
-        from storage.models import StoragePool
-
-        from .models import Host
+        from .models import Project
 
         super().__init__(*args, **kwargs)
-        self.fields["allowed_hosts"] = forms.ModelMultipleChoiceField(
-            Host.objects.all(), required=False, help_text="None selected: every host."
-        )
-        self.fields["allowed_pools"] = forms.ModelMultipleChoiceField(
-            StoragePool.objects.select_related("host"),
-            required=False,
-            help_text="None selected: every pool.",
-        )
-        self.fields["allowed_networks"] = forms.ModelMultipleChoiceField(
-            Network.objects.select_related("host"),
-            required=False,
-            help_text="None selected: every network.",
-        )
+        for name, label in (("hosts", "host"), ("pools", "pool"), ("networks", "network")):
+            model = Project._meta.get_field(f"allowed_{name}").related_model
+            choices = model.objects.all()
+            if name != "hosts":
+                choices = choices.select_related("host")
+            self.fields[f"allowed_{name}"] = forms.ModelMultipleChoiceField(
+                choices, required=False, help_text=f"None selected: every {label}."
+            )

@@ -20,9 +20,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from django.db import transaction
-from django.db.models import Count, F, Sum
-from django.db.models.functions import Coalesce, Greatest
 
+from . import registry
 from .exceptions import ServiceError
 from .models import Project, Quota
 
@@ -62,37 +61,14 @@ class Usage:
 
 
 def usage(project: Project) -> Usage:
-    """Current use: the project's VMs (except vanished ones) at what they can grow to, its
-    volumes, its backups and snapshots, and what unfinished jobs reserved."""
-    from storage.models import Volume
-    from vms.choices import VMState
-    from vms.models import Backup, Snapshot, VirtualMachine
-
-    from .choices import JobState
-
-    vms = VirtualMachine.objects.filter(project=project).exclude(state=VMState.MISSING)
-    agg = vms.aggregate(
-        n=Count("pk"),
-        cpus=Coalesce(Sum(Greatest(F("vcpus"), F("max_vcpus"))), 0),
-        mem=Coalesce(Sum(Greatest(F("memory_mib"), F("max_memory_mib"))), 0),
-    )
-    disk = Volume.objects.filter(project=project).aggregate(b=Coalesce(Sum("capacity"), 0))["b"]
-    # A backup whose job still runs counts its job's reservation instead (see pending()).
-    backups = (
-        Backup.objects.filter(project=project)
-        .exclude(job__state__in=[JobState.QUEUED, JobState.RUNNING])
-        .aggregate(b=Coalesce(Sum("size"), 0))["b"]
-    )
-    snapshots = Snapshot.objects.filter(vm__project=project)
-    kept = snapshots.aggregate(b=Coalesce(Sum("size"), 0))["b"]
-    held = pending(project)
-    return Usage(
-        vms=agg["n"] + held.vms,
-        vcpus=agg["cpus"] + held.vcpus,
-        memory_mib=agg["mem"] + held.memory_mib,
-        disk_gib=-(-int(disk) // GIB) + held.disk_gib,
-        backup_gib=-(-int(backups + kept) // GIB) + held.backup_gib,
-    )
+    """Current use: what each app counts for the project (its VMs except vanished ones at
+    what they can grow to, its volumes, its backups and snapshots; see panel.registry),
+    and what unfinished jobs reserved."""
+    used = pending(project).as_dict()
+    for count in registry.quota_usage:
+        for field, amount in count(project).items():
+            used[field] += amount
+    return Usage(**used)
 
 
 def backup_reserve(disk_bytes: int, memory_mib: int = 0) -> int:

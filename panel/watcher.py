@@ -18,9 +18,7 @@ import time
 import kombu.exceptions
 from django.db import close_old_connections
 
-from vms import services as vm_services
-
-from . import hypervisor, services
+from . import hypervisor, registry, services
 from .choices import HostState
 from .exceptions import GoneError
 from .leases import LeaseKeeper
@@ -126,15 +124,16 @@ class HostWatcher:
         if event is None:
             services.set_host_state(host, HostState.DOWN, "The connection to libvirtd was lost.")
             return
-        if event.event == "undefined":
-            vm_services.mark_missing(host, event.uuid)
-            return
-        try:
-            info = hypervisor.get_domain(host.uri, event.uuid)
-        except hypervisor.NotFound:
-            vm_services.mark_missing(host, event.uuid)
-            return
-        vm_services.sync_domain(host, info)
+        for handler in registry.domain_events:
+            if event.event == "undefined":
+                handler.gone(host, event.uuid)
+                continue
+            try:
+                info = hypervisor.get_domain(host.uri, event.uuid)
+            except hypervisor.NotFound:
+                handler.gone(host, event.uuid)
+                continue
+            handler.changed(host, info)
 
     def run(self) -> None:
         if self.keeper is not None:

@@ -12,7 +12,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
-from panel import audit, events, hypervisor, jobs, rows
+from panel import audit, events, hypervisor, jobs, registry, rows
 from panel.choices import AuditResult, HostState, JobKind, JobState
 from panel.exceptions import ConflictError, GoneError, ServiceError
 from panel.models import Host, Job
@@ -165,9 +165,6 @@ def set_host_state(host: Host, state: str, error: str = "") -> None:
 
 def reconcile_host(host: Host, *, job_id: int | None = None, checks: bool = True) -> dict[str, Any]:
     """Read the host (and with checks=True run the host check) and mirror it in the database."""
-    from networking.services import sync_networks
-    from storage.services import remove_leftovers, sync_pools
-    from vms.services import sync_domains
 
     def step(progress: int, message: str) -> None:
         if job_id is not None:
@@ -191,7 +188,9 @@ def reconcile_host(host: Host, *, job_id: int | None = None, checks: bool = True
                 f"Checks done: domain type {report.domain_type}"
                 + (f"; failed: {', '.join(failed)}" if failed else ""),
             )
-        remove_leftovers(host)
+        for part in registry.inventory_steps:
+            if part.clean is not None:
+                part.clean(host)
         step(60, "Reading domains, pools, volumes and networks")
         inventory = hypervisor.read_inventory(host.uri)
     except hypervisor.HostUnavailable as exc:
@@ -209,9 +208,8 @@ def reconcile_host(host: Host, *, job_id: int | None = None, checks: bool = True
         # it along); a host removed before this has nothing to save.
         if rows.lock(host) is None:
             raise GoneError(f"{host.name} was removed from the panel meanwhile.")
-        counts.update(sync_domains(host, inventory.domains))
-        counts.update(sync_pools(host, inventory.pools, inventory.volumes))
-        counts.update(sync_networks(host, inventory.networks))
+        for part in registry.inventory_steps:
+            counts.update(part.sync(host, inventory))
     step(95, "Inventory saved")
     return counts
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -25,31 +24,10 @@ from panel.permissions import (
     visible_jobs,
 )
 from panel.views.common import add_service_error, render_form
-from vms.permissions import visible_vms
 
 # The dashboard shows this many host cards, taking hosts that are not up first; the
 # host list shows them all.
 DASHBOARD_HOSTS = 12
-
-
-def _vm_counts(user, hosts: list[int] | None = None) -> dict[int, int]:  # type: ignore[no-untyped-def]
-    """{host id: the number of VMs on it that the user may see}, in one grouped count (of
-    the given hosts only, through the VMs' host index, when hosts is given)."""
-    vms = visible_vms(user) if hosts is None else visible_vms(user).filter(host_id__in=hosts)
-    return dict(
-        vms.order_by().values_list("host_id").annotate(n=Count("pk")).values_list("host_id", "n")
-    )
-
-
-def _with_counts(hosts: list[Host], counts: dict[int, int]) -> list[Host]:
-    for host in hosts:
-        host.vm_count = counts.get(host.pk, 0)
-    return hosts
-
-
-def _hosts_with_vm_counts(user) -> list[Host]:  # type: ignore[no-untyped-def]
-    """Visible hosts, each with vm_count: the number of VMs on it that the user may see."""
-    return _with_counts(list(visible_hosts(user).order_by("name")), _vm_counts(user))
 
 
 def dashboard(request: HttpRequest) -> HttpResponse:
@@ -58,10 +36,9 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     first = [pk for pk, _ in sorted(brief, key=lambda h: h[1] == HostState.UP)][:DASHBOARD_HOSTS]
     shown = visible_hosts(request.user).filter(pk__in=first).order_by("name")
     context = {
-        "hosts": _with_counts(list(shown), _vm_counts(request.user, first)),
+        "hosts": list(shown),
         "host_count": len(brief),
         "hosts_down": sum(state != HostState.UP for _, state in brief),
-        "vm_count": visible_vms(request.user).count(),
         "jobs": visible_jobs(request.user)[:8],
         "can_manage": can_manage_hosts(request.user),
     }
@@ -69,7 +46,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 
 
 def host_list(request: HttpRequest) -> HttpResponse:
-    hosts = _hosts_with_vm_counts(request.user)
+    hosts = list(visible_hosts(request.user).order_by("name"))
     return render(
         request,
         "panel/host_list.html",
@@ -101,7 +78,6 @@ def host_detail(request: HttpRequest, host_id: int) -> HttpResponse:
         "host": host,
         "job": job,
         "can_manage": can_manage_hosts(request.user),
-        "vms": visible_vms(request.user).filter(host=host)[:50],
     }
     return render(request, "panel/host_detail.html", context)
 

@@ -364,7 +364,7 @@ def test_it_refuses_a_websocket_on_another_users_job(
 
 
 CLOSE_BEFORE_ACCEPT = (
-    "panel/consumers.py _ScopedConsumer.connect() calls close(code=...) before accept(); "
+    "panel/consumers.py ScopedConsumer.connect() calls close(code=...) before accept(); "
     "the web server then rejects the handshake with HTTP 403, so the 4401/4404 codes that "
     "static/panel/live.js looks for never arrive and the browser reconnects forever."
 )
