@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
@@ -101,7 +102,7 @@ def pool_add(request: HttpRequest) -> HttpResponse:
         "source_formats": services.SOURCE_FORMATS,
         "values": values,
         "error": error,
-        "roots": services.settings.PANEL_STORAGE_ROOTS,
+        "roots": settings.PANEL_STORAGE_ROOTS,
     }
     return render(request, "storage/pool_form.html", context, status=status)
 
