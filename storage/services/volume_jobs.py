@@ -49,80 +49,93 @@ def remove_leftovers(host: Host) -> int:
 
 def run_volume_job(job: Job) -> None:
     """The body of a create (full), clone, convert or wipe job."""
-    spec = job.result
-    volume = Volume.objects.select_related("pool__host").filter(pk=spec["volume"]).first()
+    volume = Volume.objects.select_related("pool__host").filter(pk=job.result["volume"]).first()
     if volume is None:
         raise ServiceError("The volume of this job was removed.")
-    host = volume.pool.host
-    kind = job.kind
-    if kind == JobKind.VOLUME_CREATE:
-        jobs.report(job.pk, progress=5, message=f"Writing {volume.name}", log_line="create started")
-        s = spec["spec"]
-        try:
-            with on_host(host, f"Volume {volume.name}"):
-                info = hv.create_volume(host.uri, volume.pool.name, hypervisor.VolumeSpec(**s))
-        except BaseException:
-            Volume.objects.filter(pk=volume.pk).delete()
-            raise
-        save_volume(volume, info)
-        jobs.report(job.pk, progress=100, message=f"{volume.name} created.", log_line="created")
-    elif kind in (JobKind.VOLUME_CLONE, JobKind.VOLUME_CONVERT):
-        copy = Volume.objects.filter(pk=spec["copy"]).first()
-        if copy is None:
-            raise ServiceError("The new volume's row was removed.")
-
-        def progress(done: int, total: int) -> None:
-            jobs.report(
-                job.pk, progress=int(95 * done / total), message=f"{done} of {total} bytes copied"
-            )
-
-        jobs.report(
-            job.pk,
-            progress=1,
-            log_line=f"copying {volume.name} to {spec['pool']}/{copy.name} ({spec['format']})",
-        )
-        try:
-            # Checked again now the job runs: the copy reads the volume as recorded.
-            check_content(volume, "copied")
-            with on_host(host, f"Copy of {volume.name}"):
-                info = hv.copy_volume(
-                    host.uri,
-                    volume.pool.name,
-                    volume.name,
-                    copy.name,
-                    source=pinned(volume),
-                    format=spec["format"],
-                    target_pool=spec["pool"],
-                    progress=progress,
-                )
-        except UnavailableError as exc:
-            # The host went away mid-copy: the partial volume cannot be removed now.
-            # Remember it; the reconcile that follows the host's return removes it.
-            Volume.objects.filter(pk=copy.pk).delete()
-            Job.objects.filter(pk=job.pk).update(
-                result=spec | {"leftover": {"pool": spec["pool"], "volume": copy.name}}
-            )
-            raise UnavailableError(
-                f"{exc.message} The partial copy {copy.name} is removed when "
-                f"{host.name} is back up."
-            ) from exc
-        except BaseException:
-            Volume.objects.filter(pk=copy.pk).delete()
-            raise
-        save_volume(copy, info)
-        jobs.report(
-            job.pk, progress=100, message=f"{copy.name} is ready.", log_line="copy finished"
-        )
-        touch_pool(copy.pool)
-    elif kind == JobKind.VOLUME_WIPE:
-        jobs.report(job.pk, progress=5, message=f"Wiping {volume.name}", log_line="wipe started")
-        with on_host(host, f"Volume {volume.name}"):
-            info = hv.wipe_volume(host.uri, volume.pool.name, volume.name, source=pinned(volume))
-        save_volume(volume, info)
-        jobs.report(job.pk, progress=100, message=f"{volume.name} wiped.", log_line="wiped")
+    if job.kind == JobKind.VOLUME_CREATE:
+        _run_create(job, volume)
+    elif job.kind in (JobKind.VOLUME_CLONE, JobKind.VOLUME_CONVERT):
+        _run_copy(job, volume)
+    elif job.kind == JobKind.VOLUME_WIPE:
+        _run_wipe(job, volume)
     else:
-        raise ServiceError(f"Unknown volume job {kind}.")
+        raise ServiceError(f"Unknown volume job {job.kind}.")
     touch_pool(volume.pool)
+
+
+def _run_create(job: Job, volume: Volume) -> None:
+    """Write the volume as its spec says; its row goes when the host refuses."""
+    host = volume.pool.host
+    jobs.report(job.pk, progress=5, message=f"Writing {volume.name}", log_line="create started")
+    spec = hypervisor.VolumeSpec(**job.result["spec"])
+    try:
+        with on_host(host, f"Volume {volume.name}"):
+            info = hv.create_volume(host.uri, volume.pool.name, spec)
+    except BaseException:
+        Volume.objects.filter(pk=volume.pk).delete()
+        raise
+    save_volume(volume, info)
+    jobs.report(job.pk, progress=100, message=f"{volume.name} created.", log_line="created")
+
+
+def _run_copy(job: Job, volume: Volume) -> None:
+    """Copy the volume, as recorded, into the new volume's row (clone or convert)."""
+    spec = job.result
+    copy = Volume.objects.filter(pk=spec["copy"]).first()
+    if copy is None:
+        raise ServiceError("The new volume's row was removed.")
+
+    def progress(done: int, total: int) -> None:
+        jobs.report(
+            job.pk, progress=int(95 * done / total), message=f"{done} of {total} bytes copied"
+        )
+
+    jobs.report(
+        job.pk,
+        progress=1,
+        log_line=f"copying {volume.name} to {spec['pool']}/{copy.name} ({spec['format']})",
+    )
+    host = volume.pool.host
+    try:
+        # Checked again now the job runs: the copy reads the volume as recorded.
+        check_content(volume, "copied")
+        with on_host(host, f"Copy of {volume.name}"):
+            info = hv.copy_volume(
+                host.uri,
+                volume.pool.name,
+                volume.name,
+                copy.name,
+                source=pinned(volume),
+                format=spec["format"],
+                target_pool=spec["pool"],
+                progress=progress,
+            )
+    except UnavailableError as exc:
+        # The host went away mid-copy: the partial volume cannot be removed now.
+        # Remember it; the reconcile that follows the host's return removes it.
+        Volume.objects.filter(pk=copy.pk).delete()
+        Job.objects.filter(pk=job.pk).update(
+            result=spec | {"leftover": {"pool": spec["pool"], "volume": copy.name}}
+        )
+        raise UnavailableError(
+            f"{exc.message} The partial copy {copy.name} is removed when {host.name} is back up."
+        ) from exc
+    except BaseException:
+        Volume.objects.filter(pk=copy.pk).delete()
+        raise
+    save_volume(copy, info)
+    jobs.report(job.pk, progress=100, message=f"{copy.name} is ready.", log_line="copy finished")
+    touch_pool(copy.pool)
+
+
+def _run_wipe(job: Job, volume: Volume) -> None:
+    """Erase the volume's data, opened as recorded."""
+    host = volume.pool.host
+    jobs.report(job.pk, progress=5, message=f"Wiping {volume.name}", log_line="wipe started")
+    with on_host(host, f"Volume {volume.name}"):
+        info = hv.wipe_volume(host.uri, volume.pool.name, volume.name, source=pinned(volume))
+    save_volume(volume, info)
+    jobs.report(job.pk, progress=100, message=f"{volume.name} wiped.", log_line="wiped")
 
 
 def remove_made_volumes(host: Host, made: list[list[str]]) -> tuple[list[str], list[str]]:

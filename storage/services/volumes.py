@@ -59,72 +59,21 @@ def create_volume(
     ):
         name = validate_name(name, "volume")
         require_usable_pool(pool, actor)
-        if format not in FORMATS:
-            raise ServiceError(
-                f"'{format}' is not a format qemu-img can create: use {', '.join(FORMATS)}.",
-                field="format",
-            )
-        if preallocation not in PREALLOCATION:
-            raise ServiceError(
-                f"Unknown preallocation '{preallocation}': use {', '.join(PREALLOCATION)}.",
-                field="preallocation",
-            )
-        if preallocation == "metadata" and format != "qcow2":
-            raise ServiceError(
-                "Metadata preallocation applies to qcow2 only: choose off, falloc or full.",
-                field="preallocation",
-            )
-        backing_path = backing_format = ""
+        _check_format(format, preallocation)
         chain: list[dict[str, str]] = []
         if backing_volume is not None:
-            # An overlay reads its backing volume whole: one the actor may change, or an
-            # image an admin published as shared.
-            if not backing_volume.shared and not allowed(actor, backing_volume, CHANGE):
-                raise PermissionDenied(
-                    f"Your role does not allow you to read {backing_volume.name}: an overlay "
-                    "needs a backing volume you may change, or a shared image."
-                )
-            if format != "qcow2":
-                raise ServiceError("Only qcow2 volumes can have a backing volume.", field="format")
-            if backing_volume.pool.host_id != pool.host_id:
-                raise ServiceError(
-                    "The backing volume must be on the same host.", field="backing_volume"
-                )
-            # Its header names the backing volume with its format; the chain below is the
-            # one the panel recorded and checked, pinned wherever the overlay is opened.
-            below = check_content(backing_volume, "the backing volume of an overlay")
-            chain = [{"path": backing_volume.path, "format": backing_volume.format or "raw"}]
-            chain += below
-            backing_path, backing_format = backing_volume.path, backing_volume.format or "raw"
-            if capacity_gib in (None, ""):
-                capacity = backing_volume.capacity
-            else:
-                capacity = capacity_bytes(capacity_gib)
-            if capacity < backing_volume.capacity:
-                raise ServiceError(
-                    f"An overlay cannot be smaller than its backing volume ({as_gib(backing_volume.capacity)}).",
-                    field="capacity_gib",
-                )
+            chain = _backing_chain(backing_volume, pool, format, actor=actor)
+            capacity = _overlay_capacity(backing_volume, capacity_gib)
         else:
             capacity = capacity_bytes(capacity_gib)
-        if capacity > pool.capacity > 0:
-            raise ServiceError(
-                f"{as_gib(capacity)} is more than pool {pool.name} holds ({as_gib(pool.capacity)}).",
-                field="capacity_gib",
-            )
-        if preallocation != "off" and capacity > pool.available:
-            raise ServiceError(
-                f"Pool {pool.name} has {as_gib(pool.available)} free: a preallocated "
-                f"{as_gib(capacity)} volume does not fit. Choose a smaller size or thin (off).",
-                field="capacity_gib",
-            )
+        _check_room(pool, capacity, preallocation)
         spec = hypervisor.VolumeSpec(
             name=name,
             capacity=capacity,
             format=format,
             preallocation=preallocation,
-            backing_path=backing_path,
-            backing_format=backing_format,
+            backing_path=chain[0]["path"] if chain else "",
+            backing_format=chain[0]["format"] if chain else "",
         )
         with transaction.atomic():
             volume = placeholder(pool, name, format, capacity, actor=actor, project=project)
@@ -132,32 +81,113 @@ def create_volume(
                 volume.backing = chain
                 volume.save(update_fields=["backing"])
             if preallocation not in QUICK_PREALLOCATION:
-                job = queue_volume_job(
+                return queue_volume_job(
                     volume,
                     JobKind.VOLUME_CREATE,
                     {"spec": _spec_dict(spec)},
                     actor=actor,
                     action="volume.create",
-                    detail=f"{format} {as_gib(capacity)} {preallocation}",
+                    detail=_spec_detail(spec),
                     source_ip=source_ip,
                 )
-                return job
-            # The quick create runs inside the transaction that holds the row: when the
-            # database cannot take the write, libvirt is never asked; when libvirt
-            # refuses, the row goes with the rollback.
-            with on_host(pool.host, f"Volume {name}"):
-                info = hv.create_volume(pool.host.uri, pool.name, spec)
-            volume = save_volume(volume, info)
-            audit.record(
-                actor,
-                "volume.create",
-                volume,
-                detail=f"{format} {as_gib(capacity)} {preallocation}"
-                + (f" backed by {backing_path}" if backing_path else ""),
-                source_ip=source_ip,
-            )
+            volume = _create_now(volume, spec, actor=actor, source_ip=source_ip)
     touch_pool(pool)
     return volume
+
+
+def _check_format(format: str, preallocation: str) -> None:
+    """ServiceError unless qemu-img can create format with that preallocation."""
+    if format not in FORMATS:
+        raise ServiceError(
+            f"'{format}' is not a format qemu-img can create: use {', '.join(FORMATS)}.",
+            field="format",
+        )
+    if preallocation not in PREALLOCATION:
+        raise ServiceError(
+            f"Unknown preallocation '{preallocation}': use {', '.join(PREALLOCATION)}.",
+            field="preallocation",
+        )
+    if preallocation == "metadata" and format != "qcow2":
+        raise ServiceError(
+            "Metadata preallocation applies to qcow2 only: choose off, falloc or full.",
+            field="preallocation",
+        )
+
+
+def _backing_chain(
+    backing_volume: Volume, pool: StoragePool, format: str, *, actor: Any
+) -> list[dict[str, str]]:
+    """The chain an overlay on backing_volume records: the backing volume, then its own."""
+    # An overlay reads its backing volume whole: one the actor may change, or an
+    # image an admin published as shared.
+    if not backing_volume.shared and not allowed(actor, backing_volume, CHANGE):
+        raise PermissionDenied(
+            f"Your role does not allow you to read {backing_volume.name}: an overlay "
+            "needs a backing volume you may change, or a shared image."
+        )
+    if format != "qcow2":
+        raise ServiceError("Only qcow2 volumes can have a backing volume.", field="format")
+    if backing_volume.pool.host_id != pool.host_id:
+        raise ServiceError("The backing volume must be on the same host.", field="backing_volume")
+    # Its header names the backing volume with its format; the chain below is the
+    # one the panel recorded and checked, pinned wherever the overlay is opened.
+    below = check_content(backing_volume, "the backing volume of an overlay")
+    return [{"path": backing_volume.path, "format": backing_volume.format or "raw"}, *below]
+
+
+def _overlay_capacity(backing_volume: Volume, capacity_gib: Any) -> int:
+    """The overlay's size: the backing volume's unless given, and never smaller."""
+    if capacity_gib in (None, ""):
+        capacity = backing_volume.capacity
+    else:
+        capacity = capacity_bytes(capacity_gib)
+    if capacity < backing_volume.capacity:
+        raise ServiceError(
+            f"An overlay cannot be smaller than its backing volume ({as_gib(backing_volume.capacity)}).",
+            field="capacity_gib",
+        )
+    return capacity
+
+
+def _check_room(pool: StoragePool, capacity: int, preallocation: str) -> None:
+    """ServiceError when the pool cannot hold the volume (or, preallocated, has no room now)."""
+    if capacity > pool.capacity > 0:
+        raise ServiceError(
+            f"{as_gib(capacity)} is more than pool {pool.name} holds ({as_gib(pool.capacity)}).",
+            field="capacity_gib",
+        )
+    if preallocation != "off" and capacity > pool.available:
+        raise ServiceError(
+            f"Pool {pool.name} has {as_gib(pool.available)} free: a preallocated "
+            f"{as_gib(capacity)} volume does not fit. Choose a smaller size or thin (off).",
+            field="capacity_gib",
+        )
+
+
+def _create_now(
+    volume: Volume, spec: hypervisor.VolumeSpec, *, actor: Any, source_ip: str | None
+) -> Volume:
+    """The quick create, inside the transaction that holds the row: when the database
+    cannot take the write, libvirt is never asked; when libvirt refuses, the row goes
+    with the rollback."""
+    pool = volume.pool
+    with on_host(pool.host, f"Volume {spec.name}"):
+        info = hv.create_volume(pool.host.uri, pool.name, spec)
+    volume = save_volume(volume, info)
+    audit.record(
+        actor,
+        "volume.create",
+        volume,
+        detail=_spec_detail(spec)
+        + (f" backed by {spec.backing_path}" if spec.backing_path else ""),
+        source_ip=source_ip,
+    )
+    return volume
+
+
+def _spec_detail(spec: hypervisor.VolumeSpec) -> str:
+    """Format, size and preallocation of a new volume, for its audit row."""
+    return f"{spec.format} {as_gib(spec.capacity)} {spec.preallocation}"
 
 
 def _spec_dict(spec: hypervisor.VolumeSpec) -> dict[str, Any]:
