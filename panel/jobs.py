@@ -306,11 +306,11 @@ def current_worker() -> str:
 # Job and returning what it did, for the job's message. Kinds not named only fail.
 ABANDONED_UNDO = {
     "vm.create": "vms.create.undo_abandoned",
-    "volume.create": "storage.services.undo_abandoned",
-    "volume.clone": "storage.services.undo_abandoned",
-    "volume.convert": "storage.services.undo_abandoned",
-    "volume.upload": "storage.services.undo_abandoned",
-    "volume.wipe": "storage.services.undo_abandoned",
+    "volume.create": "storage.services.volume_jobs.undo_abandoned",
+    "volume.clone": "storage.services.volume_jobs.undo_abandoned",
+    "volume.convert": "storage.services.volume_jobs.undo_abandoned",
+    "volume.upload": "storage.services.volume_jobs.undo_abandoned",
+    "volume.wipe": "storage.services.volume_jobs.undo_abandoned",
     "vm.migrate": "vms.migrate.undo_abandoned",
     "vm.move_storage": "vms.move_storage.undo_abandoned",
     "vm.backup": "vms.backups.undo_abandoned",

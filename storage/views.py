@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
@@ -73,21 +75,8 @@ def pool_add(request: HttpRequest) -> HttpResponse:
     status = 200
     if request.method == "POST":
         values = request.POST.dict()
-        host = hosts.filter(pk=values.get("host") or 0).first()
         try:
-            if host is None:
-                raise ServiceError("Choose the host the pool goes on.", field="host")
-            persistent = values.get("persistent") == "1"
-            pool = services.create_pool(
-                host,
-                values,
-                actor=request.user,
-                persistent=persistent,
-                build=values.get("build") == "1",
-                start=values.get("start") == "1",
-                autostart=values.get("autostart") == "1",
-                source_ip=client_ip(request),
-            )
+            pool = _create_pool(request, hosts, values)
         except ServiceError as exc:
             error = exc
             status = 400
@@ -101,9 +90,26 @@ def pool_add(request: HttpRequest) -> HttpResponse:
         "source_formats": services.SOURCE_FORMATS,
         "values": values,
         "error": error,
-        "roots": services.settings.PANEL_STORAGE_ROOTS,
+        "roots": settings.PANEL_STORAGE_ROOTS,
     }
     return render(request, "storage/pool_form.html", context, status=status)
+
+
+def _create_pool(request: HttpRequest, hosts: Any, values: dict[str, Any]) -> StoragePool:
+    """The pool the add form describes, on one of hosts; ServiceError says what is wrong."""
+    host = hosts.filter(pk=values.get("host") or 0).first()
+    if host is None:
+        raise ServiceError("Choose the host the pool goes on.", field="host")
+    return services.create_pool(
+        host,
+        values,
+        actor=request.user,
+        persistent=values.get("persistent") == "1",
+        build=values.get("build") == "1",
+        start=values.get("start") == "1",
+        autostart=values.get("autostart") == "1",
+        source_ip=client_ip(request),
+    )
 
 
 def _backing_choices(user: Any, pool: StoragePool) -> Any:
@@ -135,34 +141,38 @@ def pool_detail(request: HttpRequest, pool_id: int) -> HttpResponse:
 def pool_action(request: HttpRequest, pool_id: int, action: str) -> HttpResponse:
     pool = _pool(request, pool_id, MANAGE)
     try:
-        if action == "autostart":
-            services.set_pool_autostart(
-                pool,
-                request.POST.get("enabled") == "1",
-                actor=request.user,
-                source_ip=client_ip(request),
-            )
-        elif action == "delete":
-            services.delete_pool(
-                pool,
-                actor=request.user,
-                delete_target=request.POST.get("delete_target") == "1",
-                source_ip=client_ip(request),
-            )
-            messages.success(request, f"Pool {pool.name} deleted.")
-            return redirect("pool_list")
-        else:
-            if (
-                services.pool_action(pool, action, actor=request.user, source_ip=client_ip(request))
-                is None
-            ):
-                messages.success(request, f"Transient pool {pool.name} stopped and gone.")
-                return redirect("pool_list")
+        gone = _act_on_pool(request, pool, action)
     except ServiceError as exc:
         messages.error(request, exc.message)
-    else:
-        messages.success(request, f"Pool {pool.name}: {action} done.")
+        return redirect("pool_detail", pool_id=pool.pk)
+    if gone:
+        messages.success(request, gone)
+        return redirect("pool_list")
+    messages.success(request, f"Pool {pool.name}: {action} done.")
     return redirect("pool_detail", pool_id=pool.pk)
+
+
+def _act_on_pool(request: HttpRequest, pool: StoragePool, action: str) -> str:
+    """Run the pool action the form asks for; what to say when the pool is gone after it."""
+    if action == "autostart":
+        services.set_pool_autostart(
+            pool,
+            request.POST.get("enabled") == "1",
+            actor=request.user,
+            source_ip=client_ip(request),
+        )
+        return ""
+    if action == "delete":
+        services.delete_pool(
+            pool,
+            actor=request.user,
+            delete_target=request.POST.get("delete_target") == "1",
+            source_ip=client_ip(request),
+        )
+        return f"Pool {pool.name} deleted."
+    if services.pool_action(pool, action, actor=request.user, source_ip=client_ip(request)) is None:
+        return f"Transient pool {pool.name} stopped and gone."
+    return ""
 
 
 @require_POST
@@ -173,13 +183,7 @@ def volume_add(request: HttpRequest, pool_id: int) -> HttpResponse:
         raise PermissionDenied("Your role does not allow creating volumes in any project.")
     data = request.POST
     project = creatable.filter(pk=data.get("project") or 0).first()
-    backing = None
-    if data.get("backing_volume"):
-        backing = (
-            restrict(Volume.objects.filter(pool__host=pool.host), request.user)
-            .filter(pk=data["backing_volume"])
-            .first()
-        )
+    backing = _backing_volume(request, pool)
     try:
         result = services.create_volume(
             pool,
@@ -200,6 +204,17 @@ def volume_add(request: HttpRequest, pool_id: int) -> HttpResponse:
         return redirect("job_detail", job_id=result.pk)
     messages.success(request, f"Volume {result.name} created.")
     return redirect("volume_detail", volume_id=result.pk)
+
+
+def _backing_volume(request: HttpRequest, pool: StoragePool) -> Volume | None:
+    """The backing volume the form names, if the user sees it on the pool's host."""
+    if not request.POST.get("backing_volume"):
+        return None
+    return (
+        restrict(Volume.objects.filter(pool__host=pool.host), request.user)
+        .filter(pk=request.POST["backing_volume"])
+        .first()
+    )
 
 
 def volume_detail(request: HttpRequest, volume_id: int) -> HttpResponse:
@@ -228,61 +243,102 @@ def volume_detail(request: HttpRequest, volume_id: int) -> HttpResponse:
 @require_POST
 def volume_action(request: HttpRequest, volume_id: int, action: str) -> HttpResponse:
     volume = _volume(request, volume_id)
-    data = request.POST
-    ip = client_ip(request)
     back = redirect("volume_detail", volume_id=volume.pk)
+    act = VOLUME_ACTIONS.get(action)
+    if act is None:
+        messages.error(request, f"Unknown action {action}.")
+        return back
     try:
-        if action == "resize":
-            services.resize_volume(
-                volume,
-                data.get("capacity_gib"),
-                shrink=data.get("shrink") == "1",
-                actor=request.user,
-                source_ip=ip,
-            )
-        elif action in ("clone", "convert"):
-            target = (
-                restrict(StoragePool.objects.all(), request.user)
-                .filter(pk=data.get("pool") or 0)
-                .first()
-            )
-            job = services.copy_volume(
-                volume,
-                name=data.get("name", ""),
-                format=data.get("format") or None,
-                target_pool=target,
-                actor=request.user,
-                source_ip=ip,
-            )
-            return redirect("job_detail", job_id=job.pk)
-        elif action == "wipe":
-            job = services.wipe_volume(volume, actor=request.user, source_ip=ip)
-            return redirect("job_detail", job_id=job.pk)
-        elif action == "check":
-            services.check_volume(volume, actor=request.user, source_ip=ip)
-        elif action == "info":
-            services.volume_details(volume)
-        elif action == "share":
-            services.set_shared(volume, data.get("shared") == "1", actor=request.user, source_ip=ip)
-        elif action == "assign":
-            project = Project.objects.filter(pk=data.get("project") or 0).first()
-            services.assign_volume(
-                volume, project, data.get("format", ""), actor=request.user, source_ip=ip
-            )
-        elif action == "delete":
-            pool_id = volume.pool_id
-            services.delete_volume(volume, actor=request.user, source_ip=ip)
-            messages.success(request, f"Volume {volume.name} deleted.")
-            return redirect("pool_detail", pool_id=pool_id)
-        else:
-            messages.error(request, f"Unknown action {action}.")
-            return back
+        response = act(request, volume)
     except ServiceError as exc:
         messages.error(request, exc.message)
         return back
-    if action not in ("info",):
+    if response is not None:
+        return response
+    if action != "info":
         messages.success(request, f"{volume.name}: {action} done.")
     return back
+
+
+def _resize(request: HttpRequest, volume: Volume) -> HttpResponse | None:
+    services.resize_volume(
+        volume,
+        request.POST.get("capacity_gib"),
+        shrink=request.POST.get("shrink") == "1",
+        actor=request.user,
+        source_ip=client_ip(request),
+    )
+    return None
+
+
+def _copy(request: HttpRequest, volume: Volume) -> HttpResponse | None:
+    data = request.POST
+    target = (
+        restrict(StoragePool.objects.all(), request.user).filter(pk=data.get("pool") or 0).first()
+    )
+    job = services.copy_volume(
+        volume,
+        name=data.get("name", ""),
+        format=data.get("format") or None,
+        target_pool=target,
+        actor=request.user,
+        source_ip=client_ip(request),
+    )
+    return redirect("job_detail", job_id=job.pk)
+
+
+def _wipe(request: HttpRequest, volume: Volume) -> HttpResponse | None:
+    job = services.wipe_volume(volume, actor=request.user, source_ip=client_ip(request))
+    return redirect("job_detail", job_id=job.pk)
+
+
+def _check(request: HttpRequest, volume: Volume) -> HttpResponse | None:
+    services.check_volume(volume, actor=request.user, source_ip=client_ip(request))
+    return None
+
+
+def _info(request: HttpRequest, volume: Volume) -> HttpResponse | None:
+    services.volume_details(volume)
+    return None
+
+
+def _share(request: HttpRequest, volume: Volume) -> HttpResponse | None:
+    shared = request.POST.get("shared") == "1"
+    services.set_shared(volume, shared, actor=request.user, source_ip=client_ip(request))
+    return None
+
+
+def _assign(request: HttpRequest, volume: Volume) -> HttpResponse | None:
+    project = Project.objects.filter(pk=request.POST.get("project") or 0).first()
+    services.assign_volume(
+        volume,
+        project,
+        request.POST.get("format", ""),
+        actor=request.user,
+        source_ip=client_ip(request),
+    )
+    return None
+
+
+def _delete(request: HttpRequest, volume: Volume) -> HttpResponse | None:
+    pool_id = volume.pool_id
+    services.delete_volume(volume, actor=request.user, source_ip=client_ip(request))
+    messages.success(request, f"Volume {volume.name} deleted.")
+    return redirect("pool_detail", pool_id=pool_id)
+
+
+# The volume page's actions: each answers with where to go, or None to come back.
+VOLUME_ACTIONS: dict[str, Callable[[HttpRequest, Volume], HttpResponse | None]] = {
+    "resize": _resize,
+    "clone": _copy,
+    "convert": _copy,
+    "wipe": _wipe,
+    "check": _check,
+    "info": _info,
+    "share": _share,
+    "assign": _assign,
+    "delete": _delete,
+}
 
 
 def upload_page(request: HttpRequest, pool_id: int) -> HttpResponse:

@@ -102,6 +102,60 @@ def test_volumes_are_created_and_shown_with_qemu_imgs_view(dir_pool, admin_clien
     assert "cannot shrink" in page_text(response)
 
 
+def _act(client, path: str, data: dict | None = None) -> tuple[str, list[str]]:
+    """POST to a page action: where it sends the user and what it says there."""
+    from django.contrib.messages import get_messages
+
+    response = client.post(path, data or {})
+    said = [str(m) for m in get_messages(response.wsgi_request)]
+    client.get(response.url)  # the page shows the messages, and they are gone
+    return response.url, said
+
+
+def test_the_volume_and_pool_pages_answer_each_action(dir_pool, admin_user, admin_client):
+    made = {
+        name: services.create_volume(dir_pool, name=name, capacity_gib=0.01, actor=admin_user)
+        for name in ("base.qcow2", "scratch.qcow2", "old.qcow2")
+    }
+    base, scratch, old = made.values()
+    page = f"/storage/volumes/{base.pk}/"
+
+    assert _act(admin_client, f"{page}info/") == (page, [])
+    assert _act(admin_client, f"{page}share/", {"shared": "1"}) == (
+        page,
+        ["base.qcow2: share done."],
+    )
+    assert Volume.objects.get(pk=base.pk).shared
+    assert _act(admin_client, f"{page}bogus/") == (page, ["Unknown action bogus."])
+    url, said = _act(admin_client, f"{page}clone/", {"name": "copy.qcow2", "pool": dir_pool.pk})
+    assert re.fullmatch(r"/jobs/\d+/", url) and said == []
+
+    url, said = _act(admin_client, f"/storage/volumes/{scratch.pk}/wipe/")
+    assert re.fullmatch(r"/jobs/\d+/", url) and said == []
+    url, said = _act(admin_client, f"/storage/volumes/{scratch.pk}/delete/")
+    assert url == f"/storage/volumes/{scratch.pk}/" and len(said) == 1
+    assert "scratch.qcow2" in said[0] and Volume.objects.filter(pk=scratch.pk).exists()
+    assert _act(admin_client, f"/storage/volumes/{old.pk}/delete/") == (
+        f"/storage/{dir_pool.pk}/",
+        ["Volume old.qcow2 deleted."],
+    )
+
+    pool_page = f"/storage/{dir_pool.pk}/"
+    name = dir_pool.name
+    assert _act(admin_client, f"{pool_page}refresh/") == (
+        pool_page,
+        [f"Pool {name}: refresh done."],
+    )
+    assert _act(admin_client, f"{pool_page}autostart/", {"enabled": "1"}) == (
+        pool_page,
+        [f"Pool {name}: autostart done."],
+    )
+    assert StoragePool.objects.get(pk=dir_pool.pk).autostart
+    url, said = _act(admin_client, f"{pool_page}bogus/")
+    assert url == pool_page and len(said) == 1 and "Unknown pool action 'bogus'" in said[0]
+    assert _act(admin_client, f"{pool_page}delete/") == ("/storage/", [f"Pool {name} deleted."])
+
+
 def test_the_vm_page_attaches_and_detaches_a_disk(
     dir_pool, local_host, panel_test_guest, admin_user, admin_client
 ):

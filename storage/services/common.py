@@ -1,0 +1,115 @@
+"""What the volume actions share: the checks before them (rights, the project, the
+pool, a busy volume, the VMs using it), the row a new volume starts as, the queued job."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+
+from panel import jobs, locks, quotas
+from panel.exceptions import ConflictError, ServiceError
+from panel.models import Host, Job, Project
+from panel.permissions import VIEW, allowed, is_admin, role_in
+from storage.models import FormatSource, StoragePool, Volume
+from storage.services.validation import GIB
+
+
+def vms_using(host: Host, paths: Iterable[str]) -> dict[str, str]:
+    """{VM name: path} for the VMs on host whose disks use one of paths."""
+    from vms.models import VirtualMachine
+
+    wanted = set(paths)
+    found = {}
+    for name, disks in VirtualMachine.objects.filter(host=host).values_list("name", "disks"):
+        for disk in disks or []:
+            if disk.get("source") in wanted:
+                found[name] = disk["source"]
+    return found
+
+
+def require_right(actor: Any, volume: Volume, action: str, verb: str) -> None:
+    """PermissionDenied unless actor's role allows action on volume (verb says what)."""
+    if not allowed(actor, volume, action):
+        raise PermissionDenied(f"Your role does not allow you to {verb} {volume.name}.")
+
+
+def may_create_in(actor: Any, project: Project | None) -> None:
+    """PermissionDenied unless actor may create volumes in project (ServiceError: none given)."""
+    if is_admin(actor):
+        return
+    if project is None:
+        raise ServiceError("Choose the project the volume belongs to.", field="project")
+    if role_in(actor, project) not in ("operator", "member"):
+        raise PermissionDenied(f"Your role does not allow creating volumes in {project.name}.")
+
+
+def require_idle(volume: Volume) -> None:
+    """ConflictError while another job holds the volume."""
+    locks.refuse_if_busy(f"volume:{volume.pk}", volume.name)
+
+
+def require_usable_pool(pool: StoragePool, actor: Any) -> None:
+    """Refuses a pool the actor's project may not use, or one that is not running."""
+    from panel.permissions import restrict
+
+    if not restrict(StoragePool.objects.filter(pk=pool.pk), actor, VIEW).exists():
+        raise ServiceError(f"Your project may not use pool {pool.name}.", field="pool")
+    if pool.state != "active":
+        raise ConflictError(f"Pool {pool.name} is not running: an admin must start it first.")
+
+
+def placeholder(
+    pool: StoragePool,
+    name: str,
+    fmt: str,
+    capacity: int,
+    *,
+    actor: Any,
+    project: Project | None,
+) -> Volume:
+    """The volume's row, taken with its quota in the caller's transaction (synced empty)."""
+    if Volume.objects.filter(pool=pool, name=name).exists():
+        raise ServiceError(f"Pool {pool.name} already has a volume named {name}.", field="name")
+    if project is not None:
+        quotas.reserve(project, disk_gib=math.ceil(capacity / GIB))
+    owner = actor if getattr(actor, "is_authenticated", False) else None
+    return Volume.objects.create(
+        pool=pool,
+        name=name,
+        format=fmt,
+        format_source=FormatSource.CREATED,
+        capacity=capacity,
+        project=project,
+        owner=owner,
+    )
+
+
+def queue_volume_job(
+    volume: Volume,
+    kind: str,
+    spec: dict[str, Any],
+    *,
+    actor: Any,
+    action: str,
+    detail: str,
+    source_ip: str | None,
+) -> Job:
+    """Queue a volume job of kind for volume; spec goes into the job's result."""
+    from storage.tasks import volume_job_task
+
+    return jobs.queue(
+        kind,
+        volume_job_task,
+        volume,
+        target=f"volume:{volume.pk}",
+        spec={"volume": volume.pk, "volume_name": volume.name, **spec},
+        actor=actor,
+        host=volume.pool.host,
+        project=volume.project,
+        action=action,
+        detail=detail,
+        source_ip=source_ip,
+    )

@@ -1,0 +1,143 @@
+"""Pool actions for admins: create (define, build, start), build/start/stop/refresh,
+autostart and delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+
+from panel import audit
+from panel.exceptions import ConflictError, ServiceError
+from panel.hostcalls import on_host
+from panel.hypervisor import storage as hv
+from panel.models import Host
+from panel.permissions import require_admin
+from storage.models import StoragePool
+from storage.services.common import vms_using
+from storage.services.sync import refresh_pool_row, save_pool
+from storage.services.validation import POOL_TYPES, clean_pool_spec
+
+
+def create_pool(
+    host: Host,
+    data: dict[str, Any],
+    *,
+    actor: Any,
+    persistent: bool = True,
+    build: bool = True,
+    start: bool = True,
+    autostart: bool = False,
+    source_ip: str | None = None,
+) -> StoragePool:
+    """Define (or create, if transient) a pool on host, optionally build and start it."""
+    require_admin(actor, "create storage pools")
+    with audit.refusals_recorded(actor, "pool.create", host, source_ip=source_ip):
+        spec = clean_pool_spec(data)
+        if StoragePool.objects.filter(host=host, name=spec.name).exists():
+            raise ServiceError(f"{host.name} already has a pool named {spec.name}.", field="name")
+        if spec.target_path and spec.type in ("dir", "fs", "netfs"):
+            clash = StoragePool.objects.filter(host=host, target_path=spec.target_path).first()
+            if clash is not None:
+                raise ServiceError(
+                    f"Pool {clash.name} already uses {spec.target_path}.", field="target_path"
+                )
+        with on_host(host, f"Pool {spec.name}"):
+            caps = hv.pool_capabilities(host.uri)
+            if caps and not caps.get(spec.type, False):
+                raise ServiceError(
+                    f"The libvirt on {host.name} cannot run {POOL_TYPES[spec.type]['label']} "
+                    "pools (its storage driver for that type is not installed).",
+                    field="type",
+                )
+            info = hv.define_pool(
+                host.uri,
+                spec,
+                persistent=persistent,
+                build=build,
+                start=start or not persistent,
+                autostart=autostart and persistent,
+            )
+        with transaction.atomic():
+            pool = save_pool(host, info)
+            audit.record(
+                actor,
+                "pool.create",
+                pool,
+                source_ip=source_ip,
+                detail=f"{spec.type} {'persistent' if persistent else 'transient'}"
+                + (f" at {spec.target_path}" if spec.target_path else ""),
+            )
+    if info.state == "active":
+        refresh_pool_row(pool)
+    return pool
+
+
+POOL_ACTIONS = ("build", "start", "stop", "refresh")
+
+
+def pool_action(
+    pool: StoragePool, action: str, *, actor: Any, source_ip: str | None = None
+) -> StoragePool | None:
+    """build, start, stop or refresh; None when a transient pool is gone after stop."""
+    require_admin(actor, f"{action} storage pools")
+    if action not in POOL_ACTIONS:
+        raise ServiceError(f"Unknown pool action '{action}': use {', '.join(POOL_ACTIONS)}.")
+    with audit.refusals_recorded(actor, f"pool.{action}", pool, source_ip=source_ip):
+        with on_host(pool.host, f"Pool {pool.name}"):
+            info = hv.pool_action(pool.host.uri, pool.name, action)
+        with transaction.atomic():
+            audit.record(actor, f"pool.{action}", pool, source_ip=source_ip)
+            if info.state == "gone":
+                pool.delete()
+                return None
+            pool = save_pool(pool.host, info)
+    if info.state == "active":
+        pool = refresh_pool_row(pool)
+    return pool
+
+
+def set_pool_autostart(
+    pool: StoragePool, on: bool, *, actor: Any, source_ip: str | None = None
+) -> StoragePool:
+    """Turn the pool's autostart on or off."""
+    require_admin(actor, "change storage pools")
+    with audit.refusals_recorded(actor, "pool.autostart", pool, source_ip=source_ip):
+        with on_host(pool.host, f"Pool {pool.name}"):
+            info = hv.set_pool_autostart(pool.host.uri, pool.name, on)
+        with transaction.atomic():
+            pool = save_pool(pool.host, info)
+            audit.record(
+                actor, "pool.autostart", pool, detail="on" if on else "off", source_ip=source_ip
+            )
+    return pool
+
+
+def delete_pool(
+    pool: StoragePool, *, actor: Any, delete_target: bool = False, source_ip: str | None = None
+) -> None:
+    """Stop and undefine the pool; its directory (or VG) is removed only when asked."""
+    require_admin(actor, "delete storage pools")
+    with audit.refusals_recorded(actor, "pool.delete", pool, source_ip=source_ip):
+        users = vms_using(pool.host, [v.path for v in pool.volumes.all() if v.path])
+        if users:
+            raise ConflictError(
+                f"Pool {pool.name} holds disks of {', '.join(sorted(users))}: "
+                "detach or delete those first."
+            )
+        if delete_target and pool.volumes.exists():
+            raise ConflictError(
+                f"Pool {pool.name} still has {pool.volumes.count()} volumes: delete them "
+                "before deleting the pool's directory, or keep the directory."
+            )
+        with on_host(pool.host, f"Pool {pool.name}"):
+            hv.delete_pool(pool.host.uri, pool.name, delete_target=delete_target)
+        with transaction.atomic():
+            audit.record(
+                actor,
+                "pool.delete",
+                pool,
+                detail="target deleted" if delete_target else "target kept",
+                source_ip=source_ip,
+            )
+            pool.delete()
