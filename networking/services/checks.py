@@ -23,6 +23,7 @@ HOSTNAME_RE = re.compile(
 )
 IP_MODES = {NetworkMode.NAT, NetworkMode.ROUTED, NetworkMode.ISOLATED, NetworkMode.OPEN}
 DEVICE_MODES = {NetworkMode.MACVTAP, NetworkMode.HOSTDEV}
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def normalize_mac(value: str, field: str = "mac") -> str:
@@ -45,7 +46,7 @@ def normalize_mac(value: str, field: str = "mac") -> str:
     return mac
 
 
-def _ip(value: str, field: str, net: ipaddress.IPv4Network | ipaddress.IPv6Network, what: str):  # type: ignore[no-untyped-def]
+def _ip(value: str, field: str, net: IPNetwork, what: str):  # type: ignore[no-untyped-def]
     try:
         addr = ipaddress.ip_address((value or "").strip())
     except ValueError:
@@ -69,7 +70,8 @@ def _ip(value: str, field: str, net: ipaddress.IPv4Network | ipaddress.IPv6Netwo
 
 
 def ip_config(family: str, data: dict[str, Any] | None, hosts: list[dict[str, Any]]):  # type: ignore[no-untyped-def]
-    """An IPConfig from form/API values, or None when no address was given."""
+    """An IPConfig from form/API values and its subnet, or (None, None) when no address was
+    given."""
     data = dict(data or {})
     address = str(data.get("address") or "").strip()
     if not address:
@@ -80,6 +82,26 @@ def ip_config(family: str, data: dict[str, Any] | None, hosts: list[dict[str, An
                 field=family,
             )
         return None, None
+    iface = _interface(family, address, data)
+    net = iface.network
+    gateway = _ip(str(iface.ip), family, net, "address")
+    start, end = _dhcp_range(family, data, net, gateway)
+    static = _static_hosts(hosts, net, gateway) if family == "ipv4" else ()
+    config = hypervisor.IPConfig(
+        family=family,
+        address=str(iface.ip),
+        prefix=net.prefixlen,
+        dhcp_start=start,
+        dhcp_end=end,
+        hosts=static,
+    )
+    return config, net
+
+
+def _interface(
+    family: str, address: str, data: dict[str, Any]
+) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
+    """The network's own address and prefix (in address or data's prefix), of family."""
     label = "IPv4" if family == "ipv4" else "IPv6"
     example = "10.213.5.1 with prefix 24" if family == "ipv4" else "fd00:213:5::1 with prefix 64"
     prefix = data.get("prefix")
@@ -106,68 +128,68 @@ def ip_config(family: str, data: dict[str, Any] | None, hosts: list[dict[str, An
             f"from {low} to {high}.",
             field=family,
         )
-    net = iface.network
-    gateway = _ip(str(iface.ip), family, net, "address")
-    start = end = ""
-    if data.get("dhcp_start") or data.get("dhcp_end"):
-        if not (data.get("dhcp_start") and data.get("dhcp_end")):
-            raise ServiceError(
-                "Give both the first and the last address of the DHCP range (or neither).",
-                field=family,
-            )
-        first = _ip(str(data["dhcp_start"]), family, net, "DHCP range start")
-        last = _ip(str(data["dhcp_end"]), family, net, "DHCP range end")
-        if first > last:  # type: ignore[operator]
-            raise ServiceError(
-                f"The DHCP range starts at {first}, after its end {last}: swap them.",
-                field=family,
-            )
-        if first <= gateway <= last:  # type: ignore[operator]
-            raise ServiceError(
-                f"The DHCP range {first}–{last} contains the network's own address {gateway}: "
-                "start the range after it.",
-                field=family,
-            )
-        start, end = str(first), str(last)
+    return iface
+
+
+def _dhcp_range(family: str, data: dict[str, Any], net: IPNetwork, gateway: Any) -> tuple[str, str]:
+    """The DHCP range's first and last address inside net, or two empty strings for none."""
+    if not (data.get("dhcp_start") or data.get("dhcp_end")):
+        return "", ""
+    if not (data.get("dhcp_start") and data.get("dhcp_end")):
+        raise ServiceError(
+            "Give both the first and the last address of the DHCP range (or neither).",
+            field=family,
+        )
+    first = _ip(str(data["dhcp_start"]), family, net, "DHCP range start")
+    last = _ip(str(data["dhcp_end"]), family, net, "DHCP range end")
+    if first > last:
+        raise ServiceError(
+            f"The DHCP range starts at {first}, after its end {last}: swap them.",
+            field=family,
+        )
+    if first <= gateway <= last:
+        raise ServiceError(
+            f"The DHCP range {first}–{last} contains the network's own address {gateway}: "
+            "start the range after it.",
+            field=family,
+        )
+    return str(first), str(last)
+
+
+def _static_hosts(
+    hosts: list[dict[str, Any]], net: IPNetwork, gateway: Any
+) -> tuple[hypervisor.DhcpHost, ...]:
+    """The static DHCP hosts, each with its own MAC and its own address inside net."""
     static: list[hypervisor.DhcpHost] = []
-    if family == "ipv4":
-        seen_macs: set[str] = set()
-        seen_ips: set[str] = set()
-        for entry in hosts:
-            mac = normalize_mac(str(entry.get("mac", "")), field="dhcp_hosts")
-            ip = _ip(str(entry.get("ip", "")), "dhcp_hosts", net, "static host address")
-            name = str(entry.get("name") or "").strip()
-            if name and not HOSTNAME_RE.match(name):
-                raise ServiceError(
-                    f"'{name}' is not a host name: use letters, digits and '-' (e.g. web1).",
-                    field="dhcp_hosts",
-                )
-            if ip == gateway:
-                raise ServiceError(
-                    f"The static host {mac} cannot have {ip}: it is the network's own address.",
-                    field="dhcp_hosts",
-                )
-            if mac in seen_macs or str(ip) in seen_ips:
-                raise ServiceError(
-                    f"The static host {mac} → {ip} repeats a MAC or an address of another "
-                    "static host: each needs its own.",
-                    field="dhcp_hosts",
-                )
-            seen_macs.add(mac)
-            seen_ips.add(str(ip))
-            static.append(hypervisor.DhcpHost(mac=mac, ip=str(ip), name=name))
-    config = hypervisor.IPConfig(
-        family=family,
-        address=str(iface.ip),
-        prefix=net.prefixlen,
-        dhcp_start=start,
-        dhcp_end=end,
-        hosts=tuple(static),
-    )
-    return config, net
+    seen_macs: set[str] = set()
+    seen_ips: set[str] = set()
+    for entry in hosts:
+        mac = normalize_mac(str(entry.get("mac", "")), field="dhcp_hosts")
+        ip = _ip(str(entry.get("ip", "")), "dhcp_hosts", net, "static host address")
+        name = str(entry.get("name") or "").strip()
+        if name and not HOSTNAME_RE.match(name):
+            raise ServiceError(
+                f"'{name}' is not a host name: use letters, digits and '-' (e.g. web1).",
+                field="dhcp_hosts",
+            )
+        if ip == gateway:
+            raise ServiceError(
+                f"The static host {mac} cannot have {ip}: it is the network's own address.",
+                field="dhcp_hosts",
+            )
+        if mac in seen_macs or str(ip) in seen_ips:
+            raise ServiceError(
+                f"The static host {mac} → {ip} repeats a MAC or an address of another "
+                "static host: each needs its own.",
+                field="dhcp_hosts",
+            )
+        seen_macs.add(mac)
+        seen_ips.add(str(ip))
+        static.append(hypervisor.DhcpHost(mac=mac, ip=str(ip), name=name))
+    return tuple(static)
 
 
-def network_subnets(network: Network) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+def network_subnets(network: Network) -> list[IPNetwork]:
     """The subnets of network's IPv4 and IPv6 addresses (none when it has no address)."""
     found = []
     for data in (network.ipv4, network.ipv6):
@@ -197,41 +219,8 @@ def check_devices(
     interfaces: dict[str, hypervisor.InterfaceInfo] | None,
 ) -> None:
     """Refuse bridge and device names that are taken, or missing where they must exist."""
-    others = Network.objects.filter(host=host).exclude(name=name)
     if bridge:
-        if not IFNAME_RE.match(bridge):
-            raise ServiceError(
-                f"'{bridge}' is not a usable bridge name: 1 to 15 letters, digits, '-', '_' "
-                "or '.' (e.g. virbr10).",
-                field="bridge",
-            )
-        owner = others.filter(bridge=bridge).first()
-        if mode == NetworkMode.BRIDGE:
-            if owner is not None:
-                raise ServiceError(
-                    f"The bridge {bridge} belongs to network '{owner.name}': attach VMs to that "
-                    "network instead.",
-                    field="bridge",
-                )
-            if interfaces is not None and bridge not in interfaces:
-                raise ServiceError(
-                    f"{host.name} has no interface named {bridge}: create the bridge on the "
-                    "host first (see Host interfaces), or pick an existing one.",
-                    field="bridge",
-                )
-        else:
-            if owner is not None:
-                raise ServiceError(
-                    f"The bridge name {bridge} is already in use by network '{owner.name}' on "
-                    f"{host.name}: choose another name, or leave it empty for libvirt to pick one.",
-                    field="bridge",
-                )
-            if interfaces is not None and bridge in interfaces:
-                raise ServiceError(
-                    f"An interface named {bridge} already exists on {host.name}: choose another "
-                    "bridge name, or leave it empty for libvirt to pick one.",
-                    field="bridge",
-                )
+        _check_bridge(host, mode, bridge, name, interfaces)
     elif mode == NetworkMode.BRIDGE:
         raise ServiceError(
             "A bridged network needs the name of an existing host bridge (e.g. br0).",
@@ -255,6 +244,50 @@ def check_devices(
             else "SR-IOV physical function"
         )
         raise ServiceError(f"A {mode} network needs the host's {what}.", field="dev")
+
+
+def _check_bridge(
+    host: Host,
+    mode: str,
+    bridge: str,
+    name: str,
+    interfaces: dict[str, hypervisor.InterfaceInfo] | None,
+) -> None:
+    """A bridged network joins a host bridge no other network owns; any other mode names a
+    new bridge that nothing on the host has yet."""
+    if not IFNAME_RE.match(bridge):
+        raise ServiceError(
+            f"'{bridge}' is not a usable bridge name: 1 to 15 letters, digits, '-', '_' "
+            "or '.' (e.g. virbr10).",
+            field="bridge",
+        )
+    owner = Network.objects.filter(host=host, bridge=bridge).exclude(name=name).first()
+    if mode == NetworkMode.BRIDGE:
+        if owner is not None:
+            raise ServiceError(
+                f"The bridge {bridge} belongs to network '{owner.name}': attach VMs to that "
+                "network instead.",
+                field="bridge",
+            )
+        if interfaces is not None and bridge not in interfaces:
+            raise ServiceError(
+                f"{host.name} has no interface named {bridge}: create the bridge on the "
+                "host first (see Host interfaces), or pick an existing one.",
+                field="bridge",
+            )
+        return
+    if owner is not None:
+        raise ServiceError(
+            f"The bridge name {bridge} is already in use by network '{owner.name}' on "
+            f"{host.name}: choose another name, or leave it empty for libvirt to pick one.",
+            field="bridge",
+        )
+    if interfaces is not None and bridge in interfaces:
+        raise ServiceError(
+            f"An interface named {bridge} already exists on {host.name}: choose another "
+            "bridge name, or leave it empty for libvirt to pick one.",
+            field="bridge",
+        )
 
 
 def check_host_addresses(
