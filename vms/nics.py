@@ -102,32 +102,9 @@ def attach_nic(
             raise ServiceError(
                 f"Unknown NIC model '{model}': use one of {', '.join(NIC_MODELS)}.", field="model"
             )
-        mac = normalize_mac(mac) if (mac or "").strip() else ""
-        if mac and any(n.get("mac", "").lower() == mac for n in vm.nics):
-            raise ServiceError(f"{vm.name} already has a NIC with MAC {mac}.", field="mac")
+        mac = _checked_mac(vm, mac)
         bridge = (bridge or "").strip()
-        if (network is None) == (not bridge):
-            raise ServiceError(
-                "Choose either a network or a host bridge for the NIC.", field="network"
-            )
-        if network is not None:
-            if network.host_id != vm.host_id:
-                raise ServiceError(
-                    f"Network '{network.name}' is on {network.host.name}, but {vm.name} runs on "
-                    f"{vm.host.name}: pick a network of {vm.host.name}.",
-                    field="network",
-                )
-            if not usable_networks(vm, actor).filter(pk=network.pk).exists():
-                raise PermissionDenied(
-                    f"Project {vm.project} may not use network '{network.name}': ask an "
-                    "administrator to allow it."
-                )
-        elif not is_admin(actor):
-            raise PermissionDenied(
-                "Only administrators can attach a NIC straight to a host bridge; use a network."
-            )
-        elif not IFNAME_RE.match(bridge):
-            raise ServiceError(f"'{bridge}' is not a bridge name.", field="bridge")
+        _check_source(vm, actor, network, bridge)
         inbound, outbound = _rate(inbound_kib, "inbound_kib"), _rate(outbound_kib, "outbound_kib")
         live, persistent = _live_persistent(vm, live, persistent)
         if live and network is not None and not network.active:
@@ -145,51 +122,104 @@ def attach_nic(
             outbound_kib=outbound,
             **(traffic_filter(network, actor, vm.owner, mac) if network is not None else {}),
         )
-        # One MAC per network: two NICs with the same one would take each other's traffic
-        # (and the second would pass the first's anti-spoofing filter). A chosen MAC is
-        # checked and plugged in under the network's claim, so two requests cannot both
-        # take it; libvirt picks a free one when none is given.
-        macs = (
-            locks.hold(
-                f"network:{network.pk}:macs",
-                label=f"Network '{network.name}'",
-                what=f"attaching a NIC with MAC {mac}",
-                jobs_too=False,
-            )
-            if network is not None and mac
-            else contextlib.nullcontext()
-        )
-        with macs:
-            if network is not None and mac and _mac_in_use(network, vm, mac):
-                raise ServiceError(
-                    f"MAC {mac} is already used on network '{network.name}' by another VM: "
-                    "pick another, or leave the MAC empty for a new one.",
-                    field="mac",
-                )
-            try:
-                with vm_services.on_vm_host(vm, failed=f"Could not attach the NIC to {vm.name}"):
-                    _info, mac = hypervisor.attach_nic(
-                        vm.host.uri, str(vm.pk), spec, live=live, persistent=persistent
-                    )
-            except ConflictError as exc:
-                if "qdisc" in exc.message and (inbound or outbound):
-                    raise ConflictError(
-                        f"{exc.message} — {vm.host.name}'s kernel lacks the traffic-control "
-                        "modules libvirt uses for bandwidth limits (sch_htb, sch_sfq): attach "
-                        "the NIC without limits, or load those modules on the host."
-                    ) from exc
-                raise
-            vm = vm_services.refresh_details(vm)
-        where = "+".join(w for w, on in (("live", live), ("persistent", persistent)) if on)
+        with _mac_claim(network, mac):
+            vm, mac = _plug_in(vm, spec, network, live=live, persistent=persistent)
         audit.record(
             actor,
             "vm.nic_attach",
             vm,
             project=vm.project,
-            detail=f"{mac} {model} on {spec.network and 'network ' + spec.network or 'bridge ' + bridge} ({where})",
+            detail=f"{mac} {model} on {spec.network and 'network ' + spec.network or 'bridge ' + bridge} ({_where(live, persistent)})",
             source_ip=source_ip,
         )
     return vm, mac
+
+
+def _checked_mac(vm: VirtualMachine, mac: str) -> str:
+    """The chosen MAC, normalized, that the VM has on no NIC yet; empty when none was chosen."""
+    mac = normalize_mac(mac) if (mac or "").strip() else ""
+    if mac and any(n.get("mac", "").lower() == mac for n in vm.nics):
+        raise ServiceError(f"{vm.name} already has a NIC with MAC {mac}.", field="mac")
+    return mac
+
+
+def _check_source(vm: VirtualMachine, actor: Any, network: Network | None, bridge: str) -> None:
+    """Refuse a NIC on no network or two, on a network of another host or not allowed to the
+    VM's project, and on a host bridge unless actor is an admin."""
+    if (network is None) == (not bridge):
+        raise ServiceError("Choose either a network or a host bridge for the NIC.", field="network")
+    if network is not None:
+        if network.host_id != vm.host_id:
+            raise ServiceError(
+                f"Network '{network.name}' is on {network.host.name}, but {vm.name} runs on "
+                f"{vm.host.name}: pick a network of {vm.host.name}.",
+                field="network",
+            )
+        if not usable_networks(vm, actor).filter(pk=network.pk).exists():
+            raise PermissionDenied(
+                f"Project {vm.project} may not use network '{network.name}': ask an "
+                "administrator to allow it."
+            )
+    elif not is_admin(actor):
+        raise PermissionDenied(
+            "Only administrators can attach a NIC straight to a host bridge; use a network."
+        )
+    elif not IFNAME_RE.match(bridge):
+        raise ServiceError(f"'{bridge}' is not a bridge name.", field="bridge")
+
+
+def _mac_claim(network: Network | None, mac: str) -> contextlib.AbstractContextManager[Any]:
+    """The network's claim on its MACs while a chosen one is checked and plugged in."""
+    # One MAC per network: two NICs with the same one would take each other's traffic
+    # (and the second would pass the first's anti-spoofing filter). A chosen MAC is
+    # checked and plugged in under the network's claim, so two requests cannot both
+    # take it; libvirt picks a free one when none is given.
+    if network is None or not mac:
+        return contextlib.nullcontext()
+    return locks.hold(
+        f"network:{network.pk}:macs",
+        label=f"Network '{network.name}'",
+        what=f"attaching a NIC with MAC {mac}",
+        jobs_too=False,
+    )
+
+
+def _plug_in(
+    vm: VirtualMachine,
+    spec: hypervisor.NicSpec,
+    network: Network | None,
+    *,
+    live: bool,
+    persistent: bool,
+) -> tuple[VirtualMachine, str]:
+    """Plug the NIC in unless another VM has its MAC on the network; return the VM read
+    back and the NIC's MAC."""
+    mac = spec.mac or ""
+    if network is not None and mac and _mac_in_use(network, vm, mac):
+        raise ServiceError(
+            f"MAC {mac} is already used on network '{network.name}' by another VM: "
+            "pick another, or leave the MAC empty for a new one.",
+            field="mac",
+        )
+    try:
+        with vm_services.on_vm_host(vm, failed=f"Could not attach the NIC to {vm.name}"):
+            _info, mac = hypervisor.attach_nic(
+                vm.host.uri, str(vm.pk), spec, live=live, persistent=persistent
+            )
+    except ConflictError as exc:
+        if "qdisc" in exc.message and (spec.inbound_kib or spec.outbound_kib):
+            raise ConflictError(
+                f"{exc.message} — {vm.host.name}'s kernel lacks the traffic-control "
+                "modules libvirt uses for bandwidth limits (sch_htb, sch_sfq): attach "
+                "the NIC without limits, or load those modules on the host."
+            ) from exc
+        raise
+    return vm_services.refresh_details(vm), mac
+
+
+def _where(live: bool, persistent: bool) -> str:
+    """Where a change went, for the audit: live, persistent or live+persistent."""
+    return "+".join(w for w, on in (("live", live), ("persistent", persistent)) if on)
 
 
 def detach_nic(
@@ -219,13 +249,12 @@ def detach_nic(
         with vm_services.on_vm_host(vm, failed=f"Could not detach NIC {mac} from {vm.name}"):
             hypervisor.detach_nic(vm.host.uri, str(vm.pk), mac, live=live, persistent=persistent)
         vm = vm_services.refresh_details(vm)
-        where = "+".join(w for w, on in (("live", live), ("persistent", persistent)) if on)
         audit.record(
             actor,
             "vm.nic_detach",
             vm,
             project=vm.project,
-            detail=f"{mac} ({where})",
+            detail=f"{mac} ({_where(live, persistent)})",
             source_ip=source_ip,
         )
     return vm
