@@ -515,7 +515,7 @@ def set_nic_bandwidth(
     source_ip: str | None = None,
 ) -> dict[str, int]:
     """Limit a NIC's average rate each way in KiB/s (0: no limit), like virsh domiftune."""
-    from networking.services import MAX_RATE_KIB
+    from vms.nics import MAX_RATE_KIB
 
     ready_for_change(vm, actor, "tune")
     with audit.refusals_recorded(

@@ -8,7 +8,4 @@ urlpatterns = [
     path("<int:network_id>/", views.network_detail, name="network_detail"),
     path("<int:network_id>/<slug:action>/", views.network_action, name="network_action"),
     path("hosts/<int:host_id>/interfaces/", views.host_interfaces, name="host_interfaces"),
-    path("vm/<uuid:vm_id>/nics/attach/", views.vm_nic_attach, name="vm_nic_attach"),
-    path("vm/<uuid:vm_id>/nics/detach/", views.vm_nic_detach, name="vm_nic_detach"),
-    path("vm/<uuid:vm_id>/nics/link/", views.vm_nic_link, name="vm_nic_link"),
 ]

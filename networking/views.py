@@ -1,5 +1,4 @@
-"""Network pages: list per host, create form, details with leases and VMs, host interfaces,
-and the NIC actions posted from a VM's page."""
+"""Network pages: list per host, create form, details with leases and VMs, host interfaces."""
 
 from __future__ import annotations
 
@@ -12,9 +11,8 @@ from django.views.decorators.http import require_POST
 from panel.audit import client_ip
 from panel.exceptions import ServiceError
 from panel.models import Host
-from panel.permissions import CHANGE, get_object_for_user, is_admin, restrict, visible_hosts
+from panel.permissions import get_object_for_user, is_admin, restrict, visible_hosts
 from panel.views.common import render_form
-from vms.models import VirtualMachine
 
 from . import services
 from .choices import MODE_HELP, NetworkMode
@@ -116,83 +114,3 @@ def host_interfaces(request: HttpRequest, host_id: int) -> HttpResponse:
         error = exc.message
     context = {"host": host, "interfaces": interfaces, "source": source, "error": error}
     return render(request, "networking/host_interfaces.html", context, status=200)
-
-
-# --- NICs, posted from the VM page -----------------------------------------------------------
-
-
-def _vm(request: HttpRequest, vm_id: str) -> VirtualMachine:
-    return get_object_for_user(
-        VirtualMachine.objects.select_related("host", "project"), request.user, vm_id, CHANGE
-    )
-
-
-def _flag(request: HttpRequest, name: str) -> bool | None:
-    """A checkbox that the form always sends (hidden 0 + checkbox 1): None when absent."""
-    values = request.POST.getlist(name)
-    return None if not values else "1" in values
-
-
-@require_POST
-def vm_nic_attach(request: HttpRequest, vm_id: str) -> HttpResponse:
-    vm = _vm(request, vm_id)
-    network = None
-    raw = request.POST.get("network", "")
-    if raw.isdigit():
-        network = services.usable_networks(vm, request.user).filter(pk=int(raw)).first()
-        if network is None:
-            messages.error(request, "Choose a network this VM may use.")
-            return redirect("vm_detail", vm_id=vm.pk)
-    try:
-        vm, mac = services.attach_nic(
-            vm,
-            actor=request.user,
-            network=network,
-            bridge=request.POST.get("bridge", "") if network is None else "",
-            model=request.POST.get("model", "virtio"),
-            mac=request.POST.get("mac", ""),
-            link_up=_flag(request, "link_up") is not False,
-            inbound_kib=request.POST.get("inbound_kib") or None,
-            outbound_kib=request.POST.get("outbound_kib") or None,
-            live=_flag(request, "live"),
-            persistent=_flag(request, "persistent"),
-            source_ip=client_ip(request),
-        )
-    except ServiceError as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.success(request, f"NIC {mac} attached to {vm.name}.")
-    return redirect("vm_detail", vm_id=vm.pk)
-
-
-@require_POST
-def vm_nic_detach(request: HttpRequest, vm_id: str) -> HttpResponse:
-    vm = _vm(request, vm_id)
-    mac = request.POST.get("mac", "")
-    try:
-        vm = services.detach_nic(
-            vm,
-            mac,
-            actor=request.user,
-            live=_flag(request, "live"),
-            persistent=_flag(request, "persistent"),
-            source_ip=client_ip(request),
-        )
-    except ServiceError as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.success(request, f"NIC {mac} detached from {vm.name}.")
-    return redirect("vm_detail", vm_id=vm.pk)
-
-
-@require_POST
-def vm_nic_link(request: HttpRequest, vm_id: str) -> HttpResponse:
-    vm = _vm(request, vm_id)
-    mac, up = request.POST.get("mac", ""), request.POST.get("up") == "1"
-    try:
-        vm = services.set_nic_link(vm, mac, up, actor=request.user, source_ip=client_ip(request))
-    except ServiceError as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.success(request, f"Link of {mac} is {'up' if up else 'down'}.")
-    return redirect("vm_detail", vm_id=vm.pk)

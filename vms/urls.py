@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import backup_views, migration_views, snapshot_views, views, wizard
+from . import backup_views, migration_views, nic_views, snapshot_views, views, wizard
 
 urlpatterns = [
     path("", views.vm_list, name="vm_list"),
@@ -27,6 +27,9 @@ urlpatterns = [
         backup_views.vm_backup_action,
         name="vm_backup_action",
     ),
+    path("<uuid:vm_id>/nics/attach/", nic_views.vm_nic_attach, name="vm_nic_attach"),
+    path("<uuid:vm_id>/nics/detach/", nic_views.vm_nic_detach, name="vm_nic_detach"),
+    path("<uuid:vm_id>/nics/link/", nic_views.vm_nic_link, name="vm_nic_link"),
     path("<uuid:vm_id>/console/<slug:kind>/", views.vm_console, name="vm_console"),
     path("<uuid:vm_id>/migrate/", migration_views.vm_migrate, name="vm_migrate"),
     path("<uuid:vm_id>/move-storage/", migration_views.vm_move_storage, name="vm_move_storage"),

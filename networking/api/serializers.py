@@ -1,12 +1,9 @@
 from __future__ import annotations
 
-from typing import Any
-
 from rest_framework import serializers
 
 from networking.choices import NetworkMode
 from networking.models import Network
-from networking.services import NIC_MODELS
 
 
 class NetworkSerializer(serializers.ModelSerializer):
@@ -96,47 +93,3 @@ class LeaseSerializer(serializers.Serializer):
     iface = serializers.CharField()
     vm = serializers.CharField(allow_null=True)
     vm_name = serializers.CharField()
-
-
-class NicSerializer(serializers.Serializer):
-    mac = serializers.CharField()
-    type = serializers.CharField()
-    source = serializers.CharField(help_text="The network (or host bridge) it joins.")
-    network_id = serializers.IntegerField(allow_null=True)
-    model = serializers.CharField()
-    target = serializers.CharField(help_text="The host's vnet/tap device while running.")
-    link_up = serializers.BooleanField()
-    inbound_kib = serializers.IntegerField(allow_null=True)
-    outbound_kib = serializers.IntegerField(allow_null=True)
-    ips = serializers.ListField(child=serializers.CharField())
-
-
-class NicAttachSerializer(serializers.Serializer):
-    network = serializers.IntegerField(required=False, allow_null=True, default=None)
-    bridge = serializers.CharField(required=False, allow_blank=True, default="")
-    model = serializers.ChoiceField(choices=NIC_MODELS, default="virtio")
-    mac = serializers.CharField(
-        required=False,
-        allow_blank=True,
-        default="",
-        help_text="Empty: libvirt picks one. A MAC another VM already has on the network is "
-        "refused (400).",
-    )
-    link_up = serializers.BooleanField(required=False, default=True)
-    inbound_kib = serializers.IntegerField(required=False, allow_null=True, default=None)
-    outbound_kib = serializers.IntegerField(required=False, allow_null=True, default=None)
-    live = serializers.BooleanField(required=False, allow_null=True, default=None)
-    persistent = serializers.BooleanField(required=False, allow_null=True, default=None)
-
-    def to_internal_value(self, data: Any) -> Any:
-        return super().to_internal_value(data or {})
-
-
-class NicDetachSerializer(serializers.Serializer):
-    mac = serializers.CharField(required=False, default="")
-    live = serializers.BooleanField(required=False, allow_null=True, default=None)
-    persistent = serializers.BooleanField(required=False, allow_null=True, default=None)
-
-
-class NicUpdateSerializer(serializers.Serializer):
-    link_up = serializers.BooleanField()

@@ -9,7 +9,7 @@ from monitoring.api import (
     VMTuningActionView,
     VMTuningView,
 )
-from networking.api.views import NetworkViewSet, VMNicsView, VMNicView
+from networking.api.views import NetworkViewSet
 from storage.api.views import PoolViewSet, VolumeViewSet
 from vms.api.backups import (
     ProjectSchedulesView,
@@ -19,6 +19,7 @@ from vms.api.backups import (
     VMBackupView,
     VMSchedulesView,
 )
+from vms.api.nics import VMNicsView, VMNicView
 from vms.api.snapshots import (
     VMDiskMergeView,
     VMSnapshotRevertView,

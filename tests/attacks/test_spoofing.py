@@ -28,6 +28,7 @@ from tests.conftest import LOCAL_URI, wait_for_console_prompt
 from tests.networking.conftest import isolated, nets  # noqa: F401 - fixture
 from tests.networking.test_nics_real import guest_run, wait_guest
 from tests.vms.conftest import virsh
+from vms import nics
 
 pytestmark = [pytest.mark.stack, pytest.mark.libvirt, pytest.mark.timeout(300)]
 
@@ -114,7 +115,7 @@ def test_it_refuses_a_mac_another_vm_already_has_on_the_network(
     network = net_services.create_network(local_host, **isolated(nets), actor=people["admin"])
     victim = make_vm()
     own = make_vm()
-    victim, victim_mac = net_services.attach_nic(
+    victim, victim_mac = nics.attach_nic(
         victim, network=network, actor=people["admin"], persistent=True
     )
     member = attacker("member")

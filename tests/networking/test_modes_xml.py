@@ -9,6 +9,7 @@ from lxml import etree
 
 from networking import services
 from panel import hypervisor
+from panel.exceptions import ServiceError
 from tests.networking.conftest import TEST_URI
 
 
@@ -86,13 +87,13 @@ def test_it_defines_a_network_on_an_existing_host_bridge(fake_nets):
 
 def test_it_needs_the_device_of_device_modes(fake_host, admin, fake_nets):
     for mode, text in (("macvtap", "physical NIC"), ("hostdev", "SR-IOV physical function")):
-        with pytest.raises(services.ServiceError, match=text):
+        with pytest.raises(ServiceError, match=text):
             services.create_network(fake_host, name=fake_nets.name(), mode=mode, actor=admin)
-    with pytest.raises(services.ServiceError, match="has no interface named eth9"):
+    with pytest.raises(ServiceError, match="has no interface named eth9"):
         services.create_network(
             fake_host, name=fake_nets.name(), mode="macvtap", dev="eth9", actor=admin
         )
-    with pytest.raises(services.ServiceError, match="NAT network needs an IPv4 address"):
+    with pytest.raises(ServiceError, match="NAT network needs an IPv4 address"):
         services.create_network(fake_host, name=fake_nets.name(), mode="nat", actor=admin)
     assert not set(fake_nets.names) & {n.name for n in hypervisor.list_networks(TEST_URI)}
 

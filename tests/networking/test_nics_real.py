@@ -177,7 +177,7 @@ def test_it_attaches_and_detaches_from_the_vm_pages_form(
     client = client_for("member")
     # What the page's form sends: each checkbox after a hidden 0; live is disabled (shut off).
     response = client.post(
-        f"/networks/vm/{vm.pk}/nics/attach/",
+        f"/vms/{vm.pk}/nics/attach/",
         {
             "network": network.pk,
             "model": "rtl8139",
@@ -195,10 +195,10 @@ def test_it_attaches_and_detaches_from_the_vm_pages_form(
     assert cells[1:3] == ["rtl8139", network.name] and cells[4] == "up"
     assert "<model type='rtl8139'/>" in virsh("dumpxml", "--inactive", str(vm.pk))
 
-    response = client.post(f"/networks/vm/{vm.pk}/nics/detach/", {"mac": mac}, follow=True)
+    response = client.post(f"/vms/{vm.pk}/nics/detach/", {"mac": mac}, follow=True)
     assert any("detached" in a for a in texts(response, "//div[@role='alert']")), texts(
         response, "//div[@role='alert']"
     )
     assert "<interface" not in virsh("dumpxml", "--inactive", str(vm.pk))
-    refused = client.post(f"/networks/vm/{vm.pk}/nics/detach/", {"mac": mac}, follow=True)
+    refused = client.post(f"/vms/{vm.pk}/nics/detach/", {"mac": mac}, follow=True)
     assert any("has no NIC with MAC" in a for a in texts(refused, "//div[@role='alert']"))

@@ -12,6 +12,7 @@ from panel.choices import ProjectRole
 from panel.models import AuditEvent
 from tests.networking.conftest import isolated, virsh
 from tests.vms.conftest import page_text, texts
+from vms import nics
 
 
 @pytest.fixture
@@ -103,8 +104,8 @@ def test_it_shows_host_interfaces_with_bridges_and_vnet_devices(
 ):
     network = networking_services.create_network(local_host, **isolated(nets), actor=admin)
     vm = make_vm(running=True)
-    vm, mac = networking_services.attach_nic(vm, network=network, actor=admin)
-    vnet = next(n["target"] for n in networking_services.vm_nics(vm) if n["mac"] == mac)
+    vm, mac = nics.attach_nic(vm, network=network, actor=admin)
+    vnet = next(n["target"] for n in nics.vm_nics(vm) if n["mac"] == mac)
 
     page = client_for("admin").get(f"/networks/hosts/{local_host.pk}/interfaces/")
     assert page.status_code == 200

@@ -1,4 +1,4 @@
-"""The NIC section of a VM's page, rendered from the networking app."""
+"""The Network interfaces card of a VM's page."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from django import template
 
-from networking import services
+from vms import nics
 
 register = template.Library()
 
@@ -14,13 +14,13 @@ register = template.Library()
 @register.inclusion_tag("vms/_nics.html", takes_context=True)
 def vm_nics(context: dict[str, Any], vm: Any) -> dict[str, Any]:
     user = context["request"].user
-    can_change = services.can_change_nics(vm, user)
+    can_change = nics.can_change_nics(vm, user)
     return {
         "vm": vm,
-        "nics": services.vm_nics(vm),
+        "nics": nics.vm_nics(vm),
         "can_change": can_change and vm.state != "missing",
-        "networks": services.usable_networks(vm, user) if can_change else [],
-        "models": services.NIC_MODELS,
+        "networks": nics.usable_networks(vm, user) if can_change else [],
+        "models": nics.NIC_MODELS,
         "is_admin": context.get("is_admin", False),
         "running": vm.state in ("running", "paused"),
         "csrf_token": context.get("csrf_token"),
