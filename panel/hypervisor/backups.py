@@ -32,7 +32,7 @@ from .domains import claim_volume_name
 from .errors import Conflict, HypervisorError
 from .qemu_img import PinnedImage
 from .specs import BackingInfo
-from .storage import copy_image, recorded_capacity
+from .storage.copies import copy_image, recorded_capacity
 
 Progress = Callable[[int, int], None]
 BACKUP_METHODS = ("offline", "push", "snapshot")
@@ -553,7 +553,7 @@ def abandon_backup(uri: str, uuid: str, pool: str, prefix: str) -> Abandoned:
     """After the process taking a backup died: stop its backup job on the domain, delete
     the copies it started (`<prefix>-*` in pool), and put a domain the snapshot method left
     on overlays back onto its own images."""
-    from .storage import delete_volume
+    from .storage.volumes import delete_volume
 
     deleted: list[str] = []
     with session(uri) as conn:

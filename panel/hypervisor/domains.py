@@ -295,7 +295,7 @@ def clone_domain(
     from lxml import etree
 
     from .qemu_img import PinnedImage
-    from .storage import check_source, copy_image, recorded_capacity
+    from .storage.copies import check_source, copy_image, recorded_capacity
 
     with session(uri) as conn:
         src = conn.lookupByUUIDString(uuid)

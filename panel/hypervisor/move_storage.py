@@ -23,7 +23,7 @@ from .domains import domain_info
 from .errors import Conflict, HypervisorError
 from .qemu_img import PinnedImage
 from .specs import BackingInfo, DomainInfo, VolumeSpec
-from .storage import copy_image, recorded_capacity
+from .storage.copies import copy_image, recorded_capacity
 
 Progress = Callable[[int, int], None]
 POLL_SECONDS = 0.25
@@ -181,7 +181,7 @@ def settle_move(uri: str, uuid: str, target: str, old_path: str, pool: str) -> s
     A mirror still running is cancelled (the disk stays on old_path) and the copy in pool
     is deleted, once libvirt has finished writing it; a disk that already points at the
     copy keeps it and the old volume is deleted, as the move would have done."""
-    from .storage import delete_volume
+    from .storage.volumes import delete_volume
 
     name = os.path.basename(old_path)
     with session(uri) as conn:
