@@ -9,7 +9,7 @@ import libvirt
 from . import xml
 from .connection import session
 from .domains import list_domains
-from .networks import list_networks
+from .networks.virtual import list_networks
 from .specs import Inventory, PoolInfo, VolumeInfo
 
 POOL_STATES = {
