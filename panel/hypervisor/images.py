@@ -112,6 +112,32 @@ def _vmdk_parent(inspector: fi.FileInspector, head: bytes) -> str:
     return found.group(1).decode("utf-8", "replace") if found else "(unreadable)"
 
 
+def _safety_check(inspector: fi.FileInspector, head: bytes, problems: list[str]) -> str:
+    """Run the inspector's safety checks, adding each failure to problems; the backing
+    file the header names ("" when none)."""
+    backing = ""
+    try:
+        inspector.safety_check()
+    except fi.SafetyCheckFailed as failed:
+        version = int((getattr(inspector, "qemu_header_info", {}) or {}).get("version", 0))
+        for name in failed.failures:
+            if name == "data_file" and version == 2:
+                # qcow2 v2 (compat=0.10, libvirt's default) has no feature fields: the
+                # inspector reads its header extensions there. No data file is possible.
+                continue
+            if name == "backing_file":
+                found = _backing_name(inspector, head)
+                if found is None:
+                    problems.append("its header names a backing file the panel cannot read")
+                else:
+                    backing = found
+                continue
+            problems.append(CHECKS.get(name, f"its header fails the {name} check"))
+    except fi.ImageFormatError as exc:
+        problems.append(f"its header cannot be read: {exc}")
+    return backing
+
+
 def inspect_head(head: bytes, declared: str, *, whole: bool) -> ImageFacts:
     """Check the first bytes of an image (whole: they are the entire image) against the
     format it is declared to be."""
@@ -149,26 +175,7 @@ def inspect_head(head: bytes, declared: str, *, whole: bool) -> ImageFacts:
     others = [d for d in detected if d != qemu_name]
     if others:
         problems.append(f"the content is also a valid {others[0]} image (a disguised header)")
-    backing = ""
-    try:
-        inspector.safety_check()
-    except fi.SafetyCheckFailed as failed:
-        version = int((getattr(inspector, "qemu_header_info", {}) or {}).get("version", 0))
-        for name in failed.failures:
-            if name == "data_file" and version == 2:
-                # qcow2 v2 (compat=0.10, libvirt's default) has no feature fields: the
-                # inspector reads its header extensions there. No data file is possible.
-                continue
-            if name == "backing_file":
-                found = _backing_name(inspector, head)
-                if found is None:
-                    problems.append("its header names a backing file the panel cannot read")
-                else:
-                    backing = found
-                continue
-            problems.append(CHECKS.get(name, f"its header fails the {name} check"))
-    except fi.ImageFormatError as exc:
-        problems.append(f"its header cannot be read: {exc}")
+    backing = _safety_check(inspector, head, problems)
     if wanted == "vmdk" and not backing:
         backing = _vmdk_parent(inspector, head)
     size = 0
