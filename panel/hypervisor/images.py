@@ -155,7 +155,7 @@ def inspect_head(head: bytes, declared: str, *, whole: bool) -> ImageFacts:
     )
     if wanted == "raw":
         other = [d for d in detected if d not in RAW_CONTENT]
-        problems = (
+        not_raw = (
             (
                 f"the content is a {other[0]} image, not raw (a {other[0]} image goes into "
                 f"a {other[0]} volume, where it is checked as one)",
@@ -163,7 +163,7 @@ def inspect_head(head: bytes, declared: str, *, whole: bool) -> ImageFacts:
             if other
             else ()
         )
-        return ImageFacts(declared, detected, problems, virtual_size=len(head) if whole else 0)
+        return ImageFacts(declared, detected, not_raw, virtual_size=len(head) if whole else 0)
     inspector = inspectors[wanted]
     qemu_name = QEMU_NAMES.get(wanted, wanted)
     if not fed[wanted] or not inspector.complete or not _matches(inspector):

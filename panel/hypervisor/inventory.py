@@ -55,7 +55,7 @@ def volume_info(pool: libvirt.virStoragePool, vol: libvirt.virStorageVol) -> Vol
 
 
 def _volumes(pool: libvirt.virStoragePool) -> list[VolumeInfo]:
-    result = []
+    result: list[VolumeInfo] = []
     if not pool.isActive():
         return result
     for vol in pool.listAllVolumes(0):

@@ -116,7 +116,7 @@ def _sizes(
                 backing[str(image["path"])] = str(image["backing_file"] or "")
                 if path not in sources.values():
                     continue  # the internal snapshots are counted on the disks in use
-                for saved in image["snapshots"]:  # type: ignore[attr-defined]
+                for saved in image["snapshots"]:
                     name = str(saved["name"])
                     internal[name] = internal.get(name, 0) + int(saved["vm_state_size"])
     sized = []

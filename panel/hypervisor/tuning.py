@@ -255,7 +255,8 @@ def _cells(
 ) -> tuple[list[HostCpu], list[CellMemory]]:
     """The CPUs and the memory (free, and in huge pages) of each NUMA cell in the host's
     capabilities, with the free amounts libvirt reported per cell."""
-    cpus, cells = [], []
+    cpus: list[HostCpu] = []
+    cells: list[CellMemory] = []
     for cell in cells_xml:
         cid = int(cell.get("id", "0"))
         for cpu in cell.iterfind("./cpus/cpu"):

@@ -52,7 +52,7 @@ def _libvirt_interfaces(conn: libvirt.virConnect) -> dict[str, InterfaceInfo]:
 
 def _kind(link: dict[str, object]) -> str:
     info = link.get("linkinfo") or {}
-    kind = str(info.get("info_kind", "")) if isinstance(info, dict) else ""  # type: ignore[union-attr]
+    kind = str(info.get("info_kind", "")) if isinstance(info, dict) else ""
     name = str(link.get("ifname", ""))
     if link.get("link_type") == "loopback":
         return "loopback"

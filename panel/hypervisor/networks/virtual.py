@@ -15,6 +15,7 @@ Each panel mode maps to one libvirt shape:
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 import libvirt
 from lxml import etree
@@ -281,7 +282,7 @@ def network_leases(uri: str, name: str) -> tuple[LeaseInfo, ...]:
         return tuple(parse_leases(net.DHCPLeases(None, 0) or []))
 
 
-def parse_leases(raw: list[dict[str, object]]) -> list[LeaseInfo]:
+def parse_leases(raw: list[dict[str, Any]]) -> list[LeaseInfo]:
     """Turn libvirt's lease dicts (virNetworkGetDHCPLeases) into LeaseInfo."""
     leases = []
     for lease in raw:
@@ -289,11 +290,11 @@ def parse_leases(raw: list[dict[str, object]]) -> list[LeaseInfo]:
             LeaseInfo(
                 mac=str(lease.get("mac") or ""),
                 ip=str(lease.get("ipaddr") or ""),
-                prefix=int(lease.get("prefix") or 0),  # type: ignore[call-overload]
+                prefix=int(lease.get("prefix") or 0),
                 family="ipv6" if lease.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV6 else "ipv4",
                 hostname=str(lease.get("hostname") or ""),
                 client_id=str(lease.get("clientid") or ""),
-                expiry=int(lease.get("expirytime") or 0),  # type: ignore[call-overload]
+                expiry=int(lease.get("expirytime") or 0),
                 iface=str(lease.get("iface") or ""),
             )
         )

@@ -32,13 +32,14 @@ def _watch_copy(
     progress: Progress,
 ) -> libvirt.virStorageVol:
     """Run a blocking copy in a thread; report the new volume's growing allocation."""
-    result: dict[str, object] = {}
+    made: list[libvirt.virStorageVol] = []
+    failed: list[BaseException] = []
 
     def run() -> None:
         try:
-            result["vol"] = work()
+            made.append(work())
         except BaseException as exc:  # handed to the caller's thread
-            result["error"] = exc
+            failed.append(exc)
 
     thread = threading.Thread(target=run, name=f"copy-{new_name}", daemon=True)
     thread.start()
@@ -53,9 +54,9 @@ def _watch_copy(
         with contextlib.suppress(libvirt.libvirtError):
             pool.storageVolLookupByName(new_name).delete(0)
         raise
-    if "error" in result:
-        raise result["error"]  # type: ignore[misc]
-    return result["vol"]  # type: ignore[return-value]
+    if failed:
+        raise failed[0]
+    return made[0]
 
 
 def inspect_volume(uri: str, pool: str, name: str, declared: str) -> images.ImageFacts:
