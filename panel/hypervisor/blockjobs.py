@@ -130,10 +130,10 @@ def merge_chain(
                 raise HypervisorError("A block pull always copies into the active image.")
             if base and base not in chain[1:]:
                 raise HypervisorError(f"{base} is not below the active image of {disk}.")
-            dropped = chain[1 : chain.index(base)] if base else chain[1:]
+            pulled = chain[1 : chain.index(base)] if base else chain[1:]
             dom.blockRebase(disk, base or None, 0, 0)
             wait_for_block_job(dom, disk, progress, pivot=False)
-            done.append(f"{disk}: pulled {', '.join(dropped)} into {chain[0]}")
+            done.append(f"{disk}: pulled {', '.join(pulled)} into {chain[0]}")
             done += _forget_snapshots(conn, dom, modified=set(), dropped=set())
             return done
         top = top or chain[0]

@@ -184,7 +184,7 @@ def _check_parameters(uri: str) -> set[str]:
     return names
 
 
-def _auth_callback(_credentials, _data) -> int:  # type: ignore[no-untyped-def]
+def _auth_callback(_credentials: list[list[object]], _data: object) -> int:
     # Interactive credentials are never available in a server process.
     return -1
 

@@ -117,7 +117,7 @@ class ConsoleStream:
         if events & (libvirt.VIR_STREAM_EVENT_ERROR | libvirt.VIR_STREAM_EVENT_HANGUP):
             self._hangup()
 
-    def _conn_closed(self, _conn, _reason, _opaque) -> None:  # type: ignore[no-untyped-def]
+    def _conn_closed(self, _conn: libvirt.virConnect, _reason: int, _opaque: object) -> None:
         self.host_lost = True
         self._hangup()
 

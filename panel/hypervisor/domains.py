@@ -11,6 +11,7 @@ from lxml import etree
 from . import xml
 from .connection import session
 from .errors import Conflict
+from .qemu_img import PinnedImage
 from .specs import PROBE_PREFIX, BackingInfo, DomainInfo, DomainSpec
 
 STATES = {
@@ -278,6 +279,79 @@ def claim_volume_name(
         on_volume(dest.name(), name)
 
 
+def _read_as(
+    disk: etree._Element, path: str, recorded: Mapping[str, tuple[BackingInfo, ...]]
+) -> PinnedImage:
+    """The disk's image as the domain reads it: the format its definition gives, never what
+    libvirt's probe of the file guesses (a guest writes what it likes onto a raw disk), and
+    the chain the definition gives, else the recorded one, else none."""
+    driver = disk.find("driver")
+    fmt = (driver.get("type", "") if driver is not None else "") or "raw"
+    chain = xml.disk_chain(disk)
+    if chain is None:
+        chain = recorded.get(path, ())
+    return PinnedImage(path, fmt, chain)
+
+
+def _clone_disk(
+    conn: libvirt.virConnect,
+    uri: str,
+    disk: etree._Element,
+    new_name: str,
+    *,
+    linked: bool,
+    on_volume: Callable[[str, str], None] | None,
+    recorded: Mapping[str, tuple[BackingInfo, ...]],
+    created: list[libvirt.virStorageVol],
+) -> None:
+    """Copy (or, linked, overlay) one disk of a clone's definition into its pool, and point
+    the disk at the new volume; the volume goes into created as soon as it exists."""
+    from .storage.copies import check_source, copy_image, recorded_capacity
+
+    source = disk.find("source")
+    path = source.get("file") if source is not None else None
+    if not path:
+        return
+    try:
+        vol = conn.storageVolLookupByPath(path)
+    except libvirt.libvirtError as exc:
+        raise Conflict(
+            f"Disk {path} is not a volume of an active storage pool: the panel can "
+            "only clone disks it can see in a pool."
+        ) from exc
+    pool = vol.storagePoolLookupByVolume()
+    image = _read_as(disk, path, recorded)
+    fmt, chain = image.format, image.backing
+    capacity = recorded_capacity(vol, fmt)
+    target = disk.find("target").get("dev", "disk")
+    name = f"{new_name}-{target}.qcow2" if linked or fmt == "qcow2" else f"{new_name}-{target}.img"
+    claim_volume_name(pool, name, on_volume)
+    if linked:
+        check_source(conn, vol, image)
+        new = pool.createXML(vol_xml(name, capacity, "qcow2", (path, fmt)), 0)
+        driver = disk.find("driver")
+        if driver is None:
+            driver = etree.SubElement(disk, "driver", name="qemu")
+        driver.set("type", "qcow2")
+        chain = (BackingInfo(path, fmt), *chain)
+    else:
+        new = copy_image(
+            conn,
+            uri,
+            vol,
+            pool,
+            name,
+            source=image,
+            format=fmt,
+            capacity=capacity,
+            progress=lambda _done, _total: None,
+        )
+        chain = ()
+    created.append(new)
+    source.set("file", new.path())
+    _pin_chain(disk, chain)
+
+
 def clone_domain(
     uri: str,
     uuid: str,
@@ -292,11 +366,6 @@ def clone_domain(
     on_volume(pool, name) hears of each new volume before it is made (a name already
     taken is refused first). Each disk is read as the format its definition gives, with
     the chain the definition gives (else recorded's, the panel's record, else none)."""
-    from lxml import etree
-
-    from .qemu_img import PinnedImage
-    from .storage import check_source, copy_image, recorded_capacity
-
     with session(uri) as conn:
         src = conn.lookupByUUIDString(uuid)
         if src.isActive():
@@ -318,58 +387,16 @@ def clone_domain(
         created: list[libvirt.virStorageVol] = []
         try:
             for disk in root.iterfind("./devices/disk[@device='disk']"):
-                source = disk.find("source")
-                path = source.get("file") if source is not None else None
-                if not path:
-                    continue
-                try:
-                    vol = conn.storageVolLookupByPath(path)
-                except libvirt.libvirtError as exc:
-                    raise Conflict(
-                        f"Disk {path} is not a volume of an active storage pool: the panel can "
-                        "only clone disks it can see in a pool."
-                    ) from exc
-                pool = vol.storagePoolLookupByVolume()
-                # The format the domain reads it as, never what libvirt's probe of the
-                # file guesses (a guest writes what it likes onto a raw disk).
-                driver = disk.find("driver")
-                fmt = (driver.get("type", "") if driver is not None else "") or "raw"
-                chain = xml.disk_chain(disk)
-                if chain is None:
-                    chain = (recorded or {}).get(path, ())
-                image = PinnedImage(path, fmt, chain)
-                capacity = recorded_capacity(vol, fmt)
-                target = disk.find("target").get("dev", "disk")
-                name = (
-                    f"{new_name}-{target}.qcow2"
-                    if linked or fmt == "qcow2"
-                    else f"{new_name}-{target}.img"
+                _clone_disk(
+                    conn,
+                    uri,
+                    disk,
+                    new_name,
+                    linked=linked,
+                    on_volume=on_volume,
+                    recorded=recorded or {},
+                    created=created,
                 )
-                claim_volume_name(pool, name, on_volume)
-                if linked:
-                    check_source(conn, vol, image)
-                    new = pool.createXML(vol_xml(name, capacity, "qcow2", (path, fmt)), 0)
-                    driver = disk.find("driver")
-                    if driver is None:
-                        driver = etree.SubElement(disk, "driver", name="qemu")
-                    driver.set("type", "qcow2")
-                    chain = (BackingInfo(path, fmt), *chain)
-                else:
-                    new = copy_image(
-                        conn,
-                        uri,
-                        vol,
-                        pool,
-                        name,
-                        source=image,
-                        format=fmt,
-                        capacity=capacity,
-                        progress=lambda _done, _total: None,
-                    )
-                    chain = ()
-                created.append(new)
-                source.set("file", new.path())
-                _pin_chain(disk, chain)
             return domain_info(conn.defineXML(etree.tostring(root, encoding="unicode")))
         except Exception:
             for vol in created:

@@ -263,9 +263,9 @@ def host_report(uri: str, probe_dir: str) -> HostReport:
     facts = host_facts(uri)
     reserved = reserved_memory_bytes(facts.memory_total_bytes)
     if facts.driver.upper() == "TEST":
-        checks = (Check("Hypervisor", "warn", "This is libvirt's test driver: a simulated host."),)
+        simulated = Check("Hypervisor", "warn", "This is libvirt's test driver: a simulated host.")
         return HostReport(
-            facts=facts, checks=checks, domain_type="test", reserved_memory_bytes=reserved
+            facts=facts, checks=(simulated,), domain_type="test", reserved_memory_bytes=reserved
         )
 
     checks = [_hardware_virt(facts)]

@@ -112,43 +112,9 @@ def _vmdk_parent(inspector: fi.FileInspector, head: bytes) -> str:
     return found.group(1).decode("utf-8", "replace") if found else "(unreadable)"
 
 
-def inspect_head(head: bytes, declared: str, *, whole: bool) -> ImageFacts:
-    """Check the first bytes of an image (whole: they are the entire image) against the
-    format it is declared to be."""
-    wanted = INSPECTOR_NAMES.get(declared)
-    if wanted is None:
-        return ImageFacts(declared, (), (f"'{declared}' is not a format the panel can check",))
-    inspectors = {name: cls() for name, cls in fi.ALL_FORMATS.items()}
-    fed = {name: _feed(insp, head, whole) for name, insp in inspectors.items()}
-    detected = tuple(
-        sorted(
-            QEMU_NAMES.get(name, name)
-            for name, insp in inspectors.items()
-            if name != "raw" and fed[name] and _matches(insp)
-        )
-    )
-    if wanted == "raw":
-        other = [d for d in detected if d not in RAW_CONTENT]
-        problems = (
-            (
-                f"the content is a {other[0]} image, not raw (a {other[0]} image goes into "
-                f"a {other[0]} volume, where it is checked as one)",
-            )
-            if other
-            else ()
-        )
-        return ImageFacts(declared, detected, problems, virtual_size=len(head) if whole else 0)
-    inspector = inspectors[wanted]
-    qemu_name = QEMU_NAMES.get(wanted, wanted)
-    if not fed[wanted] or not inspector.complete or not _matches(inspector):
-        seen = ", ".join(detected) or "raw data"
-        return ImageFacts(
-            declared, detected, (f"the content is not a {qemu_name} image (it reads as {seen})",)
-        )
-    problems: list[str] = []
-    others = [d for d in detected if d != qemu_name]
-    if others:
-        problems.append(f"the content is also a valid {others[0]} image (a disguised header)")
+def _safety_check(inspector: fi.FileInspector, head: bytes, problems: list[str]) -> str:
+    """Run the inspector's safety checks, adding each failure to problems; the backing
+    file the header names ("" when none)."""
     backing = ""
     try:
         inspector.safety_check()
@@ -169,6 +135,47 @@ def inspect_head(head: bytes, declared: str, *, whole: bool) -> ImageFacts:
             problems.append(CHECKS.get(name, f"its header fails the {name} check"))
     except fi.ImageFormatError as exc:
         problems.append(f"its header cannot be read: {exc}")
+    return backing
+
+
+def inspect_head(head: bytes, declared: str, *, whole: bool) -> ImageFacts:
+    """Check the first bytes of an image (whole: they are the entire image) against the
+    format it is declared to be."""
+    wanted = INSPECTOR_NAMES.get(declared)
+    if wanted is None:
+        return ImageFacts(declared, (), (f"'{declared}' is not a format the panel can check",))
+    inspectors = {name: cls() for name, cls in fi.ALL_FORMATS.items()}
+    fed = {name: _feed(insp, head, whole) for name, insp in inspectors.items()}
+    detected = tuple(
+        sorted(
+            QEMU_NAMES.get(name, name)
+            for name, insp in inspectors.items()
+            if name != "raw" and fed[name] and _matches(insp)
+        )
+    )
+    if wanted == "raw":
+        other = [d for d in detected if d not in RAW_CONTENT]
+        not_raw = (
+            (
+                f"the content is a {other[0]} image, not raw (a {other[0]} image goes into "
+                f"a {other[0]} volume, where it is checked as one)",
+            )
+            if other
+            else ()
+        )
+        return ImageFacts(declared, detected, not_raw, virtual_size=len(head) if whole else 0)
+    inspector = inspectors[wanted]
+    qemu_name = QEMU_NAMES.get(wanted, wanted)
+    if not fed[wanted] or not inspector.complete or not _matches(inspector):
+        seen = ", ".join(detected) or "raw data"
+        return ImageFacts(
+            declared, detected, (f"the content is not a {qemu_name} image (it reads as {seen})",)
+        )
+    problems: list[str] = []
+    others = [d for d in detected if d != qemu_name]
+    if others:
+        problems.append(f"the content is also a valid {others[0]} image (a disguised header)")
+    backing = _safety_check(inspector, head, problems)
     if wanted == "vmdk" and not backing:
         backing = _vmdk_parent(inspector, head)
     size = 0

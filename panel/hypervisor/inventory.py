@@ -9,7 +9,7 @@ import libvirt
 from . import xml
 from .connection import session
 from .domains import list_domains
-from .networks import list_networks
+from .networks.virtual import list_networks
 from .specs import Inventory, PoolInfo, VolumeInfo
 
 POOL_STATES = {
@@ -55,7 +55,7 @@ def volume_info(pool: libvirt.virStoragePool, vol: libvirt.virStorageVol) -> Vol
 
 
 def _volumes(pool: libvirt.virStoragePool) -> list[VolumeInfo]:
-    result = []
+    result: list[VolumeInfo] = []
     if not pool.isActive():
         return result
     for vol in pool.listAllVolumes(0):

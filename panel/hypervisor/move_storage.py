@@ -23,7 +23,7 @@ from .domains import domain_info
 from .errors import Conflict, HypervisorError
 from .qemu_img import PinnedImage
 from .specs import BackingInfo, DomainInfo, VolumeSpec
-from .storage import copy_image, recorded_capacity
+from .storage.copies import copy_image, recorded_capacity
 
 Progress = Callable[[int, int], None]
 POLL_SECONDS = 0.25
@@ -96,6 +96,79 @@ def _mirror(
         raise
 
 
+def _move_plan(
+    conn: libvirt.virConnect, disk: etree._Element, target: str, pool: str
+) -> tuple[str, libvirt.virStorageVol, libvirt.virStoragePool, str]:
+    """(path, volume, destination pool, volume name) of a disk to move; Conflict when it
+    cannot move there."""
+    source = disk.find("source")
+    path = source.get("file", "") if source is not None else ""
+    if not path:
+        raise Conflict(f"Disk {target} is not a file: only file volumes can be moved.")
+    try:
+        old = conn.storageVolLookupByPath(path)
+    except libvirt.libvirtError as exc:
+        raise Conflict(f"{path} is not a volume of a running pool: start its pool first.") from exc
+    dest_pool = conn.storagePoolLookupByName(pool)
+    if not dest_pool.isActive():
+        raise Conflict(f"Pool '{pool}' is not running: start it first.")
+    if old.storagePoolLookupByVolume().UUIDString() == dest_pool.UUIDString():
+        raise Conflict(f"{path} is already in pool '{pool}'.")
+    name = os.path.basename(path)
+    if name in dest_pool.listVolumes():
+        raise Conflict(f"Pool '{pool}' already has a volume named '{name}'.")
+    return path, old, dest_pool, name
+
+
+def _copy_and_switch(
+    conn: libvirt.virConnect,
+    uri: str,
+    dom: libvirt.virDomain,
+    disk: etree._Element,
+    plan: tuple[str, libvirt.virStorageVol, libvirt.virStoragePool, str],
+    target: str,
+    recorded: tuple[BackingInfo, ...],
+    report: Progress,
+) -> libvirt.virStorageVol:
+    """The disk's new volume, the domain switched onto it: mirrored while the domain runs,
+    copied while it is shut off; deleted again when either fails."""
+    path, old, dest_pool, name = plan
+    driver = disk.find("driver")
+    fmt = (driver.get("type") if driver is not None else "") or "raw"
+    chain = xml.disk_chain(disk)
+    image = PinnedImage(path, fmt, chain if chain is not None else recorded)
+    capacity = recorded_capacity(old, fmt)
+    document = xml.build_volume(VolumeSpec(name=name, capacity=capacity, format=fmt))
+    if dom.isActive():
+        new = dest_pool.createXML(document, 0)
+        try:
+            _mirror(dom, target, new.path(), fmt, report)
+            _set_source(dom, conn, target, new.path())
+        except BaseException:
+            with contextlib.suppress(libvirt.libvirtError):
+                new.delete(0)
+            raise
+        return new
+    new = copy_image(
+        conn,
+        uri,
+        old,
+        dest_pool,
+        name,
+        source=image,
+        format=fmt,
+        capacity=capacity,
+        progress=report,
+    )
+    try:
+        _set_source(dom, conn, target, new.path())
+    except BaseException:
+        with contextlib.suppress(libvirt.libvirtError):
+            new.delete(0)
+        raise
+    return new
+
+
 def move_disk(
     uri: str,
     uuid: str,
@@ -112,57 +185,9 @@ def move_disk(
         dom = conn.lookupByUUIDString(uuid)
         root = xml.parse(dom.XMLDesc(0))
         disk = _disk(root, target)
-        source = disk.find("source")
-        path = source.get("file", "") if source is not None else ""
-        if not path:
-            raise Conflict(f"Disk {target} is not a file: only file volumes can be moved.")
-        try:
-            old = conn.storageVolLookupByPath(path)
-        except libvirt.libvirtError as exc:
-            raise Conflict(
-                f"{path} is not a volume of a running pool: start its pool first."
-            ) from exc
-        dest_pool = conn.storagePoolLookupByName(pool)
-        if not dest_pool.isActive():
-            raise Conflict(f"Pool '{pool}' is not running: start it first.")
-        if old.storagePoolLookupByVolume().UUIDString() == dest_pool.UUIDString():
-            raise Conflict(f"{path} is already in pool '{pool}'.")
-        name = os.path.basename(path)
-        if name in dest_pool.listVolumes():
-            raise Conflict(f"Pool '{pool}' already has a volume named '{name}'.")
-        driver = disk.find("driver")
-        fmt = (driver.get("type") if driver is not None else "") or "raw"
-        chain = xml.disk_chain(disk)
-        image = PinnedImage(path, fmt, chain if chain is not None else recorded)
-        capacity = recorded_capacity(old, fmt)
-        document = xml.build_volume(VolumeSpec(name=name, capacity=capacity, format=fmt))
-        if dom.isActive():
-            new = dest_pool.createXML(document, 0)
-            try:
-                _mirror(dom, target, new.path(), fmt, report)
-                _set_source(dom, conn, target, new.path())
-            except BaseException:
-                with contextlib.suppress(libvirt.libvirtError):
-                    new.delete(0)
-                raise
-        else:
-            new = copy_image(
-                conn,
-                uri,
-                old,
-                dest_pool,
-                name,
-                source=image,
-                format=fmt,
-                capacity=capacity,
-                progress=report,
-            )
-            try:
-                _set_source(dom, conn, target, new.path())
-            except BaseException:
-                with contextlib.suppress(libvirt.libvirtError):
-                    new.delete(0)
-                raise
+        plan = _move_plan(conn, disk, target, pool)
+        new = _copy_and_switch(conn, uri, dom, disk, plan, target, recorded, report)
+        path, old, _dest_pool, _name = plan
         new_path = new.path()
         try:
             old.delete(0)
@@ -181,7 +206,7 @@ def settle_move(uri: str, uuid: str, target: str, old_path: str, pool: str) -> s
     A mirror still running is cancelled (the disk stays on old_path) and the copy in pool
     is deleted, once libvirt has finished writing it; a disk that already points at the
     copy keeps it and the old volume is deleted, as the move would have done."""
-    from .storage import delete_volume
+    from .storage.volumes import delete_volume
 
     name = os.path.basename(old_path)
     with session(uri) as conn:

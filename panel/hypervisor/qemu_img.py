@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import subprocess
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import Conflict, HypervisorError
 from .host import is_local
@@ -77,7 +78,7 @@ def _run(
     return proc
 
 
-def info(uri: str, image: PinnedImage) -> list[dict[str, object]]:
+def info(uri: str, image: PinnedImage) -> list[dict[str, Any]]:
     """The image and each image of its recorded backing chain, as qemu-img reports them
     (each opened as its recorded format, its header's backing file not followed)."""
     _require_local(uri)

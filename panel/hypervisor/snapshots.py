@@ -116,7 +116,7 @@ def _sizes(
                 backing[str(image["path"])] = str(image["backing_file"] or "")
                 if path not in sources.values():
                     continue  # the internal snapshots are counted on the disks in use
-                for saved in image["snapshots"]:  # type: ignore[attr-defined]
+                for saved in image["snapshots"]:
                     name = str(saved["name"])
                     internal[name] = internal.get(name, 0) + int(saved["vm_state_size"])
     sized = []
@@ -249,22 +249,9 @@ def _pool_volume(conn: libvirt.virConnect, path: str) -> libvirt.virStorageVol:
     )
 
 
-def _revert_external(
-    conn: libvirt.virConnect,
-    dom: libvirt.virDomain,
-    snap: libvirt.virDomainSnapshot,
-    *,
-    start: bool,
-    discard_later: bool,
-) -> list[str]:
-    """Revert to an external snapshot by hand: each of its disks gets a new qcow2 overlay on
-    the image that holds the snapshot's state (the disk's source in the snapshot's own copy
-    of the domain), the domain is redefined on the new overlays, and the snapshot marked
-    current. The later overlays stay, so their snapshots can be reverted to too, unless
-    discard_later: then they and the snapshots below this one are deleted."""
-    done: list[str] = []
-    root = etree.fromstring(snap.getXMLDesc(0).encode())
-    name = root.findtext("name") or snap.getName()
+def _state_images(root: etree._Element, name: str) -> dict[str, tuple[str, str]]:
+    """{disk: (image, format)} of the images holding an external snapshot's state: each
+    external disk's source in the snapshot's own copy of the domain."""
     external = {
         d.get("name", ""): (
             d.find("source").get("file", "") if d.find("source") is not None else ""
@@ -283,10 +270,18 @@ def _revert_external(
         raise HypervisorError(
             f"The snapshot {name} does not say which image holds the state of {', '.join(missing)}."
         )
-    before = etree.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE).encode())
-    if dom.isActive():
-        dom.destroy()
-        done.append("stopped the guest (a disk-only snapshot has no memory to return to)")
+    return state_images
+
+
+def _redefine_on_overlays(
+    conn: libvirt.virConnect,
+    before: etree._Element,
+    state_images: dict[str, tuple[str, str]],
+    name: str,
+    done: list[str],
+) -> dict[str, str]:
+    """Give each state image a new qcow2 overlay and redefine the domain (its definition
+    before) on them; {disk: overlay path}. The overlays are deleted again on failure."""
     stamp = time.strftime("%Y%m%d%H%M%S")
     created: dict[str, str] = {}
     try:
@@ -317,6 +312,31 @@ def _revert_external(
             with contextlib.suppress(libvirt.libvirtError):
                 conn.storageVolLookupByPath(path).delete(0)
         raise
+    return created
+
+
+def _revert_external(
+    conn: libvirt.virConnect,
+    dom: libvirt.virDomain,
+    snap: libvirt.virDomainSnapshot,
+    *,
+    start: bool,
+    discard_later: bool,
+) -> list[str]:
+    """Revert to an external snapshot by hand: each of its disks gets a new qcow2 overlay on
+    the image that holds the snapshot's state (the disk's source in the snapshot's own copy
+    of the domain), the domain is redefined on the new overlays, and the snapshot marked
+    current. The later overlays stay, so their snapshots can be reverted to too, unless
+    discard_later: then they and the snapshots below this one are deleted."""
+    done: list[str] = []
+    root = etree.fromstring(snap.getXMLDesc(0).encode())
+    name = root.findtext("name") or snap.getName()
+    state_images = _state_images(root, name)
+    before = etree.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE).encode())
+    if dom.isActive():
+        dom.destroy()
+        done.append("stopped the guest (a disk-only snapshot has no memory to return to)")
+    created = _redefine_on_overlays(conn, before, state_images, name, done)
     done.append("domain redefined on the new overlays")
     if discard_later:
         for child in snap.listAllChildren(libvirt.VIR_DOMAIN_SNAPSHOT_LIST_DESCENDANTS):

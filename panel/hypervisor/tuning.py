@@ -250,27 +250,13 @@ def _tuned_profile() -> str:
     return out.split(":", 1)[1].strip() if ":" in out else out.strip()
 
 
-def host_tuning(uri: str) -> HostTuning:
-    """The host's CPU topology, NUMA cells with free memory and huge pages, KSM and THP."""
-    from .host import is_local
-
-    with session(uri) as conn:
-        caps = etree.fromstring(conn.getCapabilities().encode())
-        cells_xml = caps.findall("./host/topology/cells/cell")
-        free_mem: list[int] = []
-        free_pages: dict = {}
-        if cells_xml:
-            with contextlib.suppress(libvirt.libvirtError):
-                free_mem = conn.getCellsFreeMemory(0, len(cells_xml))
-            sizes = sorted({int(p.get("size", "0")) for p in caps.iterfind(".//cell/pages")} - {4})
-            if sizes:
-                with contextlib.suppress(libvirt.libvirtError):
-                    free_pages = conn.getFreePages(sizes, 0, len(cells_xml))
-        ksm: dict = {}
-        with contextlib.suppress(libvirt.libvirtError):
-            ksm = dict(conn.getMemoryParameters())
-        host_cpus = conn.getInfo()[2]
-    cpus, cells = [], []
+def _cells(
+    cells_xml: list[etree._Element], free_mem: list[int], free_pages: dict
+) -> tuple[list[HostCpu], list[CellMemory]]:
+    """The CPUs and the memory (free, and in huge pages) of each NUMA cell in the host's
+    capabilities, with the free amounts libvirt reported per cell."""
+    cpus: list[HostCpu] = []
+    cells: list[CellMemory] = []
     for cell in cells_xml:
         cid = int(cell.get("id", "0"))
         for cpu in cell.iterfind("./cpus/cpu"):
@@ -300,6 +286,30 @@ def host_tuning(uri: str) -> HostTuning:
                 pages=pages,
             )
         )
+    return cpus, cells
+
+
+def host_tuning(uri: str) -> HostTuning:
+    """The host's CPU topology, NUMA cells with free memory and huge pages, KSM and THP."""
+    from .host import is_local
+
+    with session(uri) as conn:
+        caps = etree.fromstring(conn.getCapabilities().encode())
+        cells_xml = caps.findall("./host/topology/cells/cell")
+        free_mem: list[int] = []
+        free_pages: dict = {}
+        if cells_xml:
+            with contextlib.suppress(libvirt.libvirtError):
+                free_mem = conn.getCellsFreeMemory(0, len(cells_xml))
+            sizes = sorted({int(p.get("size", "0")) for p in caps.iterfind(".//cell/pages")} - {4})
+            if sizes:
+                with contextlib.suppress(libvirt.libvirtError):
+                    free_pages = conn.getFreePages(sizes, 0, len(cells_xml))
+        ksm: dict = {}
+        with contextlib.suppress(libvirt.libvirtError):
+            ksm = dict(conn.getMemoryParameters())
+        host_cpus = conn.getInfo()[2]
+    cpus, cells = _cells(cells_xml, free_mem, free_pages)
     if not cpus:
         cpus = [HostCpu(id=i, socket=0, core=i, cell=0) for i in range(host_cpus)]
     local = is_local(uri) and not uri.startswith("test")

@@ -61,7 +61,14 @@ class Watch:
         with contextlib.suppress(libvirt.libvirtError):
             self._conn.registerCloseCallback(self._closed, None)
 
-    def _lifecycle(self, _conn, dom, event, _detail, _opaque) -> None:  # type: ignore[no-untyped-def]
+    def _lifecycle(
+        self,
+        _conn: libvirt.virConnect,
+        dom: libvirt.virDomain,
+        event: int,
+        _detail: int,
+        _opaque: object,
+    ) -> None:
         if dom.name().startswith(PROBE_PREFIX):
             return
         try:
@@ -69,7 +76,7 @@ class Watch:
         except Exception:  # noqa: BLE001 - never break the event loop
             log.exception("domain event handler failed")
 
-    def _closed(self, _conn, _reason, _opaque) -> None:  # type: ignore[no-untyped-def]
+    def _closed(self, _conn: libvirt.virConnect, _reason: int, _opaque: object) -> None:
         if self._on_lost is not None:
             self._on_lost()
 

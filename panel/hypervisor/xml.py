@@ -47,7 +47,9 @@ def xml_builder(build: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def _sub(parent: etree._Element, tag: str, text: str | None = None, **attrs: str) -> etree._Element:
+def _sub(
+    parent: etree._Element, tag: str, text: str | None = None, **attrs: str | None
+) -> etree._Element:
     el = etree.SubElement(parent, tag, {k: v for k, v in attrs.items() if v is not None})
     if text is not None:
         el.text = text
@@ -71,8 +73,8 @@ def build_domain(spec: DomainSpec) -> str:
     _sub(dom, "currentMemory", str(spec.memory_mib), unit="MiB")
     _sub(dom, "vcpu", str(spec.vcpus), placement="static")
 
-    os_el = _sub(dom, "os", firmware="efi" if spec.firmware == "efi" else None)  # type: ignore[arg-type]
-    _sub(os_el, "type", "hvm", arch=spec.arch, machine=spec.machine)  # type: ignore[arg-type]
+    os_el = _sub(dom, "os", firmware="efi" if spec.firmware == "efi" else None)
+    _sub(os_el, "type", "hvm", arch=spec.arch, machine=spec.machine)
     if spec.kernel:
         _sub(os_el, "kernel", spec.kernel)
         if spec.initrd:
@@ -274,7 +276,7 @@ def build_pool(spec: PoolSpec) -> str:
     kind = spec.type
     if kind in ("netfs", "iscsi", "iscsi-direct", "rbd", "gluster") and spec.source_host:
         port = str(spec.source_port) if spec.source_port else None
-        _sub(source, "host", name=spec.source_host, port=port)  # type: ignore[arg-type]
+        _sub(source, "host", name=spec.source_host, port=port)
     if kind in ("netfs", "gluster"):
         _sub(source, "dir", path=spec.source_path or "/")
     if kind in ("iscsi", "iscsi-direct"):

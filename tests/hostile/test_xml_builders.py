@@ -21,6 +21,7 @@ from panel.hypervisor import networks, snapshots
 from panel.hypervisor import xml as hv_xml
 from panel.hypervisor.errors import InvalidValue
 from panel.hypervisor.specs import (
+    DhcpHost,
     DiskSpec,
     DnsHost,
     DomainSpec,
@@ -126,7 +127,7 @@ BUILDERS: dict[str, Build] = {
                     family="ipv4",
                     address="10.0.0.1",
                     prefix=24,
-                    hosts=(networks.DhcpHost(mac="52:54:00:00:00:02", ip="10.0.0.2", name=v),),
+                    hosts=(DhcpHost(mac="52:54:00:00:00:02", ip="10.0.0.2", name=v),),
                 ),
             ),
         )

@@ -1,0 +1,17 @@
+"""Full, consistent backups of a domain's disks into a storage pool, and restores from them.
+
+take      the three ways to a consistent copy (offline, push, snapshot) and the backup
+restore   restoring as a new domain, or in place of a shut-off domain's disks
+abandon   cleaning up after a backup whose process died
+common    what they share: file-backed disks, the backup pool, the flattened copy
+"""
+
+from panel.hypervisor.backups.abandon import Abandoned as Abandoned
+from panel.hypervisor.backups.abandon import abandon_backup as abandon_backup
+from panel.hypervisor.backups.common import BackupDisk as BackupDisk
+from panel.hypervisor.backups.restore import restore_as_new as restore_as_new
+from panel.hypervisor.backups.restore import restore_in_place as restore_in_place
+from panel.hypervisor.backups.take import BACKUP_METHODS as BACKUP_METHODS
+from panel.hypervisor.backups.take import BackupResult as BackupResult
+from panel.hypervisor.backups.take import backup_api_supported as backup_api_supported
+from panel.hypervisor.backups.take import backup_domain as backup_domain
