@@ -19,9 +19,9 @@ from panel.exceptions import ServiceError
 from panel.hypervisor.specs import IOTUNE_FIELDS
 from panel.permissions import CHANGE, allowed, get_object_for_user, is_admin
 from vms.models import VirtualMachine
+from vms.services import tuning
 
 from . import metrics as exposition
-from . import tuning
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -305,16 +305,16 @@ def current_worker() -> str:
 # What undoes a job of each kind whose worker died mid-way: "module.function" taking the
 # Job and returning what it did, for the job's message. Kinds not named only fail.
 ABANDONED_UNDO = {
-    "vm.create": "vms.create.undo_abandoned",
+    "vm.create": "vms.services.create.undo_abandoned",
     "volume.create": "storage.services.undo_abandoned",
     "volume.clone": "storage.services.undo_abandoned",
     "volume.convert": "storage.services.undo_abandoned",
     "volume.upload": "storage.services.undo_abandoned",
     "volume.wipe": "storage.services.undo_abandoned",
-    "vm.migrate": "vms.migrate.undo_abandoned",
-    "vm.move_storage": "vms.move_storage.undo_abandoned",
-    "vm.backup": "vms.backups.undo_abandoned",
-    "vm.backup.restore": "vms.backups.undo_abandoned",
+    "vm.migrate": "vms.services.migrate.undo_abandoned",
+    "vm.move_storage": "vms.services.move_storage.undo_abandoned",
+    "vm.backup": "vms.services.backups.undo_abandoned",
+    "vm.backup.restore": "vms.services.backups.undo_abandoned",
     "vm.shutdown": "vms.services.common.undo_abandoned",
     "vm.save": "vms.services.common.undo_abandoned",
     "vm.restore": "vms.services.common.undo_abandoned",

@@ -13,8 +13,8 @@ from panel.exceptions import ServiceError
 from panel.permissions import CHANGE, VIEW, get_object_for_user, restrict
 from storage.models import StoragePool
 
-from . import backups, schedules
 from .models import Backup, BackupSchedule, VirtualMachine
+from .services import backups, schedules
 
 
 def _pool(request: HttpRequest) -> StoragePool | None:

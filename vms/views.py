@@ -178,7 +178,7 @@ def vm_detail(request: HttpRequest, vm_id: str) -> HttpResponse:
 def _disk_context(request: HttpRequest, vm: VirtualMachine) -> dict[str, object]:
     from storage.models import Volume
 
-    from . import disks
+    from .services import disks
 
     volumes = restrict(
         Volume.objects.filter(pool__host=vm.host_id).select_related("pool"), request.user
@@ -199,7 +199,7 @@ def vm_disk(request: HttpRequest, vm_id: str, action: str) -> HttpResponse:
     """Attach or detach a disk, or change a CD-ROM's media, from the VM page."""
     from storage.models import Volume
 
-    from . import disks
+    from .services import disks
 
     vm = get_object_for_user(
         VirtualMachine.objects.select_related("host", "project"), request.user, vm_id, CHANGE

@@ -19,8 +19,8 @@ from panel.models import Host, Project
 from panel.permissions import VIEW, is_admin, project_ids, restrict
 from storage.models import StoragePool, Volume
 
-from . import create
 from .models import Template
+from .services import create
 
 
 def _projects(user: Any, roles: tuple[str, ...]) -> Any:

@@ -59,9 +59,8 @@ from tests.vms.conftest import (  # noqa: F401  (fixtures)
     member,
     people,
 )
-from vms import backups, move_storage
 from vms.models import Backup, VirtualMachine
-from vms.services import sync_domain
+from vms.services import backups, move_storage, sync_domain
 
 # The tests run their own Celery worker (worker_process) on Redis: stack tests.
 pytestmark = [pytest.mark.libvirt, pytest.mark.stack, pytest.mark.timeout(240)]

@@ -18,8 +18,8 @@ from tests.networking.conftest import isolated, nets  # noqa: F401  (fixture)
 from tests.snapshots.conftest import open_shell, run_backup_job, virsh
 from tests.snapshots.test_external import read_disk, source, write_disk
 from tests.snapshots.test_merge import backing
-from vms import backups
 from vms.models import Backup, BackupSchedule, VirtualMachine
+from vms.services import backups
 from vms.tasks import run_backup_schedules, vm_snapshot_task
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.timeout(420)]

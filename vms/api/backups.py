@@ -17,9 +17,9 @@ from panel.audit import client_ip
 from panel.models import Project
 from panel.permissions import CHANGE, VIEW, get_object_for_user, restrict
 from storage.models import StoragePool
-from vms import backups, schedules
 from vms.choices import ScheduleKind
 from vms.models import Backup, BackupSchedule, VirtualMachine
+from vms.services import backups, schedules
 
 JOB = inline_serializer(
     "BackupJobQueued", {"job": serializers.IntegerField(), "backup": serializers.IntegerField()}

@@ -14,8 +14,8 @@ from rest_framework.views import APIView
 from panel.api.pagination import PanelPagination
 from panel.audit import client_ip
 from panel.permissions import CHANGE, VIEW, get_object_for_user
-from vms import snapshots
 from vms.models import Snapshot, VirtualMachine
+from vms.services import snapshots
 
 SNAPSHOT_JOB = inline_serializer(
     "SnapshotJobQueued", {"job": serializers.IntegerField(), "name": serializers.CharField()}

@@ -21,9 +21,9 @@ from panel import audit, hypervisor, quotas
 from panel.exceptions import ConflictError, ServiceError
 from panel.permissions import VIEW, is_admin
 from vms.choices import VMState
-from vms.disks import check_scope, commit_disk_change, ready_for_change, scope_words
 from vms.models import VirtualMachine
-from vms.services import on_vm_host, require_right, reread
+from vms.services.common import on_vm_host, require_right, reread
+from vms.services.disks import check_scope, commit_disk_change, ready_for_change, scope_words
 
 MIB = 1024 * 1024
 

@@ -23,10 +23,10 @@ from panel.choices import JobKind
 from panel.exceptions import ConflictError, ServiceError, UnavailableError
 from panel.models import Host, Job
 from panel.permissions import CHANGE, restrict
-
-from .choices import VMState
-from .models import VirtualMachine
-from .services import on_vm_host, queue_vm_job, require_right, sync_domain, vm_messages
+from vms.choices import VMState
+from vms.models import VirtualMachine
+from vms.services.common import on_vm_host, queue_vm_job, require_right
+from vms.services.sync import sync_domain, vm_messages
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +180,7 @@ def migrate_vm(
     vm: VirtualMachine, data: dict[str, Any], *, actor: Any, source_ip: str | None = None
 ) -> Job:
     """Queue the migration of vm after its pre-check; refused (409) with every reason."""
-    from .tasks import vm_migrate_task
+    from vms.tasks import vm_migrate_task
 
     require_right(actor, vm, CHANGE, "migrate")
     with audit.refusals_recorded(actor, "vm.migrate", vm, project=vm.project, source_ip=source_ip):
@@ -306,7 +306,7 @@ def run_migrate_job(job: Job) -> None:
 
 def _after_stop(job: Job, vm: VirtualMachine, target: Host, how: str) -> None:
     """After a cancel or failure: say where the VM is, and refresh its row from the source."""
-    from .services import apply_info
+    from vms.services.common import apply_info
 
     try:
         on_source, on_target = hypervisor.domain_location(vm.host.uri, target.uri, str(vm.pk))
@@ -371,8 +371,7 @@ def undo_abandoned(job: Job) -> str:
     """A migration whose worker died: the VM left on exactly one host and its row there;
     what to tell the user."""
     from storage.models import Volume
-
-    from .services import mark_missing
+    from vms.services.sync import mark_missing
 
     vm = VirtualMachine.objects.select_related("host").filter(pk=job.result.get("vm")).first()
     target = Host.objects.filter(pk=job.result.get("target_host")).first()

@@ -1,5 +1,5 @@
 """Backups of VMs: full copies of the disks and the definition into a backup pool, and
-restores from them, as jobs. Schedules and retention are in vms/schedules.py."""
+restores from them, as jobs. Schedules and retention are in vms/services/schedules.py."""
 
 from __future__ import annotations
 
@@ -22,10 +22,10 @@ from panel.models import Job
 from panel.permissions import CHANGE, MANAGE, VIEW, allowed, restrict
 from storage import services as storage_services
 from storage.models import StoragePool
-
-from .choices import BackupState, VMState
-from .models import Backup, BackupSchedule, VirtualMachine
-from .services import on_vm_host, queue_vm_job, require_right
+from vms.choices import BackupState, VMState
+from vms.models import Backup, BackupSchedule, VirtualMachine
+from vms.services.common import apply_info, on_vm_host, queue_vm_job, require_right, reread
+from vms.services.sync import sync_domain
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def take_backup(
     """Queue a full backup of vm's disks and definition into pool: offline when it is shut
     off, through libvirt's backup API when it runs (or snapshot, copy, merge without one);
     method forces one of those ways ('' chooses)."""
-    from .tasks import vm_backup_task
+    from vms.tasks import vm_backup_task
 
     require_right(actor, vm, CHANGE, "back up")
     with audit.refusals_recorded(
@@ -166,7 +166,7 @@ def run_backup_job(job: Job) -> None:
         Backup.objects.filter(pk=backup.pk).update(state=BackupState.FAILED, message=message)
         raise
     if backup.schedule is not None:
-        from .schedules import prune
+        from vms.services.schedules import prune
 
         for line in prune(backup.schedule, vm, job):
             jobs.report(job.pk, log_line=line)
@@ -342,7 +342,7 @@ def restore_backup(
     """Queue a restore of a good backup: into a new VM (new name, UUID and MACs; its disks
     copied into pool; the project's quota reserved now) or in place (the VM shut off, its
     disks replaced). Each backup file is checked with qemu-img before it is used."""
-    from .tasks import vm_backup_task
+    from vms.tasks import vm_backup_task
 
     vm = backup.vm
     if vm is None:
@@ -416,8 +416,6 @@ def run_job(job: Job) -> None:
 
 def run_restore_job(job: Job) -> None:
     """The body of a restore job: verify the backup files, copy, define or redefine, start."""
-    from . import services
-
     spec = job.result
     backup = Backup.objects.select_related("vm", "host", "pool").get(pk=spec["backup"])
     vm = backup.vm
@@ -464,7 +462,7 @@ def run_restore_job(job: Job) -> None:
             storage_services.record_made(backup.host, path, "qcow2", [])
         info = hypervisor.get_domain(uri, uuid)
         with transaction.atomic():
-            restored = services.sync_domain(backup.host, info)
+            restored = sync_domain(backup.host, info)
             restored.project = vm.project
             restored.owner = job.user
             restored.template = vm.template  # its limits follow the copy
@@ -479,7 +477,7 @@ def run_restore_job(job: Job) -> None:
             )
         for step in steps:
             jobs.report(job.pk, log_line=step)
-        restored = services.apply_info(vm, None)
+        restored = apply_info(vm, None)
     jobs.report(job.pk, progress=85, message="Checking the restored disks")
     for disk in [d for d in restored.disks if d.get("target") in copies]:
         # A standalone qcow2 copy the panel made: recorded so, whatever its content reads as.
@@ -493,7 +491,7 @@ def run_restore_job(job: Job) -> None:
             )
     if spec["start"]:
         with on_vm_host(restored, failed=f"{restored.name} was restored but did not start"):
-            restored = services.apply_info(restored, hypervisor.start_domain(uri, str(restored.pk)))
+            restored = apply_info(restored, hypervisor.start_domain(uri, str(restored.pk)))
     if backup.pool is not None:
         from storage.services import refresh_pool_row
 
@@ -543,8 +541,6 @@ def _undo_restore(job: Job) -> str:
     its VM is kept, and a new VM gets its row. What to tell the user."""
     from storage.services import remove_made_volumes
 
-    from . import services
-
     spec = job.result
     backup = Backup.objects.select_related("vm", "host").filter(pk=spec.get("backup")).first()
     if backup is None or backup.host is None:
@@ -558,7 +554,7 @@ def _undo_restore(job: Job) -> str:
     vm = backup.vm
     if spec.get("mode") == "new" and named:
         with transaction.atomic():
-            restored = services.sync_domain(host, named[0])
+            restored = sync_domain(host, named[0])
             restored.project = vm.project if vm else None
             restored.owner = job.user
             restored.template = vm.template if vm else None
@@ -566,7 +562,7 @@ def _undo_restore(job: Job) -> str:
         return f"the restore had got as far as defining {named[0].name}: check it before use"
     if vm is not None:
         with contextlib.suppress(hypervisor.HypervisorError):
-            services.reread(vm)
+            reread(vm)
     if kept:
         return f"the restore had switched the disks to {', '.join(kept)}: check the VM"
     if removed:

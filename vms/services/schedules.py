@@ -1,7 +1,7 @@
 """Backup and snapshot schedules: saved with their cron fields, fired by the beat task, and
 pruned to their retention (keep last N, daily D, weekly W).
 
-Schedules keep their own `next_run`, computed from their cron fields (vms/retention.py),
+Schedules keep their own `next_run`, computed from their cron fields (vms/services/retention.py),
 and one beat entry (`vms.run_backup_schedules`, every minute) fires the due ones. A
 django-celery-beat PeriodicTask per schedule would work too, but it would be a second copy of
 each schedule to keep in step with the row (created, edited, enabled, deleted together), and
@@ -28,12 +28,11 @@ from panel.exceptions import ConflictError, ServiceError
 from panel.models import Job, Project
 from panel.permissions import CHANGE, MANAGE, VIEW, allowed, restrict
 from storage.models import StoragePool
-
-from . import retention
-from .backups import backup_host_errors, backup_pool, delete_copies, take_backup
-from .choices import BackupState, ScheduleKind, VMState
-from .models import Backup, BackupSchedule, VirtualMachine
-from .services import on_vm_host, require_right
+from vms.choices import BackupState, ScheduleKind, VMState
+from vms.models import Backup, BackupSchedule, VirtualMachine
+from vms.services import retention
+from vms.services.backups import backup_host_errors, backup_pool, delete_copies, take_backup
+from vms.services.common import on_vm_host, require_right
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +75,7 @@ def _prune_snapshots(schedule: BackupSchedule, vm: VirtualMachine, job: Job | No
     """The schedule's snapshots (named sched<id>-...) beyond its retention, deleted at once
     (an internal snapshot's deletion is quick); skipped while another job runs on the VM,
     to be pruned at the next firing."""
-    from . import snapshots
+    from vms.services import snapshots
 
     busy = locks.active_job(f"vm:{vm.pk}")
     if (busy is not None and (job is None or busy.pk != job.pk)) or vm.state == VMState.MISSING:
@@ -153,7 +152,7 @@ def _next(schedule: BackupSchedule, after: datetime) -> datetime | None:
 
 
 def _fire(schedule: BackupSchedule, vm: VirtualMachine) -> str:
-    from . import snapshots
+    from vms.services import snapshots
 
     actor = schedule.created_by
     try:

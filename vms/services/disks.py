@@ -18,10 +18,9 @@ from panel.permissions import CHANGE, VIEW, allowed, is_admin
 from storage import services as storage_services
 from storage.models import Volume
 from storage.services import vms_using
-
-from .choices import VMState
-from .models import VirtualMachine
-from .services import apply_info, on_vm_host, require_right
+from vms.choices import VMState
+from vms.models import VirtualMachine
+from vms.services.common import apply_info, on_vm_host, require_right
 
 BUSES = {"virtio": "vd", "sata": "sd", "scsi": "sd", "usb": "sd"}
 CACHE_MODES = {

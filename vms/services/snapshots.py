@@ -21,11 +21,10 @@ from panel.choices import JobKind
 from panel.exceptions import ConflictError, ServiceError
 from panel.models import Job
 from panel.permissions import CHANGE
-
-from .backups import disk_bytes
-from .choices import VMState
-from .models import Snapshot, VirtualMachine
-from .services import apply_info, on_vm_host, queue_vm_job, require_right
+from vms.choices import VMState
+from vms.models import Snapshot, VirtualMachine
+from vms.services.backups import disk_bytes
+from vms.services.common import apply_info, on_vm_host, queue_vm_job, require_right
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 KINDS = ("internal", "external")
@@ -118,7 +117,7 @@ def take_snapshot(
 ) -> Job:
     """Queue a snapshot of vm (for a backup schedule: pruned to its retention afterwards). Internal: with the memory when running (a checkpoint),
     disk-only when shut off; every disk must be qcow2. External: disk-only overlays."""
-    from .tasks import vm_snapshot_task
+    from vms.tasks import vm_snapshot_task
 
     _ready(vm, actor, "take snapshots of")
     name = (name or "").strip() or _default_name()
@@ -236,7 +235,7 @@ def revert_snapshot(
 ) -> Job:
     """Queue a revert of vm to the snapshot; with start the guest runs afterwards. For an
     external snapshot, discard_later deletes the overlays (and snapshots) taken after it."""
-    from .tasks import vm_snapshot_task
+    from vms.tasks import vm_snapshot_task
 
     _ready(vm, actor, "revert")
     with audit.refusals_recorded(
@@ -273,7 +272,7 @@ def delete_snapshot(
     source_ip: str | None = None,
 ) -> Job:
     """Queue the deletion of a snapshot (its children move up), or of it and its children."""
-    from .tasks import vm_snapshot_task
+    from vms.tasks import vm_snapshot_task
 
     _ready(vm, actor, "delete snapshots of")
     with audit.refusals_recorded(
@@ -312,7 +311,7 @@ def merge_disk(
     commit writes the layers from top (default: the active image, pivoting onto base) into
     base (default: the bottom image); pull copies the layers above base (default: all) into
     the active image. Snapshots whose state the merge overwrote lose their metadata."""
-    from .tasks import vm_snapshot_task
+    from vms.tasks import vm_snapshot_task
 
     _ready(vm, actor, "merge the disks of")
     with audit.refusals_recorded(
@@ -457,8 +456,8 @@ def run_snapshot_job(job: Job) -> None:
     vm = apply_info(vm, None)
     snapshots = sync_snapshots(vm)
     if op == "create" and spec.get("schedule"):
-        from .models import BackupSchedule
-        from .schedules import prune
+        from vms.models import BackupSchedule
+        from vms.services.schedules import prune
 
         if (schedule := BackupSchedule.objects.filter(pk=spec["schedule"]).first()) is not None:
             for line in prune(schedule, vm, job):

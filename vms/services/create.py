@@ -34,8 +34,8 @@ from panel.models import Host, Job, Project
 from panel.permissions import CHANGE, VIEW, allowed, is_admin, restrict, role_in
 from storage import services as storage_services
 from storage.models import FormatSource, StoragePool, Volume
-
-from .models import Template, VirtualMachine
+from vms.models import Template, VirtualMachine
+from vms.services.sync import sync_domain
 
 NAME_RE = re.compile(r"^(?!\.+\Z)[A-Za-z0-9_.-]{1,63}\Z")
 METHODS = ("iso", "url", "kernel", "pxe", "import", "cloud-image")
@@ -207,7 +207,7 @@ def _check_install(
         )
         out["cmdline"] = _cmdline(install.get("cmdline"))
     elif method == "url":
-        from .install import kickstart, tree
+        from vms.install import kickstart, tree
 
         location = str(install.get("location") or "").strip()
         tree.checked_url(location)
@@ -229,7 +229,7 @@ def _check_install(
         out["volume_chain"] = storage_services.check_content(volume, "the boot disk of a VM")
         out["volume_path"], out["volume_format"] = volume.path, volume.format or "raw"
     elif method == "cloud-image":
-        from .install import cloudinit
+        from vms.install import cloudinit
 
         image = _volume(
             actor, host, project, install.get("image_volume"), "image_volume", read_only=True
@@ -458,7 +458,7 @@ def create_vm(data: dict[str, Any], *, actor: Any, source_ip: str | None = None)
             "disk_gib": math.ceil(new_bytes / GIB),
         }
         vm_id = str(uuidlib.uuid4())
-        from .tasks import vm_create_task
+        from vms.tasks import vm_create_task
 
         with transaction.atomic():
             quotas.reserve(project, **reserve)
@@ -730,7 +730,7 @@ def _build(job: Job, host: Host, spec: dict[str, Any]) -> None:
             install["cmdline"] or None,
         )
     elif method == "cloud-image":
-        from .install import cloudinit
+        from vms.install import cloudinit
 
         _step(job, 40, "building the cloud-init seed (NoCloud)")
         secrets = _secrets(job, ("user_data", "meta_data", "network_config"))
@@ -868,7 +868,7 @@ def _tree_boot_files(
     job: Job, host: Host, spec: dict[str, Any], pool: str, made: list[dict[str, str]]
 ) -> tuple[str, str, str]:
     """Fetch the tree's kernel and initrd, inject the kickstart, put both into pool."""
-    from .install import kickstart, tree
+    from vms.install import kickstart, tree
 
     install, name = spec["install"], spec["vm_name"]
     _step(job, 38, f"looking for the boot files in {install['location']}")
@@ -926,12 +926,10 @@ def _first_output(host: Host, uuid: str, timeout: float) -> str:
 
 def _finish(job: Job, host: Host, spec: dict[str, Any], info: hypervisor.DomainInfo) -> None:
     """The VM and volume rows, owned by the project; the job's reservation handed over."""
-    from . import services
-
     project = Project.objects.get(pk=spec["project"])
     owner_id = spec["owner"]
     with transaction.atomic():
-        vm = services.sync_domain(host, info)
+        vm = sync_domain(host, info)
         vm.project = project
         vm.owner_id = owner_id
         vm.template = Template.objects.filter(pk=spec.get("template") or 0).first()
