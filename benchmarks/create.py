@@ -55,7 +55,7 @@ def by_hand(pool: str, name: str) -> float:
         disks=(hypervisor.DiskSpec(path=vol.path, target="vda"),),
     )
     info = hypervisor.install_domain(URI, spec)
-    create._first_output(Host(uri=URI), info.uuid, 60)
+    create.first_output(Host(uri=URI), info.uuid, 60)
     return time.perf_counter() - t0
 
 

@@ -305,7 +305,7 @@ def current_worker() -> str:
 # What undoes a job of each kind whose worker died mid-way: "module.function" taking the
 # Job and returning what it did, for the job's message. Kinds not named only fail.
 ABANDONED_UNDO = {
-    "vm.create": "vms.services.create.undo_abandoned",
+    "vm.create": "vms.services.create.job.undo_abandoned",
     "volume.create": "storage.services.undo_abandoned",
     "volume.clone": "storage.services.undo_abandoned",
     "volume.convert": "storage.services.undo_abandoned",
