@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -26,6 +28,7 @@ METHODS = ("iso", "url", "kernel", "pxe", "import", "cloud-image")
 
 
 def field_error(message: str, field: str) -> ServiceError:
+    """A refusal of the request that names the field at fault."""
     return ServiceError(message, field=field)
 
 
@@ -42,6 +45,7 @@ def object_id(value: Any, field: str) -> int | None:
 
 
 def list_field(value: Any, field: str) -> list[Any]:
+    """A list from the request, empty when not given."""
     if value is None or value == "":
         return []
     if not isinstance(value, list):
@@ -50,6 +54,7 @@ def list_field(value: Any, field: str) -> list[Any]:
 
 
 def int_between(value: Any, field: str, low: int, high: int, what: str) -> int:
+    """A whole number from the request within low..high (what names it in the refusal)."""
     try:
         number = int(value)
     except (TypeError, ValueError):
@@ -161,94 +166,140 @@ def _boot_file(actor: Any, host: Host, project: Project, path: str, field: str) 
     return path
 
 
+@dataclass(frozen=True)
+class InstallPlace:
+    """Who installs a VM of which project on which host, with which networks."""
+
+    actor: Any
+    host: Host
+    project: Project
+    networks: list[Any]
+
+
 def check_install(
     install: dict[str, Any], *, actor: Any, host: Host, project: Project, networks: list[Any]
 ) -> dict[str, Any]:
+    """The request's install part, checked: its method and what that method needs."""
     method = str(install.get("method") or "")
     if method not in METHODS:
         raise field_error(
             f"Unknown install method '{method}': use one of {', '.join(METHODS)}.", "install"
         )
-    out: dict[str, Any] = {"method": method}
-    if method == "iso":
-        iso = _volume(actor, host, project, install.get("iso_volume"), "iso_volume", read_only=True)
-        out["iso_path"] = iso.path
-    elif method == "kernel":
-        out["kernel"] = _boot_file(actor, host, project, str(install.get("kernel") or ""), "kernel")
-        out["initrd"] = (
-            _boot_file(actor, host, project, str(install["initrd"]), "initrd")
-            if install.get("initrd")
-            else ""
-        )
-        out["cmdline"] = _cmdline(install.get("cmdline"))
-    elif method == "url":
-        from vms.install import kickstart, tree
+    place = InstallPlace(actor, host, project, networks)
+    return {"method": method, **INSTALL_CHECKS[method](install, place)}
 
-        location = str(install.get("location") or "").strip()
-        tree.checked_url(location)
-        out["location"] = location
-        out["extra_args"] = _cmdline(install.get("extra_args"))
-        text = str(install.get("kickstart") or "")
-        if text.strip():
-            kickstart.validate_kickstart(text)
-        out["kickstart"] = text
-        # Its name resolved and every address checked now, and again, hop by hop, when
-        # the job fetches from it (a name can answer differently by then).
-        tree.target(location)
-    elif method == "pxe":
-        if not networks:
-            raise field_error("A network install (PXE) needs a network to boot from.", "networks")
-    elif method == "import":
-        volume = _volume(actor, host, project, install.get("volume"), "volume", read_only=False)
-        # Booted as its recorded format, with its recorded chain, once its header is checked.
-        out["volume_chain"] = storage_services.check_content(volume, "the boot disk of a VM")
-        out["volume_path"], out["volume_format"] = volume.path, volume.format or "raw"
-    elif method == "cloud-image":
-        from vms.install import cloudinit
 
-        image = _volume(
-            actor, host, project, install.get("image_volume"), "image_volume", read_only=True
-        )
-        if image.format not in ("qcow2", "raw"):
-            raise field_error(
-                f"{image.name} is {image.format}: a cloud image is qcow2 or raw.", "image_volume"
-            )
-        image_chain = storage_services.check_content(image, "the base of a VM's disk")
-        config = install.get("cloud_init") or {}
-        if not isinstance(config, dict):
-            raise field_error("cloud_init must be an object.", "cloud_init")
-        if config.get("user"):
-            keys = config.get("ssh_keys") or []
-            user_data = cloudinit.simple_user_data(
-                user=str(config["user"]),
-                password=str(config.get("password") or ""),
-                ssh_keys=[keys] if isinstance(keys, str) else list(keys),
-                hostname=re.sub(r"[^A-Za-z0-9-]", "-", str(install.get("hostname") or "vm")).strip(
-                    "-"
-                )[:63]
-                or "vm",
-            )
-        else:
-            user_data = str(config.get("user_data") or "#cloud-config\n{}\n")
-        cloudinit.validate_user_data(user_data)
-        meta_data = str(config.get("meta_data") or "")
-        if meta_data.strip():
-            cloudinit.validate_yaml(meta_data, "meta_data", "meta-data")
-        network_config = str(config.get("network_config") or "")
-        if network_config.strip():
-            cloudinit.validate_yaml(network_config, "network_config", "network-config")
-        out.update(
-            image_path=image.path,
-            image_format=image.format,
-            image_chain=image_chain,
-            image_capacity=image.capacity,
-            image_pool=image.pool.name,
-            linked=bool(install.get("linked", True)),
-            user_data=user_data,
-            meta_data=meta_data,
-            network_config=network_config,
-        )
+def _iso_install(install: dict[str, Any], at: InstallPlace) -> dict[str, Any]:
+    iso = _volume(
+        at.actor, at.host, at.project, install.get("iso_volume"), "iso_volume", read_only=True
+    )
+    return {"iso_path": iso.path}
+
+
+def _kernel_install(install: dict[str, Any], at: InstallPlace) -> dict[str, Any]:
+    kernel = _boot_file(at.actor, at.host, at.project, str(install.get("kernel") or ""), "kernel")
+    initrd = (
+        _boot_file(at.actor, at.host, at.project, str(install["initrd"]), "initrd")
+        if install.get("initrd")
+        else ""
+    )
+    return {"kernel": kernel, "initrd": initrd, "cmdline": _cmdline(install.get("cmdline"))}
+
+
+def _url_install(install: dict[str, Any], at: InstallPlace) -> dict[str, Any]:
+    from vms.install import kickstart, tree
+
+    location = str(install.get("location") or "").strip()
+    tree.checked_url(location)
+    out = {"location": location, "extra_args": _cmdline(install.get("extra_args"))}
+    text = str(install.get("kickstart") or "")
+    if text.strip():
+        kickstart.validate_kickstart(text)
+    out["kickstart"] = text
+    # Its name resolved and every address checked now, and again, hop by hop, when
+    # the job fetches from it (a name can answer differently by then).
+    tree.target(location)
     return out
+
+
+def _pxe_install(install: dict[str, Any], at: InstallPlace) -> dict[str, Any]:
+    if not at.networks:
+        raise field_error("A network install (PXE) needs a network to boot from.", "networks")
+    return {}
+
+
+def _import_install(install: dict[str, Any], at: InstallPlace) -> dict[str, Any]:
+    volume = _volume(
+        at.actor, at.host, at.project, install.get("volume"), "volume", read_only=False
+    )
+    # Booted as its recorded format, with its recorded chain, once its header is checked.
+    chain = storage_services.check_content(volume, "the boot disk of a VM")
+    return {
+        "volume_chain": chain,
+        "volume_path": volume.path,
+        "volume_format": volume.format or "raw",
+    }
+
+
+def _cloud_image_install(install: dict[str, Any], at: InstallPlace) -> dict[str, Any]:
+    from vms.install import cloudinit
+
+    image = _volume(
+        at.actor, at.host, at.project, install.get("image_volume"), "image_volume", read_only=True
+    )
+    if image.format not in ("qcow2", "raw"):
+        raise field_error(
+            f"{image.name} is {image.format}: a cloud image is qcow2 or raw.", "image_volume"
+        )
+    image_chain = storage_services.check_content(image, "the base of a VM's disk")
+    config = install.get("cloud_init") or {}
+    if not isinstance(config, dict):
+        raise field_error("cloud_init must be an object.", "cloud_init")
+    user_data = _user_data(install, config)
+    cloudinit.validate_user_data(user_data)
+    meta_data = str(config.get("meta_data") or "")
+    if meta_data.strip():
+        cloudinit.validate_yaml(meta_data, "meta_data", "meta-data")
+    network_config = str(config.get("network_config") or "")
+    if network_config.strip():
+        cloudinit.validate_yaml(network_config, "network_config", "network-config")
+    return {
+        "image_path": image.path,
+        "image_format": image.format,
+        "image_chain": image_chain,
+        "image_capacity": image.capacity,
+        "image_pool": image.pool.name,
+        "linked": bool(install.get("linked", True)),
+        "user_data": user_data,
+        "meta_data": meta_data,
+        "network_config": network_config,
+    }
+
+
+def _user_data(install: dict[str, Any], config: dict[str, Any]) -> str:
+    """The cloud-init user-data: made from a user, password and keys, or given as is."""
+    from vms.install import cloudinit
+
+    if not config.get("user"):
+        return str(config.get("user_data") or "#cloud-config\n{}\n")
+    keys = config.get("ssh_keys") or []
+    hostname = re.sub(r"[^A-Za-z0-9-]", "-", str(install.get("hostname") or "vm")).strip("-")
+    return cloudinit.simple_user_data(
+        user=str(config["user"]),
+        password=str(config.get("password") or ""),
+        ssh_keys=[keys] if isinstance(keys, str) else list(keys),
+        hostname=hostname[:63] or "vm",
+    )
+
+
+INSTALL_CHECKS: dict[str, Callable[[dict[str, Any], InstallPlace], dict[str, Any]]] = {
+    "iso": _iso_install,
+    "url": _url_install,
+    "kernel": _kernel_install,
+    "pxe": _pxe_install,
+    "import": _import_install,
+    "cloud-image": _cloud_image_install,
+}
 
 
 def _cmdline(value: Any) -> str:
@@ -263,6 +314,7 @@ def _cmdline(value: Any) -> str:
 def check_disks(
     disks: list[Any], *, actor: Any, host: Host, project: Project, name: str, allowed_pools: Any
 ) -> list[dict[str, Any]]:
+    """The request's disks: volumes the VM may use, or new ones in pools it may use."""
     out = []
     if len(disks) > 16:
         raise field_error("At most 16 disks.", "disks")
@@ -313,6 +365,7 @@ def check_disks(
 def check_networks(
     actor: Any, host: Host, project: Project, ids: list[Any], template: Template | None
 ) -> list[dict[str, str]]:
+    """The networks of host the VM joins, each allowed to project (and offered by template)."""
     from networking.models import Network
     from networking.services import traffic_filter
 
@@ -382,6 +435,7 @@ def from_template(template: Template, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def within_template(template: Template, vcpus: int, memory_mib: int, data: dict[str, Any]) -> None:
+    """A refusal when the VM asks for more than template allows."""
     if vcpus > template.max_vcpus:
         raise field_error(
             f"Template {template.name} allows at most {template.max_vcpus} vCPUs.", "vcpus"

@@ -76,18 +76,32 @@ def _secrets(job: Job, needed: tuple[str, ...]) -> dict[str, str]:
 
 
 def _build(job: Job, host: Host, spec: dict[str, Any]) -> None:
-    name, install = spec["vm_name"], spec["install"]
-    made: list[dict[str, str]] = spec["made"]["volumes"]
-    method = install["method"]
-    disk_specs: list[hypervisor.DiskSpec] = []
-    new_disks = [d for d in spec["disks"] if not d["existing"]]
-    boot_pool = new_disks[0]["pool"] if new_disks else ""
+    name = spec["vm_name"]
+    disks = _disks(job, host, spec)
+    media = _install_media(job, host, spec, disks)
+    _step(job, 60, f"defining {name}")
+    info = _define(host, spec, disks, media)
+    _remember(job, domain=True)
+    if spec["start"]:
+        info = _wait_for_boot(job, host, spec)
+    _finish(job, host, spec, info)
+    jobs.report(
+        job.pk,
+        progress=100,
+        message=f"{name} is {info.state}.",
+        log_line=f"{name} created ({info.state})",
+    )
 
-    # 1. Disks.
+
+def _disks(job: Job, host: Host, spec: dict[str, Any]) -> list[hypervisor.DiskSpec]:
+    """The VM's disks: the existing ones named, the new ones allocated (an imported boot
+    disk first); targets vda, vdb, ... in that order."""
+    install = spec["install"]
+    disks: list[hypervisor.DiskSpec] = []
     for i, disk in enumerate(spec["disks"]):
         target = f"vd{chr(ord('a') + i)}"
         if disk["existing"]:
-            disk_specs.append(
+            disks.append(
                 hypervisor.DiskSpec(
                     path=disk["path"],
                     target=target,
@@ -101,150 +115,177 @@ def _build(job: Job, host: Host, spec: dict[str, Any]) -> None:
             5 + 30 * i // max(len(spec["disks"]), 1),
             f"allocating {disk['name']} in {disk['pool']}",
         )
-        # Written down before libvirt makes it: a worker killed while libvirt writes the
-        # volume leaves a job whose cleanup still finds it.
-        cloud = i == 0 and method == "cloud-image"
-        chain = _overlay_chain(install) if cloud and install["linked"] else []
-        made.append(
-            {"pool": disk["pool"], "name": disk["name"], "format": _made_format(disk, cloud)}
-            | ({"backing": chain} if chain else {})
-        )
-        _remember(job)
-        try:
-            if cloud:
-                info = _cloud_disk(job, host, disk, install)
-            else:
-                info = hv_storage.create_volume(
-                    host.uri,
-                    disk["pool"],
-                    hypervisor.VolumeSpec(
-                        name=disk["name"],
-                        capacity=disk["capacity"],
-                        format=disk["format"],
-                        preallocation=disk["preallocation"],
-                    ),
-                )
-        except hypervisor.Conflict:
-            # Not made by this job (the name was taken meanwhile): not ours to remove.
-            made.pop()
-            _remember(job)
-            raise
-        # The format the panel made it in and the chain it recorded: never libvirt's
-        # guess from the new file's content.
-        disk_specs.append(
-            hypervisor.DiskSpec(
-                path=info.path,
-                target=target,
-                format=_made_format(disk, cloud),
-                backing=storage_services.as_backing(chain),
+        disks.append(
+            _new_disk(
+                job, host, spec, disk, target, cloud=i == 0 and install["method"] == "cloud-image"
             )
         )
-    if method == "import":
-        disk_specs.insert(
-            0,
-            hypervisor.DiskSpec(
-                path=install["volume_path"],
-                target="vda",
-                format=install["volume_format"],
-                backing=storage_services.as_backing(install.get("volume_chain")),
-            ),
-        )
-        disk_specs = [
-            dataclasses.replace(d, target=f"vd{chr(ord('a') + i)}")
-            for i, d in enumerate(disk_specs)
-        ]
+    if install["method"] != "import":
+        return disks
+    imported = hypervisor.DiskSpec(
+        path=install["volume_path"],
+        target="vda",
+        format=install["volume_format"],
+        backing=storage_services.as_backing(install.get("volume_chain")),
+    )
+    return [
+        dataclasses.replace(d, target=f"vd{chr(ord('a') + i)}")
+        for i, d in enumerate([imported, *disks])
+    ]
 
-    # 2. Install media.
-    kernel = initrd = cmdline = None
+
+def _new_disk(
+    job: Job, host: Host, spec: dict[str, Any], disk: dict[str, Any], target: str, *, cloud: bool
+) -> hypervisor.DiskSpec:
+    """A new volume for disk (a cloud image's boot disk when cloud), recorded as made."""
+    install = spec["install"]
+    made: list[dict[str, str]] = spec["made"]["volumes"]
+    # Written down before libvirt makes it: a worker killed while libvirt writes the
+    # volume leaves a job whose cleanup still finds it.
+    chain = _overlay_chain(install) if cloud and install["linked"] else []
+    made.append(
+        {"pool": disk["pool"], "name": disk["name"], "format": _made_format(disk, cloud)}
+        | ({"backing": chain} if chain else {})
+    )
+    _remember(job)
+    try:
+        if cloud:
+            info = _cloud_disk(job, host, disk, install)
+        else:
+            info = hv_storage.create_volume(
+                host.uri,
+                disk["pool"],
+                hypervisor.VolumeSpec(
+                    name=disk["name"],
+                    capacity=disk["capacity"],
+                    format=disk["format"],
+                    preallocation=disk["preallocation"],
+                ),
+            )
+    except hypervisor.Conflict:
+        # Not made by this job (the name was taken meanwhile): not ours to remove.
+        made.pop()
+        _remember(job)
+        raise
+    # The format the panel made it in and the chain it recorded: never libvirt's
+    # guess from the new file's content.
+    return hypervisor.DiskSpec(
+        path=info.path,
+        target=target,
+        format=_made_format(disk, cloud),
+        backing=storage_services.as_backing(chain),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class InstallMedia:
+    """How the VM boots to install: the boot order, and a kernel, initrd and command line
+    when it boots one directly."""
+
     boot: tuple[str, ...] = ("hd",)
-    if method == "iso":
-        disk_specs.append(
-            hypervisor.DiskSpec(
-                path=install["iso_path"], target="sda", format="raw", bus="sata", device="cdrom"
-            )
-        )
-        boot = ("cdrom", "hd")
-    elif method == "pxe":
-        boot = ("network", "hd")
-    elif method == "kernel":
-        kernel, initrd, cmdline = (
-            install["kernel"],
-            install["initrd"] or None,
-            install["cmdline"] or None,
-        )
-    elif method == "cloud-image":
-        from vms.install import cloudinit
+    kernel: str | None = None
+    initrd: str | None = None
+    cmdline: str | None = None
 
-        _step(job, 40, "building the cloud-init seed (NoCloud)")
-        secrets = _secrets(job, ("user_data", "meta_data", "network_config"))
-        meta = secrets["meta_data"] or cloudinit.default_meta_data(spec["vm"], name)
-        iso = cloudinit.build_seed_iso(
-            secrets["user_data"], meta, secrets["network_config"] or None
+
+def _install_media(
+    job: Job, host: Host, spec: dict[str, Any], disks: list[hypervisor.DiskSpec]
+) -> InstallMedia:
+    """What the install boots from; a CD-ROM it needs is appended to disks."""
+    install = spec["install"]
+    method = install["method"]
+    if method == "iso":
+        disks.append(_cdrom(install["iso_path"]))
+        return InstallMedia(boot=("cdrom", "hd"))
+    if method == "pxe":
+        return InstallMedia(boot=("network", "hd"))
+    if method == "kernel":
+        return InstallMedia(
+            kernel=install["kernel"],
+            initrd=install["initrd"] or None,
+            cmdline=install["cmdline"] or None,
         )
-        seed_name = f"{name}-cidata.iso"
-        path = _upload(host, boot_pool, seed_name, iso)
-        made.append({"pool": boot_pool, "name": seed_name})
-        _remember(job)
-        jobs.forget_secrets(job.pk)
-        disk_specs.append(
-            hypervisor.DiskSpec(path=path, target="sda", format="raw", bus="sata", device="cdrom")
-        )
-    installer = None
+    made: list[dict[str, str]] = spec["made"]["volumes"]
+    new_disks = [d for d in spec["disks"] if not d["existing"]]
+    boot_pool = new_disks[0]["pool"] if new_disks else ""
+    if method == "cloud-image":
+        disks.append(_cdrom(_seed_iso(job, host, spec, boot_pool)))
     if method == "url":
         kernel, initrd, cmdline = _tree_boot_files(job, host, spec, boot_pool, made)
+        return InstallMedia(kernel=kernel, initrd=initrd, cmdline=cmdline)
+    return InstallMedia()
 
-    # 3. Define and start.
-    _step(job, 60, f"defining {name}")
-    nics = tuple(hypervisor.NicSpec(**n) for n in spec["networks"])
+
+def _cdrom(path: str) -> hypervisor.DiskSpec:
+    return hypervisor.DiskSpec(path=path, target="sda", format="raw", bus="sata", device="cdrom")
+
+
+def _seed_iso(job: Job, host: Host, spec: dict[str, Any], pool: str) -> str:
+    """The cloud-init seed (NoCloud) built from the job's secrets, put into pool; its path."""
+    from vms.install import cloudinit
+
+    name = spec["vm_name"]
+    _step(job, 40, "building the cloud-init seed (NoCloud)")
+    secrets = _secrets(job, ("user_data", "meta_data", "network_config"))
+    meta = secrets["meta_data"] or cloudinit.default_meta_data(spec["vm"], name)
+    iso = cloudinit.build_seed_iso(secrets["user_data"], meta, secrets["network_config"] or None)
+    seed_name = f"{name}-cidata.iso"
+    path = _upload(host, pool, seed_name, iso)
+    spec["made"]["volumes"].append({"pool": pool, "name": seed_name})
+    _remember(job)
+    jobs.forget_secrets(job.pk)
+    return path
+
+
+def _define(
+    host: Host, spec: dict[str, Any], disks: list[hypervisor.DiskSpec], media: InstallMedia
+) -> hypervisor.DomainInfo:
+    """Define the domain (and start it when asked)."""
+    method = spec["install"]["method"]
+    direct = method == "kernel"
     final = hypervisor.DomainSpec(
-        name=name,
+        name=spec["vm_name"],
         uuid=spec["vm"],
         vcpus=spec["vcpus"],
         memory_mib=spec["memory_mib"],
         domain_type=host.domain_type or "qemu",
         firmware=spec["firmware"],
-        disks=tuple(disk_specs),
-        nics=nics,
-        boot=boot,
-        kernel=kernel if method == "kernel" else None,
-        initrd=initrd if method == "kernel" else None,
-        cmdline=cmdline if method == "kernel" else None,
+        disks=tuple(disks),
+        nics=tuple(hypervisor.NicSpec(**n) for n in spec["networks"]),
+        boot=media.boot,
+        kernel=media.kernel if direct else None,
+        initrd=media.initrd if direct else None,
+        cmdline=media.cmdline if direct else None,
         serial_console=True,
         vnc=True,
         description=f"os_variant={spec['os_variant']}" if spec["os_variant"] else "",
     )
+    installer = None
     if method == "url":
         # The installer boots once from the tree's kernel; its reboot ends that boot and
         # the VM starts from its disk afterwards, as virt-install does.
-        from dataclasses import replace
-
-        installer = replace(
-            final, kernel=kernel, initrd=initrd, cmdline=cmdline, on_reboot="destroy"
+        installer = dataclasses.replace(
+            final,
+            kernel=media.kernel,
+            initrd=media.initrd,
+            cmdline=media.cmdline,
+            on_reboot="destroy",
         )
-    info = hypervisor.install_domain(host.uri, final, installer=installer, start=spec["start"])
-    _remember(job, domain=True)
+    return hypervisor.install_domain(host.uri, final, installer=installer, start=spec["start"])
 
-    # 4. Wait for it to boot.
-    if spec["start"]:
-        _step(job, 70, f"started; waiting for {name}'s first console output")
-        seen = first_output(host, spec["vm"], CONSOLE_WAIT_SECONDS)
-        jobs.report(
-            job.pk,
-            progress=95,
-            log_line=f"console: {seen[:120]!r}"
-            if seen
-            else f"no console output in {CONSOLE_WAIT_SECONDS} s (the OS may not use the serial console)",
-        )
-        info = hypervisor.get_domain(host.uri, spec["vm"])
 
-    # 5. The rows.
-    _finish(job, host, spec, info)
+def _wait_for_boot(job: Job, host: Host, spec: dict[str, Any]) -> hypervisor.DomainInfo:
+    """Wait for the started VM's first console output; the domain as it is then."""
+    _step(job, 70, f"started; waiting for {spec['vm_name']}'s first console output")
+    seen = first_output(host, spec["vm"], CONSOLE_WAIT_SECONDS)
     jobs.report(
         job.pk,
-        progress=100,
-        message=f"{name} is {info.state}.",
-        log_line=f"{name} created ({info.state})",
+        progress=95,
+        log_line=f"console: {seen[:120]!r}"
+        if seen
+        else f"no console output in {CONSOLE_WAIT_SECONDS} s (the OS may not use the serial console)",
     )
+    return hypervisor.get_domain(host.uri, spec["vm"])
 
 
 def _made_format(disk: dict[str, Any], cloud: bool) -> str:
