@@ -14,7 +14,7 @@ from panel.permissions import CHANGE, VIEW, get_object_for_user, restrict
 from storage.models import StoragePool
 
 from .models import Backup, BackupSchedule, VirtualMachine
-from .services import backups, schedules
+from .services import backups, restores, schedules
 
 
 def _pool(request: HttpRequest) -> StoragePool | None:
@@ -51,7 +51,7 @@ def vm_backup_action(request: HttpRequest, vm_id: str, action: str) -> HttpRespo
                 backups.delete_backup(backup, actor=user, source_ip=ip)
                 messages.info(request, f"Backup #{backup.pk} deleted.")
             else:
-                job = backups.restore_backup(
+                job = restores.restore_backup(
                     backup,
                     mode=data.get("mode", "new"),
                     name=data.get("name", ""),

@@ -60,7 +60,7 @@ from tests.vms.conftest import (  # noqa: F401  (fixtures)
     people,
 )
 from vms.models import Backup, VirtualMachine
-from vms.services import backups, move_storage, sync_domain
+from vms.services import backups, move_storage, restores, sync_domain
 
 # The tests run their own Celery worker (worker_process) on Redis: stack tests.
 pytestmark = [pytest.mark.libvirt, pytest.mark.stack, pytest.mark.timeout(240)]
@@ -515,7 +515,7 @@ def test_it_removes_the_unfinished_copies_of_a_restore_whose_worker_was_killed(
     assert job(taken).state == "succeeded", job(taken).log
     backup = Backup.objects.get(job_id=taken)
     name = f"paneltest-r-{uuidlib.uuid4().hex[:8]}"
-    job_id = backups.restore_backup(
+    job_id = restores.restore_backup(
         backup, mode="new", name=name, pool=dir_pool, actor=admin_user
     ).pk
     copy = pool_dir / f"{name}-vdb.qcow2"

@@ -8,7 +8,8 @@ Modules:
     create      creating a VM from the wizard's or the API's request
     disks       attaching, detaching and changing a VM's disks and media
     snapshots   a VM's snapshots: taking, reverting, deleting, merging
-    backups     backups of a VM to a pool, and restoring them
+    backups     backups of a VM to a pool, and deleting them
+    restores    restoring a VM from a backup, as a new VM or in place
     schedules   backup and snapshot schedules, and pruning by retention
     retention   when a cron schedule fires, and which backups a policy keeps
     migrate     moving a VM to another host

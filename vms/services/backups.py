@@ -1,5 +1,6 @@
 """Backups of VMs: full copies of the disks and the definition into a backup pool, and
-restores from them, as jobs. Schedules and retention are in vms/services/schedules.py."""
+their deletion, as jobs. Restoring them is in vms/services/restores.py; schedules and
+retention are in vms/services/schedules.py."""
 
 from __future__ import annotations
 
@@ -24,8 +25,7 @@ from storage import services as storage_services
 from storage.models import StoragePool
 from vms.choices import BackupState, VMState
 from vms.models import Backup, BackupSchedule, VirtualMachine
-from vms.services.common import apply_info, on_vm_host, queue_vm_job, require_right, reread
-from vms.services.sync import sync_domain
+from vms.services.common import on_vm_host, queue_vm_job, require_right
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,8 @@ def disk_bytes(vm: VirtualMachine) -> int:
         return sum(hypervisor.disk_capacities(vm.host.uri, str(vm.pk)).values())
 
 
-def _idle(vm: VirtualMachine) -> None:
+def ready_to_copy(vm: VirtualMachine) -> None:
+    """A refusal when vm is missing from its host or busy with another job."""
     if vm.state == VMState.MISSING:
         raise ConflictError(f"{vm.name} is missing from its host: there is nothing to copy.")
     locks.refuse_if_busy(f"vm:{vm.pk}", vm.name)
@@ -112,7 +113,7 @@ def take_backup(
             )
         if not [d for d in vm.disks if d.get("device") == "disk"]:
             raise ServiceError(f"{vm.name} has no disk to back up.", field="vm")
-        _idle(vm)
+        ready_to_copy(vm)
         # The copies read each disk as its recorded format: headers checked first.
         storage_services.check_vm_disks(vm.host, vm.disks, "backed up")
         # The copies may take up to the disks' capacity: counted from now, against the
@@ -311,206 +312,24 @@ def visible_backups(vm: VirtualMachine) -> Any:
     return Backup.objects.filter(vm_uuid=vm.pk).select_related("pool")
 
 
-def _restore_name(backup: Backup, name: str) -> str:
-    name = (name or "").strip()
-    if not name or len(name) > 64 or not all(c.isalnum() or c in "-_." for c in name):
-        raise ServiceError(
-            "Name the new VM with 1 to 64 letters, digits, '-', '_' or '.'.", field="name"
-        )
-    if (
-        VirtualMachine.objects.filter(host=backup.host, name=name)
-        .exclude(state=VMState.MISSING)
-        .exists()
-    ):
-        raise ServiceError(
-            f"{backup.host.name} already has a VM named '{name}': choose another name.",
-            field="name",
-        )
-    return name
-
-
-def restore_backup(
-    backup: Backup,
-    *,
-    mode: str = "new",
-    name: str = "",
-    pool: StoragePool | None = None,
-    start: bool = False,
-    actor: Any,
-    source_ip: str | None = None,
-) -> Job:
-    """Queue a restore of a good backup: into a new VM (new name, UUID and MACs; its disks
-    copied into pool; the project's quota reserved now) or in place (the VM shut off, its
-    disks replaced). Each backup file is checked with qemu-img before it is used."""
-    from vms.tasks import vm_backup_task
-
-    vm = backup.vm
-    if vm is None:
-        raise ConflictError(
-            f"The VM of backup #{backup.pk} was deleted: restore from its pool's volumes by hand."
-        )
-    require_right(actor, vm, CHANGE, "restore backups of")
-    with audit.refusals_recorded(
-        actor, "vm.backup.restore", vm, project=vm.project, source_ip=source_ip
-    ):
-        if mode not in RESTORE_MODES:
-            raise ServiceError("Choose the mode: new (a new VM) or in_place.", field="mode")
-        if backup.state != BackupState.GOOD:
-            raise ConflictError(
-                f"Backup #{backup.pk} is {backup.get_state_display().lower()}, not good: "
-                "restore from a backup that passed its check."
-            )
-        reserve: dict[str, int] = {}
-        if mode == "new":
-            name = _restore_name(backup, name)
-            pool = backup_pool(vm, pool, actor)
-            disk_gib = -(-sum(int(d.get("capacity", 0)) for d in backup.disks) // (1024**3))
-            reserve = {
-                "vms": 1,
-                "vcpus": max(vm.vcpus, vm.max_vcpus),
-                "memory_mib": max(vm.memory_mib, vm.max_memory_mib),
-                "disk_gib": disk_gib,
-            }
-        else:
-            if vm.state != VMState.SHUTOFF:
-                raise ConflictError(
-                    f"{vm.name} is {vm.state}: shut it down before restoring it in place."
-                )
-        _idle(vm)
-        with transaction.atomic():
-            if reserve and vm.project is not None:
-                quotas.reserve(vm.project, **reserve)
-            job = queue_vm_job(
-                vm,
-                JobKind.VM_BACKUP_RESTORE,
-                vm_backup_task,
-                {
-                    "op": "restore",
-                    "backup": backup.pk,
-                    "mode": mode,
-                    "name": name,
-                    "pool": pool.name if pool else "",
-                    "start": start,
-                    "reserve": reserve,
-                },
-                actor=actor,
-                action="vm.backup.restore",
-                detail=f"backup #{backup.pk} "
-                + (f"into a new VM {name} in pool {pool.name}" if mode == "new" else "in place")
-                + (", then start" if start else ""),
-                source_ip=source_ip,
-            )
-    return job
-
-
-RESTORE_MODES = ("new", "in_place")
-
-
 def run_job(job: Job) -> None:
     """The body of a backup job, or of a restore job."""
     if job.result.get("op") == "restore":
+        from vms.services.restores import run_restore_job
+
         run_restore_job(job)
     else:
         run_backup_job(job)
 
 
-def run_restore_job(job: Job) -> None:
-    """The body of a restore job: verify the backup files, copy, define or redefine, start."""
-    spec = job.result
-    backup = Backup.objects.select_related("vm", "host", "pool").get(pk=spec["backup"])
-    vm = backup.vm
-    if vm is None:
-        raise ServiceError("The VM of this backup was removed.")
-    uri = backup.host.uri
-    jobs.report(
-        job.pk,
-        progress=5,
-        message=f"Checking backup #{backup.pk} before restoring it",
-        log_line=f"restore of backup #{backup.pk} ({spec['mode']}) started",
-    )
-    for disk in backup.disks:
-        with backup_host_errors(backup):
-            checked = qemu_img.check(uri, disk["path"], disk.get("format", "qcow2"))
-        jobs.report(job.pk, log_line=f"{disk['target']}: {disk['path']}: {checked['summary']}")
-        if not checked["ok"]:
-            Backup.objects.filter(pk=backup.pk).update(
-                state=BackupState.FAILED, message=str(checked["summary"])
-            )
-            raise ServiceError(
-                f"Backup #{backup.pk} failed its check ({disk['target']}: {checked['summary']}): "
-                "it was not restored. Choose another backup."
-            )
-    copies = {d["target"]: d["path"] for d in backup.disks}
-
-    def progress(done: int, total: int) -> None:
-        jobs.report(job.pk, progress=15 + 70 * done // max(total, 1))
-
-    jobs.report(job.pk, progress=15, message=f"Copying backup #{backup.pk}")
-    if spec["mode"] == "new":
-        with on_vm_host(vm, failed=f"Restoring backup #{backup.pk} failed and was undone"):
-            uuid, made = hypervisor.restore_as_new(
-                uri,
-                backup.xml,
-                copies,
-                spec["pool"],
-                spec["name"],
-                progress=progress,
-                on_volume=jobs.recorder(job.pk),  # for the undo should this worker die
-            )
-        for path in made:
-            jobs.report(job.pk, log_line=f"copied to {path}")
-            storage_services.record_made(backup.host, path, "qcow2", [])
-        info = hypervisor.get_domain(uri, uuid)
-        with transaction.atomic():
-            restored = sync_domain(backup.host, info)
-            restored.project = vm.project
-            restored.owner = job.user
-            restored.template = vm.template  # its limits follow the copy
-            restored.save(update_fields=["project", "owner", "template"])
-            job.refresh_from_db(fields=["result"])
-            job.result = {**job.result, "restored": uuid, "reserve": {}}
-            job.save(update_fields=["result"])
-    else:
-        with on_vm_host(vm, failed=f"Restoring {vm.name} from backup #{backup.pk} failed"):
-            steps = hypervisor.restore_in_place(
-                uri, str(vm.pk), copies, progress=progress, on_volume=jobs.recorder(job.pk)
-            )
-        for step in steps:
-            jobs.report(job.pk, log_line=step)
-        restored = apply_info(vm, None)
-    jobs.report(job.pk, progress=85, message="Checking the restored disks")
-    for disk in [d for d in restored.disks if d.get("target") in copies]:
-        # A standalone qcow2 copy the panel made: recorded so, whatever its content reads as.
-        storage_services.record_made(backup.host, disk["source"], "qcow2", [])
-        with backup_host_errors(backup):
-            checked = qemu_img.check(uri, disk["source"], "qcow2")
-        jobs.report(job.pk, log_line=f"{disk['target']}: {disk['source']}: {checked['summary']}")
-        if not checked["ok"]:
-            raise ServiceError(
-                f"The restored disk {disk['source']} failed its check: {checked['summary']}"
-            )
-    if spec["start"]:
-        with on_vm_host(restored, failed=f"{restored.name} was restored but did not start"):
-            restored = apply_info(restored, hypervisor.start_domain(uri, str(restored.pk)))
-    if backup.pool is not None:
-        from storage.services import refresh_pool_row
-
-        for pool in {backup.pool, *StoragePool.objects.filter(host=backup.host, state="active")}:
-            refresh_pool_row(pool)
-    jobs.report(
-        job.pk,
-        progress=100,
-        message=f"{restored.name} restored from backup #{backup.pk}"
-        + (" and started." if spec["start"] else "."),
-    )
-
-
 def undo_abandoned(job: Job) -> str:
     """A backup whose worker died: its job on the VM stopped, its copies deleted, the
-    backup marked failed; a restore: see _undo_restore. What to tell the user."""
+    backup marked failed; a restore: see restores.undo_restore. What to tell the user."""
     spec = job.result
     if spec.get("op") != "backup":
-        return _undo_restore(job)
+        from vms.services.restores import undo_restore
+
+        return undo_restore(job)
     backup = Backup.objects.select_related("host", "pool").filter(pk=spec.get("backup")).first()
     if backup is None or backup.host is None or backup.pool is None:
         return "its backup is no longer in the panel"
@@ -533,38 +352,3 @@ def undo_abandoned(job: Job) -> str:
         f"backup #{backup.pk} was marked failed and its {len(cleaned.deleted)} copies "
         f"deleted{merged}"
     )
-
-
-def _undo_restore(job: Job) -> str:
-    """A restore whose worker died: the copies it was making that no domain uses yet are
-    removed (the VM stays on the disks it had); a restore that had got as far as defining
-    its VM is kept, and a new VM gets its row. What to tell the user."""
-    from storage.services import remove_made_volumes
-
-    spec = job.result
-    backup = Backup.objects.select_related("vm", "host").filter(pk=spec.get("backup")).first()
-    if backup is None or backup.host is None:
-        return "its backup is no longer in the panel"
-    host = backup.host
-    try:
-        removed, kept = remove_made_volumes(host, spec.get(jobs.MADE) or [])
-        named = [d for d in hypervisor.list_domains(host.uri) if d.name == spec.get("name")]
-    except (ServiceError, hypervisor.HypervisorError):
-        return f"check {host.name}: it could not be read"
-    vm = backup.vm
-    if spec.get("mode") == "new" and named:
-        with transaction.atomic():
-            restored = sync_domain(host, named[0])
-            restored.project = vm.project if vm else None
-            restored.owner = job.user
-            restored.template = vm.template if vm else None
-            restored.save(update_fields=["project", "owner", "template"])
-        return f"the restore had got as far as defining {named[0].name}: check it before use"
-    if vm is not None:
-        with contextlib.suppress(hypervisor.HypervisorError):
-            reread(vm)
-    if kept:
-        return f"the restore had switched the disks to {', '.join(kept)}: check the VM"
-    if removed:
-        return f"the restore was undone: its unfinished copies were removed ({', '.join(removed)})"
-    return "the restore had made nothing that is left"
