@@ -117,111 +117,137 @@ def take_snapshot(
 ) -> Job:
     """Queue a snapshot of vm (for a backup schedule: pruned to its retention afterwards). Internal: with the memory when running (a checkpoint),
     disk-only when shut off; every disk must be qcow2. External: disk-only overlays."""
-    from vms.tasks import vm_snapshot_task
-
     _ready(vm, actor, "take snapshots of")
     name = (name or "").strip() or _default_name()
     with audit.refusals_recorded(
         actor, "vm.snapshot.create", vm, project=vm.project, source_ip=source_ip
     ):
-        if not NAME_RE.match(name):
-            raise ServiceError(
-                "Name the snapshot with 1 to 64 letters, digits, '.', '_' or '-', "
-                "starting with a letter or digit.",
-                field="name",
-            )
-        if kind not in KINDS:
-            raise ServiceError("Choose the kind: internal or external.", field="kind")
-        if len(description) > 1000:
-            raise ServiceError("Keep the description under 1000 characters.", field="description")
-        running = vm.state in (VMState.RUNNING, VMState.PAUSED)
-        if memory is None:
-            memory = running and kind == "internal"
-        if memory and kind == "external":
-            raise ServiceError(
-                "External snapshots are disk-only here: take an internal snapshot to keep "
-                "the memory.",
-                field="memory",
-            )
-        if memory and not running:
-            raise ServiceError(
-                f"{vm.name} is not running, so there is no memory to save: leave memory off.",
-                field="memory",
-            )
-        if kind == "internal" and running and not memory:
-            raise ServiceError(
-                "An internal snapshot of a running VM keeps its memory too: turn memory on, "
-                "shut the VM down first, or take an external snapshot.",
-                field="memory",
-            )
-        if quiesce and (kind != "external" or not running):
-            raise ServiceError(
-                "Quiescing applies to external snapshots of a running VM only.", field="quiesce"
-            )
+        _check_request(name, kind, description)
+        memory = _with_memory(vm, kind, memory)
         if quiesce:
-            with on_vm_host(vm):
-                agent = hypervisor.has_guest_agent(vm.host.uri, str(vm.pk))
-            if not agent:
-                raise ServiceError(
-                    f"No guest agent answers in {vm.name}, so its filesystems cannot be "
-                    "quiesced: install and start qemu-guest-agent in the guest (with its "
-                    "virtio channel), or take the snapshot without quiesce.",
-                    field="quiesce",
-                )
+            _check_quiesce(vm, kind)
         if kind == "internal":
-            disks = [d for d in vm.disks if d.get("device") == "disk"]
-            if not disks:
-                raise ServiceError(
-                    f"{vm.name} has no disk to hold an internal snapshot: attach a qcow2 disk "
-                    "first.",
-                    field="kind",
-                )
-            if not_qcow2 := [d for d in disks if d.get("format") != "qcow2"]:
-                listed = ", ".join(
-                    f"{d['target']} is {d.get('format') or 'raw'}" for d in not_qcow2
-                )
-                raise ServiceError(
-                    f"Internal snapshots need every disk in qcow2 format ({listed}): "
-                    "take an external snapshot instead, or convert the disk to qcow2.",
-                    field="kind",
-                )
+            _check_internal(vm)
         if Snapshot.objects.filter(vm=vm, name=name).exists():
             raise ServiceError(
                 f"{vm.name} already has a snapshot named '{name}': choose another name.",
                 field="name",
             )
         _idle(vm)
-        # What the snapshot may take, counted from now against the backup quota: the
-        # disks' capacity (later writes go to new space) and the memory it saves; once
-        # taken it counts what it holds, as read back from the host.
-        reserve = {
-            "backup_gib": quotas.backup_reserve(
-                disk_bytes(vm),
-                max(vm.memory_mib, vm.max_memory_mib) if memory else 0,
-            )
+        spec = {
+            "op": "create",
+            "name": name,
+            "description": description,
+            "kind": kind,
+            "memory": memory,
+            "quiesce": quiesce,
+            "schedule": schedule,
         }
-        with transaction.atomic():
-            if vm.project is not None:
-                quotas.reserve(vm.project, **reserve)
-            return queue_vm_job(
-                vm,
-                JobKind.VM_SNAPSHOT_CREATE,
-                vm_snapshot_task,
-                {
-                    "op": "create",
-                    "name": name,
-                    "description": description,
-                    "kind": kind,
-                    "memory": memory,
-                    "quiesce": quiesce,
-                    "schedule": schedule,
-                    "reserve": reserve,
-                },
-                actor=actor,
-                action="vm.snapshot.create",
-                detail=f"{kind} snapshot {name}" + (" with memory" if memory else ""),
-                source_ip=source_ip,
-            )
+        return _queue_take(vm, spec, actor=actor, source_ip=source_ip)
+
+
+def _queue_take(
+    vm: VirtualMachine, spec: dict[str, Any], *, actor: Any, source_ip: str | None
+) -> Job:
+    """The snapshot's job queued, what it may take reserved against the backup quota."""
+    from vms.tasks import vm_snapshot_task
+
+    # What the snapshot may take, counted from now against the backup quota: the
+    # disks' capacity (later writes go to new space) and the memory it saves; once
+    # taken it counts what it holds, as read back from the host.
+    memory = spec["memory"]
+    reserve = {
+        "backup_gib": quotas.backup_reserve(
+            disk_bytes(vm),
+            max(vm.memory_mib, vm.max_memory_mib) if memory else 0,
+        )
+    }
+    with transaction.atomic():
+        if vm.project is not None:
+            quotas.reserve(vm.project, **reserve)
+        return queue_vm_job(
+            vm,
+            JobKind.VM_SNAPSHOT_CREATE,
+            vm_snapshot_task,
+            {**spec, "reserve": reserve},
+            actor=actor,
+            action="vm.snapshot.create",
+            detail=f"{spec['kind']} snapshot {spec['name']}" + (" with memory" if memory else ""),
+            source_ip=source_ip,
+        )
+
+
+def _check_request(name: str, kind: str, description: str) -> None:
+    """The snapshot's name, kind and description as the form may give them."""
+    if not NAME_RE.match(name):
+        raise ServiceError(
+            "Name the snapshot with 1 to 64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit.",
+            field="name",
+        )
+    if kind not in KINDS:
+        raise ServiceError("Choose the kind: internal or external.", field="kind")
+    if len(description) > 1000:
+        raise ServiceError("Keep the description under 1000 characters.", field="description")
+
+
+def _with_memory(vm: VirtualMachine, kind: str, memory: bool | None) -> bool:
+    """Whether the snapshot keeps vm's memory: by default when an internal one of a running
+    VM, which must; never for an external one or a shut-off VM."""
+    running = vm.state in (VMState.RUNNING, VMState.PAUSED)
+    if memory is None:
+        memory = running and kind == "internal"
+    if memory and kind == "external":
+        raise ServiceError(
+            "External snapshots are disk-only here: take an internal snapshot to keep the memory.",
+            field="memory",
+        )
+    if memory and not running:
+        raise ServiceError(
+            f"{vm.name} is not running, so there is no memory to save: leave memory off.",
+            field="memory",
+        )
+    if kind == "internal" and running and not memory:
+        raise ServiceError(
+            "An internal snapshot of a running VM keeps its memory too: turn memory on, "
+            "shut the VM down first, or take an external snapshot.",
+            field="memory",
+        )
+    return memory
+
+
+def _check_quiesce(vm: VirtualMachine, kind: str) -> None:
+    """Quiescing: an external snapshot of a running VM whose guest agent answers."""
+    if kind != "external" or vm.state not in (VMState.RUNNING, VMState.PAUSED):
+        raise ServiceError(
+            "Quiescing applies to external snapshots of a running VM only.", field="quiesce"
+        )
+    with on_vm_host(vm):
+        agent = hypervisor.has_guest_agent(vm.host.uri, str(vm.pk))
+    if not agent:
+        raise ServiceError(
+            f"No guest agent answers in {vm.name}, so its filesystems cannot be "
+            "quiesced: install and start qemu-guest-agent in the guest (with its "
+            "virtio channel), or take the snapshot without quiesce.",
+            field="quiesce",
+        )
+
+
+def _check_internal(vm: VirtualMachine) -> None:
+    """An internal snapshot: vm has disks, every one of them qcow2."""
+    disks = [d for d in vm.disks if d.get("device") == "disk"]
+    if not disks:
+        raise ServiceError(
+            f"{vm.name} has no disk to hold an internal snapshot: attach a qcow2 disk first.",
+            field="kind",
+        )
+    if not_qcow2 := [d for d in disks if d.get("format") != "qcow2"]:
+        listed = ", ".join(f"{d['target']} is {d.get('format') or 'raw'}" for d in not_qcow2)
+        raise ServiceError(
+            f"Internal snapshots need every disk in qcow2 format ({listed}): "
+            "take an external snapshot instead, or convert the disk to qcow2.",
+            field="kind",
+        )
 
 
 def revert_snapshot(
@@ -331,24 +357,7 @@ def merge_disk(
                 f"{vm.name} is {vm.state}: block commit and block pull run in the running "
                 "guest's QEMU. Start it first."
             )
-        with on_vm_host(vm):
-            chain = hypervisor.disk_chains(vm.host.uri, str(vm.pk)).get(disk, ())
-        if len(chain) < 2:
-            raise ConflictError(f"The disk {disk} of {vm.name} has no backing chain to shorten.")
-        listed = ", ".join(chain)
-        if top and (mode == "pull" and top != chain[0] or top not in chain[:-1]):
-            raise ServiceError(
-                "Choose top among the images above the bottom of the chain "
-                f"({listed}); a pull always copies into the active image {chain[0]}.",
-                field="top",
-            )
-        below = chain[chain.index(top) + 1 :] if top else chain[1:]
-        if base and base not in below:
-            raise ServiceError(
-                f"Choose base among the images below top in the chain of {disk}: "
-                f"{', '.join(below)}.",
-                field="base",
-            )
+        _check_merge(vm, disk, mode, base=base, top=top)
         with transaction.atomic():
             return queue_vm_job(
                 vm,
@@ -362,6 +371,27 @@ def merge_disk(
                 + (f" into {base}" if base else ""),
                 source_ip=source_ip,
             )
+
+
+def _check_merge(vm: VirtualMachine, disk: str, mode: str, *, base: str, top: str) -> None:
+    """The disk's chain, read from the host, has layers to merge, and top and base are in it."""
+    with on_vm_host(vm):
+        chain = hypervisor.disk_chains(vm.host.uri, str(vm.pk)).get(disk, ())
+    if len(chain) < 2:
+        raise ConflictError(f"The disk {disk} of {vm.name} has no backing chain to shorten.")
+    listed = ", ".join(chain)
+    if top and (mode == "pull" and top != chain[0] or top not in chain[:-1]):
+        raise ServiceError(
+            "Choose top among the images above the bottom of the chain "
+            f"({listed}); a pull always copies into the active image {chain[0]}.",
+            field="top",
+        )
+    below = chain[chain.index(top) + 1 :] if top else chain[1:]
+    if base and base not in below:
+        raise ServiceError(
+            f"Choose base among the images below top in the chain of {disk}: {', '.join(below)}.",
+            field="base",
+        )
 
 
 def _merge(job: Job, vm: VirtualMachine, spec: dict[str, Any]) -> str:
@@ -404,71 +434,94 @@ def run_snapshot_job(job: Job) -> None:
     vm = VirtualMachine.objects.select_related("host").filter(pk=spec["vm"]).first()
     if vm is None:
         raise ServiceError("The VM of this job was removed.")
-    uri, uuid, name, op = vm.host.uri, str(vm.pk), spec["name"], spec["op"]
-    if op == "create":
-        what = f"{spec['kind']} snapshot {name}" + (" with memory" if spec["memory"] else "")
-        jobs.report(
-            job.pk,
-            progress=10,
-            message=f"Taking the {what} of {vm.name}",
-            log_line=f"taking {what}",
-        )
-        with on_vm_host(vm, failed=f"The snapshot {name} of {vm.name} failed"):
-            hypervisor.create_snapshot(
-                uri,
-                uuid,
-                name,
-                description=spec["description"],
-                kind=spec["kind"],
-                memory=spec["memory"],
-                quiesce=spec["quiesce"],
-            )
-        done = f"Snapshot {name} of {vm.name} taken."
-    elif op == "revert":
-        jobs.report(
-            job.pk,
-            progress=10,
-            message=f"Reverting {vm.name} to {name}",
-            log_line=f"reverting to {name}" + (" and starting" if spec["start"] else ""),
-        )
-        with on_vm_host(vm, failed=f"Reverting {vm.name} to {name} failed"):
-            steps = hypervisor.revert_snapshot(
-                uri, uuid, name, start=spec["start"], discard_later=spec.get("discard_later", False)
-            )
-        for step in steps:
-            jobs.report(job.pk, log_line=step)
-        done = f"{vm.name} reverted to {name}."
-    elif op == "merge":
-        done = _merge(job, vm, spec)
-    elif op == "delete":
-        jobs.report(
-            job.pk,
-            progress=10,
-            message=f"Deleting the snapshot {name} of {vm.name}",
-            log_line=f"deleting {name}" + (" and its children" if spec["children"] else ""),
-        )
-        with on_vm_host(vm, failed=f"Deleting the snapshot {name} of {vm.name} failed"):
-            hypervisor.delete_snapshot(uri, uuid, name, children=spec["children"])
-        done = f"Snapshot {name} of {vm.name} deleted."
-    else:
+    op = spec["op"]
+    run = {"create": _take, "revert": _revert, "merge": _merge, "delete": _delete}.get(op)
+    if run is None:
         raise ServiceError(f"Unknown snapshot operation '{op}'.")
+    done = run(job, vm, spec)
     jobs.report(job.pk, progress=80, log_line="reading the snapshots back")
     vm = apply_info(vm, None)
     snapshots = sync_snapshots(vm)
     if op == "create" and spec.get("schedule"):
-        from vms.models import BackupSchedule
-        from vms.services.schedules import prune
-
-        if (schedule := BackupSchedule.objects.filter(pk=spec["schedule"]).first()) is not None:
-            for line in prune(schedule, vm, job):
-                jobs.report(job.pk, log_line=line)
-            snapshots = list(Snapshot.objects.filter(vm=vm))
+        snapshots = _prune(job, vm, spec["schedule"], snapshots)
     jobs.report(
         job.pk,
         progress=100,
         message=done,
         log_line=f"{len(snapshots)} snapshot(s); {vm.name} is {vm.state}",
     )
+
+
+def _take(job: Job, vm: VirtualMachine, spec: dict[str, Any]) -> str:
+    name = spec["name"]
+    what = f"{spec['kind']} snapshot {name}" + (" with memory" if spec["memory"] else "")
+    jobs.report(
+        job.pk,
+        progress=10,
+        message=f"Taking the {what} of {vm.name}",
+        log_line=f"taking {what}",
+    )
+    with on_vm_host(vm, failed=f"The snapshot {name} of {vm.name} failed"):
+        hypervisor.create_snapshot(
+            vm.host.uri,
+            str(vm.pk),
+            name,
+            description=spec["description"],
+            kind=spec["kind"],
+            memory=spec["memory"],
+            quiesce=spec["quiesce"],
+        )
+    return f"Snapshot {name} of {vm.name} taken."
+
+
+def _revert(job: Job, vm: VirtualMachine, spec: dict[str, Any]) -> str:
+    name = spec["name"]
+    jobs.report(
+        job.pk,
+        progress=10,
+        message=f"Reverting {vm.name} to {name}",
+        log_line=f"reverting to {name}" + (" and starting" if spec["start"] else ""),
+    )
+    with on_vm_host(vm, failed=f"Reverting {vm.name} to {name} failed"):
+        steps = hypervisor.revert_snapshot(
+            vm.host.uri,
+            str(vm.pk),
+            name,
+            start=spec["start"],
+            discard_later=spec.get("discard_later", False),
+        )
+    for step in steps:
+        jobs.report(job.pk, log_line=step)
+    return f"{vm.name} reverted to {name}."
+
+
+def _delete(job: Job, vm: VirtualMachine, spec: dict[str, Any]) -> str:
+    name = spec["name"]
+    jobs.report(
+        job.pk,
+        progress=10,
+        message=f"Deleting the snapshot {name} of {vm.name}",
+        log_line=f"deleting {name}" + (" and its children" if spec["children"] else ""),
+    )
+    with on_vm_host(vm, failed=f"Deleting the snapshot {name} of {vm.name} failed"):
+        hypervisor.delete_snapshot(vm.host.uri, str(vm.pk), name, children=spec["children"])
+    return f"Snapshot {name} of {vm.name} deleted."
+
+
+def _prune(
+    job: Job, vm: VirtualMachine, schedule_id: int, snapshots: list[Snapshot]
+) -> list[Snapshot]:
+    """The snapshots of a schedule pruned to its retention; the VM's snapshots left
+    (snapshots as they were when the schedule is gone)."""
+    from vms.models import BackupSchedule
+    from vms.services.schedules import prune
+
+    schedule = BackupSchedule.objects.filter(pk=schedule_id).first()
+    if schedule is None:
+        return snapshots
+    for line in prune(schedule, vm, job):
+        jobs.report(job.pk, log_line=line)
+    return list(Snapshot.objects.filter(vm=vm))
 
 
 def snapshot_tree(vm: VirtualMachine) -> list[Snapshot]:
