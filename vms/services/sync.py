@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -155,87 +156,109 @@ def mark_missing(host: Host, uuid: str) -> None:
 def sync_domains(host: Host, domains: Iterable[hypervisor.DomainInfo]) -> dict[str, int]:
     """Make the host's VM rows match the domains it reports, in bulk; return counts."""
     domains = list(domains)
-    now = timezone.now()
-    created: list[VirtualMachine] = []
-    changed: list[VirtualMachine] = []
-    changed_fields: list[tuple[VirtualMachine, tuple[str, ...]]] = []
     with transaction.atomic():
         # The host's row first, as sync_domain takes it: the rows read below stay as
         # they are until this commits (no watcher adds one of these domains meanwhile).
         if rows.lock(host) is None:
             raise GoneError(f"{host.name} was removed from the panel meanwhile.")
-        existing = {
-            str(vm.pk): vm for vm in VirtualMachine.objects.filter(pk__in=[d.uuid for d in domains])
-        }
         known = set(
             VirtualMachine.objects.filter(host=host)
             .exclude(state=VMState.MISSING)
             .values_list("pk", flat=True)
         )
-        project = unassigned_project() if any(d.uuid not in existing for d in domains) else None
-        for info in domains:
-            fields = _fields(info)
-            vm = existing.get(info.uuid)
-            if vm is None:
-                created.append(
-                    VirtualMachine(pk=info.uuid, host=host, project=project, synced=now, **fields)
-                )
-                continue
-            if _left_behind(vm, host, info):
-                continue
-            diff = tuple(k for k, v in fields.items() if getattr(vm, k) != v)
-            if vm.host_id != host.pk:
-                diff = (*diff, "host")
-            if not diff:
-                continue
-            for key, value in fields.items():
-                setattr(vm, key, value)
-            vm.host = host
-            vm.synced = now
-            changed.append(vm)
-            changed_fields.append((vm, diff))
-        VirtualMachine.objects.bulk_create(created, batch_size=500)
-        # Rows grouped by which fields changed: an UPDATE writes only those.
-        by_fields: dict[tuple[str, ...], list[VirtualMachine]] = {}
-        for vm, fields_changed in changed_fields:
-            by_fields.setdefault(fields_changed, []).append(vm)
-        for names, batch in by_fields.items():
-            VirtualMachine.objects.bulk_update(batch, [*names, "synced"], batch_size=500)
+        created, changed_fields = _compare(host, domains)
+        _write(created, changed_fields)
         seen = {d.uuid for d in domains}
         gone = [pk for pk in known if str(pk) not in seen]
         VirtualMachine.objects.filter(pk__in=gone).update(state=VMState.MISSING)
-        touched = len(created) + len(changed) + len(gone)
-        if touched > BULK_EVENT_THRESHOLD:
-            events.publish(
-                events.host_group(host.pk),
-                {
-                    "type": "host.update",
-                    "host": {
-                        "id": host.pk,
-                        "name": host.name,
-                        "state": host.state,
-                        "inventory_changed": touched,
-                    },
-                },
-            )
-        else:
-            events.publish_many(
-                [
-                    message
-                    for vm in [
-                        *created,
-                        *changed,
-                        *VirtualMachine.objects.filter(pk__in=gone).select_related("host"),
-                    ]
-                    for message in vm_messages(vm)
-                ]
-            )
+        changed = [vm for vm, _fields_changed in changed_fields]
+        _announce(host, created, changed, gone)
     return {
         "domains": len(domains),
         "created": len(created),
         "changed": len(changed),
         "missing": len(gone),
     }
+
+
+def _compare(
+    host: Host, domains: list[hypervisor.DomainInfo]
+) -> tuple[list[VirtualMachine], list[tuple[VirtualMachine, tuple[str, ...]]]]:
+    """The rows to create for new domains, and the rows changed (updated in memory) with the
+    fields that changed in each."""
+    now = timezone.now()
+    existing = {
+        str(vm.pk): vm for vm in VirtualMachine.objects.filter(pk__in=[d.uuid for d in domains])
+    }
+    project = unassigned_project() if any(d.uuid not in existing for d in domains) else None
+    created: list[VirtualMachine] = []
+    changed_fields: list[tuple[VirtualMachine, tuple[str, ...]]] = []
+    for info in domains:
+        fields = _fields(info)
+        vm = existing.get(info.uuid)
+        if vm is None:
+            created.append(
+                VirtualMachine(pk=info.uuid, host=host, project=project, synced=now, **fields)
+            )
+            continue
+        if _left_behind(vm, host, info):
+            continue
+        diff = tuple(k for k, v in fields.items() if getattr(vm, k) != v)
+        if vm.host_id != host.pk:
+            diff = (*diff, "host")
+        if not diff:
+            continue
+        for key, value in fields.items():
+            setattr(vm, key, value)
+        vm.host = host
+        vm.synced = now
+        changed_fields.append((vm, diff))
+    return created, changed_fields
+
+
+def _write(
+    created: list[VirtualMachine], changed_fields: list[tuple[VirtualMachine, tuple[str, ...]]]
+) -> None:
+    """The new rows inserted and the changed ones updated, grouped by which fields changed:
+    an UPDATE writes only those."""
+    VirtualMachine.objects.bulk_create(created, batch_size=500)
+    by_fields: dict[tuple[str, ...], list[VirtualMachine]] = {}
+    for vm, fields_changed in changed_fields:
+        by_fields.setdefault(fields_changed, []).append(vm)
+    for names, batch in by_fields.items():
+        VirtualMachine.objects.bulk_update(batch, [*names, "synced"], batch_size=500)
+
+
+def _announce(
+    host: Host, created: list[VirtualMachine], changed: list[VirtualMachine], gone: list[Any]
+) -> None:
+    """Browsers told of each VM that changed, or, past BULK_EVENT_THRESHOLD, of the host."""
+    touched = len(created) + len(changed) + len(gone)
+    if touched > BULK_EVENT_THRESHOLD:
+        events.publish(
+            events.host_group(host.pk),
+            {
+                "type": "host.update",
+                "host": {
+                    "id": host.pk,
+                    "name": host.name,
+                    "state": host.state,
+                    "inventory_changed": touched,
+                },
+            },
+        )
+        return
+    events.publish_many(
+        [
+            message
+            for vm in [
+                *created,
+                *changed,
+                *VirtualMachine.objects.filter(pk__in=gone).select_related("host"),
+            ]
+            for message in vm_messages(vm)
+        ]
+    )
 
 
 def still_there(vm: VirtualMachine) -> VirtualMachine:
