@@ -94,62 +94,80 @@ def take_backup(
     """Queue a full backup of vm's disks and definition into pool: offline when it is shut
     off, through libvirt's backup API when it runs (or snapshot, copy, merge without one);
     method forces one of those ways ('' chooses)."""
-    from vms.tasks import vm_backup_task
-
     require_right(actor, vm, CHANGE, "back up")
     with audit.refusals_recorded(
         actor, "vm.backup.create", vm, project=vm.project, source_ip=source_ip
     ):
         pool = backup_pool(vm, pool, actor)
-        if method not in ("", *hypervisor.BACKUP_METHODS):
-            raise ServiceError(
-                "Choose the method: offline, push or snapshot (or leave it empty).", field="method"
-            )
-        if method and (method == "offline") != (vm.state == VMState.SHUTOFF):
-            raise ServiceError(
-                f"{vm.name} is {vm.state}: the offline method needs it shut off, push and "
-                "snapshot need it running. Leave the method empty to choose by its state.",
-                field="method",
-            )
+        _check_method(vm, method)
         if not [d for d in vm.disks if d.get("device") == "disk"]:
             raise ServiceError(f"{vm.name} has no disk to back up.", field="vm")
         ready_to_copy(vm)
         # The copies read each disk as its recorded format: headers checked first.
         storage_services.check_vm_disks(vm.host, vm.disks, "backed up")
-        # The copies may take up to the disks' capacity: counted from now, against the
-        # project's backup quota; once done, the backup counts the size of its copies.
-        reserve = {"backup_gib": quotas.backup_reserve(disk_bytes(vm))}
-        with transaction.atomic():
-            if vm.project is not None:
-                quotas.reserve(vm.project, **reserve)
-            backup = Backup.objects.create(
-                vm=vm,
-                vm_uuid=vm.pk,
-                vm_name=vm.name,
-                project=vm.project,
-                host=vm.host,
-                pool=pool,
-                schedule=schedule,
-            )
-            job = queue_vm_job(
-                vm,
-                JobKind.VM_BACKUP,
-                vm_backup_task,
-                {
-                    "op": "backup",
-                    "backup": backup.pk,
-                    "pool": pool.name,
-                    "method": method,
-                    "reserve": reserve,
-                },
-                actor=actor,
-                action="vm.backup.create",
-                detail=f"backup #{backup.pk} into pool {pool.name}"
-                + (f" (schedule #{schedule.pk})" if schedule else ""),
-                source_ip=source_ip,
-            )
-            backup.job = job
-            backup.save(update_fields=["job"])
+        return _queue_backup(vm, pool, schedule, method, actor=actor, source_ip=source_ip)
+
+
+def _check_method(vm: VirtualMachine, method: str) -> None:
+    """The method asked for ('' chooses) is known and fits vm's state."""
+    if method not in ("", *hypervisor.BACKUP_METHODS):
+        raise ServiceError(
+            "Choose the method: offline, push or snapshot (or leave it empty).", field="method"
+        )
+    if method and (method == "offline") != (vm.state == VMState.SHUTOFF):
+        raise ServiceError(
+            f"{vm.name} is {vm.state}: the offline method needs it shut off, push and "
+            "snapshot need it running. Leave the method empty to choose by its state.",
+            field="method",
+        )
+
+
+def _queue_backup(
+    vm: VirtualMachine,
+    pool: StoragePool,
+    schedule: BackupSchedule | None,
+    method: str,
+    *,
+    actor: Any,
+    source_ip: str | None,
+) -> Job:
+    """The backup's row made and its job queued, what it may take reserved."""
+    from vms.tasks import vm_backup_task
+
+    # The copies may take up to the disks' capacity: counted from now, against the
+    # project's backup quota; once done, the backup counts the size of its copies.
+    reserve = {"backup_gib": quotas.backup_reserve(disk_bytes(vm))}
+    with transaction.atomic():
+        if vm.project is not None:
+            quotas.reserve(vm.project, **reserve)
+        backup = Backup.objects.create(
+            vm=vm,
+            vm_uuid=vm.pk,
+            vm_name=vm.name,
+            project=vm.project,
+            host=vm.host,
+            pool=pool,
+            schedule=schedule,
+        )
+        job = queue_vm_job(
+            vm,
+            JobKind.VM_BACKUP,
+            vm_backup_task,
+            {
+                "op": "backup",
+                "backup": backup.pk,
+                "pool": pool.name,
+                "method": method,
+                "reserve": reserve,
+            },
+            actor=actor,
+            action="vm.backup.create",
+            detail=f"backup #{backup.pk} into pool {pool.name}"
+            + (f" (schedule #{schedule.pk})" if schedule else ""),
+            source_ip=source_ip,
+        )
+        backup.job = job
+        backup.save(update_fields=["job"])
     return job
 
 
@@ -174,30 +192,15 @@ def run_backup_job(job: Job) -> None:
 
 
 def _copy_and_verify(job: Job, backup: Backup, vm: VirtualMachine) -> None:
-    uri = vm.host.uri
+    """The copies made and recorded, checked with qemu-img, the backup marked good or failed."""
     jobs.report(
         job.pk,
         progress=5,
         message=f"Backing up {vm.name} into {backup.pool.name}",
         log_line=f"backup #{backup.pk} of {vm.name} ({vm.state}) started",
     )
-
-    def progress(done: int, total: int) -> None:
-        jobs.report(job.pk, progress=5 + 80 * done // max(total, 1))
-
     started = time.monotonic()
-    with on_vm_host(vm, failed=f"The backup of {vm.name} failed and was undone"):
-        result = hypervisor.backup_domain(
-            uri,
-            str(vm.pk),
-            backup.pool.name,
-            f"{vm.name}-backup-{backup.pk}",
-            method=str(job.result.get("method", "")),
-            progress=progress,
-            recorded=storage_services.recorded_chains(
-                vm.host, [d["source"] for d in vm.disks if d.get("source")]
-            ),
-        )
+    result = _copy(job, backup, vm)
     duration = time.monotonic() - started
     jobs.report(job.pk, progress=85, log_line=f"copied by the {result.method} method")
     for disk in result.disks:
@@ -213,21 +216,9 @@ def _copy_and_verify(job: Job, backup: Backup, vm: VirtualMachine) -> None:
         duration=round(duration, 3),
     )
     jobs.report(job.pk, progress=90, message="Verifying the copies (qemu-img check)")
-    verify = []
-    for disk in result.disks:
-        with on_vm_host(vm, failed=f"Checking {disk.path} failed"):
-            checked = qemu_img.check(uri, disk.path, disk.format)
-        verify.append({"target": disk.target, **checked})
-        jobs.report(job.pk, log_line=f"{disk.target}: {checked['summary']}")
+    verify = _verify(job, vm, result)
     consistent_at = datetime.fromtimestamp(result.consistent_at, tz=UTC)
-    previous = (
-        Backup.objects.filter(vm_uuid=backup.vm_uuid, state=BackupState.GOOD)
-        .exclude(pk=backup.pk)
-        .order_by("-consistent_at")
-        .values_list("consistent_at", flat=True)
-        .first()
-    )
-    rpo = int((consistent_at - previous).total_seconds()) if previous else None
+    rpo = _rpo(backup, consistent_at)
     good = all(v["ok"] for v in verify)
     Backup.objects.filter(pk=backup.pk).update(
         state=BackupState.GOOD if good else BackupState.FAILED,
@@ -251,6 +242,49 @@ def _copy_and_verify(job: Job, backup: Backup, vm: VirtualMachine) -> None:
         log_line=f"{sum(d.size for d in result.disks)} bytes in {duration:.1f} s"
         + (f"; RPO achieved {rpo} s" if rpo is not None else ""),
     )
+
+
+def _copy(job: Job, backup: Backup, vm: VirtualMachine) -> hypervisor.BackupResult:
+    """vm's disks and definition copied into the backup's pool, by the job's method."""
+
+    def progress(done: int, total: int) -> None:
+        jobs.report(job.pk, progress=5 + 80 * done // max(total, 1))
+
+    with on_vm_host(vm, failed=f"The backup of {vm.name} failed and was undone"):
+        return hypervisor.backup_domain(
+            vm.host.uri,
+            str(vm.pk),
+            backup.pool.name,
+            f"{vm.name}-backup-{backup.pk}",
+            method=str(job.result.get("method", "")),
+            progress=progress,
+            recorded=storage_services.recorded_chains(
+                vm.host, [d["source"] for d in vm.disks if d.get("source")]
+            ),
+        )
+
+
+def _verify(job: Job, vm: VirtualMachine, result: hypervisor.BackupResult) -> list[dict[str, Any]]:
+    """Each copy checked with qemu-img: its target, whether it is ok, and the summary."""
+    verify = []
+    for disk in result.disks:
+        with on_vm_host(vm, failed=f"Checking {disk.path} failed"):
+            checked = qemu_img.check(vm.host.uri, disk.path, disk.format)
+        verify.append({"target": disk.target, **checked})
+        jobs.report(job.pk, log_line=f"{disk.target}: {checked['summary']}")
+    return verify
+
+
+def _rpo(backup: Backup, consistent_at: datetime) -> int | None:
+    """Seconds since the VM's previous good backup was consistent (None: it is the first)."""
+    previous = (
+        Backup.objects.filter(vm_uuid=backup.vm_uuid, state=BackupState.GOOD)
+        .exclude(pk=backup.pk)
+        .order_by("-consistent_at")
+        .values_list("consistent_at", flat=True)
+        .first()
+    )
+    return int((consistent_at - previous).total_seconds()) if previous else None
 
 
 def delete_copies(backup: Backup) -> list[str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -257,6 +258,13 @@ def run_migrate_job(job: Job) -> None:
         + (f", {options.bandwidth_mib} MiB/s" if options.bandwidth_mib else "")
         + f") to {options.migration_uri or 'the target default'}",
     )
+    result = _migrate(job, vm, target, options)
+    _follow(job, vm, source, target, result)
+
+
+def _progress_reporter(job: Job) -> Callable[[hypervisor.MigrationProgress], None]:
+    """What the migration calls with its progress: reported at most every REPORT_EVERY
+    seconds, a cancel noticed between reports."""
     last = [0.0]
 
     def progress(p: hypervisor.MigrationProgress) -> None:
@@ -278,13 +286,21 @@ def run_migrate_job(job: Job) -> None:
             log_line=line,
         )
 
+    return progress
+
+
+def _migrate(
+    job: Job, vm: VirtualMachine, target: Host, options: hypervisor.MigrationOptions
+) -> hypervisor.MigrationResult:
+    """The migration itself; after a cancel or a failure, the VM's row put right."""
+    source = vm.host
     try:
-        result = hypervisor.migrate_domain(
+        return hypervisor.migrate_domain(
             source.uri,
             target.uri,
             str(vm.pk),
             options,
-            progress,
+            _progress_reporter(job),
             remove_source_disks=options.undefine_source,
             # Written down before any byte is copied: if this worker dies, its successor
             # removes them (undo_abandoned).
@@ -301,7 +317,6 @@ def run_migrate_job(job: Job) -> None:
         raise ServiceError(
             f"Migrating {vm.name} to {target.name} failed: {exc}. It still runs on {source.name}."
         ) from exc
-    _follow(job, vm, source, target, result)
 
 
 def _after_stop(job: Job, vm: VirtualMachine, target: Host, how: str) -> None:

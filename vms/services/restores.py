@@ -69,29 +69,16 @@ def restore_backup(
     with audit.refusals_recorded(
         actor, "vm.backup.restore", vm, project=vm.project, source_ip=source_ip
     ):
-        if mode not in RESTORE_MODES:
-            raise ServiceError("Choose the mode: new (a new VM) or in_place.", field="mode")
-        if backup.state != BackupState.GOOD:
-            raise ConflictError(
-                f"Backup #{backup.pk} is {backup.get_state_display().lower()}, not good: "
-                "restore from a backup that passed its check."
-            )
+        _check_restorable(backup, mode)
         reserve: dict[str, int] = {}
         if mode == "new":
             name = _restore_name(backup, name)
             pool = backup_pool(vm, pool, actor)
-            disk_gib = -(-sum(int(d.get("capacity", 0)) for d in backup.disks) // (1024**3))
-            reserve = {
-                "vms": 1,
-                "vcpus": max(vm.vcpus, vm.max_vcpus),
-                "memory_mib": max(vm.memory_mib, vm.max_memory_mib),
-                "disk_gib": disk_gib,
-            }
-        else:
-            if vm.state != VMState.SHUTOFF:
-                raise ConflictError(
-                    f"{vm.name} is {vm.state}: shut it down before restoring it in place."
-                )
+            reserve = _new_vm_reserve(backup, vm)
+        elif vm.state != VMState.SHUTOFF:
+            raise ConflictError(
+                f"{vm.name} is {vm.state}: shut it down before restoring it in place."
+            )
         ready_to_copy(vm)
         with transaction.atomic():
             if reserve and vm.project is not None:
@@ -117,6 +104,29 @@ def restore_backup(
                 source_ip=source_ip,
             )
     return job
+
+
+def _check_restorable(backup: Backup, mode: str) -> None:
+    """The mode is known and the backup passed its check."""
+    if mode not in RESTORE_MODES:
+        raise ServiceError("Choose the mode: new (a new VM) or in_place.", field="mode")
+    if backup.state != BackupState.GOOD:
+        raise ConflictError(
+            f"Backup #{backup.pk} is {backup.get_state_display().lower()}, not good: "
+            "restore from a backup that passed its check."
+        )
+
+
+def _new_vm_reserve(backup: Backup, vm: VirtualMachine) -> dict[str, int]:
+    """What a new VM restored from backup takes of its project's quota: vm's reach, and
+    its disks' capacity."""
+    disk_gib = -(-sum(int(d.get("capacity", 0)) for d in backup.disks) // (1024**3))
+    return {
+        "vms": 1,
+        "vcpus": max(vm.vcpus, vm.max_vcpus),
+        "memory_mib": max(vm.memory_mib, vm.max_memory_mib),
+        "disk_gib": disk_gib,
+    }
 
 
 def run_restore_job(job: Job) -> None:

@@ -258,30 +258,10 @@ def save_schedule(
         kind = values.get("kind", ScheduleKind.BACKUP)
         if kind not in ScheduleKind.values:
             raise ServiceError("Choose the kind: snapshot or backup.", field="kind")
-        cron = {
-            f: str(values.get(f, BackupSchedule._meta.get_field(f).default)).strip()
-            for f in retention.CRON_FIELDS
-        }
-        try:
-            retention.parse_cron(**cron)
-        except ValueError as exc:
-            field, _, reason = str(exc).partition(": ")
-            raise ServiceError(
-                f"{reason} Use cron syntax: a number, *, a range a-b, a list a,b or a step */n.",
-                field=field,
-            ) from None
-        for field in ("keep_last", "keep_daily", "keep_weekly"):
-            value = values.get(field, BackupSchedule._meta.get_field(field).default)
-            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 1000:
-                raise ServiceError(f"Give {field} as a whole number from 0 to 1000.", field=field)
-        pool = values.get("pool")
+        cron = _checked_cron(values)
+        _check_retention(values)
         if kind == ScheduleKind.BACKUP:
-            if pool is None:
-                raise ServiceError("Choose the pool the backups go to.", field="pool")
-            if vm is not None:
-                backup_pool(vm, pool, actor)
-            elif not restrict(StoragePool.objects.filter(pk=pool.pk), actor, VIEW).exists():
-                raise ServiceError(f"Your project may not use pool {pool.name}.", field="pool")
+            _check_pool(values.get("pool"), vm, actor)
         else:
             values["pool"] = None
         values.update(cron)
@@ -303,6 +283,41 @@ def save_schedule(
                 source_ip=source_ip,
             )
     return schedule
+
+
+def _checked_cron(values: dict[str, Any]) -> dict[str, str]:
+    """The schedule's cron fields (defaults for those not given), once they parse."""
+    cron = {
+        f: str(values.get(f, BackupSchedule._meta.get_field(f).default)).strip()
+        for f in retention.CRON_FIELDS
+    }
+    try:
+        retention.parse_cron(**cron)
+    except ValueError as exc:
+        field, _, reason = str(exc).partition(": ")
+        raise ServiceError(
+            f"{reason} Use cron syntax: a number, *, a range a-b, a list a,b or a step */n.",
+            field=field,
+        ) from None
+    return cron
+
+
+def _check_retention(values: dict[str, Any]) -> None:
+    """keep_last, keep_daily and keep_weekly are whole numbers from 0 to 1000."""
+    for field in ("keep_last", "keep_daily", "keep_weekly"):
+        value = values.get(field, BackupSchedule._meta.get_field(field).default)
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 1000:
+            raise ServiceError(f"Give {field} as a whole number from 0 to 1000.", field=field)
+
+
+def _check_pool(pool: StoragePool | None, vm: VirtualMachine | None, actor: Any) -> None:
+    """A backup schedule's pool: given, and one the VM (or the project) may back up into."""
+    if pool is None:
+        raise ServiceError("Choose the pool the backups go to.", field="pool")
+    if vm is not None:
+        backup_pool(vm, pool, actor)
+    elif not restrict(StoragePool.objects.filter(pk=pool.pk), actor, VIEW).exists():
+        raise ServiceError(f"Your project may not use pool {pool.name}.", field="pool")
 
 
 def delete_schedule(schedule: BackupSchedule, *, actor: Any, source_ip: str | None = None) -> None:
