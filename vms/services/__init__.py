@@ -7,7 +7,8 @@ Modules:
     clones      cloning a shut-off VM
     create      creating a VM from the wizard's or the API's request
     disks       attaching, detaching and changing a VM's disks and media
-    snapshots   a VM's snapshots: taking, reverting, deleting, merging
+    snapshots   a VM's snapshots: taking, reverting, deleting, and their rows
+    merges      shortening a disk's backing chain (block commit or pull)
     backups     backups of a VM to a pool, and deleting them
     restores    restoring a VM from a backup, as a new VM or in place
     schedules   backup and snapshot schedules, and pruning by retention

@@ -83,7 +83,8 @@ def _ready(vm: VirtualMachine, actor: Any, verb: str) -> None:
     require_right(actor, vm, CHANGE, verb)
 
 
-def _idle(vm: VirtualMachine) -> None:
+def ready_to_act(vm: VirtualMachine) -> None:
+    """A refusal when vm is missing from its host or busy with another job."""
     if vm.state == VMState.MISSING:
         raise ConflictError(f"{vm.name} is missing from its host: it has no snapshots to act on.")
     locks.refuse_if_busy(f"vm:{vm.pk}", vm.name)
@@ -133,7 +134,7 @@ def take_snapshot(
                 f"{vm.name} already has a snapshot named '{name}': choose another name.",
                 field="name",
             )
-        _idle(vm)
+        ready_to_act(vm)
         spec = {
             "op": "create",
             "name": name,
@@ -268,7 +269,7 @@ def revert_snapshot(
         actor, "vm.snapshot.revert", vm, project=vm.project, source_ip=source_ip
     ):
         snapshot = _snapshot(vm, name)
-        _idle(vm)
+        ready_to_act(vm)
         with transaction.atomic():
             return queue_vm_job(
                 vm,
@@ -305,7 +306,7 @@ def delete_snapshot(
         actor, "vm.snapshot.delete", vm, project=vm.project, source_ip=source_ip
     ):
         snapshot = _snapshot(vm, name)
-        _idle(vm)
+        ready_to_act(vm)
         with transaction.atomic():
             return queue_vm_job(
                 vm,
@@ -319,115 +320,6 @@ def delete_snapshot(
             )
 
 
-MERGE_MODES = ("commit", "pull")
-
-
-def merge_disk(
-    vm: VirtualMachine,
-    disk: str,
-    *,
-    mode: str = "commit",
-    base: str = "",
-    top: str = "",
-    actor: Any,
-    source_ip: str | None = None,
-) -> Job:
-    """Queue a block commit or block pull that shortens the backing chain of vm's disk.
-
-    commit writes the layers from top (default: the active image, pivoting onto base) into
-    base (default: the bottom image); pull copies the layers above base (default: all) into
-    the active image. Snapshots whose state the merge overwrote lose their metadata."""
-    from vms.tasks import vm_snapshot_task
-
-    _ready(vm, actor, "merge the disks of")
-    with audit.refusals_recorded(
-        actor, "vm.snapshot.merge", vm, project=vm.project, source_ip=source_ip
-    ):
-        if mode not in MERGE_MODES:
-            raise ServiceError("Choose the mode: commit or pull.", field="mode")
-        targets = [d.get("target") for d in vm.disks if d.get("device") == "disk"]
-        if disk not in targets:
-            raise ServiceError(
-                f"{vm.name} has no disk '{disk}': choose one of {', '.join(targets) or 'none'}.",
-                field="disk",
-            )
-        _idle(vm)
-        if vm.state != VMState.RUNNING:
-            raise ConflictError(
-                f"{vm.name} is {vm.state}: block commit and block pull run in the running "
-                "guest's QEMU. Start it first."
-            )
-        _check_merge(vm, disk, mode, base=base, top=top)
-        with transaction.atomic():
-            return queue_vm_job(
-                vm,
-                JobKind.VM_SNAPSHOT_MERGE,
-                vm_snapshot_task,
-                {"op": "merge", "name": disk, "mode": mode, "base": base, "top": top},
-                actor=actor,
-                action="vm.snapshot.merge",
-                detail=f"block {mode} of {disk}"
-                + (f" from {top}" if top else "")
-                + (f" into {base}" if base else ""),
-                source_ip=source_ip,
-            )
-
-
-def _check_merge(vm: VirtualMachine, disk: str, mode: str, *, base: str, top: str) -> None:
-    """The disk's chain, read from the host, has layers to merge, and top and base are in it."""
-    with on_vm_host(vm):
-        chain = hypervisor.disk_chains(vm.host.uri, str(vm.pk)).get(disk, ())
-    if len(chain) < 2:
-        raise ConflictError(f"The disk {disk} of {vm.name} has no backing chain to shorten.")
-    listed = ", ".join(chain)
-    if top and (mode == "pull" and top != chain[0] or top not in chain[:-1]):
-        raise ServiceError(
-            "Choose top among the images above the bottom of the chain "
-            f"({listed}); a pull always copies into the active image {chain[0]}.",
-            field="top",
-        )
-    below = chain[chain.index(top) + 1 :] if top else chain[1:]
-    if base and base not in below:
-        raise ServiceError(
-            f"Choose base among the images below top in the chain of {disk}: {', '.join(below)}.",
-            field="base",
-        )
-
-
-def _merge(job: Job, vm: VirtualMachine, spec: dict[str, Any]) -> str:
-    disk, mode = spec["name"], spec["mode"]
-    jobs.report(
-        job.pk,
-        progress=5,
-        message=f"Block {mode} of {disk} of {vm.name}",
-        log_line=f"block {mode} of {disk} started",
-    )
-    last = [-1]
-
-    def progress(cur: int, end: int) -> None:
-        percent = 5 + 85 * cur // end if end else 5
-        if percent != last[0]:
-            last[0] = percent
-            jobs.report(job.pk, progress=percent, message=f"Block {mode}: {cur} of {end} bytes")
-
-    with on_vm_host(vm, failed=f"The block {mode} of {disk} of {vm.name} failed"):
-        steps = hypervisor.merge_chain(
-            vm.host.uri,
-            str(vm.pk),
-            disk,
-            mode,
-            base=spec["base"],
-            top=spec["top"],
-            progress=progress,
-        )
-    for step in steps:
-        jobs.report(job.pk, log_line=step)
-    with on_vm_host(vm):
-        chain = hypervisor.disk_chains(vm.host.uri, str(vm.pk)).get(disk, ())
-    jobs.report(job.pk, log_line=f"{disk} chain now: {' <- '.join(chain)}")
-    return f"The chain of {disk} of {vm.name} is {len(chain)} image(s) long."
-
-
 def run_snapshot_job(job: Job) -> None:
     """The body of a snapshot create, revert or delete job."""
     spec = job.result
@@ -435,7 +327,9 @@ def run_snapshot_job(job: Job) -> None:
     if vm is None:
         raise ServiceError("The VM of this job was removed.")
     op = spec["op"]
-    run = {"create": _take, "revert": _revert, "merge": _merge, "delete": _delete}.get(op)
+    from vms.services.merges import run_merge
+
+    run = {"create": _take, "revert": _revert, "merge": run_merge, "delete": _delete}.get(op)
     if run is None:
         raise ServiceError(f"Unknown snapshot operation '{op}'.")
     done = run(job, vm, spec)
