@@ -20,6 +20,8 @@ lint:
 	.venv/bin/ruff format --check .
 	.venv/bin/python manage.py check
 	.venv/bin/python manage.py makemigrations --check --dry-run
+	.venv/bin/lint-imports
+	.venv/bin/mypy
 
 fmt:
 	.venv/bin/ruff format .

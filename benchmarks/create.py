@@ -32,7 +32,7 @@ from panel import services as panel_services  # noqa: E402
 from panel.hypervisor import storage as hv_storage  # noqa: E402
 from panel.models import Host, Job  # noqa: E402
 from storage import services as storage_services  # noqa: E402
-from vms import create  # noqa: E402
+from vms.services import create  # noqa: E402
 from vms.tasks import vm_create_task  # noqa: E402
 
 URI = "qemu:///system"
@@ -55,7 +55,7 @@ def by_hand(pool: str, name: str) -> float:
         disks=(hypervisor.DiskSpec(path=vol.path, target="vda"),),
     )
     info = hypervisor.install_domain(URI, spec)
-    create._first_output(Host(uri=URI), info.uuid, 60)
+    create.first_output(Host(uri=URI), info.uuid, 60)
     return time.perf_counter() - t0
 
 

@@ -16,8 +16,9 @@ from panel.audit import client_ip
 from panel.models import Host
 from panel.permissions import CHANGE, VIEW, get_object_for_user, is_admin
 from vms.models import VirtualMachine
+from vms.services import tuning
 
-from . import serializers, services, tuning
+from . import serializers, services
 
 RANGE = OpenApiParameter("range", str, enum=["1h", "1d", "30d"], required=False)
 

@@ -302,29 +302,6 @@ def current_worker() -> str:
     return getattr(request, "hostname", None) or "inline"
 
 
-# What undoes a job of each kind whose worker died mid-way: "module.function" taking the
-# Job and returning what it did, for the job's message. Kinds not named only fail.
-ABANDONED_UNDO = {
-    "vm.create": "vms.create.undo_abandoned",
-    "volume.create": "storage.services.volume_jobs.undo_abandoned",
-    "volume.clone": "storage.services.volume_jobs.undo_abandoned",
-    "volume.convert": "storage.services.volume_jobs.undo_abandoned",
-    "volume.upload": "storage.services.volume_jobs.undo_abandoned",
-    "volume.wipe": "storage.services.volume_jobs.undo_abandoned",
-    "vm.migrate": "vms.migrate.undo_abandoned",
-    "vm.move_storage": "vms.move_storage.undo_abandoned",
-    "vm.backup": "vms.backups.undo_abandoned",
-    "vm.backup.restore": "vms.backups.undo_abandoned",
-    "vm.shutdown": "vms.services.undo_abandoned",
-    "vm.save": "vms.services.undo_abandoned",
-    "vm.restore": "vms.services.undo_abandoned",
-    "vm.delete": "vms.services.undo_abandoned",
-    "vm.clone": "vms.services.undo_abandoned_clone",
-    "vm.snapshot.create": "vms.services.undo_abandoned",
-    "vm.snapshot.revert": "vms.services.undo_abandoned",
-    "vm.snapshot.delete": "vms.services.undo_abandoned",
-    "vm.snapshot.merge": "vms.services.undo_abandoned",
-}
 WORKER_STOPPED = "The worker running this job stopped"
 
 
@@ -334,13 +311,13 @@ def fail_abandoned(worker: str) -> int:
     A worker keeps its name across restarts and no two live workers share one, so when a
     worker starts, every job still running under its name was left by its previous life.
     """
-    from django.utils.module_loading import import_string
+    from . import registry
 
     count = 0
     for job in Job.objects.filter(state=JobState.RUNNING, result__worker=worker):
-        path = ABANDONED_UNDO.get(job.kind)
+        undo = registry.undo_abandoned.get(job.kind)
         try:
-            done = import_string(path)(job) if path else "check the object it worked on"
+            done = undo(job) if undo else "check the object it worked on"
         except Exception as exc:
             log.exception("job %s: undo after its worker stopped failed", job.pk)
             done = f"undoing it failed ({exc}): check the object it worked on"

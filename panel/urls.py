@@ -45,7 +45,7 @@ urlpatterns = [
     path("audit/", views.audit_list, name="audit_list"),
     path("audit/export.csv", views.audit_export, name="audit_export"),
     # Before vms.urls, whose <uuid>/<action>/ would take <uuid>/tuning/.
-    path("vms/", include("monitoring.urls")),
+    path("vms/", include("vms.tuning_urls")),
     path("vms/", include("vms.urls")),
     path("storage/", include("storage.urls")),
     path("networks/", include("networking.urls")),

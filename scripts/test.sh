@@ -2,7 +2,7 @@
 # make test (and CI) runs, in this order:
 #   1. the runtime check: make run from the runtime lock alone (scripts/check-run.sh);
 #   2. the test install: scripts/install.sh --test (browser, PostgreSQL, dev lock);
-#   3. lint: ruff, the migrations check;
+#   3. lint: ruff, the migrations check, the import contracts (import-linter), mypy;
 #   4. the whole suite on PostgreSQL;
 #   5. on SQLite: every test that needs neither libvirt, the running stack nor Chromium,
 #      and those marked `sqlite` (locking, the locked-database faults, races).
@@ -58,6 +58,8 @@ say "Lint"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/python manage.py makemigrations --check --dry-run
+.venv/bin/lint-imports
+.venv/bin/mypy
 
 say "The whole suite on PostgreSQL"
 (use_postgres && pytest)

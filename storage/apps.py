@@ -23,3 +23,7 @@ class StorageConfig(AppConfig):
             )
         )
         registry.add_quota_usage(project_usage)
+        registry.add_undo(
+            ["volume.create", "volume.clone", "volume.convert", "volume.upload", "volume.wipe"],
+            services.undo_abandoned,
+        )

@@ -12,6 +12,8 @@ class VmsConfig(AppConfig):
 
         from . import services
         from .quotas import project_usage
+        from .services import backups, clones, common, migrate, move_storage
+        from .services.create import job
 
         registry.add_inventory_step(
             registry.InventoryStep(
@@ -22,3 +24,14 @@ class VmsConfig(AppConfig):
             registry.DomainEvents(changed=services.sync_domain, gone=services.mark_missing)
         )
         registry.add_quota_usage(project_usage)
+        registry.add_undo(["vm.create"], job.undo_abandoned)
+        registry.add_undo(["vm.migrate"], migrate.undo_abandoned)
+        registry.add_undo(["vm.move_storage"], move_storage.undo_abandoned)
+        registry.add_undo(["vm.backup", "vm.backup.restore"], backups.undo_abandoned)
+        registry.add_undo(["vm.clone"], clones.undo_abandoned_clone)
+        registry.add_undo(
+            ["vm.shutdown", "vm.save", "vm.restore", "vm.delete"]
+            + ["vm.snapshot.create", "vm.snapshot.revert", "vm.snapshot.delete"]
+            + ["vm.snapshot.merge"],
+            common.undo_abandoned,
+        )

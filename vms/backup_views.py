@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
@@ -13,8 +15,8 @@ from panel.exceptions import ServiceError
 from panel.permissions import CHANGE, VIEW, get_object_for_user, restrict
 from storage.models import StoragePool
 
-from . import backups, schedules
 from .models import Backup, BackupSchedule, VirtualMachine
+from .services import backups, restores, schedules
 
 
 def _pool(request: HttpRequest) -> StoragePool | None:
@@ -35,62 +37,90 @@ def vm_backup_action(request: HttpRequest, vm_id: str, action: str) -> HttpRespo
     vm = get_object_for_user(
         VirtualMachine.objects.select_related("host", "project"), request.user, vm_id, CHANGE
     )
-    data, ip, user = request.POST, client_ip(request), request.user
     try:
-        if action == "create":
-            job = backups.take_backup(
-                vm, _pool(request), method=data.get("method", ""), actor=user, source_ip=ip
-            )
-            messages.info(request, f"Backup of {vm.name} started (job #{job.pk}).")
-        elif action in ("restore", "delete"):
-            backup = Backup.objects.filter(vm_uuid=vm.pk, pk=_int(data.get("backup"), "backup"))
-            backup = backup.select_related("vm__host", "vm__project", "host", "pool").first()
-            if backup is None:
-                raise ServiceError(f"{vm.name} has no such backup: reload the page.")
-            if action == "delete":
-                backups.delete_backup(backup, actor=user, source_ip=ip)
-                messages.info(request, f"Backup #{backup.pk} deleted.")
-            else:
-                job = backups.restore_backup(
-                    backup,
-                    mode=data.get("mode", "new"),
-                    name=data.get("name", ""),
-                    pool=_pool(request),
-                    start=data.get("start") == "1",
-                    actor=user,
-                    source_ip=ip,
-                )
-                messages.info(request, f"Restore of backup #{backup.pk} started (job #{job.pk}).")
-        elif action == "schedule-add":
-            fields = {f: data.get(f, "") for f in ("minute", "hour", "day_of_month")}
-            fields |= {f: data.get(f, "") for f in ("month_of_year", "day_of_week")}
-            schedule = schedules.save_schedule(
-                {
-                    "kind": data.get("kind", "backup"),
-                    "pool": _pool(request),
-                    **fields,
-                    **{
-                        f: _int(data.get(f, "0"), f)
-                        for f in ("keep_last", "keep_daily", "keep_weekly")
-                    },
-                },
-                vm=vm,
-                actor=user,
-                source_ip=ip,
-            )
-            messages.info(request, f"Schedule #{schedule.pk} added: {schedule.cron}.")
-        elif action == "schedule-delete":
-            schedule = BackupSchedule.objects.filter(
-                vm=vm, pk=_int(data.get("schedule"), "schedule")
-            ).first()
-            if schedule is None:
-                raise ServiceError(f"{vm.name} has no such schedule: reload the page.")
-            schedules.delete_schedule(schedule, actor=user, source_ip=ip)
-            messages.info(request, f"Schedule #{schedule.pk} deleted.")
-        else:
+        run = BACKUP_ACTIONS.get(action)
+        if run is None:
             raise ServiceError(f"Unknown backup action '{action}'.")
+        run(request, vm)
     except ServiceError as exc:
         messages.error(request, exc.message)
     except PermissionDenied as exc:
         messages.error(request, str(exc))
     return redirect("vm_detail", vm_id=vm.pk)
+
+
+def _backup(request: HttpRequest, vm: VirtualMachine) -> Backup:
+    """The backup of vm the form names."""
+    backup = Backup.objects.filter(vm_uuid=vm.pk, pk=_int(request.POST.get("backup"), "backup"))
+    backup = backup.select_related("vm__host", "vm__project", "host", "pool").first()
+    if backup is None:
+        raise ServiceError(f"{vm.name} has no such backup: reload the page.")
+    return backup
+
+
+def _take(request: HttpRequest, vm: VirtualMachine) -> None:
+    job = backups.take_backup(
+        vm,
+        _pool(request),
+        method=request.POST.get("method", ""),
+        actor=request.user,
+        source_ip=client_ip(request),
+    )
+    messages.info(request, f"Backup of {vm.name} started (job #{job.pk}).")
+
+
+def _restore(request: HttpRequest, vm: VirtualMachine) -> None:
+    backup, data = _backup(request, vm), request.POST
+    job = restores.restore_backup(
+        backup,
+        mode=data.get("mode", "new"),
+        name=data.get("name", ""),
+        pool=_pool(request),
+        start=data.get("start") == "1",
+        actor=request.user,
+        source_ip=client_ip(request),
+    )
+    messages.info(request, f"Restore of backup #{backup.pk} started (job #{job.pk}).")
+
+
+def _delete(request: HttpRequest, vm: VirtualMachine) -> None:
+    backup = _backup(request, vm)
+    backups.delete_backup(backup, actor=request.user, source_ip=client_ip(request))
+    messages.info(request, f"Backup #{backup.pk} deleted.")
+
+
+def _add_schedule(request: HttpRequest, vm: VirtualMachine) -> None:
+    data = request.POST
+    fields = {f: data.get(f, "") for f in ("minute", "hour", "day_of_month")}
+    fields |= {f: data.get(f, "") for f in ("month_of_year", "day_of_week")}
+    schedule = schedules.save_schedule(
+        {
+            "kind": data.get("kind", "backup"),
+            "pool": _pool(request),
+            **fields,
+            **{f: _int(data.get(f, "0"), f) for f in ("keep_last", "keep_daily", "keep_weekly")},
+        },
+        vm=vm,
+        actor=request.user,
+        source_ip=client_ip(request),
+    )
+    messages.info(request, f"Schedule #{schedule.pk} added: {schedule.cron}.")
+
+
+def _delete_schedule(request: HttpRequest, vm: VirtualMachine) -> None:
+    schedule = BackupSchedule.objects.filter(
+        vm=vm, pk=_int(request.POST.get("schedule"), "schedule")
+    ).first()
+    if schedule is None:
+        raise ServiceError(f"{vm.name} has no such schedule: reload the page.")
+    schedules.delete_schedule(schedule, actor=request.user, source_ip=client_ip(request))
+    messages.info(request, f"Schedule #{schedule.pk} deleted.")
+
+
+BACKUP_ACTIONS: dict[str, Callable[[HttpRequest, VirtualMachine], None]] = {
+    "create": _take,
+    "restore": _restore,
+    "delete": _delete,
+    "schedule-add": _add_schedule,
+    "schedule-delete": _delete_schedule,
+}

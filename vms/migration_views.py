@@ -13,8 +13,8 @@ from panel.audit import client_ip
 from panel.exceptions import ServiceError
 from panel.permissions import CHANGE, VIEW, get_object_for_user, restrict
 
-from . import migrate, move_storage
 from .models import VirtualMachine
+from .services import migrate, move_storage
 
 FORM_BOOLS = ("live", "persistent", "undefine_source", "auto_converge", "post_copy")
 

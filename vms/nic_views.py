@@ -11,8 +11,8 @@ from panel.audit import client_ip
 from panel.exceptions import ServiceError
 from panel.permissions import CHANGE, get_object_for_user
 
-from . import nics
 from .models import VirtualMachine
+from .services import nics
 
 
 def _vm(request: HttpRequest, vm_id: str) -> VirtualMachine:

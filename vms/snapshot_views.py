@@ -11,8 +11,8 @@ from panel.audit import client_ip
 from panel.exceptions import ServiceError
 from panel.permissions import CHANGE, get_object_for_user
 
-from . import snapshots
 from .models import VirtualMachine
+from .services import merges, snapshots
 
 
 @require_POST
@@ -50,7 +50,7 @@ def vm_snapshot_action(request: HttpRequest, vm_id: str, action: str) -> HttpRes
                 source_ip=ip,
             )
         elif action == "merge":
-            job = snapshots.merge_disk(
+            job = merges.merge_disk(
                 vm,
                 data.get("disk", ""),
                 mode=data.get("mode", "commit"),

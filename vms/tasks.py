@@ -32,7 +32,7 @@ def vm_delete_task(job_id: int) -> None:
 @shared_task(name="vms.snapshot", soft_time_limit=3600, time_limit=3660)
 def vm_snapshot_task(job_id: int) -> None:
     """Take, revert to or delete a snapshot of a VM."""
-    from . import snapshots
+    from .services import snapshots
 
     jobs.run(job_id, snapshots.run_snapshot_job)
 
@@ -40,7 +40,7 @@ def vm_snapshot_task(job_id: int) -> None:
 @shared_task(name="vms.backup", soft_time_limit=6 * 3600, time_limit=6 * 3600 + 60)
 def vm_backup_task(job_id: int) -> None:
     """Back up a VM, or restore one from a backup."""
-    from . import backups
+    from .services import backups
 
     jobs.run(job_id, backups.run_job)
 
@@ -48,7 +48,7 @@ def vm_backup_task(job_id: int) -> None:
 @shared_task(name="vms.run_backup_schedules", soft_time_limit=300, time_limit=360)
 def run_backup_schedules() -> list[str]:
     """Fire the due backup and snapshot schedules (beat runs this every minute)."""
-    from . import schedules
+    from .services import schedules
 
     return schedules.run_schedules()
 
@@ -59,7 +59,7 @@ def vm_details_task(vm_id: str) -> None:
     from panel import hypervisor
     from panel.exceptions import ServiceError
 
-    from . import snapshots
+    from .services import snapshots
 
     vm = VirtualMachine.objects.select_related("host").filter(pk=vm_id).first()
     if vm is None:
@@ -81,7 +81,7 @@ def vm_clone_task(job_id: int) -> None:
 @shared_task(name="vms.create", soft_time_limit=6 * 3600, time_limit=6 * 3600 + 60)
 def vm_create_task(job_id: int) -> None:
     """Create a VM: disks, install media, define, start, first boot."""
-    from . import create
+    from .services import create
 
     jobs.run(job_id, create.run_create_job)
 
@@ -89,7 +89,7 @@ def vm_create_task(job_id: int) -> None:
 @shared_task(name="vms.migrate", soft_time_limit=6 * 3600, time_limit=6 * 3600 + 60)
 def vm_migrate_task(job_id: int) -> None:
     """Migrate a VM to another host, with progress and cancel."""
-    from . import migrate
+    from .services import migrate
 
     jobs.run(job_id, migrate.run_migrate_job)
 
@@ -97,6 +97,6 @@ def vm_migrate_task(job_id: int) -> None:
 @shared_task(name="vms.move_storage", soft_time_limit=6 * 3600, time_limit=6 * 3600 + 60)
 def vm_move_storage_task(job_id: int) -> None:
     """Move a VM's disk to another pool of its host."""
-    from . import move_storage
+    from .services import move_storage
 
     jobs.run(job_id, move_storage.run_move_job)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import difflib
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 import kombu.exceptions
 from django.contrib import messages
@@ -35,6 +37,7 @@ from .choices import VMState
 from .models import VirtualMachine
 from .permissions import visible_vms
 from .search import matching
+from .services import disks
 
 ORDERINGS = {
     "name",
@@ -178,8 +181,6 @@ def vm_detail(request: HttpRequest, vm_id: str) -> HttpResponse:
 def _disk_context(request: HttpRequest, vm: VirtualMachine) -> dict[str, object]:
     from storage.models import Volume
 
-    from . import disks
-
     volumes = restrict(
         Volume.objects.filter(pool__host=vm.host_id).select_related("pool"), request.user
     ).filter(Q(project=vm.project_id) | Q(shared=True))
@@ -199,66 +200,79 @@ def vm_disk(request: HttpRequest, vm_id: str, action: str) -> HttpResponse:
     """Attach or detach a disk, or change a CD-ROM's media, from the VM page."""
     from storage.models import Volume
 
-    from . import disks
-
     vm = get_object_for_user(
         VirtualMachine.objects.select_related("host", "project"), request.user, vm_id, CHANGE
     )
-    data = request.POST
     volume = None
-    if data.get("volume"):
+    if request.POST.get("volume"):
         volume = (
             restrict(Volume.objects.select_related("pool"), request.user)
-            .filter(pk=data["volume"])
+            .filter(pk=request.POST["volume"])
             .first()
         )
         if volume is None:
             messages.error(request, "That volume does not exist or is not yours to use.")
             return redirect("vm_detail", vm_id=vm.pk)
-    running = vm.state in (VMState.RUNNING, VMState.PAUSED)
     try:
-        if action == "attach":
-            disks.attach_disk(
-                vm,
-                volume=volume,
-                device=data.get("device", "disk"),
-                bus=data.get("bus", "virtio"),
-                cache=data.get("cache", ""),
-                io=data.get("io", ""),
-                discard=data.get("discard", ""),
-                readonly=data.get("readonly") == "1",
-                shareable=data.get("shareable") == "1",
-                live=data.get("live") == "1",
-                persistent=data.get("persistent") == "1",
-                actor=request.user,
-                source_ip=client_ip(request),
-            )
-        elif action == "detach":
-            disks.detach_disk(
-                vm,
-                data.get("target", ""),
-                live=running,
-                persistent=vm.persistent,
-                actor=request.user,
-                source_ip=client_ip(request),
-            )
-        elif action == "media":
-            disks.change_media(
-                vm,
-                data.get("target", ""),
-                volume,
-                live=running,
-                persistent=vm.persistent and not running,
-                actor=request.user,
-                source_ip=client_ip(request),
-            )
-        else:
+        run = DISK_ACTIONS.get(action)
+        if run is None:
             raise ServiceError(f"Unknown disk action {action}.")
+        run(request, vm, volume)
     except ServiceError as exc:
         messages.error(request, exc.message)
     else:
         messages.success(request, f"{vm.name}: disk {action} done.")
     return redirect("vm_detail", vm_id=vm.pk)
+
+
+def _attach_disk(request: HttpRequest, vm: VirtualMachine, volume: Any) -> None:
+    data = request.POST
+    disks.attach_disk(
+        vm,
+        volume=volume,
+        device=data.get("device", "disk"),
+        bus=data.get("bus", "virtio"),
+        cache=data.get("cache", ""),
+        io=data.get("io", ""),
+        discard=data.get("discard", ""),
+        readonly=data.get("readonly") == "1",
+        shareable=data.get("shareable") == "1",
+        live=data.get("live") == "1",
+        persistent=data.get("persistent") == "1",
+        actor=request.user,
+        source_ip=client_ip(request),
+    )
+
+
+def _detach_disk(request: HttpRequest, vm: VirtualMachine, volume: Any) -> None:
+    disks.detach_disk(
+        vm,
+        request.POST.get("target", ""),
+        live=vm.state in (VMState.RUNNING, VMState.PAUSED),
+        persistent=vm.persistent,
+        actor=request.user,
+        source_ip=client_ip(request),
+    )
+
+
+def _change_media(request: HttpRequest, vm: VirtualMachine, volume: Any) -> None:
+    running = vm.state in (VMState.RUNNING, VMState.PAUSED)
+    disks.change_media(
+        vm,
+        request.POST.get("target", ""),
+        volume,
+        live=running,
+        persistent=vm.persistent and not running,
+        actor=request.user,
+        source_ip=client_ip(request),
+    )
+
+
+DISK_ACTIONS: dict[str, Callable[[HttpRequest, VirtualMachine, Any], None]] = {
+    "attach": _attach_disk,
+    "detach": _detach_disk,
+    "media": _change_media,
+}
 
 
 @require_POST

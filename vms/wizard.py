@@ -19,8 +19,8 @@ from panel.models import Host, Project
 from panel.permissions import VIEW, is_admin, project_ids, restrict
 from storage.models import StoragePool, Volume
 
-from . import create
 from .models import Template
+from .services import create
 
 
 def _projects(user: Any, roles: tuple[str, ...]) -> Any:
@@ -37,6 +37,23 @@ def _variants() -> list[Any]:
 
 def _request_from_form(post: Any, files: Any) -> dict[str, Any]:
     """The API's create request from the wizard's fields."""
+    return {
+        "name": post.get("name", ""),
+        "project": post.get("project"),
+        "host": post.get("host") or None,
+        "os_variant": post.get("os_variant", ""),
+        "vcpus": post.get("vcpus", 1),
+        "memory_mib": post.get("memory_mib", 1024),
+        "firmware": post.get("firmware", "bios"),
+        "disks": _disks_from_form(post),
+        "networks": post.getlist("networks"),
+        "install": _install_from_form(post, files),
+        "start": post.get("start") == "1",
+    }
+
+
+def _install_from_form(post: Any, files: Any) -> dict[str, Any]:
+    """The request's install part: the method chosen and that method's fields."""
     method = post.get("method", "kernel")
     install: dict[str, Any] = {"method": method}
     if method == "iso":
@@ -63,19 +80,28 @@ def _request_from_form(post: Any, files: Any) -> dict[str, Any]:
             image_volume=post.get("image_volume"),
             linked=post.get("linked") == "1",
             hostname=post.get("name", ""),
+            cloud_init=_cloud_init_from_form(post),
         )
-        if post.get("ci_mode") == "simple":
-            install["cloud_init"] = {
-                "user": post.get("ci_user", ""),
-                "password": post.get("ci_password", ""),
-                "ssh_keys": [k for k in post.get("ci_keys", "").splitlines() if k.strip()],
-            }
-        else:
-            install["cloud_init"] = {
-                "user_data": post.get("user_data", ""),
-                "meta_data": post.get("meta_data", ""),
-                "network_config": post.get("network_config", ""),
-            }
+    return install
+
+
+def _cloud_init_from_form(post: Any) -> dict[str, Any]:
+    """A user, password and keys (the simple mode), or the cloud-init documents as given."""
+    if post.get("ci_mode") == "simple":
+        return {
+            "user": post.get("ci_user", ""),
+            "password": post.get("ci_password", ""),
+            "ssh_keys": [k for k in post.get("ci_keys", "").splitlines() if k.strip()],
+        }
+    return {
+        "user_data": post.get("user_data", ""),
+        "meta_data": post.get("meta_data", ""),
+        "network_config": post.get("network_config", ""),
+    }
+
+
+def _disks_from_form(post: Any) -> list[dict[str, Any]]:
+    """A new disk in a pool, an existing volume, both or neither."""
     disks = []
     if post.get("disk_pool") and post.get("disk_size_gib"):
         disks.append(
@@ -88,19 +114,7 @@ def _request_from_form(post: Any, files: Any) -> dict[str, Any]:
         )
     if post.get("disk_volume"):
         disks.append({"volume": post.get("disk_volume")})
-    return {
-        "name": post.get("name", ""),
-        "project": post.get("project"),
-        "host": post.get("host") or None,
-        "os_variant": post.get("os_variant", ""),
-        "vcpus": post.get("vcpus", 1),
-        "memory_mib": post.get("memory_mib", 1024),
-        "firmware": post.get("firmware", "bios"),
-        "disks": disks,
-        "networks": post.getlist("networks"),
-        "install": install,
-        "start": post.get("start") == "1",
-    }
+    return disks
 
 
 def vm_create(request: HttpRequest) -> HttpResponse:

@@ -1,4 +1,4 @@
-"""Actions on virtual networks and the checks before them; a VM's NICs are in vms.nics.
+"""Actions on virtual networks and the checks before them; a VM's NICs are in vms.services.nics.
 
 Networks are infrastructure: admins create, start, stop and delete them. Every input
 is checked before anything reaches libvirt, so a refusal leaves the host as it was.

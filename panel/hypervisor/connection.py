@@ -12,7 +12,7 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from urllib.parse import parse_qsl, urlsplit
 
 import libvirt
@@ -267,12 +267,20 @@ class ConnectionPool:
 pool = ConnectionPool()
 
 
+def default_timeout() -> float:
+    """Seconds to wait for a host to answer when opening a connection."""
+    return 10.0
+
+
+# What connect() and consoles wait for a host by default; the panel points it at its
+# setting (PANEL_CONNECT_TIMEOUT) when it starts, so the boundary reads no Django settings.
+connect_timeout: Callable[[], float] = default_timeout
+
+
 def connect(uri: str, timeout: float | None = None) -> libvirt.virConnect:
     """Return this process's live connection to uri (opening it if needed)."""
     if timeout is None:
-        from django.conf import settings
-
-        timeout = getattr(settings, "PANEL_CONNECT_TIMEOUT", 10.0)
+        timeout = connect_timeout()
     return pool.get(uri, timeout)
 
 

@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 import libvirt
 
+from . import connection
 from .connection import check_uri, event_loop, libvirt_errors, open_connection
 from .errors import Conflict, HostUnavailable
 
@@ -53,9 +54,7 @@ class ConsoleStream:
         self._lock = threading.Lock()
         self._buffer = bytearray()
         self._cond = threading.Condition()
-        from django.conf import settings
-
-        conn = open_connection(check_uri(uri), getattr(settings, "PANEL_CONNECT_TIMEOUT", 10.0))
+        conn = open_connection(check_uri(uri), connection.connect_timeout())
         self._conn = conn
         with contextlib.suppress(libvirt.libvirtError):
             conn.setKeepAlive(5, 3)

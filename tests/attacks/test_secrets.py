@@ -25,7 +25,7 @@ from storage.models import Volume
 from tests.attacks.media import BOOT_DISK, shared_file, unique
 from tests.stack import free_port
 from tests.vms.conftest import wait_for
-from vms import create
+from vms.services import create
 
 pytestmark = [pytest.mark.stack, pytest.mark.libvirt, pytest.mark.timeout(300)]
 

@@ -28,7 +28,7 @@ from tests.conftest import LOCAL_URI, wait_for_console_prompt
 from tests.networking.conftest import isolated, nets  # noqa: F401 - fixture
 from tests.networking.test_nics_real import guest_run, wait_guest
 from tests.vms.conftest import virsh
-from vms import nics
+from vms.services import nics
 
 pytestmark = [pytest.mark.stack, pytest.mark.libvirt, pytest.mark.timeout(300)]
 

@@ -14,8 +14,8 @@ from panel.models import Job
 from tests.create.conftest import GUEST_DIR, domain_names, volumes_in
 from tests.stack import open_ws
 from tests.storage.conftest import virsh
-from vms import create
 from vms.models import VirtualMachine
+from vms.services import create
 from vms.tasks import vm_create_task
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.timeout(240)]

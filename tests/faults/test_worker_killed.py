@@ -59,9 +59,8 @@ from tests.vms.conftest import (  # noqa: F401  (fixtures)
     member,
     people,
 )
-from vms import backups, move_storage
 from vms.models import Backup, VirtualMachine
-from vms.services import sync_domain
+from vms.services import backups, move_storage, restores, sync_domain
 
 # The tests run their own Celery worker (worker_process) on Redis: stack tests.
 pytestmark = [pytest.mark.libvirt, pytest.mark.stack, pytest.mark.timeout(240)]
@@ -188,15 +187,13 @@ def kill_and_restart(
 
 
 def test_every_kind_of_vm_and_volume_job_has_an_undo_for_a_dead_worker():
-    from django.utils.module_loading import import_string
-
-    from panel import jobs
+    from panel import registry
     from panel.choices import JobKind
 
     kinds = {k.value for k in JobKind if k.value.startswith(("vm.", "volume."))}
-    assert kinds <= set(jobs.ABANDONED_UNDO), kinds - set(jobs.ABANDONED_UNDO)
-    for path in jobs.ABANDONED_UNDO.values():
-        assert callable(import_string(path)), path
+    assert kinds <= set(registry.undo_abandoned), kinds - set(registry.undo_abandoned)
+    for undo in registry.undo_abandoned.values():
+        assert callable(undo), undo
 
 
 def test_it_undoes_a_create_whose_worker_was_killed_while_the_vm_booted(
@@ -516,7 +513,7 @@ def test_it_removes_the_unfinished_copies_of_a_restore_whose_worker_was_killed(
     assert job(taken).state == "succeeded", job(taken).log
     backup = Backup.objects.get(job_id=taken)
     name = f"paneltest-r-{uuidlib.uuid4().hex[:8]}"
-    job_id = backups.restore_backup(
+    job_id = restores.restore_backup(
         backup, mode="new", name=name, pool=dir_pool, actor=admin_user
     ).pk
     copy = pool_dir / f"{name}-vdb.qcow2"

@@ -140,8 +140,8 @@ def test_pool_target_paths_outside_the_roots_are_refused(world_api, settings, pa
 @pytest.mark.parametrize(
     "pattern",
     [
-        "vms.create.NAME_RE",
-        "vms.snapshots.NAME_RE",
+        "vms.services.create.request.NAME_RE",
+        "vms.services.snapshots.NAME_RE",
         "storage.services.NAME_RE",
         "networking.services.NAME_RE",
         "networking.services.IFNAME_RE",
@@ -161,7 +161,7 @@ def test_name_patterns_refuse_a_trailing_newline(pattern):
 
 
 def test_vm_names_of_dots_only_are_refused():
-    from vms.create import NAME_RE
+    from vms.services.create.request import NAME_RE
 
     assert NAME_RE.match("web.1") and NAME_RE.match("a..b")
     assert not NAME_RE.match(".") and not NAME_RE.match("..") and not NAME_RE.match("...")

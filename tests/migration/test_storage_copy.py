@@ -17,8 +17,8 @@ from storage import services as storage_services
 from storage.models import StoragePool, Volume
 from tests.conftest import LOCAL_URI
 from tests.migration.conftest import console_says, virsh, where
-from vms import migrate
 from vms.models import VirtualMachine
+from vms.services import migrate
 from vms.tasks import vm_migrate_task
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.timeout(240)]

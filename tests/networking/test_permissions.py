@@ -12,7 +12,7 @@ from panel.choices import ProjectRole
 from panel.models import AuditEvent
 from tests.networking.conftest import isolated, virsh
 from tests.vms.conftest import page_text, texts
-from vms import nics
+from vms.services import nics
 
 
 @pytest.fixture

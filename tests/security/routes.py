@@ -87,7 +87,6 @@ ACTIONS: dict[tuple[str, str], tuple[str, ...]] = {
         "schedule-delete",
     ),
     ("vm_console", "kind"): ("serial", "vnc"),
-    ("vm_tune_page", "what"): ("vcpus", "memory", "vcpupin", "iotune"),
     ("vm_tune", "what"): ("vcpus", "memory", "vcpupin", "iotune"),
     ("pool_action", "action"): ("autostart", "delete", "start", "stop", "build", "refresh"),
     ("volume_action", "action"): (

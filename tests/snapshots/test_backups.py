@@ -18,8 +18,8 @@ from tests.networking.conftest import isolated, nets  # noqa: F401  (fixture)
 from tests.snapshots.conftest import open_shell, run_backup_job, virsh
 from tests.snapshots.test_external import read_disk, source, write_disk
 from tests.snapshots.test_merge import backing
-from vms import backups
 from vms.models import Backup, BackupSchedule, VirtualMachine
+from vms.services import backups, restores
 from vms.tasks import run_backup_schedules, vm_snapshot_task
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.timeout(420)]
@@ -93,7 +93,7 @@ def test_a_fired_schedule_backs_up_prunes_and_a_backup_restores_into_a_new_vm_th
     assert not any(os.path.exists(p) for p in first_files)
     assert source(vm).startswith(os.path.dirname(vm.disks[0]["source"]))  # not moved
 
-    job = backups.restore_backup(
+    job = restores.restore_backup(
         second, mode="new", name=f"{vm.name}-r", pool=dir_pool, start=True, actor=admin_user
     )
     job = run_backup_job(job.pk)
@@ -124,7 +124,7 @@ def backup_now(vm, pool, admin_user, method: str = "") -> Backup:
 
 def restore_here(backup: Backup, admin_user) -> Job:
     backup = Backup.objects.select_related("vm__host").get(pk=backup.pk)  # the VM as it is now
-    job = backups.restore_backup(backup, mode="in_place", start=True, actor=admin_user)
+    job = restores.restore_backup(backup, mode="in_place", start=True, actor=admin_user)
     job = run_backup_job(job.pk)
     assert job.state == "succeeded", (job.message, job.log)
     return job
@@ -164,7 +164,7 @@ def test_offline_and_snapshot_copy_backups_restore_in_place(make_vm, backup_pool
     console.close()
 
     with pytest.raises(ConflictError, match="shut it down before restoring it in place"):
-        backups.restore_backup(copied, mode="in_place", actor=admin_user)
+        restores.restore_backup(copied, mode="in_place", actor=admin_user)
     force_off(vm)
     job = restore_here(copied, admin_user)
     assert f"deleted the replaced image {original}" in job.log

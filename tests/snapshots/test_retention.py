@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from vms.retention import keep, next_run, parse_cron
+from vms.services.retention import keep, next_run, parse_cron
 
 
 def at(text: str) -> datetime:

@@ -197,7 +197,7 @@ def test_fresh_details_do_not_reload_a_page_the_user_is_typing_in(
         fresh = VirtualMachine.objects.get(pk=vm.pk)
         fresh.details = {**fresh.details, "read_at": timezone.now().isoformat()}
         fresh.save(update_fields=["details"])
-        vm_services._publish(fresh)
+        vm_services.publish_vm(fresh)
 
     elsewhere(new_details)
 

@@ -17,9 +17,9 @@ from panel.audit import client_ip
 from panel.models import Project
 from panel.permissions import CHANGE, VIEW, get_object_for_user, restrict
 from storage.models import StoragePool
-from vms import backups, schedules
 from vms.choices import ScheduleKind
 from vms.models import Backup, BackupSchedule, VirtualMachine
+from vms.services import backups, restores, schedules
 
 JOB = inline_serializer(
     "BackupJobQueued", {"job": serializers.IntegerField(), "backup": serializers.IntegerField()}
@@ -81,7 +81,7 @@ class BackupCreateSerializer(serializers.Serializer):
 
 
 class RestoreSerializer(serializers.Serializer):
-    mode = serializers.ChoiceField(choices=backups.RESTORE_MODES, default="new")
+    mode = serializers.ChoiceField(choices=restores.RESTORE_MODES, default="new")
     name = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
     pool = serializers.IntegerField(required=False, allow_null=True, default=None)
     start = serializers.BooleanField(default=False)
@@ -153,7 +153,7 @@ class VMBackupRestoreView(APIView):
         params = RestoreSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         data = params.validated_data
-        job = backups.restore_backup(
+        job = restores.restore_backup(
             backup,
             mode=data["mode"],
             name=data["name"],

@@ -1,5 +1,5 @@
 """vms/{id}/nics/: the VM's NICs read from its row and live XML; attach, detach and link
-act through vms.nics."""
+act through vms.services.nics."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from networking.services import normalize_mac
 from panel.audit import client_ip
 from panel.exceptions import ServiceError
 from panel.permissions import CHANGE, VIEW, get_object_for_user, restrict
-from vms import nics
 from vms.models import VirtualMachine
+from vms.services import nics
 
 
 class NicSerializer(serializers.Serializer):

@@ -14,8 +14,8 @@ from rest_framework.views import APIView
 from panel.api.pagination import PanelPagination
 from panel.audit import client_ip
 from panel.permissions import CHANGE, VIEW, get_object_for_user
-from vms import snapshots
 from vms.models import Snapshot, VirtualMachine
+from vms.services import merges, snapshots
 
 SNAPSHOT_JOB = inline_serializer(
     "SnapshotJobQueued", {"job": serializers.IntegerField(), "name": serializers.CharField()}
@@ -140,7 +140,7 @@ class VMSnapshotRevertView(APIView):
 
 
 class MergeSerializer(serializers.Serializer):
-    mode = serializers.ChoiceField(choices=snapshots.MERGE_MODES, default="commit")
+    mode = serializers.ChoiceField(choices=merges.MERGE_MODES, default="commit")
     base = serializers.CharField(
         required=False,
         allow_blank=True,
@@ -165,7 +165,7 @@ class VMDiskMergeView(APIView):
         vm = _vm(request, vm_id, CHANGE)
         params = MergeSerializer(data=request.data)
         params.is_valid(raise_exception=True)
-        job = snapshots.merge_disk(
+        job = merges.merge_disk(
             vm, disk, actor=request.user, source_ip=client_ip(request), **params.validated_data
         )
         return _queued(job)

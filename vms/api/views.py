@@ -116,7 +116,7 @@ class VirtualMachineViewSet(
         admin published; other paths on the host are for admins. Cloud-init user-data,
         meta-data, network-config and kickstarts reach the job's task only: they never
         appear in the job (jobs/, ws/jobs/), its log or the audit log."""
-        from vms import create
+        from vms.services import create
 
         if not isinstance(request.data, dict):
             raise ServiceError("Send the VM as a JSON object.")
@@ -246,7 +246,7 @@ class VirtualMachineViewSet(
     @action(detail=True, methods=["post"])
     def migrate(self, request: Request, pk: str | None = None) -> Response:
         """Migrate the VM to another host after a pre-check; cancel with POST jobs/{id}/cancel/."""
-        from vms import migrate
+        from vms.services import migrate
 
         if not isinstance(request.data, dict):
             raise ServiceError("Send the migration options as a JSON object.")
@@ -269,7 +269,7 @@ class VirtualMachineViewSet(
     @action(detail=True, methods=["post"], url_path="move-storage")
     def move_storage(self, request: Request, pk: str | None = None) -> Response:
         """Move one disk to another pool of the VM's host, as a job (running VMs too)."""
-        from vms import move_storage
+        from vms.services import move_storage
 
         if not isinstance(request.data, dict):
             raise ServiceError("Send the disk and the pool as a JSON object.")
@@ -352,7 +352,7 @@ class VirtualMachineViewSet(
     @action(detail=True, methods=["get", "post", "delete"], pagination_class=None)
     def disks(self, request: Request, pk: str | None = None) -> Response:
         """The VM's disks; POST attaches, DELETE detaches (target in the body or ?target=)."""
-        from vms import disks
+        from vms.services import disks
 
         if request.method == "GET":
             return Response(self.get_object().disks)
@@ -377,7 +377,7 @@ class VirtualMachineViewSet(
     @action(detail=True, methods=["post"], url_path="disks/media")
     def media(self, request: Request, pk: str | None = None) -> Response:
         """Insert an image into a CD-ROM drive, or eject it (volume null)."""
-        from vms import disks
+        from vms.services import disks
 
         vm = self.get_object_for(CHANGE)
         params = MediaSerializer(data=request.data)

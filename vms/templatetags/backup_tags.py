@@ -10,8 +10,8 @@ from panel.choices import JobKind
 from panel.models import Job
 from panel.permissions import CHANGE, VIEW, allowed, restrict
 from storage.models import StoragePool
-from vms import backups
 from vms.models import BackupSchedule
+from vms.services import backups
 
 register = template.Library()
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from django import template
 
-from vms import nics
+from vms.services import nics
 
 register = template.Library()
 

@@ -9,7 +9,7 @@ from django import template
 from panel.choices import JobKind
 from panel.models import Job
 from panel.permissions import CHANGE, allowed
-from vms import snapshots
+from vms.services import snapshots
 
 register = template.Library()
 

@@ -18,8 +18,9 @@ from networking.services import IFNAME_RE, normalize_mac, traffic_filter, vms_on
 from panel import audit, hypervisor, locks
 from panel.exceptions import ConflictError, ServiceError
 from panel.permissions import CHANGE, VIEW, allowed, is_admin, restrict
-from vms import services as vm_services
 from vms.models import VirtualMachine
+from vms.services.common import on_vm_host, require_right
+from vms.services.sync import refresh_details
 
 NIC_MODELS = ("virtio", "e1000e", "rtl8139")
 MAX_RATE_KIB = 10_000_000  # 10 GB/s: above any NIC here, below libvirt's limits
@@ -94,7 +95,7 @@ def attach_nic(
     source_ip: str | None = None,
 ) -> tuple[VirtualMachine, str]:
     """Plug a NIC into a VM (live and/or persistent); return the VM and the NIC's MAC."""
-    vm_services.require_right(actor, vm, CHANGE, "change the NICs of")
+    require_right(actor, vm, CHANGE, "change the NICs of")
     with audit.refusals_recorded(
         actor, "vm.nic_attach", vm, project=vm.project, source_ip=source_ip
     ):
@@ -202,7 +203,7 @@ def _plug_in(
             field="mac",
         )
     try:
-        with vm_services.on_vm_host(vm, failed=f"Could not attach the NIC to {vm.name}"):
+        with on_vm_host(vm, failed=f"Could not attach the NIC to {vm.name}"):
             _info, mac = hypervisor.attach_nic(
                 vm.host.uri, str(vm.pk), spec, live=live, persistent=persistent
             )
@@ -214,7 +215,7 @@ def _plug_in(
                 "the NIC without limits, or load those modules on the host."
             ) from exc
         raise
-    return vm_services.refresh_details(vm), mac
+    return refresh_details(vm), mac
 
 
 def _where(live: bool, persistent: bool) -> str:
@@ -232,7 +233,7 @@ def detach_nic(
     source_ip: str | None = None,
 ) -> VirtualMachine:
     """Unplug the NIC with this MAC from a VM (live and/or persistent)."""
-    vm_services.require_right(actor, vm, CHANGE, "change the NICs of")
+    require_right(actor, vm, CHANGE, "change the NICs of")
     with audit.refusals_recorded(
         actor, "vm.nic_detach", vm, project=vm.project, source_ip=source_ip
     ):
@@ -246,9 +247,9 @@ def detach_nic(
             )
         live, persistent = _live_persistent(vm, live, persistent)
         locks.refuse_if_busy(f"vm:{vm.pk}", vm.name)
-        with vm_services.on_vm_host(vm, failed=f"Could not detach NIC {mac} from {vm.name}"):
+        with on_vm_host(vm, failed=f"Could not detach NIC {mac} from {vm.name}"):
             hypervisor.detach_nic(vm.host.uri, str(vm.pk), mac, live=live, persistent=persistent)
-        vm = vm_services.refresh_details(vm)
+        vm = refresh_details(vm)
         audit.record(
             actor,
             "vm.nic_detach",
@@ -269,17 +270,17 @@ def set_nic_link(
     source_ip: str | None = None,
 ) -> VirtualMachine:
     """Set a NIC's link up or down (live when running, and in the definition)."""
-    vm_services.require_right(actor, vm, CHANGE, "change the NICs of")
+    require_right(actor, vm, CHANGE, "change the NICs of")
     with audit.refusals_recorded(actor, "vm.nic_link", vm, project=vm.project, source_ip=source_ip):
         mac = normalize_mac(mac)
         if mac not in {n.get("mac", "").lower() for n in vm_nics(vm)}:
             raise ServiceError(f"{vm.name} has no NIC with MAC {mac}.", field="mac")
         live, persistent = _live_persistent(vm, None, None)
-        with vm_services.on_vm_host(vm, failed=f"Could not change the link of {mac}"):
+        with on_vm_host(vm, failed=f"Could not change the link of {mac}"):
             hypervisor.set_nic_link(
                 vm.host.uri, str(vm.pk), mac, up, live=live, persistent=persistent
             )
-        vm = vm_services.refresh_details(vm)
+        vm = refresh_details(vm)
         audit.record(
             actor,
             "vm.nic_link",

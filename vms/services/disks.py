@@ -18,10 +18,9 @@ from panel.permissions import CHANGE, VIEW, allowed, is_admin
 from storage import services as storage_services
 from storage.models import Volume
 from storage.services import vms_using
-
-from .choices import VMState
-from .models import VirtualMachine
-from .services import apply_info, on_vm_host, require_right
+from vms.choices import VMState
+from vms.models import VirtualMachine
+from vms.services.common import apply_info, on_vm_host, require_right
 
 BUSES = {"virtio": "vd", "sata": "sd", "scsi": "sd", "usb": "sd"}
 CACHE_MODES = {
@@ -57,6 +56,7 @@ def next_target(vm: VirtualMachine, bus: str) -> str:
 
 
 def check_scope(vm: VirtualMachine, live: bool, persistent: bool) -> None:
+    """A refusal unless the live and persistent scope asked for fits vm's state."""
     if not live and not persistent:
         raise ServiceError("Choose live, persistent or both.", field="live")
     if live and vm.state not in (VMState.RUNNING, VMState.PAUSED):
@@ -66,6 +66,7 @@ def check_scope(vm: VirtualMachine, live: bool, persistent: bool) -> None:
 
 
 def ready_for_change(vm: VirtualMachine, actor: Any, verb: str) -> None:
+    """A refusal unless actor may change vm, it is on its host and nothing else runs on it."""
     require_right(actor, vm, CHANGE, verb)
     if vm.state == VMState.MISSING:
         raise ConflictError(f"{vm.name} is missing from its host.")
@@ -118,24 +119,7 @@ def attach_disk(
     with audit.refusals_recorded(
         actor, "vm.disk.attach", vm, project=vm.project, source_ip=source_ip
     ):
-        if device not in DEVICES:
-            raise ServiceError(f"Device must be {' or '.join(DEVICES)}.", field="device")
-        if bus not in BUSES:
-            raise ServiceError(f"Unknown bus '{bus}': use {', '.join(BUSES)}.", field="bus")
-        if device == "cdrom" and bus == "virtio":
-            raise ServiceError("A CD-ROM drive needs a sata, scsi or usb bus.", field="bus")
-        for value, table, field in (
-            (cache, CACHE_MODES, "cache"),
-            (io, IO_MODES, "io"),
-            (discard, DISCARD_MODES, "discard"),
-        ):
-            if value not in table:
-                raise ServiceError(
-                    f"Unknown {field} mode '{value}': use {', '.join(k for k in table if k)}.",
-                    field=field,
-                )
-        if io == "native" and cache not in ("none", "directsync"):
-            raise ServiceError("io=native needs cache none or directsync.", field="io")
+        _check_modes(device, bus, cache, io, discard)
         if volume is None and device == "disk":
             raise ServiceError("Choose the volume to attach.", field="volume")
         check_scope(vm, live, persistent)
@@ -143,36 +127,8 @@ def attach_disk(
         path = fmt = ""
         chain: list[dict[str, str]] = []
         if volume is not None:
-            _usable_volume(vm, volume, actor, read_only=read_only)
-            path, fmt = volume.path, volume.format or "raw"
-            if device == "cdrom":
-                fmt = "raw"  # read as bytes: nothing in it is followed
-            else:
-                # Attached as its recorded format and chain, once its header is checked.
-                chain = storage_services.check_content(volume, "attached")
-            if shareable and fmt != "raw":
-                raise ServiceError(
-                    f"{volume.name} is {fmt}: only raw volumes can be shared between VMs.",
-                    field="shareable",
-                )
-            others = {n: p for n, p in vms_using(vm.host, [path]).items() if n != vm.name}
-            if others and not (shareable or read_only):
-                raise ConflictError(
-                    f"{volume.name} is already a disk of {', '.join(sorted(others))}: "
-                    "mark it shareable (and use a cluster filesystem) to share it."
-                )
-            if any(d.get("source") == path for d in vm.disks):
-                raise ConflictError(f"{volume.name} is already attached to {vm.name}.")
-        if target:
-            if not target.startswith(BUSES[bus]) or not target[2:].isalpha() or len(target) > 4:
-                raise ServiceError(
-                    f"Target {target} does not fit bus {bus} ({BUSES[bus]}a, {BUSES[bus]}b...).",
-                    field="target",
-                )
-            if any(d.get("target") == target for d in vm.disks):
-                raise ConflictError(f"{vm.name} already has a disk {target}.")
-        else:
-            target = next_target(vm, bus)
+            path, fmt, chain = _attachable(vm, volume, actor, device, read_only, shareable)
+        target = _free_target(vm, bus, target)
         spec = hypervisor.DiskSpec(
             path=path,
             target=target,
@@ -202,6 +158,76 @@ def attach_disk(
     return vm
 
 
+def _check_modes(device: str, bus: str, cache: str, io: str, discard: str) -> None:
+    """The device, bus and cache, I/O and discard modes are known and fit together."""
+    if device not in DEVICES:
+        raise ServiceError(f"Device must be {' or '.join(DEVICES)}.", field="device")
+    if bus not in BUSES:
+        raise ServiceError(f"Unknown bus '{bus}': use {', '.join(BUSES)}.", field="bus")
+    if device == "cdrom" and bus == "virtio":
+        raise ServiceError("A CD-ROM drive needs a sata, scsi or usb bus.", field="bus")
+    for value, table, field in (
+        (cache, CACHE_MODES, "cache"),
+        (io, IO_MODES, "io"),
+        (discard, DISCARD_MODES, "discard"),
+    ):
+        if value not in table:
+            raise ServiceError(
+                f"Unknown {field} mode '{value}': use {', '.join(k for k in table if k)}.",
+                field=field,
+            )
+    if io == "native" and cache not in ("none", "directsync"):
+        raise ServiceError("io=native needs cache none or directsync.", field="io")
+
+
+def _attachable(
+    vm: VirtualMachine,
+    volume: Volume,
+    actor: Any,
+    device: str,
+    read_only: bool,
+    shareable: bool,
+) -> tuple[str, str, list[dict[str, str]]]:
+    """The volume's path, the format it is attached as and its backing chain, once the actor
+    may put it into vm and no other VM holds it (unless shared or read only)."""
+    _usable_volume(vm, volume, actor, read_only=read_only)
+    path, fmt = volume.path, volume.format or "raw"
+    chain: list[dict[str, str]] = []
+    if device == "cdrom":
+        fmt = "raw"  # read as bytes: nothing in it is followed
+    else:
+        # Attached as its recorded format and chain, once its header is checked.
+        chain = storage_services.check_content(volume, "attached")
+    if shareable and fmt != "raw":
+        raise ServiceError(
+            f"{volume.name} is {fmt}: only raw volumes can be shared between VMs.",
+            field="shareable",
+        )
+    others = {n: p for n, p in vms_using(vm.host, [path]).items() if n != vm.name}
+    if others and not (shareable or read_only):
+        raise ConflictError(
+            f"{volume.name} is already a disk of {', '.join(sorted(others))}: "
+            "mark it shareable (and use a cluster filesystem) to share it."
+        )
+    if any(d.get("source") == path for d in vm.disks):
+        raise ConflictError(f"{volume.name} is already attached to {vm.name}.")
+    return path, fmt, chain
+
+
+def _free_target(vm: VirtualMachine, bus: str, target: str) -> str:
+    """The device name asked for, if it fits bus and is free; else the next free one."""
+    if not target:
+        return next_target(vm, bus)
+    if not target.startswith(BUSES[bus]) or not target[2:].isalpha() or len(target) > 4:
+        raise ServiceError(
+            f"Target {target} does not fit bus {bus} ({BUSES[bus]}a, {BUSES[bus]}b...).",
+            field="target",
+        )
+    if any(d.get("target") == target for d in vm.disks):
+        raise ConflictError(f"{vm.name} already has a disk {target}.")
+    return target
+
+
 def commit_disk_change(
     vm: VirtualMachine,
     info: hypervisor.DomainInfo | None,
@@ -219,6 +245,7 @@ def commit_disk_change(
 
 
 def scope_words(live: bool, persistent: bool) -> str:
+    """'live', 'persistent' or 'live and persistent', for audit details."""
     return " and ".join(w for w, on in (("live", live), ("persistent", persistent)) if on)
 
 

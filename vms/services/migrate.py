@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -23,10 +24,10 @@ from panel.choices import JobKind
 from panel.exceptions import ConflictError, ServiceError, UnavailableError
 from panel.models import Host, Job
 from panel.permissions import CHANGE, restrict
-
-from .choices import VMState
-from .models import VirtualMachine
-from .services import on_vm_host, queue_vm_job, require_right, sync_domain, vm_messages
+from vms.choices import VMState
+from vms.models import VirtualMachine
+from vms.services.common import on_vm_host, queue_vm_job, require_right
+from vms.services.sync import sync_domain, vm_messages
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +181,7 @@ def migrate_vm(
     vm: VirtualMachine, data: dict[str, Any], *, actor: Any, source_ip: str | None = None
 ) -> Job:
     """Queue the migration of vm after its pre-check; refused (409) with every reason."""
-    from .tasks import vm_migrate_task
+    from vms.tasks import vm_migrate_task
 
     require_right(actor, vm, CHANGE, "migrate")
     with audit.refusals_recorded(actor, "vm.migrate", vm, project=vm.project, source_ip=source_ip):
@@ -257,6 +258,13 @@ def run_migrate_job(job: Job) -> None:
         + (f", {options.bandwidth_mib} MiB/s" if options.bandwidth_mib else "")
         + f") to {options.migration_uri or 'the target default'}",
     )
+    result = _migrate(job, vm, target, options)
+    _follow(job, vm, source, target, result)
+
+
+def _progress_reporter(job: Job) -> Callable[[hypervisor.MigrationProgress], None]:
+    """What the migration calls with its progress: reported at most every REPORT_EVERY
+    seconds, a cancel noticed between reports."""
     last = [0.0]
 
     def progress(p: hypervisor.MigrationProgress) -> None:
@@ -278,13 +286,21 @@ def run_migrate_job(job: Job) -> None:
             log_line=line,
         )
 
+    return progress
+
+
+def _migrate(
+    job: Job, vm: VirtualMachine, target: Host, options: hypervisor.MigrationOptions
+) -> hypervisor.MigrationResult:
+    """The migration itself; after a cancel or a failure, the VM's row put right."""
+    source = vm.host
     try:
-        result = hypervisor.migrate_domain(
+        return hypervisor.migrate_domain(
             source.uri,
             target.uri,
             str(vm.pk),
             options,
-            progress,
+            _progress_reporter(job),
             remove_source_disks=options.undefine_source,
             # Written down before any byte is copied: if this worker dies, its successor
             # removes them (undo_abandoned).
@@ -301,12 +317,11 @@ def run_migrate_job(job: Job) -> None:
         raise ServiceError(
             f"Migrating {vm.name} to {target.name} failed: {exc}. It still runs on {source.name}."
         ) from exc
-    _follow(job, vm, source, target, result)
 
 
 def _after_stop(job: Job, vm: VirtualMachine, target: Host, how: str) -> None:
     """After a cancel or failure: say where the VM is, and refresh its row from the source."""
-    from .services import apply_info
+    from vms.services.common import apply_info
 
     try:
         on_source, on_target = hypervisor.domain_location(vm.host.uri, target.uri, str(vm.pk))
@@ -371,8 +386,7 @@ def undo_abandoned(job: Job) -> str:
     """A migration whose worker died: the VM left on exactly one host and its row there;
     what to tell the user."""
     from storage.models import Volume
-
-    from .services import mark_missing
+    from vms.services.sync import mark_missing
 
     vm = VirtualMachine.objects.select_related("host").filter(pk=job.result.get("vm")).first()
     target = Host.objects.filter(pk=job.result.get("target_host")).first()

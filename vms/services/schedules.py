@@ -1,7 +1,7 @@
 """Backup and snapshot schedules: saved with their cron fields, fired by the beat task, and
 pruned to their retention (keep last N, daily D, weekly W).
 
-Schedules keep their own `next_run`, computed from their cron fields (vms/retention.py),
+Schedules keep their own `next_run`, computed from their cron fields (vms/services/retention.py),
 and one beat entry (`vms.run_backup_schedules`, every minute) fires the due ones. A
 django-celery-beat PeriodicTask per schedule would work too, but it would be a second copy of
 each schedule to keep in step with the row (created, edited, enabled, deleted together), and
@@ -28,12 +28,11 @@ from panel.exceptions import ConflictError, ServiceError
 from panel.models import Job, Project
 from panel.permissions import CHANGE, MANAGE, VIEW, allowed, restrict
 from storage.models import StoragePool
-
-from . import retention
-from .backups import backup_host_errors, backup_pool, delete_copies, take_backup
-from .choices import BackupState, ScheduleKind, VMState
-from .models import Backup, BackupSchedule, VirtualMachine
-from .services import on_vm_host, require_right
+from vms.choices import BackupState, ScheduleKind, VMState
+from vms.models import Backup, BackupSchedule, VirtualMachine
+from vms.services import retention
+from vms.services.backups import backup_host_errors, backup_pool, delete_copies, take_backup
+from vms.services.common import on_vm_host, require_right
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +75,7 @@ def _prune_snapshots(schedule: BackupSchedule, vm: VirtualMachine, job: Job | No
     """The schedule's snapshots (named sched<id>-...) beyond its retention, deleted at once
     (an internal snapshot's deletion is quick); skipped while another job runs on the VM,
     to be pruned at the next firing."""
-    from . import snapshots
+    from vms.services import snapshots
 
     busy = locks.active_job(f"vm:{vm.pk}")
     if (busy is not None and (job is None or busy.pk != job.pk)) or vm.state == VMState.MISSING:
@@ -153,7 +152,7 @@ def _next(schedule: BackupSchedule, after: datetime) -> datetime | None:
 
 
 def _fire(schedule: BackupSchedule, vm: VirtualMachine) -> str:
-    from . import snapshots
+    from vms.services import snapshots
 
     actor = schedule.created_by
     try:
@@ -259,30 +258,10 @@ def save_schedule(
         kind = values.get("kind", ScheduleKind.BACKUP)
         if kind not in ScheduleKind.values:
             raise ServiceError("Choose the kind: snapshot or backup.", field="kind")
-        cron = {
-            f: str(values.get(f, BackupSchedule._meta.get_field(f).default)).strip()
-            for f in retention.CRON_FIELDS
-        }
-        try:
-            retention.parse_cron(**cron)
-        except ValueError as exc:
-            field, _, reason = str(exc).partition(": ")
-            raise ServiceError(
-                f"{reason} Use cron syntax: a number, *, a range a-b, a list a,b or a step */n.",
-                field=field,
-            ) from None
-        for field in ("keep_last", "keep_daily", "keep_weekly"):
-            value = values.get(field, BackupSchedule._meta.get_field(field).default)
-            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 1000:
-                raise ServiceError(f"Give {field} as a whole number from 0 to 1000.", field=field)
-        pool = values.get("pool")
+        cron = _checked_cron(values)
+        _check_retention(values)
         if kind == ScheduleKind.BACKUP:
-            if pool is None:
-                raise ServiceError("Choose the pool the backups go to.", field="pool")
-            if vm is not None:
-                backup_pool(vm, pool, actor)
-            elif not restrict(StoragePool.objects.filter(pk=pool.pk), actor, VIEW).exists():
-                raise ServiceError(f"Your project may not use pool {pool.name}.", field="pool")
+            _check_pool(values.get("pool"), vm, actor)
         else:
             values["pool"] = None
         values.update(cron)
@@ -304,6 +283,41 @@ def save_schedule(
                 source_ip=source_ip,
             )
     return schedule
+
+
+def _checked_cron(values: dict[str, Any]) -> dict[str, str]:
+    """The schedule's cron fields (defaults for those not given), once they parse."""
+    cron = {
+        f: str(values.get(f, BackupSchedule._meta.get_field(f).default)).strip()
+        for f in retention.CRON_FIELDS
+    }
+    try:
+        retention.parse_cron(**cron)
+    except ValueError as exc:
+        field, _, reason = str(exc).partition(": ")
+        raise ServiceError(
+            f"{reason} Use cron syntax: a number, *, a range a-b, a list a,b or a step */n.",
+            field=field,
+        ) from None
+    return cron
+
+
+def _check_retention(values: dict[str, Any]) -> None:
+    """keep_last, keep_daily and keep_weekly are whole numbers from 0 to 1000."""
+    for field in ("keep_last", "keep_daily", "keep_weekly"):
+        value = values.get(field, BackupSchedule._meta.get_field(field).default)
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 1000:
+            raise ServiceError(f"Give {field} as a whole number from 0 to 1000.", field=field)
+
+
+def _check_pool(pool: StoragePool | None, vm: VirtualMachine | None, actor: Any) -> None:
+    """A backup schedule's pool: given, and one the VM (or the project) may back up into."""
+    if pool is None:
+        raise ServiceError("Choose the pool the backups go to.", field="pool")
+    if vm is not None:
+        backup_pool(vm, pool, actor)
+    elif not restrict(StoragePool.objects.filter(pk=pool.pk), actor, VIEW).exists():
+        raise ServiceError(f"Your project may not use pool {pool.name}.", field="pool")
 
 
 def delete_schedule(schedule: BackupSchedule, *, actor: Any, source_ip: str | None = None) -> None:

@@ -17,11 +17,11 @@ from panel.choices import JobKind
 from panel.exceptions import ConflictError, ServiceError
 from panel.models import Job
 from panel.permissions import CHANGE, restrict
-
-from .choices import VMState
-from .migrate import carry_volume_owners
-from .models import VirtualMachine
-from .services import on_vm_host, queue_vm_job, require_right, sync_domain
+from vms.choices import VMState
+from vms.models import VirtualMachine
+from vms.services.common import on_vm_host, queue_vm_job, require_right
+from vms.services.migrate import carry_volume_owners
+from vms.services.sync import sync_domain
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +31,7 @@ def move_storage(
 ) -> Job:
     """Queue moving the VM's disk `disk` (vda, ...) into `pool` (a pool id of its host)."""
     from storage.models import StoragePool
-
-    from .tasks import vm_move_storage_task
+    from vms.tasks import vm_move_storage_task
 
     require_right(actor, vm, CHANGE, "move the storage of")
     with audit.refusals_recorded(
@@ -154,8 +153,7 @@ def undo_abandoned(job: Job) -> str:
     shows, and the rows re-read; what to tell the user."""
     from storage.models import StoragePool
     from storage.services import refresh_pool_row
-
-    from .services import apply_info
+    from vms.services.common import apply_info
 
     spec = job.result
     vm = VirtualMachine.objects.select_related("host").filter(pk=spec.get("vm")).first()

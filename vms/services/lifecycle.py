@@ -1,0 +1,373 @@
+"""A VM's lifecycle: the power verbs (quick ones at once, shutdown, save and restore as
+jobs), autostart, assigning it to a project, editing its XML, its VNC password, and
+deleting it.
+
+Every action checks the actor's right on the VM, writes its audit row in the
+same transaction, and either calls the hypervisor (bounded, answered at once)
+or creates a Job whose Celery task does the work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import transaction
+
+from panel import audit, hypervisor, jobs, locks, rows
+from panel.choices import HostState, JobKind
+from panel.exceptions import ConflictError, GoneError, ServiceError, UnavailableError
+from panel.models import Job, Project
+from panel.permissions import CHANGE, DELETE, is_admin
+from vms.choices import VMState
+from vms.models import VirtualMachine
+from vms.services.common import apply_info, claimed, on_vm_host, queue_vm_job, require_right
+
+# Quick verbs answered at once; the rest run as jobs.
+DIRECT_ACTIONS = {"start", "force-off", "reboot", "reset", "suspend", "resume"}
+JOB_ACTIONS = {"shutdown", "save", "restore"}
+ACTIONS = DIRECT_ACTIONS | JOB_ACTIONS
+
+
+def _direct(vm: VirtualMachine, action: str, mode: str) -> hypervisor.DomainInfo | None:
+    uri, uuid = vm.host.uri, str(vm.pk)
+    if action == "start":
+        return hypervisor.start_domain(uri, uuid)
+    if action == "force-off":
+        hypervisor.destroy_domain(uri, uuid)
+    elif action == "reboot":
+        hypervisor.reboot_domain(uri, uuid, mode)
+    elif action == "reset":
+        hypervisor.reset_domain(uri, uuid)
+    elif action == "suspend":
+        return hypervisor.suspend_domain(uri, uuid)
+    elif action == "resume":
+        return hypervisor.resume_domain(uri, uuid)
+    return None
+
+
+def perform_action(
+    vm: VirtualMachine,
+    action: str,
+    *,
+    actor: Any,
+    mode: str = "acpi",
+    timeout: int = 120,
+    source_ip: str | None = None,
+) -> VirtualMachine | Job:
+    """Run a lifecycle verb: quick ones return the updated VM, long ones a queued Job."""
+    if action not in ACTIONS:
+        raise ServiceError(f"Unknown action '{action}': use one of {', '.join(sorted(ACTIONS))}.")
+    if mode not in ("acpi", "agent"):
+        raise ServiceError(f"Unknown mode '{mode}': use acpi or agent.", field="mode")
+    require_right(actor, vm, CHANGE, action.replace("-", " "))
+    with audit.refusals_recorded(
+        actor, f"vm.{action}", vm, project=vm.project, source_ip=source_ip
+    ):
+        if vm.state == VMState.MISSING:
+            raise ConflictError(
+                f"{vm.name} is missing from its host: there is nothing to {action}."
+            )
+        locks.refuse_if_busy(f"vm:{vm.pk}", vm.name)
+        if action in JOB_ACTIONS:
+            if vm.host.state == HostState.DOWN:
+                # A job would only fail later: say so now.
+                raise UnavailableError(
+                    f"{vm.host.name} is down ({vm.host.last_error or 'libvirtd does not answer'}): "
+                    f"{action} {vm.name} once the host is back up."
+                )
+            return _queue(vm, action, actor=actor, mode=mode, timeout=timeout, source_ip=source_ip)
+        if action in ("start", "restore"):
+            from storage.services import check_vm_disks
+
+            # qemu opens the disks now: each as its recorded format, its header checked.
+            check_vm_disks(vm.host, vm.disks, "booted")
+        # One action at a time on a VM: the claim is written before the host is touched,
+        # so a request that cannot write (busy VM, locked database) changes nothing.
+        with claimed(vm, action, actor):
+            with on_vm_host(vm):
+                info = _direct(vm, action, mode)
+            with transaction.atomic():
+                vm = apply_info(vm, info)
+                audit.record(
+                    actor,
+                    f"vm.{action}",
+                    vm,
+                    project=vm.project,
+                    source_ip=source_ip,
+                    detail=f"mode {mode}" if action == "reboot" else "",
+                )
+    return vm
+
+
+def _queue(
+    vm: VirtualMachine, action: str, *, actor: Any, mode: str, timeout: int, source_ip: str | None
+) -> Job:
+    from vms.tasks import vm_action_task, vm_save_restore_task
+
+    kind, task = {
+        "shutdown": (JobKind.VM_SHUTDOWN, vm_action_task),
+        "save": (JobKind.VM_SAVE, vm_save_restore_task),
+        "restore": (JobKind.VM_RESTORE, vm_save_restore_task),
+    }[action]
+    with transaction.atomic():
+        return queue_vm_job(
+            vm,
+            kind,
+            task,
+            {"action": action, "mode": mode, "timeout": timeout},
+            actor=actor,
+            action=f"vm.{action}",
+            detail="",
+            source_ip=source_ip,
+        )
+
+
+def run_action_job(job: Job) -> None:
+    """The body of a shutdown/save/restore job, reporting progress as it goes."""
+    spec = job.result
+    vm = VirtualMachine.objects.select_related("host").filter(pk=spec["vm"]).first()
+    if vm is None:
+        raise ServiceError("The VM of this job was removed.")
+    uri, uuid, action = vm.host.uri, str(vm.pk), spec["action"]
+    with on_vm_host(vm):
+        if action == "shutdown":
+            jobs.report(
+                job.pk,
+                progress=10,
+                message=f"Asking {vm.name} to shut down ({spec['mode']})",
+                log_line=f"shutdown request sent ({spec['mode']})",
+            )
+            hypervisor.shutdown_domain(uri, uuid, spec["mode"])
+            timeout = int(spec.get("timeout", 120))
+            waited = 0
+            state = None
+            while waited < timeout and state is None:
+                state = hypervisor.wait_for_state(
+                    uri, uuid, {"shutoff", "missing"}, min(5, timeout - waited)
+                )
+                waited += 5
+                jobs.report(
+                    job.pk,
+                    progress=10 + int(80 * min(waited, timeout) / timeout),
+                    message=f"Waiting for {vm.name} to power off ({min(waited, timeout)} s)",
+                )
+            if state is None:
+                raise ServiceError(
+                    f"{vm.name} ignored the shutdown request for {timeout} s: its OS may not handle "
+                    "ACPI (or has no guest agent). Use Force off, or try again."
+                )
+        elif action == "save":
+            jobs.report(
+                job.pk,
+                progress=20,
+                message=f"Saving the memory of {vm.name} to disk",
+                log_line="managed save started",
+            )
+            hypervisor.save_domain(uri, uuid)
+        elif action == "restore":
+            jobs.report(
+                job.pk,
+                progress=20,
+                message=f"Restoring {vm.name} from its saved state",
+                log_line="restore started",
+            )
+            hypervisor.restore_domain(uri, uuid)
+    vm = apply_info(vm, None)
+    jobs.report(
+        job.pk,
+        progress=100,
+        message=f"{vm.name} is {vm.get_state_display().lower()}.",
+        log_line=f"state now {vm.state}",
+    )
+
+
+def set_vm_autostart(
+    vm: VirtualMachine, enabled: bool, *, actor: Any, source_ip: str | None = None
+) -> VirtualMachine:
+    """Start (or not) the VM when its host boots."""
+    require_right(actor, vm, CHANGE, "change autostart of")
+    with audit.refusals_recorded(
+        actor, "vm.autostart", vm, project=vm.project, source_ip=source_ip
+    ):
+        with claimed(vm, "changing autostart", actor):
+            with on_vm_host(vm):
+                info = hypervisor.set_autostart(vm.host.uri, str(vm.pk), enabled)
+            with transaction.atomic():
+                vm = apply_info(vm, info)
+                audit.record(
+                    actor,
+                    "vm.autostart",
+                    vm,
+                    detail="on" if enabled else "off",
+                    project=vm.project,
+                    source_ip=source_ip,
+                )
+    return vm
+
+
+def assign_vm(
+    vm: VirtualMachine,
+    project: Project,
+    *,
+    actor: Any,
+    owner: Any = None,
+    source_ip: str | None = None,
+) -> VirtualMachine:
+    """Move a VM to another project (admins), e.g. out of 'unassigned'."""
+    from django.core.exceptions import PermissionDenied
+
+    if not is_admin(actor):
+        raise PermissionDenied("Only administrators can move VMs between projects.")
+    with transaction.atomic():
+        if rows.lock(vm) is None:
+            raise GoneError(f"{vm.name} was deleted meanwhile; nothing was moved.")
+        old = vm.project
+        vm.project = project
+        if owner is not None:
+            vm.owner = owner
+        vm.save(update_fields=["project", "owner"])
+        audit.record(
+            actor,
+            "vm.assign",
+            vm,
+            detail=f"{old} -> {project}",
+            project=project,
+            source_ip=source_ip,
+        )
+    return vm
+
+
+def delete_vm(
+    vm: VirtualMachine,
+    *,
+    actor: Any,
+    remove_disks: Iterable[str] = (),
+    source_ip: str | None = None,
+) -> Job | None:
+    """Undefine the VM (stopping it), removing the chosen disks; a missing VM just leaves the list."""
+    from vms.tasks import vm_delete_task
+
+    require_right(actor, vm, DELETE, "delete")
+    targets = sorted(set(remove_disks))
+    known = {d["target"] for d in vm.disks}
+    if unknown := [t for t in targets if t not in known]:
+        raise ServiceError(
+            f"{vm.name} has no disk {', '.join(unknown)}; its disks are {', '.join(sorted(known)) or 'none'}.",
+            field="remove_disks",
+        )
+    with audit.refusals_recorded(actor, "vm.delete", vm, project=vm.project, source_ip=source_ip):
+        locks.refuse_if_busy(f"vm:{vm.pk}", vm.name)
+        with transaction.atomic():
+            if vm.state == VMState.MISSING:
+                audit.record(
+                    actor,
+                    "vm.delete",
+                    vm,
+                    detail="missing VM removed from the list",
+                    project=vm.project,
+                    source_ip=source_ip,
+                )
+                vm.delete()
+                return None
+            paths = [d["source"] for d in vm.disks if d["target"] in targets and d["source"]]
+            job = queue_vm_job(
+                vm,
+                JobKind.VM_DELETE,
+                vm_delete_task,
+                {"remove_paths": paths},
+                actor=actor,
+                action="vm.delete",
+                detail=f"remove {paths or 'no disks'}",
+                source_ip=source_ip,
+            )
+    return job
+
+
+def run_delete_job(job: Job) -> None:
+    """Undefine the domain and delete the chosen volumes; then drop the row."""
+    spec = job.result
+    vm = VirtualMachine.objects.select_related("host").filter(pk=spec["vm"]).first()
+    if vm is None:
+        return
+    jobs.report(
+        job.pk, progress=10, message=f"Removing {vm.name}", log_line="undefining the domain"
+    )
+    with on_vm_host(vm, failed=f"Could not delete {vm.name}"):
+        removed = hypervisor.delete_domain(vm.host.uri, str(vm.pk), spec["remove_paths"])
+    for path in removed:
+        jobs.report(job.pk, log_line=f"deleted volume {path}")
+    from storage.models import Volume
+
+    Volume.objects.filter(path__in=removed).delete()
+    vm.delete()
+    jobs.report(
+        job.pk, progress=100, message=f"{spec['vm_name']} deleted; {len(removed)} disk(s) removed."
+    )
+
+
+def edit_xml(
+    vm: VirtualMachine, xml: str, *, actor: Any, source_ip: str | None = None
+) -> VirtualMachine:
+    """Replace the VM's definition with edited XML (admins); libvirt validates it first."""
+    from django.core.exceptions import PermissionDenied
+
+    if not is_admin(actor):
+        raise PermissionDenied("Only administrators can edit a VM's XML.")
+    with audit.refusals_recorded(actor, "vm.edit_xml", vm, project=vm.project, source_ip=source_ip):
+        with claimed(vm, "editing its XML", actor):
+            try:
+                info = hypervisor.redefine_domain(vm.host.uri, str(vm.pk), xml)
+            except hypervisor.HostUnavailable as exc:
+                raise UnavailableError(f"{vm.host.name} cannot be reached: {exc}") from exc
+            except (hypervisor.HypervisorError, ValueError) as exc:
+                raise ServiceError(
+                    f"libvirt refused the XML: {exc}. Nothing was changed.", field="xml"
+                ) from exc
+            with transaction.atomic():
+                vm = apply_info(vm, info)
+                vm.xml = hypervisor.domain_xml(vm.host.uri, str(vm.pk))
+                vm.save(update_fields=["xml"])
+                audit.record(actor, "vm.edit_xml", vm, project=vm.project, source_ip=source_ip)
+    return vm
+
+
+def definition_xml(vm: VirtualMachine, *, actor: Any) -> str:
+    """The VM's current definition, read from its host, for the XML editor (admins)."""
+    from django.core.exceptions import PermissionDenied
+
+    if not is_admin(actor):
+        raise PermissionDenied("Only administrators can edit a VM's XML.")
+    with on_vm_host(vm):
+        return hypervisor.domain_xml(vm.host.uri, str(vm.pk), inactive=True)
+
+
+def set_vnc_password(
+    vm: VirtualMachine, password: str, *, actor: Any, source_ip: str | None = None
+) -> bool:
+    """Set or clear (empty) the VM's VNC password; it is never stored by the panel or logged."""
+    require_right(actor, vm, CHANGE, "set the VNC password of")
+    password = password.strip()
+    with audit.refusals_recorded(
+        actor, "vm.vnc_password", vm, project=vm.project, source_ip=source_ip
+    ):
+        if password and not (6 <= len(password) <= 8):
+            raise ServiceError(
+                "A VNC password has 6 to 8 characters (VNC uses only the first 8).",
+                field="password",
+            )
+        # A password does not get in the way of a running job: only other quick actions wait.
+        with claimed(vm, "setting the VNC password", actor, jobs_too=False):
+            with on_vm_host(vm):
+                now = hypervisor.set_vnc_password(vm.host.uri, str(vm.pk), password or None)
+            with transaction.atomic():
+                audit.record(
+                    actor,
+                    "vm.vnc_password",
+                    vm,
+                    detail=("set" if password else "cleared")
+                    + ("" if now else ", from the next start"),
+                    project=vm.project,
+                    source_ip=source_ip,
+                )
+    return now

@@ -1,0 +1,291 @@
+"""Restoring a VM from one of its backups, as a job: into a new VM (new name, UUID and
+MACs, its disks copied into a pool) or in place (the VM's disks replaced); and what is
+left when a restore's worker dies."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+from django.db import transaction
+
+from panel import audit, hypervisor, jobs, quotas
+from panel.choices import JobKind
+from panel.exceptions import ConflictError, ServiceError
+from panel.hypervisor import qemu_img
+from panel.models import Job
+from panel.permissions import CHANGE
+from storage import services as storage_services
+from storage.models import StoragePool
+from vms.choices import BackupState, VMState
+from vms.models import Backup, VirtualMachine
+from vms.services.backups import backup_host_errors, backup_pool, ready_to_copy
+from vms.services.common import apply_info, on_vm_host, queue_vm_job, require_right, reread
+from vms.services.sync import sync_domain
+
+RESTORE_MODES = ("new", "in_place")
+
+
+def _restore_name(backup: Backup, name: str) -> str:
+    name = (name or "").strip()
+    if not name or len(name) > 64 or not all(c.isalnum() or c in "-_." for c in name):
+        raise ServiceError(
+            "Name the new VM with 1 to 64 letters, digits, '-', '_' or '.'.", field="name"
+        )
+    if (
+        VirtualMachine.objects.filter(host=backup.host, name=name)
+        .exclude(state=VMState.MISSING)
+        .exists()
+    ):
+        raise ServiceError(
+            f"{backup.host.name} already has a VM named '{name}': choose another name.",
+            field="name",
+        )
+    return name
+
+
+def restore_backup(
+    backup: Backup,
+    *,
+    mode: str = "new",
+    name: str = "",
+    pool: StoragePool | None = None,
+    start: bool = False,
+    actor: Any,
+    source_ip: str | None = None,
+) -> Job:
+    """Queue a restore of a good backup: into a new VM (new name, UUID and MACs; its disks
+    copied into pool; the project's quota reserved now) or in place (the VM shut off, its
+    disks replaced). Each backup file is checked with qemu-img before it is used."""
+    from vms.tasks import vm_backup_task
+
+    vm = backup.vm
+    if vm is None:
+        raise ConflictError(
+            f"The VM of backup #{backup.pk} was deleted: restore from its pool's volumes by hand."
+        )
+    require_right(actor, vm, CHANGE, "restore backups of")
+    with audit.refusals_recorded(
+        actor, "vm.backup.restore", vm, project=vm.project, source_ip=source_ip
+    ):
+        _check_restorable(backup, mode)
+        reserve: dict[str, int] = {}
+        if mode == "new":
+            name = _restore_name(backup, name)
+            pool = backup_pool(vm, pool, actor)
+            reserve = _new_vm_reserve(backup, vm)
+        elif vm.state != VMState.SHUTOFF:
+            raise ConflictError(
+                f"{vm.name} is {vm.state}: shut it down before restoring it in place."
+            )
+        ready_to_copy(vm)
+        with transaction.atomic():
+            if reserve and vm.project is not None:
+                quotas.reserve(vm.project, **reserve)
+            job = queue_vm_job(
+                vm,
+                JobKind.VM_BACKUP_RESTORE,
+                vm_backup_task,
+                {
+                    "op": "restore",
+                    "backup": backup.pk,
+                    "mode": mode,
+                    "name": name,
+                    "pool": pool.name if pool else "",
+                    "start": start,
+                    "reserve": reserve,
+                },
+                actor=actor,
+                action="vm.backup.restore",
+                detail=f"backup #{backup.pk} "
+                + (f"into a new VM {name} in pool {pool.name}" if mode == "new" else "in place")
+                + (", then start" if start else ""),
+                source_ip=source_ip,
+            )
+    return job
+
+
+def _check_restorable(backup: Backup, mode: str) -> None:
+    """The mode is known and the backup passed its check."""
+    if mode not in RESTORE_MODES:
+        raise ServiceError("Choose the mode: new (a new VM) or in_place.", field="mode")
+    if backup.state != BackupState.GOOD:
+        raise ConflictError(
+            f"Backup #{backup.pk} is {backup.get_state_display().lower()}, not good: "
+            "restore from a backup that passed its check."
+        )
+
+
+def _new_vm_reserve(backup: Backup, vm: VirtualMachine) -> dict[str, int]:
+    """What a new VM restored from backup takes of its project's quota: vm's reach, and
+    its disks' capacity."""
+    disk_gib = -(-sum(int(d.get("capacity", 0)) for d in backup.disks) // (1024**3))
+    return {
+        "vms": 1,
+        "vcpus": max(vm.vcpus, vm.max_vcpus),
+        "memory_mib": max(vm.memory_mib, vm.max_memory_mib),
+        "disk_gib": disk_gib,
+    }
+
+
+def run_restore_job(job: Job) -> None:
+    """The body of a restore job: verify the backup files, copy, define or redefine, start."""
+    spec = job.result
+    backup = Backup.objects.select_related("vm", "host", "pool").get(pk=spec["backup"])
+    vm = backup.vm
+    if vm is None:
+        raise ServiceError("The VM of this backup was removed.")
+    jobs.report(
+        job.pk,
+        progress=5,
+        message=f"Checking backup #{backup.pk} before restoring it",
+        log_line=f"restore of backup #{backup.pk} ({spec['mode']}) started",
+    )
+    _check_backup_files(job, backup)
+    copies = {d["target"]: d["path"] for d in backup.disks}
+    jobs.report(job.pk, progress=15, message=f"Copying backup #{backup.pk}")
+    if spec["mode"] == "new":
+        restored = _restore_as_new(job, backup, vm, copies)
+    else:
+        restored = _restore_in_place(job, backup, vm, copies)
+    jobs.report(job.pk, progress=85, message="Checking the restored disks")
+    _check_restored_disks(job, backup, restored, copies)
+    if spec["start"]:
+        with on_vm_host(restored, failed=f"{restored.name} was restored but did not start"):
+            uri = backup.host.uri
+            restored = apply_info(restored, hypervisor.start_domain(uri, str(restored.pk)))
+    if backup.pool is not None:
+        from storage.services import refresh_pool_row
+
+        for pool in {backup.pool, *StoragePool.objects.filter(host=backup.host, state="active")}:
+            refresh_pool_row(pool)
+    jobs.report(
+        job.pk,
+        progress=100,
+        message=f"{restored.name} restored from backup #{backup.pk}"
+        + (" and started." if spec["start"] else "."),
+    )
+
+
+def _check_backup_files(job: Job, backup: Backup) -> None:
+    """Each of the backup's files checked with qemu-img; a failed one fails the backup."""
+    for disk in backup.disks:
+        with backup_host_errors(backup):
+            checked = qemu_img.check(backup.host.uri, disk["path"], disk.get("format", "qcow2"))
+        jobs.report(job.pk, log_line=f"{disk['target']}: {disk['path']}: {checked['summary']}")
+        if not checked["ok"]:
+            Backup.objects.filter(pk=backup.pk).update(
+                state=BackupState.FAILED, message=str(checked["summary"])
+            )
+            raise ServiceError(
+                f"Backup #{backup.pk} failed its check ({disk['target']}: {checked['summary']}): "
+                "it was not restored. Choose another backup."
+            )
+
+
+def _copy_progress(job: Job) -> Callable[[int, int], None]:
+    def progress(done: int, total: int) -> None:
+        jobs.report(job.pk, progress=15 + 70 * done // max(total, 1))
+
+    return progress
+
+
+def _restore_as_new(
+    job: Job, backup: Backup, vm: VirtualMachine, copies: dict[str, str]
+) -> VirtualMachine:
+    """The backup copied into a new VM of vm's project, owned by the job's user."""
+    spec = job.result
+    uri = backup.host.uri
+    with on_vm_host(vm, failed=f"Restoring backup #{backup.pk} failed and was undone"):
+        uuid, made = hypervisor.restore_as_new(
+            uri,
+            backup.xml,
+            copies,
+            spec["pool"],
+            spec["name"],
+            progress=_copy_progress(job),
+            on_volume=jobs.recorder(job.pk),  # for the undo should this worker die
+        )
+    for path in made:
+        jobs.report(job.pk, log_line=f"copied to {path}")
+        storage_services.record_made(backup.host, path, "qcow2", [])
+    info = hypervisor.get_domain(uri, uuid)
+    with transaction.atomic():
+        restored = sync_domain(backup.host, info)
+        restored.project = vm.project
+        restored.owner = job.user
+        restored.template = vm.template  # its limits follow the copy
+        restored.save(update_fields=["project", "owner", "template"])
+        job.refresh_from_db(fields=["result"])
+        job.result = {**job.result, "restored": uuid, "reserve": {}}
+        job.save(update_fields=["result"])
+    return restored
+
+
+def _restore_in_place(
+    job: Job, backup: Backup, vm: VirtualMachine, copies: dict[str, str]
+) -> VirtualMachine:
+    """vm's disks replaced by copies of the backup's."""
+    with on_vm_host(vm, failed=f"Restoring {vm.name} from backup #{backup.pk} failed"):
+        steps = hypervisor.restore_in_place(
+            backup.host.uri,
+            str(vm.pk),
+            copies,
+            progress=_copy_progress(job),
+            on_volume=jobs.recorder(job.pk),
+        )
+    for step in steps:
+        jobs.report(job.pk, log_line=step)
+    return apply_info(vm, None)
+
+
+def _check_restored_disks(
+    job: Job, backup: Backup, restored: VirtualMachine, copies: dict[str, str]
+) -> None:
+    """The restored VM's new disks recorded and checked with qemu-img."""
+    for disk in [d for d in restored.disks if d.get("target") in copies]:
+        # A standalone qcow2 copy the panel made: recorded so, whatever its content reads as.
+        storage_services.record_made(backup.host, disk["source"], "qcow2", [])
+        with backup_host_errors(backup):
+            checked = qemu_img.check(backup.host.uri, disk["source"], "qcow2")
+        jobs.report(job.pk, log_line=f"{disk['target']}: {disk['source']}: {checked['summary']}")
+        if not checked["ok"]:
+            raise ServiceError(
+                f"The restored disk {disk['source']} failed its check: {checked['summary']}"
+            )
+
+
+def undo_restore(job: Job) -> str:
+    """A restore whose worker died: the copies it was making that no domain uses yet are
+    removed (the VM stays on the disks it had); a restore that had got as far as defining
+    its VM is kept, and a new VM gets its row. What to tell the user."""
+    from storage.services import remove_made_volumes
+
+    spec = job.result
+    backup = Backup.objects.select_related("vm", "host").filter(pk=spec.get("backup")).first()
+    if backup is None or backup.host is None:
+        return "its backup is no longer in the panel"
+    host = backup.host
+    try:
+        removed, kept = remove_made_volumes(host, spec.get(jobs.MADE) or [])
+        named = [d for d in hypervisor.list_domains(host.uri) if d.name == spec.get("name")]
+    except (ServiceError, hypervisor.HypervisorError):
+        return f"check {host.name}: it could not be read"
+    vm = backup.vm
+    if spec.get("mode") == "new" and named:
+        with transaction.atomic():
+            restored = sync_domain(host, named[0])
+            restored.project = vm.project if vm else None
+            restored.owner = job.user
+            restored.template = vm.template if vm else None
+            restored.save(update_fields=["project", "owner", "template"])
+        return f"the restore had got as far as defining {named[0].name}: check it before use"
+    if vm is not None:
+        with contextlib.suppress(hypervisor.HypervisorError):
+            reread(vm)
+    if kept:
+        return f"the restore had switched the disks to {', '.join(kept)}: check the VM"
+    if removed:
+        return f"the restore was undone: its unfinished copies were removed ({', '.join(removed)})"
+    return "the restore had made nothing that is left"

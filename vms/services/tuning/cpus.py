@@ -1,0 +1,240 @@
+"""A VM's CPUs: the tuning tab's reading, vCPU and emulator pinning over the host's CPUs,
+the vCPU count and its maximum, and the NUMA policy of its memory."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from panel import audit, hypervisor
+from panel.exceptions import ServiceError
+from panel.permissions import VIEW
+from vms.models import VirtualMachine
+from vms.services.common import on_vm_host, require_right
+from vms.services.disks import check_scope, commit_disk_change, ready_for_change, scope_words
+from vms.services.tuning.limits import (
+    cpu_list,
+    growing,
+    guest_memory_limit,
+    within_template,
+)
+
+
+def vm_tuning(vm: VirtualMachine, *, actor: Any) -> dict:
+    """The VM's tuning now and the host's CPUs, NUMA cells and huge pages, for the tuning tab."""
+    require_right(actor, vm, VIEW, "see the tuning of")
+    with on_vm_host(vm):
+        info = hypervisor.domain_tuning(vm.host.uri, str(vm.pk))
+        host = hypervisor.host_tuning(vm.host.uri)
+    data = dataclasses.asdict(info)
+    data["vcpu_pins_text"] = [cpu_list(p) for p in info.vcpu_pins]
+    data["emulator_pin_text"] = cpu_list(info.emulator_pin)
+    data["host"] = dataclasses.asdict(host)
+    data["host"]["memory_for_guests"] = guest_memory_limit(vm)
+    return data
+
+
+def _host_cpus(vm: VirtualMachine) -> int:
+    with on_vm_host(vm):
+        return len(hypervisor.host_tuning(vm.host.uri).cpus)
+
+
+def _check_cpus(vm: VirtualMachine, cpus: list[int], field: str, host_cpus: int) -> None:
+    missing = sorted({c for c in cpus if c < 0 or c >= host_cpus})
+    if missing:
+        raise ServiceError(
+            f"{vm.host.name} has no CPU {', '.join(map(str, missing))}: it has CPUs "
+            f"0-{host_cpus - 1}. Pick CPUs from that range.",
+            field=field,
+        )
+
+
+def pin_vcpus(
+    vm: VirtualMachine,
+    pins: dict[int, list[int]],
+    *,
+    live: bool = True,
+    persistent: bool = True,
+    actor: Any,
+    source_ip: str | None = None,
+) -> hypervisor.TuningInfo:
+    """Pin vCPUs to host CPUs ({vcpu: [cpu, ...]}; an empty list: any CPU)."""
+    ready_for_change(vm, actor, "tune")
+    with audit.refusals_recorded(actor, "vm.vcpupin", vm, project=vm.project, source_ip=source_ip):
+        if not pins:
+            raise ServiceError("Give at least one vCPU and the host CPUs for it.", field="pins")
+        check_scope(vm, live, persistent)
+        with on_vm_host(vm):
+            current = hypervisor.domain_tuning(vm.host.uri, str(vm.pk))
+        bad = sorted(v for v in pins if v < 0 or v >= current.max_vcpus)
+        if bad:
+            raise ServiceError(
+                f"{vm.name} has no vCPU {', '.join(map(str, bad))}: its vCPUs are "
+                f"0-{current.max_vcpus - 1}.",
+                field="pins",
+            )
+        _check_cpus(vm, [c for cpus in pins.values() for c in cpus], "pins", current.host_cpus)
+        with on_vm_host(vm, f"Pinning the vCPUs of {vm.name}"):
+            info = hypervisor.pin_vcpus(
+                vm.host.uri,
+                str(vm.pk),
+                {v: tuple(c) for v, c in pins.items()},
+                live=live,
+                persistent=persistent,
+            )
+        detail = "; ".join(
+            f"vCPU {v} on {cpu_list(c) if c else 'any CPU'}" for v, c in sorted(pins.items())
+        )
+        commit_disk_change(
+            vm, None, actor, "vm.vcpupin", f"{detail}; {scope_words(live, persistent)}", source_ip
+        )
+    return info
+
+
+def pin_emulator(
+    vm: VirtualMachine,
+    cpus: list[int],
+    *,
+    live: bool = True,
+    persistent: bool = True,
+    actor: Any,
+    source_ip: str | None = None,
+) -> hypervisor.TuningInfo:
+    """Pin qemu's emulator threads to host CPUs (an empty list: any CPU)."""
+    ready_for_change(vm, actor, "tune")
+    with audit.refusals_recorded(
+        actor, "vm.emulatorpin", vm, project=vm.project, source_ip=source_ip
+    ):
+        check_scope(vm, live, persistent)
+        _check_cpus(vm, cpus, "cpus", _host_cpus(vm))
+        with on_vm_host(vm, f"Pinning the emulator of {vm.name}"):
+            info = hypervisor.pin_emulator(
+                vm.host.uri, str(vm.pk), tuple(cpus), live=live, persistent=persistent
+            )
+        detail = (
+            f"emulator on {cpu_list(cpus) if cpus else 'any CPU'}; {scope_words(live, persistent)}"
+        )
+        commit_disk_change(vm, None, actor, "vm.emulatorpin", detail, source_ip)
+    return info
+
+
+def set_vcpus(
+    vm: VirtualMachine,
+    vcpus: int,
+    *,
+    live: bool = True,
+    persistent: bool = True,
+    actor: Any,
+    source_ip: str | None = None,
+) -> hypervisor.TuningInfo:
+    """Set how many vCPUs the VM has (hotplug when live, up to its maximum)."""
+    ready_for_change(vm, actor, "tune")
+    with audit.refusals_recorded(actor, "vm.vcpus", vm, project=vm.project, source_ip=source_ip):
+        check_scope(vm, live, persistent)
+        with on_vm_host(vm):
+            current = hypervisor.domain_tuning(vm.host.uri, str(vm.pk))
+        if vcpus < 1 or vcpus > current.max_vcpus:
+            raise ServiceError(
+                f"vCPUs must be between 1 and {current.max_vcpus} (the VM's maximum); raise "
+                "the maximum (persistent, VM shut off) to go beyond.",
+                field="vcpus",
+            )
+        within_template(vm, "vcpus", vcpus=vcpus)
+        with growing(vm, vcpus=vcpus, maximum=False):
+            with on_vm_host(vm, f"Setting the vCPUs of {vm.name}"):
+                info = hypervisor.set_vcpus(
+                    vm.host.uri, str(vm.pk), vcpus, live=live, persistent=persistent
+                )
+            commit_disk_change(
+                vm,
+                None,
+                actor,
+                "vm.vcpus",
+                f"{vcpus} vCPUs; {scope_words(live, persistent)}",
+                source_ip,
+            )
+    return info
+
+
+def set_max_vcpus(
+    vm: VirtualMachine, max_vcpus: int, *, actor: Any, source_ip: str | None = None
+) -> hypervisor.TuningInfo:
+    """Set the most vCPUs the VM may have (its definition: from the next boot)."""
+    ready_for_change(vm, actor, "tune")
+    with audit.refusals_recorded(
+        actor, "vm.max_vcpus", vm, project=vm.project, source_ip=source_ip
+    ):
+        check_scope(vm, False, True)
+        if not 1 <= max_vcpus <= 255:
+            raise ServiceError("The maximum vCPUs is a number from 1 to 255.", field="max_vcpus")
+        within_template(vm, "max_vcpus", vcpus=max_vcpus)
+        with growing(vm, vcpus=max_vcpus, maximum=True):
+            with on_vm_host(vm, f"Setting the maximum vCPUs of {vm.name}"):
+                info = hypervisor.set_vcpus(
+                    vm.host.uri, str(vm.pk), max_vcpus, live=False, persistent=True, maximum=True
+                )
+            commit_disk_change(
+                vm,
+                None,
+                actor,
+                "vm.max_vcpus",
+                f"at most {max_vcpus} vCPUs; persistent",
+                source_ip,
+            )
+    return info
+
+
+def _nodes(nodeset: str) -> set[int]:
+    """'0-2,5' as {0, 1, 2, 5}; ValueError when it is not that notation."""
+    nodes: set[int] = set()
+    for part in nodeset.split(","):
+        first, _, last = part.strip().partition("-")
+        start, end = int(first), int(last or first)
+        if start > end:
+            raise ValueError(part)
+        nodes |= set(range(start, end + 1))
+    return nodes
+
+
+def set_numatune(
+    vm: VirtualMachine,
+    mode: str,
+    nodeset: str,
+    *,
+    live: bool = False,
+    persistent: bool = True,
+    actor: Any,
+    source_ip: str | None = None,
+) -> hypervisor.TuningInfo:
+    """Set where the VM's memory comes from: a NUMA mode and the host cells (like numatune)."""
+    ready_for_change(vm, actor, "tune")
+    with audit.refusals_recorded(actor, "vm.numatune", vm, project=vm.project, source_ip=source_ip):
+        if mode not in hypervisor.NUMA_MODES:
+            raise ServiceError(
+                f"Unknown NUMA mode '{mode}': use {', '.join(hypervisor.NUMA_MODES)}.",
+                field="mode",
+            )
+        try:
+            nodes = _nodes(nodeset)
+        except ValueError:
+            raise ServiceError(
+                f"'{nodeset}' is not a list of NUMA cells: write it like 0 or 0-1 or 0,2.",
+                field="nodeset",
+            ) from None
+        check_scope(vm, live, persistent)
+        with on_vm_host(vm):
+            cells = {c.id for c in hypervisor.host_tuning(vm.host.uri).cells}
+        missing = sorted(nodes - cells)
+        if missing:
+            raise ServiceError(
+                f"{vm.host.name} has no NUMA cell {', '.join(map(str, missing))}: its cells "
+                f"are {', '.join(map(str, sorted(cells))) or 'none'}.",
+                field="nodeset",
+            )
+        with on_vm_host(vm, f"Setting the NUMA policy of {vm.name}"):
+            info = hypervisor.set_numatune(
+                vm.host.uri, str(vm.pk), mode, nodeset, live=live, persistent=persistent
+            )
+        detail = f"{mode} on cells {nodeset}; {scope_words(live, persistent)}"
+        commit_disk_change(vm, None, actor, "vm.numatune", detail, source_ip)
+    return info
