@@ -21,20 +21,18 @@ import bisect
 import functools
 import json
 import os
-import threading
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import redis
 from django.conf import settings
 
+from panel import redis_client
 from panel.exceptions import UnavailableError
 
 from .series import RANGES, STORED, Tier, tiers
 
 T = TypeVar("T")
-
-_local = threading.local()
 
 
 class StatsUnavailable(UnavailableError):
@@ -58,10 +56,7 @@ def _reads(method: Callable[..., T]) -> Callable[..., T]:
 
 
 def _client() -> redis.Redis:
-    client = getattr(_local, "client", None)
-    if client is None:
-        client = _local.client = redis.Redis.from_url(settings.REDIS_URL)
-    return client
+    return redis_client.client()
 
 
 def prefix() -> str:

@@ -30,6 +30,8 @@ from django.conf import settings
 from django.core.cache import cache
 from redis import RedisError
 
+from panel import redis_client
+
 log = logging.getLogger(__name__)
 
 # KEYS: the username+address counter, the address counter.
@@ -126,17 +128,11 @@ class _LocalCounts:
 
 
 _local = _LocalCounts()
-_client: redis.Redis | None = None
 
 
 def _redis() -> redis.Redis:
-    global _client
-    if _client is None:
-        # Short timeouts: a Redis that hangs must not hang the login page.
-        _client = redis.Redis.from_url(
-            settings.REDIS_URL, socket_connect_timeout=3, socket_timeout=3
-        )
-    return _client
+    # Short timeouts: a Redis that hangs must not hang the login page.
+    return redis_client.client(timeout=3)
 
 
 def _keys(username: str, ip: str | None) -> tuple[str, str]:

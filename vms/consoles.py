@@ -22,7 +22,7 @@ import redis
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 
-from panel import audit, hypervisor
+from panel import audit, hypervisor, redis_client
 from panel.console_tokens import KEY_PREFIX, TICKET_SECONDS, sign_ticket, verify_ticket
 from panel.exceptions import ConflictError, ServiceError, UnavailableError
 from panel.permissions import CONSOLE, CONSOLE_INPUT, allowed
@@ -43,7 +43,7 @@ class VncTarget:
 
 
 def _redis() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL)
+    return redis_client.client()
 
 
 def _require_local_display(vm: VirtualMachine) -> None:

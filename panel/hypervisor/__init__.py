@@ -194,7 +194,7 @@ __all__ = [
     "set_nic_link",
     "start_network",
     "stop_network",
-    # migration (vms/migrate.py)
+    # migration (vms/services/migrate.py)
     "NEEDS_COPY",
     "DiskCopy",
     "MigrationOptions",
