@@ -9,7 +9,7 @@ from django.contrib.auth.forms import AuthenticationForm
 
 from . import audit, throttle
 from .choices import AuditResult, ProjectRole
-from .quotas import FIELDS, LABELS
+from .quotas import FIELDS, LABELS, limits
 
 
 class HostForm(forms.Form):
@@ -114,6 +114,30 @@ class PasswordResetForm(forms.Form):
 
 class ProjectEditForm(ProjectForm):
     """Admins: the project's name, quota and which hosts, pools and networks it may use."""
+
+    @staticmethod
+    def initial_for(project: Any) -> dict[str, Any]:
+        """The form's fields as the project has them now."""
+        return {
+            "name": project.name,
+            "description": project.description,
+            "allowed_hosts": project.allowed_hosts.all(),
+            "allowed_pools": project.allowed_pools.all(),
+            "allowed_networks": project.allowed_networks.all(),
+            **{f"quota_{k}": v for k, v in limits(project).items()},
+        }
+
+    def changes(self) -> dict[str, Any]:
+        """What the valid form asks for, as panel.services.update_project takes it."""
+        data = self.cleaned_data
+        return {
+            "name": data["name"],
+            "description": data["description"],
+            "quota": self.quota(),
+            "allowed_hosts": list(data["allowed_hosts"]),
+            "allowed_pools": list(data["allowed_pools"]),
+            "allowed_networks": list(data["allowed_networks"]),
+        }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         from .models import Project

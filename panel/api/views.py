@@ -236,18 +236,7 @@ class ProjectViewSet(
             return Response(MembershipSerializer(qs, many=True).data)
         project = self.get_object_for(MANAGE)
         if request.method == "DELETE":
-            user_id = request.data.get("user") or request.query_params.get("user")
-            user = (
-                get_object_or_404(User, pk=user_id, memberships__project=project)
-                if str(user_id).isdigit()
-                else None
-            )
-            if user is None:
-                return Response({"user": ["Give the id of a member to remove."]}, status=400)
-            services.remove_member(
-                project, user=user, actor=request.user, source_ip=client_ip(request)
-            )
-            return Response(status=204)
+            return self._remove_member(request, project)
         serializer = MembershipSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         membership = services.add_member(
@@ -258,6 +247,18 @@ class ProjectViewSet(
             source_ip=client_ip(request),
         )
         return Response(MembershipSerializer(membership).data, status=201)
+
+    def _remove_member(self, request: Request, project: Project) -> Response:
+        user_id = request.data.get("user") or request.query_params.get("user")
+        user = (
+            get_object_or_404(User, pk=user_id, memberships__project=project)
+            if str(user_id).isdigit()
+            else None
+        )
+        if user is None:
+            return Response({"user": ["Give the id of a member to remove."]}, status=400)
+        services.remove_member(project, user=user, actor=request.user, source_ip=client_ip(request))
+        return Response(status=204)
 
 
 class HostViewSet(

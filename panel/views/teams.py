@@ -79,28 +79,11 @@ def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
 def project_edit(request: HttpRequest, project_id: int) -> HttpResponse:
     project = get_object_for_user(Project.objects.all(), request.user, project_id)
     _admin_only(request, "change projects")
-    initial = {
-        "name": project.name,
-        "description": project.description,
-        "allowed_hosts": project.allowed_hosts.all(),
-        "allowed_pools": project.allowed_pools.all(),
-        "allowed_networks": project.allowed_networks.all(),
-        **{f"quota_{k}": v for k, v in quotas.limits(project).items()},
-    }
-    form = ProjectEditForm(request.POST or None, initial=initial)
+    form = ProjectEditForm(request.POST or None, initial=ProjectEditForm.initial_for(project))
     if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
         try:
             services.update_project(
-                project,
-                name=data["name"],
-                description=data["description"],
-                quota=form.quota(),
-                allowed_hosts=list(data["allowed_hosts"]),
-                allowed_pools=list(data["allowed_pools"]),
-                allowed_networks=list(data["allowed_networks"]),
-                actor=request.user,
-                source_ip=client_ip(request),
+                project, **form.changes(), actor=request.user, source_ip=client_ip(request)
             )
         except ServiceError as exc:
             add_service_error(form, exc)
