@@ -153,22 +153,7 @@ class Collector:
                 continue
             self.previous[host.pk] = cur
             before = {d.uuid for d in prev.domains} if prev else set()
-            vms = []
-            for dom in cur.domains:
-                seen.add(f"vm:{dom.uuid}")
-                before.discard(dom.uuid)
-                if dom.partial:
-                    continue
-                last = self.last_vm.get(dom.uuid)
-                self.last_vm[dom.uuid] = (cur.at, dom)
-                sample = vm_sample(last[1], dom, cur.at - last[0]) if last else None
-                if sample is None:
-                    continue
-                vms.append(sample)
-                raw.append(("vm", dom.uuid, cur.at, sample))
-                messages.append(
-                    (events.vm_group(dom.uuid), _update("vm", dom.uuid, cur.at, sample))
-                )
+            vms = self._vm_samples(cur, before, seen, raw, messages)
             gone.extend(before)
             for uuid in before:
                 self.last_vm.pop(uuid, None)
@@ -185,17 +170,7 @@ class Collector:
             if everyone:
                 raw.append(("fleet", "all", time.time(), fleet_sample(everyone)))
                 seen.add("fleet:all")
-        rollups = []
-        for kind, ident, t, values in raw:
-            for tier, bucket, avg in self.downsampler.add(f"{kind}:{ident}", t, values):
-                rollups.append((kind, ident, tier, bucket, avg))
-        self.downsampler.keep_only(seen)
-        self.store.write(raw, rollups)
-        self.store.forget("vm", gone)
-        for host_id in [h for h in self.previous if h not in {h.pk for h in hosts}]:
-            # Removed, or now another collector's: a later reading starts afresh.
-            for dom in self.previous.pop(host_id).domains:
-                self.last_vm.pop(dom.uuid, None)
+        self._save(hosts, raw, seen, gone)
         if messages:
             events.publish_many(messages)
         made = sum(1 for r in raw if r[0] == "vm")
@@ -207,6 +182,48 @@ class Collector:
             self.step,
         )
         return made
+
+    def _vm_samples(
+        self,
+        cur: hypervisor.HostCounters,
+        before: set[str],
+        seen: set[str],
+        raw: list,
+        messages: list,
+    ) -> list[dict]:
+        """The VM samples of a host's reading (a VM needs two readings for one), each added
+        to raw and to the messages for its page; the VMs read are marked in seen and taken
+        out of before (what remains there is gone)."""
+        vms = []
+        for dom in cur.domains:
+            seen.add(f"vm:{dom.uuid}")
+            before.discard(dom.uuid)
+            if dom.partial:
+                continue
+            last = self.last_vm.get(dom.uuid)
+            self.last_vm[dom.uuid] = (cur.at, dom)
+            sample = vm_sample(last[1], dom, cur.at - last[0]) if last else None
+            if sample is None:
+                continue
+            vms.append(sample)
+            raw.append(("vm", dom.uuid, cur.at, sample))
+            messages.append((events.vm_group(dom.uuid), _update("vm", dom.uuid, cur.at, sample)))
+        return vms
+
+    def _save(self, hosts: list[Host], raw: list, seen: set[str], gone: list[str]) -> None:
+        """Store the cycle's samples and their rollups, drop the series of what is gone,
+        and forget the readings of hosts no longer this collector's."""
+        rollups = []
+        for kind, ident, t, values in raw:
+            for tier, bucket, avg in self.downsampler.add(f"{kind}:{ident}", t, values):
+                rollups.append((kind, ident, tier, bucket, avg))
+        self.downsampler.keep_only(seen)
+        self.store.write(raw, rollups)
+        self.store.forget("vm", gone)
+        for host_id in [h for h in self.previous if h not in {h.pk for h in hosts}]:
+            # Removed, or now another collector's: a later reading starts afresh.
+            for dom in self.previous.pop(host_id).domains:
+                self.last_vm.pop(dom.uuid, None)
 
     def _others_latest(self, hosts: list[Host]) -> list[dict]:
         """The fresh latest samples of the hosts other collectors read (none alone)."""

@@ -82,7 +82,14 @@ def render(now: float | None = None) -> str:
         "gauge",
         [({"state": s}, n) for s, n in sorted(Counter(job_states).items())],
     )
+    return "\n".join(lines + _usage(store, now, hosts, vms)) + "\n"
 
+
+def _usage(
+    store: StatsStore, now: float, hosts: dict[str, Host], vms: dict[str, tuple[str, ...]]
+) -> list[str]:
+    """The usage families: each host's and VM's latest sample, and when the last came."""
+    lines: list[str] = []
     try:
         host_latest = store.latest_all("host", now, max_age())
         vm_latest = store.latest_all("vm", now, max_age())
@@ -116,4 +123,4 @@ def render(now: float | None = None) -> str:
         "gauge",
         [({}, round(newest, 3))],
     )
-    return "\n".join(lines) + "\n"
+    return lines

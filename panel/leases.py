@@ -188,14 +188,8 @@ class LeaseKeeper:
         )
         held = set(renewed)
 
-        live = list(
-            ProcessHeartbeat.objects.filter(role=self.role, last_seen__gte=now - self.lease)
-            .order_by("name")
-            .values_list("name", flat=True)
-        )
-        rank = live.index(self.name)
         total = leases.count()
-        share = total // len(live) + (1 if rank < total % len(live) else 0)
+        live, rank, share = self._share(now, total)
 
         taken: set[int] = set()
         had_holder: set[int] = set()
@@ -228,12 +222,23 @@ class LeaseKeeper:
                 self.name,
                 len(held),
                 total,
-                len(live),
+                live,
                 len(taken),
                 len(had_holder),
                 len(released),
                 len(dropped),
             )
+
+    def _share(self, now: datetime, total: int) -> tuple[int, int, int]:
+        """(how many processes of this role are live, this one's rank among them by name,
+        how many of the total hosts are its share)."""
+        live = list(
+            ProcessHeartbeat.objects.filter(role=self.role, last_seen__gte=now - self.lease)
+            .order_by("name")
+            .values_list("name", flat=True)
+        )
+        rank = live.index(self.name)
+        return len(live), rank, total // len(live) + (1 if rank < total % len(live) else 0)
 
     def _add_new_hosts(self) -> None:
         """A lease row for each host that has none for this role yet (a host just added)."""
