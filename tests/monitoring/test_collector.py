@@ -92,7 +92,10 @@ def test_it_shows_stats_once_it_has_two_readings_and_cpu_rising_with_a_busy_loop
     assert min(busy[1:]) > 2 * max(idle[1:]) + 5, (idle, busy)
     history = store.history("vm", vm_id, "1h", time.time())
     assert len(history["t"]) >= 11, history
-    assert max(history["cpu"]) == pytest.approx(max(busy), abs=0.05), (history, busy)
+    # The graph's history holds every sample the live view showed (and, on a loaded host,
+    # also readings that came late, after a newer one had been shown).
+    for shown in idle + busy:
+        assert any(abs(kept - shown) <= 0.05 for kept in history["cpu"]), (shown, history)
 
 
 def test_it_keeps_its_beat_while_a_host_hangs(make_vm, local_host, store, settings):
