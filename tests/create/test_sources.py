@@ -113,6 +113,37 @@ def test_a_cloud_image_vm_gets_an_overlay_and_a_seed_with_the_users_data(
     assert Volume.objects.get(path=overlay).capacity == 52 * 1024 * 1024
 
 
+def test_a_full_copy_of_a_cloud_image_is_grown_to_the_disk_size_asked(
+    admin_client, host_facts, dir_pool, image, project, created
+):
+    created.append("web2")
+    response = post(
+        admin_client,
+        {
+            "name": "web2",
+            "project": project.pk,
+            "memory_mib": 128,
+            "disks": [{"pool": dir_pool.pk, "size_gib": 0.05}],
+            "install": {
+                "method": "cloud-image",
+                "image_volume": image.pk,
+                "linked": False,
+                "cloud_init": {"user_data": USER_DATA, "meta_data": META_DATA},
+            },
+            "start": False,
+        },
+    )
+    assert response.status_code == 202, response.content
+    job = run(response.json()["job"])
+    assert job.state == "succeeded", job.log
+
+    copy = Volume.objects.get(pool=dir_pool, name="web2-disk0.qcow2")
+    described = etree.fromstring(virsh("vol-dumpxml", copy.path).encode())
+    assert described.find("./backingStore/path") is None
+    assert int(described.findtext("capacity")) == 52 * 1024 * 1024
+    assert copy.capacity == 52 * 1024 * 1024
+
+
 @pytest.fixture
 def install_tree(tmp_path, settings):
     """The tiny guest's kernel and initrd laid out like a Fedora tree, served on 127.0.0.1

@@ -342,8 +342,14 @@ def _cloud_disk(
         progress=progress,
     )
     if info.capacity < capacity:
+        # The copy was written as qcow2 with no backing file: it is resized as that.
         info = hv_storage.resize_volume(
-            host.uri, disk["pool"], disk["name"], capacity, shrink=False
+            host.uri,
+            disk["pool"],
+            disk["name"],
+            capacity,
+            shrink=False,
+            source=PinnedImage(info.path, "qcow2"),
         )
     return info
 
