@@ -31,6 +31,7 @@ from django.core.management import call_command  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
 
 from panel import hypervisor  # noqa: E402
+from panel.actors import Actor  # noqa: E402
 from panel.models import Host  # noqa: E402
 from vms import consoles  # noqa: E402
 from vms.services import sync_domain  # noqa: E402
@@ -197,12 +198,12 @@ def main() -> None:
 
         raw = echo_raw(str(vm.pk))
         origin = f"http://127.0.0.1:{web_port}"
-        t = consoles.issue_ticket(vm, admin, "serial", ws_base=f"ws://127.0.0.1:{web_port}")
+        t = consoles.issue_ticket(vm, Actor(admin), "serial", ws_base=f"ws://127.0.0.1:{web_port}")
         panel = echo_panel(t["url"], origin)
 
         vnc_port = next(g.port for g in hypervisor.get_domain(URI, str(vm.pk)).graphics if g.port)
         direct = vnc_direct(vnc_port)
-        t = consoles.issue_ticket(vm, admin, "vnc", ws_base="")
+        t = consoles.issue_ticket(vm, Actor(admin), "vnc", ws_base="")
         proxied = vnc_websockify(f"ws://127.0.0.1:{vnc_proxy}/?token={t['ticket']}")
 
         raw50, panel50 = statistics.median(raw), statistics.median(panel)

@@ -29,6 +29,7 @@ from django.core.management import call_command  # noqa: E402
 
 from panel import hypervisor  # noqa: E402
 from panel import services as panel_services  # noqa: E402
+from panel.actors import Actor  # noqa: E402
 from panel.hypervisor import storage as hv_storage  # noqa: E402
 from panel.models import Host, Job  # noqa: E402
 from storage import services as storage_services  # noqa: E402
@@ -74,7 +75,7 @@ def through_panel(admin, pool, project, name: str) -> float:  # type: ignore[no-
                 "cmdline": "console=ttyS0",
             },
         },
-        actor=admin,
+        actor=Actor(admin),
     )
     vm_create_task(job.pk)
     elapsed = time.perf_counter() - t0
@@ -98,10 +99,12 @@ def main() -> None:
         domain_type="qemu",
         facts={"cpus": 2, "memory_total_bytes": 8 << 30, "memory_free_bytes": 4 << 30},
     )
-    project = panel_services.create_project(name="bench", actor=admin)
+    project = panel_services.create_project(name="bench", actor=Actor(admin))
     pool_dir = Path("/var/lib/libvirt/images") / f"panel-bench-{os.getpid()}"
     pool = storage_services.create_pool(
-        host, {"name": pool_dir.name, "type": "dir", "target_path": str(pool_dir)}, actor=admin
+        host,
+        {"name": pool_dir.name, "type": "dir", "target_path": str(pool_dir)},
+        actor=Actor(admin),
     )
     hand, panel = [], []
     try:

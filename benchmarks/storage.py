@@ -32,6 +32,7 @@ WORK = isolated_django("panel-bench-storage-")
 
 from django.core.management import call_command  # noqa: E402
 
+from panel.actors import Actor  # noqa: E402
 from panel.hypervisor import storage as hv  # noqa: E402
 from panel.models import Host, Job  # noqa: E402
 from storage import services  # noqa: E402
@@ -72,7 +73,9 @@ def main() -> None:
     pool = None
     try:
         pool = services.create_pool(
-            host, {"name": pool_dir.name, "type": "dir", "target_path": str(pool_dir)}, actor=admin
+            host,
+            {"name": pool_dir.name, "type": "dir", "target_path": str(pool_dir)},
+            actor=Actor(admin),
         )
         port = free_port()
         env = {**os.environ, "PANEL_DEV_STATIC": "1", "PYTHONPATH": str(REPO)}
@@ -89,7 +92,7 @@ def main() -> None:
 
         def volume(name: str) -> Volume:
             return services.create_volume(
-                pool, name=name, format="raw", capacity_gib=size / 1024**3, actor=admin
+                pool, name=name, format="raw", capacity_gib=size / 1024**3, actor=Actor(admin)
             )
 
         raw_vol = volume("by-hand.img")
@@ -205,7 +208,9 @@ def main() -> None:
         )
 
         def convert() -> None:
-            job = services.copy_volume(panel_vol, name="panel.qcow2", format="qcow2", actor=admin)
+            job = services.copy_volume(
+                panel_vol, name="panel.qcow2", format="qcow2", actor=Actor(admin)
+            )
             from storage.tasks import volume_job_task
 
             volume_job_task(job.pk)

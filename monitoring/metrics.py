@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from panel.models import Host, Job
 from vms.models import VirtualMachine
@@ -86,7 +86,7 @@ def render(now: float | None = None) -> str:
 
 
 def _usage(
-    store: StatsStore, now: float, hosts: dict[str, Host], vms: dict[str, tuple[str, ...]]
+    store: StatsStore, now: float, hosts: dict[str, Host], vms: Mapping[str, tuple[str, ...]]
 ) -> list[str]:
     """The usage families: each host's and VM's latest sample, and when the last came."""
     lines: list[str] = []

@@ -22,7 +22,7 @@ import functools
 import json
 import os
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import redis
 from django.conf import settings
@@ -111,7 +111,7 @@ class StatsStore:
             pipe.ltrim(key, -tier.length, -1)
             pipe.expire(key, tier.keep + tier.step)
         for kind, mapping in latest.items():
-            pipe.hset(f"{self.prefix}:latest:{kind}", mapping=mapping)
+            pipe.hset(f"{self.prefix}:latest:{kind}", mapping=cast(dict[Any, Any], mapping))
         for kind, scores in busy.items():
             pipe.zadd(f"{self.prefix}:busiest:{kind}", scores)
         pipe.execute()
@@ -150,8 +150,9 @@ class StatsStore:
         while len(found) < count and start < most:
             idents = [
                 i.decode()
-                for i in self.client.zrevrange(
-                    f"{self.prefix}:busiest:{kind}", start, start + step - 1
+                for i in cast(
+                    list[bytes],
+                    self.client.zrevrange(f"{self.prefix}:busiest:{kind}", start, start + step - 1),
                 )
             ]
             if not idents:
@@ -183,7 +184,8 @@ class StatsStore:
     def latest_all(self, kind: str, now: float, max_age: float) -> dict:
         """Every fresh latest sample of a kind, {id: sample}."""
         found = {}
-        for ident, value in self.client.hgetall(f"{self.prefix}:latest:{kind}").items():
+        stored = cast(dict[bytes, bytes], self.client.hgetall(f"{self.prefix}:latest:{kind}"))
+        for ident, value in stored.items():
             sample = json.loads(value)
             if now - sample["t"] <= max_age:
                 found[ident.decode()] = sample
@@ -200,7 +202,7 @@ class StatsStore:
         """
         assert range_name in RANGES
         tier = self.tier(range_name)
-        raw = self.client.lrange(self.key(kind, ident, tier), 0, -1)
+        raw = cast(list[bytes], self.client.lrange(self.key(kind, ident, tier), 0, -1))
         times = _Times(raw)
         start = bisect.bisect_left(times, now - tier.keep)
         end = bisect.bisect_right(times, now)

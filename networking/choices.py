@@ -15,7 +15,7 @@ class NetworkMode(models.TextChoices):
     HOSTDEV = "hostdev", "SR-IOV pool (PCI passthrough of VFs)"
 
 
-MODE_HELP = {
+MODE_HELP: dict[str, str] = {
     NetworkMode.NAT: (
         "Guests sit behind a virtual switch (a Linux bridge such as virbr0) and reach the "
         "outside through the host's IP masquerading (iptables NAT); dnsmasq gives them "

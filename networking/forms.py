@@ -78,7 +78,7 @@ class NetworkForm(forms.Form):
     def __init__(self, *args: Any, hosts: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if hosts is not None:
-            self.fields["host"].queryset = hosts
+            self.fields["host"].queryset = hosts  # type: ignore[attr-defined]
 
     @staticmethod
     def _lines(text: str) -> list[list[str]]:

@@ -8,7 +8,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from panel.audit import client_ip
+from panel import hypervisor
+from panel.actors import Actor
 from panel.exceptions import ServiceError
 from panel.models import Host
 from panel.permissions import get_object_for_user, is_admin, restrict, visible_hosts
@@ -44,8 +45,7 @@ def network_add(request: HttpRequest) -> HttpResponse:
             network = services.create_network(
                 form.cleaned_data["host"],
                 **form.service_kwargs(),
-                actor=request.user,
-                source_ip=client_ip(request),
+                actor=Actor.of(request),
             )
         except ServiceError as exc:
             add_error(form, exc)
@@ -81,20 +81,17 @@ def network_action(request: HttpRequest, network_id: int, action: str) -> HttpRe
             network = services.set_network_autostart(
                 network,
                 request.POST.get("enabled") == "1",
-                actor=request.user,
-                source_ip=client_ip(request),
+                actor=Actor.of(request),
             )
             messages.success(
                 request, f"Autostart of {network.name} is {network.autostart and 'on' or 'off'}."
             )
         elif action == "delete":
-            services.delete_network(network, actor=request.user, source_ip=client_ip(request))
+            services.delete_network(network, actor=Actor.of(request))
             messages.success(request, f"Network {network.name} deleted.")
             return redirect("network_list")
         else:
-            network = services.network_action(
-                network, action, actor=request.user, source_ip=client_ip(request)
-            )
+            network = services.network_action(network, action, actor=Actor.of(request))
             messages.success(
                 request, f"Network {network.name} is {'active' if network.active else 'stopped'}."
             )
@@ -107,9 +104,10 @@ def network_action(request: HttpRequest, network_id: int, action: str) -> HttpRe
 
 def host_interfaces(request: HttpRequest, host_id: int) -> HttpResponse:
     host = get_object_for_user(Host.objects.all(), request.user, host_id)
-    interfaces, source, error = [], "", ""
+    interfaces: list[hypervisor.InterfaceInfo] = []
+    source, error = "", ""
     try:
-        interfaces, source = services.host_interfaces(host, actor=request.user)
+        interfaces, source = services.host_interfaces(host, actor=Actor.of(request))
     except ServiceError as exc:
         error = exc.message
     context = {"host": host, "interfaces": interfaces, "source": source, "error": error}

@@ -78,10 +78,10 @@ class _RedisLost:
     and one warning line, not an unhandled exception: the page says it lost live updates
     and reconnects once Redis is back."""
 
-    def __init__(self, app):  # type: ignore[no-untyped-def]
+    def __init__(self, app):
         self.app = app
 
-    async def __call__(self, scope, receive, send):  # type: ignore[no-untyped-def]
+    async def __call__(self, scope, receive, send):
         import redis.exceptions
 
         try:
@@ -108,6 +108,4 @@ if settings.PANEL_TRUSTED_PROXIES:
     # HTTP and websockets alike, and only when the connection comes from a trusted proxy.
     from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware  # noqa: E402
 
-    application = ProxyHeadersMiddleware(  # type: ignore[assignment]
-        application, trusted_hosts=settings.PANEL_TRUSTED_PROXIES
-    )
+    application = ProxyHeadersMiddleware(application, trusted_hosts=settings.PANEL_TRUSTED_PROXIES)

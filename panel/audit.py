@@ -3,27 +3,25 @@
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 from collections.abc import Iterator
-from typing import Any
 
+from .actors import Actor
 from .choices import AuditResult
 from .exceptions import GoneError, ServiceError
 from .models import AuditEvent, Project
 
 
 def record(
-    actor: Any,
+    actor: Actor,
     action: str,
     target: object = "",
     *,
     result: str = AuditResult.SUCCESS,
     detail: str = "",
-    source_ip: str | None = None,
     project: Project | None = None,
 ) -> AuditEvent:
-    """Write one audit row: who did what to which object, and how it ended."""
-    user = actor if getattr(actor, "is_authenticated", False) else None
+    """Write one audit row: who did what to which object, from where, and how it ended."""
+    user = actor.person
     if project is None:
         project = _project_of(target)
     return AuditEvent.objects.create(
@@ -34,7 +32,8 @@ def record(
         target=_printable(str(target))[:300],
         result=result,
         detail=_printable(detail),
-        source_ip=source_ip,
+        source_ip=actor.address,
+        via=actor.via,
     )
 
 
@@ -51,12 +50,11 @@ def _project_of(target: object) -> Project | None:
 
 @contextlib.contextmanager
 def refusals_recorded(
-    actor: Any,
+    actor: Actor,
     action: str,
     target: object = "",
     *,
     project: Project | None = None,
-    source_ip: str | None = None,
 ) -> Iterator[None]:
     """Around a service's transaction: a refused or failed action (bad input, quota) is
     logged after the rollback. PermissionDenied is logged by the 403 handlers."""
@@ -78,18 +76,5 @@ def refusals_recorded(
             result=result,
             detail=exc.message,
             project=project,
-            source_ip=source_ip,
         )
         raise
-
-
-def client_ip(request: Any) -> str | None:
-    """The address the request came from: the connection's, or behind a proxy listed in
-    PANEL_TRUSTED_PROXIES the client's that the proxy forwarded (panel.asgi)."""
-    if request is None:
-        return None
-    address = request.META.get("REMOTE_ADDR") or ""
-    try:
-        return str(ipaddress.ip_address(address))
-    except ValueError:
-        return None  # not an address (a unix socket's name, a proxy's garbage)

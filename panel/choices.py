@@ -52,6 +52,17 @@ class AuditResult(models.TextChoices):
     DENIED = "denied", "Denied"
 
 
+class Via(models.TextChoices):
+    """The way an action reached the panel."""
+
+    PAGE = "page", "Page"
+    API = "api", "API"
+    SOCKET = "socket", "Websocket"
+    SCHEDULE = "schedule", "Schedule"
+    JOB = "job", "Job"
+    PANEL = "panel", "The panel"
+
+
 class ProjectRole(models.TextChoices):
     OPERATOR = "operator", "Operator"
     MEMBER = "member", "Member"

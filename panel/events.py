@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Sequence
 from typing import Any, TypedDict
 
 import redis.exceptions
@@ -117,7 +118,7 @@ def publish(group: str, payload: Event) -> None:
     publish_many([(group, payload)])
 
 
-def publish_many(messages: list[tuple[str, Event]]) -> None:
+def publish_many(messages: Sequence[tuple[str, Event]]) -> None:
     """Send many payloads in one go once the current transaction commits."""
     batch = [(group, dict(payload)) for group, payload in messages]
 

@@ -1,14 +1,16 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm
+from django.db.models import Model
 
 from . import audit, throttle
-from .choices import AuditResult, ProjectRole
+from .actors import Actor, client_ip
+from .choices import AuditResult, ProjectRole, Via
 from .quotas import FIELDS, LABELS, limits
 
 
@@ -53,14 +55,16 @@ class ThrottledLoginForm(AuthenticationForm):
             # No password was tried (the field says it is required): nothing to count,
             # and nothing to clear either.
             return super().clean()
-        ip = audit.client_ip(self.request)
+        ip = client_ip(self.request)
         refused = throttle.attempt(username, ip)
         if refused:
             raise forms.ValidationError(refused.message, code="throttled")
         try:
             cleaned = super().clean()
         except forms.ValidationError:
-            audit.record(None, "login.failed", username, result=AuditResult.DENIED, source_ip=ip)
+            audit.record(
+                Actor(None, ip, Via.PAGE), "login.failed", username, result=AuditResult.DENIED
+            )
             raise
         throttle.succeeded(username, ip)
         return cleaned
@@ -144,8 +148,8 @@ class ProjectEditForm(ProjectForm):
 
         super().__init__(*args, **kwargs)
         for name, label in (("hosts", "host"), ("pools", "pool"), ("networks", "network")):
-            model = Project._meta.get_field(f"allowed_{name}").related_model
-            choices = model.objects.all()
+            model = cast(type[Model], Project._meta.get_field(f"allowed_{name}").related_model)
+            choices = model._default_manager.all()
             if name != "hosts":
                 choices = choices.select_related("host")
             self.fields[f"allowed_{name}"] = forms.ModelMultipleChoiceField(

@@ -22,6 +22,7 @@ from django.db.models.functions import Concat
 from django.utils import timezone
 
 from . import events
+from .actors import Actor
 from .choices import JobState
 from .exceptions import ServiceError, UnavailableError
 from .models import Host, Job, Project
@@ -60,7 +61,7 @@ def create_job(
     kind: str,
     *,
     target: str,
-    actor: Any,
+    actor: Actor,
     host: Host | None = None,
     project: Project | None = None,
     label: str | None = None,
@@ -70,7 +71,7 @@ def create_job(
     A VM or volume takes one job at a time: ConflictError (409) names the one it has."""
     from . import locks
 
-    user = actor if getattr(actor, "is_authenticated", False) else None
+    user = actor.person
 
     def insert() -> Job:
         return Job.objects.create(kind=kind, target=target, user=user, host=host, project=project)
@@ -87,12 +88,11 @@ def queue(
     *,
     target: str,
     spec: dict[str, Any],
-    actor: Any,
+    actor: Actor,
     host: Host | None,
     project: Project | None,
     action: str,
     detail: str = "",
-    source_ip: str | None = None,
     secrets: dict[str, Any] | None = None,
 ) -> Job:
     """A job carrying spec as its result, audited against target_object, its task sent on
@@ -115,7 +115,6 @@ def queue(
         target_object,
         project=project,
         detail=f"job #{job.pk}" + (f"; {detail}" if detail else ""),
-        source_ip=source_ip,
     )
     enqueue_on_commit(task, job.pk)
     return job

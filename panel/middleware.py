@@ -55,7 +55,7 @@ def is_database_busy(exc: BaseException) -> bool:
 class LoginRequiredMiddleware(_LoginRequired):
     """Every page needs a login; the API answers 401 itself instead of redirecting."""
 
-    def process_view(self, request, view_func, view_args, view_kwargs):  # type: ignore[no-untyped-def]
+    def process_view(self, request, view_func, view_args, view_kwargs):
         if request.path_info.startswith("/api/"):
             return None
         return super().process_view(request, view_func, view_args, view_kwargs)
@@ -137,7 +137,7 @@ class DatabaseBusyMiddleware:
     """A locked database answers 503 with what to do, not a server error (views; what
     fails before a view is answered by panel.views.errors.server_error the same way)."""
 
-    def __init__(self, get_response):  # type: ignore[no-untyped-def]
+    def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from .choices import AuditResult, HostState, JobState, ProcessRole, ProjectRole
+from .choices import AuditResult, HostState, JobState, ProcessRole, ProjectRole, Via
 
 
 class Host(models.Model):
@@ -253,6 +253,7 @@ class AuditEvent(models.Model):
     result = models.CharField(max_length=10, choices=AuditResult, default=AuditResult.SUCCESS)
     detail = models.TextField(blank=True, default="")
     source_ip = models.GenericIPAddressField(null=True, blank=True)
+    via = models.CharField(max_length=10, choices=Via, blank=True, default="")
 
     class Meta:
         ordering = ["-time", "-id"]

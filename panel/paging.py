@@ -21,8 +21,10 @@ class KeyFirstPaginator(Paginator):
             top = self.count
         rows = self.object_list
         if not isinstance(rows, QuerySet):
-            return self._get_page(rows[bottom:top], number, self)
+            return self._get_page(rows[bottom:top], number, self)  # type: ignore[attr-defined]
         keys = list(rows.values_list("pk", flat=True)[bottom:top])
         found = {row.pk: row for row in rows.order_by().filter(pk__in=keys)}
         # A row deleted between the two reads is left out of the page.
-        return self._get_page([found[k] for k in keys if k in found], number, self)
+        return self._get_page(  # type: ignore[attr-defined]
+            [found[k] for k in keys if k in found], number, self
+        )

@@ -27,7 +27,7 @@ project, infrastructure).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Model, Q, QuerySet
@@ -46,24 +46,34 @@ ACTIONS = {VIEW, CHANGE, DELETE, CONSOLE, CONSOLE_INPUT, MANAGE}
 
 M = TypeVar("M", bound=Model)
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AnonymousUser, User
 
-def is_admin(user: Any) -> bool:
+    Person = User | AnonymousUser | None
+
+
+def signed_in(user: Person) -> TypeGuard[User]:
+    """Whether user is a signed-in, active account (not anonymous, not disabled)."""
+    return user is not None and user.is_authenticated and user.is_active
+
+
+def is_admin(user: Person) -> bool:
     """Admins manage the whole panel: hosts, all projects, users."""
-    return bool(getattr(user, "is_authenticated", False) and user.is_active and user.is_superuser)
+    return signed_in(user) and user.is_superuser
 
 
-def roles(user: Any) -> dict[int, str]:
+def roles(user: Person) -> dict[int, str]:
     """The user's role in each of their projects, {project id: role}; cached per request."""
-    if not getattr(user, "is_authenticated", False) or not user.is_active:
+    if not signed_in(user):
         return {}
-    cached = getattr(user, "_panel_roles", None)
+    cached: dict[int, str] | None = getattr(user, "_panel_roles", None)
     if cached is None:
         cached = dict(Membership.objects.filter(user=user).values_list("project_id", "role"))
-        user._panel_roles = cached
+        setattr(user, "_panel_roles", cached)  # noqa: B010 (a cache on the user object)
     return cached
 
 
-def forget(user: Any) -> Any:
+def forget(user: Person) -> Any:
     """Drop the cached roles and answers: long-lived holders of a user (websockets) re-read
     them."""
     for cached in ("_panel_roles", "_panel_allowed"):
@@ -72,12 +82,12 @@ def forget(user: Any) -> Any:
     return user
 
 
-def project_ids(user: Any, *allowed_roles: str) -> list[int]:
+def project_ids(user: Person, *allowed_roles: str) -> list[int]:
     """Ids of the user's projects, optionally only those where they hold one of allowed_roles."""
     return [pid for pid, role in roles(user).items() if not allowed_roles or role in allowed_roles]
 
 
-def role_in(user: Any, project: Project | int | None) -> str | None:
+def role_in(user: Person, project: Project | int | None) -> str | None:
     """The user's role in that project ("admin" for admins), or None."""
     if is_admin(user):
         return "admin"
@@ -93,13 +103,13 @@ _ALL = None
 _NOTHING = Q(pk__in=[])
 
 
-Rule = Callable[[Any, str, type[Model]], Q | None]
+Rule = Callable[["User", str, type[Model]], Q | None]
 
 
 def _infrastructure(field: str) -> Rule:
     """Hosts, pools, networks: admins change them; others see what their projects may use."""
 
-    def rule(user: Any, action: str, model: type[Model]) -> Q | None:
+    def rule(user: User, action: str, model: type[Model]) -> Q | None:
         if action != VIEW:
             return _NOTHING
         pids = project_ids(user)
@@ -109,28 +119,28 @@ def _infrastructure(field: str) -> Rule:
         if unrestricted.exists():
             return _ALL
         # A subquery, not a join: the outer query never needs DISTINCT.
-        return Q(pk__in=model.objects.filter(projects_allowed__in=pids).values("pk"))
+        return Q(pk__in=model._default_manager.filter(projects_allowed__in=pids).values("pk"))
 
     return rule
 
 
-def _owned(user: Any, action: str, model: type[Model]) -> Q | None:
+def _owned(user: User, action: str, model: type[Model]) -> Q:
     """VMs and volumes: seen by the project; acted on by operators and their owners."""
     if action in (VIEW, CONSOLE):
         return Q(project__in=project_ids(user))
     operator = Q(project__in=project_ids(user, ProjectRole.OPERATOR))
     mine = Q(project__in=project_ids(user, ProjectRole.MEMBER)) & Q(owner=user)
     if hasattr(model, "granted_users"):
-        granted = model.objects.filter(granted_users=user).values("pk")
+        granted = model._default_manager.filter(granted_users=user).values("pk")
         mine |= Q(project__in=project_ids(user, ProjectRole.MEMBER)) & Q(pk__in=granted)
     return operator | mine
 
 
-def vm_projects_seen(user: Any) -> frozenset[int | None] | None:
+def vm_projects_seen(user: Person) -> frozenset[int | None] | None:
     """The projects whose VMs user sees (None: every VM, as an admin does), so that a
     websocket can tell from a VM's project alone whether to pass its change on. It is the
     VIEW rule of _owned below: a VM is seen by the members of its project."""
-    if not getattr(user, "is_authenticated", False) or not user.is_active:
+    if not signed_in(user):
         return frozenset()
     if is_admin(user):
         return None
@@ -147,7 +157,7 @@ def sees_vm(projects: frozenset[int | None] | None, vm: dict[str, Any]) -> bool 
     return vm["project"] in projects
 
 
-def _volume(user: Any, action: str, model: type[Model]) -> Q | None:
+def _volume(user: User, action: str, model: type[Model]) -> Q | None:
     """Volumes as VMs, plus the shared images admins publish: everyone with a project sees those."""
     q = _owned(user, action, model)
     if action == VIEW and project_ids(user):
@@ -155,26 +165,26 @@ def _volume(user: Any, action: str, model: type[Model]) -> Q | None:
     return q
 
 
-def _template(user: Any, action: str, model: type[Model]) -> Q | None:
+def _template(user: User, action: str, model: type[Model]) -> Q | None:
     """VM templates: admins manage them; members of a project they are offered to use them."""
     if action != VIEW:
         return _NOTHING
-    return Q(pk__in=model.objects.filter(projects__in=project_ids(user)).values("pk"))
+    return Q(pk__in=model._default_manager.filter(projects__in=project_ids(user)).values("pk"))
 
 
-def _job(user: Any, action: str, model: type[Model]) -> Q | None:
+def _job(user: User, action: str, model: type[Model]) -> Q | None:
     if action == VIEW:
         return Q(project__in=project_ids(user)) | Q(user=user)
     return Q(project__in=project_ids(user, ProjectRole.OPERATOR)) | Q(user=user)
 
 
-def _audit(user: Any, action: str, model: type[Model]) -> Q | None:
+def _audit(user: User, action: str, model: type[Model]) -> Q | None:
     if action != VIEW:
         return _NOTHING
     return Q(project__in=project_ids(user, ProjectRole.OPERATOR)) | Q(user=user)
 
 
-def _project(user: Any, action: str, model: type[Model]) -> Q | None:
+def _project(user: User, action: str, model: type[Model]) -> Q | None:
     if action == VIEW:
         return Q(pk__in=project_ids(user))
     if action == MANAGE:
@@ -182,7 +192,7 @@ def _project(user: Any, action: str, model: type[Model]) -> Q | None:
     return _NOTHING
 
 
-def _user(user: Any, action: str, model: type[Model]) -> Q | None:
+def _user(user: User, action: str, model: type[Model]) -> Q | None:
     # Non-admins see only themselves in user lists; admins see everyone.
     return Q(pk=user.pk) if action == VIEW else _NOTHING
 
@@ -201,11 +211,11 @@ RULES: dict[str, Rule] = {
 }
 
 
-def restrict(queryset: QuerySet[M], user: Any, action: str = VIEW) -> QuerySet[M]:
+def restrict(queryset: QuerySet[M], user: Person, action: str = VIEW) -> QuerySet[M]:
     """The part of queryset that user may perform action on."""
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}")
-    if not getattr(user, "is_authenticated", False) or not user.is_active:
+    if not signed_in(user):
         return queryset.none()
     if is_admin(user):
         return queryset
@@ -232,7 +242,7 @@ def clean_pk(model: type[Model], pk: Any) -> Any:
     return value
 
 
-def get_object_for_user(queryset: QuerySet[M], user: Any, pk: Any, action: str = VIEW) -> M:
+def get_object_for_user(queryset: QuerySet[M], user: Person, pk: Any, action: str = VIEW) -> M:
     """The object, if user may act on it: 404 outside their scope, 403 in scope but not allowed."""
     pk = clean_pk(queryset.model, pk)
     obj = restrict(queryset, user, VIEW).filter(pk=pk).first()
@@ -245,7 +255,7 @@ def get_object_for_user(queryset: QuerySet[M], user: Any, pk: Any, action: str =
     return obj
 
 
-def allowed(user: Any, obj: Model, action: str) -> bool:
+def allowed(user: Person, obj: Model, action: str) -> bool:
     """Whether user may perform action on obj (for buttons and serializers); asked once per
     object and action for the user at hand (a request's, or a websocket's until forget())."""
     if action not in ACTIONS:
@@ -254,11 +264,11 @@ def allowed(user: Any, obj: Model, action: str) -> bool:
         return True  # restrict() leaves an admin's querysets whole
     model = type(obj)
     key = (model._meta.label_lower, obj.pk, action)
-    answers = getattr(user, "_panel_allowed", None)
+    answers: dict[tuple[str, Any, str], bool] | None = getattr(user, "_panel_allowed", None)
     if answers is None:
         answers = {}
-        if getattr(user, "is_authenticated", False):
-            user._panel_allowed = answers
+        if signed_in(user):
+            setattr(user, "_panel_allowed", answers)  # noqa: B010 (a cache on the user object)
     if key not in answers:
         answers[key] = (
             restrict(model._default_manager.all(), user, action).filter(pk=obj.pk).exists()
@@ -269,7 +279,7 @@ def allowed(user: Any, obj: Model, action: str) -> bool:
 # --- shortcuts used across the apps ---
 
 
-def require_admin(user: Any, what: str, because: str = "") -> None:
+def require_admin(user: Person, what: str, because: str = "") -> None:
     """PermissionDenied (403) naming what only administrators may do, and why if given."""
     if not is_admin(user):
         raise PermissionDenied(
@@ -277,22 +287,22 @@ def require_admin(user: Any, what: str, because: str = "") -> None:
         )
 
 
-def can_manage_hosts(user: Any) -> bool:
+def can_manage_hosts(user: Person) -> bool:
     return is_admin(user)
 
 
-def visible_hosts(user: Any) -> QuerySet[Host]:
+def visible_hosts(user: Person) -> QuerySet[Host]:
     return restrict(Host.objects.all(), user, VIEW)
 
 
-def visible_jobs(user: Any) -> QuerySet[Job]:
+def visible_jobs(user: Person) -> QuerySet[Job]:
     return restrict(Job.objects.select_related("user", "host"), user, VIEW)
 
 
-def visible_audit_events(user: Any) -> QuerySet[AuditEvent]:
+def visible_audit_events(user: Person) -> QuerySet[AuditEvent]:
     return restrict(AuditEvent.objects.select_related("project"), user, VIEW)
 
 
-def can_see_audit_log(user: Any) -> bool:
+def can_see_audit_log(user: Person) -> bool:
     """The audit page: admins, and operators for their projects."""
     return is_admin(user) or bool(project_ids(user, ProjectRole.OPERATOR))

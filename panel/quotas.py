@@ -18,6 +18,7 @@ snapshot still to be taken counts what it may take, from the request on (see
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TypedDict
 
 from django.db import transaction
 
@@ -28,6 +29,18 @@ from .models import Project, Quota
 GIB = 1024**3
 MIB = 1024**2
 FIELDS = ("vms", "vcpus", "memory_mib", "disk_gib", "backup_gib")
+
+
+class Reservation(TypedDict, total=False):
+    """What a job takes of its project's quota while it runs, by field."""
+
+    vms: int
+    vcpus: int
+    memory_mib: int
+    disk_gib: int
+    backup_gib: int
+
+
 LABELS = {
     "vms": "VMs",
     "vcpus": "vCPUs",

@@ -8,6 +8,7 @@ import os
 import secrets
 import sys
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 
@@ -231,7 +232,7 @@ PANEL_WORKER_RECHECK_SECONDS = float(os.environ.get("PANEL_WORKER_RECHECK_SECOND
 # (changes made through the panel reach them at once by an event; this catches the rest).
 PANEL_WS_RECHECK_SECONDS = float(os.environ.get("PANEL_WS_RECHECK_SECONDS", "5"))
 
-CHANNEL_LAYERS = {
+CHANNEL_LAYERS: dict[str, dict[str, Any]] = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {

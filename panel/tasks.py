@@ -93,7 +93,7 @@ def fail_jobs_of_dead_workers(me: str) -> int:
 
 
 @worker_ready.connect
-def _fail_abandoned_jobs(sender, **_kwargs) -> None:  # type: ignore[no-untyped-def]
+def _fail_abandoned_jobs(sender, **_kwargs) -> None:
     """A starting worker cleans up after dead ones (see fail_jobs_of_dead_workers).
 
     In a thread: the undo may wait for libvirt to finish writing a volume, and the worker

@@ -151,7 +151,7 @@ def attempt(username: str, ip: str | None) -> Throttled | None:
     window = settings.PANEL_LOGIN_WINDOW_SECONDS
     limits = (settings.PANEL_LOGIN_FAILURES, settings.PANEL_LOGIN_ADDRESS_FAILURES)
     try:
-        which, seconds = _redis().eval(_ATTEMPT, 2, *keys, window, *limits)  # type: ignore[misc]
+        which, seconds = _redis().eval(_ATTEMPT, 2, *keys, window, *limits)
     except RedisError as exc:
         log.warning("login throttle: Redis unreachable (%s); counting in this process", exc)
         which, seconds = _local.attempt(keys, window, limits)

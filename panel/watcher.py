@@ -11,6 +11,7 @@ happened on it meanwhile was seen by nobody.
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import time
@@ -81,8 +82,8 @@ class HostWatcher:
             try:
                 self.watches[host_id] = hypervisor.watch_domains(
                     host.uri,
-                    lambda event, hid=host_id: self.events.put((hid, event)),
-                    lambda hid=host_id: self.events.put((hid, None)),
+                    functools.partial(self._heard, host_id),
+                    functools.partial(self._heard, host_id, None),
                 )
             except hypervisor.HypervisorError as exc:
                 if host.state != HostState.DOWN:
@@ -102,6 +103,10 @@ class HostWatcher:
                 len(before - self.watches.keys()),
             )
         return all_watched
+
+    def _heard(self, host_id: int, event: hypervisor.DomainEvent | None) -> None:
+        """On the event thread: a host's event (None: the host's connection was lost)."""
+        self.events.put((host_id, event))
 
     def _catch_up(self, host: Host) -> None:
         """Queue the reconcile of a host back up or taken over: a worker catches its

@@ -30,6 +30,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import close_old_connections
 from django.http import Http404
 
+from panel.actors import Actor
 from panel.exceptions import ServiceError
 from panel.permissions import CHANGE, get_object_for_user
 from panel.socket_access import AccessWatch
@@ -110,7 +111,7 @@ class VolumeUploadConsumer(AccessWatch, AsyncJsonWebsocketConsumer):
         try:
             size = int(content.get("size", 0)) if isinstance(content, dict) else 0
             job = await database_sync_to_async(services.start_upload)(
-                self.volume, size, actor=self.user, source_ip=self._client_ip()
+                self.volume, size, actor=Actor.of_scope(self.scope, self.user)
             )
         except (ServiceError, ValueError, TypeError) as exc:
             await self.send_json({"error": getattr(exc, "message", str(exc))})
@@ -155,7 +156,7 @@ class VolumeUploadConsumer(AccessWatch, AsyncJsonWebsocketConsumer):
             # stream then fails the job and removes the volume.
             threading.Thread(target=self.chunks.put, args=(_ABORT,), daemon=True).start()
 
-    def _incoming(self):  # type: ignore[no-untyped-def]
+    def _incoming(self):
         while True:
             item = self.chunks.get()  # type: ignore[union-attr]
             if item is _END:
@@ -167,6 +168,7 @@ class VolumeUploadConsumer(AccessWatch, AsyncJsonWebsocketConsumer):
     def _stream(self, job: Any, loop: asyncio.AbstractEventLoop) -> None:
         """In its own thread: the upload job, then the answer to the browser."""
         close_old_connections()
+        assert self.volume is not None
         try:
             volume = services.run_upload(job, self.volume, self._incoming(), remove_on_failure=True)
             answer: dict[str, Any] = {
@@ -186,7 +188,3 @@ class VolumeUploadConsumer(AccessWatch, AsyncJsonWebsocketConsumer):
             await self.close()
         except Exception:  # the browser is already gone
             return
-
-    def _client_ip(self) -> str | None:
-        client = self.scope.get("client")
-        return client[0] if client else None

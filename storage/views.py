@@ -14,7 +14,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from panel.audit import client_ip
+from panel.actors import Actor
 from panel.exceptions import ServiceError
 from panel.models import Job, Project
 from panel.permissions import (
@@ -103,12 +103,11 @@ def _create_pool(request: HttpRequest, hosts: Any, values: dict[str, Any]) -> St
     return services.create_pool(
         host,
         values,
-        actor=request.user,
+        actor=Actor.of(request),
         persistent=values.get("persistent") == "1",
         build=values.get("build") == "1",
         start=values.get("start") == "1",
         autostart=values.get("autostart") == "1",
-        source_ip=client_ip(request),
     )
 
 
@@ -158,19 +157,17 @@ def _act_on_pool(request: HttpRequest, pool: StoragePool, action: str) -> str:
         services.set_pool_autostart(
             pool,
             request.POST.get("enabled") == "1",
-            actor=request.user,
-            source_ip=client_ip(request),
+            actor=Actor.of(request),
         )
         return ""
     if action == "delete":
         services.delete_pool(
             pool,
-            actor=request.user,
+            actor=Actor.of(request),
             delete_target=request.POST.get("delete_target") == "1",
-            source_ip=client_ip(request),
         )
         return f"Pool {pool.name} deleted."
-    if services.pool_action(pool, action, actor=request.user, source_ip=client_ip(request)) is None:
+    if services.pool_action(pool, action, actor=Actor.of(request)) is None:
         return f"Transient pool {pool.name} stopped and gone."
     return ""
 
@@ -193,8 +190,7 @@ def volume_add(request: HttpRequest, pool_id: int) -> HttpResponse:
             preallocation=data.get("preallocation", "off"),
             backing_volume=backing,
             project=project,
-            actor=request.user,
-            source_ip=client_ip(request),
+            actor=Actor.of(request),
         )
     except ServiceError as exc:
         messages.error(request, exc.message)
@@ -265,8 +261,7 @@ def _resize(request: HttpRequest, volume: Volume) -> HttpResponse | None:
         volume,
         request.POST.get("capacity_gib"),
         shrink=request.POST.get("shrink") == "1",
-        actor=request.user,
-        source_ip=client_ip(request),
+        actor=Actor.of(request),
     )
     return None
 
@@ -281,19 +276,18 @@ def _copy(request: HttpRequest, volume: Volume) -> HttpResponse | None:
         name=data.get("name", ""),
         format=data.get("format") or None,
         target_pool=target,
-        actor=request.user,
-        source_ip=client_ip(request),
+        actor=Actor.of(request),
     )
     return redirect("job_detail", job_id=job.pk)
 
 
 def _wipe(request: HttpRequest, volume: Volume) -> HttpResponse | None:
-    job = services.wipe_volume(volume, actor=request.user, source_ip=client_ip(request))
+    job = services.wipe_volume(volume, actor=Actor.of(request))
     return redirect("job_detail", job_id=job.pk)
 
 
 def _check(request: HttpRequest, volume: Volume) -> HttpResponse | None:
-    services.check_volume(volume, actor=request.user, source_ip=client_ip(request))
+    services.check_volume(volume, actor=Actor.of(request))
     return None
 
 
@@ -304,7 +298,7 @@ def _info(request: HttpRequest, volume: Volume) -> HttpResponse | None:
 
 def _share(request: HttpRequest, volume: Volume) -> HttpResponse | None:
     shared = request.POST.get("shared") == "1"
-    services.set_shared(volume, shared, actor=request.user, source_ip=client_ip(request))
+    services.set_shared(volume, shared, actor=Actor.of(request))
     return None
 
 
@@ -314,15 +308,14 @@ def _assign(request: HttpRequest, volume: Volume) -> HttpResponse | None:
         volume,
         project,
         request.POST.get("format", ""),
-        actor=request.user,
-        source_ip=client_ip(request),
+        actor=Actor.of(request),
     )
     return None
 
 
 def _delete(request: HttpRequest, volume: Volume) -> HttpResponse | None:
     pool_id = volume.pool_id
-    services.delete_volume(volume, actor=request.user, source_ip=client_ip(request))
+    services.delete_volume(volume, actor=Actor.of(request))
     messages.success(request, f"Volume {volume.name} deleted.")
     return redirect("pool_detail", pool_id=pool_id)
 

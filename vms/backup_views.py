@@ -10,7 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.views.decorators.http import require_POST
 
-from panel.audit import client_ip
+from panel.actors import Actor
 from panel.exceptions import ServiceError
 from panel.permissions import CHANGE, VIEW, get_object_for_user, restrict
 from storage.models import StoragePool
@@ -25,7 +25,7 @@ def _pool(request: HttpRequest) -> StoragePool | None:
     return pools.filter(pk=pk).first() if pk.isdigit() else None
 
 
-def _int(value: str, field: str) -> int:
+def _int(value: str | None, field: str) -> int:
     try:
         return int(value or 0)
     except ValueError:
@@ -51,8 +51,11 @@ def vm_backup_action(request: HttpRequest, vm_id: str, action: str) -> HttpRespo
 
 def _backup(request: HttpRequest, vm: VirtualMachine) -> Backup:
     """The backup of vm the form names."""
-    backup = Backup.objects.filter(vm_uuid=vm.pk, pk=_int(request.POST.get("backup"), "backup"))
-    backup = backup.select_related("vm__host", "vm__project", "host", "pool").first()
+    backup = (
+        Backup.objects.filter(vm_uuid=vm.pk, pk=_int(request.POST.get("backup"), "backup"))
+        .select_related("vm__host", "vm__project", "host", "pool")
+        .first()
+    )
     if backup is None:
         raise ServiceError(f"{vm.name} has no such backup: reload the page.")
     return backup
@@ -63,8 +66,7 @@ def _take(request: HttpRequest, vm: VirtualMachine) -> None:
         vm,
         _pool(request),
         method=request.POST.get("method", ""),
-        actor=request.user,
-        source_ip=client_ip(request),
+        actor=Actor.of(request),
     )
     messages.info(request, f"Backup of {vm.name} started (job #{job.pk}).")
 
@@ -77,15 +79,14 @@ def _restore(request: HttpRequest, vm: VirtualMachine) -> None:
         name=data.get("name", ""),
         pool=_pool(request),
         start=data.get("start") == "1",
-        actor=request.user,
-        source_ip=client_ip(request),
+        actor=Actor.of(request),
     )
     messages.info(request, f"Restore of backup #{backup.pk} started (job #{job.pk}).")
 
 
 def _delete(request: HttpRequest, vm: VirtualMachine) -> None:
     backup = _backup(request, vm)
-    backups.delete_backup(backup, actor=request.user, source_ip=client_ip(request))
+    backups.delete_backup(backup, actor=Actor.of(request))
     messages.info(request, f"Backup #{backup.pk} deleted.")
 
 
@@ -101,8 +102,7 @@ def _add_schedule(request: HttpRequest, vm: VirtualMachine) -> None:
             **{f: _int(data.get(f, "0"), f) for f in ("keep_last", "keep_daily", "keep_weekly")},
         },
         vm=vm,
-        actor=request.user,
-        source_ip=client_ip(request),
+        actor=Actor.of(request),
     )
     messages.info(request, f"Schedule #{schedule.pk} added: {schedule.cron}.")
 
@@ -113,7 +113,7 @@ def _delete_schedule(request: HttpRequest, vm: VirtualMachine) -> None:
     ).first()
     if schedule is None:
         raise ServiceError(f"{vm.name} has no such schedule: reload the page.")
-    schedules.delete_schedule(schedule, actor=request.user, source_ip=client_ip(request))
+    schedules.delete_schedule(schedule, actor=Actor.of(request))
     messages.info(request, f"Schedule #{schedule.pk} deleted.")
 
 

@@ -23,6 +23,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied
 
 from panel import audit, hypervisor, redis_client
+from panel.actors import Actor
 from panel.console_tokens import KEY_PREFIX, TICKET_SECONDS, sign_ticket, verify_ticket
 from panel.exceptions import ConflictError, ServiceError, UnavailableError
 from panel.permissions import CONSOLE, CONSOLE_INPUT, allowed
@@ -60,7 +61,7 @@ def _vnc_endpoint(vm: VirtualMachine) -> tuple[str, int]:
     """Where the VM's VNC server listens on this machine (the VM's host is this machine)."""
     info = hypervisor.get_domain(vm.host.uri, str(vm.pk))
     vnc = next((g for g in info.graphics if g.type == "vnc" and g.port), None)
-    if vnc is None:
+    if vnc is None or vnc.port is None:
         raise ConflictError(f"{vm.name} has no VNC display (or it is not running).")
     if vnc.listen in ("", "0.0.0.0", "::", "localhost", "::1"):
         return "127.0.0.1", vnc.port
@@ -84,22 +85,17 @@ def vnc_target(vm_id: str) -> VncTarget:
     return VncTarget(host, port, password)
 
 
-def issue_ticket(
-    vm: VirtualMachine, user: Any, kind: str, *, ws_base: str, source_ip: str | None = None
-) -> dict[str, Any]:
-    """A ticket for user to open vm's console of kind; raises 403/409 as it applies."""
+def issue_ticket(vm: VirtualMachine, actor: Actor, kind: str, *, ws_base: str) -> dict[str, Any]:
+    """A ticket for actor's user to open vm's console of kind; raises 403/409 as it applies."""
     if kind not in TYPES:
         raise ServiceError("Console type must be 'serial' or 'vnc'.", field="type")
-    with audit.refusals_recorded(
-        user, f"console.{kind}.ticket", vm, project=vm.project, source_ip=source_ip
-    ):
-        return _issue_ticket(vm, user, kind, ws_base=ws_base, source_ip=source_ip)
+    with audit.refusals_recorded(actor, f"console.{kind}.ticket", vm, project=vm.project):
+        return _issue_ticket(vm, actor, kind, ws_base=ws_base)
 
 
-def _issue_ticket(
-    vm: VirtualMachine, user: Any, kind: str, *, ws_base: str, source_ip: str | None
-) -> dict[str, Any]:
-    if not allowed(user, vm, CONSOLE):
+def _issue_ticket(vm: VirtualMachine, actor: Actor, kind: str, *, ws_base: str) -> dict[str, Any]:
+    user = actor.person
+    if user is None or not allowed(user, vm, CONSOLE):
         raise PermissionDenied(f"Your role does not allow opening the console of {vm.name}.")
     if vm.state not in (VMState.RUNNING, VMState.PAUSED):
         raise ConflictError(f"{vm.name} is {vm.state}: start it to use its console.")
@@ -133,11 +129,10 @@ def _issue_ticket(
             "tickets are kept. Try again once Redis runs."
         ) from exc
     audit.record(
-        user,
+        actor,
         f"console.{kind}.ticket",
         vm,
         project=vm.project,
-        source_ip=source_ip,
         detail="view only" if view_only else "",
     )
     if kind == "serial":

@@ -27,6 +27,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from panel import audit, events, hypervisor
+from panel.actors import Actor
 from panel.exceptions import ServiceError
 from panel.permissions import CONSOLE, CONSOLE_INPUT, VIEW, allowed
 from panel.socket_access import AccessWatch, background, close_reason
@@ -298,13 +299,13 @@ class SerialConsoleConsumer(AccessWatch, AsyncWebsocketConsumer):
             from django.contrib.auth import get_user_model
 
             user = get_user_model().objects.filter(pk=self.user_id).first()
+            vm = self.vm
             audit.record(
-                user,
+                Actor.of_scope(self.scope, user),
                 action,
-                self.vm,
-                project=self.vm.project,
+                vm,
+                project=vm.project if vm is not None else None,
                 detail=detail,
-                source_ip=(self.scope.get("client") or [None])[0],
             )
 
         await database_sync_to_async(write)()
@@ -346,11 +347,12 @@ class VncViewConsumer(AccessWatch, AsyncWebsocketConsumer):
             await self.close(code=CLOSE_NOT_RUNNING, reason=close_reason(exc.message))
             return
         try:
-            reader, self.writer = await asyncio.wait_for(
+            reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(target.host, target.port), 10
             )
+            self.writer = writer
             server_init = await asyncio.wait_for(
-                rfb.open_server(reader, self.writer, target.password), 10
+                rfb.open_server(reader, writer, target.password), 10
             )
         except (OSError, TimeoutError, asyncio.IncompleteReadError, rfb.ProtocolError) as exc:
             log.warning("view-only VNC session to %s not opened: %s", self.vm_id, exc)

@@ -4,12 +4,14 @@ pool of the same host); both land on the job's page."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from panel.audit import client_ip
+from panel.actors import Actor
 from panel.exceptions import ServiceError
 from panel.permissions import CHANGE, VIEW, get_object_for_user, restrict
 
@@ -25,13 +27,13 @@ def vm_migrate(request: HttpRequest, vm_id: str) -> HttpResponse:
         VirtualMachine.objects.select_related("host", "project"), request.user, vm_id, CHANGE
     )
     if request.method == "POST":
-        data = {
+        data: dict[str, Any] = {
             k: request.POST.get(k, "")
             for k in ("target_host", "copy_storage", "bandwidth_mib", "target_pool")
         }
         data.update({k: k in request.POST for k in FORM_BOOLS})
         try:
-            job = migrate.migrate_vm(vm, data, actor=request.user, source_ip=client_ip(request))
+            job = migrate.migrate_vm(vm, data, actor=Actor.of(request))
         except ServiceError as exc:
             messages.error(request, exc.message)
             return redirect("vm_detail", vm_id=vm.pk)
@@ -39,7 +41,7 @@ def vm_migrate(request: HttpRequest, vm_id: str) -> HttpResponse:
         return redirect("job_detail", job_id=job.pk)
     from storage.models import StoragePool
 
-    targets = migrate.target_checks(vm, actor=request.user)
+    targets = migrate.target_checks(vm, actor=Actor.of(request))
     pools = restrict(StoragePool.objects.select_related("host"), request.user, VIEW).filter(
         host__in=[host for host, _checks in targets], state="active"
     )
@@ -67,7 +69,7 @@ def vm_move_storage(request: HttpRequest, vm_id: str) -> HttpResponse:
     )
     data = {k: request.POST.get(k, "") for k in ("disk", "pool")}
     try:
-        job = move_storage.move_storage(vm, data, actor=request.user, source_ip=client_ip(request))
+        job = move_storage.move_storage(vm, data, actor=Actor.of(request))
     except ServiceError as exc:
         messages.error(request, exc.message)
         return redirect("vm_detail", vm_id=vm.pk)

@@ -7,7 +7,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.views.decorators.http import require_POST
 
-from panel.audit import client_ip
+from panel.actors import Actor
 from panel.exceptions import ServiceError
 from panel.permissions import CHANGE, get_object_for_user
 
@@ -40,7 +40,7 @@ def vm_nic_attach(request: HttpRequest, vm_id: str) -> HttpResponse:
     try:
         vm, mac = nics.attach_nic(
             vm,
-            actor=request.user,
+            actor=Actor.of(request),
             network=network,
             bridge=request.POST.get("bridge", "") if network is None else "",
             model=request.POST.get("model", "virtio"),
@@ -50,7 +50,6 @@ def vm_nic_attach(request: HttpRequest, vm_id: str) -> HttpResponse:
             outbound_kib=request.POST.get("outbound_kib") or None,
             live=_flag(request, "live"),
             persistent=_flag(request, "persistent"),
-            source_ip=client_ip(request),
         )
     except ServiceError as exc:
         messages.error(request, exc.message)
@@ -67,10 +66,9 @@ def vm_nic_detach(request: HttpRequest, vm_id: str) -> HttpResponse:
         vm = nics.detach_nic(
             vm,
             mac,
-            actor=request.user,
+            actor=Actor.of(request),
             live=_flag(request, "live"),
             persistent=_flag(request, "persistent"),
-            source_ip=client_ip(request),
         )
     except ServiceError as exc:
         messages.error(request, exc.message)
@@ -84,7 +82,7 @@ def vm_nic_link(request: HttpRequest, vm_id: str) -> HttpResponse:
     vm = _vm(request, vm_id)
     mac, up = request.POST.get("mac", ""), request.POST.get("up") == "1"
     try:
-        vm = nics.set_nic_link(vm, mac, up, actor=request.user, source_ip=client_ip(request))
+        vm = nics.set_nic_link(vm, mac, up, actor=Actor.of(request))
     except ServiceError as exc:
         messages.error(request, exc.message)
     else:

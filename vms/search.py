@@ -42,5 +42,5 @@ class VMSearchFilter(SearchFilter):
 
     search_description = "A name containing this text (any case), or an id starting with it."
 
-    def filter_queryset(self, request, queryset, view):  # type: ignore[no-untyped-def]
+    def filter_queryset(self, request, queryset, view):
         return matching(queryset, request.query_params.get(self.search_param, ""))

@@ -7,7 +7,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.views.decorators.http import require_POST
 
-from panel.audit import client_ip
+from panel.actors import Actor
 from panel.exceptions import ServiceError
 from panel.permissions import CHANGE, get_object_for_user
 
@@ -20,7 +20,7 @@ def vm_snapshot_action(request: HttpRequest, vm_id: str, action: str) -> HttpRes
     vm = get_object_for_user(
         VirtualMachine.objects.select_related("host", "project"), request.user, vm_id, CHANGE
     )
-    data, ip = request.POST, client_ip(request)
+    data = request.POST
     try:
         if action == "create":
             job = snapshots.take_snapshot(
@@ -29,8 +29,7 @@ def vm_snapshot_action(request: HttpRequest, vm_id: str, action: str) -> HttpRes
                 description=data.get("description", ""),
                 kind=data.get("kind", "internal"),
                 quiesce=data.get("quiesce") == "1",
-                actor=request.user,
-                source_ip=ip,
+                actor=Actor.of(request),
             )
         elif action == "revert":
             job = snapshots.revert_snapshot(
@@ -38,24 +37,21 @@ def vm_snapshot_action(request: HttpRequest, vm_id: str, action: str) -> HttpRes
                 data.get("name", ""),
                 start=data.get("start") == "1",
                 discard_later=data.get("discard_later") == "1",
-                actor=request.user,
-                source_ip=ip,
+                actor=Actor.of(request),
             )
         elif action == "delete":
             job = snapshots.delete_snapshot(
                 vm,
                 data.get("name", ""),
                 children=data.get("children") == "1",
-                actor=request.user,
-                source_ip=ip,
+                actor=Actor.of(request),
             )
         elif action == "merge":
             job = merges.merge_disk(
                 vm,
                 data.get("disk", ""),
                 mode=data.get("mode", "commit"),
-                actor=request.user,
-                source_ip=ip,
+                actor=Actor.of(request),
             )
         else:
             raise ServiceError(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
 
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
@@ -13,20 +12,21 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from panel import hypervisor
-from panel.audit import client_ip
+from panel.actors import Actor
 from panel.exceptions import ServiceError
 from panel.hypervisor.specs import IOTUNE_FIELDS
 from panel.permissions import CHANGE, allowed, get_object_for_user, is_admin
 
 from .models import VirtualMachine
 from .services import tuning
+from .services.tuning import Scope
 
 
 def vm_tuning_page(request: HttpRequest, vm_id: str) -> HttpResponse:
     """The VM's tuning tab: its vCPUs, memory, pinning over the host's CPUs, I/O limits."""
     vm = get_object_for_user(VirtualMachine.objects.select_related("host"), request.user, vm_id)
     try:
-        info = tuning.vm_tuning(vm, actor=request.user)
+        info = tuning.vm_tuning(vm, actor=Actor.of(request))
     except ServiceError as exc:
         messages.error(request, exc.message)
         return redirect("vm_detail", vm_id=vm.pk)
@@ -65,8 +65,8 @@ class TuningPost:
 
     def __init__(self, request: HttpRequest) -> None:
         self.data = request.POST
-        self.who: dict[str, Any] = {"actor": request.user, "source_ip": client_ip(request)}
-        self.scope = {"live": self.checked("live"), "persistent": self.checked("persistent")}
+        self.actor = Actor.of(request)
+        self.scope = Scope(live=self.checked("live"), persistent=self.checked("persistent"))
 
     def number(self, field: str) -> int:
         """The field as a whole number (0 when empty)."""
@@ -118,7 +118,7 @@ def say_done(request: HttpRequest, warning: str, done: str) -> None:
 @tuning_form
 def vm_tune_vcpus(request: HttpRequest, vm: VirtualMachine, post: TuningPost) -> None:
     """The vCPUs in use."""
-    tuning.set_vcpus(vm, post.number("vcpus"), **post.scope, **post.who)
+    tuning.set_vcpus(vm, post.number("vcpus"), **post.scope, actor=post.actor)
     messages.success(request, f"vCPUs of {vm.name} set.")
 
 
@@ -126,7 +126,7 @@ def vm_tune_vcpus(request: HttpRequest, vm: VirtualMachine, post: TuningPost) ->
 def vm_tune_memory(request: HttpRequest, vm: VirtualMachine, post: TuningPost) -> None:
     """The memory in use (a warning when the host runs short)."""
     _info, warning = tuning.set_memory(
-        vm, post.number("memory_mib"), force=post.checked("force"), **post.scope, **post.who
+        vm, post.number("memory_mib"), force=post.checked("force"), **post.scope, actor=post.actor
     )
     say_done(request, warning, f"Memory of {vm.name} set.")
 
@@ -136,14 +136,14 @@ def vm_tune_vcpupin(request: HttpRequest, vm: VirtualMachine, post: TuningPost) 
     """Which host CPUs each vCPU runs on."""
     rows = post.number("vcpu_rows")
     pins = {i: post.numbers(f"pin-{i}", "pins") for i in range(rows)}
-    tuning.pin_vcpus(vm, pins, **post.scope, **post.who)
+    tuning.pin_vcpus(vm, pins, **post.scope, actor=post.actor)
     messages.success(request, f"vCPU pinning of {vm.name} applied.")
 
 
 @tuning_form
 def vm_tune_emulatorpin(request: HttpRequest, vm: VirtualMachine, post: TuningPost) -> None:
     """Which host CPUs the emulator threads run on."""
-    tuning.pin_emulator(vm, post.numbers("cpus"), **post.scope, **post.who)
+    tuning.pin_emulator(vm, post.numbers("cpus"), **post.scope, actor=post.actor)
     messages.success(request, f"Emulator pinning of {vm.name} applied.")
 
 
@@ -153,14 +153,14 @@ def vm_tune_iotune(request: HttpRequest, vm: VirtualMachine, post: TuningPost) -
     limits = {field: post.number(field) for field in IOTUNE_FIELDS}
     if any(v < 0 for v in limits.values()):
         raise ServiceError("Limits cannot be negative: 0 means no limit.", field="iotune")
-    tuning.set_iotune(vm, post.text("target"), limits, **post.scope, **post.who)
+    tuning.set_iotune(vm, post.text("target"), limits, **post.scope, actor=post.actor)
     messages.success(request, f"I/O limits of {post.data.get('target')} applied.")
 
 
 @tuning_form
 def vm_tune_max_vcpus(request: HttpRequest, vm: VirtualMachine, post: TuningPost) -> None:
     """The most vCPUs the VM can have, from its next boot."""
-    tuning.set_max_vcpus(vm, post.number("max_vcpus"), **post.who)
+    tuning.set_max_vcpus(vm, post.number("max_vcpus"), actor=post.actor)
     messages.success(request, f"Maximum vCPUs of {vm.name} set (from its next boot).")
 
 
@@ -168,7 +168,7 @@ def vm_tune_max_vcpus(request: HttpRequest, vm: VirtualMachine, post: TuningPost
 def vm_tune_max_memory(request: HttpRequest, vm: VirtualMachine, post: TuningPost) -> None:
     """The most memory the VM can have, from its next boot."""
     _info, warning = tuning.set_max_memory(
-        vm, post.number("max_memory_mib"), force=post.checked("force"), **post.who
+        vm, post.number("max_memory_mib"), force=post.checked("force"), actor=post.actor
     )
     say_done(request, warning, f"{vm.name}'s definition changed (from its next boot).")
 
@@ -177,7 +177,7 @@ def vm_tune_max_memory(request: HttpRequest, vm: VirtualMachine, post: TuningPos
 def vm_tune_hugepages(request: HttpRequest, vm: VirtualMachine, post: TuningPost) -> None:
     """Whether the VM's memory is backed by huge pages, from its next boot."""
     _info, warning = tuning.set_hugepages(
-        vm, post.checked("enabled"), force=post.checked("force"), **post.who
+        vm, post.checked("enabled"), force=post.checked("force"), actor=post.actor
     )
     say_done(request, warning, f"{vm.name}'s definition changed (from its next boot).")
 
@@ -186,7 +186,7 @@ def vm_tune_hugepages(request: HttpRequest, vm: VirtualMachine, post: TuningPost
 def vm_tune_numatune(request: HttpRequest, vm: VirtualMachine, post: TuningPost) -> None:
     """The NUMA policy and nodes of the VM's memory."""
     tuning.set_numatune(
-        vm, post.text("mode"), post.text("nodeset").strip(), **post.scope, **post.who
+        vm, post.text("mode"), post.text("nodeset").strip(), **post.scope, actor=post.actor
     )
     messages.success(request, f"NUMA policy of {vm.name} set.")
 
@@ -200,6 +200,6 @@ def vm_tune_nic_bandwidth(request: HttpRequest, vm: VirtualMachine, post: Tuning
         post.number("inbound_kib"),
         post.number("outbound_kib"),
         **post.scope,
-        **post.who,
+        actor=post.actor,
     )
     messages.success(request, f"Bandwidth of NIC {nic['mac']} set.")

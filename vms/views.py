@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_POST
 
-from panel.audit import client_ip
+from panel.actors import Actor
 from panel.exceptions import ServiceError
 from panel.models import Job, Project
 from panel.paging import KeyFirstPaginator
@@ -136,7 +136,7 @@ def vm_bulk(request: HttpRequest) -> HttpResponse:
     done, failed = [], []
     for vm in visible_vms(request.user).filter(pk__in=ids):
         try:
-            services.perform_action(vm, action, actor=request.user, source_ip=client_ip(request))
+            services.perform_action(vm, action, actor=Actor.of(request))
             done.append(vm.name)
         except (ServiceError, PermissionDenied) as exc:
             failed.append(f"{vm.name}: {getattr(exc, 'message', None) or exc}")
@@ -239,8 +239,7 @@ def _attach_disk(request: HttpRequest, vm: VirtualMachine, volume: Any) -> None:
         shareable=data.get("shareable") == "1",
         live=data.get("live") == "1",
         persistent=data.get("persistent") == "1",
-        actor=request.user,
-        source_ip=client_ip(request),
+        actor=Actor.of(request),
     )
 
 
@@ -250,8 +249,7 @@ def _detach_disk(request: HttpRequest, vm: VirtualMachine, volume: Any) -> None:
         request.POST.get("target", ""),
         live=vm.state in (VMState.RUNNING, VMState.PAUSED),
         persistent=vm.persistent,
-        actor=request.user,
-        source_ip=client_ip(request),
+        actor=Actor.of(request),
     )
 
 
@@ -263,8 +261,7 @@ def _change_media(request: HttpRequest, vm: VirtualMachine, volume: Any) -> None
         volume,
         live=running,
         persistent=vm.persistent and not running,
-        actor=request.user,
-        source_ip=client_ip(request),
+        actor=Actor.of(request),
     )
 
 
@@ -284,9 +281,8 @@ def vm_action(request: HttpRequest, vm_id: str, action: str) -> HttpResponse:
         result = services.perform_action(
             vm,
             action,
-            actor=request.user,
+            actor=Actor.of(request),
             mode=request.POST.get("mode", "acpi"),
-            source_ip=client_ip(request),
         )
     except ServiceError as exc:
         messages.error(request, exc.message)
@@ -310,9 +306,7 @@ def vm_autostart(request: HttpRequest, vm_id: str) -> HttpResponse:
         VirtualMachine.objects.select_related("host"), request.user, vm_id, CHANGE
     )
     try:
-        services.set_vm_autostart(
-            vm, request.POST.get("enabled") == "1", actor=request.user, source_ip=client_ip(request)
-        )
+        services.set_vm_autostart(vm, request.POST.get("enabled") == "1", actor=Actor.of(request))
     except ServiceError as exc:
         messages.error(request, exc.message)
     return redirect("vm_detail", vm_id=vm.pk)
@@ -327,7 +321,7 @@ def vm_assign(request: HttpRequest, vm_id: str) -> HttpResponse:
     if project is None:
         messages.error(request, "Choose a project.")
     else:
-        services.assign_vm(vm, project, actor=request.user, source_ip=client_ip(request))
+        services.assign_vm(vm, project, actor=Actor.of(request))
         messages.success(request, f"{vm.name} now belongs to {project.name}.")
     return redirect("vm_detail", vm_id=vm.pk)
 
@@ -340,9 +334,8 @@ def vm_delete(request: HttpRequest, vm_id: str) -> HttpResponse:
         try:
             job = services.delete_vm(
                 vm,
-                actor=request.user,
+                actor=Actor.of(request),
                 remove_disks=request.POST.getlist("remove"),
-                source_ip=client_ip(request),
             )
         except ServiceError as exc:
             messages.error(request, exc.message)
@@ -368,7 +361,7 @@ def vm_xml(request: HttpRequest, vm_id: str) -> HttpResponse:
         )
         if request.POST.get("confirm") == "1":
             try:
-                services.edit_xml(vm, xml, actor=request.user, source_ip=client_ip(request))
+                services.edit_xml(vm, xml, actor=Actor.of(request))
             except ServiceError as exc:
                 messages.error(request, exc.message)
                 status = 400
@@ -400,9 +393,7 @@ def vm_vnc_password(request: HttpRequest, vm_id: str) -> HttpResponse:
         VirtualMachine.objects.select_related("host"), request.user, vm_id, CHANGE
     )
     try:
-        services.set_vnc_password(
-            vm, request.POST.get("password", ""), actor=request.user, source_ip=client_ip(request)
-        )
+        services.set_vnc_password(vm, request.POST.get("password", ""), actor=Actor.of(request))
     except ServiceError as exc:
         messages.error(request, exc.message)
     else:
@@ -423,8 +414,7 @@ def vm_clone(request: HttpRequest, vm_id: str) -> HttpResponse:
             vm,
             request.POST.get("name", ""),
             linked=request.POST.get("linked") == "1",
-            actor=request.user,
-            source_ip=client_ip(request),
+            actor=Actor.of(request),
         )
     except ServiceError as exc:
         messages.error(request, exc.message)

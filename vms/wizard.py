@@ -13,7 +13,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from networking.models import Network
-from panel.audit import client_ip
+from panel.actors import Actor
 from panel.exceptions import ServiceError
 from panel.models import Host, Project
 from panel.permissions import VIEW, is_admin, project_ids, restrict
@@ -137,8 +137,7 @@ def vm_create(request: HttpRequest) -> HttpResponse:
         try:
             job = create.create_vm(
                 _request_from_form(request.POST, request.FILES),
-                actor=request.user,
-                source_ip=client_ip(request),
+                actor=Actor.of(request),
             )
         except ServiceError as exc:
             error = exc
@@ -187,7 +186,7 @@ def vm_create_from_template(request: HttpRequest) -> HttpResponse:
         if data["size_gib"] is None:
             data.pop("size_gib")
         try:
-            job = create.create_vm(data, actor=request.user, source_ip=client_ip(request))
+            job = create.create_vm(data, actor=Actor.of(request))
         except ServiceError as exc:
             error = exc
         else:

@@ -63,7 +63,7 @@ def vm_usage_cell(context: template.Context, vm: VirtualMachine) -> str:
     )
 
 
-def _visible_among(user):  # type: ignore[no-untyped-def]
+def _visible_among(user):
     from vms.permissions import visible_vms
 
     def allowed(ids: list[str]) -> set[str]:

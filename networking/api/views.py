@@ -13,8 +13,8 @@ from rest_framework.response import Response
 
 from networking import services
 from networking.models import Network
+from panel.actors import Actor
 from panel.api.views import ScopedMixin
-from panel.audit import client_ip
 from panel.exceptions import ServiceError
 from panel.models import Host
 from panel.permissions import VIEW, restrict
@@ -53,20 +53,16 @@ class NetworkViewSet(
             raise ServiceError(
                 "There is no such host: give the id of a host you can see.", field="host"
             )
-        network = services.create_network(
-            host, **data, actor=request.user, source_ip=client_ip(request)
-        )
+        network = services.create_network(host, **data, actor=Actor.of(request))
         return Response(NetworkSerializer(network).data, status=status.HTTP_201_CREATED)
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         network = self.get_object()
-        services.delete_network(network, actor=request.user, source_ip=client_ip(request))
+        services.delete_network(network, actor=Actor.of(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     def _act(self, request: Request, verb: str) -> Response:
-        network = services.network_action(
-            self.get_object(), verb, actor=request.user, source_ip=client_ip(request)
-        )
+        network = services.network_action(self.get_object(), verb, actor=Actor.of(request))
         return Response(NetworkSerializer(network).data)
 
     @extend_schema(request=None, responses=NetworkSerializer)
@@ -88,8 +84,7 @@ class NetworkViewSet(
         network = services.set_network_autostart(
             network,
             params.validated_data["enabled"],
-            actor=request.user,
-            source_ip=client_ip(request),
+            actor=Actor.of(request),
         )
         return Response(NetworkSerializer(network).data)
 

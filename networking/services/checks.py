@@ -46,7 +46,7 @@ def normalize_mac(value: str, field: str = "mac") -> str:
     return mac
 
 
-def _ip(value: str, field: str, net: IPNetwork, what: str):  # type: ignore[no-untyped-def]
+def _ip(value: str, field: str, net: IPNetwork, what: str):
     try:
         addr = ipaddress.ip_address((value or "").strip())
     except ValueError:
@@ -69,7 +69,7 @@ def _ip(value: str, field: str, net: IPNetwork, what: str):  # type: ignore[no-u
     return addr
 
 
-def ip_config(family: str, data: dict[str, Any] | None, hosts: list[dict[str, Any]]):  # type: ignore[no-untyped-def]
+def ip_config(family: str, data: dict[str, Any] | None, hosts: list[dict[str, Any]]):
     """An IPConfig from form/API values and its subnet, or (None, None) when no address was
     given."""
     data = dict(data or {})
@@ -292,7 +292,7 @@ def _check_bridge(
 
 def check_host_addresses(
     host: Host, subnets: list, interfaces: dict[str, hypervisor.InterfaceInfo] | None
-) -> None:  # type: ignore[type-arg]
+) -> None:
     """Refuse a subnet the host already has on one of its own interfaces (e.g. its LAN)."""
     bridges = set(Network.objects.filter(host=host).values_list("bridge", flat=True))
     for iface in (interfaces or {}).values():

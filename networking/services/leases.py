@@ -4,18 +4,22 @@ the host's interfaces."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
 
 from networking.models import Network
 from networking.services.inventory import on_network
 from panel import hypervisor, rows
+from panel.actors import Actor
 from panel.exceptions import GoneError
 from panel.hostcalls import on_host
 from panel.models import Host
 from panel.permissions import VIEW, require_admin, restrict
 from vms.models import VirtualMachine
+
+if TYPE_CHECKING:
+    from panel.permissions import Person
 
 
 def refresh_leases(network: Network) -> list[dict[str, Any]]:
@@ -29,7 +33,7 @@ def refresh_leases(network: Network) -> list[dict[str, Any]]:
     return network.leases
 
 
-def leases_for_user(network: Network, user: Any) -> list[dict[str, Any]]:
+def leases_for_user(network: Network, user: Person) -> list[dict[str, Any]]:
     """The network's leases, each with the VM (that user can see) holding the MAC."""
     macs = {nic.get("mac", "").lower(): vm for vm, nic in vms_on_network(network, user)}
     rows = []
@@ -39,7 +43,7 @@ def leases_for_user(network: Network, user: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def vms_on_network(network: Network, user: Any = None) -> list[tuple[VirtualMachine, dict]]:
+def vms_on_network(network: Network, user: Person = None) -> list[tuple[VirtualMachine, dict]]:
     """(VM, NIC) pairs of the network's host whose NIC joins it; only VMs user sees if given."""
     qs = VirtualMachine.objects.filter(host=network.host).exclude(state="missing")
     if user is not None:
@@ -56,9 +60,9 @@ def vms_on_network(network: Network, user: Any = None) -> list[tuple[VirtualMach
     return found
 
 
-def host_interfaces(host: Host, *, actor: Any) -> tuple[list[hypervisor.InterfaceInfo], str]:
+def host_interfaces(host: Host, *, actor: Actor) -> tuple[list[hypervisor.InterfaceInfo], str]:
     """The host's interfaces (admins), read now, and where they came from."""
-    require_admin(actor, "see host interfaces", "networks are infrastructure")
+    require_admin(actor.user, "see host interfaces", "networks are infrastructure")
     with on_host(host, f"Could not list the interfaces of {host.name}"):
         found, source = hypervisor.host_interfaces(host.uri)
     return list(found), source

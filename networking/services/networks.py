@@ -25,6 +25,7 @@ from networking.services.checks import (
 from networking.services.inventory import on_network, refresh_networks, sync_network
 from networking.services.leases import vms_on_network
 from panel import audit, hypervisor
+from panel.actors import Actor
 from panel.exceptions import ConflictError, ServiceError, UnavailableError
 from panel.hostcalls import on_host
 from panel.models import Host
@@ -36,7 +37,7 @@ def create_network(
     *,
     name: str,
     mode: str,
-    actor: Any,
+    actor: Actor,
     bridge: str = "",
     dev: str = "",
     macvtap_mode: str = "bridge",
@@ -48,15 +49,12 @@ def create_network(
     mtu: int | None = None,
     autostart: bool = False,
     start: bool = True,
-    source_ip: str | None = None,
 ) -> Network:
     """Define a network of any mode on host (admins), start it and set autostart."""
-    require_admin(actor, "create networks", "networks are infrastructure")
+    require_admin(actor.user, "create networks", "networks are infrastructure")
     name, bridge, dev = (name or "").strip(), (bridge or "").strip(), (dev or "").strip()
     domain = (domain or "").strip()
-    with audit.refusals_recorded(
-        actor, "network.create", f"{name} on {host.name}", source_ip=source_ip
-    ):
+    with audit.refusals_recorded(actor, "network.create", f"{name} on {host.name}"):
         _check_name_and_mode(host, name, mode, macvtap_mode)
         ips, subnets = _ip_configs(ipv4, ipv6, list(dhcp_hosts or []))
         _check_addressing(mode, ips, dns_hosts, domain)
@@ -86,7 +84,6 @@ def create_network(
                 network,
                 detail=f"{mode}, bridge {info.bridge or '-'}, "
                 + ", ".join(f"{ip.address}/{ip.prefix}" for ip in ips),
-                source_ip=source_ip,
             )
     return network
 
@@ -216,29 +213,25 @@ def _define(
 NETWORK_ACTIONS = ("start", "stop")
 
 
-def network_action(
-    network: Network, action: str, *, actor: Any, source_ip: str | None = None
-) -> Network:
+def network_action(network: Network, action: str, *, actor: Actor) -> Network:
     """Start or stop a network (admins)."""
-    require_admin(actor, f"{action} networks", "networks are infrastructure")
+    require_admin(actor.user, f"{action} networks", "networks are infrastructure")
     if action not in NETWORK_ACTIONS:
         raise ServiceError(f"Unknown action '{action}': use start or stop.")
-    with audit.refusals_recorded(actor, f"network.{action}", network, source_ip=source_ip):
+    with audit.refusals_recorded(actor, f"network.{action}", network):
         with on_network(network, f"Could not {action} '{network.name}'"):
             call = hypervisor.start_network if action == "start" else hypervisor.stop_network
             info = call(network.host.uri, network.name)
         with transaction.atomic():
             network = sync_network(network.host, info)
-            audit.record(actor, f"network.{action}", network, source_ip=source_ip)
+            audit.record(actor, f"network.{action}", network)
     return network
 
 
-def set_network_autostart(
-    network: Network, enabled: bool, *, actor: Any, source_ip: str | None = None
-) -> Network:
+def set_network_autostart(network: Network, enabled: bool, *, actor: Actor) -> Network:
     """Start (or not) the network when libvirtd starts (admins)."""
-    require_admin(actor, "change networks", "networks are infrastructure")
-    with audit.refusals_recorded(actor, "network.autostart", network, source_ip=source_ip):
+    require_admin(actor.user, "change networks", "networks are infrastructure")
+    with audit.refusals_recorded(actor, "network.autostart", network):
         with on_network(network, f"Could not change autostart of '{network.name}'"):
             info = hypervisor.set_network_autostart(network.host.uri, network.name, enabled)
         with transaction.atomic():
@@ -248,15 +241,14 @@ def set_network_autostart(
                 "network.autostart",
                 network,
                 detail="on" if enabled else "off",
-                source_ip=source_ip,
             )
     return network
 
 
-def delete_network(network: Network, *, actor: Any, source_ip: str | None = None) -> None:
+def delete_network(network: Network, *, actor: Actor) -> None:
     """Stop and undefine a network no VM uses (admins)."""
-    require_admin(actor, "delete networks", "networks are infrastructure")
-    with audit.refusals_recorded(actor, "network.delete", network, source_ip=source_ip):
+    require_admin(actor.user, "delete networks", "networks are infrastructure")
+    with audit.refusals_recorded(actor, "network.delete", network):
         users = sorted({vm.name for vm, _nic in vms_on_network(network)})
         if users:
             raise ConflictError(
@@ -268,5 +260,5 @@ def delete_network(network: Network, *, actor: Any, source_ip: str | None = None
             with contextlib.suppress(hypervisor.NotFound):
                 hypervisor.delete_network(network.host.uri, network.name)
         with transaction.atomic():
-            audit.record(actor, "network.delete", network, source_ip=source_ip)
+            audit.record(actor, "network.delete", network)
             network.delete()

@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from panel import audit
+from panel.actors import Actor
 from panel.choices import AuditResult
 from panel.exceptions import ServiceError
 from panel.middleware import DATABASE_BUSY, DATABASE_FULL, is_database_busy, is_database_full
@@ -29,11 +30,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if response is not None and response.status_code == 403 and request is not None:
         detail = response.data.get("detail", "") if isinstance(response.data, dict) else ""
         audit.record(
-            request.user,
+            Actor.of(request),
             f"{request.method} {request.path}"[:100],
             request.path,
             result=AuditResult.DENIED,
             detail=str(detail),
-            source_ip=audit.client_ip(request),
         )
     return response

@@ -7,7 +7,7 @@ layer, so they are added here for every operation, as API.md promises them.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from drf_spectacular.openapi import AutoSchema
 
@@ -31,7 +31,9 @@ ERRORS: dict[str, tuple[str, dict[str, Any]]] = {
 class PanelAutoSchema(AutoSchema):
     """AutoSchema that also documents the error answers every operation can give."""
 
-    def _get_response_bodies(self, direction: str = "response") -> dict[str, Any]:
+    def _get_response_bodies(
+        self, direction: Literal["request", "response"] = "response"
+    ) -> dict[str, Any]:
         responses = super()._get_response_bodies(direction)
         if direction != "response":
             return responses

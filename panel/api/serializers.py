@@ -93,6 +93,7 @@ class AuditEventSerializer(serializers.ModelSerializer):
             "result",
             "detail",
             "source_ip",
+            "via",
         ]
 
 

@@ -2,15 +2,10 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from monitoring.api import (
-    FleetStatsView,
-    HostStatsView,
-    VMStatsView,
-    VMTuningActionView,
-    VMTuningView,
-)
+from monitoring.api import FleetStatsView, HostStatsView, VMStatsView
 from networking.api.views import NetworkViewSet
 from storage.api.views import PoolViewSet, VolumeViewSet
+from vms.api import tuning
 from vms.api.backups import (
     ProjectSchedulesView,
     ScheduleView,
@@ -79,7 +74,6 @@ urlpatterns = [
     path("vms/<uuid:vm_id>/stats/", VMStatsView.as_view(), name="vm_stats"),
     path("hosts/<int:host_id>/stats/", HostStatsView.as_view(), name="host_stats"),
     path("stats/fleet/", FleetStatsView.as_view(), name="fleet_stats"),
-    path("vms/<uuid:vm_id>/tuning/", VMTuningView.as_view(), name="vm_tuning"),
-    path("vms/<uuid:vm_id>/tuning/<str:what>/", VMTuningActionView.as_view(), name="vm_tune"),
+    *tuning.urlpatterns,
     path("", include(router.urls)),
 ]

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.contrib.auth import authenticate, get_user_model
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
@@ -22,8 +22,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from panel import audit, jobs, services, throttle
-from panel.audit import client_ip
-from panel.choices import AuditResult
+from panel.actors import Actor, client_ip
+from panel.choices import AuditResult, Via
 from panel.exceptions import ServiceError
 from panel.models import AuditEvent, Host, Job, Membership, Project
 from panel.permissions import (
@@ -88,12 +88,11 @@ def obtain_token(request: Request) -> Response:
     )
     if user is None:
         audit.record(
-            None,
+            Actor(None, ip, Via.API),
             "login.failed",
             username,
             result=AuditResult.DENIED,
             detail="API token",
-            source_ip=ip,
         )
         return Response({"detail": "Wrong username or password."}, status=400)
     throttle.succeeded(username, ip)
@@ -101,13 +100,13 @@ def obtain_token(request: Request) -> Response:
     return Response({"token": token.key})
 
 
-def named_in_body(model: type, user: Any, pk: Any, field: str) -> Any:
+def named_in_body(model: type[Model], user: Any, pk: Any, field: str) -> Any:
     """An object the user names by id in a request body (None when not named): a 400
     naming the field when it is out of their scope."""
     if pk in (None, ""):
         return None
     try:
-        return get_object_for_user(model.objects.all(), user, pk, VIEW)
+        return get_object_for_user(model._default_manager.all(), user, pk, VIEW)
     except Http404:
         raise ServiceError(f"No {field} with id {pk} that you can use.", field=field) from None
 
@@ -155,8 +154,7 @@ class UserViewSet(
             password=data["password"],
             email=data.get("email", ""),
             is_admin=data.get("is_superuser", False),
-            actor=self.request.user,
-            source_ip=client_ip(self.request),
+            actor=Actor.of(self.request),
         )
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -192,12 +190,11 @@ class ProjectViewSet(
             name=data["name"],
             description=data.get("description", ""),
             quota=data.get("quota"),
-            actor=self.request.user,
-            source_ip=client_ip(self.request),
+            actor=Actor.of(self.request),
         )
         if "allowed_hosts" in data:
             services.update_project(
-                project, allowed_hosts=data["allowed_hosts"], actor=self.request.user
+                project, allowed_hosts=data["allowed_hosts"], actor=Actor.of(self.request)
             )
         serializer.instance = project
 
@@ -214,8 +211,7 @@ class ProjectViewSet(
             description=data.get("description"),
             quota=data.get("quota"),
             allowed_hosts=data.get("allowed_hosts"),
-            actor=request.user,
-            source_ip=client_ip(request),
+            actor=Actor.of(request),
         )
         return Response(self.get_serializer(project).data)
 
@@ -243,8 +239,7 @@ class ProjectViewSet(
             project,
             user=serializer.validated_data["user"],
             role=serializer.validated_data["role"],
-            actor=request.user,
-            source_ip=client_ip(request),
+            actor=Actor.of(request),
         )
         return Response(MembershipSerializer(membership).data, status=201)
 
@@ -257,7 +252,7 @@ class ProjectViewSet(
         )
         if user is None:
             return Response({"user": ["Give the id of a member to remove."]}, status=400)
-        services.remove_member(project, user=user, actor=request.user, source_ip=client_ip(request))
+        services.remove_member(project, user=user, actor=Actor.of(request))
         return Response(status=204)
 
 
@@ -294,22 +289,19 @@ class HostViewSet(
         serializer.instance = services.add_host(
             name=serializer.validated_data["name"],
             uri=serializer.validated_data["uri"],
-            actor=self.request.user,
-            source_ip=client_ip(self.request),
+            actor=Actor.of(self.request),
         )
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         host = self.get_object_for(MANAGE)
-        services.delete_host(host, actor=request.user, source_ip=client_ip(request))
+        services.delete_host(host, actor=Actor.of(request))
         return Response(status=204)
 
     @extend_schema(request=None, responses={202: JOB_QUEUED})
     @action(detail=True, methods=["post"])
     def refresh(self, request: Request, pk: str | None = None) -> Response:
         """Full inventory reconcile and host check, as a job."""
-        job = services.refresh_host(
-            self.get_object_for(MANAGE), actor=request.user, source_ip=client_ip(request)
-        )
+        job = services.refresh_host(self.get_object_for(MANAGE), actor=Actor.of(request))
         return Response({"job": job.pk}, status=status.HTTP_202_ACCEPTED)
 
 
@@ -328,9 +320,7 @@ class JobViewSet(ScopedMixin, viewsets.ReadOnlyModelViewSet):
     @extend_schema(request=None)
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str | None = None) -> Response:
-        job = services.cancel_job(
-            self.get_object_for(CHANGE), actor=request.user, source_ip=client_ip(request)
-        )
+        job = services.cancel_job(self.get_object_for(CHANGE), actor=Actor.of(request))
         return Response(jobs.serialize(job))
 
 

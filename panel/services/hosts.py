@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
@@ -13,10 +13,15 @@ from django.db import transaction
 from django.utils import timezone
 
 from panel import audit, events, hypervisor, jobs, registry, rows
+from panel.actors import Actor
 from panel.choices import AuditResult, HostState, JobKind, JobState
 from panel.exceptions import ConflictError, GoneError, ServiceError
 from panel.models import Host, Job
 from panel.permissions import can_manage_hosts
+
+if TYPE_CHECKING:
+    from panel.permissions import Person
+
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +42,7 @@ ADMIN_ONLY_FACTS = frozenset({"uri", "hostname", "host_uuid"})
 UNREACHABLE = "The panel cannot reach this host; an admin sees why on the host's page."
 
 
-def host_error_for(user: Any, error: str) -> str:
+def host_error_for(user: Person, error: str) -> str:
     """A host's last connection error as user may read it: the whole message names the
     host's URI and address, so only admins get it; others learn that it is unreachable."""
     if not error or can_manage_hosts(user):
@@ -45,19 +50,19 @@ def host_error_for(user: Any, error: str) -> str:
     return UNREACHABLE
 
 
-def host_facts_for(user: Any, facts: dict[str, Any]) -> dict[str, Any]:
+def host_facts_for(user: Person, facts: dict[str, Any]) -> dict[str, Any]:
     """The host's facts as user may read them (without its URI and hostname unless admin)."""
     if can_manage_hosts(user):
         return facts
     return {k: v for k, v in (facts or {}).items() if k not in ADMIN_ONLY_FACTS}
 
 
-def for_viewer(user: Any, data: dict[str, Any]) -> dict[str, Any]:
+def for_viewer(user: Person, data: dict[str, Any]) -> dict[str, Any]:
     """serialize_host()'s dict as user may read it."""
     return {**data, "last_error": host_error_for(user, data.get("last_error", ""))}
 
 
-def _deny(actor: Any, action: str, target: object, source_ip: str | None) -> PermissionDenied:
+def _deny(actor: Actor, action: str, target: object) -> PermissionDenied:
     # The 403 handlers of the pages and the API write the audit row for refusals.
     return PermissionDenied("Only administrators can manage hosts.")
 
@@ -66,10 +71,10 @@ def _facts_dict(report_or_facts: Any) -> dict[str, Any]:
     return dataclasses.asdict(report_or_facts)
 
 
-def add_host(*, name: str, uri: str, actor: Any, source_ip: str | None = None) -> Host:
+def add_host(*, name: str, uri: str, actor: Actor) -> Host:
     """Register a host after proving the panel can talk to it; nothing is saved otherwise."""
-    if not can_manage_hosts(actor):
-        raise _deny(actor, "host.add", name, source_ip)
+    if not can_manage_hosts(actor.user):
+        raise _deny(actor, "host.add", name)
     name = (name or "").strip()
     if not name:
         raise ServiceError("Give the host a name.", field="name")
@@ -93,7 +98,6 @@ def add_host(*, name: str, uri: str, actor: Any, source_ip: str | None = None) -
                 uri,
                 result=AuditResult.FAILURE,
                 detail=str(exc),
-                source_ip=source_ip,
             )
         raise ServiceError(
             f"Could not connect to {uri}: {exc}. Check the URI, that libvirtd runs there "
@@ -109,12 +113,12 @@ def add_host(*, name: str, uri: str, actor: Any, source_ip: str | None = None) -
             | {"reserved_memory_bytes": hypervisor.reserved_memory_bytes(facts.memory_total_bytes)},
             last_seen=timezone.now(),
         )
-        audit.record(actor, "host.add", host, detail=uri, source_ip=source_ip)
+        audit.record(actor, "host.add", host, detail=uri)
         _queue_refresh(host, actor)
     return host
 
 
-def _queue_refresh(host: Host, actor: Any) -> Job:
+def _queue_refresh(host: Host, actor: Actor) -> Job:
     from panel.tasks import refresh_host_task
 
     job = jobs.create_job(JobKind.HOST_REFRESH, target=f"host:{host.name}", actor=actor, host=host)
@@ -122,10 +126,10 @@ def _queue_refresh(host: Host, actor: Any) -> Job:
     return job
 
 
-def refresh_host(host: Host, *, actor: Any, source_ip: str | None = None) -> Job:
+def refresh_host(host: Host, *, actor: Actor) -> Job:
     """Queue a full reconcile of the host: facts, checks and inventory."""
-    if not can_manage_hosts(actor):
-        raise _deny(actor, "host.refresh", host, source_ip)
+    if not can_manage_hosts(actor.user):
+        raise _deny(actor, "host.refresh", host)
     with transaction.atomic():
         busy = Job.objects.filter(
             host=host, kind=JobKind.HOST_REFRESH, state__in=[JobState.QUEUED, JobState.RUNNING]
@@ -135,16 +139,16 @@ def refresh_host(host: Host, *, actor: Any, source_ip: str | None = None) -> Job
                 f"A refresh of {host.name} is already under way (job #{busy.pk}); wait for it."
             )
         job = _queue_refresh(host, actor)
-        audit.record(actor, "host.refresh", host, detail=f"job #{job.pk}", source_ip=source_ip)
+        audit.record(actor, "host.refresh", host, detail=f"job #{job.pk}")
     return job
 
 
-def delete_host(host: Host, *, actor: Any, source_ip: str | None = None) -> None:
+def delete_host(host: Host, *, actor: Actor) -> None:
     """Forget a host and its inventory; nothing on the host itself changes."""
-    if not can_manage_hosts(actor):
-        raise _deny(actor, "host.delete", host, source_ip)
+    if not can_manage_hosts(actor.user):
+        raise _deny(actor, "host.delete", host)
     with transaction.atomic():
-        audit.record(actor, "host.delete", host, detail=host.uri, source_ip=source_ip)
+        audit.record(actor, "host.delete", host, detail=host.uri)
         host.delete()
 
 
@@ -214,7 +218,7 @@ def reconcile_host(host: Host, *, job_id: int | None = None, checks: bool = True
     return counts
 
 
-def cancel_job(job: Job, *, actor: Any, source_ip: str | None = None) -> Job:
+def cancel_job(job: Job, *, actor: Actor) -> Job:
     """Ask a queued or running job to stop; a queued one stops at once."""
     with transaction.atomic():
         job = Job.objects.select_for_update().get(pk=job.pk)
@@ -229,6 +233,6 @@ def cancel_job(job: Job, *, actor: Any, source_ip: str | None = None) -> Job:
             job.secrets = {}
             fields += ["state", "finished", "message", "secrets"]
         job.save(update_fields=fields)
-        audit.record(actor, "job.cancel", job, source_ip=source_ip)
+        audit.record(actor, "job.cancel", job)
         events.publish(events.job_group(job.pk), {"type": "job.update", "job": jobs.serialize(job)})
     return job

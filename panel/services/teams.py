@@ -11,6 +11,7 @@ from django.db import IntegrityError, transaction
 from rest_framework.authtoken.models import Token
 
 from panel import audit, events, rows
+from panel.actors import Actor
 from panel.choices import ProjectRole
 from panel.exceptions import ConflictError, GoneError, ServiceError
 from panel.models import Membership, Project, Quota
@@ -41,15 +42,14 @@ def _clean_quota(quota: dict[str, Any] | None) -> dict[str, int | None]:
 def create_project(
     *,
     name: str,
-    actor: Any,
+    actor: Actor,
     description: str = "",
     quota: dict[str, Any] | None = None,
-    source_ip: str | None = None,
 ) -> Project:
     """A new project with its quota (blank limits: unlimited)."""
     name = (name or "").strip()
-    with audit.refusals_recorded(actor, "project.create", name, source_ip=source_ip):
-        require_admin(actor, "create projects")
+    with audit.refusals_recorded(actor, "project.create", name):
+        require_admin(actor.user, "create projects")
         if not name:
             raise ServiceError("Give the project a name.", field="name")
         limits = _clean_quota(quota)
@@ -58,29 +58,24 @@ def create_project(
                 raise ServiceError(f"A project named '{name}' already exists.", field="name")
             project = Project.objects.create(name=name, description=description)
             Quota.objects.create(project=project, **limits)
-            audit.record(
-                actor, "project.create", project, detail=f"quota {limits}", source_ip=source_ip
-            )
+            audit.record(actor, "project.create", project, detail=f"quota {limits}")
     return project
 
 
 def update_project(
     project: Project,
     *,
-    actor: Any,
+    actor: Actor,
     name: str | None = None,
     description: str | None = None,
     quota: dict[str, Any] | None = None,
     allowed_hosts: list[Any] | None = None,
     allowed_pools: list[Any] | None = None,
     allowed_networks: list[Any] | None = None,
-    source_ip: str | None = None,
 ) -> Project:
     """Rename, describe, change the quota or what the project may use (admins)."""
-    with audit.refusals_recorded(
-        actor, "project.update", project, project=project, source_ip=source_ip
-    ):
-        require_admin(actor, "change projects")
+    with audit.refusals_recorded(actor, "project.update", project, project=project):
+        require_admin(actor.user, "change projects")
         limits = _clean_quota(quota)
         with transaction.atomic():
             changes = []
@@ -107,22 +102,18 @@ def update_project(
                 if value is not None:
                     getattr(project, field).set(value)
                     changes.append(f"{field} {[str(v) for v in value] or 'all'}")
-            audit.record(
-                actor, "project.update", project, detail="; ".join(changes), source_ip=source_ip
-            )
+            audit.record(actor, "project.update", project, detail="; ".join(changes))
     return project
 
 
-def _can_manage_members(actor: Any, project: Project) -> bool:
-    return restrict(Project.objects.filter(pk=project.pk), actor, MANAGE).exists()
+def _can_manage_members(actor: Actor, project: Project) -> bool:
+    return restrict(Project.objects.filter(pk=project.pk), actor.user, MANAGE).exists()
 
 
-def add_member(
-    project: Project, *, user: Any, role: str, actor: Any, source_ip: str | None = None
-) -> Membership:
+def add_member(project: Project, *, user: Any, role: str, actor: Actor) -> Membership:
     """Give user a role in project (or change it); admins and the project's operators."""
     target = f"{user} in {project}"
-    with audit.refusals_recorded(actor, "member.add", target, project=project, source_ip=source_ip):
+    with audit.refusals_recorded(actor, "member.add", target, project=project):
         if not _can_manage_members(actor, project):
             raise PermissionDenied(
                 "Only admins and the project's operators can change its members."
@@ -145,17 +136,14 @@ def add_member(
                 target,
                 detail=f"role {role}",
                 project=project,
-                source_ip=source_ip,
             )
     return membership
 
 
-def remove_member(project: Project, *, user: Any, actor: Any, source_ip: str | None = None) -> None:
+def remove_member(project: Project, *, user: Any, actor: Actor) -> None:
     """Take user out of project."""
     target = f"{user} in {project}"
-    with audit.refusals_recorded(
-        actor, "member.remove", target, project=project, source_ip=source_ip
-    ):
+    with audit.refusals_recorded(actor, "member.remove", target, project=project):
         if not _can_manage_members(actor, project):
             raise PermissionDenied(
                 "Only admins and the project's operators can change its members."
@@ -165,7 +153,7 @@ def remove_member(project: Project, *, user: Any, actor: Any, source_ip: str | N
             if not deleted:
                 raise ServiceError(f"{user} is not a member of {project}.", field="user")
             events.access_changed(user.pk)  # open websockets of the project's objects close
-            audit.record(actor, "member.remove", target, project=project, source_ip=source_ip)
+            audit.record(actor, "member.remove", target, project=project)
 
 
 def _validate_password(password: str, user: Any) -> None:
@@ -179,15 +167,14 @@ def create_user(
     *,
     username: str,
     password: str,
-    actor: Any,
+    actor: Actor,
     email: str = "",
     is_admin: bool = False,
-    source_ip: str | None = None,
 ) -> Any:
     """A new login; its password must pass the password validators."""
     username = (username or "").strip()
-    with audit.refusals_recorded(actor, "user.create", username, source_ip=source_ip):
-        require_admin(actor, "create users")
+    with audit.refusals_recorded(actor, "user.create", username):
+        require_admin(actor.user, "create users")
         if not username:
             raise ServiceError("Give the user a username.", field="username")
         if User.objects.filter(username__iexact=username).exists():
@@ -207,17 +194,16 @@ def create_user(
                 "user.create",
                 username,
                 detail="admin" if is_admin else "",
-                source_ip=source_ip,
             )
     return user
 
 
-def set_user_active(user: Any, *, active: bool, actor: Any, source_ip: str | None = None) -> Any:
+def set_user_active(user: Any, *, active: bool, actor: Actor) -> Any:
     """Disable (or enable again) a login; a disabled user's sessions and token stop working."""
     action = "user.enable" if active else "user.disable"
-    with audit.refusals_recorded(actor, action, user.username, source_ip=source_ip):
-        require_admin(actor, "disable users")
-        if user.pk == actor.pk and not active:
+    with audit.refusals_recorded(actor, action, user.username):
+        require_admin(actor.user, "disable users")
+        if user.pk == getattr(actor.user, "pk", None) and not active:
             raise ConflictError("You cannot disable your own account.")
         with transaction.atomic():
             user.is_active = active
@@ -226,16 +212,18 @@ def set_user_active(user: Any, *, active: bool, actor: Any, source_ip: str | Non
             if not active:
                 Token.objects.filter(user=user).delete()
                 events.access_changed(user.pk)  # open websockets close
-            audit.record(actor, action, user.username, source_ip=source_ip)
+            audit.record(actor, action, user.username)
     return user
 
 
-def set_password(user: Any, *, password: str, actor: Any, source_ip: str | None = None) -> None:
+def set_password(user: Any, *, password: str, actor: Actor) -> None:
     """Set a new password: admins for anyone, users for themselves (the form checks the old one)."""
-    action = "user.password" if user.pk == getattr(actor, "pk", None) else "user.reset_password"
-    with audit.refusals_recorded(actor, action, user.username, source_ip=source_ip):
-        if user.pk != getattr(actor, "pk", None):
-            require_admin(actor, "reset other users' passwords")
+    action = (
+        "user.password" if user.pk == getattr(actor.user, "pk", None) else "user.reset_password"
+    )
+    with audit.refusals_recorded(actor, action, user.username):
+        if user.pk != getattr(actor.user, "pk", None):
+            require_admin(actor.user, "reset other users' passwords")
         _validate_password(password, user)
         with transaction.atomic():
             user.set_password(password)
@@ -246,22 +234,22 @@ def set_password(user: Any, *, password: str, actor: Any, source_ip: str | None 
                 # them. (Changing one's own, the view keeps the current session logged in;
                 # the periodic check closes the websockets of the others.)
                 events.access_changed(user.pk)
-            audit.record(actor, action, user.username, source_ip=source_ip)
+            audit.record(actor, action, user.username)
 
 
-def create_token(user: Any, *, actor: Any, source_ip: str | None = None) -> Token:
+def create_token(user: Any, *, actor: Actor) -> Token:
     """A new API token for the user; any previous one stops working."""
     with transaction.atomic():
         Token.objects.filter(user=user).delete()
         token = Token.objects.create(user=user)
-        audit.record(actor, "token.create", user.username, source_ip=source_ip)
+        audit.record(actor, "token.create", user.username)
     return token
 
 
-def revoke_token(user: Any, *, actor: Any, source_ip: str | None = None) -> None:
+def revoke_token(user: Any, *, actor: Actor) -> None:
     """Remove the user's API token."""
     with transaction.atomic():
         deleted, _ = Token.objects.filter(user=user).delete()
         if not deleted:
             raise ServiceError("There is no API token to revoke.")
-        audit.record(actor, "token.revoke", user.username, source_ip=source_ip)
+        audit.record(actor, "token.revoke", user.username)

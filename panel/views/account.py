@@ -2,50 +2,53 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from django.contrib import messages
 from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth.forms import PasswordChangeForm
+from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.views.decorators.http import require_POST
 from rest_framework.authtoken.models import Token
 
 from panel import services
-from panel.audit import client_ip
+from panel.actors import Actor
 from panel.exceptions import ServiceError
 from panel.permissions import roles
 from panel.views.common import render_form
 
 
 def account(request: HttpRequest) -> HttpResponse:
-    form = PasswordChangeForm(request.user, request.POST or None)
+    user = cast(User, request.user)  # signed in: only the login page is open to others
+    form = PasswordChangeForm(user, request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
             services.set_password(
-                request.user,
+                user,
                 password=form.cleaned_data["new_password1"],
-                actor=request.user,
-                source_ip=client_ip(request),
+                actor=Actor.of(request),
             )
         except ServiceError as exc:
             form.add_error("new_password1", exc.message)
         else:
-            update_session_auth_hash(request, request.user)
+            update_session_auth_hash(request, user)
             messages.success(request, "Your password was changed.")
             return redirect("account")
     context = {
         "form": form,
-        "has_token": Token.objects.filter(user=request.user).exists(),
+        "has_token": Token.objects.filter(user=user).exists(),
         "new_token": request.session.pop("new_token", None),
-        "memberships": request.user.memberships.select_related("project"),
-        "role_count": len(roles(request.user)),
+        "memberships": user.memberships.select_related("project"),
+        "role_count": len(roles(user)),
     }
     return render_form(request, "panel/account.html", context, form)
 
 
 @require_POST
 def token_create(request: HttpRequest) -> HttpResponse:
-    token = services.create_token(request.user, actor=request.user, source_ip=client_ip(request))
+    token = services.create_token(request.user, actor=Actor.of(request))
     # Shown once, on the next page, then never again.
     request.session["new_token"] = token.key
     messages.success(request, "A new API token was created; the old one no longer works.")
@@ -55,7 +58,7 @@ def token_create(request: HttpRequest) -> HttpResponse:
 @require_POST
 def token_revoke(request: HttpRequest) -> HttpResponse:
     try:
-        services.revoke_token(request.user, actor=request.user, source_ip=client_ip(request))
+        services.revoke_token(request.user, actor=Actor.of(request))
     except ServiceError as exc:
         messages.error(request, exc.message)
     else:

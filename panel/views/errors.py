@@ -9,6 +9,7 @@ from django.shortcuts import render
 from django.views import defaults
 
 from panel import audit
+from panel.actors import Actor
 from panel.choices import AuditResult
 from panel.middleware import busy_response
 
@@ -16,12 +17,11 @@ from panel.middleware import busy_response
 def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     message = str(exception) if exception and str(exception) else "You may not do that."
     audit.record(
-        request.user,
+        Actor.of(request),
         f"{request.method} {request.path}"[:100],
         request.path,
         result=AuditResult.DENIED,
         detail=message,
-        source_ip=audit.client_ip(request),
     )
     if _is_api(request):
         return JsonResponse({"detail": message}, status=403)

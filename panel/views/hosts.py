@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from panel import services
-from panel.audit import client_ip
+from panel.actors import Actor
 from panel.choices import HostState, JobKind
 from panel.exceptions import ServiceError
 from panel.forms import HostForm
@@ -60,9 +60,7 @@ def host_add(request: HttpRequest) -> HttpResponse:
     form = HostForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            host = services.add_host(
-                **form.cleaned_data, actor=request.user, source_ip=client_ip(request)
-            )
+            host = services.add_host(**form.cleaned_data, actor=Actor.of(request))
         except ServiceError as exc:
             add_service_error(form, exc)
         else:
@@ -86,7 +84,7 @@ def host_detail(request: HttpRequest, host_id: int) -> HttpResponse:
 def host_refresh(request: HttpRequest, host_id: int) -> HttpResponse:
     host = get_object_for_user(Host.objects.all(), request.user, host_id, MANAGE)
     try:
-        job = services.refresh_host(host, actor=request.user, source_ip=client_ip(request))
+        job = services.refresh_host(host, actor=Actor.of(request))
     except ServiceError as exc:
         messages.error(request, exc.message)
     else:
@@ -97,7 +95,7 @@ def host_refresh(request: HttpRequest, host_id: int) -> HttpResponse:
 @require_POST
 def host_delete(request: HttpRequest, host_id: int) -> HttpResponse:
     host = get_object_for_user(Host.objects.all(), request.user, host_id, MANAGE)
-    services.delete_host(host, actor=request.user, source_ip=client_ip(request))
+    services.delete_host(host, actor=Actor.of(request))
     messages.success(request, f"Host {host.name} removed from the panel.")
     return redirect("host_list")
 
@@ -119,7 +117,7 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
 def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
     job = get_object_for_user(Job.objects.all(), request.user, job_id, CHANGE)
     try:
-        services.cancel_job(job, actor=request.user, source_ip=client_ip(request))
+        services.cancel_job(job, actor=Actor.of(request))
     except ServiceError as exc:
         messages.error(request, exc.message)
     return redirect("job_detail", job_id=job.pk)

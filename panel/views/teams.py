@@ -10,7 +10,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from panel import quotas, services
-from panel.audit import client_ip
+from panel.actors import Actor
 from panel.exceptions import ServiceError
 from panel.forms import MemberForm, PasswordResetForm, ProjectEditForm, ProjectForm, UserCreateForm
 from panel.models import Membership, Project
@@ -42,8 +42,7 @@ def project_add(request: HttpRequest) -> HttpResponse:
                 name=form.cleaned_data["name"],
                 description=form.cleaned_data["description"],
                 quota=form.quota(),
-                actor=request.user,
-                source_ip=client_ip(request),
+                actor=Actor.of(request),
             )
         except ServiceError as exc:
             add_service_error(form, exc)
@@ -82,9 +81,7 @@ def project_edit(request: HttpRequest, project_id: int) -> HttpResponse:
     form = ProjectEditForm(request.POST or None, initial=ProjectEditForm.initial_for(project))
     if request.method == "POST" and form.is_valid():
         try:
-            services.update_project(
-                project, **form.changes(), actor=request.user, source_ip=client_ip(request)
-            )
+            services.update_project(project, **form.changes(), actor=Actor.of(request))
         except ServiceError as exc:
             add_service_error(form, exc)
         else:
@@ -100,15 +97,14 @@ def project_member_add(request: HttpRequest, project_id: int) -> HttpResponse:
     if not form.is_valid():
         for errors in form.errors.values():
             for e in errors:
-                messages.error(request, e)
+                messages.error(request, str(e))
         return redirect("project_detail", project_id=project.pk)
     try:
         services.add_member(
             project,
             user=form.cleaned_data["username"],
             role=form.cleaned_data["role"],
-            actor=request.user,
-            source_ip=client_ip(request),
+            actor=Actor.of(request),
         )
     except ServiceError as exc:
         messages.error(request, exc.message)
@@ -130,9 +126,7 @@ def project_member_remove(request: HttpRequest, project_id: int, user_id: int) -
         messages.error(request, "No such member.")
         return redirect("project_detail", project_id=project.pk)
     try:
-        services.remove_member(
-            project, user=member, actor=request.user, source_ip=client_ip(request)
-        )
+        services.remove_member(project, user=member, actor=Actor.of(request))
     except ServiceError as exc:
         messages.error(request, exc.message)
     return redirect("project_detail", project_id=project.pk)
@@ -143,9 +137,7 @@ def user_list(request: HttpRequest) -> HttpResponse:
     form = UserCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            user = services.create_user(
-                **form.cleaned_data, actor=request.user, source_ip=client_ip(request)
-            )
+            user = services.create_user(**form.cleaned_data, actor=Actor.of(request))
         except ServiceError as exc:
             add_service_error(form, exc)
         else:
@@ -163,8 +155,7 @@ def user_set_active(request: HttpRequest, user_id: int) -> HttpResponse:
         services.set_user_active(
             user,
             active=request.POST.get("active") == "1",
-            actor=request.user,
-            source_ip=client_ip(request),
+            actor=Actor.of(request),
         )
     except ServiceError as exc:
         messages.error(request, exc.message)
@@ -184,8 +175,7 @@ def user_reset_password(request: HttpRequest, user_id: int) -> HttpResponse:
             services.set_password(
                 user,
                 password=form.cleaned_data["password"],
-                actor=request.user,
-                source_ip=client_ip(request),
+                actor=Actor.of(request),
             )
         except ServiceError as exc:
             form.add_error("password", exc.message)

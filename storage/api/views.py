@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
@@ -15,8 +16,8 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from panel.actors import Actor
 from panel.api.views import ScopedMixin, named_in_body
-from panel.audit import client_ip
 from panel.exceptions import ServiceError
 from panel.models import Host, Job, Project
 from panel.permissions import CHANGE, DELETE, MANAGE
@@ -65,12 +66,11 @@ class PoolViewSet(
         pool = services.create_pool(
             host,
             data,
-            actor=request.user,
+            actor=Actor.of(request),
             persistent=data["persistent"],
             build=data["build"],
             start=data["start"],
             autostart=data["autostart"],
-            source_ip=client_ip(request),
         )
         return Response(PoolSerializer(pool).data, status=status.HTTP_201_CREATED)
 
@@ -79,9 +79,8 @@ class PoolViewSet(
         pool = self.get_object_for(MANAGE)
         services.delete_pool(
             pool,
-            actor=request.user,
+            actor=Actor.of(request),
             delete_target=_truthy(request.query_params.get("delete_target", "")),
-            source_ip=client_ip(request),
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -96,14 +95,13 @@ class PoolViewSet(
         pool = services.set_pool_autostart(
             pool,
             _truthy(request.data["autostart"]),
-            actor=request.user,
-            source_ip=client_ip(request),
+            actor=Actor.of(request),
         )
         return Response(PoolSerializer(pool).data)
 
     def _act(self, request: Request, verb: str) -> Response:
         pool = self.get_object_for(MANAGE)
-        pool = services.pool_action(pool, verb, actor=request.user, source_ip=client_ip(request))
+        pool = services.pool_action(pool, verb, actor=Actor.of(request))
         if pool is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(PoolSerializer(pool).data)
@@ -132,7 +130,9 @@ class PoolViewSet(
 def _async_chunks(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
     async def gen() -> AsyncIterator[bytes]:
         while True:
-            chunk = await sync_to_async(next, thread_sensitive=False)(chunks, None)
+            chunk = await sync_to_async(
+                functools.partial(next, chunks, None), thread_sensitive=False
+            )()
             if chunk is None:
                 return
             yield chunk
@@ -185,8 +185,7 @@ class VolumeViewSet(
             preallocation=data["preallocation"],
             backing_volume=backing,
             project=project,
-            actor=request.user,
-            source_ip=client_ip(request),
+            actor=Actor.of(request),
         )
         if isinstance(result, Job):
             return Response({"job": result.pk}, status=status.HTTP_202_ACCEPTED)
@@ -194,7 +193,7 @@ class VolumeViewSet(
 
     def destroy(self, request: Request, pk: str | None = None) -> Response:
         volume = self.get_object_for(DELETE)
-        services.delete_volume(volume, actor=request.user, source_ip=client_ip(request))
+        services.delete_volume(volume, actor=Actor.of(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(
@@ -208,8 +207,7 @@ class VolumeViewSet(
         volume = services.set_shared(
             volume,
             _truthy(request.data["shared"]),
-            actor=request.user,
-            source_ip=client_ip(request),
+            actor=Actor.of(request),
         )
         return Response(VolumeSerializer(volume).data)
 
@@ -232,9 +230,7 @@ class VolumeViewSet(
         params.is_valid(raise_exception=True)
         data = params.validated_data
         project = named_in_body(Project, request.user, data["project"], "project")
-        volume = services.assign_volume(
-            volume, project, data["format"], actor=request.user, source_ip=client_ip(request)
-        )
+        volume = services.assign_volume(volume, project, data["format"], actor=Actor.of(request))
         return Response(VolumeSerializer(volume).data)
 
     @extend_schema(request=ResizeSerializer, responses=VolumeSerializer)
@@ -247,14 +243,13 @@ class VolumeViewSet(
             volume,
             params.validated_data["capacity_gib"],
             shrink=params.validated_data["shrink"],
-            actor=request.user,
-            source_ip=client_ip(request),
+            actor=Actor.of(request),
         )
         return Response(VolumeSerializer(volume).data)
 
     def _copy(self, request: Request, convert: bool) -> Response:
         volume = self.get_object()
-        services.may_copy(request.user, volume, convert=convert)  # 403 before the body's 400
+        services.may_copy(Actor.of(request), volume, convert=convert)  # 403 before the body's 400
         params = CopySerializer(data=request.data)
         params.is_valid(raise_exception=True)
         data = params.validated_data
@@ -266,8 +261,7 @@ class VolumeViewSet(
             name=data["name"],
             format=data["format"] or None,
             target_pool=pool,
-            actor=request.user,
-            source_ip=client_ip(request),
+            actor=Actor.of(request),
         )
         return Response({"job": job.pk}, status=status.HTTP_202_ACCEPTED)
 
@@ -293,14 +287,14 @@ class VolumeViewSet(
     @action(detail=True, methods=["post"])
     def wipe(self, request: Request, pk: str | None = None) -> Response:
         volume = self.get_object_for(CHANGE)
-        job = services.wipe_volume(volume, actor=request.user, source_ip=client_ip(request))
+        job = services.wipe_volume(volume, actor=Actor.of(request))
         return Response({"job": job.pk}, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=None, responses=VolumeSerializer)
     @action(detail=True, methods=["post"])
     def check(self, request: Request, pk: str | None = None) -> Response:
         volume = self.get_object()
-        volume = services.check_volume(volume, actor=request.user, source_ip=client_ip(request))
+        volume = services.check_volume(volume, actor=Actor.of(request))
         return Response(VolumeSerializer(volume).data)
 
     @extend_schema(request=None, responses=VolumeSerializer)
@@ -330,9 +324,7 @@ class VolumeViewSet(
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
             length = 0
-        job = services.start_upload(
-            volume, length, actor=request.user, source_ip=client_ip(request)
-        )
+        job = services.start_upload(volume, length, actor=Actor.of(request))
         volume = services.run_upload(
             job,
             volume,
@@ -351,9 +343,7 @@ class VolumeViewSet(
         its project, its owner, admins): seeing a volume is not reading it, so a viewer or
         another member gets 403."""
         volume = self.get_object()
-        _size, chunks = services.open_download(
-            volume, actor=request.user, source_ip=client_ip(request)
-        )
+        _size, chunks = services.open_download(volume, actor=Actor.of(request))
         content: Any = (
             _async_chunks(chunks) if isinstance(request._request, ASGIRequest) else chunks
         )

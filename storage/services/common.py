@@ -10,6 +10,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 
 from panel import jobs, locks, quotas
+from panel.actors import Actor
 from panel.exceptions import ConflictError, ServiceError
 from panel.models import Host, Job, Project
 from panel.permissions import VIEW, allowed, is_admin, role_in
@@ -30,19 +31,19 @@ def vms_using(host: Host, paths: Iterable[str]) -> dict[str, str]:
     return found
 
 
-def require_right(actor: Any, volume: Volume, action: str, verb: str) -> None:
+def require_right(actor: Actor, volume: Volume, action: str, verb: str) -> None:
     """PermissionDenied unless actor's role allows action on volume (verb says what)."""
-    if not allowed(actor, volume, action):
+    if not allowed(actor.user, volume, action):
         raise PermissionDenied(f"Your role does not allow you to {verb} {volume.name}.")
 
 
-def may_create_in(actor: Any, project: Project | None) -> None:
+def may_create_in(actor: Actor, project: Project | None) -> None:
     """PermissionDenied unless actor may create volumes in project (ServiceError: none given)."""
-    if is_admin(actor):
+    if is_admin(actor.user):
         return
     if project is None:
         raise ServiceError("Choose the project the volume belongs to.", field="project")
-    if role_in(actor, project) not in ("operator", "member"):
+    if role_in(actor.user, project) not in ("operator", "member"):
         raise PermissionDenied(f"Your role does not allow creating volumes in {project.name}.")
 
 
@@ -51,11 +52,11 @@ def require_idle(volume: Volume) -> None:
     locks.refuse_if_busy(f"volume:{volume.pk}", volume.name)
 
 
-def require_usable_pool(pool: StoragePool, actor: Any) -> None:
+def require_usable_pool(pool: StoragePool, actor: Actor) -> None:
     """Refuses a pool the actor's project may not use, or one that is not running."""
     from panel.permissions import restrict
 
-    if not restrict(StoragePool.objects.filter(pk=pool.pk), actor, VIEW).exists():
+    if not restrict(StoragePool.objects.filter(pk=pool.pk), actor.user, VIEW).exists():
         raise ServiceError(f"Your project may not use pool {pool.name}.", field="pool")
     if pool.state != "active":
         raise ConflictError(f"Pool {pool.name} is not running: an admin must start it first.")
@@ -67,7 +68,7 @@ def placeholder(
     fmt: str,
     capacity: int,
     *,
-    actor: Any,
+    actor: Actor,
     project: Project | None,
 ) -> Volume:
     """The volume's row, taken with its quota in the caller's transaction (synced empty)."""
@@ -75,7 +76,7 @@ def placeholder(
         raise ServiceError(f"Pool {pool.name} already has a volume named {name}.", field="name")
     if project is not None:
         quotas.reserve(project, disk_gib=math.ceil(capacity / GIB))
-    owner = actor if getattr(actor, "is_authenticated", False) else None
+    owner = actor.person
     return Volume.objects.create(
         pool=pool,
         name=name,
@@ -92,10 +93,9 @@ def queue_volume_job(
     kind: str,
     spec: dict[str, Any],
     *,
-    actor: Any,
+    actor: Actor,
     action: str,
     detail: str,
-    source_ip: str | None,
 ) -> Job:
     """Queue a volume job of kind for volume; spec goes into the job's result."""
     from storage.tasks import volume_job_task
@@ -111,5 +111,4 @@ def queue_volume_job(
         project=volume.project,
         action=action,
         detail=detail,
-        source_ip=source_ip,
     )

@@ -4,12 +4,12 @@ its assignment to a project, its sharing."""
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
 from panel import audit, hypervisor, quotas, rows
+from panel.actors import Actor
 from panel.exceptions import ConflictError, GoneError, ServiceError
 from panel.hostcalls import on_host
 from panel.hypervisor import qemu_img
@@ -69,10 +69,10 @@ def volume_details(volume: Volume) -> Volume:
     return volume
 
 
-def check_volume(volume: Volume, *, actor: Any, source_ip: str | None = None) -> Volume:
+def check_volume(volume: Volume, *, actor: Actor) -> Volume:
     """`qemu-img check`, result saved on the row."""
     require_right(actor, volume, VIEW, "check")
-    with audit.refusals_recorded(actor, "volume.check", volume, source_ip=source_ip):
+    with audit.refusals_recorded(actor, "volume.check", volume):
         # qemu-img opens only what passed the header check, as its recorded format.
         check_content(volume, "checked")
         with on_host(volume.pool.host, f"Volume {volume.name}"):
@@ -81,9 +81,7 @@ def check_volume(volume: Volume, *, actor: Any, source_ip: str | None = None) ->
         with transaction.atomic():
             if not rows.save_if_present(volume, ["check_result"]):
                 raise GoneError(f"Volume {volume.name} was deleted meanwhile.")
-            audit.record(
-                actor, "volume.check", volume, detail=str(result["summary"]), source_ip=source_ip
-            )
+            audit.record(actor, "volume.check", volume, detail=str(result["summary"]))
     return volume
 
 
@@ -95,17 +93,14 @@ def assign_volume(
     project: Project | None,
     format: str,
     *,
-    actor: Any,
-    source_ip: str | None = None,
+    actor: Actor,
 ) -> Volume:
     """An admin takes a volume found on a host into the panel: it joins project (counted
     against its disk quota; None: it stays the admins', e.g. an image to publish) with
     the format the admin declares, once its content is checked as that format (nothing
     its header names outside the project's volumes)."""
-    require_admin(actor, "assign volumes found on a host")
-    with audit.refusals_recorded(
-        actor, "volume.assign", volume, project=project, source_ip=source_ip
-    ):
+    require_admin(actor.user, "assign volumes found on a host")
+    with audit.refusals_recorded(actor, "volume.assign", volume, project=project):
         if format not in DECLARABLE:
             raise ServiceError(
                 f"Declare the volume's format: one of {', '.join(DECLARABLE)} ('{format[:20]}' "
@@ -143,19 +138,16 @@ def assign_volume(
                 volume,
                 detail=f"to {project.name if project else 'no project'} as {format}"
                 + (f" backed by {chain[0]['path']}" if chain else ""),
-                source_ip=source_ip,
             )
     return volume
 
 
-def set_shared(volume: Volume, shared: bool, *, actor: Any, source_ip: str | None = None) -> Volume:
+def set_shared(volume: Volume, shared: bool, *, actor: Actor) -> Volume:
     """Publish a volume (ISO, cloud image) to every project, or withdraw it."""
-    require_admin(actor, "publish shared images")
+    require_admin(actor.user, "publish shared images")
     with transaction.atomic():
         volume.shared = shared
         if not rows.save_if_present(volume, ["shared"]):
             raise GoneError(f"Volume {volume.name} was deleted meanwhile.")
-        audit.record(
-            actor, "volume.share", volume, detail="on" if shared else "off", source_ip=source_ip
-        )
+        audit.record(actor, "volume.share", volume, detail="on" if shared else "off")
     return volume

@@ -8,6 +8,7 @@ from typing import Any
 from django.db import transaction
 
 from panel import audit
+from panel.actors import Actor
 from panel.exceptions import ConflictError, ServiceError
 from panel.hostcalls import on_host
 from panel.hypervisor import storage as hv
@@ -23,16 +24,15 @@ def create_pool(
     host: Host,
     data: dict[str, Any],
     *,
-    actor: Any,
+    actor: Actor,
     persistent: bool = True,
     build: bool = True,
     start: bool = True,
     autostart: bool = False,
-    source_ip: str | None = None,
 ) -> StoragePool:
     """Define (or create, if transient) a pool on host, optionally build and start it."""
-    require_admin(actor, "create storage pools")
-    with audit.refusals_recorded(actor, "pool.create", host, source_ip=source_ip):
+    require_admin(actor.user, "create storage pools")
+    with audit.refusals_recorded(actor, "pool.create", host):
         spec = clean_pool_spec(data)
         if StoragePool.objects.filter(host=host, name=spec.name).exists():
             raise ServiceError(f"{host.name} already has a pool named {spec.name}.", field="name")
@@ -64,7 +64,6 @@ def create_pool(
                 actor,
                 "pool.create",
                 pool,
-                source_ip=source_ip,
                 detail=f"{spec.type} {'persistent' if persistent else 'transient'}"
                 + (f" at {spec.target_path}" if spec.target_path else ""),
             )
@@ -76,18 +75,16 @@ def create_pool(
 POOL_ACTIONS = ("build", "start", "stop", "refresh")
 
 
-def pool_action(
-    pool: StoragePool, action: str, *, actor: Any, source_ip: str | None = None
-) -> StoragePool | None:
+def pool_action(pool: StoragePool, action: str, *, actor: Actor) -> StoragePool | None:
     """build, start, stop or refresh; None when a transient pool is gone after stop."""
-    require_admin(actor, f"{action} storage pools")
+    require_admin(actor.user, f"{action} storage pools")
     if action not in POOL_ACTIONS:
         raise ServiceError(f"Unknown pool action '{action}': use {', '.join(POOL_ACTIONS)}.")
-    with audit.refusals_recorded(actor, f"pool.{action}", pool, source_ip=source_ip):
+    with audit.refusals_recorded(actor, f"pool.{action}", pool):
         with on_host(pool.host, f"Pool {pool.name}"):
             info = hv.pool_action(pool.host.uri, pool.name, action)
         with transaction.atomic():
-            audit.record(actor, f"pool.{action}", pool, source_ip=source_ip)
+            audit.record(actor, f"pool.{action}", pool)
             if info.state == "gone":
                 pool.delete()
                 return None
@@ -97,28 +94,22 @@ def pool_action(
     return pool
 
 
-def set_pool_autostart(
-    pool: StoragePool, on: bool, *, actor: Any, source_ip: str | None = None
-) -> StoragePool:
+def set_pool_autostart(pool: StoragePool, on: bool, *, actor: Actor) -> StoragePool:
     """Turn the pool's autostart on or off."""
-    require_admin(actor, "change storage pools")
-    with audit.refusals_recorded(actor, "pool.autostart", pool, source_ip=source_ip):
+    require_admin(actor.user, "change storage pools")
+    with audit.refusals_recorded(actor, "pool.autostart", pool):
         with on_host(pool.host, f"Pool {pool.name}"):
             info = hv.set_pool_autostart(pool.host.uri, pool.name, on)
         with transaction.atomic():
             pool = save_pool(pool.host, info)
-            audit.record(
-                actor, "pool.autostart", pool, detail="on" if on else "off", source_ip=source_ip
-            )
+            audit.record(actor, "pool.autostart", pool, detail="on" if on else "off")
     return pool
 
 
-def delete_pool(
-    pool: StoragePool, *, actor: Any, delete_target: bool = False, source_ip: str | None = None
-) -> None:
+def delete_pool(pool: StoragePool, *, actor: Actor, delete_target: bool = False) -> None:
     """Stop and undefine the pool; its directory (or VG) is removed only when asked."""
-    require_admin(actor, "delete storage pools")
-    with audit.refusals_recorded(actor, "pool.delete", pool, source_ip=source_ip):
+    require_admin(actor.user, "delete storage pools")
+    with audit.refusals_recorded(actor, "pool.delete", pool):
         users = vms_using(pool.host, [v.path for v in pool.volumes.all() if v.path])
         if users:
             raise ConflictError(
@@ -138,6 +129,5 @@ def delete_pool(
                 "pool.delete",
                 pool,
                 detail="target deleted" if delete_target else "target kept",
-                source_ip=source_ip,
             )
             pool.delete()

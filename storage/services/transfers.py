@@ -5,11 +5,11 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any
 
 from django.db import transaction
 
 from panel import audit, hypervisor, jobs, rows
+from panel.actors import Actor
 from panel.choices import JobKind, JobState
 from panel.exceptions import ConflictError, GoneError, ServiceError
 from panel.hostcalls import on_host
@@ -26,10 +26,10 @@ from storage.services.validation import as_gib
 REPORT_SECONDS = 0.5
 
 
-def start_upload(volume: Volume, length: int, *, actor: Any, source_ip: str | None = None) -> Job:
+def start_upload(volume: Volume, length: int, *, actor: Actor) -> Job:
     """Check an upload of length bytes into volume; the returned job reports its progress."""
     require_right(actor, volume, CHANGE, "upload into")
-    with audit.refusals_recorded(actor, "volume.upload", volume, source_ip=source_ip):
+    with audit.refusals_recorded(actor, "volume.upload", volume):
         require_idle(volume)
         require_trusted(volume, "uploaded into")
         if length <= 0:
@@ -69,7 +69,6 @@ def start_upload(volume: Volume, length: int, *, actor: Any, source_ip: str | No
                 "volume.upload",
                 volume,
                 detail=f"job #{job.pk}; {length} bytes",
-                source_ip=source_ip,
             )
     return job
 
@@ -99,7 +98,7 @@ def run_upload(
             head, rest = _take_head(chunks, min(length, images.HEAD_BYTES))
             whole = length <= images.HEAD_BYTES
             try:
-                with audit.refusals_recorded(job.user, "volume.upload", volume):
+                with audit.refusals_recorded(Actor.of_job(job), "volume.upload", volume):
                     chain = check_head(volume, head, whole=whole, what="uploaded")
             except ServiceError as exc:
                 refused = exc
@@ -157,13 +156,11 @@ def _discard(volume: Volume) -> None:
     Volume.objects.filter(pk=volume.pk).delete()
 
 
-def open_download(
-    volume: Volume, *, actor: Any, source_ip: str | None = None
-) -> tuple[int, Iterator[bytes]]:
+def open_download(volume: Volume, *, actor: Actor) -> tuple[int, Iterator[bytes]]:
     """(size, chunks) of a volume's contents streamed from its host: for those who may
     change the volume (a viewer, or another member, sees it but does not read it)."""
     require_right(actor, volume, CHANGE, "download")
     with on_host(volume.pool.host, f"Volume {volume.name}"):
         size, chunks = hv.download_volume(volume.pool.host.uri, volume.pool.name, volume.name)
-    audit.record(actor, "volume.download", volume, detail=f"{size} bytes", source_ip=source_ip)
+    audit.record(actor, "volume.download", volume, detail=f"{size} bytes")
     return size, chunks

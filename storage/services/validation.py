@@ -199,7 +199,8 @@ def clean_pool_spec(data: dict[str, Any]) -> hypervisor.PoolSpec:
         )
     name = validate_name(str(data.get("name") or ""), "pool")
     info = POOL_TYPES[kind]
-    source = data.get("source") if isinstance(data.get("source"), dict) else {}
+    given = data.get("source")
+    source: dict[str, Any] = given if isinstance(given, dict) else {}
     values: dict[str, Any] = {}
     for key in info["fields"]:
         raw = data.get(key, source.get(key.removeprefix("source_"), source.get(key, "")))
@@ -209,7 +210,7 @@ def clean_pool_spec(data: dict[str, Any]) -> hypervisor.PoolSpec:
             )
             values[key] = tuple(_device(str(d), key) for d in items)
         elif key == "source_port":
-            if raw in ("", None):
+            if raw is None or raw == "":
                 continue
             try:
                 port = int(raw)

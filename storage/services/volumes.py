@@ -9,6 +9,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
 from panel import audit, hypervisor, quotas
+from panel.actors import Actor
 from panel.choices import JobKind
 from panel.exceptions import ConflictError, ServiceError
 from panel.hostcalls import on_host
@@ -49,14 +50,11 @@ def create_volume(
     preallocation: str = "off",
     backing_volume: Volume | None = None,
     project: Project | None = None,
-    actor: Any,
-    source_ip: str | None = None,
+    actor: Actor,
 ) -> Volume | Job:
     """Create a volume: at once, or as a job for full preallocation (it writes every byte)."""
     may_create_in(actor, project)
-    with audit.refusals_recorded(
-        actor, "volume.create", pool, project=project, source_ip=source_ip
-    ):
+    with audit.refusals_recorded(actor, "volume.create", pool, project=project):
         name = validate_name(name, "volume")
         require_usable_pool(pool, actor)
         _check_format(format, preallocation)
@@ -88,9 +86,8 @@ def create_volume(
                     actor=actor,
                     action="volume.create",
                     detail=_spec_detail(spec),
-                    source_ip=source_ip,
                 )
-            volume = _create_now(volume, spec, actor=actor, source_ip=source_ip)
+            volume = _create_now(volume, spec, actor=actor)
     touch_pool(pool)
     return volume
 
@@ -115,12 +112,12 @@ def _check_format(format: str, preallocation: str) -> None:
 
 
 def _backing_chain(
-    backing_volume: Volume, pool: StoragePool, format: str, *, actor: Any
+    backing_volume: Volume, pool: StoragePool, format: str, *, actor: Actor
 ) -> list[dict[str, str]]:
     """The chain an overlay on backing_volume records: the backing volume, then its own."""
     # An overlay reads its backing volume whole: one the actor may change, or an
     # image an admin published as shared.
-    if not backing_volume.shared and not allowed(actor, backing_volume, CHANGE):
+    if not backing_volume.shared and not allowed(actor.user, backing_volume, CHANGE):
         raise PermissionDenied(
             f"Your role does not allow you to read {backing_volume.name}: an overlay "
             "needs a backing volume you may change, or a shared image."
@@ -164,9 +161,7 @@ def _check_room(pool: StoragePool, capacity: int, preallocation: str) -> None:
         )
 
 
-def _create_now(
-    volume: Volume, spec: hypervisor.VolumeSpec, *, actor: Any, source_ip: str | None
-) -> Volume:
+def _create_now(volume: Volume, spec: hypervisor.VolumeSpec, *, actor: Actor) -> Volume:
     """The quick create, inside the transaction that holds the row: when the database
     cannot take the write, libvirt is never asked; when libvirt refuses, the row goes
     with the rollback."""
@@ -180,7 +175,6 @@ def _create_now(
         volume,
         detail=_spec_detail(spec)
         + (f" backed by {spec.backing_path}" if spec.backing_path else ""),
-        source_ip=source_ip,
     )
     return volume
 
@@ -206,12 +200,11 @@ def resize_volume(
     capacity_gib: Any,
     *,
     shrink: bool = False,
-    actor: Any,
-    source_ip: str | None = None,
+    actor: Actor,
 ) -> Volume:
     """Grow a volume; shrinking needs shrink=True, and qcow2 volumes never shrink."""
     require_right(actor, volume, CHANGE, "resize")
-    with audit.refusals_recorded(actor, "volume.resize", volume, source_ip=source_ip):
+    with audit.refusals_recorded(actor, "volume.resize", volume):
         require_idle(volume)
         require_trusted(volume, "resized")
         capacity = capacity_bytes(capacity_gib)
@@ -249,17 +242,15 @@ def resize_volume(
                     source=pinned(volume),
                 )
             volume = save_volume(volume, info)
-            audit.record(
-                actor, "volume.resize", volume, detail=as_gib(capacity), source_ip=source_ip
-            )
+            audit.record(actor, "volume.resize", volume, detail=as_gib(capacity))
     touch_pool(volume.pool)
     return volume
 
 
-def delete_volume(volume: Volume, *, actor: Any, source_ip: str | None = None) -> None:
+def delete_volume(volume: Volume, *, actor: Actor) -> None:
     """Delete a volume no VM and no overlay uses: its row, then the volume on the host."""
     require_right(actor, volume, DELETE, "delete")
-    with audit.refusals_recorded(actor, "volume.delete", volume, source_ip=source_ip):
+    with audit.refusals_recorded(actor, "volume.delete", volume):
         require_idle(volume)
         users = vms_using(volume.pool.host, [volume.path])
         if users:
@@ -275,9 +266,7 @@ def delete_volume(volume: Volume, *, actor: Any, source_ip: str | None = None) -
         # Row and audit first, in the transaction the host call runs in: a database that
         # cannot take the write leaves the volume where it is.
         with transaction.atomic():
-            audit.record(
-                actor, "volume.delete", volume, project=volume.project, source_ip=source_ip
-            )
+            audit.record(actor, "volume.delete", volume, project=volume.project)
             volume.delete()
             with on_host(volume.pool.host, f"Volume {volume.name}"):
                 try:
@@ -297,7 +286,7 @@ def _overlays_of(volume: Volume) -> list[str]:
     return names
 
 
-def may_copy(actor: Any, volume: Volume, *, convert: bool) -> None:
+def may_copy(actor: Actor, volume: Volume, *, convert: bool) -> None:
     """PermissionDenied unless actor may clone or convert volume: a copy reads the whole
     disk, so it takes the right to change the volume (seeing it is not enough), and to
     create volumes in its project: what no request body can change."""
@@ -312,14 +301,13 @@ def copy_volume(
     name: str,
     format: str | None = None,
     target_pool: StoragePool | None = None,
-    actor: Any,
-    source_ip: str | None = None,
+    actor: Actor,
 ) -> Job:
     """Clone a volume (same format) or convert it (another format) into a new volume, as a job."""
     verb = "convert" if format and format != volume.format else "clone"
     may_copy(actor, volume, convert=verb == "convert")
     project = volume.project
-    with audit.refusals_recorded(actor, f"volume.{verb}", volume, source_ip=source_ip):
+    with audit.refusals_recorded(actor, f"volume.{verb}", volume):
         name = validate_name(name, "volume")
         dest = target_pool or volume.pool
         if dest.host_id != volume.pool.host_id:
@@ -347,14 +335,13 @@ def copy_volume(
                 actor=actor,
                 action=f"volume.{verb}",
                 detail=f"to {dest.name}/{name} ({fmt})",
-                source_ip=source_ip,
             )
 
 
-def wipe_volume(volume: Volume, *, actor: Any, source_ip: str | None = None) -> Job:
+def wipe_volume(volume: Volume, *, actor: Actor) -> Job:
     """Erase a volume's data (zeros; qcow2 is recreated empty), as a job."""
     require_right(actor, volume, CHANGE, "wipe")
-    with audit.refusals_recorded(actor, "volume.wipe", volume, source_ip=source_ip):
+    with audit.refusals_recorded(actor, "volume.wipe", volume):
         require_idle(volume)
         require_trusted(volume, "wiped")
         users = vms_using(volume.pool.host, [volume.path])
@@ -370,5 +357,4 @@ def wipe_volume(volume: Volume, *, actor: Any, source_ip: str | None = None) -> 
                 actor=actor,
                 action="volume.wipe",
                 detail="",
-                source_ip=source_ip,
             )

@@ -22,6 +22,7 @@ import requests
 from django.test import Client
 
 from panel import services
+from panel.actors import Actor
 from tests.attacks.media import (  # noqa: F401 - fixtures for the storage attacks
     created_vms,
     make_volume,
@@ -97,7 +98,7 @@ def attacker(transactional_db, stack, people) -> Callable[[str], Attacker]:  # n
         browser = requests.Session()
         browser.cookies.set("sessionid", sessionid)
         api_session = requests.Session()
-        token = services.create_token(user, actor=user)
+        token = services.create_token(user, actor=Actor(user))
         api_session.headers["Authorization"] = f"Token {token.key}"
         return Attacker(persona, user, stack, browser, api_session, sessionid)
 

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from panel import hypervisor
+from panel.actors import Actor
 from panel.hypervisor import storage as hv_storage
 from panel.models import Project
 from storage import services as storage_services
@@ -49,7 +50,7 @@ def media_pool(people, local_host) -> Iterator[StoragePool]:
     made = storage_services.create_pool(
         local_host,
         {"name": path.name, "type": "dir", "target_path": str(path)},
-        actor=people["admin"],
+        actor=Actor(people["admin"]),
     )
     try:
         yield made
@@ -95,7 +96,7 @@ def make_volume(media_pool, people) -> Callable[..., Volume]:
             format=fmt,
             capacity_gib=capacity_gib,
             project=project,
-            actor=people[owner],
+            actor=Actor(people[owner]),
         )
         assert isinstance(volume, Volume)
         if content:
@@ -111,12 +112,12 @@ def shared_file(media_pool: StoragePool, content: Path | bytes, name: str, admin
     published as a shared image: the boot-file and ISO library everyone may use."""
     data = content if isinstance(content, bytes) else content.read_bytes()
     volume = storage_services.create_volume(
-        media_pool, name=name, format="raw", capacity_gib=len(data) / 1024**3, actor=admin
+        media_pool, name=name, format="raw", capacity_gib=len(data) / 1024**3, actor=Actor(admin)
     )
     assert isinstance(volume, Volume)
     with open(volume.path, "r+b") as f:
         f.write(data)
-    return storage_services.set_shared(volume, True, actor=admin)
+    return storage_services.set_shared(volume, True, actor=Actor(admin))
 
 
 def vm_named(name: str) -> VirtualMachine:

@@ -42,6 +42,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.sync.client import connect
 
 from panel import hypervisor, services
+from panel.actors import Actor
 from panel.choices import HostState, JobState
 from panel.console_tokens import KEY_PREFIX
 from panel.models import Host, Job
@@ -270,7 +271,7 @@ def test_it_shows_a_viewer_a_passworded_display_without_handing_out_its_password
 
     password = "Vw9qLm2x"
     vm = make_vm(vnc=True)
-    vm_services.set_vnc_password(vm, password, actor=admin)
+    vm_services.set_vnc_password(vm, password, actor=Actor(admin))
     sync_domain(vm.host, hypervisor.start_domain(LOCAL_URI, str(vm.pk)))
     viewer = attacker("viewer")
 
@@ -400,7 +401,7 @@ def test_it_stops_an_operator_typing_once_they_become_a_viewer(attacker, make_vm
         ws_read_until(op, b"guest# ", 60)
         with operator.ws(f"/ws/vms/{vm.pk}/") as page:
             page.recv(timeout=10)
-            services.add_member(people.alpha, user=operator.user, role="viewer", actor=admin)
+            services.add_member(people.alpha, user=operator.user, role="viewer", actor=Actor(admin))
             assert closed_code(op, 30) == 4403
             assert closed_code(page, 2) is None, "a viewer still sees the VM's page"
 
@@ -451,9 +452,9 @@ def test_it_closes_every_websocket_within_seconds_when_access_ends(
         if change == "logout":
             assert viewer.post_form("/logout/").status_code == 302
         elif change == "deactivation":
-            services.set_user_active(viewer.user, active=False, actor=admin)
+            services.set_user_active(viewer.user, active=False, actor=Actor(admin))
         else:
-            services.remove_member(people.alpha, user=viewer.user, actor=admin)
+            services.remove_member(people.alpha, user=viewer.user, actor=Actor(admin))
         codes = {name: closed_code(ws, 20) for name, ws in opened.items()}
 
     assert codes == {name: code for name in opened}

@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 
 from panel import hypervisor
+from panel.actors import Actor
 from panel.hypervisor import storage as hv_storage
 from panel.models import AuditEvent
 from panel.services import update_project
@@ -120,12 +121,12 @@ def shared_pool(local_host, people) -> Any:
     pool = storage_services.create_pool(
         local_host,
         {"name": target.name, "type": "dir", "target_path": str(target)},
-        actor=people["admin"],
+        actor=Actor(people["admin"]),
     )
     target.chmod(0o755)  # qemu (libvirt-qemu) reaches the disks of the guest test
     for project in (people.alpha, people.beta):
         update_project(
-            project, allowed_hosts=[local_host], allowed_pools=[pool], actor=people["admin"]
+            project, allowed_hosts=[local_host], allowed_pools=[pool], actor=Actor(people["admin"])
         )
     try:
         yield pool
@@ -137,7 +138,7 @@ def shared_pool(local_host, people) -> Any:
 
 def refresh(pool: StoragePool, admin: Any) -> None:
     """The next pool refresh, as an admin (or the periodic reconcile) runs it."""
-    storage_services.pool_action(pool, "refresh", actor=admin)
+    storage_services.pool_action(pool, "refresh", actor=Actor(admin))
 
 
 def new_volume(who: Any, pool: StoragePool, project: Any, name: str, fmt: str) -> dict:

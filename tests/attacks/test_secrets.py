@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from panel.actors import Actor
 from panel.models import Job
 from storage.models import Volume
 from tests.attacks.media import BOOT_DISK, shared_file, unique
@@ -133,7 +134,7 @@ def test_it_keeps_a_kickstart_out_of_the_job_a_viewer_reads(
             },
             "start": False,
         },
-        actor=people["operator"],
+        actor=Actor(people["operator"]),
     )
     pushed = watch_job(viewer, job.pk)
     read = what_the_viewer_reads(viewer, job.pk, pushed)

@@ -24,6 +24,7 @@ from lxml import etree
 
 from networking import services as net_services
 from panel import hypervisor
+from panel.actors import Actor
 from tests.conftest import LOCAL_URI, wait_for_console_prompt
 from tests.networking.conftest import isolated, nets  # noqa: F401 - fixture
 from tests.networking.test_nics_real import guest_run, wait_guest
@@ -59,7 +60,9 @@ def test_it_drops_what_a_members_guest_sends_as_another_address_or_mac(
     nets,  # noqa: F811
     make_vm,
 ):
-    network = net_services.create_network(local_host, **isolated(nets), actor=people["admin"])
+    network = net_services.create_network(
+        local_host, **isolated(nets), actor=Actor(people["admin"])
+    )
     gateway = network.ipv4["address"]
     vm = make_vm(running=True)
     member = attacker("member")
@@ -112,11 +115,13 @@ def test_it_refuses_a_mac_another_vm_already_has_on_the_network(
     nets,  # noqa: F811
     make_vm,
 ):
-    network = net_services.create_network(local_host, **isolated(nets), actor=people["admin"])
+    network = net_services.create_network(
+        local_host, **isolated(nets), actor=Actor(people["admin"])
+    )
     victim = make_vm()
     own = make_vm()
     victim, victim_mac = nics.attach_nic(
-        victim, network=network, actor=people["admin"], persistent=True
+        victim, network=network, actor=Actor(people["admin"]), persistent=True
     )
     member = attacker("member")
 

@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 
 from panel import hypervisor
+from panel.actors import Actor
 from panel.hypervisor import storage as hv_storage
 from panel.models import Job
 from storage import services as storage_services
@@ -51,7 +52,7 @@ def pool(people, local_host) -> Iterator[StoragePool]:
     made = storage_services.create_pool(
         local_host,
         {"name": path.name, "type": "dir", "target_path": str(path)},
-        actor=people["admin"],
+        actor=Actor(people["admin"]),
     )
     try:
         yield made

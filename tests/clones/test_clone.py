@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from panel import hypervisor, services
+from panel.actors import Actor
 from panel.models import Host, Job
 from tests.conftest import LOCAL_URI, guest_spec, wait_for_console_prompt
 from vms import services as vm_services
@@ -51,7 +52,7 @@ def source_vm(db, pool, panel_test_guest, admin_user):
     info = hypervisor.define_domain(LOCAL_URI, spec)
     host = Host.objects.create(name="local", uri=LOCAL_URI, state="up")
     vm = vm_services.sync_domain(host, info)
-    vm.project = services.create_project(name="alpha", quota={"vms": 5}, actor=admin_user)
+    vm.project = services.create_project(name="alpha", quota={"vms": 5}, actor=Actor(admin_user))
     vm.save()
     made = [info.uuid]
     try:
@@ -66,7 +67,7 @@ def source_vm(db, pool, panel_test_guest, admin_user):
 def test_it_clones_a_vm_that_then_boots(source_vm, pool, admin_user, linked):
     vm, made = source_vm
     name = f"{vm.name}-{'l' if linked else 'f'}"
-    job = vm_services.clone_vm(vm, name, linked=linked, actor=admin_user)
+    job = vm_services.clone_vm(vm, name, linked=linked, actor=Actor(admin_user))
     vm_clone_task(job.pk)
     job = Job.objects.get(pk=job.pk)
     assert job.state == "succeeded", job.message
@@ -93,10 +94,10 @@ def test_it_clones_a_vm_that_then_boots(source_vm, pool, admin_user, linked):
 def test_it_refuses_to_clone_a_running_vm_or_reuse_a_name(source_vm, admin_user):
     vm, _ = source_vm
     with pytest.raises(services.ServiceError, match="already has a VM named"):
-        vm_services.clone_vm(vm, vm.name, linked=False, actor=admin_user)
-    vm = vm_services.perform_action(vm, "start", actor=admin_user)
+        vm_services.clone_vm(vm, vm.name, linked=False, actor=Actor(admin_user))
+    vm = vm_services.perform_action(vm, "start", actor=Actor(admin_user))
     with pytest.raises(services.ConflictError, match="shut it down"):
-        vm_services.clone_vm(vm, "copy", linked=False, actor=admin_user)
+        vm_services.clone_vm(vm, "copy", linked=False, actor=Actor(admin_user))
     with pytest.raises(services.ServiceError, match="letters, digits"):
-        vm_services.clone_vm(vm, "bad name!", linked=False, actor=admin_user)
+        vm_services.clone_vm(vm, "bad name!", linked=False, actor=Actor(admin_user))
     assert not Job.objects.filter(kind="vm.clone").exists()

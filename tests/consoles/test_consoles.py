@@ -15,6 +15,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.sync.client import connect
 
 from panel import hypervisor, services
+from panel.actors import Actor
 from panel.models import AuditEvent, Host
 from tests.conftest import LOCAL_URI, guest_spec
 from tests.stack import ws_read_until
@@ -39,8 +40,8 @@ def websockify(stack):
 def world(transactional_db, django_user_model, panel_test_guest):
     """A running tiny guest (with VNC) in project alpha; an operator, a viewer and an outsider."""
     admin = django_user_model.objects.create_superuser("root", "", "root-pass-3k")
-    alpha = services.create_project(name="alpha", actor=admin)
-    beta = services.create_project(name="beta", actor=admin)
+    alpha = services.create_project(name="alpha", actor=Actor(admin))
+    beta = services.create_project(name="beta", actor=Actor(admin))
     users = {}
     for name, project, role in [
         ("op", alpha, "operator"),
@@ -48,7 +49,7 @@ def world(transactional_db, django_user_model, panel_test_guest):
         ("out", beta, "member"),
     ]:
         users[name] = django_user_model.objects.create_user(name, "", f"{name}-pass-8Kq")
-        services.add_member(project, user=users[name], role=role, actor=admin)
+        services.add_member(project, user=users[name], role=role, actor=Actor(admin))
     host = Host.objects.create(name="local", uri=LOCAL_URI, state="up")
     info = hypervisor.create_transient(
         LOCAL_URI, guest_spec(panel_test_guest, vnc=True, cmdline="console=tty0 console=ttyS0")
@@ -176,7 +177,7 @@ def test_it_protects_vnc_with_a_password_that_only_the_console_client_gets(
     assert security_types(stack.websockify_url, body["ticket"]) == [1]  # None
     # A running transient VM started without a password cannot get one.
     with pytest.raises(services.ServiceError, match="started without a password"):
-        vm_services.set_vnc_password(vm, "s3cr3tpw", actor=op)
+        vm_services.set_vnc_password(vm, "s3cr3tpw", actor=Actor(op))
 
     # A defined VM: the password is set while it is off and guards the display once started.
     info = hypervisor.define_domain(LOCAL_URI, guest_spec(panel_test_guest, vnc=True))
@@ -185,8 +186,8 @@ def test_it_protects_vnc_with_a_password_that_only_the_console_client_gets(
         defined.project = vm.project
         defined.save()
         with pytest.raises(services.ServiceError, match="6 to 8"):
-            vm_services.set_vnc_password(defined, "abc", actor=op)
-        assert vm_services.set_vnc_password(defined, "s3cr3tpw", actor=op) is True
+            vm_services.set_vnc_password(defined, "abc", actor=Actor(op))
+        assert vm_services.set_vnc_password(defined, "s3cr3tpw", actor=Actor(op)) is True
         defined = sync_domain(vm.host, hypervisor.start_domain(LOCAL_URI, info.uuid))
         _, body = ticket(stack, op, defined, "vnc")
         assert body["password"] == "s3cr3tpw"

@@ -8,6 +8,7 @@ import pytest
 
 from panel import hypervisor
 from panel import services as panel_services
+from panel.actors import Actor
 from panel.hypervisor import storage as hv_storage
 from tests.conftest import LOCAL_URI
 from tests.storage.conftest import dir_pool, local_host, pool_dir  # noqa: F401  (fixtures)
@@ -21,7 +22,7 @@ def project(db, admin_user):
     return panel_services.create_project(
         name="alpha",
         quota={"vms": 3, "vcpus": 4, "memory_mib": 1024, "disk_gib": 4},
-        actor=admin_user,
+        actor=Actor(admin_user),
     )
 
 

@@ -14,6 +14,7 @@ from lxml import etree
 
 from networking import services as net_services
 from panel import hypervisor
+from panel.actors import Actor
 from panel.models import Job
 from storage import services as storage_services
 from tests.storage.conftest import virsh
@@ -60,7 +61,7 @@ def test_an_iso_install_boots_the_cdrom_first(
     admin_client, admin_user, host_facts, dir_pool, project, created
 ):
     iso = storage_services.create_volume(
-        dir_pool, name="installer.iso", format="raw", capacity_gib=0.01, actor=admin_user
+        dir_pool, name="installer.iso", format="raw", capacity_gib=0.01, actor=Actor(admin_user)
     )
     created.append("iso1")
     root = create(
@@ -90,7 +91,7 @@ def test_a_pxe_install_boots_from_an_isolated_network(
             "dhcp_start": "10.213.77.100",
             "dhcp_end": "10.213.77.150",
         },
-        actor=admin_user,
+        actor=Actor(admin_user),
     )
     try:
         created.append("pxe1")
@@ -102,7 +103,7 @@ def test_a_pxe_install_boots_from_an_isolated_network(
             with contextlib.suppress(hypervisor.HypervisorError):
                 hypervisor.undefine_domain("qemu:///system", str(vm.pk))
             vm.delete()
-        net_services.delete_network(network, actor=admin_user)
+        net_services.delete_network(network, actor=Actor(admin_user))
 
 
 def test_import_makes_an_existing_volume_the_boot_disk(
@@ -114,7 +115,7 @@ def test_import_makes_an_existing_volume_the_boot_disk(
         format="qcow2",
         capacity_gib=0.02,
         project=project,
-        actor=admin_user,
+        actor=Actor(admin_user),
     )
     created.append("imp1")
     root = create(admin_client, project, "imp1", {"method": "import", "volume": disk.pk})

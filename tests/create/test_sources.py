@@ -14,6 +14,7 @@ import pytest
 from lxml import etree
 
 from panel import hypervisor, quotas
+from panel.actors import Actor
 from panel.models import Job, Membership
 from storage import services as storage_services
 from storage.models import Volume
@@ -56,9 +57,13 @@ def host_facts(local_host):
 @pytest.fixture
 def image(dir_pool, admin_user):
     volume = storage_services.create_volume(
-        dir_pool, name="cloud-base.qcow2", format="qcow2", capacity_gib=0.03, actor=admin_user
+        dir_pool,
+        name="cloud-base.qcow2",
+        format="qcow2",
+        capacity_gib=0.03,
+        actor=Actor(admin_user),
     )
-    return storage_services.set_shared(volume, True, actor=admin_user)
+    return storage_services.set_shared(volume, True, actor=Actor(admin_user))
 
 
 def post(client, data):

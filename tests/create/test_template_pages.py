@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from panel.actors import Actor
 from storage import services as storage_services
 from tests.panel.conftest import page_text
 from vms.models import Template
@@ -17,7 +18,7 @@ def test_an_admin_adds_a_template_and_a_member_sees_it_in_the_easy_form(
     from panel.models import Membership
 
     image = storage_services.create_volume(
-        dir_pool, name="img.qcow2", capacity_gib=0.01, actor=admin_user
+        dir_pool, name="img.qcow2", capacity_gib=0.01, actor=Actor(admin_user)
     )
     response = admin_client.post(
         "/vms/templates/",

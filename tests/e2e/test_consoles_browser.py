@@ -8,6 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 from panel import hypervisor, services
+from panel.actors import Actor
 from panel.models import Host
 from tests.conftest import ADMIN_PASSWORD, LOCAL_URI, guest_spec
 from vms.services import sync_domain
@@ -22,7 +23,7 @@ def running_vm(transactional_db, panel_test_guest, admin_user):
         LOCAL_URI, guest_spec(panel_test_guest, vnc=True, cmdline="console=tty0 console=ttyS0")
     )
     vm = sync_domain(host, info)
-    vm.project = services.create_project(name="alpha", actor=admin_user)
+    vm.project = services.create_project(name="alpha", actor=Actor(admin_user))
     vm.save()
     try:
         yield vm
@@ -95,7 +96,7 @@ def test_it_shows_a_viewer_the_guest_screen_through_the_view_only_proxy(
     from django.test import Client
 
     viewer = django_user_model.objects.create_user("vera", "", "Quiet-harbor-23m")
-    services.add_member(running_vm.project, user=viewer, role="viewer", actor=admin_user)
+    services.add_member(running_vm.project, user=viewer, role="viewer", actor=Actor(admin_user))
     login = Client()
     login.force_login(viewer)
     page.context.add_cookies(

@@ -14,6 +14,7 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
 from panel import services
+from panel.actors import Actor
 from panel.choices import AuditResult, JobState
 from panel.models import AuditEvent, Host, Job
 from panel.templatetags.panel_tags import ibytes
@@ -106,7 +107,7 @@ def test_it_shows_the_host_checks_and_a_refresh_reaching_100_percent(
     stack, transactional_db, django_user_model, page
 ):
     admin = django_user_model.objects.create_superuser("admin", "", ADMIN_PASSWORD)
-    host = services.add_host(name="local", uri=LOCAL_URI, actor=admin)
+    host = services.add_host(name="local", uri=LOCAL_URI, actor=Actor(admin))
     first_job = Job.objects.get(host=host)
     page_errors: list[str] = []
     page.on("pageerror", lambda exc: page_errors.append(str(exc)))

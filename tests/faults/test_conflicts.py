@@ -18,6 +18,7 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from panel import hypervisor, services
+from panel.actors import Actor
 from panel.models import Job
 from tests.conftest import LOCAL_URI
 from tests.migration.conftest import console_says, guest, second_host, where  # noqa: F401
@@ -88,7 +89,7 @@ def together(first: Callable[[], Answer], second: Callable[[], Answer]) -> list[
 def token_and_client(user) -> tuple[str, APIClient]:
     """One API token of user, and an in-process client sending it (a new token replaces
     the old one, so both processes must share this one)."""
-    token = services.create_token(user, actor=user).key
+    token = services.create_token(user, actor=Actor(user)).key
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     return token, client

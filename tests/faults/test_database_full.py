@@ -22,6 +22,7 @@ from django.db import connection
 from django.test import Client
 
 from panel import services
+from panel.actors import Actor
 from tests.stack import free_port, process_env, spawn, stop_process, wait_for_web, web_server
 
 pytestmark = [
@@ -54,7 +55,7 @@ def no_new_connections() -> Iterator[None]:
 def credentials(admin_user) -> tuple[dict[str, str], dict[str, str]]:
     client = Client()
     client.force_login(admin_user)
-    token = services.create_token(admin_user, actor=admin_user).key
+    token = services.create_token(admin_user, actor=Actor(admin_user)).key
     return {"sessionid": client.cookies["sessionid"].value}, {"Authorization": f"Token {token}"}
 
 

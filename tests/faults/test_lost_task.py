@@ -17,6 +17,7 @@ import pytest
 from django.conf import settings as django_settings
 
 from panel import jobs, services
+from panel.actors import Actor
 from panel.celery import app
 from panel.choices import JobKind, JobState
 from panel.models import Job
@@ -58,10 +59,13 @@ def test_a_job_whose_task_was_lost_is_sent_again_and_runs(
     stack, transactional_db, local_host, admin_user, settings
 ):
     with worker_holding_jobs():
-        lost = services.refresh_host(local_host, actor=admin_user)
+        lost = services.refresh_host(local_host, actor=Actor(admin_user))
         # A second job whose message stays (queued the way every job is).
         waiting = jobs.create_job(
-            JobKind.HOST_REFRESH, target="host:second-look", actor=admin_user, host=local_host
+            JobKind.HOST_REFRESH,
+            target="host:second-look",
+            actor=Actor(admin_user),
+            host=local_host,
         )
         jobs.enqueue_on_commit(refresh_host_task, waiting.pk)
         lost.refresh_from_db()

@@ -27,6 +27,7 @@ import pytest
 from celery.contrib.django.task import DjangoTask
 
 from panel import hypervisor, quotas
+from panel.actors import Actor
 from panel.models import Job
 from storage import services as storage_services
 from storage.models import StoragePool, Volume
@@ -456,7 +457,9 @@ def backup_pool(local_host, admin_user) -> Iterator[tuple[StoragePool, Path]]:
     """A dir pool for backups, and its directory; removed afterwards."""
     path = Path("/var/lib/libvirt/images") / f"paneltest-bk-{uuidlib.uuid4().hex[:8]}"
     pool = storage_services.create_pool(
-        local_host, {"name": path.name, "type": "dir", "target_path": str(path)}, actor=admin_user
+        local_host,
+        {"name": path.name, "type": "dir", "target_path": str(path)},
+        actor=Actor(admin_user),
     )
     yield pool, path
     with contextlib.suppress(hypervisor.HypervisorError):
@@ -469,7 +472,7 @@ def test_it_puts_a_vm_back_on_its_own_disk_when_a_snapshot_backup_worker_was_kil
 ):
     vm, disk = big_disk_vm(start=True)
     pool, backup_dir = backup_pool
-    job_id = backups.take_backup(vm, pool, method="snapshot", actor=admin_user).pk
+    job_id = backups.take_backup(vm, pool, method="snapshot", actor=Actor(admin_user)).pk
 
     def overlay() -> list[str]:
         return [f for f in os.listdir(pool_dir) if ".backup-" in f]
@@ -508,13 +511,13 @@ def test_it_removes_the_unfinished_copies_of_a_restore_whose_worker_was_killed(
 ):
     vm, _disk = big_disk_vm(start=False)
     pool, _backup_dir = backup_pool
-    taken = backups.take_backup(vm, pool, actor=admin_user).pk
+    taken = backups.take_backup(vm, pool, actor=Actor(admin_user)).pk
     wait_until(lambda: job(taken).is_finished, 120, job(taken).log)
     assert job(taken).state == "succeeded", job(taken).log
     backup = Backup.objects.get(job_id=taken)
     name = f"paneltest-r-{uuidlib.uuid4().hex[:8]}"
     job_id = restores.restore_backup(
-        backup, mode="new", name=name, pool=dir_pool, actor=admin_user
+        backup, mode="new", name=name, pool=dir_pool, actor=Actor(admin_user)
     ).pk
     copy = pool_dir / f"{name}-vdb.qcow2"
     wait_until(lambda: copy.exists() and job(job_id).state == "running", 60, job(job_id).log)
@@ -542,7 +545,9 @@ def test_it_settles_a_disk_move_whose_worker_was_killed(
 ):
     vm, disk = big_disk_vm(start=True)
     target, target_dir = backup_pool  # another dir pool of the same host
-    job_id = move_storage.move_storage(vm, {"disk": "vdb", "pool": target.pk}, actor=admin_user).pk
+    job_id = move_storage.move_storage(
+        vm, {"disk": "vdb", "pool": target.pk}, actor=Actor(admin_user)
+    ).pk
     copy = target_dir / disk.name
     # The mirror slowed to 1 MiB/s as soon as libvirt shows it (512 MiB: minutes to go),
     # so the kill lands before the worker could switch the guest over to the copy.

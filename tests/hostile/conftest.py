@@ -9,6 +9,7 @@ from rest_framework.authtoken.models import Token
 
 from networking.models import Network
 from panel import services as panel_services
+from panel.actors import Actor
 from panel.hypervisor import connection
 from panel.models import Host, Job
 from panel.services.hosts import reconcile_host
@@ -45,10 +46,10 @@ def world(db, django_user_model, keep_connection):
     project = panel_services.create_project(
         name="alpha",
         quota={"vms": 3, "vcpus": 4, "memory_mib": 1024, "disk_gib": 4},
-        actor=admin_user,
+        actor=Actor(admin_user),
     )
     VirtualMachine.objects.update(project=project)
-    job = panel_services.hosts.refresh_host(host, actor=admin_user)
+    job = panel_services.hosts.refresh_host(host, actor=Actor(admin_user))
     KNOWN.clear()
     KNOWN.update(
         {

@@ -17,6 +17,7 @@ import threading
 import pytest
 
 from panel import services as panel_services
+from panel.actors import Actor
 from panel.exceptions import ServiceError
 from panel.models import Job
 from tests.panel.conftest import FAKE_URI, make_host
@@ -194,7 +195,7 @@ def test_the_api_refuses_an_internal_tree_with_400_naming_the_field(
     project = panel_services.create_project(
         name="alpha",
         quota={"vms": 3, "vcpus": 4, "memory_mib": 1024, "disk_gib": 4},
-        actor=admin_user,
+        actor=Actor(admin_user),
     )
     host = make_host("fake", uri=FAKE_URI)
     body = {

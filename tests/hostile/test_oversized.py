@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from panel.actors import Actor
 from panel.models import Job
 from storage import services
 from storage.models import Volume
@@ -32,7 +33,7 @@ def put(client, volume, body: bytes, **extra):
 @pytest.fixture
 def small_volume(dir_pool, admin_user):
     return services.create_volume(
-        dir_pool, name="small.img", format="raw", capacity_gib=1 / 1024, actor=admin_user
+        dir_pool, name="small.img", format="raw", capacity_gib=1 / 1024, actor=Actor(admin_user)
     )
 
 
@@ -65,7 +66,7 @@ def test_a_body_shorter_than_its_content_length_changes_nothing(
     from rest_framework.authtoken.models import Token
 
     volume = services.create_volume(
-        dir_pool, name="short.img", format="raw", capacity_gib=1 / 1024, actor=admin_user
+        dir_pool, name="short.img", format="raw", capacity_gib=1 / 1024, actor=Actor(admin_user)
     )
     token, _ = Token.objects.get_or_create(user=admin_user)
     before = (stack.logs / "web.log").read_text(errors="replace").count("Traceback")
@@ -109,10 +110,10 @@ def test_megabytes_of_cloud_init_get_a_field_error(admin_client, local_host, dir
     project = panel_services.create_project(
         name="big",
         quota={"vms": 3, "vcpus": 4, "memory_mib": 1024, "disk_gib": 4},
-        actor=admin_user,
+        actor=Actor(admin_user),
     )
     image = services.create_volume(
-        dir_pool, name="img.qcow2", format="qcow2", capacity_gib=1 / 1024, actor=admin_user
+        dir_pool, name="img.qcow2", format="qcow2", capacity_gib=1 / 1024, actor=Actor(admin_user)
     )
     user_data = "#cloud-config\n" + "# padding line\n" * 140_000  # about 2 MB
     body = {

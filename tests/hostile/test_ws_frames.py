@@ -14,6 +14,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from panel import jobs
+from panel.actors import Actor
 from panel.choices import JobKind
 from panel.models import Host
 from panel.services.hosts import reconcile_host
@@ -70,7 +71,9 @@ def fake_world(transactional_db, admin_user):
         name="fake", uri=FAKE_URI, state="up", facts=FACTS, domain_type="qemu"
     )
     reconcile_host(host, checks=False)
-    job = jobs.create_job(JobKind.HOST_REFRESH, target="host:fake", actor=admin_user, host=host)
+    job = jobs.create_job(
+        JobKind.HOST_REFRESH, target="host:fake", actor=Actor(admin_user), host=host
+    )
     return host, job, VirtualMachine.objects.get(name="test")
 
 
@@ -108,7 +111,11 @@ def test_the_upload_socket_refuses_a_bad_opening(
     stack, transactional_db, dir_pool, session_id, admin_user, opening
 ):
     volume = services.create_volume(
-        dir_pool, name="ws-garbage.img", format="raw", capacity_gib=1 / 1024, actor=admin_user
+        dir_pool,
+        name="ws-garbage.img",
+        format="raw",
+        capacity_gib=1 / 1024,
+        actor=Actor(admin_user),
     )
     before = _tracebacks(stack)
     with open_ws(stack, f"/ws/volumes/{volume.pk}/upload/", session_id) as ws:
@@ -124,7 +131,7 @@ def test_the_upload_socket_ignores_bytes_past_the_announced_size(
     stack, transactional_db, dir_pool, session_id, admin_user
 ):
     volume = services.create_volume(
-        dir_pool, name="ws-more.img", format="raw", capacity_gib=2 / 1024, actor=admin_user
+        dir_pool, name="ws-more.img", format="raw", capacity_gib=2 / 1024, actor=Actor(admin_user)
     )
     before = _tracebacks(stack)
     with open_ws(stack, f"/ws/volumes/{volume.pk}/upload/", session_id) as ws:

@@ -8,6 +8,7 @@ import subprocess
 import pytest
 
 from panel import hypervisor
+from panel.actors import Actor
 from panel.models import Job
 from storage import services as storage_services
 from storage.models import StoragePool
@@ -65,7 +66,7 @@ def test_it_moves_a_shut_off_vm_and_its_disk_offline(
     assert (moved.host, moved.state, moved.persistent) == (second_host, "shutoff", True)
 
     # It boots there, from the copied disk, started through the panel as its owner would.
-    vm_services.perform_action(moved, "start", actor=member)
+    vm_services.perform_action(moved, "start", actor=Actor(member))
     out = console_says(
         second_host_uri, str(vm.pk), b"head -c 10 /dev/vda; echo", b"offline-42", boot=True
     )

@@ -11,6 +11,7 @@ import pytest
 from django.db import connection
 
 from panel import hypervisor, quotas
+from panel.actors import Actor
 from panel.models import Job
 from panel.services import cancel_job
 from storage import services as storage_services
@@ -114,7 +115,7 @@ def test_a_cancelled_copy_leaves_no_volume_on_the_target(
             "target_pool": target_pool.pk,
             "bandwidth_mib": 1,
         },
-        actor=member,
+        actor=Actor(member),
     )
     seen_volume = []
 
@@ -124,7 +125,7 @@ def test_a_cancelled_copy_leaves_no_volume_on_the_target(
             while time.monotonic() < deadline:
                 if (dst_dir / "data.qcow2").exists() and Job.objects.get(pk=job.pk).progress > 3:
                     seen_volume.append(True)
-                    cancel_job(Job.objects.get(pk=job.pk), actor=member)
+                    cancel_job(Job.objects.get(pk=job.pk), actor=Actor(member))
                     return
                 time.sleep(0.2)
         finally:

@@ -9,6 +9,7 @@ from django.test import Client
 
 from monitoring.series import HOST_FIELDS, VM_FIELDS
 from panel import services
+from panel.actors import Actor
 
 pytestmark = [pytest.mark.libvirt]
 
@@ -38,7 +39,7 @@ def test_it_refuses_metrics_without_credentials(client, with_stats):
 
 def test_it_refuses_non_admins_and_wrong_tokens(client_for, people, with_stats):
     assert client_for("operator").get("/metrics").status_code == 403
-    member_token = services.create_token(people["member"], actor=people["member"]).key
+    member_token = services.create_token(people["member"], actor=Actor(people["member"])).key
     assert Client().get("/metrics", HTTP_AUTHORIZATION=f"Token {member_token}").status_code == 403
     assert Client().get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 403
 
@@ -60,5 +61,5 @@ def test_it_serves_metrics_to_an_admin_session(client_for, with_stats, local_hos
 def test_it_serves_metrics_to_the_scrape_token_and_an_admin_token(people, with_stats):
     ok = Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {SCRAPE_TOKEN}")
     assert ok.status_code == 200 and b"panel_host_cpu_percent" in ok.content
-    admin_token = services.create_token(people["admin"], actor=people["admin"]).key
+    admin_token = services.create_token(people["admin"], actor=Actor(people["admin"])).key
     assert Client().get("/metrics", HTTP_AUTHORIZATION=f"Token {admin_token}").status_code == 200

@@ -13,6 +13,7 @@ import pytest
 
 from monitoring.collector import Collector
 from panel import hypervisor
+from panel.actors import Actor
 from panel.models import AuditEvent
 from tests.conftest import LOCAL_URI, require
 from tests.vms.conftest import virsh
@@ -103,8 +104,29 @@ def test_it_checks_who_may_tune(api_for, running):
     assert api_for("outsider").post(url, body, format="json").status_code == 404
     assert api_for("viewer").post(url, body, format="json").status_code == 403
     assert api_for("member").get(url).status_code == 405
-    nonsense = f"/api/v1/vms/{vm.pk}/tuning/nonsense/"
-    assert api_for("member").post(nonsense, body, format="json").status_code == 404
+    nonsense = api_for("member").post(f"/api/v1/vms/{vm.pk}/tuning/nonsense/", body, format="json")
+    assert nonsense.status_code == 404
+    assert "No tuning 'nonsense': use one of vcpupin, emulatorpin" in nonsense.json()["detail"]
+
+
+def test_the_api_document_gives_each_change_its_own_input(api_for):
+    doc = (
+        api_for("viewer")
+        .get("/api/v1/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+        .json()
+    )
+    paths = doc["paths"]
+
+    def body_of(change: str) -> dict:
+        post = paths[f"/api/v1/vms/{{vm_id}}/tuning/{change}/"]["post"]
+        ref = post["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        return doc["components"]["schemas"][ref.rsplit("/", 1)[-1]]
+
+    assert set(body_of("vcpupin")["properties"]) == {"pins", "live", "persistent"}
+    assert body_of("max-memory")["required"] == ["max_memory_mib"]
+    assert "mac" in body_of("nic-bandwidth")["required"]
+    # The path clients were first given still works and is documented, as deprecated.
+    assert paths["/api/v1/vms/{vm_id}/tuning/{what}/"]["post"]["deprecated"] is True
 
 
 def test_it_balloons_memory_live_and_the_stats_show_it(api_for, running, balloon_guest, store):
@@ -187,7 +209,7 @@ def test_it_limits_nic_bandwidth_live_and_persistent(api_for, running, local_hos
     from networking import services as net_services
     from tests.networking.conftest import isolated
 
-    network = net_services.create_network(local_host, **isolated(nets), actor=admin)
+    network = net_services.create_network(local_host, **isolated(nets), actor=Actor(admin))
     vm = running(nics=(hypervisor.NicSpec(network=network.name, mac="52:54:00:0d:0e:0f"),))
     url = f"/api/v1/vms/{vm.pk}/tuning/nic-bandwidth/"
     mac = "52:54:00:0d:0e:0f"

@@ -9,6 +9,7 @@ from lxml import etree
 
 from networking import services
 from panel import hypervisor
+from panel.actors import Actor
 from panel.exceptions import ServiceError
 from tests.networking.conftest import TEST_URI
 
@@ -40,7 +41,7 @@ def test_it_defines_bridged_ip_modes(fake_host, admin, fake_nets, mode, extra, f
         },
         ipv6={"address": f"fd00:213:{x}::1/64"},
         domain="lab.example",
-        actor=admin,
+        actor=Actor(admin),
         **extra,
     )
     root = libvirt_xml(name)
@@ -56,7 +57,12 @@ def test_it_defines_bridged_ip_modes(fake_host, admin, fake_nets, mode, extra, f
 def test_it_defines_macvtap_networks_in_each_mode(fake_host, admin, fake_nets, macvtap_mode):
     name = fake_nets.name()
     network = services.create_network(
-        fake_host, name=name, mode="macvtap", dev="eth1", macvtap_mode=macvtap_mode, actor=admin
+        fake_host,
+        name=name,
+        mode="macvtap",
+        dev="eth1",
+        macvtap_mode=macvtap_mode,
+        actor=Actor(admin),
     )
     root = libvirt_xml(name)
     assert root.find("forward").get("mode") == macvtap_mode
@@ -67,7 +73,9 @@ def test_it_defines_macvtap_networks_in_each_mode(fake_host, admin, fake_nets, m
 
 def test_it_defines_an_sriov_pool_from_a_physical_function(fake_host, admin, fake_nets):
     name = fake_nets.name()
-    network = services.create_network(fake_host, name=name, mode="hostdev", dev="eth1", actor=admin)
+    network = services.create_network(
+        fake_host, name=name, mode="hostdev", dev="eth1", actor=Actor(admin)
+    )
     root = libvirt_xml(name)
     assert root.find("forward").attrib == {"mode": "hostdev", "managed": "yes"}
     assert root.find("forward/pf").get("dev") == "eth1"
@@ -88,13 +96,13 @@ def test_it_defines_a_network_on_an_existing_host_bridge(fake_nets):
 def test_it_needs_the_device_of_device_modes(fake_host, admin, fake_nets):
     for mode, text in (("macvtap", "physical NIC"), ("hostdev", "SR-IOV physical function")):
         with pytest.raises(ServiceError, match=text):
-            services.create_network(fake_host, name=fake_nets.name(), mode=mode, actor=admin)
+            services.create_network(fake_host, name=fake_nets.name(), mode=mode, actor=Actor(admin))
     with pytest.raises(ServiceError, match="has no interface named eth9"):
         services.create_network(
-            fake_host, name=fake_nets.name(), mode="macvtap", dev="eth9", actor=admin
+            fake_host, name=fake_nets.name(), mode="macvtap", dev="eth9", actor=Actor(admin)
         )
     with pytest.raises(ServiceError, match="NAT network needs an IPv4 address"):
-        services.create_network(fake_host, name=fake_nets.name(), mode="nat", actor=admin)
+        services.create_network(fake_host, name=fake_nets.name(), mode="nat", actor=Actor(admin))
     assert not set(fake_nets.names) & {n.name for n in hypervisor.list_networks(TEST_URI)}
 
 

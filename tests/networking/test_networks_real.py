@@ -8,6 +8,7 @@ from lxml import etree
 
 from networking import services
 from networking.models import Network
+from panel.actors import Actor
 from panel.exceptions import ConflictError
 from panel.models import AuditEvent
 from tests.networking.conftest import isolated, network_names, virsh
@@ -33,7 +34,7 @@ def test_it_creates_starts_stops_and_deletes_an_isolated_network(local_host, adm
         dns_hosts=[{"ip": f"10.213.{x}.20", "hostnames": ["web1", "www"]}],
         domain="pt.example",
         mtu=1400,
-        actor=admin,
+        actor=Actor(admin),
     )
 
     # What libvirt holds: no <forward> (isolated), the range, the static host, DNS, MTU.
@@ -68,15 +69,15 @@ def test_it_creates_starts_stops_and_deletes_an_isolated_network(local_host, adm
     ]
     assert AuditEvent.objects.filter(action="network.create", target=str(network)).exists()
 
-    network = services.network_action(network, "stop", actor=admin)
+    network = services.network_action(network, "stop", actor=Actor(admin))
     assert not network.active
     assert "Active:         no" in virsh("net-info", name)
-    network = services.network_action(network, "start", actor=admin)
+    network = services.network_action(network, "start", actor=Actor(admin))
     assert network.active
-    network = services.set_network_autostart(network, True, actor=admin)
+    network = services.set_network_autostart(network, True, actor=Actor(admin))
     assert "Autostart:      yes" in virsh("net-info", name)
 
-    services.delete_network(network, actor=admin)
+    services.delete_network(network, actor=Actor(admin))
     assert name not in network_names()
     assert not Network.objects.filter(name=name).exists()
     assert list(
@@ -91,7 +92,7 @@ def test_it_creates_starts_stops_and_deletes_an_isolated_network(local_host, adm
 
 
 def test_it_reads_the_empty_lease_list_of_a_fresh_network(local_host, admin, nets, api_for):
-    network = services.create_network(local_host, **isolated(nets), actor=admin)
+    network = services.create_network(local_host, **isolated(nets), actor=Actor(admin))
     response = api_for("admin").get(f"/api/v1/networks/{network.pk}/leases/")
     assert response.status_code == 200
     assert response.json() == []
@@ -101,7 +102,7 @@ def test_it_reads_the_empty_lease_list_of_a_fresh_network(local_host, admin, net
 
 def test_it_shows_the_network_page_with_its_settings_and_xml(local_host, admin, nets, client_for):
     args = isolated(nets)
-    network = services.create_network(local_host, **args, actor=admin)
+    network = services.create_network(local_host, **args, actor=Actor(admin))
     response = client_for("admin").get(f"/networks/{network.pk}/")
     assert response.status_code == 200
     body = response.content.decode()
@@ -115,19 +116,19 @@ def test_it_shows_the_network_page_with_its_settings_and_xml(local_host, admin, 
 def test_it_deletes_a_network_already_gone_from_its_host_and_drops_one_it_cannot_find(
     local_host, admin, nets
 ):
-    gone = services.create_network(local_host, **isolated(nets), actor=admin)
-    stale = services.create_network(local_host, **isolated(nets), actor=admin)
+    gone = services.create_network(local_host, **isolated(nets), actor=Actor(admin))
+    stale = services.create_network(local_host, **isolated(nets), actor=Actor(admin))
     # Both removed behind the panel's back (virsh on the host).
     for name in (gone.name, stale.name):
         virsh("net-destroy", name)
         virsh("net-undefine", name)
 
     # Deleting what the host no longer has deletes the panel's row, and says so in the log.
-    services.delete_network(gone, actor=admin)
+    services.delete_network(gone, actor=Actor(admin))
     assert not Network.objects.filter(pk=gone.pk).exists()
     assert AuditEvent.objects.filter(action="network.delete", target=str(gone)).exists()
 
     # Any other call about it says it is gone and drops it from the list.
     with pytest.raises(ConflictError, match="no longer on .*removed from the list"):
-        services.network_action(stale, "start", actor=admin)
+        services.network_action(stale, "start", actor=Actor(admin))
     assert not Network.objects.filter(pk=stale.pk).exists()

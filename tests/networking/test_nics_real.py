@@ -12,6 +12,7 @@ from lxml import html as lxml_html
 
 from networking import services
 from panel import hypervisor
+from panel.actors import Actor
 from panel.models import AuditEvent
 from tests.conftest import LOCAL_URI, wait_for_console_prompt
 from tests.networking.conftest import isolated, virsh
@@ -52,7 +53,7 @@ def wait_guest(stream, predicate, timeout: float = 30.0) -> dict[str, str]:
 def test_it_attaches_a_nic_live_that_the_guest_sees_and_detaches_it(
     local_host, admin, nets, make_vm, api_for, client_for
 ):
-    network = services.create_network(local_host, **isolated(nets), actor=admin)
+    network = services.create_network(local_host, **isolated(nets), actor=Actor(admin))
     vm = make_vm(running=True)
     stream = hypervisor.open_console(LOCAL_URI, str(vm.pk))
     try:
@@ -108,7 +109,7 @@ def test_it_attaches_a_nic_live_that_the_guest_sees_and_detaches_it(
 def test_it_plugs_a_persistent_nic_with_model_mac_link_and_bandwidth(
     local_host, admin, nets, make_vm, api_for, client_for
 ):
-    network = services.create_network(local_host, **isolated(nets), actor=admin)
+    network = services.create_network(local_host, **isolated(nets), actor=Actor(admin))
     vm = make_vm()
     response = api_for("member").post(
         f"/api/v1/vms/{vm.pk}/nics/",
@@ -172,7 +173,7 @@ def test_it_plugs_a_persistent_nic_with_model_mac_link_and_bandwidth(
 def test_it_attaches_and_detaches_from_the_vm_pages_form(
     local_host, admin, nets, make_vm, client_for
 ):
-    network = services.create_network(local_host, **isolated(nets), actor=admin)
+    network = services.create_network(local_host, **isolated(nets), actor=Actor(admin))
     vm = make_vm()
     client = client_for("member")
     # What the page's form sends: each checkbox after a hidden 0; live is disabled (shut off).

@@ -8,6 +8,7 @@ import pytest
 from networking import services as networking_services
 from networking.models import Network
 from panel import services as panel_services
+from panel.actors import Actor
 from panel.choices import ProjectRole
 from panel.models import AuditEvent
 from tests.networking.conftest import isolated, virsh
@@ -22,7 +23,9 @@ def two_networks(local_host, alpha, beta, people, admin):
     b = Network.objects.create(host=local_host, name="pt-b", mode="isolated", active=True)
     alpha.allowed_networks.set([a])
     beta.allowed_networks.set([b])
-    panel_services.add_member(beta, user=people["member"], role=ProjectRole.MEMBER, actor=admin)
+    panel_services.add_member(
+        beta, user=people["member"], role=ProjectRole.MEMBER, actor=Actor(admin)
+    )
     return a, b
 
 
@@ -102,9 +105,9 @@ def test_it_offers_members_only_their_projects_networks_on_the_vm_page(
 def test_it_shows_host_interfaces_with_bridges_and_vnet_devices(
     local_host, admin, nets, make_vm, client_for
 ):
-    network = networking_services.create_network(local_host, **isolated(nets), actor=admin)
+    network = networking_services.create_network(local_host, **isolated(nets), actor=Actor(admin))
     vm = make_vm(running=True)
-    vm, mac = nics.attach_nic(vm, network=network, actor=admin)
+    vm, mac = nics.attach_nic(vm, network=network, actor=Actor(admin))
     vnet = next(n["target"] for n in nics.vm_nics(vm) if n["mac"] == mac)
 
     page = client_for("admin").get(f"/networks/hosts/{local_host.pk}/interfaces/")

@@ -7,6 +7,7 @@ import pytest
 
 from networking import services
 from networking.models import Network
+from panel.actors import Actor
 from panel.models import AuditEvent
 from tests.networking.conftest import isolated, network_names, virsh
 
@@ -16,7 +17,7 @@ pytestmark = [pytest.mark.libvirt, pytest.mark.timeout(120)]
 @pytest.fixture
 def existing(local_host, admin, nets) -> Network:
     """An isolated network already on the host, to collide with."""
-    return services.create_network(local_host, **isolated(nets), actor=admin)
+    return services.create_network(local_host, **isolated(nets), actor=Actor(admin))
 
 
 def refuse(api, payload: dict, field: str, text: str) -> None:

@@ -7,6 +7,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from panel import jobs, throttle
+from panel.actors import Actor
 from panel.choices import JobKind
 from panel.models import AuditEvent, Host, Job
 from tests.conftest import ADMIN_PASSWORD
@@ -339,7 +340,9 @@ def test_it_refuses_delete_to_a_non_admin(operator_api, outsider_api, host):
 
 
 def test_it_shows_a_job_with_the_contract_fields(admin_api, admin_user, host):
-    job = jobs.create_job(JobKind.HOST_REFRESH, target="host:kvm01", actor=admin_user, host=host)
+    job = jobs.create_job(
+        JobKind.HOST_REFRESH, target="host:kvm01", actor=Actor(admin_user), host=host
+    )
     with jobs.running(job.pk):
         jobs.report(job.pk, progress=50, message="Halfway", log_line="reading")
 
@@ -356,8 +359,8 @@ def test_it_shows_a_job_with_the_contract_fields(admin_api, admin_user, host):
 def test_it_lists_only_the_callers_jobs_to_a_plain_user(
     admin_user, plain_user, user_api, admin_api
 ):
-    theirs = jobs.create_job(JobKind.HOST_REFRESH, target="host:a", actor=admin_user)
-    mine = jobs.create_job(JobKind.HOST_REFRESH, target="host:b", actor=plain_user)
+    theirs = jobs.create_job(JobKind.HOST_REFRESH, target="host:a", actor=Actor(admin_user))
+    mine = jobs.create_job(JobKind.HOST_REFRESH, target="host:b", actor=Actor(plain_user))
 
     listed = user_api.get("/api/v1/jobs/").json()
 
@@ -369,7 +372,7 @@ def test_it_lists_only_the_callers_jobs_to_a_plain_user(
 
 
 def test_it_cancels_a_queued_job(user_api, plain_user):
-    job = jobs.create_job(JobKind.HOST_REFRESH, target="host:b", actor=plain_user)
+    job = jobs.create_job(JobKind.HOST_REFRESH, target="host:b", actor=Actor(plain_user))
 
     response = user_api.post(f"/api/v1/jobs/{job.pk}/cancel/")
 
@@ -383,7 +386,7 @@ def test_it_cancels_a_queued_job(user_api, plain_user):
 
 
 def test_it_answers_409_to_cancelling_a_finished_job(user_api, plain_user):
-    job = jobs.create_job(JobKind.HOST_REFRESH, target="host:b", actor=plain_user)
+    job = jobs.create_job(JobKind.HOST_REFRESH, target="host:b", actor=Actor(plain_user))
     with jobs.running(job.pk):
         pass
 
@@ -394,7 +397,7 @@ def test_it_answers_409_to_cancelling_a_finished_job(user_api, plain_user):
 
 
 def test_it_hides_another_users_job_from_cancel(user_api, admin_user):
-    job = jobs.create_job(JobKind.HOST_REFRESH, target="host:a", actor=admin_user)
+    job = jobs.create_job(JobKind.HOST_REFRESH, target="host:a", actor=Actor(admin_user))
 
     assert user_api.post(f"/api/v1/jobs/{job.pk}/cancel/").status_code == 404
     job.refresh_from_db()
@@ -402,7 +405,7 @@ def test_it_hides_another_users_job_from_cancel(user_api, admin_user):
 
 
 def test_it_rejects_get_on_cancel(user_api, plain_user):
-    job = jobs.create_job(JobKind.HOST_REFRESH, target="host:b", actor=plain_user)
+    job = jobs.create_job(JobKind.HOST_REFRESH, target="host:b", actor=Actor(plain_user))
 
     assert user_api.get(f"/api/v1/jobs/{job.pk}/cancel/").status_code == 405
     job.refresh_from_db()

@@ -15,6 +15,7 @@ from django.db import connection, transaction
 
 from panel import hypervisor
 from panel import services as panel_services
+from panel.actors import Actor
 from panel.exceptions import GoneError
 from panel.models import Host, Project
 from panel.services.hosts import reconcile_host, set_host_state
@@ -73,8 +74,8 @@ def test_it_marks_nothing_when_a_delete_commits_while_the_watcher_marks_a_vm_mis
 
 def test_it_does_not_bring_back_a_vm_deleted_while_the_watcher_syncs_it(sim_host, admin_user):
     vm = VirtualMachine.objects.filter(host=sim_host).first()
-    project = panel_services.create_project(name="alpha", actor=admin_user)
-    vm = vm_services.assign_vm(vm, project, actor=admin_user)
+    project = panel_services.create_project(name="alpha", actor=Actor(admin_user))
+    vm = vm_services.assign_vm(vm, project, actor=Actor(admin_user))
     # The watcher's path for a lifecycle event of a VM that is still being reported.
     info = next(d for d in hypervisor.list_domains(FAKE_URI) if d.uuid == str(vm.pk))
     race = _delete_in_another_connection(VirtualMachine, vm.pk, hold_seconds=1.0)
@@ -113,20 +114,20 @@ def test_it_answers_gone_when_the_vm_is_deleted_before_its_details_are_saved(sim
 
 
 def test_it_refuses_to_move_a_vm_deleted_meanwhile(sim_host, admin_user):
-    project = panel_services.create_project(name="alpha", actor=admin_user)
+    project = panel_services.create_project(name="alpha", actor=Actor(admin_user))
     stale = VirtualMachine.objects.filter(host=sim_host).first()
     VirtualMachine.objects.filter(pk=stale.pk).delete()
     with pytest.raises(GoneError, match="was deleted meanwhile; nothing was moved"):
-        vm_services.assign_vm(stale, project, actor=admin_user)
+        vm_services.assign_vm(stale, project, actor=Actor(admin_user))
     assert not VirtualMachine.objects.filter(pk=stale.pk).exists()
 
 
 def test_it_refuses_to_edit_a_project_deleted_meanwhile(transactional_db, admin_user):
-    project = panel_services.create_project(name="alpha", actor=admin_user)
+    project = panel_services.create_project(name="alpha", actor=Actor(admin_user))
     stale = Project.objects.get(pk=project.pk)
     Project.objects.filter(pk=project.pk).delete()
     with pytest.raises(GoneError, match="was deleted meanwhile"):
-        panel_services.update_project(stale, actor=admin_user, description="changed")
+        panel_services.update_project(stale, actor=Actor(admin_user), description="changed")
     assert not Project.objects.filter(name="alpha").exists()
 
 
@@ -135,7 +136,7 @@ def test_it_refuses_to_publish_a_volume_deleted_meanwhile(sim_host, admin_user):
     stale = Volume.objects.create(pool=pool, name="disk.qcow2", path="/default-pool/disk.qcow2")
     Volume.objects.filter(pk=stale.pk).delete()
     with pytest.raises(GoneError, match="was deleted meanwhile"):
-        storage_services.set_shared(stale, True, actor=admin_user)
+        storage_services.set_shared(stale, True, actor=Actor(admin_user))
     assert not Volume.objects.filter(pk=stale.pk).exists()
 
 
@@ -146,14 +147,14 @@ def test_it_refuses_to_disable_a_user_deleted_meanwhile(
     stale = django_user_model.objects.get(pk=user.pk)
     django_user_model.objects.filter(pk=user.pk).delete()
     with pytest.raises(GoneError, match="was deleted meanwhile"):
-        panel_services.set_user_active(stale, active=False, actor=admin_user)
+        panel_services.set_user_active(stale, active=False, actor=Actor(admin_user))
     assert not django_user_model.objects.filter(username="bob").exists()
 
 
 def test_it_answers_404_over_the_api_when_the_vm_goes_during_the_request(sim_host, admin_user):
     from rest_framework.test import APIClient
 
-    project = panel_services.create_project(name="alpha", actor=admin_user)
+    project = panel_services.create_project(name="alpha", actor=Actor(admin_user))
     vm = VirtualMachine.objects.filter(host=sim_host).first()
     api = APIClient()
     api.force_authenticate(admin_user)

@@ -11,6 +11,7 @@ from django.test import Client
 from lxml import html as lxml_html
 
 from panel import jobs, services
+from panel.actors import Actor
 from panel.choices import JobKind
 from panel.models import AuditEvent, Host, Job, Membership, Project
 from vms.models import VirtualMachine
@@ -359,7 +360,7 @@ def test_it_queues_a_refresh(admin_client, admin_user, host, django_capture_on_c
 def test_it_refuses_a_second_refresh_while_one_is_queued(
     admin_client, admin_user, host, django_capture_on_commit_callbacks
 ):
-    first = services.refresh_host(host, actor=admin_user)
+    first = services.refresh_host(host, actor=Actor(admin_user))
 
     with django_capture_on_commit_callbacks() as callbacks:
         response = admin_client.post(f"/hosts/{host.pk}/refresh/", follow=True)
@@ -373,7 +374,7 @@ def test_it_refuses_a_second_refresh_while_one_is_queued(
 
 
 def test_it_allows_a_new_refresh_once_the_last_one_finished(admin_client, admin_user, host):
-    first = services.refresh_host(host, actor=admin_user)
+    first = services.refresh_host(host, actor=Actor(admin_user))
     with jobs.running(first.pk):
         pass
 
@@ -520,7 +521,9 @@ def test_it_invites_an_admin_to_add_the_first_host(admin_client):
 
 
 def test_it_lists_jobs_and_shows_one(admin_client, admin_user, host):
-    job = jobs.create_job(JobKind.HOST_REFRESH, target="host:kvm01", actor=admin_user, host=host)
+    job = jobs.create_job(
+        JobKind.HOST_REFRESH, target="host:kvm01", actor=Actor(admin_user), host=host
+    )
     jobs.report(job.pk, progress=30, message="Reading domains", log_line="connected")
 
     listing = admin_client.get("/jobs/")
@@ -540,8 +543,12 @@ def test_it_lists_jobs_and_shows_one(admin_client, admin_user, host):
 
 
 def test_it_hides_an_admins_job_from_a_plain_user(client, admin_user, plain_user, host):
-    job = jobs.create_job(JobKind.HOST_REFRESH, target="host:kvm01", actor=admin_user, host=host)
-    own = jobs.create_job(JobKind.HOST_REFRESH, target="host:kvm01", actor=plain_user, host=host)
+    job = jobs.create_job(
+        JobKind.HOST_REFRESH, target="host:kvm01", actor=Actor(admin_user), host=host
+    )
+    own = jobs.create_job(
+        JobKind.HOST_REFRESH, target="host:kvm01", actor=Actor(plain_user), host=host
+    )
     client.force_login(plain_user)
 
     listing = client.get("/jobs/")

@@ -13,6 +13,7 @@ from urllib.error import HTTPError
 import pytest
 
 from panel import jobs, services
+from panel.actors import Actor
 from panel.choices import JobKind
 from panel.exceptions import ConflictError, ServiceError
 from panel.hypervisor import DomainInfo
@@ -38,7 +39,9 @@ def log_lines(job: Job) -> list[str]:
 
 @pytest.fixture
 def job(db, admin_user, host) -> Job:
-    return jobs.create_job(JobKind.HOST_REFRESH, target="host:kvm01", actor=admin_user, host=host)
+    return jobs.create_job(
+        JobKind.HOST_REFRESH, target="host:kvm01", actor=Actor(admin_user), host=host
+    )
 
 
 # --- secrets -----------------------------------------------------------------------
@@ -53,7 +56,7 @@ def test_it_keeps_a_jobs_secrets_out_of_what_it_shows_and_drops_them_when_it_end
         host,
         target="host:kvm01",
         spec={"host": host.pk},
-        actor=admin_user,
+        actor=Actor(admin_user),
         host=host,
         project=None,
         action="host.refresh",
@@ -158,7 +161,7 @@ def test_it_yields_nothing_for_a_job_that_is_gone(db):
 
 
 def test_it_cancels_a_queued_job_at_once(job, admin_user):
-    services.cancel_job(job, actor=admin_user)
+    services.cancel_job(job, actor=Actor(admin_user))
 
     job.refresh_from_db()
     assert job.state == "cancelled"
@@ -177,7 +180,7 @@ def test_it_cancels_a_queued_job_at_once(job, admin_user):
 
 def test_it_stops_a_running_job_at_its_next_report(job, admin_user):
     with jobs.running(job.pk):
-        services.cancel_job(job, actor=admin_user)
+        services.cancel_job(job, actor=Actor(admin_user))
         assert Job.objects.get(pk=job.pk).state == "running"
         jobs.report(job.pk, progress=50, log_line="still working")
         pytest.fail("report() should have stopped the cancelled job")
@@ -193,7 +196,7 @@ def test_it_refuses_to_cancel_a_finished_job(job, admin_user):
         pass
 
     with pytest.raises(ConflictError, match=rf"Job #{job.pk} has already finished \(succeeded\)"):
-        services.cancel_job(job, actor=admin_user)
+        services.cancel_job(job, actor=Actor(admin_user))
 
     job.refresh_from_db()
     assert job.state == "succeeded"
@@ -252,7 +255,7 @@ def test_it_sends_an_anonymous_cancel_to_login(client, job):
 
 def test_it_refreshes_a_hosts_inventory_through_its_job(db, admin_user):
     host = make_host("fake", uri=FAKE_URI, facts={}, checks=[], domain_type="")
-    job = services.refresh_host(host, actor=admin_user)
+    job = services.refresh_host(host, actor=Actor(admin_user))
 
     refresh_host_task(job.pk)
 
@@ -277,7 +280,7 @@ def test_it_refreshes_a_hosts_inventory_through_its_job(db, admin_user):
 
 def test_it_fails_the_refresh_of_an_unreachable_host_and_marks_it_down(db, admin_user):
     host = make_host("gone", uri=UNREACHABLE_URI)
-    job = services.refresh_host(host, actor=admin_user)
+    job = services.refresh_host(host, actor=Actor(admin_user))
 
     refresh_host_task(job.pk)
 
@@ -291,8 +294,8 @@ def test_it_fails_the_refresh_of_an_unreachable_host_and_marks_it_down(db, admin
 
 def test_it_fails_the_refresh_of_a_removed_host(db, admin_user):
     host = make_host("fake", uri=FAKE_URI)
-    job = services.refresh_host(host, actor=admin_user)
-    services.delete_host(host, actor=admin_user)
+    job = services.refresh_host(host, actor=Actor(admin_user))
+    services.delete_host(host, actor=Actor(admin_user))
 
     refresh_host_task(job.pk)
 
@@ -327,7 +330,7 @@ def api(stack, method: str, path: str, token: str | None = None, data=None):
 
 @pytest.mark.stack
 def test_it_pushes_job_progress_to_a_websocket(stack, transactional_db, client, plain_user):
-    job = jobs.create_job(JobKind.HOST_REFRESH, target="host:kvm01", actor=plain_user)
+    job = jobs.create_job(JobKind.HOST_REFRESH, target="host:kvm01", actor=Actor(plain_user))
     sessionid = session_cookie(client, plain_user)
 
     with open_ws(stack, f"/ws/jobs/{job.pk}/", sessionid) as ws:
@@ -345,7 +348,7 @@ def test_it_pushes_job_progress_to_a_websocket(stack, transactional_db, client, 
 
 @pytest.mark.stack
 def test_it_refuses_an_anonymous_websocket(stack, transactional_db, plain_user):
-    job = jobs.create_job(JobKind.HOST_REFRESH, target="host:kvm01", actor=plain_user)
+    job = jobs.create_job(JobKind.HOST_REFRESH, target="host:kvm01", actor=Actor(plain_user))
 
     outcome = refusal(stack, f"/ws/jobs/{job.pk}/")
 
@@ -356,7 +359,7 @@ def test_it_refuses_an_anonymous_websocket(stack, transactional_db, plain_user):
 def test_it_refuses_a_websocket_on_another_users_job(
     stack, transactional_db, client, admin_user, plain_user
 ):
-    job = jobs.create_job(JobKind.HOST_REFRESH, target="host:kvm01", actor=admin_user)
+    job = jobs.create_job(JobKind.HOST_REFRESH, target="host:kvm01", actor=Actor(admin_user))
 
     outcome = refusal(stack, f"/ws/jobs/{job.pk}/", session_cookie(client, plain_user))
 
@@ -372,7 +375,7 @@ CLOSE_BEFORE_ACCEPT = (
 
 @pytest.mark.stack
 def test_it_closes_an_anonymous_websocket_with_4401(stack, transactional_db, plain_user):
-    job = jobs.create_job(JobKind.HOST_REFRESH, target="host:kvm01", actor=plain_user)
+    job = jobs.create_job(JobKind.HOST_REFRESH, target="host:kvm01", actor=Actor(plain_user))
 
     assert refusal(stack, f"/ws/jobs/{job.pk}/") == "close 4401"
 
@@ -381,7 +384,7 @@ def test_it_closes_an_anonymous_websocket_with_4401(stack, transactional_db, pla
 def test_it_closes_a_websocket_on_another_users_job_with_4404(
     stack, transactional_db, client, admin_user, plain_user
 ):
-    job = jobs.create_job(JobKind.HOST_REFRESH, target="host:kvm01", actor=admin_user)
+    job = jobs.create_job(JobKind.HOST_REFRESH, target="host:kvm01", actor=Actor(admin_user))
 
     outcome = refusal(stack, f"/ws/jobs/{job.pk}/", session_cookie(client, plain_user))
 

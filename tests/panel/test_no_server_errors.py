@@ -8,6 +8,7 @@ from django.urls import reverse
 
 from panel import jobs
 from panel import services as panel_services
+from panel.actors import Actor
 from panel.choices import JobKind
 from panel.models import Host, Membership
 from panel.services.hosts import reconcile_host
@@ -19,7 +20,7 @@ from vms.models import Template, VirtualMachine
 def world(db, admin_user, plain_user, django_user_model):
     host = Host.objects.create(name="sim", uri="test:///default", state="up")
     reconcile_host(host, checks=False)
-    project = panel_services.create_project(name="alpha", actor=admin_user)
+    project = panel_services.create_project(name="alpha", actor=Actor(admin_user))
     vm = VirtualMachine.objects.filter(host=host).first()
     vm.project = project
     vm.save()
@@ -30,7 +31,7 @@ def world(db, admin_user, plain_user, django_user_model):
     template = Template.objects.create(name="t1")
     template.projects.add(project)
     job = jobs.create_job(
-        JobKind.HOST_REFRESH, target=f"host:{host.pk}", actor=admin_user, host=host
+        JobKind.HOST_REFRESH, target=f"host:{host.pk}", actor=Actor(admin_user), host=host
     )
     outsider = django_user_model.objects.create_user("bob", password="bob-pass-4Kw8")
     from networking.models import Network

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from panel import quotas, services
+from panel.actors import Actor
 from panel.models import AuditEvent, Host
 
 pytestmark = pytest.mark.django_db
@@ -12,7 +13,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def project(admin_user):
-    return services.create_project(name="team-a", quota={"vms": 2}, actor=admin_user)
+    return services.create_project(name="team-a", quota={"vms": 2}, actor=Actor(admin_user))
 
 
 def test_it_saves_quota_and_allowed_hosts(admin_client, project):
@@ -55,8 +56,8 @@ def test_it_refuses_a_negative_quota_and_changes_nothing(admin_client, project):
 
 def test_it_lets_only_admins_edit(client, project, django_user_model, admin_user):
     user = django_user_model.objects.create_user("op", password="op-pass-8Jd2")
-    services.add_member(project, user=user, role="operator", actor=admin_user)
+    services.add_member(project, user=user, role="operator", actor=Actor(admin_user))
     client.force_login(user)
     assert client.get(f"/projects/{project.pk}/edit/").status_code == 403
-    other = services.create_project(name="team-b", actor=admin_user)
+    other = services.create_project(name="team-b", actor=Actor(admin_user))
     assert client.get(f"/projects/{other.pk}/edit/").status_code == 404

@@ -11,6 +11,7 @@ import pytest
 from playwright.sync_api import expect
 
 from panel import hypervisor, services
+from panel.actors import Actor
 from panel.models import Host
 from tests.conftest import ADMIN_PASSWORD, LOCAL_URI, guest_spec
 from vms.services import sync_domain
@@ -33,7 +34,7 @@ def running_vm(transactional_db, panel_test_guest, admin_user):
         LOCAL_URI, guest_spec(panel_test_guest, vnc=True, cmdline="console=tty0 console=ttyS0")
     )
     vm = sync_domain(host, info)
-    vm.project = services.create_project(name="alpha", actor=admin_user)
+    vm.project = services.create_project(name="alpha", actor=Actor(admin_user))
     vm.save()
     try:
         yield vm

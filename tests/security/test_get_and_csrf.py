@@ -16,6 +16,7 @@ from django.test import Client
 from lxml import html as lxml_html
 
 from panel import hypervisor, services
+from panel.actors import Actor
 
 from .conftest import objects_of, state_of_everything
 from .routes import fill, http_routes
@@ -114,7 +115,7 @@ def test_it_changes_nothing_on_any_get_and_refuses_get_on_actions(
     client = client_for("admin")
     # Someone else's secrets, which no answer to this persona may contain.
     member = world.users["member"]
-    other_token = services.create_token(member, actor=member).key
+    other_token = services.create_token(member, actor=Actor(member)).key
     other_session = new_client()
     other_session.force_login(member)
     secrets = {

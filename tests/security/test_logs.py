@@ -15,6 +15,7 @@ from django.conf import settings
 from websockets.sync.client import connect
 
 from panel import hypervisor, services
+from panel.actors import Actor
 from panel.models import Host
 from tests.conftest import ADMIN_PASSWORD, LOCAL_URI, guest_spec
 from vms import services as vm_services
@@ -35,9 +36,9 @@ def vm(transactional_db, panel_test_guest, admin_user):
     info = hypervisor.define_domain(LOCAL_URI, guest_spec(panel_test_guest, vnc=True))
     try:
         vm = vm_services.sync_domain(host, info)
-        vm.project = services.create_project(name="alpha", actor=admin_user)
+        vm.project = services.create_project(name="alpha", actor=Actor(admin_user))
         vm.save()
-        vm_services.set_vnc_password(vm, VNC_PASSWORD, actor=admin_user)
+        vm_services.set_vnc_password(vm, VNC_PASSWORD, actor=Actor(admin_user))
         yield vm_services.sync_domain(host, hypervisor.start_domain(LOCAL_URI, info.uuid))
     finally:
         with contextlib.suppress(hypervisor.HypervisorError):

@@ -13,6 +13,7 @@ import pytest
 
 from panel import hypervisor
 from panel import services as panel_services
+from panel.actors import Actor
 from panel.hypervisor import storage as hv_storage
 from panel.models import Job
 from storage import services as storage_services
@@ -29,7 +30,7 @@ from vms.tasks import vm_backup_task, vm_snapshot_task
 
 @pytest.fixture
 def project(db, admin_user):
-    return panel_services.create_project(name="alpha", actor=admin_user)
+    return panel_services.create_project(name="alpha", actor=Actor(admin_user))
 
 
 @pytest.fixture
@@ -49,7 +50,7 @@ def make_vm(local_host, panel_test_guest, project, dir_pool, admin_user):  # noq
                 format=disk_format,
                 capacity_gib=16 / 1024,
                 project=project,
-                actor=admin_user,
+                actor=Actor(admin_user),
             )
             disks = (hypervisor.DiskSpec(path=volume.path, format=disk_format),)
         nics = (hypervisor.NicSpec(network=network),) if network else ()
@@ -75,7 +76,9 @@ def backup_pool(local_host, admin_user):  # noqa: F811
     """A second dir pool, where backups go; stopped, undefined and removed afterwards."""
     path = IMAGES / f"paneltest-bk-{uuidlib.uuid4().hex[:8]}"
     pool = storage_services.create_pool(
-        local_host, {"name": path.name, "type": "dir", "target_path": str(path)}, actor=admin_user
+        local_host,
+        {"name": path.name, "type": "dir", "target_path": str(path)},
+        actor=Actor(admin_user),
     )
     try:
         yield pool

@@ -12,6 +12,7 @@ import pytest
 from django.utils import timezone
 
 from networking import services as net_services
+from panel.actors import Actor
 from panel.exceptions import ConflictError
 from panel.models import AuditEvent, Job
 from tests.networking.conftest import isolated, nets  # noqa: F401  (fixture)
@@ -50,7 +51,7 @@ def test_a_fired_schedule_backs_up_prunes_and_a_backup_restores_into_a_new_vm_th
     nets,  # noqa: F811
 ):
     # An isolated network (no forward, no traffic leaves the host) so the VM has a MAC.
-    network = net_services.create_network(local_host, **isolated(nets), actor=admin_user)
+    network = net_services.create_network(local_host, **isolated(nets), actor=Actor(admin_user))
     vm = make_vm(start=True, network=network.name)
     assert vm.nics
     schedule = BackupSchedule.objects.create(
@@ -94,7 +95,7 @@ def test_a_fired_schedule_backs_up_prunes_and_a_backup_restores_into_a_new_vm_th
     assert source(vm).startswith(os.path.dirname(vm.disks[0]["source"]))  # not moved
 
     job = restores.restore_backup(
-        second, mode="new", name=f"{vm.name}-r", pool=dir_pool, start=True, actor=admin_user
+        second, mode="new", name=f"{vm.name}-r", pool=dir_pool, start=True, actor=Actor(admin_user)
     )
     job = run_backup_job(job.pk)
     assert job.state == "succeeded", (job.message, job.log)
@@ -116,7 +117,7 @@ def test_a_fired_schedule_backs_up_prunes_and_a_backup_restores_into_a_new_vm_th
 
 
 def backup_now(vm, pool, admin_user, method: str = "") -> Backup:
-    job = backups.take_backup(vm, pool, method=method, actor=admin_user)
+    job = backups.take_backup(vm, pool, method=method, actor=Actor(admin_user))
     job = run_backup_job(job.pk)
     assert job.state == "succeeded", (job.message, job.log)
     return Backup.objects.get(job=job)
@@ -124,7 +125,7 @@ def backup_now(vm, pool, admin_user, method: str = "") -> Backup:
 
 def restore_here(backup: Backup, admin_user) -> Job:
     backup = Backup.objects.select_related("vm__host").get(pk=backup.pk)  # the VM as it is now
-    job = restores.restore_backup(backup, mode="in_place", start=True, actor=admin_user)
+    job = restores.restore_backup(backup, mode="in_place", start=True, actor=Actor(admin_user))
     job = run_backup_job(job.pk)
     assert job.state == "succeeded", (job.message, job.log)
     return job
@@ -164,7 +165,7 @@ def test_offline_and_snapshot_copy_backups_restore_in_place(make_vm, backup_pool
     console.close()
 
     with pytest.raises(ConflictError, match="shut it down before restoring it in place"):
-        restores.restore_backup(copied, mode="in_place", actor=admin_user)
+        restores.restore_backup(copied, mode="in_place", actor=Actor(admin_user))
     force_off(vm)
     job = restore_here(copied, admin_user)
     assert f"deleted the replaced image {original}" in job.log

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from panel import hypervisor
+from panel.actors import Actor
 from panel.hypervisor import storage as hv_storage
 from panel.models import Host
 from storage import services
@@ -63,7 +64,7 @@ def dir_pool(local_host, pool_dir, admin_user):
     pool = services.create_pool(
         local_host,
         {"name": pool_dir.name, "type": "dir", "target_path": str(pool_dir)},
-        actor=admin_user,
+        actor=Actor(admin_user),
     )
     try:
         yield pool

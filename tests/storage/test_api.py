@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from panel import services as panel_services
+from panel.actors import Actor
 from panel.models import Job, Membership
 from storage import services
 from storage.models import StoragePool, Volume
@@ -111,7 +112,9 @@ def test_a_duplicate_volume_name_is_refused(dir_pool, pool_dir, admin_client):
 
 
 def test_members_create_inside_their_quota_only(dir_pool, pool_dir, admin_user, plain_user, client):
-    project = panel_services.create_project(name="alpha", quota={"disk_gib": 1}, actor=admin_user)
+    project = panel_services.create_project(
+        name="alpha", quota={"disk_gib": 1}, actor=Actor(admin_user)
+    )
     Membership.objects.create(user=plain_user, project=project, role="member")
     client.force_login(plain_user)
     body = {"pool": dir_pool.pk, "project": project.pk, "format": "qcow2"}
@@ -133,9 +136,9 @@ def test_members_create_inside_their_quota_only(dir_pool, pool_dir, admin_user, 
 def test_outsiders_do_not_see_volumes_and_viewers_cannot_change_them(
     dir_pool, admin_user, plain_user, client, django_user_model
 ):
-    project = panel_services.create_project(name="alpha", actor=admin_user)
+    project = panel_services.create_project(name="alpha", actor=Actor(admin_user))
     volume = services.create_volume(
-        dir_pool, name="v.qcow2", capacity_gib=0.01, project=project, actor=admin_user
+        dir_pool, name="v.qcow2", capacity_gib=0.01, project=project, actor=Actor(admin_user)
     )
     outsider = django_user_model.objects.create_user("bob", password="bob-pass-4Kw8")
     client.force_login(outsider)
@@ -155,7 +158,7 @@ def test_a_volume_in_use_by_a_vm_is_not_deleted(dir_pool, local_host, admin_user
     from vms.models import VirtualMachine
 
     volume = services.create_volume(
-        dir_pool, name="used.qcow2", capacity_gib=0.01, actor=admin_user
+        dir_pool, name="used.qcow2", capacity_gib=0.01, actor=Actor(admin_user)
     )
     VirtualMachine.objects.create(
         pk="6f1c2f7e-0000-4000-8000-000000000001",
@@ -188,7 +191,7 @@ def test_upload_then_download_through_the_web_server(stack, transactional_db, di
     token = Token.objects.create(user=admin_user).key
     data = os.urandom(20 * MIB)
     volume = services.create_volume(
-        dir_pool, name="image.raw", format="raw", capacity_gib=20 / 1024, actor=admin_user
+        dir_pool, name="image.raw", format="raw", capacity_gib=20 / 1024, actor=Actor(admin_user)
     )
     response = _request(
         stack,
@@ -219,7 +222,7 @@ def test_the_worker_converts_a_volume_and_reports_progress(
 
     token = Token.objects.create(user=admin_user).key
     volume = services.create_volume(
-        dir_pool, name="src.raw", format="raw", capacity_gib=8 / 1024, actor=admin_user
+        dir_pool, name="src.raw", format="raw", capacity_gib=8 / 1024, actor=Actor(admin_user)
     )
     payload = os.urandom(4 * MIB)
     with open(volume.path, "r+b") as f:

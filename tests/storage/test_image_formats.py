@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from panel import services as panel_services
+from panel.actors import Actor
 from panel.hypervisor import images
 from panel.models import AuditEvent, Job
 from storage import services
@@ -118,18 +119,18 @@ def test_it_reads_relative_and_pseudo_protocol_backing_names_as_qemu_would():
 
 @pytest.fixture
 def project(db, admin_user):
-    return panel_services.create_project(name="alpha", actor=admin_user)
+    return panel_services.create_project(name="alpha", actor=Actor(admin_user))
 
 
 @pytest.fixture
 def other(db, admin_user):
-    return panel_services.create_project(name="beta", actor=admin_user)
+    return panel_services.create_project(name="beta", actor=Actor(admin_user))
 
 
 @pytest.mark.libvirt
 def test_it_keeps_the_recorded_format_and_a_raw_volumes_own_size_on_refresh(dir_pool, admin_user):
     vol = services.create_volume(
-        dir_pool, name="disk.img", format="raw", capacity_gib=8 / 1024, actor=admin_user
+        dir_pool, name="disk.img", format="raw", capacity_gib=8 / 1024, actor=Actor(admin_user)
     )
     header = Path(vol.path).parent / "h.qcow2"
     qemu_img(
@@ -161,14 +162,14 @@ def test_it_uses_a_found_volume_only_once_an_admin_assigns_it_a_checked_format(
     assert found.format_source == evil.format_source == FormatSource.FOUND
 
     with pytest.raises(services.ConflictError, match="has not been assigned"):
-        services.copy_volume(found, name="copy.qcow2", actor=admin_user)
+        services.copy_volume(found, name="copy.qcow2", actor=Actor(admin_user))
     with pytest.raises(services.ServiceError, match="qcow2 image, not raw"):
-        services.assign_volume(found, project, "raw", actor=admin_user)
+        services.assign_volume(found, project, "raw", actor=Actor(admin_user))
     with pytest.raises(services.ServiceError, match="/etc/shadow, which is not a volume"):
-        services.assign_volume(evil, project, "qcow2", actor=admin_user)
+        services.assign_volume(evil, project, "qcow2", actor=Actor(admin_user))
     assert AuditEvent.objects.filter(action="volume.assign", result="failure").count() == 2
 
-    found = services.assign_volume(found, project, "qcow2", actor=admin_user)
+    found = services.assign_volume(found, project, "qcow2", actor=Actor(admin_user))
 
     assert (found.project, found.format, found.format_source) == (
         project,
@@ -186,12 +187,17 @@ def test_it_takes_an_uploaded_overlay_on_its_own_projects_volume_only(
 ):
     def volume(name: str, fmt: str, owner) -> Volume:
         return services.create_volume(
-            dir_pool, name=name, format=fmt, capacity_gib=4 / 1024, project=owner, actor=admin_user
+            dir_pool,
+            name=name,
+            format=fmt,
+            capacity_gib=4 / 1024,
+            project=owner,
+            actor=Actor(admin_user),
         )
 
     base, theirs = volume("base.img", "raw", project), volume("theirs.img", "raw", other)
     base_bytes = b"BASE-" * 1000
-    job = services.start_upload(base, len(base_bytes), actor=admin_user)
+    job = services.start_upload(base, len(base_bytes), actor=Actor(admin_user))
     services.run_upload(job, base, [base_bytes], remove_on_failure=False)
 
     def overlay_on(backing: Volume, name: str) -> bytes:
@@ -206,7 +212,7 @@ def test_it_takes_an_uploaded_overlay_on_its_own_projects_volume_only(
     mine = volume("mine.qcow2", "qcow2", project)
     data = overlay_on(base, "mine")
     services.run_upload(
-        services.start_upload(mine, len(data), actor=admin_user),
+        services.start_upload(mine, len(data), actor=Actor(admin_user)),
         mine,
         [data],
         remove_on_failure=False,
@@ -219,14 +225,14 @@ def test_it_takes_an_uploaded_overlay_on_its_own_projects_volume_only(
     data = overlay_on(theirs, "sneaky")
     with pytest.raises(services.ServiceError, match="which is not a volume of alpha"):
         services.run_upload(
-            services.start_upload(sneaky, len(data), actor=admin_user),
+            services.start_upload(sneaky, len(data), actor=Actor(admin_user)),
             sneaky,
             [data],
             remove_on_failure=False,
         )
 
     # A clone reads the overlay through its recorded chain: the base's data is in it.
-    job = services.copy_volume(mine, name="flat.img", format="raw", actor=admin_user)
+    job = services.copy_volume(mine, name="flat.img", format="raw", actor=Actor(admin_user))
     volume_job_task(job.pk)
     assert Job.objects.get(pk=job.pk).state == "succeeded"
     flat = Volume.objects.get(pool=dir_pool, name="flat.img")

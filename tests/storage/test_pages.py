@@ -11,6 +11,7 @@ from lxml import html as lxml_html
 from playwright.sync_api import expect
 
 from panel import services as panel_services
+from panel.actors import Actor
 from storage import services
 from storage.models import StoragePool, Volume
 from tests.conftest import ADMIN_PASSWORD
@@ -114,7 +115,9 @@ def _act(client, path: str, data: dict | None = None) -> tuple[str, list[str]]:
 
 def test_the_volume_and_pool_pages_answer_each_action(dir_pool, admin_user, admin_client):
     made = {
-        name: services.create_volume(dir_pool, name=name, capacity_gib=0.01, actor=admin_user)
+        name: services.create_volume(
+            dir_pool, name=name, capacity_gib=0.01, actor=Actor(admin_user)
+        )
         for name in ("base.qcow2", "scratch.qcow2", "old.qcow2")
     }
     base, scratch, old = made.values()
@@ -163,9 +166,9 @@ def test_the_vm_page_attaches_and_detaches_a_disk(
     from tests.conftest import LOCAL_URI, guest_spec
     from vms import services as vm_services
 
-    project = panel_services.create_project(name="alpha", actor=admin_user)
+    project = panel_services.create_project(name="alpha", actor=Actor(admin_user))
     volume = services.create_volume(
-        dir_pool, name="extra.qcow2", capacity_gib=0.01, project=project, actor=admin_user
+        dir_pool, name="extra.qcow2", capacity_gib=0.01, project=project, actor=Actor(admin_user)
     )
     info = hypervisor.define_domain(LOCAL_URI, guest_spec(panel_test_guest))
     try:

@@ -10,6 +10,7 @@ import uuid as uuidlib
 import pytest
 from lxml import etree
 
+from panel.actors import Actor
 from panel.hypervisor import storage as hv
 from panel.models import Host
 from storage import services
@@ -122,7 +123,7 @@ def test_each_pool_type_gets_exactly_its_fields(test_host, admin_user, settings,
         {"name": name, "type": kind, **fields},
         build=False,
         start=False,
-        actor=admin_user,
+        actor=Actor(admin_user),
     )
     try:
         root = etree.fromstring(hv.pool_xml(TEST_URI, name).encode())
@@ -182,7 +183,7 @@ def test_bad_pool_fields_are_refused_and_nothing_is_defined(
             {"name": "bad", "type": kind, **fields},
             build=False,
             start=False,
-            actor=admin_user,
+            actor=Actor(admin_user),
         )
     assert virsh_pools(TEST_URI) == before
     assert not StoragePool.objects.filter(name="bad").exists()
@@ -222,7 +223,7 @@ def lvm_pool(db, admin_user, loop_device):
         yield services.create_pool(
             host,
             {"name": vg, "type": "logical", "source_name": vg, "source_devices": loop_device},
-            actor=admin_user,
+            actor=Actor(admin_user),
         )
     finally:
         with contextlib.suppress(Exception):
@@ -239,7 +240,7 @@ def test_an_lvm_pool_is_built_on_a_loop_device_and_deleted_with_its_vg(lvm_pool,
     assert 32 * MIB < lvm_pool.capacity <= 64 * MIB
     assert subprocess.run(["vgs", vg], capture_output=True).returncode == 0
 
-    services.delete_pool(lvm_pool, actor=admin_user, delete_target=True)
+    services.delete_pool(lvm_pool, actor=Actor(admin_user), delete_target=True)
 
     assert subprocess.run(["vgs", vg], capture_output=True).returncode != 0
     assert vg not in virsh("pool-list", "--all", "--name").split()
@@ -264,11 +265,11 @@ def test_a_logical_volume_in_the_lvm_pool(lvm_pool, admin_user):
         format="raw",
         capacity_gib=8 / 1024,
         preallocation="falloc",
-        actor=admin_user,
+        actor=Actor(admin_user),
     )
     assert volume.path == f"/dev/{lvm_pool.name}/lv0"
     assert "lv0" in subprocess.run(["lvs", lvm_pool.name], capture_output=True, text=True).stdout
-    services.delete_volume(volume, actor=admin_user)
+    services.delete_volume(volume, actor=Actor(admin_user))
     assert (
         "lv0" not in subprocess.run(["lvs", lvm_pool.name], capture_output=True, text=True).stdout
     )

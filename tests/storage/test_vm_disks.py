@@ -11,6 +11,7 @@ from lxml import etree
 
 from panel import hypervisor
 from panel import services as panel_services
+from panel.actors import Actor
 from panel.models import Membership
 from storage import services
 from storage.models import Volume
@@ -23,7 +24,9 @@ pytestmark = [pytest.mark.libvirt, pytest.mark.timeout(180)]
 
 @pytest.fixture
 def project(db, admin_user):
-    return panel_services.create_project(name="alpha", quota={"disk_gib": 10}, actor=admin_user)
+    return panel_services.create_project(
+        name="alpha", quota={"disk_gib": 10}, actor=Actor(admin_user)
+    )
 
 
 @pytest.fixture
@@ -54,7 +57,7 @@ def data_volume(dir_pool, admin_user, project):
         format="qcow2",
         capacity_gib=8 / 1024,
         project=project,
-        actor=admin_user,
+        actor=Actor(admin_user),
     )
 
 
@@ -142,7 +145,7 @@ def test_a_disk_another_vm_uses_is_refused_unless_shareable(
     assert "only raw volumes" in response.json()["shareable"][0]
 
     shared = services.create_volume(
-        dir_pool, name="cluster.img", format="raw", capacity_gib=1 / 1024, actor=admin_user
+        dir_pool, name="cluster.img", format="raw", capacity_gib=1 / 1024, actor=Actor(admin_user)
     )
     body = {"volume": shared.pk, "live": False, "persistent": True, "shareable": True}
     assert post(admin_client, f"/api/v1/vms/{first.pk}/disks/", body).status_code == 201
@@ -154,7 +157,7 @@ def test_a_disk_another_vm_uses_is_refused_unless_shareable(
 def test_cdrom_media_is_inserted_and_ejected(make_vm, dir_pool, admin_user, admin_client):
     vm = make_vm(start=False)
     iso = services.create_volume(
-        dir_pool, name="tools.iso", format="raw", capacity_gib=1 / 1024, actor=admin_user
+        dir_pool, name="tools.iso", format="raw", capacity_gib=1 / 1024, actor=Actor(admin_user)
     )
     response = post(
         admin_client,
@@ -207,14 +210,14 @@ def test_bad_disk_requests_change_nothing(make_vm, data_volume, admin_client):
 def test_members_attach_only_their_projects_volumes(
     make_vm, dir_pool, data_volume, admin_user, plain_user, client
 ):
-    other = panel_services.create_project(name="beta", actor=admin_user)
+    other = panel_services.create_project(name="beta", actor=Actor(admin_user))
     foreign = services.create_volume(
         dir_pool,
         name="foreign.img",
         format="raw",
         capacity_gib=1 / 1024,
         project=other,
-        actor=admin_user,
+        actor=Actor(admin_user),
     )
     vm = make_vm(start=False)
     vm.owner = plain_user

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from panel.actors import Actor
 from panel.models import Job
 from storage import services
 from storage.models import StoragePool, Volume
@@ -47,7 +48,7 @@ def test_it_creates_volumes_in_each_format_and_preallocation(
         format=fmt,
         capacity_gib=16 / 1024,
         preallocation=prealloc,
-        actor=admin_user,
+        actor=Actor(admin_user),
     )
     # Full preallocation (it writes every byte) runs as a job; the others are made at once.
     assert isinstance(result, Job) == (prealloc == "full"), result
@@ -66,7 +67,11 @@ def test_it_creates_volumes_in_each_format_and_preallocation(
         assert on_disk < 2 * MIB
     if prealloc == "metadata":
         plain = services.create_volume(
-            dir_pool, name="plain.qcow2", format="qcow2", capacity_gib=16 / 1024, actor=admin_user
+            dir_pool,
+            name="plain.qcow2",
+            format="qcow2",
+            capacity_gib=16 / 1024,
+            actor=Actor(admin_user),
         )
         assert on_disk > allocated_bytes(plain.path)
     assert (result.format, result.capacity) == (fmt, 16 * MIB)
@@ -97,7 +102,7 @@ def test_it_makes_a_full_preallocated_1_gib_raw_volume_exactly_1_gib(dir_pool, a
         format="raw",
         capacity_gib=1,
         preallocation="full",
-        actor=admin_user,
+        actor=Actor(admin_user),
     )
     volume_job_task(job.pk)
     job.refresh_from_db()
@@ -115,7 +120,7 @@ def test_it_makes_a_full_preallocated_1_gib_raw_volume_exactly_1_gib(dir_pool, a
 
     # Zeroing it again (a wipe) keeps it the same size.
     _write(vol.path, b"\xa5" * MIB)
-    job = services.wipe_volume(vol, actor=admin_user)
+    job = services.wipe_volume(vol, actor=Actor(admin_user))
     volume_job_task(job.pk)
     job.refresh_from_db()
     assert job.state == "succeeded", job.message
@@ -136,7 +141,7 @@ def test_it_keeps_the_size_of_other_1_gib_preallocations(dir_pool, admin_user, f
         format=fmt,
         capacity_gib=1,
         preallocation=prealloc,
-        actor=admin_user,
+        actor=Actor(admin_user),
     )
     info = qemu_img_info(vol.path)
     assert (info["format"], info["virtual-size"], vol.capacity) == (fmt, gib, gib)
@@ -157,16 +162,16 @@ def _write(path: str, data: bytes) -> None:
 
 def test_resize_grows_and_clone_copies_the_content(dir_pool, admin_user):
     vol = services.create_volume(
-        dir_pool, name="src.img", format="raw", capacity_gib=4 / 1024, actor=admin_user
+        dir_pool, name="src.img", format="raw", capacity_gib=4 / 1024, actor=Actor(admin_user)
     )
     payload = os.urandom(MIB)
     _write(vol.path, payload)
 
-    vol = services.resize_volume(vol, 8 / 1024, actor=admin_user)
+    vol = services.resize_volume(vol, 8 / 1024, actor=Actor(admin_user))
     assert qemu_img_info(vol.path)["virtual-size"] == 8 * MIB
     assert vol.capacity == 8 * MIB
 
-    job = services.copy_volume(vol, name="copy.img", actor=admin_user)
+    job = services.copy_volume(vol, name="copy.img", actor=Actor(admin_user))
     volume_job_task(job.pk)
     job.refresh_from_db()
     assert job.state == "succeeded", job.message
@@ -177,12 +182,12 @@ def test_resize_grows_and_clone_copies_the_content(dir_pool, admin_user):
 
 def test_convert_raw_to_qcow2_keeps_the_content(dir_pool, admin_user):
     vol = services.create_volume(
-        dir_pool, name="disk.raw", format="raw", capacity_gib=4 / 1024, actor=admin_user
+        dir_pool, name="disk.raw", format="raw", capacity_gib=4 / 1024, actor=Actor(admin_user)
     )
     payload = os.urandom(2 * MIB)
     _write(vol.path, payload)
 
-    job = services.copy_volume(vol, name="disk.qcow2", format="qcow2", actor=admin_user)
+    job = services.copy_volume(vol, name="disk.qcow2", format="qcow2", actor=Actor(admin_user))
     volume_job_task(job.pk)
     job.refresh_from_db()
     assert job.state == "succeeded", job.message
@@ -201,35 +206,35 @@ def test_convert_raw_to_qcow2_keeps_the_content(dir_pool, admin_user):
 
 def test_shrinking_needs_confirmation_and_never_applies_to_qcow2(dir_pool, admin_user):
     raw = services.create_volume(
-        dir_pool, name="r.img", format="raw", capacity_gib=8 / 1024, actor=admin_user
+        dir_pool, name="r.img", format="raw", capacity_gib=8 / 1024, actor=Actor(admin_user)
     )
     qcow = services.create_volume(
-        dir_pool, name="q.qcow2", format="qcow2", capacity_gib=8 / 1024, actor=admin_user
+        dir_pool, name="q.qcow2", format="qcow2", capacity_gib=8 / 1024, actor=Actor(admin_user)
     )
     with pytest.raises(services.ServiceError, match="data there is lost"):
-        services.resize_volume(raw, 4 / 1024, actor=admin_user)
+        services.resize_volume(raw, 4 / 1024, actor=Actor(admin_user))
     with pytest.raises(services.ServiceError, match="cannot\\s+shrink"):
-        services.resize_volume(qcow, 4 / 1024, shrink=True, actor=admin_user)
+        services.resize_volume(qcow, 4 / 1024, shrink=True, actor=Actor(admin_user))
     assert qemu_img_info(raw.path)["virtual-size"] == 8 * MIB
     assert qemu_img_info(qcow.path)["virtual-size"] == 8 * MIB
 
-    raw = services.resize_volume(raw, 4 / 1024, shrink=True, actor=admin_user)
+    raw = services.resize_volume(raw, 4 / 1024, shrink=True, actor=Actor(admin_user))
     assert qemu_img_info(raw.path)["virtual-size"] == 4 * MIB
 
 
 def test_wipe_zeroes_a_raw_volume_and_empties_a_qcow2(dir_pool, admin_user):
     raw = services.create_volume(
-        dir_pool, name="w.img", format="raw", capacity_gib=2 / 1024, actor=admin_user
+        dir_pool, name="w.img", format="raw", capacity_gib=2 / 1024, actor=Actor(admin_user)
     )
     _write(raw.path, b"\xff" * MIB)
-    job = services.wipe_volume(raw, actor=admin_user)
+    job = services.wipe_volume(raw, actor=Actor(admin_user))
     volume_job_task(job.pk)
     job.refresh_from_db()
     assert job.state == "succeeded", job.message
     assert Path(raw.path).read_bytes() == bytes(2 * MIB)
 
     qcow = services.create_volume(
-        dir_pool, name="w.qcow2", format="qcow2", capacity_gib=2 / 1024, actor=admin_user
+        dir_pool, name="w.qcow2", format="qcow2", capacity_gib=2 / 1024, actor=Actor(admin_user)
     )
     subprocess.run(
         ["qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 0 1M", qcow.path],
@@ -237,7 +242,7 @@ def test_wipe_zeroes_a_raw_volume_and_empties_a_qcow2(dir_pool, admin_user):
         capture_output=True,
     )
     assert qemu_img_info(qcow.path)["actual-size"] > MIB
-    job = services.wipe_volume(qcow, actor=admin_user)
+    job = services.wipe_volume(qcow, actor=Actor(admin_user))
     volume_job_task(job.pk)
     info = qemu_img_info(qcow.path)
     assert (info["format"], info["virtual-size"]) == ("qcow2", 2 * MIB)
@@ -246,14 +251,14 @@ def test_wipe_zeroes_a_raw_volume_and_empties_a_qcow2(dir_pool, admin_user):
 
 def test_info_and_check_show_qemu_imgs_view(dir_pool, admin_user):
     base = services.create_volume(
-        dir_pool, name="base.qcow2", format="qcow2", capacity_gib=4 / 1024, actor=admin_user
+        dir_pool, name="base.qcow2", format="qcow2", capacity_gib=4 / 1024, actor=Actor(admin_user)
     )
     overlay = services.create_volume(
         dir_pool,
         name="overlay.qcow2",
         format="qcow2",
         backing_volume=base,
-        actor=admin_user,
+        actor=Actor(admin_user),
     )
     assert overlay.backing == [{"path": base.path, "format": "qcow2"}]
     subprocess.run(["qemu-img", "snapshot", "-c", "before", base.path], check=True)
@@ -264,37 +269,37 @@ def test_info_and_check_show_qemu_imgs_view(dir_pool, admin_user):
     assert chain[0]["virtual_size"] == 4 * MIB
     assert [s["name"] for s in chain[1]["snapshots"]] == ["before"]
 
-    overlay = services.check_volume(overlay, actor=admin_user)
+    overlay = services.check_volume(overlay, actor=Actor(admin_user))
     assert overlay.check_result["ok"] is True
     assert "No errors" in overlay.check_result["summary"]
 
     with pytest.raises(services.ConflictError, match="backing file of overlay.qcow2"):
-        services.delete_volume(base, actor=admin_user)
+        services.delete_volume(base, actor=Actor(admin_user))
     assert Path(base.path).exists()
 
 
 def test_upload_and_download_round_trip_through_libvirt_streams(dir_pool, admin_user):
     data = os.urandom(20 * MIB)
     vol = services.create_volume(
-        dir_pool, name="upload.img", format="raw", capacity_gib=20 / 1024, actor=admin_user
+        dir_pool, name="upload.img", format="raw", capacity_gib=20 / 1024, actor=Actor(admin_user)
     )
-    job = services.start_upload(vol, len(data), actor=admin_user)
+    job = services.start_upload(vol, len(data), actor=Actor(admin_user))
     chunks = (data[i : i + MIB] for i in range(0, len(data), MIB))
     vol = services.run_upload(job, vol, chunks, remove_on_failure=False)
     job.refresh_from_db()
     assert (job.state, job.progress) == ("succeeded", 100)
 
-    size, stream = services.open_download(vol, actor=admin_user)
+    size, stream = services.open_download(vol, actor=Actor(admin_user))
     got = b"".join(stream)
     assert hashlib.sha256(got).hexdigest() == hashlib.sha256(data).hexdigest()
 
 
 def test_an_aborted_upload_fails_its_job_and_removes_the_volume(dir_pool, admin_user):
     vol = services.create_volume(
-        dir_pool, name="partial.iso", format="raw", capacity_gib=4 / 1024, actor=admin_user
+        dir_pool, name="partial.iso", format="raw", capacity_gib=4 / 1024, actor=Actor(admin_user)
     )
     path = vol.path
-    job = services.start_upload(vol, 4 * MIB, actor=admin_user)
+    job = services.start_upload(vol, 4 * MIB, actor=Actor(admin_user))
 
     with pytest.raises(services.ServiceError, match="1048576 of 4194304"):
         services.run_upload(job, vol, iter([os.urandom(MIB)]), remove_on_failure=True)
@@ -310,9 +315,9 @@ def test_deleting_a_pool_keeps_or_removes_its_directory(local_host, pool_dir, ad
     pool = services.create_pool(
         local_host,
         {"name": pool_dir.name, "type": "dir", "target_path": str(pool_dir)},
-        actor=admin_user,
+        actor=Actor(admin_user),
     )
-    services.delete_pool(pool, actor=admin_user)
+    services.delete_pool(pool, actor=Actor(admin_user))
     assert pool_dir.is_dir()
     assert not StoragePool.objects.filter(pk=pool.pk).exists()
     assert pool_dir.name not in virsh("pool-list", "--all", "--name").split()
@@ -320,9 +325,9 @@ def test_deleting_a_pool_keeps_or_removes_its_directory(local_host, pool_dir, ad
     pool = services.create_pool(
         local_host,
         {"name": pool_dir.name, "type": "dir", "target_path": str(pool_dir)},
-        actor=admin_user,
+        actor=Actor(admin_user),
     )
-    services.delete_pool(pool, actor=admin_user, delete_target=True)
+    services.delete_pool(pool, actor=Actor(admin_user), delete_target=True)
     assert not pool_dir.exists()
 
 
@@ -331,9 +336,9 @@ def test_a_transient_pool_disappears_when_stopped(local_host, pool_dir, admin_us
         local_host,
         {"name": pool_dir.name, "type": "dir", "target_path": str(pool_dir)},
         persistent=False,
-        actor=admin_user,
+        actor=Actor(admin_user),
     )
     assert (pool.state, pool.persistent) == ("active", False)
-    assert services.pool_action(pool, "stop", actor=admin_user) is None
+    assert services.pool_action(pool, "stop", actor=Actor(admin_user)) is None
     assert not StoragePool.objects.filter(pk=pool.pk).exists()
     assert pool_dir.name not in virsh("pool-list", "--all", "--name").split()

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from panel import services as panel_services
+from panel.actors import Actor
 from panel.models import Job, Membership
 from storage import services
 from storage.models import Volume
@@ -30,7 +31,7 @@ def test_a_file_sent_over_the_websocket_lands_in_the_volume(
 ):
     data = os.urandom(5 * MIB + 123)
     volume = services.create_volume(
-        dir_pool, name="ws.img", format="raw", capacity_gib=6 / 1024, actor=admin_user
+        dir_pool, name="ws.img", format="raw", capacity_gib=6 / 1024, actor=Actor(admin_user)
     )
     with open_ws(stack, f"/ws/volumes/{volume.pk}/upload/", session(client, admin_user)) as ws:
         ws.send(json.dumps({"size": len(data)}))
@@ -51,7 +52,7 @@ def test_a_dropped_connection_fails_the_job_and_removes_the_volume(
     stack, transactional_db, client, dir_pool, admin_user
 ):
     volume = services.create_volume(
-        dir_pool, name="half.iso", format="raw", capacity_gib=4 / 1024, actor=admin_user
+        dir_pool, name="half.iso", format="raw", capacity_gib=4 / 1024, actor=Actor(admin_user)
     )
     path = volume.path
     with open_ws(stack, f"/ws/volumes/{volume.pk}/upload/", session(client, admin_user)) as ws:
@@ -72,14 +73,14 @@ def test_a_dropped_connection_fails_the_job_and_removes_the_volume(
 def test_uploads_are_refused_outside_scope_to_viewers_and_when_too_big(
     stack, transactional_db, client, dir_pool, admin_user, plain_user, django_user_model
 ):
-    project = panel_services.create_project(name="alpha", actor=admin_user)
+    project = panel_services.create_project(name="alpha", actor=Actor(admin_user))
     volume = services.create_volume(
         dir_pool,
         name="v.img",
         format="raw",
         capacity_gib=1 / 1024,
         project=project,
-        actor=admin_user,
+        actor=Actor(admin_user),
     )
     path = f"/ws/volumes/{volume.pk}/upload/"
     assert refusal(stack, path) == "close 4403"  # anonymous

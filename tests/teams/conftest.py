@@ -33,6 +33,7 @@ from lxml import html as lxml_html
 
 from networking.models import Network
 from panel import audit, jobs, services, throttle
+from panel.actors import Actor
 from panel.choices import ProjectRole
 from panel.models import AuditEvent, Host, Job, Project
 from storage.models import StoragePool, Volume
@@ -123,9 +124,9 @@ def _team(
     job_user: Any,
     removable: Any,
 ) -> Team:
-    project = services.create_project(name=name, quota=quota, actor=admin)
+    project = services.create_project(name=name, quota=quota, actor=Actor(admin))
     for user, role in members.items():
-        services.add_member(project, user=user, role=role, actor=admin)
+        services.add_member(project, user=user, role=role, actor=Actor(admin))
     # Rows only: the panel has never reached these hosts, so it starts no work on them.
     host = Host.objects.create(name=f"kvm-{name}", uri=uri, domain_type="qemu")
     pool = StoragePool.objects.create(
@@ -153,14 +154,14 @@ def _team(
         allowed_hosts=[host],
         allowed_pools=[pool],
         allowed_networks=[network],
-        actor=admin,
+        actor=Actor(admin),
     )
     machines = [make_vm(n, host, project, owner, c, m) for n, owner, c, m in vms]
     first = machines[0]
     job = jobs.create_job(
-        "vm.start", target=f"vm:{first.name}", actor=job_user, host=host, project=project
+        "vm.start", target=f"vm:{first.name}", actor=Actor(job_user), host=host, project=project
     )
-    event = audit.record(job_user, "vm.start", first, detail=f"job #{job.pk}")
+    event = audit.record(Actor(job_user), "vm.start", first, detail=f"job #{job.pk}")
     return Team(project, host, machines, pool, volume, network, job, event, removable)
 
 
@@ -174,7 +175,7 @@ def world(db) -> World:
             username=name,
             password=PASSWORDS[name],
             email=f"{name}@example.test",
-            actor=admin,
+            actor=Actor(admin),
         )
     w = World(users=users)
     w.teams["alpha"] = _team(
@@ -288,7 +289,7 @@ def token_for(world):
 
     def make(persona: str) -> str:
         user = world.users[persona]
-        return services.create_token(user, actor=user).key
+        return services.create_token(user, actor=Actor(user)).key
 
     return make
 

@@ -16,6 +16,7 @@ from django.core.management import call_command
 from rest_framework.authtoken.models import Token
 
 from panel import services, throttle
+from panel.actors import Actor
 from panel.models import AuditEvent, Host
 
 from .conftest import PASSWORDS, page_text, texts
@@ -129,7 +130,7 @@ def test_it_refuses_a_revoked_token(world, member, token_for, new_client):
     token = token_for("member")
     assert api_status(new_client, token) == 200
 
-    services.revoke_token(member, actor=member)
+    services.revoke_token(member, actor=Actor(member))
 
     assert api_status(new_client, token) == 401
 

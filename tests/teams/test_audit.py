@@ -12,20 +12,22 @@ import pytest
 from django.db import transaction
 
 from panel import audit, quotas
+from panel.actors import Actor
 from panel.models import AuditEvent, Host, Project
 from panel.quotas import QuotaExceeded
 from vms.models import VirtualMachine
 
 from .conftest import texts
 
-HEADER = ["time", "user", "project", "action", "target", "result", "detail", "source_ip"]
+HEADER = ["time", "user", "project", "action", "target", "result", "detail", "source_ip", "via"]
 
 
 def audit_rows(response) -> list[dict[str, str]]:
-    """The audit table as shown: one dict per row, keyed like the CSV header."""
+    """The audit table as shown: one dict per row, keyed like the CSV header (the page
+    shows how the change came in beside its address)."""
     assert response.status_code == 200, response.status_code
     cells = texts(response, "//table[contains(@class, 'audit')]/tbody/tr[count(td) = 8]/td")
-    return [dict(zip(HEADER, cells[i : i + 8], strict=True)) for i in range(0, len(cells), 8)]
+    return [dict(zip(HEADER[:8], cells[i : i + 8], strict=True)) for i in range(0, len(cells), 8)]
 
 
 def export_rows(response) -> tuple[list[str], list[dict[str, str]]]:
@@ -49,7 +51,7 @@ def test_it_records_a_project_created_on_the_page(client_for):
     assert response.status_code == 302
     event = AuditEvent.objects.get(action="project.create", target="gamma")
     assert (event.username, event.project.name, event.result) == ("admin", "gamma", "success")
-    assert event.source_ip == "127.0.0.1"
+    assert (event.source_ip, event.via) == ("127.0.0.1", "page")
     assert "'vms': 2" in event.detail
     shown = audit_rows(client_for("admin").get("/audit/?action=project.create&project=gamma"))
     assert [(r["user"], r["action"], r["target"], r["result"]) for r in shown] == [
@@ -111,7 +113,23 @@ def test_it_records_a_refusal_from_the_api(api_for):
         "POST /api/v1/projects/",
         "Only administrators can create projects.",
     )
+    assert event.via == "api"
     assert not Project.objects.filter(name="mine").exists()
+
+
+def test_it_says_which_way_each_change_came_in(api_for, client_for):
+    api_for("admin").post("/api/v1/projects/", {"name": "by-api"}, content_type="application/json")
+    client_for("admin").post("/projects/add/", {"name": "by-page"})
+
+    made = {("by-api", "api"), ("by-page", "page")}
+    events = AuditEvent.objects.filter(action="project.create", target__startswith="by-")
+    assert {(e.target, e.via) for e in events} == made
+    api_rows = api_for("admin").get("/api/v1/audit-events/?action=project.create").json()
+    assert made <= {(r["target"], r["via"]) for r in api_rows["results"]}
+    _header, rows = export_rows(client_for("admin").get("/audit/export.csv?action=project.create"))
+    assert made <= {(r["target"], r["via"]) for r in rows}
+    page = client_for("admin").get("/audit/?action=project.create").content.decode()
+    assert "(API)" in page and "(Page)" in page
 
 
 def test_it_records_a_quota_refusal_after_rolling_the_creation_back(
@@ -121,7 +139,7 @@ def test_it_records_a_quota_refusal_after_rolling_the_creation_back(
 
     with (
         pytest.raises(QuotaExceeded),
-        audit.refusals_recorded(member, "vm.create", "alpha-big", project=alpha),
+        audit.refusals_recorded(Actor(member), "vm.create", "alpha-big", project=alpha),
         transaction.atomic(),
     ):
         quotas.reserve(alpha, vms=1, vcpus=4, memory_mib=256)
@@ -149,10 +167,10 @@ def test_it_records_a_quota_refusal_after_rolling_the_creation_back(
 def dated(world, member, outsider, alpha, beta):
     """Four events of January 2025 on top of the world's (all of today)."""
     rows = [
-        audit.record(member, "vm.stop", "alpha-web", project=alpha),
-        audit.record(outsider, "vm.stop", "beta-app", project=beta),
-        audit.record(member, "vm.delete", "alpha-old", project=alpha, result="failure"),
-        audit.record(outsider, "vm.delete", "beta-old", project=beta, result="denied"),
+        audit.record(Actor(member), "vm.stop", "alpha-web", project=alpha),
+        audit.record(Actor(outsider), "vm.stop", "beta-app", project=beta),
+        audit.record(Actor(member), "vm.delete", "alpha-old", project=alpha, result="failure"),
+        audit.record(Actor(outsider), "vm.delete", "beta-old", project=beta, result="denied"),
     ]
     for event, moment in zip(rows, [at(5), at(10), at(10, 23), at(20)], strict=True):
         AuditEvent.objects.filter(pk=event.pk).update(time=moment)

@@ -21,6 +21,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from panel import services
+from panel.actors import Actor
 from panel.models import Host
 from vms import services as vm_services
 from vms.models import VirtualMachine
@@ -541,7 +542,7 @@ def test_it_answers_each_persona_with_the_exact_status_and_no_leak(
     client = (api_for if case.api else client_for)(persona)
     if case.with_token and persona != ANONYMOUS:
         user = world.users[persona]
-        services.create_token(user, actor=user)
+        services.create_token(user, actor=Actor(user))
     if case.api and data is not None:
         response = client.generic(
             case.method, path, json.dumps(data), content_type="application/json"
@@ -595,7 +596,7 @@ def test_it_answers_each_persona_with_the_exact_status_and_no_leak(
 
 
 def test_it_lets_a_project_without_a_host_list_see_every_host(world, client_for, admin, beta):
-    services.update_project(beta, allowed_hosts=[], actor=admin)
+    services.update_project(beta, allowed_hosts=[], actor=Actor(admin))
 
     body = client_for("outsider").get("/hosts/").content.decode()
 
@@ -620,7 +621,7 @@ def shared_host(world, admin):
     """A host both projects may use, each with a VM on it."""
     host = Host.objects.create(name="kvm-shared", uri="test:///shared", state="up")
     for team in world.teams.values():
-        services.update_project(team.project, allowed_hosts=[team.host, host], actor=admin)
+        services.update_project(team.project, allowed_hosts=[team.host, host], actor=Actor(admin))
     alpha_vm = make_vm("alpha-shared-vm", host, world.teams["alpha"].project, admin, 1, 128)
     beta_vm = make_vm("beta-shared-vm", host, world.teams["beta"].project, admin, 1, 128)
     return host, alpha_vm, beta_vm

@@ -10,6 +10,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from panel import services
+from panel.actors import Actor
 from panel.choices import ProjectRole
 from panel.models import Host
 from panel.permissions import sees_vm, vm_projects_seen
@@ -23,8 +24,8 @@ pytestmark = pytest.mark.django_db
 def test_a_change_is_pushed_to_exactly_those_who_see_the_vm():
     User = get_user_model()
     admin = User.objects.create_superuser("admin", "a@example.test", "admin-pass-9d3k")
-    alpha = services.create_project(name="alpha", actor=admin)
-    beta = services.create_project(name="beta", actor=admin)
+    alpha = services.create_project(name="alpha", actor=Actor(admin))
+    beta = services.create_project(name="beta", actor=Actor(admin))
     people = {"admin": admin}
     for name, project, role in (
         ("operator", alpha, ProjectRole.OPERATOR),
@@ -34,7 +35,7 @@ def test_a_change_is_pushed_to_exactly_those_who_see_the_vm():
         ("disabled", alpha, ProjectRole.OPERATOR),
     ):
         people[name] = User.objects.create_user(name, f"{name}@example.test", "x-pass-12345")
-        services.add_member(project, user=people[name], role=role, actor=admin)
+        services.add_member(project, user=people[name], role=role, actor=Actor(admin))
     people["nobody"] = User.objects.create_user("nobody", "n@example.test", "x-pass-12345")
     people["disabled"].is_active = False
     people["disabled"].save()

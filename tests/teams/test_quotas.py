@@ -11,6 +11,7 @@ import pytest
 from django.db import connection, transaction
 
 from panel import quotas, services
+from panel.actors import Actor
 from panel.models import Job
 from panel.quotas import QuotaExceeded, Usage
 from storage.models import Volume
@@ -156,7 +157,7 @@ def test_it_does_not_limit_a_project_without_a_quota(beta):
 
 
 def test_it_follows_a_raised_quota_at_once(alpha, admin):
-    services.update_project(alpha, quota={"vcpus": 8}, actor=admin)
+    services.update_project(alpha, quota={"vcpus": 8}, actor=Actor(admin))
 
     with transaction.atomic():
         quotas.reserve(alpha, vcpus=5)
@@ -165,7 +166,7 @@ def test_it_follows_a_raised_quota_at_once(alpha, admin):
 
 @pytest.mark.sqlite
 def test_it_lets_exactly_the_quota_win_when_eight_requests_race(transactional_db, world, admin):
-    project = services.create_project(name="race", quota={"vms": 3}, actor=admin)
+    project = services.create_project(name="race", quota={"vms": 3}, actor=Actor(admin))
     host = world.teams["alpha"].host
     barrier = threading.Barrier(RACERS)
     outcomes: list[object] = [None] * RACERS

@@ -39,6 +39,7 @@ from lxml import html as lxml_html
 from rest_framework.test import APIClient
 
 from panel import hypervisor, services
+from panel.actors import Actor
 from panel.choices import HostState, ProjectRole
 from panel.models import Host, Project
 from tests.conftest import LOCAL_URI, guest_spec
@@ -86,18 +87,18 @@ def people(db) -> People:
     users: dict[str, Any] = {"admin": admin}
     for name, password in PASSWORDS.items():
         users[name] = services.create_user(
-            username=name, password=password, email=f"{name}@example.test", actor=admin
+            username=name, password=password, email=f"{name}@example.test", actor=Actor(admin)
         )
-    alpha = services.create_project(name="alpha", actor=admin)
-    beta = services.create_project(name="beta", actor=admin)
+    alpha = services.create_project(name="alpha", actor=Actor(admin))
+    beta = services.create_project(name="beta", actor=Actor(admin))
     for name, role in (
         ("operator", ProjectRole.OPERATOR),
         ("member", ProjectRole.MEMBER),
         ("member2", ProjectRole.MEMBER),
         ("viewer", ProjectRole.VIEWER),
     ):
-        services.add_member(alpha, user=users[name], role=role, actor=admin)
-    services.add_member(beta, user=users["outsider"], role=ProjectRole.MEMBER, actor=admin)
+        services.add_member(alpha, user=users[name], role=role, actor=Actor(admin))
+    services.add_member(beta, user=users["outsider"], role=ProjectRole.MEMBER, actor=Actor(admin))
     return People(users=users, alpha=alpha, beta=beta)
 
 
@@ -129,7 +130,7 @@ def api_for(people) -> Callable[[str], APIClient]:
         client = APIClient()
         if persona != "anonymous":
             user = people[persona]
-            token = services.create_token(user, actor=user)
+            token = services.create_token(user, actor=Actor(user))
             client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
         return client
 

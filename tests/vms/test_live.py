@@ -14,6 +14,7 @@ from django.test import Client
 from websockets.exceptions import ConnectionClosed
 
 from panel import hypervisor, services
+from panel.actors import Actor
 from tests.conftest import LOCAL_URI
 from tests.stack import open_ws, refusal
 from vms import services as vm_services
@@ -124,7 +125,7 @@ def test_it_stops_pushing_a_vm_to_a_member_removed_from_its_project(
     ):
         member_ws.recv(timeout=10)
         admin_ws.recv(timeout=10)
-        services.remove_member(people.alpha, user=people["member"], actor=people["admin"])
+        services.remove_member(people.alpha, user=people["member"], actor=Actor(people["admin"]))
         vm_services.sync_domain(vm.host, hypervisor.start_domain(LOCAL_URI, str(vm.pk)))
         # The push happened: the admin's socket gets it.
         assert json.loads(admin_ws.recv(timeout=10))["vm"]["id"] == str(vm.pk)

@@ -15,6 +15,7 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from panel import hypervisor
+from panel.actors import Actor
 from tests.conftest import LOCAL_URI
 from vms import services as vm_services
 from vms.models import VirtualMachine
@@ -81,7 +82,7 @@ def elsewhere(fn, *args, **kwargs):
 def act(vm, action: str, actor) -> None:
     """What the VM's Start or Force off button does, done by actor."""
     fresh = VirtualMachine.objects.select_related("host", "project").get(pk=vm.pk)
-    vm_services.perform_action(fresh, action, actor=actor)
+    vm_services.perform_action(fresh, action, actor=Actor(actor))
 
 
 def test_it_shows_the_vm_list_follow_the_vm_state_without_reloading(

@@ -12,8 +12,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from panel.actors import Actor
 from panel.api.pagination import PanelPagination
-from panel.audit import client_ip
 from panel.models import Project
 from panel.permissions import CHANGE, VIEW, get_object_for_user, restrict
 from storage.models import StoragePool
@@ -117,8 +117,7 @@ class VMBackupsView(APIView):
             vm,
             _pool(request, params.validated_data["pool"]),
             method=params.validated_data["method"],
-            actor=request.user,
-            source_ip=client_ip(request),
+            actor=Actor.of(request),
         )
         return Response(
             {"job": job.pk, "backup": job.result["backup"]}, status=status.HTTP_202_ACCEPTED
@@ -136,9 +135,7 @@ class VMBackupView(APIView):
     @extend_schema(responses={204: None})
     def delete(self, request: Request, vm_id: Any, backup_id: int) -> Response:
         vm = _vm(request, vm_id, CHANGE)
-        backups.delete_backup(
-            _backup(vm, backup_id), actor=request.user, source_ip=client_ip(request)
-        )
+        backups.delete_backup(_backup(vm, backup_id), actor=Actor.of(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -159,8 +156,7 @@ class VMBackupRestoreView(APIView):
             name=data["name"],
             pool=_pool(request, data["pool"]),
             start=data["start"],
-            actor=request.user,
-            source_ip=client_ip(request),
+            actor=Actor.of(request),
         )
         return Response({"job": job.pk, "backup": backup.pk}, status=status.HTTP_202_ACCEPTED)
 
@@ -213,8 +209,7 @@ class VMSchedulesView(APIView):
         schedule = schedules.save_schedule(
             _schedule_data(request, partial=False),
             vm=vm,
-            actor=request.user,
-            source_ip=client_ip(request),
+            actor=Actor.of(request),
         )
         return Response(schedules.serialize_schedule(schedule), status=status.HTTP_201_CREATED)
 
@@ -239,8 +234,7 @@ class ProjectSchedulesView(APIView):
         schedule = schedules.save_schedule(
             _schedule_data(request, partial=False),
             project=project,
-            actor=request.user,
-            source_ip=client_ip(request),
+            actor=Actor.of(request),
         )
         return Response(schedules.serialize_schedule(schedule), status=status.HTTP_201_CREATED)
 
@@ -263,14 +257,11 @@ class ScheduleView(APIView):
         schedule = schedules.save_schedule(
             _schedule_data(request, partial=True),
             schedule=self._schedule(request, schedule_id),
-            actor=request.user,
-            source_ip=client_ip(request),
+            actor=Actor.of(request),
         )
         return Response(schedules.serialize_schedule(schedule))
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, schedule_id: int) -> Response:
-        schedules.delete_schedule(
-            self._schedule(request, schedule_id), actor=request.user, source_ip=client_ip(request)
-        )
+        schedules.delete_schedule(self._schedule(request, schedule_id), actor=Actor.of(request))
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from networking.models import Network
 from networking.services import normalize_mac
-from panel.audit import client_ip
+from panel.actors import Actor
 from panel.exceptions import ServiceError
 from panel.permissions import CHANGE, VIEW, get_object_for_user, restrict
 from vms.models import VirtualMachine
@@ -106,9 +106,7 @@ class VMNicsView(APIView):
                     "There is no such network: give the id of a network you can see.",
                     field="network",
                 )
-        vm, mac = nics.attach_nic(
-            vm, **data, network=network, actor=request.user, source_ip=client_ip(request)
-        )
+        vm, mac = nics.attach_nic(vm, **data, network=network, actor=Actor.of(request))
         nic = next(n for n in nics.vm_nics(vm) if n["mac"] == mac)
         return Response(NicSerializer(nic).data, status=status.HTTP_201_CREATED)
 
@@ -124,10 +122,9 @@ class VMNicsView(APIView):
         nics.detach_nic(
             vm,
             mac,
-            actor=request.user,
+            actor=Actor.of(request),
             live=data["live"],
             persistent=data["persistent"],
-            source_ip=client_ip(request),
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -138,7 +135,7 @@ class VMNicView(VMNicsView):
     http_method_names = ["get", "patch", "delete", "head", "options"]
 
     @extend_schema(responses=NicSerializer, operation_id="vms_nic_retrieve")
-    def get(self, request: Request, vm_id: Any, mac: str = "") -> Response:  # type: ignore[override]
+    def get(self, request: Request, vm_id: Any, mac: str = "") -> Response:
         vm = self._vm(request, vm_id, VIEW)
         for nic in nics.vm_nics(vm):
             if nic["mac"] == mac.lower():
@@ -156,8 +153,7 @@ class VMNicView(VMNicsView):
             vm,
             mac,
             params.validated_data["link_up"],
-            actor=request.user,
-            source_ip=client_ip(request),
+            actor=Actor.of(request),
         )
         mac = normalize_mac(mac)
         return Response(NicSerializer(next(n for n in nics.vm_nics(vm) if n["mac"] == mac)).data)

@@ -11,8 +11,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from panel.actors import Actor
 from panel.api.pagination import PanelPagination
-from panel.audit import client_ip
 from panel.permissions import CHANGE, VIEW, get_object_for_user
 from vms.models import Snapshot, VirtualMachine
 from vms.services import merges, snapshots
@@ -93,9 +93,7 @@ class VMSnapshotsView(APIView):
         vm = _vm(request, vm_id, CHANGE)
         params = SnapshotCreateSerializer(data=request.data)
         params.is_valid(raise_exception=True)
-        job = snapshots.take_snapshot(
-            vm, actor=request.user, source_ip=client_ip(request), **params.validated_data
-        )
+        job = snapshots.take_snapshot(vm, actor=Actor.of(request), **params.validated_data)
         return _queued(job)
 
 
@@ -114,7 +112,7 @@ class VMSnapshotView(APIView):
         snapshot = _snapshot(vm, name)
         children = request.query_params.get("children", "").lower() in {"1", "true", "yes"}
         job = snapshots.delete_snapshot(
-            vm, snapshot.name, children=children, actor=request.user, source_ip=client_ip(request)
+            vm, snapshot.name, children=children, actor=Actor.of(request)
         )
         return _queued(job)
 
@@ -133,8 +131,7 @@ class VMSnapshotRevertView(APIView):
             snapshot.name,
             start=params.validated_data["start"],
             discard_later=params.validated_data["discard_later"],
-            actor=request.user,
-            source_ip=client_ip(request),
+            actor=Actor.of(request),
         )
         return _queued(job)
 
@@ -165,7 +162,5 @@ class VMDiskMergeView(APIView):
         vm = _vm(request, vm_id, CHANGE)
         params = MergeSerializer(data=request.data)
         params.is_valid(raise_exception=True)
-        job = merges.merge_disk(
-            vm, disk, actor=request.user, source_ip=client_ip(request), **params.validated_data
-        )
+        job = merges.merge_disk(vm, disk, actor=Actor.of(request), **params.validated_data)
         return _queued(job)

@@ -14,9 +14,9 @@ from rest_framework.filters import OrderingFilter
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from panel.actors import Actor
 from panel.api.pagination import KeyFirstPagination
 from panel.api.views import ScopedMixin, named_in_body
-from panel.audit import client_ip
 from panel.exceptions import ServiceError
 from panel.models import Job
 from panel.permissions import CHANGE, DELETE, is_admin
@@ -120,7 +120,7 @@ class VirtualMachineViewSet(
 
         if not isinstance(request.data, dict):
             raise ServiceError("Send the VM as a JSON object.")
-        job = create.create_vm(dict(request.data), actor=request.user, source_ip=client_ip(request))
+        job = create.create_vm(dict(request.data), actor=Actor.of(request))
         return Response({"id": job.result["vm"], "job": job.pk}, status=status.HTTP_202_ACCEPTED)
 
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -131,13 +131,9 @@ class VirtualMachineViewSet(
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         if "project" in data and data["project"] != vm.project:
-            vm = services.assign_vm(
-                vm, data["project"], actor=request.user, source_ip=client_ip(request)
-            )
+            vm = services.assign_vm(vm, data["project"], actor=Actor.of(request))
         if "autostart" in data and data["autostart"] != vm.autostart:
-            vm = services.set_vm_autostart(
-                vm, data["autostart"], actor=request.user, source_ip=client_ip(request)
-            )
+            vm = services.set_vm_autostart(vm, data["autostart"], actor=Actor.of(request))
         return Response(self.get_serializer(vm).data)
 
     def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -153,9 +149,7 @@ class VirtualMachineViewSet(
         vm = self.get_object_for(DELETE)
         remove = request.query_params.get("remove_storage", "").lower() in {"1", "true", "yes"}
         targets = [d["target"] for d in vm.disks if d.get("device") == "disk"] if remove else []
-        job = services.delete_vm(
-            vm, actor=request.user, remove_disks=targets, source_ip=client_ip(request)
-        )
+        job = services.delete_vm(vm, actor=Actor.of(request), remove_disks=targets)
         if job is None:
             return Response(status=204)
         return Response({"job": job.pk}, status=status.HTTP_202_ACCEPTED)
@@ -167,10 +161,9 @@ class VirtualMachineViewSet(
         result = services.perform_action(
             vm,
             verb,
-            actor=request.user,
+            actor=Actor.of(request),
             mode=params.validated_data["mode"],
             timeout=params.validated_data["timeout"],
-            source_ip=client_ip(request),
         )
         if isinstance(result, Job):
             return Response({"job": result.pk}, status=status.HTTP_202_ACCEPTED)
@@ -254,8 +247,7 @@ class VirtualMachineViewSet(
         job = migrate.migrate_vm(
             self.get_object_for(CHANGE),
             data,
-            actor=request.user,
-            source_ip=client_ip(request),
+            actor=Actor.of(request),
         )
         return Response({"job": job.pk}, status=status.HTTP_202_ACCEPTED)
 
@@ -274,9 +266,7 @@ class VirtualMachineViewSet(
         if not isinstance(request.data, dict):
             raise ServiceError("Send the disk and the pool as a JSON object.")
         data = request.data.dict() if hasattr(request.data, "dict") else dict(request.data)
-        job = move_storage.move_storage(
-            self.get_object_for(CHANGE), data, actor=request.user, source_ip=client_ip(request)
-        )
+        job = move_storage.move_storage(self.get_object_for(CHANGE), data, actor=Actor.of(request))
         return Response({"job": job.pk}, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
@@ -318,10 +308,9 @@ class VirtualMachineViewSet(
         scheme = "wss" if request.is_secure() else "ws"
         ticket = consoles.issue_ticket(
             vm,
-            request.user,
+            Actor.of(request),
             str(request.data.get("type", "")),
             ws_base=f"{scheme}://{request.get_host()}",
-            source_ip=client_ip(request),
         )
         return Response(ticket)
 
@@ -360,17 +349,13 @@ class VirtualMachineViewSet(
         if request.method == "DELETE":
             params = DiskDetachSerializer(data={**request.query_params.dict(), **request.data})
             params.is_valid(raise_exception=True)
-            vm = disks.detach_disk(
-                vm, actor=request.user, source_ip=client_ip(request), **params.validated_data
-            )
+            vm = disks.detach_disk(vm, actor=Actor.of(request), **params.validated_data)
             return Response(VirtualMachineDetailSerializer(vm).data)
         params = DiskAttachSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         data = dict(params.validated_data)
         volume = self._disk_volume(request, data.pop("volume"))
-        vm = disks.attach_disk(
-            vm, volume=volume, actor=request.user, source_ip=client_ip(request), **data
-        )
+        vm = disks.attach_disk(vm, volume=volume, actor=Actor.of(request), **data)
         return Response(VirtualMachineDetailSerializer(vm).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=MediaSerializer, responses=VirtualMachineDetailSerializer)
@@ -388,8 +373,7 @@ class VirtualMachineViewSet(
             vm,
             data.pop("target"),
             volume,
-            actor=request.user,
-            source_ip=client_ip(request),
+            actor=Actor.of(request),
             **data,
         )
         return Response(VirtualMachineDetailSerializer(vm).data)

@@ -14,6 +14,7 @@ import gzip
 import lzma
 import stat
 import zlib
+from typing import Any
 
 from panel.exceptions import ServiceError
 
@@ -166,6 +167,7 @@ def _read_newc(buf: bytes, offset: int, files: dict[str, bytes]) -> int:
 def _decompress_member(buf: bytes, offset: int) -> tuple[bytes, int]:
     """Decompress the one compressed stream at `offset`; return its data and where it ends."""
     head = buf[offset : offset + 6]
+    decompressor: Any
     if head.startswith(b"\x1f\x8b"):
         decompressor = zlib.decompressobj(wbits=31)
     elif head.startswith(b"\xfd7zXZ\x00"):

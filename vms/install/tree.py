@@ -166,6 +166,7 @@ def _internal_host(hostname: str) -> bool:
     name = hostname.rstrip(".").lower()
     if name == "localhost" or name.endswith(".localhost") or not name:
         return True
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address | None
     try:
         address = ipaddress.ip_address(name.split("%", 1)[0])
     except ValueError:

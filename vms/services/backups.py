@@ -14,6 +14,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
 from panel import audit, hypervisor, jobs, locks, quotas
+from panel.actors import Actor
 from panel.choices import JobKind
 from panel.exceptions import ConflictError, ServiceError
 from panel.hostcalls import on_host
@@ -52,7 +53,7 @@ def serialize_backup(backup: Backup) -> dict[str, Any]:
     }
 
 
-def backup_pool(vm: VirtualMachine, pool: StoragePool | None, actor: Any) -> StoragePool:
+def backup_pool(vm: VirtualMachine, pool: StoragePool | None, actor: Actor) -> StoragePool:
     if pool is None:
         raise ServiceError("Choose the pool the backup goes to.", field="pool")
     if pool.host_id != vm.host_id:
@@ -61,7 +62,7 @@ def backup_pool(vm: VirtualMachine, pool: StoragePool | None, actor: Any) -> Sto
             "runs: choose a pool of that host.",
             field="pool",
         )
-    if not restrict(StoragePool.objects.filter(pk=pool.pk), actor, VIEW).exists():
+    if not restrict(StoragePool.objects.filter(pk=pool.pk), actor.user, VIEW).exists():
         raise ServiceError(f"Your project may not use pool {pool.name}.", field="pool")
     if pool.state != "active":
         raise ConflictError(f"Pool {pool.name} is not running: an admin must start it first.")
@@ -86,18 +87,15 @@ def take_backup(
     vm: VirtualMachine,
     pool: StoragePool | None,
     *,
-    actor: Any,
+    actor: Actor,
     schedule: BackupSchedule | None = None,
     method: str = "",
-    source_ip: str | None = None,
 ) -> Job:
     """Queue a full backup of vm's disks and definition into pool: offline when it is shut
     off, through libvirt's backup API when it runs (or snapshot, copy, merge without one);
     method forces one of those ways ('' chooses)."""
     require_right(actor, vm, CHANGE, "back up")
-    with audit.refusals_recorded(
-        actor, "vm.backup.create", vm, project=vm.project, source_ip=source_ip
-    ):
+    with audit.refusals_recorded(actor, "vm.backup.create", vm, project=vm.project):
         pool = backup_pool(vm, pool, actor)
         _check_method(vm, method)
         if not [d for d in vm.disks if d.get("device") == "disk"]:
@@ -105,7 +103,7 @@ def take_backup(
         ready_to_copy(vm)
         # The copies read each disk as its recorded format: headers checked first.
         storage_services.check_vm_disks(vm.host, vm.disks, "backed up")
-        return _queue_backup(vm, pool, schedule, method, actor=actor, source_ip=source_ip)
+        return _queue_backup(vm, pool, schedule, method, actor=actor)
 
 
 def _check_method(vm: VirtualMachine, method: str) -> None:
@@ -128,15 +126,14 @@ def _queue_backup(
     schedule: BackupSchedule | None,
     method: str,
     *,
-    actor: Any,
-    source_ip: str | None,
+    actor: Actor,
 ) -> Job:
     """The backup's row made and its job queued, what it may take reserved."""
     from vms.tasks import vm_backup_task
 
     # The copies may take up to the disks' capacity: counted from now, against the
     # project's backup quota; once done, the backup counts the size of its copies.
-    reserve = {"backup_gib": quotas.backup_reserve(disk_bytes(vm))}
+    reserve: quotas.Reservation = {"backup_gib": quotas.backup_reserve(disk_bytes(vm))}
     with transaction.atomic():
         if vm.project is not None:
             quotas.reserve(vm.project, **reserve)
@@ -164,7 +161,6 @@ def _queue_backup(
             action="vm.backup.create",
             detail=f"backup #{backup.pk} into pool {pool.name}"
             + (f" (schedule #{schedule.pk})" if schedule else ""),
-            source_ip=source_ip,
         )
         backup.job = job
         backup.save(update_fields=["job"])
@@ -175,11 +171,13 @@ def run_backup_job(job: Job) -> None:
     """The body of a backup job: copy, verify with qemu-img check, record, prune."""
     spec = job.result
     backup = Backup.objects.select_related("vm", "host", "pool", "schedule").get(pk=spec["backup"])
-    vm = backup.vm
+    vm, pool = backup.vm, backup.pool
     if vm is None:
         raise ServiceError("The VM of this backup was removed.")
+    if pool is None:
+        raise ServiceError("The pool of this backup was removed from the panel.")
     try:
-        _copy_and_verify(job, backup, vm)
+        _copy_and_verify(job, backup, vm, pool)
     except Exception as exc:
         message = getattr(exc, "message", None) or str(exc)
         Backup.objects.filter(pk=backup.pk).update(state=BackupState.FAILED, message=message)
@@ -191,16 +189,16 @@ def run_backup_job(job: Job) -> None:
             jobs.report(job.pk, log_line=line)
 
 
-def _copy_and_verify(job: Job, backup: Backup, vm: VirtualMachine) -> None:
+def _copy_and_verify(job: Job, backup: Backup, vm: VirtualMachine, pool: StoragePool) -> None:
     """The copies made and recorded, checked with qemu-img, the backup marked good or failed."""
     jobs.report(
         job.pk,
         progress=5,
-        message=f"Backing up {vm.name} into {backup.pool.name}",
+        message=f"Backing up {vm.name} into {pool.name}",
         log_line=f"backup #{backup.pk} of {vm.name} ({vm.state}) started",
     )
     started = time.monotonic()
-    result = _copy(job, backup, vm)
+    result = _copy(job, backup, vm, pool)
     duration = time.monotonic() - started
     jobs.report(job.pk, progress=85, log_line=f"copied by the {result.method} method")
     for disk in result.disks:
@@ -229,7 +227,7 @@ def _copy_and_verify(job: Job, backup: Backup, vm: VirtualMachine) -> None:
     )
     from storage.services import refresh_pool_row
 
-    refresh_pool_row(backup.pool)
+    refresh_pool_row(pool)
     if not good:
         raise ServiceError(
             f"The backup of {vm.name} was copied but qemu-img check found errors: do not "
@@ -244,7 +242,9 @@ def _copy_and_verify(job: Job, backup: Backup, vm: VirtualMachine) -> None:
     )
 
 
-def _copy(job: Job, backup: Backup, vm: VirtualMachine) -> hypervisor.BackupResult:
+def _copy(
+    job: Job, backup: Backup, vm: VirtualMachine, pool: StoragePool
+) -> hypervisor.BackupResult:
     """vm's disks and definition copied into the backup's pool, by the job's method."""
 
     def progress(done: int, total: int) -> None:
@@ -254,7 +254,7 @@ def _copy(job: Job, backup: Backup, vm: VirtualMachine) -> hypervisor.BackupResu
         return hypervisor.backup_domain(
             vm.host.uri,
             str(vm.pk),
-            backup.pool.name,
+            pool.name,
             f"{vm.name}-backup-{backup.pk}",
             method=str(job.result.get("method", "")),
             progress=progress,
@@ -289,7 +289,7 @@ def _rpo(backup: Backup, consistent_at: datetime) -> int | None:
 
 def delete_copies(backup: Backup) -> list[str]:
     """Delete a backup's volumes from its pool; returns what was deleted."""
-    done = []
+    done: list[str] = []
     if backup.pool is None:
         return done
     for disk in backup.disks:
@@ -304,15 +304,15 @@ def delete_copies(backup: Backup) -> list[str]:
     return done
 
 
-def delete_backup(backup: Backup, *, actor: Any, source_ip: str | None = None) -> None:
+def delete_backup(backup: Backup, *, actor: Actor) -> None:
     """Delete a backup's copies and its record."""
     vm = backup.vm
     if vm is not None:
         require_right(actor, vm, CHANGE, "delete backups of")
-    elif not (backup.project and allowed(actor, backup.project, MANAGE)):
+    elif not (backup.project and allowed(actor.user, backup.project, MANAGE)):
         raise PermissionDenied("Your role does not allow you to delete this backup.")
     with audit.refusals_recorded(
-        actor, "vm.backup.delete", vm or backup.vm_name, project=backup.project, source_ip=source_ip
+        actor, "vm.backup.delete", vm or backup.vm_name, project=backup.project
     ):
         if _in_progress(backup):
             raise ConflictError(f"Backup #{backup.pk} is still being made: wait for its job.")
@@ -325,7 +325,6 @@ def delete_backup(backup: Backup, *, actor: Any, source_ip: str | None = None) -
                 vm or backup.vm_name,
                 project=backup.project,
                 detail=f"backup #{backup.pk}",
-                source_ip=source_ip,
             )
             backup.delete()
 

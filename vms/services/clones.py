@@ -9,6 +9,7 @@ from typing import Any
 from django.db import transaction
 
 from panel import audit, hypervisor, jobs, locks
+from panel.actors import Actor
 from panel.choices import JobKind
 from panel.exceptions import ConflictError, ServiceError
 from panel.models import Job
@@ -24,8 +25,7 @@ def clone_vm(
     name: str,
     *,
     linked: bool,
-    actor: Any,
-    source_ip: str | None = None,
+    actor: Actor,
 ) -> Job:
     """Queue a clone of a shut-off VM into the same project, owned by the actor."""
     from panel import quotas
@@ -33,7 +33,7 @@ def clone_vm(
 
     require_right(actor, vm, CHANGE, "clone")
     name = (name or "").strip()
-    with audit.refusals_recorded(actor, "vm.clone", vm, project=vm.project, source_ip=source_ip):
+    with audit.refusals_recorded(actor, "vm.clone", vm, project=vm.project):
         if not name or len(name) > 64 or not all(c.isalnum() or c in "-_." for c in name):
             raise ServiceError(
                 "Name the clone with 1 to 64 letters, digits, '-', '_' or '.'.", field="name"
@@ -68,7 +68,6 @@ def clone_vm(
                 actor=actor,
                 action="vm.clone",
                 detail=f"{'linked' if linked else 'full'} clone {name}",
-                source_ip=source_ip,
             )
     return job
 

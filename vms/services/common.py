@@ -1,17 +1,23 @@
 """What the VM services share: hypervisor errors made readable, the actor's right
-checked, the VM claimed for a quick change, a job queued on it, and its row read again
-from its host.
+checked, the VM claimed for a quick change, a job queued on it, its row read again from
+its host, and the frame of a change made at once (vm_change).
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from typing import Any
 
-from panel import hypervisor, jobs, locks
+from django.db import transaction
+
+from panel import audit, hypervisor, jobs, locks
+from panel.actors import Actor
+from panel.exceptions import ConflictError
 from panel.hostcalls import on_host
 from panel.models import Job
-from panel.permissions import allowed
+from panel.permissions import CHANGE, allowed
+from vms.choices import VMState
 from vms.models import VirtualMachine
 from vms.services.sync import mark_missing, still_there, sync_domain
 
@@ -32,11 +38,11 @@ def on_vm_host(
     )
 
 
-def require_right(actor: Any, vm: VirtualMachine, action: str, verb: str) -> None:
+def require_right(actor: Actor, vm: VirtualMachine, action: str, verb: str) -> None:
     """PermissionDenied unless actor's role on vm allows action (verb says what was refused)."""
     from django.core.exceptions import PermissionDenied
 
-    if not allowed(actor, vm, action):
+    if not allowed(actor.user, vm, action):
         raise PermissionDenied(f"Your role does not allow you to {verb} {vm.name}.")
 
 
@@ -56,11 +62,54 @@ def reread(vm: VirtualMachine) -> VirtualMachine:
     return apply_info(vm, None)
 
 
-def claimed(vm: VirtualMachine, what: str, actor: Any, *, jobs_too: bool = True) -> Any:
+def claimed(vm: VirtualMachine, what: str, actor: Actor, *, jobs_too: bool = True) -> Any:
     """vm claimed for a quick change (see panel.locks): a concurrent action (or job) gets 409.
     The claim is the request's first write, made before the host is asked anything."""
-    who = getattr(actor, "username", "") or "the panel"
+    who = actor.username
     return locks.hold(f"vm:{vm.pk}", label=vm.name, what=f"{what} ({who})", jobs_too=jobs_too)
+
+
+def ready_for_change(vm: VirtualMachine, actor: Actor, verb: str) -> None:
+    """A refusal unless actor may change vm, it is on its host and nothing else runs on it."""
+    require_right(actor, vm, CHANGE, verb)
+    if vm.state == VMState.MISSING:
+        raise ConflictError(f"{vm.name} is missing from its host.")
+    locks.refuse_if_busy(f"vm:{vm.pk}", vm.name)
+
+
+class VMChange:
+    """A change to a VM being made (see vm_change): its host's calls and its outcome."""
+
+    def __init__(self, vm: VirtualMachine, actor: Actor, action: str) -> None:
+        self.vm, self.actor, self.action = vm, actor, action
+
+    def on_host(self, failed: str | None = None) -> contextlib.AbstractContextManager[None]:
+        """Around the hypervisor calls: their errors as a user reads them (on_vm_host)."""
+        return on_vm_host(self.vm, failed)
+
+    def claim(self, what: str) -> Any:
+        """The VM claimed while the host is changed: a concurrent action gets 409."""
+        return locks.hold(f"vm:{self.vm.pk}", label=self.vm.name, what=what)
+
+    def done(self, info: hypervisor.DomainInfo | None, detail: str) -> VirtualMachine:
+        """The VM's row updated from the host's answer (read again when None), the change
+        audited and the browsers watching it told, in one transaction."""
+        with transaction.atomic():
+            self.vm = apply_info(self.vm, info)
+            audit.record(self.actor, self.action, self.vm, detail=detail)
+        return self.vm
+
+
+@contextlib.contextmanager
+def vm_change(vm: VirtualMachine, actor: Actor, action: str, verb: str) -> Iterator[VMChange]:
+    """The frame of a change made at once to a VM's definition or devices: refused before
+    anything is asked unless actor may change vm (403, "you may not <verb> it"), it is on
+    its host and no job runs on it (409); a refusal inside (bad input, the host's) is
+    audited as action after the rollback. The body calls the host within
+    change.on_host() and ends with change.done()."""
+    ready_for_change(vm, actor, verb)
+    with audit.refusals_recorded(actor, action, vm, project=vm.project):
+        yield VMChange(vm, actor, action)
 
 
 def queue_vm_job(
@@ -69,10 +118,9 @@ def queue_vm_job(
     task: Any,
     spec: dict[str, Any],
     *,
-    actor: Any,
+    actor: Actor,
     action: str,
     detail: str,
-    source_ip: str | None,
 ) -> Job:
     """A job on vm with its spec, audited, its task sent on commit; inside the caller's transaction."""
     return jobs.queue(
@@ -86,7 +134,6 @@ def queue_vm_job(
         project=vm.project,
         action=action,
         detail=detail,
-        source_ip=source_ip,
     )
 
 

@@ -7,11 +7,8 @@ it is marked shareable (CD-ROM images are read-only and may be shared).
 
 from __future__ import annotations
 
-from typing import Any
-
-from django.db import transaction
-
-from panel import audit, hypervisor, locks
+from panel import hypervisor
+from panel.actors import Actor
 from panel.exceptions import ConflictError, ServiceError
 from panel.hypervisor import storage as hv
 from panel.permissions import CHANGE, VIEW, allowed, is_admin
@@ -20,7 +17,7 @@ from storage.models import Volume
 from storage.services import vms_using
 from vms.choices import VMState
 from vms.models import VirtualMachine
-from vms.services.common import apply_info, on_vm_host, require_right
+from vms.services.common import vm_change
 
 BUSES = {"virtio": "vd", "sata": "sd", "scsi": "sd", "usb": "sd"}
 CACHE_MODES = {
@@ -65,20 +62,7 @@ def check_scope(vm: VirtualMachine, live: bool, persistent: bool) -> None:
         raise ConflictError(f"{vm.name} is transient: only live changes apply to it.")
 
 
-def ready_for_change(vm: VirtualMachine, actor: Any, verb: str) -> None:
-    """A refusal unless actor may change vm, it is on its host and nothing else runs on it."""
-    require_right(actor, vm, CHANGE, verb)
-    if vm.state == VMState.MISSING:
-        raise ConflictError(f"{vm.name} is missing from its host.")
-    locks.refuse_if_busy(f"vm:{vm.pk}", vm.name)
-
-
-def _one_at_a_time(vm: VirtualMachine, what: str) -> Any:
-    """The VM claimed for this change (see panel.locks): a concurrent action gets 409."""
-    return locks.hold(f"vm:{vm.pk}", label=vm.name, what=what)
-
-
-def _usable_volume(vm: VirtualMachine, volume: Volume, actor: Any, *, read_only: bool) -> None:
+def _usable_volume(vm: VirtualMachine, volume: Volume, actor: Actor, *, read_only: bool) -> None:
     """The actor may put this volume into this VM."""
     if volume.pool.host_id != vm.host_id:
         raise ServiceError(
@@ -86,13 +70,13 @@ def _usable_volume(vm: VirtualMachine, volume: Volume, actor: Any, *, read_only:
             "a disk must be on the VM's host.",
             field="volume",
         )
-    if is_admin(actor):
+    if is_admin(actor.user):
         return
-    if volume.shared and read_only and allowed(actor, volume, VIEW):
+    if volume.shared and read_only and allowed(actor.user, volume, VIEW):
         return
-    if volume.project_id != vm.project_id or not allowed(actor, volume, CHANGE):
+    if volume.project_id != vm.project_id or not allowed(actor.user, volume, CHANGE):
         raise ServiceError(
-            f"{volume.name} is not a volume of {vm.project.name} that you may use.",
+            f"{volume.name} is not a volume of {vm.project or 'its project'} that you may use.",
             field="volume",
         )
 
@@ -111,14 +95,10 @@ def attach_disk(
     shareable: bool = False,
     live: bool = True,
     persistent: bool = True,
-    actor: Any,
-    source_ip: str | None = None,
+    actor: Actor,
 ) -> VirtualMachine:
     """Attach a volume as a disk, or a CD-ROM drive (with an image, or empty)."""
-    ready_for_change(vm, actor, "change the disks of")
-    with audit.refusals_recorded(
-        actor, "vm.disk.attach", vm, project=vm.project, source_ip=source_ip
-    ):
+    with vm_change(vm, actor, "vm.disk.attach", "change the disks of") as change:
         _check_modes(device, bus, cache, io, discard)
         if volume is None and device == "disk":
             raise ServiceError("Choose the volume to attach.", field="volume")
@@ -142,18 +122,14 @@ def attach_disk(
             shareable=shareable,
             backing=storage_services.as_backing(chain),
         )
-        with _one_at_a_time(vm, f"attaching {target}"):
-            with on_vm_host(vm, f"Attaching {target} to {vm.name}"):
+        with change.claim(f"attaching {target}"):
+            with change.on_host(f"Attaching {target} to {vm.name}"):
                 info = hv.attach_disk(
                     vm.host.uri, str(vm.pk), spec, live=live, persistent=persistent
                 )
-            vm = commit_disk_change(
-                vm,
+            vm = change.done(
                 info,
-                actor,
-                "vm.disk.attach",
                 f"{device} {target} ({bus}) {path or 'empty'}; {scope_words(live, persistent)}",
-                source_ip,
             )
     return vm
 
@@ -183,7 +159,7 @@ def _check_modes(device: str, bus: str, cache: str, io: str, discard: str) -> No
 def _attachable(
     vm: VirtualMachine,
     volume: Volume,
-    actor: Any,
+    actor: Actor,
     device: str,
     read_only: bool,
     shareable: bool,
@@ -228,22 +204,6 @@ def _free_target(vm: VirtualMachine, bus: str, target: str) -> str:
     return target
 
 
-def commit_disk_change(
-    vm: VirtualMachine,
-    info: hypervisor.DomainInfo | None,
-    actor: Any,
-    action: str,
-    detail: str,
-    source_ip: str | None,
-) -> VirtualMachine:
-    """The VM row updated from the host's answer (read again when None), and the change
-    audited, together."""
-    with transaction.atomic():
-        vm = apply_info(vm, info)
-        audit.record(actor, action, vm, detail=detail, source_ip=source_ip)
-    return vm
-
-
 def scope_words(live: bool, persistent: bool) -> str:
     """'live', 'persistent' or 'live and persistent', for audit details."""
     return " and ".join(w for w, on in (("live", live), ("persistent", persistent)) if on)
@@ -255,30 +215,19 @@ def detach_disk(
     *,
     live: bool = True,
     persistent: bool = True,
-    actor: Any,
-    source_ip: str | None = None,
+    actor: Actor,
 ) -> VirtualMachine:
     """Detach the disk the guest sees as target; the volume itself stays."""
-    ready_for_change(vm, actor, "change the disks of")
-    with audit.refusals_recorded(
-        actor, "vm.disk.detach", vm, project=vm.project, source_ip=source_ip
-    ):
+    with vm_change(vm, actor, "vm.disk.detach", "change the disks of") as change:
         if not any(d.get("target") == target for d in vm.disks):
             raise ServiceError(f"{vm.name} has no disk {target or '(none given)'}.", field="target")
         check_scope(vm, live, persistent)
-        with _one_at_a_time(vm, f"detaching {target}"):
-            with on_vm_host(vm, f"Detaching {target} from {vm.name}"):
+        with change.claim(f"detaching {target}"):
+            with change.on_host(f"Detaching {target} from {vm.name}"):
                 info = hv.detach_disk(
                     vm.host.uri, str(vm.pk), target, live=live, persistent=persistent
                 )
-            vm = commit_disk_change(
-                vm,
-                info,
-                actor,
-                "vm.disk.detach",
-                f"{target}; {scope_words(live, persistent)}",
-                source_ip,
-            )
+            vm = change.done(info, f"{target}; {scope_words(live, persistent)}")
     return vm
 
 
@@ -289,13 +238,11 @@ def change_media(
     *,
     live: bool = True,
     persistent: bool = False,
-    actor: Any,
-    source_ip: str | None = None,
+    actor: Actor,
 ) -> VirtualMachine:
     """Insert an image into a CD-ROM drive, or eject it (volume None)."""
-    ready_for_change(vm, actor, "change the media of")
     action = "vm.media.insert" if volume is not None else "vm.media.eject"
-    with audit.refusals_recorded(actor, action, vm, project=vm.project, source_ip=source_ip):
+    with vm_change(vm, actor, action, "change the media of") as change:
         drive = next((d for d in vm.disks if d.get("target") == target), None)
         if drive is None or drive.get("device") != "cdrom":
             raise ServiceError(
@@ -306,12 +253,10 @@ def change_media(
         if volume is not None:
             _usable_volume(vm, volume, actor, read_only=True)
             path = volume.path
-        with _one_at_a_time(vm, f"changing the media in {target}"):
-            with on_vm_host(vm, f"Changing the media in {target}"):
+        with change.claim(f"changing the media in {target}"):
+            with change.on_host(f"Changing the media in {target}"):
                 info = hv.change_media(
                     vm.host.uri, str(vm.pk), target, path, live=live, persistent=persistent
                 )
-            vm = commit_disk_change(
-                vm, info, actor, action, f"{target} {path or 'ejected'}", source_ip
-            )
+            vm = change.done(info, f"{target} {path or 'ejected'}")
     return vm

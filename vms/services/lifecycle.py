@@ -15,6 +15,7 @@ from typing import Any
 from django.db import transaction
 
 from panel import audit, hypervisor, jobs, locks, rows
+from panel.actors import Actor
 from panel.choices import HostState, JobKind
 from panel.exceptions import ConflictError, GoneError, ServiceError, UnavailableError
 from panel.models import Job, Project
@@ -50,10 +51,9 @@ def perform_action(
     vm: VirtualMachine,
     action: str,
     *,
-    actor: Any,
+    actor: Actor,
     mode: str = "acpi",
     timeout: int = 120,
-    source_ip: str | None = None,
 ) -> VirtualMachine | Job:
     """Run a lifecycle verb: quick ones return the updated VM, long ones a queued Job."""
     if action not in ACTIONS:
@@ -61,9 +61,7 @@ def perform_action(
     if mode not in ("acpi", "agent"):
         raise ServiceError(f"Unknown mode '{mode}': use acpi or agent.", field="mode")
     require_right(actor, vm, CHANGE, action.replace("-", " "))
-    with audit.refusals_recorded(
-        actor, f"vm.{action}", vm, project=vm.project, source_ip=source_ip
-    ):
+    with audit.refusals_recorded(actor, f"vm.{action}", vm, project=vm.project):
         if vm.state == VMState.MISSING:
             raise ConflictError(
                 f"{vm.name} is missing from its host: there is nothing to {action}."
@@ -76,7 +74,7 @@ def perform_action(
                     f"{vm.host.name} is down ({vm.host.last_error or 'libvirtd does not answer'}): "
                     f"{action} {vm.name} once the host is back up."
                 )
-            return _queue(vm, action, actor=actor, mode=mode, timeout=timeout, source_ip=source_ip)
+            return _queue(vm, action, actor=actor, mode=mode, timeout=timeout)
         if action in ("start", "restore"):
             from storage.services import check_vm_disks
 
@@ -94,15 +92,12 @@ def perform_action(
                     f"vm.{action}",
                     vm,
                     project=vm.project,
-                    source_ip=source_ip,
                     detail=f"mode {mode}" if action == "reboot" else "",
                 )
     return vm
 
 
-def _queue(
-    vm: VirtualMachine, action: str, *, actor: Any, mode: str, timeout: int, source_ip: str | None
-) -> Job:
+def _queue(vm: VirtualMachine, action: str, *, actor: Actor, mode: str, timeout: int) -> Job:
     from vms.tasks import vm_action_task, vm_save_restore_task
 
     kind, task = {
@@ -119,7 +114,6 @@ def _queue(
             actor=actor,
             action=f"vm.{action}",
             detail="",
-            source_ip=source_ip,
         )
 
 
@@ -182,14 +176,10 @@ def run_action_job(job: Job) -> None:
     )
 
 
-def set_vm_autostart(
-    vm: VirtualMachine, enabled: bool, *, actor: Any, source_ip: str | None = None
-) -> VirtualMachine:
+def set_vm_autostart(vm: VirtualMachine, enabled: bool, *, actor: Actor) -> VirtualMachine:
     """Start (or not) the VM when its host boots."""
     require_right(actor, vm, CHANGE, "change autostart of")
-    with audit.refusals_recorded(
-        actor, "vm.autostart", vm, project=vm.project, source_ip=source_ip
-    ):
+    with audit.refusals_recorded(actor, "vm.autostart", vm, project=vm.project):
         with claimed(vm, "changing autostart", actor):
             with on_vm_host(vm):
                 info = hypervisor.set_autostart(vm.host.uri, str(vm.pk), enabled)
@@ -201,7 +191,6 @@ def set_vm_autostart(
                     vm,
                     detail="on" if enabled else "off",
                     project=vm.project,
-                    source_ip=source_ip,
                 )
     return vm
 
@@ -210,14 +199,13 @@ def assign_vm(
     vm: VirtualMachine,
     project: Project,
     *,
-    actor: Any,
+    actor: Actor,
     owner: Any = None,
-    source_ip: str | None = None,
 ) -> VirtualMachine:
     """Move a VM to another project (admins), e.g. out of 'unassigned'."""
     from django.core.exceptions import PermissionDenied
 
-    if not is_admin(actor):
+    if not is_admin(actor.user):
         raise PermissionDenied("Only administrators can move VMs between projects.")
     with transaction.atomic():
         if rows.lock(vm) is None:
@@ -233,7 +221,6 @@ def assign_vm(
             vm,
             detail=f"{old} -> {project}",
             project=project,
-            source_ip=source_ip,
         )
     return vm
 
@@ -241,9 +228,8 @@ def assign_vm(
 def delete_vm(
     vm: VirtualMachine,
     *,
-    actor: Any,
+    actor: Actor,
     remove_disks: Iterable[str] = (),
-    source_ip: str | None = None,
 ) -> Job | None:
     """Undefine the VM (stopping it), removing the chosen disks; a missing VM just leaves the list."""
     from vms.tasks import vm_delete_task
@@ -256,7 +242,7 @@ def delete_vm(
             f"{vm.name} has no disk {', '.join(unknown)}; its disks are {', '.join(sorted(known)) or 'none'}.",
             field="remove_disks",
         )
-    with audit.refusals_recorded(actor, "vm.delete", vm, project=vm.project, source_ip=source_ip):
+    with audit.refusals_recorded(actor, "vm.delete", vm, project=vm.project):
         locks.refuse_if_busy(f"vm:{vm.pk}", vm.name)
         with transaction.atomic():
             if vm.state == VMState.MISSING:
@@ -266,7 +252,6 @@ def delete_vm(
                     vm,
                     detail="missing VM removed from the list",
                     project=vm.project,
-                    source_ip=source_ip,
                 )
                 vm.delete()
                 return None
@@ -279,7 +264,6 @@ def delete_vm(
                 actor=actor,
                 action="vm.delete",
                 detail=f"remove {paths or 'no disks'}",
-                source_ip=source_ip,
             )
     return job
 
@@ -306,15 +290,13 @@ def run_delete_job(job: Job) -> None:
     )
 
 
-def edit_xml(
-    vm: VirtualMachine, xml: str, *, actor: Any, source_ip: str | None = None
-) -> VirtualMachine:
+def edit_xml(vm: VirtualMachine, xml: str, *, actor: Actor) -> VirtualMachine:
     """Replace the VM's definition with edited XML (admins); libvirt validates it first."""
     from django.core.exceptions import PermissionDenied
 
-    if not is_admin(actor):
+    if not is_admin(actor.user):
         raise PermissionDenied("Only administrators can edit a VM's XML.")
-    with audit.refusals_recorded(actor, "vm.edit_xml", vm, project=vm.project, source_ip=source_ip):
+    with audit.refusals_recorded(actor, "vm.edit_xml", vm, project=vm.project):
         with claimed(vm, "editing its XML", actor):
             try:
                 info = hypervisor.redefine_domain(vm.host.uri, str(vm.pk), xml)
@@ -328,29 +310,25 @@ def edit_xml(
                 vm = apply_info(vm, info)
                 vm.xml = hypervisor.domain_xml(vm.host.uri, str(vm.pk))
                 vm.save(update_fields=["xml"])
-                audit.record(actor, "vm.edit_xml", vm, project=vm.project, source_ip=source_ip)
+                audit.record(actor, "vm.edit_xml", vm, project=vm.project)
     return vm
 
 
-def definition_xml(vm: VirtualMachine, *, actor: Any) -> str:
+def definition_xml(vm: VirtualMachine, *, actor: Actor) -> str:
     """The VM's current definition, read from its host, for the XML editor (admins)."""
     from django.core.exceptions import PermissionDenied
 
-    if not is_admin(actor):
+    if not is_admin(actor.user):
         raise PermissionDenied("Only administrators can edit a VM's XML.")
     with on_vm_host(vm):
         return hypervisor.domain_xml(vm.host.uri, str(vm.pk), inactive=True)
 
 
-def set_vnc_password(
-    vm: VirtualMachine, password: str, *, actor: Any, source_ip: str | None = None
-) -> bool:
+def set_vnc_password(vm: VirtualMachine, password: str, *, actor: Actor) -> bool:
     """Set or clear (empty) the VM's VNC password; it is never stored by the panel or logged."""
     require_right(actor, vm, CHANGE, "set the VNC password of")
     password = password.strip()
-    with audit.refusals_recorded(
-        actor, "vm.vnc_password", vm, project=vm.project, source_ip=source_ip
-    ):
+    with audit.refusals_recorded(actor, "vm.vnc_password", vm, project=vm.project):
         if password and not (6 <= len(password) <= 8):
             raise ServiceError(
                 "A VNC password has 6 to 8 characters (VNC uses only the first 8).",
@@ -368,6 +346,5 @@ def set_vnc_password(
                     detail=("set" if password else "cleared")
                     + ("" if now else ", from the next start"),
                     project=vm.project,
-                    source_ip=source_ip,
                 )
     return now

@@ -9,6 +9,7 @@ from typing import Any
 from django.db import transaction
 
 from panel import audit, hypervisor, jobs
+from panel.actors import Actor
 from panel.choices import JobKind
 from panel.exceptions import ConflictError, ServiceError
 from panel.models import Job
@@ -28,8 +29,7 @@ def merge_disk(
     mode: str = "commit",
     base: str = "",
     top: str = "",
-    actor: Any,
-    source_ip: str | None = None,
+    actor: Actor,
 ) -> Job:
     """Queue a block commit or block pull that shortens the backing chain of vm's disk.
 
@@ -39,9 +39,7 @@ def merge_disk(
     from vms.tasks import vm_snapshot_task
 
     require_right(actor, vm, CHANGE, "merge the disks of")
-    with audit.refusals_recorded(
-        actor, "vm.snapshot.merge", vm, project=vm.project, source_ip=source_ip
-    ):
+    with audit.refusals_recorded(actor, "vm.snapshot.merge", vm, project=vm.project):
         if mode not in MERGE_MODES:
             raise ServiceError("Choose the mode: commit or pull.", field="mode")
         targets = [d.get("target") for d in vm.disks if d.get("device") == "disk"]
@@ -68,7 +66,6 @@ def merge_disk(
                 detail=f"block {mode} of {disk}"
                 + (f" from {top}" if top else "")
                 + (f" into {base}" if base else ""),
-                source_ip=source_ip,
             )
 
 

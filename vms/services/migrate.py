@@ -20,6 +20,7 @@ from typing import Any
 from django.db import transaction
 
 from panel import audit, events, hypervisor, jobs, locks
+from panel.actors import Actor
 from panel.choices import JobKind
 from panel.exceptions import ConflictError, ServiceError, UnavailableError
 from panel.models import Host, Job
@@ -78,7 +79,7 @@ def _int(data: dict[str, Any], name: str) -> int | None:
         raise ServiceError(f"{name} must be a whole number.", field=name) from None
 
 
-def parse_request(vm: VirtualMachine, data: dict[str, Any], *, actor: Any) -> MigrationRequest:
+def parse_request(vm: VirtualMachine, data: dict[str, Any], *, actor: Actor) -> MigrationRequest:
     """The target host (visible to actor: 404 otherwise), the pool and the options."""
     from django.http import Http404
 
@@ -90,7 +91,7 @@ def parse_request(vm: VirtualMachine, data: dict[str, Any], *, actor: Any) -> Mi
             "target_host: give the id of the host to migrate to (see GET /api/v1/hosts/).",
             field="target_host",
         )
-    target = restrict(Host.objects.all(), actor).filter(pk=target_id).first()
+    target = restrict(Host.objects.all(), actor.user).filter(pk=target_id).first()
     if target is None:
         raise Http404("No such host.")
     if target.pk == vm.host_id:
@@ -119,7 +120,9 @@ def parse_request(vm: VirtualMachine, data: dict[str, Any], *, actor: Any) -> Mi
         )
     pool_name, pool_id = "", _int(data, "target_pool")
     if pool_id is not None:
-        pool = restrict(StoragePool.objects.all(), actor).filter(pk=pool_id, host=target).first()
+        pool = (
+            restrict(StoragePool.objects.all(), actor.user).filter(pk=pool_id, host=target).first()
+        )
         if pool is None:
             raise ServiceError(
                 f"target_pool: choose a pool of {target.name} (see GET /api/v1/pools/?host={target.pk}).",
@@ -130,7 +133,11 @@ def parse_request(vm: VirtualMachine, data: dict[str, Any], *, actor: Any) -> Mi
         copy_storage=COPY_CHOICES[copy],
         target_pool=pool_name,
         bandwidth_mib=bandwidth,
-        **values,
+        live=values["live"],
+        persistent=values["persistent"],
+        undefine_source=values["undefine_source"],
+        auto_converge=values["auto_converge"],
+        post_copy=values["post_copy"],
     )
     return MigrationRequest(target=target, options=options, target_pool_id=pool_id)
 
@@ -156,13 +163,13 @@ def refusal(checks: list[hypervisor.Check]) -> str:
     return " ".join(f"{c.name}: {c.detail}" for c in checks if c.status == "fail")
 
 
-def target_checks(vm: VirtualMachine, *, actor: Any) -> list[tuple[Host, list[hypervisor.Check]]]:
+def target_checks(vm: VirtualMachine, *, actor: Actor) -> list[tuple[Host, list[hypervisor.Check]]]:
     """For the dialog: each host actor sees, other than vm's, with its pre-check for the
     default options (live if running). A disk needing storage copy is a warning here: the
     dialog offers that option."""
     options = hypervisor.MigrationOptions(live=vm.state == VMState.RUNNING)
     result = []
-    for host in restrict(Host.objects.all(), actor).exclude(pk=vm.host_id).order_by("name"):
+    for host in restrict(Host.objects.all(), actor.user).exclude(pk=vm.host_id).order_by("name"):
         try:
             checks = precheck(vm, host, options)
         except ServiceError as exc:
@@ -177,14 +184,12 @@ def target_checks(vm: VirtualMachine, *, actor: Any) -> list[tuple[Host, list[hy
     return result
 
 
-def migrate_vm(
-    vm: VirtualMachine, data: dict[str, Any], *, actor: Any, source_ip: str | None = None
-) -> Job:
+def migrate_vm(vm: VirtualMachine, data: dict[str, Any], *, actor: Actor) -> Job:
     """Queue the migration of vm after its pre-check; refused (409) with every reason."""
     from vms.tasks import vm_migrate_task
 
     require_right(actor, vm, CHANGE, "migrate")
-    with audit.refusals_recorded(actor, "vm.migrate", vm, project=vm.project, source_ip=source_ip):
+    with audit.refusals_recorded(actor, "vm.migrate", vm, project=vm.project):
         request = parse_request(vm, data, actor=actor)
         if vm.state == VMState.MISSING:
             raise ConflictError(f"{vm.name} is missing from its host: there is nothing to migrate.")
@@ -212,7 +217,6 @@ def migrate_vm(
                 actor=actor,
                 action="vm.migrate",
                 detail=f"{vm.host.name} -> {request.target.name} ({mode})",
-                source_ip=source_ip,
             )
 
 
@@ -359,7 +363,7 @@ def _follow(
         carry_volume_owners(source, target, [(c.source, c.dest) for c in result.copied])
         Volume.objects.filter(pool__host=source, path__in=result.removed_source).delete()
         audit.record(
-            job.user,
+            Actor.of_job(job),
             "vm.migrate",
             vm,
             project=vm.project,
@@ -403,7 +407,7 @@ def undo_abandoned(job: Job) -> str:
         with transaction.atomic():
             sync_domain(target, settled.info)
             audit.record(
-                job.user,
+                Actor.of_job(job),
                 "vm.migrate",
                 vm,
                 project=vm.project,

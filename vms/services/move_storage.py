@@ -13,6 +13,7 @@ from typing import Any
 from django.db import transaction
 
 from panel import audit, hypervisor, jobs, locks
+from panel.actors import Actor
 from panel.choices import JobKind
 from panel.exceptions import ConflictError, ServiceError
 from panel.models import Job
@@ -26,17 +27,13 @@ from vms.services.sync import sync_domain
 log = logging.getLogger(__name__)
 
 
-def move_storage(
-    vm: VirtualMachine, data: dict[str, Any], *, actor: Any, source_ip: str | None = None
-) -> Job:
+def move_storage(vm: VirtualMachine, data: dict[str, Any], *, actor: Actor) -> Job:
     """Queue moving the VM's disk `disk` (vda, ...) into `pool` (a pool id of its host)."""
     from storage.models import StoragePool
     from vms.tasks import vm_move_storage_task
 
     require_right(actor, vm, CHANGE, "move the storage of")
-    with audit.refusals_recorded(
-        actor, "vm.move_storage", vm, project=vm.project, source_ip=source_ip
-    ):
+    with audit.refusals_recorded(actor, "vm.move_storage", vm, project=vm.project):
         disks = {d["target"]: d for d in vm.disks if d.get("device") == "disk" and d.get("source")}
         target = str(data.get("disk") or "").strip()
         if target not in disks:
@@ -49,7 +46,7 @@ def move_storage(
         except ValueError:
             pool_id = None
         pool = (
-            restrict(StoragePool.objects.all(), actor).filter(pk=pool_id, host=vm.host).first()
+            restrict(StoragePool.objects.all(), actor.user).filter(pk=pool_id, host=vm.host).first()
             if pool_id is not None
             else None
         )
@@ -77,7 +74,6 @@ def move_storage(
                 actor=actor,
                 action="vm.move_storage",
                 detail=f"{target} to pool {pool.name}",
-                source_ip=source_ip,
             )
 
 
@@ -134,7 +130,7 @@ def run_move_job(job: Job) -> None:
         carry_volume_owners(vm.host, vm.host, [(result.old_path, result.new_path)], flattened=True)
         Volume.objects.filter(pool__host=vm.host, path=result.old_path).delete()
         audit.record(
-            job.user,
+            Actor.of_job(job),
             "vm.move_storage",
             vm,
             project=vm.project,

@@ -9,24 +9,29 @@ leaves the host as it was.
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import PermissionDenied
 
 from networking.models import Network
 from networking.services import IFNAME_RE, normalize_mac, traffic_filter, vms_on_network
 from panel import audit, hypervisor, locks
+from panel.actors import Actor
 from panel.exceptions import ConflictError, ServiceError
 from panel.permissions import CHANGE, VIEW, allowed, is_admin, restrict
 from vms.models import VirtualMachine
 from vms.services.common import on_vm_host, require_right
 from vms.services.sync import refresh_details
 
+if TYPE_CHECKING:
+    from panel.permissions import Person
+
+
 NIC_MODELS = ("virtio", "e1000e", "rtl8139")
 MAX_RATE_KIB = 10_000_000  # 10 GB/s: above any NIC here, below libvirt's limits
 
 
-def usable_networks(vm: VirtualMachine, user: Any):  # type: ignore[no-untyped-def]
+def usable_networks(vm: VirtualMachine, user: Person):
     """Networks on the VM's host that user may attach it to."""
     qs = Network.objects.filter(host=vm.host).order_by("-active", "name")
     if is_admin(user):
@@ -82,7 +87,7 @@ def _rate(value: Any, field: str) -> int | None:
 def attach_nic(
     vm: VirtualMachine,
     *,
-    actor: Any,
+    actor: Actor,
     network: Network | None = None,
     bridge: str = "",
     model: str = "virtio",
@@ -92,13 +97,10 @@ def attach_nic(
     outbound_kib: Any = None,
     live: bool | None = None,
     persistent: bool | None = None,
-    source_ip: str | None = None,
 ) -> tuple[VirtualMachine, str]:
     """Plug a NIC into a VM (live and/or persistent); return the VM and the NIC's MAC."""
     require_right(actor, vm, CHANGE, "change the NICs of")
-    with audit.refusals_recorded(
-        actor, "vm.nic_attach", vm, project=vm.project, source_ip=source_ip
-    ):
+    with audit.refusals_recorded(actor, "vm.nic_attach", vm, project=vm.project):
         if model not in NIC_MODELS:
             raise ServiceError(
                 f"Unknown NIC model '{model}': use one of {', '.join(NIC_MODELS)}.", field="model"
@@ -131,7 +133,6 @@ def attach_nic(
             vm,
             project=vm.project,
             detail=f"{mac} {model} on {spec.network and 'network ' + spec.network or 'bridge ' + bridge} ({_where(live, persistent)})",
-            source_ip=source_ip,
         )
     return vm, mac
 
@@ -144,7 +145,7 @@ def _checked_mac(vm: VirtualMachine, mac: str) -> str:
     return mac
 
 
-def _check_source(vm: VirtualMachine, actor: Any, network: Network | None, bridge: str) -> None:
+def _check_source(vm: VirtualMachine, actor: Actor, network: Network | None, bridge: str) -> None:
     """Refuse a NIC on no network or two, on a network of another host or not allowed to the
     VM's project, and on a host bridge unless actor is an admin."""
     if (network is None) == (not bridge):
@@ -156,12 +157,12 @@ def _check_source(vm: VirtualMachine, actor: Any, network: Network | None, bridg
                 f"{vm.host.name}: pick a network of {vm.host.name}.",
                 field="network",
             )
-        if not usable_networks(vm, actor).filter(pk=network.pk).exists():
+        if not usable_networks(vm, actor.user).filter(pk=network.pk).exists():
             raise PermissionDenied(
                 f"Project {vm.project} may not use network '{network.name}': ask an "
                 "administrator to allow it."
             )
-    elif not is_admin(actor):
+    elif not is_admin(actor.user):
         raise PermissionDenied(
             "Only administrators can attach a NIC straight to a host bridge; use a network."
         )
@@ -227,16 +228,13 @@ def detach_nic(
     vm: VirtualMachine,
     mac: str,
     *,
-    actor: Any,
+    actor: Actor,
     live: bool | None = None,
     persistent: bool | None = None,
-    source_ip: str | None = None,
 ) -> VirtualMachine:
     """Unplug the NIC with this MAC from a VM (live and/or persistent)."""
     require_right(actor, vm, CHANGE, "change the NICs of")
-    with audit.refusals_recorded(
-        actor, "vm.nic_detach", vm, project=vm.project, source_ip=source_ip
-    ):
+    with audit.refusals_recorded(actor, "vm.nic_detach", vm, project=vm.project):
         mac = normalize_mac(mac)
         known = {n.get("mac", "").lower() for n in vm_nics(vm)}
         if mac not in known:
@@ -256,7 +254,6 @@ def detach_nic(
             vm,
             project=vm.project,
             detail=f"{mac} ({_where(live, persistent)})",
-            source_ip=source_ip,
         )
     return vm
 
@@ -266,12 +263,11 @@ def set_nic_link(
     mac: str,
     up: bool,
     *,
-    actor: Any,
-    source_ip: str | None = None,
+    actor: Actor,
 ) -> VirtualMachine:
     """Set a NIC's link up or down (live when running, and in the definition)."""
     require_right(actor, vm, CHANGE, "change the NICs of")
-    with audit.refusals_recorded(actor, "vm.nic_link", vm, project=vm.project, source_ip=source_ip):
+    with audit.refusals_recorded(actor, "vm.nic_link", vm, project=vm.project):
         mac = normalize_mac(mac)
         if mac not in {n.get("mac", "").lower() for n in vm_nics(vm)}:
             raise ServiceError(f"{vm.name} has no NIC with MAC {mac}.", field="mac")
@@ -287,7 +283,6 @@ def set_nic_link(
             vm,
             project=vm.project,
             detail=f"{mac} link {'up' if up else 'down'}",
-            source_ip=source_ip,
         )
     return vm
 
@@ -326,6 +321,6 @@ def vm_nics(vm: VirtualMachine) -> list[dict[str, Any]]:
     return nics
 
 
-def can_change_nics(vm: VirtualMachine, user: Any) -> bool:
+def can_change_nics(vm: VirtualMachine, user: Person) -> bool:
     """Whether user may attach, detach and relink the VM's NICs."""
     return allowed(user, vm, CHANGE)

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import Any
 
 from django.db import transaction
 
 from panel import audit, hypervisor, jobs, quotas
+from panel.actors import Actor
 from panel.choices import JobKind
 from panel.exceptions import ConflictError, ServiceError
 from panel.hypervisor import qemu_img
@@ -52,8 +52,7 @@ def restore_backup(
     name: str = "",
     pool: StoragePool | None = None,
     start: bool = False,
-    actor: Any,
-    source_ip: str | None = None,
+    actor: Actor,
 ) -> Job:
     """Queue a restore of a good backup: into a new VM (new name, UUID and MACs; its disks
     copied into pool; the project's quota reserved now) or in place (the VM shut off, its
@@ -66,11 +65,9 @@ def restore_backup(
             f"The VM of backup #{backup.pk} was deleted: restore from its pool's volumes by hand."
         )
     require_right(actor, vm, CHANGE, "restore backups of")
-    with audit.refusals_recorded(
-        actor, "vm.backup.restore", vm, project=vm.project, source_ip=source_ip
-    ):
+    with audit.refusals_recorded(actor, "vm.backup.restore", vm, project=vm.project):
         _check_restorable(backup, mode)
-        reserve: dict[str, int] = {}
+        reserve: quotas.Reservation = {}
         if mode == "new":
             name = _restore_name(backup, name)
             pool = backup_pool(vm, pool, actor)
@@ -99,9 +96,12 @@ def restore_backup(
                 actor=actor,
                 action="vm.backup.restore",
                 detail=f"backup #{backup.pk} "
-                + (f"into a new VM {name} in pool {pool.name}" if mode == "new" else "in place")
+                + (
+                    f"into a new VM {name} in pool {pool.name}"
+                    if mode == "new" and pool
+                    else "in place"
+                )
                 + (", then start" if start else ""),
-                source_ip=source_ip,
             )
     return job
 
@@ -117,7 +117,7 @@ def _check_restorable(backup: Backup, mode: str) -> None:
         )
 
 
-def _new_vm_reserve(backup: Backup, vm: VirtualMachine) -> dict[str, int]:
+def _new_vm_reserve(backup: Backup, vm: VirtualMachine) -> quotas.Reservation:
     """What a new VM restored from backup takes of its project's quota: vm's reach, and
     its disks' capacity."""
     disk_gib = -(-sum(int(d.get("capacity", 0)) for d in backup.disks) // (1024**3))

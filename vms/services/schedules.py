@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from panel import audit, hypervisor, locks
+from panel.actors import Actor
+from panel.choices import Via
 from panel.exceptions import ConflictError, ServiceError
 from panel.models import Job, Project
 from panel.permissions import CHANGE, MANAGE, VIEW, allowed, restrict
@@ -33,6 +35,10 @@ from vms.models import Backup, BackupSchedule, VirtualMachine
 from vms.services import retention
 from vms.services.backups import backup_host_errors, backup_pool, delete_copies, take_backup
 from vms.services.common import on_vm_host, require_right
+
+if TYPE_CHECKING:
+    from panel.permissions import Person
+
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +66,7 @@ def prune(schedule: BackupSchedule, vm: VirtualMachine, job: Job | None = None) 
         with backup_host_errors(backup):
             delete_copies(backup)
         audit.record(
-            None,
+            Actor(None, via=Via.SCHEDULE),
             "vm.backup.prune",
             vm,
             project=backup.project,
@@ -97,7 +103,7 @@ def _prune_snapshots(schedule: BackupSchedule, vm: VirtualMachine, job: Job | No
         with on_vm_host(vm, failed=f"Pruning the snapshot {snap.name} of {vm.name} failed"):
             hypervisor.delete_snapshot(vm.host.uri, str(vm.pk), snap.name)
         audit.record(
-            None,
+            Actor(None, via=Via.SCHEDULE),
             "vm.snapshot.prune",
             vm,
             project=vm.project,
@@ -110,7 +116,7 @@ def _prune_snapshots(schedule: BackupSchedule, vm: VirtualMachine, job: Job | No
 
 
 def _targets(schedule: BackupSchedule) -> list[VirtualMachine]:
-    if schedule.vm_id is not None:
+    if schedule.vm is not None:
         return [schedule.vm]
     return list(
         VirtualMachine.objects.filter(project=schedule.project)
@@ -154,7 +160,7 @@ def _next(schedule: BackupSchedule, after: datetime) -> datetime | None:
 def _fire(schedule: BackupSchedule, vm: VirtualMachine) -> str:
     from vms.services import snapshots
 
-    actor = schedule.created_by
+    actor = Actor.scheduled(schedule.created_by)
     try:
         if schedule.kind == ScheduleKind.BACKUP:
             job = take_backup(vm, schedule.pool, actor=actor, schedule=schedule)
@@ -211,16 +217,16 @@ def serialize_schedule(schedule: BackupSchedule) -> dict[str, Any]:
     }
 
 
-def _require_schedule(actor: Any, vm: VirtualMachine | None, project: Any, verb: str) -> None:
+def _require_schedule(actor: Actor, vm: VirtualMachine | None, project: Any, verb: str) -> None:
     if vm is not None:
         require_right(actor, vm, CHANGE, verb)
-    elif not allowed(actor, project, MANAGE):
+    elif not allowed(actor.user, project, MANAGE):
         raise PermissionDenied(
             f"Your role does not allow you to {verb} project {project.name}: operators may."
         )
 
 
-def schedules_for_user(user: Any) -> Any:
+def schedules_for_user(user: Person) -> Any:
     """The schedules user may see: those of the VMs and projects they see."""
     vms = restrict(VirtualMachine.objects.all(), user, VIEW).values("pk")
     projects = restrict(Project.objects.all(), user, VIEW).values("pk")
@@ -235,8 +241,7 @@ def save_schedule(
     vm: VirtualMachine | None = None,
     project: Any = None,
     schedule: BackupSchedule | None = None,
-    actor: Any,
-    source_ip: str | None = None,
+    actor: Actor,
 ) -> BackupSchedule:
     """Create a schedule for vm or for every VM of project, or change schedule; data holds
     any of SCHEDULE_FIELDS (pool: a StoragePool or None)."""
@@ -249,7 +254,7 @@ def save_schedule(
     _require_schedule(actor, vm, project, "schedule backups of")
     target = vm if vm is not None else project
     action = "vm.backup_schedule." + ("update" if schedule else "create")
-    with audit.refusals_recorded(actor, action, target, project=project, source_ip=source_ip):
+    with audit.refusals_recorded(actor, action, target, project=project):
         values = {
             field: data[field] if field in data else getattr(schedule, field)
             for field in SCHEDULE_FIELDS
@@ -267,7 +272,7 @@ def save_schedule(
         values.update(cron)
         with transaction.atomic():
             if schedule is None:
-                schedule = BackupSchedule(vm=vm, project=project, created_by=actor)
+                schedule = BackupSchedule(vm=vm, project=project, created_by=actor.person)
             for field, value in values.items():
                 setattr(schedule, field, value)
             schedule.next_run = _next(schedule, timezone.now()) if schedule.enabled else None
@@ -280,17 +285,13 @@ def save_schedule(
                 detail=f"schedule #{schedule.pk}: {schedule.kind} at '{schedule.cron}', keep "
                 f"last {schedule.keep_last}, daily {schedule.keep_daily}, weekly "
                 f"{schedule.keep_weekly}" + ("" if schedule.enabled else " (disabled)"),
-                source_ip=source_ip,
             )
     return schedule
 
 
 def _checked_cron(values: dict[str, Any]) -> dict[str, str]:
     """The schedule's cron fields (defaults for those not given), once they parse."""
-    cron = {
-        f: str(values.get(f, BackupSchedule._meta.get_field(f).default)).strip()
-        for f in retention.CRON_FIELDS
-    }
+    cron = {f: str(values.get(f, _default(f))).strip() for f in retention.CRON_FIELDS}
     try:
         retention.parse_cron(**cron)
     except ValueError as exc:
@@ -302,25 +303,31 @@ def _checked_cron(values: dict[str, Any]) -> dict[str, str]:
     return cron
 
 
+def _default(name: str) -> Any:
+    """The default of a schedule's field."""
+    field = BackupSchedule._meta.get_field(name)
+    return field.default if isinstance(field, models.Field) else None
+
+
 def _check_retention(values: dict[str, Any]) -> None:
     """keep_last, keep_daily and keep_weekly are whole numbers from 0 to 1000."""
     for field in ("keep_last", "keep_daily", "keep_weekly"):
-        value = values.get(field, BackupSchedule._meta.get_field(field).default)
+        value = values.get(field, _default(field))
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 1000:
             raise ServiceError(f"Give {field} as a whole number from 0 to 1000.", field=field)
 
 
-def _check_pool(pool: StoragePool | None, vm: VirtualMachine | None, actor: Any) -> None:
+def _check_pool(pool: StoragePool | None, vm: VirtualMachine | None, actor: Actor) -> None:
     """A backup schedule's pool: given, and one the VM (or the project) may back up into."""
     if pool is None:
         raise ServiceError("Choose the pool the backups go to.", field="pool")
     if vm is not None:
         backup_pool(vm, pool, actor)
-    elif not restrict(StoragePool.objects.filter(pk=pool.pk), actor, VIEW).exists():
+    elif not restrict(StoragePool.objects.filter(pk=pool.pk), actor.user, VIEW).exists():
         raise ServiceError(f"Your project may not use pool {pool.name}.", field="pool")
 
 
-def delete_schedule(schedule: BackupSchedule, *, actor: Any, source_ip: str | None = None) -> None:
+def delete_schedule(schedule: BackupSchedule, *, actor: Actor) -> None:
     """Delete a schedule; the backups it made stay."""
     _require_schedule(actor, schedule.vm, schedule.project, "change the schedules of")
     with transaction.atomic():
@@ -330,6 +337,5 @@ def delete_schedule(schedule: BackupSchedule, *, actor: Any, source_ip: str | No
             schedule.vm or schedule.project,
             project=schedule.project,
             detail=f"schedule #{schedule.pk}",
-            source_ip=source_ip,
         )
         schedule.delete()

@@ -17,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from panel import audit, hypervisor, jobs, locks, quotas
+from panel.actors import Actor
 from panel.choices import JobKind
 from panel.exceptions import ConflictError, ServiceError
 from panel.models import Job
@@ -78,7 +79,7 @@ def serialize_snapshot(snapshot: Snapshot) -> dict[str, Any]:
     }
 
 
-def _ready(vm: VirtualMachine, actor: Any, verb: str) -> None:
+def _ready(vm: VirtualMachine, actor: Actor, verb: str) -> None:
     """The actor may change vm, and nothing else is running on it."""
     require_right(actor, vm, CHANGE, verb)
 
@@ -113,16 +114,13 @@ def take_snapshot(
     memory: bool | None = None,
     quiesce: bool = False,
     schedule: int | None = None,
-    actor: Any,
-    source_ip: str | None = None,
+    actor: Actor,
 ) -> Job:
     """Queue a snapshot of vm (for a backup schedule: pruned to its retention afterwards). Internal: with the memory when running (a checkpoint),
     disk-only when shut off; every disk must be qcow2. External: disk-only overlays."""
     _ready(vm, actor, "take snapshots of")
     name = (name or "").strip() or _default_name()
-    with audit.refusals_recorded(
-        actor, "vm.snapshot.create", vm, project=vm.project, source_ip=source_ip
-    ):
+    with audit.refusals_recorded(actor, "vm.snapshot.create", vm, project=vm.project):
         _check_request(name, kind, description)
         memory = _with_memory(vm, kind, memory)
         if quiesce:
@@ -144,12 +142,10 @@ def take_snapshot(
             "quiesce": quiesce,
             "schedule": schedule,
         }
-        return _queue_take(vm, spec, actor=actor, source_ip=source_ip)
+        return _queue_take(vm, spec, actor=actor)
 
 
-def _queue_take(
-    vm: VirtualMachine, spec: dict[str, Any], *, actor: Any, source_ip: str | None
-) -> Job:
+def _queue_take(vm: VirtualMachine, spec: dict[str, Any], *, actor: Actor) -> Job:
     """The snapshot's job queued, what it may take reserved against the backup quota."""
     from vms.tasks import vm_snapshot_task
 
@@ -157,7 +153,7 @@ def _queue_take(
     # disks' capacity (later writes go to new space) and the memory it saves; once
     # taken it counts what it holds, as read back from the host.
     memory = spec["memory"]
-    reserve = {
+    reserve: quotas.Reservation = {
         "backup_gib": quotas.backup_reserve(
             disk_bytes(vm),
             max(vm.memory_mib, vm.max_memory_mib) if memory else 0,
@@ -174,7 +170,6 @@ def _queue_take(
             actor=actor,
             action="vm.snapshot.create",
             detail=f"{spec['kind']} snapshot {spec['name']}" + (" with memory" if memory else ""),
-            source_ip=source_ip,
         )
 
 
@@ -257,17 +252,14 @@ def revert_snapshot(
     *,
     start: bool = False,
     discard_later: bool = False,
-    actor: Any,
-    source_ip: str | None = None,
+    actor: Actor,
 ) -> Job:
     """Queue a revert of vm to the snapshot; with start the guest runs afterwards. For an
     external snapshot, discard_later deletes the overlays (and snapshots) taken after it."""
     from vms.tasks import vm_snapshot_task
 
     _ready(vm, actor, "revert")
-    with audit.refusals_recorded(
-        actor, "vm.snapshot.revert", vm, project=vm.project, source_ip=source_ip
-    ):
+    with audit.refusals_recorded(actor, "vm.snapshot.revert", vm, project=vm.project):
         snapshot = _snapshot(vm, name)
         ready_to_act(vm)
         with transaction.atomic():
@@ -286,7 +278,6 @@ def revert_snapshot(
                 detail=f"to {snapshot.name}"
                 + (", then start" if start else "")
                 + (", discarding later overlays" if discard_later else ""),
-                source_ip=source_ip,
             )
 
 
@@ -295,16 +286,13 @@ def delete_snapshot(
     name: str,
     *,
     children: bool = False,
-    actor: Any,
-    source_ip: str | None = None,
+    actor: Actor,
 ) -> Job:
     """Queue the deletion of a snapshot (its children move up), or of it and its children."""
     from vms.tasks import vm_snapshot_task
 
     _ready(vm, actor, "delete snapshots of")
-    with audit.refusals_recorded(
-        actor, "vm.snapshot.delete", vm, project=vm.project, source_ip=source_ip
-    ):
+    with audit.refusals_recorded(actor, "vm.snapshot.delete", vm, project=vm.project):
         snapshot = _snapshot(vm, name)
         ready_to_act(vm)
         with transaction.atomic():
@@ -316,7 +304,6 @@ def delete_snapshot(
                 actor=actor,
                 action="vm.snapshot.delete",
                 detail=snapshot.name + (" and its children" if children else ""),
-                source_ip=source_ip,
             )
 
 

@@ -124,7 +124,7 @@ def sync_domain(host: Host, info: hypervisor.DomainInfo) -> VirtualMachine:
         if vm is not None and _left_behind(vm, host, info):
             return vm
         new = vm is None
-        if new:
+        if vm is None:
             vm = VirtualMachine(pk=info.uuid, project=unassigned_project())
         fields = _fields(info)
         # Pages hear of the VM when something they show changed, not at every read.

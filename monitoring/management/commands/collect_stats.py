@@ -13,12 +13,12 @@ class Command(BaseCommand):
         "runs alone) every interval, store it and push it to open pages."
     )
 
-    def add_arguments(self, parser):  # type: ignore[no-untyped-def]
+    def add_arguments(self, parser):
         parser.add_argument(
             "--interval", type=int, default=None, help="Seconds between collections (default 5)."
         )
 
-    def handle(self, *args, **options):  # type: ignore[no-untyped-def]
+    def handle(self, *args, **options):
         keeper = LeaseKeeper(ProcessRole.COLLECTOR)
         collector = Collector(options["interval"], keeper=keeper)
         signal.signal(signal.SIGTERM, lambda *_: collector.stop())

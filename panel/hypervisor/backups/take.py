@@ -164,6 +164,20 @@ def _offline(
     sources: dict[str, PinnedImage],
 ) -> tuple[float, list[BackupDisk]]:
     at = time.time()
+    return at, _copy_disks(conn, dest, disks, names, made, progress, sources)
+
+
+def _copy_disks(
+    conn: libvirt.virConnect,
+    dest: libvirt.virStoragePool,
+    disks: list[tuple[str, str]],
+    names: dict[str, str],
+    made: list[str],
+    progress: Progress,
+    sources: dict[str, PinnedImage],
+) -> list[BackupDisk]:
+    """Each disk flattened into its own volume of dest (named in made before it is
+    started, so that a failure removes it), progress shared out between them."""
     copies = []
     for index, (target, source) in enumerate(disks):
         made.append(names[target])
@@ -176,7 +190,7 @@ def _offline(
             sources[source],
         )
         copies.append(record_copy(target, source, vol))
-    return at, copies
+    return copies
 
 
 def _push(
@@ -251,19 +265,8 @@ def _via_snapshot(
     )
     at = time.time()
     dom.snapshotCreateXML(etree.tostring(root, encoding="unicode"), flags)
-    copies = []
     try:
-        for index, (target, source) in enumerate(disks):
-            made.append(names[target])
-            vol = flat_copy(
-                conn,
-                volume_at_path(conn, source),
-                dest,
-                names[target],
-                part_progress(progress, index, len(disks)),
-                sources[source],
-            )
-            copies.append(record_copy(target, source, vol))
+        copies = _copy_disks(conn, dest, disks, names, made, progress, sources)
     finally:
         # Whatever happened to the copies, the guest goes back onto its own images.
         for target, _source in disks:

@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from panel import audit, hypervisor
+from panel.actors import Actor
 from panel.exceptions import ServiceError
 from panel.models import Host
 from panel.services import add_host
@@ -19,19 +20,21 @@ from panel.services import add_host
 class Command(BaseCommand):
     help = "Create the admin user and register the local libvirt host, if not done yet."
 
-    def add_arguments(self, parser):  # type: ignore[no-untyped-def]
+    def add_arguments(self, parser):
         parser.add_argument(
             "--no-host", action="store_true", help="Do not register the local host."
         )
 
-    def handle(self, *args, **options):  # type: ignore[no-untyped-def]
+    def handle(self, *args, **options):
         User = get_user_model()
         admin = User.objects.filter(username="admin").first()
         if admin is None:
             password = os.environ.get("PANEL_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
             with transaction.atomic():
                 admin = User.objects.create_superuser("admin", "", password)
-                audit.record(None, "user.create", "admin", detail="first admin, created at setup")
+                audit.record(
+                    Actor(None), "user.create", "admin", detail="first admin, created at setup"
+                )
             if os.environ.get("PANEL_ADMIN_PASSWORD"):
                 self.stdout.write(
                     "Created the admin user 'admin' with the password from PANEL_ADMIN_PASSWORD."
@@ -50,7 +53,7 @@ class Command(BaseCommand):
         if Host.objects.filter(uri=hypervisor.check_uri(uri)).exists():
             return
         try:
-            host = add_host(name="local", uri=uri, actor=admin)
+            host = add_host(name="local", uri=uri, actor=Actor(admin))
         except ServiceError as exc:
             self.stderr.write(f"Could not register the local host {uri}: {exc.message}")
             return

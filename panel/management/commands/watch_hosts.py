@@ -13,7 +13,7 @@ class Command(BaseCommand):
         "when it runs alone) and keep the inventory in step."
     )
 
-    def handle(self, *args, **options):  # type: ignore[no-untyped-def]
+    def handle(self, *args, **options):
         keeper = LeaseKeeper(ProcessRole.WATCHER)
         watcher = HostWatcher(keeper=keeper)
         signal.signal(signal.SIGTERM, lambda *_: watcher.stop())

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from panel import hypervisor
+from panel.actors import Actor
 from panel.choices import AuditResult
 from panel.console_tokens import KEY_PREFIX, TicketTokens
 from panel.models import AuditEvent, Job
@@ -61,7 +62,7 @@ def test_it_refuses_a_viewer_every_action_on_a_running_vm(make_vm, client_for, a
 def vm_with_vnc_password(make_vm, admin):
     vm = make_vm(vnc=True)
     # Set while shut off: qemu takes a password for a display only from its start.
-    vm_services.set_vnc_password(vm, VNC_PASSWORD, actor=admin)
+    vm_services.set_vnc_password(vm, VNC_PASSWORD, actor=Actor(admin))
     vm_services.sync_domain(vm.host, hypervisor.start_domain(LOCAL_URI, str(vm.pk)))
     vm = vm_services.refresh_details(type(vm).objects.select_related("host").get(pk=vm.pk))
     assert hypervisor.vnc_password(LOCAL_URI, str(vm.pk)) == VNC_PASSWORD
@@ -97,8 +98,8 @@ def test_it_shows_a_vnc_password_nowhere(vm_with_vnc_password, admin, client_for
 
 def test_it_lets_a_console_ticket_work_once_and_expire(vm_with_vnc_password, admin, settings):
     vm = vm_with_vnc_password
-    serial = consoles.issue_ticket(vm, admin, "serial", ws_base="ws://testserver")
-    vnc = consoles.issue_ticket(vm, admin, "vnc", ws_base="ws://testserver")
+    serial = consoles.issue_ticket(vm, Actor(admin), "serial", ws_base="ws://testserver")
+    vnc = consoles.issue_ticket(vm, Actor(admin), "vnc", ws_base="ws://testserver")
     plugin = TicketTokens(settings.REDIS_URL)
 
     assert consoles.take_ticket(serial["ticket"])["type"] == "serial"
@@ -106,11 +107,11 @@ def test_it_lets_a_console_ticket_work_once_and_expire(vm_with_vnc_password, adm
     assert plugin.lookup(vnc["ticket"]) is not None
     assert plugin.lookup(vnc["ticket"]) is None
     # A serial ticket reaches nothing through websockify.
-    other = consoles.issue_ticket(vm, admin, "serial", ws_base="ws://testserver")
+    other = consoles.issue_ticket(vm, Actor(admin), "serial", ws_base="ws://testserver")
     assert plugin.lookup(other["ticket"]) is None
 
     # And a ticket expires.
-    ticket = consoles.issue_ticket(vm, admin, "serial", ws_base="ws://testserver")["ticket"]
+    ticket = consoles.issue_ticket(vm, Actor(admin), "serial", ws_base="ws://testserver")["ticket"]
     store = consoles._redis()
 
     assert 0 < store.ttl(KEY_PREFIX + ticket) <= consoles.TICKET_SECONDS <= 60

@@ -16,6 +16,7 @@ from typing import Any
 
 from django.conf import settings
 
+from panel.actors import Actor
 from panel.choices import HostState
 from panel.exceptions import ConflictError, ServiceError
 from panel.models import Host, Project
@@ -64,9 +65,9 @@ def int_between(value: Any, field: str, low: int, high: int, what: str) -> int:
     return number
 
 
-def choose_host(actor: Any, host_id: Any) -> Host:
+def choose_host(actor: Actor, host_id: Any) -> Host:
     """The host asked for, or the visible host that is up with the most free memory."""
-    hosts = restrict(Host.objects.all(), actor, VIEW)
+    hosts = restrict(Host.objects.all(), actor.user, VIEW)
     host_id = object_id(host_id, "host")
     if host_id is not None:
         host = hosts.filter(pk=host_id).first()
@@ -81,24 +82,24 @@ def choose_host(actor: Any, host_id: Any) -> Host:
     return max(up, key=lambda h: int(h.facts.get("memory_free_bytes", 0)))
 
 
-def _may_use(actor: Any, volume: Volume, project: Project, *, read_only: bool) -> bool:
+def _may_use(actor: Actor, volume: Volume, project: Project, *, read_only: bool) -> bool:
     """Whether a VM of project made by actor may use volume: admins any; others a volume of
     that project they may change, or (read only: boot media, cloud images) one an admin
     published as shared. Anything else would let the guest read another's disk."""
     return (
-        is_admin(actor)
+        is_admin(actor.user)
         or (volume.shared and read_only)
-        or (volume.project_id == project.pk and allowed(actor, volume, CHANGE))
+        or (volume.project_id == project.pk and allowed(actor.user, volume, CHANGE))
     )
 
 
 def _volume(
-    actor: Any, host: Host, project: Project, pk: Any, field: str, *, read_only: bool
+    actor: Actor, host: Host, project: Project, pk: Any, field: str, *, read_only: bool
 ) -> Volume:
     """A volume the actor may use for a VM of project on host."""
     pk = object_id(pk, field)
     volume = (
-        restrict(Volume.objects.select_related("pool"), actor, VIEW).filter(pk=pk).first()
+        restrict(Volume.objects.select_related("pool"), actor.user, VIEW).filter(pk=pk).first()
         if pk is not None
         else None
     )
@@ -116,8 +117,8 @@ def _volume(
     return volume
 
 
-def _pool(actor: Any, host: Host, pk: Any, field: str, allowed_pools: Any = None) -> StoragePool:
-    pools = restrict(StoragePool.objects.filter(host=host), actor, VIEW)
+def _pool(actor: Actor, host: Host, pk: Any, field: str, allowed_pools: Any = None) -> StoragePool:
+    pools = restrict(StoragePool.objects.filter(host=host), actor.user, VIEW)
     if allowed_pools is not None:
         pools = pools.filter(pk__in=allowed_pools)
     pk = object_id(pk, field)
@@ -129,7 +130,7 @@ def _pool(actor: Any, host: Host, pk: Any, field: str, allowed_pools: Any = None
     return pool
 
 
-def _boot_file(actor: Any, host: Host, project: Project, path: str, field: str) -> str:
+def _boot_file(actor: Actor, host: Host, project: Project, path: str, field: str) -> str:
     """A kernel or initrd path. Admins: a volume of a pool on host, or a file under an
     allowed root. Others: the path of a volume the VM may use (see _may_use), that is one
     of the project's they may change or a shared boot file an admin published."""
@@ -138,11 +139,11 @@ def _boot_file(actor: Any, host: Host, project: Project, path: str, field: str) 
         raise field_error("Give the path on the host.", field)
     if "\x00" in path or not path.startswith("/") or os.path.normpath(path) != path:
         raise field_error(f"'{path[:80]}' is not a clean absolute path.", field)
-    if not is_admin(actor):
+    if not is_admin(actor.user):
         # Looked up among the volumes the actor sees, so the answer tells nothing about
         # the others.
         volume = (
-            restrict(Volume.objects.filter(pool__host=host, path=path), actor, VIEW)
+            restrict(Volume.objects.filter(pool__host=host, path=path), actor.user, VIEW)
             .select_related("pool")
             .first()
         )
@@ -170,14 +171,14 @@ def _boot_file(actor: Any, host: Host, project: Project, path: str, field: str) 
 class InstallPlace:
     """Who installs a VM of which project on which host, with which networks."""
 
-    actor: Any
+    actor: Actor
     host: Host
     project: Project
     networks: list[Any]
 
 
 def check_install(
-    install: dict[str, Any], *, actor: Any, host: Host, project: Project, networks: list[Any]
+    install: dict[str, Any], *, actor: Actor, host: Host, project: Project, networks: list[Any]
 ) -> dict[str, Any]:
     """The request's install part, checked: its method and what that method needs."""
     method = str(install.get("method") or "")
@@ -312,7 +313,7 @@ def _cmdline(value: Any) -> str:
 
 
 def check_disks(
-    disks: list[Any], *, actor: Any, host: Host, project: Project, name: str, allowed_pools: Any
+    disks: list[Any], *, actor: Actor, host: Host, project: Project, name: str, allowed_pools: Any
 ) -> list[dict[str, Any]]:
     """The request's disks: volumes the VM may use, or new ones in pools it may use."""
     out = []
@@ -363,13 +364,13 @@ def check_disks(
 
 
 def check_networks(
-    actor: Any, host: Host, project: Project, ids: list[Any], template: Template | None
+    actor: Actor, host: Host, project: Project, ids: list[Any], template: Template | None
 ) -> list[dict[str, str]]:
     """The networks of host the VM joins, each allowed to project (and offered by template)."""
     from networking.models import Network
     from networking.services import traffic_filter
 
-    visible = restrict(Network.objects.filter(host=host), actor, VIEW)
+    visible = restrict(Network.objects.filter(host=host), actor.user, VIEW)
     allowed_networks = project.allowed_networks.all()
     out = []
     for value in ids:
@@ -420,7 +421,7 @@ def from_template(template: Template, data: dict[str, Any]) -> dict[str, Any]:
     return {
         "name": data.get("name"),
         "project": data.get("project"),
-        "host": data.get("host") or (template.image.pool.host_id if template.image_id else None),
+        "host": data.get("host") or (template.image.pool.host_id if template.image else None),
         "vcpus": data.get("vcpus", template.vcpus),
         "memory_mib": data.get("memory_mib", template.memory_mib),
         "firmware": template.firmware,

@@ -13,6 +13,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
 from panel import audit, hypervisor, jobs, quotas
+from panel.actors import Actor
 from panel.choices import JobKind, JobState
 from panel.exceptions import ServiceError
 from panel.hostcalls import on_host
@@ -39,14 +40,14 @@ MIN_MEMORY_MIB = 32
 SECRET_KEYS = ("user_data", "meta_data", "network_config", "kickstart")
 
 
-def create_vm(data: dict[str, Any], *, actor: Any, source_ip: str | None = None) -> Job:
+def create_vm(data: dict[str, Any], *, actor: Actor) -> Job:
     """Check a create request, take its quota and queue the job; nothing touches a host yet."""
     if not isinstance(data, dict):
         raise ServiceError("Send the VM as an object of fields.")
     template = _template(actor, data)
     project = _project(actor, data, template)
     with audit.refusals_recorded(
-        actor, "vm.create", str(data.get("name", ""))[:100], project=project, source_ip=source_ip
+        actor, "vm.create", str(data.get("name", ""))[:100], project=project
     ):
         if template is not None:
             data = _template_request(template, project, data)
@@ -75,7 +76,7 @@ def create_vm(data: dict[str, Any], *, actor: Any, source_ip: str | None = None)
             "vm_name": name,
             "host": host.pk,
             "project": project.pk,
-            "owner": actor.pk if getattr(actor, "is_authenticated", False) else None,
+            "owner": getattr(actor.person, "pk", None),
             "template": template.pk if template is not None else None,
             "vcpus": vcpus,
             "memory_mib": memory_mib,
@@ -86,15 +87,15 @@ def create_vm(data: dict[str, Any], *, actor: Any, source_ip: str | None = None)
             "install": install,
             "start": bool(data.get("start", True)),
         }
-        return _queue(spec, host, project, actor=actor, source_ip=source_ip)
+        return _queue(spec, host, project, actor=actor)
 
 
-def _template(actor: Any, data: dict[str, Any]) -> Template | None:
+def _template(actor: Actor, data: dict[str, Any]) -> Template | None:
     """The template the request names, among those the actor may use; None when it names none."""
     template_id = object_id(data.get("template"), "template")
     if template_id is None:
         return None
-    template = restrict(Template.objects.all(), actor, VIEW).filter(pk=template_id).first()
+    template = restrict(Template.objects.all(), actor.user, VIEW).filter(pk=template_id).first()
     if template is None:
         raise field_error(
             f"No template with id {template_id} that your project may use.", "template"
@@ -102,12 +103,12 @@ def _template(actor: Any, data: dict[str, Any]) -> Template | None:
     return template
 
 
-def _project(actor: Any, data: dict[str, Any], template: Template | None) -> Project:
+def _project(actor: Actor, data: dict[str, Any], template: Template | None) -> Project:
     """The VM's project, in which the actor may create VMs (members: from a template only)."""
     project = Project.objects.filter(pk=object_id(data.get("project"), "project") or 0).first()
     if project is None:
         raise field_error("Choose the project the VM belongs to.", "project")
-    role = role_in(actor, project)
+    role = role_in(actor.user, project)
     if role not in ("admin", "operator", "member"):
         if role is None:
             raise field_error(f"No project with id {project.pk} that you can use.", "project")
@@ -202,7 +203,7 @@ def _install(
     name: str,
     disks: list[dict[str, Any]],
     *,
-    actor: Any,
+    actor: Actor,
     host: Host,
     project: Project,
     networks: list[Any],
@@ -226,9 +227,7 @@ def _install(
     return install
 
 
-def _queue(
-    spec: dict[str, Any], host: Host, project: Project, *, actor: Any, source_ip: str | None
-) -> Job:
+def _queue(spec: dict[str, Any], host: Host, project: Project, *, actor: Actor) -> Job:
     """The quota taken and the create job queued, its install secrets kept apart."""
     from vms.tasks import vm_create_task
 
@@ -264,6 +263,5 @@ def _queue(
                 f"{install['method']} on {host.name}, {spec['vcpus']} vCPU, "
                 f"{spec['memory_mib']} MiB"
             ),
-            source_ip=source_ip,
             secrets=secrets,
         )

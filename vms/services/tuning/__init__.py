@@ -16,9 +16,11 @@ Modules:
 
 from .cpus import pin_emulator, pin_vcpus, set_max_vcpus, set_numatune, set_vcpus, vm_tuning
 from .devices import set_iotune, set_nic_bandwidth
+from .limits import Scope
 from .memory import set_hugepages, set_max_memory, set_memory
 
 __all__ = [
+    "Scope",
     "pin_emulator",
     "pin_vcpus",
     "set_hugepages",

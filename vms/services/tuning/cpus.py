@@ -4,14 +4,14 @@ the vCPU count and its maximum, and the NUMA policy of its memory."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
-from panel import audit, hypervisor
+from panel import hypervisor
+from panel.actors import Actor
 from panel.exceptions import ServiceError
 from panel.permissions import VIEW
 from vms.models import VirtualMachine
-from vms.services.common import on_vm_host, require_right
-from vms.services.disks import check_scope, commit_disk_change, ready_for_change, scope_words
+from vms.services.common import on_vm_host, require_right, vm_change
+from vms.services.disks import check_scope, scope_words
 from vms.services.tuning.limits import (
     cpu_list,
     growing,
@@ -20,7 +20,7 @@ from vms.services.tuning.limits import (
 )
 
 
-def vm_tuning(vm: VirtualMachine, *, actor: Any) -> dict:
+def vm_tuning(vm: VirtualMachine, *, actor: Actor) -> dict:
     """The VM's tuning now and the host's CPUs, NUMA cells and huge pages, for the tuning tab."""
     require_right(actor, vm, VIEW, "see the tuning of")
     with on_vm_host(vm):
@@ -55,16 +55,14 @@ def pin_vcpus(
     *,
     live: bool = True,
     persistent: bool = True,
-    actor: Any,
-    source_ip: str | None = None,
+    actor: Actor,
 ) -> hypervisor.TuningInfo:
     """Pin vCPUs to host CPUs ({vcpu: [cpu, ...]}; an empty list: any CPU)."""
-    ready_for_change(vm, actor, "tune")
-    with audit.refusals_recorded(actor, "vm.vcpupin", vm, project=vm.project, source_ip=source_ip):
+    with vm_change(vm, actor, "vm.vcpupin", "tune") as change:
         if not pins:
             raise ServiceError("Give at least one vCPU and the host CPUs for it.", field="pins")
         check_scope(vm, live, persistent)
-        with on_vm_host(vm):
+        with change.on_host():
             current = hypervisor.domain_tuning(vm.host.uri, str(vm.pk))
         bad = sorted(v for v in pins if v < 0 or v >= current.max_vcpus)
         if bad:
@@ -74,7 +72,7 @@ def pin_vcpus(
                 field="pins",
             )
         _check_cpus(vm, [c for cpus in pins.values() for c in cpus], "pins", current.host_cpus)
-        with on_vm_host(vm, f"Pinning the vCPUs of {vm.name}"):
+        with change.on_host(f"Pinning the vCPUs of {vm.name}"):
             info = hypervisor.pin_vcpus(
                 vm.host.uri,
                 str(vm.pk),
@@ -85,9 +83,7 @@ def pin_vcpus(
         detail = "; ".join(
             f"vCPU {v} on {cpu_list(c) if c else 'any CPU'}" for v, c in sorted(pins.items())
         )
-        commit_disk_change(
-            vm, None, actor, "vm.vcpupin", f"{detail}; {scope_words(live, persistent)}", source_ip
-        )
+        change.done(None, f"{detail}; {scope_words(live, persistent)}")
     return info
 
 
@@ -97,24 +93,20 @@ def pin_emulator(
     *,
     live: bool = True,
     persistent: bool = True,
-    actor: Any,
-    source_ip: str | None = None,
+    actor: Actor,
 ) -> hypervisor.TuningInfo:
     """Pin qemu's emulator threads to host CPUs (an empty list: any CPU)."""
-    ready_for_change(vm, actor, "tune")
-    with audit.refusals_recorded(
-        actor, "vm.emulatorpin", vm, project=vm.project, source_ip=source_ip
-    ):
+    with vm_change(vm, actor, "vm.emulatorpin", "tune") as change:
         check_scope(vm, live, persistent)
         _check_cpus(vm, cpus, "cpus", _host_cpus(vm))
-        with on_vm_host(vm, f"Pinning the emulator of {vm.name}"):
+        with change.on_host(f"Pinning the emulator of {vm.name}"):
             info = hypervisor.pin_emulator(
                 vm.host.uri, str(vm.pk), tuple(cpus), live=live, persistent=persistent
             )
         detail = (
             f"emulator on {cpu_list(cpus) if cpus else 'any CPU'}; {scope_words(live, persistent)}"
         )
-        commit_disk_change(vm, None, actor, "vm.emulatorpin", detail, source_ip)
+        change.done(None, detail)
     return info
 
 
@@ -124,14 +116,12 @@ def set_vcpus(
     *,
     live: bool = True,
     persistent: bool = True,
-    actor: Any,
-    source_ip: str | None = None,
+    actor: Actor,
 ) -> hypervisor.TuningInfo:
     """Set how many vCPUs the VM has (hotplug when live, up to its maximum)."""
-    ready_for_change(vm, actor, "tune")
-    with audit.refusals_recorded(actor, "vm.vcpus", vm, project=vm.project, source_ip=source_ip):
+    with vm_change(vm, actor, "vm.vcpus", "tune") as change:
         check_scope(vm, live, persistent)
-        with on_vm_host(vm):
+        with change.on_host():
             current = hypervisor.domain_tuning(vm.host.uri, str(vm.pk))
         if vcpus < 1 or vcpus > current.max_vcpus:
             raise ServiceError(
@@ -141,46 +131,27 @@ def set_vcpus(
             )
         within_template(vm, "vcpus", vcpus=vcpus)
         with growing(vm, vcpus=vcpus, maximum=False):
-            with on_vm_host(vm, f"Setting the vCPUs of {vm.name}"):
+            with change.on_host(f"Setting the vCPUs of {vm.name}"):
                 info = hypervisor.set_vcpus(
                     vm.host.uri, str(vm.pk), vcpus, live=live, persistent=persistent
                 )
-            commit_disk_change(
-                vm,
-                None,
-                actor,
-                "vm.vcpus",
-                f"{vcpus} vCPUs; {scope_words(live, persistent)}",
-                source_ip,
-            )
+            change.done(None, f"{vcpus} vCPUs; {scope_words(live, persistent)}")
     return info
 
 
-def set_max_vcpus(
-    vm: VirtualMachine, max_vcpus: int, *, actor: Any, source_ip: str | None = None
-) -> hypervisor.TuningInfo:
+def set_max_vcpus(vm: VirtualMachine, max_vcpus: int, *, actor: Actor) -> hypervisor.TuningInfo:
     """Set the most vCPUs the VM may have (its definition: from the next boot)."""
-    ready_for_change(vm, actor, "tune")
-    with audit.refusals_recorded(
-        actor, "vm.max_vcpus", vm, project=vm.project, source_ip=source_ip
-    ):
+    with vm_change(vm, actor, "vm.max_vcpus", "tune") as change:
         check_scope(vm, False, True)
         if not 1 <= max_vcpus <= 255:
             raise ServiceError("The maximum vCPUs is a number from 1 to 255.", field="max_vcpus")
         within_template(vm, "max_vcpus", vcpus=max_vcpus)
         with growing(vm, vcpus=max_vcpus, maximum=True):
-            with on_vm_host(vm, f"Setting the maximum vCPUs of {vm.name}"):
+            with change.on_host(f"Setting the maximum vCPUs of {vm.name}"):
                 info = hypervisor.set_vcpus(
                     vm.host.uri, str(vm.pk), max_vcpus, live=False, persistent=True, maximum=True
                 )
-            commit_disk_change(
-                vm,
-                None,
-                actor,
-                "vm.max_vcpus",
-                f"at most {max_vcpus} vCPUs; persistent",
-                source_ip,
-            )
+            change.done(None, f"at most {max_vcpus} vCPUs; persistent")
     return info
 
 
@@ -203,12 +174,10 @@ def set_numatune(
     *,
     live: bool = False,
     persistent: bool = True,
-    actor: Any,
-    source_ip: str | None = None,
+    actor: Actor,
 ) -> hypervisor.TuningInfo:
     """Set where the VM's memory comes from: a NUMA mode and the host cells (like numatune)."""
-    ready_for_change(vm, actor, "tune")
-    with audit.refusals_recorded(actor, "vm.numatune", vm, project=vm.project, source_ip=source_ip):
+    with vm_change(vm, actor, "vm.numatune", "tune") as change:
         if mode not in hypervisor.NUMA_MODES:
             raise ServiceError(
                 f"Unknown NUMA mode '{mode}': use {', '.join(hypervisor.NUMA_MODES)}.",
@@ -222,7 +191,7 @@ def set_numatune(
                 field="nodeset",
             ) from None
         check_scope(vm, live, persistent)
-        with on_vm_host(vm):
+        with change.on_host():
             cells = {c.id for c in hypervisor.host_tuning(vm.host.uri).cells}
         missing = sorted(nodes - cells)
         if missing:
@@ -231,10 +200,10 @@ def set_numatune(
                 f"are {', '.join(map(str, sorted(cells))) or 'none'}.",
                 field="nodeset",
             )
-        with on_vm_host(vm, f"Setting the NUMA policy of {vm.name}"):
+        with change.on_host(f"Setting the NUMA policy of {vm.name}"):
             info = hypervisor.set_numatune(
                 vm.host.uri, str(vm.pk), mode, nodeset, live=live, persistent=persistent
             )
         detail = f"{mode} on cells {nodeset}; {scope_words(live, persistent)}"
-        commit_disk_change(vm, None, actor, "vm.numatune", detail, source_ip)
+        change.done(None, detail)
     return info

@@ -6,11 +6,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from panel import audit, hypervisor
+from panel import hypervisor
+from panel.actors import Actor
 from panel.exceptions import ConflictError, ServiceError
 from vms.models import VirtualMachine
-from vms.services.common import on_vm_host
-from vms.services.disks import check_scope, commit_disk_change, ready_for_change, scope_words
+from vms.services.common import vm_change
+from vms.services.disks import check_scope, scope_words
 
 
 def set_iotune(
@@ -20,12 +21,10 @@ def set_iotune(
     *,
     live: bool = True,
     persistent: bool = True,
-    actor: Any,
-    source_ip: str | None = None,
+    actor: Actor,
 ) -> hypervisor.TuningInfo:
     """Limit a disk's bytes and operations per second (0: no limit), like blkdeviotune."""
-    ready_for_change(vm, actor, "tune")
-    with audit.refusals_recorded(actor, "vm.iotune", vm, project=vm.project, source_ip=source_ip):
+    with vm_change(vm, actor, "vm.iotune", "tune") as change:
         if not any(d.get("target") == target and d.get("device") == "disk" for d in vm.disks):
             disks = ", ".join(d["target"] for d in vm.disks if d.get("device") == "disk")
             raise ServiceError(
@@ -43,13 +42,13 @@ def set_iotune(
                 )
         check_scope(vm, live, persistent)
         iotune = hypervisor.IoTune(**limits)
-        with on_vm_host(vm, f"Limiting the I/O of {target}"):
+        with change.on_host(f"Limiting the I/O of {target}"):
             info = hypervisor.set_block_iotune(
                 vm.host.uri, str(vm.pk), target, iotune, live=live, persistent=persistent
             )
         applied = ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(iotune).items() if v)
         detail = f"{target}: {applied or 'no limits'}; {scope_words(live, persistent)}"
-        commit_disk_change(vm, None, actor, "vm.iotune", detail, source_ip)
+        change.done(None, detail)
     return info
 
 
@@ -61,16 +60,12 @@ def set_nic_bandwidth(
     *,
     live: bool = True,
     persistent: bool = True,
-    actor: Any,
-    source_ip: str | None = None,
-) -> dict[str, int]:
+    actor: Actor,
+) -> dict[str, Any]:
     """Limit a NIC's average rate each way in KiB/s (0: no limit), like virsh domiftune."""
     from vms.services.nics import MAX_RATE_KIB
 
-    ready_for_change(vm, actor, "tune")
-    with audit.refusals_recorded(
-        actor, "vm.nic_bandwidth", vm, project=vm.project, source_ip=source_ip
-    ):
+    with vm_change(vm, actor, "vm.nic_bandwidth", "tune") as change:
         mac = mac.strip().lower().replace("-", ":")
         macs = [n.get("mac", "") for n in vm.nics]
         if mac not in macs:
@@ -88,7 +83,7 @@ def set_nic_bandwidth(
                 )
         check_scope(vm, live, persistent)
         try:
-            with on_vm_host(vm, f"Limiting NIC {mac}"):
+            with change.on_host(f"Limiting NIC {mac}"):
                 inbound, outbound = hypervisor.set_interface_bandwidth(
                     vm.host.uri,
                     str(vm.pk),
@@ -107,5 +102,5 @@ def set_nic_bandwidth(
                 ) from exc
             raise
         detail = f"{mac}: in {inbound} out {outbound} KiB/s; {scope_words(live, persistent)}"
-        commit_disk_change(vm, None, actor, "vm.nic_bandwidth", detail, source_ip)
+        change.done(None, detail)
     return {"mac": mac, "inbound_kib": inbound, "outbound_kib": outbound}

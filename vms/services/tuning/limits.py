@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
+from typing import TypedDict
 
 from django.db import transaction
 
 from panel import hypervisor, quotas
+from panel.actors import Actor
 from panel.exceptions import ServiceError
 from panel.permissions import is_admin
 from vms.choices import VMState
@@ -18,6 +19,13 @@ from vms.models import VirtualMachine
 from vms.services.common import reread
 
 MIB = 1024 * 1024
+
+
+class Scope(TypedDict):
+    """Where a change applies: the running VM (live), its saved definition (persistent)."""
+
+    live: bool
+    persistent: bool
 
 
 def cpu_list(cpus: tuple[int, ...] | list[int]) -> str:
@@ -89,7 +97,9 @@ def guest_memory_limit(vm: VirtualMachine) -> int:
     return max(total - reserved, 0)
 
 
-def check_reserve(vm: VirtualMachine, memory_mib: int, actor: Any, force: bool, field: str) -> str:
+def check_reserve(
+    vm: VirtualMachine, memory_mib: int, actor: Actor, force: bool, field: str
+) -> str:
     """Refuse memory that eats into the host's reserve; admins may force it (a warning back)."""
     limit = guest_memory_limit(vm)
     if not limit:
@@ -105,10 +115,10 @@ def check_reserve(vm: VirtualMachine, memory_mib: int, actor: Any, force: bool, 
         f"on {vm.host.name} is more than the {limit // MIB} MiB its reserve advice leaves "
         "for guests"
     )
-    if force and is_admin(actor):
+    if force and is_admin(actor.user):
         return f"Warning: {message}; applied anyway as you asked."
     raise ServiceError(
         f"{message}. Give less memory"
-        + (", or tick 'override' to apply it anyway." if is_admin(actor) else "."),
+        + (", or tick 'override' to apply it anyway." if is_admin(actor.user) else "."),
         field=field,
     )
