@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
@@ -73,33 +76,70 @@ def network_detail(request: HttpRequest, network_id: int) -> HttpResponse:
     return render(request, "networking/network_detail.html", context)
 
 
-@require_POST
-def network_action(request: HttpRequest, network_id: int, action: str) -> HttpResponse:
-    network = get_object_for_user(Network.objects.select_related("host"), request.user, network_id)
-    try:
-        if action == "autostart":
-            network = services.set_network_autostart(
-                network,
-                request.POST.get("enabled") == "1",
-                actor=Actor.of(request),
-            )
-            messages.success(
-                request, f"Autostart of {network.name} is {network.autostart and 'on' or 'off'}."
-            )
-        elif action == "delete":
-            services.delete_network(network, actor=Actor.of(request))
-            messages.success(request, f"Network {network.name} deleted.")
+NetworkPageForm = Callable[[HttpRequest, Network], HttpResponse | None]
+
+
+def network_form(apply: NetworkPageForm) -> Callable[[HttpRequest, int], HttpResponse]:
+    """The view of a network page's form whose body is apply(request, network): a refusal
+    is shown as the page's error; the answer is the page again (the list once the network
+    is gone), or where apply leads."""
+
+    @require_POST
+    @functools.wraps(apply)
+    def view(request: HttpRequest, network_id: int) -> HttpResponse:
+        network = get_object_for_user(
+            Network.objects.select_related("host"), request.user, network_id
+        )
+        try:
+            answer = apply(request, network)
+        except ServiceError as exc:
+            messages.error(request, exc.message)
+            answer = None
+        if answer is not None:
+            return answer
+        if not Network.objects.filter(pk=network_id).exists():
             return redirect("network_list")
-        else:
-            network = services.network_action(network, action, actor=Actor.of(request))
-            messages.success(
-                request, f"Network {network.name} is {'active' if network.active else 'stopped'}."
-            )
-    except ServiceError as exc:
-        messages.error(request, exc.message)
-    if not Network.objects.filter(pk=network_id).exists():
-        return redirect("network_list")
-    return redirect("network_detail", network_id=network_id)
+        return redirect("network_detail", network_id=network_id)
+
+    return view
+
+
+@network_form
+def network_autostart(request: HttpRequest, network: Network) -> None:
+    """Start the network with libvirtd, or not."""
+    network = services.set_network_autostart(
+        network, request.POST.get("enabled") == "1", actor=Actor.of(request)
+    )
+    messages.success(
+        request, f"Autostart of {network.name} is {network.autostart and 'on' or 'off'}."
+    )
+
+
+@network_form
+def network_delete(request: HttpRequest, network: Network) -> HttpResponse:
+    """Stop and remove the network; the list is the answer."""
+    services.delete_network(network, actor=Actor.of(request))
+    messages.success(request, f"Network {network.name} deleted.")
+    return redirect("network_list")
+
+
+def _power(request: HttpRequest, network: Network, verb: str) -> None:
+    network = services.network_action(network, verb, actor=Actor.of(request))
+    messages.success(
+        request, f"Network {network.name} is {'active' if network.active else 'stopped'}."
+    )
+
+
+@network_form
+def network_start(request: HttpRequest, network: Network) -> None:
+    """Start the network."""
+    _power(request, network, "start")
+
+
+@network_form
+def network_stop(request: HttpRequest, network: Network) -> None:
+    """Stop the network (a transient one is gone then)."""
+    _power(request, network, "stop")
 
 
 def host_interfaces(request: HttpRequest, host_id: int) -> HttpResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -136,40 +137,77 @@ def pool_detail(request: HttpRequest, pool_id: int) -> HttpResponse:
     return render(request, "storage/pool_detail.html", context)
 
 
-@require_POST
-def pool_action(request: HttpRequest, pool_id: int, action: str) -> HttpResponse:
-    pool = _pool(request, pool_id, MANAGE)
-    try:
-        gone = _act_on_pool(request, pool, action)
-    except ServiceError as exc:
-        messages.error(request, exc.message)
+PoolForm = Callable[[HttpRequest, StoragePool], str]
+
+
+def pool_form(apply: PoolForm) -> Callable[[HttpRequest, int], HttpResponse]:
+    """The view of a pool page's form (admins) whose body is apply(request, pool); apply
+    answers what to say when the pool is gone after it ("" while it stays). A refusal is
+    shown as the page's error."""
+
+    @require_POST
+    @functools.wraps(apply)
+    def view(request: HttpRequest, pool_id: int) -> HttpResponse:
+        pool = _pool(request, pool_id, MANAGE)
+        try:
+            gone = apply(request, pool)
+        except ServiceError as exc:
+            messages.error(request, exc.message)
+            return redirect("pool_detail", pool_id=pool.pk)
+        if gone:
+            messages.success(request, gone)
+            return redirect("pool_list")
         return redirect("pool_detail", pool_id=pool.pk)
-    if gone:
-        messages.success(request, gone)
-        return redirect("pool_list")
-    messages.success(request, f"Pool {pool.name}: {action} done.")
-    return redirect("pool_detail", pool_id=pool.pk)
+
+    return view
 
 
-def _act_on_pool(request: HttpRequest, pool: StoragePool, action: str) -> str:
-    """Run the pool action the form asks for; what to say when the pool is gone after it."""
-    if action == "autostart":
-        services.set_pool_autostart(
-            pool,
-            request.POST.get("enabled") == "1",
-            actor=Actor.of(request),
-        )
-        return ""
-    if action == "delete":
-        services.delete_pool(
-            pool,
-            actor=Actor.of(request),
-            delete_target=request.POST.get("delete_target") == "1",
-        )
-        return f"Pool {pool.name} deleted."
-    if services.pool_action(pool, action, actor=Actor.of(request)) is None:
-        return f"Transient pool {pool.name} stopped and gone."
+@pool_form
+def pool_autostart(request: HttpRequest, pool: StoragePool) -> str:
+    """Start the pool with libvirtd, or not."""
+    services.set_pool_autostart(pool, request.POST.get("enabled") == "1", actor=Actor.of(request))
+    messages.success(request, f"Pool {pool.name}: autostart done.")
     return ""
+
+
+@pool_form
+def pool_delete(request: HttpRequest, pool: StoragePool) -> str:
+    """Stop and remove the pool, and its directory or volume group when asked."""
+    services.delete_pool(
+        pool, actor=Actor.of(request), delete_target=request.POST.get("delete_target") == "1"
+    )
+    return f"Pool {pool.name} deleted."
+
+
+def _power(request: HttpRequest, pool: StoragePool, verb: str) -> str:
+    if services.pool_action(pool, verb, actor=Actor.of(request)) is None:
+        return f"Transient pool {pool.name} stopped and gone."
+    messages.success(request, f"Pool {pool.name}: {verb} done.")
+    return ""
+
+
+@pool_form
+def pool_build(request: HttpRequest, pool: StoragePool) -> str:
+    """Make the pool's directory or volume group on its host."""
+    return _power(request, pool, "build")
+
+
+@pool_form
+def pool_start(request: HttpRequest, pool: StoragePool) -> str:
+    """Start the pool."""
+    return _power(request, pool, "start")
+
+
+@pool_form
+def pool_stop(request: HttpRequest, pool: StoragePool) -> str:
+    """Stop the pool (a transient one is gone then)."""
+    return _power(request, pool, "stop")
+
+
+@pool_form
+def pool_refresh(request: HttpRequest, pool: StoragePool) -> str:
+    """Read the pool's volumes from its host again."""
+    return _power(request, pool, "refresh")
 
 
 @require_POST
@@ -234,104 +272,6 @@ def volume_detail(request: HttpRequest, volume_id: int) -> HttpResponse:
         "job": Job.objects.filter(target=f"volume:{volume.pk}").order_by("-created").first(),
     }
     return render(request, "storage/volume_detail.html", context)
-
-
-@require_POST
-def volume_action(request: HttpRequest, volume_id: int, action: str) -> HttpResponse:
-    volume = _volume(request, volume_id)
-    back = redirect("volume_detail", volume_id=volume.pk)
-    act = VOLUME_ACTIONS.get(action)
-    if act is None:
-        messages.error(request, f"Unknown action {action}.")
-        return back
-    try:
-        response = act(request, volume)
-    except ServiceError as exc:
-        messages.error(request, exc.message)
-        return back
-    if response is not None:
-        return response
-    if action != "info":
-        messages.success(request, f"{volume.name}: {action} done.")
-    return back
-
-
-def _resize(request: HttpRequest, volume: Volume) -> HttpResponse | None:
-    services.resize_volume(
-        volume,
-        request.POST.get("capacity_gib"),
-        shrink=request.POST.get("shrink") == "1",
-        actor=Actor.of(request),
-    )
-    return None
-
-
-def _copy(request: HttpRequest, volume: Volume) -> HttpResponse | None:
-    data = request.POST
-    target = (
-        restrict(StoragePool.objects.all(), request.user).filter(pk=data.get("pool") or 0).first()
-    )
-    job = services.copy_volume(
-        volume,
-        name=data.get("name", ""),
-        format=data.get("format") or None,
-        target_pool=target,
-        actor=Actor.of(request),
-    )
-    return redirect("job_detail", job_id=job.pk)
-
-
-def _wipe(request: HttpRequest, volume: Volume) -> HttpResponse | None:
-    job = services.wipe_volume(volume, actor=Actor.of(request))
-    return redirect("job_detail", job_id=job.pk)
-
-
-def _check(request: HttpRequest, volume: Volume) -> HttpResponse | None:
-    services.check_volume(volume, actor=Actor.of(request))
-    return None
-
-
-def _info(request: HttpRequest, volume: Volume) -> HttpResponse | None:
-    services.volume_details(volume)
-    return None
-
-
-def _share(request: HttpRequest, volume: Volume) -> HttpResponse | None:
-    shared = request.POST.get("shared") == "1"
-    services.set_shared(volume, shared, actor=Actor.of(request))
-    return None
-
-
-def _assign(request: HttpRequest, volume: Volume) -> HttpResponse | None:
-    project = Project.objects.filter(pk=request.POST.get("project") or 0).first()
-    services.assign_volume(
-        volume,
-        project,
-        request.POST.get("format", ""),
-        actor=Actor.of(request),
-    )
-    return None
-
-
-def _delete(request: HttpRequest, volume: Volume) -> HttpResponse | None:
-    pool_id = volume.pool_id
-    services.delete_volume(volume, actor=Actor.of(request))
-    messages.success(request, f"Volume {volume.name} deleted.")
-    return redirect("pool_detail", pool_id=pool_id)
-
-
-# The volume page's actions: each answers with where to go, or None to come back.
-VOLUME_ACTIONS: dict[str, Callable[[HttpRequest, Volume], HttpResponse | None]] = {
-    "resize": _resize,
-    "clone": _copy,
-    "convert": _copy,
-    "wipe": _wipe,
-    "check": _check,
-    "info": _info,
-    "share": _share,
-    "assign": _assign,
-    "delete": _delete,
-}
 
 
 def upload_page(request: HttpRequest, pool_id: int) -> HttpResponse:

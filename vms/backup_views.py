@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect
-from django.views.decorators.http import require_POST
+from django.http import HttpRequest
 
 from panel.actors import Actor
 from panel.exceptions import ServiceError
-from panel.permissions import CHANGE, VIEW, get_object_for_user, restrict
+from panel.permissions import VIEW, restrict
 from storage.models import StoragePool
 
 from .models import Backup, BackupSchedule, VirtualMachine
+from .page_forms import vm_form
 from .services import backups, restores, schedules
 
 
@@ -32,23 +28,6 @@ def _int(value: str | None, field: str) -> int:
         raise ServiceError(f"Give {field} as a whole number.", field=field) from None
 
 
-@require_POST
-def vm_backup_action(request: HttpRequest, vm_id: str, action: str) -> HttpResponse:
-    vm = get_object_for_user(
-        VirtualMachine.objects.select_related("host", "project"), request.user, vm_id, CHANGE
-    )
-    try:
-        run = BACKUP_ACTIONS.get(action)
-        if run is None:
-            raise ServiceError(f"Unknown backup action '{action}'.")
-        run(request, vm)
-    except ServiceError as exc:
-        messages.error(request, exc.message)
-    except PermissionDenied as exc:
-        messages.error(request, str(exc))
-    return redirect("vm_detail", vm_id=vm.pk)
-
-
 def _backup(request: HttpRequest, vm: VirtualMachine) -> Backup:
     """The backup of vm the form names."""
     backup = (
@@ -61,7 +40,9 @@ def _backup(request: HttpRequest, vm: VirtualMachine) -> Backup:
     return backup
 
 
-def _take(request: HttpRequest, vm: VirtualMachine) -> None:
+@vm_form(denied_as_message=True)
+def vm_backup_create(request: HttpRequest, vm: VirtualMachine) -> None:
+    """Back up now into the pool chosen (a pool of the VM's host)."""
     job = backups.take_backup(
         vm,
         _pool(request),
@@ -71,7 +52,9 @@ def _take(request: HttpRequest, vm: VirtualMachine) -> None:
     messages.info(request, f"Backup of {vm.name} started (job #{job.pk}).")
 
 
-def _restore(request: HttpRequest, vm: VirtualMachine) -> None:
+@vm_form(denied_as_message=True)
+def vm_backup_restore(request: HttpRequest, vm: VirtualMachine) -> None:
+    """Restore a backup into a new VM or in place."""
     backup, data = _backup(request, vm), request.POST
     job = restores.restore_backup(
         backup,
@@ -84,13 +67,17 @@ def _restore(request: HttpRequest, vm: VirtualMachine) -> None:
     messages.info(request, f"Restore of backup #{backup.pk} started (job #{job.pk}).")
 
 
-def _delete(request: HttpRequest, vm: VirtualMachine) -> None:
+@vm_form(denied_as_message=True)
+def vm_backup_delete(request: HttpRequest, vm: VirtualMachine) -> None:
+    """Delete a backup and its copies."""
     backup = _backup(request, vm)
     backups.delete_backup(backup, actor=Actor.of(request))
     messages.info(request, f"Backup #{backup.pk} deleted.")
 
 
-def _add_schedule(request: HttpRequest, vm: VirtualMachine) -> None:
+@vm_form(denied_as_message=True)
+def vm_backup_schedule_add(request: HttpRequest, vm: VirtualMachine) -> None:
+    """Add a backup or snapshot schedule to the VM."""
     data = request.POST
     fields = {f: data.get(f, "") for f in ("minute", "hour", "day_of_month")}
     fields |= {f: data.get(f, "") for f in ("month_of_year", "day_of_week")}
@@ -107,7 +94,9 @@ def _add_schedule(request: HttpRequest, vm: VirtualMachine) -> None:
     messages.info(request, f"Schedule #{schedule.pk} added: {schedule.cron}.")
 
 
-def _delete_schedule(request: HttpRequest, vm: VirtualMachine) -> None:
+@vm_form(denied_as_message=True)
+def vm_backup_schedule_delete(request: HttpRequest, vm: VirtualMachine) -> None:
+    """Delete one of the VM's schedules."""
     schedule = BackupSchedule.objects.filter(
         vm=vm, pk=_int(request.POST.get("schedule"), "schedule")
     ).first()
@@ -115,12 +104,3 @@ def _delete_schedule(request: HttpRequest, vm: VirtualMachine) -> None:
         raise ServiceError(f"{vm.name} has no such schedule: reload the page.")
     schedules.delete_schedule(schedule, actor=Actor.of(request))
     messages.info(request, f"Schedule #{schedule.pk} deleted.")
-
-
-BACKUP_ACTIONS: dict[str, Callable[[HttpRequest, VirtualMachine], None]] = {
-    "create": _take,
-    "restore": _restore,
-    "delete": _delete,
-    "schedule-add": _add_schedule,
-    "schedule-delete": _delete_schedule,
-}

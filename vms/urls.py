@@ -1,6 +1,14 @@
 from django.urls import path
 
-from . import backup_views, migration_views, nic_views, snapshot_views, views, wizard
+from . import (
+    backup_views,
+    disk_views,
+    migration_views,
+    nic_views,
+    snapshot_views,
+    views,
+    wizard,
+)
 
 urlpatterns = [
     path("", views.vm_list, name="vm_list"),
@@ -16,16 +24,39 @@ urlpatterns = [
     path("<uuid:vm_id>/xml/", views.vm_xml, name="vm_xml"),
     path("<uuid:vm_id>/clone/", views.vm_clone, name="vm_clone"),
     path("<uuid:vm_id>/vnc-password/", views.vm_vnc_password, name="vm_vnc_password"),
-    path("<uuid:vm_id>/disks/<slug:action>/", views.vm_disk, name="vm_disk"),
+    path("<uuid:vm_id>/disks/attach/", disk_views.vm_disk_attach, name="vm_disk_attach"),
+    path("<uuid:vm_id>/disks/detach/", disk_views.vm_disk_detach, name="vm_disk_detach"),
+    path("<uuid:vm_id>/disks/media/", disk_views.vm_disk_media, name="vm_disk_media"),
     path(
-        "<uuid:vm_id>/snapshots/<slug:action>/",
-        snapshot_views.vm_snapshot_action,
-        name="vm_snapshot_action",
+        "<uuid:vm_id>/snapshots/create/",
+        snapshot_views.vm_snapshot_create,
+        name="vm_snapshot_create",
     ),
     path(
-        "<uuid:vm_id>/backups/<slug:action>/",
-        backup_views.vm_backup_action,
-        name="vm_backup_action",
+        "<uuid:vm_id>/snapshots/revert/",
+        snapshot_views.vm_snapshot_revert,
+        name="vm_snapshot_revert",
+    ),
+    path(
+        "<uuid:vm_id>/snapshots/delete/",
+        snapshot_views.vm_snapshot_delete,
+        name="vm_snapshot_delete",
+    ),
+    path(
+        "<uuid:vm_id>/snapshots/merge/", snapshot_views.vm_snapshot_merge, name="vm_snapshot_merge"
+    ),
+    path("<uuid:vm_id>/backups/create/", backup_views.vm_backup_create, name="vm_backup_create"),
+    path("<uuid:vm_id>/backups/restore/", backup_views.vm_backup_restore, name="vm_backup_restore"),
+    path("<uuid:vm_id>/backups/delete/", backup_views.vm_backup_delete, name="vm_backup_delete"),
+    path(
+        "<uuid:vm_id>/backups/schedule-add/",
+        backup_views.vm_backup_schedule_add,
+        name="vm_backup_schedule_add",
+    ),
+    path(
+        "<uuid:vm_id>/backups/schedule-delete/",
+        backup_views.vm_backup_schedule_delete,
+        name="vm_backup_schedule_delete",
     ),
     path("<uuid:vm_id>/nics/attach/", nic_views.vm_nic_attach, name="vm_nic_attach"),
     path("<uuid:vm_id>/nics/detach/", nic_views.vm_nic_detach, name="vm_nic_detach"),

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import difflib
 import uuid
-from collections.abc import Callable
-from typing import Any
 
 import kombu.exceptions
 from django.contrib import messages
@@ -193,83 +191,6 @@ def _disk_context(request: HttpRequest, vm: VirtualMachine) -> dict[str, object]
             "discard": disks.DISCARD_MODES,
         },
     }
-
-
-@require_POST
-def vm_disk(request: HttpRequest, vm_id: str, action: str) -> HttpResponse:
-    """Attach or detach a disk, or change a CD-ROM's media, from the VM page."""
-    from storage.models import Volume
-
-    vm = get_object_for_user(
-        VirtualMachine.objects.select_related("host", "project"), request.user, vm_id, CHANGE
-    )
-    volume = None
-    if request.POST.get("volume"):
-        volume = (
-            restrict(Volume.objects.select_related("pool"), request.user)
-            .filter(pk=request.POST["volume"])
-            .first()
-        )
-        if volume is None:
-            messages.error(request, "That volume does not exist or is not yours to use.")
-            return redirect("vm_detail", vm_id=vm.pk)
-    try:
-        run = DISK_ACTIONS.get(action)
-        if run is None:
-            raise ServiceError(f"Unknown disk action {action}.")
-        run(request, vm, volume)
-    except ServiceError as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.success(request, f"{vm.name}: disk {action} done.")
-    return redirect("vm_detail", vm_id=vm.pk)
-
-
-def _attach_disk(request: HttpRequest, vm: VirtualMachine, volume: Any) -> None:
-    data = request.POST
-    disks.attach_disk(
-        vm,
-        volume=volume,
-        device=data.get("device", "disk"),
-        bus=data.get("bus", "virtio"),
-        cache=data.get("cache", ""),
-        io=data.get("io", ""),
-        discard=data.get("discard", ""),
-        readonly=data.get("readonly") == "1",
-        shareable=data.get("shareable") == "1",
-        live=data.get("live") == "1",
-        persistent=data.get("persistent") == "1",
-        actor=Actor.of(request),
-    )
-
-
-def _detach_disk(request: HttpRequest, vm: VirtualMachine, volume: Any) -> None:
-    disks.detach_disk(
-        vm,
-        request.POST.get("target", ""),
-        live=vm.state in (VMState.RUNNING, VMState.PAUSED),
-        persistent=vm.persistent,
-        actor=Actor.of(request),
-    )
-
-
-def _change_media(request: HttpRequest, vm: VirtualMachine, volume: Any) -> None:
-    running = vm.state in (VMState.RUNNING, VMState.PAUSED)
-    disks.change_media(
-        vm,
-        request.POST.get("target", ""),
-        volume,
-        live=running,
-        persistent=vm.persistent and not running,
-        actor=Actor.of(request),
-    )
-
-
-DISK_ACTIONS: dict[str, Callable[[HttpRequest, VirtualMachine, Any], None]] = {
-    "attach": _attach_disk,
-    "detach": _detach_disk,
-    "media": _change_media,
-}
 
 
 @require_POST

@@ -50,7 +50,7 @@ urlpatterns = [
     path(
         "vms/<uuid:vm_id>/snapshots/<str:name>/revert/",
         VMSnapshotRevertView.as_view(),
-        name="vm_snapshot_revert",
+        name="api_vm_snapshot_revert",
     ),
     path(
         "vms/<uuid:vm_id>/disks/<str:disk>/merge/", VMDiskMergeView.as_view(), name="vm_disk_merge"
@@ -60,7 +60,7 @@ urlpatterns = [
     path(
         "vms/<uuid:vm_id>/backups/<int:backup_id>/restore/",
         VMBackupRestoreView.as_view(),
-        name="vm_backup_restore",
+        name="api_vm_backup_restore",
     ),
     path(
         "vms/<uuid:vm_id>/backup-schedules/", VMSchedulesView.as_view(), name="vm_backup_schedules"

@@ -70,6 +70,23 @@ def post(client, data):
     return client.post("/api/v1/vms/", json.dumps(data), content_type="application/json")
 
 
+def cloud_image_vm(name: str, project, pool, image, **install) -> dict:
+    """A request for a stopped VM made from image, with a 0.05 GiB disk in pool."""
+    return {
+        "name": name,
+        "project": project.pk,
+        "memory_mib": 128,
+        "disks": [{"pool": pool.pk, "size_gib": 0.05}],
+        "install": {
+            "method": "cloud-image",
+            "image_volume": image.pk,
+            "cloud_init": {"user_data": USER_DATA, "meta_data": META_DATA},
+            **install,
+        },
+        "start": False,
+    }
+
+
 def run(job_id: int) -> Job:
     vm_create_task(job_id)
     return Job.objects.get(pk=job_id)
@@ -79,21 +96,7 @@ def test_a_cloud_image_vm_gets_an_overlay_and_a_seed_with_the_users_data(
     admin_client, host_facts, dir_pool, image, project, created
 ):
     created.append("web1")
-    response = post(
-        admin_client,
-        {
-            "name": "web1",
-            "project": project.pk,
-            "memory_mib": 128,
-            "disks": [{"pool": dir_pool.pk, "size_gib": 0.05}],
-            "install": {
-                "method": "cloud-image",
-                "image_volume": image.pk,
-                "cloud_init": {"user_data": USER_DATA, "meta_data": META_DATA},
-            },
-            "start": False,
-        },
-    )
+    response = post(admin_client, cloud_image_vm("web1", project, dir_pool, image))
     assert response.status_code == 202, response.content
     job = run(response.json()["job"])
     assert job.state == "succeeded", job.log
@@ -122,22 +125,7 @@ def test_a_full_copy_of_a_cloud_image_is_grown_to_the_disk_size_asked(
     admin_client, host_facts, dir_pool, image, project, created
 ):
     created.append("web2")
-    response = post(
-        admin_client,
-        {
-            "name": "web2",
-            "project": project.pk,
-            "memory_mib": 128,
-            "disks": [{"pool": dir_pool.pk, "size_gib": 0.05}],
-            "install": {
-                "method": "cloud-image",
-                "image_volume": image.pk,
-                "linked": False,
-                "cloud_init": {"user_data": USER_DATA, "meta_data": META_DATA},
-            },
-            "start": False,
-        },
-    )
+    response = post(admin_client, cloud_image_vm("web2", project, dir_pool, image, linked=False))
     assert response.status_code == 202, response.content
     job = run(response.json()["job"])
     assert job.state == "succeeded", job.log

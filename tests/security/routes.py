@@ -77,30 +77,8 @@ ACTIONS: dict[tuple[str, str], tuple[str, ...]] = {
         "save",
         "restore",
     ),
-    ("vm_disk", "action"): ("attach", "detach", "media"),
-    ("vm_snapshot_action", "action"): ("create", "revert", "delete", "merge"),
-    ("vm_backup_action", "action"): (
-        "create",
-        "restore",
-        "delete",
-        "schedule-add",
-        "schedule-delete",
-    ),
     ("vm_console", "kind"): ("serial", "vnc"),
     ("vm_tune", "what"): ("vcpus", "memory", "vcpupin", "iotune"),
-    ("pool_action", "action"): ("autostart", "delete", "start", "stop", "build", "refresh"),
-    ("volume_action", "action"): (
-        "resize",
-        "clone",
-        "convert",
-        "wipe",
-        "check",
-        "info",
-        "share",
-        "assign",
-        "delete",
-    ),
-    ("network_action", "action"): ("autostart", "delete", "start", "stop"),
 }
 
 # Router names (DRF) → which object their {pk} is.
