@@ -92,11 +92,41 @@ class _RedisLost:
                 await send({"type": "websocket.close", "code": 1011})
 
 
+class LeftDuringHandshake:
+    """A browser that leaves while its websocket is being accepted (it navigated away)
+    ends the socket quietly. uvicorn drops an accept that comes once the connection is
+    closing, then refuses the next message with a RuntimeError, which would end as an
+    unhandled error in the log: that refusal is turned into the disconnection it stands
+    for, which uvicorn ends silently."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        from uvicorn.protocols.utils import ClientDisconnected
+
+        accepted = False
+
+        async def send_while_there(message):
+            nonlocal accepted
+            try:
+                await send(message)
+            except RuntimeError as exc:
+                if accepted and "'websocket.accept'" in str(exc):
+                    raise ClientDisconnected() from exc
+                raise
+            accepted = accepted or message["type"] == "websocket.accept"
+
+        await self.app(scope, receive, send_while_there)
+
+
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": _RedisLost(
-            AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+        "websocket": LeftDuringHandshake(
+            _RedisLost(
+                AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+            )
         ),
     }
 )
