@@ -136,7 +136,8 @@ def backup_domain(
             if method == "push":
                 at, copies = _push(conn, dom, dest, directory, disks, names, made, progress)
             elif method == "offline":
-                at, copies = _offline(conn, dest, disks, names, made, progress, sources)
+                at = time.time()
+                copies = _copy_disks(conn, dest, disks, names, made, progress, sources)
             else:
                 at, copies = _via_snapshot(conn, dom, dest, disks, names, made, progress, sources)
         except BaseException:
@@ -152,19 +153,6 @@ def backup_domain(
             consistent_at=at,
             skipped=tuple(skipped),
         )
-
-
-def _offline(
-    conn: libvirt.virConnect,
-    dest: libvirt.virStoragePool,
-    disks: list[tuple[str, str]],
-    names: dict[str, str],
-    made: list[str],
-    progress: Progress,
-    sources: dict[str, PinnedImage],
-) -> tuple[float, list[BackupDisk]]:
-    at = time.time()
-    return at, _copy_disks(conn, dest, disks, names, made, progress, sources)
 
 
 def _copy_disks(
