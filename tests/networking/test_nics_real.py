@@ -13,10 +13,11 @@ from lxml import html as lxml_html
 from networking import services
 from panel import hypervisor
 from panel.actors import Actor
-from panel.models import AuditEvent
+from panel.models import AuditEvent, Job
 from tests.conftest import LOCAL_URI, wait_for_console_prompt
 from tests.networking.conftest import isolated, virsh
 from tests.vms.conftest import texts
+from vms.models import VirtualMachine
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.timeout(180)]
 
@@ -203,3 +204,34 @@ def test_it_attaches_and_detaches_from_the_vm_pages_form(
     assert "<interface" not in virsh("dumpxml", "--inactive", str(vm.pk))
     refused = client.post(f"/vms/{vm.pk}/nics/detach/", {"mac": mac}, follow=True)
     assert any("has no NIC with MAC" in a for a in texts(refused, "//div[@role='alert']"))
+
+
+def test_nic_changes_wait_for_the_vms_job_and_stop_at_a_missing_vm_while_a_vnc_password_does_not_wait(
+    local_host, admin, nets, make_vm, api_for, client_for
+):
+    network = services.create_network(local_host, **isolated(nets), actor=Actor(admin))
+    vm = make_vm(vnc=True)
+    api = api_for("member")
+    plugged = api.post(f"/api/v1/vms/{vm.pk}/nics/", {"network": network.pk}, format="json")
+    assert plugged.status_code == 201, plugged.content
+    mac = plugged.json()["mac"]
+    job_id = api.post(f"/api/v1/vms/{vm.pk}/restore/", {}, format="json").data["job"]
+
+    link = api.patch(f"/api/v1/vms/{vm.pk}/nics/{mac}/", {"link_up": False}, format="json")
+    assert link.status_code == 409 and f"job #{job_id}" in link.json()["detail"]
+    assert "state='down'" not in virsh("dumpxml", "--inactive", str(vm.pk))
+    # Setting the VNC password is the one quick change a running job does not hold up.
+    password = client_for("member").post(
+        f"/vms/{vm.pk}/vnc-password/", {"password": "s3cret12"}, follow=True
+    )
+    assert "VNC password set." in texts(password, "//div[@role='alert']"), texts(
+        password, "//div[@role='alert']"
+    )
+    assert AuditEvent.objects.filter(action="vm.vnc_password", result="success").exists()
+
+    Job.objects.filter(pk=job_id).update(state="cancelled")
+    virsh("undefine", str(vm.pk))
+    VirtualMachine.objects.filter(pk=vm.pk).update(state="missing")
+    gone = api.delete(f"/api/v1/vms/{vm.pk}/nics/", {"mac": mac}, format="json")
+    assert gone.status_code == 409 and "missing from its host" in gone.json()["detail"]
+    assert not AuditEvent.objects.filter(action="vm.nic_detach").exists()

@@ -13,7 +13,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
-from panel import audit, hypervisor, jobs, locks, quotas
+from panel import audit, hypervisor, jobs, quotas
 from panel.actors import Actor
 from panel.choices import JobKind
 from panel.exceptions import ConflictError, ServiceError
@@ -26,9 +26,11 @@ from storage import services as storage_services
 from storage.models import StoragePool
 from vms.choices import BackupState, VMState
 from vms.models import Backup, BackupSchedule, VirtualMachine
-from vms.services.common import on_vm_host, queue_vm_job, require_right
+from vms.services.common import VMJob, on_vm_host, require_right, vm_job
 
 log = logging.getLogger(__name__)
+# Why a backup or a restore of a VM missing from its host is refused.
+NOTHING_TO_COPY = "there is nothing to copy"
 
 
 def serialize_backup(backup: Backup) -> dict[str, Any]:
@@ -76,13 +78,6 @@ def disk_bytes(vm: VirtualMachine) -> int:
         return sum(hypervisor.disk_capacities(vm.host.uri, str(vm.pk)).values())
 
 
-def ready_to_copy(vm: VirtualMachine) -> None:
-    """A refusal when vm is missing from its host or busy with another job."""
-    if vm.state == VMState.MISSING:
-        raise ConflictError(f"{vm.name} is missing from its host: there is nothing to copy.")
-    locks.refuse_if_busy(f"vm:{vm.pk}", vm.name)
-
-
 def take_backup(
     vm: VirtualMachine,
     pool: StoragePool | None,
@@ -94,16 +89,15 @@ def take_backup(
     """Queue a full backup of vm's disks and definition into pool: offline when it is shut
     off, through libvirt's backup API when it runs (or snapshot, copy, merge without one);
     method forces one of those ways ('' chooses)."""
-    require_right(actor, vm, CHANGE, "back up")
-    with audit.refusals_recorded(actor, "vm.backup.create", vm, project=vm.project):
+    with vm_job(vm, actor, "vm.backup.create", "back up") as request:
         pool = backup_pool(vm, pool, actor)
         _check_method(vm, method)
         if not [d for d in vm.disks if d.get("device") == "disk"]:
             raise ServiceError(f"{vm.name} has no disk to back up.", field="vm")
-        ready_to_copy(vm)
+        request.ready(NOTHING_TO_COPY)
         # The copies read each disk as its recorded format: headers checked first.
         storage_services.check_vm_disks(vm.host, vm.disks, "backed up")
-        return _queue_backup(vm, pool, schedule, method, actor=actor)
+        return _queue_backup(request, pool, schedule, method)
 
 
 def _check_method(vm: VirtualMachine, method: str) -> None:
@@ -121,18 +115,14 @@ def _check_method(vm: VirtualMachine, method: str) -> None:
 
 
 def _queue_backup(
-    vm: VirtualMachine,
-    pool: StoragePool,
-    schedule: BackupSchedule | None,
-    method: str,
-    *,
-    actor: Actor,
+    request: VMJob, pool: StoragePool, schedule: BackupSchedule | None, method: str
 ) -> Job:
     """The backup's row made and its job queued, what it may take reserved."""
     from vms.tasks import vm_backup_task
 
     # The copies may take up to the disks' capacity: counted from now, against the
     # project's backup quota; once done, the backup counts the size of its copies.
+    vm = request.vm
     reserve: quotas.Reservation = {"backup_gib": quotas.backup_reserve(disk_bytes(vm))}
     with transaction.atomic():
         if vm.project is not None:
@@ -146,8 +136,7 @@ def _queue_backup(
             pool=pool,
             schedule=schedule,
         )
-        job = queue_vm_job(
-            vm,
+        job = request.queue(
             JobKind.VM_BACKUP,
             vm_backup_task,
             {
@@ -157,9 +146,7 @@ def _queue_backup(
                 "method": method,
                 "reserve": reserve,
             },
-            actor=actor,
-            action="vm.backup.create",
-            detail=f"backup #{backup.pk} into pool {pool.name}"
+            f"backup #{backup.pk} into pool {pool.name}"
             + (f" (schedule #{schedule.pk})" if schedule else ""),
         )
         backup.job = job

@@ -8,15 +8,14 @@ from typing import Any
 
 from django.db import transaction
 
-from panel import audit, hypervisor, jobs, locks
+from panel import hypervisor, jobs
 from panel.actors import Actor
 from panel.choices import JobKind
 from panel.exceptions import ConflictError, ServiceError
 from panel.models import Job
-from panel.permissions import CHANGE
 from vms.choices import VMState
 from vms.models import VirtualMachine
-from vms.services.common import on_vm_host, queue_vm_job, require_right
+from vms.services.common import on_vm_host, vm_job
 from vms.services.sync import sync_domain
 
 
@@ -31,9 +30,8 @@ def clone_vm(
     from panel import quotas
     from vms.tasks import vm_clone_task
 
-    require_right(actor, vm, CHANGE, "clone")
     name = (name or "").strip()
-    with audit.refusals_recorded(actor, "vm.clone", vm, project=vm.project):
+    with vm_job(vm, actor, "vm.clone", "clone") as request:
         if not name or len(name) > 64 or not all(c.isalnum() or c in "-_." for c in name):
             raise ServiceError(
                 "Name the clone with 1 to 64 letters, digits, '-', '_' or '.'.", field="name"
@@ -46,7 +44,7 @@ def clone_vm(
             .exists()
         ):
             raise ServiceError(f"{vm.host.name} already has a VM named '{name}'.", field="name")
-        locks.refuse_if_busy(f"vm:{vm.pk}", vm.name)
+        request.ready("there is nothing to clone")
         with transaction.atomic():
             if vm.project is not None:
                 disk_gib = -(
@@ -60,16 +58,12 @@ def clone_vm(
                     memory_mib=max(vm.memory_mib, vm.max_memory_mib),
                     disk_gib=0 if linked else disk_gib,
                 )
-            job = queue_vm_job(
-                vm,
+            return request.queue(
                 JobKind.VM_CLONE,
                 vm_clone_task,
                 {"name": name, "linked": linked},
-                actor=actor,
-                action="vm.clone",
-                detail=f"{'linked' if linked else 'full'} clone {name}",
+                f"{'linked' if linked else 'full'} clone {name}",
             )
-    return job
 
 
 def _record_clone_disks(

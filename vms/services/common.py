@@ -1,6 +1,7 @@
 """What the VM services share: hypervisor errors made readable, the actor's right
 checked, the VM claimed for a quick change, a job queued on it, its row read again from
-its host, and the frame of a change made at once (vm_change).
+its host, and the frames of a change made at once (vm_change) and of a request for a
+job (vm_job).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from panel.models import Job
 from panel.permissions import CHANGE, allowed
 from vms.choices import VMState
 from vms.models import VirtualMachine
-from vms.services.sync import mark_missing, still_there, sync_domain
+from vms.services.sync import mark_missing, refresh_details, still_there, sync_domain
 
 
 def on_vm_host(
@@ -69,19 +70,13 @@ def claimed(vm: VirtualMachine, what: str, actor: Actor, *, jobs_too: bool = Tru
     return locks.hold(f"vm:{vm.pk}", label=vm.name, what=f"{what} ({who})", jobs_too=jobs_too)
 
 
-def ready_for_change(vm: VirtualMachine, actor: Actor, verb: str) -> None:
-    """A refusal unless actor may change vm, it is on its host and nothing else runs on it."""
-    require_right(actor, vm, CHANGE, verb)
-    if vm.state == VMState.MISSING:
-        raise ConflictError(f"{vm.name} is missing from its host.")
-    locks.refuse_if_busy(f"vm:{vm.pk}", vm.name)
-
-
 class VMChange:
     """A change to a VM being made (see vm_change): its host's calls and its outcome."""
 
-    def __init__(self, vm: VirtualMachine, actor: Actor, action: str) -> None:
-        self.vm, self.actor, self.action = vm, actor, action
+    def __init__(
+        self, vm: VirtualMachine, actor: Actor, action: str, *, jobs_too: bool = True
+    ) -> None:
+        self.vm, self.actor, self.action, self.jobs_too = vm, actor, action, jobs_too
 
     def on_host(self, failed: str | None = None) -> contextlib.AbstractContextManager[None]:
         """Around the hypervisor calls: their errors as a user reads them (on_vm_host)."""
@@ -89,27 +84,37 @@ class VMChange:
 
     def claim(self, what: str) -> Any:
         """The VM claimed while the host is changed: a concurrent action gets 409."""
-        return locks.hold(f"vm:{self.vm.pk}", label=self.vm.name, what=what)
+        return claimed(self.vm, what, self.actor, jobs_too=self.jobs_too)
 
-    def done(self, info: hypervisor.DomainInfo | None, detail: str) -> VirtualMachine:
-        """The VM's row updated from the host's answer (read again when None), the change
-        audited and the browsers watching it told, in one transaction."""
+    def done(
+        self, info: hypervisor.DomainInfo | None, detail: str = "", *, details: bool = False
+    ) -> VirtualMachine:
+        """The VM's row updated from the host's answer (read again when None; with its
+        details, addresses included, when details), the change audited and the browsers
+        watching it told, in one transaction."""
         with transaction.atomic():
-            self.vm = apply_info(self.vm, info)
+            self.vm = refresh_details(self.vm) if details else apply_info(self.vm, info)
             audit.record(self.actor, self.action, self.vm, detail=detail)
         return self.vm
 
 
 @contextlib.contextmanager
-def vm_change(vm: VirtualMachine, actor: Actor, action: str, verb: str) -> Iterator[VMChange]:
+def vm_change(
+    vm: VirtualMachine, actor: Actor, action: str, verb: str, *, while_jobs_run: bool = False
+) -> Iterator[VMChange]:
     """The frame of a change made at once to a VM's definition or devices: refused before
     anything is asked unless actor may change vm (403, "you may not <verb> it"), it is on
-    its host and no job runs on it (409); a refusal inside (bad input, the host's) is
+    its host and no job runs on it (409; with while_jobs_run, jobs do not stand in the
+    way, other quick changes still do); a refusal inside (bad input, the host's) is
     audited as action after the rollback. The body calls the host within
-    change.on_host() and ends with change.done()."""
-    ready_for_change(vm, actor, verb)
+    change.on_host() under change.claim() and ends with change.done()."""
+    require_right(actor, vm, CHANGE, verb)
+    if vm.state == VMState.MISSING:
+        raise ConflictError(f"{vm.name} is missing from its host.")
+    if not while_jobs_run:
+        locks.refuse_if_busy(f"vm:{vm.pk}", vm.name)
     with audit.refusals_recorded(actor, action, vm, project=vm.project):
-        yield VMChange(vm, actor, action)
+        yield VMChange(vm, actor, action, jobs_too=not while_jobs_run)
 
 
 def queue_vm_job(
@@ -135,6 +140,40 @@ def queue_vm_job(
         action=action,
         detail=detail,
     )
+
+
+class VMJob:
+    """A job being asked for on a VM (see vm_job): the last checks and the queueing."""
+
+    def __init__(self, vm: VirtualMachine, actor: Actor, action: str) -> None:
+        self.vm, self.actor, self.action = vm, actor, action
+
+    def ready(self, missing: str) -> None:
+        """The last refusals before queueing (409): the VM missing from its host ("<vm> is
+        missing from its host: <missing>."), or a job already queued or running on it."""
+        if self.vm.state == VMState.MISSING:
+            raise ConflictError(f"{self.vm.name} is missing from its host: {missing}.")
+        locks.refuse_if_busy(f"vm:{self.vm.pk}", self.vm.name)
+
+    def queue(self, kind: str, task: Any, spec: dict[str, Any], detail: str) -> Job:
+        """The job queued with its spec and audited as the action; its task is sent on
+        commit. Inside the caller's transaction when there is one (rows made with it)."""
+        with transaction.atomic():
+            return queue_vm_job(
+                self.vm, kind, task, spec, actor=self.actor, action=self.action, detail=detail
+            )
+
+
+@contextlib.contextmanager
+def vm_job(
+    vm: VirtualMachine, actor: Actor, action: str, verb: str, *, right: str = CHANGE
+) -> Iterator[VMJob]:
+    """The frame of a request for a job on a VM: refused (403, "you may not <verb> it")
+    unless actor has right on vm; the body checks the request, calls request.ready() and
+    ends with request.queue(); a refusal inside is audited as action after the rollback."""
+    require_right(actor, vm, right, verb)
+    with audit.refusals_recorded(actor, action, vm, project=vm.project):
+        yield VMJob(vm, actor, action)
 
 
 def undo_abandoned(job: Job) -> str:

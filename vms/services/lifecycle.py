@@ -22,7 +22,15 @@ from panel.models import Job, Project
 from panel.permissions import CHANGE, DELETE, is_admin
 from vms.choices import VMState
 from vms.models import VirtualMachine
-from vms.services.common import apply_info, claimed, on_vm_host, queue_vm_job, require_right
+from vms.services.common import (
+    apply_info,
+    claimed,
+    on_vm_host,
+    queue_vm_job,
+    require_right,
+    vm_change,
+    vm_job,
+)
 
 # Quick verbs answered at once; the rest run as jobs.
 DIRECT_ACTIONS = {"start", "force-off", "reboot", "reset", "suspend", "resume"}
@@ -178,21 +186,10 @@ def run_action_job(job: Job) -> None:
 
 def set_vm_autostart(vm: VirtualMachine, enabled: bool, *, actor: Actor) -> VirtualMachine:
     """Start (or not) the VM when its host boots."""
-    require_right(actor, vm, CHANGE, "change autostart of")
-    with audit.refusals_recorded(actor, "vm.autostart", vm, project=vm.project):
-        with claimed(vm, "changing autostart", actor):
-            with on_vm_host(vm):
-                info = hypervisor.set_autostart(vm.host.uri, str(vm.pk), enabled)
-            with transaction.atomic():
-                vm = apply_info(vm, info)
-                audit.record(
-                    actor,
-                    "vm.autostart",
-                    vm,
-                    detail="on" if enabled else "off",
-                    project=vm.project,
-                )
-    return vm
+    with vm_change(vm, actor, "vm.autostart", "change autostart of") as change:
+        with change.claim("changing autostart"), change.on_host():
+            info = hypervisor.set_autostart(vm.host.uri, str(vm.pk), enabled)
+        return change.done(info, "on" if enabled else "off")
 
 
 def assign_vm(
@@ -234,38 +231,38 @@ def delete_vm(
     """Undefine the VM (stopping it), removing the chosen disks; a missing VM just leaves the list."""
     from vms.tasks import vm_delete_task
 
-    require_right(actor, vm, DELETE, "delete")
-    targets = sorted(set(remove_disks))
+    with vm_job(vm, actor, "vm.delete", "delete", right=DELETE) as request:
+        paths = _paths_to_remove(vm, remove_disks)
+        if vm.state == VMState.MISSING:
+            _forget_missing(vm, actor)
+            return None
+        request.ready("there is nothing to delete")
+        return request.queue(
+            JobKind.VM_DELETE,
+            vm_delete_task,
+            {"remove_paths": paths},
+            f"remove {paths or 'no disks'}",
+        )
+
+
+def _paths_to_remove(vm: VirtualMachine, targets: Iterable[str]) -> list[str]:
+    """The files of the disks named by targets (vda, ...), each a disk vm has."""
+    wanted = sorted(set(targets))
     known = {d["target"] for d in vm.disks}
-    if unknown := [t for t in targets if t not in known]:
+    if unknown := [t for t in wanted if t not in known]:
         raise ServiceError(
             f"{vm.name} has no disk {', '.join(unknown)}; its disks are {', '.join(sorted(known)) or 'none'}.",
             field="remove_disks",
         )
-    with audit.refusals_recorded(actor, "vm.delete", vm, project=vm.project):
-        locks.refuse_if_busy(f"vm:{vm.pk}", vm.name)
-        with transaction.atomic():
-            if vm.state == VMState.MISSING:
-                audit.record(
-                    actor,
-                    "vm.delete",
-                    vm,
-                    detail="missing VM removed from the list",
-                    project=vm.project,
-                )
-                vm.delete()
-                return None
-            paths = [d["source"] for d in vm.disks if d["target"] in targets and d["source"]]
-            job = queue_vm_job(
-                vm,
-                JobKind.VM_DELETE,
-                vm_delete_task,
-                {"remove_paths": paths},
-                actor=actor,
-                action="vm.delete",
-                detail=f"remove {paths or 'no disks'}",
-            )
-    return job
+    return [d["source"] for d in vm.disks if d["target"] in wanted and d["source"]]
+
+
+def _forget_missing(vm: VirtualMachine, actor: Actor) -> None:
+    """A VM missing from its host removed from the list (no job: there is nothing to undo)."""
+    locks.refuse_if_busy(f"vm:{vm.pk}", vm.name)
+    with transaction.atomic():
+        audit.record(actor, "vm.delete", vm, detail="missing VM removed from the list")
+        vm.delete()
 
 
 def run_delete_job(job: Job) -> None:
@@ -296,8 +293,8 @@ def edit_xml(vm: VirtualMachine, xml: str, *, actor: Actor) -> VirtualMachine:
 
     if not is_admin(actor.user):
         raise PermissionDenied("Only administrators can edit a VM's XML.")
-    with audit.refusals_recorded(actor, "vm.edit_xml", vm, project=vm.project):
-        with claimed(vm, "editing its XML", actor):
+    with vm_change(vm, actor, "vm.edit_xml", "edit the XML of") as change:
+        with change.claim("editing its XML"):
             try:
                 info = hypervisor.redefine_domain(vm.host.uri, str(vm.pk), xml)
             except hypervisor.HostUnavailable as exc:
@@ -306,12 +303,11 @@ def edit_xml(vm: VirtualMachine, xml: str, *, actor: Actor) -> VirtualMachine:
                 raise ServiceError(
                     f"libvirt refused the XML: {exc}. Nothing was changed.", field="xml"
                 ) from exc
-            with transaction.atomic():
-                vm = apply_info(vm, info)
-                vm.xml = hypervisor.domain_xml(vm.host.uri, str(vm.pk))
-                vm.save(update_fields=["xml"])
-                audit.record(actor, "vm.edit_xml", vm, project=vm.project)
-    return vm
+        with transaction.atomic():
+            vm = change.done(info)
+            vm.xml = hypervisor.domain_xml(vm.host.uri, str(vm.pk))
+            vm.save(update_fields=["xml"])
+        return vm
 
 
 def definition_xml(vm: VirtualMachine, *, actor: Actor) -> str:
@@ -325,26 +321,20 @@ def definition_xml(vm: VirtualMachine, *, actor: Actor) -> str:
 
 
 def set_vnc_password(vm: VirtualMachine, password: str, *, actor: Actor) -> bool:
-    """Set or clear (empty) the VM's VNC password; it is never stored by the panel or logged."""
-    require_right(actor, vm, CHANGE, "set the VNC password of")
+    """Set or clear (empty) the VM's VNC password; it is never stored by the panel or logged.
+    A password does not get in the way of a running job: only other quick changes wait."""
     password = password.strip()
-    with audit.refusals_recorded(actor, "vm.vnc_password", vm, project=vm.project):
+    with vm_change(
+        vm, actor, "vm.vnc_password", "set the VNC password of", while_jobs_run=True
+    ) as change:
         if password and not (6 <= len(password) <= 8):
             raise ServiceError(
                 "A VNC password has 6 to 8 characters (VNC uses only the first 8).",
                 field="password",
             )
-        # A password does not get in the way of a running job: only other quick actions wait.
-        with claimed(vm, "setting the VNC password", actor, jobs_too=False):
-            with on_vm_host(vm):
-                now = hypervisor.set_vnc_password(vm.host.uri, str(vm.pk), password or None)
-            with transaction.atomic():
-                audit.record(
-                    actor,
-                    "vm.vnc_password",
-                    vm,
-                    detail=("set" if password else "cleared")
-                    + ("" if now else ", from the next start"),
-                    project=vm.project,
-                )
+        with change.claim("setting the VNC password"), change.on_host():
+            now = hypervisor.set_vnc_password(vm.host.uri, str(vm.pk), password or None)
+        change.done(
+            None, ("set" if password else "cleared") + ("" if now else ", from the next start")
+        )
     return now

@@ -6,18 +6,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import transaction
-
-from panel import audit, hypervisor, jobs
+from panel import hypervisor, jobs
 from panel.actors import Actor
 from panel.choices import JobKind
 from panel.exceptions import ConflictError, ServiceError
 from panel.models import Job
-from panel.permissions import CHANGE
 from vms.choices import VMState
 from vms.models import VirtualMachine
-from vms.services.common import on_vm_host, queue_vm_job, require_right
-from vms.services.snapshots import ready_to_act
+from vms.services.common import on_vm_host, vm_job
+from vms.services.snapshots import NO_SNAPSHOTS
 
 MERGE_MODES = ("commit", "pull")
 
@@ -38,8 +35,7 @@ def merge_disk(
     the active image. Snapshots whose state the merge overwrote lose their metadata."""
     from vms.tasks import vm_snapshot_task
 
-    require_right(actor, vm, CHANGE, "merge the disks of")
-    with audit.refusals_recorded(actor, "vm.snapshot.merge", vm, project=vm.project):
+    with vm_job(vm, actor, "vm.snapshot.merge", "merge the disks of") as request:
         if mode not in MERGE_MODES:
             raise ServiceError("Choose the mode: commit or pull.", field="mode")
         targets = [d.get("target") for d in vm.disks if d.get("device") == "disk"]
@@ -48,25 +44,21 @@ def merge_disk(
                 f"{vm.name} has no disk '{disk}': choose one of {', '.join(targets) or 'none'}.",
                 field="disk",
             )
-        ready_to_act(vm)
+        request.ready(NO_SNAPSHOTS)
         if vm.state != VMState.RUNNING:
             raise ConflictError(
                 f"{vm.name} is {vm.state}: block commit and block pull run in the running "
                 "guest's QEMU. Start it first."
             )
         _check_merge(vm, disk, mode, base=base, top=top)
-        with transaction.atomic():
-            return queue_vm_job(
-                vm,
-                JobKind.VM_SNAPSHOT_MERGE,
-                vm_snapshot_task,
-                {"op": "merge", "name": disk, "mode": mode, "base": base, "top": top},
-                actor=actor,
-                action="vm.snapshot.merge",
-                detail=f"block {mode} of {disk}"
-                + (f" from {top}" if top else "")
-                + (f" into {base}" if base else ""),
-            )
+        return request.queue(
+            JobKind.VM_SNAPSHOT_MERGE,
+            vm_snapshot_task,
+            {"op": "merge", "name": disk, "mode": mode, "base": base, "top": top},
+            f"block {mode} of {disk}"
+            + (f" from {top}" if top else "")
+            + (f" into {base}" if base else ""),
+        )
 
 
 def _check_merge(vm: VirtualMachine, disk: str, mode: str, *, base: str, top: str) -> None:

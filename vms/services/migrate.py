@@ -19,15 +19,15 @@ from typing import Any
 
 from django.db import transaction
 
-from panel import audit, events, hypervisor, jobs, locks
+from panel import audit, events, hypervisor, jobs
 from panel.actors import Actor
 from panel.choices import JobKind
 from panel.exceptions import ConflictError, ServiceError, UnavailableError
 from panel.models import Host, Job
-from panel.permissions import CHANGE, restrict
+from panel.permissions import restrict
 from vms.choices import VMState
 from vms.models import VirtualMachine
-from vms.services.common import on_vm_host, queue_vm_job, require_right
+from vms.services.common import on_vm_host, vm_job
 from vms.services.sync import sync_domain, vm_messages
 
 log = logging.getLogger(__name__)
@@ -188,12 +188,9 @@ def migrate_vm(vm: VirtualMachine, data: dict[str, Any], *, actor: Actor) -> Job
     """Queue the migration of vm after its pre-check; refused (409) with every reason."""
     from vms.tasks import vm_migrate_task
 
-    require_right(actor, vm, CHANGE, "migrate")
-    with audit.refusals_recorded(actor, "vm.migrate", vm, project=vm.project):
+    with vm_job(vm, actor, "vm.migrate", "migrate") as job_request:
         request = parse_request(vm, data, actor=actor)
-        if vm.state == VMState.MISSING:
-            raise ConflictError(f"{vm.name} is missing from its host: there is nothing to migrate.")
-        locks.refuse_if_busy(f"vm:{vm.pk}", vm.name)
+        job_request.ready("there is nothing to migrate")
         checks = precheck(vm, request.target, request.options)
         if reasons := refusal(checks):
             raise ConflictError(
@@ -203,21 +200,17 @@ def migrate_vm(vm: VirtualMachine, data: dict[str, Any], *, actor: Actor) -> Job
         mode = "live" if options.live else "offline"
         if options.copy_storage:
             mode += f", {options.copy_storage} storage copied to {options.target_pool}"
-        with transaction.atomic():
-            return queue_vm_job(
-                vm,
-                JobKind.VM_MIGRATE,
-                vm_migrate_task,
-                {
-                    "source_host": vm.host_id,
-                    "target_host": request.target.pk,
-                    "target_pool": request.target_pool_id,
-                    "options": asdict(options),
-                },
-                actor=actor,
-                action="vm.migrate",
-                detail=f"{vm.host.name} -> {request.target.name} ({mode})",
-            )
+        return job_request.queue(
+            JobKind.VM_MIGRATE,
+            vm_migrate_task,
+            {
+                "source_host": vm.host_id,
+                "target_host": request.target.pk,
+                "target_pool": request.target_pool_id,
+                "options": asdict(options),
+            },
+            f"{vm.host.name} -> {request.target.name} ({mode})",
+        )
 
 
 def _mib(n: int) -> str:

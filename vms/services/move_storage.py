@@ -12,15 +12,15 @@ from typing import Any
 
 from django.db import transaction
 
-from panel import audit, hypervisor, jobs, locks
+from panel import audit, hypervisor, jobs
 from panel.actors import Actor
 from panel.choices import JobKind
-from panel.exceptions import ConflictError, ServiceError
+from panel.exceptions import ServiceError
 from panel.models import Job
-from panel.permissions import CHANGE, restrict
+from panel.permissions import restrict
 from vms.choices import VMState
 from vms.models import VirtualMachine
-from vms.services.common import on_vm_host, queue_vm_job, require_right
+from vms.services.common import on_vm_host, vm_job
 from vms.services.migrate import carry_volume_owners
 from vms.services.sync import sync_domain
 
@@ -32,8 +32,7 @@ def move_storage(vm: VirtualMachine, data: dict[str, Any], *, actor: Actor) -> J
     from storage.models import StoragePool
     from vms.tasks import vm_move_storage_task
 
-    require_right(actor, vm, CHANGE, "move the storage of")
-    with audit.refusals_recorded(actor, "vm.move_storage", vm, project=vm.project):
+    with vm_job(vm, actor, "vm.move_storage", "move the storage of") as request:
         disks = {d["target"]: d for d in vm.disks if d.get("device") == "disk" and d.get("source")}
         target = str(data.get("disk") or "").strip()
         if target not in disks:
@@ -57,24 +56,18 @@ def move_storage(vm: VirtualMachine, data: dict[str, Any], *, actor: Actor) -> J
             )
         if disks[target]["source"].startswith(pool.target_path.rstrip("/") + "/"):
             raise ServiceError(f"{target} is already in pool {pool.name}.", field="pool")
-        if vm.state == VMState.MISSING:
-            raise ConflictError(f"{vm.name} is missing from its host: there is nothing to move.")
-        locks.refuse_if_busy(f"vm:{vm.pk}", vm.name)
-        with transaction.atomic():
-            return queue_vm_job(
-                vm,
-                JobKind.VM_MOVE_STORAGE,
-                vm_move_storage_task,
-                {
-                    "disk": target,
-                    "pool": pool.pk,
-                    "pool_name": pool.name,
-                    "source": disks[target]["source"],
-                },
-                actor=actor,
-                action="vm.move_storage",
-                detail=f"{target} to pool {pool.name}",
-            )
+        request.ready("there is nothing to move")
+        return request.queue(
+            JobKind.VM_MOVE_STORAGE,
+            vm_move_storage_task,
+            {
+                "disk": target,
+                "pool": pool.pk,
+                "pool_name": pool.name,
+                "source": disks[target]["source"],
+            },
+            f"{target} to pool {pool.name}",
+        )
 
 
 def _recorded_chain(vm: VirtualMachine, target: str) -> tuple[Any, ...]:

@@ -15,13 +15,12 @@ from django.core.exceptions import PermissionDenied
 
 from networking.models import Network
 from networking.services import IFNAME_RE, normalize_mac, traffic_filter, vms_on_network
-from panel import audit, hypervisor, locks
+from panel import hypervisor, locks
 from panel.actors import Actor
 from panel.exceptions import ConflictError, ServiceError
 from panel.permissions import CHANGE, VIEW, allowed, is_admin, restrict
 from vms.models import VirtualMachine
-from vms.services.common import on_vm_host, require_right
-from vms.services.sync import refresh_details
+from vms.services.common import VMChange, vm_change
 
 if TYPE_CHECKING:
     from panel.permissions import Person
@@ -99,8 +98,7 @@ def attach_nic(
     persistent: bool | None = None,
 ) -> tuple[VirtualMachine, str]:
     """Plug a NIC into a VM (live and/or persistent); return the VM and the NIC's MAC."""
-    require_right(actor, vm, CHANGE, "change the NICs of")
-    with audit.refusals_recorded(actor, "vm.nic_attach", vm, project=vm.project):
+    with vm_change(vm, actor, "vm.nic_attach", "change the NICs of") as change:
         if model not in NIC_MODELS:
             raise ServiceError(
                 f"Unknown NIC model '{model}': use one of {', '.join(NIC_MODELS)}.", field="model"
@@ -114,7 +112,6 @@ def attach_nic(
             raise ConflictError(
                 f"Network '{network.name}' is not active: start it before plugging a NIC in live."
             )
-        locks.refuse_if_busy(f"vm:{vm.pk}", vm.name)
         spec = hypervisor.NicSpec(
             network=network.name if network is not None else None,
             bridge=bridge or None,
@@ -125,14 +122,11 @@ def attach_nic(
             outbound_kib=outbound,
             **(traffic_filter(network, actor, vm.owner, mac) if network is not None else {}),
         )
-        with _mac_claim(network, mac):
-            vm, mac = _plug_in(vm, spec, network, live=live, persistent=persistent)
-        audit.record(
-            actor,
-            "vm.nic_attach",
-            vm,
-            project=vm.project,
-            detail=f"{mac} {model} on {spec.network and 'network ' + spec.network or 'bridge ' + bridge} ({_where(live, persistent)})",
+        with change.claim("attaching a NIC"), _mac_claim(network, mac):
+            mac = _plug_in(change, spec, network, live=live, persistent=persistent)
+        source = f"network {spec.network}" if spec.network else f"bridge {bridge}"
+        vm = change.done(
+            None, f"{mac} {model} on {source} ({_where(live, persistent)})", details=True
         )
     return vm, mac
 
@@ -187,16 +181,15 @@ def _mac_claim(network: Network | None, mac: str) -> contextlib.AbstractContextM
 
 
 def _plug_in(
-    vm: VirtualMachine,
+    change: VMChange,
     spec: hypervisor.NicSpec,
     network: Network | None,
     *,
     live: bool,
     persistent: bool,
-) -> tuple[VirtualMachine, str]:
-    """Plug the NIC in unless another VM has its MAC on the network; return the VM read
-    back and the NIC's MAC."""
-    mac = spec.mac or ""
+) -> str:
+    """Plug the NIC in unless another VM has its MAC on the network; return its MAC."""
+    vm, mac = change.vm, spec.mac or ""
     if network is not None and mac and _mac_in_use(network, vm, mac):
         raise ServiceError(
             f"MAC {mac} is already used on network '{network.name}' by another VM: "
@@ -204,7 +197,7 @@ def _plug_in(
             field="mac",
         )
     try:
-        with on_vm_host(vm, failed=f"Could not attach the NIC to {vm.name}"):
+        with change.on_host(f"Could not attach the NIC to {vm.name}"):
             _info, mac = hypervisor.attach_nic(
                 vm.host.uri, str(vm.pk), spec, live=live, persistent=persistent
             )
@@ -216,7 +209,7 @@ def _plug_in(
                 "the NIC without limits, or load those modules on the host."
             ) from exc
         raise
-    return refresh_details(vm), mac
+    return mac
 
 
 def _where(live: bool, persistent: bool) -> str:
@@ -233,8 +226,7 @@ def detach_nic(
     persistent: bool | None = None,
 ) -> VirtualMachine:
     """Unplug the NIC with this MAC from a VM (live and/or persistent)."""
-    require_right(actor, vm, CHANGE, "change the NICs of")
-    with audit.refusals_recorded(actor, "vm.nic_detach", vm, project=vm.project):
+    with vm_change(vm, actor, "vm.nic_detach", "change the NICs of") as change:
         mac = normalize_mac(mac)
         known = {n.get("mac", "").lower() for n in vm_nics(vm)}
         if mac not in known:
@@ -244,18 +236,12 @@ def detach_nic(
                 field="mac",
             )
         live, persistent = _live_persistent(vm, live, persistent)
-        locks.refuse_if_busy(f"vm:{vm.pk}", vm.name)
-        with on_vm_host(vm, failed=f"Could not detach NIC {mac} from {vm.name}"):
-            hypervisor.detach_nic(vm.host.uri, str(vm.pk), mac, live=live, persistent=persistent)
-        vm = refresh_details(vm)
-        audit.record(
-            actor,
-            "vm.nic_detach",
-            vm,
-            project=vm.project,
-            detail=f"{mac} ({_where(live, persistent)})",
-        )
-    return vm
+        with change.claim(f"detaching NIC {mac}"):
+            with change.on_host(f"Could not detach NIC {mac} from {vm.name}"):
+                hypervisor.detach_nic(
+                    vm.host.uri, str(vm.pk), mac, live=live, persistent=persistent
+                )
+        return change.done(None, f"{mac} ({_where(live, persistent)})", details=True)
 
 
 def set_nic_link(
@@ -266,25 +252,17 @@ def set_nic_link(
     actor: Actor,
 ) -> VirtualMachine:
     """Set a NIC's link up or down (live when running, and in the definition)."""
-    require_right(actor, vm, CHANGE, "change the NICs of")
-    with audit.refusals_recorded(actor, "vm.nic_link", vm, project=vm.project):
+    with vm_change(vm, actor, "vm.nic_link", "change the NICs of") as change:
         mac = normalize_mac(mac)
         if mac not in {n.get("mac", "").lower() for n in vm_nics(vm)}:
             raise ServiceError(f"{vm.name} has no NIC with MAC {mac}.", field="mac")
         live, persistent = _live_persistent(vm, None, None)
-        with on_vm_host(vm, failed=f"Could not change the link of {mac}"):
-            hypervisor.set_nic_link(
-                vm.host.uri, str(vm.pk), mac, up, live=live, persistent=persistent
-            )
-        vm = refresh_details(vm)
-        audit.record(
-            actor,
-            "vm.nic_link",
-            vm,
-            project=vm.project,
-            detail=f"{mac} link {'up' if up else 'down'}",
-        )
-    return vm
+        with change.claim(f"changing the link of {mac}"):
+            with change.on_host(f"Could not change the link of {mac}"):
+                hypervisor.set_nic_link(
+                    vm.host.uri, str(vm.pk), mac, up, live=live, persistent=persistent
+                )
+        return change.done(None, f"{mac} link {'up' if up else 'down'}", details=True)
 
 
 def vm_nics(vm: VirtualMachine) -> list[dict[str, Any]]:

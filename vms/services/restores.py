@@ -9,19 +9,18 @@ from collections.abc import Callable
 
 from django.db import transaction
 
-from panel import audit, hypervisor, jobs, quotas
+from panel import hypervisor, jobs, quotas
 from panel.actors import Actor
 from panel.choices import JobKind
 from panel.exceptions import ConflictError, ServiceError
 from panel.hypervisor import qemu_img
 from panel.models import Job
-from panel.permissions import CHANGE
 from storage import services as storage_services
 from storage.models import StoragePool
 from vms.choices import BackupState, VMState
 from vms.models import Backup, VirtualMachine
-from vms.services.backups import backup_host_errors, backup_pool, ready_to_copy
-from vms.services.common import apply_info, on_vm_host, queue_vm_job, require_right, reread
+from vms.services.backups import NOTHING_TO_COPY, backup_host_errors, backup_pool
+from vms.services.common import apply_info, on_vm_host, reread, vm_job
 from vms.services.sync import sync_domain
 
 RESTORE_MODES = ("new", "in_place")
@@ -64,8 +63,7 @@ def restore_backup(
         raise ConflictError(
             f"The VM of backup #{backup.pk} was deleted: restore from its pool's volumes by hand."
         )
-    require_right(actor, vm, CHANGE, "restore backups of")
-    with audit.refusals_recorded(actor, "vm.backup.restore", vm, project=vm.project):
+    with vm_job(vm, actor, "vm.backup.restore", "restore backups of") as request:
         _check_restorable(backup, mode)
         reserve: quotas.Reservation = {}
         if mode == "new":
@@ -76,12 +74,11 @@ def restore_backup(
             raise ConflictError(
                 f"{vm.name} is {vm.state}: shut it down before restoring it in place."
             )
-        ready_to_copy(vm)
+        request.ready(NOTHING_TO_COPY)
         with transaction.atomic():
             if reserve and vm.project is not None:
                 quotas.reserve(vm.project, **reserve)
-            job = queue_vm_job(
-                vm,
+            return request.queue(
                 JobKind.VM_BACKUP_RESTORE,
                 vm_backup_task,
                 {
@@ -93,9 +90,7 @@ def restore_backup(
                     "start": start,
                     "reserve": reserve,
                 },
-                actor=actor,
-                action="vm.backup.restore",
-                detail=f"backup #{backup.pk} "
+                f"backup #{backup.pk} "
                 + (
                     f"into a new VM {name} in pool {pool.name}"
                     if mode == "new" and pool
@@ -103,7 +98,6 @@ def restore_backup(
                 )
                 + (", then start" if start else ""),
             )
-    return job
 
 
 def _check_restorable(backup: Backup, mode: str) -> None:

@@ -16,19 +16,20 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from panel import audit, hypervisor, jobs, locks, quotas
+from panel import hypervisor, jobs, quotas
 from panel.actors import Actor
 from panel.choices import JobKind
-from panel.exceptions import ConflictError, ServiceError
+from panel.exceptions import ServiceError
 from panel.models import Job
-from panel.permissions import CHANGE
 from vms.choices import VMState
 from vms.models import Snapshot, VirtualMachine
 from vms.services.backups import disk_bytes
-from vms.services.common import apply_info, on_vm_host, queue_vm_job, require_right
+from vms.services.common import VMJob, apply_info, on_vm_host, vm_job
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 KINDS = ("internal", "external")
+# Why a request on a VM missing from its host is refused.
+NO_SNAPSHOTS = "it has no snapshots to act on"
 
 
 def sync_snapshots(vm: VirtualMachine) -> list[Snapshot]:
@@ -79,18 +80,6 @@ def serialize_snapshot(snapshot: Snapshot) -> dict[str, Any]:
     }
 
 
-def _ready(vm: VirtualMachine, actor: Actor, verb: str) -> None:
-    """The actor may change vm, and nothing else is running on it."""
-    require_right(actor, vm, CHANGE, verb)
-
-
-def ready_to_act(vm: VirtualMachine) -> None:
-    """A refusal when vm is missing from its host or busy with another job."""
-    if vm.state == VMState.MISSING:
-        raise ConflictError(f"{vm.name} is missing from its host: it has no snapshots to act on.")
-    locks.refuse_if_busy(f"vm:{vm.pk}", vm.name)
-
-
 def _snapshot(vm: VirtualMachine, name: str) -> Snapshot:
     snapshot = Snapshot.objects.filter(vm=vm, name=name).first()
     if snapshot is None:
@@ -118,9 +107,8 @@ def take_snapshot(
 ) -> Job:
     """Queue a snapshot of vm (for a backup schedule: pruned to its retention afterwards). Internal: with the memory when running (a checkpoint),
     disk-only when shut off; every disk must be qcow2. External: disk-only overlays."""
-    _ready(vm, actor, "take snapshots of")
     name = (name or "").strip() or _default_name()
-    with audit.refusals_recorded(actor, "vm.snapshot.create", vm, project=vm.project):
+    with vm_job(vm, actor, "vm.snapshot.create", "take snapshots of") as request:
         _check_request(name, kind, description)
         memory = _with_memory(vm, kind, memory)
         if quiesce:
@@ -132,7 +120,7 @@ def take_snapshot(
                 f"{vm.name} already has a snapshot named '{name}': choose another name.",
                 field="name",
             )
-        ready_to_act(vm)
+        request.ready(NO_SNAPSHOTS)
         spec = {
             "op": "create",
             "name": name,
@@ -142,17 +130,17 @@ def take_snapshot(
             "quiesce": quiesce,
             "schedule": schedule,
         }
-        return _queue_take(vm, spec, actor=actor)
+        return _queue_take(request, spec)
 
 
-def _queue_take(vm: VirtualMachine, spec: dict[str, Any], *, actor: Actor) -> Job:
+def _queue_take(request: VMJob, spec: dict[str, Any]) -> Job:
     """The snapshot's job queued, what it may take reserved against the backup quota."""
     from vms.tasks import vm_snapshot_task
 
     # What the snapshot may take, counted from now against the backup quota: the
     # disks' capacity (later writes go to new space) and the memory it saves; once
     # taken it counts what it holds, as read back from the host.
-    memory = spec["memory"]
+    vm, memory = request.vm, spec["memory"]
     reserve: quotas.Reservation = {
         "backup_gib": quotas.backup_reserve(
             disk_bytes(vm),
@@ -162,14 +150,11 @@ def _queue_take(vm: VirtualMachine, spec: dict[str, Any], *, actor: Actor) -> Jo
     with transaction.atomic():
         if vm.project is not None:
             quotas.reserve(vm.project, **reserve)
-        return queue_vm_job(
-            vm,
+        return request.queue(
             JobKind.VM_SNAPSHOT_CREATE,
             vm_snapshot_task,
             {**spec, "reserve": reserve},
-            actor=actor,
-            action="vm.snapshot.create",
-            detail=f"{spec['kind']} snapshot {spec['name']}" + (" with memory" if memory else ""),
+            f"{spec['kind']} snapshot {spec['name']}" + (" with memory" if memory else ""),
         )
 
 
@@ -258,27 +243,17 @@ def revert_snapshot(
     external snapshot, discard_later deletes the overlays (and snapshots) taken after it."""
     from vms.tasks import vm_snapshot_task
 
-    _ready(vm, actor, "revert")
-    with audit.refusals_recorded(actor, "vm.snapshot.revert", vm, project=vm.project):
+    with vm_job(vm, actor, "vm.snapshot.revert", "revert") as request:
         snapshot = _snapshot(vm, name)
-        ready_to_act(vm)
-        with transaction.atomic():
-            return queue_vm_job(
-                vm,
-                JobKind.VM_SNAPSHOT_REVERT,
-                vm_snapshot_task,
-                {
-                    "op": "revert",
-                    "name": snapshot.name,
-                    "start": start,
-                    "discard_later": discard_later,
-                },
-                actor=actor,
-                action="vm.snapshot.revert",
-                detail=f"to {snapshot.name}"
-                + (", then start" if start else "")
-                + (", discarding later overlays" if discard_later else ""),
-            )
+        request.ready(NO_SNAPSHOTS)
+        return request.queue(
+            JobKind.VM_SNAPSHOT_REVERT,
+            vm_snapshot_task,
+            {"op": "revert", "name": snapshot.name, "start": start, "discard_later": discard_later},
+            f"to {snapshot.name}"
+            + (", then start" if start else "")
+            + (", discarding later overlays" if discard_later else ""),
+        )
 
 
 def delete_snapshot(
@@ -291,20 +266,15 @@ def delete_snapshot(
     """Queue the deletion of a snapshot (its children move up), or of it and its children."""
     from vms.tasks import vm_snapshot_task
 
-    _ready(vm, actor, "delete snapshots of")
-    with audit.refusals_recorded(actor, "vm.snapshot.delete", vm, project=vm.project):
+    with vm_job(vm, actor, "vm.snapshot.delete", "delete snapshots of") as request:
         snapshot = _snapshot(vm, name)
-        ready_to_act(vm)
-        with transaction.atomic():
-            return queue_vm_job(
-                vm,
-                JobKind.VM_SNAPSHOT_DELETE,
-                vm_snapshot_task,
-                {"op": "delete", "name": snapshot.name, "children": children},
-                actor=actor,
-                action="vm.snapshot.delete",
-                detail=snapshot.name + (" and its children" if children else ""),
-            )
+        request.ready(NO_SNAPSHOTS)
+        return request.queue(
+            JobKind.VM_SNAPSHOT_DELETE,
+            vm_snapshot_task,
+            {"op": "delete", "name": snapshot.name, "children": children},
+            snapshot.name + (" and its children" if children else ""),
+        )
 
 
 def run_snapshot_job(job: Job) -> None:
