@@ -161,37 +161,11 @@ def main() -> None:
         vnc=True,
     )
     info = hypervisor.create_transient(URI, spec)
-    procs = []
+    procs: list[subprocess.Popen] = []
     try:
         vm = sync_domain(host, info)
         web_port, vnc_proxy = free_port(), free_port()
-        env = {**os.environ, "PANEL_DEV_STATIC": "1", "PYTHONPATH": str(REPO)}
-        venv = Path(sys.executable).parent
-        procs.append(
-            subprocess.Popen(
-                web_server(web_port),
-                cwd=REPO,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
-        procs.append(
-            subprocess.Popen(
-                [
-                    str(venv / "websockify"),
-                    "--token-plugin",
-                    "panel.console_tokens.TicketTokens",
-                    "--token-source",
-                    os.environ["REDIS_URL"],
-                    f"127.0.0.1:{vnc_proxy}",
-                ],
-                cwd=REPO,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
+        start_servers(web_port, vnc_proxy, procs)
         wait_port(web_port)
         wait_port(vnc_proxy)
         time.sleep(3)  # let the guest boot to its prompt
@@ -206,24 +180,8 @@ def main() -> None:
         t = consoles.issue_ticket(vm, Actor(admin), "vnc", ws_base="")
         proxied = vnc_websockify(f"ws://127.0.0.1:{vnc_proxy}/?token={t['ticket']}")
 
-        raw50, panel50 = statistics.median(raw), statistics.median(panel)
-        print(f"serial echo, {KEYS} keystrokes (ms)      p50      p95      max")
-        print(
-            f"  raw libvirt stream             {raw50:8.2f} {pct(raw, 0.95):8.2f} {max(raw):8.2f}"
-        )
-        print(
-            f"  through the panel (websocket)  {panel50:8.2f} {pct(panel, 0.95):8.2f} {max(panel):8.2f}"
-        )
-        ok = panel50 <= raw50 + 5
-        print(
-            f"  goal: panel p50 <= raw p50 + 5 ms -> {'PASS' if ok else 'MISS'} "
-            f"(+{panel50 - raw50:.2f} ms)"
-        )
-        ratio = proxied / direct if direct else 0
-        print(f"VNC full frames, {VNC_SECONDS:.0f} s each (MB/s)")
-        print(f"  direct TCP to the VNC port     {direct / 1e6:8.1f}")
-        print(f"  through websockify (ticket)    {proxied / 1e6:8.1f}")
-        print(f"  goal: >= 90 % of direct -> {'PASS' if ratio >= 0.9 else 'MISS'} ({ratio:.0%})")
+        print_serial(raw, panel)
+        print_vnc(direct, proxied)
     finally:
         for p in procs:
             p.terminate()
@@ -233,6 +191,59 @@ def main() -> None:
             hypervisor.destroy_domain(URI, info.uuid)
         except hypervisor.HypervisorError:
             pass
+
+
+def start_servers(web_port: int, vnc_proxy: int, procs: list[subprocess.Popen]) -> None:
+    """The web server and websockify (with the panel's ticket plugin) on loopback, each
+    added to procs as it starts."""
+    env = {**os.environ, "PANEL_DEV_STATIC": "1", "PYTHONPATH": str(REPO)}
+    venv = Path(sys.executable).parent
+    procs.append(
+        subprocess.Popen(
+            web_server(web_port),
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    )
+    proxy = subprocess.Popen(
+        [
+            str(venv / "websockify"),
+            "--token-plugin",
+            "panel.console_tokens.TicketTokens",
+            "--token-source",
+            os.environ["REDIS_URL"],
+            f"127.0.0.1:{vnc_proxy}",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    procs.append(proxy)
+
+
+def print_serial(raw: list[float], panel: list[float]) -> None:
+    raw50, panel50 = statistics.median(raw), statistics.median(panel)
+    print(f"serial echo, {KEYS} keystrokes (ms)      p50      p95      max")
+    print(f"  raw libvirt stream             {raw50:8.2f} {pct(raw, 0.95):8.2f} {max(raw):8.2f}")
+    print(
+        f"  through the panel (websocket)  {panel50:8.2f} {pct(panel, 0.95):8.2f} {max(panel):8.2f}"
+    )
+    ok = panel50 <= raw50 + 5
+    print(
+        f"  goal: panel p50 <= raw p50 + 5 ms -> {'PASS' if ok else 'MISS'} "
+        f"(+{panel50 - raw50:.2f} ms)"
+    )
+
+
+def print_vnc(direct: float, proxied: float) -> None:
+    ratio = proxied / direct if direct else 0
+    print(f"VNC full frames, {VNC_SECONDS:.0f} s each (MB/s)")
+    print(f"  direct TCP to the VNC port     {direct / 1e6:8.1f}")
+    print(f"  through websockify (ticket)    {proxied / 1e6:8.1f}")
+    print(f"  goal: >= 90 % of direct -> {'PASS' if ratio >= 0.9 else 'MISS'} ({ratio:.0%})")
 
 
 if __name__ == "__main__":

@@ -40,13 +40,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import vm_inventory as inv  # noqa: E402 - the same node files and report as that benchmark
+import benchkit as kit  # noqa: E402 - the same report as the other benchmarks
+import simhosts  # noqa: E402 - the same node files as vm_inventory.py
 from common import bench_environment, migrate_and_collect_static  # noqa: E402
 
-REPO_ROOT = inv.REPO_ROOT
 GOAL_HOST_READ_MS = 100.0
 GOAL_PAGE_MS = 50.0
 
@@ -109,15 +110,15 @@ def main() -> int:
     args = parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="panel-bench-mon-"))
     bench_environment(tmp)
-    report = inv.Report()
+    report = kit.Report()
     started = time.monotonic()
     try:
         run(args, tmp, report)
     finally:
         cleanup_redis()
         shutil.rmtree(tmp, ignore_errors=True)
-    inv.say(f"\nwhole run: {time.monotonic() - started:.0f} s; load average now {inv.loadavg()}")
-    inv.say("\n" + report.table())
+    kit.say(f"\nwhole run: {time.monotonic() - started:.0f} s; load average now {kit.loadavg()}")
+    kit.say("\n" + report.table())
     return 0
 
 
@@ -136,39 +137,51 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
 
 
-def run(args: argparse.Namespace, tmp: Path, report: inv.Report) -> None:
+def run(args: argparse.Namespace, tmp: Path, report: kit.Report) -> None:
     import django
 
     django.setup()
-    from django.contrib.auth import get_user_model
-    from django.test import Client
 
-    inv.say(f"monitoring benchmark: {args.vms} running VMs on {args.hosts} simulated host(s)")
-    inv.say(f"  {os.cpu_count()} CPUs, load average {inv.loadavg()}; work dir {tmp}")
+    kit.say(f"monitoring benchmark: {args.vms} running VMs on {args.hosts} simulated host(s)")
+    kit.say(f"  {os.cpu_count()} CPUs, load average {kit.loadavg()}; work dir {tmp}")
     migrate_and_collect_static()
+    hosts = running_hosts(args, tmp)
+    kit.phase("Baseline: bare libvirt on the same hosts")
+    bare_libvirt(args, hosts, report)
+    kit.phase(f"Collector: {args.cycles} cycles")
+    collector = collector_cycles(args, hosts, report)
+    hung_host(collector, report)
+    kit.phase("A VM page with a day of history")
+    vm_id = next(iter(collector.previous[hosts[0].pk].domains)).uuid
+    day_of_history(args, vm_id, report)
+    vm_page(args, vm_id, report)
 
-    import libvirt
 
-    from monitoring.collector import Collector
-    from monitoring.series import ROLLUPS, VM_FIELDS, tiers
-    from monitoring.store import StatsStore
+def running_hosts(args: argparse.Namespace, tmp: Path) -> list:
+    """The simulated hosts with every domain running, recorded and synced."""
     from panel import hypervisor
     from panel.choices import HostState
-    from panel.hypervisor.stats import DOMAIN_STATS
     from panel.models import Host
     from vms.services import sync_domains
 
     # Every domain running: the collector reads only active ones.
-    inv.vm_state = lambda g: "running"
-    paths = inv.write_nodes(tmp / "nodes", args.vms, args.hosts)
+    simhosts.vm_state = lambda g: "running"
+    paths = simhosts.write_nodes(tmp / "nodes", args.vms, args.hosts)
     hosts = [
         Host.objects.create(name=f"sim-{n + 1:02d}", uri=f"test://{p}", state=HostState.UP)
         for n, p in enumerate(paths)
     ]
     for host in hosts:
         sync_domains(host, hypervisor.list_domains(host.uri))
+    return hosts
 
-    inv.phase("Baseline: bare libvirt on the same hosts")
+
+def bare_libvirt(args: argparse.Namespace, hosts: list, report: kit.Report) -> None:
+    """The baseline: getAllDomainStats of each host, and the per-VM way (info() per domain)."""
+    import libvirt
+
+    from panel.hypervisor.stats import DOMAIN_STATS
+
     conns = [libvirt.open(h.uri) for h in hosts]
     bulk, per_vm = [], []
     for _ in range(args.cycles):
@@ -181,12 +194,16 @@ def run(args: argparse.Namespace, tmp: Path, report: inv.Report) -> None:
         for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
             dom.info()
         per_vm.append(time.perf_counter() - t)
-    inv.say(f"  getAllDomainStats per host: median {ms(statistics.median(bulk))}")
-    inv.say(f"  listAllDomains + info() per domain, per host: {ms(statistics.median(per_vm))}")
+    kit.say(f"  getAllDomainStats per host: median {ms(statistics.median(bulk))}")
+    kit.say(f"  listAllDomains + info() per domain, per host: {ms(statistics.median(per_vm))}")
     report.add("baseline: bare getAllDomainStats per host", ms(statistics.median(bulk)))
     report.add("baseline: list + info() per VM, per host", ms(statistics.median(per_vm)))
 
-    inv.phase(f"Collector: {args.cycles} cycles")
+
+def collector_cycles(args: argparse.Namespace, hosts: list, report: kit.Report) -> Any:
+    """args.cycles collector cycles, their libvirt calls counted; returns the collector."""
+    from monitoring.collector import Collector
+
     collector = Collector(step=5)
     collector.cycle()  # the first reading has nothing to compare with: no rates yet
     cycle_times, reads = [], []
@@ -198,14 +215,14 @@ def run(args: argparse.Namespace, tmp: Path, report: inv.Report) -> None:
             reads += list(collector.timings.values())
     per_cycle_bulk = calls.counts.get("bulk", 0) / args.cycles
     per_domain = calls.counts.get("per-domain", 0)
-    inv.say(f"  VM samples per cycle: {made}")
-    inv.say(
+    kit.say(f"  VM samples per cycle: {made}")
+    kit.say(
         f"  host read (host_counters) median {ms(statistics.median(reads))}, max {ms(max(reads))}"
     )
-    inv.say(
+    kit.say(
         f"  whole cycle (reads, rates, Redis, rollups, pushes) median {ms(statistics.median(cycle_times))}"
     )
-    inv.say(
+    kit.say(
         f"  getAllDomainStats calls per cycle: {per_cycle_bulk:g}; per-domain calls: {per_domain}"
     )
     report.add(
@@ -215,7 +232,7 @@ def run(args: argparse.Namespace, tmp: Path, report: inv.Report) -> None:
         per_cycle_bulk / len(hosts) == 1,
     )
     report.add("collector: per-VM libvirt calls", str(per_domain), "0", per_domain == 0)
-    p95 = inv.percentile(reads, 95)
+    p95 = kit.percentile(reads, 95)
     report.add(
         f"collector: host read, {args.vms // args.hosts} VMs (median)",
         ms(statistics.median(reads)),
@@ -232,11 +249,15 @@ def run(args: argparse.Namespace, tmp: Path, report: inv.Report) -> None:
         "< 5 s interval",
         max(cycle_times) < 5,
     )
+    return collector
 
-    hung_host(collector, report)
 
-    inv.phase("A VM page with a day of history")
-    vm_id = next(iter(collector.previous[hosts[0].pk].domains)).uuid
+def day_of_history(args: argparse.Namespace, vm_id: str, report: kit.Report) -> None:
+    """A VM's full retention written to Redis (an hour of 5 s points, a day of minutes, 30
+    days of quarter hours), and the memory it takes."""
+    from monitoring.series import ROLLUPS, VM_FIELDS, tiers
+    from monitoring.store import StatsStore
+
     store = StatsStore(step=5)
     now = time.time()
     # Plausible figures for a busy VM: as long as real ones, not all zeros.
@@ -259,11 +280,17 @@ def run(args: argparse.Namespace, tmp: Path, report: inv.Report) -> None:
     memory = sum(
         store.client.memory_usage(store.key("vm", vm_id, t)) or 0 for t in (raw_tier, *ROLLUPS)
     )
-    inv.say(f"  Redis memory for one VM's full retention: {memory / 1024:.0f} KiB")
+    kit.say(f"  Redis memory for one VM's full retention: {memory / 1024:.0f} KiB")
     report.add(
         f"store: Redis memory per VM (full retention), x{args.vms}",
         f"{memory / 1024:.0f} KiB, {memory * args.vms / 1024**2:.0f} MiB",
     )
+
+
+def vm_page(args: argparse.Namespace, vm_id: str, report: kit.Report) -> None:
+    """The VM's page plus its stats request with a day of history, beside the page alone."""
+    from django.contrib.auth import get_user_model
+    from django.test import Client
 
     admin = get_user_model().objects.create_superuser("bench-admin", "b@example.test", "x")
     client = Client(HTTP_HOST="127.0.0.1")
@@ -280,8 +307,8 @@ def run(args: argparse.Namespace, tmp: Path, report: inv.Report) -> None:
             page.append(t1 - t)
             stats.append(t2 - t1)
     points = len(json.loads(r2.content)["history"]["points"])
-    p95_page, p95_stats = inv.percentile(page, 95), inv.percentile(stats, 95)
-    inv.say(
+    p95_page, p95_stats = kit.percentile(page, 95), kit.percentile(stats, 95)
+    kit.say(
         f"  VM page alone p95 {ms(p95_page)}; stats ?range=1d ({points} points) p95 {ms(p95_stats)}"
     )
     report.add("baseline: VM page alone (p95)", ms(p95_page))
@@ -294,53 +321,25 @@ def run(args: argparse.Namespace, tmp: Path, report: inv.Report) -> None:
     report.add("  of which the stats request (p95)", ms(p95_stats))
 
 
-def hung_host(collector, report: inv.Report) -> None:  # type: ignore[no-untyped-def]
+def hung_host(collector, report: kit.Report) -> None:  # type: ignore[no-untyped-def]
     """Cycles with a host that accepts the connection and never answers, beside the same
     cycles without it, until its connect has timed out and a few more."""
-    import socket
-
-    from django.test import override_settings
-
-    from panel.choices import HostState
-    from panel.models import Host
-
     step = collector.step
     connect_timeout = 4 * step  # longer than the two intervals a cycle waits for a host
-    inv.phase(f"A host that hangs (connect timeout {connect_timeout} s, interval {step} s)")
+    kit.phase(f"A host that hangs (connect timeout {connect_timeout} s, interval {step} s)")
     baseline = []
     for _ in range(3):
         t = time.perf_counter()
         collector.cycle()
         baseline.append(time.perf_counter() - t)
-    silent = socket.socket()
-    silent.bind(("127.0.0.1", 0))
-    silent.listen(8)
-    hung = Host.objects.create(
-        name="bench-hung",
-        uri=f"qemu+tcp://127.0.0.1:{silent.getsockname()[1]}/system",
-        state=HostState.UP,
-    )
-    cycles, made = [], []
-    try:
-        with override_settings(PANEL_CONNECT_TIMEOUT=connect_timeout):
-            deadline = time.monotonic() + 3 * connect_timeout + 2 * step
-            after = 0
-            while after < 3 and time.monotonic() < deadline:
-                after += hung.pk in collector.failing
-                t = time.perf_counter()
-                made.append(collector.cycle())
-                cycles.append(time.perf_counter() - t)
-                time.sleep(max(0.0, step - cycles[-1]))  # on the beat, as run() keeps it
-    finally:
-        hung.delete()
-        silent.close()
+    cycles, made, hung_failed = cycles_with_hung_host(collector, connect_timeout)
     base = statistics.median(baseline)
     stretched = [c for c in cycles if c > base + step]
-    inv.say(
+    kit.say(
         f"  {len(cycles)} cycles: median {ms(statistics.median(cycles))}, max {ms(max(cycles))} "
         f"(without the hung host: median {ms(base)}); VM samples per cycle {min(made)}-{max(made)}"
     )
-    inv.say(f"  the hung host failed: {hung.pk in collector.failing}")
+    kit.say(f"  the hung host failed: {hung_failed}")
     report.add("baseline: whole cycle without a hung host (median)", ms(base))
     # A cycle waits two intervals at most for a host, then does its usual work (which
     # must fit well inside an interval anyway): half an interval is left for that.
@@ -356,6 +355,43 @@ def hung_host(collector, report: inv.Report) -> None:  # type: ignore[no-untyped
         "<= 1",
         len(stretched) <= 1,
     )
+
+
+def cycles_with_hung_host(collector, connect_timeout: int) -> tuple[list[float], list[int], bool]:  # type: ignore[no-untyped-def]
+    """Collector cycles on the beat while one more host listens on loopback and never
+    answers (its Host deleted at the end): (cycle seconds, VM samples of each, whether
+    the collector marked that host failing)."""
+    import socket
+
+    from django.test import override_settings
+
+    from panel.choices import HostState
+    from panel.models import Host
+
+    step = collector.step
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    hung = Host.objects.create(
+        name="bench-hung",
+        uri=f"qemu+tcp://127.0.0.1:{silent.getsockname()[1]}/system",
+        state=HostState.UP,
+    )
+    cycles, made, after = [], [], 0
+    try:
+        with override_settings(PANEL_CONNECT_TIMEOUT=connect_timeout):
+            deadline = time.monotonic() + 3 * connect_timeout + 2 * step
+            while after < 3 and time.monotonic() < deadline:
+                after += hung.pk in collector.failing
+                t = time.perf_counter()
+                made.append(collector.cycle())
+                cycles.append(time.perf_counter() - t)
+                time.sleep(max(0.0, step - cycles[-1]))  # on the beat, as run() keeps it
+    finally:
+        failed = after > 0 or hung.pk in collector.failing
+        hung.delete()
+        silent.close()
+    return cycles, made, failed
 
 
 if __name__ == "__main__":

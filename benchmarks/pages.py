@@ -37,16 +37,18 @@ from urllib.parse import quote
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import vm_inventory as inv  # noqa: E402 - the same report, timer and processes
-from common import (
+import benchkit as kit  # noqa: E402 - the same report, timer and processes
+from common import (  # noqa: E402
     admin_sql,
     bench_environment,
+    free_port,
     make_session,
-    migrate_and_collect_static,  # noqa: E402
+    migrate_and_collect_static,
     postgres_url,
     web_server,
     with_database,
 )
+from simhosts import vm_state  # noqa: E402 - the same mix of states as the simulated hosts
 
 REPO = Path(__file__).resolve().parent.parent
 WORDS = ["web", "db", "cache", "build", "ci", "mail", "app", "node", "lb", "dev", "etl", "vpn"]
@@ -70,7 +72,6 @@ def fill(args: argparse.Namespace) -> dict:
     """Hosts, projects, users and VMs as sync would have recorded them; what the timed
     requests draw from."""
     from django.contrib.auth import get_user_model
-    from django.utils import timezone
 
     from panel.choices import HostState, ProjectRole
     from panel.models import Host, Membership, Project
@@ -88,43 +89,7 @@ def fill(args: argparse.Namespace) -> dict:
     admin = User.objects.create_superuser("bench-admin", "a@bench.test", "bench-admin-pass-1")
     member = User.objects.create_user("bench-member", "m@bench.test", "bench-member-pass-1")
     Membership.objects.create(user=member, project=projects[0], role=ProjectRole.OPERATOR)
-    now = timezone.now()
-    batch: list[VirtualMachine] = []
-    for g in range(args.vms):
-        host = hosts[g % len(hosts)]
-        word = WORDS[rng.randrange(len(WORDS))]
-        mac = f"52:54:00:{g >> 16 & 255:02x}:{g >> 8 & 255:02x}:{g & 255:02x}"
-        batch.append(
-            VirtualMachine(
-                id=uuid.UUID(int=rng.getrandbits(128), version=4),
-                name=f"{word}-{g:06d}",
-                host=host,
-                project=projects[g % len(projects)],
-                state=inv.vm_state(g),
-                domain_type="kvm",
-                vcpus=1 + g % 4,
-                memory_mib=512 * (1 + g % 8),
-                disks=[
-                    {
-                        "target": "vda",
-                        "source": f"/var/lib/libvirt/images/{word}-{g:06d}.qcow2",
-                        "format": "qcow2",
-                        "bus": "virtio",
-                        "device": "disk",
-                    }
-                ],
-                nics=[{"mac": mac, "source": "isolated", "type": "network", "model": "virtio"}],
-                ips=[{"address": f"10.{g >> 16 & 255}.{g >> 8 & 255}.{g & 255}", "source": "lease"}]
-                if g % 10 < 6
-                else [],
-                details={"read_at": now.isoformat()},
-                synced=now,
-            )
-        )
-        if len(batch) == 5000:
-            VirtualMachine.objects.bulk_create(batch)
-            batch = []
-    VirtualMachine.objects.bulk_create(batch)
+    seed_vms(args.vms, rng, hosts, projects)
     seed_jobs(admin)
     seed_usage(rng, hosts)
     mine = list(
@@ -142,6 +107,57 @@ def fill(args: argparse.Namespace) -> dict:
             "member": VirtualMachine.objects.filter(project=projects[0]).count(),
         },
     }
+
+
+def seed_vms(count: int, rng: random.Random, hosts: list, projects: list) -> None:
+    """count VMs spread over the hosts and projects in turn, named by a word and a number,
+    each with a disk, a NIC and, when running, an address."""
+    from django.utils import timezone
+
+    from vms.models import VirtualMachine
+
+    now = timezone.now()
+    batch: list[VirtualMachine] = []
+    for g in range(count):
+        host, project = hosts[g % len(hosts)], projects[g % len(projects)]
+        batch.append(recorded_vm(g, rng, host, project, now))
+        if len(batch) == 5000:
+            VirtualMachine.objects.bulk_create(batch)
+            batch = []
+    VirtualMachine.objects.bulk_create(batch)
+
+
+def recorded_vm(g: int, rng: random.Random, host, project, now):  # type: ignore[no-untyped-def]
+    """VM number g as sync would have recorded it at now (not saved)."""
+    from vms.models import VirtualMachine
+
+    word = WORDS[rng.randrange(len(WORDS))]
+    mac = f"52:54:00:{g >> 16 & 255:02x}:{g >> 8 & 255:02x}:{g & 255:02x}"
+    return VirtualMachine(
+        id=uuid.UUID(int=rng.getrandbits(128), version=4),
+        name=f"{word}-{g:06d}",
+        host=host,
+        project=project,
+        state=vm_state(g),
+        domain_type="kvm",
+        vcpus=1 + g % 4,
+        memory_mib=512 * (1 + g % 8),
+        disks=[
+            {
+                "target": "vda",
+                "source": f"/var/lib/libvirt/images/{word}-{g:06d}.qcow2",
+                "format": "qcow2",
+                "bus": "virtio",
+                "device": "disk",
+            }
+        ],
+        nics=[{"mac": mac, "source": "isolated", "type": "network", "model": "virtio"}],
+        ips=[{"address": f"10.{g >> 16 & 255}.{g >> 8 & 255}.{g & 255}", "source": "lease"}]
+        if g % 10 < 6
+        else [],
+        details={"read_at": now.isoformat()},
+        synced=now,
+    )
 
 
 def seed_jobs(admin) -> None:  # type: ignore[no-untyped-def]
@@ -236,8 +252,8 @@ def main() -> int:
     if server:
         admin_sql(server, f'CREATE DATABASE "{scratch}"')
         os.environ["DATABASE_URL"] = with_database(server, scratch)
-    procs = inv.Processes()
-    report = inv.Report()
+    procs = kit.Processes()
+    report = kit.Report()
     try:
         run(args, tmp, procs, report)
     finally:
@@ -255,14 +271,14 @@ def main() -> int:
             for key in client.scan_iter(f"{os.environ['PANEL_CHANNEL_PREFIX']}*", count=1000):
                 client.delete(key)
         if args.keep:
-            inv.say(f"kept {tmp}")
+            kit.say(f"kept {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-    inv.say("\n" + report.table())
+    kit.say("\n" + report.table())
     return 0
 
 
-def run(args: argparse.Namespace, tmp: Path, procs: inv.Processes, report: inv.Report) -> None:
+def run(args: argparse.Namespace, tmp: Path, procs: kit.Processes, report: kit.Report) -> None:
     import django
 
     django.setup()
@@ -271,79 +287,92 @@ def run(args: argparse.Namespace, tmp: Path, procs: inv.Processes, report: inv.R
     big = args.vms >= 50_000
     goals = BIG_GOALS_MS if big else GOALS_MS
     engine = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
-    inv.say(f"pages benchmark: {args.vms:,} VMs on {args.hosts} hosts, {engine}; work dir {tmp}")
-    inv.say(f"  {os.cpu_count()} CPUs, load average {inv.loadavg()} at the start")
-    with inv.timed() as t:
+    kit.say(f"pages benchmark: {args.vms:,} VMs on {args.hosts} hosts, {engine}; work dir {tmp}")
+    kit.say(f"  {os.cpu_count()} CPUs, load average {kit.loadavg()} at the start")
+    with kit.timed() as t:
         migrate_and_collect_static()
-    inv.say(f"  migrate + collectstatic {t[0]:.1f} s")
-    with inv.timed() as t:
+    kit.say(f"  migrate + collectstatic {t[0]:.1f} s")
+    with kit.timed() as t:
         data = fill(args)
-    inv.say(f"  recorded {args.vms:,} VMs in {t[0]:.1f} s")
+    kit.say(f"  recorded {args.vms:,} VMs in {t[0]:.1f} s")
     if engine == "postgresql":
         from django.db import connection
 
         with connection.cursor() as cursor:
             cursor.execute("VACUUM ANALYZE")
-    port = inv.free_port()
+    port = free_port()
     log = tmp / "web.log"
     web = procs.start("web", web_server(port), dict(os.environ), log)
-    inv.wait_http(port, web, log)
-    rss_start = inv.proc_status(web.pid)
-    inv.say(f"  web server pid {web.pid}; RSS after start {inv.mib(rss_start['VmRSS']):.0f} MiB")
+    kit.wait_http(port, web, log)
+    rss_start = kit.proc_status(web.pid)
+    kit.say(f"  web server pid {web.pid}; RSS after start {kit.mib(rss_start['VmRSS']):.0f} MiB")
 
-    timer = inv.Timer(port)
-    n = args.requests
+    timer = kit.Timer(port)
     rng = random.Random(11)
-    base, _ = timer.series("/login/", {}, n)
+    base, _ = timer.series("/login/", {}, args.requests)
     report.add(
         "baseline: GET /login/ p95",
-        f"{inv.percentile(base, 95) * 1000:.1f} ms (p50 {inv.percentile(base, 50) * 1000:.1f})",
+        f"{kit.percentile(base, 95) * 1000:.1f} ms (p50 {kit.percentile(base, 50) * 1000:.1f})",
     )
-    inv.phase("[1] timed GETs, each one different (server time over loopback, ms)")
-    inv.say(f"  {'baseline GET /login/':<26} {summary(base)}")
+    kit.phase("[1] timed GETs, each one different (server time over loopback, ms)")
+    kit.say(f"  {'baseline GET /login/':<26} {summary(base)}")
     for who in ("admin", "member"):
-        cookie = {"Cookie": f"sessionid={make_session(data[who])}"}
-        kinds = {
-            "list page": (functools.partial(list_query, rng, data, who, api=False), "list"),
-            "list API": (functools.partial(list_query, rng, data, who, api=True), "list"),
-            "detail page": (functools.partial(detail_path, rng, data["vms"][who]), "detail"),
-            "dashboard": (lambda: "/", "dashboard"),
-        }
-        for label, (make, goal_key) in kinds.items():
-            api = label.endswith("API")
-            headers = dict(cookie, Accept="application/json") if api else cookie
-            times, slowest = [], (0.0, "")
-            for i in range(n + 3):
-                path = make()
-                took, status, body = timer.get(path, headers)
-                if status != 200:
-                    raise RuntimeError(f"GET {path} answered {status}: {body[:300]!r}")
-                if i >= 3:
-                    times.append(took)
-                    slowest = max(slowest, (took, path))
-            nq, sql_ms, worst_sql = inv.query_profile(data[who], slowest[1], api)
-            inv.say(f"  {who:<6} {label:<19} {summary(times)}")
-            inv.say(f"         slowest request {slowest[1]}: {slowest[0] * 1000:.1f} ms")
-            inv.say(f"         its SQL: {nq} queries, {sql_ms:.1f} ms; slowest {worst_sql}")
-            p95 = inv.percentile(times, 95) * 1000
-            report.add(
-                f"{who} {label} p95",
-                f"{p95:.1f} ms (p50 {inv.percentile(times, 50) * 1000:.1f})",
-                f"< {goals[goal_key]:.0f} ms",
-                p95 < goals[goal_key],
-            )
+        time_pages(timer, rng, data, who, args.requests, goals, report)
     timer.conn.close()
-    rss = inv.proc_status(web.pid)
+    rss = kit.proc_status(web.pid)
     report.add(
         "web server peak RSS (VmHWM)",
-        f"{inv.mib(rss['VmHWM']):.0f} MiB",
+        f"{kit.mib(rss['VmHWM']):.0f} MiB",
         f"< {GOAL_RSS_MIB:.0f} MiB",
-        inv.mib(rss["VmHWM"]) < GOAL_RSS_MIB,
+        kit.mib(rss["VmHWM"]) < GOAL_RSS_MIB,
     )
-    report.add("baseline: web server RSS after start", f"{inv.mib(rss_start['VmRSS']):.0f} MiB")
+    report.add("baseline: web server RSS after start", f"{kit.mib(rss_start['VmRSS']):.0f} MiB")
     text = log.read_text(errors="replace")
     if "Traceback" in text:
-        inv.say(f"\n--- the web server's log had a traceback ---\n{text[-3000:]}")
+        kit.say(f"\n--- the web server's log had a traceback ---\n{text[-3000:]}")
+
+
+def time_pages(
+    timer: kit.Timer,
+    rng: random.Random,
+    data: dict,
+    who: str,
+    n: int,
+    goals: dict[str, float],
+    report: kit.Report,
+) -> None:
+    """Each kind of page as who: n timed GETs (after 3 to warm up), each a new request;
+    the slowest one replayed in process for its SQL."""
+    cookie = {"Cookie": f"sessionid={make_session(data[who])}"}
+    kinds = {
+        "list page": (functools.partial(list_query, rng, data, who, api=False), "list"),
+        "list API": (functools.partial(list_query, rng, data, who, api=True), "list"),
+        "detail page": (functools.partial(detail_path, rng, data["vms"][who]), "detail"),
+        "dashboard": (lambda: "/", "dashboard"),
+    }
+    for label, (make, goal_key) in kinds.items():
+        api = label.endswith("API")
+        headers = dict(cookie, Accept="application/json") if api else cookie
+        times, slowest = [], (0.0, "")
+        for i in range(n + 3):
+            path = make()
+            took, status, body = timer.get(path, headers)
+            if status != 200:
+                raise RuntimeError(f"GET {path} answered {status}: {body[:300]!r}")
+            if i >= 3:
+                times.append(took)
+                slowest = max(slowest, (took, path))
+        nq, sql_ms, worst_sql = kit.query_profile(data[who], slowest[1], api)
+        kit.say(f"  {who:<6} {label:<19} {summary(times)}")
+        kit.say(f"         slowest request {slowest[1]}: {slowest[0] * 1000:.1f} ms")
+        kit.say(f"         its SQL: {nq} queries, {sql_ms:.1f} ms; slowest {worst_sql}")
+        p95 = kit.percentile(times, 95) * 1000
+        report.add(
+            f"{who} {label} p95",
+            f"{p95:.1f} ms (p50 {kit.percentile(times, 50) * 1000:.1f})",
+            f"< {goals[goal_key]:.0f} ms",
+            p95 < goals[goal_key],
+        )
 
 
 def detail_path(rng: random.Random, vms: list) -> str:
@@ -351,12 +380,12 @@ def detail_path(rng: random.Random, vms: list) -> str:
 
 
 def summary(times: list[float]) -> str:
-    p50, p95 = inv.percentile(times, 50) * 1000, inv.percentile(times, 95) * 1000
+    p50, p95 = kit.percentile(times, 50) * 1000, kit.percentile(times, 95) * 1000
     return f"p50 {p50:6.1f}  p95 {p95:6.1f}  max {max(times) * 1000:6.1f}  (n={len(times)})"
 
 
 if __name__ == "__main__":
     started = time.monotonic()
     code = main()
-    inv.say(f"whole run {time.monotonic() - started:.0f} s")
+    kit.say(f"whole run {time.monotonic() - started:.0f} s")
     raise SystemExit(code)
