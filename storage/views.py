@@ -84,6 +84,13 @@ def pool_add(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, f"Pool {pool.name} created on {pool.host.name}.")
             return redirect("pool_detail", pool_id=pool.pk)
+    return _pool_add_form(request, hosts, values, error, status)
+
+
+def _pool_add_form(
+    request: HttpRequest, hosts: Any, values: dict[str, Any], error: Any, status: int
+) -> HttpResponse:
+    """The add-pool form, filled with values and showing error when there is one."""
     context = {
         "hosts": hosts,
         "types": services.POOL_TYPES,
@@ -217,8 +224,6 @@ def volume_add(request: HttpRequest, pool_id: int) -> HttpResponse:
     if not is_admin(request.user) and not creatable.exists():
         raise PermissionDenied("Your role does not allow creating volumes in any project.")
     data = request.POST
-    project = creatable.filter(pk=data.get("project") or 0).first()
-    backing = _backing_volume(request, pool)
     try:
         result = services.create_volume(
             pool,
@@ -226,13 +231,18 @@ def volume_add(request: HttpRequest, pool_id: int) -> HttpResponse:
             format=data.get("format", "qcow2"),
             capacity_gib=data.get("capacity_gib", ""),
             preallocation=data.get("preallocation", "off"),
-            backing_volume=backing,
-            project=project,
+            backing_volume=_backing_volume(request, pool),
+            project=creatable.filter(pk=data.get("project") or 0).first(),
             actor=Actor.of(request),
         )
     except ServiceError as exc:
         messages.error(request, exc.message)
         return redirect("pool_detail", pool_id=pool.pk)
+    return _volume_made(request, result)
+
+
+def _volume_made(request: HttpRequest, result: Volume | Job) -> HttpResponse:
+    """Where a new volume leads: its page, or its job's when it is made by a job."""
     if isinstance(result, Job):
         messages.info(request, f"Creating the volume (job #{result.pk}).")
         return redirect("job_detail", job_id=result.pk)

@@ -23,31 +23,31 @@ FORM_BOOLS = ("live", "persistent", "undefine_source", "auto_converge", "post_co
 
 @require_http_methods(["GET", "POST"])
 def vm_migrate(request: HttpRequest, vm_id: str) -> HttpResponse:
+    """GET: the migrate dialog's targets with their pre-checks; POST: migrate."""
     vm = get_object_for_user(
         VirtualMachine.objects.select_related("host", "project"), request.user, vm_id, CHANGE
     )
-    if request.method == "POST":
-        data: dict[str, Any] = {
-            k: request.POST.get(k, "")
-            for k in ("target_host", "copy_storage", "bandwidth_mib", "target_pool")
-        }
-        data.update({k: k in request.POST for k in FORM_BOOLS})
-        try:
-            job = migrate.migrate_vm(vm, data, actor=Actor.of(request))
-        except ServiceError as exc:
-            messages.error(request, exc.message)
-            return redirect("vm_detail", vm_id=vm.pk)
-        messages.info(request, f"Migrating {vm.name} (job #{job.pk}).")
-        return redirect("job_detail", job_id=job.pk)
+    if request.method != "POST":
+        return _migrate_dialog(request, vm)
+    data: dict[str, Any] = {
+        k: request.POST.get(k, "")
+        for k in ("target_host", "copy_storage", "bandwidth_mib", "target_pool")
+    }
+    data.update({k: k in request.POST for k in FORM_BOOLS})
+    try:
+        job = migrate.migrate_vm(vm, data, actor=Actor.of(request))
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+        return redirect("vm_detail", vm_id=vm.pk)
+    messages.info(request, f"Migrating {vm.name} (job #{job.pk}).")
+    return redirect("job_detail", job_id=job.pk)
+
+
+def _migrate_dialog(request: HttpRequest, vm: VirtualMachine) -> HttpResponse:
     from storage.models import StoragePool
 
     targets = migrate.target_checks(vm, actor=Actor.of(request))
-    pools = restrict(StoragePool.objects.select_related("host"), request.user, VIEW).filter(
-        host__in=[host for host, _checks in targets], state="active"
-    )
-    local_pools = restrict(StoragePool.objects.all(), request.user, VIEW).filter(
-        host=vm.host, state="active"
-    )
+    pools = restrict(StoragePool.objects.select_related("host"), request.user, VIEW)
     rows = [(host, checks, not any(c.status == "fail" for c in checks)) for host, checks in targets]
     return render(
         request,
@@ -55,8 +55,8 @@ def vm_migrate(request: HttpRequest, vm_id: str) -> HttpResponse:
         {
             "vm": vm,
             "targets": rows,
-            "pools": pools,
-            "local_pools": local_pools,
+            "pools": pools.filter(host__in=[host for host, _ in targets], state="active"),
+            "local_pools": pools.filter(host=vm.host, state="active"),
             "movable_disks": [d for d in vm.disks if d.get("device") == "disk" and d.get("source")],
         },
     )

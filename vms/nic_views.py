@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
@@ -27,6 +29,21 @@ def _flag(request: HttpRequest, name: str) -> bool | None:
     return None if not values else "1" in values
 
 
+def _nic_request(request: HttpRequest, bridge: bool) -> dict[str, Any]:
+    """attach_nic's input from the page's form (the bridge only when no network is chosen)."""
+    post = request.POST
+    return {
+        "bridge": post.get("bridge", "") if bridge else "",
+        "model": post.get("model", "virtio"),
+        "mac": post.get("mac", ""),
+        "link_up": _flag(request, "link_up") is not False,
+        "inbound_kib": post.get("inbound_kib") or None,
+        "outbound_kib": post.get("outbound_kib") or None,
+        "live": _flag(request, "live"),
+        "persistent": _flag(request, "persistent"),
+    }
+
+
 @require_POST
 def vm_nic_attach(request: HttpRequest, vm_id: str) -> HttpResponse:
     vm = _vm(request, vm_id)
@@ -39,17 +56,7 @@ def vm_nic_attach(request: HttpRequest, vm_id: str) -> HttpResponse:
             return redirect("vm_detail", vm_id=vm.pk)
     try:
         vm, mac = nics.attach_nic(
-            vm,
-            actor=Actor.of(request),
-            network=network,
-            bridge=request.POST.get("bridge", "") if network is None else "",
-            model=request.POST.get("model", "virtio"),
-            mac=request.POST.get("mac", ""),
-            link_up=_flag(request, "link_up") is not False,
-            inbound_kib=request.POST.get("inbound_kib") or None,
-            outbound_kib=request.POST.get("outbound_kib") or None,
-            live=_flag(request, "live"),
-            persistent=_flag(request, "persistent"),
+            vm, actor=Actor.of(request), network=network, **_nic_request(request, network is None)
         )
     except ServiceError as exc:
         messages.error(request, exc.message)

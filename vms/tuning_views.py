@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import Any
 
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
@@ -22,6 +23,14 @@ from .services import tuning
 from .services.tuning import Scope
 
 
+def _host_cells(info: dict[str, Any]) -> list[tuple[int, list[dict[str, Any]]]]:
+    """The host's CPUs by NUMA cell, in cell order, for the pinning grid."""
+    cells: dict[int, list[dict[str, Any]]] = {}
+    for cpu in info["host"]["cpus"]:
+        cells.setdefault(cpu["cell"], []).append(cpu)
+    return sorted(cells.items())
+
+
 def vm_tuning_page(request: HttpRequest, vm_id: str) -> HttpResponse:
     """The VM's tuning tab: its vCPUs, memory, pinning over the host's CPUs, I/O limits."""
     vm = get_object_for_user(VirtualMachine.objects.select_related("host"), request.user, vm_id)
@@ -30,18 +39,14 @@ def vm_tuning_page(request: HttpRequest, vm_id: str) -> HttpResponse:
     except ServiceError as exc:
         messages.error(request, exc.message)
         return redirect("vm_detail", vm_id=vm.pk)
-    cells: dict[int, list[dict]] = {}
-    for cpu in info["host"]["cpus"]:
-        cells.setdefault(cpu["cell"], []).append(cpu)
-    pins = [{"vcpu": i, "cpus": set(p)} for i, p in enumerate(info["vcpu_pins"])]
     return render(
         request,
         "monitoring/vm_tuning.html",
         {
             "vm": vm,
             "t": info,
-            "cells": sorted(cells.items()),
-            "pins": pins,
+            "cells": _host_cells(info),
+            "pins": [{"vcpu": i, "cpus": set(p)} for i, p in enumerate(info["vcpu_pins"])],
             "emulator": set(info["emulator_pin"]),
             "iotune_fields": IOTUNE_FIELDS,
             "numa_modes": list(hypervisor.NUMA_MODES),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import uuid
 
@@ -85,11 +86,8 @@ def _choices(qs: QuerySet, chosen: str) -> list[tuple[int, str, bool]]:
     ]
 
 
-def vm_list(request: HttpRequest) -> HttpResponse:
-    # Only what the rows show: not the domain XML, the details read from the host, nor
-    # the device lists.
-    qs = visible_vms(request.user).only(*LIST_COLUMNS)
-    f = {k: request.GET.get(k, "").strip() for k in ("q", "host", "project", "state", "ordering")}
+def _filtered(qs: QuerySet, f: dict[str, str]) -> QuerySet:
+    """The VMs of qs matching the list's search, filters and ordering."""
     qs = matching(qs, f["q"])
     if f["host"].isdigit():
         qs = qs.filter(host_id=int(f["host"]))
@@ -97,7 +95,14 @@ def vm_list(request: HttpRequest) -> HttpResponse:
         qs = qs.filter(project_id=int(f["project"]))
     if f["state"] in VMState.values:
         qs = qs.filter(state=f["state"])
-    qs = qs.order_by(f["ordering"] if f["ordering"] in ORDERINGS else "name", "pk")
+    return qs.order_by(f["ordering"] if f["ordering"] in ORDERINGS else "name", "pk")
+
+
+def vm_list(request: HttpRequest) -> HttpResponse:
+    f = {k: request.GET.get(k, "").strip() for k in ("q", "host", "project", "state", "ordering")}
+    # Only what the rows show: not the domain XML, the details read from the host, nor
+    # the device lists.
+    qs = _filtered(visible_vms(request.user).only(*LIST_COLUMNS), f)
     page = KeyFirstPaginator(qs, 50).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
@@ -116,18 +121,22 @@ def vm_list(request: HttpRequest) -> HttpResponse:
     return render(request, "vms/vm_list.html", context)
 
 
+def _uuids(values: list[str]) -> list[uuid.UUID]:
+    """The VM ids among values (anything else names no VM: nothing to act on)."""
+    ids = []
+    for raw in values:
+        with contextlib.suppress(ValueError):
+            ids.append(uuid.UUID(raw))
+    return ids
+
+
 @require_POST
 def vm_bulk(request: HttpRequest) -> HttpResponse:
     action = request.POST.get("action", "")
     if action not in {"start", "shutdown", "force-off"}:
         messages.error(request, "Choose start, shut down or force off for the selected VMs.")
         return redirect("vm_list")
-    ids = []
-    for raw in request.POST.getlist("vm"):
-        try:
-            ids.append(uuid.UUID(raw))
-        except ValueError:
-            continue  # not a VM id: nothing to act on
+    ids = _uuids(request.POST.getlist("vm"))
     if not ids:
         messages.error(request, "Select at least one VM first.")
         return redirect("vm_list")

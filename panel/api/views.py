@@ -87,17 +87,17 @@ def obtain_token(request: Request) -> Response:
         request._request, username=username, password=str(request.data.get("password", ""))
     )
     if user is None:
-        audit.record(
-            Actor(None, ip, Via.API),
-            "login.failed",
-            username,
-            result=AuditResult.DENIED,
-            detail="API token",
-        )
-        return Response({"detail": "Wrong username or password."}, status=400)
+        return _wrong_password(username, ip)
     throttle.succeeded(username, ip)
     token, _ = Token.objects.get_or_create(user=user)
     return Response({"token": token.key})
+
+
+def _wrong_password(username: str, ip: str | None) -> Response:
+    """A refused token request, audited as a failed login."""
+    actor = Actor(None, ip, Via.API)
+    audit.record(actor, "login.failed", username, result=AuditResult.DENIED, detail="API token")
+    return Response({"detail": "Wrong username or password."}, status=400)
 
 
 def named_in_body(model: type[Model], user: Any, pk: Any, field: str) -> Any:

@@ -79,6 +79,20 @@ def _int(data: dict[str, Any], name: str) -> int | None:
         raise ServiceError(f"{name} must be a whole number.", field=name) from None
 
 
+def _copy_storage(value: Any) -> str:
+    """copy_storage as asked (false, true, 'all', 'incremental', or their form values),
+    as MigrationOptions takes it."""
+    if isinstance(value, str):
+        value = value.strip().lower()
+        value = {"true": True, "false": False, "1": True, "0": False}.get(value, value)
+    if not isinstance(value, bool | str) or value not in COPY_CHOICES:
+        raise ServiceError(
+            "copy_storage must be false, true (all), 'all' or 'incremental'.",
+            field="copy_storage",
+        )
+    return COPY_CHOICES[value]
+
+
 def parse_request(vm: VirtualMachine, data: dict[str, Any], *, actor: Actor) -> MigrationRequest:
     """The target host (visible to actor: 404 otherwise), the pool and the options."""
     from django.http import Http404
@@ -98,15 +112,7 @@ def parse_request(vm: VirtualMachine, data: dict[str, Any], *, actor: Actor) -> 
         raise ServiceError(
             f"{vm.name} already runs on {target.name}: choose another host.", field="target_host"
         )
-    copy = data.get("copy_storage", False)
-    if isinstance(copy, str):
-        copy = copy.strip().lower()
-        copy = {"true": True, "false": False, "1": True, "0": False}.get(copy, copy)
-    if not isinstance(copy, bool | str) or copy not in COPY_CHOICES:
-        raise ServiceError(
-            "copy_storage must be false, true (all), 'all' or 'incremental'.",
-            field="copy_storage",
-        )
+    copy = _copy_storage(data.get("copy_storage", False))
     values = {
         name: _bool(data, name, name in ("persistent", "undefine_source")) for name in BOOL_FIELDS
     }
@@ -130,7 +136,7 @@ def parse_request(vm: VirtualMachine, data: dict[str, Any], *, actor: Actor) -> 
             )
         pool_name = pool.name
     options = hypervisor.MigrationOptions(
-        copy_storage=COPY_CHOICES[copy],
+        copy_storage=copy,
         target_pool=pool_name,
         bandwidth_mib=bandwidth,
         live=values["live"],
