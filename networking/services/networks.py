@@ -27,9 +27,12 @@ from networking.services.leases import vms_on_network
 from panel import audit, hypervisor
 from panel.actors import Actor
 from panel.exceptions import ConflictError, ServiceError, UnavailableError
-from panel.hostcalls import on_host
+from panel.hostcalls import Change, changing, on_host
 from panel.models import Host
 from panel.permissions import require_admin
+
+# Why only administrators change networks.
+INFRASTRUCTURE = "networks are infrastructure"
 
 
 def create_network(
@@ -51,7 +54,7 @@ def create_network(
     start: bool = True,
 ) -> Network:
     """Define a network of any mode on host (admins), start it and set autostart."""
-    require_admin(actor.user, "create networks", "networks are infrastructure")
+    require_admin(actor.user, "create networks", INFRASTRUCTURE)
     name, bridge, dev = (name or "").strip(), (bridge or "").strip(), (dev or "").strip()
     domain = (domain or "").strip()
     with audit.refusals_recorded(actor, "network.create", f"{name} on {host.name}"):
@@ -215,50 +218,59 @@ NETWORK_ACTIONS = ("start", "stop")
 
 def network_action(network: Network, action: str, *, actor: Actor) -> Network:
     """Start or stop a network (admins)."""
-    require_admin(actor.user, f"{action} networks", "networks are infrastructure")
+    require_admin(actor.user, f"{action} networks", INFRASTRUCTURE)
     if action not in NETWORK_ACTIONS:
         raise ServiceError(f"Unknown action '{action}': use start or stop.")
-    with audit.refusals_recorded(actor, f"network.{action}", network):
-        with on_network(network, f"Could not {action} '{network.name}'"):
+    with _network_change(network, actor, f"network.{action}", f"{action} networks") as change:
+        with change.on_host(f"Could not {action} '{network.name}'"):
             call = hypervisor.start_network if action == "start" else hypervisor.stop_network
             info = call(network.host.uri, network.name)
         with transaction.atomic():
             network = sync_network(network.host, info)
-            audit.record(actor, f"network.{action}", network)
+            change.done()
     return network
 
 
 def set_network_autostart(network: Network, enabled: bool, *, actor: Actor) -> Network:
     """Start (or not) the network when libvirtd starts (admins)."""
-    require_admin(actor.user, "change networks", "networks are infrastructure")
-    with audit.refusals_recorded(actor, "network.autostart", network):
-        with on_network(network, f"Could not change autostart of '{network.name}'"):
+    with _network_change(network, actor, "network.autostart", "change networks") as change:
+        with change.on_host(f"Could not change autostart of '{network.name}'"):
             info = hypervisor.set_network_autostart(network.host.uri, network.name, enabled)
         with transaction.atomic():
             network = sync_network(network.host, info)
-            audit.record(
-                actor,
-                "network.autostart",
-                network,
-                detail="on" if enabled else "off",
-            )
+            change.done("on" if enabled else "off")
     return network
 
 
 def delete_network(network: Network, *, actor: Actor) -> None:
-    """Stop and undefine a network no VM uses (admins)."""
-    require_admin(actor.user, "delete networks", "networks are infrastructure")
-    with audit.refusals_recorded(actor, "network.delete", network):
+    """Stop and undefine a network no VM uses (admins); one already gone from its host
+    is deleted here too."""
+    with _network_change(network, actor, "network.delete", "delete networks") as change:
         users = sorted({vm.name for vm, _nic in vms_on_network(network)})
         if users:
             raise ConflictError(
                 f"'{network.name}' is used by {', '.join(users)}: detach their NICs from it "
                 "first, or they could not start again."
             )
-        # A network already gone from its host is deleted here too.
         with on_host(network.host, f"Could not delete '{network.name}'"):
             with contextlib.suppress(hypervisor.NotFound):
                 hypervisor.delete_network(network.host.uri, network.name)
         with transaction.atomic():
-            audit.record(actor, "network.delete", network)
+            change.done()
             network.delete()
+
+
+class NetworkChange(Change):
+    """A change to a network: one its host no longer has leaves the list (on_network)."""
+
+    def on_host(self, failed: str | None = None) -> contextlib.AbstractContextManager[None]:
+        return on_network(self.target, failed or self.label)
+
+
+def _network_change(
+    network: Network, actor: Actor, action: str, what: str
+) -> contextlib.AbstractContextManager[Change]:
+    """The frame of a change to network (admins only): see panel.hostcalls.changing."""
+    require_admin(actor.user, what, INFRASTRUCTURE)
+    label = f"Network '{network.name}'"
+    return changing(NetworkChange(actor, action, network, network.host, label))

@@ -1,19 +1,23 @@
 """What the volume actions share: the checks before them (rights, the project, the
-pool, a busy volume, the VMs using it), the row a new volume starts as, the queued job."""
+pool, a busy volume, the VMs using it), the frame of a change to a volume
+(volume_change), the row a new volume starts as, the queued job."""
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 
 from panel import jobs, locks, quotas
 from panel.actors import Actor
 from panel.exceptions import ConflictError, ServiceError
+from panel.hostcalls import Change, changing
 from panel.models import Host, Job, Project
-from panel.permissions import VIEW, allowed, is_admin, role_in
+from panel.permissions import CHANGE, VIEW, allowed, is_admin, role_in
 from storage.models import FormatSource, StoragePool, Volume
 from storage.services.validation import GIB
 
@@ -112,3 +116,31 @@ def queue_volume_job(
         action=action,
         detail=detail,
     )
+
+
+class VolumeChange(Change):
+    """A change to a volume (see volume_change), made at once or as a volume job."""
+
+    @classmethod
+    def of(cls, volume: Volume, actor: Actor, action: str) -> VolumeChange:
+        return cls(actor, action, volume, volume.pool.host, f"Volume {volume.name}")
+
+    def queue(self, kind: str, spec: dict[str, Any], detail: str = "") -> Job:
+        """The volume's job queued with spec and audited as the action; inside the
+        caller's transaction when there is one (rows made with it)."""
+        with transaction.atomic():
+            return queue_volume_job(
+                self.target, kind, spec, actor=self.actor, action=self.action, detail=detail
+            )
+
+
+@contextlib.contextmanager
+def volume_change(
+    volume: Volume, actor: Actor, action: str, verb: str, *, right: str = CHANGE
+) -> Iterator[VolumeChange]:
+    """The frame of a change to volume: refused (403, "you may not <verb> it") unless
+    actor has right on it, then (audited) while a job holds it; see panel.hostcalls.changing."""
+    require_right(actor, volume, right, verb)
+    with changing(VolumeChange.of(volume, actor, action)) as change:
+        require_idle(volume)
+        yield change

@@ -3,6 +3,7 @@ autostart and delete."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from django.db import transaction
@@ -10,7 +11,7 @@ from django.db import transaction
 from panel import audit
 from panel.actors import Actor
 from panel.exceptions import ConflictError, ServiceError
-from panel.hostcalls import on_host
+from panel.hostcalls import Change, admin_change, on_host
 from panel.hypervisor import storage as hv
 from panel.models import Host
 from panel.permissions import require_admin
@@ -80,11 +81,11 @@ def pool_action(pool: StoragePool, action: str, *, actor: Actor) -> StoragePool 
     require_admin(actor.user, f"{action} storage pools")
     if action not in POOL_ACTIONS:
         raise ServiceError(f"Unknown pool action '{action}': use {', '.join(POOL_ACTIONS)}.")
-    with audit.refusals_recorded(actor, f"pool.{action}", pool):
-        with on_host(pool.host, f"Pool {pool.name}"):
+    with _pool_change(pool, actor, f"pool.{action}", f"{action} storage pools") as change:
+        with change.on_host():
             info = hv.pool_action(pool.host.uri, pool.name, action)
         with transaction.atomic():
-            audit.record(actor, f"pool.{action}", pool)
+            change.done()
             if info.state == "gone":
                 pool.delete()
                 return None
@@ -96,20 +97,18 @@ def pool_action(pool: StoragePool, action: str, *, actor: Actor) -> StoragePool 
 
 def set_pool_autostart(pool: StoragePool, on: bool, *, actor: Actor) -> StoragePool:
     """Turn the pool's autostart on or off."""
-    require_admin(actor.user, "change storage pools")
-    with audit.refusals_recorded(actor, "pool.autostart", pool):
-        with on_host(pool.host, f"Pool {pool.name}"):
+    with _pool_change(pool, actor, "pool.autostart", "change storage pools") as change:
+        with change.on_host():
             info = hv.set_pool_autostart(pool.host.uri, pool.name, on)
         with transaction.atomic():
             pool = save_pool(pool.host, info)
-            audit.record(actor, "pool.autostart", pool, detail="on" if on else "off")
+            change.done("on" if on else "off")
     return pool
 
 
 def delete_pool(pool: StoragePool, *, actor: Actor, delete_target: bool = False) -> None:
     """Stop and undefine the pool; its directory (or VG) is removed only when asked."""
-    require_admin(actor.user, "delete storage pools")
-    with audit.refusals_recorded(actor, "pool.delete", pool):
+    with _pool_change(pool, actor, "pool.delete", "delete storage pools") as change:
         users = vms_using(pool.host, [v.path for v in pool.volumes.all() if v.path])
         if users:
             raise ConflictError(
@@ -121,13 +120,15 @@ def delete_pool(pool: StoragePool, *, actor: Actor, delete_target: bool = False)
                 f"Pool {pool.name} still has {pool.volumes.count()} volumes: delete them "
                 "before deleting the pool's directory, or keep the directory."
             )
-        with on_host(pool.host, f"Pool {pool.name}"):
+        with change.on_host():
             hv.delete_pool(pool.host.uri, pool.name, delete_target=delete_target)
         with transaction.atomic():
-            audit.record(
-                actor,
-                "pool.delete",
-                pool,
-                detail="target deleted" if delete_target else "target kept",
-            )
+            change.done("target deleted" if delete_target else "target kept")
             pool.delete()
+
+
+def _pool_change(
+    pool: StoragePool, actor: Actor, action: str, what: str
+) -> contextlib.AbstractContextManager[Change]:
+    """The frame of a change to pool (admins only): see panel.hostcalls.changing."""
+    return admin_change(actor, action, pool, host=pool.host, label=f"Pool {pool.name}", what=what)

@@ -18,7 +18,7 @@ from panel.hypervisor import storage as hv
 from panel.models import Job
 from panel.permissions import CHANGE
 from storage.models import FormatSource, Volume
-from storage.services.common import require_idle, require_right, vms_using
+from storage.services.common import require_right, vms_using, volume_change
 from storage.services.sync import save_volume, touch_pool
 from storage.services.trust import check_head, require_trusted
 from storage.services.validation import as_gib
@@ -28,9 +28,7 @@ REPORT_SECONDS = 0.5
 
 def start_upload(volume: Volume, length: int, *, actor: Actor) -> Job:
     """Check an upload of length bytes into volume; the returned job reports its progress."""
-    require_right(actor, volume, CHANGE, "upload into")
-    with audit.refusals_recorded(actor, "volume.upload", volume):
-        require_idle(volume)
+    with volume_change(volume, actor, "volume.upload", "upload into") as change:
         require_trusted(volume, "uploaded into")
         if length <= 0:
             raise ServiceError(
@@ -64,12 +62,7 @@ def start_upload(volume: Volume, length: int, *, actor: Actor) -> Job:
             )
             job.result = {"volume": volume.pk, "volume_name": volume.name, "length": length}
             job.save(update_fields=["result"])
-            audit.record(
-                actor,
-                "volume.upload",
-                volume,
-                detail=f"job #{job.pk}; {length} bytes",
-            )
+            change.done(f"job #{job.pk}; {length} bytes")
     return job
 
 

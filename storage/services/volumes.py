@@ -12,19 +12,20 @@ from panel import audit, hypervisor, quotas
 from panel.actors import Actor
 from panel.choices import JobKind
 from panel.exceptions import ConflictError, ServiceError
-from panel.hostcalls import on_host
+from panel.hostcalls import changing, on_host
 from panel.hypervisor import storage as hv
 from panel.models import Job, Project
 from panel.permissions import CHANGE, DELETE, allowed
 from storage.models import StoragePool, Volume
 from storage.services.common import (
+    VolumeChange,
     may_create_in,
     placeholder,
     queue_volume_job,
-    require_idle,
     require_right,
     require_usable_pool,
     vms_using,
+    volume_change,
 )
 from storage.services.sync import save_volume, touch_pool
 from storage.services.trust import check_content, pinned, require_trusted
@@ -203,9 +204,7 @@ def resize_volume(
     actor: Actor,
 ) -> Volume:
     """Grow a volume; shrinking needs shrink=True, and qcow2 volumes never shrink."""
-    require_right(actor, volume, CHANGE, "resize")
-    with audit.refusals_recorded(actor, "volume.resize", volume):
-        require_idle(volume)
+    with volume_change(volume, actor, "volume.resize", "resize") as change:
         require_trusted(volume, "resized")
         capacity = capacity_bytes(capacity_gib)
         if capacity == volume.capacity:
@@ -232,7 +231,7 @@ def resize_volume(
                     volume.project,
                     disk_gib=math.ceil(capacity / GIB) - math.ceil(volume.capacity / GIB),
                 )
-            with on_host(volume.pool.host, f"Volume {volume.name}"):
+            with change.on_host():
                 info = hv.resize_volume(
                     volume.pool.host.uri,
                     volume.pool.name,
@@ -242,16 +241,14 @@ def resize_volume(
                     source=pinned(volume),
                 )
             volume = save_volume(volume, info)
-            audit.record(actor, "volume.resize", volume, detail=as_gib(capacity))
+            change.done(as_gib(capacity))
     touch_pool(volume.pool)
     return volume
 
 
 def delete_volume(volume: Volume, *, actor: Actor) -> None:
     """Delete a volume no VM and no overlay uses: its row, then the volume on the host."""
-    require_right(actor, volume, DELETE, "delete")
-    with audit.refusals_recorded(actor, "volume.delete", volume):
-        require_idle(volume)
+    with volume_change(volume, actor, "volume.delete", "delete", right=DELETE) as change:
         users = vms_using(volume.pool.host, [volume.path])
         if users:
             raise ConflictError(
@@ -266,9 +263,9 @@ def delete_volume(volume: Volume, *, actor: Actor) -> None:
         # Row and audit first, in the transaction the host call runs in: a database that
         # cannot take the write leaves the volume where it is.
         with transaction.atomic():
-            audit.record(actor, "volume.delete", volume, project=volume.project)
+            change.done()
             volume.delete()
-            with on_host(volume.pool.host, f"Volume {volume.name}"):
+            with change.on_host():
                 try:
                     hv.delete_volume(volume.pool.host.uri, volume.pool.name, volume.name)
                 except hypervisor.NotFound:
@@ -307,7 +304,7 @@ def copy_volume(
     verb = "convert" if format and format != volume.format else "clone"
     may_copy(actor, volume, convert=verb == "convert")
     project = volume.project
-    with audit.refusals_recorded(actor, f"volume.{verb}", volume):
+    with changing(VolumeChange.of(volume, actor, f"volume.{verb}")) as change:
         name = validate_name(name, "volume")
         dest = target_pool or volume.pool
         if dest.host_id != volume.pool.host_id:
@@ -328,33 +325,20 @@ def copy_volume(
         check_content(volume, "copied")
         with transaction.atomic():
             copy = placeholder(dest, name, fmt, volume.capacity, actor=actor, project=project)
-            return queue_volume_job(
-                volume,
+            return change.queue(
                 JobKind.VOLUME_CONVERT if verb == "convert" else JobKind.VOLUME_CLONE,
                 {"copy": copy.pk, "format": fmt, "pool": dest.name},
-                actor=actor,
-                action=f"volume.{verb}",
-                detail=f"to {dest.name}/{name} ({fmt})",
+                f"to {dest.name}/{name} ({fmt})",
             )
 
 
 def wipe_volume(volume: Volume, *, actor: Actor) -> Job:
     """Erase a volume's data (zeros; qcow2 is recreated empty), as a job."""
-    require_right(actor, volume, CHANGE, "wipe")
-    with audit.refusals_recorded(actor, "volume.wipe", volume):
-        require_idle(volume)
+    with volume_change(volume, actor, "volume.wipe", "wipe") as change:
         require_trusted(volume, "wiped")
         users = vms_using(volume.pool.host, [volume.path])
         if users:
             raise ConflictError(
                 f"{volume.name} is a disk of {', '.join(sorted(users))}: detach it before wiping it."
             )
-        with transaction.atomic():
-            return queue_volume_job(
-                volume,
-                JobKind.VOLUME_WIPE,
-                {},
-                actor=actor,
-                action="volume.wipe",
-                detail="",
-            )
+        return change.queue(JobKind.VOLUME_WIPE, {})
