@@ -76,6 +76,19 @@ def migrate_and_collect_static() -> None:
         call_command("collectstatic", verbosity=0, interactive=False)
 
 
+# The web server's options in production (scripts/supervisord.conf), whatever socket it
+# listens on.
+WEB_SERVER_OPTIONS = (
+    "--lifespan",
+    "off",
+    "--no-proxy-headers",
+    "--ws-max-size",
+    "2097152",
+    "--timeout-graceful-shutdown",
+    "5",
+)
+
+
 def web_server(port: int, workers: int = 1) -> list[str]:
     """The web server command of scripts/run.sh on 127.0.0.1:port, with workers processes."""
     return [
@@ -87,13 +100,7 @@ def web_server(port: int, workers: int = 1) -> list[str]:
         str(port),
         "--workers",
         str(workers),
-        "--lifespan",
-        "off",
-        "--no-proxy-headers",
-        "--ws-max-size",
-        "2097152",
-        "--timeout-graceful-shutdown",
-        "5",
+        *WEB_SERVER_OPTIONS,
     ]
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import benchkit as kit
+from common import WEB_SERVER_OPTIONS
 
 from .client import Http
 from .world import World
@@ -76,13 +77,7 @@ class Stack:
             "panel.asgi:application",
             "--fd",
             "0",
-            "--lifespan",
-            "off",
-            "--no-proxy-headers",
-            "--ws-max-size",
-            "2097152",
-            "--timeout-graceful-shutdown",
-            "5",
+            *WEB_SERVER_OPTIONS,
         ]
         web: list[subprocess.Popen] = []
         try:
