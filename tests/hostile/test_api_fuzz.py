@@ -5,7 +5,7 @@ only host is libvirt's in-process fake driver, `test:///default`; jobs the
 fuzz queues stay queued (the test's transaction never commits, so nothing
 reaches Celery). Adding a host connects to the URI given, so a hook keeps that
 operation's URI on `test:///default` (the other fields are fuzzed); its
-refusals of other URIs are tested in tests/panel/test_hosts.py. Install-tree
+refusals of other URIs are tested in tests/panel/test_hosts_add.py. Install-tree
 URLs are only checked, never fetched, at request time (vms/install/tree.py).
 """
 

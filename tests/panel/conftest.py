@@ -1,5 +1,5 @@
 """Helpers shared by the panel's tests: hosts as the database holds them, and
-reading pages the way a user reads them."""
+reading pages (and job logs) the way a user reads them."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from panel.models import Host, Membership, Project
 GIB = 1024**3
 FAKE_URI = "test:///default"
 UNREACHABLE_URI = "qemu+tcp://127.0.0.1:1/system"
+# A line of a job's log: its time stamp, then what the job wrote.
+STAMPED = re.compile(r"^\d\d:\d\d:\d\d (.*)$")
 
 # Facts as panel.services.add_host stores them, for a 128 GiB two-cell host.
 FACTS = {
@@ -102,6 +104,10 @@ def rows(response, xpath: str) -> list[str]:
         re.sub(r"\s+", " ", el.text_content().replace("\xa0", " ")).strip()
         for el in doc.xpath(xpath)
     ]
+
+
+def alerts(response) -> list[str]:
+    return rows(response, "//div[@role='alert']")
 
 
 def has_class(name: str) -> str:

@@ -1,10 +1,11 @@
 """The permission matrix over every page and API endpoint, for every persona.
 
-tests/teams/test_permission_matrix.py holds the first table (hosts, VMs, teams, with
-bodies and leak checks); this one has a row for every URL the resolver knows (storage,
-uploads, disks, networks, NICs, leases, interfaces, the create wizard, templates,
-snapshots, backups, schedules, migration, moving storage, stats, tuning, jobs...) and
-a completeness test, so an endpoint added without rows fails.
+tests/teams/test_permission_matrix_pages.py and test_permission_matrix_api.py hold the
+first table (hosts, VMs, teams, with bodies and leak checks); this one has a row for
+every URL the resolver knows (storage, uploads, disks, networks, NICs, leases,
+interfaces, the create wizard, templates, snapshots, backups, schedules, migration,
+moving storage, stats, tuning, jobs...) and a completeness test, so an endpoint added
+without rows fails.
 
 Every request names alpha's objects: the admin, operator, member (who owns the VM)
 and viewer are in alpha, the outsider is not (out of scope: 404). Bodies are empty,
