@@ -63,18 +63,20 @@ def by_hand(pool: str, name: str) -> float:
 def through_panel(admin, pool, project, name: str) -> float:  # type: ignore[no-untyped-def]
     t0 = time.perf_counter()
     job = create.create_vm(
-        {
-            "name": name,
-            "project": project.pk,
-            "memory_mib": 96,
-            "disks": [{"pool": pool.pk, "size_gib": 64 / 1024}],
-            "install": {
-                "method": "kernel",
-                "kernel": f"{GUEST}/vmlinuz",
-                "initrd": f"{GUEST}/initrd.img",
-                "cmdline": "console=ttyS0",
-            },
-        },
+        create.CreateRequest.parse(
+            {
+                "name": name,
+                "project": project.pk,
+                "memory_mib": 96,
+                "disks": [{"pool": pool.pk, "size_gib": 64 / 1024}],
+                "install": {
+                    "method": "kernel",
+                    "kernel": f"{GUEST}/vmlinuz",
+                    "initrd": f"{GUEST}/initrd.img",
+                    "cmdline": "console=ttyS0",
+                },
+            }
+        ),
         actor=Actor(admin),
     )
     vm_create_task(job.pk)

@@ -1,6 +1,7 @@
 """The create pages: the full wizard (admins and operators), the easy form from a template
-(everyone with a project), and the admins' template list. Both forms post the same request
-the API takes to `create.create_vm()`, then show the job's live progress."""
+(everyone with a project), and the admins' template list. Both forms parse the same request
+the API takes (`create.CreateRequest.parse()`) for `create.create_vm()`, then show the job's
+live progress."""
 
 from __future__ import annotations
 
@@ -136,7 +137,7 @@ def vm_create(request: HttpRequest) -> HttpResponse:
         values = request.POST.dict()
         try:
             job = create.create_vm(
-                _request_from_form(request.POST, request.FILES),
+                create.CreateRequest.parse(_request_from_form(request.POST, request.FILES)),
                 actor=Actor.of(request),
             )
         except ServiceError as exc:
@@ -186,7 +187,7 @@ def vm_create_from_template(request: HttpRequest) -> HttpResponse:
         if data["size_gib"] is None:
             data.pop("size_gib")
         try:
-            job = create.create_vm(data, actor=Actor.of(request))
+            job = create.create_vm(create.CreateRequest.parse(data), actor=Actor.of(request))
         except ServiceError as exc:
             error = exc
         else:

@@ -121,19 +121,21 @@ def test_it_keeps_a_kickstart_out_of_the_job_a_viewer_reads(
     name = unique("ptatk-ks")
     created_vms.append(name)
     job = create.create_vm(
-        {
-            "name": name,
-            "project": people.alpha.pk,
-            "memory_mib": 96,
-            "disks": [{"pool": media_pool.pk, "size_gib": 0.05}],
-            "networks": [],
-            "install": {
-                "method": "url",
-                "location": settings.PANEL_INSTALL_MIRRORS[0] + "fedora/",
-                "kickstart": KICKSTART,
-            },
-            "start": False,
-        },
+        create.CreateRequest.parse(
+            {
+                "name": name,
+                "project": people.alpha.pk,
+                "memory_mib": 96,
+                "disks": [{"pool": media_pool.pk, "size_gib": 0.05}],
+                "networks": [],
+                "install": {
+                    "method": "url",
+                    "location": settings.PANEL_INSTALL_MIRRORS[0] + "fedora/",
+                    "kickstart": KICKSTART,
+                },
+                "start": False,
+            }
+        ),
         actor=Actor(people["operator"]),
     )
     pushed = watch_job(viewer, job.pk)

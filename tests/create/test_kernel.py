@@ -105,7 +105,7 @@ def test_a_failure_after_the_disks_exist_leaves_nothing(
     # A kernel path that passes the checks but does not exist: qemu refuses to start.
     data = body(project, dir_pool, name)
     data["install"]["kernel"] = f"{GUEST_DIR}/no-such-vmlinuz"
-    job = create.create_vm(data, actor=Actor(admin_user))
+    job = create.create_vm(create.CreateRequest.parse(data), actor=Actor(admin_user))
     assert quotas.usage(project).vms == before.vms + 1  # held while queued
 
     vm_create_task(job.pk)
@@ -130,7 +130,9 @@ def test_a_worker_that_died_mid_create_is_cleaned_up_when_it_starts_again(
     local_host.save()
     name = "ptc-abandoned"
     created.append(name)
-    job = create.create_vm(body(project, dir_pool, name), actor=Actor(admin_user))
+    job = create.create_vm(
+        create.CreateRequest.parse(body(project, dir_pool, name)), actor=Actor(admin_user)
+    )
     # What a worker killed after the disk step leaves: a running job and a volume.
     hv_storage.create_volume(
         "qemu:///system",

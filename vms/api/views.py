@@ -120,7 +120,9 @@ class VirtualMachineViewSet(
 
         if not isinstance(request.data, dict):
             raise ServiceError("Send the VM as a JSON object.")
-        job = create.create_vm(dict(request.data), actor=Actor.of(request))
+        job = create.create_vm(
+            create.CreateRequest.parse(dict(request.data)), actor=Actor.of(request)
+        )
         return Response({"id": job.result["vm"], "job": job.pk}, status=status.HTTP_202_ACCEPTED)
 
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:

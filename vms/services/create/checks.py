@@ -1,16 +1,17 @@
-"""Checking a create request: the ids, numbers and lists it names, the volumes, pools,
-boot files and networks the actor may use for a VM of the project, its disks, its install
-method, and what a template's easy form stands for and allows.
+"""Checking a create request against what the actor may use: the host, the volumes, pools,
+boot files and networks of a VM of the project, its disks and its install method; and what
+a template's easy form stands for and allows.
 
-Each check raises a ServiceError naming the field at fault, or a ConflictError when the
-request is sound but the host's state is not.
+The request's shape was checked when it was parsed (`spec`). Each check here raises a
+ServiceError naming the field at fault, or a ConflictError when the request is sound but
+the host's state is not.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,57 +19,43 @@ from django.conf import settings
 
 from panel.actors import Actor
 from panel.choices import HostState
-from panel.exceptions import ConflictError, ServiceError
+from panel.exceptions import ConflictError
 from panel.models import Host, Project
 from panel.permissions import CHANGE, VIEW, allowed, is_admin, restrict
 from storage import services as storage_services
 from storage.models import StoragePool, Volume
 from vms.models import Template
-
-METHODS = ("iso", "url", "kernel", "pxe", "import", "cloud-image")
-
-
-def field_error(message: str, field: str) -> ServiceError:
-    """A refusal of the request that names the field at fault."""
-    return ServiceError(message, field=field)
-
-
-def object_id(value: Any, field: str) -> int | None:
-    """An object id from the request: a whole number, or None when not given."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise field_error(f"{field} must be an id (a whole number).", field)
-    try:
-        return int(value)
-    except ValueError:
-        raise field_error(f"{field} must be an id (a whole number).", field) from None
-
-
-def list_field(value: Any, field: str) -> list[Any]:
-    """A list from the request, empty when not given."""
-    if value is None or value == "":
-        return []
-    if not isinstance(value, list):
-        raise field_error(f"{field} must be a list.", field)
-    return value
+from vms.services.create.spec import (
+    CloudImageInstall,
+    CreateRequest,
+    DiskRequest,
+    EasyForm,
+    ExistingDisk,
+    ImportInstall,
+    InstallRequest,
+    IsoInstall,
+    KernelInstall,
+    NewDisk,
+    PxeInstall,
+    UrlInstall,
+    field_error,
+    parse_firmware,
+)
+from vms.services.create.vmspec import (
+    CloudImageSpec,
+    DiskSpec,
+    ImportSpec,
+    InstallSecrets,
+    InstallSpec,
+    IsoSpec,
+    KernelSpec,
+    UrlSpec,
+)
 
 
-def int_between(value: Any, field: str, low: int, high: int, what: str) -> int:
-    """A whole number from the request within low..high (what names it in the refusal)."""
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise field_error(f"{what} must be a whole number.", field) from None
-    if not low <= number <= high:
-        raise field_error(f"{what} must be between {low} and {high}.", field)
-    return number
-
-
-def choose_host(actor: Actor, host_id: Any) -> Host:
+def choose_host(actor: Actor, host_id: int | None) -> Host:
     """The host asked for, or the visible host that is up with the most free memory."""
     hosts = restrict(Host.objects.all(), actor.user, VIEW)
-    host_id = object_id(host_id, "host")
     if host_id is not None:
         host = hosts.filter(pk=host_id).first()
         if host is None:
@@ -94,10 +81,9 @@ def _may_use(actor: Actor, volume: Volume, project: Project, *, read_only: bool)
 
 
 def _volume(
-    actor: Actor, host: Host, project: Project, pk: Any, field: str, *, read_only: bool
+    actor: Actor, host: Host, project: Project, pk: int | None, field: str, *, read_only: bool
 ) -> Volume:
     """A volume the actor may use for a VM of project on host."""
-    pk = object_id(pk, field)
     volume = (
         restrict(Volume.objects.select_related("pool"), actor.user, VIEW).filter(pk=pk).first()
         if pk is not None
@@ -117,11 +103,12 @@ def _volume(
     return volume
 
 
-def _pool(actor: Actor, host: Host, pk: Any, field: str, allowed_pools: Any = None) -> StoragePool:
+def _pool(
+    actor: Actor, host: Host, pk: int | None, field: str, allowed_pools: list[int] | None
+) -> StoragePool:
     pools = restrict(StoragePool.objects.filter(host=host), actor.user, VIEW)
     if allowed_pools is not None:
         pools = pools.filter(pk__in=allowed_pools)
-    pk = object_id(pk, field)
     pool = pools.filter(pk=pk).first() if pk is not None else None
     if pool is None:
         raise field_error(f"No pool with id {pk} on {host.name} that you can use.", field)
@@ -131,14 +118,10 @@ def _pool(actor: Actor, host: Host, pk: Any, field: str, allowed_pools: Any = No
 
 
 def _boot_file(actor: Actor, host: Host, project: Project, path: str, field: str) -> str:
-    """A kernel or initrd path. Admins: a volume of a pool on host, or a file under an
-    allowed root. Others: the path of a volume the VM may use (see _may_use), that is one
-    of the project's they may change or a shared boot file an admin published."""
-    path = (path or "").strip()
-    if not path:
-        raise field_error("Give the path on the host.", field)
-    if "\x00" in path or not path.startswith("/") or os.path.normpath(path) != path:
-        raise field_error(f"'{path[:80]}' is not a clean absolute path.", field)
+    """A kernel or initrd path (clean and absolute). Admins: a volume of a pool on host, or
+    a file under an allowed root. Others: the path of a volume the VM may use (see
+    _may_use), that is one of the project's they may change or a shared boot file an admin
+    published."""
     if not is_admin(actor.user):
         # Looked up among the volumes the actor sees, so the answer tells nothing about
         # the others.
@@ -169,163 +152,148 @@ def _boot_file(actor: Actor, host: Host, project: Project, path: str, field: str
 
 @dataclass(frozen=True)
 class InstallPlace:
-    """Who installs a VM of which project on which host, with which networks."""
+    """Who installs a VM named name of which project on which host, with which networks."""
 
     actor: Actor
     host: Host
     project: Project
-    networks: list[Any]
+    networks: list[dict[str, Any]]
+    name: str
 
 
-def check_install(
-    install: dict[str, Any], *, actor: Actor, host: Host, project: Project, networks: list[Any]
-) -> dict[str, Any]:
-    """The request's install part, checked: its method and what that method needs."""
-    method = str(install.get("method") or "")
-    if method not in METHODS:
-        raise field_error(
-            f"Unknown install method '{method}': use one of {', '.join(METHODS)}.", "install"
-        )
-    place = InstallPlace(actor, host, project, networks)
-    return {"method": method, **INSTALL_CHECKS[method](install, place)}
+def check_install(install: InstallRequest, at: InstallPlace) -> tuple[InstallSpec, InstallSecrets]:
+    """The request's install, checked: what its method needs, and its secrets apart."""
+    match install:
+        case IsoInstall():
+            return _iso_install(install, at), {}
+        case UrlInstall():
+            return _url_install(install)
+        case KernelInstall():
+            return _kernel_install(install, at), {}
+        case PxeInstall():
+            if not at.networks:
+                raise field_error(
+                    "A network install (PXE) needs a network to boot from.", "networks"
+                )
+            return {"method": "pxe"}, {}
+        case ImportInstall():
+            return _import_install(install, at), {}
+        case CloudImageInstall():
+            return _cloud_image_install(install, at)
 
 
-def _iso_install(install: dict[str, Any], at: InstallPlace) -> dict[str, Any]:
-    iso = _volume(
-        at.actor, at.host, at.project, install.get("iso_volume"), "iso_volume", read_only=True
-    )
-    return {"iso_path": iso.path}
+def _iso_install(install: IsoInstall, at: InstallPlace) -> IsoSpec:
+    iso = _volume(at.actor, at.host, at.project, install.iso_volume, "iso_volume", read_only=True)
+    return {"method": "iso", "iso_path": iso.path}
 
 
-def _kernel_install(install: dict[str, Any], at: InstallPlace) -> dict[str, Any]:
-    kernel = _boot_file(at.actor, at.host, at.project, str(install.get("kernel") or ""), "kernel")
+def _kernel_install(install: KernelInstall, at: InstallPlace) -> KernelSpec:
+    kernel = _boot_file(at.actor, at.host, at.project, install.kernel, "kernel")
     initrd = (
-        _boot_file(at.actor, at.host, at.project, str(install["initrd"]), "initrd")
-        if install.get("initrd")
+        _boot_file(at.actor, at.host, at.project, install.initrd, "initrd")
+        if install.initrd
         else ""
     )
-    return {"kernel": kernel, "initrd": initrd, "cmdline": _cmdline(install.get("cmdline"))}
+    return {"method": "kernel", "kernel": kernel, "initrd": initrd, "cmdline": install.cmdline}
 
 
-def _url_install(install: dict[str, Any], at: InstallPlace) -> dict[str, Any]:
+def _url_install(install: UrlInstall) -> tuple[UrlSpec, InstallSecrets]:
     from vms.install import kickstart, tree
 
-    location = str(install.get("location") or "").strip()
-    tree.checked_url(location)
-    out = {"location": location, "extra_args": _cmdline(install.get("extra_args"))}
-    text = str(install.get("kickstart") or "")
-    if text.strip():
-        kickstart.validate_kickstart(text)
-    out["kickstart"] = text
+    tree.checked_url(install.location)
+    if install.kickstart.strip():
+        kickstart.validate_kickstart(install.kickstart)
     # Its name resolved and every address checked now, and again, hop by hop, when
     # the job fetches from it (a name can answer differently by then).
-    tree.target(location)
-    return out
+    tree.target(install.location)
+    spec: UrlSpec = {
+        "method": "url",
+        "location": install.location,
+        "extra_args": install.extra_args,
+    }
+    return spec, {"kickstart": install.kickstart}
 
 
-def _pxe_install(install: dict[str, Any], at: InstallPlace) -> dict[str, Any]:
-    if not at.networks:
-        raise field_error("A network install (PXE) needs a network to boot from.", "networks")
-    return {}
-
-
-def _import_install(install: dict[str, Any], at: InstallPlace) -> dict[str, Any]:
-    volume = _volume(
-        at.actor, at.host, at.project, install.get("volume"), "volume", read_only=False
-    )
+def _import_install(install: ImportInstall, at: InstallPlace) -> ImportSpec:
+    volume = _volume(at.actor, at.host, at.project, install.volume, "volume", read_only=False)
     # Booted as its recorded format, with its recorded chain, once its header is checked.
     chain = storage_services.check_content(volume, "the boot disk of a VM")
     return {
+        "method": "import",
         "volume_chain": chain,
         "volume_path": volume.path,
         "volume_format": volume.format or "raw",
     }
 
 
-def _cloud_image_install(install: dict[str, Any], at: InstallPlace) -> dict[str, Any]:
+def _cloud_image_install(
+    install: CloudImageInstall, at: InstallPlace
+) -> tuple[CloudImageSpec, InstallSecrets]:
     from vms.install import cloudinit
 
     image = _volume(
-        at.actor, at.host, at.project, install.get("image_volume"), "image_volume", read_only=True
+        at.actor, at.host, at.project, install.image_volume, "image_volume", read_only=True
     )
     if image.format not in ("qcow2", "raw"):
         raise field_error(
             f"{image.name} is {image.format}: a cloud image is qcow2 or raw.", "image_volume"
         )
     image_chain = storage_services.check_content(image, "the base of a VM's disk")
-    config = install.get("cloud_init") or {}
-    if not isinstance(config, dict):
-        raise field_error("cloud_init must be an object.", "cloud_init")
-    user_data = _user_data(install, config)
+    config = install.cloud_init
+    user_data = _user_data(install, at.name)
     cloudinit.validate_user_data(user_data)
-    meta_data = str(config.get("meta_data") or "")
-    if meta_data.strip():
-        cloudinit.validate_yaml(meta_data, "meta_data", "meta-data")
-    network_config = str(config.get("network_config") or "")
-    if network_config.strip():
-        cloudinit.validate_yaml(network_config, "network_config", "network-config")
-    return {
+    if config.meta_data.strip():
+        cloudinit.validate_yaml(config.meta_data, "meta_data", "meta-data")
+    if config.network_config.strip():
+        cloudinit.validate_yaml(config.network_config, "network_config", "network-config")
+    spec: CloudImageSpec = {
+        "method": "cloud-image",
         "image_path": image.path,
         "image_format": image.format,
         "image_chain": image_chain,
         "image_capacity": image.capacity,
         "image_pool": image.pool.name,
-        "linked": bool(install.get("linked", True)),
-        "user_data": user_data,
-        "meta_data": meta_data,
-        "network_config": network_config,
+        "linked": install.linked,
     }
+    secrets: InstallSecrets = {
+        "user_data": user_data,
+        "meta_data": config.meta_data,
+        "network_config": config.network_config,
+    }
+    return spec, secrets
 
 
-def _user_data(install: dict[str, Any], config: dict[str, Any]) -> str:
+def _user_data(install: CloudImageInstall, name: str) -> str:
     """The cloud-init user-data: made from a user, password and keys, or given as is."""
     from vms.install import cloudinit
 
-    if not config.get("user"):
-        return str(config.get("user_data") or "#cloud-config\n{}\n")
-    keys = config.get("ssh_keys") or []
-    hostname = re.sub(r"[^A-Za-z0-9-]", "-", str(install.get("hostname") or "vm")).strip("-")
+    config = install.cloud_init
+    if not config.user:
+        return config.user_data
+    wanted = install.hostname if install.hostname is not None else name
+    hostname = re.sub(r"[^A-Za-z0-9-]", "-", wanted).strip("-")
     return cloudinit.simple_user_data(
-        user=str(config["user"]),
-        password=str(config.get("password") or ""),
-        ssh_keys=[keys] if isinstance(keys, str) else list(keys),
+        user=config.user,
+        password=config.password,
+        ssh_keys=list(config.ssh_keys),
         hostname=hostname[:63] or "vm",
     )
 
 
-INSTALL_CHECKS: dict[str, Callable[[dict[str, Any], InstallPlace], dict[str, Any]]] = {
-    "iso": _iso_install,
-    "url": _url_install,
-    "kernel": _kernel_install,
-    "pxe": _pxe_install,
-    "import": _import_install,
-    "cloud-image": _cloud_image_install,
-}
-
-
-def _cmdline(value: Any) -> str:
-    text = str(value or "").strip()
-    if len(text) > 2048 or any(c in text for c in "\n\r\x00"):
-        raise field_error(
-            "The kernel command line must be one line of at most 2048 characters.", "cmdline"
-        )
-    return text
-
-
 def check_disks(
-    disks: list[Any], *, actor: Actor, host: Host, project: Project, name: str, allowed_pools: Any
-) -> list[dict[str, Any]]:
+    disks: tuple[DiskRequest, ...],
+    *,
+    actor: Actor,
+    host: Host,
+    project: Project,
+    name: str,
+    allowed_pools: list[int] | None,
+) -> list[DiskSpec]:
     """The request's disks: volumes the VM may use, or new ones in pools it may use."""
-    out = []
-    if len(disks) > 16:
-        raise field_error("At most 16 disks.", "disks")
+    out: list[DiskSpec] = []
     for i, disk in enumerate(disks):
-        if not isinstance(disk, dict):
-            raise field_error(
-                "Each disk is an object: {pool, size_gib, format} or {volume}.", "disks"
-            )
-        if disk.get("volume") not in (None, ""):
-            volume = _volume(actor, host, project, disk["volume"], "disks", read_only=False)
+        if isinstance(disk, ExistingDisk):
+            volume = _volume(actor, host, project, disk.volume, "disks", read_only=False)
             chain = storage_services.check_content(volume, "a disk of a VM")
             out.append(
                 {
@@ -336,17 +304,9 @@ def check_disks(
                 }
             )
             continue
-        pool = _pool(actor, host, disk.get("pool"), "disks", allowed_pools)
-        fmt = str(disk.get("format") or "qcow2")
-        if fmt not in storage_services.FORMATS:
-            raise field_error(
-                f"Disk {i + 1}: '{fmt}' is not a format qemu-img can create.", "disks"
-            )
-        preallocation = str(disk.get("preallocation") or "off")
-        if preallocation not in storage_services.PREALLOCATION:
-            raise field_error(f"Disk {i + 1}: unknown preallocation '{preallocation}'.", "disks")
-        capacity = storage_services.capacity_bytes(disk.get("size_gib"), "disks")
-        vol_name = f"{name}-disk{i}.{'qcow2' if fmt == 'qcow2' else 'img'}"
+        pool = _pool(actor, host, disk.pool, "disks", allowed_pools)
+        capacity = storage_services.capacity_bytes(disk.size_gib, "disks")
+        vol_name = f"{name}-disk{i}.{'qcow2' if disk.format == 'qcow2' else 'img'}"
         if Volume.objects.filter(pool=pool, name=vol_name).exists():
             raise ConflictError(f"Pool {pool.name} already has a volume {vol_name}.")
         out.append(
@@ -355,8 +315,8 @@ def check_disks(
                 "pool_id": pool.pk,
                 "name": vol_name,
                 "capacity": capacity,
-                "format": fmt,
-                "preallocation": preallocation,
+                "format": disk.format,
+                "preallocation": disk.preallocation,
                 "existing": False,
             }
         )
@@ -364,8 +324,12 @@ def check_disks(
 
 
 def check_networks(
-    actor: Actor, host: Host, project: Project, ids: list[Any], template: Template | None
-) -> list[dict[str, str]]:
+    actor: Actor,
+    host: Host,
+    project: Project,
+    ids: tuple[int | None, ...],
+    template: Template | None,
+) -> list[dict[str, Any]]:
     """The networks of host the VM joins, each allowed to project (and offered by template)."""
     from networking.models import Network
     from networking.services import traffic_filter
@@ -373,8 +337,7 @@ def check_networks(
     visible = restrict(Network.objects.filter(host=host), actor.user, VIEW)
     allowed_networks = project.allowed_networks.all()
     out = []
-    for value in ids:
-        pk = object_id(value, "networks")
+    for pk in ids:
         network = visible.filter(pk=pk).first() if pk is not None else None
         if network is None:
             raise field_error(
@@ -395,47 +358,39 @@ def check_networks(
     return out
 
 
-def from_template(template: Template, data: dict[str, Any]) -> dict[str, Any]:
-    """The full request a template's easy form stands for."""
-    size = data.get("size_gib", data.get("disk_gib", template.disk_gib))
-    pool = data.get("pool") or (template.pools.values_list("pk", flat=True).first())
-    install: dict[str, Any]
+def from_template(template: Template, request: CreateRequest) -> CreateRequest:
+    """The full request a template's easy form stands for: what the form left blank and
+    everything else from the template."""
+    easy = request.easy or EasyForm()
+    pool = easy.pool
+    if pool is None:
+        pool = template.pools.values_list("pk", flat=True).first()
+    host = request.host
+    if host is None and template.image is not None:
+        host = template.image.pool.host_id
+    return dataclasses.replace(
+        request,
+        host=host,
+        vcpus=template.vcpus if request.vcpus is None else request.vcpus,
+        memory_mib=template.memory_mib if request.memory_mib is None else request.memory_mib,
+        firmware=parse_firmware(template.firmware),
+        os_variant=template.os_variant,
+        disks=(NewDisk(pool, easy.disk_gib(template.disk_gib)),) if pool is not None else (),
+        networks=request.networks or tuple(template.networks.values_list("pk", flat=True)[:1]),
+        install=_template_install(template, easy),
+        start=True,
+    )
+
+
+def _template_install(template: Template, easy: EasyForm) -> InstallRequest:
     if template.source == "cloud-image":
-        keys = data.get("ssh_key") or data.get("ssh_keys") or []
-        install = {
-            "method": "cloud-image",
-            "image_volume": template.image_id,
-            "hostname": data.get("name", ""),
-            "cloud_init": {
-                "user": data.get("user") or "cloud",
-                "password": data.get("password") or "",
-                "ssh_keys": [keys] if isinstance(keys, str) and keys else keys,
-            }
-            if (keys or data.get("password"))
-            else {"user_data": data.get("user_data") or "#cloud-config\n{}\n"},
-        }
-    elif template.source == "iso":
-        install = {"method": "iso", "iso_volume": template.image_id}
-    else:
-        install = {"method": "url", "location": template.location, "kickstart": template.kickstart}
-    return {
-        "name": data.get("name"),
-        "project": data.get("project"),
-        "host": data.get("host") or (template.image.pool.host_id if template.image else None),
-        "vcpus": data.get("vcpus", template.vcpus),
-        "memory_mib": data.get("memory_mib", template.memory_mib),
-        "firmware": template.firmware,
-        "os_variant": template.os_variant,
-        "disks": [{"pool": pool, "size_gib": size, "format": "qcow2"}] if pool else [],
-        "networks": data.get("networks")
-        or list(template.networks.values_list("pk", flat=True)[:1]),
-        "install": install,
-        "start": True,
-        "size_gib": size,
-    }
+        return CloudImageInstall(template.image_id, cloud_init=easy.login)
+    if template.source == "iso":
+        return IsoInstall(template.image_id)
+    return UrlInstall(location=(template.location or "").strip(), kickstart=template.kickstart)
 
 
-def within_template(template: Template, vcpus: int, memory_mib: int, data: dict[str, Any]) -> None:
+def within_template(template: Template, vcpus: int, memory_mib: int, easy: EasyForm | None) -> None:
     """A refusal when the VM asks for more than template allows."""
     if vcpus > template.max_vcpus:
         raise field_error(
@@ -445,10 +400,7 @@ def within_template(template: Template, vcpus: int, memory_mib: int, data: dict[
         raise field_error(
             f"Template {template.name} allows at most {template.max_memory_mib} MiB.", "memory_mib"
         )
-    try:
-        size = float(data.get("size_gib") or 0)
-    except (TypeError, ValueError):
-        raise field_error("The disk size is a number of GiB.", "size_gib") from None
+    size = (easy or EasyForm()).disk_gib(template.disk_gib) or 0.0
     if size > template.max_disk_gib:
         raise field_error(
             f"Template {template.name} allows disks of at most {template.max_disk_gib} GiB.",

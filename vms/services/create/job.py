@@ -23,6 +23,7 @@ from panel.models import Host, Job, Project
 from storage import services as storage_services
 from storage.models import FormatSource, StoragePool, Volume
 from vms.models import Template, VirtualMachine
+from vms.services.create.vmspec import CloudImageSpec, MadeVolume, NewDiskSpec, UrlSpec, VMSpec
 from vms.services.sync import sync_domain
 
 CONSOLE_WAIT_SECONDS = 60
@@ -43,7 +44,7 @@ def _step(job: Job, progress: int, message: str) -> None:
 
 def run_create_job(job: Job) -> None:
     """Allocate, build media, define, start and wait; on any failure undo everything."""
-    spec = job.result
+    spec: VMSpec = job.result
     host = Host.objects.get(pk=spec["host"])
     try:
         with on_host(host, f"Creating {spec['vm_name']}"):
@@ -75,7 +76,7 @@ def _secrets(job: Job, needed: tuple[str, ...]) -> dict[str, str]:
     return secrets
 
 
-def _build(job: Job, host: Host, spec: dict[str, Any]) -> None:
+def _build(job: Job, host: Host, spec: VMSpec) -> None:
     name = spec["vm_name"]
     disks = _disks(job, host, spec)
     media = _install_media(job, host, spec, disks)
@@ -93,7 +94,7 @@ def _build(job: Job, host: Host, spec: dict[str, Any]) -> None:
     )
 
 
-def _disks(job: Job, host: Host, spec: dict[str, Any]) -> list[hypervisor.DiskSpec]:
+def _disks(job: Job, host: Host, spec: VMSpec) -> list[hypervisor.DiskSpec]:
     """The VM's disks: the existing ones named, the new ones allocated (an imported boot
     disk first); targets vda, vdb, ... in that order."""
     install = spec["install"]
@@ -115,11 +116,8 @@ def _disks(job: Job, host: Host, spec: dict[str, Any]) -> list[hypervisor.DiskSp
             5 + 30 * i // max(len(spec["disks"]), 1),
             f"allocating {disk['name']} in {disk['pool']}",
         )
-        disks.append(
-            _new_disk(
-                job, host, spec, disk, target, cloud=i == 0 and install["method"] == "cloud-image"
-            )
-        )
+        cloud = install if i == 0 and install["method"] == "cloud-image" else None
+        disks.append(_new_disk(job, host, spec, disk, target, cloud=cloud))
     if install["method"] != "import":
         return disks
     imported = hypervisor.DiskSpec(
@@ -135,22 +133,29 @@ def _disks(job: Job, host: Host, spec: dict[str, Any]) -> list[hypervisor.DiskSp
 
 
 def _new_disk(
-    job: Job, host: Host, spec: dict[str, Any], disk: dict[str, Any], target: str, *, cloud: bool
+    job: Job,
+    host: Host,
+    spec: VMSpec,
+    disk: NewDiskSpec,
+    target: str,
+    *,
+    cloud: CloudImageSpec | None,
 ) -> hypervisor.DiskSpec:
-    """A new volume for disk (a cloud image's boot disk when cloud), recorded as made."""
-    install = spec["install"]
-    made: list[dict[str, str]] = spec["made"]["volumes"]
+    """A new volume for disk (the boot disk made from the cloud image of cloud, if given),
+    recorded as made."""
+    made = spec["made"]["volumes"]
     # Written down before libvirt makes it: a worker killed while libvirt writes the
     # volume leaves a job whose cleanup still finds it.
-    chain = _overlay_chain(install) if cloud and install["linked"] else []
-    made.append(
-        {"pool": disk["pool"], "name": disk["name"], "format": _made_format(disk, cloud)}
-        | ({"backing": chain} if chain else {})
-    )
+    chain = _overlay_chain(cloud) if cloud is not None and cloud["linked"] else []
+    fmt = _made_format(disk, cloud is not None)
+    entry: MadeVolume = {"pool": disk["pool"], "name": disk["name"], "format": fmt}
+    if chain:
+        entry["backing"] = chain
+    made.append(entry)
     _remember(job)
     try:
-        if cloud:
-            info = _cloud_disk(job, host, disk, install)
+        if cloud is not None:
+            info = _cloud_disk(job, host, disk, cloud)
         else:
             info = hv_storage.create_volume(
                 host.uri,
@@ -170,10 +175,7 @@ def _new_disk(
     # The format the panel made it in and the chain it recorded: never libvirt's
     # guess from the new file's content.
     return hypervisor.DiskSpec(
-        path=info.path,
-        target=target,
-        format=_made_format(disk, cloud),
-        backing=storage_services.as_backing(chain),
+        path=info.path, target=target, format=fmt, backing=storage_services.as_backing(chain)
     )
 
 
@@ -189,29 +191,27 @@ class InstallMedia:
 
 
 def _install_media(
-    job: Job, host: Host, spec: dict[str, Any], disks: list[hypervisor.DiskSpec]
+    job: Job, host: Host, spec: VMSpec, disks: list[hypervisor.DiskSpec]
 ) -> InstallMedia:
     """What the install boots from; a CD-ROM it needs is appended to disks."""
     install = spec["install"]
-    method = install["method"]
-    if method == "iso":
+    if install["method"] == "iso":
         disks.append(_cdrom(install["iso_path"]))
         return InstallMedia(boot=("cdrom", "hd"))
-    if method == "pxe":
+    if install["method"] == "pxe":
         return InstallMedia(boot=("network", "hd"))
-    if method == "kernel":
+    if install["method"] == "kernel":
         return InstallMedia(
             kernel=install["kernel"],
             initrd=install["initrd"] or None,
             cmdline=install["cmdline"] or None,
         )
-    made: list[dict[str, str]] = spec["made"]["volumes"]
     new_disks = [d for d in spec["disks"] if not d["existing"]]
     boot_pool = new_disks[0]["pool"] if new_disks else ""
-    if method == "cloud-image":
+    if install["method"] == "cloud-image":
         disks.append(_cdrom(_seed_iso(job, host, spec, boot_pool)))
-    if method == "url":
-        kernel, initrd, cmdline = _tree_boot_files(job, host, spec, boot_pool, made)
+    if install["method"] == "url":
+        kernel, initrd, cmdline = _tree_boot_files(job, host, spec, install, boot_pool)
         return InstallMedia(kernel=kernel, initrd=initrd, cmdline=cmdline)
     return InstallMedia()
 
@@ -220,7 +220,7 @@ def _cdrom(path: str) -> hypervisor.DiskSpec:
     return hypervisor.DiskSpec(path=path, target="sda", format="raw", bus="sata", device="cdrom")
 
 
-def _seed_iso(job: Job, host: Host, spec: dict[str, Any], pool: str) -> str:
+def _seed_iso(job: Job, host: Host, spec: VMSpec, pool: str) -> str:
     """The cloud-init seed (NoCloud) built from the job's secrets, put into pool; its path."""
     from vms.install import cloudinit
 
@@ -238,7 +238,7 @@ def _seed_iso(job: Job, host: Host, spec: dict[str, Any], pool: str) -> str:
 
 
 def _define(
-    host: Host, spec: dict[str, Any], disks: list[hypervisor.DiskSpec], media: InstallMedia
+    host: Host, spec: VMSpec, disks: list[hypervisor.DiskSpec], media: InstallMedia
 ) -> hypervisor.DomainInfo:
     """Define the domain (and start it when asked)."""
     method = spec["install"]["method"]
@@ -274,7 +274,7 @@ def _define(
     return hypervisor.install_domain(host.uri, final, installer=installer, start=spec["start"])
 
 
-def _wait_for_boot(job: Job, host: Host, spec: dict[str, Any]) -> hypervisor.DomainInfo:
+def _wait_for_boot(job: Job, host: Host, spec: VMSpec) -> hypervisor.DomainInfo:
     """Wait for the started VM's first console output; the domain as it is then."""
     _step(job, 70, f"started; waiting for {spec['vm_name']}'s first console output")
     seen = first_output(host, spec["vm"], CONSOLE_WAIT_SECONDS)
@@ -288,19 +288,19 @@ def _wait_for_boot(job: Job, host: Host, spec: dict[str, Any]) -> hypervisor.Dom
     return hypervisor.get_domain(host.uri, spec["vm"])
 
 
-def _made_format(disk: dict[str, Any], cloud: bool) -> str:
+def _made_format(disk: NewDiskSpec, cloud: bool) -> str:
     """The format of a disk the job makes: a cloud image's boot disk is always qcow2."""
     return "qcow2" if cloud else disk["format"]
 
 
-def _overlay_chain(install: dict[str, Any]) -> list[dict[str, str]]:
+def _overlay_chain(install: CloudImageSpec) -> list[dict[str, str]]:
     """The chain below a cloud image's linked overlay: the image, then its own."""
     image = {"path": install["image_path"], "format": install["image_format"]}
     return [image, *install.get("image_chain", [])]
 
 
 def _cloud_disk(
-    job: Job, host: Host, disk: dict[str, Any], install: dict[str, Any]
+    job: Job, host: Host, disk: NewDiskSpec, install: CloudImageSpec
 ) -> hypervisor.VolumeInfo:
     """The boot disk of a cloud-image VM: a qcow2 overlay on the image, or a full copy; grown to size."""
     capacity = max(disk["capacity"], int(install["image_capacity"]))
@@ -355,12 +355,12 @@ def _cloud_disk(
 
 
 def _tree_boot_files(
-    job: Job, host: Host, spec: dict[str, Any], pool: str, made: list[dict[str, str]]
+    job: Job, host: Host, spec: VMSpec, install: UrlSpec, pool: str
 ) -> tuple[str, str, str]:
     """Fetch the tree's kernel and initrd, inject the kickstart, put both into pool."""
     from vms.install import kickstart, tree
 
-    install, name = spec["install"], spec["vm_name"]
+    name, made = spec["vm_name"], spec["made"]["volumes"]
     _step(job, 38, f"looking for the boot files in {install['location']}")
     kernel_url, initrd_url = tree.find_boot_files(install["location"])
 
@@ -414,7 +414,7 @@ def first_output(host: Host, uuid: str, timeout: float) -> str:
         stream.close()
 
 
-def _finish(job: Job, host: Host, spec: dict[str, Any], info: hypervisor.DomainInfo) -> None:
+def _finish(job: Job, host: Host, spec: VMSpec, info: hypervisor.DomainInfo) -> None:
     """The VM and volume rows, owned by the project; the job's reservation handed over."""
     project = Project.objects.get(pk=spec["project"])
     owner_id = spec["owner"]
@@ -452,7 +452,7 @@ def undo(job: Job, *, wait: float = 0.0) -> list[str]:
     """Remove what a create job made (domain, then volumes, then rows); return what went.
 
     wait: how long to wait for a volume libvirt is still writing (see delete_volume)."""
-    spec = job.result
+    spec: VMSpec = job.result
     host = Host.objects.filter(pk=spec.get("host")).first()
     removed: list[str] = []
     if host is None:
