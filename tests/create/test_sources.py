@@ -343,6 +343,18 @@ def template(image, dir_pool, project):
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBkAZ7J2Q7TzY8sVBvKqN8m5w4D6zH6h3V8p9zTQ3W1x me@laptop"
 
 
+@pytest.mark.parametrize("keys", [5, [5], [KEY, {"key": 1}]], ids=["number", "numbers", "object"])
+def test_ssh_keys_that_are_not_text_are_refused_on_ssh_keys(
+    admin_client, host_facts, dir_pool, image, project, keys
+):
+    request = cloud_image_vm("ci2", project, dir_pool, image)
+    request["install"]["cloud_init"] = {"user": "alice", "ssh_keys": keys}
+    response = post(admin_client, request)
+    assert response.status_code == 400, response.content
+    assert "ssh_keys" in response.json(), response.json()
+    assert not Job.objects.filter(kind="vm.create").exists()
+
+
 def test_members_create_from_their_template_within_quota(
     member_client, host_facts, template, project, dir_pool, created
 ):
