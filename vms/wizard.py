@@ -16,7 +16,7 @@ from django.views.decorators.http import require_POST
 from networking.models import Network
 from panel.actors import Actor
 from panel.exceptions import ServiceError
-from panel.models import Host, Project
+from panel.models import Host, Job, Project
 from panel.permissions import VIEW, is_admin, project_ids, restrict
 from storage.models import StoragePool, Volume
 
@@ -118,6 +118,15 @@ def _disks_from_form(post: Any) -> list[dict[str, Any]]:
     return disks
 
 
+WIZARD_DEFAULTS: dict[str, Any] = {
+    "method": "kernel",
+    "start": "1",
+    "vcpus": 1,
+    "memory_mib": 1024,
+    "disk_size_gib": 10,
+}
+
+
 def vm_create(request: HttpRequest) -> HttpResponse:
     """The full wizard: every install source, for admins and operators."""
     projects = _projects(request.user, ("operator",))
@@ -125,44 +134,60 @@ def vm_create(request: HttpRequest) -> HttpResponse:
         if restrict(Template.objects.all(), request.user, VIEW).exists():
             return redirect("vm_create_from_template")
         raise PermissionDenied("Creating VMs needs the operator role in a project, or a template.")
-    error = None
-    values: dict[str, Any] = {
-        "method": "kernel",
-        "start": "1",
-        "vcpus": 1,
-        "memory_mib": 1024,
-        "disk_size_gib": 10,
-    }
-    if request.method == "POST":
-        values = request.POST.dict()
-        try:
-            job = create.create_vm(
-                create.CreateRequest.parse(_request_from_form(request.POST, request.FILES)),
-                actor=Actor.of(request),
-            )
-        except ServiceError as exc:
-            error = exc
-        else:
-            messages.info(request, f"Creating {job.result['vm_name']} (job #{job.pk}).")
-            return redirect("job_detail", job_id=job.pk)
-    hosts = restrict(Host.objects.all(), request.user, VIEW).order_by("name")
-    volumes = restrict(Volume.objects.select_related("pool"), request.user, VIEW).order_by(
-        "pool__name", "name"
-    )
+    if request.method != "POST":
+        return _wizard(request, projects, WIZARD_DEFAULTS, None)
+    try:
+        job = create.create_vm(
+            create.CreateRequest.parse(_request_from_form(request.POST, request.FILES)),
+            actor=Actor.of(request),
+        )
+    except ServiceError as exc:
+        return _wizard(request, projects, request.POST.dict(), exc)
+    return _creating(request, job)
+
+
+def _creating(request: HttpRequest, job: Job) -> HttpResponse:
+    """The create job's page, where its progress shows live."""
+    messages.info(request, f"Creating {job.result['vm_name']} (job #{job.pk}).")
+    return redirect("job_detail", job_id=job.pk)
+
+
+def _wizard(
+    request: HttpRequest, projects: Any, values: dict[str, Any], error: ServiceError | None
+) -> HttpResponse:
+    """The wizard's form, filled with values, with what the user may choose from."""
+    user = request.user
     context = {
         "values": values,
         "error": error,
         "projects": projects,
-        "hosts": hosts,
+        "hosts": restrict(Host.objects.all(), user, VIEW).order_by("name"),
         "pools": restrict(
-            StoragePool.objects.filter(state="active").select_related("host"), request.user, VIEW
+            StoragePool.objects.filter(state="active").select_related("host"), user, VIEW
         ),
-        "networks": restrict(Network.objects.select_related("host"), request.user, VIEW),
-        "volumes": volumes,
+        "networks": restrict(Network.objects.select_related("host"), user, VIEW),
+        "volumes": restrict(Volume.objects.select_related("pool"), user, VIEW).order_by(
+            "pool__name", "name"
+        ),
         "variants": _variants(),
         "methods": create.METHODS,
     }
     return render(request, "vms/vm_create.html", context, status=400 if error else 200)
+
+
+def _easy_request(values: dict[str, Any]) -> dict[str, Any]:
+    """The create request of the template's easy form (no size: the template's)."""
+    data = {
+        "template": values.get("template"),
+        "project": values.get("project"),
+        "name": values.get("name", ""),
+        "ssh_key": values.get("ssh_key", ""),
+        "password": values.get("password", ""),
+        "user": values.get("user") or "cloud",
+    }
+    if values.get("size_gib"):
+        data["size_gib"] = values["size_gib"]
+    return data
 
 
 def vm_create_from_template(request: HttpRequest) -> HttpResponse:
@@ -171,28 +196,15 @@ def vm_create_from_template(request: HttpRequest) -> HttpResponse:
     if is_admin(request.user):
         templates = Template.objects.prefetch_related("projects")
     projects = _projects(request.user, ("operator", "member"))
-    error = None
-    values: dict[str, Any] = {}
+    error, values = None, request.POST.dict()
     if request.method == "POST":
-        values = request.POST.dict()
-        data = {
-            "template": values.get("template"),
-            "project": values.get("project"),
-            "name": values.get("name", ""),
-            "size_gib": values.get("size_gib") or None,
-            "ssh_key": values.get("ssh_key", ""),
-            "password": values.get("password", ""),
-            "user": values.get("user") or "cloud",
-        }
-        if data["size_gib"] is None:
-            data.pop("size_gib")
         try:
-            job = create.create_vm(create.CreateRequest.parse(data), actor=Actor.of(request))
+            wanted = create.CreateRequest.parse(_easy_request(values))
+            job = create.create_vm(wanted, actor=Actor.of(request))
         except ServiceError as exc:
             error = exc
         else:
-            messages.info(request, f"Creating {job.result['vm_name']} (job #{job.pk}).")
-            return redirect("job_detail", job_id=job.pk)
+            return _creating(request, job)
     return render(
         request,
         "vms/vm_create_template.html",
