@@ -77,16 +77,8 @@ def restore_as_new(
         try:
             paths = {}
             for index, (target, path) in enumerate(sorted(copies.items())):
-                name = f"{new_name}-{target}.qcow2"
-                claim_volume_name(dest, name, on_volume)
-                vol = flat_copy(
-                    conn,
-                    volume_at_path(conn, path),
-                    dest,
-                    name,
-                    part_progress(progress, index, len(copies)),
-                    backup_image(path),
-                )
+                part = part_progress(progress, index, len(copies))
+                vol = _copy_backup(conn, path, dest, f"{new_name}-{target}.qcow2", part, on_volume)
                 made.append(vol)
                 paths[target] = vol.path()
             _point_disks(root, paths)
@@ -97,6 +89,20 @@ def restore_as_new(
                 with contextlib.suppress(libvirt.libvirtError):
                     vol.delete(0)
             raise
+
+
+def _copy_backup(
+    conn: libvirt.virConnect,
+    path: str,
+    dest: libvirt.virStoragePool,
+    name: str,
+    progress: Progress,
+    on_volume: Callable[[str, str], None] | None,
+) -> libvirt.virStorageVol:
+    """The backup file at path copied flat into a new volume name of pool dest, the name
+    claimed first (on_volume told)."""
+    claim_volume_name(dest, name, on_volume)
+    return flat_copy(conn, volume_at_path(conn, path), dest, name, progress, backup_image(path))
 
 
 def _copy_beside(
@@ -118,15 +124,8 @@ def _copy_beside(
         stem = os.path.splitext(old.name())[0]
         dest = old.storagePoolLookupByVolume()
         name = f"{stem}.restored-{stamp}.qcow2"
-        claim_volume_name(dest, name, on_volume)
-        vol = flat_copy(
-            conn,
-            volume_at_path(conn, path),
-            dest,
-            name,
-            part_progress(progress, index, len(copies)),
-            backup_image(path),
-        )
+        part = part_progress(progress, index, len(copies))
+        vol = _copy_backup(conn, path, dest, name, part, on_volume)
         made.append(vol)
         paths[target] = vol.path()
         done.append(f"{target}: {path} copied to {vol.path()}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
+from collections.abc import Iterator
 
 import libvirt
 from lxml import etree
@@ -110,21 +111,30 @@ def _find_nic(dom: libvirt.virDomain, mac: str, inactive: bool) -> etree._Elemen
     return None
 
 
+def _nics_to_change(
+    dom: libvirt.virDomain, mac: str, live: bool, persistent: bool
+) -> Iterator[tuple[etree._Element, int]]:
+    """The NIC with this MAC in the running VM and/or its definition, each with the flag
+    that changes it there; NotFound where it is missing."""
+    affect_flags(dom, live, persistent)
+    for wanted, inactive, flag in (
+        (live, False, libvirt.VIR_DOMAIN_AFFECT_LIVE),
+        (persistent, True, libvirt.VIR_DOMAIN_AFFECT_CONFIG),
+    ):
+        if not wanted:
+            continue
+        iface = _find_nic(dom, mac, inactive)
+        if iface is None:
+            where = "its definition" if inactive else "the running VM"
+            raise NotFound(f"'{dom.name()}' has no NIC with MAC {mac} in {where}.")
+        yield iface, flag
+
+
 def detach_nic(uri: str, uuid: str, mac: str, *, live: bool, persistent: bool) -> DomainInfo:
     """Unplug the NIC with this MAC (from the running VM and/or its definition)."""
     with session(uri) as conn:
         dom = conn.lookupByUUIDString(uuid)
-        affect_flags(dom, live, persistent)
-        for wanted, inactive, flag in (
-            (live, False, libvirt.VIR_DOMAIN_AFFECT_LIVE),
-            (persistent, True, libvirt.VIR_DOMAIN_AFFECT_CONFIG),
-        ):
-            if not wanted:
-                continue
-            iface = _find_nic(dom, mac, inactive)
-            if iface is None:
-                where = "its definition" if inactive else "the running VM"
-                raise NotFound(f"'{dom.name()}' has no NIC with MAC {mac} in {where}.")
+        for iface, flag in _nics_to_change(dom, mac, live, persistent):
             dom.detachDeviceFlags(etree.tostring(iface, encoding="unicode"), flag)
         return domain_info(dom)
 
@@ -135,16 +145,7 @@ def set_nic_link(
     """Set a NIC's link up or down, like pulling its cable."""
     with session(uri) as conn:
         dom = conn.lookupByUUIDString(uuid)
-        affect_flags(dom, live, persistent)
-        for wanted, inactive, flag in (
-            (live, False, libvirt.VIR_DOMAIN_AFFECT_LIVE),
-            (persistent, True, libvirt.VIR_DOMAIN_AFFECT_CONFIG),
-        ):
-            if not wanted:
-                continue
-            iface = _find_nic(dom, mac, inactive)
-            if iface is None:
-                raise NotFound(f"'{dom.name()}' has no NIC with MAC {mac}.")
+        for iface, flag in _nics_to_change(dom, mac, live, persistent):
             link = iface.find("link")
             if link is None:
                 link = etree.SubElement(iface, "link")
