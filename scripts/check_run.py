@@ -278,6 +278,11 @@ def check(
     )
     say("collector: the host's usage sample is in the API")
 
+    check_supervised(var_dir)
+
+
+def check_supervised(var_dir: Path) -> None:
+    """supervisord reports every program of the panel running."""
     status = subprocess.run(
         ["scripts/panelctl", "status"],
         cwd=ROOT,
