@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.conf import settings
 
 
 class PanelConfig(AppConfig):
@@ -6,8 +7,6 @@ class PanelConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from django.conf import settings
-
         from panel import socket_access  # noqa: F401 - its logout receiver
         from panel.hypervisor import connection
 

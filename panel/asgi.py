@@ -6,8 +6,10 @@ import os
 import socket
 import sys
 
+import redis.exceptions
 from django.conf import settings
 from django.core.asgi import get_asgi_application
+from uvicorn.protocols.utils import ClientDisconnected
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "panel.settings")
 django_asgi_app = get_asgi_application()
@@ -82,8 +84,6 @@ class _RedisLost:
         self.app = app
 
     async def __call__(self, scope, receive, send):
-        import redis.exceptions
-
         try:
             await self.app(scope, receive, send)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
@@ -103,8 +103,6 @@ class LeftDuringHandshake:
         self.app = app
 
     async def __call__(self, scope, receive, send):
-        from uvicorn.protocols.utils import ClientDisconnected
-
         accepted = False
 
         async def send_while_there(message):

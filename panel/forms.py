@@ -11,6 +11,7 @@ from django.db.models import Model
 from . import audit, throttle
 from .actors import Actor, client_ip
 from .choices import AuditResult, ProjectRole, Via
+from .models import Project
 from .quotas import FIELDS, LABELS, limits
 
 
@@ -144,8 +145,6 @@ class ProjectEditForm(ProjectForm):
         }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        from .models import Project
-
         super().__init__(*args, **kwargs)
         for name, label in (("hosts", "host"), ("pools", "pool"), ("networks", "network")):
             model = cast(type[Model], Project._meta.get_field(f"allowed_{name}").related_model)

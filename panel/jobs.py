@@ -16,13 +16,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import kombu.exceptions
+from celery import current_task
 from django.db import transaction
 from django.db.models import F, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
-from . import events
+from . import audit, events, locks, registry
 from .actors import Actor
+from .celery import app
 from .choices import JobState
 from .exceptions import ServiceError, UnavailableError
 from .models import Host, Job, Project
@@ -69,8 +71,6 @@ def create_job(
     """A queued job; call inside the service's transaction, enqueue its task on commit.
 
     A VM or volume takes one job at a time: ConflictError (409) names the one it has."""
-    from . import locks
-
     user = actor.person
 
     def insert() -> Job:
@@ -101,8 +101,6 @@ def queue(
     secrets: what the task needs that no reader of the job may see (user-data,
     kickstarts): kept apart from the result, never serialized, emptied when the job ends;
     the task reads them with secrets_of() and drops them with forget_secrets() once used."""
-    from . import audit
-
     job = create_job(
         kind, target=target, actor=actor, host=host, project=project, label=str(target_object)
     )
@@ -170,8 +168,6 @@ def resend_lost(older_than: float) -> list[int]:
     without its data, or was flushed), or may wait behind others. Either way sending it
     again is safe, since running() starts a job once and a second message finds it taken.
     Each resend doubles the wait before the next, so a long queue is not flooded."""
-    from .celery import app
-
     now = timezone.now()
     cutoff = now - timedelta(seconds=older_than)
     waiting = (
@@ -295,8 +291,6 @@ def _finish(job_id: int, state: str, message: str, log_line: str | None = None) 
 
 def current_worker() -> str:
     """The Celery worker's name (``celery@host``) running the current task, or "inline"."""
-    from celery import current_task
-
     request = getattr(current_task, "request", None)
     return getattr(request, "hostname", None) or "inline"
 
@@ -310,8 +304,6 @@ def fail_abandoned(worker: str) -> int:
     A worker keeps its name across restarts and no two live workers share one, so when a
     worker starts, every job still running under its name was left by its previous life.
     """
-    from . import registry
-
     count = 0
     for job in Job.objects.filter(state=JobState.RUNNING, result__worker=worker):
         undo = registry.undo_abandoned.get(job.kind)

@@ -14,7 +14,7 @@ class BusyDatabaseLog(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "status_code", None) != 503:
             return True
-        from panel.middleware import is_database_busy
+        from panel.middleware import is_database_busy  # LOGGING loads this module before the apps
 
         exc = record.exc_info[1] if record.exc_info else None
         if exc is not None and not is_database_busy(exc):

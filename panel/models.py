@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from .choices import AuditResult, HostState, JobState, ProcessRole, ProjectRole, Via
+from .choices import AuditResult, HostState, JobKind, JobState, ProcessRole, ProjectRole, Via
 
 
 class Host(models.Model):
@@ -218,8 +218,6 @@ class Job(models.Model):
         return self.state in {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED}
 
     def get_kind_display(self) -> str:
-        from .choices import JobKind
-
         try:
             return JobKind(self.kind).label
         except ValueError:

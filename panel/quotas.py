@@ -23,8 +23,9 @@ from typing import TypedDict
 from django.db import transaction
 
 from . import registry
+from .choices import JobState
 from .exceptions import ServiceError
-from .models import Project, Quota
+from .models import Job, Project, Quota
 
 GIB = 1024**3
 MIB = 1024**2
@@ -94,9 +95,6 @@ def backup_reserve(disk_bytes: int, memory_mib: int = 0) -> int:
 def pending(project: Project) -> Usage:
     """What jobs still queued or running reserved: VM creations and restores into new
     VMs (their rows do not exist yet), backups and snapshots being taken."""
-    from .choices import JobState
-    from .models import Job
-
     held = {f: 0 for f in FIELDS}
     reservations = Job.objects.filter(
         project=project,

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from . import hypervisor, jobs, services
+from .celery import app
 from .exceptions import GoneError
 from .models import Host, Job
 
@@ -72,8 +73,6 @@ def resend_lost_jobs() -> list[int]:
 
 def _silent(names: set[str]) -> set[str]:
     """Which of these workers do not answer a ping (prefork workers answer while busy)."""
-    from .celery import app
-
     replies = app.control.ping(destination=sorted(names), timeout=PING_SECONDS) or []
     alive = {name for reply in replies for name in reply}
     return names - alive

@@ -24,6 +24,7 @@ from .choices import HostState
 from .exceptions import GoneError
 from .leases import LeaseKeeper
 from .models import Host
+from .tasks import reconcile_host_task
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +112,6 @@ class HostWatcher:
     def _catch_up(self, host: Host) -> None:
         """Queue the reconcile of a host back up or taken over: a worker catches its
         inventory up, so this loop keeps applying events meanwhile."""
-        from .tasks import reconcile_host_task
-
         try:
             reconcile_host_task.delay(host.pk)
         except kombu.exceptions.OperationalError as exc:

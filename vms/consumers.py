@@ -25,6 +25,7 @@ from urllib.parse import parse_qs
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.contrib.auth import get_user_model
 
 from panel import audit, events, hypervisor
 from panel.actors import Actor
@@ -296,8 +297,6 @@ class SerialConsoleConsumer(AccessWatch, AsyncWebsocketConsumer):
 
     async def _audit(self, action: str, detail: str) -> None:
         def write() -> None:
-            from django.contrib.auth import get_user_model
-
             user = get_user_model().objects.filter(pk=self.user_id).first()
             vm = self.vm
             audit.record(

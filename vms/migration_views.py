@@ -14,6 +14,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from panel.actors import Actor
 from panel.exceptions import ServiceError
 from panel.permissions import CHANGE, VIEW, get_object_for_user, restrict
+from storage.models import StoragePool
 
 from .models import VirtualMachine
 from .services import migrate, move_storage
@@ -44,8 +45,6 @@ def vm_migrate(request: HttpRequest, vm_id: str) -> HttpResponse:
 
 
 def _migrate_dialog(request: HttpRequest, vm: VirtualMachine) -> HttpResponse:
-    from storage.models import StoragePool
-
     targets = migrate.target_checks(vm, actor=Actor.of(request))
     pools = restrict(StoragePool.objects.select_related("host"), request.user, VIEW)
     rows = [(host, checks, not any(c.status == "fail" for c in checks)) for host, checks in targets]

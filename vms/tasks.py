@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from panel import jobs
+from panel import hypervisor, jobs
+from panel.exceptions import ServiceError
 
 from . import services
 from .models import VirtualMachine
+from .services import backups, create, migrate, move_storage, schedules, snapshots
 
 
 @shared_task(name="vms.action", soft_time_limit=900, time_limit=960)
@@ -32,35 +34,24 @@ def vm_delete_task(job_id: int) -> None:
 @shared_task(name="vms.snapshot", soft_time_limit=3600, time_limit=3660)
 def vm_snapshot_task(job_id: int) -> None:
     """Take, revert to or delete a snapshot of a VM."""
-    from .services import snapshots
-
     jobs.run(job_id, snapshots.run_snapshot_job)
 
 
 @shared_task(name="vms.backup", soft_time_limit=6 * 3600, time_limit=6 * 3600 + 60)
 def vm_backup_task(job_id: int) -> None:
     """Back up a VM, or restore one from a backup."""
-    from .services import backups
-
     jobs.run(job_id, backups.run_job)
 
 
 @shared_task(name="vms.run_backup_schedules", soft_time_limit=300, time_limit=360)
 def run_backup_schedules() -> list[str]:
     """Fire the due backup and snapshot schedules (beat runs this every minute)."""
-    from .services import schedules
-
     return schedules.run_schedules()
 
 
 @shared_task(name="vms.refresh_details", soft_time_limit=60, time_limit=90)
 def vm_details_task(vm_id: str) -> None:
     """Read a VM's addresses, agent info and block sizes from its host."""
-    from panel import hypervisor
-    from panel.exceptions import ServiceError
-
-    from .services import snapshots
-
     vm = VirtualMachine.objects.select_related("host").filter(pk=vm_id).first()
     if vm is None:
         return
@@ -81,22 +72,16 @@ def vm_clone_task(job_id: int) -> None:
 @shared_task(name="vms.create", soft_time_limit=6 * 3600, time_limit=6 * 3600 + 60)
 def vm_create_task(job_id: int) -> None:
     """Create a VM: disks, install media, define, start, first boot."""
-    from .services import create
-
     jobs.run(job_id, create.run_create_job)
 
 
 @shared_task(name="vms.migrate", soft_time_limit=6 * 3600, time_limit=6 * 3600 + 60)
 def vm_migrate_task(job_id: int) -> None:
     """Migrate a VM to another host, with progress and cancel."""
-    from .services import migrate
-
     jobs.run(job_id, migrate.run_migrate_job)
 
 
 @shared_task(name="vms.move_storage", soft_time_limit=6 * 3600, time_limit=6 * 3600 + 60)
 def vm_move_storage_task(job_id: int) -> None:
     """Move a VM's disk to another pool of its host."""
-    from .services import move_storage
-
     jobs.run(job_id, move_storage.run_move_job)

@@ -18,10 +18,13 @@ from django.views.decorators.http import require_POST
 
 from panel.actors import Actor
 from panel.exceptions import ServiceError
+from panel.middleware import style_nonce
 from panel.models import Job, Project
 from panel.paging import KeyFirstPaginator
 from panel.permissions import (
     CHANGE,
+    CONSOLE,
+    CONSOLE_INPUT,
     DELETE,
     VIEW,
     allowed,
@@ -30,6 +33,7 @@ from panel.permissions import (
     restrict,
     visible_hosts,
 )
+from storage.models import Volume
 
 from . import services
 from .choices import VMState
@@ -37,6 +41,7 @@ from .models import VirtualMachine
 from .permissions import visible_vms
 from .search import matching
 from .services import disks
+from .tasks import vm_details_task
 
 ORDERINGS = {
     "name",
@@ -165,8 +170,6 @@ def vm_detail(request: HttpRequest, vm_id: str) -> HttpResponse:
         VirtualMachine.objects.select_related("host", "project", "owner"), request.user, vm_id
     )
     if vm.state != VMState.MISSING and vm.host.is_up and _stale(vm):
-        from .tasks import vm_details_task
-
         # The page shows what the database knows; fresh details arrive over the websocket.
         try:
             vm_details_task.delay(str(vm.pk))
@@ -186,8 +189,6 @@ def vm_detail(request: HttpRequest, vm_id: str) -> HttpResponse:
 
 
 def _disk_context(request: HttpRequest, vm: VirtualMachine) -> dict[str, object]:
-    from storage.models import Volume
-
     volumes = restrict(
         Volume.objects.filter(pool__host=vm.host_id).select_related("pool"), request.user
     ).filter(Q(project=vm.project_id) | Q(shared=True))
@@ -303,9 +304,6 @@ def vm_xml(request: HttpRequest, vm_id: str) -> HttpResponse:
 
 def vm_console(request: HttpRequest, vm_id: str, kind: str) -> HttpResponse:
     """The serial (xterm.js) or graphical (noVNC) console page; its script fetches a ticket."""
-    from panel.middleware import style_nonce
-    from panel.permissions import CONSOLE, CONSOLE_INPUT
-
     vm = get_object_for_user(
         VirtualMachine.objects.select_related("host"), request.user, vm_id, CONSOLE
     )

@@ -13,8 +13,10 @@ from monitoring.series import fleet_sample
 from monitoring.services import latest_vms, max_age
 from monitoring.store import StatsStore, StatsUnavailable
 from panel.models import Host
+from panel.permissions import is_admin, visible_hosts
 from panel.templatetags.panel_tags import ibytes
 from vms.models import VirtualMachine
+from vms.permissions import visible_vms
 
 register = template.Library()
 
@@ -64,8 +66,6 @@ def vm_usage_cell(context: template.Context, vm: VirtualMachine) -> str:
 
 
 def _visible_among(user):
-    from vms.permissions import visible_vms
-
     def allowed(ids: list[str]) -> set[str]:
         return {str(pk) for pk in visible_vms(user).filter(pk__in=ids).values_list("pk", flat=True)}
 
@@ -77,9 +77,6 @@ def usage_overview(context: template.Context, top: int = 5) -> dict:
     """The dashboard's busiest VMs and hosts and the use of every host the user sees,
     read without going through every sample: the busiest from the stats' sorted sets,
     the whole fleet's use from the collector's sum of it."""
-    from panel.permissions import is_admin, visible_hosts
-    from vms.permissions import visible_vms
-
     user = context["request"].user
     admin = is_admin(user)
     now = time.time()

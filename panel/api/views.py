@@ -16,6 +16,7 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.authtoken.models import Token
 from rest_framework.decorators import action, api_view, authentication_classes, permission_classes
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -72,8 +73,6 @@ JOB_QUEUED = inline_serializer("JobQueued", {"job": serializers.IntegerField()})
 @permission_classes([AllowAny])
 def obtain_token(request: Request) -> Response:
     """Trade a username and password for an API token (throttled like the login page)."""
-    from rest_framework.authtoken.models import Token
-
     if not isinstance(request.data, Mapping):
         return Response(
             {"detail": 'Send an object: {"username": "...", "password": "..."}.'}, status=400

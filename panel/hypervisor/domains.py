@@ -253,8 +253,6 @@ def _pin_chain(disk: etree._Element, chain: tuple[BackingInfo, ...]) -> None:
 
 
 def vol_xml(name: str, capacity: int, fmt: str, backing: tuple[str, str] | None = None) -> str:
-    from lxml import etree
-
     vol = etree.Element("volume")
     etree.SubElement(vol, "name").text = name
     etree.SubElement(vol, "capacity", unit="bytes").text = str(capacity)
@@ -306,6 +304,7 @@ def _clone_disk(
 ) -> None:
     """Copy (or, linked, overlay) one disk of a clone's definition into its pool, and point
     the disk at the new volume; the volume goes into created as soon as it exists."""
+    # .storage.disks imports this module
     from .storage.copies import check_source, copy_image, recorded_capacity
 
     source = disk.find("source")

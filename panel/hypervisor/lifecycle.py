@@ -9,7 +9,7 @@ import libvirt
 from lxml import etree
 
 from .connection import session
-from .domains import domain_info
+from .domains import STATES, domain_info
 from .errors import Conflict, HypervisorError
 from .specs import AddressInfo, BlockInfo, DomainDetails, DomainInfo
 
@@ -140,8 +140,6 @@ def set_autostart(uri: str, uuid: str, enabled: bool) -> DomainInfo:
 
 def wait_for_state(uri: str, uuid: str, states: set[str], timeout: float) -> str | None:
     """Poll until the domain reaches one of states; return it, or None on timeout."""
-    from .domains import STATES
-
     deadline = time.monotonic() + timeout
     while True:
         with session(uri) as conn:

@@ -24,6 +24,7 @@ from .errors import Conflict, HypervisorError
 from .qemu_img import PinnedImage
 from .specs import BackingInfo, DomainInfo, VolumeSpec
 from .storage.copies import copy_image, recorded_capacity
+from .storage.volumes import delete_volume
 
 Progress = Callable[[int, int], None]
 POLL_SECONDS = 0.25
@@ -206,8 +207,6 @@ def settle_move(uri: str, uuid: str, target: str, old_path: str, pool: str) -> s
     A mirror still running is cancelled (the disk stays on old_path) and the copy in pool
     is deleted, once libvirt has finished writing it; a disk that already points at the
     copy keeps it and the old volume is deleted, as the move would have done."""
-    from .storage.volumes import delete_volume
-
     name = os.path.basename(old_path)
     with session(uri) as conn:
         dom = conn.lookupByUUIDString(uuid)

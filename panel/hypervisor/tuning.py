@@ -8,12 +8,15 @@ really applied.
 from __future__ import annotations
 
 import contextlib
+import shutil
+import subprocess
 
 import libvirt
 from lxml import etree
 
 from .connection import session
 from .errors import HypervisorError
+from .host import is_local
 from .specs import (
     IOTUNE_FIELDS,
     CellMemory,
@@ -236,9 +239,6 @@ def _local_text(path: str) -> str:
 
 def _tuned_profile() -> str:
     """The active tuned profile, '' when tuned-adm is not installed (read-only)."""
-    import shutil
-    import subprocess
-
     if not shutil.which("tuned-adm"):
         return ""
     try:
@@ -291,8 +291,6 @@ def _cells(
 
 def host_tuning(uri: str) -> HostTuning:
     """The host's CPU topology, NUMA cells with free memory and huge pages, KSM and THP."""
-    from .host import is_local
-
     with session(uri) as conn:
         caps = etree.fromstring(conn.getCapabilities().encode())
         cells_xml = caps.findall("./host/topology/cells/cell")

@@ -119,7 +119,7 @@ def add_host(*, name: str, uri: str, actor: Actor) -> Host:
 
 
 def _queue_refresh(host: Host, actor: Actor) -> Job:
-    from panel.tasks import refresh_host_task
+    from panel.tasks import refresh_host_task  # panel.tasks imports the services
 
     job = jobs.create_job(JobKind.HOST_REFRESH, target=f"host:{host.name}", actor=actor, host=host)
     jobs.enqueue_on_commit(refresh_host_task, job.pk)

@@ -17,15 +17,14 @@ from panel.actors import Actor
 from panel.exceptions import ConflictError, ServiceError
 from panel.hostcalls import Change, changing
 from panel.models import Host, Job, Project
-from panel.permissions import CHANGE, VIEW, allowed, is_admin, role_in
+from panel.permissions import CHANGE, VIEW, allowed, is_admin, restrict, role_in
 from storage.models import FormatSource, StoragePool, Volume
 from storage.services.validation import GIB
+from vms.models import VirtualMachine
 
 
 def vms_using(host: Host, paths: Iterable[str]) -> dict[str, str]:
     """{VM name: path} for the VMs on host whose disks use one of paths."""
-    from vms.models import VirtualMachine
-
     wanted = set(paths)
     found = {}
     for name, disks in VirtualMachine.objects.filter(host=host).values_list("name", "disks"):
@@ -58,8 +57,6 @@ def require_idle(volume: Volume) -> None:
 
 def require_usable_pool(pool: StoragePool, actor: Actor) -> None:
     """Refuses a pool the actor's project may not use, or one that is not running."""
-    from panel.permissions import restrict
-
     if not restrict(StoragePool.objects.filter(pk=pool.pk), actor.user, VIEW).exists():
         raise ServiceError(f"Your project may not use pool {pool.name}.", field="pool")
     if pool.state != "active":
@@ -102,7 +99,7 @@ def queue_volume_job(
     detail: str,
 ) -> Job:
     """Queue a volume job of kind for volume; spec goes into the job's result."""
-    from storage.tasks import volume_job_task
+    from storage.tasks import volume_job_task  # storage.tasks imports the services
 
     return jobs.queue(
         kind,

@@ -24,6 +24,7 @@ from panel.models import Job
 from panel.permissions import CHANGE, MANAGE, VIEW, allowed, restrict
 from storage import services as storage_services
 from storage.models import StoragePool
+from storage.services import refresh_pool_row
 from vms.choices import BackupState, VMState
 from vms.models import Backup, BackupSchedule, VirtualMachine
 from vms.services.common import VMJob, on_vm_host, require_right, vm_job
@@ -118,7 +119,7 @@ def _queue_backup(
     request: VMJob, pool: StoragePool, schedule: BackupSchedule | None, method: str
 ) -> Job:
     """The backup's row made and its job queued, what it may take reserved."""
-    from vms.tasks import vm_backup_task
+    from vms.tasks import vm_backup_task  # vms.tasks imports this module
 
     # The copies may take up to the disks' capacity: counted from now, against the
     # project's backup quota; once done, the backup counts the size of its copies.
@@ -170,7 +171,7 @@ def run_backup_job(job: Job) -> None:
         Backup.objects.filter(pk=backup.pk).update(state=BackupState.FAILED, message=message)
         raise
     if backup.schedule is not None:
-        from vms.services.schedules import prune
+        from vms.services.schedules import prune  # schedules imports this module
 
         for line in prune(backup.schedule, vm, job):
             jobs.report(job.pk, log_line=line)
@@ -212,8 +213,6 @@ def _copy_and_verify(job: Job, backup: Backup, vm: VirtualMachine, pool: Storage
         rpo_seconds=rpo,
         message="" if good else "qemu-img check found errors in the copy.",
     )
-    from storage.services import refresh_pool_row
-
     refresh_pool_row(pool)
     if not good:
         raise ServiceError(
@@ -285,8 +284,6 @@ def delete_copies(backup: Backup) -> list[str]:
         except hypervisor.NotFound:
             pass
         done.append(f"deleted {disk['path']}")
-    from storage.services import refresh_pool_row
-
     refresh_pool_row(backup.pool)
     return done
 
@@ -335,7 +332,7 @@ def visible_backups(vm: VirtualMachine) -> Any:
 def run_job(job: Job) -> None:
     """The body of a backup job, or of a restore job."""
     if job.result.get("op") == "restore":
-        from vms.services.restores import run_restore_job
+        from vms.services.restores import run_restore_job  # restores imports this module
 
         run_restore_job(job)
     else:
@@ -347,7 +344,7 @@ def undo_abandoned(job: Job) -> str:
     backup marked failed; a restore: see restores.undo_restore. What to tell the user."""
     spec = job.result
     if spec.get("op") != "backup":
-        from vms.services.restores import undo_restore
+        from vms.services.restores import undo_restore  # restores imports this module
 
         return undo_restore(job)
     backup = Backup.objects.select_related("host", "pool").filter(pk=spec.get("backup")).first()
@@ -361,8 +358,6 @@ def undo_abandoned(job: Job) -> str:
     )
     message = "The worker taking this backup stopped; its copies were deleted."
     Backup.objects.filter(pk=backup.pk).update(state=BackupState.FAILED, message=message)
-    from storage.services import refresh_pool_row
-
     with contextlib.suppress(ServiceError):
         refresh_pool_row(backup.pool)
     for path in cleaned.merged:

@@ -8,11 +8,12 @@ from typing import Any
 
 from django.db import transaction
 
-from panel import hypervisor, jobs
+from panel import hypervisor, jobs, quotas
 from panel.actors import Actor
 from panel.choices import JobKind
 from panel.exceptions import ConflictError, ServiceError
 from panel.models import Job
+from storage import services as storage_services
 from vms.choices import VMState
 from vms.models import VirtualMachine
 from vms.services.common import on_vm_host, vm_job
@@ -27,8 +28,7 @@ def clone_vm(
     actor: Actor,
 ) -> Job:
     """Queue a clone of a shut-off VM into the same project, owned by the actor."""
-    from panel import quotas
-    from vms.tasks import vm_clone_task
+    from vms.tasks import vm_clone_task  # vms.tasks imports this module
 
     name = (name or "").strip()
     with vm_job(vm, actor, "vm.clone", "clone") as request:
@@ -71,8 +71,6 @@ def _record_clone_disks(
 ) -> None:
     """The clone's new disk volumes recorded as made: a full copy standalone, a linked
     overlay on the source disk and its chain."""
-    from storage import services as storage_services
-
     originals = {d.get("target"): d for d in vm.disks if d.get("device", "disk") == "disk"}
     for disk in info.disks:
         original = originals.get(disk.target)
@@ -101,8 +99,6 @@ def run_clone_job(job: Job) -> None:
         message=f"Making a {kind} clone of {vm.name}",
         log_line=f"{kind} clone {spec['name']} started",
     )
-    from storage import services as storage_services
-
     sources = [d["source"] for d in vm.disks if d.get("source")]
     recorded = storage_services.recorded_chains(vm.host, sources)
     with on_vm_host(vm, failed=f"Cloning {vm.name} failed and was undone"):
@@ -134,14 +130,12 @@ def run_clone_job(job: Job) -> None:
 def undo_abandoned_clone(job: Job) -> str:
     """A VM clone whose worker died: kept if the clone was defined, the volumes it was
     copying removed otherwise; what to tell the user."""
-    from storage.services import remove_made_volumes
-
     spec = job.result
     vm = VirtualMachine.objects.select_related("host").filter(pk=spec.get("vm")).first()
     if vm is None:
         return "its VM is no longer in the panel"
     try:
-        removed, _kept = remove_made_volumes(vm.host, spec.get(jobs.MADE) or [])
+        removed, _kept = storage_services.remove_made_volumes(vm.host, spec.get(jobs.MADE) or [])
         named = [d for d in hypervisor.list_domains(vm.host.uri) if d.name == spec["name"]]
     except (ServiceError, hypervisor.HypervisorError):
         return f"check {vm.host.name}: it could not be read"

@@ -10,6 +10,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
 from panel import audit, hypervisor, jobs, locks
@@ -41,8 +42,6 @@ def on_vm_host(
 
 def require_right(actor: Actor, vm: VirtualMachine, action: str, verb: str) -> None:
     """PermissionDenied unless actor's role on vm allows action (verb says what was refused)."""
-    from django.core.exceptions import PermissionDenied
-
     if not allowed(actor.user, vm, action):
         raise PermissionDenied(f"Your role does not allow you to {verb} {vm.name}.")
 

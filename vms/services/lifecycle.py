@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
 from panel import audit, hypervisor, jobs, locks, rows
@@ -20,6 +21,8 @@ from panel.choices import HostState, JobKind
 from panel.exceptions import ConflictError, GoneError, ServiceError, UnavailableError
 from panel.models import Job, Project
 from panel.permissions import CHANGE, DELETE, is_admin
+from storage.models import Volume
+from storage.services import check_vm_disks
 from vms.choices import VMState
 from vms.models import VirtualMachine
 from vms.services.common import (
@@ -84,8 +87,6 @@ def perform_action(
                 )
             return _queue(vm, action, actor=actor, mode=mode, timeout=timeout)
         if action in ("start", "restore"):
-            from storage.services import check_vm_disks
-
             # qemu opens the disks now: each as its recorded format, its header checked.
             check_vm_disks(vm.host, vm.disks, "booted")
         # One action at a time on a VM: the claim is written before the host is touched,
@@ -106,7 +107,7 @@ def perform_action(
 
 
 def _queue(vm: VirtualMachine, action: str, *, actor: Actor, mode: str, timeout: int) -> Job:
-    from vms.tasks import vm_action_task, vm_save_restore_task
+    from vms.tasks import vm_action_task, vm_save_restore_task  # vms.tasks imports this module
 
     kind, task = {
         "shutdown": (JobKind.VM_SHUTDOWN, vm_action_task),
@@ -200,8 +201,6 @@ def assign_vm(
     owner: Any = None,
 ) -> VirtualMachine:
     """Move a VM to another project (admins), e.g. out of 'unassigned'."""
-    from django.core.exceptions import PermissionDenied
-
     if not is_admin(actor.user):
         raise PermissionDenied("Only administrators can move VMs between projects.")
     with transaction.atomic():
@@ -229,7 +228,7 @@ def delete_vm(
     remove_disks: Iterable[str] = (),
 ) -> Job | None:
     """Undefine the VM (stopping it), removing the chosen disks; a missing VM just leaves the list."""
-    from vms.tasks import vm_delete_task
+    from vms.tasks import vm_delete_task  # vms.tasks imports this module
 
     with vm_job(vm, actor, "vm.delete", "delete", right=DELETE) as request:
         paths = _paths_to_remove(vm, remove_disks)
@@ -278,8 +277,6 @@ def run_delete_job(job: Job) -> None:
         removed = hypervisor.delete_domain(vm.host.uri, str(vm.pk), spec["remove_paths"])
     for path in removed:
         jobs.report(job.pk, log_line=f"deleted volume {path}")
-    from storage.models import Volume
-
     Volume.objects.filter(path__in=removed).delete()
     vm.delete()
     jobs.report(
@@ -289,8 +286,6 @@ def run_delete_job(job: Job) -> None:
 
 def edit_xml(vm: VirtualMachine, xml: str, *, actor: Actor) -> VirtualMachine:
     """Replace the VM's definition with edited XML (admins); libvirt validates it first."""
-    from django.core.exceptions import PermissionDenied
-
     if not is_admin(actor.user):
         raise PermissionDenied("Only administrators can edit a VM's XML.")
     with vm_change(vm, actor, "vm.edit_xml", "edit the XML of") as change:
@@ -312,8 +307,6 @@ def edit_xml(vm: VirtualMachine, xml: str, *, actor: Actor) -> VirtualMachine:
 
 def definition_xml(vm: VirtualMachine, *, actor: Actor) -> str:
     """The VM's current definition, read from its host, for the XML editor (admins)."""
-    from django.core.exceptions import PermissionDenied
-
     if not is_admin(actor.user):
         raise PermissionDenied("Only administrators can edit a VM's XML.")
     with on_vm_host(vm):

@@ -15,6 +15,7 @@ from vms.choices import VMState
 from vms.models import VirtualMachine
 from vms.services.common import on_vm_host, vm_job
 from vms.services.snapshots import NO_SNAPSHOTS
+from vms.tasks import vm_snapshot_task
 
 MERGE_MODES = ("commit", "pull")
 
@@ -33,8 +34,6 @@ def merge_disk(
     commit writes the layers from top (default: the active image, pivoting onto base) into
     base (default: the bottom image); pull copies the layers above base (default: all) into
     the active image. Snapshots whose state the merge overwrote lose their metadata."""
-    from vms.tasks import vm_snapshot_task
-
     with vm_job(vm, actor, "vm.snapshot.merge", "merge the disks of") as request:
         if mode not in MERGE_MODES:
             raise ServiceError("Choose the mode: commit or pull.", field="mode")

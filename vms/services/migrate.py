@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from django.db import transaction
+from django.http import Http404
 
 from panel import audit, events, hypervisor, jobs
 from panel.actors import Actor
@@ -25,10 +26,12 @@ from panel.choices import JobKind
 from panel.exceptions import ConflictError, ServiceError, UnavailableError
 from panel.models import Host, Job
 from panel.permissions import restrict
+from storage.models import StoragePool, Volume
+from storage.services import refresh_pool_row
 from vms.choices import VMState
 from vms.models import VirtualMachine
-from vms.services.common import on_vm_host, vm_job
-from vms.services.sync import sync_domain, vm_messages
+from vms.services.common import apply_info, on_vm_host, vm_job
+from vms.services.sync import mark_missing, sync_domain, vm_messages
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +98,6 @@ def _copy_storage(value: Any) -> str:
 
 def parse_request(vm: VirtualMachine, data: dict[str, Any], *, actor: Actor) -> MigrationRequest:
     """The target host (visible to actor: 404 otherwise), the pool and the options."""
-    from django.http import Http404
-
-    from storage.models import StoragePool
-
     target_id = _int(data, "target_host")
     if target_id is None:
         raise ServiceError(
@@ -192,7 +191,7 @@ def target_checks(vm: VirtualMachine, *, actor: Actor) -> list[tuple[Host, list[
 
 def migrate_vm(vm: VirtualMachine, data: dict[str, Any], *, actor: Actor) -> Job:
     """Queue the migration of vm after its pre-check; refused (409) with every reason."""
-    from vms.tasks import vm_migrate_task
+    from vms.tasks import vm_migrate_task  # vms.tasks imports this module
 
     with vm_job(vm, actor, "vm.migrate", "migrate") as job_request:
         request = parse_request(vm, data, actor=actor)
@@ -324,8 +323,6 @@ def _migrate(
 
 def _after_stop(job: Job, vm: VirtualMachine, target: Host, how: str) -> None:
     """After a cancel or failure: say where the VM is, and refresh its row from the source."""
-    from vms.services.common import apply_info
-
     try:
         on_source, on_target = hypervisor.domain_location(vm.host.uri, target.uri, str(vm.pk))
     except hypervisor.HypervisorError as exc:
@@ -344,9 +341,6 @@ def _follow(
     job: Job, vm: VirtualMachine, source: Host, target: Host, result: hypervisor.MigrationResult
 ) -> None:
     """The VM runs on the target: move its row there, its volumes' rows, audit, publish."""
-    from storage.models import StoragePool, Volume
-    from storage.services import refresh_pool_row
-
     pool_id = job.result.get("target_pool")
     if result.copied and pool_id:
         pool = StoragePool.objects.filter(pk=pool_id).first()
@@ -388,9 +382,6 @@ def _follow(
 def undo_abandoned(job: Job) -> str:
     """A migration whose worker died: the VM left on exactly one host and its row there;
     what to tell the user."""
-    from storage.models import Volume
-    from vms.services.sync import mark_missing
-
     vm = VirtualMachine.objects.select_related("host").filter(pk=job.result.get("vm")).first()
     target = Host.objects.filter(pk=job.result.get("target_host")).first()
     if vm is None or target is None:
@@ -435,8 +426,6 @@ def carry_volume_owners(
     project's disk quota and its members' rights follow the disks; and their recorded
     format (and chain, unless the copy is flattened), never libvirt's guess from the
     copy's content."""
-    from storage.models import Volume
-
     owners = {
         path: (project_id, owner_id, fmt, source_of_format, backing)
         for path, project_id, owner_id, fmt, source_of_format, backing in Volume.objects.filter(

@@ -18,9 +18,11 @@ from panel.choices import JobKind
 from panel.exceptions import ServiceError
 from panel.models import Job
 from panel.permissions import restrict
+from storage.models import StoragePool, Volume
+from storage.services import recorded_chains, refresh_pool_row
 from vms.choices import VMState
 from vms.models import VirtualMachine
-from vms.services.common import on_vm_host, vm_job
+from vms.services.common import apply_info, on_vm_host, vm_job
 from vms.services.migrate import carry_volume_owners
 from vms.services.sync import sync_domain
 
@@ -29,8 +31,7 @@ log = logging.getLogger(__name__)
 
 def move_storage(vm: VirtualMachine, data: dict[str, Any], *, actor: Actor) -> Job:
     """Queue moving the VM's disk `disk` (vda, ...) into `pool` (a pool id of its host)."""
-    from storage.models import StoragePool
-    from vms.tasks import vm_move_storage_task
+    from vms.tasks import vm_move_storage_task  # vms.tasks imports this module
 
     with vm_job(vm, actor, "vm.move_storage", "move the storage of") as request:
         disks = {d["target"]: d for d in vm.disks if d.get("device") == "disk" and d.get("source")}
@@ -72,17 +73,12 @@ def move_storage(vm: VirtualMachine, data: dict[str, Any], *, actor: Actor) -> J
 
 def _recorded_chain(vm: VirtualMachine, target: str) -> tuple[Any, ...]:
     """The chain the panel recorded for the VM's disk target (for a definition giving none)."""
-    from storage.services import recorded_chains
-
     paths = [d["source"] for d in vm.disks if d.get("target") == target and d.get("source")]
     return recorded_chains(vm.host, paths).get(paths[0], ()) if paths else ()
 
 
 def run_move_job(job: Job) -> None:
     """Copy or mirror the disk into the pool, point the VM at it, delete the old volume."""
-    from storage.models import StoragePool, Volume
-    from storage.services import refresh_pool_row
-
     spec = job.result
     vm = VirtualMachine.objects.select_related("host", "project").filter(pk=spec["vm"]).first()
     if vm is None:
@@ -140,10 +136,6 @@ def run_move_job(job: Job) -> None:
 def undo_abandoned(job: Job) -> str:
     """A disk move whose worker died: finished or undone on the host, whichever the disk
     shows, and the rows re-read; what to tell the user."""
-    from storage.models import StoragePool
-    from storage.services import refresh_pool_row
-    from vms.services.common import apply_info
-
     spec = job.result
     vm = VirtualMachine.objects.select_related("host").filter(pk=spec.get("vm")).first()
     if vm is None or not spec.get("source"):

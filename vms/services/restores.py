@@ -17,11 +17,13 @@ from panel.hypervisor import qemu_img
 from panel.models import Job
 from storage import services as storage_services
 from storage.models import StoragePool
+from storage.services import refresh_pool_row, remove_made_volumes
 from vms.choices import BackupState, VMState
 from vms.models import Backup, VirtualMachine
 from vms.services.backups import NOTHING_TO_COPY, backup_host_errors, backup_pool
 from vms.services.common import apply_info, on_vm_host, reread, vm_job
 from vms.services.sync import sync_domain
+from vms.tasks import vm_backup_task
 
 RESTORE_MODES = ("new", "in_place")
 
@@ -56,8 +58,6 @@ def restore_backup(
     """Queue a restore of a good backup: into a new VM (new name, UUID and MACs; its disks
     copied into pool; the project's quota reserved now) or in place (the VM shut off, its
     disks replaced). Each backup file is checked with qemu-img before it is used."""
-    from vms.tasks import vm_backup_task
-
     vm = backup.vm
     if vm is None:
         raise ConflictError(
@@ -150,8 +150,6 @@ def run_restore_job(job: Job) -> None:
             uri = backup.host.uri
             restored = apply_info(restored, hypervisor.start_domain(uri, str(restored.pk)))
     if backup.pool is not None:
-        from storage.services import refresh_pool_row
-
         for pool in {backup.pool, *StoragePool.objects.filter(host=backup.host, state="active")}:
             refresh_pool_row(pool)
     jobs.report(
@@ -254,8 +252,6 @@ def undo_restore(job: Job) -> str:
     """A restore whose worker died: the copies it was making that no domain uses yet are
     removed (the VM stays on the disks it had); a restore that had got as far as defining
     its VM is kept, and a new VM gets its row. What to tell the user."""
-    from storage.services import remove_made_volumes
-
     spec = job.result
     backup = Backup.objects.select_related("vm", "host").filter(pk=spec.get("backup")).first()
     if backup is None or backup.host is None:

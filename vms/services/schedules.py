@@ -32,7 +32,7 @@ from panel.permissions import CHANGE, MANAGE, VIEW, allowed, restrict
 from storage.models import StoragePool
 from vms.choices import BackupState, ScheduleKind, VMState
 from vms.models import Backup, BackupSchedule, VirtualMachine
-from vms.services import retention
+from vms.services import retention, snapshots
 from vms.services.backups import backup_host_errors, backup_pool, delete_copies, take_backup
 from vms.services.common import on_vm_host, require_right
 
@@ -81,8 +81,6 @@ def _prune_snapshots(schedule: BackupSchedule, vm: VirtualMachine, job: Job | No
     """The schedule's snapshots (named sched<id>-...) beyond its retention, deleted at once
     (an internal snapshot's deletion is quick); skipped while another job runs on the VM,
     to be pruned at the next firing."""
-    from vms.services import snapshots
-
     busy = locks.active_job(f"vm:{vm.pk}")
     if (busy is not None and (job is None or busy.pk != job.pk)) or vm.state == VMState.MISSING:
         return []
@@ -158,8 +156,6 @@ def _next(schedule: BackupSchedule, after: datetime) -> datetime | None:
 
 
 def _fire(schedule: BackupSchedule, vm: VirtualMachine) -> str:
-    from vms.services import snapshots
-
     actor = Actor.scheduled(schedule.created_by)
     try:
         if schedule.kind == ScheduleKind.BACKUP:

@@ -22,7 +22,7 @@ from panel.choices import JobKind
 from panel.exceptions import ServiceError
 from panel.models import Job
 from vms.choices import VMState
-from vms.models import Snapshot, VirtualMachine
+from vms.models import BackupSchedule, Snapshot, VirtualMachine
 from vms.services.backups import disk_bytes
 from vms.services.common import VMJob, apply_info, on_vm_host, vm_job
 
@@ -135,7 +135,7 @@ def take_snapshot(
 
 def _queue_take(request: VMJob, spec: dict[str, Any]) -> Job:
     """The snapshot's job queued, what it may take reserved against the backup quota."""
-    from vms.tasks import vm_snapshot_task
+    from vms.tasks import vm_snapshot_task  # vms.tasks imports this module
 
     # What the snapshot may take, counted from now against the backup quota: the
     # disks' capacity (later writes go to new space) and the memory it saves; once
@@ -241,7 +241,7 @@ def revert_snapshot(
 ) -> Job:
     """Queue a revert of vm to the snapshot; with start the guest runs afterwards. For an
     external snapshot, discard_later deletes the overlays (and snapshots) taken after it."""
-    from vms.tasks import vm_snapshot_task
+    from vms.tasks import vm_snapshot_task  # vms.tasks imports this module
 
     with vm_job(vm, actor, "vm.snapshot.revert", "revert") as request:
         snapshot = _snapshot(vm, name)
@@ -264,7 +264,7 @@ def delete_snapshot(
     actor: Actor,
 ) -> Job:
     """Queue the deletion of a snapshot (its children move up), or of it and its children."""
-    from vms.tasks import vm_snapshot_task
+    from vms.tasks import vm_snapshot_task  # vms.tasks imports this module
 
     with vm_job(vm, actor, "vm.snapshot.delete", "delete snapshots of") as request:
         snapshot = _snapshot(vm, name)
@@ -284,7 +284,7 @@ def run_snapshot_job(job: Job) -> None:
     if vm is None:
         raise ServiceError("The VM of this job was removed.")
     op = spec["op"]
-    from vms.services.merges import run_merge
+    from vms.services.merges import run_merge  # merges imports this module
 
     run = {"create": _take, "revert": _revert, "merge": run_merge, "delete": _delete}.get(op)
     if run is None:
@@ -364,8 +364,7 @@ def _prune(
 ) -> list[Snapshot]:
     """The snapshots of a schedule pruned to its retention; the VM's snapshots left
     (snapshots as they were when the schedule is gone)."""
-    from vms.models import BackupSchedule
-    from vms.services.schedules import prune
+    from vms.services.schedules import prune  # schedules imports this module
 
     schedule = BackupSchedule.objects.filter(pk=schedule_id).first()
     if schedule is None:

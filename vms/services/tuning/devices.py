@@ -12,6 +12,7 @@ from panel.exceptions import ConflictError, ServiceError
 from vms.models import VirtualMachine
 from vms.services.common import vm_change
 from vms.services.disks import check_scope, scope_words
+from vms.services.nics import MAX_RATE_KIB
 
 
 def set_iotune(
@@ -63,8 +64,6 @@ def set_nic_bandwidth(
     actor: Actor,
 ) -> dict[str, Any]:
     """Limit a NIC's average rate each way in KiB/s (0: no limit), like virsh domiftune."""
-    from vms.services.nics import MAX_RATE_KIB
-
     with vm_change(vm, actor, "vm.nic_bandwidth", "tune") as change:
         mac = mac.strip().lower().replace("-", ":")
         macs = [n.get("mac", "") for n in vm.nics]
