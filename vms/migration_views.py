@@ -36,7 +36,7 @@ def vm_migrate(request: HttpRequest, vm_id: str) -> HttpResponse:
     }
     data.update({k: k in request.POST for k in FORM_BOOLS})
     try:
-        job = migrate.migrate_vm(vm, data, actor=Actor.of(request))
+        job = migrate.migrate_vm(vm, migrate.MigrationAsk.parse(data), actor=Actor.of(request))
     except ServiceError as exc:
         messages.error(request, exc.message)
         return redirect("vm_detail", vm_id=vm.pk)
@@ -68,7 +68,8 @@ def vm_move_storage(request: HttpRequest, vm_id: str) -> HttpResponse:
     )
     data = {k: request.POST.get(k, "") for k in ("disk", "pool")}
     try:
-        job = move_storage.move_storage(vm, data, actor=Actor.of(request))
+        ask = move_storage.MoveAsk.parse(data)
+        job = move_storage.move_storage(vm, ask, actor=Actor.of(request))
     except ServiceError as exc:
         messages.error(request, exc.message)
         return redirect("vm_detail", vm_id=vm.pk)

@@ -194,7 +194,7 @@ def test_it_settles_a_disk_move_whose_worker_was_killed(
     vm, disk = big_disk_vm(start=True)
     target, target_dir = backup_pool  # another dir pool of the same host
     job_id = move_storage.move_storage(
-        vm, {"disk": "vdb", "pool": target.pk}, actor=Actor(admin_user)
+        vm, move_storage.MoveAsk(disk="vdb", pool=target.pk), actor=Actor(admin_user)
     ).pk
     copy = target_dir / disk.name
     # The mirror slowed to 1 MiB/s as soon as libvirt shows it (512 MiB: minutes to go),

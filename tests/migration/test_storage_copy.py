@@ -109,12 +109,12 @@ def test_a_cancelled_copy_leaves_no_volume_on_the_target(
     vm = guest(disks=(hypervisor.DiskSpec(path=str(src_dir / "data.qcow2"), target="vda"),))
     job = migrate.migrate_vm(
         vm,
-        {
-            "target_host": second_host.pk,
-            "copy_storage": "all",
-            "target_pool": target_pool.pk,
-            "bandwidth_mib": 1,
-        },
+        migrate.MigrationAsk(
+            target_host=second_host.pk,
+            copy_storage="all",
+            target_pool=target_pool.pk,
+            bandwidth_mib=1,
+        ),
         actor=Actor(member),
     )
     seen_volume = []

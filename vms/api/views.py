@@ -246,11 +246,8 @@ class VirtualMachineViewSet(
         if not isinstance(request.data, dict):
             raise ServiceError("Send the migration options as a JSON object.")
         data = request.data.dict() if hasattr(request.data, "dict") else dict(request.data)
-        job = migrate.migrate_vm(
-            self.get_object_for(CHANGE),
-            data,
-            actor=Actor.of(request),
-        )
+        vm = self.get_object_for(CHANGE)  # 404 or 403 before the body is read
+        job = migrate.migrate_vm(vm, migrate.MigrationAsk.parse(data), actor=Actor.of(request))
         return Response({"job": job.pk}, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
@@ -268,7 +265,9 @@ class VirtualMachineViewSet(
         if not isinstance(request.data, dict):
             raise ServiceError("Send the disk and the pool as a JSON object.")
         data = request.data.dict() if hasattr(request.data, "dict") else dict(request.data)
-        job = move_storage.move_storage(self.get_object_for(CHANGE), data, actor=Actor.of(request))
+        vm = self.get_object_for(CHANGE)  # 404 or 403 before the body is read
+        ask = move_storage.MoveAsk.parse(data)
+        job = move_storage.move_storage(vm, ask, actor=Actor.of(request))
         return Response({"job": job.pk}, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(

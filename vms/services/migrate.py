@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -58,7 +58,7 @@ class MigrationRequest:
     target_pool_id: int | None = None
 
 
-def _bool(data: dict[str, Any], name: str, default: bool) -> bool:
+def _bool(data: Mapping[str, Any], name: str, default: bool) -> bool:
     value = data.get(name, default)
     if isinstance(value, bool):
         return value
@@ -70,7 +70,7 @@ def _bool(data: dict[str, Any], name: str, default: bool) -> bool:
     raise ServiceError(f"{name} must be true or false.", field=name)
 
 
-def _int(data: dict[str, Any], name: str) -> int | None:
+def _int(data: Mapping[str, Any], name: str) -> int | None:
     value = data.get(name)
     if value in (None, ""):
         return None
@@ -96,37 +96,64 @@ def _copy_storage(value: Any) -> str:
     return COPY_CHOICES[value]
 
 
-def parse_request(vm: VirtualMachine, data: dict[str, Any], *, actor: Actor) -> MigrationRequest:
-    """The target host (visible to actor: 404 otherwise), the pool and the options."""
-    target_id = _int(data, "target_host")
-    if target_id is None:
-        raise ServiceError(
-            "target_host: give the id of the host to migrate to (see GET /api/v1/hosts/).",
-            field="target_host",
+@dataclass(frozen=True)
+class MigrationAsk:
+    """A migration as asked (the API's JSON, the dialog's form), its shape checked by
+    parse(): the target host and pool by id, and how to migrate. live None: live when
+    the VM runs."""
+
+    target_host: int
+    target_pool: int | None = None
+    copy_storage: str = ""
+    bandwidth_mib: int = 0
+    live: bool | None = None
+    persistent: bool = True
+    undefine_source: bool = True
+    auto_converge: bool = False
+    post_copy: bool = False
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any]) -> MigrationAsk:
+        target_host = _int(data, "target_host")
+        if target_host is None:
+            raise ServiceError(
+                "target_host: give the id of the host to migrate to (see GET /api/v1/hosts/).",
+                field="target_host",
+            )
+        copy = _copy_storage(data.get("copy_storage", False))
+        flags = {name: _bool(data, name, getattr(cls, name)) for name in BOOL_FIELDS[1:]}
+        bandwidth = _int(data, "bandwidth_mib") or 0
+        if not 0 <= bandwidth <= MAX_BANDWIDTH_MIB:
+            raise ServiceError(
+                f"bandwidth_mib is in MiB/s, from 0 (no limit) to {MAX_BANDWIDTH_MIB}.",
+                field="bandwidth_mib",
+            )
+        return cls(
+            target_host=target_host,
+            target_pool=_int(data, "target_pool"),
+            copy_storage=copy,
+            bandwidth_mib=bandwidth,
+            live=_bool(data, "live", False) if "live" in data else None,
+            **flags,
         )
-    target = restrict(Host.objects.all(), actor.user).filter(pk=target_id).first()
+
+
+def resolve(vm: VirtualMachine, ask: MigrationAsk, *, actor: Actor) -> MigrationRequest:
+    """The target host (visible to actor: 404 otherwise, not vm's own), the pool there
+    and the options of ask."""
+    target = restrict(Host.objects.all(), actor.user).filter(pk=ask.target_host).first()
     if target is None:
         raise Http404("No such host.")
     if target.pk == vm.host_id:
         raise ServiceError(
             f"{vm.name} already runs on {target.name}: choose another host.", field="target_host"
         )
-    copy = _copy_storage(data.get("copy_storage", False))
-    values = {
-        name: _bool(data, name, name in ("persistent", "undefine_source")) for name in BOOL_FIELDS
-    }
-    if "live" not in data:
-        values["live"] = vm.state == VMState.RUNNING
-    bandwidth = _int(data, "bandwidth_mib") or 0
-    if not 0 <= bandwidth <= MAX_BANDWIDTH_MIB:
-        raise ServiceError(
-            f"bandwidth_mib is in MiB/s, from 0 (no limit) to {MAX_BANDWIDTH_MIB}.",
-            field="bandwidth_mib",
-        )
-    pool_name, pool_id = "", _int(data, "target_pool")
-    if pool_id is not None:
+    pool_name = ""
+    if ask.target_pool is not None:
         pool = (
-            restrict(StoragePool.objects.all(), actor.user).filter(pk=pool_id, host=target).first()
+            restrict(StoragePool.objects.all(), actor.user)
+            .filter(pk=ask.target_pool, host=target)
+            .first()
         )
         if pool is None:
             raise ServiceError(
@@ -135,16 +162,16 @@ def parse_request(vm: VirtualMachine, data: dict[str, Any], *, actor: Actor) -> 
             )
         pool_name = pool.name
     options = hypervisor.MigrationOptions(
-        copy_storage=copy,
+        copy_storage=ask.copy_storage,
         target_pool=pool_name,
-        bandwidth_mib=bandwidth,
-        live=values["live"],
-        persistent=values["persistent"],
-        undefine_source=values["undefine_source"],
-        auto_converge=values["auto_converge"],
-        post_copy=values["post_copy"],
+        bandwidth_mib=ask.bandwidth_mib,
+        live=vm.state == VMState.RUNNING if ask.live is None else ask.live,
+        persistent=ask.persistent,
+        undefine_source=ask.undefine_source,
+        auto_converge=ask.auto_converge,
+        post_copy=ask.post_copy,
     )
-    return MigrationRequest(target=target, options=options, target_pool_id=pool_id)
+    return MigrationRequest(target=target, options=options, target_pool_id=ask.target_pool)
 
 
 def precheck(
@@ -189,12 +216,12 @@ def target_checks(vm: VirtualMachine, *, actor: Actor) -> list[tuple[Host, list[
     return result
 
 
-def migrate_vm(vm: VirtualMachine, data: dict[str, Any], *, actor: Actor) -> Job:
+def migrate_vm(vm: VirtualMachine, ask: MigrationAsk, *, actor: Actor) -> Job:
     """Queue the migration of vm after its pre-check; refused (409) with every reason."""
     from vms.tasks import vm_migrate_task  # vms.tasks imports this module
 
     with vm_job(vm, actor, "vm.migrate", "migrate") as job_request:
-        request = parse_request(vm, data, actor=actor)
+        request = resolve(vm, ask, actor=actor)
         job_request.ready("there is nothing to migrate")
         checks = precheck(vm, request.target, request.options)
         if reasons := refusal(checks):

@@ -8,6 +8,8 @@ is mirrored and switched over while it runs.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
@@ -29,25 +31,39 @@ from vms.services.sync import sync_domain
 log = logging.getLogger(__name__)
 
 
-def move_storage(vm: VirtualMachine, data: dict[str, Any], *, actor: Actor) -> Job:
-    """Queue moving the VM's disk `disk` (vda, ...) into `pool` (a pool id of its host)."""
+@dataclass(frozen=True)
+class MoveAsk:
+    """A disk move as asked: the disk (vda, ...) and the pool (an id) it goes to."""
+
+    disk: str
+    pool: int | None
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any]) -> MoveAsk:
+        try:
+            pool: int | None = int(str(data.get("pool", "")).strip())
+        except ValueError:
+            pool = None
+        return cls(disk=str(data.get("disk") or "").strip(), pool=pool)
+
+
+def move_storage(vm: VirtualMachine, ask: MoveAsk, *, actor: Actor) -> Job:
+    """Queue moving the VM's disk ask.disk into the pool ask.pool of its host."""
     from vms.tasks import vm_move_storage_task  # vms.tasks imports this module
 
     with vm_job(vm, actor, "vm.move_storage", "move the storage of") as request:
         disks = {d["target"]: d for d in vm.disks if d.get("device") == "disk" and d.get("source")}
-        target = str(data.get("disk") or "").strip()
+        target = ask.disk
         if target not in disks:
             raise ServiceError(
                 f"disk: name one of {vm.name}'s disks ({', '.join(sorted(disks)) or 'it has none'}).",
                 field="disk",
             )
-        try:
-            pool_id = int(str(data.get("pool", "")).strip())
-        except ValueError:
-            pool_id = None
         pool = (
-            restrict(StoragePool.objects.all(), actor.user).filter(pk=pool_id, host=vm.host).first()
-            if pool_id is not None
+            restrict(StoragePool.objects.all(), actor.user)
+            .filter(pk=ask.pool, host=vm.host)
+            .first()
+            if ask.pool is not None
             else None
         )
         if pool is None:
