@@ -5,6 +5,7 @@ from monitoring.views import metrics
 
 from . import views
 from .forms import ThrottledLoginForm
+from .views.site import favicon
 
 handler403 = "panel.views.errors.permission_denied"
 handler404 = "panel.views.errors.not_found"
@@ -12,6 +13,7 @@ handler500 = "panel.views.errors.server_error"
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
+    path("favicon.ico", favicon, name="favicon"),
     path(
         "login/",
         auth_views.LoginView.as_view(authentication_form=ThrottledLoginForm),

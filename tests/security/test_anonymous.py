@@ -30,6 +30,8 @@ PUBLIC = {
     # Prometheus' endpoint has its own auth (admin session, admin API token or the
     # scrape token): 401 like the API, not the login page; it only ever reads.
     "metrics": {"GET": 401, "POST": 405},
+    # The icon browsers ask for by name: a redirect to the static file, which shows nothing.
+    "favicon": {"GET": 301, "POST": 405},
 }
 
 

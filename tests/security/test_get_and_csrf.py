@@ -25,6 +25,7 @@ from .routes import fill, http_routes
 # must answer GET with 405. A new GET endpoint must be added here to be allowed.
 READABLE = {
     "dashboard",
+    "favicon",
     "login",
     "account",
     "host_list",

@@ -112,6 +112,7 @@ def send(persona: str, method: str, path: str, client_for, api_for):  # type: ig
 # Row key → status for admin, operator, member, viewer, outsider (in that order).
 MATRIX = {
     "GET dashboard": "200 200 200 200 200",
+    "GET favicon favicon.ico": "301 301 301 301 301",
     "GET account account": "200 200 200 200 200",
     "POST token_create token": "302 302 302 302 302",
     "POST token_revoke revoke": "302 302 302 302 302",
