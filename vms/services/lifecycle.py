@@ -9,6 +9,7 @@ or creates a Job whose Celery task does the work.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -17,10 +18,11 @@ from django.db import transaction
 
 from panel import audit, hypervisor, jobs, locks, rows
 from panel.actors import Actor
-from panel.choices import HostState, JobKind
+from panel.choices import HostState, JobKind, JobState
 from panel.exceptions import ConflictError, GoneError, ServiceError, UnavailableError
 from panel.models import Job, Project
 from panel.permissions import CHANGE, DELETE, is_admin
+from panel.services import cancel_job
 from storage.models import Volume
 from storage.services import check_vm_disks
 from vms.choices import VMState
@@ -77,7 +79,9 @@ def perform_action(
             raise ConflictError(
                 f"{vm.name} is missing from its host: there is nothing to {action}."
             )
-        locks.refuse_if_busy(f"vm:{vm.pk}", vm.name)
+        shutdown = _waiting_shutdown(vm) if action == "force-off" else None
+        if shutdown is None:
+            locks.refuse_if_busy(f"vm:{vm.pk}", vm.name)
         if action in JOB_ACTIONS:
             if vm.host.state == HostState.DOWN:
                 # A job would only fail later: say so now.
@@ -91,7 +95,9 @@ def perform_action(
             check_vm_disks(vm.host, vm.disks, "booted")
         # One action at a time on a VM: the claim is written before the host is touched,
         # so a request that cannot write (busy VM, locked database) changes nothing.
-        with claimed(vm, action, actor):
+        with claimed(vm, action, actor, jobs_too=shutdown is None):
+            if shutdown is not None:
+                _overrule(shutdown, actor)
             with on_vm_host(vm):
                 info = _direct(vm, action, mode)
             with transaction.atomic():
@@ -104,6 +110,23 @@ def perform_action(
                     detail=f"mode {mode}" if action == "reboot" else "",
                 )
     return vm
+
+
+def _waiting_shutdown(vm: VirtualMachine) -> Job | None:
+    """The shutdown job waiting for vm to power off, if that is what runs on it: force off
+    overrules it (the job then sees the VM off and ends), whatever else runs is waited for."""
+    job = locks.active_job(f"vm:{vm.pk}")
+    return job if job is not None and job.kind == JobKind.VM_SHUTDOWN else None
+
+
+def _overrule(shutdown: Job, actor: Actor) -> None:
+    """A shutdown job given up for a force off: cancelled if it has not started, told so
+    in its log if it waits (it ends once it sees the VM off)."""
+    if shutdown.state == JobState.QUEUED:
+        with contextlib.suppress(ConflictError):  # it finished meanwhile: nothing to give up
+            cancel_job(shutdown, actor=actor)
+    else:
+        jobs.report(shutdown.pk, log_line=f"forced off by {actor.username}")
 
 
 def _queue(vm: VirtualMachine, action: str, *, actor: Actor, mode: str, timeout: int) -> Job:
