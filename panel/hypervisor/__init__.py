@@ -37,6 +37,7 @@ from .inventory import list_pools, read_inventory
 from .lifecycle import (
     disk_capacities,
     domain_details,
+    has_saved_state,
     reboot_domain,
     redefine_domain,
     reset_domain,
@@ -283,6 +284,7 @@ __all__ = [
     "reboot_domain",
     "redefine_domain",
     "reset_domain",
+    "has_saved_state",
     "restore_domain",
     "resume_domain",
     "save_domain",

@@ -116,6 +116,12 @@ def save_domain(uri: str, uuid: str) -> DomainInfo:
         return domain_info(dom)
 
 
+def has_saved_state(uri: str, uuid: str) -> bool:
+    """Whether the guest has a managed save image (what restore starts it from)."""
+    with session(uri) as conn:
+        return bool(conn.lookupByUUIDString(uuid).hasManagedSaveImage(0))
+
+
 def restore_domain(uri: str, uuid: str) -> DomainInfo:
     """Start a saved guest from its managed save image."""
     with session(uri) as conn:

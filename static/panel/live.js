@@ -116,7 +116,10 @@
       if (ips && vm.ips) ips.textContent = vm.ips.map(function (i) { return i.address; }).join(", ");
     });
     document.querySelectorAll('[data-vm-buttons="' + vm.id + '"] button[data-states]').forEach(function (b) {
+      if (b.hasAttribute("data-needs-saved") && "saved" in vm) b.toggleAttribute("data-saved", vm.saved);
       var ok = b.hasAttribute("data-allowed") && b.dataset.states.split(" ").indexOf(vm.state) >= 0;
+      // Restore needs a saved state as well (the VM's details say whether it has one).
+      if (b.hasAttribute("data-needs-saved") && !b.hasAttribute("data-saved")) ok = false;
       b.disabled = !ok;
     });
     document.dispatchEvent(new CustomEvent("vm:update", { detail: vm }));

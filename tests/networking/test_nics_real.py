@@ -215,7 +215,7 @@ def test_nic_changes_wait_for_the_vms_job_and_stop_at_a_missing_vm_while_a_vnc_p
     plugged = api.post(f"/api/v1/vms/{vm.pk}/nics/", {"network": network.pk}, format="json")
     assert plugged.status_code == 201, plugged.content
     mac = plugged.json()["mac"]
-    job_id = api.post(f"/api/v1/vms/{vm.pk}/restore/", {}, format="json").data["job"]
+    job_id = api.post(f"/api/v1/vms/{vm.pk}/shutdown/", {}, format="json").data["job"]
 
     link = api.patch(f"/api/v1/vms/{vm.pk}/nics/{mac}/", {"link_up": False}, format="json")
     assert link.status_code == 409 and f"job #{job_id}" in link.json()["detail"]

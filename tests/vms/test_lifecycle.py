@@ -3,6 +3,8 @@ one checked against what libvirt itself reports afterwards."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from panel import hypervisor
@@ -216,10 +218,19 @@ def test_it_saves_a_running_vm_through_a_job(make_vm, api_for, django_capture_on
     assert shown["details"]["state_reason"] == "saved"
 
 
-def test_it_restores_a_saved_vm_through_a_job(make_vm, api_for):
+def restore_button(client, vm) -> str:
+    """The Restore button's tag on the VM's page."""
+    page = client.get(f"/vms/{vm.pk}/").content.decode()
+    (tag,) = re.findall(r'<button[^>]*data-action="restore"[^>]*>', page)
+    return tag
+
+
+def test_it_restores_a_saved_vm_through_a_job(make_vm, api_for, client_for):
     vm = make_vm(running=True)
     hypervisor.save_domain(LOCAL_URI, str(vm.pk))
     vm_services.sync_domain(vm.host, in_libvirt(vm))
+    vm_services.refresh_details(stored(vm))
+    assert " disabled" not in restore_button(client_for("member"), vm)
     api = api_for("member")
 
     response = act(api, vm, "restore")
@@ -238,16 +249,20 @@ def test_it_restores_a_saved_vm_through_a_job(make_vm, api_for):
     )
 
 
-def test_it_fails_a_restore_of_a_vm_with_nothing_saved(make_vm, api_for):
+def test_it_refuses_a_restore_of_a_vm_with_nothing_saved_without_a_job(
+    make_vm, api_for, client_for
+):
     vm = make_vm()
 
     response = act(api_for("member"), vm, "restore")
-    vm_save_restore_task(response.data["job"])
 
-    job = Job.objects.get(pk=response.data["job"])
-    assert job.state == "failed"
-    assert "has no saved state to restore: start it instead" in job.message
+    assert response.status_code == 409
+    assert "has no saved state to restore: start it instead" in response.data["detail"]
+    assert not Job.objects.filter(target=f"vm:{vm.pk}").exists()
     assert in_libvirt(vm).state == "shutoff"
+    # The page offers no Restore while the VM's details say nothing is saved.
+    vm_services.refresh_details(stored(vm))
+    assert " disabled" in restore_button(client_for("member"), vm)
 
 
 def test_it_fails_a_shutdown_the_guest_ignores(make_vm, api_for):
@@ -281,12 +296,12 @@ def test_it_fails_an_agent_shutdown_of_a_guest_without_an_agent(make_vm, api_for
 def test_it_refuses_an_action_while_a_job_on_the_vm_is_queued(make_vm, api_for):
     vm = make_vm()
     api = api_for("member")
-    job_id = act(api, vm, "restore").data["job"]
+    job_id = act(api, vm, "shutdown").data["job"]
 
     response = act(api, vm, "start")
 
     assert response.status_code == 409
-    assert f"busy: job #{job_id} (VM restore) is in progress" in response.data["detail"]
+    assert f"busy: job #{job_id} (VM shutdown) is in progress" in response.data["detail"]
     assert in_libvirt(vm).state == "shutoff"
 
 

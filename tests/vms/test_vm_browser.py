@@ -160,6 +160,16 @@ def test_it_enables_the_vm_pages_buttons_as_the_state_changes(
     expect(start).to_be_enabled()
     expect(force_off).to_be_disabled()
     assert hypervisor.get_domain(LOCAL_URI, str(vm.pk)).state == "shutoff"
+
+    # Started and stopped again behind the page's back, live: shut off with nothing
+    # saved, Restore stays off (it needs a saved state as well as a shut-off VM).
+    sockets.wait_for_snapshot(page, f"/ws/vms/{vm.pk}/")
+    elsewhere(act, vm, "start", admin)
+    expect(badge).to_have_text("running", timeout=5_000)
+    hypervisor.destroy_domain(LOCAL_URI, str(vm.pk))
+    expect(badge).to_have_text("shutoff", timeout=5_000)
+    expect(start).to_be_enabled()
+    expect(buttons.get_by_role("button", name="Restore", exact=True)).to_be_disabled()
     assert errors == []
 
 

@@ -36,6 +36,7 @@ from vms.services.common import (
     vm_change,
     vm_job,
 )
+from vms.services.sync import refresh_details
 
 # Quick verbs answered at once; the rest run as jobs.
 DIRECT_ACTIONS = {"start", "force-off", "reboot", "reset", "suspend", "resume"}
@@ -89,6 +90,8 @@ def perform_action(
                     f"{vm.host.name} is down ({vm.host.last_error or 'libvirtd does not answer'}): "
                     f"{action} {vm.name} once the host is back up."
                 )
+            if action == "restore":
+                _refuse_unsaved(vm)
             return _queue(vm, action, actor=actor, mode=mode, timeout=timeout)
         if action in ("start", "restore"):
             # qemu opens the disks now: each as its recorded format, its header checked.
@@ -110,6 +113,15 @@ def perform_action(
                     detail=f"mode {mode}" if action == "reboot" else "",
                 )
     return vm
+
+
+def _refuse_unsaved(vm: VirtualMachine) -> None:
+    """A refusal (409) unless vm's host holds a saved state of it, asked now: a restore
+    job would only fail."""
+    with on_vm_host(vm):
+        saved = hypervisor.has_saved_state(vm.host.uri, str(vm.pk))
+    if not saved:
+        raise ConflictError(f"{vm.name} has no saved state to restore: start it instead.")
 
 
 def _waiting_shutdown(vm: VirtualMachine) -> Job | None:
@@ -199,7 +211,8 @@ def run_action_job(job: Job) -> None:
                 log_line="restore started",
             )
             hypervisor.restore_domain(uri, uuid)
-    vm = apply_info(vm, None)
+    # After a save or a restore the VM's details say whether it has a saved state now.
+    vm = refresh_details(vm) if action in ("save", "restore") else apply_info(vm, None)
     jobs.report(
         job.pk,
         progress=100,

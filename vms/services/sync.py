@@ -83,6 +83,7 @@ def serialize_vm(vm: VirtualMachine) -> dict[str, object]:
         "memory_mib": vm.memory_mib,
         "ips": vm.ips,
         "details_at": vm.details.get("read_at", ""),
+        "saved": bool(vm.details.get("has_managed_save")),
     }
 
 
