@@ -56,9 +56,12 @@
   }
   applyLayout(document);
   document.addEventListener("htmx:load", function (e) { applyLayout(e.detail.elt.parentNode || e.detail.elt); });
+  // A form's data-confirm asks before any of its buttons submits it; a button's own
+  // data-confirm asks before that button does (a bulk form's Force off, not its Start).
   document.addEventListener("submit", function (e) {
     var form = e.target;
-    if (form.dataset && form.dataset.confirm && !window.confirm(form.dataset.confirm)) e.preventDefault();
+    var ask = (e.submitter && e.submitter.dataset.confirm) || (form.dataset && form.dataset.confirm);
+    if (ask && !window.confirm(ask)) e.preventDefault();
   }, true);
   document.addEventListener("change", function (e) {
     var el = e.target;

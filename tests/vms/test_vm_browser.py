@@ -153,9 +153,31 @@ def test_it_enables_the_vm_pages_buttons_as_the_state_changes(
     expect(buttons.get_by_role("button", name="Resume", exact=True)).to_be_disabled()
     assert page.evaluate("window.__marker") == 1, "the page reloaded"
 
+    # Force off asks first: dismissed, nothing happens; accepted, the VM goes off.
+    asked: list[str] = []
+
+    def answer(accept: bool):
+        def on_dialog(dialog) -> None:
+            asked.append(dialog.message)
+            dialog.accept() if accept else dialog.dismiss()
+
+        return on_dialog
+
+    page.once("dialog", answer(False))
+    force_off.click()
+    expect(force_off).to_be_enabled()
+    assert hypervisor.get_domain(LOCAL_URI, str(vm.pk)).state == "running"
+    page.once("dialog", answer(True))
     force_off.click()
 
     expect(page.locator(".alert-success")).to_have_text(f"{vm.name}: force off done; now shutoff.")
+    assert (
+        asked
+        == [
+            f"Force off {vm.name}? Like pulling the power cord: what the guest has not written to disk is lost."
+        ]
+        * 2
+    )
     expect(badge).to_have_text("shutoff")
     expect(start).to_be_enabled()
     expect(force_off).to_be_disabled()
