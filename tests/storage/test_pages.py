@@ -113,6 +113,34 @@ def _act(client, path: str, data: dict | None = None) -> tuple[str, list[str]]:
     return response.url, said
 
 
+def pool_buttons(client, pool) -> dict[str, bool]:
+    """{label: enabled} of the pool page's Build, Start, Stop and Refresh buttons."""
+    page = lxml_html.fromstring(client.get(f"/storage/{pool.pk}/").content)
+    return {
+        label: page.xpath(f"//button[normalize-space()='{label}']")[0].get("disabled") is None
+        for label in ("Build", "Start", "Stop", "Refresh")
+    }
+
+
+def test_the_pool_page_offers_only_what_its_state_allows(dir_pool, admin_user, admin_client):
+    assert pool_buttons(admin_client, dir_pool) == {
+        "Build": False,
+        "Start": False,
+        "Stop": True,
+        "Refresh": True,
+    }
+    services.pool_action(dir_pool, "stop", actor=Actor(admin_user))
+    stopped = StoragePool.objects.get(pk=dir_pool.pk)
+    assert stopped.state != "active"
+    assert pool_buttons(admin_client, stopped) == {
+        "Build": True,
+        "Start": True,
+        "Stop": False,
+        "Refresh": False,
+    }
+    services.pool_action(stopped, "start", actor=Actor(admin_user))
+
+
 def test_the_volume_and_pool_pages_answer_each_action(dir_pool, admin_user, admin_client):
     made = {
         name: services.create_volume(
