@@ -62,6 +62,12 @@ def vm_nic_attach(request: HttpRequest, vm_id: str) -> HttpResponse:
         messages.error(request, exc.message)
     else:
         messages.success(request, f"NIC {mac} attached to {vm.name}.")
+        if network is not None and not network.active:
+            messages.warning(
+                request,
+                f"Network '{network.name}' is not running: {vm.name} cannot start with this "
+                "NIC until the network is started.",
+            )
     return redirect("vm_detail", vm_id=vm.pk)
 
 

@@ -235,3 +235,30 @@ def test_nic_changes_wait_for_the_vms_job_and_stop_at_a_missing_vm_while_a_vnc_p
     gone = api.delete(f"/api/v1/vms/{vm.pk}/nics/", {"mac": mac}, format="json")
     assert gone.status_code == 409 and "missing from its host" in gone.json()["detail"]
     assert not AuditEvent.objects.filter(action="vm.nic_detach").exists()
+
+
+def test_a_nic_on_a_stopped_network_is_flagged_and_the_vm_start_says_which_network(
+    local_host, admin, nets, make_vm, api_for, client_for
+):
+    network = services.create_network(local_host, **isolated(nets), actor=Actor(admin))
+    services.network_action(network, "stop", actor=Actor(admin))
+    vm = make_vm()
+
+    attached = client_for("member").post(
+        f"/vms/{vm.pk}/nics/attach/",
+        {"network": network.pk, "model": "virtio", "persistent": ["0", "1"]},
+        follow=True,
+    )
+    said = texts(attached, "//div[@role='alert']")
+    assert any("attached to" in a for a in said), said
+    assert any(f"Network '{network.name}' is not running" in a for a in said), said
+
+    refused = api_for("member").post(f"/api/v1/vms/{vm.pk}/start/", {}, format="json")
+    assert refused.status_code == 409, refused.content
+    assert f"NIC on network '{network.name}', which is not running" in refused.json()["detail"]
+    assert hypervisor.get_domain(LOCAL_URI, str(vm.pk)).state == "shutoff"
+
+    services.network_action(network, "start", actor=Actor(admin))
+    started = api_for("member").post(f"/api/v1/vms/{vm.pk}/start/", {}, format="json")
+    assert started.status_code == 200, started.content
+    assert hypervisor.get_domain(LOCAL_URI, str(vm.pk)).state == "running"

@@ -16,10 +16,12 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
+from networking.models import Network
 from panel import audit, hypervisor, jobs, locks, rows
 from panel.actors import Actor
 from panel.choices import HostState, JobKind, JobState
 from panel.exceptions import ConflictError, GoneError, ServiceError, UnavailableError
+from panel.hostcalls import on_host
 from panel.models import Job, Project
 from panel.permissions import CHANGE, DELETE, is_admin
 from panel.services import cancel_job
@@ -96,6 +98,7 @@ def perform_action(
         if action in ("start", "restore"):
             # qemu opens the disks now: each as its recorded format, its header checked.
             check_vm_disks(vm.host, vm.disks, "booted")
+            _refuse_stopped_networks(vm)
         # One action at a time on a VM: the claim is written before the host is touched,
         # so a request that cannot write (busy VM, locked database) changes nothing.
         with claimed(vm, action, actor, jobs_too=shutdown is None):
@@ -113,6 +116,24 @@ def perform_action(
                     detail=f"mode {mode}" if action == "reboot" else "",
                 )
     return vm
+
+
+def _refuse_stopped_networks(vm: VirtualMachine) -> None:
+    """A refusal (409) naming the networks of vm's NICs that are not running on its host,
+    which libvirt would refuse the start for in its own words. Only networks the panel
+    has as stopped are asked about again."""
+    names = {nic.get("source") for nic in vm.nics if nic.get("type") == "network"}
+    stopped = []
+    for network in Network.objects.filter(host=vm.host_id, name__in=names, active=False):
+        with on_host(vm.host, f"Network '{network.name}'"):
+            if not hypervisor.get_network(vm.host.uri, network.name).active:
+                stopped.append(network.name)
+    if stopped:
+        listed = ", ".join(f"'{name}'" for name in sorted(stopped))
+        raise ConflictError(
+            f"{vm.name} has a NIC on network {listed}, which is not running on "
+            f"{vm.host.name}: start the network first (Networks page), or detach the NIC."
+        )
 
 
 def _refuse_unsaved(vm: VirtualMachine) -> None:
