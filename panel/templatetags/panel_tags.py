@@ -1,6 +1,11 @@
 from django import template
+from django.urls import NoReverseMatch, reverse
+from django.utils.html import format_html
 
 register = template.Library()
+# Targets whose page a job links to: the URL name of that page, and the job's result key
+# holding the target's name.
+TARGET_PAGES = {"vm": ("vm_detail", "vm_name"), "volume": ("volume_detail", "volume_name")}
 
 UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 
@@ -39,3 +44,30 @@ def split(value: str, sep: str | None = None) -> list[str]:
 def split_triples(value: str) -> list[list[str]]:
     """ "a:b:c,d:e:f" as [[a, b, c], [d, e, f]], for small fixed field lists in templates."""
     return [item.split(":") for item in str(value).split(",") if item]
+
+
+@register.simple_tag
+def job_target(job: object) -> str:
+    """A job's target by name, linked to its page while it has one (not once deleted)."""
+    target = str(getattr(job, "target", ""))
+    kind, _, key = target.partition(":")
+    result = getattr(job, "result", None)
+    result = result if isinstance(result, dict) else {}
+    host_id = getattr(job, "host_id", None)
+    if kind == "host" and host_id is not None:
+        return format_html('<a href="{}">{}</a>', reverse("host_detail", args=[host_id]), key)
+    if kind not in TARGET_PAGES or not key:
+        return target
+    page, name_key = TARGET_PAGES[kind]
+    name = str(result.get(name_key) or target)
+    job_kind, done = str(getattr(job, "kind", "")), getattr(job, "state", "") == "succeeded"
+    # The target's own delete and create (not a snapshot's, say).
+    if job_kind == f"{kind}.delete" and done:
+        return f"{name} (deleted)"
+    if job_kind == f"{kind}.create" and not done:
+        return name  # no page until it is made
+    try:
+        url = reverse(page, args=[key])
+    except NoReverseMatch:  # a target the panel did not write (no page of that form)
+        return name
+    return format_html('<a href="{}">{}</a>', url, name)

@@ -231,11 +231,11 @@ def test_it_lists_jobs_and_shows_one(admin_client, admin_user, host):
     assert listing.status_code == 200
     table = rows(listing, "//tbody/tr")
     assert len(table) == 1
-    assert table[0].startswith(f"{job.pk} Host refresh host:kvm01 queued 30 % admin")
+    assert table[0].startswith(f"{job.pk} Host refresh kvm01 queued 30 % admin")
     assert detail.status_code == 200
     text = page_text(detail)
     assert f"Host refresh #{job.pk}" in text
-    assert "host:kvm01 · started by admin" in text
+    assert "kvm01 · started by admin" in text
     assert "Reading domains" in text
     assert re.search(r"\d\d:\d\d:\d\d connected", text)
     assert rows(detail, "//form[contains(@action, '/cancel/')]/button") == ["Cancel"]
