@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
+from django.db import DatabaseError
 
 from panel import hypervisor, jobs
 from panel.exceptions import ServiceError
@@ -10,6 +13,8 @@ from panel.exceptions import ServiceError
 from . import services
 from .models import VirtualMachine
 from .services import backups, create, migrate, move_storage, schedules, snapshots
+
+log = logging.getLogger(__name__)
 
 
 @shared_task(name="vms.action", soft_time_limit=900, time_limit=960)
@@ -51,16 +56,20 @@ def run_backup_schedules() -> list[str]:
 
 @shared_task(name="vms.refresh_details", soft_time_limit=60, time_limit=90)
 def vm_details_task(vm_id: str) -> None:
-    """Read a VM's addresses, agent info and block sizes from its host."""
-    vm = VirtualMachine.objects.select_related("host").filter(pk=vm_id).first()
-    if vm is None:
-        return
+    """Read a VM's addresses, agent info and block sizes from its host; the next view of
+    its page asks again when this could not be done."""
     try:
+        vm = VirtualMachine.objects.select_related("host").filter(pk=vm_id).first()
+        if vm is None:
+            return
         vm = services.refresh_details(vm)
         if vm.state != "missing":
             snapshots.sync_snapshots(vm)
     except (hypervisor.HypervisorError, ServiceError):
         return  # the page keeps what it had; the host state says why
+    except DatabaseError as exc:
+        # A passing database error (a deadlock, a lock timeout): only a refresh is lost.
+        log.warning("the details of VM %s were not refreshed: %s", vm_id, exc)
 
 
 @shared_task(name="vms.clone", soft_time_limit=3600, time_limit=3660)
