@@ -11,6 +11,7 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ from rest_framework.test import APIClient
 
 from panel import hypervisor, services
 from panel.actors import Actor
-from panel.models import Job
+from panel.models import ActionLock, Job
 from tests.conftest import LOCAL_URI
 from tests.migration.conftest import console_says, guest, second_host, where  # noqa: F401
 from tests.stack import worker_holding_jobs
@@ -102,28 +103,40 @@ def finished(job_id: int, timeout: float = 60) -> Job:
     return Job.objects.get(pk=job_id)
 
 
-def test_it_lets_exactly_one_of_start_and_delete_through(stack, transactional_db, make_vm, member):
+def test_it_lets_exactly_one_of_start_and_delete_through(
+    stack, transactional_db, make_vm, member, monkeypatch
+):
+    """The two requests are made to overlap for sure: a start made in this process keeps
+    its claim until the delete has its answer, and a delete made here waits until the web
+    server's start holds its claim. Otherwise a start could end before the delete is even
+    read, and both would rightly go through one after the other."""
     token, api = token_and_client(member)
+    delete_answered = threading.Event()
+    real_start = hypervisor.start_domain
+
+    def start_once_the_delete_has_its_answer(uri: str, uuid: str) -> hypervisor.DomainInfo:
+        assert delete_answered.wait(60), "the delete got no answer within 60 s"
+        return real_start(uri, uuid)
+
+    monkeypatch.setattr(hypervisor, "start_domain", start_once_the_delete_has_its_answer)
     for round_ in range(ROUNDS):
         vm = make_vm(running=False)
+        delete_answered.clear()
         start_path, delete_path = f"/api/v1/vms/{vm.pk}/start/", f"/api/v1/vms/{vm.pk}/"
 
-        def http(method: str, path: str) -> Callable[[], Answer]:
-            return lambda: over_http(stack, token, method, path)
-
-        def local(method: str, path: str) -> Callable[[], Answer]:
-            return lambda: in_process(api, method, path)
-
         # Alternate which process sends which request.
-        start_call, delete_call = ("POST", start_path), ("DELETE", delete_path)
         if round_ % 2:
-            start, delete = http(*start_call), local(*delete_call)
+            start = partial(over_http, stack, token, "POST", start_path)
+            delete = partial(in_process_once_claimed, api, vm.pk, delete_path)
         else:
-            start, delete = local(*start_call), http(*delete_call)
+            start = partial(in_process, api, "POST", start_path)
+            delete = partial(over_http, stack, token, "DELETE", delete_path)
         # The delete job is held: run at once, it could finish and remove the row before
         # a slower start request looked the VM up (a right 404 that says nothing here).
         with worker_holding_jobs():
-            (start_status, start_body), (delete_status, delete_body) = together(start, delete)
+            (start_status, start_body), (delete_status, delete_body) = together(
+                start, telling(delete_answered, delete)
+            )
 
         assert sorted([start_status, delete_status]) in ([200, 409], [202, 409]), (
             start_status,
@@ -143,6 +156,28 @@ def test_it_lets_exactly_one_of_start_and_delete_through(stack, transactional_db
             with pytest.raises(hypervisor.NotFound):
                 hypervisor.get_domain(LOCAL_URI, str(vm.pk))
             assert not VirtualMachine.objects.filter(pk=vm.pk).exists()
+
+
+def telling(event: threading.Event, call: Callable[[], Answer]) -> Callable[[], Answer]:
+    """call, setting event once it has its answer (or failed)."""
+
+    def told() -> Answer:
+        try:
+            return call()
+        finally:
+            event.set()
+
+    return told
+
+
+def in_process_once_claimed(api: APIClient, vm_id: object, path: str) -> Answer:
+    """The delete sent from this process once the web server's start holds its claim on
+    the VM (or after 10 s, when the start was refused before claiming)."""
+    try:
+        wait_for(lambda: ActionLock.objects.filter(target=f"vm:{vm_id}").exists(), 10, 0.005)
+    finally:
+        connection.close()
+    return in_process(api, "DELETE", path)
 
 
 def test_it_runs_one_of_two_migrations_and_refuses_the_other(
