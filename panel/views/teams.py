@@ -70,7 +70,7 @@ def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
         "members": Membership.objects.filter(project=project).select_related("user"),
         "can_manage": can_manage,
         "member_form": MemberForm(),
-        "vms": project.vms.select_related("host")[:100],
+        "vms": restrict(project.vms.select_related("host"), request.user)[:100],
     }
     return render(request, "panel/project_detail.html", context)
 
