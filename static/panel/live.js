@@ -94,6 +94,13 @@
       var log = card.querySelector("[data-job-log]");
       if (log) log.textContent = job.log;
       card.dispatchEvent(new CustomEvent("job:update", { detail: job, bubbles: true }));
+      // A finished job has nothing to cancel; what it deleted has no page to go back to.
+      if (done) {
+        document.querySelectorAll('[data-job-cancel="' + job.id + '"]').forEach(function (f) { f.remove(); });
+      }
+      if (job.state === "succeeded") {
+        document.querySelectorAll('[data-job-succeeded="' + job.id + '"]').forEach(function (a) { a.classList.remove("d-none"); });
+      }
       if (job.state === "succeeded" && card.dataset.gotoOnSuccess) {
         var target = card.dataset.gotoOnSuccess;
         delete card.dataset.gotoOnSuccess;
