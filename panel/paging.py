@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from django.core.paginator import Page, Paginator
 from django.db.models import QuerySet
+from django.http import HttpRequest
+
+PER_PAGE = 50
 
 
 class KeyFirstPaginator(Paginator):
@@ -28,3 +31,13 @@ class KeyFirstPaginator(Paginator):
         return self._get_page(  # type: ignore[attr-defined]
             [found[k] for k in keys if k in found], number, self
         )
+
+
+def page_of(request: HttpRequest, rows: QuerySet, per_page: int = PER_PAGE) -> tuple[Page, str]:
+    """The page of rows that request's ?page= asks for (the first for anything else, the
+    last past the end), and the request's other query parameters for the pager's links
+    (templates/panel/_pager.html)."""
+    page = KeyFirstPaginator(rows, per_page).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return page, query.urlencode()

@@ -20,7 +20,7 @@ from panel.actors import Actor
 from panel.exceptions import ServiceError
 from panel.middleware import style_nonce
 from panel.models import Job, Project
-from panel.paging import KeyFirstPaginator
+from panel.paging import page_of
 from panel.permissions import (
     CHANGE,
     CONSOLE,
@@ -108,9 +108,7 @@ def vm_list(request: HttpRequest) -> HttpResponse:
     # Only what the rows show: not the domain XML, the details read from the host, nor
     # the device lists.
     qs = _filtered(visible_vms(request.user).only(*LIST_COLUMNS), f)
-    page = KeyFirstPaginator(qs, 50).get_page(request.GET.get("page"))
-    query = request.GET.copy()
-    query.pop("page", None)
+    page, query = page_of(request, qs)
     context = {
         "page": page,
         "filters": f,
@@ -120,7 +118,7 @@ def vm_list(request: HttpRequest) -> HttpResponse:
         # Live state for the rows shown: one socket that follows these VMs.
         "row_ids": ",".join(str(vm.pk) for vm in page),
         "states": VMState.choices,
-        "query": query.urlencode(),
+        "query": query,
         "button_states": BUTTON_STATES,
     }
     return render(request, "vms/vm_list.html", context)

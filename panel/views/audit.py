@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from panel.models import AuditEvent, Project
+from panel.paging import page_of
 from panel.permissions import VIEW, can_see_audit_log, restrict, visible_audit_events
 
 FILTERS = ("user", "project", "action", "target", "result", "since", "until")
@@ -57,17 +58,11 @@ def filtered_events(request: HttpRequest) -> tuple[QuerySet[AuditEvent], dict[st
 def audit_list(request: HttpRequest) -> HttpResponse:
     qs, values = filtered_events(request)
     projects = restrict(Project.objects.all(), request.user, VIEW)
-    query = request.GET.urlencode()
+    page, query = page_of(request, qs)
     return render(
         request,
         "panel/audit_list.html",
-        {
-            "events": qs[:500],
-            "total": qs.count(),
-            "filters": values,
-            "projects": projects,
-            "query": query,
-        },
+        {"page": page, "filters": values, "projects": projects, "query": query},
     )
 
 

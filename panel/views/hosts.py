@@ -15,6 +15,7 @@ from panel.choices import HostState, JobKind
 from panel.exceptions import ServiceError
 from panel.forms import HostForm
 from panel.models import Host, Job
+from panel.paging import page_of
 from panel.permissions import (
     CHANGE,
     MANAGE,
@@ -101,7 +102,8 @@ def host_delete(request: HttpRequest, host_id: int) -> HttpResponse:
 
 
 def job_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "panel/job_list.html", {"jobs": visible_jobs(request.user)[:200]})
+    page, query = page_of(request, visible_jobs(request.user))
+    return render(request, "panel/job_list.html", {"jobs": page, "page": page, "query": query})
 
 
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:

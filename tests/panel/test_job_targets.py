@@ -63,3 +63,17 @@ def test_a_jobs_page_links_its_target(jobs_of_each_kind, admin_client):
     page = html.fromstring(admin_client.get(f"/jobs/{job.pk}/").content)
     (link,) = page.xpath("//p[contains(@class, 'text-body-secondary')]/a")
     assert (link.text, link.get("href")) == ("web1", f"/vms/{jobs_of_each_kind['ids']['vm']}/")
+
+
+def test_the_job_list_shows_fifty_jobs_a_page_newest_first(admin_client, db):
+    made = [Job.objects.create(kind="host.refresh", target=f"host:kvm{n}").pk for n in range(60)]
+
+    first = html.fromstring(admin_client.get("/jobs/").content)
+    second = html.fromstring(admin_client.get("/jobs/?page=2").content)
+
+    def ids(page) -> list[int]:
+        return [int(a.text_content()) for a in page.xpath("//table//tr/td[1]//a")]
+
+    assert ids(first) + ids(second) == sorted(made, reverse=True)
+    assert len(ids(first)) == 50
+    assert first.xpath("//nav[@aria-label='Pages']//a/@href") == ["?page=2"]

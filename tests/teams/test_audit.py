@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 from django.db import transaction
+from lxml import html as lxml_html
 
 from panel import audit, quotas
 from panel.actors import Actor
@@ -281,3 +282,26 @@ def test_it_filters_by_a_moment_with_any_utc_offset_python_accepts(dated, client
     shown = {e["id"] for e in api.json()["results"]}
     early, *later = dated
     assert early.pk not in shown and {e.pk for e in later} <= shown
+
+
+def test_it_pages_the_audit_log_fifty_rows_at_a_time_keeping_the_filters(
+    world, client_for, alpha, member
+):
+    for n in range(120):
+        audit.record(Actor(member), "vm.start", f"paged-{n:03}", project=alpha)
+    audit.record(Actor(member), "vm.start", "not-paged", project=alpha)
+    admin = client_for("admin")
+
+    first = admin.get("/audit/?target=paged-")
+    last = admin.get("/audit/?target=paged-&page=3")
+
+    assert [r["target"] for r in audit_rows(first)] == [f"paged-{n:03}" for n in range(119, 69, -1)]
+    assert [r["target"] for r in audit_rows(last)] == [f"paged-{n:03}" for n in range(19, -1, -1)]
+    assert texts(first, "//nav[@aria-label='Pages']//a") == ["Next"]
+    assert lxml_html.fromstring(first.content).xpath("//nav[@aria-label='Pages']//a/@href") == [
+        "?target=paged-&page=2"
+    ]
+    assert "120 events, 50 a page" in " ".join(texts(first, "//main//p"))
+    assert texts(last, "//nav[@aria-label='Pages']//span") == ["Page 3 of 3"]
+    # The export is not paged: every matching row.
+    assert len(export_rows(admin.get("/audit/export.csv?target=paged-&page=2"))[1]) == 120
