@@ -35,7 +35,8 @@ from panel.permissions import (
 )
 from storage.models import Volume
 
-from . import services
+from . import bulk, services
+from .bulk import BULK_ACTIONS
 from .choices import VMState
 from .models import VirtualMachine
 from .permissions import visible_vms
@@ -136,24 +137,19 @@ def _uuids(values: list[str]) -> list[uuid.UUID]:
 @require_POST
 def vm_bulk(request: HttpRequest) -> HttpResponse:
     action = request.POST.get("action", "")
-    if action not in {"start", "shutdown", "force-off"}:
-        messages.error(request, "Choose start, shut down or force off for the selected VMs.")
-        return redirect("vm_list")
     ids = _uuids(request.POST.getlist("vm"))
-    if not ids:
+    if action not in BULK_ACTIONS:
+        messages.error(
+            request, f"Choose what to do with the selected VMs: {', '.join(BULK_ACTIONS.values())}."
+        )
+    elif not ids:
         messages.error(request, "Select at least one VM first.")
-        return redirect("vm_list")
-    done, failed = [], []
-    for vm in visible_vms(request.user).filter(pk__in=ids):
-        try:
-            services.perform_action(vm, action, actor=Actor.of(request))
-            done.append(vm.name)
-        except (ServiceError, PermissionDenied) as exc:
-            failed.append(f"{vm.name}: {getattr(exc, 'message', None) or exc}")
-    if done:
-        messages.success(request, f"{action.replace('-', ' ').capitalize()}: {', '.join(done)}.")
-    for line in failed:
-        messages.error(request, line)
+    else:
+        done, failed = bulk.run(request, action, visible_vms(request.user).filter(pk__in=ids))
+        if done:
+            messages.success(request, f"{BULK_ACTIONS[action]}: {', '.join(done)}.")
+        for line in failed:
+            messages.error(request, line)
     next_url = request.POST.get("next", "")
     return redirect(next_url if next_url.startswith("/vms/") else "vm_list")
 

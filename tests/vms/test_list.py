@@ -231,7 +231,8 @@ def test_it_queues_a_shutdown_job_per_selected_vm(fake_vms, client_for):
         "/vms/bulk/", {"action": "shutdown", "vm": [str(ours.pk), str(theirs.pk)]}, follow=True
     )
 
-    assert alerts(response) == ["Shutdown: test."]
+    job = Job.objects.get(kind="vm.shutdown")
+    assert alerts(response) == [f"Shut down: test (job #{job.pk})."]
     assert list(Job.objects.values_list("kind", "target", "user__username")) == [
         ("vm.shutdown", f"vm:{ours.pk}", "member")
     ]
@@ -242,7 +243,8 @@ def test_it_queues_a_shutdown_job_per_selected_vm(fake_vms, client_for):
     [
         (
             {"action": "explode", "vm": ["x"]},
-            "Choose start, shut down or force off for the selected VMs.",
+            "Choose what to do with the selected VMs: Start, Shut down, Force off, Migrate, "
+            "Delete, Forget missing.",
         ),
         ({"action": "start"}, "Select at least one VM first."),
     ],
