@@ -28,10 +28,12 @@ from panel.permissions import (
     DELETE,
     VIEW,
     allowed,
+    can_see_audit_log,
     get_object_for_user,
     is_admin,
     restrict,
     visible_hosts,
+    visible_jobs,
 )
 from storage.models import Volume
 
@@ -174,12 +176,36 @@ def vm_detail(request: HttpRequest, vm_id: str) -> HttpResponse:
         "can_change": allowed(request.user, vm, CHANGE),
         "can_delete": allowed(request.user, vm, DELETE),
         "is_admin": is_admin(request.user),
-        "job": Job.objects.filter(target=f"vm:{vm.pk}").order_by("-created").first(),
         "button_states": BUTTON_STATES,
         "projects": Project.objects.all() if is_admin(request.user) else [],
         **_disk_context(request, vm),
+        **_history_context(request, vm),
     }
     return render(request, "vms/vm_detail.html", context)
+
+
+# The VM page's tabs: (id, label), the first shown unless the address names another.
+VM_TABS = [
+    ("summary", "Summary"),
+    ("hardware", "Hardware"),
+    ("snapshots", "Snapshots"),
+    ("backups", "Backups"),
+    ("options", "Options"),
+    ("history", "History"),
+]
+HISTORY_SIZE = 20
+
+
+def _history_context(request: HttpRequest, vm: VirtualMachine) -> dict[str, object]:
+    """The VM's latest job (its progress card) and its recent jobs (the History tab)."""
+    history = list(visible_jobs(request.user).filter(target=f"vm:{vm.pk}")[:HISTORY_SIZE])
+    return {
+        "tabs": VM_TABS,
+        "job": history[0] if history else None,
+        "history": history,
+        "history_size": HISTORY_SIZE,
+        "can_see_audit": can_see_audit_log(request.user),
+    }
 
 
 def _disk_context(request: HttpRequest, vm: VirtualMachine) -> dict[str, object]:

@@ -35,6 +35,8 @@ def test_it_takes_a_snapshot_from_the_vm_page_and_shows_it_in_the_tree(
     page.fill("#id_password", ADMIN_PASSWORD)
     page.click("button[type=submit]")
     page.goto(f"{stack.url}/vms/{vm.pk}/")
+    page.get_by_role("tab", name="Snapshots").click()
+    expect(page).to_have_url(f"{stack.url}/vms/{vm.pk}/#snapshots")
     card = page.locator("[data-vm-snapshots]")
     expect(card.locator("[data-snapshot-tree]")).to_contain_text("No snapshots.")
 
@@ -100,7 +102,7 @@ def test_it_backs_up_from_the_backups_card_and_lists_the_backup(
     page.fill("#id_username", "admin")
     page.fill("#id_password", ADMIN_PASSWORD)
     page.click("button[type=submit]")
-    page.goto(f"{stack.url}/vms/{vm.pk}/")
+    page.goto(f"{stack.url}/vms/{vm.pk}/#backups")  # the address opens the Backups tab
     card = page.locator("[data-vm-backups]")
     expect(card.locator("[data-backup-list]")).to_contain_text("No backups.")
 

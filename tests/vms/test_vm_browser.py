@@ -220,7 +220,7 @@ def test_fresh_details_do_not_reload_a_page_the_user_is_typing_in(
     # Details read "just now": opening the page does not start a read of its own.
     fresh_until = (timezone.now() + timedelta(minutes=10)).isoformat()
     VirtualMachine.objects.filter(pk=vm.pk).update(details={"read_at": fresh_until})
-    sockets = open_as(page, stack, admin, f"/vms/{vm.pk}/")
+    sockets = open_as(page, stack, admin, f"/vms/{vm.pk}/#options")
     sockets.wait_for_snapshot(page, f"/ws/vms/{vm.pk}/")
     page.evaluate("() => { window.sameDocument = true; }")
     page.get_by_label("Clone as").fill("half-typed")
