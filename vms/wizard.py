@@ -55,7 +55,7 @@ def _request_from_form(post: Any, files: Any) -> dict[str, Any]:
 
 def _install_from_form(post: Any, files: Any) -> dict[str, Any]:
     """The request's install part: the method chosen and that method's fields."""
-    method = post.get("method", "kernel")
+    method = post.get("method", "iso")
     install: dict[str, Any] = {"method": method}
     if method == "iso":
         install["iso_volume"] = post.get("iso_volume")
@@ -119,7 +119,8 @@ def _disks_from_form(post: Any) -> list[dict[str, Any]]:
 
 
 WIZARD_DEFAULTS: dict[str, Any] = {
-    "method": "kernel",
+    # Booting an installer ISO comes first, as in Proxmox and Cockpit; the API names no default.
+    "method": "iso",
     "start": "1",
     "vcpus": 1,
     "memory_mib": 1024,
