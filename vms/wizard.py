@@ -18,6 +18,7 @@ from panel.actors import Actor
 from panel.exceptions import ServiceError
 from panel.models import Host, Job, Project
 from panel.permissions import VIEW, is_admin, project_ids, restrict
+from storage import services as storage_services
 from storage.models import StoragePool, Volume
 
 from .models import Template
@@ -158,6 +159,9 @@ def _wizard(
 ) -> HttpResponse:
     """The wizard's form, filled with values, with what the user may choose from."""
     user = request.user
+    volumes = restrict(Volume.objects.select_related("pool"), user, VIEW).order_by(
+        "pool__name", "name"
+    )
     context = {
         "values": values,
         "error": error,
@@ -167,9 +171,8 @@ def _wizard(
             StoragePool.objects.filter(state="active").select_related("host"), user, VIEW
         ),
         "networks": restrict(Network.objects.select_related("host"), user, VIEW),
-        "volumes": restrict(Volume.objects.select_related("pool"), user, VIEW).order_by(
-            "pool__name", "name"
-        ),
+        "volumes": volumes,
+        "isos": storage_services.cd_images(volumes),
         "variants": _variants(),
         "methods": create.METHODS,
     }
@@ -253,6 +256,8 @@ def _save_template(post: Any) -> Template:
     image = Volume.objects.filter(pk=post.get("image") or 0).first()
     if source in ("cloud-image", "iso") and image is None:
         raise ServiceError("Choose the image volume.", field="image")
+    if source == "iso" and image is not None:
+        storage_services.require_cd_image(image, "image")
     numbers = {}
     for field, low, high in (
         ("vcpus", 1, 256),

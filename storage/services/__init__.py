@@ -8,7 +8,8 @@ wipes, preallocated creates and uploads report through a Job.
 Modules:
 - validation: names, paths, sizes, formats and pool specs the panel accepts;
 - sync: the host's pools and volumes as rows (sync, refresh, sizes after a change);
-- trust: recorded formats and chains, and the header checks before qemu opens an image;
+- trust: recorded formats and chains, the header checks before qemu opens an image, and
+  which volumes are installer ISOs;
 - pools: pool actions for admins (create, build/start/stop/refresh, autostart, delete);
 - common: what volume actions share (their checks, the new volume's row, the queued job);
 - volumes: create, resize, delete, clone, convert and wipe a volume;
@@ -24,7 +25,15 @@ from .details import assign_volume, check_volume, set_shared, volume_details
 from .pools import create_pool, delete_pool, pool_action, set_pool_autostart
 from .sync import observed, refresh_pool_row, sync_pools
 from .transfers import open_download, run_upload, start_upload
-from .trust import as_backing, check_content, check_vm_disks, record_made, recorded_chains
+from .trust import (
+    as_backing,
+    cd_images,
+    check_content,
+    check_vm_disks,
+    record_made,
+    recorded_chains,
+    require_cd_image,
+)
 from .validation import (
     FIELD_LABELS,
     FORMATS,
@@ -49,6 +58,7 @@ __all__ = [
     "as_backing",
     "assign_volume",
     "capacity_bytes",
+    "cd_images",
     "check_content",
     "check_vm_disks",
     "check_volume",
@@ -66,6 +76,7 @@ __all__ = [
     "refresh_pool_row",
     "remove_leftovers",
     "remove_made_volumes",
+    "require_cd_image",
     "resize_volume",
     "run_upload",
     "run_volume_job",

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from panel import hypervisor
@@ -41,6 +42,30 @@ def require_trusted(volume: Volume, what: str) -> None:
             f"{volume.name} was found on {volume.pool.host.name} and has not been assigned: "
             f"it cannot be {what} until an admin assigns it to a project with its format "
             "(the panel then checks its content)."
+        )
+
+
+def cd_images(volumes: QuerySet[Volume]) -> QuerySet[Volume]:
+    """The volumes among volumes that a VM may boot as a CD-ROM: installer ISOs, named
+    *.iso and recorded raw (as the panel makes and uploads them) or iso (libvirt's name
+    for one it found). A CD-ROM shows its file raw, so a disk image is never one."""
+    return volumes.filter(name__iendswith=".iso", format__in=RAW_FORMATS)
+
+
+def require_cd_image(volume: Volume, field: str) -> None:
+    """ServiceError on field when volume is no installer ISO (see cd_images)."""
+    if volume.format not in RAW_FORMATS:
+        raise ServiceError(
+            f"{volume.name} is a {volume.format} disk image, not an installer ISO: as a CD-ROM "
+            "the guest would read its raw bytes. Choose an .iso volume, or install by import "
+            "to boot from this disk.",
+            field=field,
+        )
+    if not volume.name.lower().endswith(".iso"):
+        raise ServiceError(
+            f"{volume.name} is not an installer ISO (its name does not end in .iso): choose "
+            "an .iso volume, or upload the installer as a volume named *.iso.",
+            field=field,
         )
 
 

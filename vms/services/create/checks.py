@@ -184,6 +184,8 @@ def check_install(install: InstallRequest, at: InstallPlace) -> tuple[InstallSpe
 
 def _iso_install(install: IsoInstall, at: InstallPlace) -> IsoSpec:
     iso = _volume(at.actor, at.host, at.project, install.iso_volume, "iso_volume", read_only=True)
+    # Only once the actor may use it: the refusal names the volume.
+    storage_services.require_cd_image(iso, "iso_volume")
     return {"method": "iso", "iso_path": iso.path}
 
 
