@@ -21,6 +21,7 @@ from panel.permissions import VIEW, is_admin, project_ids, restrict
 from storage import services as storage_services
 from storage.models import StoragePool, Volume
 
+from .install import osinfo
 from .models import Template
 from .services import create
 
@@ -32,9 +33,21 @@ def _projects(user: Any, roles: tuple[str, ...]) -> Any:
 
 
 def _variants() -> list[Any]:
-    from .install import osinfo
-
     return [osinfo.GENERIC, *osinfo.variants()]
+
+
+def _os_variant(value: str) -> str:
+    """The chosen OS variant's short id as osinfo-db names it (generic when none is chosen):
+    the page offers only these, a typed or stale value gets an answer saying what to do."""
+    found = osinfo.variant(value.strip() or osinfo.GENERIC.short_id)
+    if found is None:
+        raise ServiceError(
+            f"'{value[:60]}' is not an OS variant osinfo-db knows: type part of its name in "
+            "the OS variant search (e.g. ubuntu, debian 12, win11) and pick one from the list, "
+            "or choose Generic OS.",
+            field="os_variant",
+        )
+    return found.short_id
 
 
 def _request_from_form(post: Any, files: Any) -> dict[str, Any]:
@@ -43,7 +56,7 @@ def _request_from_form(post: Any, files: Any) -> dict[str, Any]:
         "name": post.get("name", ""),
         "project": post.get("project"),
         "host": post.get("host") or None,
-        "os_variant": post.get("os_variant", ""),
+        "os_variant": _os_variant(post.get("os_variant", "")),
         "vcpus": post.get("vcpus", 1),
         "memory_mib": post.get("memory_mib", 1024),
         "firmware": post.get("firmware", "bios"),
@@ -122,6 +135,7 @@ def _disks_from_form(post: Any) -> list[dict[str, Any]]:
 WIZARD_DEFAULTS: dict[str, Any] = {
     # Booting an installer ISO comes first, as in Proxmox and Cockpit; the API names no default.
     "method": "iso",
+    "os_variant": osinfo.GENERIC.short_id,
     "start": "1",
     "vcpus": 1,
     "memory_mib": 1024,
@@ -162,6 +176,7 @@ def _wizard(
     volumes = restrict(Volume.objects.select_related("pool"), user, VIEW).order_by(
         "pool__name", "name"
     )
+    common = osinfo.common()
     context = {
         "values": values,
         "error": error,
@@ -174,6 +189,8 @@ def _wizard(
         "volumes": volumes,
         "isos": storage_services.cd_images(volumes),
         "variants": _variants(),
+        "common_variants": common,
+        "common_ids": {v.short_id for v in common},
         "methods": create.METHODS,
     }
     return render(request, "vms/vm_create.html", context, status=400 if error else 200)

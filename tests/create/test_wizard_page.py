@@ -157,3 +157,44 @@ def test_an_iso_template_needs_an_installer_iso(admin_client, dir_pool, project,
     assert "disk.qcow2 is a qcow2 disk image, not an installer ISO" in page_text(refused)
     iso = media["debian-12-netinst.iso"]
     assert admin_client.post("/vms/templates/", {**fields, "image": iso.pk}).status_code == 302
+
+
+def test_the_os_variants_have_a_search_and_the_common_ones_first(admin_client, project):
+    doc = page(admin_client.get("/vms/new/"))
+    search = doc.xpath("//input[@type='search'][@aria-controls='os_variant']")
+    assert [s.get("aria-label") for s in search] == ["Search OS variants"]
+    common, every = doc.xpath("//select[@name='os_variant']/optgroup")
+    assert (common.get("label"), every.get("label")) == ("Common", "All, by vendor")
+    names = [o.text_content() for o in common.xpath("option")]
+    assert names[0] == "Generic OS"
+    assert {"Microsoft Windows 11 (win11)", "Microsoft Windows Server 2022 (win2k22)"} <= set(names)
+    assert any(name.startswith("Ubuntu ") for name in names)
+    assert any(name.startswith("Debian ") for name in names)
+    assert doc.xpath("//select[@name='os_variant']//option[@selected]/@value") == ["generic"]
+    assert len(every.xpath("option")) > 500  # the rest of osinfo-db, a search away
+
+
+def test_the_wizard_refuses_an_os_variant_it_does_not_know(
+    admin_client, host_facts, dir_pool, project, media
+):
+    iso = media["debian-12-netinst.iso"]
+    response = admin_client.post(
+        "/vms/new/", wizard_post(project, dir_pool, iso_volume=iso.pk, os_variant="ubunt")
+    )
+    assert response.status_code == 400
+    assert [a for a in alerts(response) if "'ubunt' is not an OS variant osinfo-db knows" in a]
+    assert "pick one from the list, or choose Generic OS" in alerts(response)[0]
+    doc = lxml_html.fromstring(response.content.decode())
+    assert doc.xpath("//div[@role='alert']/@data-error-field") == ["os_variant"]
+    assert not Job.objects.filter(kind="vm.create").exists()
+
+
+def test_the_wizard_records_the_os_variant_by_its_osinfo_name(
+    admin_client, host_facts, dir_pool, project, media
+):
+    iso = media["debian-12-netinst.iso"]
+    response = admin_client.post(
+        "/vms/new/", wizard_post(project, dir_pool, iso_volume=iso.pk, os_variant="debianbullseye")
+    )
+    assert response.status_code == 302, alerts(response)
+    assert Job.objects.get(kind="vm.create").result["os_variant"] == "debian11"

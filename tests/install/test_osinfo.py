@@ -160,3 +160,32 @@ def test_it_raises_a_recommendation_to_the_os_minimum():
     assert windows is not None
     assert windows.recommended_vcpus >= 2  # Windows 11 needs two CPUs and 64 GiB
     assert windows.recommended_disk_gib >= 64
+
+
+def release(short_id: str, version: str, released: str = "") -> str:
+    dated = f"<release-date>{released}</release-date>" if released else ""
+    return (
+        f'<os id="http://example.org/{short_id}"><short-id>{short_id}</short-id>'
+        f"<name>{short_id}</name><version>{version}</version>{dated}</os>"
+    )
+
+
+def test_the_common_choices_are_generic_and_the_newest_release_of_each_usual_system(tmp_path):
+    releases = [
+        release("opensuse42.3", "42.3", "2017-07-26"),  # Leap's old numbering
+        release("opensuse15.4", "15.4", "2022-06-08"),
+        release("opensuse15.9", "15.9", "2099-01-01"),  # not out yet
+        release("opensuse-unknown", "99"),
+        release("ubuntu22.04", "22.04", "2022-04-21"),
+        release("ubuntu24.04", "24.04"),  # not dated: counts as out
+        release("win95", "4.0", "1995-08-24"),
+        release("win11", "11.0", "2021-10-05"),
+        release("win2k19", "10.0", "2018-11-13"),
+        release("win2k22", "10.0", "2021-08-18"),
+        release("sle15sp4", "15.4", "2022-06-21"),
+    ]
+    (tmp_path / "os").mkdir()
+    (tmp_path / "os" / "releases.xml").write_text(f"<libosinfo>{''.join(releases)}</libosinfo>")
+    common = [v.short_id for v in osinfo.common(str(tmp_path), today=date(2024, 1, 1))]
+    assert common == ["generic", "ubuntu24.04", "opensuse15.4", "sle15sp4", "win11", "win2k22"]
+    assert [v.short_id for v in osinfo.common(str(tmp_path / "missing"))] == ["generic"]

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,29 @@ RESOURCE_PATHS = {
     "minimum_memory": "minimum/ram",
     "minimum_disk": "minimum/storage",
 }
+# The usual systems, each by the short id of its numbered releases (a prefix, then digits
+# and dots, perhaps a service pack): the wizard offers the newest release of each first.
+# linux: Generic Linux <year>; sle: SUSE Linux Enterprise 15 on; win: Windows; win2k:
+# Windows Server.
+COMMON = (
+    "linux",
+    "ubuntu",
+    "debian",
+    "fedora",
+    "centos-stream",
+    "rhel",
+    "rocky",
+    "almalinux",
+    "opensuse",
+    "sle",
+    "alpinelinux",
+    "archlinux",
+    "freebsd",
+    "win",
+    "win2k",
+)
+
+RECENT = timedelta(days=4 * 365)
 
 
 @dataclass(frozen=True)
@@ -76,6 +100,31 @@ GENERIC = OsVariant(
 def variants(root: str = DEFAULT_ROOT) -> list[OsVariant]:
     """Every OS in osinfo-db under `root`, sorted by vendor and name; empty when it is missing."""
     return sorted(_index(root)[0].values(), key=lambda v: (v.vendor.lower(), v.name.lower()))
+
+
+def common(root: str = DEFAULT_ROOT, today: date | None = None) -> list[OsVariant]:
+    """GENERIC, then the newest release of each system in COMMON that osinfo-db knows (only
+    GENERIC when it is missing): the highest version among those out by today and not
+    older than RECENT before the latest one (openSUSE Leap 15 follows 42)."""
+    released = [
+        v for v in variants(root) if (v.release_date or date.min) <= (today or date.today())
+    ]
+    picked = [GENERIC]
+    for prefix in COMMON:
+        numbered = re.compile(rf"{re.escape(prefix)}[0-9.]*(sp[0-9]+)?")
+        releases = [v for v in released if numbered.fullmatch(v.short_id)]
+        if releases:
+            latest = max(v.release_date or date.min for v in releases)
+            since = latest - RECENT if latest > date.min + RECENT else date.min
+            recent = [v for v in releases if (v.release_date or latest) >= since]
+            picked.append(max(recent, key=_newness))
+    return picked
+
+
+def _newness(os_variant: OsVariant) -> tuple[tuple[int, ...], date]:
+    """How new a release is: its version's numbers, then its date."""
+    numbers = tuple(int(n) for n in re.findall(r"[0-9]+", os_variant.version))
+    return numbers, os_variant.release_date or date.min
 
 
 def variant(short_id: str, root: str = DEFAULT_ROOT) -> OsVariant | None:
