@@ -87,13 +87,20 @@
     return null;
   }
 
-  var THEME = {
-    text: "#000", background: "#fff", grid: "rgba(0, 0, 0, 0.07)",
-    series: ["#0d6efd", "#dc3545", "#198754"], fill: "rgba(13, 110, 253, 0.08)",
-  };
+  // Colours from Bootstrap's variables: readable in its light and dark themes alike.
+  function themeColors() {
+    var css = getComputedStyle(document.documentElement);
+    function v(name, fallback) { return css.getPropertyValue(name).trim() || fallback; }
+    return {
+      text: v("--bs-body-color", "#212529"),
+      background: v("--bs-body-bg", "#fff"),
+      grid: v("--bs-border-color", "#dee2e6"),
+      series: [v("--bs-primary", "#0d6efd"), v("--bs-danger", "#dc3545"), v("--bs-success", "#198754")],
+      fill: "rgba(" + v("--bs-primary-rgb", "13, 110, 253") + ", 0.08)",
+    };
+  }
 
-  function plotOptions(chart, labels, width) {
-    var theme = THEME;
+  function plotOptions(chart, labels, width, theme) {
     var series = [{ value: function (u, t, si, idx) { return stamp(shown(u, t, si, idx)); } }];
     labels.forEach(function (label, i) {
       series.push({
@@ -168,16 +175,24 @@
     var note = card.querySelector("[data-stats-note]");
     var range = "1h", step = 5, fetchedAt = 0, columns = null, plots = {};
     function draw() {
+      var theme = null;
       Object.keys(CHARTS).forEach(function (name) {
         var el = card.querySelector('[data-chart="' + name + '"]');
         if (!el) return;
         var data = dataOf(columns, name, kind);
         if (plots[name]) { plots[name].setData(data); return; }
+        theme = theme || themeColors();
         var chart = CHARTS[name];
-        plots[name] = new uPlot(plotOptions(chart, pick(chart.labels, kind), widthOf(el)), data, el);
+        plots[name] = new uPlot(plotOptions(chart, pick(chart.labels, kind), widthOf(el), theme), data, el);
       });
       card.dataset.points = columns.t.length;
       card.dataset.range = range;
+    }
+    // Bootstrap's theme changed: draw the plots again in its colours.
+    function redraw() {
+      if (!columns) return;
+      Object.keys(plots).forEach(function (name) { plots[name].destroy(); delete plots[name]; });
+      draw();
     }
     function load(newRange) {
       range = newRange;
@@ -213,6 +228,12 @@
     bindControls(card, plots, load);
     document.addEventListener("stats:update", function (e) { push(e.detail); });
     load(range);
+    return redraw;
   }
-  document.querySelectorAll("[data-stats-graphs]").forEach(setup);
+  var redraws = Array.prototype.map.call(document.querySelectorAll("[data-stats-graphs]"), setup);
+  if (redraws.length) {
+    // Whatever switches the page's theme sets data-bs-theme on <html>: follow it.
+    new MutationObserver(function () { redraws.forEach(function (redraw) { redraw(); }); })
+      .observe(document.documentElement, { attributes: true, attributeFilter: ["data-bs-theme"] });
+  }
 })();

@@ -2,7 +2,8 @@
 label says something of its own (a flat zero series gave "1 B/s" twice), no two labels
 are drawn over each other (the first time label carried the date, wider than the room
 between ticks), and the legend shows the latest values without the mouse on the plot (it
-read "--").
+read "--"). They take Bootstrap's colours, and those of its dark theme once the page
+switches to it.
 
 The axes are drawn on a canvas: an init script records what uPlot writes there, where,
 and in which colour, as a user would read it off the screen.
@@ -32,12 +33,21 @@ pytestmark = [
 
 CHARTS = ("cpu", "mem", "disk", "iops", "net")
 
-# Each canvas keeps the texts of its latest full drawing: text, anchor, size and colour.
+# Each canvas keeps its latest full drawing: the texts (with anchor, size and colour) and
+# the colours of the lines.
 RECORD_CANVAS = """(() => {
   const P = CanvasRenderingContext2D.prototype, fillText = P.fillText, clearRect = P.clearRect;
+  const stroke = P.stroke;
   P.clearRect = function (x, y, w, h) {
-    if (w >= this.canvas.width && h >= this.canvas.height) this.canvas.texts = [];
+    if (w >= this.canvas.width && h >= this.canvas.height) {
+      this.canvas.texts = [];
+      this.canvas.lines = [];
+    }
     return clearRect.apply(this, arguments);
+  };
+  P.stroke = function () {
+    (this.canvas.lines = this.canvas.lines || []).push(this.strokeStyle);
+    return stroke.apply(this, arguments);
   };
   P.fillText = function (text, x, y) {
     const t = this.getTransform();
@@ -53,8 +63,16 @@ RECORD_CANVAS = """(() => {
 CHART_TEXTS = """() => Object.fromEntries([...document.querySelectorAll('[data-chart]')].map(el => [
   el.dataset.chart, {
     texts: el.querySelector('canvas').texts || [],
+    lines: [...new Set(el.querySelector('canvas').lines || [])],
     legend: [...el.querySelectorAll('.u-legend .u-value')].map(v => v.textContent),
   }]))"""
+
+# A colour as a canvas states it (#rrggbb), from a CSS variable of the page.
+CANVAS_COLOUR = """(name) => {
+  const c = document.createElement('canvas').getContext('2d');
+  c.fillStyle = getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+  return c.fillStyle;
+}"""
 
 IDLE = {
     "cpu": 0.0,
@@ -142,9 +160,28 @@ def test_an_idle_vms_graphs_read_cleanly(page, stack, transactional_db, make_vm,
             hypervisor.destroy_domain(LOCAL_URI, str(vm.pk))
 
 
-def test_an_idle_hosts_graphs_read_cleanly(
+def test_an_idle_hosts_graphs_read_cleanly_in_either_theme(
     page, stack, transactional_db, local_host, people, store
 ):
     seed_idle_minute(store, "host", str(local_host.pk))
     charts = open_graphs(page, stack, people["admin"], f"/hosts/{local_host.pk}/")
     assert not problems(charts)
+    light = page.evaluate(CANVAS_COLOUR, "--bs-body-color")
+    assert {t["color"] for t in charts["cpu"]["texts"]} == {light}
+
+    page.evaluate("() => document.documentElement.setAttribute('data-bs-theme', 'dark')")
+    dark = page.evaluate(CANVAS_COLOUR, "--bs-body-color")
+    assert dark != light
+    page.wait_for_function(
+        """(dark) => [...document.querySelectorAll('[data-chart] canvas')].every(c =>
+             c.texts && c.texts.length && c.texts.every(t => t.color === dark))""",
+        arg=dark,
+    )
+    charts = page.evaluate(CHART_TEXTS)
+    assert not problems(charts)
+    grid = page.evaluate(CANVAS_COLOUR, "--bs-border-color")
+    assert all(grid in chart["lines"] for chart in charts.values())
+    legend = page.locator('[data-chart="cpu"] .u-legend .u-value').first
+    assert legend.evaluate("el => getComputedStyle(el).color") == page.evaluate(
+        "() => getComputedStyle(document.body).color"
+    )
