@@ -52,11 +52,11 @@ def vm_usage_cell(context: template.Context, vm: VirtualMachine) -> str:
     sample = usage.get(str(vm.pk))
     if not sample:
         return mark_safe(
-            '<td class="small text-nowrap" data-vm-usage>'
+            '<td class="small text-nowrap" data-label="Usage" data-vm-usage>'
             '<span class="text-body-secondary">—</span></td>'
         )
     return format_html(
-        '<td class="small text-nowrap" data-vm-usage><span title="CPU, of its vCPUs">'
+        '<td class="small text-nowrap" data-label="Usage" data-vm-usage><span title="CPU, of its vCPUs">'
         "{} %</span> · "
         '<span title="memory in use of its current memory">{} / {}</span></td>',
         f"{float(sample['cpu']):.1f}",

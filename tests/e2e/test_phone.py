@@ -1,0 +1,204 @@
+# ruff: noqa: F811  (fixtures imported from the VM tests)
+"""In headless Chromium at a phone's size (390×844) against the running stack: the VM list,
+the dashboard and the job list fit the screen's width, their rows shown as cards whose
+lines are labelled with the column's name; on the VM list each VM's name, state and
+selection box are on screen, and a VM picked there starts from the bulk bar's Start. At a
+desktop's width the lists are the usual tables."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from django.test import Client
+from playwright.sync_api import expect
+
+from panel.choices import JobState
+from panel.models import Job
+from tests.vms.conftest import (  # noqa: F401  (fixtures)
+    define_guest,
+    fast_password_hashing,
+    local_host,
+    make_vm,
+    people,
+)
+from vms.models import VirtualMachine
+
+pytestmark = [pytest.mark.browser, pytest.mark.stack, pytest.mark.timeout(240)]
+
+PHONE = {"width": 390, "height": 844}
+
+# The page's width and the window's, in CSS pixels. A phone's browser zooms a page wider
+# than its screen out until the page fits (the window grows past the screen's 390 px, and
+# the text shrinks): such a page does not fit either.
+WIDTHS = "[document.documentElement.scrollWidth, window.innerWidth]"
+
+# How a table cell is laid out and labelled: its display and its ::before text.
+CELL = """(td) => ({
+  display: getComputedStyle(td).display,
+  label: getComputedStyle(td, '::before').content,
+})"""
+
+
+@pytest.fixture
+def phone(browser, request) -> Iterator:
+    """A page in a phone's browser: 390×844, touch, mobile viewport."""
+    context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    try:
+        yield page
+    finally:
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed:
+            name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
+            try:
+                page.screenshot(path=f"/tmp/e2e-{name}.png", full_page=True)
+                print(f"\nscreenshot of the failed test: /tmp/e2e-{name}.png")
+            except Exception as exc:  # noqa: BLE001 - a lost screenshot must not hide the failure
+                print(f"\ncould not save a screenshot: {exc}")
+        context.close()
+
+
+def signed_in(page, stack, user) -> None:
+    client = Client()
+    client.force_login(user)
+    page.context.add_cookies(
+        [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": stack.url}]
+    )
+
+
+def on_screen(page, locator) -> None:
+    """The element is shown and lies within the screen's width: no sideways scrolling."""
+    expect(locator).to_be_visible()
+    box = locator.bounding_box()
+    assert box is not None
+    width = PHONE["width"]
+    assert box["x"] >= 0 and box["x"] + box["width"] <= width, (
+        f"{locator} spans {box['x']:.0f}–{box['x'] + box['width']:.0f} px of a {width} px screen"
+    )
+
+
+def fits(page) -> None:
+    """No sideways scrolling: the page is no wider than the window, the window no wider
+    than the phone's screen."""
+    page_width, window_width = page.evaluate(WIDTHS)
+    assert page_width <= window_width == PHONE["width"], (
+        f"{page.url} is {page_width} px wide in a {window_width} px window on a "
+        f"{PHONE['width']} px screen"
+    )
+
+
+def cards(page, table: str) -> None:
+    """The table's rows are cards: its cells are lines labelled with their column's name."""
+    cell = page.locator(f"{table} > tbody > tr > td[data-label]").first
+    expect(cell).to_be_visible()
+    shown = cell.evaluate(CELL)
+    assert shown["display"] != "table-cell"
+    assert shown["label"] == '"{}"'.format(cell.get_attribute("data-label"))
+
+
+@pytest.mark.libvirt
+def test_the_vm_list_on_a_phone_shows_each_vm_as_a_card_and_starts_a_picked_one(
+    stack, transactional_db, make_vm, people, phone
+):
+    vms = [make_vm(running=False) for _ in range(3)]
+    signed_in(phone, stack, people["member"])
+    phone.goto(f"{stack.url}/vms/")
+    fits(phone)
+    cards(phone, "table.vm-table")
+    for vm in vms:
+        row = phone.locator(f'tr[data-vm="{vm.pk}"]')
+        on_screen(phone, row.get_by_role("link", name=vm.name))
+        on_screen(phone, row.locator("[data-vm-state]"))
+        expect(row.locator("[data-vm-state]")).to_have_text("shutoff")
+        on_screen(phone, row.get_by_label(f"Select {vm.name}"))
+        # Each line says which column it is.
+        expect(row.locator("td[data-label='State']")).to_be_visible()
+    # The bulk bar wraps: every one of its buttons is on screen.
+    bar = phone.locator("#bulk")
+    for name in ("Start", "Shut down", "Force off", "Migrate", "Delete", "Forget missing"):
+        on_screen(phone, bar.get_by_role("button", name=name, exact=True))
+    # The filters, one above the other.
+    on_screen(phone, phone.get_by_label("Search"))
+    on_screen(phone, phone.get_by_role("button", name="Filter"))
+
+    picked = vms[1]
+    phone.get_by_label(f"Select {picked.name}").tap()
+    bar.get_by_role("button", name="Start", exact=True).tap()
+    expect(phone.get_by_role("alert")).to_contain_text(f"Start: {picked.name}.")
+    fits(phone)
+    for vm in vms:
+        state = phone.locator(f'tr[data-vm="{vm.pk}"] [data-vm-state]')
+        expect(state).to_have_text("running" if vm == picked else "shutoff")
+        on_screen(phone, state)
+    assert VirtualMachine.objects.get(pk=picked.pk).state == "running"
+
+
+@pytest.fixture
+def listed(transactional_db, people, local_host) -> None:
+    """Jobs in three states."""
+    admin = people["admin"]
+    for n, state in enumerate((JobState.RUNNING, JobState.SUCCEEDED, JobState.FAILED)):
+        Job.objects.create(
+            kind="host.refresh",
+            state=state,
+            progress=40 * n,
+            target=f"host:{local_host.pk}",
+            host=local_host,
+            user=admin,
+        )
+
+
+@pytest.mark.parametrize(
+    "path, table",
+    [
+        ("/", "table.table-cards"),
+        ("/jobs/", "table.table-cards"),
+    ],
+)
+def test_the_dashboard_and_the_job_list_fit_a_phone_as_cards(
+    stack, listed, people, phone, path, table
+):
+    signed_in(phone, stack, people["admin"])
+    phone.goto(stack.url + path)
+    fits(phone)
+    cards(phone, table)
+    rows = phone.locator(f"{table} > tbody > tr")
+    for i in range(rows.count()):
+        on_screen(phone, rows.nth(i))
+
+
+def test_the_job_table_on_a_phone_names_each_jobs_state(stack, listed, people, phone):
+    signed_in(phone, stack, people["admin"])
+    phone.goto(stack.url + "/jobs/")
+    fits(phone)
+    for state in ("running", "succeeded", "failed"):
+        badge = phone.locator(".job-state", has_text=state)
+        on_screen(phone, badge)
+        expect(badge.locator("xpath=ancestor::td[1]")).to_have_attribute("data-label", "State")
+
+
+@pytest.mark.libvirt
+def test_a_desktop_still_shows_the_vm_list_and_the_jobs_as_tables(
+    stack, transactional_db, make_vm, people, page
+):
+    vm = make_vm(running=False)
+    Job.objects.create(kind="host.refresh", state=JobState.SUCCEEDED, user=people["member"])
+    signed_in(page, stack, people["member"])
+    page.goto(f"{stack.url}/vms/")
+    table = page.locator("table.vm-table")
+    assert table.evaluate("t => getComputedStyle(t).display") == "table"
+    expect(table.locator("thead th")).to_have_count(9)
+    for th in table.locator("thead th").all():
+        expect(th).to_be_visible()
+    cells = table.locator(f'tr[data-vm="{vm.pk}"] > td')
+    expect(cells).to_have_count(9)
+    tops = {round(c.bounding_box()["y"]) for c in cells.all()}
+    assert len(tops) == 1, "a VM's cells are side by side, in one row"
+    assert cells.nth(1).evaluate(CELL) == {"display": "table-cell", "label": "none"}
+    page.goto(f"{stack.url}/jobs/")
+    job_cells = page.locator("main table > tbody > tr").first.locator("td")
+    expect(job_cells).to_have_count(7)
+    assert len({round(c.bounding_box()["y"]) for c in job_cells.all()}) == 1
