@@ -1,6 +1,6 @@
 # ruff: noqa: F811  (fixtures imported from the VM tests)
 """In headless Chromium at a phone's size (390×844) against the running stack: the VM list,
-the dashboard and the job list fit the screen's width, their rows shown as cards whose
+the dashboard and the other lists fit the screen's width, their rows shown as cards whose
 lines are labelled with the column's name; on the VM list each VM's name, state and
 selection box are on screen, and a VM picked there starts from the bulk bar's Start. At a
 desktop's width the lists are the usual tables."""
@@ -14,8 +14,10 @@ import pytest
 from django.test import Client
 from playwright.sync_api import expect
 
-from panel.choices import JobState
-from panel.models import Job
+from networking.models import Network
+from panel.choices import AuditResult, JobState
+from panel.models import AuditEvent, Job
+from storage.models import StoragePool
 from tests.vms.conftest import (  # noqa: F401  (fixtures)
     define_guest,
     fast_password_hashing,
@@ -138,7 +140,7 @@ def test_the_vm_list_on_a_phone_shows_each_vm_as_a_card_and_starts_a_picked_one(
 
 @pytest.fixture
 def listed(transactional_db, people, local_host) -> None:
-    """Jobs in three states."""
+    """One of everything the lists show, with long values where a list has them."""
     admin = people["admin"]
     for n, state in enumerate((JobState.RUNNING, JobState.SUCCEEDED, JobState.FAILED)):
         Job.objects.create(
@@ -149,6 +151,42 @@ def listed(transactional_db, people, local_host) -> None:
             host=local_host,
             user=admin,
         )
+    StoragePool.objects.create(
+        host=local_host,
+        name="images-on-the-long-named-array",
+        type="dir",
+        state="active",
+        target_path="/var/lib/libvirt/images/a/rather/deep/directory/for/the/pool",
+        capacity=100 << 30,
+        allocation=40 << 30,
+        available=60 << 30,
+    )
+    Network.objects.create(
+        host=local_host,
+        name="tenant-network",
+        bridge="virbr-tenant",
+        active=True,
+        ipv4={
+            "address": "192.168.150.1",
+            "prefix": 24,
+            "dhcp_start": "192.168.150.100",
+            "dhcp_end": "192.168.150.254",
+        },
+        ipv6={
+            "address": "fd00:dead:beef:150::1",
+            "prefix": 64,
+            "dhcp_start": "fd00:dead:beef:150::100",
+            "dhcp_end": "fd00:dead:beef:150::1ff",
+        },
+    )
+    AuditEvent.objects.create(
+        username="admin",
+        action="vm.start",
+        target="vm:0d7c5a4e-3f61-4b7a-9a3e-2a0f6c1d9e88",
+        result=AuditResult.FAILURE,
+        detail="The host refused: Requested operation is not valid: domain is already running",
+        source_ip="2001:db8:1234:5678:9abc:def0:1234:5678",
+    )
 
 
 @pytest.mark.parametrize(
@@ -156,9 +194,15 @@ def listed(transactional_db, people, local_host) -> None:
     [
         ("/", "table.table-cards"),
         ("/jobs/", "table.table-cards"),
+        ("/hosts/", "table.table-cards"),
+        ("/storage/", "table.table-cards"),
+        ("/networks/", "#network-table"),
+        ("/audit/", "table.audit"),
+        ("/projects/", "table.table-cards"),
+        ("/users/", "table.users"),
     ],
 )
-def test_the_dashboard_and_the_job_list_fit_a_phone_as_cards(
+def test_the_dashboard_and_the_lists_fit_a_phone_as_cards(
     stack, listed, people, phone, path, table
 ):
     signed_in(phone, stack, people["admin"])
