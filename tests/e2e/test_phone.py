@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 from playwright.sync_api import expect
 
 from networking.models import Network
@@ -246,3 +248,30 @@ def test_a_desktop_still_shows_the_vm_list_and_the_jobs_as_tables(
     job_cells = page.locator("main table > tbody > tr").first.locator("td")
     expect(job_cells).to_have_count(7)
     assert len({round(c.bounding_box()["y"]) for c in job_cells.all()}) == 1
+
+
+@pytest.mark.libvirt
+def test_the_vm_page_on_a_phone_fits_and_its_actions_and_tabs_are_at_hand(
+    stack, transactional_db, make_vm, people, phone
+):
+    vm = make_vm(running=False)
+    # Details read "just now": the page does not reload itself to show fresh ones mid-test.
+    fresh_until = (timezone.now() + timedelta(minutes=10)).isoformat()
+    VirtualMachine.objects.filter(pk=vm.pk).update(details={"read_at": fresh_until})
+    signed_in(phone, stack, people["member"])
+    phone.goto(f"{stack.url}/vms/{vm.pk}/")
+    fits(phone)
+    buttons = phone.locator(f"[data-vm-buttons='{vm.pk}']")
+    for name in ("Start", "Shut down", "Force off", "Reboot"):
+        on_screen(phone, buttons.get_by_role("button", name=name, exact=True))
+    on_screen(phone, phone.get_by_role("link", name="Serial console"))
+    for name in ("Summary", "Hardware", "Snapshots", "Backups", "Options", "History"):
+        tab = phone.get_by_role("tab", name=name)
+        tab.tap()
+        expect(tab).to_have_attribute("aria-selected", "true")
+        on_screen(phone, tab)
+        fits(phone)
+
+    buttons.get_by_role("button", name="Start", exact=True).tap()
+    expect(phone.locator("h1 [data-vm-state]")).to_have_text("running", timeout=30_000)
+    assert VirtualMachine.objects.get(pk=vm.pk).state == "running"
