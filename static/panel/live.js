@@ -5,19 +5,24 @@
     var proto = window.location.protocol === "https:" ? "wss:" : "ws:";
     return proto + "//" + window.location.host + path;
   }
+  // A websocket that comes back after a drop; stop() ends it for good.
   function connect(path, onMessage) {
     var delay = 1000;
+    var ws = null;
+    var stopped = false;
     function open() {
-      var ws = new WebSocket(wsUrl(path));
+      if (stopped) return;
+      ws = new WebSocket(wsUrl(path));
       ws.onmessage = function (e) { onMessage(JSON.parse(e.data)); };
       ws.onopen = function () { delay = 1000; };
       ws.onclose = function (e) {
-        if (e.code === 4400 || e.code === 4401 || e.code === 4404) return;
+        if (stopped || e.code === 4400 || e.code === 4401 || e.code === 4404) return;
         setTimeout(open, delay);
         delay = Math.min(delay * 2, 15000);
       };
     }
     open();
+    return { stop: function () { stopped = true; if (ws) ws.close(); } };
   }
   // A page that refreshes itself must not throw away what the user is typing: once any
   // form field on it was touched, it offers the reload instead of doing it.
@@ -145,10 +150,22 @@
       }
     });
   });
-  document.querySelectorAll("[data-vms-ws]").forEach(function (el) {
-    connect(el.dataset.vmsWs, function (msg) {
+  // The VM list's rows: one socket for the rows shown, replaced when a search as you type
+  // shows others.
+  var rowsFeed = null;
+  function followRows(root) {
+    if (rowsFeed) rowsFeed.stop();
+    rowsFeed = null;
+    var el = root.querySelector("[data-vms-ws]");
+    if (!el) return;
+    rowsFeed = connect(el.dataset.vmsWs, function (msg) {
       if (msg.type === "vm.update") vmChanged(msg.vm);
     });
+  }
+  followRows(document);
+  document.addEventListener("htmx:afterSettle", function (e) {
+    var results = document.getElementById("vm-results");
+    if (results && (e.target === results || e.target.contains(results) || results.contains(e.target))) followRows(results);
   });
   document.querySelectorAll("[data-vm-ws]").forEach(function (el) {
     connect(el.dataset.vmWs, function (msg) {
