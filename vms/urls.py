@@ -6,6 +6,7 @@ from . import (
     migration_views,
     nic_views,
     snapshot_views,
+    tree,
     views,
     wizard,
 )
@@ -17,6 +18,7 @@ urlpatterns = [
     path("new/from-template/", wizard.vm_create_from_template, name="vm_create_from_template"),
     path("templates/", wizard.template_list, name="template_list"),
     path("templates/<int:template_id>/delete/", wizard.template_delete, name="template_delete"),
+    path("tree/hosts/<int:host_id>/", tree.host_tree, name="host_tree"),
     path("<uuid:vm_id>/", views.vm_detail, name="vm_detail"),
     path("<uuid:vm_id>/autostart/", views.vm_autostart, name="vm_autostart"),
     path("<uuid:vm_id>/assign/", views.vm_assign, name="vm_assign"),

@@ -2,6 +2,9 @@ from django import template
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
+from panel.models import Project
+from panel.permissions import VIEW, is_admin, restrict, visible_hosts
+
 register = template.Library()
 # Targets whose page a job links to: the URL name of that page, and the job's result key
 # holding the target's name.
@@ -71,3 +74,17 @@ def job_target(job: object) -> str:
     except NoReverseMatch:  # a target the panel did not write (no page of that form)
         return name
     return format_html('<a href="{}">{}</a>', url, name)
+
+
+# The sidebar's resource tree: hosts at its top (each opened on demand), at most this many.
+TREE_HOSTS = 50
+
+
+@register.inclusion_tag("panel/_tree.html", takes_context=True)
+def resource_tree(context: dict) -> dict:
+    """The sidebar: the hosts and projects the user sees, one query each; a host's VMs,
+    pools and networks are fetched when the user opens it (vms.tree)."""
+    user = context["request"].user
+    hosts = visible_hosts(user).only("pk", "name", "state")[:TREE_HOSTS]
+    projects = restrict(Project.objects.only("pk", "name"), user, VIEW)[:TREE_HOSTS]
+    return {"hosts": hosts, "projects": projects, "is_admin": is_admin(user)}

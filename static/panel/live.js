@@ -150,6 +150,18 @@
       }
     });
   });
+  // A host's branch of the sidebar's tree follows its VMs' state (and only that: the
+  // host's graphs have their own socket on its page).
+  function followTree(root) {
+    root.querySelectorAll("[data-tree-ws]").forEach(function (el) {
+      if (el.dataset.following) return;
+      el.dataset.following = "1";
+      connect(el.dataset.treeWs, function (msg) {
+        if (msg.type === "vm.update") vmChanged(msg.vm);
+      });
+    });
+  }
+  document.addEventListener("htmx:load", function (e) { followTree(e.detail.elt.parentNode || e.detail.elt); });
   // The VM list's rows: one socket for the rows shown, replaced when a search as you type
   // shows others.
   var rowsFeed = null;

@@ -31,6 +31,7 @@ READABLE = {
     "host_list",
     "host_add",
     "host_detail",
+    "host_tree",
     "job_list",
     "job_detail",
     "project_list",

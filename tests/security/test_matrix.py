@@ -119,6 +119,7 @@ MATRIX = {
     "GET host_list hosts": "200 200 200 200 200",
     "GET host_add add": "200 403 403 403 403",
     "GET host_detail": "200 200 200 200 404",
+    "GET host_tree": "200 200 200 200 404",
     "POST host_refresh refresh": "302 403 403 403 404",
     "GET job_list jobs": "200 200 200 200 200",
     "GET job_detail": "200 200 200 200 404",
