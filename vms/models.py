@@ -59,6 +59,11 @@ class VirtualMachine(models.Model):
     graphics = models.JSONField(default=list, blank=True)
     ips = models.JSONField(default=list, blank=True)
     details = models.JSONField(default=dict, blank=True)
+    tags = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Labels users give it (panel metadata, sorted; see vms.services.tags).",
+    )
     xml = models.TextField(blank=True, default="")
     synced = models.DateTimeField(null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)

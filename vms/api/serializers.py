@@ -4,8 +4,22 @@ from typing import Any
 
 from rest_framework import serializers
 
+from panel.exceptions import ServiceError
 from panel.models import Project
 from vms.models import VirtualMachine
+from vms.services.tags import parse_tags
+
+
+class TagsField(serializers.ListField):
+    """A VM's tags: checked as the page checks them, lowercased, sorted, no duplicates."""
+
+    child = serializers.CharField()
+
+    def to_internal_value(self, data: Any) -> list[str]:
+        try:
+            return parse_tags(data)
+        except ServiceError as exc:
+            raise serializers.ValidationError(exc.message) from exc
 
 
 class VirtualMachineSerializer(serializers.ModelSerializer):
@@ -16,6 +30,11 @@ class VirtualMachineSerializer(serializers.ModelSerializer):
         source="owner.username", read_only=True, default=None, allow_null=True
     )
     host_name = serializers.CharField(source="host.name", read_only=True)
+    tags = TagsField(
+        required=False,
+        help_text="Labels to find the VM by: each 1 to 32 lowercase letters, digits, '-', '_' "
+        "or '.', at most 16. A PATCH replaces them all (an empty list removes them).",
+    )
 
     class Meta:
         model = VirtualMachine
@@ -38,6 +57,7 @@ class VirtualMachineSerializer(serializers.ModelSerializer):
             "ips",
             "graphics",
             "synced",
+            "tags",
         ]
         read_only_fields = [
             "name",

@@ -23,7 +23,8 @@ from panel.permissions import CHANGE, DELETE, is_admin
 from storage.api.serializers import DiskAttachSerializer, DiskDetachSerializer, MediaSerializer
 from vms import services
 from vms.models import VirtualMachine
-from vms.search import VMSearchFilter
+from vms.search import VMSearchFilter, VMTagFilter
+from vms.services.tags import set_vm_tags
 
 from .serializers import ActionSerializer, VirtualMachineDetailSerializer, VirtualMachineSerializer
 
@@ -54,7 +55,7 @@ class VirtualMachineViewSet(
 ):
     serializer_class = VirtualMachineSerializer
     filterset_fields = ["host", "project", "state"]
-    filter_backends = [DjangoFilterBackend, VMSearchFilter, OrderingFilter]
+    filter_backends = [DjangoFilterBackend, VMSearchFilter, VMTagFilter, OrderingFilter]
     pagination_class = KeyFirstPagination
     search_fields = ["name", "=id"]  # what the schema tells; vms.search does the work
     ordering_fields = ["name", "state", "vcpus", "memory_mib", "host__name"]
@@ -136,6 +137,8 @@ class VirtualMachineViewSet(
             vm = services.assign_vm(vm, data["project"], actor=Actor.of(request))
         if "autostart" in data and data["autostart"] != vm.autostart:
             vm = services.set_vm_autostart(vm, data["autostart"], actor=Actor.of(request))
+        if "tags" in data and data["tags"] != vm.tags:
+            vm = set_vm_tags(vm, data["tags"], actor=Actor.of(request))
         return Response(self.get_serializer(vm).data)
 
     def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:

@@ -17,6 +17,7 @@ Modules:
     move_storage  moving one of a VM's disks to another pool of its host
     tuning      a VM's vCPUs, memory, pinning, NUMA, I/O and bandwidth limits
     nics        a VM's network interfaces: attaching, detaching, link state, listing
+    tags        a VM's tags: the labels users give it, checked and replaced
 
 This module re-exports the names callers outside the package use; the feature modules
 are imported by name (``from vms.services import snapshots``).

@@ -82,6 +82,7 @@ def serialize_vm(vm: VirtualMachine) -> dict[str, object]:
         "vcpus": vm.vcpus,
         "memory_mib": vm.memory_mib,
         "ips": vm.ips,
+        "tags": vm.tags,
         "details_at": vm.details.get("read_at", ""),
         "saved": bool(vm.details.get("has_managed_save")),
     }
