@@ -21,6 +21,7 @@ urlpatterns = [
     path("tree/hosts/<int:host_id>/", tree.host_tree, name="host_tree"),
     path("<uuid:vm_id>/", views.vm_detail, name="vm_detail"),
     path("<uuid:vm_id>/autostart/", views.vm_autostart, name="vm_autostart"),
+    path("<uuid:vm_id>/tags/", views.vm_tags, name="vm_tags"),
     path("<uuid:vm_id>/assign/", views.vm_assign, name="vm_assign"),
     path("<uuid:vm_id>/delete/", views.vm_delete, name="vm_delete"),
     path("<uuid:vm_id>/xml/", views.vm_xml, name="vm_xml"),

@@ -42,8 +42,8 @@ from .bulk import BULK_ACTIONS
 from .choices import VMState
 from .models import VirtualMachine
 from .permissions import visible_vms
-from .search import matching
-from .services import disks
+from .search import matching, with_tag
+from .services import disks, tags
 from .tasks import vm_details_task
 
 ORDERINGS = {
@@ -85,6 +85,7 @@ LIST_COLUMNS = (
     "host__name",
     "project",
     "project__name",
+    "tags",
 )
 
 
@@ -103,11 +104,13 @@ def _filtered(qs: QuerySet, f: dict[str, str]) -> QuerySet:
         qs = qs.filter(project_id=int(f["project"]))
     if f["state"] in VMState.values:
         qs = qs.filter(state=f["state"])
+    qs = with_tag(qs, f["tag"])
     return qs.order_by(f["ordering"] if f["ordering"] in ORDERINGS else "name", "pk")
 
 
 def vm_list(request: HttpRequest) -> HttpResponse:
-    f = {k: request.GET.get(k, "").strip() for k in ("q", "host", "project", "state", "ordering")}
+    keys = ("q", "host", "project", "state", "tag", "ordering")
+    f = {k: request.GET.get(k, "").strip() for k in keys}
     # Only what the rows show: not the domain XML, the details read from the host, nor
     # the device lists.
     qs = _filtered(visible_vms(request.user).only(*LIST_COLUMNS), f)
@@ -260,6 +263,20 @@ def vm_autostart(request: HttpRequest, vm_id: str) -> HttpResponse:
         services.set_vm_autostart(vm, request.POST.get("enabled") == "1", actor=Actor.of(request))
     except ServiceError as exc:
         messages.error(request, exc.message)
+    return redirect("vm_detail", vm_id=vm.pk)
+
+
+@require_POST
+def vm_tags(request: HttpRequest, vm_id: str) -> HttpResponse:
+    vm = get_object_for_user(
+        VirtualMachine.objects.select_related("host", "project"), request.user, vm_id, CHANGE
+    )
+    try:
+        vm = tags.set_vm_tags(vm, request.POST.get("tags", ""), actor=Actor.of(request))
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Tags of {vm.name}: {tags.listed(vm.tags)}.")
     return redirect("vm_detail", vm_id=vm.pk)
 
 

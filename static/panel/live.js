@@ -117,6 +117,21 @@
       }
     });
   });
+  // A VM's tags as badges, each a link to the VMs having it (the box's data-vm-tags: what
+  // it says when there are none).
+  function showTags(box, tags) {
+    if (!tags) return;
+    box.replaceChildren();
+    tags.forEach(function (tag) {
+      var a = document.createElement("a");
+      a.className = "badge rounded-pill bg-secondary-subtle text-secondary-emphasis text-decoration-none";
+      a.href = "/vms/?tag=" + encodeURIComponent(tag);
+      a.title = "VMs tagged " + tag;
+      a.textContent = tag;
+      box.append(a, " ");
+    });
+    if (!tags.length) box.textContent = box.dataset.vmTags;
+  }
   function vmChanged(vm) {
     document.querySelectorAll('[data-vm="' + vm.id + '"]').forEach(function (el) {
       el.querySelectorAll("[data-vm-state]").forEach(function (badge) { setState(badge, vm.state); });
@@ -127,6 +142,7 @@
         h.textContent = vm.host_name;
         if (h.tagName === "A") h.setAttribute("href", "/hosts/" + vm.host + "/");
       });
+      el.querySelectorAll("[data-vm-tags]").forEach(function (box) { showTags(box, vm.tags); });
       var ips = el.querySelector("[data-vm-ips]");
       if (ips && vm.ips) ips.textContent = vm.ips.map(function (i) { return i.address; }).join(", ");
     });

@@ -153,6 +153,7 @@ MATRIX = {
     "GET template_list templates": "200 403 403 403 403",
     "GET vm_detail": "200 200 200 200 404",
     "POST vm_autostart autostart": "302 302 302 403 404",
+    "POST vm_tags tags": "302 302 302 403 404",
     "POST vm_assign assign": "302 403 403 403 404",
     "GET vm_delete delete": "200 200 200 403 404",
     "GET vm_xml xml": "200 403 403 403 404",
