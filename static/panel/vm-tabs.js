@@ -23,5 +23,20 @@
     window.dispatchEvent(new Event("resize"));
   });
   window.addEventListener("hashchange", function () { show(window.location.hash.slice(1)); });
+  // The Hardware tab's Add menu: the form for a disk, a CD-ROM drive or a NIC, ready.
+  document.querySelectorAll("[data-add]").forEach(function (item) {
+    item.addEventListener("click", function () {
+      var what = item.dataset.add;
+      var form = what === "nic" ? document.getElementById("nic-attach") : document.querySelector("[data-disk-attach]");
+      if (!form) return;
+      if (what !== "nic") {
+        form.open = true;
+        document.getElementById("d-device").value = what === "cdrom" ? "cdrom" : "disk";
+      }
+      form.scrollIntoView({ block: "center" });
+      var first = form.querySelector("select, input:not([type=hidden])");
+      if (first) first.focus();
+    });
+  });
   show(button(window.location.hash.slice(1)) ? window.location.hash.slice(1) : remembered());
 })();

@@ -55,3 +55,30 @@ def test_the_vm_page_opens_on_summary_and_keeps_the_tab_the_user_chose(
     link = history.get_by_role("link", name=str(job.pk), exact=True)
     expect(link).to_have_attribute("href", f"/jobs/{job.pk}/")
     expect(history).to_contain_text("succeeded")
+
+
+def test_the_hardware_tabs_add_menu_opens_the_form_for_what_is_added(
+    stack, transactional_db, make_vm, people, browser_page
+):
+    page = browser_page
+    vm = elsewhere(make_vm)
+    open_as(page, stack, people["member"], f"/vms/{vm.pk}/#hardware")
+    add = page.locator("#hardware").get_by_role("button", name="Add", exact=True)
+    device = page.get_by_label("Device", exact=True)
+    expect(device).to_be_hidden()  # the attach form starts folded
+
+    add.click()
+    page.get_by_role("button", name="CD-ROM drive").click()
+    expect(device).to_be_visible()
+    expect(device).to_have_value("cdrom")
+    expect(page.locator("#d-volume")).to_be_focused()
+
+    add.click()
+    page.get_by_role("button", name="Disk", exact=True).click()
+    expect(device).to_have_value("disk")
+
+    add.click()
+    page.get_by_role("button", name="Network interface").click()
+    expect(
+        page.locator("#nic-attach select, #nic-attach input:not([type=hidden])").first
+    ).to_be_focused()
