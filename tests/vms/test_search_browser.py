@@ -80,3 +80,31 @@ def test_the_command_palette_goes_to_a_page_or_a_vm_found_by_name(
     page.keyboard.press("Enter")
     expect(page).to_have_url(f"{stack.url}/vms/{vm.pk}/")
     expect(page.get_by_role("heading", level=1)).to_contain_text(vm.name)
+
+
+def test_a_filter_saved_under_a_name_brings_the_list_back_to_it(
+    stack, transactional_db, make_vm, people, browser_page
+):
+    page = browser_page
+    running, stopped = elsewhere(make_vm, running=True), elsewhere(make_vm)
+    open_as(page, stack, people["member"], "/vms/")
+    rows = page.locator("table.vm-table tbody tr[data-vm]")
+    saving = page.get_by_role("button", name="Save this filter…")
+    expect(saving).to_be_disabled()  # nothing filtered yet
+
+    page.get_by_label("State").select_option("running")
+    expect(rows).to_have_count(1)
+    page.once("dialog", lambda dialog: dialog.accept("up now"))
+    saving.click()
+    saved = page.get_by_role("link", name="up now")
+    expect(saved).to_have_attribute("href", "?state=running")
+
+    page.goto(f"{stack.url}/vms/")  # another visit: the saved filter is still offered
+    expect(rows).to_have_count(2)
+    page.get_by_role("link", name="up now").click()
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_have_attribute("data-vm", str(running.pk))
+    assert stopped.pk != running.pk
+
+    page.get_by_role("button", name="Forget the saved filter up now").click()
+    expect(page.get_by_role("link", name="up now")).to_have_count(0)
