@@ -126,7 +126,8 @@ def test_the_vm_list_on_a_phone_shows_each_vm_as_a_card_and_starts_a_picked_one(
         on_screen(phone, bar.get_by_role("button", name=name, exact=True))
     # The filters, one above the other.
     on_screen(phone, phone.get_by_label("Search"))
-    on_screen(phone, phone.get_by_role("button", name="Filter"))
+    on_screen(phone, phone.get_by_role("button", name="Filter", exact=True))
+    on_screen(phone, phone.get_by_role("button", name="Save this filter…"))
 
     picked = vms[1]
     phone.get_by_label(f"Select {picked.name}").tap()
