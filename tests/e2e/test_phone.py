@@ -276,3 +276,15 @@ def test_the_vm_page_on_a_phone_fits_and_its_actions_and_tabs_are_at_hand(
     buttons.get_by_role("button", name="Start", exact=True).tap()
     expect(phone.locator("h1 [data-vm-state]")).to_have_text("running", timeout=30_000)
     assert VirtualMachine.objects.get(pk=vm.pk).state == "running"
+
+
+@pytest.mark.libvirt
+def test_the_serial_console_fits_a_phone_and_connects(
+    stack, transactional_db, make_vm, people, phone
+):
+    vm = make_vm(running=True)
+    signed_in(phone, stack, people["member"])
+    phone.goto(f"{stack.url}/vms/{vm.pk}/console/serial/")
+    expect(phone.locator("#console-status")).to_have_text("connected", timeout=20_000)
+    fits(phone)
+    on_screen(phone, phone.locator("#terminal"))
