@@ -2,7 +2,8 @@
 
 ``browser`` (session) launches Debian's Chromium; ``page`` (function) opens a
 fresh context per test (no cookies carried over) and, when the test fails,
-saves a screenshot to /tmp/e2e-<test name>.png.
+saves a screenshot to /tmp/e2e-<test name>.png. ``page_in`` makes such a page with
+other context options (a phone's), ``signed_in`` gives it a user's session.
 """
 
 from __future__ import annotations
@@ -55,10 +56,10 @@ def browser() -> Iterator:
             browser.close()
 
 
-@pytest.fixture
-def page(browser, request) -> Iterator:
-    # Wide enough that the navbar is expanded (it collapses below 768 px).
-    context = browser.new_context(viewport={"width": 1366, "height": 900})
+def page_in(browser, request, **context_options) -> Iterator:
+    """A page in a fresh browser context (no cookies carried over) with those options,
+    closed after the test, a screenshot saved to /tmp/e2e-<test name>.png if it failed."""
+    context = browser.new_context(**context_options)
     context.set_default_timeout(15_000)
     page = context.new_page()
     try:
@@ -74,3 +75,20 @@ def page(browser, request) -> Iterator:
             except Exception as exc:  # noqa: BLE001 - a lost screenshot must not hide the failure
                 print(f"\ncould not save a screenshot to {path}: {exc}")
         context.close()
+
+
+@pytest.fixture
+def page(browser, request) -> Iterator:
+    # Wide enough that the navbar is expanded (it collapses below 768 px).
+    yield from page_in(browser, request, viewport={"width": 1366, "height": 900})
+
+
+def signed_in(page, stack, user) -> None:
+    """The page's browser carries a session of user on the stack (no login form)."""
+    from django.test import Client  # Django is set up by the time a test runs
+
+    client = Client()
+    client.force_login(user)
+    page.context.add_cookies(
+        [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": stack.url}]
+    )

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.test import Client
 from playwright.sync_api import expect
 
 from panel import services
@@ -27,6 +26,7 @@ from panel.actors import Actor
 from panel.choices import JobState
 from panel.models import Job
 from storage.models import StoragePool
+from tests.browser import signed_in
 from tests.vms.conftest import (  # noqa: F401  (fixtures)
     define_guest,
     fast_password_hashing,
@@ -62,14 +62,6 @@ class Page:
     name: str
     path: str
     reveals: list[tuple[str, Callable[[Any], None]]] = field(default_factory=list)
-
-
-def signed_in(page, stack, user) -> None:
-    client = Client()
-    client.force_login(user)
-    page.context.add_cookies(
-        [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": stack.url}]
-    )
 
 
 def axe_violations(page) -> list[dict[str, Any]]:

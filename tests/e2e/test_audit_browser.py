@@ -10,8 +10,7 @@ from playwright.sync_api import expect
 
 from panel import audit
 from panel.actors import Actor
-
-from .test_job_page_and_theme import signed_in
+from tests.browser import signed_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.stack, pytest.mark.timeout(120)]
 

@@ -7,11 +7,11 @@ theme with the navbar's button, which the next pages keep."""
 from __future__ import annotations
 
 import pytest
-from django.test import Client
 from playwright.sync_api import expect
 
 from panel import hypervisor
 from panel.models import Job
+from tests.browser import signed_in
 from tests.conftest import LOCAL_URI
 from tests.stack import worker_holding_jobs
 from tests.vms.conftest import (  # noqa: F401  (fixtures)
@@ -27,14 +27,6 @@ from vms.models import VirtualMachine
 from .test_host_page import ADMIN_PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.stack, pytest.mark.timeout(180)]
-
-
-def signed_in(page, stack, user) -> None:
-    client = Client()
-    client.force_login(user)
-    page.context.add_cookies(
-        [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": stack.url}]
-    )
 
 
 @pytest.mark.libvirt

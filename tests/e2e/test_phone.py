@@ -7,12 +7,10 @@ desktop's width the lists are the usual tables."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from django.test import Client
 from django.utils import timezone
 from playwright.sync_api import expect
 
@@ -20,6 +18,7 @@ from networking.models import Network
 from panel.choices import AuditResult, JobState
 from panel.models import AuditEvent, Job
 from storage.models import StoragePool
+from tests.browser import page_in, signed_in
 from tests.vms.conftest import (  # noqa: F401  (fixtures)
     define_guest,
     fast_password_hashing,
@@ -48,29 +47,7 @@ CELL = """(td) => ({
 @pytest.fixture
 def phone(browser, request) -> Iterator:
     """A page in a phone's browser: 390×844, touch, mobile viewport."""
-    context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
-    context.set_default_timeout(15_000)
-    page = context.new_page()
-    try:
-        yield page
-    finally:
-        report = getattr(request.node, "rep_call", None)
-        if report is not None and report.failed:
-            name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
-            try:
-                page.screenshot(path=f"/tmp/e2e-{name}.png", full_page=True)
-                print(f"\nscreenshot of the failed test: /tmp/e2e-{name}.png")
-            except Exception as exc:  # noqa: BLE001 - a lost screenshot must not hide the failure
-                print(f"\ncould not save a screenshot: {exc}")
-        context.close()
-
-
-def signed_in(page, stack, user) -> None:
-    client = Client()
-    client.force_login(user)
-    page.context.add_cookies(
-        [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": stack.url}]
-    )
+    yield from page_in(browser, request, viewport=PHONE, is_mobile=True, has_touch=True)
 
 
 def on_screen(page, locator) -> None:

@@ -10,12 +10,12 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
-from django.test import Client
 from django.utils import timezone
 from playwright.sync_api import expect
 
 from panel import hypervisor
 from panel.actors import Actor
+from tests.browser import signed_in
 from tests.conftest import LOCAL_URI
 from vms import services as vm_services
 from vms.models import VirtualMachine
@@ -47,11 +47,7 @@ class Sockets:
 
 
 def open_as(page, stack, user, path: str) -> Sockets:
-    client = Client()
-    client.force_login(user)
-    page.context.add_cookies(
-        [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": stack.url}]
-    )
+    signed_in(page, stack, user)
     sockets = Sockets(page)
     page.goto(stack.url + path)
     return sockets
