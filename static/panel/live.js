@@ -5,10 +5,11 @@
     var proto = window.location.protocol === "https:" ? "wss:" : "ws:";
     return proto + "//" + window.location.host + path;
   }
-  // A websocket that comes back after a drop; stop() ends it for good.
+  // The socket opens again after a drop until stop() is called (its element left the page).
   function connect(path, onMessage) {
     var delay = 1000;
     var ws = null;
+    var retry = null;
     var stopped = false;
     function open() {
       if (stopped) return;
@@ -17,12 +18,18 @@
       ws.onopen = function () { delay = 1000; };
       ws.onclose = function (e) {
         if (stopped || e.code === 4400 || e.code === 4401 || e.code === 4404) return;
-        setTimeout(open, delay);
+        retry = setTimeout(open, delay);
         delay = Math.min(delay * 2, 15000);
       };
     }
     open();
-    return { stop: function () { stopped = true; if (ws) ws.close(); } };
+    return {
+      stop: function () {
+        stopped = true;
+        clearTimeout(retry);
+        if (ws) ws.close();
+      }
+    };
   }
   // A page that refreshes itself must not throw away what the user is typing: once any
   // form field on it was touched, it offers the reload instead of doing it.
@@ -80,10 +87,27 @@
     el.textContent = state;
     el.className = el.className.replace(/\bstate-\S+/g, "").trim() + " state-" + state;
   }
-  document.querySelectorAll("[data-job-ws]").forEach(function (card) {
+  // Job cards and rows follow their job, those of the page and those htmx brings in later
+  // (the task panel's); a card htmx takes away closes its socket.
+  var sockets = new WeakMap();
+  function watchJobs(root) {
+    if (root.matches && root.matches("[data-job-ws]")) watchJob(root);
+    root.querySelectorAll("[data-job-ws]").forEach(watchJob);
+  }
+  watchJobs(document);
+  document.addEventListener("htmx:load", function (e) { watchJobs(e.detail.elt); });
+  document.addEventListener("htmx:beforeCleanupElement", function (e) {
+    var socket = sockets.get(e.target);
+    if (socket) {
+      socket.stop();
+      sockets.delete(e.target);
+    }
+  });
+  function watchJob(card) {
+    if (sockets.has(card)) return;
     var bar = card.querySelector("[data-job-progress] .progress-bar");
     var wrap = card.querySelector("[data-job-progress]");
-    connect(card.dataset.jobWs, function (msg) {
+    sockets.set(card, connect(card.dataset.jobWs, function (msg) {
       if (msg.type !== "job.update") return;
       var job = msg.job;
       bar.style.width = job.progress + "%";
@@ -115,8 +139,8 @@
         card.removeAttribute("data-reload-on-done");
         setTimeout(refreshPage, 1500);
       }
-    });
-  });
+    }));
+  }
   // A VM's tags as badges, each a link to the VMs having it (the box's data-vm-tags: what
   // it says when there are none).
   function showTags(box, tags) {
