@@ -29,6 +29,7 @@ urlpatterns = [
     path("hosts/<int:host_id>/refresh/", views.host_refresh, name="host_refresh"),
     path("hosts/<int:host_id>/delete/", views.host_delete, name="host_delete"),
     path("jobs/", views.job_list, name="job_list"),
+    path("jobs/panel/", views.job_panel, name="job_panel"),
     path("jobs/<int:job_id>/", views.job_detail, name="job_detail"),
     path("jobs/<int:job_id>/cancel/", views.job_cancel, name="job_cancel"),
     path("projects/", views.project_list, name="project_list"),

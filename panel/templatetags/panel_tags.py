@@ -4,6 +4,7 @@ from django.utils.html import format_html
 
 from panel.models import Project
 from panel.permissions import VIEW, is_admin, restrict, visible_hosts
+from panel.task_panel import recent_tasks
 
 register = template.Library()
 # Targets whose page a job links to: the URL name of that page, and the job's result key
@@ -88,3 +89,29 @@ def resource_tree(context: dict) -> dict:
     hosts = visible_hosts(user).only("pk", "name", "state")[:TREE_HOSTS]
     projects = restrict(Project.objects.only("pk", "name"), user, VIEW)[:TREE_HOSTS]
     return {"hosts": hosts, "projects": projects, "is_admin": is_admin(user)}
+
+
+# Pages without the task panel: logging in, the error pages, and the consoles, which
+# take the whole screen.
+NO_TASK_PANEL = frozenset(
+    {
+        "registration/login.html",
+        "403.html",
+        "404.html",
+        "503.html",
+        "vms/console_vnc.html",
+        "vms/console_serial.html",
+    }
+)
+
+
+@register.simple_tag(takes_context=True)
+def task_panel(context: template.Context) -> str:
+    """The task panel at the foot of a signed-in page; on the pages in NO_TASK_PANEL,
+    nothing: neither rendered nor queried."""
+    user = getattr(context.get("request"), "user", None)
+    page = context.template
+    if user is None or not user.is_authenticated or page is None or page.name in NO_TASK_PANEL:
+        return ""
+    frame = page.engine.get_template("panel/_task_panel_frame.html")
+    return str(frame.render(context.new({"panel": recent_tasks(user)})))

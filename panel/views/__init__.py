@@ -12,6 +12,7 @@ from .hosts import (
     job_cancel,
     job_detail,
     job_list,
+    job_panel,
 )
 from .teams import (
     project_add,
@@ -38,6 +39,7 @@ __all__ = [
     "job_cancel",
     "job_detail",
     "job_list",
+    "job_panel",
     "project_add",
     "project_detail",
     "project_edit",

@@ -7,7 +7,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from panel import services
 from panel.actors import Actor
@@ -24,6 +24,7 @@ from panel.permissions import (
     visible_hosts,
     visible_jobs,
 )
+from panel.task_panel import recent_tasks
 from panel.views.common import add_service_error, render_form
 
 # The dashboard shows this many host cards, taking hosts that are not up first; the
@@ -104,6 +105,17 @@ def host_delete(request: HttpRequest, host_id: int) -> HttpResponse:
 def job_list(request: HttpRequest) -> HttpResponse:
     page, query = page_of(request, visible_jobs(request.user))
     return render(request, "panel/job_list.html", {"jobs": page, "page": page, "query": query})
+
+
+@require_safe
+def job_panel(request: HttpRequest) -> HttpResponse:
+    """The task panel's rows, which its script asks for every few seconds while the page
+    is in view: 204 while they are still those the page has (seen), so an idle panel
+    costs two small queries and no rendering."""
+    panel = recent_tasks(request.user)
+    if request.GET.get("seen") == panel.signature:
+        return HttpResponse(status=204)
+    return render(request, "panel/_task_rows.html", {"panel": panel})
 
 
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:

@@ -33,6 +33,7 @@ READABLE = {
     "host_detail",
     "host_tree",
     "job_list",
+    "job_panel",
     "job_detail",
     "project_list",
     "project_add",

@@ -122,6 +122,7 @@ MATRIX = {
     "GET host_tree": "200 200 200 200 404",
     "POST host_refresh refresh": "302 403 403 403 404",
     "GET job_list jobs": "200 200 200 200 200",
+    "GET job_panel panel": "200 200 200 200 200",
     "GET job_detail": "200 200 200 200 404",
     "POST job_cancel cancel": "302 302 302 403 404",
     "GET project_list projects": "200 200 200 200 200",
