@@ -175,7 +175,7 @@ def test_it_counts_each_vm_once_for_a_user_in_two_projects(client, plain_user):
     client.force_login(plain_user)
 
     card = rows(client.get("/"), f"//div[{has_class('host-card')}]")[0]
-    listed = rows(client.get("/hosts/"), "//tbody/tr/td[4]")  # no URI column for members
+    listed = rows(client.get("/hosts/"), "//main//tbody/tr/td[4]")  # no URI column for members
 
     assert "1 VM · domain type kvm" in card
     assert listed == ["1"]
@@ -229,7 +229,7 @@ def test_it_lists_jobs_and_shows_one(admin_client, admin_user, host):
     detail = admin_client.get(f"/jobs/{job.pk}/")
 
     assert listing.status_code == 200
-    table = rows(listing, "//tbody/tr")
+    table = rows(listing, "//main//tbody/tr")
     assert len(table) == 1
     assert table[0].startswith(f"{job.pk} Host refresh kvm01 queued 30 % admin")
     assert detail.status_code == 200
@@ -252,7 +252,7 @@ def test_it_hides_an_admins_job_from_a_plain_user(client, admin_user, plain_user
 
     listing = client.get("/jobs/")
 
-    links = rows(listing, "//tbody/tr/td[1]/a")
+    links = rows(listing, "//main//tbody/tr/td[1]/a")
     assert links == [str(own.pk)]
     assert client.get(f"/jobs/{job.pk}/").status_code == 404
     assert client.get(f"/jobs/{own.pk}/").status_code == 200

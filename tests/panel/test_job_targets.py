@@ -41,7 +41,7 @@ def target_cells(admin_client) -> dict[str, tuple[str, str | None]]:
     """{text: href or None} of the Target column of the job list."""
     page = html.fromstring(admin_client.get("/jobs/").content)
     cells = {}
-    for cell in page.xpath("//table//tr/td[3]"):
+    for cell in page.xpath("//main//table//tr/td[3]"):
         link = cell.find("a")
         cells[cell.text_content().strip()] = link.get("href") if link is not None else None
     return cells
@@ -72,7 +72,7 @@ def test_the_job_list_shows_fifty_jobs_a_page_newest_first(admin_client, db):
     second = html.fromstring(admin_client.get("/jobs/?page=2").content)
 
     def ids(page) -> list[int]:
-        return [int(a.text_content()) for a in page.xpath("//table//tr/td[1]//a")]
+        return [int(a.text_content()) for a in page.xpath("//main//table//tr/td[1]//a")]
 
     assert ids(first) + ids(second) == sorted(made, reverse=True)
     assert len(ids(first)) == 50

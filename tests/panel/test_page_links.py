@@ -24,7 +24,7 @@ def test_vm_names_on_host_and_project_pages_link_to_the_vm(admin_client):
     web, db = add_vm(host, "web1", project), add_vm(host, "db1")
 
     on_host = links(admin_client.get(f"/hosts/{host.pk}/"), "//tr[@data-vm]/td[1]/a")
-    on_project = links(admin_client.get(f"/projects/{project.pk}/"), "//tbody/tr/td[1]/a")
+    on_project = links(admin_client.get(f"/projects/{project.pk}/"), "//main//tbody/tr/td[1]/a")
 
     assert on_host == {"web1": f"/vms/{web.pk}/", "db1": f"/vms/{db.pk}/"}
     assert on_project == {"web1": f"/vms/{web.pk}/"}
@@ -37,7 +37,7 @@ def test_a_project_page_lists_only_the_vms_its_member_may_see(client, plain_user
     vm = add_vm(host, "web1", project)
     client.force_login(plain_user)
 
-    listed = links(client.get(f"/projects/{project.pk}/"), "//tbody/tr/td[1]/a")
+    listed = links(client.get(f"/projects/{project.pk}/"), "//main//tbody/tr/td[1]/a")
 
     assert listed == {"web1": f"/vms/{vm.pk}/"}
     assert client.get(listed["web1"]).status_code == 200
