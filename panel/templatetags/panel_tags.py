@@ -107,11 +107,13 @@ NO_TASK_PANEL = frozenset(
 
 @register.simple_tag(takes_context=True)
 def task_panel(context: template.Context) -> str:
-    """The task panel at the foot of a signed-in page; on the pages in NO_TASK_PANEL,
-    nothing: neither rendered nor queried."""
+    """The task panel at the foot of a signed-in page: its bar, and its rows' signature
+    for the script, which fetches the rows once the panel is open (rendering them here
+    would cost every page as much again as the panel's queries). On the pages in
+    NO_TASK_PANEL, nothing: neither rendered nor queried."""
     user = getattr(context.get("request"), "user", None)
     page = context.template
     if user is None or not user.is_authenticated or page is None or page.name in NO_TASK_PANEL:
         return ""
     frame = page.engine.get_template("panel/_task_panel_frame.html")
-    return str(frame.render(context.new({"panel": recent_tasks(user)})))
+    return str(frame.render(context.new({"panel": recent_tasks(user, rows=False)})))

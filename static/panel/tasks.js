@@ -1,14 +1,15 @@
 // The task panel at the foot of the page: open or closed as the user left it (kept in
-// this browser, so the next page shows it the same), its rows asked for again while the
-// page is in view (every 5 s while open, 15 s while closed), soon after a job in it ends,
-// and after the page sends an action. The server answers 204 when the rows are those
-// shown (data-seen). Running jobs' state and progress come live over their websockets
-// (live.js watches each row with data-job-ws).
+// this browser, so the next page shows it the same). The page brings only its bar and the
+// signature of its rows (data-seen); the rows come from GET /jobs/panel/ once the panel is
+// open, and are asked for again while the page is in view (every 5 s while open, 10 s
+// while closed), soon after a job in it ends and after the page sends an action. The
+// server answers 204 while the rows are those the page has. Running jobs' state and
+// progress come live over their websockets (live.js watches each row with data-job-ws).
 (function () {
   "use strict";
   var KEY = "panel-task-panel";
   var OPEN_EVERY = 5000;
-  var CLOSED_EVERY = 15000;
+  var CLOSED_EVERY = 10000;
   var DONE = ["succeeded", "failed", "cancelled"];
   var panel = document.querySelector("[data-task-panel]");
   if (!panel) return;
@@ -42,10 +43,14 @@
     busy = true;
     last = Date.now();
     var current = list();
-    var url = panel.dataset.url + "?seen=" + encodeURIComponent(current ? current.dataset.seen : "");
+    // An open panel without its rows yet asks for them whatever they are.
+    var seen = !current || (!rows.hidden && current.hasAttribute("data-unloaded")) ? "" : current.dataset.seen;
+    var url = panel.dataset.url + "?seen=" + encodeURIComponent(seen);
     function done() {
       busy = false;
-      schedule(every());
+      var now = list();
+      // Opened while a closed panel's question was under way: ask for its rows at once.
+      schedule(!rows.hidden && now && now.hasAttribute("data-unloaded") ? 0 : every());
     }
     window.htmx.ajax("GET", url, { target: rows, swap: "innerHTML" }).then(done, done);
   }
@@ -59,7 +64,8 @@
     var open = rows.hidden;
     show(open);
     try { window.localStorage.setItem(KEY, open ? "open" : "closed"); } catch (e) { /* storage off */ }
-    if (open && Date.now() - last > OPEN_EVERY) refresh();
+    var current = list();
+    if (open && (Date.now() - last > OPEN_EVERY || (current && current.hasAttribute("data-unloaded")))) refresh();
     else schedule(every());
   });
   // Only the panel's own answer goes in: a session that ended answers with the login
@@ -94,5 +100,5 @@
   window.addEventListener("pageshow", function (e) {
     if (e.persisted) schedule(0);
   });
-  document.addEventListener("DOMContentLoaded", function () { schedule(every()); });
+  document.addEventListener("DOMContentLoaded", function () { schedule(rows.hidden ? CLOSED_EVERY : 0); });
 })();
