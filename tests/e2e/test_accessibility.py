@@ -3,7 +3,8 @@
 in headless Chromium against the running stack: the login page, the dashboard, the hosts
 and a host, the VMs and a running VM (each of its tabs, its attach-disk form and its migrate dialog
 open), the create wizard (each install method), the pools and a pool, the networks, the
-jobs and a job, the audit log and the projects.
+jobs and a job, the audit log and the projects (the task panel at their foot closed and
+open).
 
 axe-core (tests/e2e/vendor/axe-core) is read from disk and evaluated in the page through
 the DevTools protocol: the site's Content-Security-Policy admits no inline script, so
@@ -96,6 +97,21 @@ def open_migrate_dialog(page) -> None:
     expect(dialog).to_be_visible()
     expect(dialog).not_to_contain_text("Checking the hosts")  # the pre-check has answered
     page.wait_for_timeout(300)  # Bootstrap's fade
+
+
+def task_panel(open_it: bool) -> Callable[[Any], None]:
+    """Open (with its rows) or close the task panel at the foot of the page."""
+
+    def toggle(page) -> None:
+        panel = page.locator("[data-task-panel]")
+        panel.locator("[data-task-toggle]").click()
+        expect(panel.locator("[data-task-toggle]")).to_have_attribute(
+            "aria-expanded", "true" if open_it else "false"
+        )
+        if open_it:
+            expect(panel.locator("[data-task-job]").first).to_be_visible()
+
+    return toggle
 
 
 # The VM page's tabs past Hardware: axe reads only what is shown.
@@ -192,6 +208,15 @@ def test_the_main_pages_pass_axe_in_both_themes(
                 Page("job", f"/jobs/{job.pk}/"),
                 Page("audit", "/audit/"),
                 Page("projects", "/projects/"),
+                # Closed again at the end: the next pages (the next theme's) open as left.
+                Page(
+                    "projects",
+                    "/projects/",
+                    [
+                        ("task panel open", task_panel(True)),
+                        ("task panel closed", task_panel(False)),
+                    ],
+                ),
             ],
         )
     finally:
