@@ -49,8 +49,10 @@
     function done() {
       busy = false;
       var now = list();
-      // Opened while a closed panel's question was under way: ask for its rows at once.
-      schedule(!rows.hidden && now && now.hasAttribute("data-unloaded") ? 0 : every());
+      // Opened while a closed panel's question was under way: ask for its rows at once
+      // (but not again at once when that was the question and it went unanswered).
+      var wanting = !rows.hidden && now && now.hasAttribute("data-unloaded");
+      schedule(wanting && seen !== "" ? 0 : every());
     }
     window.htmx.ajax("GET", url, { target: rows, swap: "innerHTML" }).then(done, done);
   }
