@@ -190,9 +190,11 @@ def vm_detail(request: HttpRequest, vm_id: str) -> HttpResponse:
 # The VM page's tabs: (id, label), the first shown unless the address names another.
 VM_TABS = [
     ("summary", "Summary"),
+    ("console", "Console"),
     ("hardware", "Hardware"),
     ("snapshots", "Snapshots"),
     ("backups", "Backups"),
+    ("tuning", "Tuning"),
     ("options", "Options"),
     ("history", "History"),
 ]

@@ -115,7 +115,7 @@ def task_panel(open_it: bool) -> Callable[[Any], None]:
 
 
 # The VM page's tabs past Hardware: axe reads only what is shown.
-VM_TABS = ["Snapshots", "Backups", "Options", "History"]
+VM_TABS = ["Console", "Snapshots", "Backups", "Tuning", "Options", "History"]
 
 
 def tab(name: str) -> Callable[[Any], None]:

@@ -243,7 +243,16 @@ def test_the_vm_page_on_a_phone_fits_and_its_actions_and_tabs_are_at_hand(
     for name in ("Start", "Shut down", "Force off", "Reboot"):
         on_screen(phone, buttons.get_by_role("button", name=name, exact=True))
     on_screen(phone, phone.get_by_role("link", name="Serial console"))
-    for name in ("Summary", "Hardware", "Snapshots", "Backups", "Options", "History"):
+    for name in (
+        "Summary",
+        "Console",
+        "Hardware",
+        "Snapshots",
+        "Backups",
+        "Tuning",
+        "Options",
+        "History",
+    ):
         tab = phone.get_by_role("tab", name=name)
         tab.tap()
         expect(tab).to_have_attribute("aria-selected", "true")

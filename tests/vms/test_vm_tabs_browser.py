@@ -14,7 +14,7 @@ from .test_vm_browser import elsewhere, open_as
 
 pytestmark = [pytest.mark.browser, pytest.mark.stack, pytest.mark.libvirt, pytest.mark.timeout(180)]
 
-TABS = ["Summary", "Hardware", "Snapshots", "Backups", "Options", "History"]
+TABS = ["Summary", "Console", "Hardware", "Snapshots", "Backups", "Tuning", "Options", "History"]
 
 
 def test_the_vm_page_opens_on_summary_and_keeps_the_tab_the_user_chose(
@@ -48,6 +48,16 @@ def test_the_vm_page_opens_on_summary_and_keeps_the_tab_the_user_chose(
     page.goto(url)
     expect(page.get_by_role("tab", name="Hardware")).to_have_attribute("aria-selected", "true")
     expect(page.locator("#hardware")).to_be_visible()
+
+    # Console: both consoles at hand; Tuning: read from the host when first shown.
+    page.get_by_role("tab", name="Console").click()
+    expect(
+        page.locator("#console").get_by_role("link", name="Open the serial console")
+    ).to_have_attribute("href", f"/vms/{vm.pk}/console/serial/")
+    page.get_by_role("tab", name="Tuning").click()
+    tuning = page.locator("#tuning")
+    expect(tuning.get_by_role("heading", name="vCPUs")).to_be_visible(timeout=15_000)
+    expect(tuning.get_by_role("button", name="Set vCPUs")).to_be_visible()
 
     page.goto(url + "#history")
     history = page.locator("#history")
