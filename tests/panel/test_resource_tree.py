@@ -22,7 +22,7 @@ def tree(response) -> dict[str, list[str]]:
     """{section heading: link texts} of the sidebar."""
     doc = html.fromstring(response.content.decode())
     sections: dict[str, list[str]] = {}
-    for heading in doc.xpath("//nav[@aria-label='Resources']/h2"):
+    for heading in doc.xpath("//nav[@aria-label='Resources']/p[@data-tree-section]"):
         items = heading.getnext()
         sections[heading.text_content().strip()] = [
             a.text_content().strip() for a in items.xpath(".//a")
