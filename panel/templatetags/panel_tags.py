@@ -91,29 +91,15 @@ def resource_tree(context: dict) -> dict:
     return {"hosts": hosts, "projects": projects, "is_admin": is_admin(user)}
 
 
-# Pages without the task panel: logging in, the error pages, and the consoles, which
-# take the whole screen.
-NO_TASK_PANEL = frozenset(
-    {
-        "registration/login.html",
-        "403.html",
-        "404.html",
-        "503.html",
-        "vms/console_vnc.html",
-        "vms/console_serial.html",
-    }
-)
-
-
 @register.simple_tag(takes_context=True)
 def task_panel(context: template.Context) -> str:
     """The task panel at the foot of a signed-in page: its bar, and its rows' signature
     for the script, which fetches the rows once the panel is open (rendering them here
-    would cost every page as much again as the panel's queries). On the pages in
-    NO_TASK_PANEL, nothing: neither rendered nor queried."""
+    would cost every page as much again as the panel's queries). Pages without it (the
+    error pages, the consoles) empty base.html's task_panel block: nothing is queried."""
     user = getattr(context.get("request"), "user", None)
     page = context.template
-    if user is None or not user.is_authenticated or page is None or page.name in NO_TASK_PANEL:
+    if user is None or not user.is_authenticated or page is None:
         return ""
     frame = page.engine.get_template("panel/_task_panel_frame.html")
     return str(frame.render(context.new({"panel": recent_tasks(user, rows=False)})))
