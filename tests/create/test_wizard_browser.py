@@ -16,28 +16,38 @@ from vms.models import VirtualMachine
 pytestmark = [pytest.mark.browser, pytest.mark.libvirt, pytest.mark.stack, pytest.mark.timeout(240)]
 
 
-def test_the_wizard_creates_a_vm_and_lands_on_its_page_running(
-    page, stack, transactional_db, admin_user, local_host, dir_pool, project, created
-):
+def signed_in_as_admin(page, stack, local_host) -> None:
+    """The admin logged in through the form, the local host known to have room."""
     local_host.facts = {
         "cpus": 2,
         "memory_total_bytes": 8 * 1024**3,
         "memory_free_bytes": 4 * 1024**3,
     }
     local_host.save()
-    created.append("wiz1")
     page.goto(stack.url + "/login/")
     page.fill("#id_username", "admin")
     page.fill("#id_password", ADMIN_PASSWORD)
     page.click("button[type=submit]")
-    page.goto(stack.url + "/vms/")
-    page.get_by_role("link", name="New VM").click()
 
-    page.get_by_label("Name", exact=True).fill("wiz1")
+
+def fill_in_the_basics(page, name: str) -> None:
+    """The wizard's name, project, host and size fields for the tiny guest."""
+    page.get_by_label("Name", exact=True).fill(name)
     page.get_by_label("Project").select_option(label="alpha")
     page.get_by_label("Host").select_option(label="local (up)")
     page.get_by_label("vCPUs").fill("1")
     page.get_by_label("Memory (MiB)").fill("96")
+
+
+def test_the_wizard_creates_a_vm_and_lands_on_its_page_running(
+    page, stack, transactional_db, admin_user, local_host, dir_pool, project, created
+):
+    signed_in_as_admin(page, stack, local_host)
+    created.append("wiz1")
+    page.goto(stack.url + "/vms/")
+    page.get_by_role("link", name="New VM").click()
+
+    fill_in_the_basics(page, "wiz1")
     page.get_by_label("New disk in pool").select_option(str(dir_pool.pk))
     page.get_by_label("Size (GiB)").fill("0.05")
     page.get_by_label("kernel", exact=True).check()
@@ -60,17 +70,8 @@ def test_the_wizard_creates_a_vm_and_lands_on_its_page_running(
 def test_a_search_narrows_the_os_variants_and_the_wizard_creates_the_vm_with_the_one_picked(
     page, stack, transactional_db, admin_user, local_host, dir_pool, project, created
 ):
-    local_host.facts = {
-        "cpus": 2,
-        "memory_total_bytes": 8 * 1024**3,
-        "memory_free_bytes": 4 * 1024**3,
-    }
-    local_host.save()
+    signed_in_as_admin(page, stack, local_host)
     created.append("wiz2")
-    page.goto(stack.url + "/login/")
-    page.fill("#id_username", "admin")
-    page.fill("#id_password", ADMIN_PASSWORD)
-    page.click("button[type=submit]")
     page.goto(stack.url + "/vms/new/")
     expect(page.get_by_label("iso", exact=True)).to_be_checked()
     expect(page.get_by_label("ISO volume")).to_be_visible()
@@ -91,11 +92,7 @@ def test_a_search_narrows_the_os_variants_and_the_wizard_creates_the_vm_with_the
     expect(variant).to_have_value("debian11")
     search.fill("")
 
-    page.get_by_label("Name", exact=True).fill("wiz2")
-    page.get_by_label("Project").select_option(label="alpha")
-    page.get_by_label("Host").select_option(label="local (up)")
-    page.get_by_label("vCPUs").fill("1")
-    page.get_by_label("Memory (MiB)").fill("96")
+    fill_in_the_basics(page, "wiz2")
     page.get_by_label("New disk in pool").select_option(str(dir_pool.pk))
     page.get_by_label("Size (GiB)").fill("0.05")
     page.get_by_label("kernel", exact=True).check()

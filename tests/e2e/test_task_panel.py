@@ -7,15 +7,13 @@ page."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from playwright.sync_api import expect
 
 from panel import services
 from panel.actors import Actor
-from panel.choices import JobState
 from panel.models import Job
+from tests.browser import signed_in
 from tests.stack import worker_holding_jobs
 from tests.vms.conftest import (  # noqa: F401  (fixtures)
     fast_password_hashing,
@@ -23,18 +21,10 @@ from tests.vms.conftest import (  # noqa: F401  (fixtures)
     people,
 )
 
-from .test_phone import WIDTHS, phone, signed_in  # noqa: F401  (the phone fixture)
+from .test_accessibility import finish_jobs
+from .test_phone import WIDTHS, phone  # noqa: F401  (the phone fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.stack, pytest.mark.timeout(180)]
-
-
-def finish_jobs(timeout: float = 120.0) -> None:
-    """Do not flush the database under a job the worker is still running."""
-    deadline = time.monotonic() + timeout
-    while Job.objects.filter(state__in=[JobState.QUEUED, JobState.RUNNING]).exists():
-        if time.monotonic() > deadline:
-            pytest.fail(f"jobs still unfinished after {timeout:.0f} s")
-        time.sleep(0.5)
 
 
 @pytest.mark.libvirt
