@@ -25,6 +25,11 @@ class BackupMethod(models.TextChoices):
     SNAPSHOT = "snapshot", "External snapshot, copy, merge (VM running)"
 
 
+class BackupKind(models.TextChoices):
+    FULL = "full", "Full"
+    INCREMENTAL = "incremental", "Incremental"
+
+
 class ScheduleKind(models.TextChoices):
     SNAPSHOT = "snapshot", "Snapshot"
     BACKUP = "backup", "Backup"

@@ -7,7 +7,7 @@ from django.db import models
 
 from panel.models import Host, Project
 
-from .choices import BackupMethod, BackupState, ScheduleKind, VMState
+from .choices import BackupKind, BackupMethod, BackupState, ScheduleKind, VMState
 
 
 class VirtualMachine(models.Model):
@@ -203,7 +203,8 @@ class BackupSchedule(models.Model):
 
 
 class Backup(models.Model):
-    """A full, consistent copy of a VM's disks and definition in a backup pool."""
+    """A consistent copy of a VM's disks and definition in a backup pool: full, or
+    incremental (only the clusters written since its parent, the backup it builds on)."""
 
     vm = models.ForeignKey(
         VirtualMachine, null=True, blank=True, on_delete=models.SET_NULL, related_name="backups"
@@ -223,6 +224,24 @@ class Backup(models.Model):
     job = models.ForeignKey("panel.Job", null=True, blank=True, on_delete=models.SET_NULL)
     state = models.CharField(max_length=10, choices=BackupState, default=BackupState.RUNNING)
     method = models.CharField(max_length=10, choices=BackupMethod, blank=True, default="")
+    kind = models.CharField(max_length=12, choices=BackupKind, default=BackupKind.FULL)
+    parent = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.RESTRICT,
+        related_name="children",
+        help_text="The backup this incremental one builds on (its copies lie below these).",
+    )
+    checkpoint = models.CharField(
+        max_length=100,
+        blank=True,
+        default="",
+        help_text="The libvirt checkpoint made with it, where the next incremental starts.",
+    )
+    note = models.TextField(
+        blank=True, default="", help_text="Why it is a full copy when it could have built on one."
+    )
     message = models.TextField(blank=True, default="")
     xml = models.TextField(blank=True, default="", help_text="The VM's definition when copied.")
     disks = models.JSONField(

@@ -18,6 +18,7 @@ import libvirt
 from lxml import etree
 
 from . import xml
+from .backups.checkpoints import drop_checkpoints
 from .connection import session
 from .domains import domain_info
 from .errors import Conflict, HypervisorError
@@ -187,6 +188,8 @@ def move_disk(
         root = xml.parse(dom.XMLDesc(0))
         disk = _disk(root, target)
         plan = _move_plan(conn, disk, target, pool)
+        # The disk moves to a new image: the backup chain starts again with a full copy.
+        drop_checkpoints(dom)
         new = _copy_and_switch(conn, uri, dom, disk, plan, target, recorded, report)
         path, old, _dest_pool, _name = plan
         new_path = new.path()

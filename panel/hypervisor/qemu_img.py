@@ -162,6 +162,25 @@ def convert(uri: str, source: PinnedImage, dest: str, fmt: str, *, target_is_zer
     _run([*args, block_spec(source), dest], timeout=COPY_TIMEOUT)
 
 
+def set_backing(uri: str, path: str, backing: BackingInfo) -> None:
+    """Write backing (path and format) into the qcow2 header of path, reading nothing from
+    either image (unsafe rebase: the header only). For images the panel made itself, whose
+    chain it recorded: the header then says what the record says."""
+    _require_local(uri)
+    _run(["rebase", "-q", "-u", "-f", "qcow2", "-b", backing.path, "-F", backing.format, path])
+
+
+def commit(uri: str, top: PinnedImage) -> None:
+    """Write the clusters top holds into the first image of its recorded chain (read as
+    recorded, nothing from the headers), leaving top as it was."""
+    _require_local(uri)
+    if not top.backing:
+        raise HypervisorError(f"{top.path} has no recorded backing image to commit into.")
+    below = top.backing[0]
+    spec = block_spec(PinnedImage(top.path, top.format, (below,)))
+    _run(["commit", "-q", "-d", spec], timeout=COPY_TIMEOUT)
+
+
 def resize(uri: str, image: PinnedImage, capacity: int, *, shrink: bool) -> None:
     """Resize the image (as its recorded format) to capacity bytes."""
     _require_local(uri)

@@ -13,6 +13,7 @@ from lxml import etree
 
 from . import images, qemu_img
 from . import xml as xml_doc
+from .backups.checkpoints import drop_checkpoints, dropped_line
 from .connection import session
 from .domains import vol_xml
 from .errors import Conflict, HypervisorError
@@ -221,17 +222,20 @@ def revert_snapshot(
     with session(uri) as conn:
         dom = conn.lookupByUUIDString(uuid)
         snap = dom.snapshotLookupByName(name, 0)
+        # The disks go back behind the backup checkpoints' bitmaps (and qemu refuses to
+        # load an internal snapshot while a disk has one): the next backup is full.
+        done = dropped_line(drop_checkpoints(dom))
         if _parse(snap).kind == "internal":
             dom.revertToSnapshot(snap, flags)
-            return [f"libvirt reverted to {name}"]
+            return [*done, f"libvirt reverted to {name}"]
         try:
             dom.revertToSnapshot(snap, flags)
         except libvirt.libvirtError as exc:
             if exc.get_error_code() != libvirt.VIR_ERR_CONFIG_UNSUPPORTED:
                 raise
         else:
-            return [f"libvirt reverted to the external snapshot {name}"]
-        return _revert_external(conn, dom, snap, start=start, discard_later=discard_later)
+            return [*done, f"libvirt reverted to the external snapshot {name}"]
+        return done + _revert_external(conn, dom, snap, start=start, discard_later=discard_later)
 
 
 def _pool_volume(conn: libvirt.virConnect, path: str) -> libvirt.virStorageVol:

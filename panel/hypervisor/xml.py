@@ -313,6 +313,10 @@ def build_volume(spec: VolumeSpec, *, allocation: int = 0) -> str:
     _sub(vol, "allocation", str(allocation), unit="bytes")
     target = _sub(vol, "target")
     _sub(target, "format", type=spec.format)
+    if spec.format == "qcow2":
+        # qcow2 version 3, as qemu-img makes it: version 2 (libvirt's default) cannot keep
+        # the dirty bitmaps that incremental backups read.
+        _sub(target, "compat", "1.1")
     if spec.backing_path:
         store = _sub(vol, "backingStore")
         _sub(store, "path", spec.backing_path)

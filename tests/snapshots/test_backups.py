@@ -87,11 +87,19 @@ def test_a_fired_schedule_backs_up_prunes_and_a_backup_restores_into_a_new_vm_th
     assert "<domain" in third.xml and str(vm.pk) in third.xml
     assert third.verify[0]["ok"] and third.rpo_seconds is not None
     assert 0 <= third.rpo_seconds < 300
-    for path in [d["path"] for d in second.disks + third.disks]:
-        assert os.path.exists(path) and backing(path) == ""
+    # A chain: the first full, each next one incremental on the one before. Pruning the
+    # first folded the second into the first's files, which the second now keeps as a full
+    # copy; the third's header names them.
+    assert (made[0].kind, made[1].kind) == ("full", "incremental")
+    assert second.kind == "full" and second.parent_id is None
+    assert third.kind == "incremental" and third.parent_id == second.pk
+    assert [d["path"] for d in second.disks] == first_files
+    assert not any(os.path.exists(d["path"]) for d in made[1].disks)
+    assert backing(first_files[0]) == "" and backing(third.disks[0]["path"]) == first_files[0]
     remaining = sorted(os.listdir(backup_pool.target_path))
     assert remaining == sorted(os.path.basename(d["path"]) for d in second.disks + third.disks)
-    assert not any(os.path.exists(p) for p in first_files)
+    checkpoints = set(virsh("checkpoint-list", str(vm.pk), "--name").split())
+    assert checkpoints == {second.checkpoint, third.checkpoint}
     assert source(vm).startswith(os.path.dirname(vm.disks[0]["source"]))  # not moved
 
     job = restores.restore_backup(

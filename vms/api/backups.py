@@ -57,6 +57,22 @@ class BackupSerializer(serializers.Serializer):
     vm_name = serializers.CharField()
     state = serializers.CharField()
     method = serializers.CharField()
+    kind = serializers.ChoiceField(
+        choices=["full", "incremental"],
+        help_text="full: every cluster of each disk; incremental: only those written since "
+        "the checkpoint of its parent, the backup it builds on (restoring it reads both).",
+    )
+    parent = serializers.IntegerField(
+        allow_null=True, help_text="The backup an incremental one builds on (null: full)."
+    )
+    checkpoint = serializers.CharField(
+        help_text="The libvirt checkpoint made with it, where the next incremental backup "
+        "starts ('' when none: offline and snapshot-method backups, raw disks)."
+    )
+    note = serializers.CharField(
+        help_text="Why it is a full copy when it could have built on the last backup "
+        "(a broken chain says what broke it); '' otherwise."
+    )
     message = serializers.CharField()
     pool = serializers.IntegerField(allow_null=True)
     schedule = serializers.IntegerField(allow_null=True)

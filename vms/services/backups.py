@@ -1,6 +1,7 @@
-"""Backups of VMs: full copies of the disks and the definition into a backup pool, and
-their deletion, as jobs. Restoring them is in vms/services/restores.py; schedules and
-retention are in vms/services/schedules.py."""
+"""Backups of VMs: copies of the disks and the definition into a backup pool (full, or
+incremental in a chain: vms/services/chains.py), and their deletion, as jobs. Restoring
+them is in vms/services/restores.py; schedules and retention are in
+vms/services/schedules.py."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from storage.models import StoragePool
 from storage.services import refresh_pool_row
 from vms.choices import BackupState, VMState
 from vms.models import Backup, BackupSchedule, VirtualMachine
+from vms.services import chains
 from vms.services.common import VMJob, on_vm_host, require_right, vm_job
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,10 @@ def serialize_backup(backup: Backup) -> dict[str, Any]:
         "vm_name": backup.vm_name,
         "state": backup.state,
         "method": backup.method,
+        "kind": backup.kind,
+        "parent": backup.parent_id,
+        "checkpoint": backup.checkpoint,
+        "note": backup.note,
         "message": backup.message,
         "pool": backup.pool_id,
         "schedule": backup.schedule_id,
@@ -168,7 +174,9 @@ def run_backup_job(job: Job) -> None:
         _copy_and_verify(job, backup, vm, pool)
     except Exception as exc:
         message = getattr(exc, "message", None) or str(exc)
-        Backup.objects.filter(pk=backup.pk).update(state=BackupState.FAILED, message=message)
+        Backup.objects.filter(pk=backup.pk).update(
+            state=BackupState.FAILED, message=message, parent=None
+        )
         raise
     if backup.schedule is not None:
         from vms.services.schedules import prune  # schedules imports this module
@@ -185,10 +193,18 @@ def _copy_and_verify(job: Job, backup: Backup, vm: VirtualMachine, pool: Storage
         message=f"Backing up {vm.name} into {pool.name}",
         log_line=f"backup #{backup.pk} of {vm.name} ({vm.state}) started",
     )
+    chain, base, why = chains.plan(backup, vm)
+    # Set now, so that the backup it builds on is not deleted while it is taken.
+    Backup.objects.filter(pk=backup.pk).update(parent=base)
     started = time.monotonic()
-    result = _copy(job, backup, vm, pool)
+    result = _copy(job, backup, vm, pool, chain)
     duration = time.monotonic() - started
+    chains.record(backup, base, result, why)
     jobs.report(job.pk, progress=85, log_line=f"copied by the {result.method} method")
+    if result.incremental and base is not None:
+        jobs.report(job.pk, log_line=f"incremental: only what changed since backup #{base.pk}")
+    elif result.note or (why and result.method == "push"):
+        jobs.report(job.pk, log_line=f"full copy: {result.note or why}")
     for disk in result.disks:
         jobs.report(job.pk, log_line=f"{disk.target}: {disk.source} -> {disk.path}")
     for target in result.skipped:
@@ -229,9 +245,10 @@ def _copy_and_verify(job: Job, backup: Backup, vm: VirtualMachine, pool: Storage
 
 
 def _copy(
-    job: Job, backup: Backup, vm: VirtualMachine, pool: StoragePool
+    job: Job, backup: Backup, vm: VirtualMachine, pool: StoragePool, chain: hypervisor.Chain
 ) -> hypervisor.BackupResult:
-    """vm's disks and definition copied into the backup's pool, by the job's method."""
+    """vm's disks and definition copied into the backup's pool, by the job's method (a
+    push backup in its chain)."""
 
     def progress(done: int, total: int) -> None:
         jobs.report(job.pk, progress=5 + 80 * done // max(total, 1))
@@ -247,6 +264,7 @@ def _copy(
             recorded=storage_services.recorded_chains(
                 vm.host, [d["source"] for d in vm.disks if d.get("source")]
             ),
+            chain=chain,
         )
 
 
@@ -301,6 +319,7 @@ def delete_backup(backup: Backup, *, actor: Actor) -> None:
         if _in_progress(backup):
             raise ConflictError(f"Backup #{backup.pk} is still being made: wait for its job.")
         with backup_host_errors(backup):
+            chains.leave(backup)
             delete_copies(backup)
         with transaction.atomic():
             audit.record(
@@ -356,8 +375,14 @@ def undo_abandoned(job: Job) -> str:
         backup.pool.name,
         f"{backup.vm_name}-backup-{backup.pk}",
     )
+    with contextlib.suppress(hypervisor.HypervisorError):
+        hypervisor.delete_checkpoint(
+            backup.host.uri, str(backup.vm_uuid), chains.checkpoint_name(backup)
+        )
     message = "The worker taking this backup stopped; its copies were deleted."
-    Backup.objects.filter(pk=backup.pk).update(state=BackupState.FAILED, message=message)
+    Backup.objects.filter(pk=backup.pk).update(
+        state=BackupState.FAILED, message=message, parent=None
+    )
     with contextlib.suppress(ServiceError):
         refresh_pool_row(backup.pool)
     for path in cleaned.merged:

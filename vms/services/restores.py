@@ -20,6 +20,7 @@ from storage.models import StoragePool
 from storage.services import refresh_pool_row, remove_made_volumes
 from vms.choices import BackupState, VMState
 from vms.models import Backup, VirtualMachine
+from vms.services import chains
 from vms.services.backups import NOTHING_TO_COPY, backup_host_errors, backup_pool
 from vms.services.common import apply_info, on_vm_host, reread, vm_job
 from vms.services.sync import sync_domain
@@ -137,7 +138,7 @@ def run_restore_job(job: Job) -> None:
         log_line=f"restore of backup #{backup.pk} ({spec['mode']}) started",
     )
     _check_backup_files(job, backup)
-    copies = {d["target"]: d["path"] for d in backup.disks}
+    copies = chains.images(backup)
     jobs.report(job.pk, progress=15, message=f"Copying backup #{backup.pk}")
     if spec["mode"] == "new":
         restored = _restore_as_new(job, backup, vm, copies)
@@ -161,11 +162,15 @@ def run_restore_job(job: Job) -> None:
 
 
 def _check_backup_files(job: Job, backup: Backup) -> None:
-    """Each of the backup's files checked with qemu-img; a failed one fails the backup."""
-    for disk in backup.disks:
+    """Each file the restore reads (the backup's, and those of the backups it builds on)
+    checked with qemu-img; a failed one fails the backup."""
+    for label, disk in chains.files(backup):
         with backup_host_errors(backup):
             checked = qemu_img.check(backup.host.uri, disk["path"], disk.get("format", "qcow2"))
-        jobs.report(job.pk, log_line=f"{disk['target']}: {disk['path']}: {checked['summary']}")
+        jobs.report(
+            job.pk,
+            log_line=f"{disk['target']}: {disk['path']} ({label}): {checked['summary']}",
+        )
         if not checked["ok"]:
             Backup.objects.filter(pk=backup.pk).update(
                 state=BackupState.FAILED, message=str(checked["summary"])
@@ -184,7 +189,7 @@ def _copy_progress(job: Job) -> Callable[[int, int], None]:
 
 
 def _restore_as_new(
-    job: Job, backup: Backup, vm: VirtualMachine, copies: dict[str, str]
+    job: Job, backup: Backup, vm: VirtualMachine, copies: dict[str, qemu_img.PinnedImage]
 ) -> VirtualMachine:
     """The backup copied into a new VM of vm's project, owned by the job's user."""
     spec = job.result
@@ -216,7 +221,7 @@ def _restore_as_new(
 
 
 def _restore_in_place(
-    job: Job, backup: Backup, vm: VirtualMachine, copies: dict[str, str]
+    job: Job, backup: Backup, vm: VirtualMachine, copies: dict[str, qemu_img.PinnedImage]
 ) -> VirtualMachine:
     """vm's disks replaced by copies of the backup's."""
     with on_vm_host(vm, failed=f"Restoring {vm.name} from backup #{backup.pk} failed"):
@@ -233,7 +238,7 @@ def _restore_in_place(
 
 
 def _check_restored_disks(
-    job: Job, backup: Backup, restored: VirtualMachine, copies: dict[str, str]
+    job: Job, backup: Backup, restored: VirtualMachine, copies: dict[str, qemu_img.PinnedImage]
 ) -> None:
     """The restored VM's new disks recorded and checked with qemu-img."""
     for disk in [d for d in restored.disks if d.get("target") in copies]:

@@ -32,7 +32,7 @@ from panel.permissions import CHANGE, MANAGE, VIEW, allowed, restrict
 from storage.models import StoragePool
 from vms.choices import BackupState, ScheduleKind, VMState
 from vms.models import Backup, BackupSchedule, VirtualMachine
-from vms.services import retention, snapshots
+from vms.services import chains, retention, snapshots
 from vms.services.backups import backup_host_errors, backup_pool, delete_copies, take_backup
 from vms.services.common import on_vm_host, require_right
 
@@ -64,6 +64,7 @@ def prune(schedule: BackupSchedule, vm: VirtualMachine, job: Job | None = None) 
         if index in kept:
             continue
         with backup_host_errors(backup):
+            done += chains.leave(backup)
             delete_copies(backup)
         audit.record(
             Actor(None, via=Via.SCHEDULE),

@@ -94,11 +94,6 @@ def flat_copy(
     )
 
 
-def backup_image(path: str) -> PinnedImage:
-    """A backup file: a flattened qcow2 the panel wrote, with no backing file."""
-    return PinnedImage(path, "qcow2", ())
-
-
 def part_progress(progress: Progress, index: int, count: int) -> Progress:
     """Progress of one disk out of count, as a share of the whole (in thousandths)."""
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import libvirt
 from lxml import etree
 
+from panel.hypervisor.backups.checkpoints import drop_checkpoints, dropped_line
 from panel.hypervisor.backups.common import (
-    backup_image,
     backup_pool,
     file_disks,
     flat_copy,
@@ -21,6 +21,7 @@ from panel.hypervisor.backups.common import (
 from panel.hypervisor.connection import session
 from panel.hypervisor.domains import claim_volume_name
 from panel.hypervisor.errors import Conflict, HypervisorError
+from panel.hypervisor.qemu_img import PinnedImage
 from panel.hypervisor.storage.streams import Progress, no_progress
 
 
@@ -50,7 +51,7 @@ def _point_disks(root: etree._Element, paths: dict[str, str]) -> None:
 def restore_as_new(
     uri: str,
     definition: str,
-    copies: dict[str, str],
+    copies: Mapping[str, PinnedImage],
     pool: str,
     new_name: str,
     *,
@@ -60,7 +61,8 @@ def restore_as_new(
     """Define a new domain from a backup: its definition with a new name, UUID and MACs, and
     each backed-up disk (target -> backup file) copied into pool. Returns the new domain's
     UUID and the files made; undone on failure. on_volume(pool, name) hears of each new
-    volume before it is made."""
+    volume before it is made. Each backup file is read as recorded: an incremental copy
+    with the copies it builds on below it, flattened into one image."""
     with session(uri) as conn:
         with contextlib.suppress(libvirt.libvirtError):
             conn.lookupByName(new_name)
@@ -76,9 +78,9 @@ def restore_as_new(
         made: list[libvirt.virStorageVol] = []
         try:
             paths = {}
-            for index, (target, path) in enumerate(sorted(copies.items())):
+            for index, (target, image) in enumerate(sorted(copies.items())):
                 part = part_progress(progress, index, len(copies))
-                vol = _copy_backup(conn, path, dest, f"{new_name}-{target}.qcow2", part, on_volume)
+                vol = _copy_backup(conn, image, dest, f"{new_name}-{target}.qcow2", part, on_volume)
                 made.append(vol)
                 paths[target] = vol.path()
             _point_disks(root, paths)
@@ -93,22 +95,22 @@ def restore_as_new(
 
 def _copy_backup(
     conn: libvirt.virConnect,
-    path: str,
+    image: PinnedImage,
     dest: libvirt.virStoragePool,
     name: str,
     progress: Progress,
     on_volume: Callable[[str, str], None] | None,
 ) -> libvirt.virStorageVol:
-    """The backup file at path copied flat into a new volume name of pool dest, the name
-    claimed first (on_volume told)."""
+    """The backup image (its chain flattened) copied into a new volume name of pool dest,
+    the name claimed first (on_volume told)."""
     claim_volume_name(dest, name, on_volume)
-    return flat_copy(conn, volume_at_path(conn, path), dest, name, progress, backup_image(path))
+    return flat_copy(conn, volume_at_path(conn, image.path), dest, name, progress, image)
 
 
 def _copy_beside(
     conn: libvirt.virConnect,
     current: dict[str, str],
-    copies: dict[str, str],
+    copies: Mapping[str, PinnedImage],
     progress: Progress,
     on_volume: Callable[[str, str], None] | None,
     made: list[libvirt.virStorageVol],
@@ -119,16 +121,16 @@ def _copy_beside(
     once copied, and what was done into done."""
     stamp = time.strftime("%Y%m%d%H%M%S")
     paths = {}
-    for index, (target, path) in enumerate(sorted(copies.items())):
+    for index, (target, image) in enumerate(sorted(copies.items())):
         old = volume_at_path(conn, current[target])
         stem = os.path.splitext(old.name())[0]
         dest = old.storagePoolLookupByVolume()
         name = f"{stem}.restored-{stamp}.qcow2"
         part = part_progress(progress, index, len(copies))
-        vol = _copy_backup(conn, path, dest, name, part, on_volume)
+        vol = _copy_backup(conn, image, dest, name, part, on_volume)
         made.append(vol)
         paths[target] = vol.path()
-        done.append(f"{target}: {path} copied to {vol.path()}")
+        done.append(f"{target}: {image.path} copied to {vol.path()}")
     return paths
 
 
@@ -155,7 +157,7 @@ def _delete_replaced(
 def restore_in_place(
     uri: str,
     uuid: str,
-    copies: dict[str, str],
+    copies: Mapping[str, PinnedImage],
     *,
     progress: Progress = no_progress,
     on_volume: Callable[[str, str], None] | None = None,
@@ -181,6 +183,8 @@ def restore_in_place(
         try:
             paths = _copy_beside(conn, current, copies, progress, on_volume, made, done)
             _point_disks(root, paths)
+            # The disks change behind the checkpoints' bitmaps: the next backup is full.
+            done.extend(dropped_line(drop_checkpoints(dom)))
             conn.defineXML(etree.tostring(root, encoding="unicode"))
         except BaseException:
             for vol in made:

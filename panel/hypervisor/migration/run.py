@@ -20,6 +20,7 @@ import libvirt
 from lxml import etree
 
 from panel.hypervisor import xml
+from panel.hypervisor.backups.checkpoints import drop_checkpoints
 from panel.hypervisor.connection import connect, session, translate
 from panel.hypervisor.domains import domain_info
 from panel.hypervisor.errors import Conflict, HypervisorError
@@ -262,6 +263,8 @@ def migrate_domain(
         raise HypervisorError(f"Unknown storage copy '{options.copy_storage}'.")
     with session(source_uri) as src, session(target_uri) as dst:
         dom = src.lookupByUUIDString(uuid)
+        # Checkpoints stay behind (libvirt keeps them per host): the next backup is full.
+        drop_checkpoints(dom)
         persistent = bool(dom.isPersistent())
         live_xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE)
         copies = _plan_copies(src, dst, dom, xml.parse(live_xml), options)
