@@ -62,6 +62,7 @@ def vm_backup_restore(request: HttpRequest, vm: VirtualMachine) -> None:
         name=data.get("name", ""),
         pool=_pool(request),
         start=data.get("start") == "1",
+        disks=[t for t in data.getlist("disks") if t],
         actor=Actor.of(request),
     )
     messages.info(request, f"Restore of backup #{backup.pk} started (job #{job.pk}).")

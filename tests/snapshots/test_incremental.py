@@ -7,16 +7,18 @@ says why."""
 from __future__ import annotations
 
 import os
+import subprocess
 
 import pytest
 
 from panel.actors import Actor
+from storage import services as storage_services
 from tests.snapshots.conftest import open_shell, run_backup_job, run_job, shell, virsh
 from tests.snapshots.test_backups import backup_now, force_off, restore_here
 from tests.snapshots.test_external import read_disk, write_disk
 from tests.snapshots.test_merge import backing
 from vms.models import Backup, VirtualMachine
-from vms.services import backups, restores
+from vms.services import backups, disks, restores
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.timeout(420)]
 
@@ -119,3 +121,62 @@ def test_a_reverted_snapshot_makes_the_next_backup_full(make_vm, backup_pool, ad
         second.pk: ("full", None),
     }
     assert listed[0]["note"] == second.note
+
+
+def test_an_in_place_restore_of_one_disk_leaves_the_other_as_it_is(
+    make_vm, backup_pool, dir_pool, project, admin_user, admin_client
+):
+    vm = make_vm(start=False)
+    second = storage_services.create_volume(
+        dir_pool, name=f"{vm.name}-b.qcow2", format="qcow2", capacity_gib=16 / 1024,
+        project=project, actor=Actor(admin_user),
+    )  # fmt: skip
+    disks.attach_disk(vm, volume=second, target="vdb", live=False, actor=Actor(admin_user))
+    virsh("start", str(vm.pk))
+    VirtualMachine.objects.filter(pk=vm.pk).update(state="running")
+    vm.refresh_from_db()
+    console = open_shell(vm)
+    shell(console, "echo alpha > /dev/vda; echo uno > /dev/vdb; sync")
+    first = backup_now(vm, backup_pool, admin_user)
+    shell(console, "echo bravo > /dev/vda; echo dos > /dev/vdb; sync")
+    console.close()
+    assert backup_now(vm, backup_pool, admin_user).kind == "incremental"
+    force_off(vm)
+
+    url = f"/api/v1/vms/{vm.pk}/backups/{first.pk}/restore/"
+    refused = admin_client.post(url, {"mode": "new", "name": "x", "pool": dir_pool.pk,
+                                      "disks": ["vdb"]}, content_type="application/json")  # fmt: skip
+    assert refused.status_code == 400 and "in-place" in refused.json()["disks"][0]
+    refused = admin_client.post(
+        url, {"mode": "in_place", "disks": ["vdz"]}, content_type="application/json"
+    )
+    assert refused.status_code == 400 and "holds vda, vdb, not vdz" in refused.json()["disks"][0]
+    response = admin_client.post(
+        url, {"mode": "in_place", "disks": ["vdb"], "start": True}, content_type="application/json"
+    )
+    assert response.status_code == 202, response.content
+    job = run_backup_job(response.json()["job"])
+    assert job.state == "succeeded", (job.message, job.log)
+    assert "vdb: " in job.log and "vda: " not in job.log  # only vdb was checked and copied
+    console = open_shell(vm)
+    assert shell(console, "head -c 5 /dev/vda") == "bravo"  # untouched
+    assert shell(console, "head -c 3 /dev/vdb") == "uno"  # back to the first point
+    console.close()
+
+
+def test_a_qcow2_version_2_disk_gets_full_backups_and_the_note_says_how_to_upgrade_it(
+    make_vm, backup_pool, admin_user
+):
+    vm = make_vm(start=False)
+    path = vm.disks[0]["source"]
+    subprocess.run(["qemu-img", "amend", "-f", "qcow2", "-o", "compat=0.10", path], check=True)
+    virsh("start", str(vm.pk))
+    VirtualMachine.objects.filter(pk=vm.pk).update(state="running")
+    vm.refresh_from_db()
+    first = backup_now(vm, backup_pool, admin_user)
+    second = backup_now(vm, backup_pool, admin_user)
+    for backup in (first, second):
+        assert backup.method == "push" and backup.kind == "full" and backup.checkpoint == ""
+        assert "vda is a qcow2 version 2 image" in backup.note
+        assert "qemu-img amend -o compat=1.1" in backup.note
+    assert virsh("checkpoint-list", str(vm.pk), "--name").strip() == ""

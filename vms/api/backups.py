@@ -101,6 +101,14 @@ class RestoreSerializer(serializers.Serializer):
     name = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
     pool = serializers.IntegerField(required=False, allow_null=True, default=None)
     start = serializers.BooleanField(default=False)
+    disks = serializers.ListField(
+        child=serializers.CharField(max_length=32),
+        required=False,
+        default=list,
+        max_length=64,
+        help_text="In place only: the disks (targets, e.g. vdb) to restore; the others stay "
+        "as they are. Empty: every disk the backup holds.",
+    )
 
 
 def _backup(vm: VirtualMachine, backup_id: Any) -> Backup:
@@ -156,8 +164,9 @@ class VMBackupView(APIView):
 
 
 class VMBackupRestoreView(APIView):
-    """POST {"mode": "new"|"in_place", "name", "pool", "start"}: restore the backup into a
-    new VM (name and pool required) or over the shut-off VM's disks (a job)."""
+    """POST {"mode": "new"|"in_place", "name", "pool", "start", "disks"}: restore the backup
+    into a new VM (name and pool required) or over the shut-off VM's disks, all or those
+    named (a job)."""
 
     @extend_schema(request=RestoreSerializer, responses={202: JOB})
     def post(self, request: Request, vm_id: Any, backup_id: int) -> Response:
@@ -172,6 +181,7 @@ class VMBackupRestoreView(APIView):
             name=data["name"],
             pool=_pool(request, data["pool"]),
             start=data["start"],
+            disks=data["disks"],
             actor=Actor.of(request),
         )
         return Response({"job": job.pk, "backup": backup.pk}, status=status.HTTP_202_ACCEPTED)

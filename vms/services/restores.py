@@ -54,11 +54,13 @@ def restore_backup(
     name: str = "",
     pool: StoragePool | None = None,
     start: bool = False,
+    disks: list[str] | None = None,
     actor: Actor,
 ) -> Job:
     """Queue a restore of a good backup: into a new VM (new name, UUID and MACs; its disks
     copied into pool; the project's quota reserved now) or in place (the VM shut off, its
-    disks replaced). Each backup file is checked with qemu-img before it is used."""
+    disks replaced: all, or those disks names; the others stay as they are). Each backup
+    file is checked with qemu-img before it is used."""
     vm = backup.vm
     if vm is None:
         raise ConflictError(
@@ -66,6 +68,7 @@ def restore_backup(
         )
     with vm_job(vm, actor, "vm.backup.restore", "restore backups of") as request:
         _check_restorable(backup, mode)
+        disks = _chosen_disks(backup, mode, disks or [])
         reserve: quotas.Reservation = {}
         if mode == "new":
             name = _restore_name(backup, name)
@@ -89,12 +92,15 @@ def restore_backup(
                     "name": name,
                     "pool": pool.name if pool else "",
                     "start": start,
+                    "disks": disks,
                     "reserve": reserve,
                 },
                 f"backup #{backup.pk} "
                 + (
                     f"into a new VM {name} in pool {pool.name}"
                     if mode == "new" and pool
+                    else f"in place ({', '.join(disks)})"
+                    if disks
                     else "in place"
                 )
                 + (", then start" if start else ""),
@@ -110,6 +116,25 @@ def _check_restorable(backup: Backup, mode: str) -> None:
             f"Backup #{backup.pk} is {backup.get_state_display().lower()}, not good: "
             "restore from a backup that passed its check."
         )
+
+
+def _chosen_disks(backup: Backup, mode: str, disks: list[str]) -> list[str]:
+    """The disks to restore ([] for all): only in place, and only disks the backup has."""
+    if not disks:
+        return []
+    if mode != "in_place":
+        raise ServiceError(
+            "A new VM gets every disk of the backup: choose disks only for an in-place restore.",
+            field="disks",
+        )
+    held = [d["target"] for d in backup.disks]
+    if unknown := [t for t in disks if t not in held]:
+        raise ServiceError(
+            f"Backup #{backup.pk} holds {', '.join(held)}, not {', '.join(map(str, unknown))}: "
+            "choose among those.",
+            field="disks",
+        )
+    return sorted(set(disks))
 
 
 def _new_vm_reserve(backup: Backup, vm: VirtualMachine) -> quotas.Reservation:
@@ -137,8 +162,9 @@ def run_restore_job(job: Job) -> None:
         message=f"Checking backup #{backup.pk} before restoring it",
         log_line=f"restore of backup #{backup.pk} ({spec['mode']}) started",
     )
-    _check_backup_files(job, backup)
-    copies = chains.images(backup)
+    chosen = spec.get("disks") or [d["target"] for d in backup.disks]
+    _check_backup_files(job, backup, chosen)
+    copies = {t: image for t, image in chains.images(backup).items() if t in chosen}
     jobs.report(job.pk, progress=15, message=f"Copying backup #{backup.pk}")
     if spec["mode"] == "new":
         restored = _restore_as_new(job, backup, vm, copies)
@@ -161,10 +187,10 @@ def run_restore_job(job: Job) -> None:
     )
 
 
-def _check_backup_files(job: Job, backup: Backup) -> None:
-    """Each file the restore reads (the backup's, and those of the backups it builds on)
-    checked with qemu-img; a failed one fails the backup."""
-    for label, disk in chains.files(backup):
+def _check_backup_files(job: Job, backup: Backup, chosen: list[str]) -> None:
+    """Each file the restore of the chosen disks reads (the backup's, and those of the
+    backups it builds on) checked with qemu-img; a failed one fails the backup."""
+    for label, disk in [(label, d) for label, d in chains.files(backup) if d["target"] in chosen]:
         with backup_host_errors(backup):
             checked = qemu_img.check(backup.host.uri, disk["path"], disk.get("format", "qcow2"))
         jobs.report(

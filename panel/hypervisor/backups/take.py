@@ -44,7 +44,7 @@ from panel.hypervisor.errors import Conflict, HypervisorError
 from panel.hypervisor.host import is_local
 from panel.hypervisor.qemu_img import PinnedImage, set_backing
 from panel.hypervisor.specs import BackingInfo
-from panel.hypervisor.storage.streams import Progress, no_progress
+from panel.hypervisor.storage.streams import Progress, no_progress, read_head
 
 BACKUP_METHODS = ("offline", "push", "snapshot")
 POLL = 0.3
@@ -292,12 +292,13 @@ def _usable_chain(
 
 
 def _qcow2_v2(conn: libvirt.virConnect, path: str) -> bool:
-    """Whether the qcow2 image at path is version 2 (libvirt reads it from the header)."""
+    """Whether the qcow2 image at path is version 2, read from its header now (libvirt's
+    own reading of it may be older than the last `qemu-img amend`)."""
     try:
-        document = volume_at_path(conn, path).XMLDesc(0)
+        head = read_head(conn, volume_at_path(conn, path), 8)
     except (libvirt.libvirtError, HypervisorError):
         return False
-    return etree.fromstring(document.encode()).findtext("./target/compat") == "0.10"
+    return head[:4] == b"QFI\xfb" and int.from_bytes(head[4:8], "big") == 2
 
 
 def _link(uri: str, copies: list[BackupDisk], chain: Chain | None) -> None:
