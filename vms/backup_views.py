@@ -1,4 +1,4 @@
-"""The Backups card's forms: back up now, restore, delete, and the VM's schedules."""
+"""The Backups card's forms: back up now, restore, verify, delete, and the VM's schedules."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from storage.models import StoragePool
 
 from .models import Backup, BackupSchedule, VirtualMachine
 from .page_forms import vm_form
-from .services import backups, restores, schedules
+from .services import backups, restores, schedules, verify
 
 
 def _pool(request: HttpRequest) -> StoragePool | None:
@@ -66,6 +66,14 @@ def vm_backup_restore(request: HttpRequest, vm: VirtualMachine) -> None:
         actor=Actor.of(request),
     )
     messages.info(request, f"Restore of backup #{backup.pk} started (job #{job.pk}).")
+
+
+@vm_form(denied_as_message=True)
+def vm_backup_verify(request: HttpRequest, vm: VirtualMachine) -> None:
+    """Verify a backup: its files against their digests, and a restore read back."""
+    backup = _backup(request, vm)
+    job = verify.verify_backup(backup, actor=Actor.of(request))
+    messages.info(request, f"Verification of backup #{backup.pk} started (job #{job.pk}).")
 
 
 @vm_form(denied_as_message=True)

@@ -260,7 +260,17 @@ class Backup(models.Model):
         help_text="Achieved RPO: seconds since the previous good backup's point in time "
         "(the data a failure just before this backup would have lost).",
     )
-    verify = models.JSONField(default=list, blank=True, help_text="qemu-img check per disk.")
+    verify = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Per disk when taken: qemu-img check, and the SHA-256 of its copy's file.",
+    )
+    verified = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='The last verification: {"at", "ok", "disks": [{"target", "files", '
+        '"sha256", "same_as_before", "summary"}]}.',
+    )
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -51,6 +51,7 @@ urlpatterns = [
     path("<uuid:vm_id>/backups/create/", backup_views.vm_backup_create, name="vm_backup_create"),
     path("<uuid:vm_id>/backups/restore/", backup_views.vm_backup_restore, name="vm_backup_restore"),
     path("<uuid:vm_id>/backups/delete/", backup_views.vm_backup_delete, name="vm_backup_delete"),
+    path("<uuid:vm_id>/backups/verify/", backup_views.vm_backup_verify, name="vm_backup_verify"),
     path(
         "<uuid:vm_id>/backups/schedule-add/",
         backup_views.vm_backup_schedule_add,

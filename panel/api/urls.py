@@ -11,6 +11,7 @@ from vms.api.backups import (
     ScheduleView,
     VMBackupRestoreView,
     VMBackupsView,
+    VMBackupVerifyView,
     VMBackupView,
     VMSchedulesView,
 )
@@ -62,6 +63,11 @@ urlpatterns = [
         "vms/<uuid:vm_id>/backups/<int:backup_id>/restore/",
         VMBackupRestoreView.as_view(),
         name="api_vm_backup_restore",
+    ),
+    path(
+        "vms/<uuid:vm_id>/backups/<int:backup_id>/verify/",
+        VMBackupVerifyView.as_view(),
+        name="api_vm_backup_verify",
     ),
     path(
         "vms/<uuid:vm_id>/backup-schedules/", VMSchedulesView.as_view(), name="vm_backup_schedules"

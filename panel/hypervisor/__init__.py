@@ -12,11 +12,14 @@ from .backups import (
     abandon_backup,
     backup_api_supported,
     backup_domain,
+    check_copy,
     delete_checkpoint,
+    file_digest,
     fold_copy,
     relink_copy,
     restore_as_new,
     restore_in_place,
+    restored_digest,
 )
 from .blockjobs import disk_chains, merge_chain
 from .connection import check_uri
@@ -225,7 +228,10 @@ __all__ = [
     "backup_domain",
     "Chain",
     "delete_checkpoint",
+    "check_copy",
+    "file_digest",
     "fold_copy",
+    "restored_digest",
     "relink_copy",
     "abandon_backup",
     "restore_as_new",

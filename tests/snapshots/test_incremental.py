@@ -2,16 +2,18 @@
 full, then incremental twice with data written between; each point restores with its own
 content; deleting a point in the middle folds it into the next, which still restores; a
 restore in place or a snapshot revert breaks the chain, and the next backup is full and
-says why."""
+says why; a verification hashes the chain's files again and reads the point back."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 
 import pytest
 
 from panel.actors import Actor
+from panel.models import Job
 from storage import services as storage_services
 from tests.snapshots.conftest import open_shell, run_backup_job, run_job, shell, virsh
 from tests.snapshots.test_backups import backup_now, force_off, restore_here
@@ -180,3 +182,62 @@ def test_a_qcow2_version_2_disk_gets_full_backups_and_the_note_says_how_to_upgra
         assert "vda is a qcow2 version 2 image" in backup.note
         assert "qemu-img amend -o compat=1.1" in backup.note
     assert virsh("checkpoint-list", str(vm.pk), "--name").strip() == ""
+
+
+def raw_digest(path: str, fmt: str, tmp_path) -> str:
+    out = tmp_path / "disk.raw"
+    subprocess.run(
+        ["qemu-img", "convert", "-U", "-f", fmt, "-O", "raw", path, str(out)], check=True
+    )
+    digest = hashlib.sha256(out.read_bytes()).hexdigest()
+    out.unlink()
+    return digest
+
+
+def verify_now(client, backup: Backup) -> Job:
+    url = f"/api/v1/vms/{backup.vm_id}/backups/{backup.pk}/verify/"
+    response = client.post(url, {}, content_type="application/json")
+    assert response.status_code == 202, response.content
+    return run_backup_job(response.json()["job"])
+
+
+def test_a_verification_rehashes_the_chain_and_reads_the_point_back_as_the_disk_was(
+    make_vm, backup_pool, admin_user, admin_client, tmp_path
+):
+    vm = make_vm(start=True)
+    console = open_shell(vm)
+    write_disk(console, "alpha")
+    full = backup_now(vm, backup_pool, admin_user)
+    write_disk(console, "bravo")
+    inc = backup_now(vm, backup_pool, admin_user)
+    console.close()
+    force_off(vm)  # nothing writes to the disk any more: it is as the last backup saw it
+    assert len(inc.verify[0]["sha256"]) == 64
+    disk = raw_digest(vm.disks[0]["source"], "qcow2", tmp_path)
+
+    job = verify_now(admin_client, inc)
+    assert job.state == "succeeded", (job.message, job.log)
+    inc.refresh_from_db()
+    [result] = inc.verified["disks"]
+    assert inc.verified["ok"] and result["sha256"] == disk
+    assert [f["backup"] for f in result["files"]] == [inc.pk, full.pk]
+    assert all(f["ok"] for f in result["files"]) and result["same_as_before"] is None
+    assert "as written" in job.log
+    assert not [n for n in os.listdir(backup_pool.target_path) if "-verify-" in n]
+    again = verify_now(admin_client, inc)
+    inc.refresh_from_db()
+    assert again.state == "succeeded" and inc.verified["disks"][0]["same_as_before"] is True
+
+    # A byte of the full copy changes on disk: the incremental built on it fails.
+    with open(full.disks[0]["path"], "r+b") as image:
+        image.seek(-1, os.SEEK_END)
+        last = image.read(1)
+        image.seek(-1, os.SEEK_END)
+        image.write(bytes([last[0] ^ 0xFF]))
+    job = verify_now(admin_client, inc)
+    assert job.state == "failed" and "failed its verification" in job.message
+    inc.refresh_from_db()
+    assert inc.state == "failed" and not inc.verified["ok"]
+    assert f"the file of backup #{full.pk} changed" in inc.verified["disks"][0]["summary"]
+    page = admin_client.get(f"/vms/{vm.pk}/?tab=backups").content.decode()
+    assert "verification failed" in page

@@ -19,7 +19,7 @@ from panel.permissions import CHANGE, VIEW, get_object_for_user, restrict
 from storage.models import StoragePool
 from vms.choices import ScheduleKind
 from vms.models import Backup, BackupSchedule, VirtualMachine
-from vms.services import backups, restores, schedules
+from vms.services import backups, restores, schedules, verify
 
 JOB = inline_serializer(
     "BackupJobQueued", {"job": serializers.IntegerField(), "backup": serializers.IntegerField()}
@@ -83,7 +83,16 @@ class BackupSerializer(serializers.Serializer):
     created = serializers.DateTimeField()
     consistent_at = serializers.DateTimeField(allow_null=True)
     rpo_seconds = serializers.IntegerField(allow_null=True)
-    verify = serializers.ListField(child=serializers.DictField())
+    verify = serializers.ListField(
+        child=serializers.DictField(),
+        help_text="Per disk when taken: qemu-img check (ok, summary) and sha256, the digest "
+        "of its copy's file.",
+    )
+    verified = serializers.DictField(
+        help_text='The last verification ({} when none): {"at", "ok", "disks": [{"target", '
+        '"ok", "files": [{"backup", "path", "sha256", "ok"}], "sha256" (the restored '
+        'disk\'s), "same_as_before", "summary"}]}.'
+    )
 
 
 class BackupCreateSerializer(serializers.Serializer):
@@ -184,6 +193,19 @@ class VMBackupRestoreView(APIView):
             disks=data["disks"],
             actor=Actor.of(request),
         )
+        return Response({"job": job.pk, "backup": backup.pk}, status=status.HTTP_202_ACCEPTED)
+
+
+class VMBackupVerifyView(APIView):
+    """POST: verify the backup (a job): each file its restore reads hashed and compared
+    with its digest when written, then the point restored into a scratch volume of its pool
+    and the disk it holds hashed; the backup's `verified` gives the outcome."""
+
+    @extend_schema(request=None, responses={202: JOB})
+    def post(self, request: Request, vm_id: Any, backup_id: int) -> Response:
+        vm = _vm(request, vm_id, CHANGE)
+        backup = _backup(vm, backup_id)
+        job = verify.verify_backup(backup, actor=Actor.of(request))
         return Response({"job": job.pk, "backup": backup.pk}, status=status.HTTP_202_ACCEPTED)
 
 

@@ -19,7 +19,6 @@ from panel.actors import Actor
 from panel.choices import JobKind
 from panel.exceptions import ConflictError, ServiceError
 from panel.hostcalls import on_host
-from panel.hypervisor import qemu_img
 from panel.hypervisor import storage as hv_storage
 from panel.models import Job
 from panel.permissions import CHANGE, MANAGE, VIEW, allowed, restrict
@@ -59,6 +58,7 @@ def serialize_backup(backup: Backup) -> dict[str, Any]:
         "consistent_at": backup.consistent_at.isoformat() if backup.consistent_at else None,
         "rpo_seconds": backup.rpo_seconds,
         "verify": backup.verify,
+        "verified": backup.verified,
     }
 
 
@@ -245,7 +245,11 @@ def _copy_and_verify(job: Job, backup: Backup, vm: VirtualMachine, pool: Storage
 
 
 def _copy(
-    job: Job, backup: Backup, vm: VirtualMachine, pool: StoragePool, chain: hypervisor.Chain
+    job: Job,
+    backup: Backup,
+    vm: VirtualMachine,
+    pool: StoragePool,
+    chain: hypervisor.Chain | None,
 ) -> hypervisor.BackupResult:
     """vm's disks and definition copied into the backup's pool, by the job's method (a
     push backup in its chain)."""
@@ -269,12 +273,14 @@ def _copy(
 
 
 def _verify(job: Job, vm: VirtualMachine, result: hypervisor.BackupResult) -> list[dict[str, Any]]:
-    """Each copy checked with qemu-img: its target, whether it is ok, and the summary."""
+    """Each copy checked with qemu-img, and its file's SHA-256 taken (a verification later
+    compares it): its target, whether it is ok, the summary and the digest."""
     verify = []
     for disk in result.disks:
         with on_vm_host(vm, failed=f"Checking {disk.path} failed"):
-            checked = qemu_img.check(vm.host.uri, disk.path, disk.format)
-        verify.append({"target": disk.target, **checked})
+            checked = hypervisor.check_copy(vm.host.uri, disk.path, disk.format)
+            digest = hypervisor.file_digest(vm.host.uri, disk.path)
+        verify.append({"target": disk.target, **checked, "sha256": digest})
         jobs.report(job.pk, log_line=f"{disk.target}: {checked['summary']}")
     return verify
 
@@ -349,11 +355,15 @@ def visible_backups(vm: VirtualMachine) -> Any:
 
 
 def run_job(job: Job) -> None:
-    """The body of a backup job, or of a restore job."""
+    """The body of a backup job, or of a restore or verification job."""
     if job.result.get("op") == "restore":
         from vms.services.restores import run_restore_job  # restores imports this module
 
         run_restore_job(job)
+    elif job.result.get("op") == "verify":
+        from vms.services.verify import run_verify_job  # verify imports this module
+
+        run_verify_job(job)
     else:
         run_backup_job(job)
 
@@ -362,6 +372,10 @@ def undo_abandoned(job: Job) -> str:
     """A backup whose worker died: its job on the VM stopped, its copies deleted, the
     backup marked failed; a restore: see restores.undo_restore. What to tell the user."""
     spec = job.result
+    if spec.get("op") == "verify":
+        from vms.services.verify import undo_verify  # verify imports this module
+
+        return undo_verify(job)
     if spec.get("op") != "backup":
         from vms.services.restores import undo_restore  # restores imports this module
 

@@ -40,10 +40,20 @@ def last_good(backup: Backup) -> Backup | None:
     )
 
 
-def plan(backup: Backup, vm: VirtualMachine) -> tuple[hypervisor.Chain, Backup | None, str]:
+def plan(backup: Backup, vm: VirtualMachine) -> tuple[hypervisor.Chain | None, Backup | None, str]:
     """What the backup being taken builds on: the chain to ask the host for, the backup it
     would build on, and why it cannot build on the last one ('' when it can or there is
     none). The host may still take a full copy (see hypervisor.Chain)."""
+    if not hypervisor.is_local(vm.host.uri):
+        # No checkpoint either: nothing would ever start from it.
+        return (
+            None,
+            None,
+            (
+                "incremental backups are made on the panel's own host only (their copies are "
+                "chained with qemu-img there): this is a full copy"
+            ),
+        )
     fresh = hypervisor.Chain(checkpoint_name(backup))
     base = last_good(backup)
     if base is None:
@@ -168,16 +178,19 @@ def _fold(backup: Backup, child: Backup) -> list[str]:
         state=BackupState.FAILED, message=f"Being folded into backup #{child.pk}."
     )
     mine = {d["target"]: d for d in backup.disks}
-    disks = []
+    disks, digests = [], {}
     for disk in child.disks:
         below = mine[disk["target"]]
         size = hypervisor.fold_copy(backup.host.uri, disk["path"], below["path"])
         disks.append({**disk, "volume": below["volume"], "path": below["path"], "size": size})
+        digests[disk["target"]] = hypervisor.file_digest(backup.host.uri, below["path"])
     Backup.objects.filter(pk=child.pk).update(
         disks=disks,
         size=sum(d["size"] for d in disks),
         parent=backup.parent_id,
         kind=backup.kind,
+        # The digests of the files it keeps now, as the fold left them.
+        verify=[{**v, "sha256": digests.get(v.get("target"))} for v in child.verify],
     )
     # Its files are the child's now: deleting the backup must leave them.
     backup.disks = []

@@ -192,7 +192,9 @@ def _check_backup_files(job: Job, backup: Backup, chosen: list[str]) -> None:
     backups it builds on) checked with qemu-img; a failed one fails the backup."""
     for label, disk in [(label, d) for label, d in chains.files(backup) if d["target"] in chosen]:
         with backup_host_errors(backup):
-            checked = qemu_img.check(backup.host.uri, disk["path"], disk.get("format", "qcow2"))
+            checked = hypervisor.check_copy(
+                backup.host.uri, disk["path"], disk.get("format", "qcow2")
+            )
         jobs.report(
             job.pk,
             log_line=f"{disk['target']}: {disk['path']} ({label}): {checked['summary']}",
@@ -271,7 +273,7 @@ def _check_restored_disks(
         # A standalone qcow2 copy the panel made: recorded so, whatever its content reads as.
         storage_services.record_made(backup.host, disk["source"], "qcow2", [])
         with backup_host_errors(backup):
-            checked = qemu_img.check(backup.host.uri, disk["source"], "qcow2")
+            checked = hypervisor.check_copy(backup.host.uri, disk["source"], "qcow2")
         jobs.report(job.pk, log_line=f"{disk['target']}: {disk['source']}: {checked['summary']}")
         if not checked["ok"]:
             raise ServiceError(

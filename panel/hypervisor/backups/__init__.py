@@ -5,6 +5,7 @@ restore   restoring as a new domain, or in place of a shut-off domain's disks
 abandon   cleaning up after a backup whose process died
 checkpoints  the points incremental backups start from, dropped when the disks change
 fold      an incremental copy written into the one below it, when retention drops that one
+verify    digests of the copies, and a point restored into a scratch volume and read back
 common    what they share: file-backed disks, the backup pool, the flattened copy
 """
 
@@ -21,3 +22,6 @@ from panel.hypervisor.backups.take import BackupResult as BackupResult
 from panel.hypervisor.backups.take import Chain as Chain
 from panel.hypervisor.backups.take import backup_api_supported as backup_api_supported
 from panel.hypervisor.backups.take import backup_domain as backup_domain
+from panel.hypervisor.backups.verify import check_copy as check_copy
+from panel.hypervisor.backups.verify import file_digest as file_digest
+from panel.hypervisor.backups.verify import restored_digest as restored_digest

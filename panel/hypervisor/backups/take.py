@@ -284,7 +284,7 @@ def _usable_chain(
             "the VM's disks changed since the last backup: this full copy starts a new chain",
         )
     if not is_local(uri):
-        return full, (
+        return None, (
             "incremental copies are chained with qemu-img, which runs on the panel's own "
             "host only: this is a full copy"
         )
