@@ -19,6 +19,7 @@ from .backups import (
     relink_copy,
     restore_as_new,
     restore_in_place,
+    restore_on_host,
     restored_digest,
 )
 from .blockjobs import disk_chains, merge_chain
@@ -231,6 +232,7 @@ __all__ = [
     "check_copy",
     "file_digest",
     "fold_copy",
+    "restore_on_host",
     "restored_digest",
     "relink_copy",
     "abandon_backup",

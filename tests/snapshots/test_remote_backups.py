@@ -2,11 +2,13 @@
 files are not this machine's): taken there by libvirt, checked here on a copy streamed
 back, verified through libvirt's streams, restored into a new VM there that boots with
 the data disk as it was. Incremental chains are made on the panel's own host only, and
-the note says so."""
+the note says so. A local VM's incremental point restores into a new VM on the other
+host, its copies streamed across."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import uuid as uuidlib
 
@@ -18,8 +20,9 @@ from panel.hypervisor import storage as hv_storage
 from storage import services as storage_services
 from tests.conftest import guest_spec
 from tests.migration.conftest import SECOND_LIB, console_says, second_host  # noqa: F401  (fixture)
-from tests.snapshots.conftest import run_backup_job
+from tests.snapshots.conftest import open_shell, run_backup_job
 from tests.snapshots.test_backups import backup_now
+from tests.snapshots.test_external import write_disk
 from tests.snapshots.test_incremental import verify_now
 from vms import services as vm_services
 from vms.models import VirtualMachine
@@ -102,3 +105,42 @@ def test_a_vm_on_another_host_is_backed_up_checked_verified_and_restored_there(
     finally:
         with contextlib.suppress(hypervisor.HypervisorError):
             hypervisor.undefine_domain(uri, str(restored.pk))
+
+
+def test_an_incremental_point_of_a_local_vm_restores_into_a_new_vm_on_another_host(
+    make_vm, backup_pool, remote_pools, second_host_uri, admin_user, admin_client
+):
+    vm = make_vm(start=True)
+    console = open_shell(vm)
+    write_disk(console, "alpha")
+    backup_now(vm, backup_pool, admin_user)
+    write_disk(console, "bravo")
+    console.close()
+    point = backup_now(vm, backup_pool, admin_user)
+    assert point.kind == "incremental"
+    there = remote_pools()
+
+    page = admin_client.get(f"/vms/{vm.pk}/?tab=backups").content.decode()
+    assert f"{there.name} on second" in page  # offered by the restore form
+    response = admin_client.post(
+        f"/api/v1/vms/{vm.pk}/backups/{point.pk}/restore/",
+        {"mode": "new", "name": f"{vm.name}-far", "pool": there.pk, "start": True},
+        content_type="application/json",
+    )
+    assert response.status_code == 202, response.content
+    job = run_backup_job(response.json()["job"])
+    assert job.state == "succeeded", (job.message, job.log)
+    assert "the copies go from local to second" in job.log
+    restored = VirtualMachine.objects.get(pk=job.result["restored"])
+    try:
+        assert restored.host.uri == second_host_uri and restored.name == f"{vm.name}-far"
+        assert restored.disks[0]["source"].startswith(f"/var/lib/libvirt/images/{there.name}/")
+        answer = console_says(
+            second_host_uri, str(restored.pk), b"head -c 5 /dev/vda; echo", b"bravo", boot=True
+        )
+        assert b"bravo" in answer
+        # Nothing stays in the backup pool but the backups.
+        assert not [n for n in os.listdir(backup_pool.target_path) if n.endswith(".scratch")]
+    finally:
+        with contextlib.suppress(hypervisor.HypervisorError):
+            hypervisor.undefine_domain(second_host_uri, str(restored.pk))

@@ -13,8 +13,10 @@ from panel import hypervisor, jobs, quotas
 from panel.actors import Actor
 from panel.choices import JobKind
 from panel.exceptions import ConflictError, ServiceError
+from panel.hostcalls import on_host
 from panel.hypervisor import qemu_img
-from panel.models import Job
+from panel.models import Host, Job
+from panel.permissions import VIEW, restrict
 from storage import services as storage_services
 from storage.models import StoragePool
 from storage.services import refresh_pool_row, remove_made_volumes
@@ -27,21 +29,19 @@ from vms.services.sync import sync_domain
 from vms.tasks import vm_backup_task
 
 RESTORE_MODES = ("new", "in_place")
+# The job's record of the volumes it makes on another host than the backup's.
+MADE_ON_TARGET = "made_on_target"
 
 
-def _restore_name(backup: Backup, name: str) -> str:
+def _restore_name(host: Host, name: str) -> str:
     name = (name or "").strip()
     if not name or len(name) > 64 or not all(c.isalnum() or c in "-_." for c in name):
         raise ServiceError(
             "Name the new VM with 1 to 64 letters, digits, '-', '_' or '.'.", field="name"
         )
-    if (
-        VirtualMachine.objects.filter(host=backup.host, name=name)
-        .exclude(state=VMState.MISSING)
-        .exists()
-    ):
+    if VirtualMachine.objects.filter(host=host, name=name).exclude(state=VMState.MISSING).exists():
         raise ServiceError(
-            f"{backup.host.name} already has a VM named '{name}': choose another name.",
+            f"{host.name} already has a VM named '{name}': choose another name.",
             field="name",
         )
     return name
@@ -58,7 +58,8 @@ def restore_backup(
     actor: Actor,
 ) -> Job:
     """Queue a restore of a good backup: into a new VM (new name, UUID and MACs; its disks
-    copied into pool; the project's quota reserved now) or in place (the VM shut off, its
+    copied into pool, on the VM's host or another; the project's quota reserved now) or in
+    place (the VM shut off, its
     disks replaced: all, or those disks names; the others stay as they are). Each backup
     file is checked with qemu-img before it is used."""
     vm = backup.vm
@@ -71,8 +72,8 @@ def restore_backup(
         disks = _chosen_disks(backup, mode, disks or [])
         reserve: quotas.Reservation = {}
         if mode == "new":
-            name = _restore_name(backup, name)
-            pool = backup_pool(vm, pool, actor)
+            pool = _target_pool(vm, backup, pool, actor)
+            name = _restore_name(pool.host, name)
             reserve = _new_vm_reserve(backup, vm)
         elif vm.state != VMState.SHUTOFF:
             raise ConflictError(
@@ -91,6 +92,7 @@ def restore_backup(
                     "mode": mode,
                     "name": name,
                     "pool": pool.name if pool else "",
+                    "host": pool.host_id if pool else backup.host_id,
                     "start": start,
                     "disks": disks,
                     "reserve": reserve,
@@ -116,6 +118,26 @@ def _check_restorable(backup: Backup, mode: str) -> None:
             f"Backup #{backup.pk} is {backup.get_state_display().lower()}, not good: "
             "restore from a backup that passed its check."
         )
+
+
+def _target_pool(
+    vm: VirtualMachine, backup: Backup, pool: StoragePool | None, actor: Actor
+) -> StoragePool:
+    """The pool a new VM's disks go to: one of the VM's host (as for a backup), or a running
+    pool of another host that the actor's project may use (the copies then cross over
+    through libvirt's streams, by way of a scratch volume in the backup's own pool)."""
+    if pool is None or pool.host_id == vm.host_id:
+        return backup_pool(vm, pool, actor)
+    if not restrict(StoragePool.objects.filter(pk=pool.pk), actor.user, VIEW).exists():
+        raise ServiceError(f"Your project may not use pool {pool.name}.", field="pool")
+    if pool.state != "active":
+        raise ConflictError(f"Pool {pool.name} is not running: an admin must start it first.")
+    if backup.pool is None or backup.pool.state != "active":
+        raise ConflictError(
+            f"The pool of backup #{backup.pk} is not running: the copies pass through it on "
+            "their way to another host."
+        )
+    return pool
 
 
 def _chosen_disks(backup: Backup, mode: str, disks: list[str]) -> list[str]:
@@ -174,10 +196,11 @@ def run_restore_job(job: Job) -> None:
     _check_restored_disks(job, backup, restored, copies)
     if spec["start"]:
         with on_vm_host(restored, failed=f"{restored.name} was restored but did not start"):
-            uri = backup.host.uri
+            uri = restored.host.uri
             restored = apply_info(restored, hypervisor.start_domain(uri, str(restored.pk)))
     if backup.pool is not None:
-        for pool in {backup.pool, *StoragePool.objects.filter(host=backup.host, state="active")}:
+        hosts = {backup.host_id, restored.host_id}
+        for pool in {backup.pool, *StoragePool.objects.filter(host__in=hosts, state="active")}:
             refresh_pool_row(pool)
     jobs.report(
         job.pk,
@@ -221,23 +244,26 @@ def _restore_as_new(
 ) -> VirtualMachine:
     """The backup copied into a new VM of vm's project, owned by the job's user."""
     spec = job.result
-    uri = backup.host.uri
-    with on_vm_host(vm, failed=f"Restoring backup #{backup.pk} failed and was undone"):
-        uuid, made = hypervisor.restore_as_new(
-            uri,
-            backup.xml,
-            copies,
-            spec["pool"],
-            spec["name"],
-            progress=_copy_progress(job),
-            on_volume=jobs.recorder(job.pk),  # for the undo should this worker die
-        )
+    target = Host.objects.get(pk=spec.get("host") or backup.host_id)
+    if target.pk == backup.host_id:
+        with on_vm_host(vm, failed=f"Restoring backup #{backup.pk} failed and was undone"):
+            uuid, made = hypervisor.restore_as_new(
+                target.uri,
+                backup.xml,
+                copies,
+                spec["pool"],
+                spec["name"],
+                progress=_copy_progress(job),
+                on_volume=jobs.recorder(job.pk),  # for the undo should this worker die
+            )
+    else:
+        uuid, made = _restore_on(job, backup, target, copies)
     for path in made:
         jobs.report(job.pk, log_line=f"copied to {path}")
-        storage_services.record_made(backup.host, path, "qcow2", [])
-    info = hypervisor.get_domain(uri, uuid)
+        storage_services.record_made(target, path, "qcow2", [])
+    info = hypervisor.get_domain(target.uri, uuid)
     with transaction.atomic():
-        restored = sync_domain(backup.host, info)
+        restored = sync_domain(target, info)
         restored.project = vm.project
         restored.owner = job.user
         restored.template = vm.template  # its limits follow the copy
@@ -246,6 +272,27 @@ def _restore_as_new(
         job.result = {**job.result, "restored": uuid, "reserve": {}}
         job.save(update_fields=["result"])
     return restored
+
+
+def _restore_on(
+    job: Job, backup: Backup, target: Host, copies: dict[str, qemu_img.PinnedImage]
+) -> tuple[str, list[str]]:
+    """The backup restored as a new domain on target, another host than the backup's."""
+    assert backup.pool is not None  # checked when the restore was asked for
+    jobs.report(job.pk, log_line=f"the copies go from {backup.host.name} to {target.name}")
+    with backup_host_errors(backup), on_host(target, f"Restoring backup #{backup.pk} onto it"):
+        return hypervisor.restore_on_host(
+            backup.host.uri,
+            target.uri,
+            backup.xml,
+            copies,
+            backup.pool.name,
+            job.result["pool"],
+            job.result["name"],
+            progress=_copy_progress(job),
+            on_volume=jobs.recorder(job.pk),
+            on_target_volume=jobs.recorder(job.pk, MADE_ON_TARGET),
+        )
 
 
 def _restore_in_place(
@@ -271,9 +318,9 @@ def _check_restored_disks(
     """The restored VM's new disks recorded and checked with qemu-img."""
     for disk in [d for d in restored.disks if d.get("target") in copies]:
         # A standalone qcow2 copy the panel made: recorded so, whatever its content reads as.
-        storage_services.record_made(backup.host, disk["source"], "qcow2", [])
-        with backup_host_errors(backup):
-            checked = hypervisor.check_copy(backup.host.uri, disk["source"], "qcow2")
+        storage_services.record_made(restored.host, disk["source"], "qcow2", [])
+        with on_host(restored.host, f"Checking {disk['source']}"):
+            checked = hypervisor.check_copy(restored.host.uri, disk["source"], "qcow2")
         jobs.report(job.pk, log_line=f"{disk['target']}: {disk['source']}: {checked['summary']}")
         if not checked["ok"]:
             raise ServiceError(
@@ -292,6 +339,10 @@ def undo_restore(job: Job) -> str:
     host = backup.host
     try:
         removed, kept = remove_made_volumes(host, spec.get(jobs.MADE) or [])
+        target = Host.objects.filter(pk=spec.get("host") or host.pk).first() or host
+        gone, _kept = remove_made_volumes(target, spec.get(MADE_ON_TARGET) or [])
+        removed += gone
+        host = target
         named = [d for d in hypervisor.list_domains(host.uri) if d.name == spec.get("name")]
     except (ServiceError, hypervisor.HypervisorError):
         return f"check {host.name}: it could not be read"

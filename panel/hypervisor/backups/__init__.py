@@ -2,6 +2,7 @@
 
 take      the three ways to a consistent copy (offline, push, snapshot) and the backup
 restore   restoring as a new domain, or in place of a shut-off domain's disks
+elsewhere restoring as a new domain on another host, through libvirt's streams
 abandon   cleaning up after a backup whose process died
 checkpoints  the points incremental backups start from, dropped when the disks change
 fold      an incremental copy written into the one below it, when retention drops that one
@@ -13,6 +14,7 @@ from panel.hypervisor.backups.abandon import Abandoned as Abandoned
 from panel.hypervisor.backups.abandon import abandon_backup as abandon_backup
 from panel.hypervisor.backups.checkpoints import delete_checkpoint as delete_checkpoint
 from panel.hypervisor.backups.common import BackupDisk as BackupDisk
+from panel.hypervisor.backups.elsewhere import restore_on_host as restore_on_host
 from panel.hypervisor.backups.fold import fold_copy as fold_copy
 from panel.hypervisor.backups.fold import relink_copy as relink_copy
 from panel.hypervisor.backups.restore import restore_as_new as restore_as_new

@@ -25,7 +25,7 @@ from panel.hypervisor.qemu_img import PinnedImage
 from panel.hypervisor.storage.streams import Progress, no_progress
 
 
-def _point_disks(root: etree._Element, paths: dict[str, str]) -> None:
+def point_disks(root: etree._Element, paths: dict[str, str]) -> None:
     """Set each listed disk's source to its new standalone qcow2 file."""
     for disk in root.iterfind("./devices/disk[@device='disk']"):
         target = disk.find("target")
@@ -48,6 +48,25 @@ def _point_disks(root: etree._Element, paths: dict[str, str]) -> None:
         etree.SubElement(disk, "backingStore")
 
 
+def new_definition(definition: str, new_name: str) -> etree._Element:
+    """A backup's definition for a new domain: new name; no UUID, NVRAM file or MACs (libvirt
+    makes new ones)."""
+    root = etree.fromstring(definition.encode())
+    root.find("name").text = new_name
+    for tag in ("uuid", "./os/nvram"):
+        for el in root.findall(tag):
+            el.getparent().remove(el)
+    for mac in root.iterfind("./devices/interface/mac"):
+        mac.getparent().remove(mac)
+    return root
+
+
+def name_free(conn: libvirt.virConnect, new_name: str) -> None:
+    with contextlib.suppress(libvirt.libvirtError):
+        conn.lookupByName(new_name)
+        raise Conflict(f"A domain named '{new_name}' already exists on this host.")
+
+
 def restore_as_new(
     uri: str,
     definition: str,
@@ -64,17 +83,9 @@ def restore_as_new(
     volume before it is made. Each backup file is read as recorded: an incremental copy
     with the copies it builds on below it, flattened into one image."""
     with session(uri) as conn:
-        with contextlib.suppress(libvirt.libvirtError):
-            conn.lookupByName(new_name)
-            raise Conflict(f"A domain named '{new_name}' already exists on this host.")
+        name_free(conn, new_name)
         dest, _directory = backup_pool(conn, pool)
-        root = etree.fromstring(definition.encode())
-        root.find("name").text = new_name
-        for tag in ("uuid", "./os/nvram"):
-            for el in root.findall(tag):
-                el.getparent().remove(el)
-        for mac in root.iterfind("./devices/interface/mac"):
-            mac.getparent().remove(mac)
+        root = new_definition(definition, new_name)
         made: list[libvirt.virStorageVol] = []
         try:
             paths = {}
@@ -83,7 +94,7 @@ def restore_as_new(
                 vol = _copy_backup(conn, image, dest, f"{new_name}-{target}.qcow2", part, on_volume)
                 made.append(vol)
                 paths[target] = vol.path()
-            _point_disks(root, paths)
+            point_disks(root, paths)
             dom = conn.defineXML(etree.tostring(root, encoding="unicode"))
             return dom.UUIDString(), [v.path() for v in made]
         except BaseException:
@@ -182,7 +193,7 @@ def restore_in_place(
         made: list[libvirt.virStorageVol] = []
         try:
             paths = _copy_beside(conn, current, copies, progress, on_volume, made, done)
-            _point_disks(root, paths)
+            point_disks(root, paths)
             # The disks change behind the checkpoints' bitmaps: the next backup is full.
             done.extend(dropped_line(drop_checkpoints(dom)))
             conn.defineXML(etree.tostring(root, encoding="unicode"))
