@@ -77,9 +77,10 @@ def flat_copy(
     name: str,
     progress: Progress,
     source: PinnedImage,
+    format: str = "qcow2",
 ) -> libvirt.virStorageVol:
-    """A flattened qcow2 copy of src (read as source: recorded format and chain) as volume
-    name in dest."""
+    """A flattened copy of src (read as source: recorded format and chain) as volume name
+    in dest, in format (qcow2 unless told)."""
     uri = conn.getURI()
     return copy_image(
         conn,
@@ -88,7 +89,7 @@ def flat_copy(
         dest,
         name,
         source=source,
-        format="qcow2",
+        format=format,
         capacity=recorded_capacity(src, source.format),
         progress=progress,
     )

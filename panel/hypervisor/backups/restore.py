@@ -83,25 +83,57 @@ def restore_as_new(
     volume before it is made. Each backup file is read as recorded: an incremental copy
     with the copies it builds on below it, flattened into one image."""
     with session(uri) as conn:
-        name_free(conn, new_name)
-        dest, _directory = backup_pool(conn, pool)
-        root = new_definition(definition, new_name)
-        made: list[libvirt.virStorageVol] = []
-        try:
-            paths = {}
-            for index, (target, image) in enumerate(sorted(copies.items())):
-                part = part_progress(progress, index, len(copies))
-                vol = _copy_backup(conn, image, dest, f"{new_name}-{target}.qcow2", part, on_volume)
-                made.append(vol)
-                paths[target] = vol.path()
-            point_disks(root, paths)
-            dom = conn.defineXML(etree.tostring(root, encoding="unicode"))
-            return dom.UUIDString(), [v.path() for v in made]
-        except BaseException:
-            for vol in made:
-                with contextlib.suppress(libvirt.libvirtError):
-                    vol.delete(0)
-            raise
+
+        def copy_one(
+            dest: libvirt.virStoragePool,
+            image: PinnedImage,
+            name: str,
+            part: Progress,
+            made: list[libvirt.virStorageVol],
+        ) -> libvirt.virStorageVol:
+            made.append(_copy_backup(conn, image, dest, name, part, on_volume))
+            return made[-1]
+
+        return define_new(conn, definition, copies, pool, new_name, progress, copy_one)
+
+
+# copy_one(dest pool, backup image, new volume's name, progress, made): the new volume,
+# appended to made as soon as it exists.
+CopyOne = Callable[
+    [libvirt.virStoragePool, PinnedImage, str, Progress, list[libvirt.virStorageVol]],
+    libvirt.virStorageVol,
+]
+
+
+def define_new(
+    conn: libvirt.virConnect,
+    definition: str,
+    copies: Mapping[str, PinnedImage],
+    pool: str,
+    new_name: str,
+    progress: Progress,
+    copy_one: CopyOne,
+) -> tuple[str, list[str]]:
+    """A new domain on conn's host from a backup's definition (see new_definition), each
+    disk (target -> backup image) copied into pool by copy_one. Its UUID and the files
+    made; undone on failure."""
+    name_free(conn, new_name)
+    dest, _directory = backup_pool(conn, pool)
+    root = new_definition(definition, new_name)
+    made: list[libvirt.virStorageVol] = []
+    try:
+        paths = {}
+        for index, (target, image) in enumerate(sorted(copies.items())):
+            part = part_progress(progress, index, len(copies))
+            paths[target] = copy_one(dest, image, f"{new_name}-{target}.qcow2", part, made).path()
+        point_disks(root, paths)
+        dom = conn.defineXML(etree.tostring(root, encoding="unicode"))
+        return dom.UUIDString(), [v.path() for v in made]
+    except BaseException:
+        for vol in made:
+            with contextlib.suppress(libvirt.libvirtError):
+                vol.delete(0)
+        raise
 
 
 def _copy_backup(

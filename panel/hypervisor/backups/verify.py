@@ -13,13 +13,12 @@ from typing import Any
 
 import libvirt
 
-from panel.hypervisor.backups.common import backup_pool, volume_at_path
+from panel.hypervisor.backups.common import backup_pool, flat_copy, volume_at_path
 from panel.hypervisor.connection import session
 from panel.hypervisor.domains import claim_volume_name
 from panel.hypervisor.errors import Conflict
 from panel.hypervisor.host import is_local
 from panel.hypervisor.qemu_img import PinnedImage, check
-from panel.hypervisor.storage.copies import copy_image, recorded_capacity
 from panel.hypervisor.storage.streams import CHUNK, Progress, no_progress
 
 # qemu-img runs here, on the panel's own host.
@@ -91,17 +90,7 @@ def restored_digest(
         dest, _directory = backup_pool(conn, pool)
         claim_volume_name(dest, name, on_volume)
         src = volume_at_path(conn, image.path)
-        vol = copy_image(
-            conn,
-            uri,
-            src,
-            dest,
-            name,
-            source=image,
-            format="raw",
-            capacity=recorded_capacity(src, image.format),
-            progress=progress,
-        )
+        vol = flat_copy(conn, src, dest, name, progress, image, format="raw")
         try:
             return _digest(conn, vol)
         finally:
