@@ -74,3 +74,28 @@ class ProcessRole(models.TextChoices):
 
     WATCHER = "watcher", "Host watcher"
     COLLECTOR = "collector", "Stats collector"
+
+
+class NotificationKind(models.TextChoices):
+    """What a subscription can ask to hear of."""
+
+    JOB_FAILED = "job.failed", "A job failed"
+    BACKUP_FAILED = "backup.failed", "A backup failed"
+    BACKUP_MISSED = "backup.missed", "A scheduled backup was missed"
+    HOST_DOWN = "host.down", "A host went down"
+    HOST_UP = "host.up", "A host came back"
+    VM_CRASHED = "vm.crashed", "A VM crashed"
+    VM_STOPPED = "vm.stopped_outside", "A VM was stopped outside the panel"
+    QUOTA_NEAR = "quota.near", "A project passed 90 % of a quota"
+
+
+class DeliveryChannel(models.TextChoices):
+    EMAIL = "email", "Email"
+    WEBHOOK = "webhook", "Webhook"
+
+
+class DeliveryState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RETRYING = "retrying", "Retrying"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"

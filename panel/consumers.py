@@ -15,6 +15,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from . import events, jobs
+from .notifications import unread_count
 from .permissions import forget, visible_jobs, vm_projects_seen
 from .socket_access import AccessWatch
 
@@ -111,3 +112,19 @@ class JobConsumer(ScopedConsumer):
 
     def still_visible(self, user: Any) -> bool:
         return visible_jobs(user).filter(pk=self.job_id).exists()
+
+
+class NotificationConsumer(ScopedConsumer):
+    """ws/notifications/: the user's unread count now, then each new notification (and
+    the count again when some are read). The group is the user's own."""
+
+    async def load(self, user: Any) -> dict[str, Any] | None:
+        self.group = events.notify_group(user.pk)
+        unread = await database_sync_to_async(unread_count)(user)
+        return {"type": "notification.new", "notification": {}, "unread": unread}
+
+    def still_visible(self, user: Any) -> bool:
+        return True  # their own bell, while they are signed in (AccessWatch checks that)
+
+    async def notification_new(self, event: events.NotificationNew) -> None:
+        await self.send_json(event)

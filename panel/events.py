@@ -45,6 +45,12 @@ class AccessChanged(TypedDict):
     ended_session: str
 
 
+class NotificationNew(TypedDict):
+    type: str  # "notification.new"
+    notification: dict[str, Any]  # empty when only the unread count changed
+    unread: int
+
+
 def job_group(job_id: int) -> str:
     return f"job-{job_id}"
 
@@ -65,6 +71,11 @@ def vm_row_group(uuid: str) -> str:
 def user_group(user_id: int) -> str:
     """Every open websocket of one user, told when their access may have changed."""
     return f"user-{user_id}"
+
+
+def notify_group(user_id: int) -> str:
+    """The bells of one user's open pages."""
+    return f"notify-{user_id}"
 
 
 def console_group(uuid: str) -> str:
@@ -110,7 +121,7 @@ def _send_all(messages: list[tuple[str, dict[str, Any]]]) -> None:
     thread.join(10)
 
 
-Event = JobUpdate | HostUpdate | VMUpdate | StatsUpdate | AccessChanged
+Event = JobUpdate | HostUpdate | VMUpdate | StatsUpdate | AccessChanged | NotificationNew
 
 
 def publish(group: str, payload: Event) -> None:

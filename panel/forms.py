@@ -10,8 +10,9 @@ from django.db.models import Model
 
 from . import audit, throttle
 from .actors import Actor, client_ip
-from .choices import AuditResult, ProjectRole, Via
+from .choices import AuditResult, NotificationKind, ProjectRole, Via
 from .models import Project
+from .permissions import VIEW, is_admin, restrict
 from .quotas import FIELDS, LABELS, limits
 
 
@@ -154,3 +155,35 @@ class ProjectEditForm(ProjectForm):
             self.fields[f"allowed_{name}"] = forms.ModelMultipleChoiceField(
                 choices, required=False, help_text=f"None selected: every {label}."
             )
+
+
+class SubscriptionForm(forms.Form):
+    """What to hear of, in which project, and where besides the bell."""
+
+    kinds = forms.MultipleChoiceField(
+        choices=NotificationKind.choices,
+        widget=forms.CheckboxSelectMultiple(attrs={"class": "form-check-input"}),
+        label="Tell me when",
+    )
+    project = forms.ModelChoiceField(
+        queryset=Project.objects.none(),
+        required=False,
+        empty_label="All my projects",
+        label="In project",
+        widget=forms.Select(attrs={"class": "form-select"}),
+    )
+    email = forms.BooleanField(required=False, label="Also by email")
+    webhook_url = forms.CharField(
+        required=False,
+        max_length=500,
+        label="Webhook URL",
+        help_text="Optional: the panel POSTs each notification there, signed with HMAC-SHA256.",
+    )
+
+    def __init__(self, user: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = cast(forms.ModelChoiceField, self.fields["project"])
+        field.queryset = restrict(Project.objects.all(), user, VIEW)
+        if not is_admin(user):
+            kinds = cast(forms.MultipleChoiceField, self.fields["kinds"])
+            kinds.choices = [c for c in NotificationKind.choices if not c[0].startswith("host.")]

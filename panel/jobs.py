@@ -28,6 +28,7 @@ from .celery import app
 from .choices import JobState
 from .exceptions import ServiceError, UnavailableError
 from .models import Host, Job, Project
+from .notifications import facts
 
 log = logging.getLogger(__name__)
 
@@ -287,6 +288,8 @@ def _finish(job_id: int, state: str, message: str, log_line: str | None = None) 
         changes["log"] = Concat(F("log"), Value(f"{stamp} {log_line}\n"))
     Job.objects.filter(pk=job_id).update(**changes)
     _publish(job_id)
+    if state == JobState.FAILED:
+        facts.job_failed(job_id)
 
 
 def current_worker() -> str:

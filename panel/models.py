@@ -1,11 +1,22 @@
-"""Hosts, jobs and the audit log."""
+"""Hosts, jobs, the audit log and notifications."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
 
-from .choices import AuditResult, HostState, JobKind, JobState, ProcessRole, ProjectRole, Via
+from .choices import (
+    AuditResult,
+    DeliveryChannel,
+    DeliveryState,
+    HostState,
+    JobKind,
+    JobState,
+    NotificationKind,
+    ProcessRole,
+    ProjectRole,
+    Via,
+)
 
 
 class Host(models.Model):
@@ -258,3 +269,90 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.time:%Y-%m-%d %H:%M:%S} {self.username} {self.action} {self.target}"
+
+
+class Subscription(models.Model):
+    """What a user wants to hear of (kinds, in one project or all they see) and where: in
+    the panel always, by email and by a webhook if asked."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="subscriptions"
+    )
+    # None: every project the user sees (and, for an admin, the hosts).
+    project = models.ForeignKey(
+        Project, null=True, blank=True, on_delete=models.CASCADE, related_name="subscriptions"
+    )
+    kinds = models.JSONField(default=list, blank=True)
+    email = models.BooleanField(default=False)
+    webhook_url = models.CharField(max_length=500, blank=True, default="")
+    # Signs each webhook call (HMAC-SHA256); made by the panel, shown to the owner only.
+    webhook_secret = models.CharField(max_length=100, blank=True, default="")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self) -> str:
+        return f"subscription #{self.pk} of {self.user}"
+
+    def wants(self, kind: str) -> bool:
+        return kind in (self.kinds or [])
+
+
+class Notification(models.Model):
+    """One thing a user was told: in the panel's bell until read, and sent by the
+    deliveries of their subscriptions."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications"
+    )
+    kind = models.CharField(max_length=30, choices=NotificationKind)
+    title = models.CharField(max_length=200)
+    body = models.TextField(blank=True, default="")
+    link = models.CharField(max_length=300, blank=True, default="")
+    # What it is about: "job:<id>", "vm:<uuid>", "host:<id>", "quota:<project>:<field>".
+    target = models.CharField(max_length=200, blank=True, default="")
+    project = models.ForeignKey(
+        Project, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Repeats of the same kind and target held back since this one (panel.notifications
+    # .throttle); a summary tells them once the window ends.
+    repeats = models.PositiveIntegerField(default=0)
+    summary = models.BooleanField(default=False)
+    created = models.DateTimeField(auto_now_add=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [
+            models.Index(fields=["user", "read_at"], name="notification_unread"),
+            models.Index(fields=["kind", "target", "created"], name="notification_repeat"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.title}"
+
+
+class Delivery(models.Model):
+    """One notification sent by email or webhook for a subscription, with every attempt
+    and the answer it got."""
+
+    subscription = models.ForeignKey(
+        Subscription, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    notification = models.ForeignKey(
+        Notification, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    channel = models.CharField(max_length=10, choices=DeliveryChannel)
+    state = models.CharField(max_length=10, choices=DeliveryState, default=DeliveryState.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # One entry per attempt: {"at", "status", "answer", "error"}.
+    log = models.JSONField(default=list, blank=True)
+    next_try = models.DateTimeField(null=True, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.channel} delivery #{self.pk}"

@@ -230,6 +230,15 @@ def restrict(queryset: QuerySet[M], user: Person, action: str = VIEW) -> QuerySe
     return queryset.filter(q)
 
 
+def personal(queryset: QuerySet[M], user: Person) -> QuerySet[M]:
+    """Objects that belong to one user (subscriptions, notifications): their owner's
+    alone, an admin's included; deliveries through their subscription."""
+    if not signed_in(user):
+        return queryset.none()
+    owner = "subscription__user" if queryset.model._meta.model_name == "delivery" else "user"
+    return queryset.filter(**{owner: user})
+
+
 def clean_pk(model: type[Model], pk: Any) -> Any:
     """pk as the model's primary key holds it, or a 404 when it cannot be one (`abc`, `1e99`)."""
     field = model._meta.pk
@@ -240,6 +249,14 @@ def clean_pk(model: type[Model], pk: Any) -> Any:
     if isinstance(value, int) and not -(2**63) <= value < 2**63:
         raise Http404("Not found.")
     return value
+
+
+def get_own(queryset: QuerySet[M], user: Person, pk: Any) -> M:
+    """One of the user's personal objects (see personal()): 404 for anyone else's."""
+    found = personal(queryset, user).filter(pk=clean_pk(queryset.model, pk)).first()
+    if found is None:
+        raise Http404("Not found.")
+    return found
 
 
 def get_object_for_user(queryset: QuerySet[M], user: Person, pk: Any, action: str = VIEW) -> M:

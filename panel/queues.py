@@ -22,6 +22,8 @@ QUICK_TASKS = frozenset(
         "panel.reconcile_host",
         "panel.reconcile_all_hosts",
         "panel.resend_lost_jobs",
+        "panel.deliver_notification",  # an email or a webhook call, 10 s at most
+        "panel.summarize_notifications",
         "vms.action",  # a shutdown: waits at most its timeout for the guest
         "vms.delete",
         "vms.refresh_details",

@@ -26,6 +26,7 @@ from . import registry
 from .choices import JobState
 from .exceptions import ServiceError
 from .models import Job, Project, Quota
+from .notifications import facts
 
 GIB = 1024**3
 MIB = 1024**2
@@ -172,4 +173,10 @@ def reserve(
                 "Free some resources or ask an admin to raise the quota."
             )
             raise QuotaExceeded(message)
+    for field, extra in wanted.items():
+        limit = getattr(quota, field)
+        if limit is not None and facts.passes_near(getattr(current, field), extra, limit):
+            facts.quota_passed(
+                project, LABELS[field], field, getattr(current, field) + extra, limit
+            )
     return current

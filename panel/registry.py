@@ -36,10 +36,12 @@ class InventoryStep:
 @dataclass(frozen=True)
 class DomainEvents:
     """What the watcher calls: `changed(host, info)` with the domain as libvirt has it
-    now, `gone(host, uuid)` when it was undefined or cannot be found."""
+    now, `gone(host, uuid)` when it was undefined or cannot be found, and `stopped(host,
+    uuid, how)` first when it stopped or crashed (how: libvirt's reason, or "crashed")."""
 
     changed: Callable[[Host, hypervisor.DomainInfo], object]
     gone: Callable[[Host, str], object]
+    stopped: Callable[[Host, str, str], object] | None = None
 
 
 inventory_steps: list[InventoryStep] = []

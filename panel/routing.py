@@ -8,6 +8,7 @@ from . import consumers
 
 websocket_urlpatterns = [
     path("ws/jobs/<int:job_id>/", consumers.JobConsumer.as_asgi()),
+    path("ws/notifications/", consumers.NotificationConsumer.as_asgi()),
     path("ws/hosts/<int:host_id>/", HostConsumer.as_asgi()),
     path("ws/vms/<uuid:vm_id>/", VMConsumer.as_asgi()),
     path("ws/vm-rows/", VMRowsConsumer.as_asgi()),

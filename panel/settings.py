@@ -301,6 +301,7 @@ SPECTACULAR_SETTINGS = {
         "HostStateEnum": "panel.choices.HostState",
         "VMStateEnum": "vms.choices.VMState",
         "JobStateEnum": "panel.choices.JobState",
+        "NotificationKindEnum": "panel.choices.NotificationKind",
         "NetworkModeEnum": "networking.choices.NetworkMode",
     },
 }
@@ -329,6 +330,27 @@ PANEL_METRICS_TOKEN = os.environ.get("PANEL_METRICS_TOKEN", "")
 PANEL_PROBE_GUEST_DIR = os.environ.get(
     "PANEL_TEST_GUEST_DIR", "/var/lib/libvirt/boot/panel-test-guest"
 )
+
+# Notifications (panel/notifications): mail through this SMTP server, webhooks only to
+# public addresses unless listed here (networks or host names, comma-separated), repeats
+# of one event within the window told in one summary, failed deliveries tried again
+# after PANEL_NOTIFY_RETRY_SECONDS, doubling, up to PANEL_NOTIFY_ATTEMPTS attempts.
+EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+EMAIL_HOST = os.environ.get("PANEL_SMTP_HOST", "127.0.0.1")
+EMAIL_PORT = int(os.environ.get("PANEL_SMTP_PORT", "25"))
+EMAIL_HOST_USER = os.environ.get("PANEL_SMTP_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("PANEL_SMTP_PASSWORD", "")
+EMAIL_USE_TLS = _env_bool("PANEL_SMTP_STARTTLS")
+EMAIL_USE_SSL = _env_bool("PANEL_SMTP_SSL")
+EMAIL_TIMEOUT = float(os.environ.get("PANEL_SMTP_TIMEOUT", "10"))
+DEFAULT_FROM_EMAIL = os.environ.get("PANEL_MAIL_FROM", "kvm-panel@localhost")
+PANEL_PUBLIC_URL = os.environ.get("PANEL_PUBLIC_URL", "")
+PANEL_WEBHOOK_ALLOW = [
+    a.strip() for a in os.environ.get("PANEL_WEBHOOK_ALLOW", "").split(",") if a.strip()
+]
+PANEL_NOTIFY_WINDOW_SECONDS = float(os.environ.get("PANEL_NOTIFY_WINDOW_SECONDS", "600"))
+PANEL_NOTIFY_RETRY_SECONDS = float(os.environ.get("PANEL_NOTIFY_RETRY_SECONDS", "30"))
+PANEL_NOTIFY_ATTEMPTS = int(os.environ.get("PANEL_NOTIFY_ATTEMPTS", "5"))
 
 LOGGING = {
     "version": 1,

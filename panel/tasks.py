@@ -15,6 +15,8 @@ from . import hypervisor, jobs, services
 from .celery import app
 from .exceptions import GoneError
 from .models import Host, Job
+from .notifications import core as notify_core
+from .notifications import delivery, throttle
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,20 @@ def reconcile_all_hosts() -> None:
 def resend_lost_jobs() -> list[int]:
     """The periodic pass that sends again the tasks of queued jobs no worker took."""
     return jobs.resend_lost(settings.PANEL_LOST_TASK_SECONDS)
+
+
+@shared_task(name="panel.deliver_notification", soft_time_limit=60, time_limit=90)
+def deliver_notification_task(delivery_id: int) -> None:
+    """One attempt at an email or webhook delivery; a failure is sent again later."""
+    wait = delivery.attempt(delivery_id)
+    if wait is not None:
+        notify_core.queue_delivery(delivery_id, countdown=wait)
+
+
+@shared_task(name="panel.summarize_notifications", soft_time_limit=60, time_limit=90)
+def summarize_notifications_task(kind: str, target: str) -> int:
+    """The summary of the repeats held back in a throttle window that ended."""
+    return len(throttle.summarize(kind, target))
 
 
 def _silent(names: set[str]) -> set[str]:

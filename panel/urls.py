@@ -45,6 +45,20 @@ urlpatterns = [
     path("users/", views.user_list, name="user_list"),
     path("users/<int:user_id>/active/", views.user_set_active, name="user_set_active"),
     path("users/<int:user_id>/password/", views.user_reset_password, name="user_reset_password"),
+    path("notifications/", views.notification_list, name="notification_list"),
+    path(
+        "notifications/<int:notification_id>/read/",
+        views.notification_read,
+        name="notification_read",
+    ),
+    path("notifications/read-all/", views.notification_read_all, name="notification_read_all"),
+    path("notifications/subscriptions/", views.subscription_list, name="subscription_list"),
+    path("notifications/subscriptions/add/", views.subscription_add, name="subscription_add"),
+    path(
+        "notifications/subscriptions/<int:subscription_id>/delete/",
+        views.subscription_delete,
+        name="subscription_delete",
+    ),
     path("audit/", views.audit_list, name="audit_list"),
     path("audit/export.csv", views.audit_export, name="audit_export"),
     # Before vms.urls, whose <uuid>/<action>/ would take <uuid>/tuning/.

@@ -129,6 +129,9 @@ class HostWatcher:
             services.set_host_state(host, HostState.DOWN, "The connection to libvirtd was lost.")
             return
         for handler in registry.domain_events:
+            if event.event in ("stopped", "crashed") and handler.stopped is not None:
+                # Before the row changes: whether the panel stopped it is read from it.
+                handler.stopped(host, event.uuid, event.detail or event.event)
             if event.event == "undefined":
                 handler.gone(host, event.uuid)
                 continue

@@ -51,6 +51,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# Where the stack's processes send mail: tests that read it start an SMTP server there.
+MAIL_PORT = free_port()
+
+
 def database_url() -> str:
     """The test database, as DATABASE_URL for the processes the tests start."""
     db = settings.DATABASES["default"]
@@ -77,6 +81,12 @@ def process_env() -> dict[str, str]:
     env["PANEL_DEV_STATIC"] = "1"
     # DEBUG: the logs are searched for secrets (tests/security), so they say all they can.
     env.setdefault("PANEL_LOG_LEVEL", "DEBUG")
+    # Notifications: mail to the SMTP server a test starts on MAIL_PORT, webhooks to
+    # receivers on 127.0.0.1 only (other loopback addresses stay refused), retried soon.
+    env["PANEL_SMTP_HOST"] = "127.0.0.1"
+    env["PANEL_SMTP_PORT"] = str(MAIL_PORT)
+    env["PANEL_WEBHOOK_ALLOW"] = "127.0.0.1/32"
+    env["PANEL_NOTIFY_RETRY_SECONDS"] = "1"
     return env
 
 

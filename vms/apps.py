@@ -12,7 +12,7 @@ class VmsConfig(AppConfig):
 
         from . import services
         from .quotas import project_usage
-        from .services import backups, clones, common, migrate, move_storage
+        from .services import alerts, backups, clones, common, migrate, move_storage
         from .services.create import job
 
         registry.add_inventory_step(
@@ -21,7 +21,11 @@ class VmsConfig(AppConfig):
             )
         )
         registry.set_domain_events(
-            registry.DomainEvents(changed=services.sync_domain, gone=services.mark_missing)
+            registry.DomainEvents(
+                changed=services.sync_domain,
+                gone=services.mark_missing,
+                stopped=alerts.domain_stopped,
+            )
         )
         registry.add_quota_usage(project_usage)
         registry.add_undo(["vm.create"], job.undo_abandoned)

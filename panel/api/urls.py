@@ -25,6 +25,7 @@ from vms.api.snapshots import (
 from vms.api.views import VirtualMachineViewSet
 
 from . import views
+from .notifications import NotificationViewSet, SubscriptionViewSet
 
 router = DefaultRouter()
 # No ".json" twins of every route: the API speaks JSON only, and the @action views
@@ -39,6 +40,8 @@ router.register("volumes", VolumeViewSet, basename="volume")
 router.register("jobs", views.JobViewSet, basename="job")
 router.register("networks", NetworkViewSet, basename="network")
 router.register("audit-events", views.AuditEventViewSet, basename="auditevent")
+router.register("subscriptions", SubscriptionViewSet, basename="subscription")
+router.register("notifications", NotificationViewSet, basename="notification")
 
 urlpatterns = [
     path("auth/token/", views.obtain_token, name="api_token"),

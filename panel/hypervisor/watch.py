@@ -26,14 +26,26 @@ EVENTS = {
     libvirt.VIR_DOMAIN_EVENT_CRASHED: "crashed",
 }
 
+# How a domain stopped (the detail of a "stopped" event).
+STOPPED = {
+    libvirt.VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN: "shutdown",
+    libvirt.VIR_DOMAIN_EVENT_STOPPED_DESTROYED: "destroyed",
+    libvirt.VIR_DOMAIN_EVENT_STOPPED_CRASHED: "crashed",
+    libvirt.VIR_DOMAIN_EVENT_STOPPED_MIGRATED: "migrated",
+    libvirt.VIR_DOMAIN_EVENT_STOPPED_SAVED: "saved",
+    libvirt.VIR_DOMAIN_EVENT_STOPPED_FAILED: "failed",
+    libvirt.VIR_DOMAIN_EVENT_STOPPED_FROM_SNAPSHOT: "from_snapshot",
+}
+
 
 @dataclass(frozen=True)
 class DomainEvent:
-    """One lifecycle change of a domain."""
+    """One lifecycle change of a domain; detail says how a domain stopped ("" else)."""
 
     uuid: str
     name: str
     event: str
+    detail: str = ""
 
 
 class Watch:
@@ -66,13 +78,16 @@ class Watch:
         _conn: libvirt.virConnect,
         dom: libvirt.virDomain,
         event: int,
-        _detail: int,
+        detail: int,
         _opaque: object,
     ) -> None:
         if dom.name().startswith(PROBE_PREFIX):
             return
+        how = STOPPED.get(detail, "") if event == libvirt.VIR_DOMAIN_EVENT_STOPPED else ""
         try:
-            self._on_event(DomainEvent(dom.UUIDString(), dom.name(), EVENTS.get(event, "changed")))
+            self._on_event(
+                DomainEvent(dom.UUIDString(), dom.name(), EVENTS.get(event, "changed"), how)
+            )
         except Exception:  # noqa: BLE001 - never break the event loop
             log.exception("domain event handler failed")
 

@@ -17,6 +17,7 @@ from panel.actors import Actor
 from panel.choices import AuditResult, HostState, JobKind, JobState
 from panel.exceptions import ConflictError, GoneError, ServiceError
 from panel.models import Host, Job
+from panel.notifications import facts
 from panel.permissions import can_manage_hosts
 
 if TYPE_CHECKING:
@@ -153,7 +154,9 @@ def delete_host(host: Host, *, actor: Actor) -> None:
 
 
 def set_host_state(host: Host, state: str, error: str = "") -> None:
-    """Record whether the host answers; nothing when an admin removed it meanwhile."""
+    """Record whether the host answers; nothing when an admin removed it meanwhile.
+    Going down, and coming back, is told to the administrators who subscribed."""
+    before = Host.objects.filter(pk=host.pk).values_list("state", flat=True).first()
     host.state = state
     host.last_error = error
     fields = ["state", "last_error"]
@@ -165,6 +168,7 @@ def set_host_state(host: Host, state: str, error: str = "") -> None:
     events.publish(
         events.host_group(host.pk), {"type": "host.update", "host": serialize_host(host)}
     )
+    facts.host_state_changed(host, before, state)
 
 
 def reconcile_host(host: Host, *, job_id: int | None = None, checks: bool = True) -> dict[str, Any]:

@@ -3,6 +3,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
 from panel.models import Project
+from panel.notifications import unread_count
 from panel.permissions import VIEW, is_admin, restrict, visible_hosts
 from panel.task_panel import recent_tasks
 
@@ -103,3 +104,10 @@ def task_panel(context: template.Context) -> str:
         return ""
     frame = page.engine.get_template("panel/_task_panel_frame.html")
     return str(frame.render(context.new({"panel": recent_tasks(user, rows=False)})))
+
+
+@register.simple_tag(takes_context=True)
+def unread_notifications(context: template.Context) -> int:
+    """The bell's number: the signed-in user's unread notifications."""
+    request = context.get("request")
+    return unread_count(getattr(request, "user", None))

@@ -14,6 +14,14 @@ from .hosts import (
     job_list,
     job_panel,
 )
+from .notifications import (
+    notification_list,
+    notification_read,
+    notification_read_all,
+    subscription_add,
+    subscription_delete,
+    subscription_list,
+)
 from .teams import (
     project_add,
     project_detail,
@@ -37,6 +45,12 @@ __all__ = [
     "host_list",
     "host_refresh",
     "job_cancel",
+    "notification_list",
+    "notification_read",
+    "notification_read_all",
+    "subscription_add",
+    "subscription_delete",
+    "subscription_list",
     "job_detail",
     "job_list",
     "job_panel",

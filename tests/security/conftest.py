@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from panel.choices import AuditResult
-from panel.models import AuditEvent, Job
+from panel.choices import AuditResult, NotificationKind
+from panel.models import AuditEvent, Job, Notification, Subscription
 from tests.teams.conftest import (  # noqa: F401 - fixtures used by the tests here
     HOME,
     OTHER,
@@ -53,6 +53,18 @@ def everything(world) -> dict[str, dict[str, Any]]:  # noqa: F811 - the fixture 
             pool=team.pool,
             state="succeeded",
         )
+        # The team's first member's own: a subscription with a webhook, a notification.
+        owner = world.users["member" if name == "alpha" else "outsider"]
+        subscription = Subscription.objects.create(
+            user=owner,
+            project=team.project,
+            kinds=[NotificationKind.JOB_FAILED],
+            webhook_url="https://hooks.example.org/panel",
+            webhook_secret=f"{name}-webhook-secret",
+        )
+        notification = Notification.objects.create(
+            user=owner, kind=NotificationKind.JOB_FAILED, title=f"{name} job failed"
+        )
         out[name] = {
             "host": team.host.pk,
             "job": team.job.pk,
@@ -69,6 +81,8 @@ def everything(world) -> dict[str, dict[str, Any]]:  # noqa: F811 - the fixture 
             "snapshot": snapshot.name,
             "disk": "vda",
             "mac": MAC,
+            "subscription": subscription.pk,
+            "notification": notification.pk,
         }
     return out
 

@@ -92,6 +92,8 @@ ROUTER_PK = {
     "job": "job",
     "network": "network",
     "auditevent": "event",
+    "subscription": "subscription",
+    "notification": "notification",
 }
 
 # Plain parameters → which object they are.
@@ -110,6 +112,8 @@ PARAM_OBJECT = {
     "name": "snapshot",
     "disk": "disk",
     "mac": "mac",
+    "subscription_id": "subscription",
+    "notification_id": "notification",
 }
 
 

@@ -91,6 +91,7 @@ async def _close_code(path: str) -> str:
 # its ticket alone, so it answers 4403 either way.
 WS_REFUSALS = {
     "ws/jobs/<int:job_id>/": ("close 4401", "close 4401"),
+    "ws/notifications/": ("close 4401", "close 4401"),
     "ws/hosts/<int:host_id>/": ("close 4401", "close 4401"),
     "ws/vms/<uuid:vm_id>/": ("close 4401", "close 4401"),
     "ws/vm-rows/": ("close 4401", "close 4401"),

@@ -101,6 +101,13 @@ READABLE = {
     "auditevent-detail",
     "api-root",
     "metrics",
+    "notification_list",
+    "subscription_list",
+    "subscription-list",
+    "subscription-detail",
+    "subscription-deliveries",
+    "notification-list",
+    "notification-detail",
 }
 # GET on these is not an action, yet not a read either: logging out needs POST (405
 # when logged in), and the token endpoint takes credentials by POST only.

@@ -67,6 +67,7 @@ LAST = [
     "DELETE pool-detail",
     "host_delete",
     "DELETE host-detail",
+    "subscription_delete delete",
 ]
 
 
@@ -321,6 +322,20 @@ MATRIX = {
     "DELETE pool-detail": "409 403 403 403 404",
     "POST host_delete delete": "302 403 403 403 404",
     "DELETE host-detail": "404 403 403 403 404",
+    # Subscriptions and notifications are their owner's (alpha's member) alone.
+    "GET notification_list notifications": "200 200 200 200 200",
+    "POST notification_read read": "404 404 302 404 404",
+    "POST notification_read_all read-all": "302 302 302 302 302",
+    "GET subscription_list subscriptions": "200 200 200 200 200",
+    "POST subscription_add add": "400 400 400 400 400",
+    "POST subscription_delete delete": "404 404 302 404 404",
+    "GET subscription-list subscriptions": "200 200 200 200 200",
+    "GET subscription-detail": "404 404 200 404 404",
+    "GET subscription-deliveries deliveries": "404 404 200 404 404",
+    "GET notification-list notifications": "200 200 200 200 200",
+    "GET notification-detail": "404 404 200 404 404",
+    "POST notification-read read": "404 404 200 404 404",
+    "POST notification-read-all read-all": "200 200 200 200 200",
 }
 
 

@@ -18,6 +18,7 @@ Modules:
     tuning      a VM's vCPUs, memory, pinning, NUMA, I/O and bandwidth limits
     nics        a VM's network interfaces: attaching, detaching, link state, listing
     tags        a VM's tags: the labels users give it, checked and replaced
+    alerts      what subscribers hear of VMs: crashes, stops outside the panel, missed backups
 
 This module re-exports the names callers outside the package use; the feature modules
 are imported by name (``from vms.services import snapshots``).

@@ -32,7 +32,7 @@ from panel.permissions import CHANGE, MANAGE, VIEW, allowed, restrict
 from storage.models import StoragePool
 from vms.choices import BackupState, ScheduleKind, VMState
 from vms.models import Backup, BackupSchedule, VirtualMachine
-from vms.services import chains, retention, snapshots
+from vms.services import alerts, chains, retention, snapshots
 from vms.services.backups import backup_host_errors, backup_pool, delete_copies, take_backup
 from vms.services.common import on_vm_host, require_right
 
@@ -180,6 +180,7 @@ def _fire(schedule: BackupSchedule, vm: VirtualMachine) -> str:
                 detail=f"schedule #{schedule.pk}: {message}",
             )
         log.warning("schedule %s: %s not started: %s", schedule.pk, vm.name, message)
+        alerts.backup_missed(schedule, vm, message)
         return f"schedule #{schedule.pk}: {vm.name}: {message}"
     return f"schedule #{schedule.pk}: {vm.name}: job #{job.pk}"
 
