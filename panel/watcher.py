@@ -130,7 +130,7 @@ class HostWatcher:
             return
         for handler in registry.domain_events:
             if event.event in ("stopped", "crashed") and handler.stopped is not None:
-                # Before the row changes: whether the panel stopped it is read from it.
+                # Told before the row changes (a crash, a stop made outside the panel).
                 handler.stopped(host, event.uuid, event.detail or event.event)
             if event.event == "undefined":
                 handler.gone(host, event.uuid)

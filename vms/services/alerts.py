@@ -10,15 +10,16 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
-from panel.choices import JobState, NotificationKind
-from panel.models import ActionLock, Host, Job
+from panel.choices import AuditResult, JobState, NotificationKind
+from panel.models import ActionLock, AuditEvent, Host, Job
 from panel.notifications import Event, emit
-from vms.choices import VMState
 from vms.models import BackupSchedule, VirtualMachine
 
-# A job on the VM that ended this recently may still be what stopped it (its events
-# can arrive after it ended).
-JOB_AFTERGLOW = timedelta(seconds=15)
+# A job or an action on the VM that ended this recently may still be what stopped it:
+# the watcher applies events in turn, and may be behind.
+AFTERGLOW = timedelta(seconds=60)
+# The quick actions that stop a VM (the others are jobs).
+PANEL_STOPS = ("vm.force-off",)
 HOW = {
     "shutdown": "It was shut down from inside the guest or by another tool.",
     "destroyed": "It was powered off by another tool (virsh destroy or the like).",
@@ -26,19 +27,28 @@ HOW = {
 
 
 def _by_panel(vm: VirtualMachine) -> bool:
-    """Whether the panel itself is stopping the VM: an action's claim, a job on it."""
+    """Whether the panel itself stopped the VM: an action's claim on it now, a job on it
+    running or just ended, or a power-off it recorded moments ago (the watcher may apply
+    the event after the action's claim is gone)."""
     target = f"vm:{vm.pk}"
     if ActionLock.objects.filter(target=target).exists():
         return True
-    recent = Q(state__in=[JobState.QUEUED, JobState.RUNNING]) | Q(
-        finished__gte=timezone.now() - JOB_AFTERGLOW
-    )
-    return Job.objects.filter(recent, target=target).exists()
+    since = timezone.now() - AFTERGLOW
+    recent = Q(state__in=[JobState.QUEUED, JobState.RUNNING]) | Q(finished__gte=since)
+    if Job.objects.filter(recent, target=target).exists():
+        return True
+    return AuditEvent.objects.filter(
+        action__in=PANEL_STOPS,
+        target=vm.name,
+        project=vm.project_id,
+        result=AuditResult.SUCCESS,
+        time__gte=since,
+    ).exists()
 
 
 def domain_stopped(host: Host, uuid: str, how: str) -> None:
-    """The watcher's word that a domain stopped (how: libvirt's reason), before its row
-    changes: a crash is told always, a stop the panel did not make as stopped outside."""
+    """The watcher's word that a domain stopped (how: libvirt's reason): a crash is told
+    always, a shutdown or a power-off that the panel did not make as stopped outside."""
     vm = VirtualMachine.objects.select_related("project").filter(pk=uuid, host=host).first()
     if vm is None:
         return
@@ -56,7 +66,7 @@ def domain_stopped(host: Host, uuid: str, how: str) -> None:
             )
         )
         return
-    if how not in HOW or vm.state not in (VMState.RUNNING, VMState.PAUSED) or _by_panel(vm):
+    if how not in HOW or _by_panel(vm):
         return
     emit(
         Event(
