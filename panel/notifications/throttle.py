@@ -60,7 +60,7 @@ def summarize(kind: str, target: str, now: datetime | None = None) -> list[Notif
     minutes = round(window().total_seconds() / 60) or 1
     made = []
     with transaction.atomic():
-        firsts = Notification.objects.select_for_update().filter(
+        firsts = Notification.objects.select_for_update(of=("self",)).filter(
             kind=kind, target=target[:200], summary=False, repeats__gt=0, created__lt=ended
         )
         for first in firsts.select_related("user", "project"):
