@@ -20,8 +20,9 @@
       var message = JSON.parse(e.data);
       if (typeof message.unread === "number") show(message.unread);
     };
-    ws.onopen = function () { delay = 1000; };
+    ws.onopen = function () { delay = 1000; bell.dataset.live = "1"; };
     ws.onclose = function (e) {
+      delete bell.dataset.live;
       if (e.code === 4400 || e.code === 4401 || e.code === 4404) return;
       setTimeout(open, delay);
       delay = Math.min(delay * 2, 15000);
