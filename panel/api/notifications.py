@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -105,11 +105,13 @@ class SubscriptionViewSet(viewsets.ViewSet):
     """The caller's subscriptions."""
 
     serializer_class = SubscriptionSerializer
+    pagination_class = PanelPagination  # documents the page envelope GET answers with
     queryset = Subscription.objects.none()  # the schema's: get_queryset is never used
 
     def _mine(self, pk: Any) -> Subscription:
         return get_own(Subscription.objects.select_related("project"), self.request.user, pk)
 
+    @extend_schema(responses=SubscriptionSerializer(many=True))
     def list(self, request: Request) -> Response:
         subs = personal(Subscription.objects.all(), request.user)
         return _page(self, request, subs, notifications.serialize_subscription)
@@ -135,6 +137,7 @@ class SubscriptionViewSet(viewsets.ViewSet):
         )
         return Response(notifications.serialize_subscription(sub))
 
+    @extend_schema(responses={204: None})
     def destroy(self, request: Request, pk: str | None = None) -> Response:
         notifications.delete_subscription(self._mine(pk), actor=Actor.of(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -153,8 +156,13 @@ class NotificationViewSet(viewsets.ViewSet):
     """The caller's notifications, newest first (?unread=1: only those not read)."""
 
     serializer_class = NotificationSerializer
+    pagination_class = PanelPagination  # documents the page envelope GET answers with
     queryset = Notification.objects.none()  # the schema's: get_queryset is never used
 
+    @extend_schema(
+        responses=NotificationSerializer(many=True),
+        parameters=[OpenApiParameter("unread", bool, description="Only those not read.")],
+    )
     def list(self, request: Request) -> Response:
         found = personal(Notification.objects.select_related("project"), request.user)
         if request.query_params.get("unread") in ("1", "true"):
