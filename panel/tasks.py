@@ -69,7 +69,9 @@ def reconcile_all_hosts() -> None:
 
 @shared_task(name="panel.resend_lost_jobs", soft_time_limit=60, time_limit=90)
 def resend_lost_jobs() -> list[int]:
-    """The periodic pass that sends again the tasks of queued jobs no worker took."""
+    """The periodic pass that sends again the tasks of queued jobs no worker took, and
+    of email and webhook deliveries."""
+    delivery.resend_lost(settings.PANEL_LOST_TASK_SECONDS)
     return jobs.resend_lost(settings.PANEL_LOST_TASK_SECONDS)
 
 

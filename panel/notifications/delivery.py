@@ -12,6 +12,7 @@ from typing import Any
 import urllib3
 from django.conf import settings
 from django.core.mail import EmailMessage
+from django.db.models import F, Q
 from django.utils import timezone
 
 from panel.choices import DeliveryChannel, DeliveryState
@@ -19,11 +20,13 @@ from panel.exceptions import ServiceError
 from panel.models import Delivery
 
 from . import webhooks
-from .core import serialize
+from .core import queue_delivery, serialize
 
 log = logging.getLogger(__name__)
 
 FINAL = (DeliveryState.SENT, DeliveryState.FAILED)
+# A next try this close is due (a worker's clock and the database's may differ a little).
+EARLY = timedelta(seconds=1)
 
 
 def absolute(link: str) -> str:
@@ -86,6 +89,15 @@ def attempt(delivery_id: int) -> float | None:
     )
     if delivery is None or delivery.state in FINAL:
         return None
+    if delivery.next_try is not None and delivery.next_try > timezone.now() + EARLY:
+        return None  # not due: the message sent for its next try comes then
+    # Claimed for this attempt: a second message for the same delivery (sent again by
+    # resend_lost) finds the count moved on and sends nothing.
+    if not Delivery.objects.filter(
+        pk=delivery.pk, attempts=delivery.attempts, state=delivery.state
+    ).update(attempts=F("attempts") + 1):
+        return None
+    delivery.attempts += 1
     send = _email if delivery.channel == DeliveryChannel.EMAIL else _webhook
     try:
         if not delivery.subscription.user.is_active:
@@ -101,7 +113,6 @@ def attempt(delivery_id: int) -> float | None:
 def _record(delivery: Delivery, outcome: dict[str, Any]) -> float | None:
     final = outcome.pop("final", False)
     now = timezone.now()
-    delivery.attempts += 1
     delivery.log = [
         *delivery.log,
         {"at": now.isoformat(), "status": None, "answer": "", "error": "", **outcome},
@@ -116,5 +127,23 @@ def _record(delivery: Delivery, outcome: dict[str, Any]) -> float | None:
         wait = backoff(delivery.attempts)
         delivery.state, delivery.next_try = DeliveryState.RETRYING, now + timedelta(seconds=wait)
         log.info("delivery %s: %s; trying again in %.0f s", delivery.pk, outcome["error"], wait)
-    delivery.save(update_fields=["attempts", "log", "state", "next_try"])
+    delivery.save(update_fields=["log", "state", "next_try"])
     return wait
+
+
+def resend_lost(older_than: float) -> list[int]:
+    """Deliveries whose task never came (its message lost, a broker away when it was
+    sent): pending for older_than seconds, or past their next try by as much; each is
+    queued again, and their ids returned. A message that was only late finds the
+    delivery claimed or done and sends nothing twice."""
+    cutoff = timezone.now() - timedelta(seconds=older_than)
+    lost = Delivery.objects.filter(
+        Q(state=DeliveryState.PENDING, created__lt=cutoff)
+        | Q(state=DeliveryState.RETRYING, next_try__lt=cutoff)
+    ).values_list("pk", flat=True)
+    ids = list(lost[:500])
+    for delivery_id in ids:
+        queue_delivery(delivery_id)
+    if ids:
+        log.warning("sent the deliveries %s again: no worker had taken them", ids)
+    return ids
