@@ -42,6 +42,7 @@ class JobKind(models.TextChoices):
     VOLUME_CONVERT = "volume.convert", "Volume convert"
     VOLUME_WIPE = "volume.wipe", "Volume wipe"
     VOLUME_UPLOAD = "volume.upload", "Volume upload"
+    LIBRARY_FETCH = "library.fetch", "Library image fetch"
     VM_MIGRATE = "vm.migrate", "VM migration"
     VM_MOVE_STORAGE = "vm.move_storage", "VM disk move"
 

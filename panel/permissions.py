@@ -172,6 +172,16 @@ def _template(user: User, action: str, model: type[Model]) -> Q | None:
     return Q(pk__in=model._default_manager.filter(projects__in=project_ids(user)).values("pk"))
 
 
+def _library_image(user: User, action: str, model: type[Model]) -> Q | None:
+    """The image library: admins publish; members see the public images and those shared
+    with one of their projects."""
+    pids = project_ids(user)
+    if action != VIEW or not pids:
+        return _NOTHING
+    shared = model._default_manager.filter(projects__in=pids).values("pk")
+    return Q(public=True) | Q(pk__in=shared)
+
+
 def _job(user: User, action: str, model: type[Model]) -> Q | None:
     if action == VIEW:
         return Q(project__in=project_ids(user)) | Q(user=user)
@@ -207,6 +217,7 @@ RULES: dict[str, Rule] = {
     "vms.template": _template,
     "storage.volume": _volume,
     "storage.storagepool": _infrastructure("allowed_pools"),
+    "storage.libraryimage": _library_image,
     "networking.network": _infrastructure("allowed_networks"),
 }
 

@@ -40,6 +40,7 @@ LONG_TASKS = frozenset(
         "vms.snapshot",  # with memory, revert, delete, chain merge
         "vms.save_restore",  # the VM's memory written to or read from disk
         "storage.volume_job",  # full preallocation, clone, conversion, wipe
+        "storage.library_fetch",  # an image downloaded into the library
     }
 )
 

@@ -323,6 +323,11 @@ PANEL_STORAGE_ROOTS = [
 PANEL_INSTALL_MIRRORS = [
     m.strip() for m in os.environ.get("PANEL_INSTALL_MIRRORS", "").split(",") if m.strip()
 ]
+# URL prefixes the image library may fetch images and SUMS files from (empty: any
+# http(s) address except loopback, private and link-local ones).
+PANEL_LIBRARY_MIRRORS = [
+    m.strip() for m in os.environ.get("PANEL_LIBRARY_MIRRORS", "").split(",") if m.strip()
+]
 PANEL_CONNECT_TIMEOUT = float(os.environ.get("PANEL_CONNECT_TIMEOUT", "10"))
 # Prometheus scrapes /metrics with "Authorization: Bearer <this>" (empty: admins only).
 PANEL_METRICS_TOKEN = os.environ.get("PANEL_METRICS_TOKEN", "")

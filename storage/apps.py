@@ -27,3 +27,4 @@ class StorageConfig(AppConfig):
             ["volume.create", "volume.clone", "volume.convert", "volume.upload", "volume.wipe"],
             services.undo_abandoned,
         )
+        registry.add_undo(["library.fetch"], services.undo_abandoned_fetch)

@@ -101,3 +101,56 @@ class Volume(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class ImageKind(models.TextChoices):
+    ISO = "iso", "Installer ISO"
+    CLOUD = "cloud", "Cloud image"
+
+
+class ImageState(models.TextChoices):
+    FETCHING = "fetching", "Fetching"
+    READY = "ready", "Ready"
+    FAILED = "failed", "Failed"
+
+
+class LibraryImage(models.Model):
+    """An ISO or cloud image an admin published in a pool, for projects to install from.
+
+    format is what the admin stated (or the volume's recorded format), checked against the
+    file's header; never read from it. public: every project may use it; otherwise only
+    the projects listed.
+    """
+
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=10, choices=ImageKind.choices)
+    pool = models.ForeignKey(StoragePool, on_delete=models.CASCADE, related_name="images")
+    volume = models.OneToOneField(
+        Volume, null=True, blank=True, on_delete=models.SET_NULL, related_name="library_image"
+    )
+    format = models.CharField(max_length=20)
+    os_variant = models.CharField(max_length=100, blank=True, default="")
+    sha256 = models.CharField(max_length=64, blank=True, default="")
+    source_url = models.CharField(max_length=2000, blank=True, default="")
+    sums_url = models.CharField(max_length=2000, blank=True, default="")
+    public = models.BooleanField(default=False)
+    projects = models.ManyToManyField(Project, blank=True, related_name="library_images")
+    state = models.CharField(max_length=10, choices=ImageState.choices, default=ImageState.FETCHING)
+    message = models.CharField(max_length=500, blank=True, default="")
+    job = models.ForeignKey(
+        "panel.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "pk"]
+
+    def __str__(self) -> str:
+        return self.name

@@ -72,7 +72,7 @@ def _install_from_form(post: Any, files: Any) -> dict[str, Any]:
     method = post.get("method", "iso")
     install: dict[str, Any] = {"method": method}
     if method == "iso":
-        install["iso_volume"] = post.get("iso_volume")
+        install.update(_image_choice(post.get("iso_volume", ""), "iso_volume"))
     elif method == "url":
         kickstart = post.get("kickstart", "")
         if files.get("kickstart_file"):
@@ -91,13 +91,23 @@ def _install_from_form(post: Any, files: Any) -> dict[str, Any]:
     elif method == "import":
         install["volume"] = post.get("import_volume")
     elif method == "cloud-image":
+        install.update(_image_choice(post.get("image_volume", ""), "image_volume"))
         install.update(
-            image_volume=post.get("image_volume"),
             linked=post.get("linked") == "1",
             hostname=post.get("name", ""),
             cloud_init=_cloud_init_from_form(post),
         )
     return install
+
+
+LIBRARY_CHOICE = "library:"
+
+
+def _image_choice(value: str, field: str) -> dict[str, Any]:
+    """A volume's id, or (library:<id>) an image of the library."""
+    if value.startswith(LIBRARY_CHOICE):
+        return {"library_image": value.removeprefix(LIBRARY_CHOICE)}
+    return {field: value}
 
 
 def _cloud_init_from_form(post: Any) -> dict[str, Any]:
@@ -188,6 +198,7 @@ def _wizard(
         "networks": restrict(Network.objects.select_related("host"), user, VIEW),
         "volumes": volumes,
         "isos": storage_services.cd_images(volumes),
+        "library": storage_services.visible_images(user).filter(state="ready"),
         "variants": _variants(),
         "common_variants": common,
         "common_ids": {v.short_id for v in common},

@@ -15,13 +15,28 @@ Modules:
 - volumes: create, resize, delete, clone, convert and wipe a volume;
 - details: a volume's details and check result, its assignment and sharing;
 - transfers: uploads into a volume and downloads of one;
-- volume_jobs: the body of the volume jobs and what undoes them.
+- volume_jobs: the body of the volume jobs and what undoes them;
+- library: the image library (ISOs and cloud images admins publish, who may use them);
+- library_fetch: the job that fetches a library image from its URL and verifies it.
 """
 
 from panel.exceptions import ConflictError, ServiceError
 
 from .common import vms_using
 from .details import assign_volume, check_volume, set_shared, volume_details
+from .library import (
+    ImageSpec,
+    add_from_url,
+    add_from_volume,
+    delete_image,
+    parse_projects,
+    undo_abandoned_fetch,
+    update_image,
+    usable_image,
+    visible_images,
+)
+from .library_fetch import run_fetch as run_library_fetch
+from .library_fetch import sha256_in_sums
 from .pools import create_pool, delete_pool, pool_action, set_pool_autostart
 from .sync import observed, refresh_pool_row, sync_pools
 from .transfers import open_download, run_upload, start_upload
@@ -49,12 +64,15 @@ from .volumes import copy_volume, create_volume, delete_volume, may_copy, resize
 __all__ = [
     "FIELD_LABELS",
     "FORMATS",
+    "ImageSpec",
     "NAME_RE",
     "POOL_TYPES",
     "PREALLOCATION",
     "SOURCE_FORMATS",
     "ConflictError",
     "ServiceError",
+    "add_from_url",
+    "add_from_volume",
     "as_backing",
     "assign_volume",
     "capacity_bytes",
@@ -66,10 +84,12 @@ __all__ = [
     "create_pool",
     "create_volume",
     "delete_pool",
+    "delete_image",
     "delete_volume",
     "may_copy",
     "observed",
     "open_download",
+    "parse_projects",
     "pool_action",
     "record_made",
     "recorded_chains",
@@ -78,13 +98,19 @@ __all__ = [
     "remove_made_volumes",
     "require_cd_image",
     "resize_volume",
+    "run_library_fetch",
     "run_upload",
     "run_volume_job",
     "set_pool_autostart",
     "set_shared",
+    "sha256_in_sums",
     "start_upload",
     "sync_pools",
     "undo_abandoned",
+    "undo_abandoned_fetch",
+    "update_image",
+    "usable_image",
+    "visible_images",
     "vms_using",
     "volume_details",
     "wipe_volume",

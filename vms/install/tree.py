@@ -48,6 +48,30 @@ REDIRECTS = (301, 302, 303, 307, 308)
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
+@dataclass(frozen=True)
+class UrlRules:
+    """Where a kind of URL may point: the setting that lists its allowed mirrors (none:
+    any public address), the request field it comes in, and what it is (for messages)."""
+
+    setting: str
+    field: str
+    what: str
+    example: str
+
+    @property
+    def mirrors(self) -> list[str]:
+        return list(getattr(settings, self.setting, []) or [])
+
+
+INSTALL_TREES = UrlRules(
+    "PANEL_INSTALL_MIRRORS",
+    "location",
+    "Install trees",
+    "Give the install tree's web address, e.g. "
+    "https://mirror.example.org/fedora/releases/40/Server/x86_64/os/.",
+)
+
+
 def find_boot_files(url: str, *, timeout: float = 15) -> tuple[str, str]:
     """The absolute URLs of the kernel and initrd of the first known layout found under `url`."""
     base = checked_url(url).rstrip("/") + "/"
@@ -108,7 +132,7 @@ def fetch(
     return b"".join(chunks)
 
 
-def checked_url(url: str) -> str:
+def checked_url(url: str, rules: UrlRules = INSTALL_TREES) -> str:
     """The URL, if it is an http(s) address the panel may fetch from; else a ServiceError."""
     try:
         parts = urllib.parse.urlsplit(url.strip())
@@ -118,25 +142,23 @@ def checked_url(url: str) -> str:
         parts, hostname = None, None
     if parts is None or parts.scheme.lower() not in SCHEMES or not hostname:
         raise ServiceError(
-            f'"{url}" is not an http or https URL. Give the install tree\'s web address, '
-            "e.g. https://mirror.example.org/fedora/releases/40/Server/x86_64/os/.",
-            field="location",
+            f'"{url}" is not an http or https URL. {rules.example}', field=rules.field
         )
     normalized = urllib.parse.urlunsplit(parts)
-    mirrors = settings.PANEL_INSTALL_MIRRORS
+    mirrors = rules.mirrors
     if mirrors:
         if not any(_under(normalized, mirror) for mirror in mirrors):
             raise ServiceError(
-                f'"{url}" is not on an allowed mirror. Install trees must be under one of: '
-                f"{', '.join(mirrors)} (PANEL_INSTALL_MIRRORS).",
-                field="location",
+                f'"{url}" is not on an allowed mirror. {rules.what} must be under one of: '
+                f"{', '.join(mirrors)} ({rules.setting}).",
+                field=rules.field,
             )
     elif _internal_host(hostname):
         raise ServiceError(
             f'"{url}" points at a loopback, private or link-local address, which the panel '
             "does not fetch from. Give the address of a public mirror, or have the admin list "
-            "the local mirror in PANEL_INSTALL_MIRRORS.",
-            field="location",
+            f"the local mirror in {rules.setting}.",
+            field=rules.field,
         )
     return normalized
 
@@ -243,10 +265,10 @@ class Target:
         return urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
 
 
-def target(url: str) -> Target:
+def target(url: str, rules: UrlRules = INSTALL_TREES) -> Target:
     """The URL checked (checked_url), its host name resolved and, unless the URL is under
-    PANEL_INSTALL_MIRRORS, every address it resolves to checked as public; ServiceError if not."""
-    normalized = checked_url(url)
+    the rules' mirrors, every address it resolves to checked as public; ServiceError if not."""
+    normalized = checked_url(url, rules)
     parts = urllib.parse.urlsplit(normalized)
     hostname = parts.hostname or ""
     port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
@@ -255,21 +277,21 @@ def target(url: str) -> Target:
     except (OSError, UnicodeError) as exc:
         raise ServiceError(
             f'The panel cannot resolve "{hostname}" ({exc}). Check the name in the URL.',
-            field="location",
+            field=rules.field,
         ) from exc
     addresses = list(dict.fromkeys(str(info[4][0]).split("%", 1)[0] for info in found))
     if not addresses:
         raise ServiceError(
-            f'"{hostname}" resolves to no address. Check the name in the URL.', field="location"
+            f'"{hostname}" resolves to no address. Check the name in the URL.', field=rules.field
         )
-    if not settings.PANEL_INSTALL_MIRRORS:
+    if not rules.mirrors:
         inside = [a for a in addresses if internal_address(ipaddress.ip_address(a))]
         if inside:
             raise ServiceError(
                 f'"{url}": {hostname} resolves to {inside[0]}, a loopback, private or link-local '
                 "address, which the panel does not fetch from. Give the address of a public "
-                "mirror, or have the admin list the local mirror in PANEL_INSTALL_MIRRORS.",
-                field="location",
+                f"mirror, or have the admin list the local mirror in {rules.setting}.",
+                field=rules.field,
             )
     return Target(normalized, parts.scheme.lower(), hostname, port, addresses[0])
 
@@ -293,21 +315,33 @@ def _pool(where: Target, timeout: float) -> urllib3.HTTPConnectionPool:
     )
 
 
+def open_url(
+    url: str, rules: UrlRules, *, timeout: float = 60, headers: dict[str, str] | None = None
+) -> urllib3.BaseHTTPResponse:
+    """A GET of url under rules (each redirect checked, connections to the checked address):
+    the response, its body still to read; release_conn() it when done."""
+    return _open("GET", url, timeout, headers, rules)
+
+
 def _open(
-    method: str, url: str, timeout: float, headers: dict[str, str] | None = None
+    method: str,
+    url: str,
+    timeout: float,
+    headers: dict[str, str] | None = None,
+    rules: UrlRules = INSTALL_TREES,
 ) -> urllib3.BaseHTTPResponse:
     """The response to `method url` once no redirect is left, each hop checked by target()
     and sent to the address checked; network failures become a message about the server."""
     previous = url
     for hop in range(MAX_REDIRECTS + 1):
         try:
-            where = target(url)
+            where = target(url, rules)
         except ServiceError as exc:
             if hop == 0:
                 raise
             raise ServiceError(
                 f"{previous} redirects to {url}, which the panel may not fetch from: {exc.message}",
-                field="location",
+                field=rules.field,
             ) from exc
         try:
             response = _pool(where, timeout).urlopen(
@@ -323,7 +357,7 @@ def _open(
             raise ServiceError(
                 f"Cannot reach {url}: {exc}. Check the URL and that the panel's host can "
                 "reach that server.",
-                field="location",
+                field=rules.field,
             ) from exc
         location = response.headers.get("Location")
         if response.status not in REDIRECTS or not location:
@@ -333,10 +367,10 @@ def _open(
         if urllib.parse.urlsplit(url).scheme.lower() not in SCHEMES:
             raise ServiceError(
                 f"{previous} redirects to {url}, which is not http or https. "
-                "Give the final http(s) URL of the tree.",
-                field="location",
+                "Give the final http(s) URL.",
+                field=rules.field,
             )
     raise ServiceError(
-        f"{url} redirects more than {MAX_REDIRECTS} times. Give the final URL of the tree.",
-        field="location",
+        f"{url} redirects more than {MAX_REDIRECTS} times. Give the final URL.",
+        field=rules.field,
     )

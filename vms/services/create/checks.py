@@ -23,7 +23,7 @@ from panel.exceptions import ConflictError
 from panel.models import Host, Project
 from panel.permissions import CHANGE, VIEW, allowed, is_admin, restrict
 from storage import services as storage_services
-from storage.models import StoragePool, Volume
+from storage.models import LibraryImage, StoragePool, Volume
 from vms.models import Template
 from vms.services.create.spec import (
     CloudImageInstall,
@@ -182,8 +182,27 @@ def check_install(install: InstallRequest, at: InstallPlace) -> tuple[InstallSpe
             return _cloud_image_install(install, at)
 
 
+def _library_volume(at: InstallPlace, pk: int, kind: str) -> Volume:
+    """The volume of a library image the project may use, on the VM's host."""
+    image = storage_services.usable_image(at.actor.user, at.project, pk, kind)
+    volume = image.volume
+    assert volume is not None  # usable_image refuses an image without one
+    if volume.pool.host_id != at.host.pk:
+        raise field_error(
+            f"{image.name} is on {volume.pool.host.name}, not {at.host.name}: create the VM "
+            "there, or pick an image of this host.",
+            "library_image",
+        )
+    return volume
+
+
 def _iso_install(install: IsoInstall, at: InstallPlace) -> IsoSpec:
-    iso = _volume(at.actor, at.host, at.project, install.iso_volume, "iso_volume", read_only=True)
+    if install.library_image is not None:
+        iso = _library_volume(at, install.library_image, "iso")
+    else:
+        iso = _volume(
+            at.actor, at.host, at.project, install.iso_volume, "iso_volume", read_only=True
+        )
     # Only once the actor may use it: the refusal names the volume.
     storage_services.require_cd_image(iso, "iso_volume")
     return {"method": "iso", "iso_path": iso.path}
@@ -233,9 +252,12 @@ def _cloud_image_install(
 ) -> tuple[CloudImageSpec, InstallSecrets]:
     from vms.install import cloudinit
 
-    image = _volume(
-        at.actor, at.host, at.project, install.image_volume, "image_volume", read_only=True
-    )
+    if install.library_image is not None:
+        image = _library_volume(at, install.library_image, "cloud")
+    else:
+        image = _volume(
+            at.actor, at.host, at.project, install.image_volume, "image_volume", read_only=True
+        )
     if image.format not in ("qcow2", "raw"):
         raise field_error(
             f"{image.name} is {image.format}: a cloud image is qcow2 or raw.", "image_volume"
@@ -385,10 +407,19 @@ def from_template(template: Template, request: CreateRequest) -> CreateRequest:
 
 
 def _template_install(template: Template, easy: EasyForm) -> InstallRequest:
+    # A template made on a library image offers it as the library does: to the projects
+    # the image is published to.
+    library_image = (
+        LibraryImage.objects.filter(volume=template.image).values_list("pk", flat=True).first()
+        if template.image is not None
+        else None
+    )
     if template.source == "cloud-image":
-        return CloudImageInstall(template.image_id, cloud_init=easy.login)
+        return CloudImageInstall(
+            template.image_id, cloud_init=easy.login, library_image=library_image
+        )
     if template.source == "iso":
-        return IsoInstall(template.image_id)
+        return IsoInstall(template.image_id, library_image=library_image)
     return UrlInstall(location=(template.location or "").strip(), kickstart=template.kickstart)
 
 

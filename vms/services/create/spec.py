@@ -57,9 +57,10 @@ DiskRequest = NewDisk | ExistingDisk
 
 @dataclass(frozen=True)
 class IsoInstall:
-    """Boot an installer ISO (a volume) from a CD-ROM."""
+    """Boot an installer ISO (a volume, or an ISO of the image library) from a CD-ROM."""
 
     iso_volume: int | None
+    library_image: int | None = None
 
 
 @dataclass(frozen=True)
@@ -125,13 +126,14 @@ class CloudInit:
 
 @dataclass(frozen=True)
 class CloudImageInstall:
-    """A disk made from a cloud image (a linked overlay, or a full copy), set up by a
-    cloud-init seed. hostname None: the VM's name."""
+    """A disk made from a cloud image (a volume, or one of the image library: a linked
+    overlay, or a full copy), set up by a cloud-init seed. hostname None: the VM's name."""
 
     image_volume: int | None
     cloud_init: CloudInit = CloudInit()
     linked: bool = True
     hostname: str | None = None
+    library_image: int | None = None
 
 
 InstallRequest = (
@@ -419,11 +421,15 @@ def _cloud_image_install(fields: dict[str, Any]) -> CloudImageInstall:
         linked=bool(fields.get("linked", True)),
         # Given, it stands for itself even when blank (then "vm").
         hostname=str(fields["hostname"] or "vm") if "hostname" in fields else None,
+        library_image=_object_id(fields.get("library_image"), "library_image"),
     )
 
 
 INSTALL_PARSERS: dict[str, Callable[[dict[str, Any]], InstallRequest]] = {
-    "iso": lambda fields: IsoInstall(_object_id(fields.get("iso_volume"), "iso_volume")),
+    "iso": lambda fields: IsoInstall(
+        _object_id(fields.get("iso_volume"), "iso_volume"),
+        _object_id(fields.get("library_image"), "library_image"),
+    ),
     "url": _url_install,
     "kernel": _kernel_install,
     "pxe": lambda fields: PxeInstall(),
