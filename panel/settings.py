@@ -303,6 +303,8 @@ SPECTACULAR_SETTINGS = {
         "JobStateEnum": "panel.choices.JobState",
         "NotificationKindEnum": "panel.choices.NotificationKind",
         "NetworkModeEnum": "networking.choices.NetworkMode",
+        "LibraryImageKindEnum": "storage.models.ImageKind",
+        "LibraryImageStateEnum": "storage.models.ImageState",
     },
 }
 

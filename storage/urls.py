@@ -1,9 +1,14 @@
 from django.urls import path
 
-from . import views, volume_views
+from . import library_views, views, volume_views
 
 urlpatterns = [
     path("", views.pool_list, name="pool_list"),
+    path("library/", library_views.library_list, name="library_list"),
+    path("library/add/", library_views.library_add, name="library_add"),
+    path("library/<int:image_id>/", library_views.library_detail, name="library_detail"),
+    path("library/<int:image_id>/edit/", library_views.library_edit, name="library_edit"),
+    path("library/<int:image_id>/delete/", library_views.library_delete, name="library_delete"),
     path("add/", views.pool_add, name="pool_add"),
     path("<int:pool_id>/", views.pool_detail, name="pool_detail"),
     path("<int:pool_id>/upload/", views.upload_page, name="pool_upload"),

@@ -4,6 +4,7 @@ from rest_framework.routers import DefaultRouter
 
 from monitoring.api import FleetStatsView, HostStatsView, VMStatsView
 from networking.api.views import NetworkViewSet
+from storage.api.library import LibraryImageViewSet
 from storage.api.views import PoolViewSet, VolumeViewSet
 from vms.api import tuning
 from vms.api.backups import (
@@ -37,6 +38,7 @@ router.register("hosts", views.HostViewSet, basename="host")
 router.register("vms", VirtualMachineViewSet, basename="vm")
 router.register("pools", PoolViewSet, basename="pool")
 router.register("volumes", VolumeViewSet, basename="volume")
+router.register("library-images", LibraryImageViewSet, basename="libraryimage")
 router.register("jobs", views.JobViewSet, basename="job")
 router.register("networks", NetworkViewSet, basename="network")
 router.register("audit-events", views.AuditEventViewSet, basename="auditevent")

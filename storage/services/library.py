@@ -22,6 +22,7 @@ from panel import audit, hypervisor, jobs
 from panel.actors import Actor
 from panel.choices import JobKind
 from panel.exceptions import ConflictError, ServiceError
+from panel.hostcalls import on_host
 from panel.hypervisor import storage as hv
 from panel.models import Job, Project
 from panel.permissions import VIEW, require_admin, restrict
@@ -270,8 +271,12 @@ def delete_image(image: LibraryImage, *, actor: Actor) -> None:
             image.delete()
             if volume is not None:
                 volume.delete()
-                with contextlib.suppress(hypervisor.NotFound):
-                    hv.delete_volume(volume.pool.host.uri, volume.pool.name, volume.name)
+                host = volume.pool.host
+                with (
+                    on_host(host, f"Volume {volume.name}"),
+                    contextlib.suppress(hypervisor.NotFound),
+                ):
+                    hv.delete_volume(host.uri, volume.pool.name, volume.name)
     touch_pool(image.pool)
 
 
@@ -295,7 +300,7 @@ def parse_projects(values: Iterable[object]) -> tuple[Project, ...]:
     """The projects named by ids; a refusal naming projects when one is none."""
     ids = []
     for value in values:
-        if isinstance(value, bool) or not re.fullmatch(r"\d{1,18}", str(value)):
+        if isinstance(value, bool) or not re.fullmatch(r"[0-9]{1,18}", str(value)):
             raise ServiceError("projects is a list of project ids.", field="projects")
         ids.append(int(str(value)))
     found = {p.pk: p for p in Project.objects.filter(pk__in=ids)}

@@ -44,12 +44,14 @@ JOB_TASKS = {
     JobKind.VOLUME_CONVERT: "storage.volume_job",
     JobKind.VOLUME_WIPE: "storage.volume_job",
     JobKind.VOLUME_UPLOAD: None,  # streamed by the web server's websocket, not a worker
+    JobKind.LIBRARY_FETCH: "storage.library_fetch",
     JobKind.VM_MIGRATE: "vms.migrate",
     JobKind.VM_MOVE_STORAGE: "vms.move_storage",
 }
 # The kinds that can run for minutes: they copy disks or memory, or wait on a guest's
 # install.
 LONG_KINDS = {
+    JobKind.LIBRARY_FETCH,
     JobKind.VM_SAVE,
     JobKind.VM_RESTORE,
     JobKind.VM_CLONE,
@@ -104,6 +106,7 @@ def test_the_long_queue_takes_the_tasks_that_can_run_for_minutes():
         "vms.snapshot",
         "vms.save_restore",
         "storage.volume_job",
+        "storage.library_fetch",
     }
     # Beat's periodic passes are quick.
     for entry in settings.CELERY_BEAT_SCHEDULE.values():

@@ -9,6 +9,7 @@ import pytest
 
 from panel.choices import AuditResult, NotificationKind
 from panel.models import AuditEvent, Job, Notification, Subscription
+from storage.models import LibraryImage
 from tests.teams.conftest import (  # noqa: F401 - fixtures used by the tests here
     HOME,
     OTHER,
@@ -65,6 +66,17 @@ def everything(world) -> dict[str, dict[str, Any]]:  # noqa: F811 - the fixture 
         notification = Notification.objects.create(
             user=owner, kind=NotificationKind.JOB_FAILED, title=f"{name} job failed"
         )
+        # A private library image shared with the team's project only; its volume is
+        # the VM's disk, so deleting it is refused (409) and leaves it for the next row.
+        image = LibraryImage.objects.create(
+            name=f"{name}-image",
+            kind="cloud",
+            pool=team.pool,
+            volume=team.volume,
+            format="qcow2",
+            state="ready",
+        )
+        image.projects.add(team.project)
         out[name] = {
             "host": team.host.pk,
             "job": team.job.pk,
@@ -74,6 +86,7 @@ def everything(world) -> dict[str, dict[str, Any]]:  # noqa: F811 - the fixture 
             "vm": vm.pk,
             "pool": team.pool.pk,
             "volume": team.volume.pk,
+            "image": image.pk,
             "network": team.network.pk,
             "event": team.event.pk,
             "schedule": schedule.pk,

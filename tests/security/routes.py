@@ -94,6 +94,7 @@ ROUTER_PK = {
     "auditevent": "event",
     "subscription": "subscription",
     "notification": "notification",
+    "libraryimage": "image",
 }
 
 # Plain parameters → which object they are.
@@ -106,6 +107,7 @@ PARAM_OBJECT = {
     "vm_id": "vm",
     "pool_id": "pool",
     "volume_id": "volume",
+    "image_id": "image",
     "network_id": "network",
     "schedule_id": "schedule",
     "backup_id": "backup",

@@ -98,7 +98,11 @@ class VirtualMachineViewSet(
                     help_text='{"method": ...} and its fields. For "url", "location" is an '
                     "http(s) install tree under PANEL_INSTALL_MIRRORS, or a host whose every "
                     "address is public (resolved now and again when fetched, each redirect "
-                    "too); anything else is refused (400 on location).",
+                    'too); anything else is refused (400 on location). For "iso" and '
+                    '"cloud-image", "library_image" names an image of the library '
+                    "(library-images/) the project may use, instead of iso_volume or "
+                    "image_volume; another project's private image is refused (400 on "
+                    "library_image) as if it did not exist.",
                 ),
                 "start": serializers.BooleanField(required=False),
             },
