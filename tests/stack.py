@@ -68,6 +68,13 @@ def database_url() -> str:
     return f"postgres://{login}@{host}:{db['PORT']}/{quote(db['NAME'])}"
 
 
+# The loopback mirror the image library's tests serve images from (tests/library): the
+# panel's processes allow it, as an admin lists a local mirror in PANEL_LIBRARY_MIRRORS.
+# Its port is picked once, when the test session starts.
+LIBRARY_MIRROR_PORT = free_port()
+LIBRARY_MIRROR = f"http://127.0.0.1:{LIBRARY_MIRROR_PORT}/images/"
+
+
 def process_env() -> dict[str, str]:
     """The environment of a panel process started by the tests: this run's database,
     Celery queue and channel prefix, as production would set them."""
@@ -79,6 +86,7 @@ def process_env() -> dict[str, str]:
     env["PANEL_CELERY_QUEUE"] = settings.CELERY_TASK_DEFAULT_QUEUE
     env["PANEL_CHANNEL_PREFIX"] = settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]
     env["PANEL_DEV_STATIC"] = "1"
+    env["PANEL_LIBRARY_MIRRORS"] = LIBRARY_MIRROR
     # DEBUG: the logs are searched for secrets (tests/security), so they say all they can.
     env.setdefault("PANEL_LOG_LEVEL", "DEBUG")
     # Notifications: mail to the SMTP server a test starts on MAIL_PORT, webhooks to

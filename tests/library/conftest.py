@@ -3,6 +3,7 @@ qcow2 made by qemu-img) with its SHA256SUMS, allowed as the one library mirror."
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import http.server
@@ -14,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.create.conftest import project  # noqa: F401  (fixtures)
+from tests.create.conftest import created, project  # noqa: F401  (fixtures)
+from tests.stack import LIBRARY_MIRROR, LIBRARY_MIRROR_PORT
 from tests.storage.conftest import dir_pool, local_host, pool_dir  # noqa: F401  (fixtures)
 
 IMAGE = "tiny-cloud.qcow2"
@@ -34,12 +36,18 @@ def qemu_img(*args: str) -> None:
     subprocess.run(["qemu-img", *args], check=True, capture_output=True)
 
 
-def serve(directory: Path, port: int = 0) -> tuple[http.server.ThreadingHTTPServer, int]:
+@contextlib.contextmanager
+def serve(directory: Path, port: int = 0) -> Iterator[int]:
+    """directory served over HTTP on 127.0.0.1 (port 0: any free one); the port."""
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
     handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
     server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, server.server_address[1]
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def make_mirror(root: Path) -> str:
@@ -63,11 +71,18 @@ def make_mirror(root: Path) -> str:
 
 @pytest.fixture
 def mirror(tmp_path, settings) -> Iterator[Mirror]:
+    """The mirror on a port of its own, allowed in this process's settings."""
     digest = make_mirror(tmp_path)
-    server, port = serve(tmp_path)
-    base = f"http://127.0.0.1:{port}/images/"
-    settings.PANEL_LIBRARY_MIRRORS = [base]
-    try:
+    with serve(tmp_path) as port:
+        base = f"http://127.0.0.1:{port}/images/"
+        settings.PANEL_LIBRARY_MIRRORS = [base]
         yield Mirror(base, tmp_path / "images", digest)
-    finally:
-        server.shutdown()
+
+
+@pytest.fixture
+def stack_mirror(tmp_path, settings) -> Iterator[Mirror]:
+    """The mirror where the running stack's processes allow it (tests.stack.LIBRARY_MIRROR)."""
+    digest = make_mirror(tmp_path)
+    with serve(tmp_path, LIBRARY_MIRROR_PORT):
+        settings.PANEL_LIBRARY_MIRRORS = [LIBRARY_MIRROR]
+        yield Mirror(LIBRARY_MIRROR, tmp_path / "images", digest)
