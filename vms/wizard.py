@@ -187,6 +187,7 @@ def _wizard(
         "pool__name", "name"
     )
     common = osinfo.common()
+    library = storage_services.visible_images(user).filter(state="ready")
     context = {
         "values": values,
         "error": error,
@@ -198,7 +199,8 @@ def _wizard(
         "networks": restrict(Network.objects.select_related("host"), user, VIEW),
         "volumes": volumes,
         "isos": storage_services.cd_images(volumes),
-        "library": storage_services.visible_images(user).filter(state="ready"),
+        "library_isos": library.filter(kind="iso"),
+        "library_clouds": library.filter(kind="cloud"),
         "variants": _variants(),
         "common_variants": common,
         "common_ids": {v.short_id for v in common},
