@@ -4,10 +4,17 @@ left, and a header that is not the stated format (or names a backing file) refus
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import http.server
+import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
+from django.db import connection
+from django.test import override_settings
 
 from panel.actors import Actor
 from panel.models import Job
@@ -106,3 +113,59 @@ def test_sums_lines_in_both_forms_are_read():
     assert services.sha256_in_sums(text, "two.iso") == "b" * 64
     assert services.sha256_in_sums(text, "three.img") == "c" * 64
     assert services.sha256_in_sums(text, "four.img") is None
+
+
+class SlowHandler(http.server.SimpleHTTPRequestHandler):
+    """Sends files 256 KiB at a time, 50 ms apart: a download that takes a while."""
+
+    def copyfile(self, source, outputfile) -> None:  # type: ignore[no-untyped-def]
+        while chunk := source.read(256 * 1024):
+            outputfile.write(chunk)
+            time.sleep(0.05)
+
+    def log_message(self, *args) -> None:  # type: ignore[no-untyped-def]
+        return None
+
+
+def test_a_fetch_cancelled_midway_removes_its_partial_volume(
+    transactional_db, dir_pool, mirror, admin_user
+):
+    data = os.urandom(16 * 1024 * 1024)
+    (mirror.root / "big.img").write_bytes(data)
+    handler = functools.partial(SlowHandler, directory=str(mirror.root.parent))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    slow = f"http://127.0.0.1:{server.server_address[1]}/images/"
+    try:
+        with override_settings(PANEL_LIBRARY_MIRRORS=[slow]):
+            image = services.add_from_url(
+                dir_pool,
+                services.ImageSpec(name="big.img", kind="cloud", format="raw"),
+                url=slow + "big.img",
+                sha256=hashlib.sha256(data).hexdigest(),
+                actor=Actor(admin_user),
+            )
+
+            def cancel_once_writing() -> None:
+                # As the job's Cancel button does, once the first bytes are in the volume.
+                deadline = time.monotonic() + 30
+                try:
+                    while time.monotonic() < deadline:
+                        if "bytes" in Job.objects.get(pk=image.job_id).message:
+                            Job.objects.filter(pk=image.job_id).update(cancel_requested=True)
+                            return
+                        time.sleep(0.05)
+                finally:
+                    connection.close()
+
+            canceller = threading.Thread(target=cancel_once_writing)
+            canceller.start()
+            image, job = fetch(image)
+            canceller.join()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert job.state == "cancelled", job.log
+    assert image.state == "failed"
+    assert "big.img" not in volumes_in(dir_pool.name)
+    assert not Volume.objects.filter(pool=dir_pool, name="big.img").exists()
