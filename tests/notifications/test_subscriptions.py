@@ -180,3 +180,19 @@ def test_it_tells_a_scheduled_backup_that_could_not_start(people, alpha):
     assert note.title == "Scheduled backup of alpha-web was missed"
     assert note.body.startswith("Schedule #")
     assert not Notification.objects.filter(user=people["outsider"]).exists()
+
+
+def test_it_tells_a_scheduled_backup_missed_while_the_scheduler_was_down(people, alpha):
+    host = Host.objects.create(name="kvm10", uri="qemu+tcp://127.0.0.1:1/system", state="up")
+    vm = VirtualMachine.objects.create(
+        id="5b1e2a0c-8d7f-4f43-9e51-0c2d6a7b8e10", name="alpha-db", host=host, project=alpha
+    )
+    due = timezone.now() - timedelta(hours=3)
+    BackupSchedule.objects.create(vm=vm, project=alpha, created_by=people["viewer"], next_run=due)
+    subscribe(people["member"], NotificationKind.BACKUP_MISSED, project=alpha)
+
+    run_schedules()
+
+    bodies = sorted(n.body for n in Notification.objects.filter(user=people["member"]))
+    assert any("when the scheduler was not running; it runs now" in b for b in bodies)
+    assert timezone.localtime(due).strftime("%Y-%m-%d %H:%M") in " ".join(bodies)

@@ -124,9 +124,14 @@ def _targets(schedule: BackupSchedule) -> list[VirtualMachine]:
     )
 
 
+# Beat fires due schedules every minute: one due longer ago than this was missed.
+LATE = timedelta(minutes=5)
+
+
 def run_schedules(now: datetime | None = None) -> list[str]:
     """Fire every enabled schedule whose next run is due: queue a backup (or take a
-    snapshot) of each of its VMs, prune by its retention, and move its next run on."""
+    snapshot) of each of its VMs, prune by its retention, and move its next run on. A run
+    due long ago (the scheduler was not running then) is told as missed, then made."""
     now = now or timezone.now()
     done: list[str] = []
     due = BackupSchedule.objects.filter(enabled=True, next_run__lte=now).select_related(
@@ -139,7 +144,10 @@ def run_schedules(now: datetime | None = None) -> list[str]:
             ).update(last_run=now, next_run=_next(schedule, now))
         if not claimed:
             continue  # another beat process fired it
+        missed = _missed(schedule, now)
         for vm in _targets(schedule):
+            if missed:
+                alerts.backup_missed(schedule, vm, missed)
             # Prune first: the job queued next makes the VM busy (each job prunes too).
             try:
                 done += prune(schedule, vm)
@@ -147,6 +155,14 @@ def run_schedules(now: datetime | None = None) -> list[str]:
                 done.append(f"schedule #{schedule.pk}: {vm.name}: pruning failed: {exc.message}")
             done.append(_fire(schedule, vm))
     return done
+
+
+def _missed(schedule: BackupSchedule, now: datetime) -> str:
+    """Why this run comes late ('' when it does not): it was due longer ago than LATE."""
+    if schedule.next_run is None or now - schedule.next_run <= LATE:
+        return ""
+    due = timezone.localtime(schedule.next_run).strftime("%Y-%m-%d %H:%M")
+    return f"it was due at {due}, when the scheduler was not running; it runs now"
 
 
 def _next(schedule: BackupSchedule, after: datetime) -> datetime | None:
