@@ -18,15 +18,14 @@ import hashlib
 import hmac
 import ipaddress
 import socket
-import ssl
 import time
 import urllib.parse
 from dataclasses import dataclass
 
-import urllib3
 from django.conf import settings
 
 from panel.exceptions import ServiceError
+from panel.netcheck import internal_address, pinned_pool
 
 SCHEMES = ("http", "https")
 TIMEOUT = 10.0
@@ -66,12 +65,6 @@ def _allowed(hostname: str, address: ipaddress.IPv4Address | ipaddress.IPv6Addre
     return False
 
 
-def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    return address.is_global and not address.is_multicast
-
-
 def target(url: str) -> Target:
     """The URL's checked target (see the module's text); ServiceError saying why not."""
     try:
@@ -91,7 +84,7 @@ def target(url: str) -> Target:
     addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in found]
     if not addresses:
         raise _refuse(url, "names a host that resolves to no address.")
-    inside = [a for a in addresses if not _public(a) and not _allowed(hostname, a)]
+    inside = [a for a in addresses if internal_address(a) and not _allowed(hostname, a)]
     if inside:
         raise _refuse(
             url,
@@ -109,22 +102,6 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
     return f"sha256={mac.hexdigest()}"
 
 
-def _pool(where: Target) -> urllib3.HTTPConnectionPool:
-    timeout = urllib3.Timeout(connect=TIMEOUT, read=TIMEOUT)
-    if where.scheme == "https":
-        return urllib3.HTTPSConnectionPool(
-            where.address,
-            where.port,
-            timeout=timeout,
-            retries=False,
-            maxsize=1,
-            ssl_context=ssl.create_default_context(),
-            server_hostname=where.hostname,
-            assert_hostname=where.hostname,
-        )
-    return urllib3.HTTPConnectionPool(where.address, where.port, timeout=timeout, maxsize=1)
-
-
 def post(url: str, secret: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
     """POST the signed body: (status, the start of the answer). ServiceError when the URL
     may not be called; OSError-like failures as urllib3 raises them."""
@@ -138,7 +115,10 @@ def post(url: str, secret: str, body: bytes, headers: dict[str, str]) -> tuple[i
         "X-Panel-Signature": signature(secret, timestamp, body),
         **headers,
     }
-    response = _pool(where).urlopen(
+    pool = pinned_pool(
+        where.scheme, where.hostname, where.port, where.address, connect=TIMEOUT, read=TIMEOUT
+    )
+    response = pool.urlopen(
         "POST",
         where.path,
         body=body,

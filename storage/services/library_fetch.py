@@ -24,6 +24,7 @@ from panel.hypervisor import storage as hv
 from panel.models import Job
 from storage.models import FormatSource, ImageState, LibraryImage, Volume
 from storage.services.sync import save_volume, touch_pool
+from storage.services.transfers import take_head
 from storage.services.trust import check_head
 from storage.services.validation import as_gib
 from vms.install import tree
@@ -138,7 +139,7 @@ def _fetch_into(job: Job, image: LibraryImage, volume: Volume, made: list[bool])
         length = _length(image, response)
         jobs.report(job.pk, log_line=f"downloading {image.source_url} ({length} bytes)")
         chunks = _read(image.source_url, response)
-        head, rest = _head(chunks, min(length, images.HEAD_BYTES))
+        head, rest = take_head(chunks, min(length, images.HEAD_BYTES))
         # Checked against the stated format before anything reaches the host.
         check_head(volume, head, whole=length <= images.HEAD_BYTES, what="published")
         spec = hypervisor.VolumeSpec(name=volume.name, capacity=length, format=volume.format)
@@ -200,17 +201,6 @@ def _read(url: str, response: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
         raise ServiceError(
             f"The download of {url} broke off after {done} bytes ({exc}). Try again."
         ) from exc
-
-
-def _head(chunks: Iterator[bytes], size: int) -> tuple[bytes, Iterator[bytes]]:
-    """The first size bytes of chunks, and the rest still to come."""
-    head = bytearray()
-    for chunk in chunks:
-        head += chunk
-        if len(head) >= size:
-            break
-    rest = bytes(head[size:])
-    return bytes(head[:size]), itertools.chain([rest] if rest else [], chunks)
 
 
 def _progress(job: Job) -> Callable[[int, int], None]:

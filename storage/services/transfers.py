@@ -88,7 +88,7 @@ def run_upload(
         try:
             # The first bytes are checked against the format the volume was made with
             # before anything is written: a refused image never reaches the host.
-            head, rest = _take_head(chunks, min(length, images.HEAD_BYTES))
+            head, rest = take_head(chunks, min(length, images.HEAD_BYTES))
             whole = length <= images.HEAD_BYTES
             try:
                 with audit.refusals_recorded(Actor.of_job(job), "volume.upload", volume):
@@ -126,7 +126,7 @@ def run_upload(
     return volume
 
 
-def _take_head(chunks: Iterable[bytes], size: int) -> tuple[bytes, Iterator[bytes]]:
+def take_head(chunks: Iterable[bytes], size: int) -> tuple[bytes, Iterator[bytes]]:
     """The first size bytes of chunks, and the rest still to come."""
     it = iter(chunks)
     head = bytearray()

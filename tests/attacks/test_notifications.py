@@ -124,6 +124,9 @@ INSIDE = [
     "http://2130706434/hook",  # 127.0.0.2 written as a number
     "http://[::1]/hook",
     "http://[::ffff:127.0.0.2]/hook",
+    "http://[64:ff9b::7f00:2]/hook",  # NAT64 of 127.0.0.2
+    "http://[2002:7f00:2::1]/hook",  # 6to4 of 127.0.0.2
+    "http://[::127.0.0.2]/hook",  # IPv4-compatible
     "http://0.0.0.0:80/hook",
     "http://10.1.2.3/hook",
     "http://192.168.0.1/hook",

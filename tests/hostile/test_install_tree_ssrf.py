@@ -49,6 +49,7 @@ INTERNAL = [
     "http://100.64.0.1/os/",
     "http://[64:ff9b::7f00:1]/os/",
     "http://[2002:7f00:1::1]/os/",
+    "http://[::127.0.0.1]/os/",  # the old IPv4-compatible form
     "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/os/",
     "http://224.0.0.251/os/",
 ]

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-import ssl
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ import urllib3
 from django.conf import settings
 
 from panel.exceptions import ServiceError
+from panel.netcheck import internal_address, pinned_pool
 
 # (distributions, kernel, initrd), relative to the tree's root, tried in order.
 LAYOUTS: tuple[tuple[str, str, str], ...] = (
@@ -44,8 +44,6 @@ SCHEMES = ("http", "https")
 CHUNK = 1024 * 1024
 MAX_REDIRECTS = 5
 REDIRECTS = (301, 302, 303, 307, 308)
-# NAT64's well-known prefix: its addresses stand for the IPv4 address in their last 32 bits.
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
 @dataclass(frozen=True)
@@ -198,28 +196,6 @@ def _internal_host(hostname: str) -> bool:
     return internal_address(address)
 
 
-def internal_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Whether the panel must not fetch from `address`: anything but a global unicast
-    address, looking through IPv4 addresses carried inside IPv6 ones."""
-    if isinstance(address, ipaddress.IPv6Address):
-        embedded = address.ipv4_mapped or address.sixtofour
-        if embedded is None and address.teredo:
-            embedded = address.teredo[1]
-        if embedded is None and address in _NAT64:
-            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-        if embedded is not None:
-            return internal_address(embedded)
-    return (
-        not address.is_global
-        or address.is_loopback
-        or address.is_private
-        or address.is_link_local
-        or address.is_unspecified
-        or address.is_reserved
-        or address.is_multicast
-    )
-
-
 def _legacy_ipv4(name: str) -> ipaddress.IPv4Address | None:
     """The address of a numeric host like `2130706433`, `0x7f.1` or `127.1`, as the C library reads it."""
     if not all(c in "0123456789abcdefx." for c in name) or not name[0].isdigit():
@@ -298,20 +274,13 @@ def target(url: str, rules: UrlRules = INSTALL_TREES) -> Target:
 
 def _pool(where: Target, timeout: float) -> urllib3.HTTPConnectionPool:
     """A connection pool to the checked address, speaking to it as the URL's host name."""
-    limits = urllib3.Timeout(connect=min(timeout, 15), read=timeout)
-    if where.scheme == "https":
-        return urllib3.HTTPSConnectionPool(
-            where.address,
-            where.port,
-            timeout=limits,
-            retries=False,
-            maxsize=1,
-            ssl_context=ssl.create_default_context(),
-            server_hostname=where.hostname,
-            assert_hostname=where.hostname,
-        )
-    return urllib3.HTTPConnectionPool(
-        where.address, where.port, timeout=limits, retries=False, maxsize=1
+    return pinned_pool(
+        where.scheme,
+        where.hostname,
+        where.port,
+        where.address,
+        connect=min(timeout, 15),
+        read=timeout,
     )
 
 
