@@ -24,7 +24,7 @@ from panel.hypervisor import storage as hv
 from panel.models import Job
 from storage.models import FormatSource, ImageState, LibraryImage, Volume
 from storage.services.sync import save_volume, touch_pool
-from storage.services.transfers import take_head
+from storage.services.transfers import discard_volume, take_head
 from storage.services.trust import check_head
 from storage.services.validation import as_gib
 from vms.install import tree
@@ -219,12 +219,8 @@ def _progress(job: Job) -> Callable[[int, int], None]:
 
 
 def _discard(volume: Volume, on_host_too: bool) -> None:
-    """Remove the volume the fetch was writing: on the host, then its row."""
+    """Remove the volume the fetch was writing: on the host (when it got there), then its row."""
     if on_host_too:
-        try:
-            hv.delete_volume(volume.pool.host.uri, volume.pool.name, volume.name)
-        except hypervisor.NotFound:
-            pass
-        except hypervisor.HypervisorError:
-            return  # keep the row so the leftover stays visible
-    Volume.objects.filter(pk=volume.pk).delete()
+        discard_volume(volume)
+    else:
+        Volume.objects.filter(pk=volume.pk).delete()

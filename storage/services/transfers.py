@@ -107,7 +107,7 @@ def run_upload(
                 )
         except BaseException as exc:
             if remove_on_failure:
-                _discard(volume)
+                discard_volume(volume)
                 jobs.report(job.pk, log_line=f"removed {volume.name}: the upload did not finish")
             if not isinstance(exc, ServiceError):
                 raise ServiceError(f"The upload stopped: {exc}") from exc
@@ -138,7 +138,7 @@ def take_head(chunks: Iterable[bytes], size: int) -> tuple[bytes, Iterator[bytes
     return bytes(head[:size]), itertools.chain([rest] if rest else [], it)
 
 
-def _discard(volume: Volume) -> None:
+def discard_volume(volume: Volume) -> None:
     """Delete a volume made for a job that failed: on the host, then its row."""
     try:
         hv.delete_volume(volume.pool.host.uri, volume.pool.name, volume.name)

@@ -11,7 +11,12 @@ from panel import services as panel_services
 from panel.actors import Actor
 from panel.hypervisor import storage as hv_storage
 from tests.conftest import LOCAL_URI
-from tests.storage.conftest import dir_pool, local_host, pool_dir  # noqa: F401  (fixtures)
+from tests.storage.conftest import (  # noqa: F401  (fixtures)
+    dir_pool,
+    host_facts,
+    local_host,
+    pool_dir,
+)
 from vms.models import VirtualMachine
 
 GUEST_DIR = "/var/lib/libvirt/boot/panel-test-guest"

@@ -24,17 +24,6 @@ from vms.tasks import vm_create_task, vm_delete_task
 pytestmark = [pytest.mark.libvirt, pytest.mark.timeout(180)]
 
 
-@pytest.fixture
-def host_facts(local_host):
-    local_host.facts = {
-        "cpus": 2,
-        "memory_total_bytes": 8 * 1024**3,
-        "memory_free_bytes": 4 * 1024**3,
-    }
-    local_host.save()
-    return local_host
-
-
 def create(client, project, name, install, **extra):
     response = client.post(
         "/api/v1/vms/",

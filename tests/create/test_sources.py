@@ -44,17 +44,6 @@ reboot
 
 
 @pytest.fixture
-def host_facts(local_host):
-    local_host.facts = {
-        "cpus": 2,
-        "memory_total_bytes": 8 * 1024**3,
-        "memory_free_bytes": 4 * 1024**3,
-    }
-    local_host.save()
-    return local_host
-
-
-@pytest.fixture
 def image(dir_pool, admin_user):
     volume = storage_services.create_volume(
         dir_pool,

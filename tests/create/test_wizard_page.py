@@ -31,17 +31,6 @@ def test_the_wizard_starts_with_an_iso_install(admin_client, project):
 
 
 @pytest.fixture
-def host_facts(local_host):
-    local_host.facts = {
-        "cpus": 2,
-        "memory_total_bytes": 8 * 1024**3,
-        "memory_free_bytes": 4 * 1024**3,
-    }
-    local_host.save()
-    return local_host
-
-
-@pytest.fixture
 def media(admin_user, dir_pool):
     """An installer ISO, a disk image, a raw disk and a qcow2 image named like an ISO; and
     an ISO libvirt found in the pool (its format libvirt's "iso")."""

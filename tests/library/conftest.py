@@ -17,7 +17,12 @@ import pytest
 
 from tests.create.conftest import created, project  # noqa: F401  (fixtures)
 from tests.stack import LIBRARY_MIRROR, LIBRARY_MIRROR_PORT
-from tests.storage.conftest import dir_pool, local_host, pool_dir  # noqa: F401  (fixtures)
+from tests.storage.conftest import (  # noqa: F401  (fixtures)
+    dir_pool,
+    host_facts,
+    local_host,
+    pool_dir,
+)
 
 IMAGE = "tiny-cloud.qcow2"
 

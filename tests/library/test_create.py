@@ -22,17 +22,6 @@ pytestmark = [pytest.mark.libvirt, pytest.mark.timeout(240)]
 
 
 @pytest.fixture
-def host_facts(local_host):
-    local_host.facts = {
-        "cpus": 2,
-        "memory_total_bytes": 8 * 1024**3,
-        "memory_free_bytes": 4 * 1024**3,
-    }
-    local_host.save()
-    return local_host
-
-
-@pytest.fixture
 def library_image(dir_pool, mirror, admin_user, project) -> LibraryImage:
     """The tiny cloud image in the library, private to project alpha."""
     spec = services.ImageSpec(name=IMAGE, kind="cloud", projects=(project,))

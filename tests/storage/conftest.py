@@ -49,6 +49,18 @@ def local_host(db) -> Host:
 
 
 @pytest.fixture
+def host_facts(local_host):
+    """The local host with the facts a create's checks read (2 CPUs, 4 of 8 GiB free)."""
+    local_host.facts = {
+        "cpus": 2,
+        "memory_total_bytes": 8 * 1024**3,
+        "memory_free_bytes": 4 * 1024**3,
+    }
+    local_host.save()
+    return local_host
+
+
+@pytest.fixture
 def pool_dir():
     """A fresh directory under the allowed images root; removed afterwards."""
     path = IMAGES / f"paneltest-{uuidlib.uuid4().hex[:8]}"
