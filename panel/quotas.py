@@ -173,10 +173,15 @@ def reserve(
                 "Free some resources or ask an admin to raise the quota."
             )
             raise QuotaExceeded(message)
+    _tell_near(project, quota, current, wanted)
+    return current
+
+
+def _tell_near(project: Project, quota: Quota, current: Usage, wanted: dict[str, int]) -> None:
+    """Tell those who subscribed when what was just reserved takes the project past 90 %
+    of a limit."""
     for field, extra in wanted.items():
         limit = getattr(quota, field)
-        if limit is not None and facts.passes_near(getattr(current, field), extra, limit):
-            facts.quota_passed(
-                project, LABELS[field], field, getattr(current, field) + extra, limit
-            )
-    return current
+        used = getattr(current, field)
+        if limit is not None and facts.passes_near(used, extra, limit):
+            facts.quota_passed(project, LABELS[field], field, used + extra, limit)

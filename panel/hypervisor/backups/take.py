@@ -149,9 +149,7 @@ def backup_domain(
                 dest.storageVolLookupByName(name)
                 raise Conflict(f"A volume named '{name}' already exists in pool '{pool}'.")
         made: list[str] = []
-        note = ""
-        if method != "push":
-            chain = None
+        note, chain = "", chain if method == "push" else None
         try:
             if method == "push":
                 chain, note = _usable_chain(uri, conn, disks, sources, chain, dom)
