@@ -3,7 +3,8 @@
 The panel's real processes run (the web server, a Celery worker, the host watcher)
 against a private libvirtd holding the tiny guest. While pages, API clients,
 a serial console and a volume copy are busy with that host, its libvirtd is
-killed: the host must show down within seconds, nothing may answer 5xx, the
+killed: the host must show down within seconds (an admin who subscribed is told), nothing
+may answer 5xx, the
 console must close with a message, and the copy must fail cleanly without
 leaving a half-written volume. When libvirtd returns, the host must be up
 within 10 s and the inventory must match what the host now holds.
@@ -20,9 +21,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from panel import hypervisor
-from panel.choices import HostState
+from panel.choices import HostState, NotificationKind
 from panel.hypervisor.xml import build_domain
-from panel.models import Host, Job
+from panel.models import Host, Job, Notification, Subscription
 from storage.models import Volume
 from tests.conftest import guest_spec
 from tests.faults.panel_client import Panel
@@ -47,6 +48,10 @@ def panel(stack, transactional_db, django_user_model, client) -> Panel:
     client.force_login(admin)
     token, _ = Token.objects.get_or_create(user=admin)
     return Panel(stack.url, client.cookies["sessionid"].value, token.key)
+
+
+def told(user, kind: str) -> bool:  # type: ignore[no-untyped-def]
+    return Notification.objects.filter(user=user, kind=kind).exists()
 
 
 @contextlib.contextmanager
@@ -100,6 +105,12 @@ def test_it_rides_out_libvirtd_killed_and_restarted(
         DEADLINE,
     ), "the inventory of the new host was not read"
 
+    # The admin subscribes to the host's comings and goings, in the panel only.
+    admin = Token.objects.get(key=panel.token).user
+    Subscription.objects.create(
+        user=admin, kinds=[NotificationKind.HOST_DOWN, NotificationKind.HOST_UP]
+    )
+
     with open_console(panel, stack, guest.uuid) as console:
         big = Volume.objects.get(pool__host=host, name="big.raw")
         # Made with virsh, behind the panel: an admin takes it in, declaring its format.
@@ -124,6 +135,9 @@ def test_it_rides_out_libvirtd_killed_and_restarted(
         )
         down_after = time.monotonic() - killed
         assert Host.objects.get(pk=host.pk).last_error
+        assert wait_for(lambda: told(admin, NotificationKind.HOST_DOWN), DEADLINE), (
+            "the admin was not told the host went down"
+        )
         status, page = panel.page(f"/hosts/{host.pk}/")
         assert status == 200 and "connection to libvirtd was lost" in page
 
@@ -182,6 +196,13 @@ def test_it_rides_out_libvirtd_killed_and_restarted(
         f"the host was not up within {DEADLINE} s of libvirtd's return"
     )
     up_after = time.monotonic() - back
+    assert wait_for(lambda: told(admin, NotificationKind.HOST_UP), DEADLINE), (
+        "the admin was not told the host came back"
+    )
+    assert [n.title for n in Notification.objects.filter(user=admin).order_by("pk")] == [
+        "Host fault went down",
+        "Host fault came back",
+    ]
     assert wait_for(
         lambda: (
             VirtualMachine.objects.filter(pk=spare.uuid, state="missing").exists()

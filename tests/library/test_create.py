@@ -88,6 +88,25 @@ def test_the_wizard_offers_the_library_image_and_creates_from_it(
 ):
     page = admin_client.get("/vms/new/")
     assert f'value="library:{library_image.pk}"' in page.content.decode()
+    form = {
+        "name": "lib2",
+        "project": project.pk,
+        "host": host_facts.pk,
+        "memory_mib": 128,
+        "vcpus": 1,
+        "disk_pool": dir_pool.pk,
+        "disk_size_gib": "0.05",
+        "method": "cloud-image",
+        "image_volume": f"library:{library_image.pk}",
+        "linked": "1",
+        "ci_mode": "simple",
+        "ci_user": "cloud",
+        "ci_password": "secret-pass",
+    }
+    # A refused form comes back with the library image still chosen.
+    again = admin_client.post("/vms/new/", {**form, "vcpus": "many"})
+    assert again.status_code == 400 and "vCPUs" in again.content.decode()
+    assert f'value="library:{library_image.pk}" selected' in again.content.decode()
     created.append("lib2")
     response = admin_client.post(
         "/vms/new/",
