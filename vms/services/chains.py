@@ -46,37 +46,28 @@ def plan(backup: Backup, vm: VirtualMachine) -> tuple[hypervisor.Chain | None, B
     none). The host may still take a full copy (see hypervisor.Chain)."""
     if not hypervisor.is_local(vm.host.uri):
         # No checkpoint either: nothing would ever start from it.
-        return (
-            None,
-            None,
-            (
-                "incremental backups are made on the panel's own host only (their copies are "
-                "chained with qemu-img there): this is a full copy"
-            ),
+        why = (
+            "incremental backups are made on the panel's own host only (their copies are "
+            "chained with qemu-img there): this is a full copy"
         )
+        return None, None, why
     fresh = hypervisor.Chain(checkpoint_name(backup))
     base = last_good(backup)
     if base is None:
         return fresh, None, ""
     if not base.checkpoint:
-        return (
-            fresh,
-            None,
-            (
-                f"the last backup (#{base.pk}) was taken {base.get_method_display().lower()} and "
-                "left no checkpoint to start from: this full copy starts a chain"
-            ),
+        why = (
+            f"the last backup (#{base.pk}, {base.method} method) left no checkpoint to start "
+            "from: this full copy starts a chain"
         )
+        return fresh, None, why
     if base.pool_id != backup.pool_id or base.host_id != vm.host_id:
         where = base.pool.name if base.pool else "a pool no longer in the panel"
-        return (
-            fresh,
-            None,
-            (
-                f"the last backup (#{base.pk}) is in {where}: a chain stays in one pool, so this "
-                "full copy starts a new one here"
-            ),
+        why = (
+            f"the last backup (#{base.pk}) is in {where}: a chain stays in one pool, so this "
+            "full copy starts a new one here"
         )
+        return fresh, None, why
     chain = hypervisor.Chain(
         checkpoint_name(backup),
         since=base.checkpoint,
