@@ -108,24 +108,7 @@ def test_the_wizard_offers_the_library_image_and_creates_from_it(
     assert again.status_code == 400 and "vCPUs" in again.content.decode()
     assert f'value="library:{library_image.pk}" selected' in again.content.decode()
     created.append("lib2")
-    response = admin_client.post(
-        "/vms/new/",
-        {
-            "name": "lib2",
-            "project": project.pk,
-            "host": host_facts.pk,
-            "memory_mib": 128,
-            "vcpus": 1,
-            "disk_pool": dir_pool.pk,
-            "disk_size_gib": "0.05",
-            "method": "cloud-image",
-            "image_volume": f"library:{library_image.pk}",
-            "linked": "1",
-            "ci_mode": "simple",
-            "ci_user": "cloud",
-            "ci_password": "secret-pass",
-        },
-    )
+    response = admin_client.post("/vms/new/", form)
     assert response.status_code == 302, response.content.decode()[-2000:]
     job = Job.objects.filter(kind="vm.create").latest("pk")
     vm_create_task(job.pk)
