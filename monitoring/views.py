@@ -8,8 +8,9 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
-from rest_framework.authtoken.models import Token
+from rest_framework.exceptions import AuthenticationFailed
 
+from panel.identity.token_auth import PanelTokenAuthentication
 from panel.permissions import is_admin
 
 from . import metrics as exposition
@@ -26,8 +27,11 @@ def _scraper_allowed(request: HttpRequest) -> bool | None:
         expected = getattr(settings, "PANEL_METRICS_TOKEN", "")
         return bool(expected) and hmac.compare_digest(credential, expected)
     if scheme.lower() == "token" and credential:
-        token = Token.objects.select_related("user").filter(key=credential).first()
-        return token is not None and is_admin(token.user)
+        try:
+            user, _token = PanelTokenAuthentication().authenticate_credentials(credential)
+        except AuthenticationFailed:
+            return False
+        return is_admin(user)  # not with a token whose ceiling lacks ADMINISTER
     if request.user.is_authenticated:
         return is_admin(request.user)
     return None

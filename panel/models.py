@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 from .choices import (
     AuditResult,
@@ -356,3 +357,39 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel} delivery #{self.pk}"
+
+
+class ApiToken(models.Model):
+    """A named API key of a user (``Authorization: Token <key>``). The key is shown once
+    and kept only as its SHA-256 digest; a token may expire, and may carry a subset of
+    privileges (panel.privileges) it never exceeds, whatever its user holds."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=100)
+    # The key's first characters, which tell tokens apart in lists; not enough to use one.
+    prefix = models.CharField(max_length=12)
+    digest = models.CharField(max_length=64, unique=True)
+    # None: all of its user's rights; else the privilege names it is limited to.
+    privileges = models.JSONField(null=True, blank=True)
+    expires = models.DateTimeField(null=True, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    last_used_from = models.GenericIPAddressField(null=True, blank=True)
+    # The addresses it was used from (the latest ones), to tell a new one.
+    addresses = models.JSONField(default=list, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "name"],
+                condition=models.Q(revoked_at__isnull=True),
+                name="api_token_name_per_user",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"token {self.name} of {self.user}"

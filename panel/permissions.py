@@ -33,6 +33,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Model, Q, QuerySet
 from django.http import Http404
 
+from . import privileges
 from .choices import ProjectRole
 from .models import AuditEvent, Host, Job, Membership, Project
 
@@ -58,8 +59,54 @@ def signed_in(user: Person) -> TypeGuard[User]:
 
 
 def is_admin(user: Person) -> bool:
-    """Admins manage the whole panel: hosts, all projects, users."""
-    return signed_in(user) and user.is_superuser
+    """Admins manage the whole panel: hosts, all projects, users (not with a token whose
+    ceiling lacks ADMINISTER)."""
+    return signed_in(user) and user.is_superuser and ceiling_allows(user, privileges.ADMINISTER)
+
+
+# The coarse actions stand for several privileges: a token's ceiling admits one only when
+# it holds them all (a ceiling narrows, never widens). Privilege names stand for themselves.
+_ACTION_NEEDS: dict[str, frozenset[str]] = {
+    CHANGE: frozenset(
+        {
+            privileges.POWER,
+            privileges.CONFIG_CPU_MEMORY,
+            privileges.CONFIG_DISKS,
+            privileges.CONFIG_NETWORK,
+            privileges.SNAPSHOT,
+            privileges.BACKUP,
+            privileges.MIGRATE,
+            privileges.VOLUME_READ,
+            privileges.ALLOCATE_SPACE,
+            privileges.USE_NETWORK,
+        }
+    ),
+    DELETE: frozenset({privileges.ALLOCATE, privileges.ALLOCATE_SPACE}),
+    MANAGE: frozenset({privileges.MANAGE_PROJECT}),
+}
+_ROLE_ORDER = (ProjectRole.OPERATOR, ProjectRole.MEMBER, ProjectRole.VIEWER)
+
+
+def ceiling_allows(user: Person, action: str) -> bool:
+    """Whether the privilege ceiling of the request's API token (user._panel_ceiling, set by
+    panel.identity.token_auth) admits action: True with no ceiling; VIEW always."""
+    ceiling: frozenset[str] | None = getattr(user, "_panel_ceiling", None)
+    if ceiling is None or action == VIEW:
+        return True
+    return _ACTION_NEEDS.get(action, frozenset({action})) <= ceiling
+
+
+def _capped(user: Person, found: dict[int, str]) -> dict[int, str]:
+    """The roles as a token's ceiling leaves them: none above the highest built-in role
+    whose privileges the ceiling holds (viewer at least: VIEW is always allowed)."""
+    ceiling: frozenset[str] | None = getattr(user, "_panel_ceiling", None)
+    if ceiling is None:
+        return found
+    cap = next(
+        (r for r in _ROLE_ORDER if privileges.BUILTIN_ROLES[r][0] <= ceiling), ProjectRole.VIEWER
+    )
+    lowest = _ROLE_ORDER.index(cap)
+    return {pid: _ROLE_ORDER[max(_ROLE_ORDER.index(role), lowest)] for pid, role in found.items()}
 
 
 def roles(user: Person) -> dict[int, str]:
@@ -68,7 +115,9 @@ def roles(user: Person) -> dict[int, str]:
         return {}
     cached: dict[int, str] | None = getattr(user, "_panel_roles", None)
     if cached is None:
-        cached = dict(Membership.objects.filter(user=user).values_list("project_id", "role"))
+        cached = _capped(
+            user, dict(Membership.objects.filter(user=user).values_list("project_id", "role"))
+        )
         setattr(user, "_panel_roles", cached)  # noqa: B010 (a cache on the user object)
     return cached
 
@@ -226,7 +275,7 @@ def restrict(queryset: QuerySet[M], user: Person, action: str = VIEW) -> QuerySe
     """The part of queryset that user may perform action on."""
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}")
-    if not signed_in(user):
+    if not signed_in(user) or not ceiling_allows(user, action):
         return queryset.none()
     if is_admin(user):
         return queryset
@@ -277,8 +326,13 @@ def get_object_for_user(queryset: QuerySet[M], user: Person, pk: Any, action: st
     if obj is None:
         raise Http404("Not found.")
     if action != VIEW and not restrict(queryset, user, action).filter(pk=pk).exists():
+        whose = (
+            "This API token's privileges do"
+            if not ceiling_allows(user, action)
+            else "Your role does"
+        )
         raise PermissionDenied(
-            f"Your role does not allow '{action.replace('_', ' ')}' on this {queryset.model._meta.verbose_name}."
+            f"{whose} not allow '{action.replace('_', ' ')}' on this {queryset.model._meta.verbose_name}."
         )
     return obj
 
@@ -288,6 +342,8 @@ def allowed(user: Person, obj: Model, action: str) -> bool:
     object and action for the user at hand (a request's, or a websocket's until forget())."""
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}")
+    if not ceiling_allows(user, action):
+        return False
     if is_admin(user):
         return True  # restrict() leaves an admin's querysets whole
     model = type(obj)

@@ -219,6 +219,8 @@ PANEL_LOGIN_FAILURES = int(os.environ.get("PANEL_LOGIN_FAILURES", "5"))
 PANEL_LOGIN_WINDOW_SECONDS = int(os.environ.get("PANEL_LOGIN_WINDOW_SECONDS", "900"))
 # ... and this many failures from one address, whatever the usernames.
 PANEL_LOGIN_ADDRESS_FAILURES = int(os.environ.get("PANEL_LOGIN_ADDRESS_FAILURES", "20"))
+# Sensitive actions (creating an API token...) want a sign-in this recent, in seconds.
+PANEL_REAUTH_SECONDS = int(os.environ.get("PANEL_REAUTH_SECONDS", "300"))
 # Reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For and
 # X-Forwarded-Proto the panel believes; from anyone else those headers are ignored, and
 # the client's address is the connection's (panel.asgi).
@@ -275,7 +277,8 @@ PANEL_LOST_TASK_SECONDS = float(os.environ.get("PANEL_LOST_TASK_SECONDS", "60"))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        # Named, hashed tokens (and keys made before them), with their privilege ceiling.
+        "panel.identity.token_auth.PanelTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

@@ -27,6 +27,7 @@ from vms.api.views import VirtualMachineViewSet
 
 from . import views
 from .notifications import NotificationViewSet, SubscriptionViewSet
+from .tokens import ApiTokenViewSet
 
 router = DefaultRouter()
 # No ".json" twins of every route: the API speaks JSON only, and the @action views
@@ -44,6 +45,7 @@ router.register("networks", NetworkViewSet, basename="network")
 router.register("audit-events", views.AuditEventViewSet, basename="auditevent")
 router.register("subscriptions", SubscriptionViewSet, basename="subscription")
 router.register("notifications", NotificationViewSet, basename="notification")
+router.register("tokens", ApiTokenViewSet, basename="apitoken")
 
 urlpatterns = [
     path("auth/token/", views.obtain_token, name="api_token"),

@@ -16,7 +16,6 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
-from rest_framework.authtoken.models import Token
 from rest_framework.decorators import action, api_view, authentication_classes, permission_classes
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -26,6 +25,7 @@ from panel import audit, jobs, services, throttle
 from panel.actors import Actor, client_ip
 from panel.choices import AuditResult, Via
 from panel.exceptions import ServiceError
+from panel.identity import tokens
 from panel.models import AuditEvent, Host, Job, Membership, Project
 from panel.permissions import (
     CHANGE,
@@ -72,7 +72,10 @@ JOB_QUEUED = inline_serializer("JobQueued", {"job": serializers.IntegerField()})
 @authentication_classes([])
 @permission_classes([AllowAny])
 def obtain_token(request: Request) -> Response:
-    """Trade a username and password for an API token (throttled like the login page)."""
+    """Trade a username and password for a new API token (throttled like the login page).
+
+    Each call makes a new named token ("API token", "API token 2"...) with no expiry and
+    all of the user's rights; earlier ones keep working until revoked (tokens/)."""
     if not isinstance(request.data, Mapping):
         return Response(
             {"detail": 'Send an object: {"username": "...", "password": "..."}.'}, status=400
@@ -88,8 +91,8 @@ def obtain_token(request: Request) -> Response:
     if user is None:
         return _wrong_password(username, ip)
     throttle.succeeded(username, ip)
-    token, _ = Token.objects.get_or_create(user=user)
-    return Response({"token": token.key})
+    made = tokens.create_token(user, actor=Actor(user, ip, Via.API))
+    return Response({"token": made.key})
 
 
 def _wrong_password(username: str, ip: str | None) -> Response:

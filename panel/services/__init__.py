@@ -1,6 +1,7 @@
 """The panel's actions: hosts and jobs, projects, members, users and tokens."""
 
 from panel.exceptions import ConflictError, ServiceError
+from panel.identity.tokens import create_token, revoke_token
 
 from .hosts import (
     add_host,
@@ -17,10 +18,8 @@ from .hosts import (
 from .teams import (
     add_member,
     create_project,
-    create_token,
     create_user,
     remove_member,
-    revoke_token,
     set_password,
     set_user_active,
     update_project,

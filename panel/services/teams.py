@@ -14,6 +14,7 @@ from panel import audit, events, rows
 from panel.actors import Actor
 from panel.choices import ProjectRole
 from panel.exceptions import ConflictError, GoneError, ServiceError
+from panel.identity import tokens
 from panel.models import Membership, Project, Quota
 from panel.permissions import MANAGE, require_admin, restrict
 from panel.quotas import FIELDS
@@ -211,6 +212,7 @@ def set_user_active(user: Any, *, active: bool, actor: Actor) -> Any:
                 raise GoneError(f"User {user.username} was deleted meanwhile.")
             if not active:
                 Token.objects.filter(user=user).delete()
+                tokens.revoke_all(user)
                 events.access_changed(user.pk)  # open websockets close
             audit.record(actor, action, user.username)
     return user
@@ -235,21 +237,3 @@ def set_password(user: Any, *, password: str, actor: Actor) -> None:
                 # the periodic check closes the websockets of the others.)
                 events.access_changed(user.pk)
             audit.record(actor, action, user.username)
-
-
-def create_token(user: Any, *, actor: Actor) -> Token:
-    """A new API token for the user; any previous one stops working."""
-    with transaction.atomic():
-        Token.objects.filter(user=user).delete()
-        token = Token.objects.create(user=user)
-        audit.record(actor, "token.create", user.username)
-    return token
-
-
-def revoke_token(user: Any, *, actor: Actor) -> None:
-    """Remove the user's API token."""
-    with transaction.atomic():
-        deleted, _ = Token.objects.filter(user=user).delete()
-        if not deleted:
-            raise ServiceError("There is no API token to revoke.")
-        audit.record(actor, "token.revoke", user.username)

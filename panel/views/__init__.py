@@ -1,6 +1,6 @@
 """The panel's pages."""
 
-from .account import account, token_create, token_revoke
+from .account import account
 from .audit import audit_export, audit_list
 from .hosts import (
     dashboard,
@@ -33,6 +33,7 @@ from .teams import (
     user_reset_password,
     user_set_active,
 )
+from .tokens import token_add, token_list, token_revoke, user_tokens
 
 __all__ = [
     "account",
@@ -60,8 +61,10 @@ __all__ = [
     "project_list",
     "project_member_add",
     "project_member_remove",
-    "token_create",
+    "token_add",
+    "token_list",
     "token_revoke",
+    "user_tokens",
     "user_list",
     "user_reset_password",
     "user_set_active",

@@ -1,4 +1,4 @@
-"""My account: change my password, create or revoke my API token."""
+"""My account: change my password; my projects; a link to my API tokens."""
 
 from __future__ import annotations
 
@@ -10,12 +10,11 @@ from django.contrib.auth.forms import PasswordChangeForm
 from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
-from django.views.decorators.http import require_POST
-from rest_framework.authtoken.models import Token
 
 from panel import services
 from panel.actors import Actor
 from panel.exceptions import ServiceError
+from panel.identity import tokens
 from panel.permissions import roles
 from panel.views.common import render_form
 
@@ -38,29 +37,8 @@ def account(request: HttpRequest) -> HttpResponse:
             return redirect("account")
     context = {
         "form": form,
-        "has_token": Token.objects.filter(user=user).exists(),
-        "new_token": request.session.pop("new_token", None),
+        "token_count": tokens.tokens_for(user).count(),
         "memberships": user.memberships.select_related("project"),
         "role_count": len(roles(user)),
     }
     return render_form(request, "panel/account.html", context, form)
-
-
-@require_POST
-def token_create(request: HttpRequest) -> HttpResponse:
-    token = services.create_token(request.user, actor=Actor.of(request))
-    # Shown once, on the next page, then never again.
-    request.session["new_token"] = token.key
-    messages.success(request, "A new API token was created; the old one no longer works.")
-    return redirect("account")
-
-
-@require_POST
-def token_revoke(request: HttpRequest) -> HttpResponse:
-    try:
-        services.revoke_token(request.user, actor=Actor.of(request))
-    except ServiceError as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.success(request, "Your API token was revoked.")
-    return redirect("account")

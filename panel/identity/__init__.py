@@ -1,0 +1,1 @@
+"""Who someone is: API tokens, sessions, second factors, single sign-on."""
