@@ -33,7 +33,6 @@ from panel.permissions import clean_pk, is_admin
 from panel.privileges import BUILTIN_ROLES, CATALOGUE, VIEW
 
 DEFAULT_NAME = "API token"
-MAX_TOKENS = 100  # live tokens per user
 USE_RECORDED_EVERY = timedelta(seconds=60)
 ADDRESSES_KEPT = 50
 
@@ -147,10 +146,6 @@ def _check_name(user: Any, name: str, expires: datetime | None) -> str:
         )
     if expires is not None and expires <= timezone.now():
         raise ServiceError("The expiry must be in the future.", field="expires")
-    if live(ApiToken.objects.filter(user=user)).count() >= MAX_TOKENS:
-        raise ServiceError(
-            f"You have {MAX_TOKENS} tokens already: revoke some before creating more."
-        )
     return name
 
 

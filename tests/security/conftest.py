@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from panel import services
+from panel.actors import Actor
 from panel.choices import AuditResult, NotificationKind
 from panel.models import AuditEvent, Job, Notification, Subscription
 from storage.models import LibraryImage
@@ -77,6 +79,9 @@ def everything(world) -> dict[str, dict[str, Any]]:  # noqa: F811 - the fixture 
             state="ready",
         )
         image.projects.add(team.project)
+        # Two tokens of theirs: one the page revokes, one the API does.
+        token = services.create_token(owner, actor=Actor(owner), name=f"{name}-token").token
+        api_token = services.create_token(owner, actor=Actor(owner), name=f"{name}-api").token
         out[name] = {
             "host": team.host.pk,
             "job": team.job.pk,
@@ -96,6 +101,8 @@ def everything(world) -> dict[str, dict[str, Any]]:  # noqa: F811 - the fixture 
             "mac": MAC,
             "subscription": subscription.pk,
             "notification": notification.pk,
+            "token": token.pk,
+            "api_token": api_token.pk,
         }
     return out
 

@@ -95,6 +95,7 @@ ROUTER_PK = {
     "subscription": "subscription",
     "notification": "notification",
     "libraryimage": "image",
+    "apitoken": "api_token",
 }
 
 # Plain parameters → which object they are.
@@ -116,6 +117,7 @@ PARAM_OBJECT = {
     "mac": "mac",
     "subscription_id": "subscription",
     "notification_id": "notification",
+    "token_id": "token",
 }
 
 

@@ -112,6 +112,10 @@ READABLE = {
     "subscription-deliveries",
     "notification-list",
     "notification-detail",
+    "token_list",
+    "user_tokens",
+    "apitoken-list",
+    "apitoken-detail",
 }
 # GET on these is not an action, yet not a read either: logging out needs POST (405
 # when logged in), and the token endpoint takes credentials by POST only.
