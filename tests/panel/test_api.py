@@ -9,7 +9,8 @@ from rest_framework.test import APIClient
 from panel import jobs, throttle
 from panel.actors import Actor
 from panel.choices import JobKind
-from panel.models import AuditEvent, Host, Job
+from panel.identity import tokens
+from panel.models import ApiToken, AuditEvent, Host, Job
 from tests.conftest import ADMIN_PASSWORD
 
 from .conftest import CHECKS, FAKE_URI, UNREACHABLE_URI, make_host, queued_tasks
@@ -80,7 +81,7 @@ def test_it_trades_good_credentials_for_a_working_token(admin_user):
     assert response.status_code == 200
     assert set(response.json()) == {"token"}
     token = response.json()["token"]
-    assert token == Token.objects.get(user=admin_user).key
+    assert ApiToken.objects.get(user=admin_user).digest == tokens.digest_of(token)
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     assert client.get("/api/v1/hosts/").status_code == 200
@@ -95,7 +96,7 @@ def test_it_refuses_a_token_for_a_wrong_password(admin_user, forget_login_failur
 
     assert response.status_code == 400
     assert response.json() == {"detail": "Wrong username or password."}
-    assert not Token.objects.exists()
+    assert not ApiToken.objects.exists()
     event = AuditEvent.objects.get(action="login.failed")
     assert (event.result, event.target) == ("denied", "admin")
 
@@ -112,7 +113,7 @@ def test_it_stops_answering_after_repeated_wrong_passwords(plain_user, forget_lo
 
     assert response.status_code == 429
     assert response.json()["detail"].startswith("Too many failed logins for this user")
-    assert not Token.objects.exists()
+    assert not ApiToken.objects.exists()
 
 
 def test_it_answers_401_to_an_anonymous_caller(host):

@@ -141,10 +141,10 @@ CASES = [
     ),
     # The admin is in no project: their account page says "all projects" instead.
     Case("account", "GET", "/account/", SCOPED, shows=("project",), shows_not_for=("admin",)),
-    Case("token create", "POST", "/account/token/", codes(302)),
-    Case("token create by GET", "GET", "/account/token/", GET_ON_ACTION),
-    Case("token revoke", "POST", "/account/token/revoke/", codes(302), with_token=True),
-    Case("token revoke by GET", "GET", "/account/token/revoke/", GET_ON_ACTION),
+    Case("token list", "GET", "/account/tokens/", SCOPED),
+    Case("token create", "POST", "/account/tokens/add/", codes(302), data={"scope": "all"}),
+    Case("token create by GET", "GET", "/account/tokens/add/", GET_ON_ACTION),
+    Case("user tokens", "GET", "/users/{member}/tokens/", ADMIN_ONLY_PAGE),
     Case("audit list", "GET", "/audit/", codes(403, admin=200, operator=200), shows=("event",)),
     Case(
         "audit export",
