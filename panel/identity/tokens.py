@@ -13,13 +13,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
+import logging
 import secrets
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.db.models import QuerySet
 from django.http import Http404
 from django.utils import timezone
@@ -31,6 +32,8 @@ from panel.exceptions import ServiceError
 from panel.models import ApiToken
 from panel.permissions import clean_pk, is_admin
 from panel.privileges import BUILTIN_ROLES, CATALOGUE, VIEW
+
+log = logging.getLogger(__name__)
 
 DEFAULT_NAME = "API token"
 USE_RECORDED_EVERY = timedelta(seconds=60)
@@ -234,16 +237,21 @@ def note_use(token: ApiToken, address: str | None) -> None:
         return
     if new_address:
         known = [*known, address][-ADDRESSES_KEPT:]
-    ApiToken.objects.filter(pk=token.pk).update(
-        last_used_at=now, last_used_from=address, addresses=known
-    )
-    if new_address and token.addresses:
-        audit.record(
-            Actor(token.user, address, Via.API),
-            "token.used_from_new_address",
-            f"{token.user.username}: {token.name}",
-            detail=f"first use from {address}",
-        )
+    try:
+        with transaction.atomic():
+            ApiToken.objects.filter(pk=token.pk).update(
+                last_used_at=now, last_used_from=address, addresses=known
+            )
+            if new_address and token.addresses:
+                audit.record(
+                    Actor(token.user, address, Via.API),
+                    "token.used_from_new_address",
+                    f"{token.user.username}: {token.name}",
+                    detail=f"first use from {address}",
+                )
+    except OperationalError as exc:
+        # A busy database does not turn the request away: its next use is recorded.
+        log.warning("The last use of %s was not recorded: %s", token, exc)
 
 
 def describe(token: ApiToken) -> dict[str, Any]:
