@@ -19,6 +19,9 @@ Scope rule, the same in pages, API and websockets: an object outside the
 user's scope does not exist for them (404); an object in scope that they may
 not act on is refused (403).
 
+API tokens: a token with a privilege subset (its ceiling, panel.identity.tokens) never
+does more than the subset allows, nor more than its user may (ceiling_allows below).
+
 Actions: ``view``, ``change`` (lifecycle, edit), ``delete``, ``console``
 (watch a console), ``console_input`` (type into it), ``manage`` (members of a
 project, infrastructure).

@@ -1,4 +1,4 @@
-"""Projects, members, users and API tokens. Each action checks permission and
+"""Projects, members and users (API tokens: panel.identity.tokens). Each action checks permission and
 writes its audit row in the same transaction as the change."""
 
 from __future__ import annotations
