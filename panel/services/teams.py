@@ -1,5 +1,5 @@
-"""Projects, members and users (API tokens: panel.identity.tokens). Each action checks permission and
-writes its audit row in the same transaction as the change."""
+"""Projects, members and users (API tokens: panel.identity.tokens). Each action checks
+permission and writes its audit row in the same transaction as the change."""
 
 from __future__ import annotations
 
