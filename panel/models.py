@@ -393,3 +393,10 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"token {self.name} of {self.user}"
+# Identity models live in their package; importing them here registers them with the app.
+from .identity.models import (  # noqa: E402, F401
+    DirectoryAccount,
+    DirectoryGrant,
+    DirectoryMapping,
+    DirectorySource,
+)

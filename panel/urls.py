@@ -47,6 +47,12 @@ urlpatterns = [
     path("users/<int:user_id>/active/", views.user_set_active, name="user_set_active"),
     path("users/<int:user_id>/tokens/", views.user_tokens, name="user_tokens"),
     path("users/<int:user_id>/password/", views.user_reset_password, name="user_reset_password"),
+    path("directory-groups/", views.directory_mapping_list, name="directory_mapping_list"),
+    path(
+        "directory-groups/<int:mapping_id>/delete/",
+        views.directory_mapping_delete,
+        name="directory_mapping_delete",
+    ),
     path("notifications/", views.notification_list, name="notification_list"),
     path(
         "notifications/<int:notification_id>/read/",

@@ -26,6 +26,7 @@ from vms.api.snapshots import (
 from vms.api.views import VirtualMachineViewSet
 
 from . import views
+from .directory import DirectoryMappingViewSet
 from .notifications import NotificationViewSet, SubscriptionViewSet
 from .tokens import ApiTokenViewSet
 
@@ -46,6 +47,7 @@ router.register("audit-events", views.AuditEventViewSet, basename="auditevent")
 router.register("subscriptions", SubscriptionViewSet, basename="subscription")
 router.register("notifications", NotificationViewSet, basename="notification")
 router.register("tokens", ApiTokenViewSet, basename="apitoken")
+router.register("directory-mappings", DirectoryMappingViewSet, basename="directorymapping")
 
 urlpatterns = [
     path("auth/token/", views.obtain_token, name="api_token"),

@@ -1,1 +1,1 @@
-"""Who someone is: API tokens, sessions, second factors, single sign-on."""
+"""Identity and access: who a user is (local, directory, single sign-on), their API tokens, sessions and second factors."""

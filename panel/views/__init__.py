@@ -2,6 +2,7 @@
 
 from .account import account
 from .audit import audit_export, audit_list
+from .directory import directory_mapping_delete, directory_mapping_list
 from .hosts import (
     dashboard,
     host_add,
@@ -40,6 +41,8 @@ __all__ = [
     "audit_export",
     "audit_list",
     "dashboard",
+    "directory_mapping_delete",
+    "directory_mapping_list",
     "host_add",
     "host_delete",
     "host_detail",

@@ -10,7 +10,7 @@ import pytest
 from panel import services
 from panel.actors import Actor
 from panel.choices import AuditResult, NotificationKind
-from panel.models import AuditEvent, Job, Notification, Subscription
+from panel.models import AuditEvent, DirectoryMapping, Job, Notification, Subscription
 from storage.models import LibraryImage
 from tests.teams.conftest import (  # noqa: F401 - fixtures used by the tests here
     HOME,
@@ -82,6 +82,12 @@ def everything(world) -> dict[str, dict[str, Any]]:  # noqa: F811 - the fixture 
         # Two tokens of theirs: one the page revokes, one the API does.
         token = services.create_token(owner, actor=Actor(owner), name=f"{name}-token").token
         api_token = services.create_token(owner, actor=Actor(owner), name=f"{name}-api").token
+        mapping = DirectoryMapping.objects.create(
+            source="ldap",
+            group=f"cn={name},ou=groups,dc=panel,dc=test",
+            project=team.project,
+            role="member",
+        )
         out[name] = {
             "host": team.host.pk,
             "job": team.job.pk,
@@ -103,6 +109,7 @@ def everything(world) -> dict[str, dict[str, Any]]:  # noqa: F811 - the fixture 
             "notification": notification.pk,
             "token": token.pk,
             "api_token": api_token.pk,
+            "mapping": mapping.pk,
         }
     return out
 

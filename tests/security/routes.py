@@ -96,6 +96,7 @@ ROUTER_PK = {
     "notification": "notification",
     "libraryimage": "image",
     "apitoken": "api_token",
+    "directorymapping": "mapping",
 }
 
 # Plain parameters → which object they are.
@@ -118,6 +119,7 @@ PARAM_OBJECT = {
     "subscription_id": "subscription",
     "notification_id": "notification",
     "token_id": "token",
+    "mapping_id": "mapping",
 }
 
 

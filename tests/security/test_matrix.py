@@ -45,6 +45,7 @@ DELETABLE = {
     "network-detail",
     "libraryimage-detail",
     "apitoken-detail",
+    "directorymapping-detail",
 }
 # Destructive requests run last, children before parents, so that each one still finds
 # its object (and the ones before it find theirs).
@@ -74,6 +75,8 @@ LAST = [
     "subscription_delete delete",
     "token_revoke revoke",
     "DELETE apitoken-detail",
+    "DELETE directorymapping-detail",
+    "directory_mapping_delete delete",
 ]
 
 
@@ -148,6 +151,12 @@ MATRIX = {
     "GET user_list users": "200 403 403 403 403",
     "POST user_set_active active": "302 403 403 403 403",
     "GET user_reset_password password": "200 403 403 403 403",
+    "GET directory_mapping_list directory-groups": "200 403 403 403 403",
+    "GET directorymapping-list directory-mappings": "200 403 403 403 403",
+    "GET directorymapping-detail": "200 403 403 403 403",
+    # The admin's DELETE takes the mapping; the page's delete then finds none.
+    "DELETE directorymapping-detail": "204 403 403 403 403",
+    "POST directory_mapping_delete delete": "404 403 403 403 403",
     "GET audit_list audit": "200 200 403 403 403",
     "GET audit_export export.csv": "200 200 403 403 403",
     "GET vm_tuning_page tuning": "302 302 302 302 404",
