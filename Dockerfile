@@ -1,6 +1,6 @@
 FROM python:3.11-slim-bookworm
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libvirt-dev libvirt-clients pkg-config gcc openssh-client osinfo-db \
+ && apt-get install -y --no-install-recommends libvirt-dev libvirt-clients pkg-config gcc openssh-client osinfo-db libldap2-dev libsasl2-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY requirements.txt .

@@ -275,6 +275,36 @@ CELERY_BEAT_SCHEDULE = {
 # A job queued this long that no worker took has its task sent again (then 2x, 4x, ...).
 PANEL_LOST_TASK_SECONDS = float(os.environ.get("PANEL_LOST_TASK_SECONDS", "60"))
 
+# Directory sign-on (LDAP / Active Directory, panel/identity/ldap.py): off unless
+# PANEL_LDAP_URI is set. The README's "Directory (LDAP/AD)" section explains each one.
+PANEL_LDAP_URI = os.environ.get("PANEL_LDAP_URI", "")
+PANEL_LDAP_BIND_DN = os.environ.get("PANEL_LDAP_BIND_DN", "")
+PANEL_LDAP_BIND_PASSWORD = os.environ.get("PANEL_LDAP_BIND_PASSWORD", "")
+PANEL_LDAP_START_TLS = _env_bool("PANEL_LDAP_START_TLS")
+PANEL_LDAP_USER_BASE = os.environ.get("PANEL_LDAP_USER_BASE", "")
+# %(user)s: the login name, escaped. Active Directory: (sAMAccountName=%(user)s).
+PANEL_LDAP_USER_FILTER = os.environ.get("PANEL_LDAP_USER_FILTER", "(uid=%(user)s)")
+PANEL_LDAP_GROUP_BASE = os.environ.get("PANEL_LDAP_GROUP_BASE", "")
+# groupOfNames, groupOfUniqueNames, posixGroup or activeDirectory (nested groups).
+PANEL_LDAP_GROUP_TYPE = os.environ.get("PANEL_LDAP_GROUP_TYPE", "groupOfNames")
+# A filter an enabled user's entry matches; empty: every entry the user search finds.
+# Active Directory: (!(userAccountControl:1.2.840.113556.1.4.803:=2)).
+PANEL_LDAP_ACTIVE_FILTER = os.environ.get("PANEL_LDAP_ACTIVE_FILTER", "")
+PANEL_LDAP_ATTR_EMAIL = os.environ.get("PANEL_LDAP_ATTR_EMAIL", "mail")
+PANEL_LDAP_ATTR_FIRST_NAME = os.environ.get("PANEL_LDAP_ATTR_FIRST_NAME", "givenName")
+PANEL_LDAP_ATTR_LAST_NAME = os.environ.get("PANEL_LDAP_ATTR_LAST_NAME", "sn")
+PANEL_LDAP_TIMEOUT = float(os.environ.get("PANEL_LDAP_TIMEOUT", "10"))
+PANEL_LDAP_SYNC_SECONDS = float(os.environ.get("PANEL_LDAP_SYNC_SECONDS", "900"))
+AUTHENTICATION_BACKENDS = [
+    *(["panel.identity.ldap.DirectoryBackend"] if PANEL_LDAP_URI else []),
+    "django.contrib.auth.backends.ModelBackend",
+]
+if PANEL_LDAP_URI:
+    CELERY_BEAT_SCHEDULE["sync-ldap-directory"] = {
+        "task": "panel.sync_ldap_directory",
+        "schedule": PANEL_LDAP_SYNC_SECONDS,
+    }
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Named, hashed tokens (and keys made before them), with their privilege ceiling.

@@ -14,6 +14,7 @@ from django.db import close_old_connections
 from . import hypervisor, jobs, services
 from .celery import app
 from .exceptions import GoneError
+from .identity import ldap as directory_ldap
 from .models import Host, Job
 from .notifications import core as notify_core
 from .notifications import delivery, throttle
@@ -65,6 +66,12 @@ def reconcile_all_hosts() -> None:
             log.warning("reconcile of %s failed: %s", host.name, exc)
         except GoneError:
             pass  # removed meanwhile: nothing to catch up
+
+
+@shared_task(name="panel.sync_ldap_directory", soft_time_limit=600, time_limit=660)
+def sync_ldap_directory() -> dict[str, int]:
+    """The periodic pass over the directory's users (PANEL_LDAP_SYNC_SECONDS)."""
+    return directory_ldap.sync_directory()
 
 
 @shared_task(name="panel.resend_lost_jobs", soft_time_limit=60, time_limit=90)

@@ -34,10 +34,11 @@ packages=(
   qemu-system-x86 qemu-utils ovmf dnsmasq-base
   redis-server
   gcc python3-dev python3-venv
+  libldap2-dev libsasl2-dev
   busybox-static cpio iproute2 procps util-linux lvm2
   osinfo-db xorriso genisoimage
 )
-[ "$WITH_TEST" = 1 ] && packages+=(chromium fonts-dejavu-core)
+[ "$WITH_TEST" = 1 ] && packages+=(chromium fonts-dejavu-core slapd ldap-utils)
 [ "$WITH_TEST" = 1 ] || [ "$DB" = postgres ] && packages+=(postgresql)
 missing=()
 for p in "${packages[@]}"; do
@@ -45,8 +46,21 @@ for p in "${packages[@]}"; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
   say "Installing system packages: ${missing[*]}"
+  # slapd's package starts a system directory listening on every address; the tests
+  # start their own on loopback. Where nothing keeps services from starting at install
+  # (invoke-rc.d's policy), this install does, and leaves the system's slapd stopped.
+  no_start=0
+  if [[ " ${missing[*]} " == *" slapd "* ]] && [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod 755 /usr/sbin/policy-rc.d
+    no_start=1
+  fi
   $SUDO apt-get update -q
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+  if [ "$no_start" = 1 ]; then
+    $SUDO rm -f /usr/sbin/policy-rc.d
+    if [ -d /run/systemd/system ]; then $SUDO systemctl disable --now slapd >/dev/null 2>&1 || true; fi
+  fi
 fi
 
 # 2. /dev/kvm as udev would leave it: group kvm, rw for the group. Without

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import ldap.dn
 from django.contrib.auth import get_user_model
 from django.contrib.sessions.models import Session
 from django.db import IntegrityError, transaction
@@ -175,6 +176,12 @@ def add_mapping(
         if not group:
             raise ServiceError(
                 "Name the group: an LDAP group's DN, or an OpenID groups-claim value.",
+                field="group",
+            )
+        if source == DirectorySource.LDAP and not ldap.dn.is_dn(group):
+            raise ServiceError(
+                f"'{group}' is not a DN: give the LDAP group's full DN, "
+                "e.g. cn=ops,ou=groups,dc=example,dc=org.",
                 field="group",
             )
         if role not in ProjectRole.values:

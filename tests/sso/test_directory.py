@@ -119,6 +119,12 @@ def test_admins_alone_add_and_remove_mappings_and_each_change_is_audited(project
         "/api/v1/directory-mappings/", {**data, "role": "boss"}, "application/json"
     )
     assert response.status_code == 400 and "role" in response.json()
+    not_a_dn = admin.post(
+        "/api/v1/directory-mappings/",
+        {**data, "group": "ops", "role": "viewer"},
+        "application/json",
+    )
+    assert not_a_dn.status_code == 400 and "not a DN" in not_a_dn.json()["group"][0]
     response = admin.post(
         "/api/v1/directory-mappings/", {**data, "role": "viewer"}, "application/json"
     )
