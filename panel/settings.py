@@ -287,6 +287,11 @@ PANEL_LDAP_USER_FILTER = os.environ.get("PANEL_LDAP_USER_FILTER", "(uid=%(user)s
 PANEL_LDAP_GROUP_BASE = os.environ.get("PANEL_LDAP_GROUP_BASE", "")
 # groupOfNames, groupOfUniqueNames, posixGroup or activeDirectory (nested groups).
 PANEL_LDAP_GROUP_TYPE = os.environ.get("PANEL_LDAP_GROUP_TYPE", "groupOfNames")
+_LDAP_GROUP_TYPES = ("groupOfNames", "groupOfUniqueNames", "posixGroup", "activeDirectory")
+if PANEL_LDAP_GROUP_TYPE not in _LDAP_GROUP_TYPES:
+    raise SystemExit(
+        f"PANEL_LDAP_GROUP_TYPE is '{PANEL_LDAP_GROUP_TYPE}': use {', '.join(_LDAP_GROUP_TYPES)}."
+    )
 # A filter an enabled user's entry matches; empty: every entry the user search finds.
 # Active Directory: (!(userAccountControl:1.2.840.113556.1.4.803:=2)).
 PANEL_LDAP_ACTIVE_FILTER = os.environ.get("PANEL_LDAP_ACTIVE_FILTER", "")

@@ -22,6 +22,7 @@ from typing import Any
 import ldap
 import ldap.dn
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.utils import timezone
 from django_auth_ldap.backend import LDAPBackend
 from django_auth_ldap.config import LDAPSearch, LDAPSettings
@@ -35,6 +36,7 @@ from panel.models import DirectoryAccount, DirectoryMapping, DirectorySource
 from .directory import apply_groups, deprovision
 
 log = logging.getLogger(__name__)
+User = get_user_model()
 
 SOURCE = DirectorySource.LDAP
 
@@ -190,10 +192,19 @@ class DirectoryBackend(LDAPBackend):
     def authenticate(
         self, request: Any, username: str | None = None, password: str | None = None, **kw: Any
     ) -> Any:
-        if not enabled():
+        if not enabled() or username is None:
             return None
         self._request = request
-        return super().authenticate(request, username=username, password=password, **kw)
+        known = User.objects.filter(username__iexact=username.strip()).first()
+        account = DirectoryAccount.objects.filter(user=known).first() if known else None
+        if known is not None and (account is None or account.source != SOURCE):
+            # A local (or another source's) account: never this backend's, so a local
+            # login does not wait on the directory, nor a directory login merge into it.
+            return None
+        user = super().authenticate(request, username=username, password=password, **kw)
+        if user is None and account is not None and account.user.is_active:
+            _recheck(account)  # refused: if the directory deleted or disabled them, now
+        return user
 
     def get_or_build_user(self, username: str, ldap_user: Any) -> tuple[Any, bool]:
         """Called once the directory took the password: refuses a name a local account
@@ -233,6 +244,23 @@ class DirectoryBackend(LDAPBackend):
         apply_groups(user, SOURCE, state.groups, actor=actor)
         audit.record(actor, "sso.login", user.username, detail=f"ldap: {state.dn}")
         return user
+
+
+def _recheck(account: DirectoryAccount) -> None:
+    """After a refused login of a directory user: deprovision them at once if the
+    directory deleted or disabled them (a bind refused for a wrong password changes
+    nothing else)."""
+    try:
+        conn = connect()
+    except ldap.LDAPError as exc:
+        log.warning("could not check %s in the directory: %s", account.user, exc)
+        return
+    try:
+        sync_account(conn, account)
+    except (ldap.LDAPError, LookupError) as exc:
+        log.warning("could not check %s in the directory: %s", account.user, exc)
+    finally:
+        conn.unbind_s()
 
 
 def sync_account(conn: Any, account: DirectoryAccount) -> str:

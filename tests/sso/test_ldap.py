@@ -124,6 +124,31 @@ def test_a_user_disabled_in_the_directory_is_refused_at_login(directory, mapped)
     assert AuditEvent.objects.filter(action="sso.deprovisioned", target=uid).exists()
 
 
+def test_a_refused_login_of_a_user_deleted_from_the_directory_deprovisions_them(directory, mapped):
+    uid = directory.add_user("kurt", PASSWORD, OPS)
+    still_open = log_in(uid, PASSWORD)
+    directory.delete(uid)
+
+    assert log_in(uid, PASSWORD).get("/account/").status_code == 302
+
+    assert not User.objects.get(username=uid).is_active
+    assert roles(uid) == {}
+    assert still_open.get("/account/").status_code == 302  # its session ended too
+    event = AuditEvent.objects.get(action="sso.deprovisioned", target=uid)
+    assert "no longer in the directory" in event.detail
+
+
+def test_a_wrong_password_of_a_directory_user_changes_nothing(directory, mapped):
+    uid = directory.add_user("lena", PASSWORD, OPS)
+    still_open = log_in(uid, PASSWORD)
+
+    assert log_in(uid, "Not-the-password-1").get("/account/").status_code == 302
+
+    assert User.objects.get(username=uid).is_active
+    assert roles(uid) == {"alpha": "operator"}
+    assert still_open.get("/account/").status_code == 200
+
+
 def test_an_unreachable_directory_changes_nobody(directory, mapped, settings):
     uid = directory.add_user("ivy", PASSWORD, OPS)
     log_in(uid, PASSWORD)
