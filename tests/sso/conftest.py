@@ -34,6 +34,7 @@ GROUPS = f"ou=groups,{SUFFIX}"
 OPS = f"cn=ops,{GROUPS}"
 DEVS = f"cn=devs,{GROUPS}"
 AUDITORS = f"cn=auditors,{GROUPS}"
+POSIX_OPS = f"cn=ops-posix,{GROUPS}"  # a posixGroup: its members by uid
 PLACEHOLDER = f"cn=nobody,{SUFFIX}"  # groupOfNames needs one member
 AD_ACTIVE = "(!(userAccountControl:1.2.840.113556.1.4.803:=2))"
 
@@ -86,7 +87,8 @@ def _base_ldif() -> str:
         f"dn: ou=groups,{SUFFIX}\nobjectClass: organizationalUnit\nou: groups\n\n"
         f"dn: ou=services,{SUFFIX}\nobjectClass: organizationalUnit\nou: services\n\n"
         f"dn: {SERVICE_DN}\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\n"
-        f"cn: panel\nuserPassword: {slappasswd(SERVICE_PASSWORD)}\n\n" + groups
+        f"cn: panel\nuserPassword: {slappasswd(SERVICE_PASSWORD)}\n\n"
+        f"dn: {POSIX_OPS}\nobjectClass: posixGroup\ncn: ops-posix\ngidNumber: 5000\n\n" + groups
     )
 
 
@@ -133,6 +135,9 @@ class Directory:
 
     def add_member(self, group: str, uid: str) -> None:
         self.modify(f"dn: {group}\nchangetype: modify\nadd: member\nmember: uid={uid},{PEOPLE}\n")
+
+    def add_posix_member(self, group: str, uid: str) -> None:
+        self.modify(f"dn: {group}\nchangetype: modify\nadd: memberUid\nmemberUid: {uid}\n")
 
     def remove_member(self, group: str, uid: str) -> None:
         self.modify(

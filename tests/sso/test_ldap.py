@@ -18,7 +18,7 @@ from panel.models import AuditEvent, DirectoryAccount, DirectoryMapping, Host, M
 from tests.stack import open_ws
 from vms.models import VirtualMachine
 
-from .conftest import AUDITORS, DEVS, OPS
+from .conftest import AUDITORS, DEVS, OPS, POSIX_OPS
 
 PASSWORD = "Directory-pass-7q"
 User = get_user_model()
@@ -70,6 +70,19 @@ def test_a_first_login_creates_the_user_with_the_roles_their_groups_map_to(direc
     added = AuditEvent.objects.filter(action="sso.membership_added", target__startswith=uid)
     assert added.count() == 2
     assert AuditEvent.objects.filter(action="sso.login", username=uid).exists()
+
+
+def test_posix_groups_name_their_members_by_uid(directory, mapped, settings):
+    settings.PANEL_LDAP_GROUP_TYPE = "posixGroup"
+    DirectoryMapping.objects.create(
+        source="ldap", group=POSIX_OPS, project=mapped[1], role="operator"
+    )
+    uid = directory.add_user("mona", PASSWORD, OPS)  # a groupOfNames: not read now
+    directory.add_posix_member(POSIX_OPS, uid)
+
+    log_in(uid, PASSWORD)
+
+    assert roles(uid) == {"beta": "operator"}
 
 
 def test_a_wrong_password_is_refused_and_creates_nobody(directory, mapped):
