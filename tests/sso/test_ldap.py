@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
 from django.test import Client
 from websockets.exceptions import ConnectionClosed
 
@@ -121,6 +122,23 @@ def test_the_beat_runs_the_sync_as_a_task(directory, mapped):
 
     assert tasks.sync_ldap_directory.apply().get() == {"synced": 1}
     assert roles(uid) == {"alpha": "operator", "beta": "viewer"}
+
+
+def test_an_admin_runs_the_sync_at_once_from_the_command_line(directory, mapped, capsys):
+    uid = directory.add_user("nina", PASSWORD, OPS)
+    log_in(uid, PASSWORD)
+    directory.disable(uid)
+
+    call_command("sync_ldap")
+
+    assert capsys.readouterr().out == "disabled: 1\n"
+    assert not User.objects.get(username=uid).is_active
+
+
+def test_the_command_says_when_no_directory_is_configured(settings):
+    settings.PANEL_LDAP_URI = ""
+    with pytest.raises(CommandError, match="PANEL_LDAP_URI"):
+        call_command("sync_ldap")
 
 
 def test_a_user_disabled_in_the_directory_is_refused_at_login(directory, mapped):
