@@ -393,6 +393,29 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"token {self.name} of {self.user}"
+
+
+class OidcIdentity(models.Model):
+    """The account that one OpenID Connect subject of one issuer signs in to: the link
+    survives a change of the user's name at the provider."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="oidc_identities"
+    )
+    issuer = models.CharField(max_length=500)
+    subject = models.CharField(max_length=255)
+    created = models.DateTimeField(auto_now_add=True)
+    last_login = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["issuer", "subject"], name="one_account_per_subject")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject} at {self.issuer}"
+
+
 # Identity models live in their package; importing them here registers them with the app.
 from .identity.models import (  # noqa: E402, F401
     DirectoryAccount,

@@ -397,6 +397,19 @@ PANEL_NOTIFY_WINDOW_SECONDS = float(os.environ.get("PANEL_NOTIFY_WINDOW_SECONDS"
 PANEL_NOTIFY_RETRY_SECONDS = float(os.environ.get("PANEL_NOTIFY_RETRY_SECONDS", "30"))
 PANEL_NOTIFY_ATTEMPTS = int(os.environ.get("PANEL_NOTIFY_ATTEMPTS", "5"))
 
+# Single sign-on with OpenID Connect (optional): set the issuer, the client's id and secret
+# to show "Sign in with PANEL_OIDC_NAME" on the login page. The endpoints and signing keys
+# come from the issuer's /.well-known/openid-configuration, read at the first sign-in.
+PANEL_OIDC_ISSUER = os.environ.get("PANEL_OIDC_ISSUER", "").rstrip("/")
+PANEL_OIDC_CLIENT_ID = os.environ.get("PANEL_OIDC_CLIENT_ID", "")
+PANEL_OIDC_CLIENT_SECRET = os.environ.get("PANEL_OIDC_CLIENT_SECRET", "")
+PANEL_OIDC_NAME = os.environ.get("PANEL_OIDC_NAME", "single sign-on")
+PANEL_OIDC_SCOPES = os.environ.get("PANEL_OIDC_SCOPES", "openid profile email")
+# The claims that hold a user's groups (mapped to projects and roles) and login name.
+PANEL_OIDC_GROUPS_CLAIM = os.environ.get("PANEL_OIDC_GROUPS_CLAIM", "groups")
+PANEL_OIDC_USERNAME_CLAIM = os.environ.get("PANEL_OIDC_USERNAME_CLAIM", "preferred_username")
+PANEL_OIDC_TIMEOUT = float(os.environ.get("PANEL_OIDC_TIMEOUT", "10"))
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -6,6 +6,7 @@ from monitoring.views import metrics
 from . import views
 from .forms import ThrottledLoginForm
 from .views.site import favicon
+from .views.sso import oidc_callback, oidc_login
 
 handler403 = "panel.views.errors.permission_denied"
 handler404 = "panel.views.errors.not_found"
@@ -19,6 +20,8 @@ urlpatterns = [
         auth_views.LoginView.as_view(authentication_form=ThrottledLoginForm),
         name="login",
     ),
+    path("login/oidc/", oidc_login, name="oidc_login"),
+    path("login/oidc/callback/", oidc_callback, name="oidc_callback"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("account/", views.account, name="account"),
     path("account/tokens/", views.token_list, name="token_list"),

@@ -127,8 +127,9 @@ MARKER_FIXTURES: dict[str, frozenset[str]] = {
     ),
     # The panel's processes: tests/stack.py (web server, worker, websockify),
     # tests/faults/redis_stack.py (a web server on a private Redis) and the fault tests'
-    # private Celery worker.
-    "stack": frozenset({"stack", "redis_stack", "worker_process"}),
+    # private Celery worker, tests/sso/oidc_provider.py (a web server signing in at the
+    # test OpenID provider).
+    "stack": frozenset({"stack", "redis_stack", "worker_process", "sso_panel"}),
 }
 
 

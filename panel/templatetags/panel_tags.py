@@ -1,7 +1,9 @@
 from django import template
+from django.conf import settings
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
+from panel.identity import oidc
 from panel.models import Project
 from panel.notifications import unread_count
 from panel.permissions import VIEW, is_admin, restrict, visible_hosts
@@ -11,6 +13,13 @@ register = template.Library()
 # Targets whose page a job links to: the URL name of that page, and the job's result key
 # holding the target's name.
 TARGET_PAGES = {"vm": ("vm_detail", "vm_name"), "volume": ("volume_detail", "volume_name")}
+
+
+@register.simple_tag
+def oidc_name() -> str:
+    """The name of the OpenID provider the login page offers ("" when none is set up)."""
+    return settings.PANEL_OIDC_NAME if oidc.configured() else ""
+
 
 UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 

@@ -23,6 +23,10 @@ from .routes import fill, http_routes, ws_routes
 PUBLIC = {
     # Where everyone logs in: the form (GET) and a failed attempt (POST, form shown again).
     "login": {"GET": 200, "POST": 200},
+    # Signing in with OpenID Connect: the way out to the provider and the way back. Where
+    # no provider is set up (as here) both are 404; they only ever answer GET.
+    "oidc_login": {"GET": 404, "POST": 405},
+    "oidc_callback": {"GET": 404, "POST": 405},
     # Logging out without a session just lands on the login page.
     "logout": {"GET": 302, "POST": 302},
     # How API clients log in: username and password in the body, nothing else.

@@ -27,6 +27,8 @@ READABLE = {
     "dashboard",
     "favicon",
     "login",
+    "oidc_login",
+    "oidc_callback",
     "account",
     "host_list",
     "host_add",

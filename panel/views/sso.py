@@ -1,0 +1,61 @@
+"""Single sign-on pages: the way out to the OpenID provider and the way back."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_not_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET
+
+from panel.identity import oidc
+
+# Where the user wanted to go, kept in the session while they are at the provider.
+NEXT_KEY = "oidc_next"
+
+
+def _safe_next(request: HttpRequest, url: str) -> str:
+    """url if it stays on this site (a path here), else ""."""
+    allowed = url_has_allowed_host_and_scheme(
+        url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    )
+    return url if url and allowed else ""
+
+
+def _callback_url(request: HttpRequest) -> str:
+    path = reverse("oidc_callback")
+    if settings.PANEL_PUBLIC_URL:
+        return settings.PANEL_PUBLIC_URL.rstrip("/") + path
+    return request.build_absolute_uri(path)
+
+
+@login_not_required
+@require_GET
+def oidc_login(request: HttpRequest) -> HttpResponse:
+    if not oidc.configured():
+        raise Http404("Single sign-on is not set up on this panel.")
+    request.session[NEXT_KEY] = _safe_next(request, request.GET.get("next", ""))
+    try:
+        return oidc.authorization_redirect(request, _callback_url(request))
+    except oidc.SignInRefused as exc:
+        messages.error(request, exc.message)
+        return redirect("login")
+
+
+@login_not_required
+@require_GET
+def oidc_callback(request: HttpRequest) -> HttpResponse:
+    if not oidc.configured():
+        raise Http404("Single sign-on is not set up on this panel.")
+    try:
+        user = oidc.complete(request)
+    except oidc.SignInRefused as exc:
+        messages.error(request, exc.message)
+        return redirect("login")
+    next_url = _safe_next(request, request.session.pop(NEXT_KEY, ""))
+    login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+    return redirect(next_url or settings.LOGIN_REDIRECT_URL)

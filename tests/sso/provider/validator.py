@@ -1,0 +1,17 @@
+"""The provider's claims: the user's name, email and groups (with the profile scope)."""
+
+from typing import Any
+
+from oauth2_provider.oauth2_validators import OAuth2Validator
+
+
+class GroupsValidator(OAuth2Validator):
+    oidc_claim_scope = {**OAuth2Validator.oidc_claim_scope, "groups": "profile"}
+
+    def get_additional_claims(self, request: Any) -> dict[str, Any]:
+        user = request.user
+        return {
+            "preferred_username": user.username,
+            "email": user.email,
+            "groups": sorted(user.groups.values_list("name", flat=True)),
+        }
