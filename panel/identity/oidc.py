@@ -129,14 +129,21 @@ def authorization_redirect(request: HttpRequest, redirect_uri: str) -> HttpRespo
     return response
 
 
+def _checks(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """What an ID token's claims must say: issued by the provider, for this client."""
+    return {
+        "iss": {"essential": True, "values": [metadata["issuer"]]},
+        "aud": {"essential": True, "values": [settings.PANEL_OIDC_CLIENT_ID]},
+    }
+
+
 def verify_id_token(token: Mapping[str, Any], nonce: str) -> dict[str, Any]:
     """The claims of the token response's ID token once its signature (the provider's
     keys), issuer, audience (this client), lifetime and nonce are checked."""
     app = client()
     metadata = _provider(app)
-    options = {"iss": {"essential": True, "values": [metadata["issuer"]]}}
     try:
-        claims = app.parse_id_token(dict(token), nonce=nonce, claims_options=options)
+        claims = app.parse_id_token(dict(token), nonce=nonce, claims_options=_checks(metadata))
     except (JoseError, AuthlibBaseError, ValueError, RequestException) as exc:
         raise SignInRefused(
             f"The answer of {settings.PANEL_OIDC_NAME} failed its checks, so nobody was "
@@ -173,9 +180,7 @@ def _verified_claims(request: HttpRequest) -> dict[str, Any]:
     try:
         # Authlib checks the state against the session, uses it up and exchanges the code
         # with the PKCE verifier; the ID token is verified just below, with our options.
-        token = app.authorize_access_token(
-            request, claims_options={"iss": {"essential": True, "values": [metadata["issuer"]]}}
-        )
+        token = app.authorize_access_token(request, claims_options=_checks(metadata))
     except MismatchingStateError as exc:
         raise SignInRefused(
             "This sign-in answer does not belong to a sign-in started here (or was used "
