@@ -420,5 +420,7 @@ LOGGING = {
     "loggers": {
         "django.channels.server": {"level": "WARNING"},
         "django.request": {"filters": ["busy_database"]},
+        # Authlib writes the PKCE verifier of each OpenID Connect sign-in at DEBUG.
+        "authlib": {"level": "INFO"},
     },
 }

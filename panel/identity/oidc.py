@@ -167,6 +167,7 @@ def complete(request: HttpRequest) -> User:
         claims = _verified_claims(request)
         return account_for(claims, actor=actor)
     except SignInRefused as exc:
+        log.info("OpenID Connect sign-in refused: %s", exc.detail)
         audit.record(
             actor, "login.failed", "OIDC", result=AuditResult.DENIED, detail=exc.detail[:1000]
         )

@@ -129,10 +129,16 @@ def _wait_for(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
         time.sleep(0.2)
 
 
+@dataclass(frozen=True)
+class SsoPanel:
+    url: str
+    log: Path
+
+
 @pytest.fixture(scope="session")
 def sso_panel(
     oidc_provider: Provider, django_db_setup: None, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
+) -> Iterator[SsoPanel]:
     """A panel web server (uvicorn, as the stack's) that signs in at the provider."""
     logs = tmp_path_factory.mktemp("sso-panel")
     env = {**process_env(), **oidc_provider.panel_settings()}
@@ -155,7 +161,7 @@ def sso_panel(
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_web(url, web, logs / "web.log")
-        yield url
+        yield SsoPanel(url, logs / "web.log")
     finally:
         stop_process(web)
 

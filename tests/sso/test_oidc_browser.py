@@ -50,25 +50,29 @@ def test_a_user_signs_in_at_the_provider_and_their_groups_follow(
     DirectoryMapping.objects.create(source="oidc", group="ops", project=alpha, role="operator")
     oidc_provider.admin("user", "quinn", "quinn-pass-5", "ops")
 
-    sign_in(page, sso_panel, "quinn", "quinn-pass-5")
+    sign_in(page, sso_panel.url, "quinn", "quinn-pass-5")
     expect(page.get_by_text("Authorize")).to_have_count(2)  # the consent page
     page.get_by_role("button", name="Authorize").click()
 
-    expect(page).to_have_url(sso_panel + "/projects/")
+    expect(page).to_have_url(sso_panel.url + "/projects/")
     expect(page.get_by_role("table").get_by_role("link", name="alpha")).to_be_visible()
     assert roles("quinn") == {"alpha": "operator"}
     assert AuditEvent.objects.filter(action="login", username="quinn", detail="OIDC").exists()
 
     oidc_provider.admin("groups", "quinn")  # quinn left ops at the provider
     page.context.clear_cookies()
-    sign_in(page, sso_panel, "quinn", "quinn-pass-5")
+    sign_in(page, sso_panel.url, "quinn", "quinn-pass-5")
     page.get_by_role("button", name="Authorize").click()
 
-    expect(page).to_have_url(sso_panel + "/projects/")
+    expect(page).to_have_url(sso_panel.url + "/projects/")
     expect(page.get_by_role("table").get_by_role("link", name="alpha")).to_have_count(0)
     assert roles("quinn") == {}
     assert AuditEvent.objects.filter(action="sso.membership_removed", username="quinn").exists()
     assert get_user_model().objects.filter(username="quinn").count() == 1
+    # The server logs (at DEBUG) neither the client's secret nor a PKCE verifier.
+    log = sso_panel.log.read_text()
+    assert "/login/oidc/callback/" in log
+    assert oidc_provider.client_secret not in log and "code_verifier" not in log
 
 
 def test_a_user_the_provider_refuses_gets_no_session(
@@ -80,10 +84,10 @@ def test_a_user_the_provider_refuses_gets_no_session(
     oidc_provider.admin("user", "rita", "rita-pass-5")
     oidc_provider.admin("disable", "rita")
 
-    sign_in(page, sso_panel, "rita", "rita-pass-5")
+    sign_in(page, sso_panel.url, "rita", "rita-pass-5")
 
     expect(page.get_by_role("alert")).to_contain_text("the account is disabled")
-    page.goto(sso_panel + "/")
+    page.goto(sso_panel.url + "/")
     expect(page).to_have_url(re.compile(r"/login/\?next=/$"))
     assert not get_user_model().objects.filter(username="rita").exists()
 
@@ -96,11 +100,11 @@ def test_a_user_who_cancels_at_the_provider_is_told_and_gets_no_session(
 ):
     oidc_provider.admin("user", "sam", "sam-pass-5")
 
-    sign_in(page, sso_panel, "sam", "sam-pass-5")
+    sign_in(page, sso_panel.url, "sam", "sam-pass-5")
     page.get_by_role("button", name="Cancel").click()
 
-    expect(page).to_have_url(sso_panel + "/login/")
+    expect(page).to_have_url(sso_panel.url + "/login/")
     expect(page.get_by_role("alert")).to_contain_text(f"{NAME} did not sign you in")
-    page.goto(sso_panel + "/")
+    page.goto(sso_panel.url + "/")
     expect(page).to_have_url(re.compile(r"/login/\?next=/$"))
     assert AuditEvent.objects.filter(action="login.failed", target="OIDC").exists()
