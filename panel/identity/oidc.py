@@ -30,7 +30,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from joserfc.errors import JoseError
@@ -233,7 +233,13 @@ def account_for(claims: Mapping[str, Any], *, actor: Actor) -> User:
             .first()
         )
         if identity is None:
-            identity = _first_sign_in(claims, issuer, subject, actor)
+            try:
+                with transaction.atomic():
+                    identity = _first_sign_in(claims, issuer, subject, actor)
+            except IntegrityError as exc:  # the same first sign-in in another tab, meanwhile
+                raise SignInRefused(
+                    "You were being signed in twice at once; sign in again.", str(exc)
+                ) from exc
         user = identity.user
         if not user.is_active:
             raise SignInRefused(
