@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("panel", "0011_directory_mappings"),
+        ("panel", "0012_directory_mappings"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
