@@ -72,6 +72,17 @@ class ThrottledLoginForm(AuthenticationForm):
         return cleaned
 
 
+class SecondStepForm(forms.Form):
+    """The login's second step: a code of the authenticator app, or a recovery code."""
+
+    code = forms.CharField(
+        max_length=40,
+        label="Code",
+        help_text="The 6 digits your authenticator app shows, or one of your recovery codes.",
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "autofocus": True}),
+    )
+
+
 class ProjectForm(forms.Form):
     """A project's name, description and quota (blank: unlimited)."""
 
@@ -119,7 +130,15 @@ class PasswordResetForm(forms.Form):
 
 
 class ProjectEditForm(ProjectForm):
-    """Admins: the project's name, quota and which hosts, pools and networks it may use."""
+    """Admins: the project's name, quota, which hosts, pools and networks it may use, and
+    whether its members need a second factor."""
+
+    require_second_factor = forms.BooleanField(
+        required=False,
+        label="Members need a second factor",
+        help_text="Members without an authenticator app or security key must set one up "
+        "before they can use the panel (or the API).",
+    )
 
     @staticmethod
     def initial_for(project: Any) -> dict[str, Any]:
@@ -130,6 +149,7 @@ class ProjectEditForm(ProjectForm):
             "allowed_hosts": project.allowed_hosts.all(),
             "allowed_pools": project.allowed_pools.all(),
             "allowed_networks": project.allowed_networks.all(),
+            "require_second_factor": project.require_second_factor,
             **{f"quota_{k}": v for k, v in limits(project).items()},
         }
 
@@ -143,6 +163,7 @@ class ProjectEditForm(ProjectForm):
             "allowed_hosts": list(data["allowed_hosts"]),
             "allowed_pools": list(data["allowed_pools"]),
             "allowed_networks": list(data["allowed_networks"]),
+            "require_second_factor": data["require_second_factor"],
         }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

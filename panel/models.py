@@ -18,6 +18,12 @@ from .choices import (
     ProjectRole,
     Via,
 )
+from .identity.factor_models import (  # noqa: F401 - declared there, panel's models
+    RecoveryCode,
+    SecurityPolicy,
+    TotpDevice,
+    WebAuthnCredential,
+)
 
 
 class Host(models.Model):
@@ -120,6 +126,10 @@ class Project(models.Model):
         blank=True,
         related_name="projects_allowed",
         help_text="Empty: every network.",
+    )
+    require_second_factor = models.BooleanField(
+        default=False,
+        help_text="Members must set up a second factor before using the panel.",
     )
     created = models.DateTimeField(auto_now_add=True)
 

@@ -75,6 +75,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "panel.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "panel.identity.enforcement.SecondFactorRequiredMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "panel.middleware.DatabaseBusyMiddleware",
 ]
@@ -219,8 +220,13 @@ PANEL_LOGIN_FAILURES = int(os.environ.get("PANEL_LOGIN_FAILURES", "5"))
 PANEL_LOGIN_WINDOW_SECONDS = int(os.environ.get("PANEL_LOGIN_WINDOW_SECONDS", "900"))
 # ... and this many failures from one address, whatever the usernames.
 PANEL_LOGIN_ADDRESS_FAILURES = int(os.environ.get("PANEL_LOGIN_ADDRESS_FAILURES", "20"))
-# Sensitive actions (creating an API token...) want a sign-in this recent, in seconds.
+# Second factors: how long a right password waits for its second factor, how recent a
+# login must be for changing them, and the WebAuthn relying party (the host name the
+# panel is reached by; blank: the request's host; never an IP address).
+PANEL_SECOND_STEP_SECONDS = int(os.environ.get("PANEL_SECOND_STEP_SECONDS", "300"))
 PANEL_REAUTH_SECONDS = int(os.environ.get("PANEL_REAUTH_SECONDS", "300"))
+PANEL_WEBAUTHN_RP_ID = os.environ.get("PANEL_WEBAUTHN_RP_ID", "")
+PANEL_WEBAUTHN_RP_NAME = os.environ.get("PANEL_WEBAUTHN_RP_NAME", "KVM panel")
 # Reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For and
 # X-Forwarded-Proto the panel believes; from anyone else those headers are ignored, and
 # the client's address is the connection's (panel.asgi).
@@ -316,7 +322,10 @@ REST_FRAMEWORK = {
         "panel.identity.token_auth.PanelTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "panel.identity.enforcement.SecondFactorSetUp",
+    ],
     "DEFAULT_PAGINATION_CLASS": "panel.api.pagination.PanelPagination",
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",

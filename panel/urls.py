@@ -4,7 +4,7 @@ from django.urls import include, path
 from monitoring.views import metrics
 
 from . import views
-from .forms import ThrottledLoginForm
+from .views import second_factor, two_factor
 from .views.site import favicon
 from .views.sso import oidc_callback, oidc_login
 
@@ -15,11 +15,14 @@ handler500 = "panel.views.errors.server_error"
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("favicon.ico", favicon, name="favicon"),
+    path("login/", second_factor.PanelLoginView.as_view(), name="login"),
+    path("login/second/", second_factor.login_second, name="login_second"),
     path(
-        "login/",
-        auth_views.LoginView.as_view(authentication_form=ThrottledLoginForm),
-        name="login",
+        "login/second/key/options/",
+        second_factor.login_second_key_options,
+        name="login_second_key_options",
     ),
+    path("login/second/key/", second_factor.login_second_key, name="login_second_key"),
     path("login/oidc/", oidc_login, name="oidc_login"),
     path("login/oidc/callback/", oidc_callback, name="oidc_callback"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
@@ -27,6 +30,27 @@ urlpatterns = [
     path("account/tokens/", views.token_list, name="token_list"),
     path("account/tokens/add/", views.token_add, name="token_add"),
     path("account/tokens/<int:token_id>/revoke/", views.token_revoke, name="token_revoke"),
+    path("account/two-factor/", two_factor.two_factor, name="two_factor"),
+    path("account/two-factor/totp/", two_factor.totp_start, name="totp_start"),
+    path("account/two-factor/totp/confirm/", two_factor.totp_confirm, name="totp_confirm"),
+    path("account/two-factor/totp/remove/", two_factor.totp_disable, name="totp_disable"),
+    path(
+        "account/two-factor/recovery/",
+        two_factor.recovery_regenerate,
+        name="recovery_regenerate",
+    ),
+    path(
+        "account/two-factor/keys/options/",
+        two_factor.webauthn_register_options,
+        name="webauthn_register_options",
+    ),
+    path("account/two-factor/keys/", two_factor.webauthn_register, name="webauthn_register"),
+    path(
+        "account/two-factor/keys/<int:key_id>/remove/",
+        two_factor.webauthn_remove,
+        name="webauthn_remove",
+    ),
+    path("users/second-factor/", two_factor.second_factor_policy, name="second_factor_policy"),
     path("hosts/", views.host_list, name="host_list"),
     path("hosts/add/", views.host_add, name="host_add"),
     path("hosts/<int:host_id>/", views.host_detail, name="host_detail"),

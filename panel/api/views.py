@@ -26,6 +26,8 @@ from panel.actors import Actor, client_ip
 from panel.choices import AuditResult, Via
 from panel.exceptions import ServiceError
 from panel.identity import tokens
+from panel.identity import factors
+from panel.identity.enforcement import SET_UP_FIRST
 from panel.models import AuditEvent, Host, Job, Membership, Project
 from panel.permissions import (
     CHANGE,
@@ -55,10 +57,29 @@ JOB_QUEUED = inline_serializer("JobQueued", {"job": serializers.IntegerField()})
 
 @extend_schema(
     request=inline_serializer(
-        "TokenRequest", {"username": serializers.CharField(), "password": serializers.CharField()}
+        "TokenRequest",
+        {
+            "username": serializers.CharField(),
+            "password": serializers.CharField(),
+            "otp": serializers.CharField(
+                required=False,
+                help_text="For a user with a second factor: the current code of the "
+                "authenticator app, or one of the user's recovery codes (used up).",
+            ),
+        },
     ),
     responses={
         200: inline_serializer("TokenResponse", {"token": serializers.CharField()}),
+        401: OpenApiResponse(
+            inline_serializer("SecondFactorNeeded", {"detail": serializers.CharField()}),
+            description="The password was right but the user has a second factor: send its "
+            "code as otp (missing, wrong or already used).",
+        ),
+        403: OpenApiResponse(
+            inline_serializer("SecondFactorSetUp", {"detail": serializers.CharField()}),
+            description="An admin requires a second factor of this user, who has none yet: "
+            "set one up in the browser first (Two factors page).",
+        ),
         429: OpenApiResponse(
             inline_serializer("Throttled", {"detail": serializers.CharField()}),
             description="Too many failed attempts for this user from this address, or from "
@@ -90,9 +111,40 @@ def obtain_token(request: Request) -> Response:
     )
     if user is None:
         return _wrong_password(username, ip)
+    if refusal := _second_factor_refusal(request, user, ip):
+        return refusal
     throttle.succeeded(username, ip)
     made = tokens.create_token(user, actor=Actor(user, ip, Via.API))
     return Response({"token": made.key})
+
+
+def _second_factor_refusal(request: Request, user: Any, ip: str | None) -> Response | None:
+    """A token request of a user with a second factor without its right code (the attempt
+    stays counted by the throttle), or of one who must set one up first; else None."""
+    if factors.needs_set_up(user):
+        return Response({"detail": SET_UP_FIRST}, status=403)
+    if not factors.has_second_factor(user):
+        return None
+    otp = str(request.data.get("otp", "") or "")
+    actor = Actor(None, ip, Via.API)
+    if not otp:
+        detail = (
+            "This user has a second factor: send the authenticator app's current code "
+            '(or a recovery code) as "otp" with the username and password.'
+        )
+        return Response({"detail": detail}, status=401)
+    if not factors.verify_code(user, otp, actor=Actor(user, ip, Via.API)):
+        audit.record(
+            actor,
+            "login.second_factor_failed",
+            user.get_username(),
+            result=AuditResult.DENIED,
+            detail="API token",
+        )
+        detail = 'The "otp" code is wrong or was used already: send the current one.'
+        return Response({"detail": detail}, status=401)
+    audit.record(Actor(user, ip, Via.API), "login.second_factor", user, detail="API token")
+    return None
 
 
 def _wrong_password(username: str, ip: str | None) -> Response:

@@ -73,8 +73,10 @@ def update_project(
     allowed_hosts: list[Any] | None = None,
     allowed_pools: list[Any] | None = None,
     allowed_networks: list[Any] | None = None,
+    require_second_factor: bool | None = None,
 ) -> Project:
-    """Rename, describe, change the quota or what the project may use (admins)."""
+    """Rename, describe, change the quota, what the project may use or whether its
+    members need a second factor (admins)."""
     with audit.refusals_recorded(actor, "project.update", project, project=project):
         require_admin(actor.user, "change projects")
         limits = _clean_quota(quota)
@@ -90,7 +92,12 @@ def update_project(
                 project.name = name
             if description is not None:
                 project.description = description
-            if not rows.save_if_present(project, ["name", "description"]):
+            if require_second_factor is not None:
+                if require_second_factor != project.require_second_factor:
+                    changes.append(f"require_second_factor {require_second_factor}")
+                project.require_second_factor = require_second_factor
+            fields = ["name", "description", "require_second_factor"]
+            if not rows.save_if_present(project, fields):
                 raise GoneError(f"Project {project.name} was deleted meanwhile.")
             if limits:
                 Quota.objects.update_or_create(project=project, defaults=limits)

@@ -13,7 +13,7 @@ from panel import quotas, services
 from panel.actors import Actor
 from panel.exceptions import ServiceError
 from panel.forms import MemberForm, PasswordResetForm, ProjectEditForm, ProjectForm, UserCreateForm
-from panel.models import Membership, Project
+from panel.models import Membership, Project, SecurityPolicy
 from panel.permissions import MANAGE, VIEW, get_object_for_user, is_admin, restrict
 from panel.views.common import add_service_error, render_form
 
@@ -144,7 +144,8 @@ def user_list(request: HttpRequest) -> HttpResponse:
             messages.success(request, f"User {user.username} created.")
             return redirect("user_list")
     users = User.objects.order_by("username").prefetch_related("memberships__project")
-    return render_form(request, "panel/user_list.html", {"users": users}, form)
+    context = {"users": users, "policy": SecurityPolicy.current()}
+    return render_form(request, "panel/user_list.html", context, form)
 
 
 @require_POST
