@@ -10,7 +10,7 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from panel.actors import Actor
@@ -139,8 +139,9 @@ def _json_object(request: HttpRequest) -> dict[str, Any] | None:
 @require_POST
 @recent_auth_required
 def webauthn_remove(request: HttpRequest, key_id: int) -> HttpResponse:
+    key = get_object_or_404(WebAuthnCredential, pk=key_id, user=cast(User, request.user))
     try:
-        passkeys.remove(request.user, key_id, actor=Actor.of(request))
+        passkeys.remove(request.user, key.pk, actor=Actor.of(request))
     except ServiceError as exc:
         messages.error(request, exc.message)
     else:

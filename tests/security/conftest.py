@@ -10,7 +10,14 @@ import pytest
 from panel import services
 from panel.actors import Actor
 from panel.choices import AuditResult, NotificationKind
-from panel.models import AuditEvent, DirectoryMapping, Job, Notification, Subscription
+from panel.models import (
+    AuditEvent,
+    DirectoryMapping,
+    Job,
+    Notification,
+    Subscription,
+    WebAuthnCredential,
+)
 from storage.models import LibraryImage
 from tests.teams.conftest import (  # noqa: F401 - fixtures used by the tests here
     HOME,
@@ -88,6 +95,9 @@ def everything(world) -> dict[str, dict[str, Any]]:  # noqa: F811 - the fixture 
             project=team.project,
             role="member",
         )
+        key = WebAuthnCredential.objects.create(
+            user=owner, name=f"{name}-key", credential_id=f"{name}-key-id", public_key=b"-"
+        )
         out[name] = {
             "host": team.host.pk,
             "job": team.job.pk,
@@ -110,6 +120,7 @@ def everything(world) -> dict[str, dict[str, Any]]:  # noqa: F811 - the fixture 
             "token": token.pk,
             "api_token": api_token.pk,
             "mapping": mapping.pk,
+            "key": key.pk,
         }
     return out
 

@@ -120,6 +120,7 @@ PARAM_OBJECT = {
     "notification_id": "notification",
     "token_id": "token",
     "mapping_id": "mapping",
+    "key_id": "key",
 }
 
 

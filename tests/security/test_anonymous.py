@@ -29,6 +29,11 @@ PUBLIC = {
     "oidc_callback": {"GET": 404, "POST": 405},
     # Logging out without a session just lands on the login page.
     "logout": {"GET": 302, "POST": 302},
+    # The login's second step: with no password step done, back to the login page;
+    # the security key's requests say the login no longer waits (POST only).
+    "login_second": {"GET": 302, "POST": 302},
+    "login_second_key_options": {"GET": 405, "POST": 400},
+    "login_second_key": {"GET": 405, "POST": 400},
     # How API clients log in: username and password in the body, nothing else.
     "api_token": {"GET": 405, "POST": 400},
     # Prometheus' endpoint has its own auth (admin session, admin API token or the

@@ -28,7 +28,16 @@ from .routes import fill, http_routes
 from .test_get_and_csrf import READABLE
 
 # Requests that belong to logging in and out, tested in test_anonymous.py.
-NOT_IN_MATRIX = {"login", "oidc_login", "oidc_callback", "logout", "api_token"}
+NOT_IN_MATRIX = {
+    "login",
+    "oidc_login",
+    "oidc_callback",
+    "logout",
+    "api_token",
+    "login_second",
+    "login_second_key_options",
+    "login_second_key",
+}
 # API routes that also answer DELETE (and so get a DELETE row).
 DELETABLE = {
     "vm_nics",
@@ -77,6 +86,7 @@ LAST = [
     "DELETE apitoken-detail",
     "DELETE directorymapping-detail",
     "directory_mapping_delete delete",
+    "webauthn_remove remove",
 ]
 
 
@@ -359,6 +369,15 @@ MATRIX = {
     "GET subscription_list subscriptions": "200 200 200 200 200",
     "POST subscription_add add": "400 400 400 400 400",
     "POST subscription_delete delete": "404 404 302 404 404",
+    "GET two_factor two-factor": "200 200 200 200 200",
+    "POST totp_start totp": "302 302 302 302 302",
+    "GET totp_confirm confirm": "200 200 200 200 200",
+    "POST totp_disable remove": "302 302 302 302 302",
+    "POST recovery_regenerate recovery": "302 302 302 302 302",
+    "POST webauthn_register_options options": "200 200 200 200 200",
+    "POST webauthn_register keys": "400 400 400 400 400",
+    "POST webauthn_remove remove": "404 404 302 404 404",
+    "POST second_factor_policy second-factor": "302 403 403 403 403",
     "GET subscription-list subscriptions": "200 200 200 200 200",
     "GET subscription-detail": "404 404 200 404 404",
     "GET subscription-deliveries deliveries": "404 404 200 404 404",
