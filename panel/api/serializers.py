@@ -130,8 +130,23 @@ class ProjectSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Project
-        fields = ["id", "name", "description", "quota", "usage", "allowed_hosts", "created"]
+        fields = [
+            "id",
+            "name",
+            "description",
+            "quota",
+            "usage",
+            "allowed_hosts",
+            "require_second_factor",
+            "created",
+        ]
         read_only_fields = ["created"]
+        extra_kwargs = {
+            "require_second_factor": {
+                "help_text": "Members must set up a second factor before they can use the "
+                "panel or the API (admins set it)."
+            }
+        }
 
     def get_usage(self, project: Project) -> dict[str, int]:
         return quotas.usage(project).as_dict()

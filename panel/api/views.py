@@ -246,9 +246,12 @@ class ProjectViewSet(
             quota=data.get("quota"),
             actor=Actor.of(self.request),
         )
-        if "allowed_hosts" in data:
+        if "allowed_hosts" in data or data.get("require_second_factor"):
             services.update_project(
-                project, allowed_hosts=data["allowed_hosts"], actor=Actor.of(self.request)
+                project,
+                allowed_hosts=data.get("allowed_hosts"),
+                require_second_factor=data.get("require_second_factor"),
+                actor=Actor.of(self.request),
             )
         serializer.instance = project
 
@@ -265,6 +268,7 @@ class ProjectViewSet(
             description=data.get("description"),
             quota=data.get("quota"),
             allowed_hosts=data.get("allowed_hosts"),
+            require_second_factor=data.get("require_second_factor"),
             actor=Actor.of(request),
         )
         return Response(self.get_serializer(project).data)

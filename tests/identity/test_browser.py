@@ -28,12 +28,23 @@ def password_step(page, url: str) -> None:
     page.get_by_role("button", name="Log in").click()
 
 
+def csp_watched(page) -> list[str]:
+    """What the page reports against the Content-Security-Policy, as it happens."""
+    refused: list[str] = []
+    page.on(
+        "console",
+        lambda msg: refused.append(msg.text) if "Content Security Policy" in msg.text else None,
+    )
+    return refused
+
+
 def log_out(page) -> None:
     page.get_by_role("button", name="Log out").click()
     expect(page.get_by_role("button", name="Log in")).to_be_visible()
 
 
 def test_it_logs_in_with_the_authenticator_apps_code(stack, transactional_db, tessa, page):
+    refused = csp_watched(page)
     url = base(stack)
     password_step(page, url)
     expect(page).to_have_url(url + "/")
@@ -55,6 +66,7 @@ def test_it_logs_in_with_the_authenticator_apps_code(stack, transactional_db, te
     page.get_by_role("button", name="Verify").click()
     expect(page).to_have_url(url + "/")
     expect(page.locator("nav.navbar")).to_contain_text("tessa")
+    assert refused == []
 
 
 def test_it_registers_a_passkey_and_logs_in_with_it(stack, transactional_db, tessa, page):
@@ -72,6 +84,7 @@ def test_it_registers_a_passkey_and_logs_in_with_it(stack, transactional_db, tes
             }
         },
     )
+    refused = csp_watched(page)
     url = base(stack)
     password_step(page, url)
     expect(page).to_have_url(url + "/")
@@ -92,3 +105,4 @@ def test_it_registers_a_passkey_and_logs_in_with_it(stack, transactional_db, tes
     events = AuditEvent.objects.filter(username="tessa")
     assert events.filter(action="mfa.webauthn_added").exists()
     assert events.filter(action="login.second_factor", detail="security key").exists()
+    assert refused == []

@@ -76,3 +76,16 @@ def test_it_requires_a_second_factor_of_a_projects_members(admin_user, tessa, dj
     token = Token.objects.create(user=tessa)
     api = Client(headers={"Authorization": f"Token {token.key}"})
     assert api.get("/api/v1/projects/").status_code == 403
+
+
+def test_it_lets_an_admin_set_the_rule_on_a_project_through_the_api(admin_user, tessa):
+    project = services.create_project(name="strict", actor=Actor(admin_user))
+    admin = signed_in(admin_user)
+    url = f"/api/v1/projects/{project.pk}/"
+    changed = admin.patch(url, {"require_second_factor": True}, "application/json")
+    assert changed.status_code == 200 and changed.json()["require_second_factor"] is True
+    Membership.objects.create(user=tessa, project=project, role="viewer")
+    refused = signed_in(tessa).patch(url, {"require_second_factor": False}, "application/json")
+    assert refused.status_code == 403
+    project.refresh_from_db()
+    assert project.require_second_factor
