@@ -18,6 +18,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from panel.identity.enforcement import SecondFactorSocketGuard  # noqa: E402
 from panel.routing import websocket_urlpatterns  # noqa: E402
 
 
@@ -123,7 +124,9 @@ application = ProtocolTypeRouter(
         "http": django_asgi_app,
         "websocket": LeftDuringHandshake(
             _RedisLost(
-                AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+                AllowedHostsOriginValidator(
+                    AuthMiddlewareStack(SecondFactorSocketGuard(URLRouter(websocket_urlpatterns)))
+                )
             )
         ),
     }

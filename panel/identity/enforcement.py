@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from channels.db import database_sync_to_async
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
@@ -13,6 +14,8 @@ from django.urls import Resolver404, resolve
 from rest_framework.permissions import BasePermission
 
 from . import factors
+
+CLOSE_SET_UP_FIRST = 4403
 
 SET_UP_FIRST = (
     "A second factor is required for your account. Set up an authenticator app or a "
@@ -73,3 +76,22 @@ class SecondFactorSetUp(BasePermission):
     def has_permission(self, request: Any, view: Any) -> bool:
         user = request.user
         return not (user and user.is_authenticated and factors.needs_set_up(user))
+
+
+class SecondFactorSocketGuard:
+    """Websockets: a user who must set up a second factor is closed at once (4403)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        user = scope.get("user")
+        if getattr(user, "is_authenticated", False) and await database_sync_to_async(
+            factors.needs_set_up
+        )(user):
+            await receive()  # the handshake's websocket.connect
+            # Accepted, then closed: a refused handshake would not tell the browser why.
+            await send({"type": "websocket.accept"})
+            await send({"type": "websocket.close", "code": CLOSE_SET_UP_FIRST})
+            return None
+        return await self.inner(scope, receive, send)
