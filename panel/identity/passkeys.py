@@ -8,6 +8,7 @@ Each ceremony's challenge waits in the session and is used once.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -62,6 +63,18 @@ def ceremony_of(request: Any) -> Ceremony:
     return Ceremony(rp_id, f"{request.scheme}://{host}", request.session)
 
 
+def _checked(ceremony: Ceremony) -> None:
+    try:
+        ipaddress.ip_address(ceremony.rp_id)
+    except ValueError:
+        return
+    raise ServiceError(
+        f"Security keys need the panel reached by a host name, not the address "
+        f"{ceremony.rp_id}: open it by its name (or set PANEL_WEBAUTHN_RP_ID and reach it "
+        "by that name)."
+    )
+
+
 def _descriptors(user: Any) -> list[PublicKeyCredentialDescriptor]:
     return [
         PublicKeyCredentialDescriptor(id=base64url_to_bytes(c.credential_id))
@@ -78,6 +91,7 @@ def _challenge(ceremony: Ceremony, key: str) -> bytes:
 
 def registration_options(user: Any, ceremony: Ceremony) -> str:
     """The options for navigator.credentials.create(), as JSON."""
+    _checked(ceremony)
     options = generate_registration_options(
         rp_id=ceremony.rp_id,
         rp_name=settings.PANEL_WEBAUTHN_RP_NAME,
@@ -128,6 +142,7 @@ def register(
 
 def authentication_options(user: Any, ceremony: Ceremony) -> str:
     """The options for navigator.credentials.get() with the user's keys, as JSON."""
+    _checked(ceremony)
     options = generate_authentication_options(
         rp_id=ceremony.rp_id,
         allow_credentials=_descriptors(user),

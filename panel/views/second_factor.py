@@ -14,6 +14,7 @@ from django.views.decorators.http import require_POST
 
 from panel import throttle
 from panel.actors import client_ip
+from panel.exceptions import ServiceError
 from panel.forms import SecondStepForm, ThrottledLoginForm
 from panel.identity import factors, passkeys, second_step
 from panel.models import WebAuthnCredential
@@ -78,7 +79,10 @@ def login_second_key_options(request: HttpRequest) -> HttpResponse:
     user = second_step.pending_user(request)
     if user is None:
         return JsonResponse({"detail": NO_LOGIN}, status=400)
-    options = passkeys.authentication_options(user, passkeys.ceremony_of(request))
+    try:
+        options = passkeys.authentication_options(user, passkeys.ceremony_of(request))
+    except ServiceError as exc:
+        return JsonResponse({"detail": exc.message}, status=400)
     return HttpResponse(options, content_type="application/json")
 
 

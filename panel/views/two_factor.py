@@ -105,7 +105,10 @@ def webauthn_register_options(request: HttpRequest) -> HttpResponse:
         # Another factor on an account that has one: a stolen session must not add its own.
         detail = "Log in again (less than 5 minutes ago) to add another key."
         return JsonResponse({"detail": detail}, status=403)
-    options = passkeys.registration_options(request.user, passkeys.ceremony_of(request))
+    try:
+        options = passkeys.registration_options(request.user, passkeys.ceremony_of(request))
+    except ServiceError as exc:
+        return JsonResponse({"detail": exc.message}, status=400)
     return HttpResponse(options, content_type="application/json")
 
 

@@ -68,3 +68,11 @@ def test_it_removes_a_key(tessa):
     assert client.post(f"/account/two-factor/keys/{key.pk}/remove/").status_code == 302
     assert not WebAuthnCredential.objects.exists()
     assert AuditEvent.objects.filter(action="mfa.webauthn_removed").exists()
+
+
+def test_it_says_keys_need_a_host_name_not_an_address(tessa):
+    client = Client(HTTP_HOST="127.0.0.1")
+    client.force_login(tessa)
+    refused = client.post("/account/two-factor/keys/options/")
+    assert refused.status_code == 400
+    assert "reached by a host name, not the address 127.0.0.1" in refused.json()["detail"]
