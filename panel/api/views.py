@@ -25,8 +25,7 @@ from panel import audit, jobs, services, throttle
 from panel.actors import Actor, client_ip
 from panel.choices import AuditResult, Via
 from panel.exceptions import ServiceError
-from panel.identity import tokens
-from panel.identity import factors
+from panel.identity import factors, tokens
 from panel.identity.enforcement import SET_UP_FIRST
 from panel.models import AuditEvent, Host, Job, Membership, Project
 from panel.permissions import (
