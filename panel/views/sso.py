@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET
 
-from panel.identity import oidc
+from panel.identity import factors, oidc, second_step
 
 # Where the user wanted to go, kept in the session while they are at the provider.
 NEXT_KEY = "oidc_next"
@@ -56,6 +56,11 @@ def oidc_callback(request: HttpRequest) -> HttpResponse:
     except oidc.SignInRefused as exc:
         messages.error(request, exc.message)
         return redirect("login")
-    next_url = _safe_next(request, request.session.pop(NEXT_KEY, ""))
-    login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-    return redirect(next_url or settings.LOGIN_REDIRECT_URL)
+    next_url = _safe_next(request, request.session.pop(NEXT_KEY, "")) or settings.LOGIN_REDIRECT_URL
+    user.backend = "django.contrib.auth.backends.ModelBackend"
+    if factors.has_second_factor(user):
+        # The provider vouched for the password; the panel's own second factor still asks.
+        second_step.begin(request, user, next_url)
+        return redirect("login_second")
+    login(request, user, backend=user.backend)
+    return redirect(next_url)

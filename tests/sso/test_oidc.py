@@ -9,6 +9,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from panel.models import AuditEvent, DirectoryMapping, Membership, OidcIdentity, Project
+from tests.identity.conftest import next_code, set_up_totp
 from tests.sso.oidc_provider import (  # noqa: F401 - fixtures
     NAME,
     Provider,
@@ -70,6 +71,21 @@ def test_it_keeps_one_account_when_the_name_changes_at_the_provider(client, sso)
     assert client.get("/").context["user"].username == "frank"
     assert not get_user_model().objects.filter(username="francis").exists()
     assert OidcIdentity.objects.filter(user__username="frank").count() == 1
+
+
+def test_it_asks_for_the_panels_second_factor_after_the_provider(client, sso):
+    sso.admin("user", "hilda", "hilda-pass-5")
+    sign_in(client, sso, "hilda", "hilda-pass-5")
+    secret = set_up_totp(client)
+    client.logout()
+
+    answer = sign_in(client, sso, "hilda", "hilda-pass-5", next_url="/projects/")
+
+    assert answer.status_code == 302 and answer["Location"] == "/login/second/"
+    assert client.get("/projects/")["Location"].startswith("/login/")
+    done = client.post("/login/second/", {"code": next_code(secret)})
+    assert done.status_code == 302 and done["Location"] == "/projects/"
+    assert client.get("/").context["user"].username == "hilda"
 
 
 def test_it_follows_the_groups_at_each_sign_in(client, sso):
