@@ -16,6 +16,7 @@ from panel.identity import factors, oidc, second_step
 
 # Where the user wanted to go, kept in the session while they are at the provider.
 NEXT_KEY = "oidc_next"
+MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
 
 
 def _safe_next(request: HttpRequest, url: str) -> str:
@@ -57,10 +58,10 @@ def oidc_callback(request: HttpRequest) -> HttpResponse:
         messages.error(request, exc.message)
         return redirect("login")
     next_url = _safe_next(request, request.session.pop(NEXT_KEY, "")) or settings.LOGIN_REDIRECT_URL
-    user.backend = "django.contrib.auth.backends.ModelBackend"
+    setattr(user, "backend", MODEL_BACKEND)  # noqa: B010 (what login() reads)
     if factors.has_second_factor(user):
         # The provider vouched for the password; the panel's own second factor still asks.
         second_step.begin(request, user, next_url)
         return redirect("login_second")
-    login(request, user, backend=user.backend)
+    login(request, user, backend=MODEL_BACKEND)
     return redirect(next_url)
