@@ -176,6 +176,75 @@ class Membership(models.Model):
         return f"{self.user} is {self.role} of {self.project}"
 
 
+class Role(models.Model):
+    """A role an administrator defines: a named set of privileges (panel/privileges.py).
+    own_only: its holder acts only on the VMs and volumes they own or were granted, as a
+    member does (seeing and watching consoles still reach the whole project)."""
+
+    name = models.CharField(max_length=50, unique=True)
+    description = models.TextField(blank=True, default="")
+    privileges = models.JSONField(default=list, blank=True)
+    own_only = models.BooleanField(default=False)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Grant(models.Model):
+    """A role given in a project to a user or a group, on the whole project or on one VM:
+    builtin names a built-in role (privileges.BUILTIN_ROLES), else role is a custom one."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="grants")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="panel_grants",
+    )
+    group = models.ForeignKey(
+        "auth.Group", null=True, blank=True, on_delete=models.CASCADE, related_name="panel_grants"
+    )
+    builtin = models.CharField(max_length=10, choices=ProjectRole, blank=True, default="")
+    role = models.ForeignKey(
+        Role, null=True, blank=True, on_delete=models.PROTECT, related_name="grants"
+    )
+    vm = models.ForeignKey(
+        "vms.VirtualMachine",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="panel_grants",
+    )
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project__name", "pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(user__isnull=True) ^ models.Q(group__isnull=True),
+                name="grant_to_user_or_group",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(builtin="") ^ models.Q(role__isnull=True),
+                name="grant_of_one_role",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        who = self.user or self.group
+        on = f" on {self.vm}" if self.vm_id else ""
+        return f"{who} is {self.role_name} of {self.project}{on}"
+
+    @property
+    def role_name(self) -> str:
+        return self.builtin or (self.role.name if self.role else "")
+
+
 class Job(models.Model):
     """A piece of long work run by a Celery task, with its progress and log."""
 

@@ -1,52 +1,114 @@
 """Who may do what: the one module every view, API viewset and consumer asks.
 
-Roles
------
-admin     A global flag (``is_superuser``). Sees and does everything: hosts,
-          pools, networks, every project, users, the whole audit log.
-operator  Everything inside their projects: every VM and volume there, their
-          jobs, the project's members, the project's audit log.
-member    Self-service inside their projects: sees the project's VMs and
-          volumes; acts only on the VMs and volumes they created (or that an
-          operator granted them); creates within the project's quota.
-          Shared images (ISOs, cloud images admins publish) are seen by all.
-viewer    Looks at their projects' objects and opens consoles view-only.
+Privileges and roles
+--------------------
+A role is a set of privileges (panel/privileges.py names them, with what each allows).
+admin     A global flag (``is_superuser``): holds ADMINISTER, sees and does
+          everything: hosts, pools, networks, every project, users, the whole
+          audit log, roles and groups.
+operator  Every project privilege, on every VM and volume of the project.
+member    Every project privilege but AUDIT and MANAGE_PROJECT, own-only: acts
+          on the VMs and volumes they created (or that an operator granted
+          them); creates VMs from templates only, within the project's quota.
+viewer    VIEW and CONSOLE: looks at the project's objects, consoles view-only.
+custom    Roles administrators define (panel.models.Role): any set of project
+          privileges, own-only or not. An own-only role creates VMs from
+          templates only, as members do.
+
+What a user holds comes from their memberships (one built-in role per project),
+their grants (panel.models.Grant: a role in a project, for them or one of their
+groups) and the grants on single VMs: a VM grant lets its holder see that VM
+and use the granted privileges on it alone. Every project role sees the whole
+project (VIEW); own-only limits acting (every privilege but VIEW and CONSOLE)
+to the VMs and volumes the holder owns or was granted. Where several sources
+give one privilege, the widest wins. Shared images (ISOs, cloud images admins
+publish) are seen by all who have a project.
 
 Hosts, pools and networks are infrastructure: admins change them; other users
-see those their projects may use (a project with no list may use them all).
+see those their projects may use (a project with no list may use them all);
+USE_NETWORK lets a VM be connected to a network of the project.
+
+An API token may carry a ceiling (``user._panel_ceiling``, a set of privilege
+names): the user then holds no privilege beyond it, and is no admin unless it
+has ADMINISTER.
 
 Scope rule, the same in pages, API and websockets: an object outside the
 user's scope does not exist for them (404); an object in scope that they may
 not act on is refused (403).
 
+Actions are privilege names: restrict(), allowed() and get_object_for_user()
+take VIEW or any name of the catalogue.
+
 API tokens: a token with a privilege subset (its ceiling, panel.identity.tokens) never
 does more than the subset allows, nor more than its user may (ceiling_allows below).
-
-Actions: ``view``, ``change`` (lifecycle, edit), ``delete``, ``console``
-(watch a console), ``console_input`` (type into it), ``manage`` (members of a
-project, infrastructure).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Model, Q, QuerySet
+from django.db.models import (
+    BooleanField,
+    CharField,
+    JSONField,
+    Model,
+    Q,
+    QuerySet,
+    UUIDField,
+    Value,
+)
 from django.http import Http404
 
-from . import privileges
-from .choices import ProjectRole
-from .models import AuditEvent, Host, Job, Membership, Project
+from .models import AuditEvent, Grant, Host, Job, Membership, Project
+from .privileges import (
+    ADMINISTER,
+    ALLOCATE,
+    ALLOCATE_SPACE,
+    AUDIT,
+    BACKUP,
+    BUILTIN_ROLES,
+    CATALOGUE,
+    CONFIG_CPU_MEMORY,
+    CONFIG_DISKS,
+    CONFIG_NETWORK,
+    CONSOLE,
+    CONSOLE_INPUT,
+    MANAGE_PROJECT,
+    MIGRATE,
+    POWER,
+    PROJECT_PRIVILEGES,
+    SNAPSHOT,
+    USE_NETWORK,
+    VIEW,
+    VOLUME_READ,
+)
 
-VIEW = "view"
-CHANGE = "change"
-DELETE = "delete"
-CONSOLE = "console"
-CONSOLE_INPUT = "console_input"
-MANAGE = "manage"
-ACTIONS = {VIEW, CHANGE, DELETE, CONSOLE, CONSOLE_INPUT, MANAGE}
+__all__ = [
+    "ADMINISTER",
+    "ALLOCATE",
+    "ALLOCATE_SPACE",
+    "AUDIT",
+    "BACKUP",
+    "CONFIG_CPU_MEMORY",
+    "CONFIG_DISKS",
+    "CONFIG_NETWORK",
+    "CONSOLE",
+    "CONSOLE_INPUT",
+    "MANAGE_PROJECT",
+    "MIGRATE",
+    "POWER",
+    "SNAPSHOT",
+    "USE_NETWORK",
+    "VIEW",
+    "VOLUME_READ",
+]
+
+ACTIONS = frozenset(CATALOGUE)
+# Seeing and watching reach the whole project, whatever a role's own-only says.
+_PROJECT_WIDE = frozenset({VIEW, CONSOLE})
 
 M = TypeVar("M", bound=Model)
 
@@ -61,86 +123,124 @@ def signed_in(user: Person) -> TypeGuard[User]:
     return user is not None and user.is_authenticated and user.is_active
 
 
-def is_admin(user: Person) -> bool:
-    """Admins manage the whole panel: hosts, all projects, users (not with a token whose
-    ceiling lacks ADMINISTER)."""
-    return signed_in(user) and user.is_superuser and ceiling_allows(user, privileges.ADMINISTER)
-
-
-# The coarse actions stand for several privileges: a token's ceiling admits one only when
-# it holds them all (a ceiling narrows, never widens). Privilege names stand for themselves.
-_ACTION_NEEDS: dict[str, frozenset[str]] = {
-    CHANGE: frozenset(
-        {
-            privileges.POWER,
-            privileges.CONFIG_CPU_MEMORY,
-            privileges.CONFIG_DISKS,
-            privileges.CONFIG_NETWORK,
-            privileges.SNAPSHOT,
-            privileges.BACKUP,
-            privileges.MIGRATE,
-            privileges.VOLUME_READ,
-            privileges.ALLOCATE_SPACE,
-            privileges.USE_NETWORK,
-        }
-    ),
-    DELETE: frozenset({privileges.ALLOCATE, privileges.ALLOCATE_SPACE}),
-    MANAGE: frozenset({privileges.MANAGE_PROJECT}),
-}
-_ROLE_ORDER = (ProjectRole.OPERATOR, ProjectRole.MEMBER, ProjectRole.VIEWER)
-
-
 def ceiling_allows(user: Person, action: str) -> bool:
-    """Whether the privilege ceiling of the request's API token (user._panel_ceiling, set by
-    panel.identity.token_auth) admits action: True with no ceiling; VIEW always."""
-    ceiling: frozenset[str] | None = getattr(user, "_panel_ceiling", None)
-    if ceiling is None or action == VIEW:
-        return True
-    return _ACTION_NEEDS.get(action, frozenset({action})) <= ceiling
+    """Whether the user's token ceiling (if any) lets them use action; VIEW always."""
+    ceiling = getattr(user, "_panel_ceiling", None)
+    return ceiling is None or action == VIEW or action in ceiling
 
 
-def _capped(user: Person, found: dict[int, str]) -> dict[int, str]:
-    """The roles as a token's ceiling leaves them: none above the highest built-in role
-    whose privileges the ceiling holds (viewer at least: VIEW is always allowed)."""
-    ceiling: frozenset[str] | None = getattr(user, "_panel_ceiling", None)
-    if ceiling is None:
-        return found
-    cap = next(
-        (r for r in _ROLE_ORDER if privileges.BUILTIN_ROLES[r][0] <= ceiling), ProjectRole.VIEWER
-    )
-    lowest = _ROLE_ORDER.index(cap)
-    return {pid: _ROLE_ORDER[max(_ROLE_ORDER.index(role), lowest)] for pid, role in found.items()}
+def is_admin(user: Person) -> bool:
+    """Admins manage the whole panel: hosts, all projects, users."""
+    return signed_in(user) and user.is_superuser and ceiling_allows(user, ADMINISTER)
 
 
-def roles(user: Person) -> dict[int, str]:
-    """The user's role in each of their projects, {project id: role}; cached per request."""
-    if not signed_in(user):
-        return {}
-    cached: dict[int, str] | None = getattr(user, "_panel_roles", None)
-    if cached is None:
-        cached = _capped(
-            user, dict(Membership.objects.filter(user=user).values_list("project_id", "role"))
+@dataclass
+class Held:
+    """What a user holds: per project, each privilege and whether it is own-only; per VM
+    granted alone, its privileges; and the built-in role of each membership."""
+
+    projects: dict[int, dict[str, bool]] = field(default_factory=dict)
+    vms: dict[Any, set[str]] = field(default_factory=dict)
+    roles: dict[int, str] = field(default_factory=dict)
+
+    def add(self, project: int, privileges: frozenset[str] | set[str], own_only: bool) -> None:
+        held = self.projects.setdefault(project, {VIEW: False})
+        for name in privileges & PROJECT_PRIVILEGES:
+            mine_only = own_only and name not in _PROJECT_WIDE
+            held[name] = held.get(name, True) and mine_only
+
+
+def _rows(user: User) -> Any:
+    """One query: the user's memberships, and the grants to them or their groups."""
+    grants = (
+        Grant.objects.filter(Q(user=user) | Q(group__user=user))
+        .order_by()
+        .values_list(
+            "project_id",
+            "builtin",
+            "vm_id",
+            "role__privileges",
+            "role__own_only",
+            Value("g", output_field=CharField()),
         )
-        setattr(user, "_panel_roles", cached)  # noqa: B010 (a cache on the user object)
+    )
+    members = (
+        Membership.objects.filter(user=user)
+        .order_by()
+        .values_list(
+            "project_id",
+            "role",
+            Value(None, output_field=UUIDField()),
+            Value(None, output_field=JSONField()),
+            Value(False, output_field=BooleanField()),
+            Value("m", output_field=CharField()),
+        )
+    )
+    return grants.union(members, all=True)
+
+
+def held(user: Person) -> Held:
+    """What the user holds (see Held); read once per request (a cache on the user)."""
+    if not signed_in(user):
+        return Held()
+    cached: Held | None = getattr(user, "_panel_held", None)
+    if cached is None:
+        cached = Held()
+        for pid, builtin, vm, privileges, own_only, kind in _rows(user):
+            if kind == "m":
+                cached.roles[pid] = builtin
+            if builtin:
+                privileges, own_only = BUILTIN_ROLES.get(builtin, (frozenset(), True))
+            names = set(privileges or ()) & PROJECT_PRIVILEGES
+            if vm is not None:
+                cached.vms.setdefault(vm, set()).update(names | {VIEW})
+            else:
+                cached.add(pid, names, bool(own_only))
+        setattr(user, "_panel_held", cached)  # noqa: B010 (a cache on the user object)
     return cached
 
 
+def roles(user: Person) -> dict[int, str]:
+    """The user's built-in role in each project they are a member of; cached per request."""
+    return held(user).roles
+
+
 def forget(user: Person) -> Any:
-    """Drop the cached roles and answers: long-lived holders of a user (websockets) re-read
-    them."""
-    for cached in ("_panel_roles", "_panel_allowed"):
+    """Drop the cached privileges and answers: long-lived holders of a user (websockets)
+    re-read them."""
+    for cached in ("_panel_held", "_panel_allowed"):
         if hasattr(user, cached):
             delattr(user, cached)
     return user
 
 
-def project_ids(user: Person, *allowed_roles: str) -> list[int]:
-    """Ids of the user's projects, optionally only those where they hold one of allowed_roles."""
-    return [pid for pid, role in roles(user).items() if not allowed_roles or role in allowed_roles]
+def project_ids(user: Person, *privileges: str, wide: bool = False) -> list[int]:
+    """Ids of the projects the user sees, or of those where they hold one of privileges
+    (wide: on every object of the project, not only their own)."""
+    found = []
+    for pid, names in held(user).projects.items():
+        if not privileges:
+            found.append(pid)
+            continue
+        kept = [names[p] for p in privileges if p in names and ceiling_allows(user, p)]
+        if kept and (not wide or not all(kept)):
+            found.append(pid)
+    return found
+
+
+def holds(user: Person, project: Project | int | None, privilege: str) -> str | None:
+    """How the user holds privilege in project: "all" (admins too), "own" (own-only), or None."""
+    if is_admin(user):
+        return "all"
+    if project is None or not ceiling_allows(user, privilege):
+        return None
+    pid = project if isinstance(project, int) else project.pk
+    own_only = held(user).projects.get(pid, {}).get(privilege)
+    return None if own_only is None else ("own" if own_only else "all")
 
 
 def role_in(user: Person, project: Project | int | None) -> str | None:
-    """The user's role in that project ("admin" for admins), or None."""
+    """The user's built-in role in that project ("admin" for admins), or None."""
     if is_admin(user):
         return "admin"
     if project is None:
@@ -158,16 +258,17 @@ _NOTHING = Q(pk__in=[])
 Rule = Callable[["User", str, type[Model]], Q | None]
 
 
-def _infrastructure(field: str) -> Rule:
-    """Hosts, pools, networks: admins change them; others see what their projects may use."""
+def _infrastructure(field_name: str, use: str | None = None) -> Rule:
+    """Hosts, pools, networks: admins change them; others see what their projects may use
+    (and use a network where they hold USE_NETWORK)."""
 
     def rule(user: User, action: str, model: type[Model]) -> Q | None:
-        if action != VIEW:
+        if action not in (VIEW, use):
             return _NOTHING
-        pids = project_ids(user)
+        pids = project_ids(user) if action == VIEW else project_ids(user, action)
         if not pids:
             return _NOTHING
-        unrestricted = Project.objects.filter(pk__in=pids).filter(**{f"{field}__isnull": True})
+        unrestricted = Project.objects.filter(pk__in=pids).filter(**{f"{field_name}__isnull": True})
         if unrestricted.exists():
             return _ALL
         # A subquery, not a join: the outer query never needs DISTINCT.
@@ -177,21 +278,31 @@ def _infrastructure(field: str) -> Rule:
 
 
 def _owned(user: User, action: str, model: type[Model]) -> Q:
-    """VMs and volumes: seen by the project; acted on by operators and their owners."""
-    if action in (VIEW, CONSOLE):
-        return Q(project__in=project_ids(user))
-    operator = Q(project__in=project_ids(user, ProjectRole.OPERATOR))
-    mine = Q(project__in=project_ids(user, ProjectRole.MEMBER)) & Q(owner=user)
+    """VMs and volumes: seen by the project; acted on by those who hold the privilege, on
+    every object of the project or (own-only) on those they own or were granted; a VM
+    also by the holders of a grant on it alone."""
+    mine_only = Q(owner=user)
     if hasattr(model, "granted_users"):
-        granted = model._default_manager.filter(granted_users=user).values("pk")
-        mine |= Q(project__in=project_ids(user, ProjectRole.MEMBER)) & Q(pk__in=granted)
-    return operator | mine
+        mine_only |= Q(pk__in=model._default_manager.filter(granted_users=user).values("pk"))
+    everything: list[int] = []
+    own: list[int] = []
+    for pid, names in held(user).projects.items():
+        if action in names:
+            (own if names[action] else everything).append(pid)
+    q = Q(project__in=everything)
+    if own:
+        q |= Q(project__in=own) & mine_only
+    if model._meta.label_lower == "vms.virtualmachine":
+        single = [vm for vm, names in held(user).vms.items() if action in names]
+        if single:
+            q |= Q(pk__in=single)
+    return q
 
 
 def vm_projects_seen(user: Person) -> frozenset[int | None] | None:
     """The projects whose VMs user sees (None: every VM, as an admin does), so that a
     websocket can tell from a VM's project alone whether to pass its change on. It is the
-    VIEW rule of _owned below: a VM is seen by the members of its project."""
+    VIEW rule of _owned: a VM is seen by those who hold a role in its project."""
     if not signed_in(user):
         return frozenset()
     if is_admin(user):
@@ -235,23 +346,25 @@ def _library_image(user: User, action: str, model: type[Model]) -> Q | None:
 
 
 def _job(user: User, action: str, model: type[Model]) -> Q | None:
+    """Jobs: seen by the project and their starter; cancelled by their starter and by
+    those who hold AUDIT (oversee every job of the project)."""
     if action == VIEW:
         return Q(project__in=project_ids(user)) | Q(user=user)
-    return Q(project__in=project_ids(user, ProjectRole.OPERATOR)) | Q(user=user)
+    return Q(project__in=project_ids(user, AUDIT)) | Q(user=user)
 
 
 def _audit(user: User, action: str, model: type[Model]) -> Q | None:
-    if action != VIEW:
+    """The audit log: one's own events, and the project's for those who hold AUDIT."""
+    if action not in (VIEW, AUDIT):
         return _NOTHING
-    return Q(project__in=project_ids(user, ProjectRole.OPERATOR)) | Q(user=user)
+    return Q(project__in=project_ids(user, AUDIT)) | Q(user=user)
 
 
 def _project(user: User, action: str, model: type[Model]) -> Q | None:
+    """Projects: seen by those who hold a role in them; a privilege, by its holders."""
     if action == VIEW:
         return Q(pk__in=project_ids(user))
-    if action == MANAGE:
-        return Q(pk__in=project_ids(user, ProjectRole.OPERATOR))
-    return _NOTHING
+    return Q(pk__in=project_ids(user, action))
 
 
 def _user(user: User, action: str, model: type[Model]) -> Q | None:
@@ -270,12 +383,12 @@ RULES: dict[str, Rule] = {
     "storage.volume": _volume,
     "storage.storagepool": _infrastructure("allowed_pools"),
     "storage.libraryimage": _library_image,
-    "networking.network": _infrastructure("allowed_networks"),
+    "networking.network": _infrastructure("allowed_networks", USE_NETWORK),
 }
 
 
 def restrict(queryset: QuerySet[M], user: Person, action: str = VIEW) -> QuerySet[M]:
-    """The part of queryset that user may perform action on."""
+    """The part of queryset that user may perform action (a privilege) on."""
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}")
     if not signed_in(user) or not ceiling_allows(user, action):
@@ -363,6 +476,32 @@ def allowed(user: Person, obj: Model, action: str) -> bool:
     return answers[key]
 
 
+def privileges_on(user: Person, obj: Model) -> dict[str, bool]:
+    """Each privilege name: whether user holds it on obj (a VM or a volume), for a page's
+    buttons; at most one query (whether an own-only holder was granted obj)."""
+    names: set[str] = set()
+    if is_admin(user):
+        names = set(CATALOGUE)
+    elif signed_in(user):
+        pid = getattr(obj, "project_id", None)
+        project = held(user).projects.get(pid, {}) if pid is not None else {}
+        names = {name for name, own_only in project.items() if not own_only}
+        own = {name for name, own_only in project.items() if own_only}
+        if own and _is_mine(user, obj):
+            names |= own
+        if obj._meta.label_lower == "vms.virtualmachine":
+            names |= held(user).vms.get(obj.pk, set())
+    return {name: name in names and ceiling_allows(user, name) for name in CATALOGUE}
+
+
+def _is_mine(user: User, obj: Model) -> bool:
+    """Whether user owns obj or was granted it (the reach of an own-only role)."""
+    if getattr(obj, "owner_id", None) == user.pk:
+        return True
+    granted = getattr(obj, "granted_users", None)
+    return granted is not None and granted.filter(pk=user.pk).exists()
+
+
 # --- shortcuts used across the apps ---
 
 
@@ -391,5 +530,5 @@ def visible_audit_events(user: Person) -> QuerySet[AuditEvent]:
 
 
 def can_see_audit_log(user: Person) -> bool:
-    """The audit page: admins, and operators for their projects."""
-    return is_admin(user) or bool(project_ids(user, ProjectRole.OPERATOR))
+    """The audit page: admins, and those who hold AUDIT for their projects."""
+    return is_admin(user) or bool(project_ids(user, AUDIT))

@@ -32,7 +32,7 @@ from django.http import Http404
 
 from panel.actors import Actor
 from panel.exceptions import ServiceError
-from panel.permissions import CHANGE, get_object_for_user
+from panel.permissions import ALLOCATE_SPACE, get_object_for_user
 from panel.socket_access import AccessWatch
 
 from . import services
@@ -66,7 +66,7 @@ class VolumeUploadConsumer(AccessWatch, AsyncJsonWebsocketConsumer):
         pk = self.scope["url_route"]["kwargs"]["volume_id"]
         try:
             self.volume = await database_sync_to_async(get_object_for_user)(
-                Volume.objects.select_related("pool__host", "project"), user, pk, CHANGE
+                Volume.objects.select_related("pool__host", "project"), user, pk, ALLOCATE_SPACE
             )
         except Http404:
             await self.close(code=CLOSE_NOT_FOUND)
@@ -78,7 +78,7 @@ class VolumeUploadConsumer(AccessWatch, AsyncJsonWebsocketConsumer):
     def still_allowed(self, user: Any) -> tuple[int, str] | None:
         assert self.volume is not None
         try:
-            get_object_for_user(Volume.objects.all(), user, self.volume.pk, CHANGE)
+            get_object_for_user(Volume.objects.all(), user, self.volume.pk, ALLOCATE_SPACE)
         except Http404:
             return CLOSE_NOT_FOUND, "You may no longer see this volume: the upload stopped."
         except PermissionDenied:

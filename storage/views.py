@@ -19,13 +19,13 @@ from panel.actors import Actor
 from panel.exceptions import ServiceError
 from panel.models import Job, Project
 from panel.permissions import (
-    CHANGE,
-    DELETE,
-    MANAGE,
+    ADMINISTER,
+    ALLOCATE_SPACE,
     VIEW,
-    allowed,
+    VOLUME_READ,
     get_object_for_user,
     is_admin,
+    privileges_on,
     project_ids,
     restrict,
     visible_hosts,
@@ -53,7 +53,7 @@ def _volume(request: HttpRequest, volume_id: int, action: str = VIEW) -> Volume:
 def _creatable_projects(user: Any) -> Any:
     if is_admin(user):
         return Project.objects.order_by("name")
-    return Project.objects.filter(pk__in=project_ids(user, "operator", "member")).order_by("name")
+    return Project.objects.filter(pk__in=project_ids(user, ALLOCATE_SPACE)).order_by("name")
 
 
 def pool_list(request: HttpRequest) -> HttpResponse:
@@ -122,7 +122,7 @@ def _create_pool(request: HttpRequest, hosts: Any, values: dict[str, Any]) -> St
 def _backing_choices(user: Any, pool: StoragePool) -> Any:
     """Volumes an overlay in pool may be put on: those the user may change, shared images."""
     on_host = Volume.objects.filter(pool__host=pool.host)
-    changeable = restrict(on_host, user, CHANGE).values("pk")
+    changeable = restrict(on_host, user, VOLUME_READ).values("pk")
     return restrict(on_host, user).filter(Q(shared=True) | Q(pk__in=changeable))
 
 
@@ -155,7 +155,7 @@ def pool_form(apply: PoolForm) -> Callable[[HttpRequest, int], HttpResponse]:
     @require_POST
     @functools.wraps(apply)
     def view(request: HttpRequest, pool_id: int) -> HttpResponse:
-        pool = _pool(request, pool_id, MANAGE)
+        pool = _pool(request, pool_id, ADMINISTER)
         try:
             gone = apply(request, pool)
         except ServiceError as exc:
@@ -270,8 +270,7 @@ def volume_detail(request: HttpRequest, volume_id: int) -> HttpResponse:
             messages.warning(request, exc.message)
     context = {
         "volume": volume,
-        "can_change": allowed(request.user, volume, CHANGE),
-        "can_delete": allowed(request.user, volume, DELETE),
+        "can": privileges_on(request.user, volume),
         "is_admin": is_admin(request.user),
         "formats": services.FORMATS,
         "pools": restrict(

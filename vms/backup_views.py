@@ -7,7 +7,7 @@ from django.http import HttpRequest
 
 from panel.actors import Actor
 from panel.exceptions import ServiceError
-from panel.permissions import VIEW, restrict
+from panel.permissions import BACKUP, VIEW, restrict
 from storage.models import StoragePool
 
 from .models import Backup, BackupSchedule, VirtualMachine
@@ -40,7 +40,7 @@ def _backup(request: HttpRequest, vm: VirtualMachine) -> Backup:
     return backup
 
 
-@vm_form(denied_as_message=True)
+@vm_form(BACKUP, denied_as_message=True)
 def vm_backup_create(request: HttpRequest, vm: VirtualMachine) -> None:
     """Back up now into the pool chosen (a pool of the VM's host)."""
     job = backups.take_backup(
@@ -52,7 +52,7 @@ def vm_backup_create(request: HttpRequest, vm: VirtualMachine) -> None:
     messages.info(request, f"Backup of {vm.name} started (job #{job.pk}).")
 
 
-@vm_form(denied_as_message=True)
+@vm_form(BACKUP, denied_as_message=True)
 def vm_backup_restore(request: HttpRequest, vm: VirtualMachine) -> None:
     """Restore a backup into a new VM or in place."""
     backup, data = _backup(request, vm), request.POST
@@ -68,7 +68,7 @@ def vm_backup_restore(request: HttpRequest, vm: VirtualMachine) -> None:
     messages.info(request, f"Restore of backup #{backup.pk} started (job #{job.pk}).")
 
 
-@vm_form(denied_as_message=True)
+@vm_form(BACKUP, denied_as_message=True)
 def vm_backup_verify(request: HttpRequest, vm: VirtualMachine) -> None:
     """Verify a backup: its files against their digests, and a restore read back."""
     backup = _backup(request, vm)
@@ -76,7 +76,7 @@ def vm_backup_verify(request: HttpRequest, vm: VirtualMachine) -> None:
     messages.info(request, f"Verification of backup #{backup.pk} started (job #{job.pk}).")
 
 
-@vm_form(denied_as_message=True)
+@vm_form(BACKUP, denied_as_message=True)
 def vm_backup_delete(request: HttpRequest, vm: VirtualMachine) -> None:
     """Delete a backup and its copies."""
     backup = _backup(request, vm)
@@ -84,7 +84,7 @@ def vm_backup_delete(request: HttpRequest, vm: VirtualMachine) -> None:
     messages.info(request, f"Backup #{backup.pk} deleted.")
 
 
-@vm_form(denied_as_message=True)
+@vm_form(BACKUP, denied_as_message=True)
 def vm_backup_schedule_add(request: HttpRequest, vm: VirtualMachine) -> None:
     """Add a backup or snapshot schedule to the VM."""
     data = request.POST
@@ -103,7 +103,7 @@ def vm_backup_schedule_add(request: HttpRequest, vm: VirtualMachine) -> None:
     messages.info(request, f"Schedule #{schedule.pk} added: {schedule.cron}.")
 
 
-@vm_form(denied_as_message=True)
+@vm_form(BACKUP, denied_as_message=True)
 def vm_backup_schedule_delete(request: HttpRequest, vm: VirtualMachine) -> None:
     """Delete one of the VM's schedules."""
     schedule = BackupSchedule.objects.filter(

@@ -7,7 +7,7 @@ from django.http import HttpRequest
 
 from panel.actors import Actor
 from panel.exceptions import ServiceError
-from panel.permissions import restrict
+from panel.permissions import CONFIG_DISKS, restrict
 from storage.models import Volume
 
 from .choices import VMState
@@ -31,7 +31,7 @@ def _running(vm: VirtualMachine) -> bool:
     return vm.state in (VMState.RUNNING, VMState.PAUSED)
 
 
-@vm_form()
+@vm_form(CONFIG_DISKS)
 def vm_disk_attach(request: HttpRequest, vm: VirtualMachine) -> None:
     """Attach a volume as a disk or CD-ROM, with its bus, cache and I/O modes."""
     data = request.POST
@@ -52,7 +52,7 @@ def vm_disk_attach(request: HttpRequest, vm: VirtualMachine) -> None:
     messages.success(request, f"{vm.name}: disk attach done.")
 
 
-@vm_form()
+@vm_form(CONFIG_DISKS)
 def vm_disk_detach(request: HttpRequest, vm: VirtualMachine) -> None:
     """Detach a disk (live when the VM runs, and from its definition)."""
     disks.detach_disk(
@@ -65,7 +65,7 @@ def vm_disk_detach(request: HttpRequest, vm: VirtualMachine) -> None:
     messages.success(request, f"{vm.name}: disk detach done.")
 
 
-@vm_form()
+@vm_form(CONFIG_DISKS)
 def vm_disk_media(request: HttpRequest, vm: VirtualMachine) -> None:
     """Insert an image into a CD-ROM drive, or eject it (no volume named)."""
     running = _running(vm)

@@ -13,7 +13,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from panel.actors import Actor
 from panel.exceptions import ServiceError
-from panel.permissions import CHANGE, VIEW, get_object_for_user, restrict
+from panel.permissions import MIGRATE, VIEW, get_object_for_user, restrict
 from storage.models import StoragePool
 
 from .models import VirtualMachine
@@ -26,7 +26,7 @@ FORM_BOOLS = ("live", "persistent", "undefine_source", "auto_converge", "post_co
 def vm_migrate(request: HttpRequest, vm_id: str) -> HttpResponse:
     """GET: the migrate dialog's targets with their pre-checks; POST: migrate."""
     vm = get_object_for_user(
-        VirtualMachine.objects.select_related("host", "project"), request.user, vm_id, CHANGE
+        VirtualMachine.objects.select_related("host", "project"), request.user, vm_id, MIGRATE
     )
     if request.method != "POST":
         return _migrate_dialog(request, vm)
@@ -64,7 +64,7 @@ def _migrate_dialog(request: HttpRequest, vm: VirtualMachine) -> HttpResponse:
 @require_POST
 def vm_move_storage(request: HttpRequest, vm_id: str) -> HttpResponse:
     vm = get_object_for_user(
-        VirtualMachine.objects.select_related("host", "project"), request.user, vm_id, CHANGE
+        VirtualMachine.objects.select_related("host", "project"), request.user, vm_id, MIGRATE
     )
     data = {k: request.POST.get(k, "") for k in ("disk", "pool")}
     try:

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_POST
 
 from panel.actors import Actor
 from panel.exceptions import ServiceError
-from panel.permissions import CHANGE, get_object_for_user
+from panel.permissions import CONFIG_NETWORK, get_object_for_user
 
 from .models import VirtualMachine
 from .services import nics
@@ -19,7 +19,10 @@ from .services import nics
 
 def _vm(request: HttpRequest, vm_id: str) -> VirtualMachine:
     return get_object_for_user(
-        VirtualMachine.objects.select_related("host", "project"), request.user, vm_id, CHANGE
+        VirtualMachine.objects.select_related("host", "project"),
+        request.user,
+        vm_id,
+        CONFIG_NETWORK,
     )
 
 

@@ -14,7 +14,7 @@ from django.shortcuts import redirect
 from django.views.decorators.http import require_POST
 
 from panel.exceptions import ServiceError
-from panel.permissions import CHANGE, get_object_for_user
+from panel.permissions import get_object_for_user
 
 from .models import VirtualMachine
 
@@ -23,10 +23,10 @@ VMFormView = Callable[[HttpRequest, str], HttpResponse]
 
 
 def vm_form(
-    page: str = "vm_detail", *, denied_as_message: bool = False
+    right: str, page: str = "vm_detail", *, denied_as_message: bool = False
 ) -> Callable[[VMForm], VMFormView]:
     """The view of a VM page's form whose body is apply(request, vm); the answer is a
-    redirect to page. denied_as_message: a refusal by role found by the service (a pool
+    redirect to page; the user needs the privilege right on the VM. denied_as_message: a refusal by role found by the service (a pool
     the user may not use) is shown as the page's error instead of the 403 page."""
 
     def decorate(apply: VMForm) -> VMFormView:
@@ -37,7 +37,7 @@ def vm_form(
                 VirtualMachine.objects.select_related("host", "project"),
                 request.user,
                 vm_id,
-                CHANGE,
+                right,
             )
             try:
                 apply(request, vm)

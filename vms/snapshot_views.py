@@ -7,6 +7,7 @@ from django.http import HttpRequest
 
 from panel.actors import Actor
 from panel.models import Job
+from panel.permissions import SNAPSHOT
 
 from .models import VirtualMachine
 from .page_forms import vm_form
@@ -17,7 +18,7 @@ def _started(request: HttpRequest, vm: VirtualMachine, what: str, job: Job) -> N
     messages.info(request, f"Snapshot {what} of {vm.name} started (job #{job.pk}).")
 
 
-@vm_form()
+@vm_form(SNAPSHOT)
 def vm_snapshot_create(request: HttpRequest, vm: VirtualMachine) -> None:
     """Take a snapshot (internal or external, with memory or not)."""
     data = request.POST
@@ -32,7 +33,7 @@ def vm_snapshot_create(request: HttpRequest, vm: VirtualMachine) -> None:
     _started(request, vm, "create", job)
 
 
-@vm_form()
+@vm_form(SNAPSHOT)
 def vm_snapshot_revert(request: HttpRequest, vm: VirtualMachine) -> None:
     """Revert to a snapshot, then start the VM if asked."""
     data = request.POST
@@ -46,7 +47,7 @@ def vm_snapshot_revert(request: HttpRequest, vm: VirtualMachine) -> None:
     _started(request, vm, "revert", job)
 
 
-@vm_form()
+@vm_form(SNAPSHOT)
 def vm_snapshot_delete(request: HttpRequest, vm: VirtualMachine) -> None:
     """Delete a snapshot (and its children, if asked)."""
     data = request.POST
@@ -56,7 +57,7 @@ def vm_snapshot_delete(request: HttpRequest, vm: VirtualMachine) -> None:
     _started(request, vm, "delete", job)
 
 
-@vm_form()
+@vm_form(SNAPSHOT)
 def vm_snapshot_merge(request: HttpRequest, vm: VirtualMachine) -> None:
     """Merge a disk's external snapshot layers (block commit or pull)."""
     data = request.POST

@@ -16,7 +16,7 @@ from panel import hypervisor
 from panel.actors import Actor
 from panel.exceptions import ServiceError
 from panel.hypervisor.specs import IOTUNE_FIELDS
-from panel.permissions import CHANGE, allowed, get_object_for_user, is_admin
+from panel.permissions import CONFIG_CPU_MEMORY, allowed, get_object_for_user, is_admin
 
 from .models import VirtualMachine
 from .services import tuning
@@ -50,7 +50,7 @@ def vm_tuning_page(request: HttpRequest, vm_id: str) -> HttpResponse:
             "emulator": set(info["emulator_pin"]),
             "iotune_fields": IOTUNE_FIELDS,
             "numa_modes": list(hypervisor.NUMA_MODES),
-            "can_change": allowed(request.user, vm, CHANGE),
+            "can_change": allowed(request.user, vm, CONFIG_CPU_MEMORY),
             "is_admin": is_admin(request.user),
         },
     )
@@ -101,7 +101,10 @@ def tuning_form(apply: TuningForm) -> Callable[[HttpRequest, str], HttpResponse]
     @functools.wraps(apply)
     def view(request: HttpRequest, vm_id: str) -> HttpResponse:
         vm = get_object_for_user(
-            VirtualMachine.objects.select_related("host", "project"), request.user, vm_id, CHANGE
+            VirtualMachine.objects.select_related("host", "project"),
+            request.user,
+            vm_id,
+            CONFIG_CPU_MEMORY,
         )
         try:
             apply(request, vm, TuningPost(request))

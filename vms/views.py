@@ -22,15 +22,17 @@ from panel.middleware import style_nonce
 from panel.models import Job, Project
 from panel.paging import page_of
 from panel.permissions import (
-    CHANGE,
+    ALLOCATE,
+    CONFIG_CPU_MEMORY,
     CONSOLE,
     CONSOLE_INPUT,
-    DELETE,
+    POWER,
     VIEW,
     allowed,
     can_see_audit_log,
     get_object_for_user,
     is_admin,
+    privileges_on,
     restrict,
     visible_hosts,
     visible_jobs,
@@ -176,8 +178,7 @@ def vm_detail(request: HttpRequest, vm_id: str) -> HttpResponse:
             pass  # no worker can be reached: the page shows what the database knows
     context = {
         "vm": vm,
-        "can_change": allowed(request.user, vm, CHANGE),
-        "can_delete": allowed(request.user, vm, DELETE),
+        "can": privileges_on(request.user, vm),
         "is_admin": is_admin(request.user),
         "button_states": BUTTON_STATES,
         "projects": Project.objects.all() if is_admin(request.user) else [],
@@ -231,7 +232,7 @@ def _disk_context(request: HttpRequest, vm: VirtualMachine) -> dict[str, object]
 @require_POST
 def vm_action(request: HttpRequest, vm_id: str, action: str) -> HttpResponse:
     vm = get_object_for_user(
-        VirtualMachine.objects.select_related("host", "project"), request.user, vm_id, CHANGE
+        VirtualMachine.objects.select_related("host", "project"), request.user, vm_id, POWER
     )
     try:
         result = services.perform_action(
@@ -259,7 +260,7 @@ def vm_action(request: HttpRequest, vm_id: str, action: str) -> HttpResponse:
 @require_POST
 def vm_autostart(request: HttpRequest, vm_id: str) -> HttpResponse:
     vm = get_object_for_user(
-        VirtualMachine.objects.select_related("host"), request.user, vm_id, CHANGE
+        VirtualMachine.objects.select_related("host"), request.user, vm_id, POWER
     )
     try:
         services.set_vm_autostart(vm, request.POST.get("enabled") == "1", actor=Actor.of(request))
@@ -271,7 +272,10 @@ def vm_autostart(request: HttpRequest, vm_id: str) -> HttpResponse:
 @require_POST
 def vm_tags(request: HttpRequest, vm_id: str) -> HttpResponse:
     vm = get_object_for_user(
-        VirtualMachine.objects.select_related("host", "project"), request.user, vm_id, CHANGE
+        VirtualMachine.objects.select_related("host", "project"),
+        request.user,
+        vm_id,
+        CONFIG_CPU_MEMORY,
     )
     try:
         vm = tags.set_vm_tags(vm, request.POST.get("tags", ""), actor=Actor.of(request))
@@ -298,7 +302,7 @@ def vm_assign(request: HttpRequest, vm_id: str) -> HttpResponse:
 
 def vm_delete(request: HttpRequest, vm_id: str) -> HttpResponse:
     vm = get_object_for_user(
-        VirtualMachine.objects.select_related("host"), request.user, vm_id, DELETE
+        VirtualMachine.objects.select_related("host"), request.user, vm_id, ALLOCATE
     )
     if request.method == "POST":
         try:
@@ -357,7 +361,7 @@ def vm_console(request: HttpRequest, vm_id: str, kind: str) -> HttpResponse:
 @require_POST
 def vm_vnc_password(request: HttpRequest, vm_id: str) -> HttpResponse:
     vm = get_object_for_user(
-        VirtualMachine.objects.select_related("host"), request.user, vm_id, CHANGE
+        VirtualMachine.objects.select_related("host"), request.user, vm_id, CONFIG_CPU_MEMORY
     )
     try:
         services.set_vnc_password(vm, request.POST.get("password", ""), actor=Actor.of(request))
@@ -374,7 +378,7 @@ def vm_vnc_password(request: HttpRequest, vm_id: str) -> HttpResponse:
 @require_POST
 def vm_clone(request: HttpRequest, vm_id: str) -> HttpResponse:
     vm = get_object_for_user(
-        VirtualMachine.objects.select_related("host", "project"), request.user, vm_id, CHANGE
+        VirtualMachine.objects.select_related("host", "project"), request.user, vm_id, ALLOCATE
     )
     try:
         job = services.clone_vm(

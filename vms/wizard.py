@@ -17,7 +17,7 @@ from networking.models import Network
 from panel.actors import Actor
 from panel.exceptions import ServiceError
 from panel.models import Host, Job, Project
-from panel.permissions import VIEW, is_admin, project_ids, restrict
+from panel.permissions import ALLOCATE, VIEW, is_admin, project_ids, restrict
 from storage import services as storage_services
 from storage.models import StoragePool, Volume
 
@@ -26,10 +26,10 @@ from .models import Template
 from .services import create
 
 
-def _projects(user: Any, roles: tuple[str, ...]) -> Any:
+def _projects(user: Any, privileges: tuple[str, ...], *, wide: bool = False) -> Any:
     if is_admin(user):
         return Project.objects.order_by("name")
-    return Project.objects.filter(pk__in=project_ids(user, *roles)).order_by("name")
+    return Project.objects.filter(pk__in=project_ids(user, *privileges, wide=wide)).order_by("name")
 
 
 def _variants() -> list[Any]:
@@ -155,7 +155,7 @@ WIZARD_DEFAULTS: dict[str, Any] = {
 
 def vm_create(request: HttpRequest) -> HttpResponse:
     """The full wizard: every install source, for admins and operators."""
-    projects = _projects(request.user, ("operator",))
+    projects = _projects(request.user, (ALLOCATE,), wide=True)
     if not projects.exists():
         if restrict(Template.objects.all(), request.user, VIEW).exists():
             return redirect("vm_create_from_template")
@@ -229,7 +229,7 @@ def vm_create_from_template(request: HttpRequest) -> HttpResponse:
     templates = restrict(Template.objects.prefetch_related("projects"), request.user, VIEW)
     if is_admin(request.user):
         templates = Template.objects.prefetch_related("projects")
-    projects = _projects(request.user, ("operator", "member"))
+    projects = _projects(request.user, (ALLOCATE,))
     error, values = None, request.POST.dict()
     if request.method == "POST":
         try:

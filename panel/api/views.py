@@ -29,8 +29,9 @@ from panel.identity import factors, tokens
 from panel.identity.enforcement import SET_UP_FIRST
 from panel.models import AuditEvent, Host, Job, Membership, Project
 from panel.permissions import (
-    CHANGE,
-    MANAGE,
+    ADMINISTER,
+    AUDIT,
+    MANAGE_PROJECT,
     VIEW,
     get_object_for_user,
     is_admin,
@@ -287,7 +288,7 @@ class ProjectViewSet(
             project = self.get_object()
             qs = Membership.objects.filter(project=project).select_related("user")
             return Response(MembershipSerializer(qs, many=True).data)
-        project = self.get_object_for(MANAGE)
+        project = self.get_object_for(MANAGE_PROJECT)
         if request.method == "DELETE":
             return self._remove_member(request, project)
         serializer = MembershipSerializer(data=request.data)
@@ -350,7 +351,7 @@ class HostViewSet(
         )
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        host = self.get_object_for(MANAGE)
+        host = self.get_object_for(ADMINISTER)
         services.delete_host(host, actor=Actor.of(request))
         return Response(status=204)
 
@@ -358,7 +359,7 @@ class HostViewSet(
     @action(detail=True, methods=["post"])
     def refresh(self, request: Request, pk: str | None = None) -> Response:
         """Full inventory reconcile and host check, as a job."""
-        job = services.refresh_host(self.get_object_for(MANAGE), actor=Actor.of(request))
+        job = services.refresh_host(self.get_object_for(ADMINISTER), actor=Actor.of(request))
         return Response({"job": job.pk}, status=status.HTTP_202_ACCEPTED)
 
 
@@ -377,7 +378,7 @@ class JobViewSet(ScopedMixin, viewsets.ReadOnlyModelViewSet):
     @extend_schema(request=None)
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str | None = None) -> Response:
-        job = services.cancel_job(self.get_object_for(CHANGE), actor=Actor.of(request))
+        job = services.cancel_job(self.get_object_for(AUDIT), actor=Actor.of(request))
         return Response(jobs.serialize(job))
 
 

@@ -16,7 +16,7 @@ from panel.choices import ProjectRole
 from panel.exceptions import ConflictError, GoneError, ServiceError
 from panel.identity import tokens
 from panel.models import Membership, Project, Quota
-from panel.permissions import MANAGE, require_admin, restrict
+from panel.permissions import MANAGE_PROJECT, require_admin, restrict
 from panel.quotas import FIELDS
 
 User = get_user_model()
@@ -115,7 +115,7 @@ def update_project(
 
 
 def _can_manage_members(actor: Actor, project: Project) -> bool:
-    return restrict(Project.objects.filter(pk=project.pk), actor.user, MANAGE).exists()
+    return restrict(Project.objects.filter(pk=project.pk), actor.user, MANAGE_PROJECT).exists()
 
 
 def add_member(project: Project, *, user: Any, role: str, actor: Actor) -> Membership:

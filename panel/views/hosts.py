@@ -17,8 +17,8 @@ from panel.forms import HostForm
 from panel.models import Host, Job
 from panel.paging import page_of
 from panel.permissions import (
-    CHANGE,
-    MANAGE,
+    ADMINISTER,
+    AUDIT,
     can_manage_hosts,
     get_object_for_user,
     visible_hosts,
@@ -84,7 +84,7 @@ def host_detail(request: HttpRequest, host_id: int) -> HttpResponse:
 
 @require_POST
 def host_refresh(request: HttpRequest, host_id: int) -> HttpResponse:
-    host = get_object_for_user(Host.objects.all(), request.user, host_id, MANAGE)
+    host = get_object_for_user(Host.objects.all(), request.user, host_id, ADMINISTER)
     try:
         job = services.refresh_host(host, actor=Actor.of(request))
     except ServiceError as exc:
@@ -96,7 +96,7 @@ def host_refresh(request: HttpRequest, host_id: int) -> HttpResponse:
 
 @require_POST
 def host_delete(request: HttpRequest, host_id: int) -> HttpResponse:
-    host = get_object_for_user(Host.objects.all(), request.user, host_id, MANAGE)
+    host = get_object_for_user(Host.objects.all(), request.user, host_id, ADMINISTER)
     services.delete_host(host, actor=Actor.of(request))
     messages.success(request, f"Host {host.name} removed from the panel.")
     return redirect("host_list")
@@ -129,7 +129,7 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
 
 @require_POST
 def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
-    job = get_object_for_user(Job.objects.all(), request.user, job_id, CHANGE)
+    job = get_object_for_user(Job.objects.all(), request.user, job_id, AUDIT)
     try:
         services.cancel_job(job, actor=Actor.of(request))
     except ServiceError as exc:

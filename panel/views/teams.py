@@ -14,7 +14,7 @@ from panel.actors import Actor
 from panel.exceptions import ServiceError
 from panel.forms import MemberForm, PasswordResetForm, ProjectEditForm, ProjectForm, UserCreateForm
 from panel.models import Membership, Project, SecurityPolicy
-from panel.permissions import MANAGE, VIEW, get_object_for_user, is_admin, restrict
+from panel.permissions import MANAGE_PROJECT, VIEW, get_object_for_user, is_admin, restrict
 from panel.views.common import add_service_error, render_form
 
 User = get_user_model()
@@ -54,7 +54,9 @@ def project_add(request: HttpRequest) -> HttpResponse:
 
 def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
     project = get_object_for_user(Project.objects.all(), request.user, project_id)
-    can_manage = restrict(Project.objects.filter(pk=project.pk), request.user, MANAGE).exists()
+    can_manage = restrict(
+        Project.objects.filter(pk=project.pk), request.user, MANAGE_PROJECT
+    ).exists()
     usage = quotas.usage(project)
     limits = quotas.limits(project)
     bars = []
@@ -92,7 +94,7 @@ def project_edit(request: HttpRequest, project_id: int) -> HttpResponse:
 
 @require_POST
 def project_member_add(request: HttpRequest, project_id: int) -> HttpResponse:
-    project = get_object_for_user(Project.objects.all(), request.user, project_id, MANAGE)
+    project = get_object_for_user(Project.objects.all(), request.user, project_id, MANAGE_PROJECT)
     form = MemberForm(request.POST)
     if not form.is_valid():
         for errors in form.errors.values():
@@ -117,7 +119,7 @@ def project_member_add(request: HttpRequest, project_id: int) -> HttpResponse:
 
 @require_POST
 def project_member_remove(request: HttpRequest, project_id: int, user_id: int) -> HttpResponse:
-    project = get_object_for_user(Project.objects.all(), request.user, project_id, MANAGE)
+    project = get_object_for_user(Project.objects.all(), request.user, project_id, MANAGE_PROJECT)
     membership = (
         Membership.objects.filter(project=project, user_id=user_id).select_related("user").first()
     )

@@ -20,7 +20,7 @@ from panel.actors import Actor
 from panel.api.views import ScopedMixin, named_in_body
 from panel.exceptions import ServiceError
 from panel.models import Host, Job, Project
-from panel.permissions import CHANGE, DELETE, MANAGE
+from panel.permissions import ADMINISTER, ALLOCATE_SPACE
 from storage import services
 from storage.models import StoragePool, Volume
 
@@ -76,7 +76,7 @@ class PoolViewSet(
 
     @extend_schema(parameters=[OpenApiParameter("delete_target", bool)], responses={204: None})
     def destroy(self, request: Request, pk: str | None = None) -> Response:
-        pool = self.get_object_for(MANAGE)
+        pool = self.get_object_for(ADMINISTER)
         services.delete_pool(
             pool,
             actor=Actor.of(request),
@@ -89,7 +89,7 @@ class PoolViewSet(
         responses=PoolSerializer,
     )
     def partial_update(self, request: Request, pk: str | None = None) -> Response:
-        pool = self.get_object_for(MANAGE)
+        pool = self.get_object_for(ADMINISTER)
         if "autostart" not in request.data:
             raise ServiceError("Only autostart can be changed on a pool.", field="autostart")
         pool = services.set_pool_autostart(
@@ -100,7 +100,7 @@ class PoolViewSet(
         return Response(PoolSerializer(pool).data)
 
     def _act(self, request: Request, verb: str) -> Response:
-        pool = self.get_object_for(MANAGE)
+        pool = self.get_object_for(ADMINISTER)
         pool = services.pool_action(pool, verb, actor=Actor.of(request))
         if pool is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
@@ -192,7 +192,7 @@ class VolumeViewSet(
         return Response(VolumeSerializer(result).data, status=status.HTTP_201_CREATED)
 
     def destroy(self, request: Request, pk: str | None = None) -> Response:
-        volume = self.get_object_for(DELETE)
+        volume = self.get_object_for(ALLOCATE_SPACE)
         services.delete_volume(volume, actor=Actor.of(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -236,7 +236,7 @@ class VolumeViewSet(
     @extend_schema(request=ResizeSerializer, responses=VolumeSerializer)
     @action(detail=True, methods=["post"])
     def resize(self, request: Request, pk: str | None = None) -> Response:
-        volume = self.get_object_for(CHANGE)
+        volume = self.get_object_for(ALLOCATE_SPACE)
         params = ResizeSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         volume = services.resize_volume(
@@ -286,7 +286,7 @@ class VolumeViewSet(
     @extend_schema(request=None, responses={202: JOB_QUEUED})
     @action(detail=True, methods=["post"])
     def wipe(self, request: Request, pk: str | None = None) -> Response:
-        volume = self.get_object_for(CHANGE)
+        volume = self.get_object_for(ALLOCATE_SPACE)
         job = services.wipe_volume(volume, actor=Actor.of(request))
         return Response({"job": job.pk}, status=status.HTTP_202_ACCEPTED)
 
@@ -319,7 +319,7 @@ class VolumeViewSet(
         not the volume's format, or an image whose header names any file (backing file,
         json: backing, external data file, VMDK extent) but a volume of the same project
         in the same pool."""
-        volume = self.get_object_for(CHANGE)
+        volume = self.get_object_for(ALLOCATE_SPACE)
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:

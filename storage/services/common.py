@@ -17,7 +17,7 @@ from panel.actors import Actor
 from panel.exceptions import ConflictError, ServiceError
 from panel.hostcalls import Change, changing
 from panel.models import Host, Job, Project
-from panel.permissions import CHANGE, VIEW, allowed, is_admin, restrict, role_in
+from panel.permissions import ALLOCATE_SPACE, VIEW, allowed, holds, is_admin, restrict
 from storage.models import FormatSource, StoragePool, Volume
 from storage.services.validation import GIB
 from vms.models import VirtualMachine
@@ -46,7 +46,7 @@ def may_create_in(actor: Actor, project: Project | None) -> None:
         return
     if project is None:
         raise ServiceError("Choose the project the volume belongs to.", field="project")
-    if role_in(actor.user, project) not in ("operator", "member"):
+    if holds(actor.user, project, ALLOCATE_SPACE) is None:
         raise PermissionDenied(f"Your role does not allow creating volumes in {project.name}.")
 
 
@@ -133,7 +133,7 @@ class VolumeChange(Change):
 
 @contextlib.contextmanager
 def volume_change(
-    volume: Volume, actor: Actor, action: str, verb: str, *, right: str = CHANGE
+    volume: Volume, actor: Actor, action: str, verb: str, *, right: str
 ) -> Iterator[VolumeChange]:
     """The frame of a change to volume: refused (403, "you may not <verb> it") unless
     actor has right on it, then (audited) while a job holds it; see panel.hostcalls.changing."""

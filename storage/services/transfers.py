@@ -16,7 +16,7 @@ from panel.hostcalls import on_host
 from panel.hypervisor import images
 from panel.hypervisor import storage as hv
 from panel.models import Job
-from panel.permissions import CHANGE
+from panel.permissions import ALLOCATE_SPACE, VOLUME_READ
 from storage.models import FormatSource, Volume
 from storage.services.common import require_right, vms_using, volume_change
 from storage.services.sync import save_volume, touch_pool
@@ -28,7 +28,9 @@ REPORT_SECONDS = 0.5
 
 def start_upload(volume: Volume, length: int, *, actor: Actor) -> Job:
     """Check an upload of length bytes into volume; the returned job reports its progress."""
-    with volume_change(volume, actor, "volume.upload", "upload into") as change:
+    with volume_change(
+        volume, actor, "volume.upload", "upload into", right=ALLOCATE_SPACE
+    ) as change:
         require_trusted(volume, "uploaded into")
         if length <= 0:
             raise ServiceError(
@@ -152,7 +154,7 @@ def discard_volume(volume: Volume) -> None:
 def open_download(volume: Volume, *, actor: Actor) -> tuple[int, Iterator[bytes]]:
     """(size, chunks) of a volume's contents streamed from its host: for those who may
     change the volume (a viewer, or another member, sees it but does not read it)."""
-    require_right(actor, volume, CHANGE, "download")
+    require_right(actor, volume, VOLUME_READ, "download")
     with on_host(volume.pool.host, f"Volume {volume.name}"):
         size, chunks = hv.download_volume(volume.pool.host.uri, volume.pool.name, volume.name)
     audit.record(actor, "volume.download", volume, detail=f"{size} bytes")

@@ -15,7 +15,7 @@ from panel.exceptions import ConflictError, ServiceError
 from panel.hostcalls import changing, on_host
 from panel.hypervisor import storage as hv
 from panel.models import Job, Project
-from panel.permissions import CHANGE, DELETE, allowed
+from panel.permissions import ALLOCATE_SPACE, VOLUME_READ, allowed
 from storage.models import StoragePool, Volume
 from storage.services.common import (
     VolumeChange,
@@ -118,7 +118,7 @@ def _backing_chain(
     """The chain an overlay on backing_volume records: the backing volume, then its own."""
     # An overlay reads its backing volume whole: one the actor may change, or an
     # image an admin published as shared.
-    if not backing_volume.shared and not allowed(actor.user, backing_volume, CHANGE):
+    if not backing_volume.shared and not allowed(actor.user, backing_volume, VOLUME_READ):
         raise PermissionDenied(
             f"Your role does not allow you to read {backing_volume.name}: an overlay "
             "needs a backing volume you may change, or a shared image."
@@ -204,7 +204,7 @@ def resize_volume(
     actor: Actor,
 ) -> Volume:
     """Grow a volume; shrinking needs shrink=True, and qcow2 volumes never shrink."""
-    with volume_change(volume, actor, "volume.resize", "resize") as change:
+    with volume_change(volume, actor, "volume.resize", "resize", right=ALLOCATE_SPACE) as change:
         require_trusted(volume, "resized")
         capacity = capacity_bytes(capacity_gib)
         if capacity == volume.capacity:
@@ -248,7 +248,7 @@ def resize_volume(
 
 def delete_volume(volume: Volume, *, actor: Actor) -> None:
     """Delete a volume no VM and no overlay uses: its row, then the volume on the host."""
-    with volume_change(volume, actor, "volume.delete", "delete", right=DELETE) as change:
+    with volume_change(volume, actor, "volume.delete", "delete", right=ALLOCATE_SPACE) as change:
         users = vms_using(volume.pool.host, [volume.path])
         if users:
             raise ConflictError(
@@ -285,10 +285,10 @@ def _overlays_of(volume: Volume) -> list[str]:
 
 def may_copy(actor: Actor, volume: Volume, *, convert: bool) -> None:
     """PermissionDenied unless actor may clone or convert volume: a copy reads the whole
-    disk, so it takes the right to change the volume (seeing it is not enough), and to
+    disk, so it takes VOLUME_READ on the volume (seeing it is not enough), and to
     create volumes in its project: what no request body can change."""
     verb = "convert" if convert else "clone"
-    require_right(actor, volume, CHANGE, verb)
+    require_right(actor, volume, VOLUME_READ, verb)
     may_create_in(actor, volume.project)
 
 
@@ -334,7 +334,7 @@ def copy_volume(
 
 def wipe_volume(volume: Volume, *, actor: Actor) -> Job:
     """Erase a volume's data (zeros; qcow2 is recreated empty), as a job."""
-    with volume_change(volume, actor, "volume.wipe", "wipe") as change:
+    with volume_change(volume, actor, "volume.wipe", "wipe", right=ALLOCATE_SPACE) as change:
         require_trusted(volume, "wiped")
         users = vms_using(volume.pool.host, [volume.path])
         if users:

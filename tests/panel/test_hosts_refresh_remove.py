@@ -79,7 +79,7 @@ def test_it_refuses_refresh_to_a_non_admin_and_audits_it(operator_client, host):
     response = operator_client.post(f"/hosts/{host.pk}/refresh/")
 
     assert response.status_code == 403
-    assert alerts(response) == ["Your role does not allow 'manage' on this host."]
+    assert alerts(response) == ["Your role does not allow 'administer' on this host."]
     assert not Job.objects.exists()
     event = AuditEvent.objects.get()
     assert (event.result, event.username, event.action) == (

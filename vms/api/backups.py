@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 from panel.actors import Actor
 from panel.api.pagination import PanelPagination
 from panel.models import Project
-from panel.permissions import CHANGE, VIEW, get_object_for_user, restrict
+from panel.permissions import BACKUP, VIEW, get_object_for_user, restrict
 from storage.models import StoragePool
 from vms.choices import ScheduleKind
 from vms.models import Backup, BackupSchedule, VirtualMachine
@@ -143,7 +143,7 @@ class VMBackupsView(APIView):
 
     @extend_schema(request=BackupCreateSerializer, responses={202: JOB})
     def post(self, request: Request, vm_id: Any) -> Response:
-        vm = _vm(request, vm_id, CHANGE)
+        vm = _vm(request, vm_id, BACKUP)
         params = BackupCreateSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         job = backups.take_backup(
@@ -167,7 +167,7 @@ class VMBackupView(APIView):
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, vm_id: Any, backup_id: int) -> Response:
-        vm = _vm(request, vm_id, CHANGE)
+        vm = _vm(request, vm_id, BACKUP)
         backups.delete_backup(_backup(vm, backup_id), actor=Actor.of(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -179,7 +179,7 @@ class VMBackupRestoreView(APIView):
 
     @extend_schema(request=RestoreSerializer, responses={202: JOB})
     def post(self, request: Request, vm_id: Any, backup_id: int) -> Response:
-        vm = _vm(request, vm_id, CHANGE)
+        vm = _vm(request, vm_id, BACKUP)
         backup = _backup(vm, backup_id)
         params = RestoreSerializer(data=request.data)
         params.is_valid(raise_exception=True)
@@ -203,7 +203,7 @@ class VMBackupVerifyView(APIView):
 
     @extend_schema(request=None, responses={202: JOB})
     def post(self, request: Request, vm_id: Any, backup_id: int) -> Response:
-        vm = _vm(request, vm_id, CHANGE)
+        vm = _vm(request, vm_id, BACKUP)
         backup = _backup(vm, backup_id)
         job = verify.verify_backup(backup, actor=Actor.of(request))
         return Response({"job": job.pk, "backup": backup.pk}, status=status.HTTP_202_ACCEPTED)
@@ -253,7 +253,7 @@ class VMSchedulesView(APIView):
 
     @extend_schema(request=ScheduleSerializer, responses={201: ScheduleSerializer})
     def post(self, request: Request, vm_id: Any) -> Response:
-        vm = _vm(request, vm_id, CHANGE)
+        vm = _vm(request, vm_id, BACKUP)
         schedule = schedules.save_schedule(
             _schedule_data(request, partial=False),
             vm=vm,

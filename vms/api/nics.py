@@ -15,7 +15,7 @@ from networking.models import Network
 from networking.services import normalize_mac
 from panel.actors import Actor
 from panel.exceptions import ServiceError
-from panel.permissions import CHANGE, VIEW, get_object_for_user, restrict
+from panel.permissions import CONFIG_NETWORK, VIEW, get_object_for_user, restrict
 from vms.models import VirtualMachine
 from vms.services import nics
 
@@ -90,7 +90,7 @@ class VMNicsView(APIView):
         "DHCP lease's), with no forged ARP and no other layer-2 traffic.",
     )
     def post(self, request: Request, vm_id: Any) -> Response:
-        vm = self._vm(request, vm_id, CHANGE)
+        vm = self._vm(request, vm_id, CONFIG_NETWORK)
         params = NicAttachSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         data = dict(params.validated_data)
@@ -112,7 +112,7 @@ class VMNicsView(APIView):
 
     @extend_schema(request=NicDetachSerializer, responses={204: None})
     def delete(self, request: Request, vm_id: Any, mac: str = "") -> Response:
-        vm = self._vm(request, vm_id, CHANGE)
+        vm = self._vm(request, vm_id, CONFIG_NETWORK)
         params = NicDetachSerializer(data={**request.query_params.dict(), **(request.data or {})})
         params.is_valid(raise_exception=True)
         data = params.validated_data
@@ -146,7 +146,7 @@ class VMNicView(VMNicsView):
         request=NicUpdateSerializer, responses=NicSerializer, operation_id="vms_nic_update"
     )
     def patch(self, request: Request, vm_id: Any, mac: str) -> Response:
-        vm = self._vm(request, vm_id, CHANGE)
+        vm = self._vm(request, vm_id, CONFIG_NETWORK)
         params = NicUpdateSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         vm = nics.set_nic_link(

@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from panel.actors import Actor
 from panel.api.pagination import PanelPagination
-from panel.permissions import CHANGE, VIEW, get_object_for_user
+from panel.permissions import SNAPSHOT, VIEW, get_object_for_user
 from vms.models import Snapshot, VirtualMachine
 from vms.services import merges, snapshots
 
@@ -90,7 +90,7 @@ class VMSnapshotsView(APIView):
 
     @extend_schema(request=SnapshotCreateSerializer, responses={202: SNAPSHOT_JOB})
     def post(self, request: Request, vm_id: Any) -> Response:
-        vm = _vm(request, vm_id, CHANGE)
+        vm = _vm(request, vm_id, SNAPSHOT)
         params = SnapshotCreateSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         job = snapshots.take_snapshot(vm, actor=Actor.of(request), **params.validated_data)
@@ -108,7 +108,7 @@ class VMSnapshotView(APIView):
 
     @extend_schema(parameters=[OpenApiParameter("children", bool)], responses={202: SNAPSHOT_JOB})
     def delete(self, request: Request, vm_id: Any, name: str) -> Response:
-        vm = _vm(request, vm_id, CHANGE)
+        vm = _vm(request, vm_id, SNAPSHOT)
         snapshot = _snapshot(vm, name)
         children = request.query_params.get("children", "").lower() in {"1", "true", "yes"}
         job = snapshots.delete_snapshot(
@@ -122,7 +122,7 @@ class VMSnapshotRevertView(APIView):
 
     @extend_schema(request=RevertSerializer, responses={202: SNAPSHOT_JOB})
     def post(self, request: Request, vm_id: Any, name: str) -> Response:
-        vm = _vm(request, vm_id, CHANGE)
+        vm = _vm(request, vm_id, SNAPSHOT)
         snapshot = _snapshot(vm, name)
         params = RevertSerializer(data=request.data)
         params.is_valid(raise_exception=True)
@@ -159,7 +159,7 @@ class VMDiskMergeView(APIView):
 
     @extend_schema(request=MergeSerializer, responses={202: SNAPSHOT_JOB})
     def post(self, request: Request, vm_id: Any, disk: str) -> Response:
-        vm = _vm(request, vm_id, CHANGE)
+        vm = _vm(request, vm_id, SNAPSHOT)
         params = MergeSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         job = merges.merge_disk(vm, disk, actor=Actor.of(request), **params.validated_data)

@@ -22,7 +22,7 @@ from rest_framework.views import APIView
 
 from panel import hypervisor
 from panel.actors import Actor
-from panel.permissions import CHANGE, VIEW, get_object_for_user
+from panel.permissions import CONFIG_CPU_MEMORY, VIEW, get_object_for_user
 from vms.models import VirtualMachine
 from vms.services import tuning
 from vms.services.tuning import Scope
@@ -61,7 +61,7 @@ class TuningChange(APIView):
     serializer_class: type[serializers.Serializer]
 
     def post(self, request: Request, vm_id: Any) -> Response:
-        vm = _vm(request, vm_id, CHANGE)
+        vm = _vm(request, vm_id, CONFIG_CPU_MEMORY)
         given = self.serializer_class(data=request.data)
         given.is_valid(raise_exception=True)
         return Response(self.apply(vm, dict(given.validated_data), Actor.of(request)))

@@ -19,7 +19,14 @@ from panel.api.pagination import KeyFirstPagination
 from panel.api.views import ScopedMixin, named_in_body
 from panel.exceptions import ServiceError
 from panel.models import Job
-from panel.permissions import CHANGE, DELETE, is_admin
+from panel.permissions import (
+    ALLOCATE,
+    CONFIG_CPU_MEMORY,
+    CONFIG_DISKS,
+    MIGRATE,
+    POWER,
+    is_admin,
+)
 from storage.api.serializers import DiskAttachSerializer, DiskDetachSerializer, MediaSerializer
 from vms import services
 from vms.models import VirtualMachine
@@ -131,7 +138,7 @@ class VirtualMachineViewSet(
         return Response({"id": job.result["vm"], "job": job.pk}, status=status.HTTP_202_ACCEPTED)
 
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        vm = self.get_object_for(CHANGE)
+        vm = self.get_object_for(CONFIG_CPU_MEMORY)
         if "project" in request.data and not is_admin(request.user):
             raise PermissionDenied("Only administrators can move VMs between projects.")
         serializer = self.get_serializer(vm, data=request.data, partial=True)
@@ -155,7 +162,7 @@ class VirtualMachineViewSet(
         responses={202: JOB_QUEUED, 204: None},
     )
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        vm = self.get_object_for(DELETE)
+        vm = self.get_object_for(ALLOCATE)
         remove = request.query_params.get("remove_storage", "").lower() in {"1", "true", "yes"}
         targets = [d["target"] for d in vm.disks if d.get("device") == "disk"] if remove else []
         job = services.delete_vm(vm, actor=Actor.of(request), remove_disks=targets)
@@ -164,7 +171,7 @@ class VirtualMachineViewSet(
         return Response({"job": job.pk}, status=status.HTTP_202_ACCEPTED)
 
     def _act(self, request: Request, verb: str) -> Response:
-        vm = self.get_object_for(CHANGE)
+        vm = self.get_object_for(POWER)
         params = ActionSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         result = services.perform_action(
@@ -253,7 +260,7 @@ class VirtualMachineViewSet(
         if not isinstance(request.data, dict):
             raise ServiceError("Send the migration options as a JSON object.")
         data = request.data.dict() if hasattr(request.data, "dict") else dict(request.data)
-        vm = self.get_object_for(CHANGE)  # 404 or 403 before the body is read
+        vm = self.get_object_for(MIGRATE)  # 404 or 403 before the body is read
         job = migrate.migrate_vm(vm, migrate.MigrationAsk.parse(data), actor=Actor.of(request))
         return Response({"job": job.pk}, status=status.HTTP_202_ACCEPTED)
 
@@ -272,7 +279,7 @@ class VirtualMachineViewSet(
         if not isinstance(request.data, dict):
             raise ServiceError("Send the disk and the pool as a JSON object.")
         data = request.data.dict() if hasattr(request.data, "dict") else dict(request.data)
-        vm = self.get_object_for(CHANGE)  # 404 or 403 before the body is read
+        vm = self.get_object_for(MIGRATE)  # 404 or 403 before the body is read
         ask = move_storage.MoveAsk.parse(data)
         job = move_storage.move_storage(vm, ask, actor=Actor.of(request))
         return Response({"job": job.pk}, status=status.HTTP_202_ACCEPTED)
@@ -353,7 +360,7 @@ class VirtualMachineViewSet(
 
         if request.method == "GET":
             return Response(self.get_object().disks)
-        vm = self.get_object_for(CHANGE)
+        vm = self.get_object_for(CONFIG_DISKS)
         if request.method == "DELETE":
             params = DiskDetachSerializer(data={**request.query_params.dict(), **request.data})
             params.is_valid(raise_exception=True)
@@ -372,7 +379,7 @@ class VirtualMachineViewSet(
         """Insert an image into a CD-ROM drive, or eject it (volume null)."""
         from vms.services import disks
 
-        vm = self.get_object_for(CHANGE)
+        vm = self.get_object_for(CONFIG_DISKS)
         params = MediaSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         data = dict(params.validated_data)

@@ -21,7 +21,7 @@ from panel.exceptions import ConflictError, ServiceError
 from panel.hostcalls import on_host
 from panel.hypervisor import storage as hv_storage
 from panel.models import Job
-from panel.permissions import CHANGE, MANAGE, VIEW, allowed, restrict
+from panel.permissions import BACKUP, VIEW, allowed, restrict
 from storage import services as storage_services
 from storage.models import StoragePool
 from storage.services import refresh_pool_row
@@ -96,7 +96,7 @@ def take_backup(
     """Queue a full backup of vm's disks and definition into pool: offline when it is shut
     off, through libvirt's backup API when it runs (or snapshot, copy, merge without one);
     method forces one of those ways ('' chooses)."""
-    with vm_job(vm, actor, "vm.backup.create", "back up") as request:
+    with vm_job(vm, actor, "vm.backup.create", "back up", right=BACKUP) as request:
         pool = backup_pool(vm, pool, actor)
         _check_method(vm, method)
         if not [d for d in vm.disks if d.get("device") == "disk"]:
@@ -316,8 +316,8 @@ def delete_backup(backup: Backup, *, actor: Actor) -> None:
     """Delete a backup's copies and its record."""
     vm = backup.vm
     if vm is not None:
-        require_right(actor, vm, CHANGE, "delete backups of")
-    elif not (backup.project and allowed(actor.user, backup.project, MANAGE)):
+        require_right(actor, vm, BACKUP, "delete backups of")
+    elif not (backup.project and allowed(actor.user, backup.project, BACKUP)):
         raise PermissionDenied("Your role does not allow you to delete this backup.")
     with audit.refusals_recorded(
         actor, "vm.backup.delete", vm or backup.vm_name, project=backup.project

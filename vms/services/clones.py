@@ -13,6 +13,7 @@ from panel.actors import Actor
 from panel.choices import JobKind
 from panel.exceptions import ConflictError, ServiceError
 from panel.models import Job
+from panel.permissions import ALLOCATE
 from storage import services as storage_services
 from vms.choices import VMState
 from vms.models import VirtualMachine
@@ -31,7 +32,7 @@ def clone_vm(
     from vms.tasks import vm_clone_task  # vms.tasks imports this module
 
     name = (name or "").strip()
-    with vm_job(vm, actor, "vm.clone", "clone") as request:
+    with vm_job(vm, actor, "vm.clone", "clone", right=ALLOCATE) as request:
         if not name or len(name) > 64 or not all(c.isalnum() or c in "-_." for c in name):
             raise ServiceError(
                 "Name the clone with 1 to 64 letters, digits, '-', '_' or '.'.", field="name"

@@ -18,7 +18,7 @@ from panel.actors import Actor
 from panel.exceptions import ConflictError
 from panel.hostcalls import on_host
 from panel.models import Job
-from panel.permissions import CHANGE, allowed
+from panel.permissions import allowed
 from vms.choices import VMState
 from vms.models import VirtualMachine
 from vms.services.sync import mark_missing, refresh_details, still_there, sync_domain
@@ -99,15 +99,21 @@ class VMChange:
 
 @contextlib.contextmanager
 def vm_change(
-    vm: VirtualMachine, actor: Actor, action: str, verb: str, *, while_jobs_run: bool = False
+    vm: VirtualMachine,
+    actor: Actor,
+    action: str,
+    verb: str,
+    *,
+    right: str,
+    while_jobs_run: bool = False,
 ) -> Iterator[VMChange]:
     """The frame of a change made at once to a VM's definition or devices: refused before
-    anything is asked unless actor may change vm (403, "you may not <verb> it"), it is on
+    anything is asked unless actor holds right (a privilege) on vm (403, "you may not <verb> it"), it is on
     its host and no job runs on it (409; with while_jobs_run, jobs do not stand in the
     way, other quick changes still do); a refusal inside (bad input, the host's) is
     audited as action after the rollback. The body calls the host within
     change.on_host() under change.claim() and ends with change.done()."""
-    require_right(actor, vm, CHANGE, verb)
+    require_right(actor, vm, right, verb)
     if vm.state == VMState.MISSING:
         raise ConflictError(f"{vm.name} is missing from its host.")
     if not while_jobs_run:
@@ -165,7 +171,7 @@ class VMJob:
 
 @contextlib.contextmanager
 def vm_job(
-    vm: VirtualMachine, actor: Actor, action: str, verb: str, *, right: str = CHANGE
+    vm: VirtualMachine, actor: Actor, action: str, verb: str, *, right: str
 ) -> Iterator[VMJob]:
     """The frame of a request for a job on a VM: refused (403, "you may not <verb> it")
     unless actor has right on vm; the body checks the request, calls request.ready() and

@@ -11,7 +11,7 @@ from panel import hypervisor
 from panel.actors import Actor
 from panel.exceptions import ConflictError, ServiceError
 from panel.hypervisor import storage as hv
-from panel.permissions import CHANGE, VIEW, allowed, is_admin
+from panel.permissions import CONFIG_DISKS, VIEW, allowed, is_admin
 from storage import services as storage_services
 from storage.models import Volume
 from storage.services import vms_using
@@ -74,7 +74,7 @@ def _usable_volume(vm: VirtualMachine, volume: Volume, actor: Actor, *, read_onl
         return
     if volume.shared and read_only and allowed(actor.user, volume, VIEW):
         return
-    if volume.project_id != vm.project_id or not allowed(actor.user, volume, CHANGE):
+    if volume.project_id != vm.project_id or not allowed(actor.user, volume, CONFIG_DISKS):
         raise ServiceError(
             f"{volume.name} is not a volume of {vm.project or 'its project'} that you may use.",
             field="volume",
@@ -98,7 +98,9 @@ def attach_disk(
     actor: Actor,
 ) -> VirtualMachine:
     """Attach a volume as a disk, or a CD-ROM drive (with an image, or empty)."""
-    with vm_change(vm, actor, "vm.disk.attach", "change the disks of") as change:
+    with vm_change(
+        vm, actor, "vm.disk.attach", "change the disks of", right=CONFIG_DISKS
+    ) as change:
         _check_modes(device, bus, cache, io, discard)
         if volume is None and device == "disk":
             raise ServiceError("Choose the volume to attach.", field="volume")
@@ -218,7 +220,9 @@ def detach_disk(
     actor: Actor,
 ) -> VirtualMachine:
     """Detach the disk the guest sees as target; the volume itself stays."""
-    with vm_change(vm, actor, "vm.disk.detach", "change the disks of") as change:
+    with vm_change(
+        vm, actor, "vm.disk.detach", "change the disks of", right=CONFIG_DISKS
+    ) as change:
         if not any(d.get("target") == target for d in vm.disks):
             raise ServiceError(f"{vm.name} has no disk {target or '(none given)'}.", field="target")
         check_scope(vm, live, persistent)
@@ -242,7 +246,7 @@ def change_media(
 ) -> VirtualMachine:
     """Insert an image into a CD-ROM drive, or eject it (volume None)."""
     action = "vm.media.insert" if volume is not None else "vm.media.eject"
-    with vm_change(vm, actor, action, "change the media of") as change:
+    with vm_change(vm, actor, action, "change the media of", right=CONFIG_DISKS) as change:
         drive = next((d for d in vm.disks if d.get("target") == target), None)
         if drive is None or drive.get("device") != "cdrom":
             raise ServiceError(

@@ -23,7 +23,7 @@ from panel.choices import HostState, JobKind, JobState
 from panel.exceptions import ConflictError, GoneError, ServiceError, UnavailableError
 from panel.hostcalls import on_host
 from panel.models import Job, Project
-from panel.permissions import CHANGE, DELETE, is_admin
+from panel.permissions import ALLOCATE, CONFIG_CPU_MEMORY, POWER, is_admin
 from panel.services import cancel_job
 from storage.models import Volume
 from storage.services import check_vm_disks
@@ -76,7 +76,7 @@ def perform_action(
         raise ServiceError(f"Unknown action '{action}': use one of {', '.join(sorted(ACTIONS))}.")
     if mode not in ("acpi", "agent"):
         raise ServiceError(f"Unknown mode '{mode}': use acpi or agent.", field="mode")
-    require_right(actor, vm, CHANGE, action.replace("-", " "))
+    require_right(actor, vm, POWER, action.replace("-", " "))
     with audit.refusals_recorded(actor, f"vm.{action}", vm, project=vm.project):
         if vm.state == VMState.MISSING:
             raise ConflictError(
@@ -244,7 +244,7 @@ def run_action_job(job: Job) -> None:
 
 def set_vm_autostart(vm: VirtualMachine, enabled: bool, *, actor: Actor) -> VirtualMachine:
     """Start (or not) the VM when its host boots."""
-    with vm_change(vm, actor, "vm.autostart", "change autostart of") as change:
+    with vm_change(vm, actor, "vm.autostart", "change autostart of", right=POWER) as change:
         with change.claim("changing autostart"), change.on_host():
             info = hypervisor.set_autostart(vm.host.uri, str(vm.pk), enabled)
         return change.done(info, "on" if enabled else "off")
@@ -287,7 +287,7 @@ def delete_vm(
     """Undefine the VM (stopping it), removing the chosen disks; a missing VM just leaves the list."""
     from vms.tasks import vm_delete_task  # vms.tasks imports this module
 
-    with vm_job(vm, actor, "vm.delete", "delete", right=DELETE) as request:
+    with vm_job(vm, actor, "vm.delete", "delete", right=ALLOCATE) as request:
         paths = _paths_to_remove(vm, remove_disks)
         if vm.state == VMState.MISSING:
             _forget_missing(vm, actor)
@@ -345,7 +345,7 @@ def edit_xml(vm: VirtualMachine, xml: str, *, actor: Actor) -> VirtualMachine:
     """Replace the VM's definition with edited XML (admins); libvirt validates it first."""
     if not is_admin(actor.user):
         raise PermissionDenied("Only administrators can edit a VM's XML.")
-    with vm_change(vm, actor, "vm.edit_xml", "edit the XML of") as change:
+    with vm_change(vm, actor, "vm.edit_xml", "edit the XML of", right=CONFIG_CPU_MEMORY) as change:
         with change.claim("editing its XML"):
             try:
                 info = hypervisor.redefine_domain(vm.host.uri, str(vm.pk), xml)
@@ -375,7 +375,12 @@ def set_vnc_password(vm: VirtualMachine, password: str, *, actor: Actor) -> bool
     A password does not get in the way of a running job: only other quick changes wait."""
     password = password.strip()
     with vm_change(
-        vm, actor, "vm.vnc_password", "set the VNC password of", while_jobs_run=True
+        vm,
+        actor,
+        "vm.vnc_password",
+        "set the VNC password of",
+        right=CONFIG_CPU_MEMORY,
+        while_jobs_run=True,
     ) as change:
         if password and not (6 <= len(password) <= 8):
             raise ServiceError(

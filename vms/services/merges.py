@@ -11,6 +11,7 @@ from panel.actors import Actor
 from panel.choices import JobKind
 from panel.exceptions import ConflictError, ServiceError
 from panel.models import Job
+from panel.permissions import SNAPSHOT
 from vms.choices import VMState
 from vms.models import VirtualMachine
 from vms.services.common import on_vm_host, vm_job
@@ -34,7 +35,7 @@ def merge_disk(
     commit writes the layers from top (default: the active image, pivoting onto base) into
     base (default: the bottom image); pull copies the layers above base (default: all) into
     the active image. Snapshots whose state the merge overwrote lose their metadata."""
-    with vm_job(vm, actor, "vm.snapshot.merge", "merge the disks of") as request:
+    with vm_job(vm, actor, "vm.snapshot.merge", "merge the disks of", right=SNAPSHOT) as request:
         if mode not in MERGE_MODES:
             raise ServiceError("Choose the mode: commit or pull.", field="mode")
         targets = [d.get("target") for d in vm.disks if d.get("device") == "disk"]

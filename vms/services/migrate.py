@@ -25,7 +25,7 @@ from panel.actors import Actor
 from panel.choices import JobKind
 from panel.exceptions import ConflictError, ServiceError, UnavailableError
 from panel.models import Host, Job
-from panel.permissions import restrict
+from panel.permissions import MIGRATE, restrict
 from storage.models import StoragePool, Volume
 from storage.services import refresh_pool_row
 from vms.choices import VMState
@@ -220,7 +220,7 @@ def migrate_vm(vm: VirtualMachine, ask: MigrationAsk, *, actor: Actor) -> Job:
     """Queue the migration of vm after its pre-check; refused (409) with every reason."""
     from vms.tasks import vm_migrate_task  # vms.tasks imports this module
 
-    with vm_job(vm, actor, "vm.migrate", "migrate") as job_request:
+    with vm_job(vm, actor, "vm.migrate", "migrate", right=MIGRATE) as job_request:
         request = resolve(vm, ask, actor=actor)
         job_request.ready("there is nothing to migrate")
         checks = precheck(vm, request.target, request.options)

@@ -19,7 +19,7 @@ from panel.actors import Actor
 from panel.choices import JobKind
 from panel.exceptions import ServiceError
 from panel.models import Job
-from panel.permissions import restrict
+from panel.permissions import MIGRATE, restrict
 from storage.models import StoragePool, Volume
 from storage.services import recorded_chains, refresh_pool_row
 from vms.choices import VMState
@@ -51,7 +51,7 @@ def move_storage(vm: VirtualMachine, ask: MoveAsk, *, actor: Actor) -> Job:
     """Queue moving the VM's disk ask.disk into the pool ask.pool of its host."""
     from vms.tasks import vm_move_storage_task  # vms.tasks imports this module
 
-    with vm_job(vm, actor, "vm.move_storage", "move the storage of") as request:
+    with vm_job(vm, actor, "vm.move_storage", "move the storage of", right=MIGRATE) as request:
         disks = {d["target"]: d for d in vm.disks if d.get("device") == "disk" and d.get("source")}
         target = ask.disk
         if target not in disks:

@@ -18,7 +18,7 @@ from networking.services import IFNAME_RE, normalize_mac, traffic_filter, vms_on
 from panel import hypervisor, locks
 from panel.actors import Actor
 from panel.exceptions import ConflictError, ServiceError
-from panel.permissions import CHANGE, VIEW, allowed, is_admin, restrict
+from panel.permissions import CONFIG_NETWORK, VIEW, allowed, is_admin, restrict
 from vms.models import VirtualMachine
 from vms.services.common import VMChange, vm_change
 
@@ -98,7 +98,9 @@ def attach_nic(
     persistent: bool | None = None,
 ) -> tuple[VirtualMachine, str]:
     """Plug a NIC into a VM (live and/or persistent); return the VM and the NIC's MAC."""
-    with vm_change(vm, actor, "vm.nic_attach", "change the NICs of") as change:
+    with vm_change(
+        vm, actor, "vm.nic_attach", "change the NICs of", right=CONFIG_NETWORK
+    ) as change:
         if model not in NIC_MODELS:
             raise ServiceError(
                 f"Unknown NIC model '{model}': use one of {', '.join(NIC_MODELS)}.", field="model"
@@ -226,7 +228,9 @@ def detach_nic(
     persistent: bool | None = None,
 ) -> VirtualMachine:
     """Unplug the NIC with this MAC from a VM (live and/or persistent)."""
-    with vm_change(vm, actor, "vm.nic_detach", "change the NICs of") as change:
+    with vm_change(
+        vm, actor, "vm.nic_detach", "change the NICs of", right=CONFIG_NETWORK
+    ) as change:
         mac = normalize_mac(mac)
         known = {n.get("mac", "").lower() for n in vm_nics(vm)}
         if mac not in known:
@@ -252,7 +256,7 @@ def set_nic_link(
     actor: Actor,
 ) -> VirtualMachine:
     """Set a NIC's link up or down (live when running, and in the definition)."""
-    with vm_change(vm, actor, "vm.nic_link", "change the NICs of") as change:
+    with vm_change(vm, actor, "vm.nic_link", "change the NICs of", right=CONFIG_NETWORK) as change:
         mac = normalize_mac(mac)
         if mac not in {n.get("mac", "").lower() for n in vm_nics(vm)}:
             raise ServiceError(f"{vm.name} has no NIC with MAC {mac}.", field="mac")
@@ -301,4 +305,4 @@ def vm_nics(vm: VirtualMachine) -> list[dict[str, Any]]:
 
 def can_change_nics(vm: VirtualMachine, user: Person) -> bool:
     """Whether user may attach, detach and relink the VM's NICs."""
-    return allowed(user, vm, CHANGE)
+    return allowed(user, vm, CONFIG_NETWORK)

@@ -16,7 +16,7 @@ from panel.exceptions import ConflictError, ServiceError
 from panel.hostcalls import on_host
 from panel.hypervisor import qemu_img
 from panel.models import Host, Job
-from panel.permissions import VIEW, restrict
+from panel.permissions import BACKUP, VIEW, restrict
 from storage import services as storage_services
 from storage.models import StoragePool
 from storage.services import refresh_pool_row, remove_made_volumes
@@ -67,7 +67,7 @@ def restore_backup(
         raise ConflictError(
             f"The VM of backup #{backup.pk} was deleted: restore from its pool's volumes by hand."
         )
-    with vm_job(vm, actor, "vm.backup.restore", "restore backups of") as request:
+    with vm_job(vm, actor, "vm.backup.restore", "restore backups of", right=BACKUP) as request:
         _check_restorable(backup, mode)
         disks = _chosen_disks(backup, mode, disks or [])
         reserve: quotas.Reservation = {}

@@ -28,7 +28,7 @@ from panel.actors import Actor
 from panel.choices import Via
 from panel.exceptions import ConflictError, ServiceError
 from panel.models import Job, Project
-from panel.permissions import CHANGE, MANAGE, VIEW, allowed, restrict
+from panel.permissions import BACKUP, VIEW, allowed, restrict
 from storage.models import StoragePool
 from vms.choices import BackupState, ScheduleKind, VMState
 from vms.models import Backup, BackupSchedule, VirtualMachine
@@ -233,8 +233,8 @@ def serialize_schedule(schedule: BackupSchedule) -> dict[str, Any]:
 
 def _require_schedule(actor: Actor, vm: VirtualMachine | None, project: Any, verb: str) -> None:
     if vm is not None:
-        require_right(actor, vm, CHANGE, verb)
-    elif not allowed(actor.user, project, MANAGE):
+        require_right(actor, vm, BACKUP, verb)
+    elif not allowed(actor.user, project, BACKUP):
         raise PermissionDenied(
             f"Your role does not allow you to {verb} project {project.name}: operators may."
         )

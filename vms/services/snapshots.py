@@ -21,6 +21,7 @@ from panel.actors import Actor
 from panel.choices import JobKind
 from panel.exceptions import ServiceError
 from panel.models import Job
+from panel.permissions import SNAPSHOT
 from vms.choices import VMState
 from vms.models import BackupSchedule, Snapshot, VirtualMachine
 from vms.services.backups import disk_bytes
@@ -108,7 +109,7 @@ def take_snapshot(
     """Queue a snapshot of vm (for a backup schedule: pruned to its retention afterwards). Internal: with the memory when running (a checkpoint),
     disk-only when shut off; every disk must be qcow2. External: disk-only overlays."""
     name = (name or "").strip() or _default_name()
-    with vm_job(vm, actor, "vm.snapshot.create", "take snapshots of") as request:
+    with vm_job(vm, actor, "vm.snapshot.create", "take snapshots of", right=SNAPSHOT) as request:
         _check_request(name, kind, description)
         memory = _with_memory(vm, kind, memory)
         if quiesce:
@@ -243,7 +244,7 @@ def revert_snapshot(
     external snapshot, discard_later deletes the overlays (and snapshots) taken after it."""
     from vms.tasks import vm_snapshot_task  # vms.tasks imports this module
 
-    with vm_job(vm, actor, "vm.snapshot.revert", "revert") as request:
+    with vm_job(vm, actor, "vm.snapshot.revert", "revert", right=SNAPSHOT) as request:
         snapshot = _snapshot(vm, name)
         request.ready(NO_SNAPSHOTS)
         return request.queue(
@@ -266,7 +267,7 @@ def delete_snapshot(
     """Queue the deletion of a snapshot (its children move up), or of it and its children."""
     from vms.tasks import vm_snapshot_task  # vms.tasks imports this module
 
-    with vm_job(vm, actor, "vm.snapshot.delete", "delete snapshots of") as request:
+    with vm_job(vm, actor, "vm.snapshot.delete", "delete snapshots of", right=SNAPSHOT) as request:
         snapshot = _snapshot(vm, name)
         request.ready(NO_SNAPSHOTS)
         return request.queue(

@@ -14,6 +14,7 @@ from django.db import transaction
 from panel import audit, rows
 from panel.actors import Actor
 from panel.exceptions import GoneError, ServiceError
+from panel.permissions import CONFIG_CPU_MEMORY
 from vms.models import VirtualMachine
 from vms.services.common import vm_change
 from vms.services.sync import publish_vm
@@ -66,7 +67,9 @@ def set_vm_tags(vm: VirtualMachine, value: object, *, actor: Actor) -> VirtualMa
     """Replace vm's tags with those value asks for (see parse_tags): audited as vm.tags
     ("old -> new") and pushed to the browsers watching it. The same tags again change
     nothing and write no audit row. Jobs running on the VM do not stand in the way."""
-    with vm_change(vm, actor, "vm.tags", "change the tags of", while_jobs_run=True):
+    with vm_change(
+        vm, actor, "vm.tags", "change the tags of", right=CONFIG_CPU_MEMORY, while_jobs_run=True
+    ):
         tags = parse_tags(value)
         with transaction.atomic():
             row = rows.lock(vm)

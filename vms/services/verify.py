@@ -17,6 +17,7 @@ from panel.actors import Actor
 from panel.choices import JobKind
 from panel.exceptions import ConflictError, ServiceError
 from panel.models import Job
+from panel.permissions import BACKUP
 from storage.services import remove_made_volumes
 from vms.choices import BackupState
 from vms.models import Backup
@@ -31,7 +32,7 @@ def verify_backup(backup: Backup, *, actor: Actor) -> Job:
     vm = backup.vm
     if vm is None:
         raise ConflictError(f"The VM of backup #{backup.pk} was deleted: verify its files by hand.")
-    with vm_job(vm, actor, "vm.backup.verify", "verify backups of") as request:
+    with vm_job(vm, actor, "vm.backup.verify", "verify backups of", right=BACKUP) as request:
         if backup.state != BackupState.GOOD:
             raise ConflictError(
                 f"Backup #{backup.pk} is {backup.get_state_display().lower()}: only a good "

@@ -8,7 +8,7 @@ from django import template
 
 from panel.choices import JobKind
 from panel.models import Job
-from panel.permissions import CHANGE, VIEW, allowed, restrict
+from panel.permissions import BACKUP, VIEW, allowed, restrict
 from storage.models import StoragePool
 from vms.models import BackupSchedule
 from vms.services import backups
@@ -28,7 +28,7 @@ def vm_backups(context: dict[str, Any], vm: Any) -> dict[str, Any]:
         "pools": list(pools.order_by("name")),
         # A new VM restored from a backup may go to another host's pool.
         "elsewhere": list(running.exclude(host=vm.host).select_related("host").order_by("name")),
-        "can_change": allowed(user, vm, CHANGE) and vm.state != "missing",
+        "can_change": allowed(user, vm, BACKUP) and vm.state != "missing",
         "backup_job": Job.objects.filter(
             target=f"vm:{vm.pk}", kind__in=[JobKind.VM_BACKUP, JobKind.VM_BACKUP_RESTORE]
         )

@@ -8,7 +8,7 @@ from django import template
 
 from panel.choices import JobKind
 from panel.models import Job
-from panel.permissions import CHANGE, allowed
+from panel.permissions import SNAPSHOT, allowed
 from vms.services import snapshots
 
 register = template.Library()
@@ -28,7 +28,7 @@ def vm_snapshots(context: dict[str, Any], vm: Any) -> dict[str, Any]:
     return {
         "vm": vm,
         "snapshots": tree,
-        "can_change": allowed(user, vm, CHANGE) and vm.state != "missing",
+        "can_change": allowed(user, vm, SNAPSHOT) and vm.state != "missing",
         "running": vm.state in ("running", "paused"),
         "has_external": any(s.kind == "external" for s in tree),
         "disk_targets": [d.get("target") for d in vm.disks if d.get("device") == "disk"],

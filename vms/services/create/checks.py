@@ -21,7 +21,7 @@ from panel.actors import Actor
 from panel.choices import HostState
 from panel.exceptions import ConflictError
 from panel.models import Host, Project
-from panel.permissions import CHANGE, VIEW, allowed, is_admin, restrict
+from panel.permissions import CONFIG_DISKS, VIEW, allowed, is_admin, restrict
 from storage import services as storage_services
 from storage.models import LibraryImage, StoragePool, Volume
 from vms.models import Template
@@ -76,7 +76,7 @@ def _may_use(actor: Actor, volume: Volume, project: Project, *, read_only: bool)
     return (
         is_admin(actor.user)
         or (volume.shared and read_only)
-        or (volume.project_id == project.pk and allowed(actor.user, volume, CHANGE))
+        or (volume.project_id == project.pk and allowed(actor.user, volume, CONFIG_DISKS))
     )
 
 

@@ -15,7 +15,7 @@ from panel.actors import Actor
 from panel.choices import JobKind, JobState
 from panel.hostcalls import on_host
 from panel.models import Host, Job, Project
-from panel.permissions import VIEW, restrict, role_in
+from panel.permissions import ALLOCATE, VIEW, holds, project_ids, restrict
 from vms.models import Template, VirtualMachine
 from vms.services.create.checks import (
     InstallPlace,
@@ -101,16 +101,17 @@ def _template(actor: Actor, template_id: int | None) -> Template | None:
 
 
 def _project(actor: Actor, project_id: int, template: Template | None) -> Project:
-    """The VM's project, in which the actor may create VMs (members: from a template only)."""
+    """The VM's project, in which the actor holds ALLOCATE (own-only, as members: from a
+    template only)."""
     project = Project.objects.filter(pk=project_id).first()
     if project is None:
         raise field_error("Choose the project the VM belongs to.", "project")
-    role = role_in(actor.user, project)
-    if role not in ("admin", "operator", "member"):
-        if role is None:
+    reach = holds(actor.user, project, ALLOCATE)
+    if reach is None:
+        if project.pk not in project_ids(actor.user):
             raise field_error(f"No project with id {project.pk} that you can use.", "project")
         raise PermissionDenied(f"Your role in {project.name} does not allow creating VMs.")
-    if role == "member" and template is None:
+    if reach == "own" and template is None:
         raise PermissionDenied(
             "Members create VMs from a template their project may use: choose a template."
         )

@@ -8,7 +8,7 @@ import dataclasses
 from panel import hypervisor
 from panel.actors import Actor
 from panel.exceptions import ServiceError
-from panel.permissions import VIEW
+from panel.permissions import CONFIG_CPU_MEMORY, VIEW
 from vms.models import VirtualMachine
 from vms.services.common import on_vm_host, require_right, vm_change
 from vms.services.disks import check_scope, scope_words
@@ -58,7 +58,7 @@ def pin_vcpus(
     actor: Actor,
 ) -> hypervisor.TuningInfo:
     """Pin vCPUs to host CPUs ({vcpu: [cpu, ...]}; an empty list: any CPU)."""
-    with vm_change(vm, actor, "vm.vcpupin", "tune") as change:
+    with vm_change(vm, actor, "vm.vcpupin", "tune", right=CONFIG_CPU_MEMORY) as change:
         if not pins:
             raise ServiceError("Give at least one vCPU and the host CPUs for it.", field="pins")
         check_scope(vm, live, persistent)
@@ -96,7 +96,7 @@ def pin_emulator(
     actor: Actor,
 ) -> hypervisor.TuningInfo:
     """Pin qemu's emulator threads to host CPUs (an empty list: any CPU)."""
-    with vm_change(vm, actor, "vm.emulatorpin", "tune") as change:
+    with vm_change(vm, actor, "vm.emulatorpin", "tune", right=CONFIG_CPU_MEMORY) as change:
         check_scope(vm, live, persistent)
         _check_cpus(vm, cpus, "cpus", _host_cpus(vm))
         with change.on_host(f"Pinning the emulator of {vm.name}"):
@@ -119,7 +119,7 @@ def set_vcpus(
     actor: Actor,
 ) -> hypervisor.TuningInfo:
     """Set how many vCPUs the VM has (hotplug when live, up to its maximum)."""
-    with vm_change(vm, actor, "vm.vcpus", "tune") as change:
+    with vm_change(vm, actor, "vm.vcpus", "tune", right=CONFIG_CPU_MEMORY) as change:
         check_scope(vm, live, persistent)
         with change.on_host():
             current = hypervisor.domain_tuning(vm.host.uri, str(vm.pk))
@@ -141,7 +141,7 @@ def set_vcpus(
 
 def set_max_vcpus(vm: VirtualMachine, max_vcpus: int, *, actor: Actor) -> hypervisor.TuningInfo:
     """Set the most vCPUs the VM may have (its definition: from the next boot)."""
-    with vm_change(vm, actor, "vm.max_vcpus", "tune") as change:
+    with vm_change(vm, actor, "vm.max_vcpus", "tune", right=CONFIG_CPU_MEMORY) as change:
         check_scope(vm, False, True)
         if not 1 <= max_vcpus <= 255:
             raise ServiceError("The maximum vCPUs is a number from 1 to 255.", field="max_vcpus")
@@ -177,7 +177,7 @@ def set_numatune(
     actor: Actor,
 ) -> hypervisor.TuningInfo:
     """Set where the VM's memory comes from: a NUMA mode and the host cells (like numatune)."""
-    with vm_change(vm, actor, "vm.numatune", "tune") as change:
+    with vm_change(vm, actor, "vm.numatune", "tune", right=CONFIG_CPU_MEMORY) as change:
         if mode not in hypervisor.NUMA_MODES:
             raise ServiceError(
                 f"Unknown NUMA mode '{mode}': use {', '.join(hypervisor.NUMA_MODES)}.",

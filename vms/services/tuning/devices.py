@@ -9,6 +9,7 @@ from typing import Any
 from panel import hypervisor
 from panel.actors import Actor
 from panel.exceptions import ConflictError, ServiceError
+from panel.permissions import CONFIG_CPU_MEMORY
 from vms.models import VirtualMachine
 from vms.services.common import vm_change
 from vms.services.disks import check_scope, scope_words
@@ -25,7 +26,7 @@ def set_iotune(
     actor: Actor,
 ) -> hypervisor.TuningInfo:
     """Limit a disk's bytes and operations per second (0: no limit), like blkdeviotune."""
-    with vm_change(vm, actor, "vm.iotune", "tune") as change:
+    with vm_change(vm, actor, "vm.iotune", "tune", right=CONFIG_CPU_MEMORY) as change:
         if not any(d.get("target") == target and d.get("device") == "disk" for d in vm.disks):
             disks = ", ".join(d["target"] for d in vm.disks if d.get("device") == "disk")
             raise ServiceError(
@@ -64,7 +65,7 @@ def set_nic_bandwidth(
     actor: Actor,
 ) -> dict[str, Any]:
     """Limit a NIC's average rate each way in KiB/s (0: no limit), like virsh domiftune."""
-    with vm_change(vm, actor, "vm.nic_bandwidth", "tune") as change:
+    with vm_change(vm, actor, "vm.nic_bandwidth", "tune", right=CONFIG_CPU_MEMORY) as change:
         mac = mac.strip().lower().replace("-", ":")
         macs = [n.get("mac", "") for n in vm.nics]
         if mac not in macs:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from panel import hypervisor
 from panel.actors import Actor
 from panel.exceptions import ServiceError
-from panel.permissions import is_admin
+from panel.permissions import CONFIG_CPU_MEMORY, is_admin
 from vms.models import VirtualMachine
 from vms.services.common import vm_change
 from vms.services.disks import check_scope, scope_words
@@ -29,7 +29,7 @@ def set_memory(
     actor: Actor,
 ) -> tuple[hypervisor.TuningInfo, str]:
     """Set the VM's current memory: live it inflates or deflates the balloon."""
-    with vm_change(vm, actor, "vm.memory", "tune") as change:
+    with vm_change(vm, actor, "vm.memory", "tune", right=CONFIG_CPU_MEMORY) as change:
         check_scope(vm, live, persistent)
         with change.on_host():
             current = hypervisor.domain_tuning(vm.host.uri, str(vm.pk))
@@ -62,7 +62,7 @@ def set_max_memory(
     actor: Actor,
 ) -> tuple[hypervisor.TuningInfo, str]:
     """Set the most memory the VM may have (its definition); the balloon moves below it."""
-    with vm_change(vm, actor, "vm.max_memory", "tune") as change:
+    with vm_change(vm, actor, "vm.max_memory", "tune", right=CONFIG_CPU_MEMORY) as change:
         check_scope(vm, False, True)
         if max_memory_mib < 16:
             raise ServiceError("The maximum memory is at least 16 MiB.", field="max_memory_mib")
@@ -97,7 +97,7 @@ def set_hugepages(
     Refused when the host's free huge pages cannot hold the VM's memory (it would not
     start); admins may define it anyway, warned.
     """
-    with vm_change(vm, actor, "vm.hugepages", "tune") as change:
+    with vm_change(vm, actor, "vm.hugepages", "tune", right=CONFIG_CPU_MEMORY) as change:
         check_scope(vm, False, True)
         warning = ""
         if enabled:
