@@ -25,7 +25,7 @@ from vms.api.snapshots import (
 )
 from vms.api.views import VirtualMachineViewSet
 
-from . import views
+from . import access, views
 from .directory import DirectoryMappingViewSet
 from .notifications import NotificationViewSet, SubscriptionViewSet
 from .tokens import ApiTokenViewSet
@@ -51,6 +51,16 @@ router.register("directory-mappings", DirectoryMappingViewSet, basename="directo
 
 urlpatterns = [
     path("auth/token/", views.obtain_token, name="api_token"),
+    path("roles/", access.RolesView.as_view(), name="api_roles"),
+    path("roles/<int:role_id>/", access.RoleView.as_view(), name="api_role"),
+    path("groups/", access.GroupsView.as_view(), name="api_groups"),
+    path("groups/<int:group_id>/", access.GroupView.as_view(), name="api_group"),
+    path("projects/<int:project_id>/grants/", access.GrantsView.as_view(), name="api_grants"),
+    path(
+        "projects/<int:project_id>/grants/<int:grant_id>/",
+        access.GrantView.as_view(),
+        name="api_grant",
+    ),
     path("schema/", SpectacularAPIView.as_view(), name="api_schema"),
     # Swagger UI's settings as a script file: the site's policy admits no inline script.
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api_schema"), name="api_docs"),

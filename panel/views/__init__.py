@@ -1,5 +1,14 @@
 """The panel's pages."""
 
+from .access import (
+    group_edit,
+    group_list,
+    project_grant_add,
+    project_grant_remove,
+    role_delete,
+    role_edit,
+    role_list,
+)
 from .account import account
 from .audit import audit_export, audit_list
 from .directory import directory_mapping_delete, directory_mapping_list
@@ -37,6 +46,13 @@ from .teams import (
 from .tokens import token_add, token_list, token_revoke, user_tokens
 
 __all__ = [
+    "group_edit",
+    "group_list",
+    "project_grant_add",
+    "project_grant_remove",
+    "role_delete",
+    "role_edit",
+    "role_list",
     "account",
     "audit_export",
     "audit_list",

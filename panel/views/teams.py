@@ -15,6 +15,7 @@ from panel.exceptions import ServiceError
 from panel.forms import MemberForm, PasswordResetForm, ProjectEditForm, ProjectForm, UserCreateForm
 from panel.models import Membership, Project, SecurityPolicy
 from panel.permissions import MANAGE_PROJECT, VIEW, get_object_for_user, is_admin, restrict
+from panel.views.access import grant_context
 from panel.views.common import add_service_error, render_form
 
 User = get_user_model()
@@ -73,6 +74,7 @@ def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
         "can_manage": can_manage,
         "member_form": MemberForm(),
         "vms": restrict(project.vms.select_related("host"), request.user)[:100],
+        **grant_context(request, project),
     }
     return render(request, "panel/project_detail.html", context)
 

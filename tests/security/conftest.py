@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Group
 
 from panel import services
 from panel.actors import Actor
@@ -13,8 +14,10 @@ from panel.choices import AuditResult, NotificationKind
 from panel.models import (
     AuditEvent,
     DirectoryMapping,
+    Grant,
     Job,
     Notification,
+    Role,
     Subscription,
     WebAuthnCredential,
 )
@@ -98,6 +101,12 @@ def everything(world) -> dict[str, dict[str, Any]]:  # noqa: F811 - the fixture 
         key = WebAuthnCredential.objects.create(
             user=owner, name=f"{name}-key", credential_id=f"{name}-key-id", public_key=b"-"
         )
+        # A custom role, a group (of the newcomer, who is no persona) and a grant of the
+        # role to the group on the team's VM: deleting the role is refused while it is used.
+        role = Role.objects.create(name=f"{name}-role", privileges=["view", "console"])
+        group = Group.objects.create(name=f"{name}-group")
+        group.user_set.add(world.users["newcomer"])
+        grant = Grant.objects.create(project=team.project, group=group, role=role, vm=vm)
         out[name] = {
             "host": team.host.pk,
             "job": team.job.pk,
@@ -121,6 +130,9 @@ def everything(world) -> dict[str, dict[str, Any]]:  # noqa: F811 - the fixture 
             "api_token": api_token.pk,
             "mapping": mapping.pk,
             "key": key.pk,
+            "role": role.pk,
+            "group": group.pk,
+            "grant": grant.pk,
         }
     return out
 

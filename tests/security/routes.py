@@ -121,6 +121,9 @@ PARAM_OBJECT = {
     "token_id": "token",
     "mapping_id": "mapping",
     "key_id": "key",
+    "role_id": "role",
+    "group_id": "group",
+    "grant_id": "grant",
 }
 
 

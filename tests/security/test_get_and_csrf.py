@@ -25,6 +25,15 @@ from .routes import fill, http_routes
 # must answer GET with 405. A new GET endpoint must be added here to be allowed.
 READABLE = {
     "dashboard",
+    "role_list",
+    "role_edit",
+    "group_list",
+    "api_roles",
+    "api_role",
+    "api_groups",
+    "api_group",
+    "api_grants",
+    "api_grant",
     "favicon",
     "login",
     "oidc_login",
