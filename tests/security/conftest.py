@@ -103,7 +103,7 @@ def everything(world) -> dict[str, dict[str, Any]]:  # noqa: F811 - the fixture 
         )
         # A custom role, a group (of the newcomer, who is no persona) and a grant of the
         # role to the group on the team's VM: deleting the role is refused while it is used.
-        role = Role.objects.create(name=f"{name}-role", privileges=["view", "console"])
+        role = Role.objects.create(name=f"{name}-role", privileges=["view"])
         group = Group.objects.create(name=f"{name}-group")
         group.user_set.add(world.users["newcomer"])
         grant = Grant.objects.create(project=team.project, group=group, role=role, vm=vm)

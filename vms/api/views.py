@@ -23,6 +23,7 @@ from panel.permissions import (
     ALLOCATE,
     CONFIG_CPU_MEMORY,
     CONFIG_DISKS,
+    CONSOLE,
     MIGRATE,
     POWER,
     is_admin,
@@ -319,7 +320,7 @@ class VirtualMachineViewSet(
         close within seconds of a logout, a disabled account or a lost role."""
         from vms import consoles
 
-        vm = self.get_object()
+        vm = self.get_object_for(CONSOLE)  # 404 or 403 before the body is read
         scheme = "wss" if request.is_secure() else "ws"
         ticket = consoles.issue_ticket(
             vm,
