@@ -10,7 +10,6 @@ import uuid
 from urllib.request import Request, urlopen
 
 import pytest
-from django.contrib.auth.models import Group
 from rest_framework.authtoken.models import Token
 from websockets.sync.client import connect
 
