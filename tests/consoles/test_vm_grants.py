@@ -52,7 +52,14 @@ def world(transactional_db, django_user_model, panel_test_guest):
     for grantee in ({"user": desk}, {"group": group}):
         access.add_grant(alpha, role=role.name, vm=vm, actor=Actor(admin), **grantee)
     try:
-        yield {"vm": vm, "other": other, "desk": desk, "night": night, "group": group, "admin": admin}
+        yield {
+            "vm": vm,
+            "other": other,
+            "desk": desk,
+            "night": night,
+            "group": group,
+            "admin": admin,
+        }
     finally:
         with contextlib.suppress(hypervisor.HypervisorError):
             hypervisor.destroy_domain(LOCAL_URI, info.uuid)
