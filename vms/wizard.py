@@ -17,7 +17,7 @@ from networking.models import Network
 from panel.actors import Actor
 from panel.exceptions import ServiceError
 from panel.models import Host, Job, Project
-from panel.permissions import ALLOCATE, VIEW, is_admin, project_ids, restrict
+from panel.permissions import ALLOCATE, USE_NETWORK, VIEW, is_admin, project_ids, restrict
 from storage import services as storage_services
 from storage.models import StoragePool, Volume
 
@@ -196,7 +196,7 @@ def _wizard(
         "pools": restrict(
             StoragePool.objects.filter(state="active").select_related("host"), user, VIEW
         ),
-        "networks": restrict(Network.objects.select_related("host"), user, VIEW),
+        "networks": restrict(Network.objects.select_related("host"), user, USE_NETWORK),
         "volumes": volumes,
         "isos": storage_services.cd_images(volumes),
         "library_isos": library.filter(kind="iso"),

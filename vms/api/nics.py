@@ -15,7 +15,7 @@ from networking.models import Network
 from networking.services import normalize_mac
 from panel.actors import Actor
 from panel.exceptions import ServiceError
-from panel.permissions import CONFIG_NETWORK, VIEW, get_object_for_user, restrict
+from panel.permissions import CONFIG_NETWORK, USE_NETWORK, VIEW, get_object_for_user, restrict
 from vms.models import VirtualMachine
 from vms.services import nics
 
@@ -97,7 +97,7 @@ class VMNicsView(APIView):
         network, network_id = None, data.pop("network")
         if network_id is not None:
             network = (
-                restrict(Network.objects.select_related("host"), request.user)
+                restrict(Network.objects.select_related("host"), request.user, USE_NETWORK)
                 .filter(pk=network_id)
                 .first()
             )

@@ -18,7 +18,7 @@ from networking.services import IFNAME_RE, normalize_mac, traffic_filter, vms_on
 from panel import hypervisor, locks
 from panel.actors import Actor
 from panel.exceptions import ConflictError, ServiceError
-from panel.permissions import CONFIG_NETWORK, VIEW, allowed, is_admin, restrict
+from panel.permissions import CONFIG_NETWORK, USE_NETWORK, allowed, is_admin, restrict
 from vms.models import VirtualMachine
 from vms.services.common import VMChange, vm_change
 
@@ -35,7 +35,7 @@ def usable_networks(vm: VirtualMachine, user: Person):
     qs = Network.objects.filter(host=vm.host).order_by("-active", "name")
     if is_admin(user):
         return qs
-    qs = restrict(qs, user, VIEW)
+    qs = restrict(qs, user, USE_NETWORK)
     if vm.project is not None and vm.project.allowed_networks.exists():
         qs = qs.filter(pk__in=vm.project.allowed_networks.values("pk"))
     return qs

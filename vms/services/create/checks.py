@@ -21,7 +21,7 @@ from panel.actors import Actor
 from panel.choices import HostState
 from panel.exceptions import ConflictError
 from panel.models import Host, Project
-from panel.permissions import CONFIG_DISKS, VIEW, allowed, is_admin, restrict
+from panel.permissions import CONFIG_DISKS, USE_NETWORK, VIEW, allowed, is_admin, restrict
 from storage import services as storage_services
 from storage.models import LibraryImage, StoragePool, Volume
 from vms.models import Template
@@ -358,7 +358,7 @@ def check_networks(
     from networking.models import Network
     from networking.services import traffic_filter
 
-    visible = restrict(Network.objects.filter(host=host), actor.user, VIEW)
+    visible = restrict(Network.objects.filter(host=host), actor.user, USE_NETWORK)
     allowed_networks = project.allowed_networks.all()
     out = []
     for pk in ids:
