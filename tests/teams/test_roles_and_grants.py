@@ -10,6 +10,7 @@ from panel.actors import Actor
 from panel.identity import access
 from panel.models import AuditEvent, Grant, Role
 from panel.permissions import allowed, forget
+from vms.models import Template
 
 from .conftest import texts
 
@@ -135,3 +136,26 @@ def test_the_grants_api_adds_lists_and_removes_a_vm_grant(world, api_for, alpha)
     assert both.json() == {"user": ["Grant the role to a user or to a group (one of them)."]}
     assert [g["role"] for g in listed] == ["viewer"]
     assert removed.status_code == 204 and not Grant.objects.exists()
+
+
+def test_an_own_only_role_creates_vms_from_templates_only(world, new_client, alpha):
+    admin = Actor(world.users["admin"])
+    newcomer = world.users["newcomer"]
+    role = access.create_role(
+        name="self-service", privileges=["allocate"], own_only=True, actor=admin
+    )
+    access.add_grant(alpha, role=role.name, user=newcomer, actor=admin)
+    Template.objects.create(name="small").projects.add(alpha)
+    page = new_client()
+    page.force_login(newcomer)
+
+    wizard = page.get("/vms/new/")
+    api = page.post(
+        "/api/v1/vms/",
+        {"name": "mine", "project": alpha.pk, "install": {"method": "kernel", "kernel": "/k"}},
+        content_type="application/json",
+    )
+
+    assert wizard.status_code == 302 and wizard["Location"].endswith("/vms/new/from-template/")
+    assert api.status_code == 403
+    assert "choose a template" in api.json()["detail"]
