@@ -16,7 +16,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from . import events, jobs
 from .notifications import unread_count
-from .permissions import forget, visible_jobs, vm_projects_seen
+from .permissions import forget, visible_jobs, vm_projects_seen, vms_granted
 from .socket_access import AccessWatch
 
 # Close codes: 4400 a request the socket cannot take, 4401 not logged in, 4404 not found
@@ -60,8 +60,10 @@ class ScopedConsumer(AccessWatch, AsyncJsonWebsocketConsumer):
         raise NotImplementedError
 
     def remember_projects(self, user: Any) -> None:
-        """The projects whose VMs the user sees now, for filtering VM changes."""
+        """The projects whose VMs the user sees now (and the VMs granted them alone), for
+        filtering VM changes."""
         self.vm_projects = vm_projects_seen(user)
+        self.vms_granted = vms_granted(user)
 
     async def _refuse(self, code: int) -> None:
         # Accept first: a close before accept is an HTTP 403 on the handshake,

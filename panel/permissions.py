@@ -310,10 +310,20 @@ def vm_projects_seen(user: Person) -> frozenset[int | None] | None:
     return frozenset(project_ids(user))
 
 
-def sees_vm(projects: frozenset[int | None] | None, vm: dict[str, Any]) -> bool | None:
+def vms_granted(user: Person) -> frozenset[str]:
+    """The ids of the VMs user was granted alone (a grant on one VM), as pushes name them."""
+    return frozenset(str(vm) for vm in held(user).vms)
+
+
+def sees_vm(
+    projects: frozenset[int | None] | None,
+    vm: dict[str, Any],
+    granted: frozenset[str] = frozenset(),
+) -> bool | None:
     """Whether a VM's change (as pushed, with its project) is for a user who sees the
-    projects given; None when the push does not say the VM's project."""
-    if projects is None:
+    projects given, or was granted that VM alone; None when the push does not say the
+    VM's project."""
+    if projects is None or str(vm.get("id", "")) in granted:
         return True
     if "project" not in vm:
         return None

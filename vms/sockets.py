@@ -32,7 +32,7 @@ class VMChangesConsumer(ScopedConsumer):
     socket opened and at each access check), without a query per event and socket."""
 
     async def vm_update(self, event: events.VMUpdate) -> None:
-        seen = sees_vm(self.vm_projects, event["vm"])
+        seen = sees_vm(self.vm_projects, event["vm"], self.vms_granted)
         if seen is None:
             seen = await database_sync_to_async(self._vm_visible)(event["vm"]["id"])
         if seen:
@@ -86,7 +86,7 @@ class VMConsumer(ScopedConsumer):
     async def vm_update(self, event: events.VMUpdate) -> None:
         # Told by the VM's project, as the host socket does; moved out of the user's
         # projects, the VM is no longer theirs to watch.
-        seen = sees_vm(self.vm_projects, event["vm"])
+        seen = sees_vm(self.vm_projects, event["vm"], self.vms_granted)
         if seen is None:
             seen = await database_sync_to_async(self._still_visible)()
         if seen:

@@ -9,7 +9,7 @@ from django.contrib.auth.models import Group
 from panel.actors import Actor
 from panel.identity import access
 from panel.models import AuditEvent, Grant, Role
-from panel.permissions import allowed, forget
+from panel.permissions import allowed, forget, sees_vm, vm_projects_seen, vms_granted
 from vms.models import Template
 
 from .conftest import texts
@@ -159,3 +159,14 @@ def test_an_own_only_role_creates_vms_from_templates_only(world, new_client, alp
     assert wizard.status_code == 302 and wizard["Location"].endswith("/vms/new/from-template/")
     assert api.status_code == 403
     assert "choose a template" in api.json()["detail"]
+
+
+def test_the_live_changes_of_a_vm_granted_alone_reach_its_holder(world, alpha):
+    admin = Actor(world.users["admin"])
+    newcomer = world.users["newcomer"]
+    web, db = world.teams["alpha"].vms
+    access.add_grant(alpha, role="viewer", user=newcomer, vm=web, actor=admin)
+    projects, granted = vm_projects_seen(newcomer), vms_granted(newcomer)
+
+    assert sees_vm(projects, {"id": str(web.pk), "project": alpha.pk}, granted) is True
+    assert sees_vm(projects, {"id": str(db.pk), "project": alpha.pk}, granted) is False
