@@ -10,6 +10,7 @@ import uuid
 from urllib.request import Request, urlopen
 
 import pytest
+from django.test import Client
 from rest_framework.authtoken.models import Token
 from websockets.sync.client import connect
 
@@ -18,9 +19,9 @@ from panel.actors import Actor
 from panel.identity import access
 from panel.models import AuditEvent, Host
 from tests.conftest import LOCAL_URI, guest_spec
-from tests.stack import ws_read_until
+from tests.stack import open_ws, ws_read_until
 from vms.models import VirtualMachine
-from vms.services import sync_domain
+from vms.services import lifecycle, sync_domain
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.stack, pytest.mark.timeout(180)]
 
@@ -110,3 +111,15 @@ def test_a_group_grant_reaches_the_groups_members_until_they_leave_it(stack, wor
 
     assert call(stack, night, "POST", f"vms/{vm.pk}/console/", {"type": "serial"})[0] == 404
     assert call(stack, night, "GET", "vms/")[1]["results"] == []
+
+
+def test_the_vm_page_of_a_vm_granted_alone_follows_it_live(stack, world):
+    vm, desk = world["vm"], world["desk"]
+    login = Client()
+    login.force_login(desk)
+    sessionid = login.cookies["sessionid"].value
+
+    with open_ws(stack, f"/ws/vms/{vm.pk}/", sessionid) as ws:
+        ws_read_until(ws, b'"running"', 15)
+        lifecycle.perform_action(vm, "suspend", actor=Actor(world["admin"]))
+        assert b'"paused"' in ws_read_until(ws, b'"paused"', 30)
