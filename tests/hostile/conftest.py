@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth.models import Group
 from django.core import signals
 from django.db import close_old_connections
 from rest_framework.authtoken.models import Token
@@ -11,7 +12,7 @@ from networking.models import Network
 from panel import services as panel_services
 from panel.actors import Actor
 from panel.hypervisor import connection
-from panel.models import Host, Job
+from panel.models import Grant, Host, Job, Role
 from panel.services.hosts import reconcile_host
 from storage.models import StoragePool, Volume
 from tests.panel.conftest import FACTS, FAKE_URI
@@ -50,6 +51,10 @@ def world(db, django_user_model, keep_connection):
     )
     VirtualMachine.objects.update(project=project)
     job = panel_services.hosts.refresh_host(host, actor=Actor(admin_user))
+    # A custom role, a group and a grant of it to the group on the project, to fuzz.
+    role = Role.objects.create(name="fuzzed", privileges=["view", "power"])
+    group = Group.objects.create(name="fuzzers")
+    grant = Grant.objects.create(project=project, group=group, role=role)
     KNOWN.clear()
     KNOWN.update(
         {
@@ -61,6 +66,9 @@ def world(db, django_user_model, keep_connection):
             "volume_id": list(Volume.objects.values_list("pk", flat=True)),
             "network_id": list(Network.objects.values_list("pk", flat=True)),
             "job_id": [job.pk],
+            "role_id": [role.pk],
+            "group_id": [group.pk],
+            "grant_id": [grant.pk],
         }
     )
     for model in (VirtualMachine, StoragePool, Volume, Network, Job):
