@@ -178,6 +178,8 @@ def delete_group(group: Group, *, actor: Actor) -> None:
 def resolve_role(name: str) -> tuple[str, Role | None]:
     """A role by name: ("operator", None) for a built-in one, ("", role) for a custom one."""
     name = (name or "").strip()
+    if not name:
+        raise ServiceError("Choose the role to grant.", field="role")
     if name in BUILTIN_ROLES:
         return name, None
     role = Role.objects.filter(name=name).first()
