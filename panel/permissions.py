@@ -46,30 +46,20 @@ does more than the subset allows, nor more than its user may (ceiling_allows bel
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import (
-    BooleanField,
-    CharField,
-    JSONField,
-    Model,
-    Q,
-    QuerySet,
-    UUIDField,
-    Value,
-)
+from django.db.models import Model, Q, QuerySet
 from django.http import Http404
 
-from .models import AuditEvent, Grant, Host, Job, Membership, Project
+from .identity.held import Held, held_by
+from .models import AuditEvent, Host, Job, Project
 from .privileges import (
     ADMINISTER,
     ALLOCATE,
     ALLOCATE_SPACE,
     AUDIT,
     BACKUP,
-    BUILTIN_ROLES,
     CATALOGUE,
     CONFIG_CPU_MEMORY,
     CONFIG_DISKS,
@@ -79,7 +69,6 @@ from .privileges import (
     MANAGE_PROJECT,
     MIGRATE,
     POWER,
-    PROJECT_PRIVILEGES,
     SNAPSHOT,
     USE_NETWORK,
     VIEW,
@@ -107,8 +96,6 @@ __all__ = [
 ]
 
 ACTIONS = frozenset(CATALOGUE)
-# Seeing and watching reach the whole project, whatever a role's own-only says.
-_PROJECT_WIDE = frozenset({VIEW, CONSOLE})
 
 M = TypeVar("M", bound=Model)
 
@@ -134,70 +121,9 @@ def is_admin(user: Person) -> bool:
     return signed_in(user) and user.is_superuser and ceiling_allows(user, ADMINISTER)
 
 
-@dataclass
-class Held:
-    """What a user holds: per project, each privilege and whether it is own-only; per VM
-    granted alone, its privileges; and the built-in role of each membership."""
-
-    projects: dict[int, dict[str, bool]] = field(default_factory=dict)
-    vms: dict[Any, set[str]] = field(default_factory=dict)
-    roles: dict[int, str] = field(default_factory=dict)
-
-    def add(self, project: int, privileges: frozenset[str] | set[str], own_only: bool) -> None:
-        held = self.projects.setdefault(project, {VIEW: False})
-        for name in privileges & PROJECT_PRIVILEGES:
-            mine_only = own_only and name not in _PROJECT_WIDE
-            held[name] = held.get(name, True) and mine_only
-
-
-def _rows(user: User) -> Any:
-    """One query: the user's memberships, and the grants to them or their groups."""
-    grants = (
-        Grant.objects.filter(Q(user=user) | Q(group__user=user))
-        .order_by()
-        .values_list(
-            "project_id",
-            "builtin",
-            "vm_id",
-            "role__privileges",
-            "role__own_only",
-            Value("g", output_field=CharField()),
-        )
-    )
-    members = (
-        Membership.objects.filter(user=user)
-        .order_by()
-        .values_list(
-            "project_id",
-            "role",
-            Value(None, output_field=UUIDField()),
-            Value(None, output_field=JSONField()),
-            Value(False, output_field=BooleanField()),
-            Value("m", output_field=CharField()),
-        )
-    )
-    return grants.union(members, all=True)
-
-
 def held(user: Person) -> Held:
-    """What the user holds (see Held); read once per request (a cache on the user)."""
-    if not signed_in(user):
-        return Held()
-    cached: Held | None = getattr(user, "_panel_held", None)
-    if cached is None:
-        cached = Held()
-        for pid, builtin, vm, privileges, own_only, kind in _rows(user):
-            if kind == "m":
-                cached.roles[pid] = builtin
-            if builtin:
-                privileges, own_only = BUILTIN_ROLES.get(builtin, (frozenset(), True))
-            names = set(privileges or ()) & PROJECT_PRIVILEGES
-            if vm is not None:
-                cached.vms.setdefault(vm, set()).update(names | {VIEW})
-            else:
-                cached.add(pid, names, bool(own_only))
-        setattr(user, "_panel_held", cached)  # noqa: B010 (a cache on the user object)
-    return cached
+    """What the user holds (panel/identity/held.py): nothing unless signed in."""
+    return held_by(user) if signed_in(user) else Held()
 
 
 def roles(user: Person) -> dict[int, str]:
