@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('auth', '0012_alter_user_first_name_max_length'),
-        ('panel', '0010_notifications'),
+        ('panel', '0014_second_factors'),
         ('vms', '0012_backup_chains'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
