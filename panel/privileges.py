@@ -59,3 +59,8 @@ BUILTIN_ROLES: dict[str, tuple[frozenset[str], bool]] = {
     "member": (PROJECT_PRIVILEGES - {AUDIT, MANAGE_PROJECT}, True),
     "viewer": (frozenset({VIEW, CONSOLE}), False),
 }
+
+# The choices the API offers: a token may be limited to any name; a role holds project
+# privileges only (named apart in the OpenAPI document).
+TOKEN_CHOICES = list(CATALOGUE)
+ROLE_CHOICES = sorted(PROJECT_PRIVILEGES)

@@ -352,6 +352,8 @@ SPECTACULAR_SETTINGS = {
         "NetworkModeEnum": "networking.choices.NetworkMode",
         "LibraryImageKindEnum": "storage.models.ImageKind",
         "LibraryImageStateEnum": "storage.models.ImageState",
+        "TokenPrivilegeEnum": "panel.privileges.TOKEN_CHOICES",
+        "RolePrivilegeEnum": "panel.privileges.ROLE_CHOICES",
     },
 }
 

@@ -19,7 +19,7 @@ from panel.exceptions import ServiceError
 from panel.identity import access
 from panel.models import Grant, Project, Role
 from panel.permissions import VIEW, clean_pk, get_object_for_user, require_admin, restrict
-from panel.privileges import BUILTIN_ROLES, PROJECT_PRIVILEGES
+from panel.privileges import BUILTIN_ROLES, ROLE_CHOICES
 
 User = get_user_model()
 # The VMs app depends on panel, not the reverse: its model is reached through the grant's.
@@ -34,9 +34,7 @@ class RoleSerializer(serializers.Serializer):
     id = serializers.IntegerField(read_only=True, allow_null=True)
     name = serializers.CharField(max_length=50)
     description = serializers.CharField(required=False, allow_blank=True)
-    privileges = serializers.ListField(
-        child=serializers.ChoiceField(choices=sorted(PROJECT_PRIVILEGES))
-    )
+    privileges = serializers.ListField(child=serializers.ChoiceField(choices=ROLE_CHOICES))
     own_only = serializers.BooleanField(required=False, default=False)
     builtin = serializers.BooleanField(read_only=True)
 

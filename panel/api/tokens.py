@@ -18,7 +18,7 @@ from panel.actors import Actor
 from panel.identity import tokens
 from panel.identity.reauth import require_recent_auth
 from panel.models import ApiToken
-from panel.privileges import BUILTIN_ROLES, CATALOGUE
+from panel.privileges import BUILTIN_ROLES, TOKEN_CHOICES
 
 from .pagination import PanelPagination
 
@@ -35,7 +35,7 @@ class TokenSerializer(serializers.Serializer):
     )
     prefix = serializers.CharField(read_only=True, help_text="The key's first 8 characters.")
     privileges = serializers.ListField(
-        child=serializers.ChoiceField(choices=list(CATALOGUE)),
+        child=serializers.ChoiceField(choices=TOKEN_CHOICES),
         allow_null=True,
         required=False,
         default=None,

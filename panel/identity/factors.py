@@ -24,7 +24,9 @@ from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from panel import audit
@@ -68,8 +70,17 @@ def must_have_second_factor(user: Any) -> bool:
 
 
 def needs_set_up(user: Any) -> bool:
-    """The user must set up a second factor before doing anything else."""
-    return must_have_second_factor(user) and not has_second_factor(user)
+    """The user must set up a second factor before doing anything else (one query: every
+    request of a signed-in user asks it)."""
+    mine = OuterRef("pk")
+    required = Exists(SecurityPolicy.objects.filter(require_second_factor=True)) | Exists(
+        Project.objects.filter(require_second_factor=True, memberships__user=mine)
+    )
+    has = Exists(TotpDevice.objects.filter(user=mine, confirmed=True)) | Exists(
+        WebAuthnCredential.objects.filter(user=mine)
+    )
+    users = get_user_model()._default_manager.filter(pk=user.pk)
+    return bool(users.filter(required).exclude(has).exists())
 
 
 def start_totp(user: Any) -> TotpDevice:

@@ -27,23 +27,27 @@ def state(vm) -> str:
     return hypervisor.get_domain(LOCAL_URI, str(vm.pk)).state
 
 
-def test_a_read_only_token_lists_the_vm_but_cannot_start_it_a_full_one_can(make_vm, member):
+def test_a_read_only_token_lists_the_vm_but_cannot_start_it_a_power_one_can(make_vm, member):
     vm = make_vm()
     read_only = client_with(member, name="ro", privileges=["view", "console"])
-    full = client_with(member, name="full")
+    power = client_with(member, name="power", privileges=["view", "power"])
 
     listing = read_only.get("/api/v1/vms/")
     refused = read_only.post(f"/api/v1/vms/{vm.pk}/start/", {}, format="json")
 
     assert [v["id"] for v in listing.json()["results"]] == [str(vm.pk)]
     assert refused.status_code == 403
-    assert "This API token's privileges do not allow 'change'" in refused.json()["detail"]
+    assert "This API token's privileges do not allow 'power'" in refused.json()["detail"]
     assert state(vm) == "shutoff"
 
-    started = full.post(f"/api/v1/vms/{vm.pk}/start/", {}, format="json")
+    started = power.post(f"/api/v1/vms/{vm.pk}/start/", {}, format="json")
+    snapshot = power.post(f"/api/v1/vms/{vm.pk}/snapshots/", {"name": "s1"}, format="json")
 
     assert started.status_code == 200, started.content
     assert state(vm) == "running"
+    assert snapshot.status_code == 403
+    assert "do not allow 'snapshot'" in snapshot.json()["detail"]
+    assert hypervisor.list_snapshots(LOCAL_URI, str(vm.pk)) == []
 
 
 def test_a_token_loses_the_project_its_user_is_taken_out_of(make_vm, people, member, admin):
