@@ -9,6 +9,6 @@ class PanelConfig(AppConfig):
     def ready(self) -> None:
         from panel import socket_access  # noqa: F401 - its logout receiver
         from panel.hypervisor import connection
-        from panel.identity import reauth  # noqa: F401 - its login receiver
+        from panel.identity import sessions  # noqa: F401 - its login and logout receivers
 
         connection.connect_timeout = lambda: float(settings.PANEL_CONNECT_TIMEOUT)

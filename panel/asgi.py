@@ -19,6 +19,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from panel.identity.enforcement import SecondFactorSocketGuard  # noqa: E402
+from panel.identity.middleware import SocketSessionPolicy  # noqa: E402
 from panel.routing import websocket_urlpatterns  # noqa: E402
 
 
@@ -125,7 +126,11 @@ application = ProtocolTypeRouter(
         "websocket": LeftDuringHandshake(
             _RedisLost(
                 AllowedHostsOriginValidator(
-                    AuthMiddlewareStack(SecondFactorSocketGuard(URLRouter(websocket_urlpatterns)))
+                    AuthMiddlewareStack(
+                        SocketSessionPolicy(
+                            SecondFactorSocketGuard(URLRouter(websocket_urlpatterns))
+                        )
+                    )
                 )
             )
         ),

@@ -495,6 +495,28 @@ class OidcIdentity(models.Model):
         return f"{self.subject} at {self.issuer}"
 
 
+class UserSession(models.Model):
+    """One browser signed in as a user: a login session of Django's session store, with
+    where it came from and when it was last used (panel.identity.sessions keeps the two in
+    step: a row goes when its session is logged out, revoked or expires)."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="panel_sessions"
+    )
+    # The store's key: revoking deletes the session from the store by it. Never shown.
+    session_key = models.CharField(max_length=40, unique=True)
+    created = models.DateTimeField()
+    last_seen = models.DateTimeField()
+    address = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=300, blank=True, default="")
+
+    class Meta:
+        ordering = ["-last_seen", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.user} session #{self.pk}"
+
+
 # Identity models live in their package; importing them here registers them with the app.
 from .identity.models import (  # noqa: E402, F401
     DirectoryAccount,

@@ -75,6 +75,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "panel.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "panel.identity.middleware.SessionPolicyMiddleware",
     "panel.identity.enforcement.SecondFactorRequiredMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "panel.middleware.DatabaseBusyMiddleware",
@@ -220,11 +221,19 @@ PANEL_LOGIN_FAILURES = int(os.environ.get("PANEL_LOGIN_FAILURES", "5"))
 PANEL_LOGIN_WINDOW_SECONDS = int(os.environ.get("PANEL_LOGIN_WINDOW_SECONDS", "900"))
 # ... and this many failures from one address, whatever the usernames.
 PANEL_LOGIN_ADDRESS_FAILURES = int(os.environ.get("PANEL_LOGIN_ADDRESS_FAILURES", "20"))
-# Second factors: how long a right password waits for its second factor, how recent a
-# login must be for changing them, and the WebAuthn relying party (the host name the
-# panel is reached by; blank: the request's host; never an IP address).
-PANEL_SECOND_STEP_SECONDS = int(os.environ.get("PANEL_SECOND_STEP_SECONDS", "300"))
+# Sessions end after PANEL_SESSION_IDLE_SECONDS without a request (1 hour) and, however
+# busy, PANEL_SESSION_MAX_SECONDS after the login (12 hours); the session cookie lives as
+# long. Sensitive actions (deleting a VM with its storage, user administration) ask for
+# the password again when the last sign-in or confirmation is older than
+# PANEL_REAUTH_SECONDS (5 minutes).
+PANEL_SESSION_IDLE_SECONDS = int(os.environ.get("PANEL_SESSION_IDLE_SECONDS", "3600"))
+PANEL_SESSION_MAX_SECONDS = int(os.environ.get("PANEL_SESSION_MAX_SECONDS", "43200"))
 PANEL_REAUTH_SECONDS = int(os.environ.get("PANEL_REAUTH_SECONDS", "300"))
+SESSION_COOKIE_AGE = PANEL_SESSION_MAX_SECONDS
+# Second factors: how long a right password waits for its second factor, and the
+# WebAuthn relying party (the host name the panel is reached by; blank: the request's
+# host; never an IP address).
+PANEL_SECOND_STEP_SECONDS = int(os.environ.get("PANEL_SECOND_STEP_SECONDS", "300"))
 PANEL_WEBAUTHN_RP_ID = os.environ.get("PANEL_WEBAUTHN_RP_ID", "")
 PANEL_WEBAUTHN_RP_NAME = os.environ.get("PANEL_WEBAUTHN_RP_NAME", "KVM panel")
 # Reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For and

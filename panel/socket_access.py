@@ -34,6 +34,7 @@ from django.dispatch import receiver
 from django.utils.crypto import constant_time_compare
 
 from . import events
+from .identity.policy import expired
 from .permissions import forget
 
 log = logging.getLogger(__name__)
@@ -71,13 +72,14 @@ def session_tag(session_key: str) -> str:
 def current_user(user_id: int, session_key: str | None) -> Any | None:
     """The user if their socket may stay open: still active and, for a socket opened
     with a session, still logged in through that very session: not logged out, not
-    expired, and password unchanged since (the checks of django.contrib.auth.get_user,
-    read only: this never changes the session)."""
+    revoked, not expired (idle or past its lifetime: panel.identity.policy), and password
+    unchanged since (the checks of django.contrib.auth.get_user, read only: this never
+    changes the session)."""
     user = auth.get_user_model()._default_manager.filter(pk=user_id, is_active=True).first()
     if user is None or session_key is None:
         return user
     session = import_module(settings.SESSION_ENGINE).SessionStore(session_key).load()
-    if str(session.get(auth.SESSION_KEY)) != str(user_id):
+    if str(session.get(auth.SESSION_KEY)) != str(user_id) or expired(session):
         return None
     if session.get(auth.BACKEND_SESSION_KEY) not in settings.AUTHENTICATION_BACKENDS:
         return None

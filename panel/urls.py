@@ -4,7 +4,7 @@ from django.urls import include, path
 from monitoring.views import metrics
 
 from . import views
-from .views import second_factor, two_factor
+from .views import second_factor, sessions, two_factor
 from .views.site import favicon
 from .views.sso import oidc_callback, oidc_login
 
@@ -51,6 +51,14 @@ urlpatterns = [
         name="webauthn_remove",
     ),
     path("users/second-factor/", two_factor.second_factor_policy, name="second_factor_policy"),
+    path("account/reauth/", sessions.reauth_page, name="reauth"),
+    path("account/sessions/", sessions.session_list, name="session_list"),
+    path(
+        "account/sessions/<int:session_id>/revoke/",
+        sessions.session_revoke,
+        name="session_revoke",
+    ),
+    path("account/sessions/revoke-all/", sessions.session_revoke_all, name="session_revoke_all"),
     path("hosts/", views.host_list, name="host_list"),
     path("hosts/add/", views.host_add, name="host_add"),
     path("hosts/<int:host_id>/", views.host_detail, name="host_detail"),
@@ -90,6 +98,17 @@ urlpatterns = [
         "directory-groups/<int:mapping_id>/delete/",
         views.directory_mapping_delete,
         name="directory_mapping_delete",
+    ),
+    path("users/<int:user_id>/sessions/", sessions.user_sessions, name="user_sessions"),
+    path(
+        "users/<int:user_id>/sessions/<int:session_id>/revoke/",
+        sessions.user_session_revoke,
+        name="user_session_revoke",
+    ),
+    path(
+        "users/<int:user_id>/sessions/revoke-all/",
+        sessions.user_sessions_revoke_all,
+        name="user_sessions_revoke_all",
     ),
     path("notifications/", views.notification_list, name="notification_list"),
     path(

@@ -18,6 +18,7 @@ from django.views.decorators.http import require_POST
 
 from panel.actors import Actor
 from panel.exceptions import ServiceError
+from panel.identity.reauth import ensure_recent
 from panel.middleware import style_nonce
 from panel.models import Job, Project
 from panel.paging import page_of
@@ -305,6 +306,8 @@ def vm_delete(request: HttpRequest, vm_id: str) -> HttpResponse:
         VirtualMachine.objects.select_related("host"), request.user, vm_id, ALLOCATE
     )
     if request.method == "POST":
+        if request.POST.getlist("remove"):  # its storage goes too
+            ensure_recent(request)
         try:
             job = services.delete_vm(
                 vm,

@@ -14,7 +14,12 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Model, QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action, api_view, authentication_classes, permission_classes
 from rest_framework.permissions import AllowAny
@@ -27,6 +32,7 @@ from panel.choices import AuditResult, Via
 from panel.exceptions import ServiceError
 from panel.identity import factors, tokens
 from panel.identity.enforcement import SET_UP_FIRST
+from panel.identity.reauth import PASSWORD_HEADER, require_recent_auth
 from panel.models import AuditEvent, Host, Job, Membership, Project
 from panel.permissions import (
     ADMINISTER,
@@ -53,6 +59,17 @@ from .serializers import (
 
 User = get_user_model()
 JOB_QUEUED = inline_serializer("JobQueued", {"job": serializers.IntegerField()})
+# A sensitive request (panel.identity.reauth) proves its user again with this header.
+REAUTH_PARAMETER = OpenApiParameter(
+    PASSWORD_HEADER,
+    str,
+    location=OpenApiParameter.HEADER,
+    required=False,
+    description="Your password, to confirm this sensitive action. Needed with a token, and "
+    "with a browser session whose sign-in or confirmation is older than PANEL_REAUTH_SECONDS "
+    "(5 minutes); without it the answer is a 403 saying so. Wrong passwords count toward "
+    "the login throttle.",
+)
 
 
 @extend_schema(
@@ -211,9 +228,11 @@ class UserViewSet(
             actor=Actor.of(self.request),
         )
 
+    @extend_schema(parameters=[REAUTH_PARAMETER])
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         if not is_admin(request.user):
             raise PermissionDenied("Only administrators can create users.")
+        require_recent_auth(request)
         return super().create(request, *args, **kwargs)
 
 

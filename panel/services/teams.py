@@ -14,7 +14,7 @@ from panel import audit, events, rows
 from panel.actors import Actor
 from panel.choices import ProjectRole
 from panel.exceptions import ConflictError, GoneError, ServiceError
-from panel.identity import tokens
+from panel.identity import sessions, tokens
 from panel.models import Membership, Project, Quota
 from panel.permissions import MANAGE_PROJECT, require_admin, restrict
 from panel.quotas import FIELDS
@@ -220,6 +220,7 @@ def set_user_active(user: Any, *, active: bool, actor: Actor) -> Any:
             if not active:
                 Token.objects.filter(user=user).delete()
                 tokens.revoke_all(user)
+                sessions.end_all(user)  # signed out everywhere at once
                 events.access_changed(user.pk)  # open websockets close
             audit.record(actor, action, user.username)
     return user

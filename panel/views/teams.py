@@ -7,12 +7,14 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from panel import quotas, services
 from panel.actors import Actor
 from panel.exceptions import ServiceError
 from panel.forms import MemberForm, PasswordResetForm, ProjectEditForm, ProjectForm, UserCreateForm
+from panel.identity.reauth import ensure_recent
 from panel.models import Membership, Project, SecurityPolicy
 from panel.permissions import MANAGE_PROJECT, VIEW, get_object_for_user, is_admin, restrict
 from panel.views.access import grant_context
@@ -138,6 +140,8 @@ def project_member_remove(request: HttpRequest, project_id: int, user_id: int) -
 
 def user_list(request: HttpRequest) -> HttpResponse:
     _admin_only(request, "manage users")
+    if request.method == "POST":
+        ensure_recent(request)
     form = UserCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -156,6 +160,7 @@ def user_list(request: HttpRequest) -> HttpResponse:
 def user_set_active(request: HttpRequest, user_id: int) -> HttpResponse:
     _admin_only(request, "disable users")
     user = get_object_for_user(User.objects.all(), request.user, user_id)
+    ensure_recent(request, reverse("user_list"))
     try:
         services.set_user_active(
             user,
@@ -174,6 +179,7 @@ def user_set_active(request: HttpRequest, user_id: int) -> HttpResponse:
 def user_reset_password(request: HttpRequest, user_id: int) -> HttpResponse:
     _admin_only(request, "reset passwords")
     user = get_object_for_user(User.objects.all(), request.user, user_id)
+    ensure_recent(request)
     form = PasswordResetForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:

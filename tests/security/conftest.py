@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import Group
+from django.test import Client
 
 from panel import services
 from panel.actors import Actor
@@ -19,6 +20,7 @@ from panel.models import (
     Notification,
     Role,
     Subscription,
+    UserSession,
     WebAuthnCredential,
 )
 from storage.models import LibraryImage
@@ -107,6 +109,9 @@ def everything(world) -> dict[str, dict[str, Any]]:  # noqa: F811 - the fixture 
         group = Group.objects.create(name=f"{name}-group")
         group.user_set.add(world.users["newcomer"])
         grant = Grant.objects.create(project=team.project, group=group, role=role, vm=vm)
+        # A login session of the team's removable user, in a browser of its own.
+        Client().force_login(team.removable)
+        session = UserSession.objects.get(user=team.removable)
         out[name] = {
             "host": team.host.pk,
             "job": team.job.pk,
@@ -133,6 +138,7 @@ def everything(world) -> dict[str, dict[str, Any]]:  # noqa: F811 - the fixture 
             "role": role.pk,
             "group": group.pk,
             "grant": grant.pk,
+            "session": session.pk,
         }
     return out
 

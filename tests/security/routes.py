@@ -124,6 +124,7 @@ PARAM_OBJECT = {
     "role_id": "role",
     "group_id": "group",
     "grant_id": "grant",
+    "session_id": "session",
 }
 
 

@@ -95,6 +95,8 @@ LAST = [
     "DELETE directorymapping-detail",
     "directory_mapping_delete delete",
     "webauthn_remove remove",
+    # Logs the persona out everywhere: nothing may come after it.
+    "session_revoke_all revoke-all",
 ]
 
 
@@ -151,6 +153,16 @@ MATRIX = {
     "GET apitoken-list tokens": "200 200 200 200 200",
     "GET apitoken-detail": "404 404 200 404 404",
     "DELETE apitoken-detail": "404 404 204 404 404",
+    # Sessions: one's own (the world's session is alpha's viewer's, in another browser);
+    # a user's, for admins.
+    "GET reauth reauth": "200 200 200 200 200",
+    "GET session_list sessions": "200 200 200 200 200",
+    "POST session_revoke revoke": "404 404 404 302 404",
+    "POST session_revoke_all revoke-all": "302 302 302 302 302",
+    "GET user_sessions sessions": "200 403 403 403 403",
+    # 404 for the admin: disabling the viewer (user_set_active, earlier) ended it.
+    "POST user_session_revoke revoke": "404 403 403 403 403",
+    "POST user_sessions_revoke_all revoke-all": "302 403 403 403 403",
     "GET host_list hosts": "200 200 200 200 200",
     "GET host_add add": "200 403 403 403 403",
     "GET host_detail": "200 200 200 200 404",

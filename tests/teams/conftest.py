@@ -296,13 +296,19 @@ def token_for(world):
 
 @pytest.fixture
 def api_for(token_for, new_client):
-    """api_for("member"): a test client sending that persona's API token
+    """api_for("member"): a test client sending that persona's API token, and its
+    password for the actions that ask for it again (panel.identity.reauth)
     ("anonymous": no credentials)."""
 
     def make(persona: str) -> Client:
         if persona == "anonymous":
             return new_client()
-        return new_client(headers={"Authorization": f"Token {token_for(persona)}"})
+        return new_client(
+            headers={
+                "Authorization": f"Token {token_for(persona)}",
+                "X-Panel-Password": PASSWORDS[persona],
+            }
+        )
 
     return make
 

@@ -198,12 +198,10 @@ def dated(world, member, outsider, alpha, beta):
     ],
 )
 def test_it_narrows_the_audit_page_to_the_filtered_rows(dated, client_for, query, expected):
-    everything = audit_rows(client_for("admin").get("/audit/"))
-
     shown = audit_rows(client_for("admin").get(f"/audit/?{query}"))
 
     wanted = [e for e in AuditEvent.objects.select_related("project") if expected(e)]
-    assert 0 < len(shown) < len(everything)
+    assert 0 < len(shown) < AuditEvent.objects.count()
     assert sorted((r["action"], r["target"]) for r in shown) == sorted(
         (e.action, e.target) for e in wanted
     )

@@ -23,7 +23,7 @@ from vms import services as vm_services
 from vms.models import VirtualMachine
 from vms.tasks import vm_delete_task
 
-from .conftest import alerts, page_text, queued_tasks, texts
+from .conftest import PASSWORDS, alerts, page_text, queued_tasks, texts
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.timeout(120)]
 
@@ -158,7 +158,10 @@ def test_it_deletes_a_running_vm_with_all_its_disks_through_the_api(
     }
 
     with django_capture_on_commit_callbacks() as callbacks:
-        response = api_for("member").delete(f"/api/v1/vms/{vm.pk}/?remove_storage=true")
+        response = api_for("member").delete(
+            f"/api/v1/vms/{vm.pk}/?remove_storage=true",
+            headers={"X-Panel-Password": PASSWORDS["member"]},
+        )
 
     assert response.status_code == 202, response.data
     job = Job.objects.get(pk=response.data["job"])

@@ -16,8 +16,9 @@ from rest_framework.response import Response
 
 from panel.actors import Actor
 from panel.api.pagination import KeyFirstPagination
-from panel.api.views import ScopedMixin, named_in_body
+from panel.api.views import REAUTH_PARAMETER, ScopedMixin, named_in_body
 from panel.exceptions import ServiceError
+from panel.identity.reauth import require_recent_auth
 from panel.models import Job
 from panel.permissions import (
     ALLOCATE,
@@ -159,12 +160,14 @@ class VirtualMachineViewSet(
         return super().update(request, *args, **kwargs)
 
     @extend_schema(
-        parameters=[OpenApiParameter("remove_storage", bool)],
+        parameters=[OpenApiParameter("remove_storage", bool), REAUTH_PARAMETER],
         responses={202: JOB_QUEUED, 204: None},
     )
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         vm = self.get_object_for(ALLOCATE)
         remove = request.query_params.get("remove_storage", "").lower() in {"1", "true", "yes"}
+        if remove:
+            require_recent_auth(request)
         targets = [d["target"] for d in vm.disks if d.get("device") == "disk"] if remove else []
         job = services.delete_vm(vm, actor=Actor.of(request), remove_disks=targets)
         if job is None:
