@@ -29,6 +29,7 @@ from . import access, views
 from .directory import DirectoryMappingViewSet
 from .notifications import NotificationViewSet, SubscriptionViewSet
 from .tokens import ApiTokenViewSet
+from .sessions import SessionViewSet
 
 router = DefaultRouter()
 # No ".json" twins of every route: the API speaks JSON only, and the @action views
@@ -48,6 +49,7 @@ router.register("subscriptions", SubscriptionViewSet, basename="subscription")
 router.register("notifications", NotificationViewSet, basename="notification")
 router.register("tokens", ApiTokenViewSet, basename="apitoken")
 router.register("directory-mappings", DirectoryMappingViewSet, basename="directorymapping")
+router.register("sessions", SessionViewSet, basename="session")
 
 urlpatterns = [
     path("auth/token/", views.obtain_token, name="api_token"),

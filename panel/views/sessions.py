@@ -15,7 +15,7 @@ from django.views.decorators.http import require_POST
 from panel.actors import Actor
 from panel.identity import reauth, sessions
 from panel.models import UserSession
-from panel.permissions import get_object_for_user, is_admin
+from panel.permissions import get_object_for_user, get_own, is_admin
 from panel.views.common import render_form
 
 User = get_user_model()
@@ -47,7 +47,7 @@ def session_list(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def session_revoke(request: HttpRequest, session_id: int) -> HttpResponse:
-    row = get_object_or_404(UserSession, pk=session_id, user=request.user)  # only one's own
+    row = get_own(UserSession.objects.all(), request.user, session_id)
     this = row.session_key == request.session.session_key
     sessions.revoke(row, actor=Actor.of(request))
     if this:

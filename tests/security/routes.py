@@ -97,6 +97,7 @@ ROUTER_PK = {
     "libraryimage": "image",
     "apitoken": "api_token",
     "directorymapping": "mapping",
+    "session": "session",
 }
 
 # Plain parameters → which object they are.

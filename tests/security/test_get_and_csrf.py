@@ -44,6 +44,7 @@ READABLE = {
     "login_second",
     "reauth",
     "session_list",
+    "session-list",
     "user_sessions",
     "host_list",
     "host_add",

@@ -58,6 +58,7 @@ DELETABLE = {
     "libraryimage-detail",
     "apitoken-detail",
     "directorymapping-detail",
+    "session-detail",
 }
 # Destructive requests run last, children before parents, so that each one still finds
 # its object (and the ones before it find theirs).
@@ -95,7 +96,8 @@ LAST = [
     "DELETE directorymapping-detail",
     "directory_mapping_delete delete",
     "webauthn_remove remove",
-    # Logs the persona out everywhere: nothing may come after it.
+    # Log the persona out everywhere: nothing may come after them.
+    "session-revoke-all revoke-all",
     "session_revoke_all revoke-all",
 ]
 
@@ -163,6 +165,11 @@ MATRIX = {
     # 404 for the admin: disabling the viewer (user_set_active, earlier) ended it.
     "POST user_session_revoke revoke": "404 403 403 403 403",
     "POST user_sessions_revoke_all revoke-all": "302 403 403 403 403",
+    "GET session-list sessions": "200 200 200 200 200",
+    "POST session-detail": "405 405 405 405 405",
+    # The viewer's too: its session was ended by the page's revoke (above) already.
+    "DELETE session-detail": "404 404 404 404 404",
+    "POST session-revoke-all revoke-all": "200 200 200 200 200",
     "GET host_list hosts": "200 200 200 200 200",
     "GET host_add add": "200 403 403 403 403",
     "GET host_detail": "200 200 200 200 404",
