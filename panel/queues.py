@@ -25,6 +25,7 @@ QUICK_TASKS = frozenset(
         "panel.deliver_notification",  # an email or a webhook call, 10 s at most
         "panel.summarize_notifications",
         "panel.sync_ldap_directory",  # one search per directory user
+        "panel.end_expired_sessions",
         "vms.action",  # a shutdown: waits at most its timeout for the guest
         "vms.delete",
         "vms.refresh_details",

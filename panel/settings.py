@@ -286,6 +286,8 @@ CELERY_BEAT_SCHEDULE = {
     },
     "run-backup-schedules": {"task": "vms.run_backup_schedules", "schedule": 60.0},
     "resend-lost-jobs": {"task": "panel.resend_lost_jobs", "schedule": 60.0},
+    # Sessions that expired without a further request leave the store and the lists.
+    "end-expired-sessions": {"task": "panel.end_expired_sessions", "schedule": 300.0},
 }
 # A job queued this long that no worker took has its task sent again (then 2x, 4x, ...).
 PANEL_LOST_TASK_SECONDS = float(os.environ.get("PANEL_LOST_TASK_SECONDS", "60"))

@@ -15,6 +15,7 @@ from . import hypervisor, jobs, services
 from .celery import app
 from .exceptions import GoneError
 from .identity import ldap as directory_ldap
+from .identity import sessions
 from .models import Host, Job
 from .notifications import core as notify_core
 from .notifications import delivery, throttle
@@ -80,6 +81,12 @@ def resend_lost_jobs() -> list[int]:
     of email and webhook deliveries."""
     delivery.resend_lost(settings.PANEL_LOST_TASK_SECONDS)
     return jobs.resend_lost(settings.PANEL_LOST_TASK_SECONDS)
+
+
+@shared_task(name="panel.end_expired_sessions", soft_time_limit=60, time_limit=90)
+def end_expired_sessions() -> int:
+    """The periodic pass that ends the login sessions past their idle or absolute limit."""
+    return sessions.purge_expired()
 
 
 @shared_task(name="panel.deliver_notification", soft_time_limit=60, time_limit=90)

@@ -4,14 +4,17 @@ everywhere, an admin's view of a user's sessions, and the audit trail of each.""
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import pytest
 from django.test import Client, override_settings
+from django.utils import timezone
 
 from panel import services
 from panel.actors import Actor
 from panel.identity.policy import LOGIN_AT, SEEN_AT
 from panel.models import AuditEvent, UserSession
+from panel.tasks import end_expired_sessions
 
 from .conftest import CHROME, FIREFOX, age
 
@@ -192,3 +195,18 @@ def test_it_drops_sessions_a_password_change_ended_from_the_list(alice, browser_
 
     assert other.get("/vms/").status_code == 302
     assert UserSession.objects.filter(user=alice).count() == 1
+
+
+def test_the_periodic_pass_ends_sessions_that_expired_without_a_request(alice, browser_of):
+    idle, busy = browser_of("alice"), browser_of("alice")
+    UserSession.objects.filter(session_key=idle.session.session_key).update(
+        last_seen=timezone.now() - timedelta(hours=2)
+    )
+
+    assert end_expired_sessions() == 1
+
+    assert list(UserSession.objects.values_list("session_key", flat=True)) == [
+        busy.session.session_key
+    ]
+    assert idle.get("/vms/").status_code == 302
+    assert busy.get("/vms/").status_code == 200
