@@ -22,7 +22,9 @@ User = get_user_model()
 
 
 class ReauthForm(forms.Form):
-    password = forms.CharField(widget=forms.PasswordInput(attrs={"autofocus": True}))
+    password = forms.CharField(
+        widget=forms.PasswordInput(attrs={"autofocus": True, "autocomplete": "current-password"})
+    )
 
 
 def _page(request: HttpRequest, user: object, *, own: bool) -> HttpResponse:
