@@ -1,6 +1,6 @@
 """In headless Chromium against the running stack: a user signed in on two browsers
 ends the other one from "Your sessions"; the other's open page loses its live bell at
-once and its next page is the login."""
+once and its next page is the login. The sessions pages pass axe."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser import page_in
+from tests.e2e.test_accessibility import Page, check_pages
 
 pytestmark = [pytest.mark.browser, pytest.mark.stack, pytest.mark.timeout(180)]
 PASSWORD = "Brass-lantern-93k"
@@ -26,9 +27,9 @@ def phone(browser, request) -> Iterator:
     yield from page_in(browser, request, viewport={"width": 1366, "height": 900})
 
 
-def log_in(page, stack) -> None:
+def log_in(page, stack, username: str = "dora") -> None:
     page.goto(stack.url + "/login/")
-    page.get_by_label("Username").fill("dora")
+    page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
     expect(page).to_have_url(stack.url + "/")
@@ -61,3 +62,19 @@ def test_it_ends_the_other_browsers_session_from_the_sessions_page(
     expect(phone).to_have_url(re.compile(r"/login/\?next=/vms/$"))
     page.goto(stack.url + "/vms/")
     expect(page).to_have_url(stack.url + "/vms/")
+
+
+def test_the_sessions_pages_pass_axe_in_both_themes(
+    stack, transactional_db, django_user_model, page
+):
+    ada = django_user_model.objects.create_superuser("ada", "ada@example.test", PASSWORD)
+    log_in(page, stack, "ada")
+    check_pages(
+        page,
+        stack,
+        [
+            Page("your sessions", "/account/sessions/"),
+            Page("confirm your password", "/account/reauth/?next=/users/"),
+            Page("a user's sessions", f"/users/{ada.pk}/sessions/"),
+        ],
+    )
