@@ -28,8 +28,8 @@ from vms.api.views import VirtualMachineViewSet
 from . import access, views
 from .directory import DirectoryMappingViewSet
 from .notifications import NotificationViewSet, SubscriptionViewSet
-from .tokens import ApiTokenViewSet
 from .sessions import SessionViewSet
+from .tokens import ApiTokenViewSet
 
 router = DefaultRouter()
 # No ".json" twins of every route: the API speaks JSON only, and the @action views

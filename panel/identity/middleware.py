@@ -50,7 +50,10 @@ class SessionPolicyMiddleware:
 
     def process_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse | None:
         if isinstance(exc, ReauthRequired):
-            messages.info(request, "Confirm your password to go on.")
+            messages.info(
+                request,
+                "Confirm who you are to go on: your password, or a code of your second factor.",
+            )
             return redirect(exc.url)
         return None
 

@@ -33,6 +33,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from panel import audit, throttle
 from panel.actors import Actor, client_ip
 from panel.choices import AuditResult, Via
+from panel.identity import factors
 from panel.identity.policy import AUTH_AT
 
 PASSWORD_HEADER = "X-Panel-Password"
@@ -129,8 +130,9 @@ def require_recent_auth(request: Any) -> None:
 
 
 def _code_ok(user: Any, code: str) -> bool:
-    """A second factor's code (TOTP or recovery): the panel has none set up yet."""
-    return False
+    """A second factor's code: the authenticator app's (never twice) or a recovery code
+    (used up)."""
+    return factors.verify_code(user, code)
 
 
 def _proof_ok(request: HttpRequest, user: Any, password: str | None, code: str | None) -> bool:

@@ -22,9 +22,25 @@ User = get_user_model()
 
 
 class ReauthForm(forms.Form):
+    """The password, or a second factor's code (authenticator app or recovery code): a
+    user who signs in through single sign-on has no password here."""
+
     password = forms.CharField(
-        widget=forms.PasswordInput(attrs={"autofocus": True, "autocomplete": "current-password"})
+        required=False,
+        widget=forms.PasswordInput(attrs={"autofocus": True, "autocomplete": "current-password"}),
     )
+    code = forms.CharField(
+        required=False,
+        max_length=40,
+        label="Or a code from your authenticator app (or a recovery code)",
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "text"}),
+    )
+
+    def clean(self) -> dict[str, object]:
+        data = super().clean() or {}
+        if not data.get("password") and not data.get("code"):
+            raise forms.ValidationError("Enter your password, or a code of your second factor.")
+        return data
 
 
 def _page(request: HttpRequest, user: object, *, own: bool) -> HttpResponse:
@@ -72,11 +88,12 @@ def reauth_page(request: HttpRequest) -> HttpResponse:
     form = ReauthForm(request.POST or None)
     next_url = reauth.safe_next(request, request.POST.get("next") or request.GET.get("next"))
     if request.method == "POST" and form.is_valid():
-        refusal = reauth.confirm(request, password=form.cleaned_data["password"])
+        password, code = form.cleaned_data["password"], form.cleaned_data["code"]
+        refusal = reauth.confirm(request, password=password or None, code=code or None)
         if not refusal:
             messages.success(request, "Thank you: go on with what you were doing.")
             return redirect(next_url)
-        form.add_error("password", refusal)
+        form.add_error("password" if password else "code", refusal)
     context = {"next": next_url, "window_minutes": settings.PANEL_REAUTH_SECONDS // 60}
     return render_form(request, "panel/reauth.html", context, form)
 

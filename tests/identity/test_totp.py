@@ -3,10 +3,13 @@ computed here with pyotp, as the app computes them."""
 
 from __future__ import annotations
 
+import time
+
 import pyotp
 import pytest
 from django.test import Client
 
+from panel.identity.policy import AUTH_AT
 from panel.models import AuditEvent, TotpDevice
 
 from .conftest import WRONG_CODE_TEXT, next_code, password_step
@@ -78,18 +81,26 @@ def test_it_logs_in_without_a_second_step_a_user_who_has_none(tessa):
     assert response.status_code == 302 and response["Location"] == "/"
 
 
-def test_it_asks_for_a_recent_login_to_remove_the_app(tessa_with_totp, settings):
-    user, secret, _ = tessa_with_totp
+def test_it_asks_to_confirm_who_you_are_to_remove_the_app(tessa_with_totp):
+    user, secret, recovery = tessa_with_totp
     client = Client()
     password_step(client)
     client.post("/login/second/", {"code": next_code(secret)})
-    settings.PANEL_REAUTH_SECONDS = 0
+    session = client.session
+    session[AUTH_AT] = time.time() - 3600  # logged in an hour ago
+    session.save()
+
     stale = client.post("/account/two-factor/totp/remove/")
-    assert stale.status_code == 302 and stale["Location"].startswith("/login/?next=")
+
+    assert stale.status_code == 302 and stale["Location"].startswith("/account/reauth/?next=")
     assert TotpDevice.objects.filter(user=user, confirmed=True).exists()
-    settings.PANEL_REAUTH_SECONDS = 300
+    wrong = client.post("/account/reauth/", {"code": "0000-0000-0000-0000"})
+    assert wrong.status_code == 400 and "That code is not right" in wrong.content.decode()
+    right = client.post("/account/reauth/", {"code": recovery[0], "next": "/account/two-factor/"})
+    assert (right.status_code, right["Location"]) == (302, "/account/two-factor/")
     client.post("/account/two-factor/totp/remove/")
     assert not TotpDevice.objects.filter(user=user).exists()
+    assert AuditEvent.objects.filter(action="reauth", detail="code").exists()
     assert AuditEvent.objects.filter(action="mfa.totp_disabled").exists()
 
 

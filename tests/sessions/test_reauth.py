@@ -38,7 +38,7 @@ def test_it_asks_for_the_password_again_then_creates_the_user(admin_browser):
     assert response.url == "/account/reauth/?next=%2Fusers%2F"
     assert not User.objects.filter(username="bob").exists()
     page = admin_browser.get(response.url)
-    assert "Confirm your password to go on." in page.content.decode()
+    assert "Confirm who you are to go on" in page.content.decode()
 
     wrong = admin_browser.post("/account/reauth/", {"password": "guess", "next": "/users/"})
     assert wrong.status_code == 400

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('panel', '0010_notifications'),
+        ('panel', '0015_roles_and_grants'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
