@@ -1,3 +1,5 @@
+from pathlib import Path
+
 from django.apps import AppConfig
 from django.conf import settings
 
@@ -12,3 +14,4 @@ class PanelConfig(AppConfig):
         from panel.identity import sessions  # noqa: F401 - its login and logout receivers
 
         connection.connect_timeout = lambda: float(settings.PANEL_CONNECT_TIMEOUT)
+        connection.pki_dir = lambda: Path(settings.PANEL_PKI_DIR)

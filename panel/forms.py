@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm
 from django.db.models import Model
 
-from . import audit, throttle
+from . import audit, throttle, tlscerts
 from .actors import Actor, client_ip
 from .choices import AuditResult, NotificationKind, ProjectRole, Via
 from .models import Project
@@ -46,6 +46,50 @@ class HostForm(forms.Form):
                 "Use an SSH key (qemu+ssh://user@host/system) or TLS certificates instead."
             )
         return self.cleaned_data["uri"]
+
+    # qemu+tls hosts: the certificates the panel connects with (checked by the service).
+    ca_certificate = forms.FileField(
+        required=False,
+        label="CA certificate (qemu+tls)",
+        help_text="PEM: the CA that signed the host's server certificate and the client "
+        "certificate (cacert.pem).",
+    )
+    client_certificate = forms.FileField(
+        required=False,
+        label="Client certificate (qemu+tls)",
+        help_text="PEM: the panel's certificate, which the host's libvirtd must accept "
+        "(clientcert.pem).",
+    )
+    client_key = forms.FileField(
+        required=False,
+        label="Client key (qemu+tls)",
+        help_text="PEM, without a passphrase (clientkey.pem). It is kept outside the "
+        "database, readable by the panel only, and never shown again.",
+    )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        data["certificates"] = pem_files(data)
+        return data
+
+
+def pem_files(data: dict[str, Any]) -> dict[str, bytes]:
+    """The certificate files among a form's cleaned data (popped from it), as bytes: at
+    most one byte more than any PEM file may have, for the service to refuse a bigger one."""
+    files = {name: data.pop(name, None) for name in tlscerts.FIELDS}
+    return {name: f.read(tlscerts.MAX_BYTES + 1) for name, f in files.items() if f}
+
+
+class HostCertificatesForm(forms.Form):
+    """New certificates for a qemu+tls host."""
+
+    ca_certificate = forms.FileField(label="CA certificate", help_text="PEM (cacert.pem).")
+    client_certificate = forms.FileField(
+        label="Client certificate", help_text="PEM (clientcert.pem)."
+    )
+    client_key = forms.FileField(
+        label="Client key", help_text="PEM, without a passphrase (clientkey.pem)."
+    )
 
 
 class ThrottledLoginForm(AuthenticationForm):

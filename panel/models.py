@@ -74,6 +74,23 @@ class Host(models.Model):
         return counts
 
 
+class HostCertificates(models.Model):
+    """How the panel reaches a qemu+tls host: the certificates it verified, and since when.
+    The files themselves live outside the database (PANEL_PKI_DIR, panel/tlscerts.py)."""
+
+    host = models.OneToOneField(Host, on_delete=models.CASCADE, related_name="certificates")
+    ca_subject = models.CharField(max_length=500)
+    client_subject = models.CharField(max_length=500)
+    client_not_after = models.DateTimeField()
+    server_subject = models.CharField(max_length=500)
+    server_not_after = models.DateTimeField()
+    server_sha256 = models.CharField(max_length=100)
+    since = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"certificates of {self.host}"
+
+
 class HostLease(models.Model):
     """Which watcher or collector process has a host, and until when (panel/leases.py)."""
 

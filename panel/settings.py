@@ -391,6 +391,8 @@ PANEL_LIBRARY_MIRRORS = [
     m.strip() for m in os.environ.get("PANEL_LIBRARY_MIRRORS", "").split(",") if m.strip()
 ]
 PANEL_CONNECT_TIMEOUT = float(os.environ.get("PANEL_CONNECT_TIMEOUT", "10"))
+# The certificates of the qemu+tls hosts, one directory per host (0700, keys 0600).
+PANEL_PKI_DIR = Path(os.environ.get("PANEL_PKI_DIR", VAR_DIR / "pki"))
 # Prometheus scrapes /metrics with "Authorization: Bearer <this>" (empty: admins only).
 PANEL_METRICS_TOKEN = os.environ.get("PANEL_METRICS_TOKEN", "")
 # The kernel and initramfs that the KVM check boots to prove a guest really runs.

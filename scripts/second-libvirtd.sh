@@ -1,7 +1,16 @@
 #!/usr/bin/env bash
 # A second libvirtd on this machine, for multi-host and live-migration tests.
 #
-#   second-libvirtd.sh start [PORT]   start it (default port 16519), print its URI
+#   second-libvirtd.sh start [PORT] [--tls TLS_PORT PKI_DIR [--allowed-dn DN]]
+#                                     start it (default port 16519), print its URI;
+#                                     with --tls it also listens for qemu+tls on
+#                                     127.0.0.1:TLS_PORT with the CA, certificate
+#                                     and key in PKI_DIR (cacert.pem,
+#                                     servercert.pem, serverkey.pem), asks every
+#                                     client for a certificate signed by that CA
+#                                     and, with --allowed-dn, admits only clients
+#                                     whose certificate's DN matches DN (a
+#                                     tls_allowed_dn_list wildcard)
 #   second-libvirtd.sh revive         start libvirtd again after it died (kill -9),
 #                                     keeping its configuration, its running
 #                                     guests and its virtlogd; print its URI
@@ -42,6 +51,7 @@ LIB_DIR=$STATE_DIR/lib
 LOG_DIR=$STATE_DIR/log
 CACHE_DIR=$STATE_DIR/cache
 PORT_FILE=$STATE_DIR/port
+TLS_FILE=$STATE_DIR/tls    # the --tls settings of the running daemon ("" without)
 UUID_FILE=$STATE_DIR/host-uuid
 LOCK_FILE=$STATE_DIR/lock
 # Host-side paths of the pid files (inside the namespace: /run/libvirt/*.pid).
@@ -118,7 +128,7 @@ namespace_pids() {
 }
 
 make_config() {
-  local port=$1 uuid
+  local port=$1 tls=$2 uuid
   rm -rf "$ETC_DIR"
   cp -a /etc/libvirt "$ETC_DIR"
   # An empty host: nothing defined on the main host comes along, and nothing
@@ -134,7 +144,6 @@ make_config() {
   uuid=$(cat "$UUID_FILE")
   cat >"$ETC_DIR/libvirtd.conf" <<EOF
 # Written by scripts/second-libvirtd.sh: the second test host.
-listen_tls = 0
 listen_tcp = 1
 listen_addr = "127.0.0.1"
 tcp_port = "$port"
@@ -142,12 +151,75 @@ auth_tcp = "none"
 host_uuid = "$uuid"
 log_outputs = "3:file:/var/log/libvirt/libvirtd.log"
 EOF
+  if [ -n "$tls" ]; then
+    # shellcheck disable=SC2086 # "TLS_PORT PKI_DIR [DN]", checked by parse_tls
+    tls_config $tls >>"$ETC_DIR/libvirtd.conf"
+  else
+    echo "listen_tls = 0" >>"$ETC_DIR/libvirtd.conf"
+  fi
   # Incoming migrations get ports from a range of this host's own: all the hosts share
   # one network namespace, and two libvirtds handing out ports from the same default
   # range (49152-49215) can give one port to two migrations at once.
   local migration_min=$((50000 + (port % 100) * 64))
   printf 'migration_port_min = %d\nmigration_port_max = %d\n' \
     "$migration_min" "$((migration_min + 63))" >>"$ETC_DIR/qemu.conf"
+}
+
+# libvirtd.conf lines for a TLS listener: tls_config TLS_PORT PKI_DIR [DN].
+tls_config() {
+  local tls_port=$1 dir=$2 dn=${3:-}
+  cat <<EOF
+# qemu+tls://127.0.0.1:$tls_port/system: clients need a certificate signed by the CA.
+listen_tls = 1
+tls_port = "$tls_port"
+auth_tls = "none"
+ca_file = "$dir/cacert.pem"
+cert_file = "$dir/servercert.pem"
+key_file = "$dir/serverkey.pem"
+tls_no_verify_certificate = 0
+EOF
+  if [ -n "$dn" ]; then
+    printf 'tls_allowed_dn_list = ["%s"]\n' "$dn"
+  fi
+}
+
+# The --tls options of start, checked, as "TLS_PORT PKI_DIR [DN]" ("" without --tls).
+parse_tls() {
+  local tls_port="" dir="" dn="" f
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --tls)
+        [ $# -ge 3 ] || die "--tls needs a port and a directory"
+        tls_port=$2 dir=$3
+        shift 3
+        ;;
+      --allowed-dn)
+        [ $# -ge 2 ] || die "--allowed-dn needs a DN"
+        dn=$2
+        shift 2
+        ;;
+      *) die "unknown option: $1" ;;
+    esac
+  done
+  if [ -z "$tls_port" ]; then
+    [ -z "$dn" ] || die "--allowed-dn needs --tls"
+    return 0
+  fi
+  [[ $tls_port =~ ^[0-9]+$ ]] && [ "$tls_port" -ge 1 ] && [ "$tls_port" -le 65535 ] \
+    || die "bad TLS port: $tls_port"
+  # No spaces in the DN: the settings are kept as one space-separated line.
+  [[ $dn =~ ^[A-Za-z0-9=,.*_-]*$ ]] \
+    || die "the DN may hold only letters, digits and = , . * _ -"
+  dir=$(realpath -e "$dir") || die "no such directory: $dir"
+  [[ $dir =~ ^[A-Za-z0-9/._-]+$ ]] \
+    || die "the PKI directory's path may hold only letters, digits and / . _ -"
+  for f in "${BOUND_DIRS[@]}"; do
+    case "$dir/" in "$f"/*) die "the PKI directory must not be under $f" ;; esac
+  done
+  for f in cacert.pem servercert.pem serverkey.pem; do
+    [ -s "$dir/$f" ] || die "$dir/$f is missing"
+  done
+  echo "$tls_port $dir${dn:+ $dn}"
 }
 
 make_dirs() {
@@ -216,9 +288,14 @@ lock() {
 }
 
 cmd_start() {
-  local port=${1:-$DEFAULT_PORT} pid i t0
+  local port=$DEFAULT_PORT tls pid i t0 p
+  if [ $# -gt 0 ] && [ "${1#--}" = "$1" ]; then
+    port=$1
+    shift
+  fi
   [[ $port =~ ^[0-9]+$ ]] && [ "$port" -ge 1 ] && [ "$port" -le 65535 ] \
     || die "bad port: $port"
+  tls=$(parse_tls "$@") || exit 1
   check_state_dir
   lock
   t0=$(date +%s%N)
@@ -227,6 +304,8 @@ cmd_start() {
     local rport
     rport=$(running_port)
     [ "$rport" = "$port" ] || die "already running on port $rport (pid $pid); stop it first"
+    [ "$(cat "$TLS_FILE" 2>/dev/null || true)" = "$tls" ] \
+      || die "already running with other TLS settings (pid $pid); stop it first"
     # Running: answering now, or still starting up.
     for ((i = 0; i < START_TIMEOUT * 4; i++)); do
       if answers "$port"; then
@@ -242,12 +321,15 @@ cmd_start() {
   # Cold start. Leftovers of a killed run go first.
   stop_daemon "$LIBVIRTD_PID" libvirtd
   stop_daemon "$VIRTLOGD_PID" virtlogd
-  if ss -Hltn "sport = :$port" | grep -q .; then
-    die "port $port is already in use: $(ss -Hltnp "sport = :$port" | head -1)"
-  fi
+  for p in "$port" ${tls:+"${tls%% *}"}; do
+    if ss -Hltn "sport = :$p" | grep -q .; then
+      die "port $p is already in use: $(ss -Hltnp "sport = :$p" | head -1)"
+    fi
+  done
   make_dirs
-  make_config "$port"
+  make_config "$port" "$tls"
   echo "$port" >"$PORT_FILE"
+  echo "$tls" >"$TLS_FILE"
   echo "--- $(date -Is) start port $port" >>"$LOG_DIR/launch.log"
   launch || die "launching the daemons failed; see $LOG_DIR/launch.log: $(tail -5 "$LOG_DIR/launch.log")"
 
@@ -362,5 +444,9 @@ case "${1:-}" in
   revive) cmd_revive ;;
   stop) cmd_stop ;;
   status) cmd_status ;;
-  *) echo "usage: $0 start [PORT] | revive | stop | status" >&2; exit 2 ;;
+  *)
+    echo "usage: $0 start [PORT] [--tls TLS_PORT PKI_DIR [--allowed-dn DN]]" \
+      "| revive | stop | status" >&2
+    exit 2
+    ;;
 esac

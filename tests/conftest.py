@@ -24,7 +24,7 @@ import pytest
 from panel import hypervisor
 from tests.skips import ALLOWED_SKIPS
 
-pytest_plugins = ["tests.second_host", "tests.stack", "tests.browser"]
+pytest_plugins = ["tests.second_host", "tests.tls_host", "tests.stack", "tests.browser"]
 
 LOCAL_URI = "qemu:///system"
 ADMIN_PASSWORD = "admin-pass-9d3k"
@@ -113,6 +113,7 @@ MARKER_FIXTURES: dict[str, frozenset[str]] = {
             "tiny_guest",
             "define_guest",
             "second_host_uri",  # tests/second_host.py: a second libvirtd
+            "tls_host_uri",  # tests/tls_host.py: a libvirtd reached over qemu+tls
             "fault_host",  # tests/faults/fault_host.py: a private libvirtd
             "main_conn",  # tests/hypervisor/test_second_host.py: libvirt.open(qemu:///system)
             "dir_pool",  # tests/storage/conftest.py: a dir pool made on qemu:///system

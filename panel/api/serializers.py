@@ -3,15 +3,43 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from panel import jobs, quotas
 from panel.choices import ProjectRole
-from panel.models import AuditEvent, Host, Job, Membership, Project
+from panel.models import AuditEvent, Host, HostCertificates, Job, Membership, Project
 from panel.permissions import can_manage_hosts
 from panel.services.hosts import host_error_for, host_facts_for
 
 User = get_user_model()
+
+
+class HostCertificatesSerializer(serializers.ModelSerializer):
+    """The certificates a qemu+tls host was verified with, and since when (never the key)."""
+
+    class Meta:
+        model = HostCertificates
+        fields = [
+            "ca_subject",
+            "client_subject",
+            "client_not_after",
+            "server_subject",
+            "server_not_after",
+            "server_sha256",
+            "since",
+        ]
+        read_only_fields = fields
+
+
+class CertificateUploadSerializer(serializers.Serializer):
+    """New certificates for a qemu+tls host, PEM text each."""
+
+    ca_certificate = serializers.CharField(trim_whitespace=False)
+    client_certificate = serializers.CharField(trim_whitespace=False)
+    client_key = serializers.CharField(
+        trim_whitespace=False, help_text="PEM, without a passphrase; never returned."
+    )
 
 
 class HostSerializer(serializers.ModelSerializer):
@@ -28,6 +56,29 @@ class HostSerializer(serializers.ModelSerializer):
         "...) are refused.",
     )
     capabilities = serializers.SerializerMethodField()
+    ca_certificate = serializers.CharField(
+        write_only=True,
+        required=False,
+        trim_whitespace=False,
+        help_text="qemu+tls hosts (required there): the CA certificate, PEM, that signed "
+        "the host's server certificate and the client certificate.",
+    )
+    client_certificate = serializers.CharField(
+        write_only=True,
+        required=False,
+        trim_whitespace=False,
+        help_text="qemu+tls hosts: the panel's client certificate, PEM.",
+    )
+    client_key = serializers.CharField(
+        write_only=True,
+        required=False,
+        trim_whitespace=False,
+        help_text="qemu+tls hosts: the client certificate's private key, PEM, without a "
+        "passphrase. Kept outside the database, readable by the panel only; never returned.",
+    )
+    certificates = serializers.SerializerMethodField(
+        help_text="How the panel reaches a qemu+tls host (admins only; null otherwise)."
+    )
 
     class Meta:
         model = Host
@@ -42,6 +93,10 @@ class HostSerializer(serializers.ModelSerializer):
             "last_error",
             "last_seen",
             "checked_at",
+            "ca_certificate",
+            "client_certificate",
+            "client_key",
+            "certificates",
         ]
         read_only_fields = [
             "state",
@@ -54,6 +109,15 @@ class HostSerializer(serializers.ModelSerializer):
 
     def get_capabilities(self, host: Host) -> dict[str, Any]:
         return host_facts_for(self._user(), host.facts)
+
+    @extend_schema_field(HostCertificatesSerializer(allow_null=True))
+    def get_certificates(self, host: Host) -> dict[str, Any] | None:
+        if not can_manage_hosts(self._user()):
+            return None
+        row = HostCertificates.objects.filter(host=host).first()
+        if row is None:
+            return None
+        return dict(HostCertificatesSerializer(row).data)
 
     def _user(self) -> Any:
         request = self.context.get("request")

@@ -26,7 +26,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from panel import audit, jobs, services, throttle
+from panel import audit, jobs, services, throttle, tlscerts
 from panel.actors import Actor, client_ip
 from panel.choices import AuditResult, Via
 from panel.exceptions import ServiceError
@@ -46,10 +46,13 @@ from panel.permissions import (
     visible_hosts,
     visible_jobs,
 )
+from panel.services import host_tls
 
 from .filters import AuditEventFilter
 from .serializers import (
     AuditEventSerializer,
+    CertificateUploadSerializer,
+    HostCertificatesSerializer,
     HostSerializer,
     JobSerializer,
     MembershipSerializer,
@@ -363,10 +366,12 @@ class HostViewSet(
         return super().create(request, *args, **kwargs)
 
     def perform_create(self, serializer: HostSerializer) -> None:
+        data = serializer.validated_data
         serializer.instance = services.add_host(
-            name=serializer.validated_data["name"],
-            uri=serializer.validated_data["uri"],
+            name=data["name"],
+            uri=data["uri"],
             actor=Actor.of(self.request),
+            certificates={f: data[f] for f in tlscerts.FIELDS if f in data},
         )
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -380,6 +385,20 @@ class HostViewSet(
         """Full inventory reconcile and host check, as a job."""
         job = services.refresh_host(self.get_object_for(ADMINISTER), actor=Actor.of(request))
         return Response({"job": job.pk}, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        request=CertificateUploadSerializer,
+        responses={200: HostCertificatesSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def certificates(self, request: Request, pk: str | None = None) -> Response:
+        """Replace a qemu+tls host's certificates: the panel connects with the new ones
+        first and keeps the old ones until the host accepts them (400 naming the cause)."""
+        host = self.get_object_for(ADMINISTER)
+        upload = CertificateUploadSerializer(data=request.data)
+        upload.is_valid(raise_exception=True)
+        row = host_tls.replace_certificates(host, upload.validated_data, actor=Actor.of(request))
+        return Response(HostCertificatesSerializer(row).data)
 
 
 class JobViewSet(ScopedMixin, viewsets.ReadOnlyModelViewSet):

@@ -23,7 +23,7 @@ from .backups import (
     restored_digest,
 )
 from .blockjobs import disk_chains, merge_chain
-from .connection import check_uri
+from .connection import check_uri, is_tls, pki_path
 from .console import ConsoleBusy, ConsoleStream, open_console
 from .domains import (
     clone_domain,
@@ -140,6 +140,7 @@ from .specs import (
     VolumeSpec,
 )
 from .stats import host_counters
+from .tls import PeerCertificate, TLSRefused, verify_tls_host
 from .tuning import (
     NUMA_MODES,
     domain_tuning,
@@ -285,6 +286,11 @@ __all__ = [
     "install_domain",
     "get_domain",
     "host_facts",
+    "is_tls",
+    "pki_path",
+    "PeerCertificate",
+    "TLSRefused",
+    "verify_tls_host",
     "host_report",
     "is_local",
     "list_domains",

@@ -9,11 +9,13 @@ nothing opened before a fork (Celery prefork, the web server's workers) is used 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import threading
 from collections.abc import Callable, Iterator
-from urllib.parse import parse_qsl, urlsplit
+from pathlib import Path
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import libvirt
 
@@ -184,19 +186,59 @@ def _check_parameters(uri: str) -> set[str]:
     return names
 
 
+def default_pki_dir() -> Path:
+    """Where the certificates of the qemu+tls hosts live, one directory per host."""
+    return Path("/var/lib/panel/pki")
+
+
+# The panel points it at its setting (PANEL_PKI_DIR) when it starts.
+pki_dir: Callable[[], Path] = default_pki_dir
+
+
+def is_tls(uri: str) -> bool:
+    """Whether the panel reaches the host at uri over TLS with certificates of its own."""
+    return urlsplit(uri).scheme == "qemu+tls"
+
+
+def pki_path(uri: str) -> Path:
+    """The certificates the panel reaches the qemu+tls host at uri with, in libvirt's
+    pkipath layout (cacert.pem, clientcert.pem, clientkey.pem): a link to the directory of
+    the current set, so that replacing them is one rename."""
+    digest = hashlib.sha256(check_uri(uri).encode()).hexdigest()[:32]
+    return pki_dir() / digest
+
+
+def tls_uri(uri: str, pki: Path | None = None) -> str:
+    """The URI libvirt opens for uri: a qemu+tls host with pkipath naming its certificates
+    (pki, else the host's own set), never libvirt's default places once the panel has a set
+    for it."""
+    if not is_tls(uri):
+        return uri
+    if pki is None:
+        link = pki_path(uri)
+        if not link.exists():
+            return uri  # a host set up with the certificates in libvirt's default places
+        # The directory itself: libvirt reads three files, all of one set.
+        pki = Path(os.path.realpath(link))
+    separator = "&" if urlsplit(uri).query else "?"
+    return f"{uri}{separator}pkipath={quote(str(pki), safe='/')}"
+
+
 def _auth_callback(_credentials: list[list[object]], _data: object) -> int:
     # Interactive credentials are never available in a server process.
     return -1
 
 
-def open_connection(uri: str, timeout: float) -> libvirt.virConnect:
-    """Open a connection in a helper thread so an unreachable host cannot hang us."""
+def open_connection(uri: str, timeout: float, *, pki: Path | None = None) -> libvirt.virConnect:
+    """Open a connection in a helper thread so an unreachable host cannot hang us; a
+    qemu+tls host with the certificates in pki (default: its own)."""
     result: dict[str, object] = {}
+    target_uri = tls_uri(uri, pki)
 
     def target() -> None:
         try:
             auth = [[libvirt.VIR_CRED_AUTHNAME, libvirt.VIR_CRED_PASSPHRASE], _auth_callback, None]
-            result["conn"] = libvirt.openAuth(uri, auth, 0)
+            result["conn"] = libvirt.openAuth(target_uri, auth, 0)
         except libvirt.libvirtError as exc:
             result["error"] = exc
 

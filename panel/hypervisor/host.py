@@ -52,19 +52,24 @@ def host_facts(uri: str) -> HostFacts:
     """Identity, versions, CPU topology, NUMA cells and memory of the host."""
     uri = check_uri(uri)
     with session(uri) as conn:
-        caps = etree.fromstring(conn.getCapabilities().encode())
-        model, mem_mib, cpus, mhz, _nodes, sockets, cores, threads = conn.getInfo()
-        try:
-            hostname = conn.getHostname()
-        except libvirt.libvirtError:
-            hostname = urlsplit(uri).hostname or "localhost"
-        try:
-            free = conn.getFreeMemory()
-        except libvirt.libvirtError:
-            free = 0
-        hv_version = conn.getVersion()
-        driver = conn.getType()
-        lib_version = conn.getLibVersion()
+        return read_facts(conn, uri)
+
+
+def read_facts(conn: libvirt.virConnect, uri: str) -> HostFacts:
+    """host_facts() over an open connection (libvirt errors are the caller's to map)."""
+    caps = etree.fromstring(conn.getCapabilities().encode())
+    model, mem_mib, cpus, mhz, _nodes, sockets, cores, threads = conn.getInfo()
+    try:
+        hostname = conn.getHostname()
+    except libvirt.libvirtError:
+        hostname = urlsplit(uri).hostname or "localhost"
+    try:
+        free = conn.getFreeMemory()
+    except libvirt.libvirtError:
+        free = 0
+    hv_version = conn.getVersion()
+    driver = conn.getType()
+    lib_version = conn.getLibVersion()
     cells = []
     for cell in caps.iterfind("./host/topology/cells/cell"):
         mem = cell.find("memory")

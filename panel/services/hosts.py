@@ -19,6 +19,7 @@ from panel.exceptions import ConflictError, GoneError, ServiceError
 from panel.models import Host, Job
 from panel.notifications import facts
 from panel.permissions import can_manage_hosts
+from panel.services import host_tls
 
 if TYPE_CHECKING:
     from panel.permissions import Person
@@ -72,8 +73,12 @@ def _facts_dict(report_or_facts: Any) -> dict[str, Any]:
     return dataclasses.asdict(report_or_facts)
 
 
-def add_host(*, name: str, uri: str, actor: Actor) -> Host:
-    """Register a host after proving the panel can talk to it; nothing is saved otherwise."""
+def add_host(
+    *, name: str, uri: str, actor: Actor, certificates: dict[str, Any] | None = None
+) -> Host:
+    """Register a host after proving the panel can talk to it; nothing is saved otherwise.
+    A qemu+tls host comes with its certificates (ca_certificate, client_certificate,
+    client_key: PEM), which the panel keeps once the host accepted them."""
     if not can_manage_hosts(actor.user):
         raise _deny(actor, "host.add", name)
     name = (name or "").strip()
@@ -89,8 +94,10 @@ def add_host(*, name: str, uri: str, actor: Actor) -> Host:
         )
     if Host.objects.filter(uri=uri).exists():
         raise ServiceError(f"The host at {uri} is already registered.", field="uri")
+    upload = host_tls.upload_for(uri, certificates)
+    verified = host_tls.verify(uri, upload, actor=actor, target=uri) if upload else None
     try:
-        facts = hypervisor.host_facts(uri)
+        facts = verified.facts if verified else hypervisor.host_facts(uri)
     except hypervisor.HypervisorError as exc:
         with transaction.atomic():
             audit.record(
@@ -105,7 +112,7 @@ def add_host(*, name: str, uri: str, actor: Actor) -> Host:
             "and that this server may log in to it.",
             field="uri",
         ) from exc
-    with transaction.atomic():
+    with host_tls.undone_on_failure(verified), transaction.atomic():
         host = Host.objects.create(
             name=name,
             uri=uri,
@@ -114,8 +121,12 @@ def add_host(*, name: str, uri: str, actor: Actor) -> Host:
             | {"reserved_memory_bytes": hypervisor.reserved_memory_bytes(facts.memory_total_bytes)},
             last_seen=timezone.now(),
         )
-        audit.record(actor, "host.add", host, detail=uri)
+        audit.record(
+            actor, "host.add", host, detail=uri + (" with certificates" if verified else "")
+        )
         _queue_refresh(host, actor)
+        if verified:
+            host_tls.keep(host, verified)  # last: nothing to undo after it
     return host
 
 
@@ -151,6 +162,7 @@ def delete_host(host: Host, *, actor: Actor) -> None:
     with transaction.atomic():
         audit.record(actor, "host.delete", host, detail=host.uri)
         host.delete()
+    host_tls.forget(host.uri)
 
 
 def set_host_state(host: Host, state: str, error: str = "") -> None:

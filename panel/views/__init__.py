@@ -15,6 +15,7 @@ from .directory import directory_mapping_delete, directory_mapping_list
 from .hosts import (
     dashboard,
     host_add,
+    host_certificates,
     host_delete,
     host_detail,
     host_list,
@@ -60,6 +61,7 @@ __all__ = [
     "directory_mapping_delete",
     "directory_mapping_list",
     "host_add",
+    "host_certificates",
     "host_delete",
     "host_detail",
     "host_list",

@@ -13,8 +13,8 @@ from panel import services
 from panel.actors import Actor
 from panel.choices import HostState, JobKind
 from panel.exceptions import ServiceError
-from panel.forms import HostForm
-from panel.models import Host, Job
+from panel.forms import HostCertificatesForm, HostForm, pem_files
+from panel.models import Host, HostCertificates, Job
 from panel.paging import page_of
 from panel.permissions import (
     ADMINISTER,
@@ -24,6 +24,8 @@ from panel.permissions import (
     visible_hosts,
     visible_jobs,
 )
+from panel.services import host_tls
+from panel.services.host_tls import NEEDED
 from panel.task_panel import recent_tasks
 from panel.views.common import add_service_error, render_form
 
@@ -59,7 +61,7 @@ def host_list(request: HttpRequest) -> HttpResponse:
 def host_add(request: HttpRequest) -> HttpResponse:
     if not can_manage_hosts(request.user):
         raise PermissionDenied("Only administrators can add hosts.")
-    form = HostForm(request.POST or None)
+    form = HostForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         try:
             host = services.add_host(**form.cleaned_data, actor=Actor.of(request))
@@ -78,8 +80,32 @@ def host_detail(request: HttpRequest, host_id: int) -> HttpResponse:
         "host": host,
         "job": job,
         "can_manage": can_manage_hosts(request.user),
+        "certificates": HostCertificates.objects.filter(host=host).first(),
+        "certificates_form": HostCertificatesForm(),
     }
     return render(request, "panel/host_detail.html", context)
+
+
+@require_POST
+def host_certificates(request: HttpRequest, host_id: int) -> HttpResponse:
+    host = get_object_for_user(Host.objects.all(), request.user, host_id, ADMINISTER)
+    form = HostCertificatesForm(request.POST, request.FILES)
+    if not form.is_valid():
+        messages.error(request, NEEDED)
+        return redirect("host_detail", host_id=host.pk)
+    try:
+        row = host_tls.replace_certificates(
+            host, pem_files(form.cleaned_data), actor=Actor.of(request)
+        )
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(
+            request,
+            f"{host.name} accepted the new certificates; the panel uses them from now on "
+            f"(client certificate valid until {row.client_not_after:%Y-%m-%d}).",
+        )
+    return redirect("host_detail", host_id=host.pk)
 
 
 @require_POST
