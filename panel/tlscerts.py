@@ -101,7 +101,7 @@ def _certificates(field: str, data: bytes) -> list[x509.Certificate]:
     if len(data) > MAX_BYTES:
         raise _refuse(
             field,
-            f"is {len(data) // 1024} KiB: a PEM certificate takes a few KiB. Upload the "
+            f"is over {MAX_BYTES // 1024} KiB: a PEM certificate takes a few KiB. Upload the "
             "certificate file itself (-----BEGIN CERTIFICATE-----).",
         )
     try:
@@ -143,7 +143,7 @@ def _is_ca(cert: x509.Certificate) -> bool:
 
 def _key(data: bytes) -> Any:
     if len(data) > MAX_BYTES:
-        raise _refuse("client_key", f"is {len(data) // 1024} KiB: a PEM key takes a few KiB.")
+        raise _refuse("client_key", f"is over {MAX_BYTES // 1024} KiB: a PEM key takes a few KiB.")
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except TypeError as exc:
@@ -265,8 +265,14 @@ def install(directory: Path, link: Path) -> None:
     temporary.unlink(missing_ok=True)
     temporary.symlink_to(directory.name)
     os.replace(temporary, link)
-    if old is not None and old != directory and old.parent == link.parent:
+    if old is not None and old != directory.resolve() and _beside(old, link):
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _beside(directory: Path, link: Path) -> bool:
+    """Whether the resolved directory is a set of link's, in the same parent (never
+    anything elsewhere a link might point at)."""
+    return directory.parent == link.parent.resolve() and directory.name.startswith(link.name)
 
 
 def remove(link: Path) -> None:
@@ -274,7 +280,7 @@ def remove(link: Path) -> None:
     if link.is_symlink():
         target = Path(os.path.realpath(link))
         link.unlink(missing_ok=True)
-        if target.parent == link.parent:
+        if _beside(target, link):
             shutil.rmtree(target, ignore_errors=True)
 
 
