@@ -34,7 +34,8 @@
 #                                        capabilities cache)
 #
 # Nothing is mounted in the host's namespace; the mounts go away with the last
-# process of the namespace. It listens on 127.0.0.1 only, without auth, and
+# process of the namespace. It listens on 127.0.0.1 only (TCP without auth, and
+# with --tls also TLS, asking every client for a certificate of the CA), and
 # has its own host UUID (STATE/host-uuid), so libvirt accepts migrations
 # between it and qemu:///system. It shares the host's network namespace:
 # migration URIs such as tcp://127.0.0.1:49152 reach the other side's QEMU.
