@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -89,6 +91,13 @@ class HostCertificates(models.Model):
 
     def __str__(self) -> str:
         return f"certificates of {self.host}"
+
+    @property
+    def expiring(self) -> list[str]:
+        """Which of the certificates expire within 30 days (or have expired)."""
+        soon = timezone.now() + timedelta(days=30)
+        named = [("client", self.client_not_after), ("server", self.server_not_after)]
+        return [name for name, until in named if until <= soon]
 
 
 class HostLease(models.Model):

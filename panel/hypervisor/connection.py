@@ -172,7 +172,7 @@ def _check_parameters(uri: str) -> set[str]:
                 f"The URI parameter '{name}' is not allowed: the panel refuses parameters "
                 "that run programs, open other sockets or files, or weaken the connection's "
                 f"checks. Allowed: {allowed}. Put ssh options in the ssh configuration of "
-                "the user the panel runs as, and TLS certificates in libvirt's default places."
+                "the user the panel runs as; a qemu+tls host's certificates are uploaded with it."
             )
         values = ALLOWED_PARAMETERS[name]
         given = set(value.split(",")) if name == "sshauth" else {value}

@@ -111,3 +111,19 @@ def test_removing_the_host_removes_its_certificates(admin_client, tls_host, pki_
 
     assert response.status_code == 204
     assert kept_files(pki_dir) == []
+
+
+def test_the_page_warns_of_a_certificate_that_expires_soon(admin_client, tls_host, test_pki):
+    soon = issue(test_pki.ca, "panel-client-short", days=10)
+    response = admin_client.post(
+        f"/api/v1/hosts/{tls_host.pk}/certificates/",
+        json.dumps(_text(test_pki.files(client=soon))),
+        "application/json",
+    )
+    assert response.status_code == 200, response.content
+
+    page = admin_client.get(f"/hosts/{tls_host.pk}/")
+
+    assert "The client certificate expires within 30 days: replace it below" in " ".join(
+        alerts(page)
+    )
