@@ -141,6 +141,9 @@ def test_the_stored_key_is_for_the_panel_alone_and_never_served(
                 for p in ("hosts/", f"hosts/{host.pk}/", "audit-events/", "jobs/")
             ]
         answers.append(admin.page("/audit/").text)
+        # What the certificates are is for admins; others learn nothing of them.
+        member = attacker("member").api("GET", f"hosts/{host.pk}/").json()
+        assert member["certificates"] is None and member["uri"] is None
         for text in answers:
             assert "PRIVATE KEY" not in text
             assert secret not in text
