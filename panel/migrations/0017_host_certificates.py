@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('panel', '0015_roles_and_grants'),
+        ('panel', '0016_user_sessions'),
     ]
 
     operations = [
