@@ -15,3 +15,4 @@ class PanelConfig(AppConfig):
 
         connection.connect_timeout = lambda: float(settings.PANEL_CONNECT_TIMEOUT)
         connection.pki_dir = lambda: Path(settings.PANEL_PKI_DIR)
+        connection.ssh_dir = lambda: Path(settings.PANEL_SSH_DIR)

@@ -26,6 +26,13 @@ class HostForm(forms.Form):
         help_text="qemu:///system for this machine; qemu+ssh://root@host/system, "
         "qemu+tls://host/system or qemu+tcp://host/system for others.",
     )
+    ssh_fingerprint = forms.CharField(
+        max_length=100,
+        required=False,
+        label="SSH host key fingerprint",
+        help_text="qemu+ssh hosts only: the panel reads the host's key and shows its "
+        "fingerprint here for you to check against the host before you confirm.",
+    )
 
     def __init__(self, data: Any = None, *args: Any, **kwargs: Any) -> None:
         # A password typed into the URI is refused and must not be echoed back.

@@ -40,6 +40,12 @@ class Host(models.Model):
     last_seen = models.DateTimeField(null=True, blank=True)
     checked_at = models.DateTimeField(null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
+    # qemu+ssh hosts: the host key an admin confirmed ("type base64"), the only one
+    # libvirt accepts, and since when; a different key the host offered since, until
+    # an admin accepts it.
+    ssh_host_key = models.CharField(max_length=1000, blank=True, default="")
+    ssh_host_key_pinned_at = models.DateTimeField(null=True, blank=True)
+    ssh_host_key_offered = models.CharField(max_length=1000, blank=True, default="")
 
     class Meta:
         ordering = ["name"]

@@ -393,6 +393,8 @@ PANEL_LIBRARY_MIRRORS = [
 PANEL_CONNECT_TIMEOUT = float(os.environ.get("PANEL_CONNECT_TIMEOUT", "10"))
 # The certificates of the qemu+tls hosts, one directory per host (0700, keys 0600).
 PANEL_PKI_DIR = Path(os.environ.get("PANEL_PKI_DIR", VAR_DIR / "pki"))
+# The panel's SSH key pair (made on first need) and the host keys pinned for qemu+ssh hosts.
+PANEL_SSH_DIR = Path(os.environ.get("PANEL_SSH_DIR", VAR_DIR / "ssh"))
 # Prometheus scrapes /metrics with "Authorization: Bearer <this>" (empty: admins only).
 PANEL_METRICS_TOKEN = os.environ.get("PANEL_METRICS_TOKEN", "")
 # The kernel and initramfs that the KVM check boots to prove a guest really runs.

@@ -38,7 +38,9 @@ packages=(
   busybox-static cpio iproute2 procps util-linux lvm2
   osinfo-db xorriso genisoimage
 )
-[ "$WITH_TEST" = 1 ] && packages+=(chromium fonts-dejavu-core slapd ldap-utils)
+# slapd, ldap-utils: the directory the LDAP tests start on loopback; openssh-server: the
+# sshd of the test hosts in network namespaces (scripts/netns-host.sh).
+[ "$WITH_TEST" = 1 ] && packages+=(chromium fonts-dejavu-core slapd ldap-utils openssh-server)
 [ "$WITH_TEST" = 1 ] || [ "$DB" = postgres ] && packages+=(postgresql)
 missing=()
 for p in "${packages[@]}"; do
@@ -54,6 +56,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
     $SUDO chmod 755 /usr/sbin/policy-rc.d
     no_start=1
+  fi
+  if [[ " ${missing[*]} " == *" openssh-server "* ]]; then
+    # Installed for the test hosts only: the package's own sshd must not start on this
+    # machine (its init script and its systemd unit both honour this file).
+    $SUDO mkdir -p /etc/ssh
+    $SUDO touch /etc/ssh/sshd_not_to_be_run
   fi
   $SUDO apt-get update -q
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -10,6 +10,7 @@ from panel import jobs, quotas
 from panel.choices import ProjectRole
 from panel.models import AuditEvent, Host, HostCertificates, Job, Membership, Project
 from panel.permissions import can_manage_hosts
+from panel.services import host_keys
 from panel.services.hosts import host_error_for, host_facts_for
 
 User = get_user_model()
@@ -39,6 +40,36 @@ class CertificateUploadSerializer(serializers.Serializer):
     client_certificate = serializers.CharField(trim_whitespace=False)
     client_key = serializers.CharField(
         trim_whitespace=False, help_text="PEM, without a passphrase; never returned."
+    )
+
+
+class HostReachSerializer(serializers.Serializer):
+    transport = serializers.CharField(help_text="ssh, tls, tcp, unix or local")
+    user = serializers.CharField()
+    address = serializers.CharField()
+    port = serializers.IntegerField(allow_null=True)
+    ssh_host_key_fingerprint = serializers.CharField(help_text="The pinned key, SHA256:...")
+    ssh_host_key_offered_fingerprint = serializers.CharField(
+        help_text="A different key the host offers now: the host is blocked until accepted."
+    )
+    since = serializers.DateTimeField()
+
+
+class HostKeySerializer(serializers.Serializer):
+    uri = serializers.CharField(max_length=500, write_only=True)
+    key_type = serializers.CharField(read_only=True)
+    fingerprint = serializers.CharField(read_only=True)
+
+
+class AcceptHostKeySerializer(serializers.Serializer):
+    fingerprint = serializers.CharField(
+        max_length=100, help_text="The fingerprint of the new key, as checked on the host."
+    )
+
+
+class PanelSSHKeySerializer(serializers.Serializer):
+    authorized_keys = serializers.CharField(
+        help_text="The panel's public key, a line for ~/.ssh/authorized_keys on the host."
     )
 
 
@@ -79,6 +110,20 @@ class HostSerializer(serializers.ModelSerializer):
     certificates = serializers.SerializerMethodField(
         help_text="How the panel reaches a qemu+tls host (admins only; null otherwise)."
     )
+    ssh_host_key_fingerprint = serializers.CharField(
+        max_length=100,
+        required=False,
+        allow_blank=True,
+        write_only=True,
+        help_text="On adding a qemu+ssh host: the SHA256 fingerprint of its host key that an "
+        "admin checked (POST /api/v1/hosts/scan-key/ reads it). Without it, or when the host "
+        "offers another key, the host is refused, the message naming the key it offers.",
+    )
+    reach = serializers.SerializerMethodField(
+        help_text="Admins only (null for everyone else): how the panel reaches the host "
+        "(transport, user, address, port), the SSH host key pinned for it and a different "
+        "one it offers now (blocking it until accepted), and since when."
+    )
 
     class Meta:
         model = Host
@@ -86,6 +131,8 @@ class HostSerializer(serializers.ModelSerializer):
             "id",
             "name",
             "uri",
+            "ssh_host_key_fingerprint",
+            "reach",
             "state",
             "domain_type",
             "capabilities",
@@ -106,6 +153,10 @@ class HostSerializer(serializers.ModelSerializer):
             "last_seen",
             "checked_at",
         ]
+
+    @extend_schema_field(HostReachSerializer(allow_null=True))
+    def get_reach(self, host: Host) -> dict[str, Any] | None:
+        return host_keys.reach(host) if can_manage_hosts(self._user()) else None
 
     def get_capabilities(self, host: Host) -> dict[str, Any]:
         return host_facts_for(self._user(), host.facts)

@@ -46,16 +46,19 @@ from panel.permissions import (
     visible_hosts,
     visible_jobs,
 )
-from panel.services import host_tls
+from panel.services import host_keys, host_tls
 
 from .filters import AuditEventFilter
 from .serializers import (
+    AcceptHostKeySerializer,
     AuditEventSerializer,
     CertificateUploadSerializer,
     HostCertificatesSerializer,
+    HostKeySerializer,
     HostSerializer,
     JobSerializer,
     MembershipSerializer,
+    PanelSSHKeySerializer,
     ProjectSerializer,
     UserSerializer,
 )
@@ -372,6 +375,7 @@ class HostViewSet(
             uri=data["uri"],
             actor=Actor.of(self.request),
             certificates={f: data[f] for f in tlscerts.FIELDS if f in data},
+            ssh_fingerprint=serializer.validated_data.get("ssh_host_key_fingerprint", ""),
         )
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -399,6 +403,36 @@ class HostViewSet(
         upload.is_valid(raise_exception=True)
         row = host_tls.replace_certificates(host, upload.validated_data, actor=Actor.of(request))
         return Response(HostCertificatesSerializer(row).data)
+
+    @extend_schema(request=None, responses=PanelSSHKeySerializer)
+    @action(detail=False, methods=["get"], url_path="ssh-key")
+    def ssh_key(self, request: Request) -> Response:
+        """The panel's SSH public key, to add to authorized_keys on a qemu+ssh host."""
+        return Response({"authorized_keys": host_keys.panel_public_key(Actor.of(request))})
+
+    @extend_schema(request=HostKeySerializer, responses=HostKeySerializer)
+    @action(detail=False, methods=["post"], url_path="scan-key")
+    def scan_key(self, request: Request) -> Response:
+        """The SSH host key a qemu+ssh host offers now (read without logging in), for an
+        admin to check on the host before adding it with its fingerprint."""
+        uri = HostKeySerializer(data=request.data)
+        uri.is_valid(raise_exception=True)
+        key = host_keys.scan_host_key(uri.validated_data["uri"], actor=Actor.of(request))
+        return Response({"key_type": key.key_type, "fingerprint": key.fingerprint})
+
+    @extend_schema(request=AcceptHostKeySerializer, responses=HostSerializer)
+    @action(detail=True, methods=["post"], url_path="accept-key")
+    def accept_key(self, request: Request, pk: str | None = None) -> Response:
+        """Pin the new SSH host key a host offers (after an admin checked it), and refresh it."""
+        body = AcceptHostKeySerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        host = host_keys.accept_host_key(
+            self.get_object_for(ADMINISTER),
+            body.validated_data["fingerprint"],
+            actor=Actor.of(request),
+        )
+        services.refresh_host(host, actor=Actor.of(request))
+        return Response(HostSerializer(host, context={"request": request}).data)
 
 
 class JobViewSet(ScopedMixin, viewsets.ReadOnlyModelViewSet):

@@ -23,7 +23,15 @@ from .backups import (
     restored_digest,
 )
 from .blockjobs import disk_chains, merge_chain
-from .connection import check_uri, is_tls, pki_path
+from .connection import (
+    check_uri,
+    forget_connection,
+    is_ssh,
+    is_tls,
+    known_hosts_path,
+    panel_key_path,
+    pki_path,
+)
 from .console import ConsoleBusy, ConsoleStream, open_console
 from .domains import (
     clone_domain,
@@ -276,6 +284,10 @@ __all__ = [
     "VolumeInfo",
     "Watch",
     "check_uri",
+    "forget_connection",
+    "is_ssh",
+    "known_hosts_path",
+    "panel_key_path",
     "clone_domain",
     "create_transient",
     "define_domain",

@@ -15,7 +15,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import libvirt
 
@@ -224,6 +224,55 @@ def tls_uri(uri: str, pki: Path | None = None) -> str:
     return f"{uri}{separator}pkipath={quote(str(pki), safe='/')}"
 
 
+def default_ssh_dir() -> Path:
+    """Where the panel's SSH key and the pinned host keys live."""
+    return Path("/var/lib/panel/ssh")
+
+
+# The panel points it at its setting (PANEL_SSH_DIR) when it starts.
+ssh_dir: Callable[[], Path] = default_ssh_dir
+
+
+def is_ssh(uri: str) -> bool:
+    """Whether the panel reaches the host at uri over SSH, with a pinned host key."""
+    return urlsplit(uri).scheme == "qemu+ssh"
+
+
+def panel_key_path() -> Path:
+    """The panel's own SSH private key (its public key next to it, with .pub)."""
+    return ssh_dir() / "id_ed25519"
+
+
+def known_hosts_path(uri: str) -> Path:
+    """The known_hosts file holding the one host key pinned for the host at uri."""
+    digest = hashlib.sha256(check_uri(uri).encode()).hexdigest()[:32]
+    return ssh_dir() / "known_hosts" / digest
+
+
+def transport_uri(uri: str) -> str:
+    """The URI libvirt opens for uri. A qemu+ssh host is reached with libvirt's libssh
+    transport, the panel's key only and the host key pinned for it only (checked, never
+    learnt); a host whose key no admin confirmed is not contacted at all."""
+    if not is_ssh(uri):
+        return uri
+    known_hosts = known_hosts_path(uri)
+    if not known_hosts.is_file() or not known_hosts.stat().st_size:
+        raise HostUnavailable(
+            f"The SSH host key of {uri} is not confirmed: the panel does not connect to "
+            "it until an admin confirms the host key's fingerprint on the host's page."
+        )
+    parts = urlsplit(uri)
+    params = [(k, v) for k, v in parse_qsl(parts.query) if k in {"mode", "proxy"}]
+    params += [
+        ("no_tty", "1"),
+        ("sshauth", "privkey"),
+        ("keyfile", str(panel_key_path())),
+        ("known_hosts", str(known_hosts)),
+        ("known_hosts_verify", "normal"),
+    ]
+    return urlunsplit(("qemu+libssh", parts.netloc, parts.path, urlencode(params, safe="/"), ""))
+
+
 def _auth_callback(_credentials: list[list[object]], _data: object) -> int:
     # Interactive credentials are never available in a server process.
     return -1
@@ -233,7 +282,7 @@ def open_connection(uri: str, timeout: float, *, pki: Path | None = None) -> lib
     """Open a connection in a helper thread so an unreachable host cannot hang us; a
     qemu+tls host with the certificates in pki (default: its own)."""
     result: dict[str, object] = {}
-    target_uri = tls_uri(uri, pki)
+    target_uri = tls_uri(transport_uri(uri), pki)
 
     def target() -> None:
         try:
@@ -307,6 +356,11 @@ class ConnectionPool:
 
 
 pool = ConnectionPool()
+
+
+def forget_connection(uri: str) -> None:
+    """Close this process's connection to uri: the next call opens a new one."""
+    pool.drop(check_uri(uri))
 
 
 def default_timeout() -> float:

@@ -12,14 +12,14 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
-from panel import audit, events, hypervisor, jobs, registry, rows
+from panel import audit, events, hypervisor, jobs, registry, rows, sshkeys
 from panel.actors import Actor
 from panel.choices import AuditResult, HostState, JobKind, JobState
 from panel.exceptions import ConflictError, GoneError, ServiceError
 from panel.models import Host, Job
 from panel.notifications import facts
 from panel.permissions import can_manage_hosts
-from panel.services import host_tls
+from panel.services import host_keys, host_tls
 
 if TYPE_CHECKING:
     from panel.permissions import Person
@@ -74,11 +74,17 @@ def _facts_dict(report_or_facts: Any) -> dict[str, Any]:
 
 
 def add_host(
-    *, name: str, uri: str, actor: Actor, certificates: dict[str, Any] | None = None
+    *,
+    name: str,
+    uri: str,
+    actor: Actor,
+    certificates: dict[str, Any] | None = None,
+    ssh_fingerprint: str = "",
 ) -> Host:
     """Register a host after proving the panel can talk to it; nothing is saved otherwise.
     A qemu+tls host comes with its certificates (ca_certificate, client_certificate,
-    client_key: PEM), which the panel keeps once the host accepted them."""
+    client_key: PEM), which the panel keeps once the host accepted them; a qemu+ssh
+    host's key is pinned first: ssh_fingerprint is the one the admin confirmed."""
     if not can_manage_hosts(actor.user):
         raise _deny(actor, "host.add", name)
     name = (name or "").strip()
@@ -94,11 +100,14 @@ def add_host(
         )
     if Host.objects.filter(uri=uri).exists():
         raise ServiceError(f"The host at {uri} is already registered.", field="uri")
+    key = host_keys.pin_for_add(uri, ssh_fingerprint) if hypervisor.is_ssh(uri) else None
     upload = host_tls.upload_for(uri, certificates)
     verified = host_tls.verify(uri, upload, actor=actor, target=uri) if upload else None
     try:
         facts = verified.facts if verified else hypervisor.host_facts(uri)
     except hypervisor.HypervisorError as exc:
+        if key is not None:
+            sshkeys.forget_known_hosts(uri)
         with transaction.atomic():
             audit.record(
                 actor,
@@ -120,10 +129,14 @@ def add_host(
             facts=_facts_dict(facts)
             | {"reserved_memory_bytes": hypervisor.reserved_memory_bytes(facts.memory_total_bytes)},
             last_seen=timezone.now(),
+            ssh_host_key=key.line if key else "",
+            ssh_host_key_pinned_at=timezone.now() if key else None,
         )
         audit.record(
             actor, "host.add", host, detail=uri + (" with certificates" if verified else "")
         )
+        if key is not None:
+            audit.record(actor, "host.key_pinned", host, detail=f"{key.key_type} {key.fingerprint}")
         _queue_refresh(host, actor)
         if verified:
             host_tls.keep(host, verified)  # last: nothing to undo after it
@@ -163,6 +176,8 @@ def delete_host(host: Host, *, actor: Actor) -> None:
         audit.record(actor, "host.delete", host, detail=host.uri)
         host.delete()
     host_tls.forget(host.uri)
+    if hypervisor.is_ssh(host.uri):
+        sshkeys.forget_known_hosts(host.uri)
 
 
 def set_host_state(host: Host, state: str, error: str = "") -> None:
@@ -190,6 +205,7 @@ def reconcile_host(host: Host, *, job_id: int | None = None, checks: bool = True
         if job_id is not None:
             jobs.report(job_id, progress=progress, message=message, log_line=message)
 
+    host_keys.write_pinned(host)
     try:
         if checks:
             step(5, f"Checking {host.name} ({host.uri})")
@@ -214,7 +230,10 @@ def reconcile_host(host: Host, *, job_id: int | None = None, checks: bool = True
         step(60, "Reading domains, pools, volumes and networks")
         inventory = hypervisor.read_inventory(host.uri)
     except hypervisor.HostUnavailable as exc:
-        set_host_state(host, HostState.DOWN, str(exc))
+        warning = host_keys.check_offered_key(host)
+        set_host_state(host, HostState.DOWN, warning or str(exc))
+        if warning:
+            raise hypervisor.HostUnavailable(warning) from exc
         raise
     set_host_state(host, HostState.UP)
     step(

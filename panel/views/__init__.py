@@ -14,6 +14,7 @@ from .audit import audit_export, audit_list
 from .directory import directory_mapping_delete, directory_mapping_list
 from .hosts import (
     dashboard,
+    host_accept_key,
     host_add,
     host_certificates,
     host_delete,
@@ -62,6 +63,7 @@ __all__ = [
     "directory_mapping_list",
     "host_add",
     "host_certificates",
+    "host_accept_key",
     "host_delete",
     "host_detail",
     "host_list",

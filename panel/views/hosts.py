@@ -24,7 +24,7 @@ from panel.permissions import (
     visible_hosts,
     visible_jobs,
 )
-from panel.services import host_tls
+from panel.services import host_keys, host_tls
 from panel.services.host_tls import NEEDED
 from panel.task_panel import recent_tasks
 from panel.views.common import add_service_error, render_form
@@ -62,24 +62,31 @@ def host_add(request: HttpRequest) -> HttpResponse:
     if not can_manage_hosts(request.user):
         raise PermissionDenied("Only administrators can add hosts.")
     form = HostForm(request.POST or None, request.FILES or None)
+    offered = None
     if request.method == "POST" and form.is_valid():
         try:
             host = services.add_host(**form.cleaned_data, actor=Actor.of(request))
+        except host_keys.HostKeyToConfirm as exc:
+            offered = exc.key
+            form = HostForm(request.POST | {"ssh_fingerprint": offered.fingerprint})
         except ServiceError as exc:
             add_service_error(form, exc)
         else:
             messages.success(request, f"Host {host.name} added; its checks are running.")
             return redirect("host_detail", host_id=host.pk)
-    return render_form(request, "panel/host_form.html", {}, form)
+    context = {"offered": offered, "panel_key": host_keys.panel_public_key(Actor.of(request))}
+    return render_form(request, "panel/host_form.html", context, form)
 
 
 def host_detail(request: HttpRequest, host_id: int) -> HttpResponse:
     host = get_object_for_user(Host.objects.all(), request.user, host_id)
     job = visible_jobs(request.user).filter(host=host).first()
+    manage = can_manage_hosts(request.user)
     context = {
         "host": host,
         "job": job,
-        "can_manage": can_manage_hosts(request.user),
+        "can_manage": manage,
+        "reach": host_keys.reach(host) if manage else None,
         "certificates": HostCertificates.objects.filter(host=host).first(),
         "certificates_form": HostCertificatesForm(),
     }
@@ -105,6 +112,21 @@ def host_certificates(request: HttpRequest, host_id: int) -> HttpResponse:
             f"{host.name} accepted the new certificates; the panel uses them from now on "
             f"(client certificate valid until {row.client_not_after:%Y-%m-%d}).",
         )
+    return redirect("host_detail", host_id=host.pk)
+
+
+@require_POST
+def host_accept_key(request: HttpRequest, host_id: int) -> HttpResponse:
+    host = get_object_for_user(Host.objects.all(), request.user, host_id, ADMINISTER)
+    try:
+        host_keys.accept_host_key(
+            host, request.POST.get("fingerprint", ""), actor=Actor.of(request)
+        )
+        services.refresh_host(host, actor=Actor.of(request))
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"The new SSH host key of {host.name} is pinned.")
     return redirect("host_detail", host_id=host.pk)
 
 

@@ -1,0 +1,122 @@
+"""The panel's SSH key pair and the host keys it pins for qemu+ssh hosts: reading a
+host's key without logging in (ssh-keyscan), its SHA256 fingerprint as ssh shows it,
+and the per-host known_hosts file libvirt checks the host against."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import os
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from panel import hypervisor
+
+# The host key types the panel pins, the one it prefers first.
+KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "rsa-sha2-512", "ssh-rsa")
+SCAN_TIMEOUT = 5
+
+
+class SSHKeyError(Exception):
+    """The host key could not be read, or the panel's key could not be made."""
+
+
+@dataclass(frozen=True)
+class HostKey:
+    key_type: str
+    blob: str  # base64, as in known_hosts
+
+    @property
+    def line(self) -> str:
+        return f"{self.key_type} {self.blob}"
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.line)
+
+
+def fingerprint(key_line: str) -> str:
+    """SHA256:... of a "type base64" key, as ssh-keygen -l prints it ('' for no key)."""
+    parts = (key_line or "").split()
+    if len(parts) < 2:
+        return ""
+    digest = hashlib.sha256(base64.b64decode(parts[1])).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def panel_public_key() -> str:
+    """The panel's public key as an authorized_keys line; the key pair is made on first need."""
+    private = hypervisor.panel_key_path()
+    public = private.with_name(private.name + ".pub")
+    if not private.exists():
+        private.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=private.parent) as tmp:
+            made = Path(tmp) / "key"
+            result = subprocess.run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "kvm-panel", "-f", str(made)],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+            if result.returncode != 0:
+                raise SSHKeyError(f"ssh-keygen failed: {result.stderr.strip()}")
+            os.chmod(made, 0o600)
+            # The public key first: whoever sees the private key finds its pair there.
+            with contextlib.suppress(FileExistsError):
+                os.link(made.with_suffix(".pub"), public)
+            with contextlib.suppress(FileExistsError):
+                os.link(made, private)  # another process made one meanwhile: keep theirs
+    return public.read_text().strip()
+
+
+def _host_and_port(uri: str) -> tuple[str, int]:
+    parts = urlsplit(uri)
+    if not parts.hostname:
+        raise SSHKeyError(f"{uri} names no host to reach over SSH.")
+    return parts.hostname, parts.port or 22
+
+
+def scan(uri: str) -> HostKey:
+    """The host key the SSH server of uri's host offers now (no login)."""
+    host, port = _host_and_port(uri)
+    result = subprocess.run(
+        ["ssh-keyscan", "-T", str(SCAN_TIMEOUT), "-p", str(port), "-t", "ed25519,ecdsa,rsa", host],
+        capture_output=True,
+        text=True,
+        timeout=SCAN_TIMEOUT * 4,
+        check=False,
+    )
+    offered = {}
+    for line in result.stdout.splitlines():
+        fields = line.split()
+        if len(fields) == 3 and not line.startswith("#"):
+            offered[fields[1]] = fields[2]
+    for key_type in KEY_TYPES:
+        if key_type in offered:
+            return HostKey(key_type, offered[key_type])
+    raise SSHKeyError(
+        f"No SSH server answered on {host} port {port} within {SCAN_TIMEOUT} s. Check the "
+        "address and that sshd runs there and lets this server through its firewall."
+    )
+
+
+def write_known_hosts(uri: str, key_line: str) -> None:
+    """Make key_line the only key libvirt accepts for uri's host."""
+    host, port = _host_and_port(uri)
+    name = host if port == 22 else f"[{host}]:{port}"
+    path = hypervisor.known_hosts_path(uri)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(f"{name} {key_line}\n")
+    os.chmod(tmp, 0o600)
+    tmp.replace(path)
+
+
+def forget_known_hosts(uri: str) -> None:
+    """No key pinned for uri's host any more: libvirt will not contact it."""
+    hypervisor.known_hosts_path(uri).unlink(missing_ok=True)

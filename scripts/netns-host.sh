@@ -1,0 +1,336 @@
+#!/usr/bin/env bash
+# A libvirt host on this machine with a network of its own, reached over SSH,
+# for tests of hosts whose loopback is not the panel's.
+#
+#   netns-host.sh start NAME AUTHORIZED_KEYS   start host NAME (letters and digits,
+#                                              up to 8), print its qemu+ssh URI
+#   netns-host.sh rekey NAME                   give its sshd a new host key, restart it
+#   netns-host.sh stop NAME                    destroy its guests, stop its daemons,
+#                                              remove its network namespace
+#   netns-host.sh status NAME                  exit 0 if libvirtd and sshd run,
+#                                              1 if only some do, 3 if stopped
+#   netns-host.sh address NAME                 print its address
+#
+# Host NAME is a network namespace, panel-NAME, joined to this machine by a
+# veth pair: ph-NAME here, eth0 there, a /30 of 172.31.250.0/24 chosen by the
+# script (slot N: .4N+1 here, .4N+2 there). Nothing is routed: no default
+# route in the namespace, forwarding untouched, so the host reaches only this
+# machine's end of its veth and its own loopback.
+#
+# In that network namespace, and in a mount namespace of their own, run its
+# virtlogd, its libvirtd (unix socket only, no TCP) and its sshd (on
+# ADDRESS:22, its own host key, root by key only, the keys of AUTHORIZED_KEYS).
+# As scripts/second-libvirtd.sh does, these directories are bind mounts of
+# directories under the state dir (${PANEL_NETNS_HOSTS_DIR:-/var/lib/panel-netns-hosts}/NAME):
+#
+#   /etc/libvirt  /run/libvirt  /var/lib/libvirt (with the machine's
+#   /var/lib/libvirt/boot bound inside: the test guest kernel)  /var/log/libvirt
+#   /var/cache/libvirt
+#
+# and /var/lib/panel-shared, the shared storage, is the same directory at the
+# same path on every such host and on this machine.
+set -euo pipefail
+
+BASE_DIR=${PANEL_NETNS_HOSTS_DIR:-/var/lib/panel-netns-hosts}
+SHARED_DIR=/var/lib/panel-shared
+NET_PREFIX=172.31.250
+START_TIMEOUT=20
+STOP_TIMEOUT=15
+HOST_BOOT_DIR=/var/lib/libvirt/boot
+BOUND_DIRS=(/etc/libvirt /run/libvirt /var/lib/libvirt /var/log/libvirt /var/cache/libvirt)
+PATH_ENV=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+
+log() { echo "netns-host: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+setup_names() {
+  NAME=${1:-}
+  [[ $NAME =~ ^[a-z0-9]{1,8}$ ]] || die "bad host name '$NAME': use 1 to 8 lower-case letters or digits"
+  NETNS=panel-$NAME
+  VETH=ph-$NAME
+  STATE_DIR=$BASE_DIR/$NAME
+  ETC_DIR=$STATE_DIR/etc
+  RUN_DIR=$STATE_DIR/run
+  LIB_DIR=$STATE_DIR/lib
+  LOG_DIR=$STATE_DIR/log
+  CACHE_DIR=$STATE_DIR/cache
+  SSH_DIR=$STATE_DIR/ssh
+  SLOT_FILE=$STATE_DIR/slot
+  UUID_FILE=$STATE_DIR/host-uuid
+  LIBVIRTD_PID=$RUN_DIR/libvirtd.pid
+  VIRTLOGD_PID=$RUN_DIR/virtlogd.pid
+  SSHD_PID=$RUN_DIR/sshd.pid
+  SOCKET_URI="qemu+unix:///system?socket=$RUN_DIR/libvirt-sock"
+}
+
+check_root() {
+  [ "$(id -u)" = 0 ] || die "must run as root"
+  local real d
+  real=$(realpath -m "$BASE_DIR")
+  for d in "${BOUND_DIRS[@]}"; do
+    case "$real/" in "$d"/*) die "state dir $BASE_DIR must not be under $d" ;; esac
+  done
+  mkdir -p "$BASE_DIR"
+  chmod 0700 "$BASE_DIR"
+}
+
+lock() {
+  exec 9>"$BASE_DIR/lock"
+  flock -w 120 9 || die "timed out waiting for $BASE_DIR/lock"
+}
+
+# This host's slot: kept from an earlier start, else the lowest one no other host holds.
+slot() {
+  local n taken
+  if [ -s "$SLOT_FILE" ]; then cat "$SLOT_FILE"; return; fi
+  taken=$(cat "$BASE_DIR"/*/slot 2>/dev/null || true)
+  for ((n = 0; n < 64; n++)); do
+    grep -qx "$n" <<<"$taken" || { echo "$n" >"$SLOT_FILE"; echo "$n"; return; }
+  done
+  die "all 64 slots of $NET_PREFIX.0/24 are taken"
+}
+outer_address() { echo "$NET_PREFIX.$((4 * $(slot) + 1))"; }
+inner_address() { echo "$NET_PREFIX.$((4 * $(slot) + 2))"; }
+
+# As in second-libvirtd.sh: the pid in a pid file, if alive, named $2 and seeing our run dir.
+live_pid() {
+  local pidfile=$1 name=$2 pid stat
+  [ -s "$pidfile" ] || return 1
+  pid=$( { tr -dc '0-9' <"$pidfile"; } 2>/dev/null) || return 1
+  [ -n "$pid" ] && [ -r "/proc/$pid/stat" ] || return 1
+  stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
+  case "${stat##*) }" in Z*|X*) return 1 ;; esac
+  [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$name" ] || return 1
+  [ "$(stat -L -c %d:%i "/proc/$pid/root/run/libvirt" 2>/dev/null)" = \
+    "$(stat -L -c %d:%i "$RUN_DIR")" ] || return 1
+  echo "$pid"
+}
+
+answers() { timeout 10 virsh -q -c "$SOCKET_URI" uri >/dev/null 2>&1; }
+
+stop_daemon() {
+  local pidfile=$1 name=$2 pid i
+  pid=$(live_pid "$pidfile" "$name") || { rm -f "$pidfile"; return 0; }
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < STOP_TIMEOUT * 10; i++)); do
+    live_pid "$pidfile" "$name" >/dev/null || break
+    sleep 0.1
+  done
+  if live_pid "$pidfile" "$name" >/dev/null; then
+    log "$name (pid $pid) ignored SIGTERM for ${STOP_TIMEOUT}s, killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+    sleep 0.5
+  fi
+  rm -f "$pidfile"
+}
+
+namespace_pids() {
+  local want p
+  want=$(stat -L -c %d:%i "$RUN_DIR")
+  for p in /proc/[0-9]*; do
+    p=${p#/proc/}
+    [ "$p" = $$ ] && continue
+    [ "$(stat -L -c %d:%i "/proc/$p/root/run/libvirt" 2>/dev/null)" = "$want" ] && echo "$p"
+  done
+  return 0
+}
+
+make_network() {
+  local outer inner
+  outer=$(outer_address)
+  inner=$(inner_address)
+  ip netns list | grep -qw "^$NETNS" || ip netns add "$NETNS"
+  if ! ip link show "$VETH" >/dev/null 2>&1; then
+    ip link add "$VETH" type veth peer name eth0 netns "$NETNS"
+  fi
+  ip addr replace "$outer/30" dev "$VETH"
+  ip link set "$VETH" up
+  ip -n "$NETNS" link set lo up
+  ip -n "$NETNS" addr replace "$inner/30" dev eth0
+  ip -n "$NETNS" link set eth0 up
+}
+
+make_config() {
+  local uuid
+  rm -rf "$ETC_DIR"
+  cp -a /etc/libvirt "$ETC_DIR"
+  find "$ETC_DIR" -depth -name autostart -exec rm -rf {} +
+  find "$ETC_DIR" -name '*.xml' -not -path "$ETC_DIR/nwfilter/*" -delete
+  rm -rf "$ETC_DIR"/storage "$ETC_DIR"/secrets/* "$ETC_DIR"/hooks/*
+  [ -s "$UUID_FILE" ] || cat /proc/sys/kernel/random/uuid >"$UUID_FILE"
+  uuid=$(cat "$UUID_FILE")
+  cat >"$ETC_DIR/libvirtd.conf" <<EOF
+# Written by scripts/netns-host.sh: test host $NAME, reached over SSH only.
+listen_tls = 0
+listen_tcp = 0
+host_uuid = "$uuid"
+log_outputs = "3:file:/var/log/libvirt/libvirtd.log"
+EOF
+}
+
+make_ssh_config() {
+  local keys=$1
+  mkdir -p "$SSH_DIR"
+  chmod 0700 "$SSH_DIR"
+  [ -s "$SSH_DIR/ssh_host_ed25519_key" ] ||
+    ssh-keygen -q -t ed25519 -N '' -C "panel-netns-$NAME" -f "$SSH_DIR/ssh_host_ed25519_key"
+  install -m 0600 "$keys" "$SSH_DIR/authorized_keys"
+  cat >"$SSH_DIR/sshd_config" <<EOF
+# Written by scripts/netns-host.sh: test host $NAME.
+ListenAddress $(inner_address):22
+HostKey $SSH_DIR/ssh_host_ed25519_key
+PidFile /run/libvirt/sshd.pid
+AuthorizedKeysFile $SSH_DIR/authorized_keys
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+X11Forwarding no
+AllowTcpForwarding local
+PermitTunnel no
+AllowAgentForwarding no
+EOF
+}
+
+make_dirs() {
+  mkdir -p "$RUN_DIR" "$LOG_DIR/qemu" "$CACHE_DIR/qemu/capabilities" \
+    "$LIB_DIR/boot" "$LIB_DIR/images" "$LIB_DIR/qemu" "$HOST_BOOT_DIR" "$SHARED_DIR" /run/sshd
+  chmod 0755 "$RUN_DIR" "$LIB_DIR"
+  chmod 0711 "$LIB_DIR/boot" "$LIB_DIR/images" "$CACHE_DIR" "$CACHE_DIR/qemu"
+  if [ -d /var/lib/libvirt/qemu ]; then
+    chown --reference=/var/lib/libvirt/qemu "$LIB_DIR/qemu"
+    chmod --reference=/var/lib/libvirt/qemu "$LIB_DIR/qemu"
+  fi
+  local f
+  for f in /var/cache/libvirt/qemu/capabilities/*.xml; do
+    [ -e "$f" ] || continue
+    [ -e "$CACHE_DIR/qemu/capabilities/${f##*/}" ] || cp -p "$f" "$CACHE_DIR/qemu/capabilities/"
+  done
+  rm -f "$LIBVIRTD_PID" "$VIRTLOGD_PID" "$SSHD_PID" "$RUN_DIR"/*-sock "$RUN_DIR"/*-sock-ro
+}
+
+launch() {
+  env -i "$PATH_ENV" HOME=/root LANG=C.UTF-8 \
+    S_ETC="$ETC_DIR" S_RUN="$RUN_DIR" S_LIB="$LIB_DIR" S_LOG="$LOG_DIR" \
+    S_CACHE="$CACHE_DIR" S_BOOT="$HOST_BOOT_DIR" S_SHARED="$SHARED_DIR" S_SSH="$SSH_DIR" \
+    ip netns exec "$NETNS" unshare --mount --propagation private -- /bin/bash -euc '
+      mount --make-rprivate /
+      mount --bind "$S_BOOT" "$S_LIB/boot"
+      mount --rbind "$S_LIB" /var/lib/libvirt
+      mount --bind "$S_ETC" /etc/libvirt
+      mount --bind "$S_RUN" /run/libvirt
+      mount --bind "$S_LOG" /var/log/libvirt
+      mount --bind "$S_CACHE" /var/cache/libvirt
+      mount --bind "$S_SHARED" "$S_SHARED"
+      virtlogd --daemon --pid-file /run/libvirt/virtlogd.pid
+      libvirtd --daemon --config /etc/libvirt/libvirtd.conf --pid-file /run/libvirt/libvirtd.pid
+      exec /usr/sbin/sshd -f "$S_SSH/sshd_config" -E /var/log/libvirt/sshd.log
+    ' </dev/null >>"$LOG_DIR/launch.log" 2>&1 9>&-
+}
+
+# sshd again, in the namespaces that libvirtd holds.
+restart_sshd() {
+  local pid
+  pid=$(live_pid "$LIBVIRTD_PID" libvirtd) || die "libvirtd of $NAME does not run"
+  stop_daemon "$SSHD_PID" sshd
+  env -i "$PATH_ENV" HOME=/root LANG=C.UTF-8 \
+    nsenter --mount="/proc/$pid/ns/mnt" --net="/proc/$pid/ns/net" -- \
+    /usr/sbin/sshd -f "$SSH_DIR/sshd_config" -E /var/log/libvirt/sshd.log \
+    </dev/null >>"$LOG_DIR/launch.log" 2>&1 9>&- || die "sshd did not start; see $LOG_DIR/sshd.log"
+  wait_sshd
+}
+
+wait_sshd() {
+  local i
+  for ((i = 0; i < START_TIMEOUT * 10; i++)); do
+    live_pid "$SSHD_PID" sshd >/dev/null && ip netns exec "$NETNS" ss -Hltn "sport = :22" | grep -q . && return 0
+    sleep 0.1
+  done
+  die "sshd of $NAME does not listen; see $LOG_DIR/sshd.log"
+}
+
+cmd_start() {
+  local keys=${1:-} i t0
+  [ -n "$keys" ] && [ -r "$keys" ] || die "give the authorized_keys file for root on $NAME"
+  check_root
+  lock
+  mkdir -p "$STATE_DIR"
+  chmod 0700 "$STATE_DIR"
+  t0=$(date +%s%N)
+  if live_pid "$LIBVIRTD_PID" libvirtd >/dev/null && live_pid "$SSHD_PID" sshd >/dev/null && answers; then
+    install -m 0600 "$keys" "$SSH_DIR/authorized_keys"
+    echo "qemu+ssh://root@$(inner_address)/system"
+    return 0
+  fi
+  stop_all
+  make_network
+  make_dirs
+  make_config
+  make_ssh_config "$keys"
+  echo "--- $(date -Is) start" >>"$LOG_DIR/launch.log"
+  launch || die "launching the daemons failed; see $LOG_DIR/launch.log: $(tail -5 "$LOG_DIR/launch.log")"
+  for ((i = 0; i < START_TIMEOUT * 10; i++)); do
+    answers && break
+    sleep 0.1
+  done
+  answers || die "libvirtd of $NAME does not answer; see $LOG_DIR/libvirtd.log"
+  wait_sshd
+  log "host $NAME started in $((($(date +%s%N) - t0) / 1000000)) ms at $(inner_address), state in $STATE_DIR"
+  echo "qemu+ssh://root@$(inner_address)/system"
+}
+
+stop_all() {
+  local dom pids p i
+  if [ -d "$RUN_DIR" ]; then
+    if live_pid "$LIBVIRTD_PID" libvirtd >/dev/null && answers; then
+      while read -r dom; do
+        [ -n "$dom" ] || continue
+        timeout 30 virsh -q -c "$SOCKET_URI" destroy "$dom" >/dev/null 2>&1 || true
+      done < <(timeout 10 virsh -q -c "$SOCKET_URI" list --name 2>/dev/null || true)
+    fi
+    stop_daemon "$SSHD_PID" sshd
+    stop_daemon "$LIBVIRTD_PID" libvirtd
+    stop_daemon "$VIRTLOGD_PID" virtlogd
+    pids=$(namespace_pids)
+    if [ -n "$pids" ]; then
+      log "killing leftover processes of $NAME: $(echo $pids)"
+      for p in $pids; do kill -KILL "$p" 2>/dev/null || true; done
+      for ((i = 0; i < 50; i++)); do
+        [ -z "$(namespace_pids)" ] && break
+        sleep 0.1
+      done
+    fi
+  fi
+  ip link del "$VETH" 2>/dev/null || true
+  if ip netns list | grep -qw "^$NETNS"; then ip netns del "$NETNS"; fi
+}
+
+cmd_status() {
+  local d s
+  [ -d "$RUN_DIR" ] || { echo "stopped"; return 3; }
+  d=$(live_pid "$LIBVIRTD_PID" libvirtd) || d=""
+  s=$(live_pid "$SSHD_PID" sshd) || s=""
+  if [ -n "$d" ] && [ -n "$s" ] && answers; then
+    echo "running: libvirtd pid $d, sshd pid $s, qemu+ssh://root@$(inner_address)/system"
+    return 0
+  fi
+  if [ -z "$d" ] && [ -z "$s" ]; then echo "stopped"; return 3; fi
+  echo "not answering: libvirtd pid ${d:-none}, sshd pid ${s:-none}"
+  return 1
+}
+
+cmd=${1:-}
+setup_names "${2:-}"
+case "$cmd" in
+  start) cmd_start "${3:-}" ;;
+  rekey)
+    check_root; lock
+    rm -f "$SSH_DIR/ssh_host_ed25519_key" "$SSH_DIR/ssh_host_ed25519_key.pub"
+    ssh-keygen -q -t ed25519 -N '' -C "panel-netns-$NAME" -f "$SSH_DIR/ssh_host_ed25519_key"
+    restart_sshd ;;
+  stop) check_root; lock; stop_all ;;
+  status) cmd_status ;;
+  address) inner_address ;;
+  *) echo "usage: $0 start NAME AUTHORIZED_KEYS | rekey NAME | stop NAME | status NAME | address NAME" >&2; exit 2 ;;
+esac
