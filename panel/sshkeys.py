@@ -8,6 +8,7 @@ import base64
 import contextlib
 import hashlib
 import os
+import socket
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -120,3 +121,53 @@ def write_known_hosts(uri: str, key_line: str) -> None:
 def forget_known_hosts(uri: str) -> None:
     """No key pinned for uri's host any more: libvirt will not contact it."""
     hypervisor.known_hosts_path(uri).unlink(missing_ok=True)
+
+
+def _free_local_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def open_tunnel(uri: str, remote_address: str, remote_port: int, hold_seconds: int) -> int:
+    """A local TCP forward 127.0.0.1:<port> -> remote_address:remote_port as seen from
+    uri's host, through ssh with the panel's key and the host's pinned key only, as
+    virt-manager reaches the VNC displays of qemu+ssh hosts. It takes connections for
+    hold_seconds, then closes once the last connection through it closed; returns <port>."""
+    known_hosts = hypervisor.known_hosts_path(uri)
+    if not known_hosts.is_file():
+        raise SSHKeyError(f"The SSH host key of {uri} is not confirmed: no tunnel is opened.")
+    host, port = _host_and_port(uri)
+    user = urlsplit(uri).username or "root"
+    local = _free_local_port()
+    command = [
+        "ssh", "-F", "/dev/null", "-f", "-T",
+        "-o", "BatchMode=yes",
+        "-o", "StrictHostKeyChecking=yes",
+        "-o", f"UserKnownHostsFile={known_hosts}",
+        "-o", "GlobalKnownHostsFile=/dev/null",
+        "-o", "IdentitiesOnly=yes",
+        "-o", "IdentityAgent=none",
+        "-o", f"ConnectTimeout={SCAN_TIMEOUT}",
+        "-o", "ExitOnForwardFailure=yes",
+        "-i", str(hypervisor.panel_key_path()),
+        "-L", f"127.0.0.1:{local}:{remote_address}:{int(remote_port)}",
+        "-p", str(port), "-l", user, "--", host,
+        f"sleep {int(hold_seconds)}",
+    ]  # fmt: skip
+    with tempfile.TemporaryFile() as errors:
+        # -f: ssh goes to the background once the forward listens; its output must not
+        # be a pipe, which the background ssh would hold open.
+        result = subprocess.run(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+            timeout=SCAN_TIMEOUT * 4,
+            check=False,
+        )
+        if result.returncode != 0:
+            errors.seek(0)
+            text = errors.read().decode(errors="replace").strip()
+            raise SSHKeyError(f"The SSH tunnel to {host} failed: {text}")
+    return local

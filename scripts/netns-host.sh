@@ -229,11 +229,15 @@ launch() {
     ' </dev/null >>"$LOG_DIR/launch.log" 2>&1 9>&-
 }
 
-# sshd again, in the namespaces that libvirtd holds.
+# sshd again, in the namespaces that libvirtd holds. Its open sessions end too, as
+# when the host was reinstalled: clients connect again and meet the new key.
 restart_sshd() {
-  local pid
+  local pid p
   pid=$(live_pid "$LIBVIRTD_PID" libvirtd) || die "libvirtd of $NAME does not run"
   stop_daemon "$SSHD_PID" sshd
+  for p in $(namespace_pids); do
+    if [ "$(cat "/proc/$p/comm" 2>/dev/null)" = sshd ]; then kill -TERM "$p" 2>/dev/null || true; fi
+  done
   env -i "$PATH_ENV" HOME=/root LANG=C.UTF-8 \
     nsenter --mount="/proc/$pid/ns/mnt" --net="/proc/$pid/ns/net" -- \
     /usr/sbin/sshd -f "$SSH_DIR/sshd_config" -E /var/log/libvirt/sshd.log \

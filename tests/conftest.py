@@ -24,7 +24,13 @@ import pytest
 from panel import hypervisor
 from tests.skips import ALLOWED_SKIPS
 
-pytest_plugins = ["tests.second_host", "tests.tls_host", "tests.stack", "tests.browser"]
+pytest_plugins = [
+    "tests.second_host",
+    "tests.tls_host",
+    "tests.netns_hosts",
+    "tests.stack",
+    "tests.browser",
+]
 
 LOCAL_URI = "qemu:///system"
 ADMIN_PASSWORD = "admin-pass-9d3k"
@@ -114,6 +120,7 @@ MARKER_FIXTURES: dict[str, frozenset[str]] = {
             "define_guest",
             "second_host_uri",  # tests/second_host.py: a second libvirtd
             "tls_host_uri",  # tests/tls_host.py: a libvirtd reached over qemu+tls
+            "netns_host_b",  # tests/netns_hosts.py: a host in its own network namespace
             "fault_host",  # tests/faults/fault_host.py: a private libvirtd
             "main_conn",  # tests/hypervisor/test_second_host.py: libvirt.open(qemu:///system)
             "dir_pool",  # tests/storage/conftest.py: a dir pool made on qemu:///system

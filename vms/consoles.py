@@ -6,10 +6,13 @@ console type, and lives in Redis for TICKET_SECONDS, signed with the secret key
 token plugin take it with GETDEL, so it works once, and refuse it unless the
 panel signed it.
 
-VNC displays listen on their host's loopback address, so the panel reaches them
-only for VMs on its own machine: a graphical console of a VM on another host is
-refused (the serial console goes through libvirt's own connection and works on
-every host) until consoles to other hosts are tunnelled.
+VNC displays listen on their host's loopback address. The panel reaches those of
+VMs on its own machine directly, and those of VMs on a qemu+ssh host through an SSH
+tunnel opened for the session (panel.sshkeys.open_tunnel: a local forward on
+127.0.0.1, with the panel's key and the host's pinned key only, as virt-manager
+does), so the ticket carries that forward, bound to the VM's own host. A graphical
+console of a VM on another kind of host is refused (the serial console goes through
+libvirt's own connection and works on every host).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import redis
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 
-from panel import audit, hypervisor, redis_client
+from panel import audit, hypervisor, redis_client, sshkeys
 from panel.actors import Actor
 from panel.console_tokens import KEY_PREFIX, TICKET_SECONDS, sign_ticket, verify_ticket
 from panel.exceptions import ConflictError, ServiceError, UnavailableError
@@ -47,25 +50,38 @@ def _redis() -> redis.Redis:
     return redis_client.client()
 
 
+# How long a tunnel to a remote display takes new connections: the ticket's lifetime
+# for websockify, a moment for the view-only proxy, which connects at once.
+TUNNEL_HOLD_SECONDS = TICKET_SECONDS + 5
+VIEW_TUNNEL_HOLD_SECONDS = 10
+
+
 def _require_local_display(vm: VirtualMachine) -> None:
-    if not hypervisor.is_local(vm.host.uri):
+    if not hypervisor.is_local(vm.host.uri) and not hypervisor.is_ssh(vm.host.uri):
         raise ConflictError(
             f"The graphical console of {vm.name} cannot be opened: it runs on host "
             f"{vm.host.name}, whose VNC displays listen on that host only, and the panel "
-            "does not tunnel consoles to other hosts yet. Use its serial console, which "
+            "tunnels consoles to qemu+ssh hosts only. Use its serial console, which "
             "works on every host."
         )
 
 
-def _vnc_endpoint(vm: VirtualMachine) -> tuple[str, int]:
-    """Where the VM's VNC server listens on this machine (the VM's host is this machine)."""
+def _vnc_endpoint(vm: VirtualMachine, hold: int = TUNNEL_HOLD_SECONDS) -> tuple[str, int]:
+    """Where the panel reaches the VM's VNC server: on this machine, or through an SSH
+    tunnel to the VM's own host for a qemu+ssh host."""
     info = hypervisor.get_domain(vm.host.uri, str(vm.pk))
     vnc = next((g for g in info.graphics if g.type == "vnc" and g.port), None)
     if vnc is None or vnc.port is None:
         raise ConflictError(f"{vm.name} has no VNC display (or it is not running).")
+    address = vnc.listen
     if vnc.listen in ("", "0.0.0.0", "::", "localhost", "::1"):
-        return "127.0.0.1", vnc.port
-    return vnc.listen, vnc.port
+        address = "127.0.0.1"
+    if not hypervisor.is_ssh(vm.host.uri):
+        return address, vnc.port
+    try:
+        return "127.0.0.1", sshkeys.open_tunnel(vm.host.uri, address, vnc.port, hold)
+    except sshkeys.SSHKeyError as exc:
+        raise UnavailableError(f"The console of {vm.name} cannot be reached: {exc}") from exc
 
 
 def vnc_target(vm_id: str) -> VncTarget:
@@ -76,7 +92,7 @@ def vnc_target(vm_id: str) -> VncTarget:
         raise ConflictError("The VM no longer exists.")
     _require_local_display(vm)
     try:
-        host, port = _vnc_endpoint(vm)
+        host, port = _vnc_endpoint(vm, VIEW_TUNNEL_HOLD_SECONDS)
         password = hypervisor.vnc_password(vm.host.uri, str(vm.pk))
     except hypervisor.HostUnavailable as exc:
         raise UnavailableError(f"{vm.host.name} cannot be reached: {exc}") from exc

@@ -29,7 +29,6 @@ ALLOWED_SCHEMES = {
     "qemu+tls",
     "qemu+tcp",
     "qemu+unix",
-    "qemu+libssh2",
     "test",
     "test+tcp",
 }
@@ -115,6 +114,11 @@ def check_uri(uri: str) -> str:
         raise InvalidURI(
             f"'{uri}' is not a libvirt URI. Use a form like qemu:///system, "
             "qemu+ssh://user@host/system or qemu+tls://host/system."
+        )
+    if scheme in ("qemu+libssh", "qemu+libssh2"):
+        raise InvalidURI(
+            f"Use qemu+ssh://user@host/system rather than {scheme}: the panel reaches SSH "
+            "hosts its own way, with its own key and the host key an admin confirmed."
         )
     if scheme not in ALLOWED_SCHEMES:
         raise InvalidURI(

@@ -115,7 +115,10 @@ def build_domain(spec: DomainSpec) -> str:
         console = _sub(devices, "console", type="pty")
         _sub(console, "target", type="serial", port="0")
     if spec.vnc:
-        graphics = _sub(devices, "graphics", type="vnc", port="-1", autoport="yes")
+        if spec.vnc_port is None:
+            graphics = _sub(devices, "graphics", type="vnc", port="-1", autoport="yes")
+        else:
+            graphics = _sub(devices, "graphics", type="vnc", port=str(spec.vnc_port), autoport="no")
         _sub(graphics, "listen", type="address", address="127.0.0.1")
         video = _sub(devices, "video")
         _sub(video, "model", type="vga")

@@ -67,8 +67,9 @@ def host_add(request: HttpRequest) -> HttpResponse:
         try:
             host = services.add_host(**form.cleaned_data, actor=Actor.of(request))
         except host_keys.HostKeyToConfirm as exc:
-            offered = exc.key
-            form = HostForm(request.POST | {"ssh_fingerprint": offered.fingerprint})
+            offered, data = exc.key, request.POST.copy()
+            data["ssh_fingerprint"] = offered.fingerprint
+            form = HostForm(data)
         except ServiceError as exc:
             add_service_error(form, exc)
         else:

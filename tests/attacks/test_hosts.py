@@ -152,8 +152,8 @@ def test_it_refuses_a_host_uri_that_opens_another_socket(attacker, tmp_path):
     ("parameter", "uri"),
     [
         ("netcat", "qemu+ssh://127.0.0.1/system?netcat=/tmp/x"),
-        ("keyfile", "qemu+libssh2://127.0.0.1/system?keyfile=/etc/shadow"),
-        ("known_hosts", "qemu+libssh2://127.0.0.1/system?known_hosts=/etc/shadow"),
+        ("keyfile", "qemu+ssh://127.0.0.1/system?keyfile=/etc/shadow"),
+        ("known_hosts", "qemu+ssh://127.0.0.1/system?known_hosts=/etc/shadow"),
         ("pkipath", "qemu+tls://127.0.0.1/system?pkipath=/root"),
         ("no_verify", "qemu+tls://127.0.0.1/system?no_verify=1"),
         ("name", "qemu+tcp://127.0.0.1/system?name=test:///default"),

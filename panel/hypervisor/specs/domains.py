@@ -76,6 +76,7 @@ class DomainSpec:
     nics: tuple[NicSpec, ...] = ()
     serial_console: bool = True
     vnc: bool = True
+    vnc_port: int | None = None  # None: the first free one (libvirt's autoport)
     bios_serial: bool = False
     description: str = ""
     firmware: str = "bios"  # "bios", or "efi" for UEFI (libvirt picks the OVMF build)
