@@ -415,6 +415,8 @@ class HostViewSet(
     def scan_key(self, request: Request) -> Response:
         """The SSH host key a qemu+ssh host offers now (read without logging in), for an
         admin to check on the host before adding it with its fingerprint."""
+        if not is_admin(request.user):
+            raise PermissionDenied("Only administrators can manage hosts.")
         uri = HostKeySerializer(data=request.data)
         uri.is_valid(raise_exception=True)
         key = host_keys.scan_host_key(uri.validated_data["uri"], actor=Actor.of(request))
@@ -424,12 +426,11 @@ class HostViewSet(
     @action(detail=True, methods=["post"], url_path="accept-key")
     def accept_key(self, request: Request, pk: str | None = None) -> Response:
         """Pin the new SSH host key a host offers (after an admin checked it), and refresh it."""
+        host = self.get_object_for(ADMINISTER)
         body = AcceptHostKeySerializer(data=request.data)
         body.is_valid(raise_exception=True)
         host = host_keys.accept_host_key(
-            self.get_object_for(ADMINISTER),
-            body.validated_data["fingerprint"],
-            actor=Actor.of(request),
+            host, body.validated_data["fingerprint"], actor=Actor.of(request)
         )
         services.refresh_host(host, actor=Actor.of(request))
         return Response(HostSerializer(host, context={"request": request}).data)

@@ -107,6 +107,7 @@ READABLE = {
     "project-members",
     "host-list",
     "host-detail",
+    "host-ssh-key",
     "vm-list",
     "vm-detail",
     "vm-disks",

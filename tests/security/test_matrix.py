@@ -177,6 +177,7 @@ MATRIX = {
     "POST host_refresh refresh": "302 403 403 403 404",
     # The form's empty body is refused with a message on the host's page.
     "POST host_certificates certificates": "302 403 403 403 404",
+    "POST host_accept_key accept-key": "302 403 403 403 404",
     "GET job_list jobs": "200 200 200 200 200",
     "GET job_panel panel": "200 200 200 200 200",
     "GET job_detail": "200 200 200 200 404",
@@ -332,6 +333,9 @@ MATRIX = {
     "GET host-detail": "200 200 200 200 404",
     "POST host-refresh refresh": "409 403 403 403 404",
     "POST host-certificates certificates": "400 403 403 403 404",
+    "GET host-ssh-key ssh-key": "200 403 403 403 403",
+    "POST host-scan-key scan-key": "400 403 403 403 403",
+    "POST host-accept-key accept-key": "400 403 403 403 404",
     "GET vm-list vms": "200 200 200 200 200",
     "GET vm-detail": "200 200 200 200 404",
     "POST vm-console console": "400 400 400 400 404",
