@@ -63,8 +63,10 @@ def flatmap_path_parameters(context, path_parameters):
 
 @schema.hook
 def map_body(context, body):
-    """A host's URI is always the fake driver's: any other would make the panel connect."""
-    if context.operation.path == "/api/v1/hosts/" and isinstance(body, dict) and "uri" in body:
+    """A host's URI is always the fake driver's: any other would make the panel connect
+    (to add the host, or to read its SSH host key)."""
+    hosts = ("/api/v1/hosts/", "/api/v1/hosts/scan-key/")
+    if context.operation.path in hosts and isinstance(body, dict) and "uri" in body:
         return {**body, "uri": FAKE_URI}
     return body
 
