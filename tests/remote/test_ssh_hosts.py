@@ -15,7 +15,8 @@ import pytest
 from rest_framework.authtoken.models import Token
 from websockets.sync.client import connect
 
-from panel import hypervisor, sshkeys
+from panel import hypervisor, services, sshkeys
+from panel.actors import Actor
 from panel.choices import JobKind
 from panel.models import AuditEvent, Host, Job
 from tests.conftest import LOCAL_URI, guest_spec
@@ -157,23 +158,31 @@ def test_a_changed_host_key_blocks_the_host_until_an_admin_accepts_it(
     assert AuditEvent.objects.filter(action="host.key_accepted", detail__contains=new).exists()
 
 
-def rfb_name(url: str) -> bytes:
-    """The desktop name a VNC server sends in its ServerInit, through websockify."""
-    with connect(url, subprotocols=["binary"], open_timeout=10) as ws:
-        assert ws.recv(timeout=10).startswith(b"RFB 003.008")
+def rfb_name(url: str, origin: str | None = None) -> bytes:
+    """The desktop name in the ServerInit a VNC console sends (RFB 3.8, no password)."""
+    headers = {"Origin": origin} if origin else None
+    with connect(url, additional_headers=headers, subprotocols=["binary"], open_timeout=10) as ws:
+        buf = b""
+
+        def read(n: int) -> bytes:
+            nonlocal buf
+            while len(buf) < n:
+                buf += ws.recv(timeout=10)
+            out, buf = buf[:n], buf[n:]
+            return out
+
+        assert read(12).startswith(b"RFB 003.008")
         ws.send(b"RFB 003.008\n")
-        assert ws.recv(timeout=10)[1:] == b"\x01"  # security type None only
+        assert 1 in read(read(1)[0])  # security type None
         ws.send(b"\x01")
-        assert ws.recv(timeout=10) == b"\x00\x00\x00\x00"
+        assert read(4) == b"\x00\x00\x00\x00"
         ws.send(b"\x01")  # shared
-        data = b""
-        while len(data) < 24 or len(data) < 24 + int.from_bytes(data[20:24], "big"):
-            data += ws.recv(timeout=10)
-        return data[24:]
+        read(20)
+        return read(int.from_bytes(read(4), "big"))
 
 
 def test_a_vm_on_b_boots_and_its_consoles_reach_b_not_this_machine(
-    stack, admin, host_b, panel_test_guest
+    stack, admin, host_b, panel_test_guest, django_user_model
 ):
     local_host = Host.objects.create(name="local", uri=LOCAL_URI, state="up")
     here = hypervisor.create_transient(LOCAL_URI, guest_spec(panel_test_guest, vnc=True))
@@ -199,6 +208,16 @@ def test_a_vm_on_b_boots_and_its_consoles_reach_b_not_this_machine(
             status, body = api(stack, admin, "POST", f"vms/{vm.pk}/console/", {"type": "vnc"})
             assert status == 200, body
             assert rfb_name(body["url"]) == f"QEMU ({name})".encode()
+
+        # A viewer watches b's display through the panel's view-only proxy, tunnelled too.
+        project = services.create_project(name="alpha", actor=Actor(admin))
+        viewer = django_user_model.objects.create_user("view", "", "view-pass-8Kq")
+        services.add_member(project, user=viewer, role="viewer", actor=Actor(admin))
+        vm_b.project = project
+        vm_b.save()
+        status, body = api(stack, viewer, "POST", f"vms/{vm_b.pk}/console/", {"type": "vnc"})
+        assert status == 200 and "/vnc-view/" in body["url"], body
+        assert rfb_name(body["url"], origin=stack.url) == f"QEMU ({there.name})".encode()
     finally:
         with contextlib.suppress(hypervisor.HypervisorError):
             hypervisor.destroy_domain(LOCAL_URI, here.uuid)
