@@ -36,6 +36,7 @@ packages=(
   gcc python3-dev python3-venv
   libldap2-dev libsasl2-dev
   busybox-static cpio iproute2 procps util-linux lvm2
+  openssh-client
   osinfo-db xorriso genisoimage
 )
 # slapd, ldap-utils: the directory the LDAP tests start on loopback; openssh-server: the
