@@ -250,7 +250,6 @@ def account_for(claims: Mapping[str, Any], *, actor: Actor) -> User:
         identity.save(update_fields=["last_login"])
         signed_in = Actor(user, actor.address, actor.via)
         apply_groups(user, SOURCE, groups_of(claims), actor=signed_in)
-        audit.record(signed_in, "login", user.username, detail="OIDC")
     return user
 
 

@@ -76,7 +76,9 @@ def _logged_in(sender: Any, request: HttpRequest, user: Any, **kwargs: Any) -> N
     if request.session.session_key is None:
         request.session.save()
     _record(request, user, now)
-    audit.record(_actor(request, user), "login", user.username)
+    # How, when it was not the password form (single sign-on sets it on the user).
+    via = getattr(user, "panel_login_via", "")
+    audit.record(_actor(request, user), "login", user.username, detail=via)
 
 
 @receiver(user_logged_out, dispatch_uid="panel.identity.sessions.logged_out")

@@ -59,6 +59,7 @@ def oidc_callback(request: HttpRequest) -> HttpResponse:
         return redirect("login")
     next_url = _safe_next(request, request.session.pop(NEXT_KEY, "")) or settings.LOGIN_REDIRECT_URL
     setattr(user, "backend", MODEL_BACKEND)  # noqa: B010 (what login() reads)
+    setattr(user, "panel_login_via", "OIDC")  # noqa: B010 (the login audit row's detail)
     if factors.has_second_factor(user):
         # The provider vouched for the password; the panel's own second factor still asks.
         second_step.begin(request, user, next_url)

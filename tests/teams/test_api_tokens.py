@@ -15,7 +15,8 @@ from rest_framework.authtoken.models import Token
 
 from panel import services
 from panel.actors import Actor
-from panel.identity import reauth, tokens
+from panel.identity import tokens
+from panel.identity.policy import AUTH_AT
 from panel.models import ApiToken, AuditEvent
 
 from .conftest import PASSWORDS, page_text, texts
@@ -100,7 +101,7 @@ def test_it_revokes_a_token_from_the_page(world, member, client_for, new_client)
 def test_it_asks_for_the_password_again_before_making_a_token(world, member, client_for):
     me = client_for("member")
     session = me.session
-    session[reauth.SESSION_KEY] = time.time() - 301
+    session[AUTH_AT] = time.time() - 301
     session.save()
 
     response = me.post("/account/tokens/add/", {"name": "late", "scope": "all"})
