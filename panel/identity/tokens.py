@@ -176,6 +176,9 @@ def create_token(
                     digest=digest_of(key),
                     privileges=subset,
                     expires=expires,
+                    # Where it was made counts as known: its first use from anywhere else
+                    # is audited (note_use).
+                    addresses=[actor.address] if actor.address else [],
                 )
                 audit.record(
                     actor, "token.created", f"{user.username}: {token.name}", detail=_scope(subset)
@@ -227,8 +230,9 @@ def get_token(viewer: Any, pk: Any, *, anyone: bool = False) -> ApiToken:
 
 def note_use(token: ApiToken, address: str | None) -> None:
     """Remember when and where from the token was last used: at most once a minute, and
-    at once from an address it was not used from before (audited when it had been used
-    from others: its first address is where its owner started using it)."""
+    at once from an address it was not used from or made from before (audited when it
+    had been used or made elsewhere: a token made in a script is first used where it
+    was made)."""
     now = timezone.now()
     known = list(token.addresses or [])
     new_address = bool(address) and address not in known

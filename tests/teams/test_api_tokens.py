@@ -197,6 +197,17 @@ def test_it_records_the_last_use_and_audits_a_new_address(world, member, new_cli
     assert listed["last_used_from"] == "203.0.113.9"
 
 
+def test_it_audits_the_first_use_away_from_where_the_token_was_made(world, member, new_client):
+    here = services.create_token(member, actor=Actor(member, "192.0.2.10"), name="here")
+    away = services.create_token(member, actor=Actor(member, "192.0.2.10"), name="away")
+
+    api(new_client, here.key, REMOTE_ADDR="192.0.2.10").get("/api/v1/projects/")
+    api(new_client, away.key, REMOTE_ADDR="198.51.100.7").get("/api/v1/projects/")
+
+    events = AuditEvent.objects.filter(action="token.used_from_new_address")
+    assert list(events.values_list("target", "source_ip")) == [("member: away", "198.51.100.7")]
+
+
 def test_it_hands_out_a_new_named_token_for_a_username_and_password(world, member, new_client):
     client = new_client()
 
