@@ -45,6 +45,7 @@ class JobKind(models.TextChoices):
     LIBRARY_FETCH = "library.fetch", "Library image fetch"
     VM_MIGRATE = "vm.migrate", "VM migration"
     VM_MOVE_STORAGE = "vm.move_storage", "VM disk move"
+    HOST_DRAIN = "host.drain", "Host drain"
 
 
 class AuditResult(models.TextChoices):

@@ -46,6 +46,10 @@ class Host(models.Model):
     ssh_host_key = models.CharField(max_length=1000, blank=True, default="")
     ssh_host_key_pinned_at = models.DateTimeField(null=True, blank=True)
     ssh_host_key_offered = models.CharField(max_length=1000, blank=True, default="")
+    # In maintenance, the host takes no new VMs (create, migration and restore to it are
+    # refused, placement skips it) until an admin makes it active again.
+    maintenance = models.BooleanField(default=False)
+    maintenance_since = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["name"]

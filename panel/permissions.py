@@ -303,6 +303,13 @@ def _project(user: User, action: str, model: type[Model]) -> Q | None:
     return Q(pk__in=project_ids(user, action))
 
 
+def _project_part(user: User, action: str, model: type[Model]) -> Q | None:
+    """Objects of a project (affinity groups): seen by its members, changed by its operators."""
+    if action == VIEW:
+        return Q(project__in=project_ids(user))
+    return Q(project__in=project_ids(user, ProjectRole.OPERATOR))
+
+
 def _user(user: User, action: str, model: type[Model]) -> Q | None:
     # Non-admins see only themselves in user lists; admins see everyone.
     return Q(pk=user.pk) if action == VIEW else _NOTHING
@@ -316,6 +323,7 @@ RULES: dict[str, Rule] = {
     "auth.user": _user,
     "vms.virtualmachine": _owned,
     "vms.template": _template,
+    "vms.affinitygroup": _project_part,
     "storage.volume": _volume,
     "storage.storagepool": _infrastructure("allowed_pools"),
     "storage.libraryimage": _library_image,

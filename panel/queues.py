@@ -37,6 +37,7 @@ LONG_TASKS = frozenset(
         "vms.create",
         "vms.clone",
         "vms.migrate",
+        "vms.drain",  # one migration after the other
         "vms.move_storage",
         "vms.backup",  # and restore
         "vms.snapshot",  # with memory, revert, delete, chain merge

@@ -291,6 +291,11 @@ CELERY_BEAT_SCHEDULE = {
 }
 # A job queued this long that no worker took has its task sent again (then 2x, 4x, ...).
 PANEL_LOST_TASK_SECONDS = float(os.environ.get("PANEL_LOST_TASK_SECONDS", "60"))
+# Where a VM goes when nobody names its host (create, drain): "spread" (the host with the
+# most free memory, then the fewest VMs) or "pack" (the least free memory that still fits).
+PANEL_PLACEMENT = os.environ.get("PANEL_PLACEMENT", "spread")
+if PANEL_PLACEMENT not in ("spread", "pack"):
+    raise SystemExit(f"PANEL_PLACEMENT is '{PANEL_PLACEMENT}': use spread or pack.")
 
 # Directory sign-on (LDAP / Active Directory, panel/identity/ldap.py): off unless
 # PANEL_LDAP_URI is set. The README's "Directory (LDAP/AD)" section explains each one.

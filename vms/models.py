@@ -279,3 +279,27 @@ class Backup(models.Model):
 
     def __str__(self) -> str:
         return f"backup #{self.pk} of {self.vm_name}"
+
+
+class AffinityGroup(models.Model):
+    """VMs of a project that placement keeps apart (each on its own host) or together
+    (on one host)."""
+
+    APART = "apart"
+    TOGETHER = "together"
+    KINDS = [(APART, "Apart (anti-affinity)"), (TOGETHER, "Together (affinity)")]
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="affinity_groups")
+    name = models.CharField(max_length=63)
+    kind = models.CharField(max_length=10, choices=KINDS, default=APART)
+    vms = models.ManyToManyField(VirtualMachine, blank=True, related_name="affinity_groups")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="one_affinity_group_name")
+        ]
+
+    def __str__(self) -> str:
+        return self.name

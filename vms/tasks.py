@@ -12,7 +12,7 @@ from panel.exceptions import ServiceError
 
 from . import services
 from .models import VirtualMachine
-from .services import backups, create, migrate, move_storage, schedules, snapshots
+from .services import backups, create, drain, migrate, move_storage, schedules, snapshots
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,12 @@ def vm_create_task(job_id: int) -> None:
 def vm_migrate_task(job_id: int) -> None:
     """Migrate a VM to another host, with progress and cancel."""
     jobs.run(job_id, migrate.run_migrate_job)
+
+
+@shared_task(name="vms.drain", soft_time_limit=24 * 3600, time_limit=24 * 3600 + 60)
+def host_drain_task(job_id: int) -> None:
+    """Drain a host: its running VMs migrated one after the other, with progress and cancel."""
+    jobs.run(job_id, drain.run_drain_job)
 
 
 @shared_task(name="vms.move_storage", soft_time_limit=6 * 3600, time_limit=6 * 3600 + 60)

@@ -144,6 +144,8 @@ class HostSerializer(serializers.ModelSerializer):
             "client_certificate",
             "client_key",
             "certificates",
+            "maintenance",
+            "maintenance_since",
         ]
         read_only_fields = [
             "state",
@@ -152,6 +154,8 @@ class HostSerializer(serializers.ModelSerializer):
             "last_error",
             "last_seen",
             "checked_at",
+            "maintenance",
+            "maintenance_since",
         ]
 
     @extend_schema_field(HostReachSerializer(allow_null=True))

@@ -6,7 +6,7 @@ from monitoring.api import FleetStatsView, HostStatsView, VMStatsView
 from networking.api.views import NetworkViewSet
 from storage.api.library import LibraryImageViewSet
 from storage.api.views import PoolViewSet, VolumeViewSet
-from vms.api import tuning
+from vms.api import placement, tuning
 from vms.api.backups import (
     ProjectSchedulesView,
     ScheduleView,
@@ -48,6 +48,7 @@ router.register("audit-events", views.AuditEventViewSet, basename="auditevent")
 router.register("subscriptions", SubscriptionViewSet, basename="subscription")
 router.register("notifications", NotificationViewSet, basename="notification")
 router.register("tokens", ApiTokenViewSet, basename="apitoken")
+router.register("affinity-groups", placement.AffinityGroupViewSet, basename="affinitygroup")
 router.register("directory-mappings", DirectoryMappingViewSet, basename="directorymapping")
 router.register("sessions", SessionViewSet, basename="session")
 
@@ -103,5 +104,6 @@ urlpatterns = [
     path("hosts/<int:host_id>/stats/", HostStatsView.as_view(), name="host_stats"),
     path("stats/fleet/", FleetStatsView.as_view(), name="fleet_stats"),
     *tuning.urlpatterns,
+    *placement.urlpatterns,
     path("", include(router.urls)),
 ]

@@ -47,10 +47,12 @@ JOB_TASKS = {
     JobKind.LIBRARY_FETCH: "storage.library_fetch",
     JobKind.VM_MIGRATE: "vms.migrate",
     JobKind.VM_MOVE_STORAGE: "vms.move_storage",
+    JobKind.HOST_DRAIN: "vms.drain",
 }
 # The kinds that can run for minutes: they copy disks or memory, or wait on a guest's
 # install.
 LONG_KINDS = {
+    JobKind.HOST_DRAIN,
     JobKind.LIBRARY_FETCH,
     JobKind.VM_SAVE,
     JobKind.VM_RESTORE,
@@ -101,6 +103,7 @@ def test_the_long_queue_takes_the_tasks_that_can_run_for_minutes():
         "vms.create",
         "vms.clone",
         "vms.migrate",
+        "vms.drain",
         "vms.move_storage",
         "vms.backup",
         "vms.snapshot",

@@ -89,8 +89,19 @@ class VirtualMachineViewSet(
             {
                 "name": serializers.CharField(),
                 "project": serializers.IntegerField(),
-                "host": serializers.IntegerField(required=False),
+                "host": serializers.IntegerField(
+                    required=False,
+                    help_text="Without it, placement (PANEL_PLACEMENT: spread or pack) picks "
+                    "among the hosts that are up, not in maintenance, hold the pools, volumes "
+                    "and networks the request names and have the memory; a refusal says why "
+                    "each host was left out.",
+                ),
                 "template": serializers.IntegerField(required=False),
+                "affinity_group": serializers.IntegerField(
+                    required=False,
+                    help_text="An affinity group of the project (affinity-groups/): the VM "
+                    "joins it, and placement keeps the group's rule (apart or together).",
+                ),
                 "vcpus": serializers.IntegerField(required=False),
                 "memory_mib": serializers.IntegerField(required=False),
                 "os_variant": serializers.CharField(required=False),

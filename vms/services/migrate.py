@@ -30,6 +30,7 @@ from storage.models import StoragePool, Volume
 from storage.services import refresh_pool_row
 from vms.choices import VMState
 from vms.models import VirtualMachine
+from vms.services import placement
 from vms.services.common import apply_info, on_vm_host, vm_job
 from vms.services.sync import mark_missing, sync_domain, vm_messages
 
@@ -148,6 +149,7 @@ def resolve(vm: VirtualMachine, ask: MigrationAsk, *, actor: Actor) -> Migration
         raise ServiceError(
             f"{vm.name} already runs on {target.name}: choose another host.", field="target_host"
         )
+    placement.refuse_maintenance(target, "migrate to")
     pool_name = ""
     if ask.target_pool is not None:
         pool = (

@@ -22,7 +22,7 @@ from storage.models import StoragePool
 from storage.services import refresh_pool_row, remove_made_volumes
 from vms.choices import BackupState, VMState
 from vms.models import Backup, VirtualMachine
-from vms.services import chains
+from vms.services import chains, placement
 from vms.services.backups import NOTHING_TO_COPY, backup_host_errors, backup_pool
 from vms.services.common import apply_info, on_vm_host, reread, vm_job
 from vms.services.sync import sync_domain
@@ -73,6 +73,7 @@ def restore_backup(
         reserve: quotas.Reservation = {}
         if mode == "new":
             pool = _target_pool(vm, backup, pool, actor)
+            placement.refuse_maintenance(pool.host, "restore to")
             name = _restore_name(pool.host, name)
             reserve = _new_vm_reserve(backup, vm)
         elif vm.state != VMState.SHUTOFF:

@@ -18,7 +18,6 @@ from typing import Any
 from django.conf import settings
 
 from panel.actors import Actor
-from panel.choices import HostState
 from panel.exceptions import ConflictError
 from panel.models import Host, Project
 from panel.permissions import CONFIG_DISKS, USE_NETWORK, VIEW, allowed, is_admin, restrict
@@ -51,22 +50,6 @@ from vms.services.create.vmspec import (
     KernelSpec,
     UrlSpec,
 )
-
-
-def choose_host(actor: Actor, host_id: int | None) -> Host:
-    """The host asked for, or the visible host that is up with the most free memory."""
-    hosts = restrict(Host.objects.all(), actor.user, VIEW)
-    if host_id is not None:
-        host = hosts.filter(pk=host_id).first()
-        if host is None:
-            raise field_error(f"No host with id {host_id} that you can use.", "host")
-        if host.state != HostState.UP:
-            raise ConflictError(f"{host.name} is {host.state}: pick a host that is up.")
-        return host
-    up = [h for h in hosts.filter(state=HostState.UP)]
-    if not up:
-        raise ConflictError("No host you may use is up: the VM has nowhere to go.")
-    return max(up, key=lambda h: int(h.facts.get("memory_free_bytes", 0)))
 
 
 def _may_use(actor: Actor, volume: Volume, project: Project, *, read_only: bool) -> bool:

@@ -22,7 +22,7 @@ from panel.hypervisor.qemu_img import PinnedImage
 from panel.models import Host, Job, Project
 from storage import services as storage_services
 from storage.models import FormatSource, StoragePool, Volume
-from vms.models import Template, VirtualMachine
+from vms.models import AffinityGroup, Template, VirtualMachine
 from vms.services.create.vmspec import CloudImageSpec, MadeVolume, NewDiskSpec, UrlSpec, VMSpec
 from vms.services.sync import sync_domain
 
@@ -424,6 +424,9 @@ def _finish(job: Job, host: Host, spec: VMSpec, info: hypervisor.DomainInfo) -> 
         vm.owner_id = owner_id
         vm.template = Template.objects.filter(pk=spec.get("template") or 0).first()
         vm.save(update_fields=["project", "owner", "template"])
+        group = AffinityGroup.objects.filter(pk=spec.get("affinity_group") or 0).first()
+        if group is not None:
+            group.vms.add(vm)
         for made in spec["made"]["volumes"]:
             pool = StoragePool.objects.filter(host=host, name=made["pool"]).first()
             if pool is None:

@@ -22,7 +22,6 @@ from vms.services.create.checks import (
     check_disks,
     check_install,
     check_networks,
-    choose_host,
     from_template,
     within_template,
 )
@@ -38,6 +37,7 @@ from vms.services.create.spec import (
 # Also known here, where the tests of name patterns look it up.
 from vms.services.create.spec import NAME_RE as NAME_RE
 from vms.services.create.vmspec import DiskSpec, InstallSecrets, InstallSpec, Reserve, VMSpec
+from vms.services.create.where import affinity_group, choose_host
 
 GIB = 1024**3
 MIN_MEMORY_MIB = 32
@@ -50,7 +50,8 @@ def create_vm(request: CreateRequest, *, actor: Actor) -> Job:
     with audit.refusals_recorded(actor, "vm.create", request.name, project=project):
         if template is not None:
             request = _template_request(template, project, request)
-        host = choose_host(actor, request.host)
+        group = affinity_group(actor, project, request.affinity_group)
+        host = choose_host(actor, request, group)
         _refuse_taken(host, request.name)
         vcpus, memory_mib = _size(host, request)
         if template is not None:
@@ -84,6 +85,7 @@ def create_vm(request: CreateRequest, *, actor: Actor) -> Job:
             "start": request.start,
             "reserve": _reserve(vcpus, memory_mib, disks),
             "made": {"volumes": [], "domain": False},
+            "affinity_group": group.pk if group is not None else None,
         }
         return _queue(spec, secrets, host, project, actor=actor)
 

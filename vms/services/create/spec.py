@@ -178,6 +178,7 @@ class CreateRequest:
     networks: tuple[int | None, ...] = ()
     install: InstallRequest | None = None
     easy: EasyForm | None = None
+    affinity_group: int | None = None
 
     def __post_init__(self) -> None:
         # A valid VM name however made: it names the VM's volumes and its domain.
@@ -202,6 +203,7 @@ class CreateRequest:
             template=template,
             vcpus=_whole_or_none(data, "vcpus", "vCPUs"),
             memory_mib=_whole_or_none(data, "memory_mib", "Memory in MiB"),
+            affinity_group=_object_id(data.get("affinity_group") or None, "affinity_group"),
         )
         if template is not None:
             return request._easy_form(data)

@@ -136,3 +136,4 @@ class VMSpec(TypedDict):
     start: bool
     reserve: Reserve
     made: Made
+    affinity_group: int | None

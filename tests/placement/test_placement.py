@@ -1,0 +1,87 @@
+"""Placement without a host named: spread or pack by free memory, hosts that lack what the
+request names or are in maintenance left out with their reason, and affinity groups."""
+
+from __future__ import annotations
+
+from uuid import uuid4
+
+import pytest
+
+from panel.choices import HostState
+from panel.models import Host
+from tests.placement.conftest import facts
+from vms.models import AffinityGroup, VirtualMachine
+from vms.services import placement
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def hosts(db):
+    """Three hosts of libvirt's test driver: a with 2 GiB free, b with 6, c with 4."""
+    made = {}
+    for name, free in (("a", 2), ("b", 6), ("c", 4)):
+        host = Host.objects.create(
+            name=name, uri=f"test:///default#{name}", state=HostState.UP, domain_type="test"
+        )
+        made[name] = facts(host, free)
+    return made
+
+
+def pick(user, need):
+    found = placement.place(user, need)
+    return found.host.name if found.host else found.refusal()
+
+
+def test_it_spreads_to_the_most_free_memory_and_packs_into_the_least_that_fits(
+    settings, hosts, admin
+):
+    need = placement.Need(memory_mib=3 * 1024, vcpus=2)
+    assert pick(admin, need) == "b"
+    settings.PANEL_PLACEMENT = "pack"
+    # a has 2 GiB free: too little for 3 GiB; c is the fullest that fits.
+    assert pick(admin, need) == "c"
+    assert pick(admin, placement.Need(memory_mib=512, vcpus=1)) == "a"
+
+
+def test_spread_breaks_a_tie_by_the_fewest_vms(hosts, admin, alpha):
+    facts(hosts["c"], 6)
+    VirtualMachine.objects.create(
+        pk=uuid4(), name="one", host=hosts["b"], project=alpha, state="running"
+    )
+    assert pick(admin, placement.Need(memory_mib=512, vcpus=1)) == "c"
+
+
+def test_a_refusal_says_why_each_host_was_left_out(hosts, admin):
+    hosts["a"].maintenance = True
+    hosts["a"].save()
+    hosts["c"].state = HostState.DOWN
+    hosts["c"].save()
+    need = placement.Need(
+        memory_mib=8 * 1024, vcpus=8, holdings=(placement.Holding("pool 'images'", hosts["b"].pk),)
+    )
+    assert pick(admin, need) == (
+        "No host can take it (host a: in maintenance; host b: 4 CPUs, 8 vCPUs asked; host c: down)."
+    )
+    need = placement.Need(memory_mib=8 * 1024, vcpus=1, holdings=need.holdings)
+    assert "host b: 6144 MiB free, 8192 MiB needed" in pick(admin, need)
+    facts(hosts["c"], 10)
+    hosts["c"].state = HostState.UP
+    hosts["c"].save()
+    assert "host c: no pool 'images'" in pick(admin, need)
+
+
+def test_apart_keeps_a_group_on_different_hosts_and_together_on_one(hosts, admin, alpha):
+    web1 = VirtualMachine.objects.create(pk=uuid4(), name="web1", host=hosts["b"], project=alpha)
+    apart = AffinityGroup.objects.create(project=alpha, name="web", kind="apart")
+    apart.vms.add(web1)
+    need = placement.Need(memory_mib=512, vcpus=1, groups=(apart,))
+    assert pick(admin, need) == "c"
+    together = AffinityGroup.objects.create(project=alpha, name="db", kind="together")
+    together.vms.add(web1)
+    need = placement.Need(memory_mib=512, vcpus=1, groups=(together,))
+    assert pick(admin, need) == "b"
+    # Both: nowhere.
+    need = placement.Need(memory_mib=512, vcpus=1, groups=(apart, together))
+    assert "host b: runs web1 of group 'web' (kept apart)" in pick(admin, need)
+    assert "host c: group 'db' keeps its VMs together on another host" in pick(admin, need)
