@@ -37,7 +37,7 @@ from tests.teams.conftest import (  # noqa: F401 - fixtures used by the tests he
     token_for,
     world,
 )
-from vms.models import Backup, BackupSchedule, Snapshot, Template, VirtualMachine
+from vms.models import AffinityGroup, Backup, BackupSchedule, Snapshot, Template, VirtualMachine
 
 from .routes import Unfillable
 
@@ -112,7 +112,10 @@ def everything(world) -> dict[str, dict[str, Any]]:  # noqa: F811 - the fixture 
         # A login session of the team's removable user, in a browser of its own.
         Client().force_login(team.removable)
         session = UserSession.objects.get(user=team.removable)
+        affinity = AffinityGroup.objects.create(project=team.project, name=f"{name}-together")
+        affinity.vms.add(vm)
         out[name] = {
+            "affinity": affinity.pk,
             "host": team.host.pk,
             "job": team.job.pk,
             "project": team.project.pk,

@@ -98,6 +98,7 @@ ROUTER_PK = {
     "apitoken": "api_token",
     "directorymapping": "mapping",
     "session": "session",
+    "affinitygroup": "affinity",
 }
 
 # Plain parameters → which object they are.
@@ -126,6 +127,7 @@ PARAM_OBJECT = {
     "group_id": "group",
     "grant_id": "grant",
     "session_id": "session",
+    "affinity_id": "affinity",
 }
 
 

@@ -59,6 +59,7 @@ DELETABLE = {
     "apitoken-detail",
     "directorymapping-detail",
     "session-detail",
+    "affinitygroup-detail",
 }
 # Destructive requests run last, children before parents, so that each one still finds
 # its object (and the ones before it find theirs).
@@ -70,6 +71,8 @@ LAST = [
     "DELETE backup_schedule",
     "DELETE vm_nic",
     "DELETE vm_nics",
+    "affinity_group_delete delete",
+    "DELETE affinitygroup-detail",
     "DELETE vm-disks",
     "DELETE project-members",
     "DELETE api_grant",
@@ -308,6 +311,24 @@ MATRIX = {
     "GET backup_schedule": "200 200 200 200 404",
     "GET vm_stats stats": "200 200 200 200 404",
     "GET host_stats stats": "200 200 200 200 404",
+    # Maintenance (admins only) and affinity groups (operators change them).
+    "GET host_drain drain": "200 403 403 403 404",
+    "GET host_drain_plan drain-plan": "200 403 403 403 404",
+    "POST api_host_drain drain": "202 403 403 403 404",
+    # Not in maintenance: nothing to end.
+    "POST api_host_activate activate": "409 403 403 403 404",
+    "POST host_activate activate": "302 403 403 403 404",
+    "GET affinity_groups affinity": "200 200 200 200 404",
+    "POST affinity_group_add add": "302 302 403 403 404",
+    "POST affinity_group_add_vm add-vm": "302 302 403 403 404",
+    "POST affinity_group_remove_vm remove-vm": "302 302 403 403 404",
+    "POST affinity_group_delete delete": "302 302 403 403 404",
+    "GET affinitygroup-list affinity-groups": "200 200 200 200 200",
+    "GET affinitygroup-detail": "200 200 200 200 404",
+    "POST affinitygroup-add add": "400 400 403 403 404",
+    "POST affinitygroup-remove remove": "400 400 403 403 404",
+    # The page's row removed the group already.
+    "DELETE affinitygroup-detail": "404 404 403 403 404",
     "GET fleet_stats fleet": "200 403 403 403 403",
     "GET vm_tuning tuning": "503 503 503 503 404",
     "POST vm_tune vcpus": "400 400 400 403 404",

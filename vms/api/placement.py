@@ -85,6 +85,7 @@ class AffinityGroupViewSet(
     def _member(self, request: Request, member: bool) -> Response:
         group = self.get_object()
         actor = Actor.of(request)
+        affinity.require_operator(actor, group.project)
         vm = affinity.vm_of(group, request.data.get("vm"), actor)
         affinity.set_member(group, vm, member, actor=actor)
         return Response(AffinityGroupSerializer(group).data)

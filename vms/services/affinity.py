@@ -23,14 +23,15 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
 KINDS = (AffinityGroup.APART, AffinityGroup.TOGETHER)
 
 
-def _require_operator(actor: Actor, project: Project) -> None:
+def require_operator(actor: Actor, project: Project) -> None:
+    """PermissionDenied unless actor may change project's affinity groups."""
     if not allowed(actor.user, project, MANAGE):
         raise PermissionDenied(f"Only operators of {project.name} can change its affinity groups.")
 
 
 def create_group(project: Project, name: str, kind: str, *, actor: Actor) -> AffinityGroup:
     """A new, empty affinity group of project."""
-    _require_operator(actor, project)
+    require_operator(actor, project)
     with audit.refusals_recorded(actor, "affinity.create", name, project=project):
         if not NAME_RE.match(name or ""):
             raise ServiceError(
@@ -54,7 +55,7 @@ def create_group(project: Project, name: str, kind: str, *, actor: Actor) -> Aff
 
 def delete_group(group: AffinityGroup, *, actor: Actor) -> None:
     """Remove an affinity group (its VMs stay where they are)."""
-    _require_operator(actor, group.project)
+    require_operator(actor, group.project)
     with transaction.atomic():
         audit.record(actor, "affinity.delete", group, project=group.project)
         group.delete()
@@ -62,6 +63,8 @@ def delete_group(group: AffinityGroup, *, actor: Actor) -> None:
 
 def vm_of(group: AffinityGroup, vm_id: object, actor: Actor) -> VirtualMachine:
     """A VM of the group's project that actor sees: 404 for any other."""
+    if vm_id in (None, ""):
+        raise ServiceError("Name the VM (its id) to add or remove.", field="vm")
     found = (
         restrict(VirtualMachine.objects.filter(project=group.project), actor.user, VIEW)
         .filter(pk=clean_pk(VirtualMachine, vm_id))
@@ -74,7 +77,7 @@ def vm_of(group: AffinityGroup, vm_id: object, actor: Actor) -> VirtualMachine:
 
 def set_member(group: AffinityGroup, vm: VirtualMachine, member: bool, *, actor: Actor) -> None:
     """Add vm to group, or remove it."""
-    _require_operator(actor, group.project)
+    require_operator(actor, group.project)
     if vm.project_id != group.project_id:
         raise Http404(f"No VM {vm.pk} in {group.project.name}.")
     with transaction.atomic():
