@@ -304,10 +304,11 @@ def _project(user: User, action: str, model: type[Model]) -> Q | None:
 
 
 def _project_part(user: User, action: str, model: type[Model]) -> Q | None:
-    """Objects of a project (affinity groups): seen by its members, changed by its operators."""
+    """Objects of a project that steer its VMs (affinity groups): seen by those who hold a
+    role in it, changed by those who hold ALLOCATE on every VM of it (operators)."""
     if action == VIEW:
         return Q(project__in=project_ids(user))
-    return Q(project__in=project_ids(user, ProjectRole.OPERATOR))
+    return Q(project__in=project_ids(user, ALLOCATE, wide=True))
 
 
 def _user(user: User, action: str, model: type[Model]) -> Q | None:

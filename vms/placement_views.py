@@ -11,7 +11,14 @@ from django.views.decorators.http import require_http_methods, require_POST
 from panel.actors import Actor
 from panel.exceptions import ServiceError
 from panel.models import Host, Project
-from panel.permissions import MANAGE, VIEW, allowed, get_object_for_user, require_admin, restrict
+from panel.permissions import (
+    ALLOCATE,
+    VIEW,
+    get_object_for_user,
+    holds,
+    require_admin,
+    restrict,
+)
 
 from .models import AffinityGroup, VirtualMachine
 from .services import affinity, drain
@@ -61,7 +68,7 @@ def affinity_groups(request: HttpRequest, project_id: int) -> HttpResponse:
         "project": project,
         "groups": groups,
         "vms": vms.order_by("name"),
-        "can_change": allowed(request.user, project, MANAGE),
+        "can_change": holds(request.user, project, ALLOCATE) == "all",
     }
     return render(request, "vms/affinity_groups.html", context)
 

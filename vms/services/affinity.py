@@ -1,8 +1,9 @@
 """Affinity groups: VMs of a project that placement keeps apart or together.
 
-Operators of the project (and admins) make and delete groups and add or remove VMs;
-every member sees them. A VM added must be of the group's project. Adding does not
-move anything: the rule holds from the next placement (create, drain)."""
+Those who hold ALLOCATE on every VM of the project (operators, and admins) make and
+delete groups and add or remove VMs; everyone with a role in the project sees them. A
+VM added must be of the group's project. Adding moves nothing: the rule holds from the
+next placement (create, drain)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from panel import audit
 from panel.actors import Actor
 from panel.exceptions import ServiceError
 from panel.models import Project
-from panel.permissions import MANAGE, VIEW, allowed, clean_pk, restrict
+from panel.permissions import ALLOCATE, VIEW, clean_pk, holds, restrict
 from vms.models import AffinityGroup, VirtualMachine
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
@@ -25,7 +26,7 @@ KINDS = (AffinityGroup.APART, AffinityGroup.TOGETHER)
 
 def require_operator(actor: Actor, project: Project) -> None:
     """PermissionDenied unless actor may change project's affinity groups."""
-    if not allowed(actor.user, project, MANAGE):
+    if holds(actor.user, project, ALLOCATE) != "all":
         raise PermissionDenied(f"Only operators of {project.name} can change its affinity groups.")
 
 
