@@ -15,6 +15,9 @@ Modules:
     retention   when a cron schedule fires, and which backups a policy keeps
     migrate     moving a VM to another host
     move_storage  moving one of a VM's disks to another pool of its host
+    placement   which host a VM goes to (spread or pack, what the host must hold, affinity)
+    affinity    a project's affinity groups: VMs kept apart or together
+    drain       maintenance: a host's drain plan, the drain job, making it active again
     tuning      a VM's vCPUs, memory, pinning, NUMA, I/O and bandwidth limits
     nics        a VM's network interfaces: attaching, detaching, link state, listing
     tags        a VM's tags: the labels users give it, checked and replaced
