@@ -1,5 +1,6 @@
 """Placement without a host named: spread or pack by free memory, hosts that lack what the
-request names or are in maintenance left out with their reason, and affinity groups."""
+request names or are in maintenance left out with their reason, and affinity groups; and a
+restore into a host in maintenance refused."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ from uuid import uuid4
 
 import pytest
 
+from panel.actors import Actor
 from panel.choices import HostState
+from panel.exceptions import ConflictError
 from panel.models import Host
+from storage.models import StoragePool
 from tests.placement.conftest import facts
-from vms.models import AffinityGroup, VirtualMachine
-from vms.services import placement
+from vms.models import AffinityGroup, Backup, VirtualMachine
+from vms.services import placement, restores
 
 pytestmark = pytest.mark.django_db
 
@@ -85,3 +89,21 @@ def test_apart_keeps_a_group_on_different_hosts_and_together_on_one(hosts, admin
     need = placement.Need(memory_mib=512, vcpus=1, groups=(apart, together))
     assert "host b: runs web1 of group 'web' (kept apart)" in pick(admin, need)
     assert "host c: group 'db' keeps its VMs together on another host" in pick(admin, need)
+
+
+def test_a_restore_into_a_host_in_maintenance_is_refused(hosts, admin, alpha):
+    source, target = hosts["a"], hosts["b"]
+    vm = VirtualMachine.objects.create(pk=uuid4(), name="db", host=source, project=alpha)
+    kept = StoragePool.objects.create(host=source, name="backups", type="dir", state="active")
+    there = StoragePool.objects.create(host=target, name="images", type="dir", state="active")
+    backup = Backup.objects.create(
+        vm=vm, vm_uuid=vm.pk, vm_name=vm.name, project=alpha, host=source, pool=kept, state="good"
+    )
+    target.maintenance = True
+    target.save()
+    with pytest.raises(ConflictError) as refused:
+        restores.restore_backup(backup, name="db2", pool=there, actor=Actor(admin))
+    assert refused.value.message == (
+        "b is in maintenance and takes no new VMs: restore to another host, or ask an admin "
+        "to make it active again."
+    )
