@@ -81,7 +81,10 @@ def host_add(request: HttpRequest) -> HttpResponse:
 
 def host_detail(request: HttpRequest, host_id: int) -> HttpResponse:
     host = get_object_for_user(Host.objects.all(), request.user, host_id)
-    job = visible_jobs(request.user).filter(host=host).first()
+    jobs_here = visible_jobs(request.user).filter(host=host)
+    # In maintenance, the drain's progress (its migrations are jobs of their own).
+    drains = jobs_here.filter(kind=JobKind.HOST_DRAIN) if host.maintenance else jobs_here.none()
+    job = drains.first() or jobs_here.first()
     manage = can_manage_hosts(request.user)
     context = {
         "host": host,
