@@ -22,7 +22,7 @@ from storage import services as storage_services
 from storage.models import StoragePool, Volume
 
 from .install import osinfo
-from .models import Template
+from .models import AffinityGroup, Template
 from .services import create
 
 
@@ -56,6 +56,7 @@ def _request_from_form(post: Any, files: Any) -> dict[str, Any]:
         "name": post.get("name", ""),
         "project": post.get("project"),
         "host": post.get("host") or None,
+        "affinity_group": post.get("affinity_group") or None,
         "os_variant": _os_variant(post.get("os_variant", "")),
         "vcpus": post.get("vcpus", 1),
         "memory_mib": post.get("memory_mib", 1024),
@@ -193,6 +194,9 @@ def _wizard(
         "error": error,
         "projects": projects,
         "hosts": restrict(Host.objects.all(), user, VIEW).order_by("name"),
+        "affinity_groups": restrict(
+            AffinityGroup.objects.select_related("project"), user, VIEW
+        ).filter(project__in=projects),
         "pools": restrict(
             StoragePool.objects.filter(state="active").select_related("host"), user, VIEW
         ),

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from panel.models import AuditEvent, Job
-from tests.placement.conftest import facts, kernel_vm
+from tests.placement.conftest import GUEST_DIR, facts, kernel_vm
 from vms.models import AffinityGroup, VirtualMachine
 from vms.tasks import vm_create_task
 
@@ -72,4 +72,35 @@ def test_an_apart_group_refuses_a_second_vm_on_the_one_usable_host(
     assert response.json()["detail"] == (
         f"ptc-apart cannot go to local: runs {first.name} of group 'web' (kept apart)."
     )
+    assert not Job.objects.exists()
+
+
+def test_the_wizard_offers_the_groups_and_keeps_their_rule(
+    client_for, alpha, local_host, second_host, make_vm, local_pool
+):
+    facts(local_host, 4)
+    facts(second_host, 12)
+    first = make_vm(running=False)
+    group = AffinityGroup.objects.create(project=alpha, name="web", kind="apart")
+    group.vms.add(first)
+    operator = client_for("operator")
+    assert 'name="affinity_group"' in operator.get("/vms/new/").content.decode()
+    form = {
+        "name": "ptc-wizard",
+        "project": alpha.pk,
+        "host": "",
+        "affinity_group": group.pk,
+        "vcpus": 1,
+        "memory_mib": 96,
+        "disk_pool": local_pool.pk,
+        "disk_size_gib": "0.02",
+        "method": "kernel",
+        "kernel": f"{GUEST_DIR}/vmlinuz",
+        "initrd": f"{GUEST_DIR}/initrd.img",
+        "cmdline": "console=ttyS0",
+    }
+    response = operator.post("/vms/new/", form)
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert f"host local: runs {first.name} of group &#x27;web&#x27; (kept apart)" in page
     assert not Job.objects.exists()
