@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('panel', '0015_roles_and_grants'),
+        ('panel', '0017_host_certificates'),
     ]
 
     operations = [
