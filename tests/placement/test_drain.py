@@ -14,7 +14,7 @@ from tests.conftest import LOCAL_URI
 from tests.migration.conftest import console_says, where
 from tests.migration.test_live import in_guest
 from tests.placement.conftest import facts, kernel_vm
-from vms.models import VirtualMachine
+from vms.models import AffinityGroup, VirtualMachine
 from vms.services import migrate
 from vms.tasks import host_drain_task
 
@@ -106,3 +106,20 @@ def test_a_cancelled_drain_stops_after_the_vm_it_was_moving(
     assert where(second, second_host_uri) == ("running", "absent")
     assert Job.objects.filter(kind="vm.migrate").count() == 1
     assert VirtualMachine.objects.get(pk=second.pk).host == local_host
+
+
+def test_a_drain_plan_keeps_an_apart_group_apart(guest, api_for, alpha, local_host, second_host):
+    first, second = guest(name="paneltest-apart-a"), guest(name="paneltest-apart-b")
+    group = AffinityGroup.objects.create(project=alpha, name="web", kind="apart")
+    group.vms.add(first, second)
+
+    plan = api_for("admin").get(f"/api/v1/hosts/{local_host.pk}/drain-plan/").json()
+
+    assert [(s["vm_name"], s["target_name"]) for s in plan] == [
+        (first.name, "second"),
+        (second.name, ""),
+    ]
+    assert plan[1]["reason"] == (
+        "No host can take it (host local: the VM's own host; "
+        f"host second: runs {first.name} of group 'web' (kept apart))."
+    )
