@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('panel', '0017_host_certificates'),
+        ('panel', '0018_host_ssh_keys'),
     ]
 
     operations = [
