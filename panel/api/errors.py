@@ -26,6 +26,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             return Response({exc.field: [exc.message]}, status=400)
         return Response({"detail": exc.message}, status=exc.status_code)
     response = drf_exception_handler(exc, context)
+    if response is not None and isinstance(response.data, list):
+        # A refusal of no one field (a search term with a NUL in it, say) reads as the
+        # others do: {"detail": ...}, never a bare list.
+        response.data = {"detail": " ".join(str(message) for message in response.data)}
     request = context.get("request")
     if response is not None and response.status_code == 403 and request is not None:
         detail = response.data.get("detail", "") if isinstance(response.data, dict) else ""

@@ -428,3 +428,13 @@ def test_it_serves_an_openapi_document(user_api):
     assert "202" in paths["/api/v1/hosts/{id}/refresh/"]["post"]["responses"]
     assert "get" in paths["/api/v1/jobs/{id}/"]
     assert "post" in paths["/api/v1/auth/token/"]
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/hosts/", "/api/v1/users/", "/api/v1/projects/", "/api/v1/audit-events/"]
+)
+def test_a_search_with_a_nul_is_refused_with_a_detail_like_any_refusal(admin_client, path):
+    answer = admin_client.get(path, {"search": "web\x00"})
+
+    assert answer.status_code == 400
+    assert answer.json() == {"detail": "Null characters are not allowed."}
