@@ -30,6 +30,7 @@ pytest_plugins = [
     "tests.netns_hosts",
     "tests.stack",
     "tests.browser",
+    "tests.sso.oidc_provider",
 ]
 
 LOCAL_URI = "qemu:///system"

@@ -21,23 +21,15 @@ from joserfc.jwk import RSAKey
 
 from panel.identity import oidc
 from panel.models import AuditEvent, OidcIdentity
-from tests.sso.oidc_provider import (  # noqa: F401 - fixtures
+from tests.sso.oidc_provider import (
     CLIENT_ID,
     OTHER_CLIENT_ID,
     TEST_CLIENT_CALLBACK,
     Provider,
-    oidc_provider,
     sign_in_at_provider,
 )
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def sso(settings, oidc_provider: Provider) -> Provider:  # noqa: F811
-    for name, value in oidc_provider.panel_settings().items():
-        setattr(settings, name, value)
-    return oidc_provider
 
 
 def start(client, next_url: str = "") -> str:

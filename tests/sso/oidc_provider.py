@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urljoin
 
 import pytest
@@ -114,6 +115,14 @@ def oidc_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provider
         yield provider
     finally:
         stop_process(proc)
+
+
+@pytest.fixture
+def sso(settings: Any, oidc_provider: Provider) -> Provider:
+    """The provider, with the in-process panel's settings pointing at it."""
+    for name, value in oidc_provider.panel_settings().items():
+        setattr(settings, name, value)
+    return oidc_provider
 
 
 def _wait_for(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:

@@ -10,21 +10,13 @@ from django.contrib.auth import get_user_model
 
 from panel.models import AuditEvent, DirectoryMapping, Membership, OidcIdentity, Project
 from tests.identity.conftest import next_code, set_up_totp
-from tests.sso.oidc_provider import (  # noqa: F401 - fixtures
+from tests.sso.oidc_provider import (
     NAME,
     Provider,
-    oidc_provider,
     sign_in_at_provider,
 )
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def sso(settings, oidc_provider: Provider) -> Provider:  # noqa: F811
-    for name, value in oidc_provider.panel_settings().items():
-        setattr(settings, name, value)
-    return oidc_provider
 
 
 def sign_in(client, provider: Provider, username: str, password: str, next_url: str = ""):
