@@ -106,21 +106,7 @@ def add_host(
     try:
         facts = verified.facts if verified else hypervisor.host_facts(uri)
     except hypervisor.HypervisorError as exc:
-        if key is not None:
-            sshkeys.forget_known_hosts(uri)
-        with transaction.atomic():
-            audit.record(
-                actor,
-                "host.add",
-                uri,
-                result=AuditResult.FAILURE,
-                detail=str(exc),
-            )
-        raise ServiceError(
-            f"Could not connect to {uri}: {exc}. Check the URI, that libvirtd runs there "
-            "and that this server may log in to it.",
-            field="uri",
-        ) from exc
+        raise _unreachable(uri, exc, pinned=key is not None, actor=actor) from exc
     with host_tls.undone_on_failure(verified), transaction.atomic():
         host = Host.objects.create(
             name=name,
@@ -141,6 +127,19 @@ def add_host(
         if verified:
             host_tls.keep(host, verified)  # last: nothing to undo after it
     return host
+
+
+def _unreachable(uri: str, exc: Exception, *, pinned: bool, actor: Actor) -> ServiceError:
+    """A host that could not be added, audited; the SSH key pinned for it is forgotten."""
+    if pinned:
+        sshkeys.forget_known_hosts(uri)
+    with transaction.atomic():
+        audit.record(actor, "host.add", uri, result=AuditResult.FAILURE, detail=str(exc))
+    return ServiceError(
+        f"Could not connect to {uri}: {exc}. Check the URI, that libvirtd runs there "
+        "and that this server may log in to it.",
+        field="uri",
+    )
 
 
 def _queue_refresh(host: Host, actor: Actor) -> Job:

@@ -59,9 +59,8 @@ def restore_backup(
 ) -> Job:
     """Queue a restore of a good backup: into a new VM (new name, UUID and MACs; its disks
     copied into pool, on the VM's host or another; the project's quota reserved now) or in
-    place (the VM shut off, its
-    disks replaced: all, or those disks names; the others stay as they are). Each backup
-    file is checked with qemu-img before it is used."""
+    place (the VM shut off, its disks replaced: all, or those disks names; the others stay
+    as they are). Each backup file is checked with qemu-img before it is used."""
     vm = backup.vm
     if vm is None:
         raise ConflictError(
@@ -98,16 +97,19 @@ def restore_backup(
                     "disks": disks,
                     "reserve": reserve,
                 },
-                f"backup #{backup.pk} "
-                + (
-                    f"into a new VM {name} in pool {pool.name}"
-                    if mode == "new" and pool
-                    else f"in place ({', '.join(disks)})"
-                    if disks
-                    else "in place"
-                )
-                + (", then start" if start else ""),
+                _described(backup, name, pool if mode == "new" else None, disks, start),
             )
+
+
+def _described(
+    backup: Backup, name: str, pool: StoragePool | None, disks: list[str], start: bool
+) -> str:
+    """What a restore job does, for its title."""
+    if pool is not None:
+        where = f"into a new VM {name} in pool {pool.name}"
+    else:
+        where = f"in place ({', '.join(disks)})" if disks else "in place"
+    return f"backup #{backup.pk} {where}" + (", then start" if start else "")
 
 
 def _check_restorable(backup: Backup, mode: str) -> None:
