@@ -15,7 +15,7 @@ from panel.actors import Actor
 from panel.choices import ProjectRole
 from panel.exceptions import ConflictError, GoneError, ServiceError
 from panel.identity import sessions, tokens
-from panel.models import Membership, Project, Quota
+from panel.models import DirectoryAccount, Membership, Project, Quota
 from panel.permissions import MANAGE_PROJECT, require_admin, restrict
 from panel.quotas import FIELDS
 
@@ -234,6 +234,14 @@ def set_password(user: Any, *, password: str, actor: Actor) -> None:
     with audit.refusals_recorded(actor, action, user.username):
         if user.pk != getattr(actor.user, "pk", None):
             require_admin(actor.user, "reset other users' passwords")
+        account = DirectoryAccount.objects.filter(user=user).first()
+        if account is not None:
+            # A local password would let them in without the directory's say.
+            raise ServiceError(
+                f"{user.username} signs in through {account.get_source_display()}: their "
+                "password is changed there, not here.",
+                field="password",
+            )
         _validate_password(password, user)
         with transaction.atomic():
             user.set_password(password)

@@ -87,6 +87,20 @@ def test_no_local_account_can_be_made_with_a_directory_users_name(directory, alp
     assert not User.objects.get(username=uid).has_usable_password()
 
 
+def test_no_local_password_can_be_given_to_a_directory_user(directory, alpha):  # noqa: F811
+    uid = directory.add_user("sam", PASSWORD, OPS)
+    assert logged_in(uid, PASSWORD)
+    admin = User.objects.create_superuser("root-admin", "", "Admin-pass-93x")
+    user = User.objects.get(username=uid)
+
+    with pytest.raises(ServiceError, match="password is changed there"):
+        services.set_password(user, password="Local-pass-58k", actor=Actor(admin))
+
+    user.refresh_from_db()
+    assert not user.has_usable_password()
+    assert not User.objects.get(username=uid).check_password("Local-pass-58k")
+
+
 def test_an_empty_password_is_not_an_anonymous_bind(directory, alpha):  # noqa: F811
     uid = directory.add_user("rita", PASSWORD, OPS)
     # What the directory itself does with it: an anonymous bind, accepted.
