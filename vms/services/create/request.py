@@ -37,7 +37,7 @@ from vms.services.create.spec import (
 # Also known here, where the tests of name patterns look it up.
 from vms.services.create.spec import NAME_RE as NAME_RE
 from vms.services.create.vmspec import DiskSpec, InstallSecrets, InstallSpec, Reserve, VMSpec
-from vms.services.create.where import affinity_group, choose_host
+from vms.services.create.where import NowhereToGo, affinity_group, choose_host
 
 GIB = 1024**3
 MIN_MEMORY_MIB = 32
@@ -51,7 +51,12 @@ def create_vm(request: CreateRequest, *, actor: Actor) -> Job:
         if template is not None:
             request = _template_request(template, project, request)
         group = affinity_group(actor, project, request.affinity_group)
-        host = choose_host(actor, request, group)
+        try:
+            host = choose_host(actor, request, group)
+        except NowhereToGo as refused:
+            if refused.unsized is not None:
+                _size(refused.unsized, request)  # a size no host has: refused on its field
+            raise
         _refuse_taken(host, request.name)
         vcpus, memory_mib = _size(host, request)
         if template is not None:

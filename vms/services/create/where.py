@@ -4,6 +4,8 @@ volumes, its boot media, its networks), keeping its affinity group's rule."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from networking.models import Network
 from panel.actors import Actor
 from panel.choices import HostState
@@ -117,4 +119,17 @@ def choose_host(actor: Actor, request: CreateRequest, group: AffinityGroup | Non
         holdings=holdings(actor, request),
         groups=(group,) if group is not None else (),
     )
-    return placement.place_or_refuse(actor.user, need, f"{request.name} has nowhere to go")
+    placed = placement.place(actor.user, need)
+    if placed.host is None:
+        unsized = placement.place(actor.user, replace(need, memory_mib=0, vcpus=0))
+        raise NowhereToGo(f"{request.name} has nowhere to go: {placed.refusal()}", unsized.host)
+    return placed.host
+
+
+class NowhereToGo(ConflictError):
+    """No host can take the VM now. unsized: the host placement would pick if size did
+    not count, on which a size no host has is refused as bad input (400) instead."""
+
+    def __init__(self, message: str, unsized: Host | None) -> None:
+        super().__init__(message)
+        self.unsized = unsized
