@@ -28,6 +28,8 @@ from panel import audit, events
 from panel.actors import Actor
 from panel.choices import ProjectRole
 from panel.exceptions import ServiceError
+from panel.identity import sessions as login_sessions
+from panel.identity import tokens
 from panel.models import (
     DirectoryAccount,
     DirectoryGrant,
@@ -149,6 +151,8 @@ def deprovision(user: Any, source: str, reason: str = "", *, actor: Actor = PANE
         User.objects.filter(pk=user.pk).update(is_active=False)
         user.is_active = False
         Token.objects.filter(user=user).delete()
+        tokens.revoke_all(user)
+        login_sessions.end_all(user)
         sessions = end_sessions(user)
         apply_groups(user, source, [], actor=actor)
         DirectoryAccount.objects.filter(user=user).update(synced=timezone.now())

@@ -12,8 +12,8 @@ from rest_framework.authtoken.models import Token
 from websockets.exceptions import ConnectionClosed
 
 from panel.actors import Actor
-from panel.identity import directory
-from panel.models import AuditEvent, DirectoryMapping, Membership, Project
+from panel.identity import directory, tokens
+from panel.models import ApiToken, AuditEvent, DirectoryMapping, Membership, Project, UserSession
 from tests.stack import open_ws
 
 OPS = "cn=ops,ou=groups,dc=panel,dc=test"
@@ -97,6 +97,7 @@ def test_deprovisioning_disables_and_ends_sessions_and_token(projects, dana):
     other = Client()
     other.force_login(get_user_model().objects.create_user("erin"))
     Token.objects.create(user=dana)
+    made = tokens.create_token(dana, actor=Actor(dana), name="laptop")
 
     directory.deprovision(dana, "ldap", "entry deleted")
 
@@ -105,6 +106,8 @@ def test_deprovisioning_disables_and_ends_sessions_and_token(projects, dana):
     assert roles(dana) == {}
     assert not Token.objects.filter(user=dana).exists()
     assert Session.objects.count() == 1  # erin's
+    assert not UserSession.objects.filter(user=dana).exists()
+    assert ApiToken.objects.get(pk=made.token.pk).revoked_at is not None
     assert client.get("/").status_code == 302
     event = AuditEvent.objects.get(action="sso.deprovisioned")
     assert event.target == "dana" and "entry deleted" in event.detail
