@@ -81,6 +81,11 @@ def check_pages(page, stack, pages: list[Page]) -> None:
             page.goto(stack.url + p.path)
             expect(page.locator("html")).to_have_attribute("data-bs-theme", theme)
             page.wait_for_timeout(300)  # the live updates that answer the page's first request
+            # A tab the page reopens (the last one shown) fades in: read it once it is whole.
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('.tab-pane.active')]"
+                ".every(e => getComputedStyle(e).opacity === '1')"
+            )
             for state, reveal in [("as loaded", lambda _page: None), *p.reveals]:
                 reveal(page)
                 for v in axe_violations(page):
