@@ -42,12 +42,14 @@ class Host(models.Model):
     # qemu+ssh hosts: the host key an admin confirmed ("type base64"), the only one
     # libvirt accepts, and since when; a different key the host offered since, until
     # an admin accepts it.
-    ssh_host_key = models.CharField(max_length=1000, blank=True, default="")
+    # Database defaults too: rows written by code that predates a field (an older
+    # release, a data migration) still insert.
+    ssh_host_key = models.CharField(max_length=1000, blank=True, default="", db_default="")
     ssh_host_key_pinned_at = models.DateTimeField(null=True, blank=True)
-    ssh_host_key_offered = models.CharField(max_length=1000, blank=True, default="")
+    ssh_host_key_offered = models.CharField(max_length=1000, blank=True, default="", db_default="")
     # In maintenance, the host takes no new VMs (create, migration and restore to it are
     # refused, placement skips it) until an admin makes it active again.
-    maintenance = models.BooleanField(default=False)
+    maintenance = models.BooleanField(default=False, db_default=False)
     maintenance_since = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -139,6 +141,7 @@ class Project(models.Model):
     )
     require_second_factor = models.BooleanField(
         default=False,
+        db_default=False,
         help_text="Members must set up a second factor before using the panel.",
     )
     created = models.DateTimeField(auto_now_add=True)

@@ -33,8 +33,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = REPO_ROOT / "scripts" / "second-libvirtd.sh"
 STATE_DIR = os.environ.get("PANEL_TLS_HOST_DIR", "/var/lib/panel-tls-host")
-TCP_PORT = int(os.environ.get("PANEL_TLS_HOST_TCP_PORT", "16529"))
-TLS_PORT = int(os.environ.get("PANEL_TLS_HOST_PORT", "16539"))
+TCP_PORT = int(os.environ.get("PANEL_TLS_HOST_TCP_PORT", "16549"))
+TLS_PORT = int(os.environ.get("PANEL_TLS_HOST_PORT", "16559"))
 ALLOWED_DN = "CN=panel-*"
 
 

@@ -23,7 +23,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='project',
             name='require_second_factor',
-            field=models.BooleanField(default=False, help_text='Members must set up a second factor before using the panel.'),
+            field=models.BooleanField(db_default=False, default=False, help_text='Members must set up a second factor before using the panel.'),
         ),
         migrations.CreateModel(
             name='RecoveryCode',

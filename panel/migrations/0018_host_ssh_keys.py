@@ -13,12 +13,12 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='host',
             name='ssh_host_key',
-            field=models.CharField(blank=True, default='', max_length=1000),
+            field=models.CharField(blank=True, db_default='', default='', max_length=1000),
         ),
         migrations.AddField(
             model_name='host',
             name='ssh_host_key_offered',
-            field=models.CharField(blank=True, default='', max_length=1000),
+            field=models.CharField(blank=True, db_default='', default='', max_length=1000),
         ),
         migrations.AddField(
             model_name='host',
