@@ -10,18 +10,28 @@
 #   netns-host.sh status NAME                  exit 0 if libvirtd and sshd run,
 #                                              1 if only some do, 3 if stopped
 #   netns-host.sh address NAME                 print its address
+#   netns-host.sh state-dir NAME               print its state dir (its libvirtd's socket
+#                                              is run/libvirt-sock there)
+#   netns-host.sh cut NAME                     take its link down: it loses the network,
+#                                              its daemons and guests keep running
+#   netns-host.sh mend NAME                    bring its link up again
+#   netns-host.sh panel-address                print this machine's address on the hosts' network
 #
-# Host NAME is a network namespace, panel-NAME, joined to this machine by a
-# veth pair: ph-NAME here, eth0 there, a /30 of 172.31.250.0/24 chosen by the
-# script (slot N: .4N+1 here, .4N+2 there). Nothing is routed: no default
-# route in the namespace, forwarding untouched, so the host reaches only this
-# machine's end of its veth and its own loopback.
+# The hosts of a run share one network: the bridge pbrID on this machine, with
+# address 172.31.(250+ID).1/24, ID being PANEL_NETNS_ID (0-9, default 0; runs of
+# different IDs do not meet). Host NAME is a network namespace, panel-NAME
+# (panelID-NAME when ID is not 0), joined to the bridge by a veth pair: ph-NAME
+# (phID-NAME) here, eth0 there, with the address .N+2 of that /24 for the slot
+# N the script chose. The hosts reach each other and this machine over the
+# bridge. Nothing is routed: no default route in the namespaces, forwarding
+# untouched, so no host reaches anything but the bridge's network and its own
+# loopback.
 #
 # In that network namespace, and in a mount namespace of their own, run its
 # virtlogd, its libvirtd (unix socket only, no TCP) and its sshd (on
 # ADDRESS:22, its own host key, root by key only, the keys of AUTHORIZED_KEYS).
 # As scripts/second-libvirtd.sh does, these directories are bind mounts of
-# directories under the state dir (${PANEL_NETNS_HOSTS_DIR:-/var/lib/panel-netns-hosts}/NAME):
+# directories under the state dir (${PANEL_NETNS_HOSTS_DIR:-/var/lib/panel-netns-hosts[ID]}/NAME):
 #
 #   /etc/libvirt  /run/libvirt  /var/lib/libvirt (with the machine's
 #   /var/lib/libvirt/boot bound inside: the test guest kernel)  /var/log/libvirt
@@ -31,9 +41,13 @@
 # same path on every such host and on this machine.
 set -euo pipefail
 
-BASE_DIR=${PANEL_NETNS_HOSTS_DIR:-/var/lib/panel-netns-hosts}
+NET_ID=${PANEL_NETNS_ID:-0}
+[[ $NET_ID =~ ^[0-9]$ ]] || { echo "netns-host: PANEL_NETNS_ID must be one digit" >&2; exit 1; }
+ID_TAG=${NET_ID#0}
+BASE_DIR=${PANEL_NETNS_HOSTS_DIR:-/var/lib/panel-netns-hosts$ID_TAG}
 SHARED_DIR=/var/lib/panel-shared
-NET_PREFIX=172.31.250
+NET_PREFIX=172.31.$((250 + NET_ID))
+BRIDGE=pbr$NET_ID
 START_TIMEOUT=20
 STOP_TIMEOUT=15
 HOST_BOOT_DIR=/var/lib/libvirt/boot
@@ -46,8 +60,8 @@ die() { log "$*"; exit 1; }
 setup_names() {
   NAME=${1:-}
   [[ $NAME =~ ^[a-z0-9]{1,8}$ ]] || die "bad host name '$NAME': use 1 to 8 lower-case letters or digits"
-  NETNS=panel-$NAME
-  VETH=ph-$NAME
+  NETNS=panel$ID_TAG-$NAME
+  VETH=ph$ID_TAG-$NAME
   STATE_DIR=$BASE_DIR/$NAME
   ETC_DIR=$STATE_DIR/etc
   RUN_DIR=$STATE_DIR/run
@@ -84,13 +98,13 @@ slot() {
   local n taken
   if [ -s "$SLOT_FILE" ]; then cat "$SLOT_FILE"; return; fi
   taken=$(cat "$BASE_DIR"/*/slot 2>/dev/null || true)
-  for ((n = 0; n < 64; n++)); do
+  for ((n = 0; n < 250; n++)); do
     grep -qx "$n" <<<"$taken" || { echo "$n" >"$SLOT_FILE"; echo "$n"; return; }
   done
-  die "all 64 slots of $NET_PREFIX.0/24 are taken"
+  die "all 250 slots of $NET_PREFIX.0/24 are taken"
 }
-outer_address() { echo "$NET_PREFIX.$((4 * $(slot) + 1))"; }
-inner_address() { echo "$NET_PREFIX.$((4 * $(slot) + 2))"; }
+panel_address() { echo "$NET_PREFIX.1"; }
+inner_address() { echo "$NET_PREFIX.$(($(slot) + 2))"; }
 
 # As in second-libvirtd.sh: the pid in a pid file, if alive, named $2 and seeing our run dir.
 live_pid() {
@@ -135,19 +149,38 @@ namespace_pids() {
   return 0
 }
 
+make_bridge() {
+  if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
+    ip link add "$BRIDGE" type bridge
+  fi
+  ip addr replace "$(panel_address)/24" dev "$BRIDGE"
+  ip link set "$BRIDGE" up
+}
+
+# The bridge goes once its last host has.
+drop_bridge() {
+  ip link show "$BRIDGE" >/dev/null 2>&1 || return 0
+  [ -z "$(ip -o link show master "$BRIDGE" 2>/dev/null)" ] && ip link del "$BRIDGE" 2>/dev/null
+  return 0
+}
+
 make_network() {
-  local outer inner
-  outer=$(outer_address)
-  inner=$(inner_address)
+  make_bridge
   ip netns list | grep -qw "^$NETNS" || ip netns add "$NETNS"
   if ! ip link show "$VETH" >/dev/null 2>&1; then
     ip link add "$VETH" type veth peer name eth0 netns "$NETNS"
   fi
-  ip addr replace "$outer/30" dev "$VETH"
-  ip link set "$VETH" up
+  ip addr flush dev "$VETH"
+  ip link set "$VETH" master "$BRIDGE" up
   ip -n "$NETNS" link set lo up
-  ip -n "$NETNS" addr replace "$inner/30" dev eth0
+  ip -n "$NETNS" addr replace "$(inner_address)/24" dev eth0
   ip -n "$NETNS" link set eth0 up
+}
+
+set_link() {
+  check_root
+  ip link show "$VETH" >/dev/null 2>&1 || die "host $NAME has no link: is it started?"
+  ip link set "$VETH" "$1"
 }
 
 make_config() {
@@ -308,6 +341,7 @@ stop_all() {
   fi
   ip link del "$VETH" 2>/dev/null || true
   if ip netns list | grep -qw "^$NETNS"; then ip netns del "$NETNS"; fi
+  drop_bridge
 }
 
 cmd_status() {
@@ -325,6 +359,7 @@ cmd_status() {
 }
 
 cmd=${1:-}
+if [ "$cmd" = panel-address ]; then panel_address; exit 0; fi
 setup_names "${2:-}"
 case "$cmd" in
   start) cmd_start "${3:-}" ;;
@@ -336,5 +371,8 @@ case "$cmd" in
   stop) check_root; lock; stop_all ;;
   status) cmd_status ;;
   address) inner_address ;;
-  *) echo "usage: $0 start NAME AUTHORIZED_KEYS | rekey NAME | stop NAME | status NAME | address NAME" >&2; exit 2 ;;
+  state-dir) echo "$STATE_DIR" ;;
+  cut) set_link down ;;
+  mend) set_link up ;;
+  *) echo "usage: $0 start|rekey|stop|status|address|state-dir|cut|mend NAME [AUTHORIZED_KEYS] | panel-address" >&2; exit 2 ;;
 esac

@@ -121,7 +121,8 @@ MARKER_FIXTURES: dict[str, frozenset[str]] = {
             "define_guest",
             "second_host_uri",  # tests/second_host.py: a second libvirtd
             "tls_host_uri",  # tests/tls_host.py: a libvirtd reached over qemu+tls
-            "netns_host_b",  # tests/netns_hosts.py: a host in its own network namespace
+            "netns_host_b",  # tests/netns_hosts.py: hosts in network namespaces of their own
+            "netns_host_c",
             "fault_host",  # tests/faults/fault_host.py: a private libvirtd
             "main_conn",  # tests/hypervisor/test_second_host.py: libvirt.open(qemu:///system)
             "dir_pool",  # tests/storage/conftest.py: a dir pool made on qemu:///system
