@@ -155,6 +155,8 @@ EOF
   if [ -n "$tls" ]; then
     # shellcheck disable=SC2086 # "TLS_PORT PKI_DIR [DN]", checked by parse_tls
     tls_config $tls >>"$ETC_DIR/libvirtd.conf"
+    # shellcheck disable=SC2086
+    vnc_tls_config $tls >>"$ETC_DIR/qemu.conf"
   else
     echo "listen_tls = 0" >>"$ETC_DIR/libvirtd.conf"
   fi
@@ -182,6 +184,26 @@ EOF
   if [ -n "$dn" ]; then
     printf 'tls_allowed_dn_list = ["%s"]\n' "$dn"
   fi
+}
+
+# qemu.conf lines for VNC displays that speak TLS only and ask clients for a
+# certificate of the CA: vnc_tls_config TLS_PORT PKI_DIR [DN]. QEMU reads the
+# certificates from /etc/libvirt/vnc-pki, under QEMU's own names and readable by
+# its user.
+vnc_tls_config() {
+  local dir=$2 vnc=$ETC_DIR/vnc-pki group
+  group=$(stat -c %G /var/lib/libvirt/qemu 2>/dev/null || echo root)
+  rm -rf "$vnc"
+  install -d -m 0750 -g "$group" "$vnc"
+  install -m 0640 -g "$group" "$dir/cacert.pem" "$vnc/ca-cert.pem"
+  install -m 0640 -g "$group" "$dir/servercert.pem" "$vnc/server-cert.pem"
+  install -m 0640 -g "$group" "$dir/serverkey.pem" "$vnc/server-key.pem"
+  cat <<EOF
+# VNC displays speak TLS (VeNCrypt, x509) and ask clients for a certificate of the CA.
+vnc_tls = 1
+vnc_tls_x509_cert_dir = "/etc/libvirt/vnc-pki"
+vnc_tls_x509_verify = 1
+EOF
 }
 
 # The --tls options of start, checked, as "TLS_PORT PKI_DIR [DN]" ("" without --tls).

@@ -10,9 +10,12 @@ VNC displays listen on their host's loopback address. The panel reaches those of
 VMs on its own machine directly, and those of VMs on a qemu+ssh host through an SSH
 tunnel opened for the session (panel.sshkeys.open_tunnel: a local forward on
 127.0.0.1, with the panel's key and the host's pinned key only, as virt-manager
-does), so the ticket carries that forward, bound to the VM's own host. A graphical
-console of a VM on another kind of host is refused (the serial console goes through
-libvirt's own connection and works on every host).
+does), so the ticket carries that forward, bound to the VM's own host. The displays
+of a qemu+tls host listen on its network address and speak TLS: the panel reaches
+them through a relay on its loopback that speaks VeNCrypt with the host's
+certificates (panel.vnc_tls). A graphical console of a VM on another kind of host
+is refused (the serial console goes through libvirt's own connection and works on
+every host).
 """
 
 from __future__ import annotations
@@ -20,12 +23,13 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 
-from panel import audit, hypervisor, redis_client, sshkeys
+from panel import audit, hypervisor, redis_client, sshkeys, vnc_tls
 from panel.actors import Actor
 from panel.console_tokens import KEY_PREFIX, TICKET_SECONDS, sign_ticket, verify_ticket
 from panel.exceptions import ConflictError, ServiceError, UnavailableError
@@ -57,13 +61,29 @@ VIEW_TUNNEL_HOLD_SECONDS = 10
 
 
 def _require_local_display(vm: VirtualMachine) -> None:
-    if not hypervisor.is_local(vm.host.uri) and not hypervisor.is_ssh(vm.host.uri):
+    uri = vm.host.uri
+    if not (hypervisor.is_local(uri) or hypervisor.is_ssh(uri) or hypervisor.is_tls(uri)):
         raise ConflictError(
             f"The graphical console of {vm.name} cannot be opened: it runs on host "
-            f"{vm.host.name}, whose VNC displays listen on that host only, and the panel "
-            "tunnels consoles to qemu+ssh hosts only. Use its serial console, which "
-            "works on every host."
+            f"{vm.host.name}, which the panel reaches neither over SSH (to tunnel the "
+            "display) nor over TLS (to speak TLS to the display). Use its serial console, "
+            "which works on every host."
         )
+
+
+def _tls_display(vm: VirtualMachine, listen: str, port: int) -> vnc_tls.Display:
+    """The display of a VM on a qemu+tls host: at the address it listens on, or at the
+    host's own address when it listens on every address."""
+    host = urlsplit(vm.host.uri).hostname or ""
+    loopback = listen in ("localhost", "::1") or listen.startswith("127.")
+    if loopback and not (host == "localhost" or host.startswith("127.")):
+        raise ConflictError(
+            f"The graphical console of {vm.name} cannot be opened: its display listens on "
+            f"the loopback address of {vm.host.name}. Set vnc_listen in that host's "
+            "qemu.conf to an address the panel reaches, with vnc_tls = 1, and restart the VM."
+        )
+    address = host if listen in ("", "0.0.0.0", "::") or loopback else listen
+    return vnc_tls.Display(address, port, host, hypervisor.pki_path(vm.host.uri))
 
 
 def _vnc_endpoint(vm: VirtualMachine, hold: int = TUNNEL_HOLD_SECONDS) -> tuple[str, int]:
@@ -73,6 +93,11 @@ def _vnc_endpoint(vm: VirtualMachine, hold: int = TUNNEL_HOLD_SECONDS) -> tuple[
     vnc = next((g for g in info.graphics if g.type == "vnc" and g.port), None)
     if vnc is None or vnc.port is None:
         raise ConflictError(f"{vm.name} has no VNC display (or it is not running).")
+    if hypervisor.is_tls(vm.host.uri):
+        try:
+            return "127.0.0.1", vnc_tls.open_relay(_tls_display(vm, vnc.listen, vnc.port), hold)
+        except vnc_tls.DisplayRefused as exc:
+            raise ConflictError(f"The console of {vm.name} cannot be opened: {exc}.") from exc
     address = vnc.listen
     if vnc.listen in ("", "0.0.0.0", "::", "localhost", "::1"):
         address = "127.0.0.1"

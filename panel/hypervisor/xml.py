@@ -115,18 +115,20 @@ def build_domain(spec: DomainSpec) -> str:
         console = _sub(devices, "console", type="pty")
         _sub(console, "target", type="serial", port="0")
     if spec.vnc:
-        _add_vnc(devices, spec.vnc_port)
+        _add_vnc(devices, spec.vnc_port, spec.vnc_listen)
     _sub(devices, "memballoon", model="virtio")
     return _tostring(dom)
 
 
-def _add_vnc(devices: etree._Element, port: int | None) -> None:
-    """A VNC display on loopback (on the port given, else one libvirt picks), with VGA."""
+def _add_vnc(devices: etree._Element, port: int | None, listen: str) -> None:
+    """A VNC display on the address given (else the host's vnc_listen), on the port
+    given (else one libvirt picks), with VGA."""
     if port is None:
         graphics = _sub(devices, "graphics", type="vnc", port="-1", autoport="yes")
     else:
         graphics = _sub(devices, "graphics", type="vnc", port=str(port), autoport="no")
-    _sub(graphics, "listen", type="address", address="127.0.0.1")
+    if listen:
+        _sub(graphics, "listen", type="address", address=listen)
     video = _sub(devices, "video")
     _sub(video, "model", type="vga")
 

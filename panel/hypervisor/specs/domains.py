@@ -77,6 +77,9 @@ class DomainSpec:
     serial_console: bool = True
     vnc: bool = True
     vnc_port: int | None = None  # None: the first free one (libvirt's autoport)
+    # Loopback, where the panel reaches it on its own machine or through an SSH tunnel;
+    # "" for the host's own vnc_listen (qemu.conf), as the displays of qemu+tls hosts need.
+    vnc_listen: str = "127.0.0.1"
     bios_serial: bool = False
     description: str = ""
     firmware: str = "bios"  # "bios", or "efi" for UEFI (libvirt picks the OVMF build)

@@ -258,6 +258,9 @@ def _define(
         cmdline=media.cmdline if direct else None,
         serial_console=True,
         vnc=True,
+        # A qemu+tls host's displays listen where its qemu.conf says, for the panel to
+        # reach them over TLS (panel.vnc_tls); the others' on its loopback.
+        vnc_listen="" if hypervisor.is_tls(host.uri) else "127.0.0.1",
         description=f"os_variant={spec['os_variant']}" if spec["os_variant"] else "",
     )
     installer = None
