@@ -36,7 +36,7 @@ from django.utils import timezone
 from joserfc.errors import JoseError
 from requests import RequestException
 
-from panel import audit
+from panel import audit, throttle
 from panel.actors import Actor, client_ip
 from panel.choices import AuditResult, Via
 from panel.identity.directory import apply_groups
@@ -47,6 +47,11 @@ log = logging.getLogger(__name__)
 SOURCE = "oidc"
 # ID tokens are accepted signed with these only, whatever the provider also offers.
 ALGORITHMS = ["RS256"]
+
+
+# The name the callback's answers are counted under: until the provider has answered,
+# the panel does not know who signs in, so refused answers count against the address.
+CALLBACK_COUNTER = "(single sign-on)"
 
 
 class SignInRefused(Exception):
@@ -161,17 +166,21 @@ def verify_id_token(token: Mapping[str, Any], nonce: str) -> dict[str, Any]:
 
 def complete(request: HttpRequest) -> User:
     """The account the provider's answer on the callback signs in to (state checked and
-    used up, code exchanged once, ID token verified); SignInRefused otherwise, audited."""
+    used up, code exchanged once, ID token verified); SignInRefused otherwise, audited.
+    Refused answers count against the address as failed logins do (panel.throttle)."""
     actor = Actor(None, client_ip(request), Via.PAGE)
     try:
-        claims = _verified_claims(request)
-        return account_for(claims, actor=actor)
+        if refused := throttle.attempt(CALLBACK_COUNTER, actor.address):
+            raise SignInRefused(refused.message, "throttled")
+        user = account_for(_verified_claims(request), actor=actor)
     except SignInRefused as exc:
         log.info("OpenID Connect sign-in refused: %s", exc.detail)
         audit.record(
             actor, "login.failed", "OIDC", result=AuditResult.DENIED, detail=exc.detail[:1000]
         )
         raise
+    throttle.succeeded(CALLBACK_COUNTER, actor.address)
+    return user
 
 
 def _verified_claims(request: HttpRequest) -> dict[str, Any]:

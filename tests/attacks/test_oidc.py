@@ -134,6 +134,18 @@ def test_it_refuses_a_sign_in_answer_with_a_tampered_state(client, sso):
     assert AuditEvent.objects.filter(action="login.failed", target="OIDC").exists()
 
 
+def test_it_throttles_an_address_sending_refused_sign_in_answers(client, sso, settings):
+    sso.admin("user", "petra", "pw-5")
+    for _ in range(settings.PANEL_LOGIN_FAILURES):
+        assert "does not belong" in refusal(client, "/login/oidc/callback/?state=x&code=y")
+
+    # Then even a right answer from that address waits, and nobody is signed in.
+    callback = sign_in_at_provider(start(client), "petra", "pw-5")
+    assert "Try again in" in refusal(client, callback)
+    assert not get_user_model().objects.filter(username="petra").exists()
+    assert AuditEvent.objects.filter(action="login.failed", detail="throttled").exists()
+
+
 def test_it_refuses_a_sign_in_code_used_already(client, sso):
     sso.admin("user", "oscar", "pw-5")
     callback = sign_in_at_provider(start(client), "oscar", "pw-5")

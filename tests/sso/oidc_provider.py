@@ -26,6 +26,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from lxml import html
 
+from panel import throttle
+from panel.identity.oidc import CALLBACK_COUNTER
 from tests.stack import REPO_ROOT, free_port, process_env, spawn, stop_process, wait_for_web
 
 CLIENT_ID = "kvm-panel"
@@ -119,9 +121,11 @@ def oidc_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provider
 
 @pytest.fixture
 def sso(settings: Any, oidc_provider: Provider) -> Provider:
-    """The provider, with the in-process panel's settings pointing at it."""
+    """The provider, with the in-process panel's settings pointing at it, and the
+    sign-in answers refused by earlier tests forgotten."""
     for name, value in oidc_provider.panel_settings().items():
         setattr(settings, name, value)
+    throttle.reset(CALLBACK_COUNTER, "127.0.0.1")
     return oidc_provider
 
 
