@@ -59,6 +59,29 @@ def user_client(client, plain_user):
     return client
 
 
+GUEST_DIR = "/var/lib/libvirt/boot/panel-test-guest"
+
+
+def kernel_vm(project, name: str, pool=None, **extra) -> dict:
+    """A create request of the tiny guest by direct kernel boot (a small disk in pool)."""
+    return {
+        "name": name,
+        "project": project.pk,
+        "vcpus": 1,
+        "memory_mib": 96,
+        "disks": [{"pool": pool.pk, "size_gib": 0.02, "format": "qcow2"}] if pool else [],
+        "networks": [],
+        "install": {
+            "method": "kernel",
+            "kernel": f"{GUEST_DIR}/vmlinuz",
+            "initrd": f"{GUEST_DIR}/initrd.img",
+            "cmdline": "console=ttyS0",
+        },
+        "start": True,
+        **extra,
+    }
+
+
 def guest_spec(guest, name: str | None = None, **overrides) -> hypervisor.DomainSpec:
     """A DomainSpec that boots the tiny guest by direct kernel boot under TCG."""
     values = {

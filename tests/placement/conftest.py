@@ -15,7 +15,7 @@ from panel.actors import Actor
 from panel.hypervisor import storage as hv_storage
 from storage import services as storage_services
 from storage.models import StoragePool
-from tests.conftest import LOCAL_URI
+from tests.conftest import GUEST_DIR, LOCAL_URI, kernel_vm  # noqa: F401  (for the tests here)
 from tests.migration.conftest import (  # noqa: F401  (fixtures)
     IMAGES,
     admin,
@@ -35,7 +35,6 @@ from tests.migration.conftest import (  # noqa: F401  (fixtures)
 from vms.models import VirtualMachine
 
 GIB = 1024**3
-GUEST_DIR = "/var/lib/libvirt/boot/panel-test-guest"
 
 
 def facts(host, free_gib: float, cpus: int = 4):
@@ -67,23 +66,3 @@ def local_pool(local_host, admin) -> Iterator[StoragePool]:  # noqa: F811
         with contextlib.suppress(hypervisor.HypervisorError):
             hv_storage.delete_pool(LOCAL_URI, pool.name)
         shutil.rmtree(path, ignore_errors=True)
-
-
-def kernel_vm(project, name: str, pool=None, **extra) -> dict:
-    """A create request of the tiny guest by direct kernel boot (a small disk in pool)."""
-    return {
-        "name": name,
-        "project": project.pk,
-        "vcpus": 1,
-        "memory_mib": 96,
-        "disks": [{"pool": pool.pk, "size_gib": 0.02, "format": "qcow2"}] if pool else [],
-        "networks": [],
-        "install": {
-            "method": "kernel",
-            "kernel": f"{GUEST_DIR}/vmlinuz",
-            "initrd": f"{GUEST_DIR}/initrd.img",
-            "cmdline": "console=ttyS0",
-        },
-        "start": True,
-        **extra,
-    }

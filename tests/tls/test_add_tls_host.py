@@ -14,7 +14,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from panel.actors import Actor
 from panel.models import AuditEvent, Host, HostCertificates, Job
 from panel.tasks import refresh_host_task
-from tests.conftest import wait_for_console_prompt
+from tests.conftest import kernel_vm, wait_for_console_prompt
 from tests.panel.conftest import alerts, has_class, page_text, rows
 from tests.tls.conftest import host_set, kept_files, mode
 from tests.tls_host import issue, make_ca
@@ -22,8 +22,6 @@ from vms.services import create
 from vms.tasks import vm_create_task
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.django_db, pytest.mark.timeout(240)]
-
-GUEST_DIR = "/var/lib/libvirt/boot/panel-test-guest"
 
 
 def api_add(client, name, uri, files):
@@ -68,23 +66,7 @@ def test_it_adds_a_tls_host_through_the_api_and_a_vm_made_there_boots(
 
     job = create.create_vm(
         create.CreateRequest.parse(
-            {
-                "name": "tls-guest",
-                "project": _project(admin_user).pk,
-                "host": host.pk,
-                "vcpus": 1,
-                "memory_mib": 96,
-                "os_variant": "generic",
-                "disks": [],
-                "networks": [],
-                "install": {
-                    "method": "kernel",
-                    "kernel": f"{GUEST_DIR}/vmlinuz",
-                    "initrd": f"{GUEST_DIR}/initrd.img",
-                    "cmdline": "console=ttyS0",
-                },
-                "start": True,
-            }
+            kernel_vm(_project(admin_user), "tls-guest", host=host.pk, os_variant="generic")
         ),
         actor=Actor(admin_user),
     )

@@ -15,7 +15,8 @@ from panel.exceptions import ConflictError
 from panel.models import Host
 from panel.tasks import refresh_host_task
 from panel.vnc_tls import Display, DisplayRefused, connect_display
-from tests.tls.test_add_tls_host import GUEST_DIR, _project, api_add
+from tests.conftest import kernel_vm
+from tests.tls.test_add_tls_host import _project, api_add
 from tests.tls_host import Issued, issue
 from vms import consoles
 from vms.consoles import vnc_target
@@ -74,23 +75,7 @@ def test_a_tls_hosts_display_is_reached_over_tls_with_the_hosts_certificates(
     refresh_host_task(host.jobs.first().pk)
     job = create.create_vm(
         create.CreateRequest.parse(
-            {
-                "name": "tls-display",
-                "project": _project(admin_user).pk,
-                "host": host.pk,
-                "vcpus": 1,
-                "memory_mib": 96,
-                "os_variant": "generic",
-                "disks": [],
-                "networks": [],
-                "install": {
-                    "method": "kernel",
-                    "kernel": f"{GUEST_DIR}/vmlinuz",
-                    "initrd": f"{GUEST_DIR}/initrd.img",
-                    "cmdline": "console=ttyS0",
-                },
-                "start": True,
-            }
+            kernel_vm(_project(admin_user), "tls-display", host=host.pk, os_variant="generic")
         ),
         actor=Actor(admin_user),
     )
