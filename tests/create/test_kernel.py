@@ -12,6 +12,7 @@ from lxml import etree
 from panel import jobs, quotas
 from panel.actors import Actor
 from panel.models import Job
+from tests.conftest import kernel_vm
 from tests.create.conftest import GUEST_DIR, domain_names, volumes_in
 from tests.stack import open_ws
 from tests.storage.conftest import virsh
@@ -23,23 +24,7 @@ pytestmark = [pytest.mark.libvirt, pytest.mark.timeout(240)]
 
 
 def body(project, pool, name, **extra):
-    return {
-        "name": name,
-        "project": project.pk,
-        "vcpus": 1,
-        "memory_mib": 96,
-        "os_variant": "generic",
-        "disks": [{"pool": pool.pk, "size_gib": 0.05, "format": "qcow2"}],
-        "networks": [],
-        "install": {
-            "method": "kernel",
-            "kernel": f"{GUEST_DIR}/vmlinuz",
-            "initrd": f"{GUEST_DIR}/initrd.img",
-            "cmdline": "console=ttyS0",
-        },
-        "start": True,
-        **extra,
-    }
+    return kernel_vm(project, name, pool, os_variant="generic", **extra)
 
 
 @pytest.mark.stack
