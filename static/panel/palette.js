@@ -9,7 +9,7 @@
   var list = document.getElementById("palette-list");
   var modal = window.bootstrap.Modal.getOrCreateInstance(dialog);
   var pages = [];
-  document.querySelectorAll("[data-palette-pages] a[href]").forEach(function (a) {
+  document.querySelectorAll("[data-palette-pages] a[href]:not([data-bs-toggle])").forEach(function (a) {
     pages.push({ label: a.dataset.paletteLabel || a.textContent.trim(), href: a.getAttribute("href"), kind: "page" });
   });
   var asked = 0;

@@ -242,6 +242,15 @@ def test_it_refuses_a_bad_login_and_lets_the_admin_in(stack, transactional_db, a
     expect(nav).to_contain_text("admin")
     expect(nav.get_by_role("button", name="Log out")).to_be_visible()
 
+    # The admin pages sit in one menu, so the bar stays one line wide.
+    bar = nav.locator("ul.navbar-nav").first.bounding_box()
+    link = nav.get_by_role("link", name="Hosts", exact=True).bounding_box()
+    assert bar is not None and link is not None and bar["height"] < 2 * link["height"], bar
+    nav.get_by_role("button", name="Admin").click()
+    nav.get_by_role("link", name="Roles", exact=True).click()
+    expect(page.get_by_role("heading", name="Roles")).to_be_visible()
+    expect(nav.get_by_role("button", name="Admin")).to_have_class(re.compile(r"\bactive\b"))
+
 
 @pytest.mark.browser
 @pytest.mark.stack
