@@ -19,7 +19,6 @@ from typing import Any
 
 import ldap.dn
 from django.contrib.auth import get_user_model
-from django.contrib.sessions.models import Session
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
@@ -133,16 +132,6 @@ def _record(
     )
 
 
-def end_sessions(user: Any) -> int:
-    """Delete every login session of user; how many there were."""
-    ended = []
-    for session in Session.objects.filter(expire_date__gt=timezone.now()).iterator():
-        if str(session.get_decoded().get("_auth_user_id")) == str(user.pk):
-            ended.append(session.pk)
-    Session.objects.filter(pk__in=ended).delete()
-    return len(ended)
-
-
 def deprovision(user: Any, source: str, reason: str = "", *, actor: Actor = PANEL) -> None:
     """The directory removed or disabled user: disable the account, end its sessions and
     token, close its websockets and take away what the directory gave."""
@@ -152,8 +141,9 @@ def deprovision(user: Any, source: str, reason: str = "", *, actor: Actor = PANE
         user.is_active = False
         Token.objects.filter(user=user).delete()
         tokens.revoke_all(user)
-        login_sessions.end_all(user)
-        sessions = end_sessions(user)
+        # Its tracked sessions end here; one never used since sessions were tracked
+        # stops too, as the account is disabled (Django's backend refuses it).
+        sessions = login_sessions.end_all(user)
         apply_groups(user, source, [], actor=actor)
         DirectoryAccount.objects.filter(user=user).update(synced=timezone.now())
         events.access_changed(user.pk)  # open websockets close: the user is disabled

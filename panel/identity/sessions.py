@@ -188,11 +188,13 @@ def revoke_all(user: Any, *, actor: Actor, keep: str | None = None) -> int:
     return len(rows)
 
 
-def end_all(user: Any) -> None:
+def end_all(user: Any) -> int:
     """End every session of user, quietly (the change that calls it is audited itself:
-    disabling the account)."""
-    for row in UserSession.objects.filter(user=user):
+    disabling the account); how many there were."""
+    rows = list(UserSession.objects.filter(user=user))
+    for row in rows:
         _end(row)
+    return len(rows)
 
 
 _BROWSERS = (

@@ -96,6 +96,10 @@ def test_deprovisioning_disables_and_ends_sessions_and_token(projects, dana):
     client.force_login(dana)
     other = Client()
     other.force_login(get_user_model().objects.create_user("erin"))
+    # A session from before sessions were tracked has no row: it stops all the same.
+    untracked = Client()
+    untracked.force_login(dana)
+    UserSession.objects.filter(session_key=untracked.session.session_key).delete()
     Token.objects.create(user=dana)
     made = tokens.create_token(dana, actor=Actor(dana), name="laptop")
 
@@ -105,10 +109,11 @@ def test_deprovisioning_disables_and_ends_sessions_and_token(projects, dana):
     assert not dana.is_active
     assert roles(dana) == {}
     assert not Token.objects.filter(user=dana).exists()
-    assert Session.objects.count() == 1  # erin's
+    assert Session.objects.count() == 2  # erin's, and the untracked one, which is refused:
     assert not UserSession.objects.filter(user=dana).exists()
     assert ApiToken.objects.get(pk=made.token.pk).revoked_at is not None
     assert client.get("/").status_code == 302
+    assert untracked.get("/").status_code == 302
     event = AuditEvent.objects.get(action="sso.deprovisioned")
     assert event.target == "dana" and "entry deleted" in event.detail
 
