@@ -9,6 +9,14 @@ class HostState(models.TextChoices):
     UNKNOWN = "unknown", "Unknown"
 
 
+class HostFencing(models.TextChoices):
+    """How the panel knows a lost host no longer runs its HA VMs (vms.services.ha)."""
+
+    NONE = "", "None: its HA VMs are never restarted elsewhere"
+    AGENT = "agent", "Agent: the host's HA agent stops them when the panel's lease runs out"
+    MANUAL = "manual", "Manual: an administrator confirms the host is off"
+
+
 class CheckStatus(models.TextChoices):
     PASS = "pass", "Pass"
     WARN = "warn", "Warn"
@@ -46,6 +54,7 @@ class JobKind(models.TextChoices):
     VM_MIGRATE = "vm.migrate", "VM migration"
     VM_MOVE_STORAGE = "vm.move_storage", "VM disk move"
     HOST_DRAIN = "host.drain", "Host drain"
+    VM_HA_RESTART = "vm.ha_restart", "HA restart"
 
 
 class AuditResult(models.TextChoices):
@@ -89,6 +98,7 @@ class NotificationKind(models.TextChoices):
     VM_CRASHED = "vm.crashed", "A VM crashed"
     VM_STOPPED = "vm.stopped_outside", "A VM was stopped outside the panel"
     QUOTA_NEAR = "quota.near", "A project passed 90 % of a quota"
+    HA_RESTART = "ha.restart", "HA restarted a VM on another host"
 
 
 class DeliveryChannel(models.TextChoices):

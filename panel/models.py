@@ -9,6 +9,7 @@ from .choices import (
     AuditResult,
     DeliveryChannel,
     DeliveryState,
+    HostFencing,
     HostState,
     JobKind,
     JobState,
@@ -51,6 +52,15 @@ class Host(models.Model):
     # refused, placement skips it) until an admin makes it active again.
     maintenance = models.BooleanField(default=False, db_default=False)
     maintenance_since = models.DateTimeField(null=True, blank=True)
+    # HA (vms.services.ha): how the host is fenced; when the HA monitor last reached it
+    # (with agent fencing: renewed the agent's lease); what it last found wrong; when its
+    # HA VMs were last restarted elsewhere (the host lost, or confirmed off).
+    fencing = models.CharField(
+        max_length=10, choices=HostFencing, blank=True, default="", db_default=""
+    )
+    ha_reached_at = models.DateTimeField(null=True, blank=True)
+    ha_note = models.CharField(max_length=500, blank=True, default="", db_default="")
+    fenced_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["name"]

@@ -28,6 +28,7 @@ QUICK_TASKS = frozenset(
         "panel.end_expired_sessions",
         "vms.action",  # a shutdown: waits at most its timeout for the guest
         "vms.delete",
+        "vms.ha_restart",  # define and boot one VM from its kept definition
         "vms.refresh_details",
         "vms.run_backup_schedules",  # only queues the backups, which are long
     }

@@ -297,6 +297,23 @@ PANEL_PLACEMENT = os.environ.get("PANEL_PLACEMENT", "spread")
 if PANEL_PLACEMENT not in ("spread", "pack"):
     raise SystemExit(f"PANEL_PLACEMENT is '{PANEL_PLACEMENT}': use spread or pack.")
 
+# HA (vms.services.ha, `manage.py ha_monitor`): the HA agent of a host fences it (stops
+# its HA VMs) after PANEL_HA_FENCE_SECONDS without a renewal of the panel's lease; the
+# monitor renews every PANEL_HA_RENEW_SECONDS and declares a host lost only after
+# fence + 2 renewals + PANEL_HA_MARGIN_SECONDS without reaching it. PANEL_HA_AGENT: the
+# agent's command on the hosts (scripts/panel-ha-agent installed on their PATH).
+PANEL_HA_FENCE_SECONDS = int(os.environ.get("PANEL_HA_FENCE_SECONDS", "30"))
+PANEL_HA_RENEW_SECONDS = int(os.environ.get("PANEL_HA_RENEW_SECONDS", "3"))
+PANEL_HA_MARGIN_SECONDS = int(os.environ.get("PANEL_HA_MARGIN_SECONDS", "5"))
+PANEL_HA_AGENT = os.environ.get("PANEL_HA_AGENT", "panel-ha-agent")
+if (
+    not 5 <= PANEL_HA_FENCE_SECONDS <= 600
+    or not 1 <= PANEL_HA_RENEW_SECONDS < PANEL_HA_FENCE_SECONDS
+):
+    raise SystemExit(
+        "PANEL_HA_FENCE_SECONDS must be 5 to 600 and PANEL_HA_RENEW_SECONDS 1 to less than it."
+    )
+
 # Directory sign-on (LDAP / Active Directory, panel/identity/ldap.py): off unless
 # PANEL_LDAP_URI is set. The README's "Directory (LDAP/AD)" section explains each one.
 PANEL_LDAP_URI = os.environ.get("PANEL_LDAP_URI", "")

@@ -129,32 +129,85 @@ def _free_local_port() -> int:
         return int(s.getsockname()[1])
 
 
-def open_tunnel(uri: str, remote_address: str, remote_port: int, hold_seconds: int) -> int:
-    """A local TCP forward 127.0.0.1:<port> -> remote_address:remote_port as seen from
-    uri's host, through ssh with the panel's key and the host's pinned key only, as
-    virt-manager reaches the VNC displays of qemu+ssh hosts. It takes connections for
-    hold_seconds, then closes once the last connection through it closed; returns <port>."""
+def ssh_command(
+    uri: str, options: list[str], remote: str, *, what: str, connect_timeout: int = SCAN_TIMEOUT
+) -> list[str]:
+    """The ssh command running remote on uri's host with the panel's key, trusting the
+    host's pinned key only (no agent, no user configuration); SSHKeyError (saying what
+    is not done) when no key is pinned."""
     known_hosts = hypervisor.known_hosts_path(uri)
     if not known_hosts.is_file():
-        raise SSHKeyError(f"The SSH host key of {uri} is not confirmed: no tunnel is opened.")
+        raise SSHKeyError(f"The SSH host key of {uri} is not confirmed: {what}.")
     host, port = _host_and_port(uri)
     user = urlsplit(uri).username or "root"
-    local = _free_local_port()
-    command = [
-        "ssh", "-F", "/dev/null", "-f", "-T",
+    return [
+        "ssh", "-F", "/dev/null", "-T",
         "-o", "BatchMode=yes",
         "-o", "StrictHostKeyChecking=yes",
         "-o", f"UserKnownHostsFile={known_hosts}",
         "-o", "GlobalKnownHostsFile=/dev/null",
         "-o", "IdentitiesOnly=yes",
         "-o", "IdentityAgent=none",
-        "-o", f"ConnectTimeout={SCAN_TIMEOUT}",
-        "-o", "ExitOnForwardFailure=yes",
+        "-o", f"ConnectTimeout={int(connect_timeout)}",
         "-i", str(hypervisor.panel_key_path()),
-        "-L", f"127.0.0.1:{local}:{remote_address}:{int(remote_port)}",
+        *options,
         "-p", str(port), "-l", user, "--", host,
-        f"sleep {int(hold_seconds)}",
+        remote,
     ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RemoteResult:
+    """What a command run over SSH ended with: returncode 255 or None (timed out) when
+    the host could not be reached."""
+
+    returncode: int | None
+    output: str
+
+    @property
+    def reached(self) -> bool:
+        return self.returncode not in (None, 255)
+
+
+def run_remote(uri: str, remote: str, *, timeout: float) -> RemoteResult:
+    """Run the shell command remote on uri's host over SSH (see ssh_command), waiting at
+    most timeout seconds."""
+    command = ssh_command(
+        uri, [], remote, what="nothing is run there", connect_timeout=max(1, int(timeout))
+    )
+    try:
+        result = subprocess.run(
+            command,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return RemoteResult(None, f"no answer within {timeout:g} s")
+    return RemoteResult(result.returncode, (result.stderr or result.stdout).strip()[-500:])
+
+
+def open_tunnel(uri: str, remote_address: str, remote_port: int, hold_seconds: int) -> int:
+    """A local TCP forward 127.0.0.1:<port> -> remote_address:remote_port as seen from
+    uri's host, through ssh with the panel's key and the host's pinned key only, as
+    virt-manager reaches the VNC displays of qemu+ssh hosts. It takes connections for
+    hold_seconds, then closes once the last connection through it closed; returns <port>."""
+    local = _free_local_port()
+    command = ssh_command(
+        uri,
+        [
+            "-f",
+            "-o",
+            "ExitOnForwardFailure=yes",
+            "-L",
+            f"127.0.0.1:{local}:{remote_address}:{int(remote_port)}",
+        ],
+        f"sleep {int(hold_seconds)}",
+        what="no tunnel is opened",
+    )
+    host, _ = _host_and_port(uri)
     with tempfile.TemporaryFile() as errors:
         # -f: ssh goes to the background once the forward listens; its output must not
         # be a pipe, which the background ssh would hold open.

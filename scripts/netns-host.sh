@@ -28,7 +28,8 @@
 # loopback.
 #
 # In that network namespace, and in a mount namespace of their own, run its
-# virtlogd, its libvirtd (unix socket only, no TCP) and its sshd (on
+# virtlogd, its virtlockd (QEMU's disk leases: lock_manager = "lockd"), the panel's
+# HA agent (scripts/panel-ha-agent watch, its lease under /run/libvirt/panel-ha), its libvirtd (unix socket only, no TCP) and its sshd (on
 # ADDRESS:22, its own host key, root by key only, the keys of AUTHORIZED_KEYS).
 # As scripts/second-libvirtd.sh does, these directories are bind mounts of
 # directories under the state dir (${PANEL_NETNS_HOSTS_DIR:-/var/lib/panel-netns-hosts[ID]}/NAME):
@@ -51,6 +52,7 @@ BRIDGE=pbr$NET_ID
 START_TIMEOUT=20
 STOP_TIMEOUT=15
 HOST_BOOT_DIR=/var/lib/libvirt/boot
+HA_AGENT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/panel-ha-agent
 BOUND_DIRS=(/etc/libvirt /run/libvirt /var/lib/libvirt /var/log/libvirt /var/cache/libvirt)
 PATH_ENV=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
@@ -74,6 +76,7 @@ setup_names() {
   LIBVIRTD_PID=$RUN_DIR/libvirtd.pid
   VIRTLOGD_PID=$RUN_DIR/virtlogd.pid
   SSHD_PID=$RUN_DIR/sshd.pid
+  VIRTLOCKD_PID=$RUN_DIR/virtlockd.pid
   SOCKET_URI="qemu+unix:///system?socket=$RUN_DIR/libvirt-sock"
 }
 
@@ -199,6 +202,16 @@ listen_tcp = 0
 host_uuid = "$uuid"
 log_outputs = "3:file:/var/log/libvirt/libvirtd.log"
 EOF
+  # QEMU takes a lease on each disk through virtlockd (direct leases: fcntl locks on the
+  # disk files themselves, which every host sees on the shared storage), so a disk in
+  # use on one host cannot be started on another.
+  printf '\n# scripts/netns-host.sh: disk leases through virtlockd.\nlock_manager = "lockd"\n' \
+    >>"$ETC_DIR/qemu.conf"
+  cat >"$ETC_DIR/panel-ha-agent.conf" <<EOF
+# Written by scripts/netns-host.sh: the HA agent of test host $NAME keeps its lease in
+# this host's own /run/libvirt (the machine's /run is shared by every test host).
+LEASE_DIR=/run/libvirt/panel-ha
+EOF
 }
 
 make_ssh_config() {
@@ -240,13 +253,13 @@ make_dirs() {
     [ -e "$f" ] || continue
     [ -e "$CACHE_DIR/qemu/capabilities/${f##*/}" ] || cp -p "$f" "$CACHE_DIR/qemu/capabilities/"
   done
-  rm -f "$LIBVIRTD_PID" "$VIRTLOGD_PID" "$SSHD_PID" "$RUN_DIR"/*-sock "$RUN_DIR"/*-sock-ro
+  rm -f "$LIBVIRTD_PID" "$VIRTLOGD_PID" "$VIRTLOCKD_PID" "$SSHD_PID" "$RUN_DIR"/*-sock "$RUN_DIR"/*-sock-ro
 }
 
 launch() {
   env -i "$PATH_ENV" HOME=/root LANG=C.UTF-8 \
     S_ETC="$ETC_DIR" S_RUN="$RUN_DIR" S_LIB="$LIB_DIR" S_LOG="$LOG_DIR" \
-    S_CACHE="$CACHE_DIR" S_BOOT="$HOST_BOOT_DIR" S_SHARED="$SHARED_DIR" S_SSH="$SSH_DIR" \
+    S_CACHE="$CACHE_DIR" S_BOOT="$HOST_BOOT_DIR" S_SHARED="$SHARED_DIR" S_SSH="$SSH_DIR" S_AGENT="$HA_AGENT" \
     ip netns exec "$NETNS" unshare --mount --propagation private -- /bin/bash -euc '
       mount --make-rprivate /
       mount --bind "$S_BOOT" "$S_LIB/boot"
@@ -257,6 +270,8 @@ launch() {
       mount --bind "$S_CACHE" /var/cache/libvirt
       mount --bind "$S_SHARED" "$S_SHARED"
       virtlogd --daemon --pid-file /run/libvirt/virtlogd.pid
+      virtlockd --daemon --pid-file /run/libvirt/virtlockd.pid
+      setsid "$S_AGENT" watch </dev/null >>/var/log/libvirt/panel-ha-agent.log 2>&1 &
       libvirtd --daemon --config /etc/libvirt/libvirtd.conf --pid-file /run/libvirt/libvirtd.pid
       exec /usr/sbin/sshd -f "$S_SSH/sshd_config" -E /var/log/libvirt/sshd.log
     ' </dev/null >>"$LOG_DIR/launch.log" 2>&1 9>&-
@@ -329,6 +344,7 @@ stop_all() {
     stop_daemon "$SSHD_PID" sshd
     stop_daemon "$LIBVIRTD_PID" libvirtd
     stop_daemon "$VIRTLOGD_PID" virtlogd
+    stop_daemon "$VIRTLOCKD_PID" virtlockd
     pids=$(namespace_pids)
     if [ -n "$pids" ]; then
       log "killing leftover processes of $NAME: $(echo $pids)"

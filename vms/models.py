@@ -67,6 +67,10 @@ class VirtualMachine(models.Model):
     xml = models.TextField(blank=True, default="")
     synced = models.DateTimeField(null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
+    # HA (vms.services.ha): restarted on another host when its own is lost, from the
+    # definition (inactive XML) the panel keeps here.
+    ha = models.BooleanField(default=False, db_default=False)
+    ha_definition = models.TextField(blank=True, default="", db_default="")
 
     class Meta:
         ordering = ["name"]

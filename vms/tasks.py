@@ -12,7 +12,16 @@ from panel.exceptions import ServiceError
 
 from . import services
 from .models import VirtualMachine
-from .services import backups, create, drain, migrate, move_storage, schedules, snapshots
+from .services import (
+    backups,
+    create,
+    drain,
+    failover,
+    migrate,
+    move_storage,
+    schedules,
+    snapshots,
+)
 
 log = logging.getLogger(__name__)
 
@@ -100,3 +109,9 @@ def host_drain_task(job_id: int) -> None:
 def vm_move_storage_task(job_id: int) -> None:
     """Move a VM's disk to another pool of its host."""
     jobs.run(job_id, move_storage.run_move_job)
+
+
+@shared_task(name="vms.ha_restart", soft_time_limit=600, time_limit=660)
+def ha_restart_task(job_id: int) -> None:
+    """Restart an HA VM of a lost host on another host."""
+    jobs.run(job_id, failover.restart_job)

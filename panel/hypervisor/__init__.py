@@ -48,6 +48,7 @@ from .domains import (
     undefine_domain,
 )
 from .errors import Conflict, HostUnavailable, HypervisorError, InvalidURI, InvalidValue, NotFound
+from .ha import HA_NAMESPACE, forget_stale_copy, mark_ha, start_from_definition
 from .host import host_facts, host_report, is_local, reserved_memory_bytes
 from .inventory import list_pools, read_inventory
 from .lifecycle import (
@@ -165,6 +166,10 @@ from .tuning import (
 from .watch import DomainEvent, Watch, watch_domains
 
 __all__ = [
+    "HA_NAMESPACE",
+    "forget_stale_copy",
+    "mark_ha",
+    "start_from_definition",
     # monitoring
     "DomainCounters",
     "HostCounters",
