@@ -29,7 +29,8 @@
 #
 # In that network namespace, and in a mount namespace of their own, run its
 # virtlogd, its virtlockd (QEMU's disk leases: lock_manager = "lockd"), the panel's
-# HA agent (scripts/panel-ha-agent watch, its lease under /run/libvirt/panel-ha), its libvirtd (unix socket only, no TCP) and its sshd (on
+# HA agent (scripts/panel-ha-agent watch, its lease under /run/libvirt/panel-ha), its
+# libvirtd (unix socket only, no TCP) and its sshd (on
 # ADDRESS:22, its own host key, root by key only, the keys of AUTHORIZED_KEYS).
 # As scripts/second-libvirtd.sh does, these directories are bind mounts of
 # directories under the state dir (${PANEL_NETNS_HOSTS_DIR:-/var/lib/panel-netns-hosts[ID]}/NAME):
@@ -259,7 +260,8 @@ make_dirs() {
 launch() {
   env -i "$PATH_ENV" HOME=/root LANG=C.UTF-8 \
     S_ETC="$ETC_DIR" S_RUN="$RUN_DIR" S_LIB="$LIB_DIR" S_LOG="$LOG_DIR" \
-    S_CACHE="$CACHE_DIR" S_BOOT="$HOST_BOOT_DIR" S_SHARED="$SHARED_DIR" S_SSH="$SSH_DIR" S_AGENT="$HA_AGENT" \
+    S_CACHE="$CACHE_DIR" S_BOOT="$HOST_BOOT_DIR" S_SHARED="$SHARED_DIR" S_SSH="$SSH_DIR" \
+    S_AGENT="$HA_AGENT" \
     ip netns exec "$NETNS" unshare --mount --propagation private -- /bin/bash -euc '
       mount --make-rprivate /
       mount --bind "$S_BOOT" "$S_LIB/boot"
