@@ -3,6 +3,7 @@ from django.urls import path
 from . import (
     backup_views,
     disk_views,
+    ha_views,
     migration_views,
     nic_views,
     placement_views,
@@ -22,6 +23,9 @@ urlpatterns = [
     path("tree/hosts/<int:host_id>/", tree.host_tree, name="host_tree"),
     path("hosts/<int:host_id>/drain/", placement_views.host_drain, name="host_drain"),
     path("hosts/<int:host_id>/activate/", placement_views.host_activate, name="host_activate"),
+    path("hosts/<int:host_id>/fencing/", ha_views.host_fencing, name="host_fencing"),
+    path("hosts/<int:host_id>/confirm-off/", ha_views.host_confirm_off, name="host_confirm_off"),
+    path("<uuid:vm_id>/ha/", ha_views.vm_ha, name="vm_ha"),
     path(
         "projects/<int:project_id>/affinity/",
         placement_views.affinity_groups,

@@ -146,6 +146,10 @@ class HostSerializer(serializers.ModelSerializer):
             "certificates",
             "maintenance",
             "maintenance_since",
+            "fencing",
+            "ha_reached_at",
+            "ha_note",
+            "fenced_at",
         ]
         read_only_fields = [
             "state",
@@ -156,6 +160,10 @@ class HostSerializer(serializers.ModelSerializer):
             "checked_at",
             "maintenance",
             "maintenance_since",
+            "fencing",
+            "ha_reached_at",
+            "ha_note",
+            "fenced_at",
         ]
 
     @extend_schema_field(HostReachSerializer(allow_null=True))

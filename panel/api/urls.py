@@ -6,7 +6,7 @@ from monitoring.api import FleetStatsView, HostStatsView, VMStatsView
 from networking.api.views import NetworkViewSet
 from storage.api.library import LibraryImageViewSet
 from storage.api.views import PoolViewSet, VolumeViewSet
-from vms.api import placement, tuning
+from vms.api import ha, placement, tuning
 from vms.api.backups import (
     ProjectSchedulesView,
     ScheduleView,
@@ -105,5 +105,6 @@ urlpatterns = [
     path("stats/fleet/", FleetStatsView.as_view(), name="fleet_stats"),
     *tuning.urlpatterns,
     *placement.urlpatterns,
+    *ha.urlpatterns,
     path("", include(router.urls)),
 ]

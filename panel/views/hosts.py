@@ -11,7 +11,7 @@ from django.views.decorators.http import require_POST, require_safe
 
 from panel import services
 from panel.actors import Actor
-from panel.choices import HostState, JobKind
+from panel.choices import HostFencing, HostState, JobKind
 from panel.exceptions import ServiceError
 from panel.forms import HostCertificatesForm, HostForm, pem_files
 from panel.models import Host, HostCertificates, Job
@@ -93,6 +93,7 @@ def host_detail(request: HttpRequest, host_id: int) -> HttpResponse:
         "reach": host_keys.reach(host) if manage else None,
         "certificates": HostCertificates.objects.filter(host=host).first(),
         "certificates_form": HostCertificatesForm(),
+        "fencing_choices": HostFencing.choices,
     }
     return render(request, "panel/host_detail.html", context)
 

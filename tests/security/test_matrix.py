@@ -156,6 +156,9 @@ MATRIX = {
     "GET vm_detail": "200 200 200 200 404",
     "POST vm_autostart autostart": "302 302 302 403 404",
     "POST vm_tags tags": "302 302 302 403 404",
+    # HA: the empty form asks for it off, as it is; the API's empty body is refused.
+    "POST vm_ha ha": "302 302 302 403 404",
+    "POST api_vm_ha ha": "400 400 400 403 404",
     "POST vm_assign assign": "302 403 403 403 404",
     "GET vm_delete delete": "200 200 200 403 404",
     "GET vm_xml xml": "200 403 403 403 404",
@@ -242,6 +245,13 @@ MATRIX = {
     # Not in maintenance: nothing to end.
     "POST api_host_activate activate": "409 403 403 403 404",
     "POST host_activate activate": "302 403 403 403 404",
+    # Fencing and an admin's word that a host is off (admins only): the empty form asks
+    # for no fencing, as it is; the API's empty body is refused; the host is not fenced
+    # manually, so it cannot be confirmed off.
+    "POST host_fencing fencing": "302 403 403 403 404",
+    "POST api_host_fencing fencing": "400 403 403 403 404",
+    "POST host_confirm_off confirm-off": "302 403 403 403 404",
+    "POST api_host_confirm_off confirm-off": "409 403 403 403 404",
     "GET affinity_groups affinity": "200 200 200 200 404",
     "POST affinity_group_add add": "302 302 403 403 404",
     "POST affinity_group_add_vm add-vm": "302 302 403 403 404",

@@ -58,6 +58,7 @@ class VirtualMachineSerializer(serializers.ModelSerializer):
             "graphics",
             "synced",
             "tags",
+            "ha",
         ]
         read_only_fields = [
             "name",
@@ -72,6 +73,7 @@ class VirtualMachineSerializer(serializers.ModelSerializer):
             "ips",
             "graphics",
             "synced",
+            "ha",
         ]
 
 

@@ -149,6 +149,8 @@ def set_fencing(host: Host, fencing: str, *, actor: Actor) -> Host:
                 "lease over SSH. Use manual fencing for it.",
                 field="fencing",
             )
+        if fencing == host.fencing:
+            return host
         with transaction.atomic():
             before = host.fencing
             host.fencing, host.ha_reached_at, host.ha_note = fencing, None, ""
