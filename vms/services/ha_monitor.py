@@ -23,7 +23,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import connection
 from django.utils import timezone
 
 from panel import hypervisor, sshkeys
@@ -122,7 +122,7 @@ def check(host_id: int) -> None:
         else:
             _unreached(host, result)
     finally:
-        close_old_connections()
+        connection.close()  # this pool thread's own connection: not held between passes
 
 
 class Monitor:
@@ -153,6 +153,7 @@ class Monitor:
             self.stopping.wait(max(0.2, ha.renew_seconds() - spent))
         self.release()
         self.pool.shutdown(wait=True)
+        connection.close()
 
     def stop(self) -> None:
         self.stopping.set()
