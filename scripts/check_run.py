@@ -49,6 +49,7 @@ PROGRAMS = (
     "websockify",
     *(f"watcher_{n}" for n in range(WATCHERS)),
     *(f"collector_{n}" for n in range(COLLECTORS)),
+    "ha-monitor",
 )
 STOP_SECONDS = 30
 # Where the long worker's check makes a directory pool (one of PANEL_STORAGE_ROOTS).

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts the whole panel in the foreground under supervisord (scripts/supervisord.conf):
-# web (uvicorn), Celery worker and beat, websockify, the host watcher and the stats
-# collector. A process that exits is started again; Ctrl-C or SIGTERM stops them all.
+# web (uvicorn), Celery worker and beat, websockify, the host watcher, the stats
+# collector and the HA monitor. A process that exits is started again; Ctrl-C or SIGTERM stops them all.
 #   PANEL_DB=postgres scripts/run.sh   the PostgreSQL database scripts/install.sh set up
 set -euo pipefail
 cd "$(dirname "$0")/.."

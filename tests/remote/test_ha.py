@@ -86,6 +86,10 @@ def ha_vm(panel_test_guest, netns_host_b, netns_host_c):
         return sync_domain(host, hypervisor.start_domain(host.uri, info.uuid))
 
     yield make
+    # This process's connections closed while the hosts still answer: closing one to a
+    # host that is gone (the session's end stops them) waits for ever.
+    for netns_host in (netns_host_b, netns_host_c):
+        hypervisor.forget_connection(netns_host.uri)
     for uuid, disk in made:
         for netns_host in (netns_host_b, netns_host_c):
             virsh(netns_host, "destroy", uuid)
@@ -235,3 +239,47 @@ def test_a_lost_host_is_fenced_by_its_agent_and_its_ha_vm_runs_on_c_never_twice(
             "b not reached again",
         )
     assert domstate(netns_host_b, str(vm.pk)) == ""
+
+
+@pytest.mark.stack
+def test_an_admin_confirming_b_off_restarts_its_ha_vm_on_c(
+    admin, ha_settings, stack, netns_host_b, netns_host_c, ha_vm, django_user_model
+):
+    b, c = add_host(netns_host_b), add_host(netns_host_c)
+    vm = ha_vm(b)
+    assert api(admin, f"hosts/{b.pk}/fencing/", {"fencing": "manual"})[0] == 200
+    assert api(admin, f"vms/{vm.pk}/ha/", {"enabled": True}) == (
+        200,
+        {"id": str(vm.pk), "ha": True},
+    )
+    someone = django_user_model.objects.create_user("someone", "", "someone-pass-9Lm")
+
+    with ha_monitor():
+        wait_until(lambda: Host.objects.get(pk=b.pk).ha_reached_at, 15, "b never reached")
+        # The panel still reaches b: it is not off.
+        status, body = api(admin, f"hosts/{b.pk}/confirm-off/")
+        assert status == 409 and "it is not off" in body["detail"], body
+        netns_host_b.cut()
+        try:
+            # Whoever powers b off does so; the admin then says so, once the panel has not
+            # reached b for long enough. Nobody else may.
+            virsh(netns_host_b, "destroy", str(vm.pk))
+            assert api(someone, f"hosts/{b.pk}/confirm-off/")[0] in (403, 404)
+            status, body = wait_until(
+                lambda: (r := api(admin, f"hosts/{b.pk}/confirm-off/"))[0] == 202 and r,
+                30,
+                "the confirmation still refused",
+            )
+            job = wait_until(
+                lambda: Job.objects.filter(pk=body["jobs"][0], finished__isnull=False).first(),
+                60,
+                "the restart job did not finish",
+            )
+            assert job.state == JobState.SUCCEEDED, job.message
+            assert domstate(netns_host_c, str(vm.pk)) == "running"
+            assert domstate(netns_host_b, str(vm.pk)) == "shut off"
+        finally:
+            netns_host_b.mend()
+    vm.refresh_from_db()
+    assert (vm.host_id, vm.state) == (c.pk, "running")
+    assert AuditEvent.objects.filter(action="host.confirm_off", result="success").count() == 1
