@@ -48,6 +48,8 @@ JOB_TASKS = {
     JobKind.VM_MIGRATE: "vms.migrate",
     JobKind.VM_MOVE_STORAGE: "vms.move_storage",
     JobKind.HOST_DRAIN: "vms.drain",
+    # After an admin confirmed a host off; the HA monitor runs its own inline.
+    JobKind.VM_HA_RESTART: "vms.ha_restart",
 }
 # The kinds that can run for minutes: they copy disks or memory, or wait on a guest's
 # install.
