@@ -57,7 +57,8 @@ def lost_seconds() -> int:
 
 def _under(path: str, directory: str) -> bool:
     directory = directory.rstrip("/")
-    return bool(directory) and os.path.dirname(path).startswith(directory)
+    parent = os.path.dirname(path)
+    return bool(directory) and (parent == directory or parent.startswith(directory + "/"))
 
 
 def _disk_paths(vm: VirtualMachine) -> list[str]:

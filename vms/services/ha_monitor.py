@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import shlex
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
@@ -36,6 +37,8 @@ from vms.services import failover, ha
 log = logging.getLogger(__name__)
 
 NOT_WATCHING = 3  # panel-ha-agent renew: the agent's loop does not run
+# How often the HA VMs' definitions are read again from their hosts.
+REFRESH_SECONDS = 30
 
 
 def agent(*args: str) -> str:
@@ -60,6 +63,19 @@ def reach(host: Host) -> sshkeys.RemoteResult:
         return sshkeys.run_remote(host.uri, command, timeout=timeout)
     except sshkeys.SSHKeyError as exc:
         return sshkeys.RemoteResult(None, str(exc))
+
+
+def refresh_definitions(host: Host) -> None:
+    """Mark the host's HA VMs again and keep their definitions as they are now (a change
+    of memory, a disk added, a migration here): what a restart elsewhere defines."""
+    for vm in VirtualMachine.objects.filter(host=host, ha=True):
+        try:
+            definition = hypervisor.mark_ha(host.uri, str(vm.pk), True)
+        except hypervisor.HypervisorError as exc:
+            log.warning("could not read the definition of %s on %s: %s", vm, host, exc)
+            continue
+        if definition != vm.ha_definition:
+            VirtualMachine.objects.filter(pk=vm.pk, ha=True).update(ha_definition=definition)
 
 
 def _reached(host: Host, result: sshkeys.RemoteResult) -> None:
@@ -110,8 +126,9 @@ def _unreached(host: Host, result: sshkeys.RemoteResult) -> None:
     failover.fail_over(host, actor=Actor(None), why=why, inline=True)
 
 
-def check(host_id: int) -> None:
-    """One look at one host: reached or not, and what follows."""
+def check(host_id: int, refresh: bool = False) -> None:
+    """One look at one host: reached or not, and what follows; with refresh, the
+    definitions of its HA VMs read again when it was reached."""
     try:
         host = Host.objects.filter(pk=host_id).exclude(fencing="").first()
         if host is None:
@@ -119,6 +136,8 @@ def check(host_id: int) -> None:
         result = reach(host)
         if result.reached:
             _reached(host, result)
+            if refresh and result.returncode == 0:
+                refresh_definitions(host)
         else:
             _unreached(host, result)
     finally:
@@ -130,11 +149,16 @@ class Monitor:
 
     def __init__(self) -> None:
         self.stopping = threading.Event()
+        self.refreshed_at = -float(REFRESH_SECONDS)
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ha")
 
     def tick(self) -> None:
         ids = list(Host.objects.exclude(fencing="").values_list("pk", flat=True))
-        for future in [self.pool.submit(check, pk) for pk in ids]:
+        now = time.monotonic()
+        refresh = now - self.refreshed_at >= REFRESH_SECONDS
+        if refresh:
+            self.refreshed_at = now
+        for future in [self.pool.submit(check, pk, refresh) for pk in ids]:
             future.result()
 
     def run(self) -> None:
