@@ -86,6 +86,8 @@ def ha_refusal(vm: VirtualMachine) -> str:
     if not vm.persistent:
         return f"{vm.name} is transient: only a defined VM can be restarted on another host."
     others = Host.objects.exclude(pk=vm.host_id)
+    if not others.exists():
+        return f"{vm.name} cannot be HA: the panel has no other host to restart it on."
     if hosts_seeing_disks(vm, others):
         return ""
     unseen = [p for p in _disk_paths(vm) if not hosts_seeing_disks(_only(vm, p), others)]
