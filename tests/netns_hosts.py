@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from panel import sshkeys
+from panel import hypervisor, sshkeys
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NETNS_HOST_SCRIPT = REPO_ROOT / "scripts" / "netns-host.sh"
@@ -78,7 +78,12 @@ def start_host(name: str, tmp_path_factory):
     address = netns_host("address", name).stdout.strip()
     state = netns_host("state-dir", name).stdout.strip()
     socket_uri = f"qemu+unix:///system?socket={state}/run/libvirt-sock"
-    yield NetnsHost(name, result.stdout.strip().splitlines()[-1], address, socket_uri)
+    uri = result.stdout.strip().splitlines()[-1]
+    yield NetnsHost(name, uri, address, socket_uri)
+    # This process's libvirt connection closed while the host still answers (its link
+    # mended, should a test have left it cut): closing one to a stopped host never ends.
+    netns_host("mend", name)
+    hypervisor.forget_connection(uri)
     result = netns_host("stop", name)
     if result.returncode != 0:
         pytest.fail(f"{NETNS_HOST_SCRIPT} stop {name} failed:\n{result.stdout}{result.stderr}")
