@@ -42,6 +42,7 @@ PROGRAMS = {
     "panel:websockify": "answers",
     "panel:watcher_0": "adds a domain defined behind the panel's back",
     "panel:collector_0": "stores a new usage sample",
+    "panel:ha-monitor": "watches the fenced hosts again",
 }
 BACK_WITHIN = 10.0
 
@@ -266,6 +267,13 @@ def _works_again(panel: Panel, name: str, killed_at: float) -> None:
             )
         finally:
             virsh("undefine", domain)
+    elif name == "panel:ha-monitor":
+        # Its first start said so once; the restarted one says so again.
+        _wait(
+            "the restarted HA monitor watches the fenced hosts again",
+            lambda: panel.log("ha-monitor").count("HA monitor: renewing every") >= 2,
+            30,
+        )
     elif name == "panel:collector_0":
         host = panel.api("hosts/").json()["results"][0]
         _wait(

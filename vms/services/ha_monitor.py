@@ -13,21 +13,30 @@ renew interval, reaches each fenced host and acts on what it finds.
 A host reached again after a failover gets its stale copies of the restarted VMs
 undefined. Stopping cleanly releases the leases, so the agents fence nothing while no
 monitor renews them.
+
+One monitor acts at a time: each pass first holds the leader lock in Redis (a lock of
+redis-py, that lapses LEADER_PASSES renew intervals after the last pass of a monitor
+that died), and a second monitor stands by until it can take it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shlex
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import redis
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
+from redis.exceptions import LockError
+from redis.lock import Lock
 
-from panel import hypervisor, sshkeys
+from panel import hypervisor, redis_client, sshkeys
 from panel.actors import Actor
 from panel.choices import HostFencing, JobKind
 from panel.models import Host, Job
@@ -39,6 +48,8 @@ log = logging.getLogger(__name__)
 NOT_WATCHING = 3  # panel-ha-agent renew: the agent's loop does not run
 # How often the HA VMs' definitions are read again from their hosts.
 REFRESH_SECONDS = 30
+# The leader lock lapses after this many renew intervals without a pass.
+LEADER_PASSES = 3
 
 
 def agent(*args: str) -> str:
@@ -151,6 +162,31 @@ class Monitor:
         self.stopping = threading.Event()
         self.refreshed_at = -float(REFRESH_SECONDS)
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ha")
+        self.leader = Lock(
+            redis_client.client(timeout=5),
+            cache.make_key("ha-monitor-leader"),
+            timeout=LEADER_PASSES * max(1.0, float(ha.renew_seconds())),
+        )
+        self.leading = False
+
+    def lead(self) -> bool:
+        """Whether this monitor acts this pass: it holds the leader lock, taken or kept.
+        While Redis cannot be reached a leader goes on (no other monitor can take the
+        lock then either), since leases left to run out would fence every HA VM."""
+        try:
+            if self.leading and self.leader.owned():
+                self.leader.reacquire()
+            else:
+                if self.leading:
+                    log.warning("HA monitor: the leader lock lapsed; taking it again")
+                self.leading = bool(self.leader.acquire(blocking=False))
+        except redis.RedisError as exc:
+            log.warning(
+                "HA monitor: Redis unreachable (%s); %s",
+                exc,
+                "going on as the leader" if self.leading else "standing by",
+            )
+        return self.leading
 
     def tick(self) -> None:
         ids = list(Host.objects.exclude(fencing="").values_list("pk", flat=True))
@@ -170,14 +206,24 @@ class Monitor:
         while not self.stopping.is_set():
             started = timezone.now()
             try:
-                self.tick()
+                if self.lead():
+                    self.tick()
             except Exception:  # noqa: BLE001 - the monitor keeps going; the next tick retries
                 log.warning("HA monitor pass failed", exc_info=True)
             spent = (timezone.now() - started).total_seconds()
             self.stopping.wait(max(0.2, ha.renew_seconds() - spent))
-        self.release()
+        self.step_down()
         self.pool.shutdown(wait=True)
         connection.close()
+
+    def step_down(self) -> None:
+        """A leader's end: its leases released, then its lock, for a standby to take."""
+        if not self.leading:
+            return
+        self.release()
+        with contextlib.suppress(redis.RedisError, LockError):
+            self.leader.release()
+        self.leading = False
 
     def stop(self) -> None:
         self.stopping.set()

@@ -8,7 +8,7 @@ from vms.services.ha_monitor import Monitor
 class Command(BaseCommand):
     help = (
         "Renew the HA agents' leases on the fenced hosts and restart the HA VMs of a host "
-        "that is lost on other hosts (run one of these)."
+        "that is lost on other hosts (a second one stands by while the first runs)."
     )
 
     def handle(self, *args, **options):
@@ -19,4 +19,4 @@ class Command(BaseCommand):
             monitor.run()
         except KeyboardInterrupt:
             monitor.stop()
-            monitor.release()
+            monitor.step_down()
