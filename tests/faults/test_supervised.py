@@ -267,8 +267,7 @@ def _works_again(panel: Panel, name: str, killed_at: float) -> None:
             )
         finally:
             virsh("undefine", domain)
-    elif name == "panel:ha-monitor":
-        # Its first start said so once; the restarted one says so again.
+    elif name == "panel:ha-monitor":  # its first start said so once, its restart again
         _wait(
             "the restarted HA monitor watches the fenced hosts again",
             lambda: panel.log("ha-monitor").count("HA monitor: renewing every") >= 2,
