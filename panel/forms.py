@@ -33,6 +33,14 @@ class HostForm(forms.Form):
         help_text="qemu+ssh hosts only: the panel reads the host's key and shows its "
         "fingerprint here for you to check against the host before you confirm.",
     )
+    migration_address = forms.CharField(
+        max_length=253,
+        required=False,
+        label="Migration address",
+        help_text="Optional: the IP address or host name other hosts reach this one at "
+        "when a VM migrates here (e.g. on a storage or migration network); its QEMU "
+        "listens on that address only. Empty: the host part of the URI.",
+    )
 
     def __init__(self, data: Any = None, *args: Any, **kwargs: Any) -> None:
         # A password typed into the URI is refused and must not be echoed back.

@@ -61,6 +61,9 @@ class Host(models.Model):
     ha_reached_at = models.DateTimeField(null=True, blank=True)
     ha_note = models.CharField(max_length=500, blank=True, default="", db_default="")
     fenced_at = models.DateTimeField(null=True, blank=True)
+    # The address (IP or host name) other hosts' QEMU reach this host's at when a VM
+    # migrates here: its QEMU listens on it alone. Empty: the host part of its URI.
+    migration_address = models.CharField(max_length=253, blank=True, default="", db_default="")
 
     class Meta:
         ordering = ["name"]

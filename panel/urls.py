@@ -65,6 +65,11 @@ urlpatterns = [
     path("hosts/<int:host_id>/refresh/", views.host_refresh, name="host_refresh"),
     path("hosts/<int:host_id>/certificates/", views.host_certificates, name="host_certificates"),
     path("hosts/<int:host_id>/accept-key/", views.host_accept_key, name="host_accept_key"),
+    path(
+        "hosts/<int:host_id>/migration-address/",
+        views.host_migration_address,
+        name="host_migration_address",
+    ),
     path("hosts/<int:host_id>/delete/", views.host_delete, name="host_delete"),
     path("jobs/", views.job_list, name="job_list"),
     path("jobs/panel/", views.job_panel, name="job_panel"),

@@ -23,6 +23,10 @@ class StoragePool(models.Model):
     autostart = models.BooleanField(default=False)
     persistent = models.BooleanField(default=True)
     synced = models.DateTimeField(null=True, blank=True)
+    # An admin's word that the pool's directory is one storage every host with a pool at
+    # the same path sees (NFS, a cluster file system, a SAN): a running VM whose disks
+    # all sit in such pools on both hosts migrates without copying them.
+    shared_storage = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         ordering = ["host__name", "name"]

@@ -14,6 +14,7 @@ urlpatterns = [
     path("<int:pool_id>/upload/", views.upload_page, name="pool_upload"),
     path("<int:pool_id>/volumes/add/", views.volume_add, name="volume_add"),
     path("<int:pool_id>/autostart/", views.pool_autostart, name="pool_autostart"),
+    path("<int:pool_id>/shared-storage/", views.pool_shared_storage, name="pool_shared_storage"),
     path("<int:pool_id>/delete/", views.pool_delete, name="pool_delete"),
     path("<int:pool_id>/build/", views.pool_build, name="pool_build"),
     path("<int:pool_id>/start/", views.pool_start, name="pool_start"),

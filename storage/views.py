@@ -170,6 +170,17 @@ def pool_form(apply: PoolForm) -> Callable[[HttpRequest, int], HttpResponse]:
 
 
 @pool_form
+def pool_shared_storage(request: HttpRequest, pool: StoragePool) -> str:
+    """Declare the pool shared storage, or not."""
+    on = request.POST.get("enabled") == "1"
+    services.set_pool_shared_storage(pool, on, actor=Actor.of(request))
+    messages.success(
+        request, f"Pool {pool.name}: {'shared' if on else 'local'} storage from now on."
+    )
+    return ""
+
+
+@pool_form
 def pool_autostart(request: HttpRequest, pool: StoragePool) -> str:
     """Start the pool with libvirtd, or not."""
     services.set_pool_autostart(pool, request.POST.get("enabled") == "1", actor=Actor.of(request))

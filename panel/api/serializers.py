@@ -8,9 +8,11 @@ from rest_framework import serializers
 
 from panel import jobs, quotas
 from panel.choices import ProjectRole
+from panel.exceptions import ServiceError
 from panel.models import AuditEvent, Host, HostCertificates, Job, Membership, Project
 from panel.permissions import can_manage_hosts
 from panel.services import host_keys
+from panel.services.host_migration import clean_migration_address
 from panel.services.hosts import host_error_for, host_facts_for
 
 User = get_user_model()
@@ -67,6 +69,15 @@ class AcceptHostKeySerializer(serializers.Serializer):
     )
 
 
+class MigrationAddressSerializer(serializers.Serializer):
+    migration_address = serializers.CharField(
+        max_length=253,
+        allow_blank=True,
+        help_text="An IP address or host name without scheme or port; empty to use the "
+        "host part of the host's URI.",
+    )
+
+
 class PanelSSHKeySerializer(serializers.Serializer):
     authorized_keys = serializers.CharField(
         help_text="The panel's public key, a line for ~/.ssh/authorized_keys on the host."
@@ -119,6 +130,14 @@ class HostSerializer(serializers.ModelSerializer):
         "admin checked (POST /api/v1/hosts/scan-key/ reads it). Without it, or when the host "
         "offers another key, the host is refused, the message naming the key it offers.",
     )
+    migration_address = serializers.CharField(
+        max_length=253,
+        required=False,
+        allow_blank=True,
+        help_text="The IP address or host name other hosts reach this one at when a VM "
+        "migrates here (tcp://<it>); its QEMU listens on that address only. Empty: the "
+        "host part of its URI. Change it with POST hosts/{id}/migration-address/.",
+    )
     reach = serializers.SerializerMethodField(
         help_text="Admins only (null for everyone else): how the panel reaches the host "
         "(transport, user, address, port), the SSH host key pinned for it and a different "
@@ -132,6 +151,7 @@ class HostSerializer(serializers.ModelSerializer):
             "name",
             "uri",
             "ssh_host_key_fingerprint",
+            "migration_address",
             "reach",
             "state",
             "domain_type",
@@ -165,6 +185,12 @@ class HostSerializer(serializers.ModelSerializer):
             "ha_note",
             "fenced_at",
         ]
+
+    def validate_migration_address(self, value: str) -> str:
+        try:
+            return clean_migration_address(value)
+        except ServiceError as exc:
+            raise serializers.ValidationError(exc.message) from exc
 
     @extend_schema_field(HostReachSerializer(allow_null=True))
     def get_reach(self, host: Host) -> dict[str, Any] | None:

@@ -58,6 +58,7 @@ from .serializers import (
     HostSerializer,
     JobSerializer,
     MembershipSerializer,
+    MigrationAddressSerializer,
     PanelSSHKeySerializer,
     ProjectSerializer,
     UserSerializer,
@@ -376,6 +377,7 @@ class HostViewSet(
             actor=Actor.of(self.request),
             certificates={f: data[f] for f in tlscerts.FIELDS if f in data},
             ssh_fingerprint=serializer.validated_data.get("ssh_host_key_fingerprint", ""),
+            migration_address=data.get("migration_address", ""),
         )
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -403,6 +405,17 @@ class HostViewSet(
         upload.is_valid(raise_exception=True)
         row = host_tls.replace_certificates(host, upload.validated_data, actor=Actor.of(request))
         return Response(HostCertificatesSerializer(row).data)
+
+    @extend_schema(request=MigrationAddressSerializer, responses=HostSerializer)
+    @action(detail=True, methods=["post"], url_path="migration-address")
+    def migration_address(self, request: Request, pk: str | None = None) -> Response:
+        """Set or clear where other hosts reach this one for migrations (admins)."""
+        host = self.get_object_for(ADMINISTER)
+        body = MigrationAddressSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        address = body.validated_data["migration_address"]
+        host = services.set_migration_address(host, address, actor=Actor.of(request))
+        return Response(HostSerializer(host, context={"request": request}).data)
 
     @extend_schema(request=None, responses=PanelSSHKeySerializer)
     @action(detail=False, methods=["get"], url_path="ssh-key")

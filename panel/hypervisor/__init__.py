@@ -80,6 +80,7 @@ from .migration import (
     domain_location,
     migrate_domain,
     migration_checks,
+    migration_endpoint,
     settle_migration,
 )
 from .move_storage import MoveResult, move_disk, settle_move
@@ -224,6 +225,7 @@ __all__ = [
     "MigrationProgress",
     "MigrationResult",
     "default_migration_uri",
+    "migration_endpoint",
     "delete_volumes",
     "domain_location",
     "migrate_domain",

@@ -3,6 +3,7 @@
 from panel.exceptions import ConflictError, ServiceError
 from panel.identity.tokens import create_token, revoke_token
 
+from .host_migration import clean_migration_address, set_migration_address
 from .hosts import (
     add_host,
     cancel_job,
@@ -31,6 +32,7 @@ __all__ = [
     "add_host",
     "add_member",
     "cancel_job",
+    "clean_migration_address",
     "create_project",
     "create_token",
     "create_user",
@@ -44,6 +46,7 @@ __all__ = [
     "revoke_token",
     "serialize_host",
     "set_host_state",
+    "set_migration_address",
     "set_password",
     "set_user_active",
     "update_project",

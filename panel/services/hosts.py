@@ -20,6 +20,7 @@ from panel.models import Host, Job
 from panel.notifications import facts
 from panel.permissions import can_manage_hosts
 from panel.services import host_keys, host_tls
+from panel.services.host_migration import clean_migration_address
 
 if TYPE_CHECKING:
     from panel.permissions import Person
@@ -80,6 +81,7 @@ def add_host(
     actor: Actor,
     certificates: dict[str, Any] | None = None,
     ssh_fingerprint: str = "",
+    migration_address: str = "",
 ) -> Host:
     """Register a host after proving the panel can talk to it; nothing is saved otherwise.
     A qemu+tls host comes with its certificates (ca_certificate, client_certificate,
@@ -90,6 +92,7 @@ def add_host(
     name = (name or "").strip()
     if not name:
         raise ServiceError("Give the host a name.", field="name")
+    migration_address = clean_migration_address(migration_address)
     try:
         uri = hypervisor.check_uri(uri)
     except hypervisor.InvalidURI as exc:
@@ -117,6 +120,7 @@ def add_host(
             last_seen=timezone.now(),
             ssh_host_key=key.line if key else "",
             ssh_host_key_pinned_at=timezone.now() if key else None,
+            migration_address=migration_address,
         )
         audit.record(
             actor, "host.add", host, detail=uri + (" with certificates" if verified else "")

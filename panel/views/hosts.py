@@ -121,6 +121,24 @@ def host_certificates(request: HttpRequest, host_id: int) -> HttpResponse:
 
 
 @require_POST
+def host_migration_address(request: HttpRequest, host_id: int) -> HttpResponse:
+    host = get_object_for_user(Host.objects.all(), request.user, host_id, ADMINISTER)
+    if "migration_address" not in request.POST:
+        messages.error(request, "Give a migration address, or an empty one to clear it.")
+        return redirect("host_detail", host_id=host.pk)
+    try:
+        services.set_migration_address(
+            host, request.POST["migration_address"], actor=Actor.of(request)
+        )
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        where = host.migration_address or "the host part of its URI"
+        messages.success(request, f"Migrations to {host.name} now go to {where}.")
+    return redirect("host_detail", host_id=host.pk)
+
+
+@require_POST
 def host_accept_key(request: HttpRequest, host_id: int) -> HttpResponse:
     host = get_object_for_user(Host.objects.all(), request.user, host_id, ADMINISTER)
     try:

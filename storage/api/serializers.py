@@ -24,9 +24,18 @@ class PoolSerializer(serializers.ModelSerializer):
             "available",
             "autostart",
             "persistent",
+            "shared_storage",
             "synced",
         ]
         read_only_fields = fields
+        extra_kwargs = {
+            "shared_storage": {
+                "help_text": "Declared by an admin: the pool's directory is one storage "
+                "every host with a pool at the same path sees (NFS, a cluster file system). "
+                "A running VM whose disks all sit in such pools on both hosts migrates live "
+                "without copying them."
+            }
+        }
 
 
 class PoolCreateSerializer(serializers.Serializer):

@@ -85,18 +85,29 @@ class PoolViewSet(
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(
-        request=inline_serializer("PoolPatch", {"autostart": serializers.BooleanField()}),
+        request=inline_serializer(
+            "PoolPatch",
+            {
+                "autostart": serializers.BooleanField(required=False),
+                "shared_storage": serializers.BooleanField(required=False),
+            },
+        ),
         responses=PoolSerializer,
     )
     def partial_update(self, request: Request, pk: str | None = None) -> Response:
+        """Change the pool's autostart, or declare it shared storage (or not)."""
         pool = self.get_object_for(ADMINISTER)
-        if "autostart" not in request.data:
-            raise ServiceError("Only autostart can be changed on a pool.", field="autostart")
-        pool = services.set_pool_autostart(
-            pool,
-            _truthy(request.data["autostart"]),
-            actor=Actor.of(request),
-        )
+        if not {"autostart", "shared_storage"} & set(request.data):
+            raise ServiceError(
+                "Only autostart and shared_storage can be changed on a pool.", field="autostart"
+            )
+        actor = Actor.of(request)
+        if "shared_storage" in request.data:
+            on = _truthy(request.data["shared_storage"])
+            pool = services.set_pool_shared_storage(pool, on, actor=actor)
+        if "autostart" in request.data:
+            on = _truthy(request.data["autostart"])
+            pool = services.set_pool_autostart(pool, on, actor=actor)
         return Response(PoolSerializer(pool).data)
 
     def _act(self, request: Request, verb: str) -> Response:

@@ -37,7 +37,13 @@ from .library import (
 )
 from .library_fetch import run_fetch as run_library_fetch
 from .library_fetch import sha256_in_sums
-from .pools import create_pool, delete_pool, pool_action, set_pool_autostart
+from .pools import (
+    create_pool,
+    delete_pool,
+    pool_action,
+    set_pool_autostart,
+    set_pool_shared_storage,
+)
 from .sync import observed, refresh_pool_row, sync_pools
 from .transfers import open_download, run_upload, start_upload
 from .trust import (
@@ -102,6 +108,7 @@ __all__ = [
     "run_upload",
     "run_volume_job",
     "set_pool_autostart",
+    "set_pool_shared_storage",
     "set_shared",
     "sha256_in_sums",
     "start_upload",

@@ -95,6 +95,10 @@ def pool_action(pool: StoragePool, action: str, *, actor: Actor) -> StoragePool 
     return pool
 
 
+# Pools whose volumes are files under one directory: the only ones the flag applies to.
+SHARED_TYPES = ("dir", "fs", "netfs")
+
+
 def set_pool_autostart(pool: StoragePool, on: bool, *, actor: Actor) -> StoragePool:
     """Turn the pool's autostart on or off."""
     with _pool_change(pool, actor, "pool.autostart", "change storage pools") as change:
@@ -103,6 +107,24 @@ def set_pool_autostart(pool: StoragePool, on: bool, *, actor: Actor) -> StorageP
         with transaction.atomic():
             pool = save_pool(pool.host, info)
             change.done("on" if on else "off")
+    return pool
+
+
+def set_pool_shared_storage(pool: StoragePool, on: bool, *, actor: Actor) -> StoragePool:
+    """Declare the pool's directory shared storage (every host with a pool at the same
+    path sees the same files), or take that back. A running VM whose disks all sit in
+    such pools on both hosts then migrates live without copying them."""
+    with _pool_change(pool, actor, "pool.shared_storage", "change storage pools") as change:
+        if on and pool.type not in SHARED_TYPES:
+            raise ServiceError(
+                f"Pool {pool.name} is a {pool.type} pool: only directory, file system and "
+                "network file system pools can be declared shared storage.",
+                field="shared_storage",
+            )
+        with transaction.atomic():
+            StoragePool.objects.filter(pk=pool.pk).update(shared_storage=on)
+            pool.shared_storage = on
+            change.done("declared shared storage" if on else "local storage")
     return pool
 
 

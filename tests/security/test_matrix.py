@@ -105,6 +105,7 @@ MATRIX = {
     # The form's empty body is refused with a message on the host's page.
     "POST host_certificates certificates": "302 403 403 403 404",
     "POST host_accept_key accept-key": "302 403 403 403 404",
+    "POST host_migration_address migration-address": "302 403 403 403 404",
     "GET job_list jobs": "200 200 200 200 200",
     "GET job_panel panel": "200 200 200 200 200",
     "GET job_detail": "200 200 200 200 404",
@@ -194,6 +195,7 @@ MATRIX = {
     "GET pool_upload upload": "200 200 200 200 404",
     "POST volume_add add": "302 302 302 403 404",
     "POST pool_autostart autostart": "302 403 403 403 404",
+    "POST pool_shared_storage shared-storage": "302 403 403 403 404",
     "POST pool_start start": "302 403 403 403 404",
     "POST pool_stop stop": "302 403 403 403 404",
     "POST pool_build build": "302 403 403 403 404",
@@ -291,6 +293,7 @@ MATRIX = {
     "GET host-ssh-key ssh-key": "200 403 403 403 403",
     "POST host-scan-key scan-key": "400 403 403 403 403",
     "POST host-accept-key accept-key": "400 403 403 403 404",
+    "POST host-migration-address migration-address": "400 403 403 403 404",
     "GET vm-list vms": "200 200 200 200 200",
     "GET vm-detail": "200 200 200 200 404",
     "POST vm-console console": "400 400 400 400 404",

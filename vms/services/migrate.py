@@ -30,7 +30,7 @@ from storage.models import StoragePool, Volume
 from storage.services import refresh_pool_row
 from vms.choices import VMState
 from vms.models import VirtualMachine
-from vms.services import placement
+from vms.services import migrate_hosts, placement
 from vms.services.common import apply_info, on_vm_host, vm_job
 from vms.services.sync import mark_missing, sync_domain, vm_messages
 
@@ -180,6 +180,7 @@ def precheck(
     vm: VirtualMachine, target: Host, options: hypervisor.MigrationOptions
 ) -> list[hypervisor.Check]:
     """Every condition of migrating vm to target with options, read from both hosts."""
+    options = migrate_hosts.between(options, vm.host, target)
     with on_vm_host(vm, failed=f"Checking {vm.name}"):
         return list(
             hypervisor.migration_checks(
@@ -263,12 +264,8 @@ def run_migrate_job(job: Job) -> None:
     source = vm.host
     if source.pk == target.pk:
         raise ServiceError(f"{vm.name} already runs on {target.name}.")
-    options = hypervisor.MigrationOptions(
-        **{
-            **spec["options"],
-            "migration_uri": hypervisor.default_migration_uri(source.uri, target.uri),
-        }
-    )
+    asked = {k: v for k, v in spec["options"].items() if k != "shared_paths"}
+    options = migrate_hosts.between(hypervisor.MigrationOptions(**asked), source, target)
     jobs.report(
         job.pk,
         progress=1,

@@ -21,3 +21,4 @@ from panel.hypervisor.migration.values import MigrationOptions as MigrationOptio
 from panel.hypervisor.migration.values import MigrationProgress as MigrationProgress
 from panel.hypervisor.migration.values import MigrationResult as MigrationResult
 from panel.hypervisor.migration.values import default_migration_uri as default_migration_uri
+from panel.hypervisor.migration.values import migration_endpoint as migration_endpoint

@@ -22,9 +22,13 @@ from panel.hypervisor.migration.domain import (
     passthrough_devices,
     running_pool,
     volume_at,
+    volume_seen_at,
 )
-from panel.hypervisor.migration.values import NEEDS_COPY, MigrationOptions
+from panel.hypervisor.migration.values import NEEDS_COPY, MigrationOptions, under_shared_paths
 from panel.hypervisor.specs import Check
+
+# Pool types whose storage libvirt itself knows to be shared between hosts.
+LIBVIRT_SHARED_POOLS = ("netfs", "rbd", "gluster", "sheepdog")
 
 
 def _cpu_check(
@@ -104,6 +108,32 @@ def _memory_checks(
     return [Check("memory", "pass", f"{free // 2**20} MiB free on the target; {mib} MiB needed.")]
 
 
+def _same_path_check(
+    target: str, path: str, there: libvirt.virStorageVol, options: MigrationOptions
+) -> Check:
+    """A writable disk of a live migration that the target has at the same path: shared
+    storage libvirt knows by its type, or one the admin declared shared on both hosts."""
+    if under_shared_paths(path, options.shared_paths):
+        return Check(
+            f"disk {target}",
+            "pass",
+            f"{path} is on storage declared shared on both hosts: it is not copied.",
+        )
+    pool = there.storagePoolLookupByVolume()
+    kind = etree.fromstring(pool.XMLDesc(0).encode()).get("type", "")
+    if kind in LIBVIRT_SHARED_POOLS:
+        return Check(f"disk {target}", "pass", f"{path} is on {kind} storage both hosts see.")
+    return Check(
+        f"disk {target}",
+        "fail",
+        f"{path} is at the same path on the target (pool '{pool.name()}'), but libvirt "
+        "cannot tell it is the same storage and refuses to migrate the running VM. If it "
+        "is one shared storage (NFS, a cluster file system), declare its pool shared "
+        "storage on both hosts; if not, move the disk to a pool the target does not have "
+        "and choose storage copy.",
+    )
+
+
 def _disk_check(
     src: libvirt.virConnect,
     dst: libvirt.virConnect,
@@ -112,8 +142,11 @@ def _disk_check(
 ) -> Check | None:
     """The check of one disk (target, path, device, read-only); None when it is to be copied."""
     target, path, device, readonly = disk
-    if volume_at(dst, path) is not None:
-        return Check(f"disk {target}", "pass", f"{path} is reachable on the target.")
+    there = volume_seen_at(dst, path)
+    if there is not None:
+        if readonly or device != "disk" or not options.live:
+            return Check(f"disk {target}", "pass", f"{path} is reachable on the target.")
+        return _same_path_check(target, path, there, options)
     if readonly or device != "disk":
         return Check(
             f"disk {target}",

@@ -5,10 +5,12 @@ devices, a host's identity, volumes by path, a domain by UUID and the target's p
 from __future__ import annotations
 
 import contextlib
+import os
 
 import libvirt
 from lxml import etree
 
+from panel.hypervisor import xml
 from panel.hypervisor.errors import Conflict
 
 
@@ -77,6 +79,21 @@ def volume_at(conn: libvirt.virConnect, path: str) -> libvirt.virStorageVol | No
         if exc.get_error_code() == libvirt.VIR_ERR_NO_STORAGE_VOL:
             return None
         raise
+
+
+def volume_seen_at(conn: libvirt.virConnect, path: str) -> libvirt.virStorageVol | None:
+    """volume_at(), after refreshing the host's running pools of path's directory: on
+    shared storage, a volume another host made is there before this host's pool lists it."""
+    vol = volume_at(conn, path)
+    if vol is not None:
+        return vol
+    folder = os.path.dirname(path)
+    for pool in conn.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE):
+        with contextlib.suppress(libvirt.libvirtError):
+            if xml.parse_pool(pool.XMLDesc(0))[1].rstrip("/") == folder:
+                pool.refresh(0)
+                return volume_at(conn, path)
+    return None
 
 
 def disk_capacity(dom: libvirt.virDomain, conn: libvirt.virConnect, target: str, path: str) -> int:

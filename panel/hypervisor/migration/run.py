@@ -42,6 +42,7 @@ from panel.hypervisor.migration.values import (
     MigrationProgress,
     MigrationResult,
     Progress,
+    under_shared_paths,
 )
 from panel.hypervisor.specs import VolumeSpec
 
@@ -108,8 +109,24 @@ def _retarget(xml_text: str, copies: list[DiskCopy]) -> str:
     return etree.tostring(root, encoding="unicode")
 
 
-def _flags(options: MigrationOptions, persistent_source: bool) -> int:
+def _declared_safe(root: etree._Element, copies: list[DiskCopy], options: MigrationOptions) -> bool:
+    """Whether every writable disk the migration does not copy sits in storage the admin
+    declared shared on both hosts (and there is at least one)."""
+    copied = {c.source for c in copies}
+    kept = [
+        path
+        for _el, _target, path, device, readonly in domain_disks(root)
+        if not readonly and device == "disk" and path not in copied
+    ]
+    return bool(kept) and all(under_shared_paths(p, options.shared_paths) for p in kept)
+
+
+def _flags(options: MigrationOptions, persistent_source: bool, declared_safe: bool) -> int:
     flags = 0
+    if options.live and declared_safe:
+        # libvirt knows NFS, GFS2, Ceph...; storage the admin declared shared it takes
+        # for a local disk and refuses ("Migration without shared storage is unsafe").
+        flags |= libvirt.VIR_MIGRATE_UNSAFE
     if options.live:
         flags |= libvirt.VIR_MIGRATE_LIVE
     else:
@@ -141,6 +158,8 @@ def _params(
     params: dict[str, object] = {}
     if options.live and options.migration_uri:
         params[libvirt.VIR_MIGRATE_PARAM_URI] = options.migration_uri
+    if options.live and options.listen_address:
+        params[libvirt.VIR_MIGRATE_PARAM_LISTEN_ADDRESS] = options.listen_address
     if options.bandwidth_mib:
         params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] = int(options.bandwidth_mib)
     inactive_flags = libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_MIGRATABLE
@@ -269,7 +288,7 @@ def migrate_domain(
         live_xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE)
         copies = _plan_copies(src, dst, dom, xml.parse(live_xml), options)
         params = _params(dom, live_xml, copies, options, persistent)
-        flags = _flags(options, persistent)
+        flags = _flags(options, persistent, _declared_safe(xml.parse(live_xml), copies, options))
         made = _create_target_volumes(dst, copies, options, on_target_volume)
 
     if copies and not options.live:

@@ -26,7 +26,11 @@ class MigrationOptions:
     """How to migrate. copy_storage: "" (shared storage), "all" or "incremental";
     target_pool: the pool on the target where copied disks are created first.
     bandwidth_mib: MiB/s, 0 for no limit. migration_uri: where the target's QEMU
-    listens (tcp://address[:port]); empty lets libvirt use the target's hostname."""
+    listens (tcp://address[:port]); empty lets libvirt use the target's hostname.
+    listen_address: the one address the target's QEMU listens on for it (empty: libvirt's
+    default, every interface). shared_paths: directories declared shared storage on both
+    hosts: a live migration whose disks not copied all sit under them is told it is safe
+    (VIR_MIGRATE_UNSAFE), as libvirt cannot tell such storage apart from a local disk."""
 
     live: bool = True
     persistent: bool = True
@@ -37,6 +41,8 @@ class MigrationOptions:
     post_copy: bool = False
     bandwidth_mib: int = 0
     migration_uri: str = ""
+    listen_address: str = ""
+    shared_paths: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -99,3 +105,20 @@ def default_migration_uri(source_uri: str, target_uri: str) -> str:
     if source in (None, "127.0.0.1", "localhost", "::1"):
         return "tcp://127.0.0.1"
     return ""
+
+
+def migration_endpoint(source_uri: str, target_uri: str, address: str = "") -> tuple[str, str]:
+    """(migration URI, listen address) of a migration to the target: tcp://address when
+    the target has a migration address, else default_migration_uri(); the target's QEMU
+    listens on that URI's host alone (none when there is no URI)."""
+    uri = (
+        (f"tcp://[{address}]" if ":" in address else f"tcp://{address}")
+        if address
+        else default_migration_uri(source_uri, target_uri)
+    )
+    return uri, (urlsplit(uri).hostname or "") if uri else ""
+
+
+def under_shared_paths(path: str, shared_paths: tuple[str, ...] | list[str]) -> bool:
+    """Whether path is a file inside one of the directories declared shared storage."""
+    return any(path.startswith(d.rstrip("/") + "/") for d in shared_paths if d)
