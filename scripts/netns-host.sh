@@ -48,6 +48,7 @@ NET_ID=${PANEL_NETNS_ID:-0}
 ID_TAG=${NET_ID#0}
 BASE_DIR=${PANEL_NETNS_HOSTS_DIR:-/var/lib/panel-netns-hosts$ID_TAG}
 SHARED_DIR=/var/lib/panel-shared
+QEMU_PKI_DIR=$BASE_DIR/qemu-pki
 NET_PREFIX=172.31.$((250 + NET_ID))
 BRIDGE=pbr$NET_ID
 START_TIMEOUT=20
@@ -213,6 +214,41 @@ EOF
 # this host's own /run/libvirt (the machine's /run is shared by every test host).
 LEASE_DIR=/run/libvirt/panel-ha
 EOF
+  # QEMU's certificates for migrations over TLS, in the host's own /etc/libvirt.
+  make_qemu_pki
+  cp -a "$QEMU_PKI_DIR" "$ETC_DIR/qemu-pki"
+  printf '\n# scripts/netns-host.sh: migrations over TLS.\nmigrate_tls_x509_cert_dir = "/etc/libvirt/qemu-pki"\nmigrate_tls_x509_verify = 1\n' \
+    >>"$ETC_DIR/qemu.conf"
+}
+
+# QEMU's TLS certificates of the hosts' network, made once for all its hosts: a CA, and
+# one certificate that names every address of the network, for server and client use,
+# under the names QEMU reads (ca-cert.pem, server-cert.pem, client-cert.pem and keys),
+# readable by QEMU's user. The CA's key stays beside them, outside the hosts.
+make_qemu_pki() {
+  local dir=$QEMU_PKI_DIR group ext sans i
+  [ -s "$dir/server-cert.pem" ] && return 0
+  group=$(stat -c %G /var/lib/libvirt/qemu 2>/dev/null || echo root)
+  rm -rf "$dir"
+  install -d -m 0750 -g "$group" "$dir"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+    -subj "/CN=panel test hosts CA" -keyout "$BASE_DIR/qemu-ca-key.pem" \
+    -out "$dir/ca-cert.pem" 2>/dev/null
+  sans="IP:$(panel_address)"
+  for ((i = 2; i < 252; i++)); do sans+=",IP:$NET_PREFIX.$i"; done
+  ext=$BASE_DIR/qemu-cert.ext
+  printf '%s\n' "basicConstraints=CA:FALSE" "keyUsage=digitalSignature,keyEncipherment" \
+    "extendedKeyUsage=serverAuth,clientAuth" "subjectAltName=$sans" >"$ext"
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -subj "/CN=panel test host" -keyout "$dir/server-key.pem" -out "$BASE_DIR/qemu.csr" 2>/dev/null
+  openssl x509 -req -in "$BASE_DIR/qemu.csr" -CA "$dir/ca-cert.pem" \
+    -CAkey "$BASE_DIR/qemu-ca-key.pem" -CAcreateserial -CAserial "$BASE_DIR/qemu-ca.srl" \
+    -days 3650 -extfile "$ext" -out "$dir/server-cert.pem" 2>/dev/null
+  cp "$dir/server-cert.pem" "$dir/client-cert.pem"
+  cp "$dir/server-key.pem" "$dir/client-key.pem"
+  chgrp "$group" "$dir"/*.pem
+  chmod 0640 "$dir"/*.pem
+  rm -f "$BASE_DIR/qemu.csr" "$ext"
 }
 
 make_ssh_config() {

@@ -19,7 +19,7 @@ from storage.models import StoragePool
 from .models import VirtualMachine
 from .services import migrate, move_storage
 
-FORM_BOOLS = ("live", "persistent", "undefine_source", "auto_converge", "post_copy")
+FORM_BOOLS = ("live", "persistent", "undefine_source", "auto_converge", "post_copy", "tls")
 
 
 @require_http_methods(["GET", "POST"])

@@ -263,6 +263,11 @@ class VirtualMachineViewSet(
                 "auto_converge": serializers.BooleanField(required=False),
                 "post_copy": serializers.BooleanField(required=False),
                 "bandwidth_mib": serializers.IntegerField(required=False),
+                "tls": serializers.BooleanField(
+                    required=False,
+                    help_text="send memory and disks over TLS (QEMU's, with each host's "
+                    "certificates in /etc/pki/qemu)",
+                ),
             },
         ),
         responses={202: JOB_QUEUED},

@@ -36,7 +36,7 @@ from vms.services.sync import mark_missing, sync_domain, vm_messages
 
 log = logging.getLogger(__name__)
 
-BOOL_FIELDS = ("live", "persistent", "undefine_source", "auto_converge", "post_copy")
+BOOL_FIELDS = ("live", "persistent", "undefine_source", "auto_converge", "post_copy", "tls")
 COPY_CHOICES = {
     False: "",
     True: "all",
@@ -112,6 +112,7 @@ class MigrationAsk:
     undefine_source: bool = True
     auto_converge: bool = False
     post_copy: bool = False
+    tls: bool = False
 
     @classmethod
     def parse(cls, data: Mapping[str, Any]) -> MigrationAsk:
@@ -172,6 +173,7 @@ def resolve(vm: VirtualMachine, ask: MigrationAsk, *, actor: Actor) -> Migration
         undefine_source=ask.undefine_source,
         auto_converge=ask.auto_converge,
         post_copy=ask.post_copy,
+        tls=ask.tls,
     )
     return MigrationRequest(target=target, options=options, target_pool_id=ask.target_pool)
 
@@ -284,6 +286,7 @@ def run_migrate_job(job: Job) -> None:
         log_line=f"migration started ({'live' if options.live else 'offline'}"
         + (f", {options.copy_storage} storage copy" if options.copy_storage else "")
         + (f", {options.bandwidth_mib} MiB/s" if options.bandwidth_mib else "")
+        + (", over TLS" if options.tls else "")
         + f") to {options.migration_uri or 'the target default'}",
     )
     result = _migrate(job, vm, target, options)

@@ -143,6 +143,8 @@ def _flags(options: MigrationOptions, persistent_source: bool, declared_safe: bo
         flags |= libvirt.VIR_MIGRATE_AUTO_CONVERGE
     if options.post_copy:
         flags |= libvirt.VIR_MIGRATE_POSTCOPY
+    if options.tls:
+        flags |= libvirt.VIR_MIGRATE_TLS
     return flags
 
 

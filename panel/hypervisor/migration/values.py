@@ -30,7 +30,9 @@ class MigrationOptions:
     listen_address: the one address the target's QEMU listens on for it (empty: libvirt's
     default, every interface). shared_paths: directories declared shared storage on both
     hosts: a live migration whose disks not copied all sit under them is told it is safe
-    (VIR_MIGRATE_UNSAFE), as libvirt cannot tell such storage apart from a local disk."""
+    (VIR_MIGRATE_UNSAFE), as libvirt cannot tell such storage apart from a local disk.
+    tls: the memory and disk streams go over TLS (QEMU's, with each host's certificates
+    in /etc/pki/qemu), for a migration network the panel does not trust."""
 
     live: bool = True
     persistent: bool = True
@@ -43,6 +45,7 @@ class MigrationOptions:
     migration_uri: str = ""
     listen_address: str = ""
     shared_paths: tuple[str, ...] = ()
+    tls: bool = False
 
 
 @dataclass(frozen=True)
