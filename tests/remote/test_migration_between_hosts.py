@@ -185,17 +185,14 @@ def migrate_and_watch_speed(bed: Bed, vm, target: Host, source_socket: str, **op
     raise AssertionError(f"job #{body['job']} did not finish: {job.message}")
 
 
-def test_a_running_vm_on_shared_storage_moves_to_c_and_back_within_its_bandwidth(bed):
+def shared_disk(bed: Bed) -> Path:
     disk = bed.shared_dir / "data.qcow2"
     virsh(bed.b_socket, "vol-create-as", bed.shared_dir.name, disk.name, "16M", "--format", "qcow2")
-    vm = bed.guest(bed.b, disk=str(disk))
-    token = mark(bed.b.uri, vm)
+    return disk
 
-    # libvirt cannot tell this directory is one storage: until the admin says so on both
-    # hosts, the panel refuses and says what to do, and nothing moves.
-    status, body = bed.migrate(vm, bed.c)
-    assert status == 409, body
-    assert "declare its pool shared storage on both hosts" in body["detail"], body
+
+def declare_shared(bed: Bed) -> None:
+    """The admin says the shared directory's pool is one storage, on b and on c."""
     for host in (bed.b, bed.c):
         status, body = api(
             bed.stack,
@@ -206,6 +203,19 @@ def test_a_running_vm_on_shared_storage_moves_to_c_and_back_within_its_bandwidth
         )
         assert status == 200 and body["shared_storage"] is True, body
 
+
+def test_a_running_vm_on_shared_storage_moves_to_c_and_back_within_its_bandwidth(bed):
+    disk = shared_disk(bed)
+    vm = bed.guest(bed.b, disk=str(disk))
+    token = mark(bed.b.uri, vm)
+
+    # libvirt cannot tell this directory is one storage: until the admin says so on both
+    # hosts, the panel refuses and says what to do, and nothing moves.
+    status, body = bed.migrate(vm, bed.c)
+    assert status == 409, body
+    assert "declare its pool shared storage on both hosts" in body["detail"], body
+    declare_shared(bed)
+
     job, speeds = migrate_and_watch_speed(bed, vm, bed.c, bed.b_socket, bandwidth_mib=2)
     assert job.state == "succeeded", job.log
     assert f"to tcp://{bed.c.migration_address}\n" in job.log and "2 MiB/s" in job.log
@@ -215,11 +225,12 @@ def test_a_running_vm_on_shared_storage_moves_to_c_and_back_within_its_bandwidth
     assert in_guest(bed.c.uri, str(vm.pk), "cat /tmp/marker") == [token]
     assert in_guest(bed.c.uri, str(vm.pk), "ls /sys/block") != []
 
-    status, body = bed.migrate(vm, bed.b)
+    # Back over TLS: QEMU's own, with the hosts' certificates (scripts/netns-host.sh).
+    status, body = bed.migrate(vm, bed.b, tls=True)
     assert status == 202, body
     job = wait_job(body["job"], timeout=120)
     assert job.state == "succeeded", job.log
-    assert f"to tcp://{bed.b.migration_address}\n" in job.log
+    assert f", over TLS) to tcp://{bed.b.migration_address}\n" in job.log
     assert where(bed, vm) == ("running", "absent")
     assert VirtualMachine.objects.get(pk=vm.pk).host == bed.b
     assert in_guest(bed.b.uri, str(vm.pk), "cat /tmp/marker") == [token]
@@ -279,6 +290,14 @@ def test_a_running_vm_moves_from_this_machine_to_b_and_back(bed, netns_panel_add
     assert hypervisor.domain_location(LOCAL_URI, bed.b.uri, info.uuid) == ("absent", "running")
     assert in_guest(bed.b.uri, info.uuid, "cat /tmp/marker") == [token]
 
+    # Over TLS it cannot come back: this machine has no certificates for QEMU. The job
+    # says so, and the guest keeps running on b.
+    status, body = bed.migrate(vm, a, tls=True)
+    assert status == 202, body
+    job = wait_job(body["job"], timeout=120)
+    assert job.state == "failed" and "ca-cert.pem" in job.message, (job.message, job.log)
+    assert hypervisor.domain_location(LOCAL_URI, bed.b.uri, info.uuid) == ("absent", "running")
+
     # Back: b's QEMU sends to this machine's address on the hosts' network.
     status, body = bed.migrate(vm, a)
     assert status == 202, body
@@ -288,3 +307,23 @@ def test_a_running_vm_moves_from_this_machine_to_b_and_back(bed, netns_panel_add
     assert hypervisor.domain_location(LOCAL_URI, bed.b.uri, info.uuid) == ("running", "absent")
     assert in_guest(LOCAL_URI, info.uuid, "cat /tmp/marker") == [token]
     assert VirtualMachine.objects.get(pk=vm.pk).host == a
+
+
+def test_a_drain_of_b_moves_its_running_vm_to_c_on_the_shared_storage(bed):
+    declare_shared(bed)
+    vm = bed.guest(bed.b, disk=str(shared_disk(bed)))
+    token = mark(bed.b.uri, vm)
+
+    status, plan = api(bed.stack, bed.admin, "GET", f"hosts/{bed.b.pk}/drain-plan/")
+    assert status == 200, plan
+    assert [(s["vm_name"], s["target_name"], s["how"]) for s in plan] == [
+        (vm.name, "c", "live, shared storage")
+    ], plan
+    status, body = api(bed.stack, bed.admin, "POST", f"hosts/{bed.b.pk}/drain/")
+    assert status == 202, body
+    job = wait_job(body["job"], timeout=180)
+    assert job.state == "succeeded", job.log
+    assert job.message == "1 of 1 VMs moved; 0 still run on b.", job.log
+    assert where(bed, vm) == ("absent", "running")
+    assert VirtualMachine.objects.get(pk=vm.pk).host == bed.c
+    assert in_guest(bed.c.uri, str(vm.pk), "cat /tmp/marker") == [token]
