@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import secrets
 import shutil
-import subprocess
 import time
 import uuid as uuidlib
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from panel import hypervisor
 from panel.models import Host, Job
 from storage.models import StoragePool
 from tests.conftest import LOCAL_URI, guest_spec
-from tests.migration.conftest import console_says
+from tests.migration.conftest import console_says, virsh
 from tests.migration.test_live import in_guest
 from tests.remote.test_ssh_hosts import api, wait_job
 from vms.models import VirtualMachine
@@ -31,15 +30,6 @@ from vms.services import sync_domain
 pytestmark = [pytest.mark.libvirt, pytest.mark.stack, pytest.mark.timeout(300)]
 
 SHARED = Path("/var/lib/panel-shared")
-
-
-def virsh(uri: str, *args: str, check: bool = True) -> str:
-    result = subprocess.run(
-        ["virsh", "-c", uri, *args], capture_output=True, text=True, timeout=60, check=False
-    )
-    if check:
-        assert result.returncode == 0, f"virsh {' '.join(args)}: {result.stdout}{result.stderr}"
-    return result.stdout
 
 
 @pytest.fixture
