@@ -36,6 +36,6 @@ class VmsConfig(AppConfig):
         registry.add_undo(
             ["vm.shutdown", "vm.save", "vm.restore", "vm.delete"]
             + ["vm.snapshot.create", "vm.snapshot.revert", "vm.snapshot.delete"]
-            + ["vm.snapshot.merge"],
+            + ["vm.snapshot.merge", "vm.ha_restart"],
             common.undo_abandoned,
         )
